@@ -1,0 +1,423 @@
+//! Types and constants shared by the eBPF programs and the userspace daemon.
+//!
+//! Every type that crosses a map is `#[repr(C)]`, built from fixed-width integers with
+//! explicit padding, and its size is asserted at compile time, so that both sides read
+//! the same bytes. No `bool`, `enum` or `Option` crosses a map.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Group ids are one byte; 0 means "this port is not watched".
+pub const GROUP_NONE: u8 = 0;
+/// Number of group slots (ids 1..MAX_GROUPS-1 are usable).
+pub const MAX_GROUPS: usize = 64;
+/// Entries in each per-protocol port table (one per port number).
+pub const PORT_TABLE_ENTRIES: u32 = 65_536;
+
+/// IP protocol numbers the data path classifies.
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Address families as carried in events and flow keys.
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// Protocol index used in [`stats_index`].
+pub const PROTO_IDX_TCP: u32 = 0;
+pub const PROTO_IDX_UDP: u32 = 1;
+
+/// Verdicts.
+pub const VERDICT_ALLOWED: u8 = 0;
+pub const VERDICT_DENIED: u8 = 1;
+
+/// What the data path did with a packet.
+pub const ACTION_PASS: u8 = 0;
+/// Monitor mode: the group is not enforced, but drop mode would have dropped this packet.
+pub const ACTION_WOULD_DROP: u8 = 1;
+pub const ACTION_DROPPED: u8 = 2;
+
+/// How the node answered a flagged attempt.
+pub const ANSWER_NONE: u8 = 0;
+/// TCP SYN-ACK, or a UDP datagram back from the watched port.
+pub const ANSWER_ACCEPTED: u8 = 1;
+/// TCP RST, or ICMP/ICMPv6 port unreachable.
+pub const ANSWER_REFUSED: u8 = 2;
+
+/// Which program produced an event.
+pub const HOOK_XDP: u8 = 1;
+pub const HOOK_TC_INGRESS: u8 = 2;
+pub const HOOK_TC_EGRESS: u8 = 3;
+
+/// Event kinds.
+/// A new connection from a source that is not allowed.
+pub const EVENT_FLAGGED: u8 = 1;
+/// A sampled new connection from an allowed source (a flow record).
+pub const EVENT_SAMPLED: u8 = 2;
+/// The node's answer to a flagged attempt, seen by the egress program.
+pub const EVENT_ANSWER: u8 = 3;
+
+/// TCP flag bits as in the TCP header's 13th byte.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_URG: u8 = 0x20;
+
+/// Parser bounds.
+pub const MAX_VLAN_TAGS: usize = 2;
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+/// Index of a packet-level reason counter in the `REASONS` per-CPU array.
+///
+/// Reasons below [`REASON_FIRST_MALFORMED`] describe packets that are fine but not
+/// classified (not IP, not TCP/UDP); the rest describe packets that were passed untouched
+/// because they could not be parsed, or answers that could not be reported.
+pub mod reason {
+    /// Not IPv4/IPv6 (ARP, LLDP, ...).
+    pub const NOT_IP: u32 = 0;
+    /// IP, but neither TCP nor UDP (ICMP, SCTP, ...).
+    pub const OTHER_L4: u32 = 1;
+    /// IPv4 non-first fragment: counted, never parsed for ports.
+    pub const IPV4_FRAGMENT: u32 = 2;
+    /// IPv6 non-first fragment: counted, never parsed for ports.
+    pub const IPV6_FRAGMENT: u32 = 3;
+    /// More VLAN tags than [`super::MAX_VLAN_TAGS`].
+    pub const VLAN_TOO_DEEP: u32 = 4;
+    /// Frame shorter than an Ethernet header.
+    pub const TRUNC_ETH: u32 = 5;
+    /// Frame ends inside a VLAN tag.
+    pub const TRUNC_VLAN: u32 = 6;
+    /// Frame ends inside the IPv4 header (fixed part or options).
+    pub const TRUNC_IPV4: u32 = 7;
+    /// IPv4 header with version != 4 or IHL < 5.
+    pub const BAD_IPV4: u32 = 8;
+    /// Frame ends inside the fixed IPv6 header.
+    pub const TRUNC_IPV6: u32 = 9;
+    /// Frame ends inside an IPv6 extension header.
+    pub const TRUNC_IPV6_EXT: u32 = 10;
+    /// More IPv6 extension headers than [`super::MAX_IPV6_EXT_HEADERS`].
+    pub const IPV6_EXT_LIMIT: u32 = 11;
+    /// Frame ends inside the TCP or UDP header.
+    pub const TRUNC_L4: u32 = 12;
+    /// TCP header with a data offset < 5.
+    pub const BAD_TCP: u32 = 13;
+    /// An answer event (SYN-ACK/RST/ICMP) that the ring buffer had no room for.
+    /// The answer is still recorded on the flow, where userspace finds it.
+    pub const ANSWER_RINGBUF_FULL: u32 = 14;
+    /// Flow table update failed (the LRU map refused an insert).
+    pub const FLOW_UPDATE_FAILED: u32 = 15;
+    pub const COUNT: u32 = 16;
+    /// Names in index order, as exported in metrics.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "not_ip",
+        "other_l4",
+        "ipv4_fragment",
+        "ipv6_fragment",
+        "vlan_too_deep",
+        "truncated_ethernet",
+        "truncated_vlan",
+        "truncated_ipv4",
+        "bad_ipv4_header",
+        "truncated_ipv6",
+        "truncated_ipv6_ext",
+        "ipv6_ext_limit",
+        "truncated_l4",
+        "bad_tcp_header",
+        "answer_ringbuf_full",
+        "flow_update_failed",
+    ];
+}
+
+/// Number of entries in the per-CPU `GROUP_STATS` array.
+pub const STATS_ENTRIES: u32 = (MAX_GROUPS as u32) * 4;
+
+/// Index into `GROUP_STATS` for (group, protocol index, verdict).
+#[inline(always)]
+pub const fn stats_index(group: u8, proto_idx: u32, verdict: u8) -> u32 {
+    ((group as u32) << 2) | ((proto_idx & 1) << 1) | ((verdict as u32) & 1)
+}
+
+/// Counters per (group, protocol, verdict), per CPU.
+///
+/// Invariants the data path keeps exactly, per entry:
+/// - denied:  `new_conns == events + lost_rate_limited + lost_ringbuf_full`
+/// - allowed: `new_conns == events + sampled_out + lost_ringbuf_full`
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
+pub struct GroupStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// New connections (TCP without ACK/RST, or the first UDP packet of an idle 5-tuple).
+    pub new_conns: u64,
+    /// Packets from sources not allowed, in a group in monitor mode.
+    pub would_drop: u64,
+    /// Packets from sources not allowed, dropped because the group enforces.
+    pub dropped: u64,
+    /// Events written to the ring buffer (flagged events for denied, flow records for allowed).
+    pub events: u64,
+    /// Flagged events withheld by the per-source token bucket.
+    pub lost_rate_limited: u64,
+    /// Events the ring buffer had no room for.
+    pub lost_ringbuf_full: u64,
+    /// Allowed new connections not chosen by 1-in-N sampling.
+    pub sampled_out: u64,
+}
+const _: () = assert!(size_of::<GroupStats>() == 72);
+
+impl GroupStats {
+    /// Adds another CPU's counters to this one.
+    pub fn accumulate(&mut self, o: &GroupStats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.new_conns += o.new_conns;
+        self.would_drop += o.would_drop;
+        self.dropped += o.dropped;
+        self.events += o.events;
+        self.lost_rate_limited += o.lost_rate_limited;
+        self.lost_ringbuf_full += o.lost_ringbuf_full;
+        self.sampled_out += o.sampled_out;
+    }
+}
+
+/// Runtime settings, in the one-slot `SETTINGS` array. Rewritten on config reload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// A 5-tuple not seen for this long starts a new connection.
+    pub flow_idle_ns: u64,
+    /// Bit g set: group g enforces (drops sources not allowed).
+    pub drop_mask: u64,
+    /// Sample allowed new connections 1-in-N; 0 = off.
+    pub sample_one_in: u32,
+    /// Flagged events per source per second (token bucket rate and burst); 0 = unlimited.
+    pub events_per_sec: u32,
+}
+const _: () = assert!(size_of::<Settings>() == 24);
+
+/// LPM trie key data for IPv4 allowlists: group id byte, then the address (network order).
+/// The trie's prefix length is `8 + cidr_prefix`.
+pub type AllowKeyV4 = [u8; 5];
+/// LPM trie key data for IPv6 allowlists: group id byte, then the address.
+pub type AllowKeyV6 = [u8; 17];
+
+/// Key of the flow table: the 5-tuple as seen on ingress (source = the remote peer).
+/// IPv4 addresses sit in the first 4 bytes, the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// Value of the flow table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub group: u8,
+    pub verdict: u8,
+    /// 1 when this flow's new connection was flagged (denied).
+    pub flagged: u8,
+    /// `ANSWER_*`, set by the egress program.
+    pub answer: u8,
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(size_of::<FlowState>() == 24);
+
+/// Key of the per-source token buckets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceKey {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<SourceKey>() == 20);
+
+/// A per-source token bucket; tokens are scaled by 1e9 (token-nanoseconds).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenBucket {
+    pub tokens: u64,
+    pub last_ns: u64,
+}
+const _: () = assert!(size_of::<TokenBucket>() == 16);
+
+/// Token units per whole event.
+pub const TOKEN_SCALE: u64 = 1_000_000_000;
+
+/// Refills a token bucket and takes one token if there is one.
+/// `rate` is events per second (also the burst); `rate == 0` means unlimited.
+/// Returns true when the event may be sent. Pure, so host tests cover it.
+#[inline(always)]
+pub fn token_bucket_take(bucket: &mut TokenBucket, now_ns: u64, rate: u32) -> bool {
+    if rate == 0 {
+        return true;
+    }
+    let cap = (rate as u64) * TOKEN_SCALE;
+    let elapsed = now_ns.saturating_sub(bucket.last_ns);
+    let tokens = if elapsed >= TOKEN_SCALE {
+        cap
+    } else {
+        let refilled = bucket.tokens + elapsed * (rate as u64);
+        if refilled > cap { cap } else { refilled }
+    };
+    bucket.last_ns = now_ns;
+    if tokens >= TOKEN_SCALE {
+        bucket.tokens = tokens - TOKEN_SCALE;
+        true
+    } else {
+        bucket.tokens = tokens;
+        false
+    }
+}
+
+/// One record in the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// The 5-tuple in ingress orientation (source = remote peer), also for answers.
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub ifindex: u32,
+    /// Length of the packet on the wire (frame length).
+    pub pkt_len: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// VLAN ids (12 bits), outer then inner; 0 = no tag.
+    pub vlan_outer: u16,
+    pub vlan_inner: u16,
+    /// `EVENT_*`.
+    pub kind: u8,
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u8,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub group: u8,
+    /// `VERDICT_*`.
+    pub verdict: u8,
+    /// `ACTION_*`.
+    pub action: u8,
+    /// `ANSWER_*` (answer events).
+    pub answer: u8,
+    /// `HOOK_*`.
+    pub hook: u8,
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(size_of::<Event>() == 72);
+
+/// Default sizes (overridable at load time).
+pub const DEFAULT_FLOWS: u32 = 65_536;
+pub const DEFAULT_SOURCES: u32 = 16_384;
+pub const DEFAULT_ALLOW_ENTRIES: u32 = 16_384;
+pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 20;
+
+/// Map names (under 16 bytes: the kernel truncates longer names).
+pub mod map_name {
+    pub const PORTS_TCP: &str = "PORTS_TCP";
+    pub const PORTS_UDP: &str = "PORTS_UDP";
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const GROUP_STATS: &str = "GROUP_STATS";
+    pub const REASONS: &str = "REASONS";
+    pub const FLOWS: &str = "FLOWS";
+    pub const SOURCES: &str = "SOURCES";
+    pub const EVENTS: &str = "EVENTS";
+    pub const GROUP_NAMES: &str = "GROUP_NAMES";
+    pub const ALL: [&str; 11] = [
+        PORTS_TCP,
+        PORTS_UDP,
+        ALLOW_V4,
+        ALLOW_V6,
+        SETTINGS,
+        GROUP_STATS,
+        REASONS,
+        FLOWS,
+        SOURCES,
+        EVENTS,
+        GROUP_NAMES,
+    ];
+}
+
+/// One slot of the `GROUP_NAMES` array (indexed by group id): the group's name, NUL-padded.
+/// Only userspace reads it; it lives in a pinned map so that a restarted daemon maps kernel
+/// group ids (and their counters) back to the same names.
+pub type GroupName = [u8; GROUP_NAME_BYTES];
+pub const GROUP_NAME_BYTES: usize = 64;
+
+/// Program names (the function names in the eBPF object).
+pub mod prog_name {
+    pub const XDP_INGRESS: &str = "nm_xdp_ingress";
+    pub const TC_INGRESS: &str = "nm_tc_ingress";
+    pub const TC_EGRESS: &str = "nm_tc_egress";
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)], built only from integers and byte arrays, with
+    // explicit padding fields, so every bit pattern is valid and there are no hidden bytes.
+    unsafe impl aya::Pod for GroupStats {}
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowState {}
+    unsafe impl aya::Pod for SourceKey {}
+    unsafe impl aya::Pod for TokenBucket {}
+    unsafe impl aya::Pod for Event {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_index_is_dense_and_in_range() {
+        let mut seen = [false; STATS_ENTRIES as usize];
+        for g in 0..MAX_GROUPS as u8 {
+            for p in [PROTO_IDX_TCP, PROTO_IDX_UDP] {
+                for v in [VERDICT_ALLOWED, VERDICT_DENIED] {
+                    let i = stats_index(g, p, v) as usize;
+                    assert!(!seen[i], "index {i} used twice");
+                    seen[i] = true;
+                }
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn token_bucket_allows_burst_then_rate() {
+        let mut b = TokenBucket::default();
+        let t0 = 10 * TOKEN_SCALE;
+        // A fresh bucket (last_ns = 0, long ago) is full: `rate` events pass at once.
+        let passed = (0..10).filter(|_| token_bucket_take(&mut b, t0, 5)).count();
+        assert_eq!(passed, 5);
+        // 200 ms later at 5/s exactly one more token has accrued.
+        let t1 = t0 + 200_000_000;
+        assert!(token_bucket_take(&mut b, t1, 5));
+        assert!(!token_bucket_take(&mut b, t1, 5));
+        // Rate 0 is unlimited.
+        assert!((0..1000).all(|_| token_bucket_take(&mut b, t1, 0)));
+    }
+
+    #[test]
+    fn token_bucket_survives_clock_going_backwards() {
+        let mut b = TokenBucket { tokens: 0, last_ns: 5 * TOKEN_SCALE };
+        assert!(!token_bucket_take(&mut b, 4 * TOKEN_SCALE, 1));
+    }
+}

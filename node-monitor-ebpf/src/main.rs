@@ -1,0 +1,396 @@
+//! The node-monitor data path: XDP ingress, tc ingress and tc egress programs that share one
+//! parser ([`parse`]) and one classification path ([`ingress`], [`egress`]).
+//!
+//! Every program fails open: whatever cannot be parsed or classified passes untouched and is
+//! counted by reason. Only a group configured with `action: drop` ever drops, and only
+//! packets from sources outside its allowlist.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod parse;
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    macros::{classifier, xdp},
+    maps::lpm_trie::Key,
+    programs::{TcContext, XdpContext},
+};
+use maps::{
+    ALLOW_V4, ALLOW_V6, EVENTS, FLOWS, GROUP_STATS, PORTS_TCP, PORTS_UDP, REASONS, SETTINGS,
+    SOURCES,
+};
+use node_monitor_common::{
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE,
+    ANSWER_REFUSED, EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FlowKey,
+    FlowState, GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, SourceKey, TCP_ACK,
+    TCP_RST, TCP_SYN, TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, stats_index,
+    token_bucket_take,
+};
+use parse::{L3, L4, Packet, Reason};
+
+/// Packet facts the entry points hand to the shared path.
+struct Meta {
+    ifindex: u32,
+    pkt_len: u32,
+    /// VLAN id the driver moved into metadata (tc only; 0 = none).
+    meta_vlan: u16,
+    hook: u8,
+}
+
+#[xdp]
+pub fn nm_xdp_ingress(ctx: XdpContext) -> u32 {
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    // SAFETY: the kernel hands a valid xdp_md.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let meta = Meta { ifindex, pkt_len: pkt.len() as u32, meta_vlan: 0, hook: HOOK_XDP };
+    // Fail open: only an explicit drop decision drops.
+    match ingress(&pkt, &meta) {
+        ACTION_DROPPED => xdp_action::XDP_DROP,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+#[classifier]
+pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
+    let (pkt, meta) = tc_packet(&ctx, HOOK_TC_INGRESS);
+    // Fail open: only an explicit drop decision drops.
+    match ingress(&pkt, &meta) {
+        ACTION_DROPPED => TC_ACT_SHOT,
+        _ => TC_ACT_OK,
+    }
+}
+
+#[classifier]
+pub fn nm_tc_egress(ctx: TcContext) -> i32 {
+    let (pkt, meta) = tc_packet(&ctx, HOOK_TC_EGRESS);
+    egress(&pkt, &meta);
+    // Egress only observes; it never changes the node's answer.
+    TC_ACT_OK
+}
+
+/// Bytes of headers we want in the linear part of an skb.
+const TC_PULL_LEN: u32 = 128;
+
+#[inline(always)]
+fn tc_packet(ctx: &TcContext, hook: u8) -> (Packet, Meta) {
+    let skb = ctx.skb.skb;
+    let len = ctx.len();
+    // Headers of a non-linear skb may sit outside the directly readable part: pull them in.
+    if ctx.data_end() - ctx.data() < core::cmp::min(len, TC_PULL_LEN) as usize {
+        let _ = ctx.pull_data(core::cmp::min(len, TC_PULL_LEN));
+    }
+    // SAFETY: the kernel hands a valid __sk_buff; these fields are readable by sched_cls.
+    let (ifindex, vlan_present, vlan_tci) =
+        unsafe { ((*skb).ifindex, (*skb).vlan_present, (*skb).vlan_tci) };
+    // Bit 12 marks "a tag is present" so that a priority tag (VLAN id 0) still counts as a
+    // tag; the parser keeps only the 12-bit id.
+    let meta_vlan = if vlan_present != 0 { (vlan_tci as u16 & 0x0fff) | 0x1000 } else { 0 };
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    (pkt, Meta { ifindex, pkt_len: len, meta_vlan, hook })
+}
+
+#[inline(always)]
+fn count_reason(r: Reason) {
+    if let Some(c) = REASONS.get_ptr_mut(r) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn port_group(proto: u8, port: u16) -> u8 {
+    let table = if proto == IPPROTO_TCP { &PORTS_TCP } else { &PORTS_UDP };
+    match table.get(port as u32) {
+        Some(g) => *g,
+        None => GROUP_NONE,
+    }
+}
+
+#[inline(always)]
+fn is_allowed(group: u8, family: u8, src: &[u8; 16]) -> bool {
+    if family == FAMILY_V4 {
+        let key = Key::new(8 + 32, [group, src[0], src[1], src[2], src[3]]);
+        ALLOW_V4.get(&key).is_some()
+    } else {
+        let mut data = [0u8; 17];
+        data[0] = group;
+        data[1..].copy_from_slice(src);
+        ALLOW_V6.get(&Key::new(8 + 128, data)).is_some()
+    }
+}
+
+/// The shared ingress path: classify, count, detect new connections, emit events.
+/// Returns the `ACTION_*` taken.
+#[inline(always)]
+fn ingress(pkt: &Packet, meta: &Meta) -> u8 {
+    match try_ingress(pkt, meta) {
+        Ok(action) => action,
+        Err(r) => {
+            count_reason(r);
+            ACTION_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
+    let l3 = parse::parse_l3(pkt, meta.meta_vlan)?;
+    let l4 = parse::parse_l4(pkt, &l3)?;
+    // The cheap path: a port nobody watches ends here.
+    let group = port_group(l3.proto, l4.dst_port);
+    if group == GROUP_NONE {
+        return Ok(ACTION_PASS);
+    }
+    let (src, dst) = parse::addresses(pkt, &l3)?;
+    let verdict = if is_allowed(group, l3.family, &src) { VERDICT_ALLOWED } else { VERDICT_DENIED };
+    let proto_idx = if l3.proto == IPPROTO_TCP { PROTO_IDX_TCP } else { PROTO_IDX_UDP };
+    let Some(stats) = GROUP_STATS.get_ptr_mut(stats_index(group, proto_idx, verdict)) else {
+        return Ok(ACTION_PASS);
+    };
+    let Some(settings) = SETTINGS.get(0) else {
+        return Ok(ACTION_PASS);
+    };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    let stats = unsafe { &mut *stats };
+    stats.packets += 1;
+    stats.bytes += meta.pkt_len as u64;
+
+    let mut action = ACTION_PASS;
+    if verdict == VERDICT_DENIED {
+        if group < 64 && settings.drop_mask & (1u64 << group) != 0 {
+            stats.dropped += 1;
+            action = ACTION_DROPPED;
+        } else {
+            stats.would_drop += 1;
+            action = ACTION_WOULD_DROP;
+        }
+    }
+
+    // New connection: a UDP packet, or a TCP segment without ACK and RST (a SYN, or a
+    // stealth probe such as NULL/FIN/Xmas) whose 5-tuple was idle for the idle timeout.
+    let candidate =
+        l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
+    if !candidate {
+        return Ok(action);
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = FlowKey {
+        src_addr: src,
+        dst_addr: dst,
+        src_port: l4.src_port,
+        dst_port: l4.dst_port,
+        proto: l3.proto,
+        family: l3.family,
+        _pad: [0; 2],
+    };
+    let flagged = (verdict == VERDICT_DENIED) as u8;
+    let is_new = match FLOWS.get_ptr_mut(&key) {
+        Some(f) => {
+            // SAFETY: a map value pointer; racing updates of these plain fields are benign.
+            let f = unsafe { &mut *f };
+            let idle = now.saturating_sub(f.last_ns) > settings.flow_idle_ns;
+            f.last_ns = now;
+            if idle {
+                f.first_ns = now;
+                f.group = group;
+                f.verdict = verdict;
+                f.flagged = flagged;
+                f.answer = ANSWER_NONE;
+            }
+            idle
+        }
+        None => {
+            let state = FlowState {
+                first_ns: now,
+                last_ns: now,
+                group,
+                verdict,
+                flagged,
+                answer: ANSWER_NONE,
+                _pad: [0; 4],
+            };
+            if FLOWS.insert(&key, &state, 0).is_err() {
+                count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
+            }
+            true
+        }
+    };
+    if !is_new {
+        return Ok(action);
+    }
+    stats.new_conns += 1;
+
+    if verdict == VERDICT_DENIED {
+        if !take_token(&l3, &src, now, settings.events_per_sec) {
+            stats.lost_rate_limited += 1;
+            return Ok(action);
+        }
+    } else {
+        let n = settings.sample_one_in;
+        if n == 0 || unsafe { bpf_get_prandom_u32() } % n != 0 {
+            stats.sampled_out += 1;
+            return Ok(action);
+        }
+    }
+    let kind = if verdict == VERDICT_DENIED { EVENT_FLAGGED } else { EVENT_SAMPLED };
+    if emit(meta, &l3, &l4, &key, now, kind, group, verdict, action, ANSWER_NONE) {
+        stats.events += 1;
+    } else {
+        stats.lost_ringbuf_full += 1;
+    }
+    Ok(action)
+}
+
+/// Takes a token from the source's bucket; a source never seen starts with a full bucket.
+#[inline(always)]
+fn take_token(l3: &L3, src: &[u8; 16], now: u64, rate: u32) -> bool {
+    if rate == 0 {
+        return true;
+    }
+    let key = SourceKey { addr: *src, family: l3.family, _pad: [0; 3] };
+    match SOURCES.get_ptr_mut(&key) {
+        // SAFETY: a map value pointer; a race between CPUs can only mis-count a token.
+        Some(b) => token_bucket_take(unsafe { &mut *b }, now, rate),
+        None => {
+            let mut b = TokenBucket::default();
+            let ok = token_bucket_take(&mut b, now, rate);
+            // If the LRU refuses the insert the source is simply not limited this time.
+            let _ = SOURCES.insert(&key, &b, 0);
+            ok
+        }
+    }
+}
+
+/// Writes one event with reserve/commit. Returns false when the ring buffer is full.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    meta: &Meta,
+    l3: &L3,
+    l4: &L4,
+    key: &FlowKey,
+    now: u64,
+    kind: u8,
+    group: u8,
+    verdict: u8,
+    action: u8,
+    answer: u8,
+) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        return false;
+    };
+    entry.write(Event {
+        ts_ns: now,
+        src_addr: key.src_addr,
+        dst_addr: key.dst_addr,
+        ifindex: meta.ifindex,
+        pkt_len: meta.pkt_len,
+        src_port: key.src_port,
+        dst_port: key.dst_port,
+        vlan_outer: l3.vlan[0],
+        vlan_inner: l3.vlan[1],
+        kind,
+        family: key.family,
+        proto: key.proto,
+        tcp_flags: l4.tcp_flags,
+        group,
+        verdict,
+        action,
+        answer,
+        hook: meta.hook,
+        _pad: [0; 7],
+    });
+    entry.submit(0);
+    true
+}
+
+/// The egress path: the node's answer to a flagged attempt (SYN-ACK, RST, a UDP reply, or
+/// ICMP port unreachable) is recorded on the flow and reported as an answer event.
+#[inline(always)]
+fn egress(pkt: &Packet, meta: &Meta) {
+    let Ok(l3) = parse::parse_l3(pkt, meta.meta_vlan) else {
+        return;
+    };
+    let (key, answer, flags) = match l3.proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let Ok(l4) = parse::parse_l4(pkt, &l3) else {
+                return;
+            };
+            // The answer leaves from the watched port: look the *source* port up.
+            if port_group(l3.proto, l4.src_port) == GROUP_NONE {
+                return;
+            }
+            let answer = if l3.proto == IPPROTO_UDP {
+                ANSWER_ACCEPTED
+            } else if l4.tcp_flags & TCP_RST != 0 {
+                ANSWER_REFUSED
+            } else if l4.tcp_flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK) {
+                ANSWER_ACCEPTED
+            } else {
+                return;
+            };
+            let Ok((src, dst)) = parse::addresses(pkt, &l3) else {
+                return;
+            };
+            // Back to ingress orientation: the peer is the source.
+            let key = FlowKey {
+                src_addr: dst,
+                dst_addr: src,
+                src_port: l4.dst_port,
+                dst_port: l4.src_port,
+                proto: l3.proto,
+                family: l3.family,
+                _pad: [0; 2],
+            };
+            (key, answer, l4.tcp_flags)
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let Some(q) = parse::icmp_port_unreachable(pkt, &l3) else {
+                return;
+            };
+            if port_group(IPPROTO_UDP, q.dst_port) == GROUP_NONE {
+                return;
+            }
+            let key = FlowKey {
+                src_addr: q.src,
+                dst_addr: q.dst,
+                src_port: q.src_port,
+                dst_port: q.dst_port,
+                proto: IPPROTO_UDP,
+                family: l3.family,
+                _pad: [0; 2],
+            };
+            (key, ANSWER_REFUSED, 0)
+        }
+        _ => return,
+    };
+    let Some(f) = FLOWS.get_ptr_mut(&key) else {
+        return;
+    };
+    // SAFETY: a map value pointer; see ingress.
+    let f = unsafe { &mut *f };
+    if f.flagged == 0 || f.answer != ANSWER_NONE {
+        return;
+    }
+    f.answer = answer;
+    let (group, verdict) = (f.group, f.verdict);
+    let l4 = L4 { src_port: key.src_port, dst_port: key.dst_port, tcp_flags: flags };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !emit(meta, &l3, &l4, &key, now, EVENT_ANSWER, group, verdict, ACTION_PASS, answer) {
+        count_reason(node_monitor_common::reason::ANSWER_RINGBUF_FULL);
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach this; it exists only to satisfy no_std.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

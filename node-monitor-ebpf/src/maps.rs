@@ -1,0 +1,54 @@
+//! Every map the programs use, in one place. Sizes here are defaults: userspace sets the
+//! configured sizes at load time (`EbpfLoader::map_max_entries`) and pins the maps.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use node_monitor_common::{
+    AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
+    DEFAULT_SOURCES, FlowKey, FlowState, GroupName, GroupStats, MAX_GROUPS, PORT_TABLE_ENTRIES, STATS_ENTRIES, Settings,
+    SourceKey, TokenBucket, reason,
+};
+
+/// Destination port → group id (0 = not watched), TCP.
+#[map]
+pub static PORTS_TCP: Array<u8> = Array::with_max_entries(PORT_TABLE_ENTRIES, 0);
+/// Destination port → group id (0 = not watched), UDP.
+#[map]
+pub static PORTS_UDP: Array<u8> = Array::with_max_entries(PORT_TABLE_ENTRIES, 0);
+
+/// Allowed sources per group: key = group byte + IPv4 address; prefix = 8 + CIDR length.
+#[map]
+pub static ALLOW_V4: LpmTrie<AllowKeyV4, u8> = LpmTrie::with_max_entries(DEFAULT_ALLOW_ENTRIES, 0);
+/// Allowed sources per group: key = group byte + IPv6 address.
+#[map]
+pub static ALLOW_V6: LpmTrie<AllowKeyV6, u8> = LpmTrie::with_max_entries(DEFAULT_ALLOW_ENTRIES, 0);
+
+/// Runtime settings: one slot, rewritten on reload.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Counters per (group, protocol, verdict), per CPU.
+#[map]
+pub static GROUP_STATS: PerCpuArray<GroupStats> = PerCpuArray::with_max_entries(STATS_ENTRIES, 0);
+
+/// Packet-level reason counters (`reason::*`), per CPU.
+#[map]
+pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::COUNT, 0);
+
+/// Recently seen 5-tuples: new-connection detection and answer tracking.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
+
+/// Per-source token buckets that cap flagged events per source.
+#[map]
+pub static SOURCES: LruHashMap<SourceKey, TokenBucket> =
+    LruHashMap::with_max_entries(DEFAULT_SOURCES, 0);
+
+/// Events to userspace.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RINGBUF_BYTES, 0);
+
+/// Group id → group name, written and read by userspace only (see `GroupName`).
+#[map]
+pub static GROUP_NAMES: Array<GroupName> = Array::with_max_entries(MAX_GROUPS as u32, 0);

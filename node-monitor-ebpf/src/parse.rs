@@ -1,0 +1,294 @@
+//! One bounds-checked packet parser shared by every program.
+//!
+//! Every read goes through [`Packet::ptr_at`], which checks the access against
+//! `data_end` the way the verifier wants. Parsing stops at the first header that
+//! does not fit and reports why, as a `reason::*` index.
+use core::ptr::read_unaligned;
+
+use node_monitor_common::{
+    FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, reason,
+};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const VLAN_HLEN: usize = 4;
+const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+const TCP_MIN_HLEN: usize = 20;
+const UDP_HLEN: usize = 8;
+const ICMP_HLEN: usize = 8;
+
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AH: u8 = 51;
+const IPV6_DSTOPTS: u8 = 60;
+
+/// Why parsing stopped: an index into the `REASONS` counters.
+pub type Reason = u32;
+
+/// The packet's bytes: `[start, end)`.
+#[derive(Clone, Copy)]
+pub struct Packet {
+    start: usize,
+    end: usize,
+}
+
+impl Packet {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// A pointer to a `T` at `off`, if all of it lies inside the packet.
+    #[inline(always)]
+    pub fn ptr_at<T>(&self, off: usize) -> Option<*const T> {
+        let size = core::mem::size_of::<T>();
+        if self.start + off + size > self.end {
+            return None;
+        }
+        Some((self.start + off) as *const T)
+    }
+
+    #[inline(always)]
+    fn be16_at(&self, off: usize, why: Reason) -> Result<u16, Reason> {
+        let p = self.ptr_at::<[u8; 2]>(off).ok_or(why)?;
+        // SAFETY: ptr_at checked bounds; read_unaligned has no alignment requirement.
+        Ok(u16::from_be_bytes(unsafe { read_unaligned(p) }))
+    }
+
+    #[inline(always)]
+    fn bytes_at<const N: usize>(&self, off: usize, why: Reason) -> Result<[u8; N], Reason> {
+        let p = self.ptr_at::<[u8; N]>(off).ok_or(why)?;
+        // SAFETY: as above.
+        Ok(unsafe { read_unaligned(p) })
+    }
+}
+
+/// Where the network and transport headers are, after link-layer parsing.
+#[derive(Clone, Copy)]
+pub struct L3 {
+    pub family: u8,
+    /// IP protocol of the transport header (after IPv6 extension headers).
+    pub proto: u8,
+    pub l3_off: usize,
+    pub l4_off: usize,
+    pub vlan: [u16; MAX_VLAN_TAGS],
+}
+
+/// Ports and flags of a TCP or UDP header.
+#[derive(Clone, Copy)]
+pub struct L4 {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp_flags: u8,
+}
+
+/// Parses Ethernet (with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags in total, counting a tag
+/// the driver already moved into metadata: `meta_vlan`, 0 for none) and the IP header(s).
+#[inline(always)]
+pub fn parse_l3(pkt: &Packet, meta_vlan: u16) -> Result<L3, Reason> {
+    let mut ethertype = pkt.be16_at(12, reason::TRUNC_ETH)?;
+    let mut off = ETH_HLEN;
+    let mut vlan = [0u16; MAX_VLAN_TAGS];
+    let mut tags = 0usize;
+    if meta_vlan != 0 {
+        vlan[0] = meta_vlan & 0x0fff;
+        tags = 1;
+    }
+    // At most MAX_VLAN_TAGS in-band tags: a bounded, unrolled loop.
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        if tags >= MAX_VLAN_TAGS {
+            return Err(reason::VLAN_TOO_DEEP);
+        }
+        let tci = pkt.be16_at(off, reason::TRUNC_VLAN)?;
+        ethertype = pkt.be16_at(off + 2, reason::TRUNC_VLAN)?;
+        vlan[tags] = tci & 0x0fff;
+        tags += 1;
+        off += VLAN_HLEN;
+    }
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Err(reason::VLAN_TOO_DEEP);
+    }
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(pkt, off, vlan),
+        ETH_P_IPV6 => parse_ipv6(pkt, off, vlan),
+        _ => Err(reason::NOT_IP),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3, Reason> {
+    // The fixed part first, so that a short frame is "truncated", not "bad". (Reads are at
+    // least two bytes wide: LLVM turns a one-byte bounds check into a form the verifier
+    // cannot use.)
+    let h = pkt.bytes_at::<IPV4_MIN_HLEN>(off, reason::TRUNC_IPV4)?;
+    let vihl = h[0];
+    if vihl >> 4 != 4 {
+        return Err(reason::BAD_IPV4);
+    }
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if ihl < IPV4_MIN_HLEN {
+        return Err(reason::BAD_IPV4);
+    }
+    // Options must be present in full.
+    if off + ihl > pkt.len() {
+        return Err(reason::TRUNC_IPV4);
+    }
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    if frag & 0x1fff != 0 {
+        return Err(reason::IPV4_FRAGMENT);
+    }
+    let proto = h[9];
+    Ok(L3 { family: FAMILY_V4, proto, l3_off: off, l4_off: off + ihl, vlan })
+}
+
+#[inline(always)]
+fn parse_ipv6(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3, Reason> {
+    pkt.ptr_at::<[u8; IPV6_HLEN]>(off).ok_or(reason::TRUNC_IPV6)?;
+    let mut next = pkt.bytes_at::<2>(off + 6, reason::TRUNC_IPV6)?[0];
+    let mut cur = off + IPV6_HLEN;
+    // Skip at most MAX_IPV6_EXT_HEADERS extension headers: a bounded loop.
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
+                let hdr = pkt.bytes_at::<2>(cur, reason::TRUNC_IPV6_EXT)?;
+                let len = (hdr[1] as usize + 1) * 8;
+                if cur + len > pkt.len() {
+                    return Err(reason::TRUNC_IPV6_EXT);
+                }
+                next = hdr[0];
+                cur += len;
+            }
+            IPV6_AH => {
+                let hdr = pkt.bytes_at::<2>(cur, reason::TRUNC_IPV6_EXT)?;
+                let len = (hdr[1] as usize + 2) * 4;
+                if cur + len > pkt.len() {
+                    return Err(reason::TRUNC_IPV6_EXT);
+                }
+                next = hdr[0];
+                cur += len;
+            }
+            IPV6_FRAGMENT => {
+                let hdr = pkt.bytes_at::<8>(cur, reason::TRUNC_IPV6_EXT)?;
+                let frag_off = u16::from_be_bytes([hdr[2], hdr[3]]) >> 3;
+                if frag_off != 0 {
+                    return Err(reason::IPV6_FRAGMENT);
+                }
+                next = hdr[0];
+                cur += 8;
+            }
+            _ => break,
+        }
+    }
+    if matches!(next, IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT) {
+        return Err(reason::IPV6_EXT_LIMIT);
+    }
+    Ok(L3 { family: FAMILY_V6, proto: next, l3_off: off, l4_off: cur, vlan })
+}
+
+/// Parses the TCP or UDP header at `l3.l4_off`. Other protocols are `OTHER_L4`.
+#[inline(always)]
+pub fn parse_l4(pkt: &Packet, l3: &L3) -> Result<L4, Reason> {
+    let off = l3.l4_off;
+    match l3.proto {
+        IPPROTO_TCP => {
+            let h = pkt.bytes_at::<TCP_MIN_HLEN>(off, reason::TRUNC_L4)?;
+            if h[12] >> 4 < 5 {
+                return Err(reason::BAD_TCP);
+            }
+            Ok(L4 {
+                src_port: u16::from_be_bytes([h[0], h[1]]),
+                dst_port: u16::from_be_bytes([h[2], h[3]]),
+                tcp_flags: h[13],
+            })
+        }
+        IPPROTO_UDP => {
+            let h = pkt.bytes_at::<UDP_HLEN>(off, reason::TRUNC_L4)?;
+            Ok(L4 {
+                src_port: u16::from_be_bytes([h[0], h[1]]),
+                dst_port: u16::from_be_bytes([h[2], h[3]]),
+                tcp_flags: 0,
+            })
+        }
+        _ => Err(reason::OTHER_L4),
+    }
+}
+
+/// Source and destination addresses (IPv4 in the first 4 bytes, the rest zero).
+#[inline(always)]
+pub fn addresses(pkt: &Packet, l3: &L3) -> Result<([u8; 16], [u8; 16]), Reason> {
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if l3.family == FAMILY_V4 {
+        let a = pkt.bytes_at::<8>(l3.l3_off + 12, reason::TRUNC_IPV4)?;
+        src[..4].copy_from_slice(&a[..4]);
+        dst[..4].copy_from_slice(&a[4..]);
+    } else {
+        src = pkt.bytes_at::<16>(l3.l3_off + 8, reason::TRUNC_IPV6)?;
+        dst = pkt.bytes_at::<16>(l3.l3_off + 24, reason::TRUNC_IPV6)?;
+    }
+    Ok((src, dst))
+}
+
+/// The UDP datagram quoted by an ICMPv4 "port unreachable" (type 3 code 3) or ICMPv6
+/// "port unreachable" (type 1 code 4) message, in its original (ingress) orientation.
+pub struct Quoted {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+#[inline(always)]
+pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
+    let off = l3.l4_off;
+    let icmp = pkt.bytes_at::<2>(off, reason::TRUNC_L4).ok()?;
+    let inner = off + ICMP_HLEN;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    let ports_off = if l3.proto == IPPROTO_ICMP && l3.family == FAMILY_V4 {
+        if icmp != [3, 3] {
+            return None;
+        }
+        let h = pkt.bytes_at::<IPV4_MIN_HLEN>(inner, reason::TRUNC_L4).ok()?;
+        let ihl = ((h[0] & 0x0f) as usize) * 4;
+        if h[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || h[9] != IPPROTO_UDP {
+            return None;
+        }
+        src[..4].copy_from_slice(&h[12..16]);
+        dst[..4].copy_from_slice(&h[16..20]);
+        inner + ihl
+    } else if l3.proto == IPPROTO_ICMPV6 && l3.family == FAMILY_V6 {
+        if icmp != [1, 4] {
+            return None;
+        }
+        if pkt.bytes_at::<2>(inner + 6, reason::TRUNC_L4).ok()?[0] != IPPROTO_UDP {
+            return None;
+        }
+        src = pkt.bytes_at::<16>(inner + 8, reason::TRUNC_L4).ok()?;
+        dst = pkt.bytes_at::<16>(inner + 24, reason::TRUNC_L4).ok()?;
+        inner + IPV6_HLEN
+    } else {
+        return None;
+    };
+    let ports = pkt.bytes_at::<4>(ports_off, reason::TRUNC_L4).ok()?;
+    Some(Quoted {
+        src,
+        dst,
+        src_port: u16::from_be_bytes([ports[0], ports[1]]),
+        dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+    })
+}

@@ -1,0 +1,250 @@
+//! Answer tracking: a flagged attempt is held until the node answers it (SYN-ACK or a UDP
+//! reply → accepted; RST or ICMP port unreachable → refused) or the answer timeout passes
+//! (→ no answer). Sampled flows of allowed sources are reported at once.
+//!
+//! The egress program reports answers as events and also records them on the flow entry;
+//! when an answer event was lost, the timeout path reads the flow entry instead.
+use std::collections::{HashMap, VecDeque};
+
+use node_monitor_common::{ANSWER_NONE, EVENT_ANSWER, EVENT_FLAGGED, Event, FlowKey, FlowState};
+
+use crate::events::{self, Answer, Clock, FlowRecord};
+
+/// Counters of the tracker itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TrackerStats {
+    /// Answer events for attempts no longer pending (after the timeout, or after a restart).
+    pub late_answers: u64,
+    /// Flagged attempts reported with an answer read from the flow table because the answer
+    /// event itself was lost.
+    pub answers_from_flow_table: u64,
+    /// Pending attempts replaced by a newer attempt on the same 5-tuple before they resolved.
+    pub superseded: u64,
+}
+
+struct Pending {
+    event: Event,
+    deadline_ns: u64,
+}
+
+/// Holds flagged attempts until they are answered or time out.
+pub struct Tracker {
+    timeout_ns: u64,
+    pending: HashMap<FlowKey, Pending>,
+    /// Keys in arrival order; deadlines are monotonic in arrival order.
+    order: VecDeque<(FlowKey, u64)>,
+    pub stats: TrackerStats,
+}
+
+/// Resolves a group id to its name.
+pub trait GroupNames {
+    fn group_name(&self, id: u8) -> String;
+}
+
+impl Tracker {
+    pub fn new(answer_timeout_ms: u64) -> Tracker {
+        Tracker {
+            timeout_ns: answer_timeout_ms.saturating_mul(1_000_000),
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn set_timeout(&mut self, answer_timeout_ms: u64) {
+        self.timeout_ns = answer_timeout_ms.saturating_mul(1_000_000);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Handles one decoded event; pushes any record that is complete onto `out`.
+    /// `now_ns` is the current monotonic time.
+    pub fn handle(
+        &mut self,
+        ev: Event,
+        now_ns: u64,
+        names: &impl GroupNames,
+        clock: &Clock,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let key = events::flow_key(&ev);
+        match ev.kind {
+            EVENT_FLAGGED => {
+                // Deadline from when we saw it, so a backlog never expires attempts early.
+                let deadline_ns = now_ns.max(ev.ts_ns).saturating_add(self.timeout_ns);
+                if let Some(old) = self.pending.insert(key, Pending { event: ev, deadline_ns }) {
+                    self.stats.superseded += 1;
+                    let name = names.group_name(old.event.group);
+                    out.push(events::record(&old.event, &name, clock, Some(Answer::NoAnswer)));
+                }
+                self.order.push_back((key, deadline_ns));
+            }
+            EVENT_ANSWER => match self.pending.remove(&key) {
+                Some(p) => {
+                    let name = names.group_name(p.event.group);
+                    out.push(events::record(&p.event, &name, clock, Answer::from_raw(ev.answer)));
+                }
+                None => self.stats.late_answers += 1,
+            },
+            _ => {
+                let name = names.group_name(ev.group);
+                out.push(events::record(&ev, &name, clock, None));
+            }
+        }
+    }
+
+    /// Reports attempts whose deadline passed. `lookup` reads the flow table, for answers
+    /// whose event was lost.
+    pub fn expire(
+        &mut self,
+        now_ns: u64,
+        lookup: impl Fn(&FlowKey) -> Option<FlowState>,
+        names: &impl GroupNames,
+        clock: &Clock,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        while let Some((key, deadline)) = self.order.front().copied() {
+            if deadline > now_ns {
+                break;
+            }
+            self.order.pop_front();
+            // The key may have been answered, or re-flagged with a later deadline.
+            let due = self.pending.get(&key).is_some_and(|p| p.deadline_ns == deadline);
+            if !due {
+                continue;
+            }
+            if let Some(p) = self.pending.remove(&key) {
+                let answer = self.answer_from_table(&key, &p.event, &lookup);
+                let name = names.group_name(p.event.group);
+                out.push(events::record(&p.event, &name, clock, Some(answer)));
+            }
+        }
+    }
+
+    /// Reports every pending attempt now (shutdown).
+    pub fn flush(
+        &mut self,
+        lookup: impl Fn(&FlowKey) -> Option<FlowState>,
+        names: &impl GroupNames,
+        clock: &Clock,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let mut rest: Vec<(FlowKey, Pending)> = self.pending.drain().collect();
+        rest.sort_by_key(|(_, p)| p.event.ts_ns);
+        self.order.clear();
+        for (key, p) in rest {
+            let answer = self.answer_from_table(&key, &p.event, &lookup);
+            let name = names.group_name(p.event.group);
+            out.push(events::record(&p.event, &name, clock, Some(answer)));
+        }
+    }
+
+    fn answer_from_table(
+        &mut self,
+        key: &FlowKey,
+        ev: &Event,
+        lookup: &impl Fn(&FlowKey) -> Option<FlowState>,
+    ) -> Answer {
+        match lookup(key) {
+            // Same attempt (the entry was not restarted by a later one) with an answer.
+            Some(f) if f.first_ns == ev.ts_ns && f.answer != ANSWER_NONE => {
+                self.stats.answers_from_flow_table += 1;
+                Answer::from_raw(f.answer).unwrap_or(Answer::NoAnswer)
+            }
+            _ => Answer::NoAnswer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use node_monitor_common::{
+        ANSWER_ACCEPTED, ANSWER_REFUSED, EVENT_SAMPLED, FAMILY_V4, IPPROTO_TCP,
+    };
+
+    use super::*;
+
+    struct Names;
+    impl GroupNames for Names {
+        fn group_name(&self, id: u8) -> String {
+            format!("g{id}")
+        }
+    }
+
+    fn ev(kind: u8, sport: u16, ts: u64, answer: u8) -> Event {
+        Event {
+            kind,
+            family: FAMILY_V4,
+            proto: IPPROTO_TCP,
+            src_port: sport,
+            dst_port: 10250,
+            ts_ns: ts,
+            answer,
+            group: 1,
+            ..Default::default()
+        }
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn answered_attempt_is_reported_at_once_with_its_answer() {
+        let mut t = Tracker::new(1000);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        t.handle(ev(EVENT_FLAGGED, 1, 10 * MS, 0), 10 * MS, &Names, &clock, &mut out);
+        assert!(out.is_empty());
+        t.handle(ev(EVENT_ANSWER, 1, 11 * MS, ANSWER_REFUSED), 11 * MS, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].answer, Some(Answer::Refused));
+        assert_eq!(out[0].group, "g1");
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn unanswered_attempt_times_out_and_flow_table_fills_lost_answers() {
+        let mut t = Tracker::new(1000);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        t.handle(ev(EVENT_FLAGGED, 1, 10 * MS, 0), 10 * MS, &Names, &clock, &mut out);
+        t.handle(ev(EVENT_FLAGGED, 2, 20 * MS, 0), 20 * MS, &Names, &clock, &mut out);
+        let table = |k: &FlowKey| {
+            (k.src_port == 2).then_some(FlowState { first_ns: 20 * MS, answer: ANSWER_ACCEPTED, flagged: 1, ..Default::default() })
+        };
+        t.expire(500 * MS, table, &Names, &clock, &mut out);
+        assert!(out.is_empty(), "nothing is due before the timeout");
+        t.expire(1010 * MS, table, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].answer, Some(Answer::NoAnswer));
+        t.expire(1020 * MS, table, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].answer, Some(Answer::Accepted));
+        assert_eq!(t.stats.answers_from_flow_table, 1);
+    }
+
+    #[test]
+    fn late_answers_and_samples() {
+        let mut t = Tracker::new(1000);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        t.handle(ev(EVENT_ANSWER, 9, 1, ANSWER_ACCEPTED), 1, &Names, &clock, &mut out);
+        assert_eq!(t.stats.late_answers, 1);
+        t.handle(ev(EVENT_SAMPLED, 3, 1, 0), 1, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].answer, None);
+    }
+
+    #[test]
+    fn flush_reports_everything_in_time_order() {
+        let mut t = Tracker::new(1000);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        t.handle(ev(EVENT_FLAGGED, 2, 20, 0), 20, &Names, &clock, &mut out);
+        t.handle(ev(EVENT_FLAGGED, 1, 10, 0), 20, &Names, &clock, &mut out);
+        t.flush(|_| None, &Names, &clock, &mut out);
+        assert_eq!(out.iter().map(|r| r.src_port).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(t.pending(), 0);
+    }
+}
