@@ -195,8 +195,25 @@ pub struct Settings {
     pub sample_one_in: u32,
     /// Flagged events per source per second (token bucket rate and burst); 0 = unlimited.
     pub events_per_sec: u32,
+    /// Bumped by userspace whenever allowlists change; cached verdicts from another
+    /// generation are void.
+    pub generation: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Settings>() == 24);
+const _: () = assert!(size_of::<Settings>() == 32);
+
+/// A per-CPU cache of the groups a source is allowed in (positive results only, so that a
+/// flood of spoofed denied sources cannot churn it). Key: [`SourceKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerdictCache {
+    /// `Settings::generation` these bits belong to.
+    pub generation: u32,
+    pub _pad: u32,
+    /// Bit g set: the source is in group g's allowlist.
+    pub allowed: u64,
+}
+const _: () = assert!(size_of::<VerdictCache>() == 16);
 
 /// LPM trie key data for IPv4 allowlists: group id byte, then the address (network order).
 /// The trie's prefix length is `8 + cidr_prefix`.
@@ -325,6 +342,8 @@ pub const DEFAULT_FLOWS: u32 = 65_536;
 pub const DEFAULT_SOURCES: u32 = 16_384;
 pub const DEFAULT_ALLOW_ENTRIES: u32 = 16_384;
 pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 20;
+/// Entries per CPU in the verdict cache.
+pub const VERDICT_CACHE_ENTRIES: u32 = 8192;
 
 /// Map names (under 16 bytes: the kernel truncates longer names).
 pub mod map_name {
@@ -339,7 +358,8 @@ pub mod map_name {
     pub const SOURCES: &str = "SOURCES";
     pub const EVENTS: &str = "EVENTS";
     pub const GROUP_NAMES: &str = "GROUP_NAMES";
-    pub const ALL: [&str; 11] = [
+    pub const VERDICTS: &str = "VERDICTS";
+    pub const ALL: [&str; 12] = [
         PORTS_TCP,
         PORTS_UDP,
         ALLOW_V4,
@@ -351,6 +371,7 @@ pub mod map_name {
         SOURCES,
         EVENTS,
         GROUP_NAMES,
+        VERDICTS,
     ];
 }
 
@@ -365,6 +386,8 @@ pub mod prog_name {
     pub const XDP_INGRESS: &str = "nm_xdp_ingress";
     pub const TC_INGRESS: &str = "nm_tc_ingress";
     pub const TC_EGRESS: &str = "nm_tc_egress";
+    /// An empty XDP_PASS program, the baseline for benchmarks; never attached.
+    pub const BASELINE: &str = "nm_baseline";
 }
 
 #[cfg(feature = "user")]
@@ -379,6 +402,7 @@ mod user {
     unsafe impl aya::Pod for SourceKey {}
     unsafe impl aya::Pod for TokenBucket {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for VerdictCache {}
 }
 
 #[cfg(test)]
@@ -417,7 +441,10 @@ mod tests {
 
     #[test]
     fn token_bucket_survives_clock_going_backwards() {
-        let mut b = TokenBucket { tokens: 0, last_ns: 5 * TOKEN_SCALE };
+        let mut b = TokenBucket {
+            tokens: 0,
+            last_ns: 5 * TOKEN_SCALE,
+        };
         assert!(!token_bucket_take(&mut b, 4 * TOKEN_SCALE, 1));
     }
 }

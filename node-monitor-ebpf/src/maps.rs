@@ -2,12 +2,12 @@
 //! configured sizes at load time (`EbpfLoader::map_max_entries`) and pins the maps.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
-    DEFAULT_SOURCES, FlowKey, FlowState, GroupName, GroupStats, MAX_GROUPS, PORT_TABLE_ENTRIES, STATS_ENTRIES, Settings,
-    SourceKey, TokenBucket, reason,
+    DEFAULT_SOURCES, FlowKey, FlowState, GroupName, GroupStats, MAX_GROUPS, PORT_TABLE_ENTRIES,
+    STATS_ENTRIES, Settings, SourceKey, TokenBucket, VERDICT_CACHE_ENTRIES, VerdictCache, reason,
 };
 
 /// Destination port → group id (0 = not watched), TCP.
@@ -52,3 +52,8 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RINGBUF_BYTES, 0);
 /// Group id → group name, written and read by userspace only (see `GroupName`).
 #[map]
 pub static GROUP_NAMES: Array<GroupName> = Array::with_max_entries(MAX_GROUPS as u32, 0);
+
+/// Per-CPU cache of allowed verdicts per source, in front of the LPM tries.
+#[map]
+pub static VERDICTS: LruPerCpuHashMap<SourceKey, VerdictCache> =
+    LruPerCpuHashMap::with_max_entries(VERDICT_CACHE_ENTRIES, 0);

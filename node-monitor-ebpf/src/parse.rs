@@ -152,12 +152,19 @@ fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
         return Err(reason::IPV4_FRAGMENT);
     }
     let proto = h[9];
-    Ok(L3 { family: FAMILY_V4, proto, l3_off: off, l4_off: off + ihl, vlan })
+    Ok(L3 {
+        family: FAMILY_V4,
+        proto,
+        l3_off: off,
+        l4_off: off + ihl,
+        vlan,
+    })
 }
 
 #[inline(always)]
 fn parse_ipv6(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3, Reason> {
-    pkt.ptr_at::<[u8; IPV6_HLEN]>(off).ok_or(reason::TRUNC_IPV6)?;
+    pkt.ptr_at::<[u8; IPV6_HLEN]>(off)
+        .ok_or(reason::TRUNC_IPV6)?;
     let mut next = pkt.bytes_at::<2>(off + 6, reason::TRUNC_IPV6)?[0];
     let mut cur = off + IPV6_HLEN;
     // Skip at most MAX_IPV6_EXT_HEADERS extension headers: a bounded loop.
@@ -193,10 +200,19 @@ fn parse_ipv6(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
             _ => break,
         }
     }
-    if matches!(next, IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT) {
+    if matches!(
+        next,
+        IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT
+    ) {
         return Err(reason::IPV6_EXT_LIMIT);
     }
-    Ok(L3 { family: FAMILY_V6, proto: next, l3_off: off, l4_off: cur, vlan })
+    Ok(L3 {
+        family: FAMILY_V6,
+        proto: next,
+        l3_off: off,
+        l4_off: cur,
+        vlan,
+    })
 }
 
 /// Parses the TCP or UDP header at `l3.l4_off`. Other protocols are `OTHER_L4`.
@@ -263,7 +279,9 @@ pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
         if icmp != [3, 3] {
             return None;
         }
-        let h = pkt.bytes_at::<IPV4_MIN_HLEN>(inner, reason::TRUNC_L4).ok()?;
+        let h = pkt
+            .bytes_at::<IPV4_MIN_HLEN>(inner, reason::TRUNC_L4)
+            .ok()?;
         let ihl = ((h[0] & 0x0f) as usize) * 4;
         if h[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || h[9] != IPPROTO_UDP {
             return None;

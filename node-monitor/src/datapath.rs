@@ -19,8 +19,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{
         Array, HashMap as BpfHashMap, LpmTrie, MapData, MapInfo, MapType, PerCpuArray,
-        PerCpuValues, RingBuf,
-        lpm_trie::Key,
+        PerCpuValues, RingBuf, lpm_trie::Key,
     },
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
@@ -32,9 +31,10 @@ use aya::{
 };
 use ipnet::IpNet;
 use node_monitor_common::{
-    AllowKeyV4, AllowKeyV6, FlowKey, FlowState, GROUP_NAME_BYTES, GroupName, GroupStats, MAX_GROUPS, PORT_TABLE_ENTRIES,
-    PROTO_IDX_TCP, PROTO_IDX_UDP, STATS_ENTRIES, Settings, SourceKey, TokenBucket,
-    VERDICT_ALLOWED, VERDICT_DENIED, map_name, prog_name, reason, stats_index,
+    AllowKeyV4, AllowKeyV6, FlowKey, FlowState, GROUP_NAME_BYTES, GroupName, GroupStats,
+    MAX_GROUPS, PORT_TABLE_ENTRIES, PROTO_IDX_TCP, PROTO_IDX_UDP, STATS_ENTRIES, Settings,
+    SourceKey, TokenBucket, VERDICT_ALLOWED, VERDICT_CACHE_ENTRIES, VERDICT_DENIED, VerdictCache,
+    map_name, prog_name, reason, stats_index,
 };
 use tracing::{info, warn};
 
@@ -44,7 +44,8 @@ use crate::{
 };
 
 /// The eBPF object, built by build.rs and embedded in the binary.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/node-monitor"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/node-monitor"));
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/node-monitor";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -82,7 +83,9 @@ impl Hook {
         }
     }
     fn from_str(s: &str) -> Option<Hook> {
-        [Hook::Xdp, Hook::TcIngress, Hook::TcEgress].into_iter().find(|h| h.as_str() == s)
+        [Hook::Xdp, Hook::TcIngress, Hook::TcEgress]
+            .into_iter()
+            .find(|h| h.as_str() == s)
     }
 }
 
@@ -113,7 +116,7 @@ struct MapShape {
     max_entries: u32,
 }
 
-fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 11] {
+fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 12] {
     use std::mem::size_of;
     let s = |ty, k: usize, v: usize, n: u32| MapShape {
         ty,
@@ -122,17 +125,84 @@ fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 11] {
         max_entries: n,
     };
     [
-        (map_name::PORTS_TCP, s(MapType::Array, 4, 1, PORT_TABLE_ENTRIES)),
-        (map_name::PORTS_UDP, s(MapType::Array, 4, 1, PORT_TABLE_ENTRIES)),
-        (map_name::ALLOW_V4, s(MapType::LpmTrie, 4 + size_of::<AllowKeyV4>(), 1, limits.allow_entries)),
-        (map_name::ALLOW_V6, s(MapType::LpmTrie, 4 + size_of::<AllowKeyV6>(), 1, limits.allow_entries)),
-        (map_name::SETTINGS, s(MapType::Array, 4, size_of::<Settings>(), 1)),
-        (map_name::GROUP_STATS, s(MapType::PerCpuArray, 4, size_of::<GroupStats>(), STATS_ENTRIES)),
-        (map_name::REASONS, s(MapType::PerCpuArray, 4, 8, reason::COUNT)),
-        (map_name::FLOWS, s(MapType::LruHash, size_of::<FlowKey>(), size_of::<FlowState>(), limits.flows)),
-        (map_name::SOURCES, s(MapType::LruHash, size_of::<SourceKey>(), size_of::<TokenBucket>(), limits.sources)),
-        (map_name::EVENTS, s(MapType::RingBuf, 0, 0, limits.ring_buffer_bytes)),
-        (map_name::GROUP_NAMES, s(MapType::Array, 4, GROUP_NAME_BYTES, MAX_GROUPS as u32)),
+        (
+            map_name::PORTS_TCP,
+            s(MapType::Array, 4, 1, PORT_TABLE_ENTRIES),
+        ),
+        (
+            map_name::PORTS_UDP,
+            s(MapType::Array, 4, 1, PORT_TABLE_ENTRIES),
+        ),
+        (
+            map_name::ALLOW_V4,
+            s(
+                MapType::LpmTrie,
+                4 + size_of::<AllowKeyV4>(),
+                1,
+                limits.allow_entries,
+            ),
+        ),
+        (
+            map_name::ALLOW_V6,
+            s(
+                MapType::LpmTrie,
+                4 + size_of::<AllowKeyV6>(),
+                1,
+                limits.allow_entries,
+            ),
+        ),
+        (
+            map_name::SETTINGS,
+            s(MapType::Array, 4, size_of::<Settings>(), 1),
+        ),
+        (
+            map_name::GROUP_STATS,
+            s(
+                MapType::PerCpuArray,
+                4,
+                size_of::<GroupStats>(),
+                STATS_ENTRIES,
+            ),
+        ),
+        (
+            map_name::REASONS,
+            s(MapType::PerCpuArray, 4, 8, reason::COUNT),
+        ),
+        (
+            map_name::FLOWS,
+            s(
+                MapType::LruHash,
+                size_of::<FlowKey>(),
+                size_of::<FlowState>(),
+                limits.flows,
+            ),
+        ),
+        (
+            map_name::SOURCES,
+            s(
+                MapType::LruHash,
+                size_of::<SourceKey>(),
+                size_of::<TokenBucket>(),
+                limits.sources,
+            ),
+        ),
+        (
+            map_name::EVENTS,
+            s(MapType::RingBuf, 0, 0, limits.ring_buffer_bytes),
+        ),
+        (
+            map_name::GROUP_NAMES,
+            s(MapType::Array, 4, GROUP_NAME_BYTES, MAX_GROUPS as u32),
+        ),
+        (
+            map_name::VERDICTS,
+            s(
+                MapType::LruPerCpuHash,
+                size_of::<SourceKey>(),
+                size_of::<VerdictCache>(),
+                VERDICT_CACHE_ENTRIES,
+            ),
+        ),
     ]
 }
 
@@ -157,7 +227,9 @@ impl GroupIds {
                 continue;
             }
             let used: BTreeSet<u8> = ids.values().copied().collect();
-            let id = (1..MAX_GROUPS as u8).find(|i| !used.contains(i)).ok_or(MAX_GROUPS - 1)?;
+            let id = (1..MAX_GROUPS as u8)
+                .find(|i| !used.contains(i))
+                .ok_or(MAX_GROUPS - 1)?;
             ids.insert(g.name.clone(), id);
             fresh.push(id);
         }
@@ -167,7 +239,10 @@ impl GroupIds {
         self.0.get(name).copied()
     }
     pub fn name(&self, id: u8) -> Option<&str> {
-        self.0.iter().find(|(_, v)| **v == id).map(|(k, _)| k.as_str())
+        self.0
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, u8)> {
         self.0.iter().map(|(k, v)| (k.as_str(), *v))
@@ -185,7 +260,13 @@ pub struct GroupCounters {
 
 enum HeldLink {
     /// Pinned: the pin keeps the link (and the node watched) after this process exits.
-    Pinned(#[expect(dead_code, reason = "held only so that the pin's fd lives as long as the daemon")] PinnedLink),
+    Pinned(
+        #[expect(
+            dead_code,
+            reason = "held only so that the pin's fd lives as long as the daemon"
+        )]
+        PinnedLink,
+    ),
     /// In-memory: owned by the program; detached when the Datapath is dropped.
     Owned,
 }
@@ -211,8 +292,11 @@ pub struct Datapath {
 
 macro_rules! take_map {
     ($ebpf:expr, $name:expr) => {{
-        let m = $ebpf.take_map($name).ok_or(DatapathError::MissingMap($name))?;
-        m.try_into().map_err(|error| DatapathError::Map { name: $name, error })?
+        let m = $ebpf
+            .take_map($name)
+            .ok_or(DatapathError::MissingMap($name))?;
+        m.try_into()
+            .map_err(|error| DatapathError::Map { name: $name, error })?
     }};
 }
 
@@ -223,7 +307,12 @@ impl Datapath {
         Self::load_object(EBPF_OBJECT, cfg, node_subnets, opts)
     }
 
-    fn load_object(obj: &[u8], cfg: &Config, node_subnets: &[IpNet], opts: &LoadOptions) -> Result<Datapath> {
+    fn load_object(
+        obj: &[u8],
+        cfg: &Config,
+        node_subnets: &[IpNet],
+        opts: &LoadOptions,
+    ) -> Result<Datapath> {
         if obj.is_empty() {
             return Err(DatapathError::EmptyObject);
         }
@@ -260,7 +349,10 @@ impl Datapath {
                         }
                     };
                     if !fits {
-                        fs::remove_file(&path).map_err(|error| DatapathError::PinDir { path: path.clone(), error })?;
+                        fs::remove_file(&path).map_err(|error| DatapathError::PinDir {
+                            path: path.clone(),
+                            error,
+                        })?;
                     } else {
                         info!(map = name, "adopting pinned map");
                     }
@@ -273,21 +365,33 @@ impl Datapath {
             let stats = dir.join("maps").join(map_name::GROUP_STATS);
             if !names.exists() && stats.exists() {
                 info!("pinned counters without group names; counters start over");
-                fs::remove_file(&stats).map_err(|error| DatapathError::PinDir { path: stats.clone(), error })?;
+                fs::remove_file(&stats).map_err(|error| DatapathError::PinDir {
+                    path: stats.clone(),
+                    error,
+                })?;
             }
             for (name, path) in &pin_paths {
                 loader.map_pin_path(name, path.as_path());
             }
         }
         let mut ebpf = loader.load(obj)?;
-        for name in [prog_name::XDP_INGRESS, prog_name::TC_INGRESS, prog_name::TC_EGRESS] {
-            let prog = ebpf.program_mut(name).ok_or(DatapathError::MissingProgram(name))?;
+        for name in [
+            prog_name::XDP_INGRESS,
+            prog_name::TC_INGRESS,
+            prog_name::TC_EGRESS,
+        ] {
+            let prog = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram(name))?;
             let res = match prog {
                 aya::programs::Program::Xdp(p) => p.load(),
                 aya::programs::Program::SchedClassifier(p) => p.load(),
                 _ => return Err(DatapathError::MissingProgram(name)),
             };
-            res.map_err(|error| DatapathError::Program { name, error })?;
+            res.map_err(|error| DatapathError::Program {
+                name,
+                error: Box::new(error),
+            })?;
         }
         let group_names: Array<MapData, GroupName> = take_map!(ebpf, map_name::GROUP_NAMES);
         let prev_ids = read_group_names(&group_names)?;
@@ -316,18 +420,29 @@ impl Datapath {
     /// on reload; programs stay attached and counters keep counting. Entries are added
     /// before stale ones are removed, so an allowed source is never briefly denied.
     pub fn apply_config(&mut self, cfg: &Config, node_subnets: &[IpNet]) -> Result<()> {
-        let (ids, fresh) = GroupIds::assign(&self.ids, cfg)
-            .map_err(|max| DatapathError::TooManyGroups { max })?;
+        let (ids, fresh) =
+            GroupIds::assign(&self.ids, cfg).map_err(|max| DatapathError::TooManyGroups { max })?;
         // New ids start from zero, whatever an old group under the same id left behind.
-        let cpus = nr_cpus().map_err(|(path, error)| DatapathError::PinDir { path: path.into(), error })?;
+        let cpus = nr_cpus().map_err(|(path, error)| DatapathError::PinDir {
+            path: path.into(),
+            error,
+        })?;
         for id in &fresh {
             for p in [PROTO_IDX_TCP, PROTO_IDX_UDP] {
                 for v in [VERDICT_ALLOWED, VERDICT_DENIED] {
-                    let zero = PerCpuValues::try_from(vec![GroupStats::default(); cpus])
-                        .map_err(|e| DatapathError::Map { name: map_name::GROUP_STATS, error: e.into() })?;
+                    let zero =
+                        PerCpuValues::try_from(vec![GroupStats::default(); cpus]).map_err(|e| {
+                            DatapathError::Map {
+                                name: map_name::GROUP_STATS,
+                                error: e.into(),
+                            }
+                        })?;
                     self.stats
                         .set(stats_index(*id, p, v), zero, 0)
-                        .map_err(|error| DatapathError::Map { name: map_name::GROUP_STATS, error })?;
+                        .map_err(|error| DatapathError::Map {
+                            name: map_name::GROUP_STATS,
+                            error,
+                        })?;
                 }
             }
         }
@@ -352,15 +467,6 @@ impl Datapath {
                 }
             }
         }
-        let settings = Settings {
-            flow_idle_ns: cfg.limits.flow_idle_timeout_ms.saturating_mul(1_000_000),
-            drop_mask,
-            sample_one_in: cfg.sampling.allowed_flows_one_in,
-            events_per_sec: cfg.limits.events_per_source_per_second,
-        };
-        self.settings
-            .set(0, settings, 0)
-            .map_err(|error| DatapathError::Map { name: map_name::SETTINGS, error })?;
         write_port_table(&mut self.ports_tcp, &tcp, map_name::PORTS_TCP)?;
         write_port_table(&mut self.ports_udp, &udp, map_name::PORTS_UDP)?;
 
@@ -368,7 +474,9 @@ impl Datapath {
         let mut want_v4 = BTreeSet::new();
         let mut want_v6 = BTreeSet::new();
         for (cfg_id, net) in cfg.resolve_allowlists(node_subnets) {
-            let Some(g) = cfg.group_by_id(cfg_id) else { continue };
+            let Some(g) = cfg.group_by_id(cfg_id) else {
+                continue;
+            };
             let Some(kid) = ids.id(&g.name) else { continue };
             match net {
                 IpNet::V4(n) => {
@@ -384,8 +492,33 @@ impl Datapath {
             }
         }
         let max = self.limits.allow_entries;
-        sync_trie(&mut self.allow_v4, &want_v4, "IPv4", max, map_name::ALLOW_V4)?;
-        sync_trie(&mut self.allow_v6, &want_v6, "IPv6", max, map_name::ALLOW_V6)?;
+        sync_trie(
+            &mut self.allow_v4,
+            &want_v4,
+            "IPv4",
+            max,
+            map_name::ALLOW_V4,
+        )?;
+        sync_trie(
+            &mut self.allow_v6,
+            &want_v6,
+            "IPv6",
+            max,
+            map_name::ALLOW_V6,
+        )?;
+
+        // Settings last: the new generation voids every cached verdict, now that the tries
+        // hold the new allowlists.
+        let prev = self.settings()?;
+        let settings = Settings {
+            flow_idle_ns: cfg.limits.flow_idle_timeout_ms.saturating_mul(1_000_000),
+            drop_mask,
+            sample_one_in: cfg.sampling.allowed_flows_one_in,
+            events_per_sec: cfg.limits.events_per_source_per_second,
+            generation: prev.generation.wrapping_add(1).max(1),
+            _pad: 0,
+        };
+        self.set_settings(settings)?;
 
         // Record names for every id in use; clear the slots of ids no longer in use.
         for id in 1..MAX_GROUPS as u8 {
@@ -396,7 +529,10 @@ impl Datapath {
             }
             self.group_names
                 .set(id as u32, slot, 0)
-                .map_err(|error| DatapathError::Map { name: map_name::GROUP_NAMES, error })?;
+                .map_err(|error| DatapathError::Map {
+                    name: map_name::GROUP_NAMES,
+                    error,
+                })?;
         }
         self.ids = ids;
         Ok(())
@@ -421,7 +557,9 @@ impl Datapath {
     }
 
     fn link_pin_path(&self, iface: &str, hook: Hook) -> Option<PathBuf> {
-        self.pin_dir.as_ref().map(|d| d.join("links").join(format!("{}@{iface}", hook.as_str())))
+        self.pin_dir
+            .as_ref()
+            .map(|d| d.join("links").join(format!("{}@{iface}", hook.as_str())))
     }
 
     fn attach_hook(&mut self, iface: &str, hook: Hook) -> Result<Attachment> {
@@ -433,8 +571,18 @@ impl Datapath {
         {
             match self.adopt(path, hook) {
                 Ok(mode) => {
-                    let att = Attachment { iface: iface.to_owned(), hook, mode, adopted: true };
-                    info!(iface, hook = hook.as_str(), mode, "adopted pinned link; program replaced in place");
+                    let att = Attachment {
+                        iface: iface.to_owned(),
+                        hook,
+                        mode,
+                        adopted: true,
+                    };
+                    info!(
+                        iface,
+                        hook = hook.as_str(),
+                        mode,
+                        "adopted pinned link; program replaced in place"
+                    );
                     // The program owns the link fd now; the pin keeps the link after exit.
                     self.links.push((att.clone(), HeldLink::Owned));
                     return Ok(att);
@@ -452,17 +600,22 @@ impl Datapath {
                     Ok(id) => (id, "native"),
                     Err(native_err) => {
                         warn!(iface, error = %native_err, "native XDP unavailable; falling back to generic (skb) mode");
-                        let id = prog.attach(iface, XdpMode::Skb).map_err(|error| DatapathError::Attach {
-                            iface: iface.to_owned(),
-                            hook: "xdp",
-                            error,
-                            hint: " (is another XDP program attached? try --attach tc)",
+                        let id = prog.attach(iface, XdpMode::Skb).map_err(|error| {
+                            DatapathError::Attach {
+                                iface: iface.to_owned(),
+                                hook: "xdp",
+                                error: Box::new(error),
+                                hint: " (is another XDP program attached? try --attach tc)",
+                            }
                         })?;
                         (id, "generic")
                     }
                 };
                 let fd = if pin.is_some() {
-                    let link = prog.take_link(id).map_err(|error| DatapathError::Program { name, error })?;
+                    let link = prog.take_link(id).map_err(|error| DatapathError::Program {
+                        name,
+                        error: Box::new(error),
+                    })?;
                     FdLink::try_from(link).ok()
                 } else {
                     None
@@ -470,11 +623,20 @@ impl Datapath {
                 (mode, fd)
             }
             Hook::TcIngress | Hook::TcEgress => {
-                let ty = if hook == Hook::TcIngress { TcAttachType::Ingress } else { TcAttachType::Egress };
-                let tcx = aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+                let ty = if hook == Hook::TcIngress {
+                    TcAttachType::Ingress
+                } else {
+                    TcAttachType::Egress
+                };
+                let tcx = aya::util::KernelVersion::current()
+                    .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
                 let prog: &mut SchedClassifier = self.program_mut(name)?;
                 let res = if tcx {
-                    prog.attach_with_options(iface, ty, TcAttachOptions::TcxOrder(LinkOrder::default()))
+                    prog.attach_with_options(
+                        iface,
+                        ty,
+                        TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    )
                 } else {
                     // Classic clsact; "already exists" is fine.
                     let _ = tc::qdisc_add_clsact(iface);
@@ -483,11 +645,14 @@ impl Datapath {
                 let id = res.map_err(|error| DatapathError::Attach {
                     iface: iface.to_owned(),
                     hook: hook.as_str(),
-                    error,
+                    error: Box::new(error),
                     hint: "",
                 })?;
                 let fd = if pin.is_some() && tcx {
-                    let link = prog.take_link(id).map_err(|error| DatapathError::Program { name, error })?;
+                    let link = prog.take_link(id).map_err(|error| DatapathError::Program {
+                        name,
+                        error: Box::new(error),
+                    })?;
                     FdLink::try_from(link).ok()
                 } else {
                     None
@@ -505,13 +670,28 @@ impl Datapath {
                 HeldLink::Pinned(pinned)
             }
             (Some(_), None) => {
-                warn!(iface, hook = hook.as_str(), "this kernel gives no pinnable link for this hook; it detaches when the daemon exits");
+                warn!(
+                    iface,
+                    hook = hook.as_str(),
+                    "this kernel gives no pinnable link for this hook; it detaches when the daemon exits"
+                );
                 HeldLink::Owned
             }
             (None, _) => HeldLink::Owned,
         };
-        let att = Attachment { iface: iface.to_owned(), hook, mode, adopted: false };
-        info!(iface, hook = hook.as_str(), mode, pinned = matches!(held, HeldLink::Pinned(_)), "attached");
+        let att = Attachment {
+            iface: iface.to_owned(),
+            hook,
+            mode,
+            adopted: false,
+        };
+        info!(
+            iface,
+            hook = hook.as_str(),
+            mode,
+            pinned = matches!(held, HeldLink::Pinned(_)),
+            "attached"
+        );
         self.links.push((att.clone(), held));
         Ok(att)
     }
@@ -528,8 +708,10 @@ impl Datapath {
                 Ok("pinned")
             }
             Hook::TcIngress | Hook::TcEgress => {
-                let link = aya::programs::tc::SchedClassifierLink::try_from(fd).map_err(|e| e.to_string())?;
-                let prog: &mut SchedClassifier = self.program_mut(name).map_err(|e| e.to_string())?;
+                let link = aya::programs::tc::SchedClassifierLink::try_from(fd)
+                    .map_err(|e| e.to_string())?;
+                let prog: &mut SchedClassifier =
+                    self.program_mut(name).map_err(|e| e.to_string())?;
                 prog.attach_to_link(link).map_err(|e| e.to_string())?;
                 Ok("tcx")
             }
@@ -539,16 +721,31 @@ impl Datapath {
     /// Removes pinned links that this run did not attach or adopt (interfaces or hooks no
     /// longer configured). Call after every wanted interface is attached.
     pub fn prune_stale_links(&mut self) -> Result<Vec<String>> {
-        let Some(dir) = &self.pin_dir else { return Ok(Vec::new()) };
+        let Some(dir) = &self.pin_dir else {
+            return Ok(Vec::new());
+        };
         let dir = dir.join("links");
-        let keep: BTreeSet<String> = self.links.iter().map(|(a, _)| format!("{}@{}", a.hook.as_str(), a.iface)).collect();
+        let keep: BTreeSet<String> = self
+            .links
+            .iter()
+            .map(|(a, _)| format!("{}@{}", a.hook.as_str(), a.iface))
+            .collect();
         let mut removed = Vec::new();
-        let entries = fs::read_dir(&dir).map_err(|error| DatapathError::PinDir { path: dir.clone(), error })?;
+        let entries = fs::read_dir(&dir).map_err(|error| DatapathError::PinDir {
+            path: dir.clone(),
+            error,
+        })?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let known_hook = name.split_once('@').and_then(|(h, _)| Hook::from_str(h)).is_some();
+            let known_hook = name
+                .split_once('@')
+                .and_then(|(h, _)| Hook::from_str(h))
+                .is_some();
             if known_hook && !keep.contains(&name) {
-                fs::remove_file(e.path()).map_err(|error| DatapathError::PinDir { path: e.path(), error })?;
+                fs::remove_file(e.path()).map_err(|error| DatapathError::PinDir {
+                    path: e.path(),
+                    error,
+                })?;
                 info!(link = %name, "removed a pinned link that the current config does not want");
                 removed.push(name);
             }
@@ -561,7 +758,8 @@ impl Datapath {
         self.links.retain(|(a, _)| a.iface != iface);
         if let Some(dir) = &self.pin_dir {
             for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
-                let _ = fs::remove_file(dir.join("links").join(format!("{}@{iface}", hook.as_str())));
+                let _ =
+                    fs::remove_file(dir.join("links").join(format!("{}@{iface}", hook.as_str())));
             }
         }
     }
@@ -574,8 +772,14 @@ impl Datapath {
     where
         &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
     {
-        let p = self.ebpf.program_mut(name).ok_or(DatapathError::MissingProgram(name))?;
-        p.try_into().map_err(|error| DatapathError::Program { name, error })
+        let p = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingProgram(name))?;
+        p.try_into().map_err(|error| DatapathError::Program {
+            name,
+            error: Box::new(error),
+        })
     }
 
     /// The loaded programs, for BPF_PROG_TEST_RUN.
@@ -592,8 +796,49 @@ impl Datapath {
     where
         &'a T: TryFrom<&'a aya::programs::Program, Error = aya::programs::ProgramError>,
     {
-        let p = self.ebpf.program(name).ok_or(DatapathError::MissingProgram(name))?;
-        p.try_into().map_err(|error| DatapathError::Program { name, error })
+        let p = self
+            .ebpf
+            .program(name)
+            .ok_or(DatapathError::MissingProgram(name))?;
+        p.try_into().map_err(|error| DatapathError::Program {
+            name,
+            error: Box::new(error),
+        })
+    }
+
+    /// Loads and returns the empty baseline XDP program (benchmarks subtract its cost).
+    pub fn baseline_program(&mut self) -> Result<&Xdp> {
+        let name = prog_name::BASELINE;
+        let prog: &mut Xdp = self.program_mut(name)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|error| DatapathError::Program {
+                name,
+                error: Box::new(error),
+            })?;
+        }
+        self.program(name)
+    }
+
+    /// The settings slot as the programs see it.
+    pub fn settings(&self) -> Result<Settings> {
+        self.settings
+            .get(&0, 0)
+            .map_err(|error| DatapathError::Map {
+                name: map_name::SETTINGS,
+                error,
+            })
+    }
+
+    /// Overwrites the settings slot directly, bypassing config validation (benchmarks use a
+    /// zero idle timeout so that every repeat of a packet is a new connection). A config
+    /// reload writes it again.
+    pub fn set_settings(&mut self, s: Settings) -> Result<()> {
+        self.settings
+            .set(0, s, 0)
+            .map_err(|error| DatapathError::Map {
+                name: map_name::SETTINGS,
+                error,
+            })
     }
 
     pub fn group_ids(&self) -> &GroupIds {
@@ -604,17 +849,28 @@ impl Datapath {
     pub fn group_counters(&self) -> Result<Vec<GroupCounters>> {
         let mut out = Vec::new();
         for (name, id) in self.ids.iter() {
-            for (proto, pidx) in [(Protocol::Tcp, PROTO_IDX_TCP), (Protocol::Udp, PROTO_IDX_UDP)] {
+            for (proto, pidx) in [
+                (Protocol::Tcp, PROTO_IDX_TCP),
+                (Protocol::Udp, PROTO_IDX_UDP),
+            ] {
                 for verdict in [VERDICT_ALLOWED, VERDICT_DENIED] {
-                    let per_cpu = self
-                        .stats
-                        .get(&stats_index(id, pidx, verdict), 0)
-                        .map_err(|error| DatapathError::Map { name: map_name::GROUP_STATS, error })?;
+                    let per_cpu =
+                        self.stats
+                            .get(&stats_index(id, pidx, verdict), 0)
+                            .map_err(|error| DatapathError::Map {
+                                name: map_name::GROUP_STATS,
+                                error,
+                            })?;
                     let mut sum = GroupStats::default();
                     for s in per_cpu.iter() {
                         sum.accumulate(s);
                     }
-                    out.push(GroupCounters { group: name.to_owned(), proto, verdict, stats: sum });
+                    out.push(GroupCounters {
+                        group: name.to_owned(),
+                        proto,
+                        verdict,
+                        stats: sum,
+                    });
                 }
             }
         }
@@ -628,7 +884,10 @@ impl Datapath {
             let per_cpu = self
                 .reasons
                 .get(&(i as u32), 0)
-                .map_err(|error| DatapathError::Map { name: map_name::REASONS, error })?;
+                .map_err(|error| DatapathError::Map {
+                    name: map_name::REASONS,
+                    error,
+                })?;
             *slot = per_cpu.iter().sum();
         }
         Ok(out)
@@ -660,7 +919,10 @@ fn read_group_names(map: &Array<MapData, GroupName>) -> Result<GroupIds> {
     for id in 1..MAX_GROUPS as u8 {
         let slot = map
             .get(&(id as u32), 0)
-            .map_err(|error| DatapathError::Map { name: map_name::GROUP_NAMES, error })?;
+            .map_err(|error| DatapathError::Map {
+                name: map_name::GROUP_NAMES,
+                error,
+            })?;
         let len = slot.iter().position(|b| *b == 0).unwrap_or(slot.len());
         if len > 0
             && let Ok(name) = std::str::from_utf8(&slot[..len])
@@ -685,9 +947,12 @@ fn default_max_entries(name: &str) -> u32 {
 fn write_port_table(map: &mut Array<MapData, u8>, want: &[u8], name: &'static str) -> Result<()> {
     for (port, g) in want.iter().enumerate() {
         let idx = port as u32;
-        let cur = map.get(&idx, 0).map_err(|error| DatapathError::Map { name, error })?;
+        let cur = map
+            .get(&idx, 0)
+            .map_err(|error| DatapathError::Map { name, error })?;
         if cur != *g {
-            map.set(idx, *g, 0).map_err(|error| DatapathError::Map { name, error })?;
+            map.set(idx, *g, 0)
+                .map_err(|error| DatapathError::Map { name, error })?;
         }
     }
     Ok(())
@@ -701,7 +966,11 @@ fn sync_trie<K: aya::Pod + Ord + Copy>(
     name: &'static str,
 ) -> Result<()> {
     if want.len() > max as usize {
-        return Err(DatapathError::AllowlistFull { family, needed: want.len(), max });
+        return Err(DatapathError::AllowlistFull {
+            family,
+            needed: want.len(),
+            max,
+        });
     }
     let have: BTreeSet<(u32, K)> = trie
         .keys()
@@ -709,10 +978,12 @@ fn sync_trie<K: aya::Pod + Ord + Copy>(
         .map(|k| (k.prefix_len(), k.data()))
         .collect();
     for (plen, data) in want.difference(&have) {
-        trie.insert(&Key::new(*plen, *data), 1, 0).map_err(|error| DatapathError::Map { name, error })?;
+        trie.insert(&Key::new(*plen, *data), 1, 0)
+            .map_err(|error| DatapathError::Map { name, error })?;
     }
     for (plen, data) in have.difference(want) {
-        trie.remove(&Key::new(*plen, *data)).map_err(|error| DatapathError::Map { name, error })?;
+        trie.remove(&Key::new(*plen, *data))
+            .map_err(|error| DatapathError::Map { name, error })?;
     }
     Ok(())
 }
@@ -722,11 +993,17 @@ fn sync_trie<K: aya::Pod + Ord + Copy>(
 fn prepare_pin_dir(dir: &Path) -> Result<()> {
     let root = Path::new("/sys/fs/bpf");
     if dir.starts_with(root) && !is_bpffs(root) {
-        mount_bpffs(root).map_err(|error| DatapathError::Bpffs { path: root.to_owned(), error })?;
+        mount_bpffs(root).map_err(|error| DatapathError::Bpffs {
+            path: root.to_owned(),
+            error,
+        })?;
     }
     for sub in ["maps", "links"] {
         let p = dir.join(sub);
-        fs::create_dir_all(&p).map_err(|error| DatapathError::PinDir { path: p.clone(), error })?;
+        fs::create_dir_all(&p).map_err(|error| DatapathError::PinDir {
+            path: p.clone(),
+            error,
+        })?;
     }
     if !is_bpffs(dir) {
         return Err(DatapathError::Bpffs {
@@ -739,7 +1016,9 @@ fn prepare_pin_dir(dir: &Path) -> Result<()> {
 
 fn is_bpffs(p: &Path) -> bool {
     use std::{ffi::CString, os::unix::ffi::OsStrExt};
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid C string and st a valid out-pointer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
@@ -751,8 +1030,20 @@ fn mount_bpffs(p: &Path) -> io::Result<()> {
     let target = CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let bpf = c"bpf";
     // SAFETY: valid C strings; no data argument.
-    let rc = unsafe { libc::mount(bpf.as_ptr(), target.as_ptr(), bpf.as_ptr(), 0, std::ptr::null()) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    let rc = unsafe {
+        libc::mount(
+            bpf.as_ptr(),
+            target.as_ptr(),
+            bpf.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Removes everything node-monitor pinned under `dir`: detaches pinned links (unless a

@@ -10,7 +10,7 @@ pub enum DatapathError {
     EmptyObject,
 
     #[error("cannot load the eBPF object: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(Box<aya::EbpfError>),
 
     #[error("the eBPF object has no program `{0}`: the binary and its embedded object disagree")]
     MissingProgram(&'static str),
@@ -27,7 +27,7 @@ pub enum DatapathError {
     #[error("program {name}: {error}")]
     Program {
         name: &'static str,
-        error: aya::programs::ProgramError,
+        error: Box<aya::programs::ProgramError>,
     },
 
     #[error("interface `{0}` does not exist in this network namespace")]
@@ -37,24 +37,18 @@ pub enum DatapathError {
     Attach {
         iface: String,
         hook: &'static str,
-        error: aya::programs::ProgramError,
+        error: Box<aya::programs::ProgramError>,
         hint: &'static str,
     },
 
     #[error("pin directory {path}: {error}")]
-    PinDir {
-        path: PathBuf,
-        error: io::Error,
-    },
+    PinDir { path: PathBuf, error: io::Error },
 
     #[error(
         "{path} is not on a bpf filesystem and mounting one failed ({error}); \
          mount it with `mount -t bpf bpf /sys/fs/bpf` or choose another --pin-dir"
     )]
-    Bpffs {
-        path: PathBuf,
-        error: io::Error,
-    },
+    Bpffs { path: PathBuf, error: io::Error },
 
     #[error("pinning {what} at {path}: {error}")]
     Pin {
@@ -67,10 +61,21 @@ pub enum DatapathError {
         "{family} allowlist needs {needed} entries but the trie holds {max}: \
          raise limits.allow_entries"
     )]
-    AllowlistFull { family: &'static str, needed: usize, max: u32 },
+    AllowlistFull {
+        family: &'static str,
+        needed: usize,
+        max: u32,
+    },
 
     #[error("more than {max} groups: the kernel tables have room for {max}")]
     TooManyGroups { max: usize },
+}
+
+impl From<aya::EbpfError> for DatapathError {
+    fn from(e: aya::EbpfError) -> Self {
+        // Boxed: EbpfError is large, and every datapath call returns this error type.
+        DatapathError::Load(Box::new(e))
+    }
 }
 
 pub type Result<T, E = DatapathError> = std::result::Result<T, E>;

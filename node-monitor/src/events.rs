@@ -154,7 +154,9 @@ impl Clock {
     pub fn now() -> Clock {
         let mono = clock_ns(libc::CLOCK_MONOTONIC);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        Clock { offset_ns: real - mono }
+        Clock {
+            offset_ns: real - mono,
+        }
     }
     pub fn wall(&self, ktime_ns: u64) -> SystemTime {
         let ns = ktime_ns as i128 + self.offset_ns;
@@ -171,7 +173,10 @@ impl Clock {
 }
 
 fn clock_ns(id: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
@@ -182,9 +187,24 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 pub fn tcp_flags_str(flags: u8) -> String {
-    let names = [(TCP_SYN, "SYN"), (TCP_ACK, "ACK"), (TCP_FIN, "FIN"), (TCP_RST, "RST"), (TCP_PSH, "PSH"), (TCP_URG, "URG")];
-    let parts: Vec<&str> = names.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect();
-    if parts.is_empty() { "NONE".to_owned() } else { parts.join("|") }
+    let names = [
+        (TCP_SYN, "SYN"),
+        (TCP_ACK, "ACK"),
+        (TCP_FIN, "FIN"),
+        (TCP_RST, "RST"),
+        (TCP_PSH, "PSH"),
+        (TCP_URG, "URG"),
+    ];
+    let parts: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if parts.is_empty() {
+        "NONE".to_owned()
+    } else {
+        parts.join("|")
+    }
 }
 
 /// Builds the record for a flagged or sampled event. `group` is the group's name.
@@ -193,9 +213,17 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
     let vlan = [ev.vlan_outer, ev.vlan_inner];
     FlowRecord {
         time: rfc3339(clock.wall(ev.ts_ns)),
-        record_type: if ev.kind == EVENT_FLAGGED { RecordType::Flagged } else { RecordType::Flow },
+        record_type: if ev.kind == EVENT_FLAGGED {
+            RecordType::Flagged
+        } else {
+            RecordType::Flow
+        },
         group: group.to_owned(),
-        verdict: if ev.verdict == VERDICT_DENIED { "denied" } else { "allowed" },
+        verdict: if ev.verdict == VERDICT_DENIED {
+            "denied"
+        } else {
+            "allowed"
+        },
         action: match ev.action {
             ACTION_DROPPED => "dropped",
             ACTION_WOULD_DROP => "would_drop",
@@ -203,7 +231,11 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
         },
         answer,
         protocol: if tcp { "tcp" } else { "udp" },
-        family: if ev.family == FAMILY_V4 { "ipv4" } else { "ipv6" },
+        family: if ev.family == FAMILY_V4 {
+            "ipv4"
+        } else {
+            "ipv6"
+        },
         src_ip: ip_of(ev.family, &ev.src_addr),
         src_port: ev.src_port,
         dst_ip: ip_of(ev.family, &ev.dst_addr),
@@ -247,7 +279,13 @@ mod tests {
 
     fn bytes(e: &Event) -> Vec<u8> {
         // SAFETY: Event is plain old data.
-        unsafe { std::slice::from_raw_parts((e as *const Event).cast::<u8>(), std::mem::size_of::<Event>()) }.to_vec()
+        unsafe {
+            std::slice::from_raw_parts(
+                (e as *const Event).cast::<u8>(),
+                std::mem::size_of::<Event>(),
+            )
+        }
+        .to_vec()
     }
 
     #[test]
@@ -268,7 +306,14 @@ mod tests {
 
     #[test]
     fn record_fields() {
-        let r = record(&event(), "kubelet", &Clock { offset_ns: 1_700_000_000_000_000_000 }, Some(Answer::Refused));
+        let r = record(
+            &event(),
+            "kubelet",
+            &Clock {
+                offset_ns: 1_700_000_000_000_000_000,
+            },
+            Some(Answer::Refused),
+        );
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["type"], "flagged");
         assert_eq!(v["group"], "kubelet");

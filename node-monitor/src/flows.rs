@@ -74,17 +74,33 @@ impl Tracker {
             EVENT_FLAGGED => {
                 // Deadline from when we saw it, so a backlog never expires attempts early.
                 let deadline_ns = now_ns.max(ev.ts_ns).saturating_add(self.timeout_ns);
-                if let Some(old) = self.pending.insert(key, Pending { event: ev, deadline_ns }) {
+                if let Some(old) = self.pending.insert(
+                    key,
+                    Pending {
+                        event: ev,
+                        deadline_ns,
+                    },
+                ) {
                     self.stats.superseded += 1;
                     let name = names.group_name(old.event.group);
-                    out.push(events::record(&old.event, &name, clock, Some(Answer::NoAnswer)));
+                    out.push(events::record(
+                        &old.event,
+                        &name,
+                        clock,
+                        Some(Answer::NoAnswer),
+                    ));
                 }
                 self.order.push_back((key, deadline_ns));
             }
             EVENT_ANSWER => match self.pending.remove(&key) {
                 Some(p) => {
                     let name = names.group_name(p.event.group);
-                    out.push(events::record(&p.event, &name, clock, Answer::from_raw(ev.answer)));
+                    out.push(events::record(
+                        &p.event,
+                        &name,
+                        clock,
+                        Answer::from_raw(ev.answer),
+                    ));
                 }
                 None => self.stats.late_answers += 1,
             },
@@ -111,7 +127,10 @@ impl Tracker {
             }
             self.order.pop_front();
             // The key may have been answered, or re-flagged with a later deadline.
-            let due = self.pending.get(&key).is_some_and(|p| p.deadline_ns == deadline);
+            let due = self
+                .pending
+                .get(&key)
+                .is_some_and(|p| p.deadline_ns == deadline);
             if !due {
                 continue;
             }
@@ -194,9 +213,21 @@ mod tests {
         let mut t = Tracker::new(1000);
         let clock = Clock::now();
         let mut out = Vec::new();
-        t.handle(ev(EVENT_FLAGGED, 1, 10 * MS, 0), 10 * MS, &Names, &clock, &mut out);
+        t.handle(
+            ev(EVENT_FLAGGED, 1, 10 * MS, 0),
+            10 * MS,
+            &Names,
+            &clock,
+            &mut out,
+        );
         assert!(out.is_empty());
-        t.handle(ev(EVENT_ANSWER, 1, 11 * MS, ANSWER_REFUSED), 11 * MS, &Names, &clock, &mut out);
+        t.handle(
+            ev(EVENT_ANSWER, 1, 11 * MS, ANSWER_REFUSED),
+            11 * MS,
+            &Names,
+            &clock,
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].answer, Some(Answer::Refused));
         assert_eq!(out[0].group, "g1");
@@ -208,10 +239,27 @@ mod tests {
         let mut t = Tracker::new(1000);
         let clock = Clock::now();
         let mut out = Vec::new();
-        t.handle(ev(EVENT_FLAGGED, 1, 10 * MS, 0), 10 * MS, &Names, &clock, &mut out);
-        t.handle(ev(EVENT_FLAGGED, 2, 20 * MS, 0), 20 * MS, &Names, &clock, &mut out);
+        t.handle(
+            ev(EVENT_FLAGGED, 1, 10 * MS, 0),
+            10 * MS,
+            &Names,
+            &clock,
+            &mut out,
+        );
+        t.handle(
+            ev(EVENT_FLAGGED, 2, 20 * MS, 0),
+            20 * MS,
+            &Names,
+            &clock,
+            &mut out,
+        );
         let table = |k: &FlowKey| {
-            (k.src_port == 2).then_some(FlowState { first_ns: 20 * MS, answer: ANSWER_ACCEPTED, flagged: 1, ..Default::default() })
+            (k.src_port == 2).then_some(FlowState {
+                first_ns: 20 * MS,
+                answer: ANSWER_ACCEPTED,
+                flagged: 1,
+                ..Default::default()
+            })
         };
         t.expire(500 * MS, table, &Names, &clock, &mut out);
         assert!(out.is_empty(), "nothing is due before the timeout");
@@ -229,7 +277,13 @@ mod tests {
         let mut t = Tracker::new(1000);
         let clock = Clock::now();
         let mut out = Vec::new();
-        t.handle(ev(EVENT_ANSWER, 9, 1, ANSWER_ACCEPTED), 1, &Names, &clock, &mut out);
+        t.handle(
+            ev(EVENT_ANSWER, 9, 1, ANSWER_ACCEPTED),
+            1,
+            &Names,
+            &clock,
+            &mut out,
+        );
         assert_eq!(t.stats.late_answers, 1);
         t.handle(ev(EVENT_SAMPLED, 3, 1, 0), 1, &Names, &clock, &mut out);
         assert_eq!(out.len(), 1);
@@ -244,7 +298,10 @@ mod tests {
         t.handle(ev(EVENT_FLAGGED, 2, 20, 0), 20, &Names, &clock, &mut out);
         t.handle(ev(EVENT_FLAGGED, 1, 10, 0), 20, &Names, &clock, &mut out);
         t.flush(|_| None, &Names, &clock, &mut out);
-        assert_eq!(out.iter().map(|r| r.src_port).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            out.iter().map(|r| r.src_port).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(t.pending(), 0);
     }
 }

@@ -11,7 +11,11 @@ use node_monitor::{
 use tracing::info;
 
 #[derive(Parser)]
-#[command(name = "node-monitor", version, about = "eBPF flow monitor for the ports that protect a Kubernetes node")]
+#[command(
+    name = "node-monitor",
+    version,
+    about = "eBPF flow monitor for the ports that protect a Kubernetes node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,16 +47,19 @@ enum Command {
         #[arg(long, env = "NODE_MONITOR_NO_PIN")]
         no_pin: bool,
         /// Log format on stderr.
-        #[arg(long, env = "NODE_MONITOR_LOG_FORMAT", value_enum, default_value = "text")]
+        #[arg(
+            long,
+            env = "NODE_MONITOR_LOG_FORMAT",
+            value_enum,
+            default_value = "text"
+        )]
         log_format: LogFormat,
         /// Log level (overridden by RUST_LOG).
         #[arg(long, env = "NODE_MONITOR_LOG_LEVEL", default_value = "info")]
         log_level: String,
     },
     /// Validate a config file: exit 0 if valid, 1 with file:line:column and the field if not.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
     /// Print the embedded default config.
     PrintDefaultConfig,
     /// Detach everything a daemon pinned under the pin directory and remove the pins.
@@ -65,7 +72,9 @@ enum Command {
 fn init_logs(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -77,7 +86,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
-                println!("{}: ok ({} groups, digest {})", file.display(), cfg.groups.len(), cfg.digest());
+                println!(
+                    "{}: ok ({} groups, digest {})",
+                    file.display(),
+                    cfg.groups.len(),
+                    cfg.digest()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -99,7 +113,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { ifaces, config, attach, pin_dir, no_pin, log_format, log_level } => {
+        Command::Run {
+            ifaces,
+            config,
+            attach,
+            pin_dir,
+            no_pin,
+            log_format,
+            log_level,
+        } => {
             init_logs(log_format, &log_level);
             match run_daemon(ifaces, config, attach, (!no_pin).then_some(pin_dir)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +147,9 @@ fn run_daemon(
     if ifaces.is_empty() {
         ifaces = netif::default_route_ifaces().context("reading the routing table")?;
         if ifaces.is_empty() {
-            bail!("no --iface given and no interface carries a default route; name one with --iface");
+            bail!(
+                "no --iface given and no interface carries a default route; name one with --iface"
+            );
         }
     }
     for i in &ifaces {
@@ -134,12 +158,32 @@ fn run_daemon(
         }
     }
     let subnets = netif::subnets_of(&ifaces).context("reading interface addresses")?;
+    let uses_subnets = cfg.groups.iter().any(|g| {
+        g.allow.contains(&node_monitor::config::AllowEntry::Set(
+            node_monitor::config::SymbolicSet::NodeSubnets,
+        ))
+    });
+    if uses_subnets && subnets.is_empty() {
+        tracing::warn!(
+            ?ifaces,
+            "node-subnets resolves to nothing: the interfaces have no addresses, so groups that allow node-subnets flag every source"
+        );
+    }
     info!(config = %origin, digest = %cfg.digest(), groups = cfg.groups.len(), ?subnets, "config loaded");
-    let mut dp = Datapath::load(&cfg, &subnets, &LoadOptions { pin_dir: pin_dir.clone() })?;
+    let mut dp = Datapath::load(
+        &cfg,
+        &subnets,
+        &LoadOptions {
+            pin_dir: pin_dir.clone(),
+        },
+    )?;
     for iface in &ifaces {
         dp.attach(iface, attach)?;
     }
     dp.prune_stale_links()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     rt.block_on(run::event_loop(dp, cfg))
 }

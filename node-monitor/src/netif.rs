@@ -30,10 +30,12 @@ pub fn subnets_of(ifaces: &[String]) -> std::io::Result<Vec<IpNet>> {
     let mut out = BTreeSet::new();
     let addrs = nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)?;
     for a in addrs {
-        if !ifaces.iter().any(|i| *i == a.interface_name) {
+        if !ifaces.contains(&a.interface_name) {
             continue;
         }
-        let (Some(addr), Some(mask)) = (a.address, a.netmask) else { continue };
+        let (Some(addr), Some(mask)) = (a.address, a.netmask) else {
+            continue;
+        };
         let net = if let (Some(ip), Some(m)) = (addr.as_sockaddr_in(), mask.as_sockaddr_in()) {
             let plen = u32::from(m.ip()).count_ones() as u8;
             IpNet::new(IpAddr::V4(ip.ip()), plen).ok()

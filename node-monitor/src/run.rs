@@ -3,6 +3,7 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
 use node_monitor_common::reason;
 use serde::Serialize;
 use tokio::{
@@ -27,7 +28,8 @@ const TICK: Duration = Duration::from_millis(50);
 
 impl GroupNames for GroupIds {
     fn group_name(&self, id: u8) -> String {
-        self.name(id).map_or_else(|| format!("group-{id}"), str::to_owned)
+        self.name(id)
+            .map_or_else(|| format!("group-{id}"), str::to_owned)
     }
 }
 
@@ -43,7 +45,9 @@ pub struct UserStats {
 }
 
 pub async fn event_loop(mut dp: Datapath, cfg: Config) -> anyhow::Result<()> {
-    let ring = dp.take_events().context("the ring buffer was already taken")?;
+    let ring = dp
+        .take_events()
+        .context("the ring buffer was already taken")?;
     // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf, and
     // as_raw_fd always returns that same fd.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -64,22 +68,16 @@ pub async fn event_loop(mut dp: Datapath, cfg: Config) -> anyhow::Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                let clock = Clock::now();
-                let now = Clock::ktime_now();
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    stats.events_read += 1;
-                    match events::decode(&item) {
-                        Ok(ev) => tracker.handle(ev, now, dp.group_ids(), &clock, &mut out),
-                        Err(e) => {
-                            stats.events_malformed += 1;
-                            warn!(error = %e, "malformed ring buffer record");
-                        }
-                    }
-                }
+                drain(guard.get_inner_mut(), &mut tracker, &dp, &mut stats, &mut out);
                 guard.clear_ready();
+                // The kernel wakes the reader only when it had caught up; a record committed
+                // between the last read and clear_ready() would otherwise wait for the next
+                // drain. Reading again after clearing closes that window.
+                drain(guard.get_inner_mut(), &mut tracker, &dp, &mut stats, &mut out);
             }
             _ = tick.tick() => {
+                // Safety net: bounded delay even if a wakeup was ever missed.
+                drain(ring.get_mut(), &mut tracker, &dp, &mut stats, &mut out);
                 let clock = Clock::now();
                 tracker.expire(Clock::ktime_now(), |k| dp.flow(k), dp.group_ids(), &clock, &mut out);
             }
@@ -89,16 +87,8 @@ pub async fn event_loop(mut dp: Datapath, cfg: Config) -> anyhow::Result<()> {
         send(&tx, &mut out, &mut stats);
     }
     // Drain what the kernel already queued, then report every pending attempt.
+    drain(ring.get_mut(), &mut tracker, &dp, &mut stats, &mut out);
     let clock = Clock::now();
-    let now = Clock::ktime_now();
-    let ring = ring.get_mut();
-    while let Some(item) = ring.next() {
-        stats.events_read += 1;
-        match events::decode(&item) {
-            Ok(ev) => tracker.handle(ev, now, dp.group_ids(), &clock, &mut out),
-            Err(_) => stats.events_malformed += 1,
-        }
-    }
     tracker.flush(|k| dp.flow(k), dp.group_ids(), &clock, &mut out);
     send(&tx, &mut out, &mut stats);
     drop(tx);
@@ -107,6 +97,28 @@ pub async fn event_loop(mut dp: Datapath, cfg: Config) -> anyhow::Result<()> {
     stats.tracker = tracker.stats;
     print_summary(&dp, &stats)?;
     Ok(())
+}
+
+/// Reads every record the ring buffer holds now.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    tracker: &mut Tracker,
+    dp: &Datapath,
+    stats: &mut UserStats,
+    out: &mut Vec<FlowRecord>,
+) {
+    let clock = Clock::now();
+    let now = Clock::ktime_now();
+    while let Some(item) = ring.next() {
+        stats.events_read += 1;
+        match events::decode(&item) {
+            Ok(ev) => tracker.handle(ev, now, dp.group_ids(), &clock, out),
+            Err(e) => {
+                stats.events_malformed += 1;
+                warn!(error = %e, "malformed ring buffer record");
+            }
+        }
+    }
 }
 
 fn send(tx: &mpsc::Sender<FlowRecord>, out: &mut Vec<FlowRecord>, stats: &mut UserStats) {
@@ -162,7 +174,11 @@ fn print_summary(dp: &Datapath, user: &UserStats) -> anyhow::Result<()> {
                 crate::config::Protocol::Tcp => "tcp",
                 crate::config::Protocol::Udp => "udp",
             },
-            verdict: if c.verdict == node_monitor_common::VERDICT_DENIED { "denied" } else { "allowed" },
+            verdict: if c.verdict == node_monitor_common::VERDICT_DENIED {
+                "denied"
+            } else {
+                "allowed"
+            },
             stats: c.stats,
         })
         .collect();

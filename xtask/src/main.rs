@@ -1,0 +1,105 @@
+//! `cargo xtask <command>`: the developer entry points of node-monitor.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use xtask::{demo, lab, setup, tasks, workspace_root};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "node-monitor developer tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check and install what the build, tests and demo need (idempotent).
+    Setup,
+    /// Setup, then `cargo build --release` (the eBPF object is built by node-monitor's build.rs).
+    Build,
+    /// Setup, then all tests, clippy (userspace crates, -D warnings) and `cargo fmt --check`.
+    Test,
+    /// Setup, release build, then the daemon in a lab against a scripted scenario.
+    Demo {
+        /// Use the daemon binary as it is: no setup, no build.
+        #[arg(long)]
+        no_build: bool,
+        /// Daemon binary (default: <target>/release/node-monitor).
+        #[arg(long, value_name = "PATH")]
+        daemon: Option<PathBuf>,
+    },
+    /// The benchmark example (results in node-monitor/BENCHMARKS.md); extra arguments are passed on.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Create (and leave) or remove the lab network namespaces.
+    Lab {
+        #[command(subcommand)]
+        action: LabCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Build the demo lab and leave it running.
+    Up,
+    /// Remove every lab namespace (`nmlab-*`) and lab bpffs directory.
+    Down,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Setup => setup::run(&root),
+        Cmd::Build => tasks::build(&root),
+        Cmd::Test => tasks::test(&root),
+        Cmd::Demo { no_build, daemon } => demo::run(&root, &demo::Options { no_build, daemon }),
+        Cmd::Bench { args } => tasks::bench(&root, &args),
+        Cmd::Lab { action: LabCmd::Up } => lab_up(),
+        Cmd::Lab {
+            action: LabCmd::Down,
+        } => {
+            let removed = lab::remove_all()?;
+            if removed.is_empty() {
+                println!("no lab namespaces or pin directories found");
+            }
+            for r in removed {
+                println!("removed {r}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn lab_up() -> anyhow::Result<()> {
+    let l = lab::Lab::new()?;
+    let [router, node, cp, outside] = l.keep();
+    use lab::addr::*;
+    println!("lab up (IPv4 and IPv6 checked):");
+    println!(
+        "  router   {router:<32} br0 {ROUTER_LAN_V4} {ROUTER_LAN_V6}, vout {ROUTER_OUT_V4} {ROUTER_OUT_V6}"
+    );
+    println!("  node     {node:<32} eth0 {NODE_V4} {NODE_V6}");
+    println!("  cp       {cp:<32} eth0 {CP_V4} {CP_V6}");
+    println!("  outside  {outside:<32} eth0 {OUTSIDE_V4} {OUTSIDE_V6}");
+    println!("enter one with:  ip netns exec {node} bash");
+    println!(
+        "daemon (sees the host's bpffs):  nsenter --net=/run/netns/{node} -- target/release/node-monitor run --iface eth0 --pin-dir /sys/fs/bpf/{}lab",
+        lab::NAME_PREFIX
+    );
+    println!("remove with:     cargo xtask lab down");
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `cargo xtask build | test | bench`: thin wrappers around cargo, run from the
+//! workspace root with no stdin.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{lab, setup};
+
+/// `cargo` (the one that runs xtask, from `$CARGO`) in the workspace root, stdin closed.
+pub fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` with inherited stdout/stderr; fails unless it exits 0.
+pub fn run_step(name: &str, mut cmd: Command) -> anyhow::Result<()> {
+    let desc = lab::describe(&cmd);
+    println!("==> {name}: {desc}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{desc}`"))?;
+    if !status.success() {
+        bail!("{name} failed: `{desc}` exited with {status}");
+    }
+    Ok(())
+}
+
+/// `cargo build --release` of the default members (node-monitor's build.rs builds the
+/// eBPF object).
+pub fn build_release(root: &Path) -> anyhow::Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args(["build", "--release"]);
+    run_step("build", cmd)
+}
+
+/// setup, then the release build.
+pub fn build(root: &Path) -> anyhow::Result<()> {
+    setup::run(root)?;
+    build_release(root)
+}
+
+/// setup, then every test, clippy on the userspace crates and rustfmt. Runs all parts
+/// even when one fails, then fails naming the parts that failed.
+pub fn test(root: &Path) -> anyhow::Result<()> {
+    setup::run(root)?;
+    let mut tests = cargo(root);
+    tests.args(["test", "--workspace", "--exclude", "node-monitor-ebpf"]);
+    let mut clippy = cargo(root);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "node-monitor-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    let mut fmt = cargo(root);
+    fmt.args(["fmt", "--all", "--check"]);
+
+    let mut failed = Vec::new();
+    for (name, cmd) in [("tests", tests), ("clippy", clippy), ("rustfmt", fmt)] {
+        if let Err(e) = run_step(name, cmd) {
+            eprintln!("xtask test: {e:#}");
+            failed.push(name);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("xtask test: FAILED: {}", failed.join(", "));
+    }
+    println!("xtask test: all parts passed (tests, clippy, rustfmt)");
+    Ok(())
+}
+
+/// The node-monitor benchmark example, results in node-monitor/BENCHMARKS.md (the example's
+/// default `--output`); `extra` is passed on.
+pub fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "node-monitor",
+        "--example",
+        "bench",
+        "--",
+    ])
+    .args(extra);
+    run_step("bench", cmd)
+}
