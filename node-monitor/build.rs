@@ -16,19 +16,37 @@ fn main() -> anyhow::Result<()> {
     }
     let manifest = env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
     let ebpf_dir = PathBuf::from(manifest).join("../node-monitor-ebpf");
-    let ebpf_dir = ebpf_dir.canonicalize().context("locate node-monitor-ebpf")?;
-    let root_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {ebpf_dir:?}"))?;
+    let ebpf_dir = ebpf_dir
+        .canonicalize()
+        .context("locate node-monitor-ebpf")?;
+    let root_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {ebpf_dir:?}"))?;
     // The nightly toolchain is pinned once, in node-monitor-ebpf/rust-toolchain.toml.
     let toolchain_file = fs::read_to_string(ebpf_dir.join("rust-toolchain.toml"))
         .context("read node-monitor-ebpf/rust-toolchain.toml")?;
     let channel = toolchain_file
         .lines()
-        .find_map(|l| l.trim().strip_prefix("channel").map(|r| r.trim_start_matches([' ', '=']).trim().trim_matches('"').to_owned()))
+        .find_map(|l| {
+            l.trim().strip_prefix("channel").map(|r| {
+                r.trim_start_matches([' ', '='])
+                    .trim()
+                    .trim_matches('"')
+                    .to_owned()
+            })
+        })
         .ok_or_else(|| anyhow!("no channel in node-monitor-ebpf/rust-toolchain.toml"))?;
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("rust-toolchain.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("rust-toolchain.toml").display()
+    );
     let channel: &'static str = Box::leak(channel.into_boxed_str());
     aya_build::build_ebpf(
-        [Package { name: "node-monitor-ebpf", root_dir, ..Default::default() }],
+        [Package {
+            name: "node-monitor-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
         Toolchain::Custom(channel),
     )
 }

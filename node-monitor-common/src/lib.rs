@@ -142,9 +142,10 @@ pub const fn stats_index(group: u8, proto_idx: u32, verdict: u8) -> u32 {
 
 /// Counters per (group, protocol, verdict), per CPU.
 ///
-/// Invariants the data path keeps exactly, per entry:
-/// - denied:  `new_conns == events + lost_rate_limited + lost_ringbuf_full`
-/// - allowed: `new_conns == events + sampled_out + lost_ringbuf_full`
+/// The invariant the data path keeps exactly, per entry:
+/// `new_conns == events + sampled_out + lost_rate_limited + lost_ringbuf_full`
+/// (denied entries never count `sampled_out`; allowed entries count `lost_rate_limited` only
+/// in sweep-watched groups, whose every new connection is reported).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize))]
@@ -159,7 +160,7 @@ pub struct GroupStats {
     pub dropped: u64,
     /// Events written to the ring buffer (flagged events for denied, flow records for allowed).
     pub events: u64,
-    /// Flagged events withheld by the per-source token bucket.
+    /// Events withheld by the per-source token bucket.
     pub lost_rate_limited: u64,
     /// Events the ring buffer had no room for.
     pub lost_ringbuf_full: u64,
@@ -191,6 +192,9 @@ pub struct Settings {
     pub flow_idle_ns: u64,
     /// Bit g set: group g enforces (drops sources not allowed).
     pub drop_mask: u64,
+    /// Bit g set: every new connection of group g is reported (allowed ones too, under the
+    /// per-source token bucket), so that userspace can detect sweeps across its ports.
+    pub sweep_mask: u64,
     /// Sample allowed new connections 1-in-N; 0 = off.
     pub sample_one_in: u32,
     /// Flagged events per source per second (token bucket rate and burst); 0 = unlimited.
@@ -200,7 +204,7 @@ pub struct Settings {
     pub generation: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<Settings>() == 32);
+const _: () = assert!(size_of::<Settings>() == 40);
 
 /// A per-CPU cache of the groups a source is allowed in (positive results only, so that a
 /// flood of spoofed denied sources cannot churn it). Key: [`SourceKey`].
@@ -333,7 +337,10 @@ pub struct Event {
     pub answer: u8,
     /// `HOOK_*`.
     pub hook: u8,
-    pub _pad: [u8; 7],
+    /// For `EVENT_SAMPLED`: 1 when 1-in-N sampling chose this connection as a flow record;
+    /// 0 when it is reported only because its group is sweep-watched.
+    pub sampled: u8,
+    pub _pad: [u8; 6],
 }
 const _: () = assert!(size_of::<Event>() == 72);
 

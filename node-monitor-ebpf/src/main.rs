@@ -6,6 +6,10 @@
 //! packets from sources outside its allowlist.
 #![no_std]
 #![no_main]
+#![expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "map keys and values are passed by reference so they are not copied again on the 512-byte BPF stack"
+)]
 
 mod maps;
 mod parse;
@@ -300,35 +304,39 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     }
     stats.new_conns += 1;
 
-    if verdict == VERDICT_DENIED {
+    // Denied: always reported, under the source's token bucket. Allowed: reported when 1-in-N
+    // sampling picks it, or always (under the token bucket) in a sweep-watched group.
+    let mut sampled = 0u8;
+    if verdict == VERDICT_ALLOWED {
+        let n = settings.sample_one_in;
+        if n != 0 && unsafe { bpf_get_prandom_u32() } % n == 0 {
+            sampled = 1;
+        }
+    }
+    let sweep_watched = group < 64 && settings.sweep_mask & (1u64 << group) != 0;
+    if verdict == VERDICT_DENIED || sweep_watched {
         if !take_token(&l3, &src, now, settings.events_per_sec) {
             stats.lost_rate_limited += 1;
             return Ok(action);
         }
-    } else {
-        let n = settings.sample_one_in;
-        if n == 0 || unsafe { bpf_get_prandom_u32() } % n != 0 {
-            stats.sampled_out += 1;
-            return Ok(action);
-        }
+    } else if sampled == 0 {
+        stats.sampled_out += 1;
+        return Ok(action);
     }
     let kind = if verdict == VERDICT_DENIED {
         EVENT_FLAGGED
     } else {
         EVENT_SAMPLED
     };
-    if emit(
-        meta,
-        &l3,
-        &l4,
-        &key,
-        now,
+    let ev = EventFacts {
         kind,
         group,
         verdict,
         action,
-        ANSWER_NONE,
-    ) {
+        answer: ANSWER_NONE,
+        sampled,
+    };
+    if emit(meta, &l3, &l4, &key, now, &ev) {
         stats.events += 1;
     } else {
         stats.lost_ringbuf_full += 1;
@@ -360,21 +368,19 @@ fn take_token(l3: &L3, src: &[u8; 16], now: u64, rate: u32) -> bool {
     }
 }
 
-/// Writes one event with reserve/commit. Returns false when the ring buffer is full.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn emit(
-    meta: &Meta,
-    l3: &L3,
-    l4: &L4,
-    key: &FlowKey,
-    now: u64,
+/// What an event says beyond the packet itself.
+struct EventFacts {
     kind: u8,
     group: u8,
     verdict: u8,
     action: u8,
     answer: u8,
-) -> bool {
+    sampled: u8,
+}
+
+/// Writes one event with reserve/commit. Returns false when the ring buffer is full.
+#[inline(always)]
+fn emit(meta: &Meta, l3: &L3, l4: &L4, key: &FlowKey, now: u64, ev: &EventFacts) -> bool {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         return false;
     };
@@ -388,16 +394,17 @@ fn emit(
         dst_port: key.dst_port,
         vlan_outer: l3.vlan[0],
         vlan_inner: l3.vlan[1],
-        kind,
+        kind: ev.kind,
         family: key.family,
         proto: key.proto,
         tcp_flags: l4.tcp_flags,
-        group,
-        verdict,
-        action,
-        answer,
+        group: ev.group,
+        verdict: ev.verdict,
+        action: ev.action,
+        answer: ev.answer,
         hook: meta.hook,
-        _pad: [0; 7],
+        sampled: ev.sampled,
+        _pad: [0; 6],
     });
     entry.submit(0);
     true
@@ -479,18 +486,15 @@ fn egress(pkt: &Packet, meta: &Meta) {
         tcp_flags: flags,
     };
     let now = unsafe { bpf_ktime_get_ns() };
-    if !emit(
-        meta,
-        &l3,
-        &l4,
-        &key,
-        now,
-        EVENT_ANSWER,
+    let ev = EventFacts {
+        kind: EVENT_ANSWER,
         group,
         verdict,
-        ACTION_PASS,
+        action: ACTION_PASS,
         answer,
-    ) {
+        sampled: 0,
+    };
+    if !emit(meta, &l3, &l4, &key, now, &ev) {
         count_reason(node_monitor_common::reason::ANSWER_RINGBUF_FULL);
     }
 }

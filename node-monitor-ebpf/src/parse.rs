@@ -165,9 +165,21 @@ fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
 fn parse_ipv6(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3, Reason> {
     pkt.ptr_at::<[u8; IPV6_HLEN]>(off)
         .ok_or(reason::TRUNC_IPV6)?;
-    let mut next = pkt.bytes_at::<2>(off + 6, reason::TRUNC_IPV6)?[0];
-    let mut cur = off + IPV6_HLEN;
-    // Skip at most MAX_IPV6_EXT_HEADERS extension headers: a bounded loop.
+    let next = pkt.bytes_at::<2>(off + 6, reason::TRUNC_IPV6)?[0];
+    let (next, cur) = skip_ipv6_ext(pkt, next, off + IPV6_HLEN)?;
+    Ok(L3 {
+        family: FAMILY_V6,
+        proto: next,
+        l3_off: off,
+        l4_off: cur,
+        vlan,
+    })
+}
+
+/// Skips at most [`MAX_IPV6_EXT_HEADERS`] extension headers starting at `cur` (whose type is
+/// `next`): a bounded loop. Returns the transport protocol and where its header starts.
+#[inline(always)]
+fn skip_ipv6_ext(pkt: &Packet, mut next: u8, mut cur: usize) -> Result<(u8, usize), Reason> {
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
@@ -206,13 +218,7 @@ fn parse_ipv6(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
     ) {
         return Err(reason::IPV6_EXT_LIMIT);
     }
-    Ok(L3 {
-        family: FAMILY_V6,
-        proto: next,
-        l3_off: off,
-        l4_off: cur,
-        vlan,
-    })
+    Ok((next, cur))
 }
 
 /// Parses the TCP or UDP header at `l3.l4_off`. Other protocols are `OTHER_L4`.
@@ -293,12 +299,15 @@ pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
         if icmp != [1, 4] {
             return None;
         }
-        if pkt.bytes_at::<2>(inner + 6, reason::TRUNC_L4).ok()?[0] != IPPROTO_UDP {
-            return None;
-        }
+        // The quoted datagram may carry extension headers, as ingress allows them.
+        let next = pkt.bytes_at::<2>(inner + 6, reason::TRUNC_L4).ok()?[0];
         src = pkt.bytes_at::<16>(inner + 8, reason::TRUNC_L4).ok()?;
         dst = pkt.bytes_at::<16>(inner + 24, reason::TRUNC_L4).ok()?;
-        inner + IPV6_HLEN
+        let (next, l4) = skip_ipv6_ext(pkt, next, inner + IPV6_HLEN).ok()?;
+        if next != IPPROTO_UDP {
+            return None;
+        }
+        l4
     } else {
         return None;
     };

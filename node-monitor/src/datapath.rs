@@ -94,7 +94,8 @@ impl Hook {
 pub struct Attachment {
     pub iface: String,
     pub hook: Hook,
-    /// "native", "generic", "tcx" or "netlink".
+    /// "native", "generic", "tcx" or "netlink"; "pinned" for an adopted XDP link (it keeps
+    /// the mode it was first attached in).
     pub mode: &'static str,
     /// True when an existing pinned link was adopted (program swapped in place).
     pub adopted: bool,
@@ -288,6 +289,9 @@ pub struct Datapath {
     events: Option<RingBuf<MapData>>,
     links: Vec<(Attachment, HeldLink)>,
     group_names: Array<MapData, GroupName>,
+    /// What the TCP and UDP port tables hold, when known (a new map is all zeros; an adopted
+    /// one is read once), so that rewrites touch only the entries that change.
+    ports_shadow: [Option<Vec<u8>>; 2],
 }
 
 macro_rules! take_map {
@@ -325,6 +329,7 @@ impl Datapath {
             }
         }
         let mut pin_paths = Vec::new();
+        let mut adopted: BTreeSet<&'static str> = BTreeSet::new();
         if let Some(dir) = &opts.pin_dir {
             prepare_pin_dir(dir)?;
             for (name, shape) in &shapes {
@@ -355,6 +360,7 @@ impl Datapath {
                         })?;
                     } else {
                         info!(map = name, "adopting pinned map");
+                        adopted.insert(*name);
                     }
                 }
                 pin_paths.push((*name, path));
@@ -395,7 +401,11 @@ impl Datapath {
         }
         let group_names: Array<MapData, GroupName> = take_map!(ebpf, map_name::GROUP_NAMES);
         let prev_ids = read_group_names(&group_names)?;
+        let fresh =
+            |name: &str| (!adopted.contains(name)).then(|| vec![0u8; PORT_TABLE_ENTRIES as usize]);
+        let ports_shadow = [fresh(map_name::PORTS_TCP), fresh(map_name::PORTS_UDP)];
         let mut dp = Datapath {
+            ports_shadow,
             group_names,
             ports_tcp: take_map!(ebpf, map_name::PORTS_TCP),
             ports_udp: take_map!(ebpf, map_name::PORTS_UDP),
@@ -448,12 +458,16 @@ impl Datapath {
         }
 
         let mut drop_mask = 0u64;
+        let mut sweep_mask = 0u64;
         let mut tcp = vec![0u8; PORT_TABLE_ENTRIES as usize];
         let mut udp = vec![0u8; PORT_TABLE_ENTRIES as usize];
         for g in &cfg.groups {
             let Some(kid) = ids.id(&g.name) else { continue };
             if g.action == Action::Drop {
                 drop_mask |= 1u64 << kid;
+            }
+            if g.detect_sweeps {
+                sweep_mask |= 1u64 << kid;
             }
             for proto in &g.protocols {
                 let table = match proto {
@@ -467,8 +481,9 @@ impl Datapath {
                 }
             }
         }
-        write_port_table(&mut self.ports_tcp, &tcp, map_name::PORTS_TCP)?;
-        write_port_table(&mut self.ports_udp, &udp, map_name::PORTS_UDP)?;
+        let [shadow_tcp, shadow_udp] = &mut self.ports_shadow;
+        write_port_table(&mut self.ports_tcp, shadow_tcp, tcp, map_name::PORTS_TCP)?;
+        write_port_table(&mut self.ports_udp, shadow_udp, udp, map_name::PORTS_UDP)?;
 
         // Allowlists, translated from config ids to kernel ids.
         let mut want_v4 = BTreeSet::new();
@@ -513,6 +528,7 @@ impl Datapath {
         let settings = Settings {
             flow_idle_ns: cfg.limits.flow_idle_timeout_ms.saturating_mul(1_000_000),
             drop_mask,
+            sweep_mask,
             sample_one_in: cfg.sampling.allowed_flows_one_in,
             events_per_sec: cfg.limits.events_per_source_per_second,
             generation: prev.generation.wrapping_add(1).max(1),
@@ -746,7 +762,7 @@ impl Datapath {
                     path: e.path(),
                     error,
                 })?;
-                info!(link = %name, "removed a pinned link that the current config does not want");
+                info!(link = %name, "removed a pinned link that the current config and flags no longer want");
                 removed.push(name);
             }
         }
@@ -839,6 +855,29 @@ impl Datapath {
                 name: map_name::SETTINGS,
                 error,
             })
+    }
+
+    /// Kernel information (run count and time, with BPF stats on) of the attached programs.
+    pub fn program_infos(
+        &self,
+    ) -> Vec<(
+        &'static str,
+        Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
+    )> {
+        let mut out = Vec::new();
+        let hooks: BTreeSet<Hook> = self.links.iter().map(|(a, _)| a.hook).collect();
+        for hook in hooks {
+            let (label, info) = match hook {
+                Hook::Xdp => ("xdp", self.xdp_program().map(|p| p.info())),
+                Hook::TcIngress => ("tc_ingress", self.tc_ingress_program().map(|p| p.info())),
+                Hook::TcEgress => ("tc_egress", self.tc_egress_program().map(|p| p.info())),
+            };
+            match info {
+                Ok(i) => out.push((label, i)),
+                Err(e) => warn!(program = label, error = %e, "program missing"),
+            }
+        }
+        out
     }
 
     pub fn group_ids(&self) -> &GroupIds {
@@ -944,17 +983,33 @@ fn default_max_entries(name: &str) -> u32 {
     }
 }
 
-fn write_port_table(map: &mut Array<MapData, u8>, want: &[u8], name: &'static str) -> Result<()> {
-    for (port, g) in want.iter().enumerate() {
-        let idx = port as u32;
-        let cur = map
-            .get(&idx, 0)
-            .map_err(|error| DatapathError::Map { name, error })?;
-        if cur != *g {
-            map.set(idx, *g, 0)
+/// Brings a port table to `want`, writing only the entries that differ from what the map
+/// holds (read once into `shadow` when not yet known).
+fn write_port_table(
+    map: &mut Array<MapData, u8>,
+    shadow: &mut Option<Vec<u8>>,
+    want: Vec<u8>,
+    name: &'static str,
+) -> Result<()> {
+    let have = match shadow.take() {
+        Some(h) => h,
+        None => {
+            let mut h = vec![0u8; PORT_TABLE_ENTRIES as usize];
+            for (port, slot) in h.iter_mut().enumerate() {
+                *slot = map
+                    .get(&(port as u32), 0)
+                    .map_err(|error| DatapathError::Map { name, error })?;
+            }
+            h
+        }
+    };
+    for (port, (g, cur)) in want.iter().zip(have.iter()).enumerate() {
+        if g != cur {
+            map.set(port as u32, *g, 0)
                 .map_err(|error| DatapathError::Map { name, error })?;
         }
     }
+    *shadow = Some(want);
     Ok(())
 }
 

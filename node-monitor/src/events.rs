@@ -141,6 +141,10 @@ pub struct FlowRecord {
     pub packet_length: u32,
     /// Monotonic kernel time of the packet (ns), for ordering and correlation.
     pub ktime_ns: u64,
+    /// For flow records: chosen by 1-in-N sampling (reported as a flow record). A flow that
+    /// was not sampled still reaches the alert engine (sweep detection) but no sink.
+    #[serde(skip)]
+    pub sampled: bool,
 }
 
 /// Converts kernel monotonic timestamps to wall-clock time.
@@ -251,6 +255,7 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
         tcp_flags: tcp.then(|| tcp_flags_str(ev.tcp_flags)),
         packet_length: ev.pkt_len,
         ktime_ns: ev.ts_ns,
+        sampled: ev.kind == EVENT_SAMPLED && ev.sampled != 0,
     }
 }
 

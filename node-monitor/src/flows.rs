@@ -20,7 +20,13 @@ pub struct TrackerStats {
     pub answers_from_flow_table: u64,
     /// Pending attempts replaced by a newer attempt on the same 5-tuple before they resolved.
     pub superseded: u64,
+    /// Attempts resolved before their timeout because the pending table was full (their
+    /// answer is read from the flow table; "no_answer" may be premature for them).
+    pub resolved_early: u64,
 }
+
+/// Most attempts held for an answer at once; beyond it the oldest are resolved early.
+pub const MAX_PENDING: usize = 262_144;
 
 struct Pending {
     event: Event,
@@ -30,6 +36,7 @@ struct Pending {
 /// Holds flagged attempts until they are answered or time out.
 pub struct Tracker {
     timeout_ns: u64,
+    max_pending: usize,
     pending: HashMap<FlowKey, Pending>,
     /// Keys in arrival order; deadlines are monotonic in arrival order.
     order: VecDeque<(FlowKey, u64)>,
@@ -45,6 +52,7 @@ impl Tracker {
     pub fn new(answer_timeout_ms: u64) -> Tracker {
         Tracker {
             timeout_ns: answer_timeout_ms.saturating_mul(1_000_000),
+            max_pending: MAX_PENDING,
             pending: HashMap::new(),
             order: VecDeque::new(),
             stats: TrackerStats::default(),
@@ -57,6 +65,11 @@ impl Tracker {
 
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Changes the pending-table cap (tests).
+    pub fn set_max_pending(&mut self, max: usize) {
+        self.max_pending = max.max(1);
     }
 
     /// Handles one decoded event; pushes any record that is complete onto `out`.
@@ -135,9 +148,24 @@ impl Tracker {
                 continue;
             }
             if let Some(p) = self.pending.remove(&key) {
-                let answer = self.answer_from_table(&key, &p.event, &lookup);
-                let name = names.group_name(p.event.group);
-                out.push(events::record(&p.event, &name, clock, Some(answer)));
+                self.report(&key, &p, &lookup, names, clock, out);
+            }
+        }
+        // Bounded memory: past the cap, resolve the oldest attempts now.
+        while self.pending.len() > self.max_pending {
+            let Some((key, deadline)) = self.order.pop_front() else {
+                break;
+            };
+            let due = self
+                .pending
+                .get(&key)
+                .is_some_and(|p| p.deadline_ns == deadline);
+            if !due {
+                continue;
+            }
+            if let Some(p) = self.pending.remove(&key) {
+                self.stats.resolved_early += 1;
+                self.report(&key, &p, &lookup, names, clock, out);
             }
         }
     }
@@ -154,10 +182,23 @@ impl Tracker {
         rest.sort_by_key(|(_, p)| p.event.ts_ns);
         self.order.clear();
         for (key, p) in rest {
-            let answer = self.answer_from_table(&key, &p.event, &lookup);
-            let name = names.group_name(p.event.group);
-            out.push(events::record(&p.event, &name, clock, Some(answer)));
+            self.report(&key, &p, &lookup, names, clock, out);
         }
+    }
+
+    /// Reports a pending attempt whose wait is over, with the answer the flow table holds.
+    fn report(
+        &mut self,
+        key: &FlowKey,
+        p: &Pending,
+        lookup: &impl Fn(&FlowKey) -> Option<FlowState>,
+        names: &impl GroupNames,
+        clock: &Clock,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let answer = self.answer_from_table(key, &p.event, lookup);
+        let name = names.group_name(p.event.group);
+        out.push(events::record(&p.event, &name, clock, Some(answer)));
     }
 
     fn answer_from_table(
@@ -288,6 +329,31 @@ mod tests {
         t.handle(ev(EVENT_SAMPLED, 3, 1, 0), 1, &Names, &clock, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].answer, None);
+    }
+
+    #[test]
+    fn pending_table_is_bounded() {
+        let mut t = Tracker::new(60_000);
+        t.set_max_pending(3);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        for port in 1..=5u16 {
+            t.handle(
+                ev(EVENT_FLAGGED, port, u64::from(port), 0),
+                1,
+                &Names,
+                &clock,
+                &mut out,
+            );
+        }
+        t.expire(2, |_| None, &Names, &clock, &mut out);
+        assert_eq!(t.pending(), 3);
+        assert_eq!(t.stats.resolved_early, 2);
+        // The two oldest went first.
+        assert_eq!(
+            out.iter().map(|r| r.src_port).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //!
 //! One straight path, one module each: `config` → `datapath` (load, attach, pin, write maps,
 //! read counters, ring buffer) → `flows` (answer tracking) → `output` (JSON lines).
+pub mod alerts;
 pub mod config;
 pub mod datapath;
 pub mod errors;
 pub mod events;
 pub mod flows;
+pub mod metrics;
 pub mod netif;
 pub mod run;
+pub mod sinks;
+pub mod watch;

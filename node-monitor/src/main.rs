@@ -1,14 +1,13 @@
 //! node-monitor command line.
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use node_monitor::{
     config::{Config, DEFAULT_CONFIG_YAML},
-    datapath::{self, AttachMode, DEFAULT_PIN_DIR, Datapath, LoadOptions},
-    netif, run,
+    datapath::{self, AttachMode, DEFAULT_PIN_DIR},
+    run,
 };
-use tracing::info;
 
 #[derive(Parser)]
 #[command(
@@ -31,21 +30,27 @@ enum LogFormat {
 enum Command {
     /// Attach to interfaces and report flagged connections and sampled flows as JSON lines on stdout.
     Run {
-        /// Interface to watch (repeatable). Default: the interfaces that carry a default route.
+        /// Interface name or glob to watch (repeatable). Default: the config's `interfaces`,
+        /// else the interfaces that carry a default route.
         #[arg(long = "iface", env = "NODE_MONITOR_IFACE", value_delimiter = ',')]
         ifaces: Vec<String>,
         /// YAML config file. Default: the embedded config (`print-default-config`).
         #[arg(long, env = "NODE_MONITOR_CONFIG")]
         config: Option<PathBuf>,
-        /// Ingress hook: XDP (native, else generic) or tc (tcx where available).
-        #[arg(long, env = "NODE_MONITOR_ATTACH", value_enum, default_value = "xdp")]
-        attach: AttachMode,
+        /// Ingress hook: XDP (native, else generic) or tc (tcx where available). Default: the
+        /// config's `attach`, else xdp.
+        #[arg(long, env = "NODE_MONITOR_ATTACH", value_enum)]
+        attach: Option<AttachMode>,
         /// Where maps and links are pinned (on a bpf filesystem).
         #[arg(long, env = "NODE_MONITOR_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
         /// Pin nothing: programs detach when the daemon exits and counters start from zero.
         #[arg(long, env = "NODE_MONITOR_NO_PIN")]
         no_pin: bool,
+        /// Metrics and health endpoint (`/metrics`, `/healthz`, `/readyz`). Default: the
+        /// config's `metrics.listen`, else 127.0.0.1:9630.
+        #[arg(long, env = "NODE_MONITOR_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
         /// Log format on stderr.
         #[arg(
             long,
@@ -119,11 +124,19 @@ fn main() -> ExitCode {
             attach,
             pin_dir,
             no_pin,
+            metrics_addr,
             log_format,
             log_level,
         } => {
             init_logs(log_format, &log_level);
-            match run_daemon(ifaces, config, attach, (!no_pin).then_some(pin_dir)) {
+            let opts = run::RunOptions {
+                config_path: config,
+                ifaces,
+                attach,
+                pin_dir: (!no_pin).then_some(pin_dir),
+                metrics_addr,
+            };
+            match run_daemon(opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -134,56 +147,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_daemon(
-    mut ifaces: Vec<String>,
-    config: Option<PathBuf>,
-    attach: AttachMode,
-    pin_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let (cfg, origin) = match &config {
-        Some(path) => (Config::load(path)?, path.display().to_string()),
-        None => (Config::default_config(), "embedded default".to_owned()),
-    };
-    if ifaces.is_empty() {
-        ifaces = netif::default_route_ifaces().context("reading the routing table")?;
-        if ifaces.is_empty() {
-            bail!(
-                "no --iface given and no interface carries a default route; name one with --iface"
-            );
-        }
-    }
-    for i in &ifaces {
-        if netif::ifindex(i).is_none() {
-            bail!("interface `{i}` does not exist in this network namespace");
-        }
-    }
-    let subnets = netif::subnets_of(&ifaces).context("reading interface addresses")?;
-    let uses_subnets = cfg.groups.iter().any(|g| {
-        g.allow.contains(&node_monitor::config::AllowEntry::Set(
-            node_monitor::config::SymbolicSet::NodeSubnets,
-        ))
-    });
-    if uses_subnets && subnets.is_empty() {
-        tracing::warn!(
-            ?ifaces,
-            "node-subnets resolves to nothing: the interfaces have no addresses, so groups that allow node-subnets flag every source"
-        );
-    }
-    info!(config = %origin, digest = %cfg.digest(), groups = cfg.groups.len(), ?subnets, "config loaded");
-    let mut dp = Datapath::load(
-        &cfg,
-        &subnets,
-        &LoadOptions {
-            pin_dir: pin_dir.clone(),
-        },
-    )?;
-    for iface in &ifaces {
-        dp.attach(iface, attach)?;
-    }
-    dp.prune_stale_links()?;
+fn run_daemon(opts: run::RunOptions) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(run::event_loop(dp, cfg))
+    rt.block_on(run::run(opts))
 }

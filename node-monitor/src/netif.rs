@@ -25,7 +25,8 @@ pub fn ifname(index: u32) -> Option<String> {
 }
 
 /// The IP prefixes configured on the named interfaces (host bits cleared, deduplicated):
-/// what the `node-subnets` allow set resolves to.
+/// what the `node-subnets` allow set resolves to. IPv6 link-local prefixes (fe80::/10) are
+/// left out: every interface has one, and a link-local source is no cluster address.
 pub fn subnets_of(ifaces: &[String]) -> std::io::Result<Vec<IpNet>> {
     let mut out = BTreeSet::new();
     let addrs = nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)?;
@@ -46,7 +47,11 @@ pub fn subnets_of(ifaces: &[String]) -> std::io::Result<Vec<IpNet>> {
             None
         };
         if let Some(n) = net {
-            out.insert(n.trunc());
+            let link_local =
+                matches!(n, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80);
+            if !link_local {
+                out.insert(n.trunc());
+            }
         }
     }
     Ok(out.into_iter().collect())

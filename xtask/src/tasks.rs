@@ -44,7 +44,8 @@ pub fn build(root: &Path) -> anyhow::Result<()> {
     build_release(root)
 }
 
-/// setup, then every test, clippy on the userspace crates and rustfmt. Runs all parts
+/// setup, then every test, clippy on the userspace crates, clippy on the eBPF crate and
+/// rustfmt. Runs all parts
 /// even when one fails, then fails naming the parts that failed.
 pub fn test(root: &Path) -> anyhow::Result<()> {
     setup::run(root)?;
@@ -61,11 +62,32 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]);
+    // The eBPF crate is linted on its own, on its nightly toolchain and target.
+    let mut clippy_ebpf = Command::new("rustup");
+    clippy_ebpf
+        .current_dir(root.join("node-monitor-ebpf"))
+        .stdin(Stdio::null())
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .args(["run", &setup::nightly_channel(root)?, "cargo", "clippy"])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+        ])
+        .args(["--", "-D", "warnings"]);
     let mut fmt = cargo(root);
     fmt.args(["fmt", "--all", "--check"]);
 
     let mut failed = Vec::new();
-    for (name, cmd) in [("tests", tests), ("clippy", clippy), ("rustfmt", fmt)] {
+    for (name, cmd) in [
+        ("tests", tests),
+        ("clippy", clippy),
+        ("clippy (eBPF)", clippy_ebpf),
+        ("rustfmt", fmt),
+    ] {
         if let Err(e) = run_step(name, cmd) {
             eprintln!("xtask test: {e:#}");
             failed.push(name);
@@ -74,7 +96,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     if !failed.is_empty() {
         bail!("xtask test: FAILED: {}", failed.join(", "));
     }
-    println!("xtask test: all parts passed (tests, clippy, rustfmt)");
+    println!("xtask test: all parts passed (tests, clippy, clippy (eBPF), rustfmt)");
     Ok(())
 }
 

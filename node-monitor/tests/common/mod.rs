@@ -1,3 +1,6 @@
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod packets;
+pub mod progrun;
+pub mod receivers;

@@ -1,0 +1,424 @@
+//! ArcSight Common Event Format (CEF:0), as Microsoft Sentinel (CommonSecurityLog) and
+//! ArcSight ingest it: `CEF:0|vendor|product|version|signature id|name|severity|extensions`.
+use std::{fmt::Write as _, net::IpAddr};
+
+use super::{
+    format::{alert_record, community_id, epoch_ms, item_time, message, outcome, rule_category},
+    model::{AlertKind, FloodScope, Observer, OutputItem, Severity},
+};
+use crate::events::FlowRecord;
+
+/// CEF severity (0-10).
+pub fn severity_number(s: Severity) -> u8 {
+    match s {
+        Severity::Low => 3,
+        Severity::Medium => 5,
+        Severity::High => 8,
+        Severity::Critical => 10,
+    }
+}
+
+/// Severity of a sampled flow (informational).
+pub const FLOW_SEVERITY: u8 = 1;
+
+/// Escapes a header field: `\` and `|`; line breaks (not allowed in a header) become spaces.
+pub fn escape_header(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '|' => out.push_str("\\|"),
+            '\r' | '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes an extension value: `\`, `=`, and line breaks as `\n` / `\r`.
+pub fn escape_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '=' => out.push_str("\\="),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Extensions in order (keys are fixed identifiers, values escaped on output).
+struct Ext(Vec<(&'static str, String)>);
+
+impl Ext {
+    fn add(&mut self, key: &'static str, value: impl ToString) {
+        self.0.push((key, value.to_string()));
+    }
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let _ = write!(out, "{k}={}", escape_value(v));
+        }
+        out
+    }
+}
+
+fn connection(ext: &mut Ext, r: &FlowRecord, with_ports: bool) {
+    ext.add("src", r.src_ip);
+    if with_ports {
+        ext.add("spt", r.src_port);
+    }
+    ext.add("dst", r.dst_ip);
+    if with_ports {
+        ext.add("dpt", r.dst_port);
+    }
+    // IPv6 also in the dedicated custom fields for consumers that take only IPv4 in src/dst.
+    if let IpAddr::V6(ip) = r.src_ip {
+        ext.add("c6a2", ip);
+        ext.add("c6a2Label", "Source IPv6 Address");
+    }
+    if let IpAddr::V6(ip) = r.dst_ip {
+        ext.add("c6a3", ip);
+        ext.add("c6a3Label", "Destination IPv6 Address");
+    }
+    ext.add("proto", r.protocol.to_uppercase());
+    ext.add("act", r.action);
+    if let Some(ifname) = &r.interface {
+        ext.add("deviceInboundInterface", ifname);
+    }
+    ext.add("deviceDirection", 0);
+    ext.add("cs1", &r.group);
+    ext.add("cs1Label", "portGroup");
+    if with_ports {
+        ext.add("cs2", community_id(r));
+        ext.add("cs2Label", "communityId");
+    }
+}
+
+pub fn render(item: &OutputItem, observer: &Observer) -> String {
+    let mut ext = Ext(Vec::new());
+    let (signature, name, severity) = match item {
+        OutputItem::Alert(a) => (
+            a.rule.id.clone(),
+            a.rule.name.clone(),
+            severity_number(a.rule.severity),
+        ),
+        OutputItem::Flow(_) => ("flow".to_owned(), "sampled flow".to_owned(), FLOW_SEVERITY),
+    };
+    ext.add("rt", epoch_ms(item_time(item)));
+    let rec = match item {
+        OutputItem::Alert(a) => alert_record(a),
+        OutputItem::Flow(r) => Some(r),
+    };
+    let sweep = matches!(item, OutputItem::Alert(a) if matches!(a.kind, AlertKind::Sweep { .. }));
+    if let Some(r) = rec {
+        connection(&mut ext, r, !sweep);
+    }
+    ext.add("outcome", outcome(rec));
+    if let OutputItem::Alert(a) = item {
+        ext.add("cat", rule_category(a));
+        ext.add("cn1", a.suppressed);
+        ext.add("cn1Label", "suppressedCount");
+        ext.add("externalId", &a.id);
+        if let Some(first) = &a.follow_up_of {
+            ext.add("cs3", first);
+            ext.add("cs3Label", "followUpOf");
+        }
+        match &a.kind {
+            AlertKind::Connection { .. } => {}
+            AlertKind::Sweep { ports, window, .. } => {
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                ext.add("cs4", list.join(","));
+                ext.add("cs4Label", "sweepPorts");
+                ext.add("cn2", ports.len());
+                ext.add("cn2Label", "sweepPortCount");
+                ext.add("cn3", window.as_secs());
+                ext.add("cn3Label", "windowSeconds");
+            }
+            AlertKind::Flood {
+                scope,
+                rate_limited,
+                ringbuf_full,
+                window,
+            } => {
+                ext.add("cn2", rate_limited);
+                ext.add("cn2Label", "rateLimited");
+                ext.add("cn3", ringbuf_full);
+                ext.add("cn3Label", "ringbufFull");
+                ext.add("cs4", window.as_secs());
+                ext.add("cs4Label", "windowSeconds");
+                if let FloodScope::Source(ip) = scope {
+                    ext.add("src", ip);
+                }
+            }
+        }
+        if !a.losses_since_previous.is_empty() {
+            let list: Vec<String> = a
+                .losses_since_previous
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            ext.add("cs5", list.join(","));
+            ext.add("cs5Label", "lossesSincePrevious");
+        }
+    }
+    if let Some(answer) = rec.and_then(|r| r.answer) {
+        ext.add("cs6", answer.as_str());
+        ext.add("cs6Label", "answer");
+    }
+    ext.add("msg", message(item));
+    ext.add("dvchost", &observer.hostname);
+    format!(
+        "CEF:0|{}|{}|{}|{}|{}|{}|{}",
+        escape_header(observer.vendor),
+        escape_header(observer.product),
+        escape_header(observer.version),
+        escape_header(&signature),
+        escape_header(&name),
+        severity,
+        ext.render()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::alerts::format::tests::*;
+
+    /// Splits a CEF line into its 7 header fields and the extension map (unescaping).
+    fn parse(line: &str) -> (Vec<String>, BTreeMap<String, String>) {
+        assert!(!line.contains('\n') && !line.contains('\r'));
+        let mut header = Vec::new();
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while header.len() < 7 {
+            let c = chars.next().expect("truncated header");
+            match c {
+                '\\' => cur.push(chars.next().unwrap()),
+                '|' => header.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        let rest: String = chars.collect();
+        // Extension: key=value pairs; a value runs until the next unescaped ` key=`.
+        let mut ext = BTreeMap::new();
+        let mut tokens: Vec<(String, String)> = Vec::new();
+        let bytes: Vec<char> = rest.chars().collect();
+        let mut i = 0;
+        let mut key = String::new();
+        let mut val = String::new();
+        let mut in_key = true;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if in_key {
+                if c == '=' {
+                    in_key = false;
+                } else {
+                    key.push(c);
+                }
+            } else if c == '\\' {
+                i += 1;
+                match bytes[i] {
+                    'n' => val.push('\n'),
+                    'r' => val.push('\r'),
+                    o => val.push(o),
+                }
+            } else if c == ' ' && next_is_key(&bytes[i + 1..]) {
+                tokens.push((std::mem::take(&mut key), std::mem::take(&mut val)));
+                in_key = true;
+            } else if c == '=' {
+                panic!("unescaped = in value of {key}: {rest}");
+            } else {
+                val.push(c);
+            }
+            i += 1;
+        }
+        tokens.push((key, val));
+        for (k, v) in tokens {
+            assert!(ext.insert(k.clone(), v).is_none(), "duplicate key {k}");
+        }
+        (header, ext)
+    }
+
+    fn next_is_key(rest: &[char]) -> bool {
+        let key: String = rest
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        !key.is_empty() && rest.get(key.len()) == Some(&'=')
+    }
+
+    fn header_ok(h: &[String], sig: &str, name: &str, sev: &str) {
+        assert_eq!(h[0], "CEF:0");
+        assert_eq!(h[1], "node-monitor");
+        assert_eq!(h[2], "node-monitor");
+        assert_eq!(h[3], "0.1.0");
+        assert_eq!(h[4], sig);
+        assert_eq!(h[5], name);
+        assert_eq!(h[6], sev);
+    }
+
+    #[test]
+    fn connection_alert_fields() {
+        let line = render(&OutputItem::Alert(connection_alert()), &observer());
+        let (h, e) = parse(&line);
+        header_ok(
+            &h,
+            "NM-1001",
+            "kubelet API access from a source not allowed",
+            "8",
+        );
+        assert_eq!(e["rt"], T_MS.to_string());
+        assert_eq!(e["src"], "128.232.110.120");
+        assert_eq!(e["spt"], "34855");
+        assert_eq!(e["dst"], "66.35.250.204");
+        assert_eq!(e["dpt"], "80");
+        assert_eq!(e["proto"], "TCP");
+        assert_eq!(e["act"], "would_drop");
+        assert_eq!(e["outcome"], "failure");
+        assert_eq!(e["deviceInboundInterface"], "eth0");
+        assert_eq!(e["deviceDirection"], "0");
+        assert_eq!(
+            (e["cs1Label"].as_str(), e["cs1"].as_str()),
+            ("portGroup", "kubelet")
+        );
+        assert_eq!(
+            (e["cs2Label"].as_str(), e["cs2"].as_str()),
+            ("communityId", CID)
+        );
+        assert_eq!(
+            (e["cn1Label"].as_str(), e["cn1"].as_str()),
+            ("suppressedCount", "0")
+        );
+        assert_eq!(e["externalId"], "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d");
+        assert_eq!(
+            (e["cs5Label"].as_str(), e["cs5"].as_str()),
+            ("lossesSincePrevious", "ringbuf_full:4")
+        );
+        assert_eq!(
+            (e["cs6Label"].as_str(), e["cs6"].as_str()),
+            ("answer", "refused")
+        );
+        assert_eq!(e["cat"], "unauthorized-port-access");
+        assert_eq!(e["dvchost"], "node-a");
+        assert!(e["msg"].starts_with("kubelet API access"));
+        assert!(!e.contains_key("cs3"));
+        // The community id's `=` padding is escaped on the wire.
+        assert!(line.contains("cs2=1:LQU9qZlK+B5F3KDmev6m5PMibrg\\="));
+    }
+
+    #[test]
+    fn follow_up_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(follow_up()), &observer()));
+        header_ok(
+            &h,
+            "NM-1001",
+            "kubelet API access from a source not allowed",
+            "8",
+        );
+        assert_eq!(e["cn1"], "17");
+        assert_eq!(e["externalId"], "0b7c9e2d-1111-4222-8333-444455556666");
+        assert_eq!(
+            (e["cs3Label"].as_str(), e["cs3"].as_str()),
+            ("followUpOf", "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d")
+        );
+        assert!(!e.contains_key("cs5"));
+        assert!(e["msg"].contains("17 more occurrences"));
+    }
+
+    #[test]
+    fn sweep_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(sweep()), &observer()));
+        header_ok(&h, "NM-1010", "NodePort sweep", "5");
+        assert_eq!(e["src"], "128.232.110.120");
+        assert_eq!(e["dst"], "66.35.250.204");
+        assert!(!e.contains_key("spt") && !e.contains_key("dpt") && !e.contains_key("cs2"));
+        assert_eq!(e["cs1"], "nodeport");
+        assert_eq!(
+            (e["cs4Label"].as_str(), e["cs4"].as_str()),
+            ("sweepPorts", "30001,30002,30003,30004,30005")
+        );
+        assert_eq!(e["cn2"], "5");
+        assert_eq!(e["cn3"], "60");
+        assert_eq!(e["act"], "pass");
+        assert_eq!(e["outcome"], "unknown");
+        assert_eq!(e["cat"], "network-scan");
+        assert_eq!(e["cn1"], "0");
+    }
+
+    #[test]
+    fn flood_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(flood()), &observer()));
+        header_ok(&h, "NM-1020", "event limits reached (flood)", "5");
+        assert_eq!(e["rt"], T_MS.to_string());
+        assert!(!e.contains_key("src") && !e.contains_key("dst"));
+        assert_eq!(
+            (e["cn2Label"].as_str(), e["cn2"].as_str()),
+            ("rateLimited", "260")
+        );
+        assert_eq!(
+            (e["cn3Label"].as_str(), e["cn3"].as_str()),
+            ("ringbufFull", "7")
+        );
+        assert_eq!(e["cs4"], "10");
+        assert_eq!(e["externalId"], "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d");
+        assert_eq!(e["dvchost"], "node-a");
+    }
+
+    #[test]
+    fn flow_fields() {
+        let (h, e) = parse(&render(&OutputItem::Flow(sampled()), &observer()));
+        header_ok(&h, "flow", "sampled flow", "1");
+        assert_eq!(e["rt"], T_MS.to_string());
+        assert_eq!(e["src"], "2001:470:e5bf:dead:4957:2174:e82c:4887");
+        assert_eq!(e["c6a2"], "2001:470:e5bf:dead:4957:2174:e82c:4887");
+        assert_eq!(e["c6a3"], "2607:f8b0:400c:c03::1a");
+        assert_eq!(e["spt"], "63943");
+        assert_eq!(e["dpt"], "30053");
+        assert_eq!(e["proto"], "UDP");
+        assert_eq!(e["act"], "pass");
+        assert_eq!(e["outcome"], "unknown");
+        assert_eq!(e["cs1"], "nodeport");
+        assert!(e["cs2"].starts_with("1:"));
+        assert!(!e.contains_key("externalId") && !e.contains_key("cn1"));
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_header(r"a|b\c"), r"a\|b\\c");
+        assert_eq!(escape_header("a\nb\rc"), "a b c");
+        assert_eq!(escape_header("x=y"), "x=y");
+        assert_eq!(escape_value(r"a=b\c|d"), r"a\=b\\c|d");
+        assert_eq!(escape_value("l1\nl2\r"), r"l1\nl2\r");
+
+        // Hostile names end up escaped in a full line and parse back intact.
+        let obs = Observer {
+            hostname: "evil=host\nx".to_owned(),
+            product: "node|monitor",
+            vendor: r"v\x",
+            version: "1",
+        };
+        let mut a = connection_alert();
+        a.rule.name = "a|b".to_owned();
+        if let AlertKind::Connection { record } = &mut a.kind {
+            record.group = r"g=1\2 key=x".to_owned();
+        }
+        let line = render(&OutputItem::Alert(a), &obs);
+        assert!(
+            line.starts_with(r"CEF:0|v\\x|node\|monitor|1|NM-1001|a\|b|8|"),
+            "{line}"
+        );
+        let (h, e) = parse(&line);
+        assert_eq!(h[5], "a|b");
+        assert_eq!(e["dvchost"], "evil=host\nx");
+        assert_eq!(e["cs1"], r"g=1\2 key=x");
+    }
+}

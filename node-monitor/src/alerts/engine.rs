@@ -1,0 +1,1008 @@
+//! Flagged records → alerts: the rule of each group, dedup with follow-ups, NodePort sweep
+//! detection, flood alerts from the loss counters, and "events lost since the previous
+//! alert" on every alert.
+//!
+//! The engine is pure logic: the caller passes the monotonic `now` of every call (windows are
+//! `Instant` arithmetic) and collects the alerts it pushes into `out`.
+//!
+//! * Dedup: key (rule id, source ip, group). The first occurrence alerts at once
+//!   (`suppressed` 0); repeats within `dedup_window` of the first are counted; when the window
+//!   ends (seen by [`Engine::tick`], or by the next occurrence) a series with repeats gets one
+//!   follow-up alert carrying the last repeat, `suppressed = repeats` and
+//!   `follow_up_of = first id`. The next occurrence starts a new series.
+//! * Sweep: per (source, sweep group), the distinct destination ports seen within the sliding
+//!   `sweep_window`; reaching `sweep_min_ports` raises one sweep detection (rule NM-1010), then
+//!   the source is quiet for `sweep_window` (its port set starts over afterwards). Detections
+//!   go through dedup like every other alert.
+//! * Flood: the first loss (rate limit or full ring buffer) opens a `flood_window`; when it
+//!   ends, one flood alert (scope node) carries the window's counts. At most one per window.
+//!   Flood alerts are not deduplicated (the window already bounds them).
+//! * Bounded memory: at most `max_series` dedup series (when full, the oldest series is closed
+//!   early, its follow-up emitted, never dropped silently) and `max_sweep_sources` sweep
+//!   states (when full, the least recently seen source's partial port set is forgotten and
+//!   counted in [`EngineStats::sweep_evictions`]).
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::IpAddr,
+    time::{Duration, Instant, SystemTime},
+};
+
+use super::{
+    model::{Alert, AlertKind, FloodScope, Rule},
+    rules,
+};
+use crate::{
+    config::AlertSettings,
+    events::{FlowRecord, RecordType},
+};
+
+/// Default cap of the dedup table (series).
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+/// Default cap of the sweep table (sources × sweep groups).
+pub const DEFAULT_MAX_SWEEP_SOURCES: usize = 50_000;
+
+/// Loss counters, cumulative since the daemon started (the engine computes the deltas).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LossTotals {
+    /// Events withheld by the kernel's per-source rate limit (all sources together).
+    pub rate_limited: u64,
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Userspace drops by reason (e.g. `output_queue_full`, `decode_error`).
+    pub userspace: BTreeMap<String, u64>,
+}
+
+/// Counters and state sizes, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Alerts emitted (first alerts, follow-ups, sweeps, floods) by rule id.
+    pub alerts_by_rule: BTreeMap<String, u64>,
+    /// Follow-up alerts emitted.
+    pub follow_ups: u64,
+    /// Occurrences folded into a series instead of alerting.
+    pub suppressed_total: u64,
+    /// The same, by rule id.
+    pub suppressed_by_rule: BTreeMap<String, u64>,
+    /// Sweep detections (before dedup).
+    pub sweeps: u64,
+    /// Flood alerts emitted.
+    pub floods: u64,
+    /// Series closed early because the dedup table was full.
+    pub dedup_evictions: u64,
+    /// Sweep states forgotten because the sweep table was full.
+    pub sweep_evictions: u64,
+    /// Open dedup series now.
+    pub dedup_series: usize,
+    /// Tracked (source, group) sweep states now.
+    pub sweep_sources: usize,
+}
+
+type SeriesKey = (String, IpAddr, String);
+type SweepKey = (IpAddr, String);
+
+struct Series {
+    first_id: String,
+    started: Instant,
+    seq: u64,
+    rule: Rule,
+    repeats: u64,
+    /// The last repeat's kind.
+    last: Option<AlertKind>,
+}
+
+struct SweepState {
+    /// Destination port → when it was last seen.
+    ports: BTreeMap<u16, Instant>,
+    /// No new detection before this instant.
+    quiet_until: Option<Instant>,
+    /// Key of this state in `sweep_order`.
+    order: (Instant, u64),
+}
+
+struct FloodWindow {
+    start: Instant,
+    rate_limited: u64,
+    ringbuf_full: u64,
+}
+
+pub struct Engine {
+    settings: AlertSettings,
+    sweep_groups: HashSet<String>,
+    max_series: usize,
+    max_sweep_sources: usize,
+    seq: u64,
+    series: HashMap<SeriesKey, Series>,
+    /// (start, seq) → key: oldest series first.
+    series_order: BTreeMap<(Instant, u64), SeriesKey>,
+    sweeps: HashMap<SweepKey, SweepState>,
+    /// (last seen, seq) → key: least recently seen first.
+    sweep_order: BTreeMap<(Instant, u64), SweepKey>,
+    prev_totals: LossTotals,
+    pending_losses: BTreeMap<String, u64>,
+    flood: Option<FloodWindow>,
+    stats: EngineStats,
+}
+
+/// `now` is before `start + window` (an unrepresentable end never comes).
+fn within(start: Instant, window: Duration, now: Instant) -> bool {
+    start.checked_add(window).is_none_or(|end| now < end)
+}
+
+/// The wall-clock time of a record (its RFC 3339 `time`), or now if it does not parse.
+pub fn record_time(rec: &FlowRecord) -> SystemTime {
+    humantime::parse_rfc3339_weak(&rec.time).unwrap_or_else(|_| SystemTime::now())
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn delta(cur: u64, prev: u64) -> u64 {
+    // A counter that went backwards was reset (e.g. the data path was reloaded): count from 0.
+    if cur >= prev { cur - prev } else { cur }
+}
+
+impl Engine {
+    pub fn new(settings: &AlertSettings, sweep_groups: Vec<String>) -> Engine {
+        Engine::with_limits(
+            settings,
+            sweep_groups,
+            DEFAULT_MAX_SERIES,
+            DEFAULT_MAX_SWEEP_SOURCES,
+        )
+    }
+
+    /// As [`Engine::new`], with explicit table caps (each at least 1).
+    pub fn with_limits(
+        settings: &AlertSettings,
+        sweep_groups: Vec<String>,
+        max_series: usize,
+        max_sweep_sources: usize,
+    ) -> Engine {
+        Engine {
+            settings: settings.clone(),
+            sweep_groups: sweep_groups.into_iter().collect(),
+            max_series: max_series.max(1),
+            max_sweep_sources: max_sweep_sources.max(1),
+            seq: 0,
+            series: HashMap::new(),
+            series_order: BTreeMap::new(),
+            sweeps: HashMap::new(),
+            sweep_order: BTreeMap::new(),
+            prev_totals: LossTotals::default(),
+            pending_losses: BTreeMap::new(),
+            flood: None,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// Reload: new windows and thresholds apply from now on; open series, sweep states, the
+    /// flood window and pending losses are kept. Sweep states of groups no longer watched are
+    /// dropped.
+    pub fn set_settings(&mut self, s: &AlertSettings, sweep_groups: Vec<String>) {
+        self.settings = s.clone();
+        self.sweep_groups = sweep_groups.into_iter().collect();
+        let groups = &self.sweep_groups;
+        let sweeps = &mut self.sweeps;
+        self.sweep_order.retain(|_, key| {
+            let keep = groups.contains(&key.1);
+            if !keep {
+                sweeps.remove(key);
+            }
+            keep
+        });
+    }
+
+    /// A flagged connection (record_type Flagged) → an alert now (first of a dedup series) or
+    /// folded (counted). A record of a sweep group (Flagged or Flow, any verdict) also feeds
+    /// the sweep detector.
+    pub fn on_record(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
+        if rec.record_type == RecordType::Flagged {
+            let rule = rules::rule_for_group(&rec.group);
+            let kind = AlertKind::Connection {
+                record: rec.clone(),
+            };
+            self.detect(
+                rule,
+                rec.src_ip,
+                &rec.group,
+                kind,
+                record_time(rec),
+                now,
+                out,
+            );
+        }
+        if self.sweep_groups.contains(&rec.group) {
+            self.feed_sweep(rec, now, out);
+        }
+    }
+
+    /// Loss counters, cumulative totals since start. Call it every tick with the current
+    /// totals: the engine keeps the deltas for the next alert's `losses_since_previous`
+    /// (keys `rate_limited`, `ringbuf_full` and the userspace reasons) and raises flood alerts.
+    pub fn on_losses(&mut self, totals: &LossTotals, now: Instant, out: &mut Vec<Alert>) {
+        self.close_flood(now, false, out);
+        let rate_limited = delta(totals.rate_limited, self.prev_totals.rate_limited);
+        let ringbuf_full = delta(totals.ringbuf_full, self.prev_totals.ringbuf_full);
+        let mut add = |reason: &str, n: u64| {
+            if n > 0 {
+                *self.pending_losses.entry(reason.to_owned()).or_default() += n;
+            }
+        };
+        add("rate_limited", rate_limited);
+        add("ringbuf_full", ringbuf_full);
+        for (reason, &n) in &totals.userspace {
+            add(
+                reason,
+                delta(
+                    n,
+                    self.prev_totals.userspace.get(reason).copied().unwrap_or(0),
+                ),
+            );
+        }
+        self.prev_totals.rate_limited = totals.rate_limited;
+        self.prev_totals.ringbuf_full = totals.ringbuf_full;
+        // A reason missing from one call keeps its last total (no double count when it is back).
+        for (reason, &n) in &totals.userspace {
+            self.prev_totals.userspace.insert(reason.clone(), n);
+        }
+        if rate_limited > 0 || ringbuf_full > 0 {
+            let w = self.flood.get_or_insert(FloodWindow {
+                start: now,
+                rate_limited: 0,
+                ringbuf_full: 0,
+            });
+            w.rate_limited += rate_limited;
+            w.ringbuf_full += ringbuf_full;
+        }
+    }
+
+    /// Emits due dedup follow-ups (series with repeats whose window ended) and a due flood
+    /// alert; forgets expired state. Call it every tick.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Alert>) {
+        let window = self.settings.dedup_window;
+        while let Some((&(start, _), _)) = self.series_order.first_key_value() {
+            if within(start, window, now) {
+                break;
+            }
+            self.close_oldest_series(out);
+        }
+        let sweep_window = self.settings.sweep_window;
+        while let Some((&(seen, _), _)) = self.sweep_order.first_key_value() {
+            // A quiet period ends at most `sweep_window` after the last touch, so a state
+            // untouched for a whole window holds nothing worth keeping.
+            if within(seen, sweep_window, now) {
+                break;
+            }
+            if let Some((_, key)) = self.sweep_order.pop_first() {
+                self.sweeps.remove(&key);
+            }
+        }
+        self.close_flood(now, false, out);
+    }
+
+    /// Shutdown: emits every pending follow-up and the open flood window's alert.
+    pub fn flush(&mut self, out: &mut Vec<Alert>) {
+        while !self.series_order.is_empty() {
+            self.close_oldest_series(out);
+        }
+        self.close_flood(Instant::now(), true, out);
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            dedup_series: self.series.len(),
+            sweep_sources: self.sweeps.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Losses not yet attached to an alert.
+    pub fn pending_losses(&self) -> &BTreeMap<String, u64> {
+        &self.pending_losses
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Stamps the losses since the previous alert, counts, and pushes.
+    fn emit(&mut self, mut alert: Alert, out: &mut Vec<Alert>) {
+        alert.losses_since_previous = std::mem::take(&mut self.pending_losses);
+        *self
+            .stats
+            .alerts_by_rule
+            .entry(alert.rule.id.clone())
+            .or_default() += 1;
+        if alert.follow_up_of.is_some() {
+            self.stats.follow_ups += 1;
+        }
+        out.push(alert);
+    }
+
+    /// One occurrence of `rule` for (source, group): alert or fold.
+    #[allow(clippy::too_many_arguments)]
+    fn detect(
+        &mut self,
+        rule: Rule,
+        source: IpAddr,
+        group: &str,
+        kind: AlertKind,
+        time: SystemTime,
+        now: Instant,
+        out: &mut Vec<Alert>,
+    ) {
+        let key: SeriesKey = (rule.id.clone(), source, group.to_owned());
+        let window = self.settings.dedup_window;
+        if let Some(s) = self.series.get_mut(&key) {
+            if within(s.started, window, now) {
+                s.repeats += 1;
+                s.last = Some(kind);
+                self.stats.suppressed_total += 1;
+                *self.stats.suppressed_by_rule.entry(key.0).or_default() += 1;
+                return;
+            }
+            // The series' window ended before the tick saw it: close it, then start anew.
+            let order = (s.started, s.seq);
+            self.series_order.remove(&order);
+            if let Some(s) = self.series.remove(&key) {
+                self.close_series(s, out);
+            }
+        }
+        while self.series.len() >= self.max_series && !self.series_order.is_empty() {
+            self.stats.dedup_evictions += 1;
+            self.close_oldest_series(out);
+        }
+        let id = new_id();
+        let alert = Alert {
+            id: id.clone(),
+            time,
+            rule: rule.clone(),
+            kind,
+            suppressed: 0,
+            follow_up_of: None,
+            losses_since_previous: BTreeMap::new(),
+        };
+        self.emit(alert, out);
+        let seq = self.next_seq();
+        self.series_order.insert((now, seq), key.clone());
+        self.series.insert(
+            key,
+            Series {
+                first_id: id,
+                started: now,
+                seq,
+                rule,
+                repeats: 0,
+                last: None,
+            },
+        );
+    }
+
+    fn close_oldest_series(&mut self, out: &mut Vec<Alert>) {
+        if let Some((_, key)) = self.series_order.pop_first()
+            && let Some(s) = self.series.remove(&key)
+        {
+            self.close_series(s, out);
+        }
+    }
+
+    /// A closed series with repeats → its follow-up alert.
+    fn close_series(&mut self, s: Series, out: &mut Vec<Alert>) {
+        if s.repeats == 0 {
+            return;
+        }
+        let Some(kind) = s.last else { return };
+        let alert = Alert {
+            id: new_id(),
+            time: SystemTime::now(),
+            rule: s.rule,
+            kind,
+            suppressed: s.repeats,
+            follow_up_of: Some(s.first_id),
+            losses_since_previous: BTreeMap::new(),
+        };
+        self.emit(alert, out);
+    }
+
+    fn feed_sweep(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
+        let key: SweepKey = (rec.src_ip, rec.group.clone());
+        if !self.sweeps.contains_key(&key) {
+            while self.sweeps.len() >= self.max_sweep_sources {
+                let Some((_, old)) = self.sweep_order.pop_first() else {
+                    break;
+                };
+                self.sweeps.remove(&old);
+                self.stats.sweep_evictions += 1;
+            }
+        }
+        let seq = self.next_seq();
+        let window = self.settings.sweep_window;
+        let min_ports = self.settings.sweep_min_ports.max(1) as usize;
+        let state = self
+            .sweeps
+            .entry(key.clone())
+            .or_insert_with(|| SweepState {
+                ports: BTreeMap::new(),
+                quiet_until: None,
+                order: (now, seq),
+            });
+        self.sweep_order.remove(&state.order);
+        state.order = (now, seq);
+        self.sweep_order.insert((now, seq), key);
+
+        if let Some(q) = state.quiet_until {
+            if now < q {
+                return;
+            }
+            state.quiet_until = None;
+        }
+        state.ports.retain(|_, seen| within(*seen, window, now));
+        state.ports.insert(rec.dst_port, now);
+        if state.ports.len() < min_ports {
+            return;
+        }
+        let ports: Vec<u16> = state.ports.keys().copied().collect();
+        state.ports.clear();
+        // An unrepresentable end: quiet "forever", i.e. until the state is forgotten.
+        state.quiet_until = Some(
+            now.checked_add(window)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+        );
+        self.stats.sweeps += 1;
+        let kind = AlertKind::Sweep {
+            source: rec.src_ip,
+            group: rec.group.clone(),
+            ports,
+            window,
+            last: rec.clone(),
+        };
+        self.detect(
+            rules::sweep_rule(),
+            rec.src_ip,
+            &rec.group,
+            kind,
+            SystemTime::now(),
+            now,
+            out,
+        );
+    }
+
+    /// Emits the flood alert of the open window if it ended (or if `force`).
+    fn close_flood(&mut self, now: Instant, force: bool, out: &mut Vec<Alert>) {
+        let window = self.settings.flood_window;
+        let due = self
+            .flood
+            .as_ref()
+            .is_some_and(|w| force || !within(w.start, window, now));
+        if !due {
+            return;
+        }
+        let Some(w) = self.flood.take() else { return };
+        self.stats.floods += 1;
+        let alert = Alert {
+            id: new_id(),
+            time: SystemTime::now(),
+            rule: rules::flood_rule(),
+            kind: AlertKind::Flood {
+                scope: FloodScope::Node,
+                rate_limited: w.rate_limited,
+                ringbuf_full: w.ringbuf_full,
+                window,
+            },
+            suppressed: 0,
+            follow_up_of: None,
+            losses_since_previous: BTreeMap::new(),
+        };
+        self.emit(alert, out);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::events::Answer;
+
+    pub(crate) fn settings() -> AlertSettings {
+        AlertSettings {
+            dedup_window: Duration::from_secs(60),
+            sweep_min_ports: 5,
+            sweep_window: Duration::from_secs(30),
+            flood_window: Duration::from_secs(10),
+        }
+    }
+
+    pub(crate) fn record(group: &str, src: &str, dst_port: u16) -> FlowRecord {
+        FlowRecord {
+            time: "2024-05-01T12:00:00.123456Z".to_owned(),
+            record_type: RecordType::Flagged,
+            group: group.to_owned(),
+            verdict: "denied",
+            action: "would_drop",
+            answer: Some(Answer::Refused),
+            protocol: "tcp",
+            family: if src.contains(':') { "ipv6" } else { "ipv4" },
+            src_ip: src.parse().unwrap(),
+            src_port: 40000,
+            dst_ip: if src.contains(':') {
+                "2001:db8::1".parse().unwrap()
+            } else {
+                "198.51.100.1".parse().unwrap()
+            },
+            dst_port,
+            interface: Some("eth0".to_owned()),
+            ifindex: 2,
+            hook: "xdp",
+            vlan: vec![],
+            tcp_flags: Some("SYN".to_owned()),
+            packet_length: 60,
+            ktime_ns: 1,
+            sampled: false,
+        }
+    }
+
+    fn flow(group: &str, src: &str, dst_port: u16) -> FlowRecord {
+        FlowRecord {
+            record_type: RecordType::Flow,
+            verdict: "allowed",
+            action: "pass",
+            answer: None,
+            ..record(group, src, dst_port)
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn first_alert_then_fold_then_follow_up_then_new_series() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        e.on_record(&record("kubelet", "203.0.113.9", 10250), t0, &mut out);
+        assert_eq!(out.len(), 1);
+        let first = out[0].clone();
+        assert_eq!(first.rule.id, "NM-1001");
+        assert_eq!(first.suppressed, 0);
+        assert_eq!(first.follow_up_of, None);
+        assert!(uuid::Uuid::parse_str(&first.id).is_ok());
+        assert_eq!(
+            first.time,
+            humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap()
+        );
+
+        // Three repeats within the window: no alert.
+        for i in 1..=3u16 {
+            let mut r = record("kubelet", "203.0.113.9", 10250);
+            r.src_port = 40000 + i;
+            e.on_record(&r, t0 + secs(10 * i as u64), &mut out);
+        }
+        // Another source and another group are other series.
+        e.on_record(
+            &record("kubelet", "203.0.113.10", 10250),
+            t0 + secs(5),
+            &mut out,
+        );
+        e.on_record(
+            &record("etcd-client", "203.0.113.9", 2379),
+            t0 + secs(5),
+            &mut out,
+        );
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[2].rule.id, "NM-1003");
+        e.tick(t0 + secs(59), &mut out);
+        assert_eq!(out.len(), 3, "window not over yet");
+        assert_eq!(e.stats().suppressed_total, 3);
+        assert_eq!(
+            e.stats().suppressed_by_rule,
+            BTreeMap::from([("NM-1001".to_owned(), 3)])
+        );
+
+        out.clear();
+        e.tick(t0 + secs(60), &mut out);
+        assert_eq!(
+            out.len(),
+            1,
+            "only the series with repeats gets a follow-up: {out:?}"
+        );
+        let f = &out[0];
+        assert_eq!(f.rule.id, "NM-1001");
+        assert_eq!(f.suppressed, 3);
+        assert_eq!(f.follow_up_of.as_deref(), Some(first.id.as_str()));
+        assert_ne!(f.id, first.id);
+        match &f.kind {
+            AlertKind::Connection { record } => {
+                assert_eq!(record.src_port, 40003, "the last repeat")
+            }
+            k => panic!("{k:?}"),
+        }
+        // Next window: state closed, so the next occurrence is a new first alert.
+        out.clear();
+        e.tick(t0 + secs(66), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(e.stats().dedup_series, 0);
+        e.on_record(
+            &record("kubelet", "203.0.113.9", 10250),
+            t0 + secs(70),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].suppressed, 0);
+        assert_eq!(out[0].follow_up_of, None);
+        let s = e.stats();
+        assert_eq!(s.alerts_by_rule["NM-1001"], 4);
+        assert_eq!(s.alerts_by_rule["NM-1003"], 1);
+        assert_eq!(s.follow_ups, 1);
+    }
+
+    #[test]
+    fn occurrence_after_window_closes_series_without_tick() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let r = record("apiserver", "203.0.113.9", 6443);
+        e.on_record(&r, t0, &mut out);
+        e.on_record(&r, t0 + secs(1), &mut out);
+        e.on_record(&r, t0 + secs(61), &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].suppressed, 1);
+        assert_eq!(out[1].follow_up_of.as_deref(), Some(out[0].id.as_str()));
+        assert_eq!(out[2].suppressed, 0);
+        assert_eq!(out[2].follow_up_of, None);
+    }
+
+    #[test]
+    fn flows_do_not_alert() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let mut out = Vec::new();
+        e.on_record(
+            &flow("kubelet", "10.0.0.1", 10250),
+            Instant::now(),
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn sweep_threshold_window_and_quiet_period() {
+        let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let src = "203.0.113.50";
+        // Allowed flows (nodeport allows everyone): 4 distinct ports (plus a repeat) → nothing.
+        for (i, p) in [30001u16, 30002, 30003, 30003, 30004]
+            .into_iter()
+            .enumerate()
+        {
+            e.on_record(&flow("nodeport", src, p), t0 + secs(i as u64), &mut out);
+        }
+        assert!(out.is_empty(), "N-1 distinct ports: {out:?}");
+        // Another source's ports do not count for this one.
+        e.on_record(
+            &flow("nodeport", "203.0.113.51", 30005),
+            t0 + secs(5),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        // The 5th distinct port → one sweep alert.
+        e.on_record(&flow("nodeport", src, 30005), t0 + secs(6), &mut out);
+        assert_eq!(out.len(), 1);
+        let a = &out[0];
+        assert_eq!(a.rule.id, "NM-1010");
+        match &a.kind {
+            AlertKind::Sweep {
+                source,
+                group,
+                ports,
+                window,
+                last,
+            } => {
+                assert_eq!(source.to_string(), src);
+                assert_eq!(group, "nodeport");
+                assert_eq!(ports, &vec![30001, 30002, 30003, 30004, 30005]);
+                assert_eq!(*window, secs(30));
+                assert_eq!(last.dst_port, 30005);
+            }
+            k => panic!("{k:?}"),
+        }
+        // More ports within the quiet period: no second sweep alert.
+        for p in 30006..30020 {
+            e.on_record(&flow("nodeport", src, p), t0 + secs(10), &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(e.stats().sweeps, 1);
+    }
+
+    #[test]
+    fn sweep_ports_outside_window_do_not_count() {
+        let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let src = "2001:db8::66";
+        // Ports 1,2 at t0; 3,4 at t0+20; 5 at t0+31: ports 1,2 slid out (window 30 s).
+        e.on_record(&flow("nodeport", src, 30001), t0, &mut out);
+        e.on_record(&flow("nodeport", src, 30002), t0, &mut out);
+        e.on_record(&flow("nodeport", src, 30003), t0 + secs(20), &mut out);
+        e.on_record(&flow("nodeport", src, 30004), t0 + secs(20), &mut out);
+        e.on_record(&flow("nodeport", src, 30005), t0 + secs(31), &mut out);
+        assert!(out.is_empty());
+        // Refreshing an old port puts it back in the window; one more new port → sweep.
+        e.on_record(&flow("nodeport", src, 30001), t0 + secs(32), &mut out);
+        assert!(out.is_empty());
+        e.on_record(&flow("nodeport", src, 30006), t0 + secs(33), &mut out);
+        assert_eq!(out.len(), 1);
+        match &out[0].kind {
+            AlertKind::Sweep { ports, .. } => {
+                assert_eq!(ports, &vec![30001, 30003, 30004, 30005, 30006])
+            }
+            k => panic!("{k:?}"),
+        }
+        // Non-sweep groups never feed the detector.
+        let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
+        for p in 0..10 {
+            e.on_record(&flow("kubelet", src, 10000 + p), t0, &mut out);
+        }
+        assert_eq!(e.stats().sweep_sources, 0);
+    }
+
+    #[test]
+    fn sweep_after_quiet_period_folds_into_dedup() {
+        let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let src = "203.0.113.50";
+        for p in 0..5 {
+            e.on_record(&flow("nodeport", src, 30000 + p), t0, &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        // After the 30 s quiet period a new sweep is detected, but within the 60 s dedup
+        // window of the first: folded.
+        for p in 0..5 {
+            e.on_record(&flow("nodeport", src, 31000 + p), t0 + secs(31), &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(e.stats().sweeps, 2);
+        e.tick(t0 + secs(60), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].rule.id, "NM-1010");
+        assert_eq!(out[1].suppressed, 1);
+        assert_eq!(out[1].follow_up_of.as_deref(), Some(out[0].id.as_str()));
+        match &out[1].kind {
+            AlertKind::Sweep { ports, .. } => assert_eq!(ports[0], 31000),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn flagged_nodeport_alerts_and_feeds_sweep() {
+        let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        e.on_record(&record("nodeport", "203.0.113.7", 30080), t0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].rule.id, "NM-1900");
+        assert_eq!(e.stats().sweep_sources, 1);
+    }
+
+    #[test]
+    fn losses_attach_to_next_alert_then_reset() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let mut totals = LossTotals::default();
+        totals.userspace.insert("output_queue_full".to_owned(), 2);
+        e.on_losses(&totals, t0, &mut out);
+        totals.userspace.insert("output_queue_full".to_owned(), 5);
+        totals.userspace.insert("decode_error".to_owned(), 0);
+        e.on_losses(&totals, t0 + secs(1), &mut out);
+        assert!(out.is_empty(), "userspace drops alone do not raise a flood");
+        e.on_record(
+            &record("kubelet", "203.0.113.9", 10250),
+            t0 + secs(2),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].losses_since_previous,
+            BTreeMap::from([("output_queue_full".to_owned(), 5)])
+        );
+        // A reason missing from one call is not counted twice when it is back.
+        e.on_losses(&LossTotals::default(), t0 + secs(2), &mut out);
+        assert!(e.pending_losses().is_empty());
+        // Reset: the next alert carries only what was lost since.
+        e.on_losses(&totals, t0 + secs(3), &mut out);
+        e.on_record(
+            &record("kubelet", "203.0.113.10", 10250),
+            t0 + secs(4),
+            &mut out,
+        );
+        assert!(out[1].losses_since_previous.is_empty());
+        totals.userspace.insert("output_queue_full".to_owned(), 6);
+        e.on_losses(&totals, t0 + secs(5), &mut out);
+        assert_eq!(
+            e.pending_losses(),
+            &BTreeMap::from([("output_queue_full".to_owned(), 1)])
+        );
+        e.on_record(
+            &record("kubelet", "203.0.113.11", 10250),
+            t0 + secs(6),
+            &mut out,
+        );
+        assert_eq!(
+            out[2].losses_since_previous,
+            BTreeMap::from([("output_queue_full".to_owned(), 1)])
+        );
+        assert!(e.pending_losses().is_empty());
+    }
+
+    #[test]
+    fn one_flood_alert_per_window() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let mut totals = LossTotals {
+            rate_limited: 100,
+            ringbuf_full: 0,
+            ..Default::default()
+        };
+        e.on_losses(&totals, t0, &mut out); // opens the window
+        totals.rate_limited = 250;
+        totals.ringbuf_full = 7;
+        e.on_losses(&totals, t0 + secs(4), &mut out);
+        e.tick(t0 + secs(9), &mut out);
+        assert!(out.is_empty(), "emitted when the window ends");
+        totals.rate_limited = 260;
+        e.on_losses(&totals, t0 + secs(9), &mut out);
+        e.tick(t0 + secs(10), &mut out);
+        assert_eq!(out.len(), 1);
+        let a = &out[0];
+        assert_eq!(a.rule.id, "NM-1020");
+        match &a.kind {
+            AlertKind::Flood {
+                scope,
+                rate_limited,
+                ringbuf_full,
+                window,
+            } => {
+                assert_eq!(*scope, FloodScope::Node);
+                assert_eq!(*rate_limited, 260);
+                assert_eq!(*ringbuf_full, 7);
+                assert_eq!(*window, secs(10));
+            }
+            k => panic!("{k:?}"),
+        }
+        assert_eq!(
+            a.losses_since_previous,
+            BTreeMap::from([
+                ("rate_limited".to_owned(), 260),
+                ("ringbuf_full".to_owned(), 7)
+            ])
+        );
+        // No further losses: no further flood alert.
+        e.on_losses(&totals, t0 + secs(15), &mut out);
+        e.tick(t0 + secs(40), &mut out);
+        assert_eq!(out.len(), 1);
+        // New losses open a new window.
+        totals.ringbuf_full = 8;
+        e.on_losses(&totals, t0 + secs(41), &mut out);
+        e.tick(t0 + secs(45), &mut out);
+        assert_eq!(out.len(), 1);
+        e.on_losses(&totals, t0 + secs(51), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(e.stats().floods, 2);
+        // A counter reset (data path reloaded) counts from zero, not as a huge delta.
+        e.on_losses(
+            &LossTotals {
+                rate_limited: 3,
+                ..Default::default()
+            },
+            t0 + secs(60),
+            &mut out,
+        );
+        e.flush(&mut out);
+        match &out[2].kind {
+            AlertKind::Flood {
+                rate_limited,
+                ringbuf_full,
+                ..
+            } => assert_eq!((*rate_limited, *ringbuf_full), (3, 0)),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn dedup_table_is_bounded_and_evicts_with_follow_up() {
+        let mut e = Engine::with_limits(&settings(), vec![], 3, 2);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..3u64 {
+            let r = record("kubelet", &format!("203.0.113.{i}"), 10250);
+            e.on_record(&r, t0 + secs(i), &mut out);
+            e.on_record(&r, t0 + secs(i), &mut out); // one repeat each
+        }
+        assert_eq!(out.len(), 3);
+        assert_eq!(e.stats().dedup_series, 3);
+        // A 4th key: the oldest series (203.0.113.0) is closed early with its follow-up.
+        e.on_record(
+            &record("kubelet", "203.0.113.99", 10250),
+            t0 + secs(5),
+            &mut out,
+        );
+        assert_eq!(out.len(), 5);
+        assert_eq!(out[3].suppressed, 1);
+        assert_eq!(out[3].follow_up_of.as_deref(), Some(out[0].id.as_str()));
+        assert_eq!(out[4].suppressed, 0);
+        let s = e.stats();
+        assert_eq!(s.dedup_series, 3);
+        assert_eq!(s.dedup_evictions, 1);
+    }
+
+    #[test]
+    fn sweep_table_is_bounded_and_expires() {
+        let mut e = Engine::with_limits(&settings(), vec!["nodeport".to_owned()], 10, 2);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..5u64 {
+            e.on_record(
+                &flow("nodeport", &format!("203.0.113.{i}"), 30000),
+                t0 + secs(i),
+                &mut out,
+            );
+        }
+        let s = e.stats();
+        assert_eq!(s.sweep_sources, 2);
+        assert_eq!(s.sweep_evictions, 3);
+        e.tick(t0 + secs(100), &mut out);
+        assert_eq!(
+            e.stats().sweep_sources,
+            0,
+            "states older than the window are forgotten"
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn flush_emits_pending_follow_ups() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let a = record("kubelet", "203.0.113.9", 10250);
+        let b = record("scheduler", "203.0.113.9", 10259);
+        for _ in 0..3 {
+            e.on_record(&a, t0, &mut out);
+        }
+        e.on_record(&b, t0 + secs(1), &mut out);
+        e.on_record(&b, t0 + secs(2), &mut out);
+        let c = record("apiserver", "203.0.113.9", 6443);
+        e.on_record(&c, t0 + secs(3), &mut out);
+        assert_eq!(out.len(), 3);
+        out.clear();
+        e.flush(&mut out);
+        assert_eq!(out.len(), 2, "series without repeats need no follow-up");
+        assert_eq!((out[0].rule.id.as_str(), out[0].suppressed), ("NM-1001", 2));
+        assert_eq!((out[1].rule.id.as_str(), out[1].suppressed), ("NM-1004", 1));
+        assert_eq!(e.stats().dedup_series, 0);
+    }
+
+    #[test]
+    fn reload_keeps_state() {
+        let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let r = record("kubelet", "203.0.113.9", 10250);
+        e.on_record(&r, t0, &mut out);
+        e.on_record(&r, t0 + secs(1), &mut out);
+        e.on_record(&flow("nodeport", "203.0.113.9", 30000), t0, &mut out);
+        let s = AlertSettings {
+            dedup_window: secs(10),
+            ..settings()
+        };
+        e.set_settings(&s, vec![]);
+        assert_eq!(e.stats().sweep_sources, 0, "no longer a sweep group");
+        e.tick(t0 + secs(10), &mut out);
+        assert_eq!(out.len(), 2, "the new window applies to the open series");
+        assert_eq!(out[1].suppressed, 1);
+    }
+}

@@ -1,0 +1,430 @@
+//! One output item → one line in the sink's format (ECS JSON, OCSF JSON or CEF), and the
+//! facts every format shares (messages, outcome, community id, epoch times).
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{
+    community_id::{community_id_v1, proto_number},
+    engine::record_time,
+    model::{Alert, AlertKind, Observer, OutputItem},
+    rules,
+};
+use crate::{config::Format, events::FlowRecord};
+
+/// Community ID seed: 0, the interoperable default (every tool must use the same seed).
+pub const COMMUNITY_ID_SEED: u16 = 0;
+
+/// Renders one item as one line (no trailing newline).
+pub fn render(item: &OutputItem, format: Format, observer: &Observer) -> String {
+    match format {
+        Format::Ecs => super::ecs::render(item, observer),
+        Format::Ocsf => super::ocsf::render(item, observer),
+        Format::Cef => super::cef::render(item, observer),
+    }
+}
+
+/// The connection an alert is about: the record of a connection alert, the connection that
+/// crossed the threshold of a sweep; none for a flood.
+pub(crate) fn alert_record(alert: &Alert) -> Option<&FlowRecord> {
+    match &alert.kind {
+        AlertKind::Connection { record } => Some(record),
+        AlertKind::Sweep { last, .. } => Some(last),
+        AlertKind::Flood { .. } => None,
+    }
+}
+
+/// The Community ID of a record's flow.
+pub(crate) fn community_id(rec: &FlowRecord) -> String {
+    community_id_v1(
+        COMMUNITY_ID_SEED,
+        rec.src_ip,
+        rec.dst_ip,
+        proto_number(rec.protocol),
+        rec.src_port,
+        rec.dst_port,
+    )
+}
+
+pub(crate) fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    crate::events::rfc3339(t)
+}
+
+/// A short action verb for `event.action` and friends.
+pub(crate) fn action_name(item: &OutputItem) -> &'static str {
+    match item {
+        OutputItem::Flow(_) => "flow-sampled",
+        OutputItem::Alert(a) => match a.kind {
+            AlertKind::Connection { .. } => "flagged-connection",
+            AlertKind::Sweep { .. } => "nodeport-sweep",
+            AlertKind::Flood { .. } => "event-flood",
+        },
+    }
+}
+
+/// `success` when the node accepted the connection, `failure` when it refused or did not
+/// answer, `unknown` when no answer is known (sampled flows, floods).
+pub(crate) fn outcome(rec: Option<&FlowRecord>) -> &'static str {
+    use crate::events::Answer;
+    match rec.and_then(|r| r.answer) {
+        Some(Answer::Accepted) => "success",
+        Some(Answer::Refused | Answer::NoAnswer) => "failure",
+        None => "unknown",
+    }
+}
+
+/// Whether the policy denies the connection (enforced or not).
+pub(crate) fn denied(rec: &FlowRecord) -> bool {
+    matches!(rec.action, "would_drop" | "dropped")
+}
+
+fn endpoints(rec: &FlowRecord) -> String {
+    let ep = |ip: std::net::IpAddr, port: u16| match ip {
+        std::net::IpAddr::V6(_) => format!("[{ip}]:{port}"),
+        std::net::IpAddr::V4(_) => format!("{ip}:{port}"),
+    };
+    format!(
+        "{} -> {}/{}",
+        ep(rec.src_ip, rec.src_port),
+        ep(rec.dst_ip, rec.dst_port),
+        rec.protocol
+    )
+}
+
+/// One readable sentence about the item.
+pub(crate) fn message(item: &OutputItem) -> String {
+    match item {
+        OutputItem::Flow(r) => format!(
+            "Sampled flow {} of group {} ({}, {}).",
+            endpoints(r),
+            r.group,
+            r.verdict,
+            r.action
+        ),
+        OutputItem::Alert(a) => {
+            let mut m = match &a.kind {
+                AlertKind::Connection { record: r } => {
+                    let answer = r
+                        .answer
+                        .map(|x| format!(", answer {}", x.as_str()))
+                        .unwrap_or_default();
+                    format!(
+                        "{}: {} (group {}, {}{}).",
+                        a.rule.name,
+                        endpoints(r),
+                        r.group,
+                        r.action,
+                        answer
+                    )
+                }
+                AlertKind::Sweep {
+                    source,
+                    group,
+                    ports,
+                    window,
+                    ..
+                } => format!(
+                    "{}: {} reached {} distinct ports of group {} within {}s.",
+                    a.rule.name,
+                    source,
+                    ports.len(),
+                    group,
+                    window.as_secs()
+                ),
+                AlertKind::Flood {
+                    rate_limited,
+                    ringbuf_full,
+                    window,
+                    ..
+                } => format!(
+                    "{}: {} events withheld by the rate limit and {} lost to a full ring buffer \
+                     within {}s.",
+                    a.rule.name,
+                    rate_limited,
+                    ringbuf_full,
+                    window.as_secs()
+                ),
+            };
+            if a.suppressed > 0 {
+                m.push_str(&format!(
+                    " {} more occurrence{} since the first alert.",
+                    a.suppressed,
+                    if a.suppressed == 1 { "" } else { "s" }
+                ));
+            }
+            m
+        }
+    }
+}
+
+/// The time of an item: the alert's, or the flow record's.
+pub(crate) fn item_time(item: &OutputItem) -> SystemTime {
+    match item {
+        OutputItem::Alert(a) => a.time,
+        OutputItem::Flow(r) => record_time(r),
+    }
+}
+
+/// ECS `rule.category` / CEF `cat`.
+pub(crate) fn rule_category(alert: &Alert) -> &'static str {
+    rules::category(&alert.rule.id)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Fixtures shared by the format tests: one of each item.
+    use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+
+    use super::*;
+    use crate::{
+        alerts::{model::FloodScope, rules},
+        events::{Answer, RecordType},
+    };
+
+    pub(crate) fn observer() -> Observer {
+        Observer {
+            hostname: "node-a".to_owned(),
+            product: "node-monitor",
+            vendor: "node-monitor",
+            version: "0.1.0",
+        }
+    }
+
+    /// 2024-05-01T12:00:00.123456Z
+    pub(crate) const T_MS: u64 = 1_714_564_800_123;
+
+    pub(crate) fn flagged() -> FlowRecord {
+        FlowRecord {
+            time: "2024-05-01T12:00:00.123456Z".to_owned(),
+            record_type: RecordType::Flagged,
+            group: "kubelet".to_owned(),
+            verdict: "denied",
+            action: "would_drop",
+            answer: Some(Answer::Refused),
+            protocol: "tcp",
+            family: "ipv4",
+            src_ip: "128.232.110.120".parse().unwrap(),
+            src_port: 34855,
+            dst_ip: "66.35.250.204".parse().unwrap(),
+            dst_port: 80,
+            interface: Some("eth0".to_owned()),
+            ifindex: 2,
+            hook: "xdp",
+            vlan: vec![100, 200],
+            tcp_flags: Some("SYN".to_owned()),
+            packet_length: 60,
+            ktime_ns: 42,
+            sampled: false,
+        }
+    }
+
+    /// The community id of `flagged()` (spec vector).
+    pub(crate) const CID: &str = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=";
+
+    pub(crate) fn sampled() -> FlowRecord {
+        FlowRecord {
+            record_type: RecordType::Flow,
+            group: "nodeport".to_owned(),
+            verdict: "allowed",
+            action: "pass",
+            answer: None,
+            protocol: "udp",
+            family: "ipv6",
+            src_ip: "2001:470:e5bf:dead:4957:2174:e82c:4887".parse().unwrap(),
+            src_port: 63943,
+            dst_ip: "2607:f8b0:400c:c03::1a".parse().unwrap(),
+            dst_port: 30053,
+            vlan: vec![],
+            tcp_flags: None,
+            sampled: true,
+            ..flagged()
+        }
+    }
+
+    fn base(kind: AlertKind, rule: crate::alerts::Rule) -> Alert {
+        Alert {
+            id: "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d".to_owned(),
+            time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
+            rule,
+            kind,
+            suppressed: 0,
+            follow_up_of: None,
+            losses_since_previous: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn connection_alert() -> Alert {
+        let mut a = base(
+            AlertKind::Connection { record: flagged() },
+            rules::rule_for_group("kubelet"),
+        );
+        a.losses_since_previous.insert("ringbuf_full".to_owned(), 4);
+        a
+    }
+
+    pub(crate) fn follow_up() -> Alert {
+        let mut a = base(
+            AlertKind::Connection { record: flagged() },
+            rules::rule_for_group("kubelet"),
+        );
+        a.id = "0b7c9e2d-1111-4222-8333-444455556666".to_owned();
+        a.suppressed = 17;
+        a.follow_up_of = Some("3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d".to_owned());
+        a
+    }
+
+    pub(crate) fn sweep() -> Alert {
+        let mut last = flagged();
+        last.group = "nodeport".to_owned();
+        last.dst_port = 30005;
+        last.verdict = "allowed";
+        last.action = "pass";
+        last.answer = None;
+        last.vlan = vec![];
+        let source: IpAddr = last.src_ip;
+        base(
+            AlertKind::Sweep {
+                source,
+                group: "nodeport".to_owned(),
+                ports: vec![30001, 30002, 30003, 30004, 30005],
+                window: Duration::from_secs(60),
+                last,
+            },
+            rules::sweep_rule(),
+        )
+    }
+
+    pub(crate) fn flood() -> Alert {
+        base(
+            AlertKind::Flood {
+                scope: FloodScope::Node,
+                rate_limited: 260,
+                ringbuf_full: 7,
+                window: Duration::from_secs(10),
+            },
+            rules::flood_rule(),
+        )
+    }
+
+    #[test]
+    fn render_dispatches_one_line_per_format() {
+        let items = [
+            OutputItem::Alert(connection_alert()),
+            OutputItem::Alert(follow_up()),
+            OutputItem::Alert(sweep()),
+            OutputItem::Alert(flood()),
+            OutputItem::Flow(sampled()),
+        ];
+        for item in &items {
+            for format in [Format::Ecs, Format::Ocsf, Format::Cef] {
+                let line = render(item, format, &observer());
+                assert!(
+                    !line.contains('\n') && !line.contains('\r'),
+                    "{format:?}: {line}"
+                );
+                match format {
+                    Format::Cef => {
+                        assert!(line.starts_with("CEF:0|node-monitor|node-monitor|0.1.0|"))
+                    }
+                    _ => {
+                        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                        assert!(v.is_object());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn outcomes() {
+        let mut r = flagged();
+        assert_eq!(outcome(Some(&r)), "failure");
+        r.answer = Some(Answer::Accepted);
+        assert_eq!(outcome(Some(&r)), "success");
+        r.answer = Some(Answer::NoAnswer);
+        assert_eq!(outcome(Some(&r)), "failure");
+        r.answer = None;
+        assert_eq!(outcome(Some(&r)), "unknown");
+        assert_eq!(outcome(None), "unknown");
+        assert!(denied(&flagged()));
+        r.action = "dropped";
+        assert!(denied(&r));
+        r.action = "pass";
+        assert!(!denied(&r));
+    }
+
+    /// Engine output straight into every format.
+    #[test]
+    fn engine_to_formats() {
+        use crate::alerts::engine::{Engine, LossTotals, tests::settings};
+        use std::time::Instant;
+        let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        e.on_losses(
+            &LossTotals {
+                ringbuf_full: 3,
+                ..Default::default()
+            },
+            t0,
+            &mut out,
+        );
+        let mut r = flagged();
+        r.group = "etcd-peer".to_owned();
+        r.dst_port = 2380;
+        e.on_record(&r, t0, &mut out);
+        e.on_record(&r, t0 + Duration::from_secs(1), &mut out);
+        e.flush(&mut out);
+        assert_eq!(out.len(), 3, "first, follow-up, flood");
+        let first = crate::alerts::ecs::to_value(&OutputItem::Alert(out[0].clone()), &observer());
+        assert_eq!(first["rule"]["id"], "NM-1003");
+        assert_eq!(first["event"]["severity"], 99);
+        assert_eq!(
+            first["node_monitor"]["losses_since_previous"]["ringbuf_full"],
+            3
+        );
+        let up = crate::alerts::ocsf::to_value(&OutputItem::Alert(out[1].clone()), &observer());
+        assert_eq!(up["activity_id"], 2);
+        assert_eq!(up["finding_info"]["uid"], out[0].id);
+        assert_eq!(up["count"], 2);
+        let cef = render(&OutputItem::Alert(out[2].clone()), Format::Cef, &observer());
+        assert!(
+            cef.contains("|NM-1020|event limits reached (flood)|5|"),
+            "{cef}"
+        );
+        assert!(cef.contains("cn3=3 cn3Label=ringbufFull"), "{cef}");
+    }
+
+    #[test]
+    fn messages() {
+        let m = message(&OutputItem::Alert(connection_alert()));
+        assert_eq!(
+            m,
+            "kubelet API access from a source not allowed: 128.232.110.120:34855 -> \
+             66.35.250.204:80/tcp (group kubelet, would_drop, answer refused)."
+        );
+        assert!(
+            message(&OutputItem::Alert(follow_up()))
+                .ends_with(" 17 more occurrences since the first alert.")
+        );
+        assert_eq!(
+            message(&OutputItem::Alert(sweep())),
+            "NodePort sweep: 128.232.110.120 reached 5 distinct ports of group nodeport within 60s."
+        );
+        assert!(
+            message(&OutputItem::Alert(flood()))
+                .contains("260 events withheld by the rate limit and 7 lost")
+        );
+        assert_eq!(
+            message(&OutputItem::Flow(sampled())),
+            "Sampled flow [2001:470:e5bf:dead:4957:2174:e82c:4887]:63943 -> [2607:f8b0:400c:c03::1a]:30053/udp \
+             of group nodeport (allowed, pass)."
+        );
+        assert_eq!(community_id(&flagged()), CID);
+        assert_eq!(epoch_ms(item_time(&OutputItem::Flow(sampled()))), T_MS);
+    }
+}

@@ -1,0 +1,124 @@
+//! The alert model shared by the rule engine, the formatters and the sinks.
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, SystemTime},
+};
+
+use crate::events::FlowRecord;
+
+/// Alert severity, as SIEMs rank it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A detection rule: a stable id, a version bumped whenever its logic changes, a severity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// Stable id, e.g. `NM-1001`.
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+    pub severity: Severity,
+    pub description: String,
+}
+
+/// Whom a flood alert is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FloodScope {
+    /// One source hit its per-source event limit.
+    Source(IpAddr),
+    /// The node as a whole lost events (ring buffer full).
+    Node,
+}
+
+/// What an alert is about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AlertKind {
+    /// A connection attempt from a source outside its group's allowlist.
+    Connection { record: FlowRecord },
+    /// One source touched at least N distinct ports of a sweep-watched group within T.
+    Sweep {
+        source: IpAddr,
+        group: String,
+        /// The distinct destination ports seen, ascending.
+        ports: Vec<u16>,
+        window: Duration,
+        /// The connection that crossed the threshold (destination address, interface...).
+        last: FlowRecord,
+    },
+    /// Events withheld by the limits within `window`: one aggregate alert, not one per packet.
+    Flood {
+        scope: FloodScope,
+        rate_limited: u64,
+        ringbuf_full: u64,
+        window: Duration,
+    },
+}
+
+/// One alert, ready to format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    /// Unique id (a UUID v4 in text form): ECS `event.id`, OCSF `finding_info.uid`.
+    pub id: String,
+    pub time: SystemTime,
+    pub rule: Rule,
+    pub kind: AlertKind,
+    /// Repeats of the same rule, source and group folded into this alert (a dedup follow-up
+    /// carries the count; the first alert carries 0).
+    pub suppressed: u64,
+    /// For a dedup follow-up: the id of the first alert of the series.
+    pub follow_up_of: Option<String>,
+    /// Events lost since the previous alert, by reason (`rate_limited`, `ringbuf_full`,
+    /// `output_queue_full`, ...): a SIEM sees the gaps.
+    pub losses_since_previous: BTreeMap<String, u64>,
+}
+
+/// Facts about this sensor, for `observer.*` / `host.*` / `metadata.product`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observer {
+    pub hostname: String,
+    pub product: &'static str,
+    pub vendor: &'static str,
+    pub version: &'static str,
+}
+
+impl Observer {
+    pub fn local() -> Observer {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Observer {
+            hostname,
+            product: "node-monitor",
+            vendor: "node-monitor",
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+/// What goes to the sinks: alerts, and sampled flow records of allowed sources.
+// Items travel as `Arc<OutputItem>`, allocated once: boxing the alert would only add one more.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputItem {
+    Alert(Alert),
+    Flow(FlowRecord),
+}

@@ -1,0 +1,196 @@
+//! The rule catalog: stable, versioned ids keyed by the port-catalog group name.
+//!
+//! Ids never change meaning; a rule's `version` is bumped whenever its logic changes. The
+//! table in `ALERTS.md` documents every rule (keep the two in step: a test checks the ids).
+use super::model::{Rule, Severity};
+
+pub const KUBELET: &str = "NM-1001";
+pub const KUBELET_READONLY: &str = "NM-1002";
+pub const ETCD: &str = "NM-1003";
+pub const NODE_LOCAL: &str = "NM-1004";
+pub const APISERVER: &str = "NM-1005";
+pub const KUBE_PROXY_HEALTHZ: &str = "NM-1006";
+pub const NODEPORT_SWEEP: &str = "NM-1010";
+pub const FLOOD: &str = "NM-1020";
+pub const GENERIC: &str = "NM-1900";
+
+/// The groups of the embedded catalog that are meant to be reached from the node itself only.
+pub const NODE_LOCAL_GROUPS: &[&str] = &[
+    "scheduler",
+    "controller-manager",
+    "kubelet-healthz",
+    "etcd-metrics",
+    "kube-proxy-metrics",
+];
+
+fn rule(id: &str, name: &str, severity: Severity, description: &str) -> Rule {
+    Rule {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        version: 1,
+        severity,
+        description: description.to_owned(),
+    }
+}
+
+fn generic() -> Rule {
+    rule(
+        GENERIC,
+        "watched port reached from a source not allowed",
+        Severity::Medium,
+        "A new connection reached a watched port group from a source outside the group's \
+         allowlist.",
+    )
+}
+
+/// The rule for a flagged connection to a port of `group` (any group name: unknown,
+/// user-defined groups get the generic NM-1900).
+pub fn rule_for_group(group: &str) -> Rule {
+    match group {
+        "kubelet" => rule(
+            KUBELET,
+            "kubelet API access from a source not allowed",
+            Severity::High,
+            "A new connection reached the kubelet API (10250) from a source outside its \
+             allowlist (normally the API server and the metrics pipeline only).",
+        ),
+        "kubelet-readonly" => rule(
+            KUBELET_READONLY,
+            "kubelet read-only port reached",
+            Severity::High,
+            "A new connection reached the kubelet read-only port (10255), which should be \
+             closed: its allowlist is empty, so every source is flagged.",
+        ),
+        "etcd-client" | "etcd-peer" => rule(
+            ETCD,
+            "etcd accessed from a source not allowed",
+            Severity::Critical,
+            "A new connection reached etcd (client 2379 or peer 2380) from a source outside \
+             the control-plane allowlist.",
+        ),
+        g if NODE_LOCAL_GROUPS.contains(&g) => rule(
+            NODE_LOCAL,
+            "node-local control-plane endpoint reached from off the node",
+            Severity::High,
+            "A new connection reached an endpoint meant for the node itself (scheduler, \
+             controller-manager, kubelet healthz, etcd metrics, kube-proxy metrics) from \
+             a source outside its allowlist.",
+        ),
+        "apiserver" => rule(
+            APISERVER,
+            "API server access from a source not allowed",
+            Severity::Medium,
+            "A new connection reached the API server (6443) from a source outside its \
+             allowlist.",
+        ),
+        // The generic rule's severity, with its own id and name.
+        "kube-proxy-healthz" => rule(
+            KUBE_PROXY_HEALTHZ,
+            "kube-proxy health check reached from a source not allowed",
+            generic().severity,
+            "A new connection reached the kube-proxy health check (10256) from a source \
+             outside its allowlist (load balancers and nodes).",
+        ),
+        _ => generic(),
+    }
+}
+
+/// NodePort sweep: one source touched many distinct ports of a sweep-watched group.
+pub fn sweep_rule() -> Rule {
+    rule(
+        NODEPORT_SWEEP,
+        "NodePort sweep",
+        Severity::Medium,
+        "One source opened connections to at least `sweep_min_ports` distinct ports of a \
+         sweep-watched group (the NodePort range) within `sweep_window`: a port scan.",
+    )
+}
+
+/// Flood: the event limits withheld events (rate limit or full ring buffer).
+pub fn flood_rule() -> Rule {
+    rule(
+        FLOOD,
+        "event limits reached (flood)",
+        Severity::Medium,
+        "Events were withheld by the per-source rate limit or lost to a full ring buffer \
+         within `flood_window`: a flood, or more traffic than the sensor reports.",
+    )
+}
+
+/// Every rule of the catalog, by id.
+pub fn all() -> Vec<Rule> {
+    vec![
+        rule_for_group("kubelet"),
+        rule_for_group("kubelet-readonly"),
+        rule_for_group("etcd-client"),
+        rule_for_group("scheduler"),
+        rule_for_group("apiserver"),
+        rule_for_group("kube-proxy-healthz"),
+        sweep_rule(),
+        flood_rule(),
+        generic(),
+    ]
+}
+
+/// A coarse category for `rule.category` (ECS) and CEF `cat`.
+pub fn category(rule_id: &str) -> &'static str {
+    match rule_id {
+        NODEPORT_SWEEP => "network-scan",
+        FLOOD => "sensor-event-loss",
+        _ => "unauthorized-port-access",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_groups() {
+        let cases = [
+            ("kubelet", KUBELET, Severity::High),
+            ("kubelet-readonly", KUBELET_READONLY, Severity::High),
+            ("etcd-client", ETCD, Severity::Critical),
+            ("etcd-peer", ETCD, Severity::Critical),
+            ("scheduler", NODE_LOCAL, Severity::High),
+            ("controller-manager", NODE_LOCAL, Severity::High),
+            ("kubelet-healthz", NODE_LOCAL, Severity::High),
+            ("etcd-metrics", NODE_LOCAL, Severity::High),
+            ("kube-proxy-metrics", NODE_LOCAL, Severity::High),
+            ("apiserver", APISERVER, Severity::Medium),
+            ("kube-proxy-healthz", KUBE_PROXY_HEALTHZ, Severity::Medium),
+            ("nodeport", GENERIC, Severity::Medium),
+            ("my-custom-group", GENERIC, Severity::Medium),
+        ];
+        for (group, id, sev) in cases {
+            let r = rule_for_group(group);
+            assert_eq!(r.id, id, "{group}");
+            assert_eq!(r.severity, sev, "{group}");
+            assert_eq!(r.version, 1);
+            assert!(
+                !r.name.contains(group) || group == "kubelet",
+                "{group}: name is fixed"
+            );
+        }
+        assert_eq!(sweep_rule().id, NODEPORT_SWEEP);
+        assert_eq!(flood_rule().id, FLOOD);
+    }
+
+    #[test]
+    fn all_ids_unique_and_documented() {
+        let rules = all();
+        let mut ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), rules.len());
+        let doc = include_str!("../../ALERTS.md");
+        for r in &rules {
+            assert!(doc.contains(&r.id), "{} missing from ALERTS.md", r.id);
+            assert!(
+                doc.contains(&r.name),
+                "{} name missing from ALERTS.md",
+                r.id
+            );
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The HTTP sink: batches of records POSTed as NDJSON (`Content-Type: application/x-ndjson`).
+//!
+//! A batch closes at `batch_max` records, or `batch_interval` after its first record. A
+//! failed POST (connection error, timeout, 5xx, 408, 429) is retried with exponential backoff
+//! (200 ms doubling, capped 10 s, equal jitter; a longer `Retry-After` in seconds is honoured
+//! up to the cap) at most `max_retries` times, then the batch is dropped and each of its
+//! records counted as `retries_exhausted`. Any other 4xx is not retried (`http_status`).
+//! While a batch is retried, new records wait in the sink's bounded queue; overflow counts as
+//! `queue_full`.
+use std::{sync::Arc, time::Duration};
+
+use reqwest::{
+    StatusCode, Url,
+    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
+};
+use tokio::sync::mpsc;
+
+use super::{Ctx, DropReason, Health, SinkError, backoff};
+use crate::{
+    alerts::OutputItem,
+    config::{SinkKind, SinkSpec},
+};
+
+pub(crate) const RETRY_BASE: Duration = Duration::from_millis(200);
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(10);
+pub const NDJSON: &str = "application/x-ndjson";
+
+pub(crate) struct HttpSender {
+    client: reqwest::Client,
+    url: Url,
+    batch_max: usize,
+    batch_interval: Duration,
+    max_retries: u32,
+}
+
+/// What became of one POST.
+enum Outcome {
+    Delivered,
+    /// Worth another try, after at least this long (from `Retry-After`).
+    Retry(String, Option<Duration>),
+    /// Not worth another try.
+    Rejected(String),
+}
+
+impl HttpSender {
+    /// Checks the URL and headers and builds the client: errors name the sink.
+    pub(crate) fn new(spec: &SinkSpec) -> Result<HttpSender, SinkError> {
+        let name = spec.name.as_str();
+        let SinkKind::Http {
+            url,
+            batch_max,
+            batch_interval,
+            timeout,
+            max_retries,
+            headers,
+        } = &spec.kind
+        else {
+            return Err(SinkError::invalid(name, "not an http sink"));
+        };
+        let url = Url::parse(url)
+            .map_err(|e| SinkError::invalid(name, format!("invalid url {url:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(SinkError::invalid(
+                name,
+                format!("url {url} is not http(s)://HOST/..."),
+            ));
+        }
+        if *batch_max == 0 {
+            return Err(SinkError::invalid(name, "batch_max must be at least 1"));
+        }
+        if timeout.is_zero() {
+            return Err(SinkError::invalid(name, "timeout must be above 0"));
+        }
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            let hk = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| SinkError::invalid(name, format!("invalid header name {k:?}: {e}")))?;
+            let mut hv = HeaderValue::from_str(v).map_err(|e| {
+                SinkError::invalid(name, format!("invalid value for header {k}: {e}"))
+            })?;
+            if hk == reqwest::header::AUTHORIZATION || k.to_ascii_lowercase().contains("key") {
+                hv.set_sensitive(true);
+            }
+            if hk == CONTENT_TYPE {
+                return Err(SinkError::invalid(
+                    name,
+                    "Content-Type is always application/x-ndjson",
+                ));
+            }
+            map.append(hk, hv);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(map)
+            .user_agent(concat!("node-monitor/", env!("CARGO_PKG_VERSION")))
+            .timeout(*timeout)
+            .connect_timeout(*timeout)
+            .build()
+            .map_err(|e| SinkError::invalid(name, format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpSender {
+            client,
+            url,
+            batch_max: *batch_max,
+            batch_interval: *batch_interval,
+            max_retries: *max_retries,
+        })
+    }
+
+    /// Collects one batch: waits for a first record, then for more until `batch_max` records
+    /// or `batch_interval` since the first (or the queue closes).
+    async fn next_batch(
+        &self,
+        rx: &mut mpsc::Receiver<Arc<OutputItem>>,
+        ctx: &Ctx,
+    ) -> Option<Vec<Arc<OutputItem>>> {
+        let first = rx.recv().await?;
+        ctx.counters.taken(1);
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + self.batch_interval;
+        while batch.len() < self.batch_max {
+            // Take what is already queued without waiting.
+            match rx.try_recv() {
+                Ok(item) => {
+                    ctx.counters.taken(1);
+                    batch.push(item);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(item)) => {
+                    ctx.counters.taken(1);
+                    batch.push(item);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    async fn post(&self, body: &bytes_body::Body) -> Outcome {
+        let res = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, NDJSON)
+            .body(body.clone())
+            .send()
+            .await;
+        match res {
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    return Outcome::Delivered;
+                }
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let what = format!("{} answered {status}", self.url);
+                if status.is_client_error()
+                    && status != StatusCode::REQUEST_TIMEOUT
+                    && status != StatusCode::TOO_MANY_REQUESTS
+                {
+                    Outcome::Rejected(what)
+                } else {
+                    Outcome::Retry(what, retry_after)
+                }
+            }
+            Err(e) => Outcome::Retry(
+                format!("POST {} failed: {}", self.url, error_chain(&e)),
+                None,
+            ),
+        }
+    }
+
+    pub(crate) async fn run(self, mut rx: mpsc::Receiver<Arc<OutputItem>>, ctx: Ctx) {
+        let mut health = Health::default();
+        while let Some(batch) = self.next_batch(&mut rx, &ctx).await {
+            let mut body = String::with_capacity(batch.len() * 512);
+            for item in &batch {
+                body.push_str(&ctx.render(item));
+                body.push('\n');
+            }
+            let n = batch.len() as u64;
+            drop(batch);
+            let body = bytes_body::Body::from(body);
+            let mut attempt = 0u32;
+            loop {
+                match self.post(&body).await {
+                    Outcome::Delivered => {
+                        health.ok(&ctx.name);
+                        ctx.counters.sent(n);
+                        break;
+                    }
+                    Outcome::Rejected(what) => {
+                        health.fail(&ctx.name, &what);
+                        ctx.counters.dropped(DropReason::HttpStatus, n);
+                        break;
+                    }
+                    Outcome::Retry(what, retry_after) => {
+                        health.fail(&ctx.name, &what);
+                        if attempt >= self.max_retries {
+                            ctx.counters.dropped(DropReason::RetriesExhausted, n);
+                            break;
+                        }
+                        attempt += 1;
+                        ctx.counters.retry();
+                        let wait = backoff(attempt, RETRY_BASE, RETRY_CAP)
+                            .max(retry_after.unwrap_or_default().min(RETRY_CAP));
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The error and its causes on one line ("error sending request: ... Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A request body that is cheap to clone for retries.
+mod bytes_body {
+    use std::sync::Arc;
+
+    #[derive(Clone)]
+    pub(crate) struct Body(Arc<str>);
+
+    impl From<String> for Body {
+        fn from(s: String) -> Body {
+            Body(s.into())
+        }
+    }
+
+    impl From<Body> for reqwest::Body {
+        fn from(b: Body) -> reqwest::Body {
+            // One copy per attempt; reqwest wants owned bytes.
+            reqwest::Body::from(b.0.as_bytes().to_vec())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Format;
+
+    fn spec(url: &str, headers: Vec<(String, String)>) -> SinkSpec {
+        SinkSpec {
+            name: "siem".into(),
+            kind: SinkKind::Http {
+                url: url.into(),
+                batch_max: 10,
+                batch_interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(1),
+                max_retries: 1,
+                headers,
+            },
+            format: Format::Ecs,
+            queue: 10,
+            flows: false,
+        }
+    }
+
+    fn err(url: &str, headers: Vec<(String, String)>) -> String {
+        match HttpSender::new(&spec(url, headers)) {
+            Ok(_) => panic!("accepted {url}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_sink() {
+        assert!(err("ftp://x/", vec![]).starts_with("sink siem: url ftp://x/ is not http(s)"));
+        assert!(err("not a url", vec![]).starts_with("sink siem: invalid url \"not a url\""));
+        assert!(
+            err("http://x/", vec![("bad header".into(), "v".into())])
+                .starts_with("sink siem: invalid header name \"bad header\"")
+        );
+        assert!(
+            err("http://x/", vec![("X-A".into(), "a\nb".into())])
+                .starts_with("sink siem: invalid value for header X-A")
+        );
+        assert!(
+            HttpSender::new(&spec(
+                "https://siem.example:8443/ingest",
+                vec![("Authorization".into(), "Bearer x".into())]
+            ))
+            .is_ok()
+        );
+    }
+}
