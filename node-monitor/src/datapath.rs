@@ -261,15 +261,29 @@ pub struct GroupCounters {
 
 enum HeldLink {
     /// Pinned: the pin keeps the link (and the node watched) after this process exits.
-    Pinned(
-        #[expect(
-            dead_code,
-            reason = "held only so that the pin's fd lives as long as the daemon"
-        )]
-        PinnedLink,
-    ),
-    /// In-memory: owned by the program; detached when the Datapath is dropped.
-    Owned,
+    Pinned(PinnedLink),
+    /// Held by this process (unpinned, or adopted: then its pin keeps it as well).
+    Xdp(XdpLink),
+    Tc(aya::programs::tc::SchedClassifierLink),
+}
+
+impl HeldLink {
+    /// Lets go of the link. An fd-based link stays attached while a pin holds it; a netlink
+    /// attachment (kernels without bpf_link) is detached explicitly.
+    fn release(self) {
+        use aya::programs::links::Link as _;
+        let r = match self {
+            HeldLink::Pinned(p) => {
+                drop(p);
+                Ok(())
+            }
+            HeldLink::Xdp(l) => l.detach(),
+            HeldLink::Tc(l) => l.detach(),
+        };
+        if let Err(e) = r {
+            warn!(error = %e, "detaching a link");
+        }
+    }
 }
 
 /// The loaded data path.
@@ -586,7 +600,7 @@ impl Datapath {
             && path.exists()
         {
             match self.adopt(path, hook) {
-                Ok(mode) => {
+                Ok((mode, held)) => {
                     let att = Attachment {
                         iface: iface.to_owned(),
                         hook,
@@ -599,8 +613,7 @@ impl Datapath {
                         mode,
                         "adopted pinned link; program replaced in place"
                     );
-                    // The program owns the link fd now; the pin keeps the link after exit.
-                    self.links.push((att.clone(), HeldLink::Owned));
+                    self.links.push((att.clone(), held));
                     return Ok(att);
                 }
                 Err(e) => {
@@ -609,7 +622,7 @@ impl Datapath {
                 }
             }
         }
-        let (mode, fd_link) = match hook {
+        let (mode, link) = match hook {
             Hook::Xdp => {
                 let prog: &mut Xdp = self.program_mut(name)?;
                 let (id, mode) = match prog.attach(iface, XdpMode::Driver) {
@@ -627,16 +640,11 @@ impl Datapath {
                         (id, "generic")
                     }
                 };
-                let fd = if pin.is_some() {
-                    let link = prog.take_link(id).map_err(|error| DatapathError::Program {
-                        name,
-                        error: Box::new(error),
-                    })?;
-                    FdLink::try_from(link).ok()
-                } else {
-                    None
-                };
-                (mode, fd)
+                let link = prog.take_link(id).map_err(|error| DatapathError::Program {
+                    name,
+                    error: Box::new(error),
+                })?;
+                (mode, HeldLink::Xdp(link))
             }
             Hook::TcIngress | Hook::TcEgress => {
                 let ty = if hook == Hook::TcIngress {
@@ -664,20 +672,26 @@ impl Datapath {
                     error: Box::new(error),
                     hint: "",
                 })?;
-                let fd = if pin.is_some() && tcx {
-                    let link = prog.take_link(id).map_err(|error| DatapathError::Program {
-                        name,
-                        error: Box::new(error),
-                    })?;
-                    FdLink::try_from(link).ok()
-                } else {
-                    None
-                };
-                (if tcx { "tcx" } else { "netlink" }, fd)
+                let link = prog.take_link(id).map_err(|error| DatapathError::Program {
+                    name,
+                    error: Box::new(error),
+                })?;
+                (if tcx { "tcx" } else { "netlink" }, HeldLink::Tc(link))
             }
         };
-        let held = match (pin, fd_link) {
-            (Some(path), Some(fd)) => {
+        // Pin fd-based links (bpf_link: XDP on 5.9+, tcx on 6.6+); netlink attachments have
+        // no link object to pin and detach when the daemon exits.
+        let held = match (pin, link) {
+            (Some(path), link) if mode != "netlink" => {
+                let fd = match link {
+                    HeldLink::Xdp(l) => FdLink::try_from(l),
+                    HeldLink::Tc(l) => FdLink::try_from(l),
+                    HeldLink::Pinned(p) => Ok(FdLink::from(p)),
+                }
+                .map_err(|error| DatapathError::NotPinnable {
+                    what: format!("{} link on {iface}", hook.as_str()),
+                    error,
+                })?;
                 let pinned = fd.pin(&path).map_err(|error| DatapathError::Pin {
                     what: format!("{} link on {iface}", hook.as_str()),
                     path: path.clone(),
@@ -685,15 +699,15 @@ impl Datapath {
                 })?;
                 HeldLink::Pinned(pinned)
             }
-            (Some(_), None) => {
+            (Some(_), link) => {
                 warn!(
                     iface,
                     hook = hook.as_str(),
                     "this kernel gives no pinnable link for this hook; it detaches when the daemon exits"
                 );
-                HeldLink::Owned
+                link
             }
-            (None, _) => HeldLink::Owned,
+            (None, link) => link,
         };
         let att = Attachment {
             iface: iface.to_owned(),
@@ -712,7 +726,7 @@ impl Datapath {
         Ok(att)
     }
 
-    fn adopt(&mut self, path: &Path, hook: Hook) -> Result<&'static str, String> {
+    fn adopt(&mut self, path: &Path, hook: Hook) -> Result<(&'static str, HeldLink), String> {
         let pinned = PinnedLink::from_pin(path).map_err(|e| e.to_string())?;
         let fd = FdLink::from(pinned);
         let name = hook.program();
@@ -720,16 +734,18 @@ impl Datapath {
             Hook::Xdp => {
                 let link = XdpLink::try_from(fd).map_err(|e| e.to_string())?;
                 let prog: &mut Xdp = self.program_mut(name).map_err(|e| e.to_string())?;
-                prog.attach_to_link(link).map_err(|e| e.to_string())?;
-                Ok("pinned")
+                let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+                let link = prog.take_link(id).map_err(|e| e.to_string())?;
+                Ok(("pinned", HeldLink::Xdp(link)))
             }
             Hook::TcIngress | Hook::TcEgress => {
                 let link = aya::programs::tc::SchedClassifierLink::try_from(fd)
                     .map_err(|e| e.to_string())?;
                 let prog: &mut SchedClassifier =
                     self.program_mut(name).map_err(|e| e.to_string())?;
-                prog.attach_to_link(link).map_err(|e| e.to_string())?;
-                Ok("tcx")
+                let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+                let link = prog.take_link(id).map_err(|e| e.to_string())?;
+                Ok(("tcx", HeldLink::Tc(link)))
             }
         }
     }
@@ -770,8 +786,16 @@ impl Datapath {
     }
 
     /// Forgets attachments on an interface that no longer exists.
-    pub fn forget_iface(&mut self, iface: &str) {
-        self.links.retain(|(a, _)| a.iface != iface);
+    /// Detaches from `iface` (all hooks) and removes its pins. For an interface that is gone,
+    /// this only forgets it: the kernel already dropped its attachments.
+    pub fn detach_iface(&mut self, iface: &str) {
+        let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(a, _)| a.iface == iface);
+        self.links = keep;
+        for (_, held) in gone {
+            held.release();
+        }
         if let Some(dir) = &self.pin_dir {
             for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
                 let _ =
@@ -949,6 +973,16 @@ impl Datapath {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+}
+
+impl Drop for Datapath {
+    /// Lets go of every link: pinned ones stay attached (that is what the pins are for);
+    /// unpinned ones detach.
+    fn drop(&mut self) {
+        for (_, held) in self.links.drain(..) {
+            held.release();
+        }
     }
 }
 

@@ -57,6 +57,12 @@ pub enum DatapathError {
         error: aya::pin::PinError,
     },
 
+    #[error("{what} is not a bpf_link and cannot be pinned: {error}")]
+    NotPinnable {
+        what: String,
+        error: aya::programs::links::LinkError,
+    },
+
     #[error(
         "{family} allowlist needs {needed} entries but the trie holds {max}: \
          raise limits.allow_entries"

@@ -95,34 +95,17 @@ fn uses_node_subnets(cfg: &Config) -> bool {
         .any(|g| g.allow.contains(&AllowEntry::Set(SymbolicSet::NodeSubnets)))
 }
 
-/// Settings that are fixed for the life of the process (map sizes, the listen address, the
-/// hook); a reload that changes them applies everything else and says what waits.
-fn restart_required(old: &Config, new: &Config, cli: &RunOptions) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    let (a, b) = (&old.limits, &new.limits);
-    if a.flows != b.flows {
-        v.push("limits.flows");
-    }
-    if a.sources != b.sources {
-        v.push("limits.sources");
-    }
-    if a.ring_buffer_bytes != b.ring_buffer_bytes {
-        v.push("limits.ring_buffer_bytes");
-    }
-    if a.allow_entries != b.allow_entries {
-        v.push("limits.allow_entries");
-    }
-    if cli.metrics_addr.is_none() && old.metrics.listen != new.metrics.listen {
-        v.push("metrics.listen");
-    }
-    if cli.attach.is_none() && old.attach != new.attach {
-        v.push("attach");
-    }
-    v
-}
-
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    // Watch before reading, so that a change between the two is not missed.
+    let config_changes = match &opts.config_path {
+        Some(path) => {
+            let (w, rx) =
+                ConfigWatcher::new(path).with_context(|| format!("watching {}", path.display()))?;
+            Some((w, rx))
+        }
+        None => None,
+    };
     let (cfg, origin) = match &opts.config_path {
         Some(path) => (Config::load(path)?, path.display().to_string()),
         None => (Config::default_config(), "embedded default".to_owned()),
@@ -184,27 +167,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let metrics = Metrics::new();
     let listen = opts.metrics_addr.unwrap_or(cfg.metrics.listen);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the metrics endpoint on {listen}"))?;
-    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), async {
-        let _ = metrics_stopped.await;
-    }));
+    let server = MetricsServer::start(listen, &metrics).await?;
 
     let observer = Observer::local();
     let render: Renderer =
         Arc::new(move |item, format| alerts::format::render(item, format, &observer));
     let sinks = Sinks::start(&cfg.sinks, render)?;
 
-    let config_changes = match &opts.config_path {
-        Some(path) => {
-            let (w, rx) =
-                ConfigWatcher::new(path).with_context(|| format!("watching {}", path.display()))?;
-            Some((w, rx))
-        }
-        None => None,
-    };
     let ring = dp
         .take_events()
         .context("the ring buffer was already taken")?;
@@ -233,6 +202,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         flow_entries: 0,
         rounds: 0,
         _bpf_stats: bpf_stats,
+        server,
     };
     d.update_metrics(true);
     d.metrics.set_ready(true);
@@ -243,9 +213,33 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "ready"
     );
     let result = d.event_loop(ring, config_changes).await;
-    let _ = stop_metrics.send(());
-    let _ = server.await;
+    d.server.stop().await;
     result
+}
+
+/// The metrics and health endpoint's task, stoppable and re-bindable on reload.
+struct MetricsServer {
+    listen: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl MetricsServer {
+    async fn start(listen: SocketAddr, metrics: &Metrics) -> anyhow::Result<MetricsServer> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the metrics endpoint on {listen}"))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(metrics::serve(listener, metrics.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(MetricsServer { listen, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 struct Daemon {
@@ -269,6 +263,7 @@ struct Daemon {
     flow_entries: u64,
     rounds: u32,
     _bpf_stats: Option<BpfStats>,
+    server: MetricsServer,
 }
 
 impl Daemon {
@@ -426,8 +421,11 @@ impl Daemon {
         }
         for iface in &changes.removed {
             if self.attached.remove(iface) {
-                self.dp.forget_iface(iface);
-                info!(iface, "interface gone; forgotten");
+                self.dp.detach_iface(iface);
+                info!(
+                    iface,
+                    "interface gone or no longer matching; detached and forgotten"
+                );
             }
         }
         for iface in &changes.added {
@@ -471,35 +469,80 @@ impl Daemon {
                 return;
             }
         };
-        if new == self.cfg {
+        let plan = self.cfg.reload_plan(&new);
+        if plan.is_noop() {
             info!(why, "config unchanged");
             return;
         }
-        let waits = restart_required(&self.cfg, &new, &self.opts);
-        // Sinks first: if one cannot start, nothing has changed yet.
-        if let Err(e) = self.sinks.reconfigure(&new.sinks).await {
+        // Everything that can fail is tried before anything changes: sinks first (they are
+        // opened), then the data path (validated before any map is written).
+        if plan.sinks
+            && let Err(e) = self.sinks.reconfigure(&new.sinks).await
+        {
             self.stats.config_reloads_failed += 1;
             error!(why, error = %e, "config reload rejected (sinks); the running config stays");
             return;
         }
-        if let Err(e) = self.dp.apply_config(&new, &self.subnets) {
+        if plan.datapath
+            && let Err(e) = self.dp.apply_config(&new, &self.subnets)
+        {
             self.stats.config_reloads_failed += 1;
             error!(why, error = %e, "config reload rejected (data path); the running config stays");
-            let _ = self.sinks.reconfigure(&self.cfg.sinks).await;
+            if plan.sinks {
+                let _ = self.sinks.reconfigure(&self.cfg.sinks).await;
+            }
             return;
         }
-        self.tracker.set_timeout(new.limits.answer_timeout_ms);
-        self.engine.set_settings(&new.alerts, sweep_groups(&new));
-        if !self.cli_ifaces {
+        if plan.answer_timeout {
+            self.tracker.set_timeout(new.limits.answer_timeout_ms);
+        }
+        if plan.alerts {
+            self.engine.set_settings(&new.alerts, sweep_groups(&new));
+        }
+        if plan.interfaces && !self.cli_ifaces {
+            // The next housekeeping round attaches what now matches and detaches the rest.
             self.ifaces.set_patterns(new.interfaces.clone());
         }
-        if !waits.is_empty() {
-            warn!(fields = ?waits, "these settings take effect at the next restart; everything else is applied");
+        if plan.reattach && self.opts.attach.is_none() {
+            let mode = match new.attach {
+                Some(AttachKind::Tc) => AttachMode::Tc,
+                _ => AttachMode::Xdp,
+            };
+            self.reattach(mode);
+        }
+        if plan.metrics && self.opts.metrics_addr.is_none() {
+            match MetricsServer::start(new.metrics.listen, &self.metrics).await {
+                Ok(server) => {
+                    let old = std::mem::replace(&mut self.server, server);
+                    info!(from = %old.listen, to = %new.metrics.listen, "metrics endpoint moved");
+                    old.stop().await;
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot move the metrics endpoint; it stays on {}", self.server.listen)
+                }
+            }
+        }
+        if !plan.restart_required.is_empty() {
+            warn!(fields = ?plan.restart_required, "these settings take effect at the next restart; everything else is applied");
         }
         self.stats.config_reloads_ok += 1;
-        info!(why, digest = %new.digest(), "config reloaded; maps rewritten in place, programs not re-attached");
+        info!(why, digest = %new.digest(), "config reloaded; maps rewritten in place, counters kept");
         self.cfg = new;
         self.update_metrics(false);
+    }
+
+    /// Detaches every interface and attaches it again with `mode` (the `attach` setting
+    /// changed). Each interface is unwatched for the moment between the two.
+    fn reattach(&mut self, mode: AttachMode) {
+        self.mode = mode;
+        for iface in self.attached.clone() {
+            self.dp.detach_iface(&iface);
+            if let Err(e) = self.dp.attach(&iface, mode) {
+                error!(iface, error = %e, "re-attaching with the new hook failed");
+                self.attached.remove(&iface);
+            }
+        }
+        info!(?mode, "re-attached with the new hook");
     }
 
     fn update_metrics(&mut self, count_flows: bool) {

@@ -183,7 +183,7 @@ fn compact(line: &str) -> String {
 /// The readable summary of the daemon's stdout.
 pub fn summarize(lines: &[String]) -> String {
     let mut out = String::new();
-    let mut counts: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
     let mut families: BTreeMap<String, usize> = BTreeMap::new();
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
     let mut samples = Vec::new();
@@ -205,7 +205,12 @@ pub fn summarize(lines: &[String]) -> String {
         flatten("", &v, &mut flat);
         let group = field(&flat, GROUP);
         *counts
-            .entry((group.clone(), field(&flat, VERDICT), field(&flat, ANSWER)))
+            .entry((
+                field(&flat, &["rule.id"]),
+                group.clone(),
+                field(&flat, VERDICT),
+                field(&flat, ANSWER),
+            ))
             .or_default() += 1;
         *families
             .entry(field(&flat, &["network.type", "family"]))
@@ -222,16 +227,16 @@ pub fn summarize(lines: &[String]) -> String {
     }
     let w = counts
         .keys()
-        .map(|(g, _, _)| g.len())
+        .map(|(_, g, _, _)| g.len())
         .max()
         .unwrap_or(5)
         .max(5);
     out.push_str(&format!(
-        "  {:<w$}  {:<10}  {:<10}  count\n",
-        "group", "verdict", "answer"
+        "  {:<8}  {:<w$}  {:<10}  {:<10}  count\n",
+        "rule", "group", "verdict", "answer"
     ));
-    for ((g, v, a), n) in &counts {
-        out.push_str(&format!("  {g:<w$}  {v:<10}  {a:<10}  {n}\n"));
+    for ((r, g, v, a), n) in &counts {
+        out.push_str(&format!("  {r:<8}  {g:<w$}  {v:<10}  {a:<10}  {n}\n"));
     }
     let join = |m: &BTreeMap<String, usize>| {
         m.iter()
@@ -571,6 +576,14 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     }
 
     banner("what node-monitor reported");
+    // The daemon's closing counters line is the last JSON object on its stderr.
+    if let Some(c) = errs
+        .iter()
+        .rev()
+        .find(|l| l.contains("\"type\":\"counters\""))
+    {
+        lines.push(c.clone());
+    }
     print!("{}", summarize(&lines));
 
     banner("tearing down");
@@ -616,8 +629,14 @@ mod tests {
         assert!(s.contains("3 records (1 other lines)"), "{s}");
         assert!(s.contains("kubelet            tcp   denied          7         2       2           7            0"), "{s}");
         assert!(s.contains("by reason: not_ip=3"), "{s}");
-        assert!(s.contains("kubelet      denied      accepted    2"), "{s}");
-        assert!(s.contains("etcd-client  denied      refused     1"), "{s}");
+        assert!(
+            s.contains("-         kubelet      denied      accepted    2"),
+            "{s}"
+        );
+        assert!(
+            s.contains("-         etcd-client  denied      refused     1"),
+            "{s}"
+        );
         assert!(s.contains("ipv4: 1") && s.contains("ipv6: 1"), "{s}");
         assert!(
             compact(&lines[0])
