@@ -109,6 +109,9 @@ pub enum RecordType {
 pub struct FlowRecord {
     /// RFC 3339, UTC, microseconds.
     pub time: String,
+    /// The same instant as `time`, for the alert engine (not serialized).
+    #[serde(skip)]
+    pub wall: SystemTime,
     #[serde(rename = "type")]
     pub record_type: RecordType,
     pub group: String,
@@ -186,6 +189,31 @@ fn clock_ns(id: libc::clockid_t) -> i128 {
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
+/// Interface names by index, cached for a second: a record needs its interface's name, and
+/// asking the kernel for it per record would cost a syscall each time.
+fn cached_ifname(index: u32) -> Option<String> {
+    use std::{cell::RefCell, collections::HashMap, time::Instant};
+    const TTL: Duration = Duration::from_secs(1);
+    thread_local! {
+        static CACHE: RefCell<HashMap<u32, (Option<String>, Instant)>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let now = Instant::now();
+        if let Some((name, at)) = c.get(&index)
+            && now.duration_since(*at) < TTL
+        {
+            return name.clone();
+        }
+        if c.len() > 4096 {
+            c.clear();
+        }
+        let name = crate::netif::ifname(index);
+        c.insert(index, (name.clone(), now));
+        name
+    })
+}
+
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
@@ -215,8 +243,10 @@ pub fn tcp_flags_str(flags: u8) -> String {
 pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) -> FlowRecord {
     let tcp = ev.proto == IPPROTO_TCP;
     let vlan = [ev.vlan_outer, ev.vlan_inner];
+    let wall = clock.wall(ev.ts_ns);
     FlowRecord {
-        time: rfc3339(clock.wall(ev.ts_ns)),
+        time: rfc3339(wall),
+        wall,
         record_type: if ev.kind == EVENT_FLAGGED {
             RecordType::Flagged
         } else {
@@ -244,7 +274,7 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
         src_port: ev.src_port,
         dst_ip: ip_of(ev.family, &ev.dst_addr),
         dst_port: ev.dst_port,
-        interface: crate::netif::ifname(ev.ifindex),
+        interface: cached_ifname(ev.ifindex),
         ifindex: ev.ifindex,
         hook: match ev.hook {
             HOOK_XDP => "xdp",

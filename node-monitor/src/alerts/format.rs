@@ -33,7 +33,7 @@ pub(crate) fn alert_record(alert: &Alert) -> Option<&FlowRecord> {
 }
 
 /// The Community ID of a record's flow.
-pub(crate) fn community_id(rec: &FlowRecord) -> String {
+pub fn community_id(rec: &FlowRecord) -> String {
     community_id_v1(
         COMMUNITY_ID_SEED,
         rec.src_ip,
@@ -200,6 +200,8 @@ pub(crate) mod tests {
     pub(crate) fn flagged() -> FlowRecord {
         FlowRecord {
             time: "2024-05-01T12:00:00.123456Z".to_owned(),
+            wall: humantime::parse_rfc3339_weak("2024-05-01T12:00:00.123456Z")
+                .unwrap_or(std::time::UNIX_EPOCH),
             record_type: RecordType::Flagged,
             group: "kubelet".to_owned(),
             verdict: "denied",

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tier (tests/e2e*.rs): run the real `node-monitor` daemon in a
-//! lab namespace, collect its stdout records and stderr log, stop it with SIGTERM and parse
-//! the final counters line; real TCP/UDP peers with explicit source ports.
+//! lab namespace, collect its stdout records (ECS JSON lines of the default stdout sink) and
+//! its stderr log, stop it with SIGTERM and parse the final counters line (the last line of
+//! stderr); scrape its metrics endpoint; real TCP/UDP peers with explicit source ports.
 //!
 //! Every wait here is bounded in time, every server loop in count and time.
 #![allow(dead_code)]
@@ -9,11 +10,11 @@ use std::{
     collections::BTreeMap,
     io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU16, Ordering},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -92,25 +93,62 @@ pub struct Daemon {
     out: Arc<Mutex<Vec<String>>>,
     err: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
+    /// The metrics endpoint (inside the daemon's namespace).
+    pub metrics_addr: SocketAddr,
 }
 
 /// What a daemon printed, after it exited.
 #[derive(Debug)]
 pub struct Finished {
     pub status: ExitStatus,
-    /// Every stdout line but the counters line, parsed.
+    /// Every stdout line, parsed (ECS documents: alerts and sampled flows).
     pub records: Vec<Value>,
-    /// The final `{"type":"counters",...}` line.
+    /// The final `{"type":"counters",...}` line (the last line of stderr).
     pub counters: Counters,
+    /// stderr without the counters line.
     pub stderr: String,
 }
 
+/// A metrics port of its own for every daemon a test process starts (each daemon runs in
+/// its lab's node namespace, so these never collide with anything outside the lab).
+pub fn next_metrics_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    19_630 + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000
+}
+
 impl Daemon {
-    /// `node-monitor run --iface eth0 --pin-dir PIN ARGS...` in `ns` (through `nsenter`, so
-    /// that it sees the host's bpffs); waits until it logs `ready`.
+    /// `node-monitor run --iface eth0 --pin-dir PIN --metrics-addr 127.0.0.1:PORT ARGS...` in
+    /// `ns` (through `nsenter`, so that it sees the host's bpffs); waits until it logs
+    /// `ready`. PORT is fresh for every daemon unless ARGS give `--metrics-addr`.
     pub fn start(ns: &Netns, pin: &Path, args: &[&str]) -> anyhow::Result<Daemon> {
+        Daemon::start_on(ns, pin, &["eth0"], args)
+    }
+
+    /// As [`Daemon::start`], with `--iface` for each of `ifaces` (names or globs).
+    pub fn start_on(
+        ns: &Netns,
+        pin: &Path,
+        ifaces: &[&str],
+        args: &[&str],
+    ) -> anyhow::Result<Daemon> {
         let mut cmd = ns.nsenter(BIN);
-        cmd.args(["run", "--iface", "eth0", "--pin-dir"])
+        cmd.arg("run");
+        for i in ifaces {
+            cmd.args(["--iface", i]);
+        }
+        let metrics_addr = match args.iter().position(|a| *a == "--metrics-addr") {
+            Some(i) => args
+                .get(i + 1)
+                .context("--metrics-addr without a value")?
+                .parse()
+                .context("--metrics-addr")?,
+            None => {
+                let a = SocketAddr::from(([127, 0, 0, 1], next_metrics_port()));
+                cmd.arg("--metrics-addr").arg(a.to_string());
+                a
+            }
+        };
+        cmd.arg("--pin-dir")
             .arg(pin)
             .args(args)
             .env("NO_COLOR", "1")
@@ -129,6 +167,7 @@ impl Daemon {
             out,
             err,
             readers,
+            metrics_addr,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -157,6 +196,30 @@ impl Daemon {
 
     pub fn stderr_lines(&self) -> Vec<String> {
         self.err.lock().unwrap().clone()
+    }
+
+    /// The daemon's process id (`nsenter` execs it: no fork for a network namespace).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits (bounded) until some stderr line satisfies `pred`.
+    pub fn wait_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr_lines().iter().any(|l| pred(l)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
     }
 
     pub fn stderr(&self) -> String {
@@ -213,21 +276,27 @@ impl Daemon {
         if !status.success() {
             bail!("the daemon exited with {status} after SIGTERM; stderr:\n{stderr}");
         }
-        let mut records = self.records();
-        let last = records
+        let records = self.records();
+        let mut lines = self.stderr_lines();
+        let last = lines
             .pop()
-            .ok_or_else(|| anyhow!("no output at all; stderr:\n{stderr}"))?;
-        if last["type"] != "counters" {
-            bail!("the last stdout line is not the counters line: {last}");
+            .ok_or_else(|| anyhow!("no stderr at all after SIGTERM"))?;
+        let counters: Value = serde_json::from_str(&last)
+            .map_err(|e| anyhow!("the last stderr line is not JSON ({e}): {last}\n{stderr}"))?;
+        if counters["type"] != "counters" {
+            bail!("the last stderr line is not the counters line: {last}");
+        }
+        if let Some(l) = lines.iter().find(|l| l.contains(r#""type":"counters""#)) {
+            bail!("a counters line before the last stderr line: {l}");
         }
         if let Some(r) = records.iter().find(|r| r["type"] == "counters") {
-            bail!("a counters line before the last line: {r}");
+            bail!("a counters line on stdout: {r}");
         }
         Ok(Finished {
             status,
             records,
-            counters: Counters(last),
-            stderr,
+            counters: Counters(counters),
+            stderr: lines.join("\n"),
         })
     }
 }
@@ -338,6 +407,39 @@ impl Counters {
             .unwrap_or_else(|| panic!("no userspace.{k} in {}", self.0))
     }
 
+    /// One sink's entry `{sink, kind, sent, dropped}`.
+    pub fn sink(&self, name: &str) -> Value {
+        self.0["sinks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("counters line without sinks: {}", self.0))
+            .iter()
+            .find(|s| s["sink"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no sink {name} in {}", self.0))
+    }
+
+    /// Records a sink delivered.
+    pub fn sink_sent(&self, name: &str) -> u64 {
+        self.sink(name)["sent"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("sink {name} without sent: {}", self.0))
+    }
+
+    /// Records a sink dropped, all reasons together (`dropped` is `{reason: n}`).
+    pub fn sink_dropped(&self, name: &str) -> u64 {
+        let d = &self.sink(name)["dropped"];
+        match d {
+            Value::Object(m) => m.values().map(|v| v.as_u64().unwrap_or(u64::MAX)).sum(),
+            Value::Number(n) => n.as_u64().unwrap_or(u64::MAX),
+            other => panic!("sink {name}: dropped is {other}"),
+        }
+    }
+
+    /// Events withheld by the rate limit, all entries together.
+    pub fn total_rate_limited(&self) -> u64 {
+        self.groups().values().map(|c| c.lost_rate_limited).sum()
+    }
+
     /// The invariants that hold for every entry of any run: flagged = emitted + counted
     /// losses; in monitor mode every denied packet is a would-drop, in enforce mode a drop.
     pub fn check_invariants(&self) {
@@ -353,21 +455,32 @@ impl Counters {
                 assert_eq!(c.would_drop + c.dropped, c.packets, "{what}");
                 assert_eq!(c.sampled_out, 0, "{what}");
             } else {
+                // Allowed connections of a sweep-watched group (nodeport) are all reported,
+                // under the source's token bucket, so they can be rate-limited too.
                 assert_eq!(
                     c.new_conns,
-                    c.events + c.sampled_out + c.lost_ringbuf_full,
+                    c.events + c.sampled_out + c.lost_rate_limited + c.lost_ringbuf_full,
                     "allowed: new_conns == events + sampled_out + losses; {what}"
                 );
-                assert_eq!(c.would_drop + c.dropped + c.lost_rate_limited, 0, "{what}");
+                assert_eq!(c.would_drop + c.dropped, 0, "{what}");
+                if g != "nodeport" {
+                    assert_eq!(c.lost_rate_limited, 0, "{what}");
+                }
             }
         }
         assert_eq!(self.userspace("events_malformed"), 0, "{}", self.0);
-        assert_eq!(
-            self.userspace("records_dropped_output_full"),
-            0,
-            "{}",
-            self.0
-        );
+        for s in self.0["sinks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("counters line without sinks: {}", self.0))
+        {
+            let name = s["sink"].as_str().expect("sink name");
+            assert_eq!(
+                self.sink_dropped(name),
+                0,
+                "sink {name} dropped: {}",
+                self.0
+            );
+        }
     }
 }
 
@@ -661,4 +774,125 @@ pub fn curl(ns: &Netns, args: &[&str]) -> (bool, String, String) {
 /// Fails with the daemon's stderr as context.
 pub fn context<T>(r: anyhow::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// A fresh temporary directory, removed with its contents on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::AtomicU32;
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "nm-e2e-{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Writes `text` to `path` the way a ConfigMap update lands: a new file in the same
+/// directory, renamed over the old one (one atomic change).
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-new");
+    std::fs::write(&tmp, text).expect("write the new file");
+    std::fs::rename(&tmp, path).expect("rename over the old file");
+}
+
+/// `GET path` on `addr` from inside `ns` (HTTP/1.1, `Connection: close`), at most 5 s.
+/// Returns (status, body).
+pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let path = path.to_owned();
+    ns.run(move || -> anyhow::Result<(u16, String)> {
+        let t = Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, t)
+            .with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(t))?;
+        s.set_write_timeout(Some(t))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: text/plain\r\n\r\n"
+        )?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).context("read the response")?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| anyhow!("no header end in {text:?}"))?;
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| anyhow!("bad status line in {head:?}"))?;
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        Ok((status, body))
+    })?
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+/// The sum of the samples of `name` (Prometheus text format) whose labels include every
+/// `(key, value)` of `labels`; None when no sample matches.
+pub fn metric_value(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (n, lbls) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            continue;
+        }
+        let ok = labels
+            .iter()
+            .all(|(k, v)| lbls.split(',').any(|p| p == format!("{k}=\"{v}\"")));
+        if ok && let Ok(v) = value.parse::<f64>() {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// Scrapes the daemon's /metrics (from inside `ns`).
+pub fn scrape(ns: &Netns, d: &Daemon) -> String {
+    let (status, body) =
+        http_get(ns, d.metrics_addr, "/metrics").unwrap_or_else(|e| panic!("scrape: {e:#}"));
+    assert_eq!(status, 200, "GET /metrics: {body}");
+    body
 }
