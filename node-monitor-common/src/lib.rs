@@ -206,18 +206,39 @@ pub struct Settings {
 }
 const _: () = assert!(size_of::<Settings>() == 40);
 
-/// A per-CPU cache of the groups a source is allowed in (positive results only, so that a
-/// flood of spoofed denied sources cannot churn it). Key: [`SourceKey`].
+/// One slot of the per-CPU verdict cache in front of the LPM tries: direct-mapped by a hash
+/// of the source address ([`verdict_slot`]), so a lookup is an inlined array access and a
+/// miss simply takes the slot over (a flood of spoofed sources costs nothing extra).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VerdictCache {
+pub struct VerdictSlot {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub _pad: [u8; 3],
     /// `Settings::generation` these bits belong to.
     pub generation: u32,
-    pub _pad: u32,
+    /// Bit g set: the verdict for group g is known.
+    pub known: u64,
     /// Bit g set: the source is in group g's allowlist.
     pub allowed: u64,
 }
-const _: () = assert!(size_of::<VerdictCache>() == 16);
+const _: () = assert!(size_of::<VerdictSlot>() == 40);
+
+/// Slots per CPU in the verdict cache (a power of two).
+pub const VERDICT_SLOTS: u32 = 1 << VERDICT_SLOT_BITS;
+const VERDICT_SLOT_BITS: u32 = 13;
+
+/// The cache slot of a source: a multiplicative hash of its address.
+#[inline(always)]
+pub fn verdict_slot(family: u8, addr: &[u8; 16]) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    let h = if family == FAMILY_V4 {
+        w(0)
+    } else {
+        w(0) ^ w(4) ^ w(8) ^ w(12)
+    };
+    h.wrapping_mul(0x9E37_79B9) >> (32 - VERDICT_SLOT_BITS)
+}
 
 /// LPM trie key data for IPv4 allowlists: group id byte, then the address (network order).
 /// The trie's prefix length is `8 + cidr_prefix`.
@@ -349,8 +370,6 @@ pub const DEFAULT_FLOWS: u32 = 65_536;
 pub const DEFAULT_SOURCES: u32 = 16_384;
 pub const DEFAULT_ALLOW_ENTRIES: u32 = 16_384;
 pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 20;
-/// Entries per CPU in the verdict cache.
-pub const VERDICT_CACHE_ENTRIES: u32 = 8192;
 
 /// Map names (under 16 bytes: the kernel truncates longer names).
 pub mod map_name {
@@ -409,7 +428,7 @@ mod user {
     unsafe impl aya::Pod for SourceKey {}
     unsafe impl aya::Pod for TokenBucket {}
     unsafe impl aya::Pod for Event {}
-    unsafe impl aya::Pod for VerdictCache {}
+    unsafe impl aya::Pod for VerdictSlot {}
 }
 
 #[cfg(test)]
@@ -444,6 +463,22 @@ mod tests {
         assert!(!token_bucket_take(&mut b, t1, 5));
         // Rate 0 is unlimited.
         assert!((0..1000).all(|_| token_bucket_take(&mut b, t1, 0)));
+    }
+
+    #[test]
+    fn verdict_slots_stay_in_range_and_spread() {
+        let mut used = [false; VERDICT_SLOTS as usize];
+        for i in 0..=255u8 {
+            for j in 0..4u8 {
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&[198, 51, j, i]);
+                let s = verdict_slot(FAMILY_V4, &a);
+                assert!(s < VERDICT_SLOTS);
+                used[s as usize] = true;
+            }
+        }
+        // 1024 neighbouring addresses land in many different slots.
+        assert!(used.iter().filter(|u| **u).count() > 900);
     }
 
     #[test]

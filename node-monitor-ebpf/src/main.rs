@@ -30,7 +30,7 @@ use node_monitor_common::{
     EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FlowKey, FlowState, GROUP_NONE,
     HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
     IPPROTO_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, SourceKey, TCP_ACK, TCP_RST, TCP_SYN, TokenBucket,
-    VERDICT_ALLOWED, VERDICT_DENIED, VerdictCache, stats_index, token_bucket_take,
+    VERDICT_ALLOWED, VERDICT_DENIED, stats_index, token_bucket_take, verdict_slot,
 };
 use parse::{L3, L4, Packet, Reason};
 
@@ -141,45 +141,53 @@ fn port_group(proto: u8, port: u16) -> u8 {
     }
 }
 
-/// Is `src` in `group`'s allowlist? Positive answers are cached per CPU and per config
-/// generation; negative ones always go to the trie.
+/// Is `src` in `group`'s allowlist? Answers are cached per CPU, per source slot and per
+/// config generation; the trie is asked only on a miss.
 #[inline(always)]
 fn is_allowed(group: u8, family: u8, src: &[u8; 16], generation: u32) -> bool {
     let bit = 1u64 << (group & 63);
-    let key = SourceKey {
-        addr: *src,
-        family,
-        _pad: [0; 3],
+    let Some(slot) = VERDICTS.get_ptr_mut(verdict_slot(family, src)) else {
+        return lpm_allowed(group, family, src);
     };
-    let cached = VERDICTS.get_ptr_mut(&key);
-    if let Some(c) = cached {
-        // SAFETY: this CPU's copy of a per-CPU value.
-        let c = unsafe { &mut *c };
-        if c.generation == generation {
-            if c.allowed & bit != 0 {
-                return true;
-            }
-        } else {
-            c.generation = generation;
-            c.allowed = 0;
+    // SAFETY: this CPU's copy of a per-CPU value; nothing else writes it meanwhile.
+    let slot = unsafe { &mut *slot };
+    let same = slot.generation == generation && slot.family == family && same_addr(&slot.addr, src);
+    if same {
+        if slot.known & bit != 0 {
+            return slot.allowed & bit != 0;
         }
+    } else {
+        // Direct-mapped: this source takes the slot over.
+        slot.addr = *src;
+        slot.family = family;
+        slot.generation = generation;
+        slot.known = 0;
+        slot.allowed = 0;
     }
     let allowed = lpm_allowed(group, family, src);
+    slot.known |= bit;
     if allowed {
-        match cached {
-            // SAFETY: as above.
-            Some(c) => unsafe { (*c).allowed |= bit },
-            None => {
-                let v = VerdictCache {
-                    generation,
-                    _pad: 0,
-                    allowed: bit,
-                };
-                let _ = VERDICTS.insert(&key, &v, 0);
-            }
-        }
+        slot.allowed |= bit;
     }
     allowed
+}
+
+/// Compares two addresses as two 64-bit words (no call to memcmp).
+#[inline(always)]
+fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let w = |x: &[u8; 16], i: usize| {
+        u64::from_ne_bytes([
+            x[i],
+            x[i + 1],
+            x[i + 2],
+            x[i + 3],
+            x[i + 4],
+            x[i + 5],
+            x[i + 6],
+            x[i + 7],
+        ])
+    };
+    w(a, 0) == w(b, 0) && w(a, 8) == w(b, 8)
 }
 
 #[inline(always)]
@@ -217,7 +225,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     if group == GROUP_NONE {
         return Ok(ACTION_PASS);
     }
-    let (src, dst) = parse::addresses(pkt, &l3)?;
+    let src = parse::address(pkt, &l3, false)?;
     let Some(settings) = SETTINGS.get(0) else {
         return Ok(ACTION_PASS);
     };
@@ -257,6 +265,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     if !candidate {
         return Ok(action);
     }
+    let dst = parse::address(pkt, &l3, true)?;
     let now = unsafe { bpf_ktime_get_ns() };
     let key = FlowKey {
         src_addr: src,

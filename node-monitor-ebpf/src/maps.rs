@@ -2,12 +2,12 @@
 //! configured sizes at load time (`EbpfLoader::map_max_entries`) and pins the maps.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
     DEFAULT_SOURCES, FlowKey, FlowState, GroupName, GroupStats, MAX_GROUPS, PORT_TABLE_ENTRIES,
-    STATS_ENTRIES, Settings, SourceKey, TokenBucket, VERDICT_CACHE_ENTRIES, VerdictCache, reason,
+    STATS_ENTRIES, Settings, SourceKey, TokenBucket, VERDICT_SLOTS, VerdictSlot, reason,
 };
 
 /// Destination port → group id (0 = not watched), TCP.
@@ -53,7 +53,6 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RINGBUF_BYTES, 0);
 #[map]
 pub static GROUP_NAMES: Array<GroupName> = Array::with_max_entries(MAX_GROUPS as u32, 0);
 
-/// Per-CPU cache of allowed verdicts per source, in front of the LPM tries.
+/// Per-CPU, direct-mapped cache of verdicts per source, in front of the LPM tries.
 #[map]
-pub static VERDICTS: LruPerCpuHashMap<SourceKey, VerdictCache> =
-    LruPerCpuHashMap::with_max_entries(VERDICT_CACHE_ENTRIES, 0);
+pub static VERDICTS: PerCpuArray<VerdictSlot> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);

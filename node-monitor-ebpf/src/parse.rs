@@ -252,17 +252,23 @@ pub fn parse_l4(pkt: &Packet, l3: &L3) -> Result<L4, Reason> {
 /// Source and destination addresses (IPv4 in the first 4 bytes, the rest zero).
 #[inline(always)]
 pub fn addresses(pkt: &Packet, l3: &L3) -> Result<([u8; 16], [u8; 16]), Reason> {
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
+    Ok((address(pkt, l3, false)?, address(pkt, l3, true)?))
+}
+
+/// The source (`dst` false) or destination address: read separately, since an established
+/// packet needs only its source.
+#[inline(always)]
+pub fn address(pkt: &Packet, l3: &L3, dst: bool) -> Result<[u8; 16], Reason> {
+    let mut out = [0u8; 16];
     if l3.family == FAMILY_V4 {
-        let a = pkt.bytes_at::<8>(l3.l3_off + 12, reason::TRUNC_IPV4)?;
-        src[..4].copy_from_slice(&a[..4]);
-        dst[..4].copy_from_slice(&a[4..]);
+        let off = if dst { 16 } else { 12 };
+        let a = pkt.bytes_at::<4>(l3.l3_off + off, reason::TRUNC_IPV4)?;
+        out[..4].copy_from_slice(&a);
     } else {
-        src = pkt.bytes_at::<16>(l3.l3_off + 8, reason::TRUNC_IPV6)?;
-        dst = pkt.bytes_at::<16>(l3.l3_off + 24, reason::TRUNC_IPV6)?;
+        let off = if dst { 24 } else { 8 };
+        out = pkt.bytes_at::<16>(l3.l3_off + off, reason::TRUNC_IPV6)?;
     }
-    Ok((src, dst))
+    Ok(out)
 }
 
 /// The UDP datagram quoted by an ICMPv4 "port unreachable" (type 3 code 3) or ICMPv6

@@ -33,8 +33,8 @@ use ipnet::IpNet;
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, FlowKey, FlowState, GROUP_NAME_BYTES, GroupName, GroupStats,
     MAX_GROUPS, PORT_TABLE_ENTRIES, PROTO_IDX_TCP, PROTO_IDX_UDP, STATS_ENTRIES, Settings,
-    SourceKey, TokenBucket, VERDICT_ALLOWED, VERDICT_CACHE_ENTRIES, VERDICT_DENIED, VerdictCache,
-    map_name, prog_name, reason, stats_index,
+    SourceKey, TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, VERDICT_SLOTS, VerdictSlot, map_name,
+    prog_name, reason, stats_index,
 };
 use tracing::{info, warn};
 
@@ -198,10 +198,10 @@ fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 12] {
         (
             map_name::VERDICTS,
             s(
-                MapType::LruPerCpuHash,
-                size_of::<SourceKey>(),
-                size_of::<VerdictCache>(),
-                VERDICT_CACHE_ENTRIES,
+                MapType::PerCpuArray,
+                4,
+                size_of::<VerdictSlot>(),
+                VERDICT_SLOTS,
             ),
         ),
     ]
