@@ -1,14 +1,18 @@
 //! Elastic Common Schema 8.x documents (nested objects, one JSON line), as Elastic and
 //! OpenSearch ingest them without a custom pipeline.
-use serde_json::{Map, Value, json};
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{
     format::{
-        action_name, alert_record, community_id, denied, message, outcome, rfc3339, rule_category,
+        FloodDoc, Message, SweepDoc, Text, action_name, alert_record, community_id, denied,
+        item_time, json_line, outcome, rfc3339_text, rule_category, sweep_flood,
     },
-    model::{Alert, AlertKind, FloodScope, Observer, OutputItem, Severity},
+    model::{AlertKind, Observer, OutputItem, Severity},
 };
-use crate::events::FlowRecord;
+use crate::events::{FlowRecord, RecordType};
 
 pub const ECS_VERSION: &str = "8.11.0";
 
@@ -23,199 +27,491 @@ pub fn severity_number(s: Severity) -> u8 {
 }
 
 pub fn render(item: &OutputItem, observer: &Observer) -> String {
-    to_value(item, observer).to_string()
+    json_line(&doc(item, observer), 2048)
 }
 
-/// The ECS document of one item.
+/// The ECS document of one item, as a `Value` (the same document [`render`] writes).
 pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
-    let mut doc = Map::new();
-    let (time, rec) = match item {
-        OutputItem::Alert(a) => (a.time, alert_record(a)),
-        OutputItem::Flow(r) => (super::format::item_time(item), Some(r)),
+    serde_json::to_value(doc(item, observer)).unwrap_or(Value::Null)
+}
+
+/// The ECS document of one item: the one source of truth for its shape.
+#[derive(Serialize)]
+struct Doc<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: Text<humantime::Rfc3339Timestamp>,
+    ecs: Version,
+    event: Event<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<RuleDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network<'a>>,
+    observer: ObserverDoc<'a>,
+    host: Host<'a>,
+    orchestrator: Orchestrator,
+    message: Text<Message<'a>>,
+    node_monitor: NodeMonitor<'a>,
+}
+
+#[derive(Serialize)]
+struct Version {
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    kind: &'static str,
+    category: &'static [&'static str],
+    #[serde(rename = "type")]
+    kind_type: &'static [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    dataset: &'static str,
+    action: &'static str,
+    outcome: &'static str,
+    module: &'static str,
+}
+
+#[derive(Serialize)]
+struct RuleDoc<'a> {
+    id: &'a str,
+    name: &'a str,
+    version: Text<u32>,
+    description: &'a str,
+    category: &'static str,
+    ruleset: &'static str,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    transport: &'a str,
+    #[serde(rename = "type")]
+    family: &'a str,
+    direction: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    community_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<Vlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inner: Option<Inner>,
+}
+
+#[derive(Serialize)]
+struct Vlan {
+    id: Text<u16>,
+}
+
+#[derive(Serialize)]
+struct Inner {
+    vlan: Vlan,
+}
+
+#[derive(Serialize)]
+struct ObserverDoc<'a> {
+    hostname: &'a str,
+    product: &'a str,
+    vendor: &'a str,
+    version: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingress: Option<Ingress<'a>>,
+}
+
+#[derive(Serialize)]
+struct Ingress<'a> {
+    interface: Interface<'a>,
+}
+
+#[derive(Serialize)]
+struct Interface<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    id: Text<u32>,
+}
+
+#[derive(Serialize)]
+struct Host<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Orchestrator {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct NodeMonitor<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_type: Option<RecordType>,
+    /// The record's group; for a sweep, the swept group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port_group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_flags: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packet_length: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    follow_up_of: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    losses_since_previous: Option<&'a BTreeMap<String, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<SweepDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flood: Option<FloodDoc>,
+}
+
+fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
+    let (alert, rec) = match item {
+        OutputItem::Alert(a) => (Some(a), alert_record(a)),
+        OutputItem::Flow(r) => (None, Some(r)),
     };
-    doc.insert("@timestamp".into(), json!(rfc3339(time)));
-    doc.insert("ecs".into(), json!({ "version": ECS_VERSION }));
-
-    let mut event = Map::new();
-    match item {
-        OutputItem::Alert(a) => {
-            event.insert("kind".into(), json!("alert"));
-            event.insert("category".into(), json!(["network", "intrusion_detection"]));
-            event.insert("type".into(), json!(event_type(rec)));
-            event.insert("severity".into(), json!(severity_number(a.rule.severity)));
-            event.insert("id".into(), json!(a.id));
-            event.insert("dataset".into(), json!("node_monitor.alert"));
-        }
-        OutputItem::Flow(_) => {
-            event.insert("kind".into(), json!("event"));
-            event.insert("category".into(), json!(["network"]));
-            event.insert("type".into(), json!(event_type(rec)));
-            event.insert("dataset".into(), json!("node_monitor.flow"));
-        }
-    }
-    event.insert("action".into(), json!(action_name(item)));
-    event.insert("outcome".into(), json!(outcome(rec)));
-    event.insert("module".into(), json!("node_monitor"));
-    doc.insert("event".into(), Value::Object(event));
-
-    if let OutputItem::Alert(a) = item {
-        doc.insert(
-            "rule".into(),
-            json!({
-                "id": a.rule.id,
-                "name": a.rule.name,
-                "version": a.rule.version.to_string(),
-                "description": a.rule.description,
-                "category": rule_category(a),
-                "ruleset": "node-monitor",
+    let event = match alert {
+        Some(a) => Event {
+            kind: "alert",
+            category: &["network", "intrusion_detection"],
+            kind_type: event_type(rec),
+            severity: Some(severity_number(a.rule.severity)),
+            id: Some(&a.id),
+            dataset: "node_monitor.alert",
+            action: action_name(item),
+            outcome: outcome(rec),
+            module: "node_monitor",
+        },
+        None => Event {
+            kind: "event",
+            category: &["network"],
+            kind_type: event_type(rec),
+            severity: None,
+            id: None,
+            dataset: "node_monitor.flow",
+            action: action_name(item),
+            outcome: outcome(rec),
+            module: "node_monitor",
+        },
+    };
+    // A sweep spans many connections: its ports are in node_monitor.sweep, not here.
+    let sweep = alert.is_some_and(|a| matches!(a.kind, AlertKind::Sweep { .. }));
+    let port = |p| if sweep { None } else { Some(p) };
+    let (sweep_doc, flood_doc) = alert.map(sweep_flood).unwrap_or((None, None));
+    let port_group = match alert.map(|a| &a.kind) {
+        Some(AlertKind::Sweep { group, .. }) => Some(group.as_str()),
+        _ => rec.map(|r| r.group.as_str()),
+    };
+    Doc {
+        timestamp: rfc3339_text(item_time(item)),
+        ecs: Version {
+            version: ECS_VERSION,
+        },
+        event,
+        rule: alert.map(|a| RuleDoc {
+            id: &a.rule.id,
+            name: &a.rule.name,
+            version: Text(a.rule.version),
+            description: &a.rule.description,
+            category: rule_category(a),
+            ruleset: "node-monitor",
+        }),
+        source: rec.map(|r| Endpoint {
+            ip: r.src_ip,
+            port: port(r.src_port),
+        }),
+        destination: rec.map(|r| Endpoint {
+            ip: r.dst_ip,
+            port: port(r.dst_port),
+        }),
+        network: rec.map(|r| Network {
+            transport: r.protocol,
+            family: r.family,
+            direction: "ingress",
+            community_id: (!sweep).then(|| community_id(r)),
+            vlan: r.vlan.first().map(|&id| Vlan { id: Text(id) }),
+            inner: r.vlan.get(1).map(|&id| Inner {
+                vlan: Vlan { id: Text(id) },
             }),
-        );
+        }),
+        observer: ObserverDoc {
+            hostname: &observer.hostname,
+            product: observer.product,
+            vendor: observer.vendor,
+            version: observer.version,
+            kind: "sensor",
+            ingress: rec.map(|r| Ingress {
+                interface: Interface {
+                    name: r.interface.as_deref(),
+                    id: Text(r.ifindex),
+                },
+            }),
+        },
+        host: Host {
+            name: &observer.hostname,
+        },
+        orchestrator: Orchestrator { kind: "kubernetes" },
+        message: Text(Message(item)),
+        node_monitor: NodeMonitor {
+            record_type: rec.map(|r| r.record_type),
+            port_group,
+            verdict: rec.map(|r| r.verdict),
+            action: rec.map(|r| r.action),
+            answer: rec.and_then(|r| r.answer).map(|a| a.as_str()),
+            tcp_flags: rec.and_then(|r| r.tcp_flags.as_deref()),
+            hook: rec.map(|r| r.hook),
+            packet_length: rec.map(|r| r.packet_length),
+            suppressed_count: alert.map(|a| a.suppressed),
+            follow_up_of: alert.and_then(|a| a.follow_up_of.as_deref()),
+            losses_since_previous: alert.map(|a| &a.losses_since_previous),
+            sweep: sweep_doc,
+            flood: flood_doc,
+        },
     }
-
-    if let Some(r) = rec {
-        let sweep = matches!(
-            item,
-            OutputItem::Alert(Alert {
-                kind: AlertKind::Sweep { .. },
-                ..
-            })
-        );
-        // A sweep spans many connections: its ports are in node_monitor.sweep, not here.
-        if sweep {
-            doc.insert("source".into(), json!({ "ip": r.src_ip.to_string() }));
-            doc.insert("destination".into(), json!({ "ip": r.dst_ip.to_string() }));
-        } else {
-            doc.insert(
-                "source".into(),
-                json!({ "ip": r.src_ip.to_string(), "port": r.src_port }),
-            );
-            doc.insert(
-                "destination".into(),
-                json!({ "ip": r.dst_ip.to_string(), "port": r.dst_port }),
-            );
-        }
-        let mut network = Map::new();
-        network.insert("transport".into(), json!(r.protocol));
-        network.insert("type".into(), json!(r.family));
-        network.insert("direction".into(), json!("ingress"));
-        if !sweep {
-            network.insert("community_id".into(), json!(community_id(r)));
-        }
-        if let Some(outer) = r.vlan.first() {
-            network.insert("vlan".into(), json!({ "id": outer.to_string() }));
-        }
-        if let Some(inner) = r.vlan.get(1) {
-            network.insert(
-                "inner".into(),
-                json!({ "vlan": { "id": inner.to_string() } }),
-            );
-        }
-        doc.insert("network".into(), Value::Object(network));
-    }
-
-    let mut obs = json!({
-        "hostname": observer.hostname,
-        "product": observer.product,
-        "vendor": observer.vendor,
-        "version": observer.version,
-        "type": "sensor",
-    });
-    if let Some(r) = rec {
-        let mut interface = Map::new();
-        if let Some(name) = &r.interface {
-            interface.insert("name".into(), json!(name));
-        }
-        interface.insert("id".into(), json!(r.ifindex.to_string()));
-        obs["ingress"] = json!({ "interface": interface });
-    }
-    doc.insert("observer".into(), obs);
-    doc.insert("host".into(), json!({ "name": observer.hostname }));
-    doc.insert("orchestrator".into(), json!({ "type": "kubernetes" }));
-    doc.insert("message".into(), json!(message(item)));
-    doc.insert(
-        "node_monitor".into(),
-        Value::Object(node_monitor(item, rec)),
-    );
-    Value::Object(doc)
 }
 
 /// `["connection","denied"]` when the policy denies the connection (enforced, `dropped`, or
 /// monitored, `would_drop`: `node_monitor.action` tells which), `["connection","start"]`
 /// otherwise; `["info"]` for a flood (no connection).
-fn event_type(rec: Option<&FlowRecord>) -> Vec<&'static str> {
+fn event_type(rec: Option<&FlowRecord>) -> &'static [&'static str] {
     match rec {
-        Some(r) if denied(r) => vec!["connection", "denied"],
-        Some(_) => vec!["connection", "start"],
-        None => vec!["info"],
+        Some(r) if denied(r) => &["connection", "denied"],
+        Some(_) => &["connection", "start"],
+        None => &["info"],
     }
 }
 
-fn node_monitor(item: &OutputItem, rec: Option<&FlowRecord>) -> Map<String, Value> {
-    let mut nm = Map::new();
-    if let Some(r) = rec {
-        nm.insert("record_type".into(), json!(r.record_type));
-        nm.insert("port_group".into(), json!(r.group));
-        nm.insert("verdict".into(), json!(r.verdict));
-        nm.insert("action".into(), json!(r.action));
-        if let Some(answer) = r.answer {
-            nm.insert("answer".into(), json!(answer.as_str()));
+/// The Value-building renderer this module had before it serialized typed documents
+/// directly, kept verbatim as the reference the new output is compared against.
+#[cfg(test)]
+mod old {
+    use serde_json::{Map, Value, json};
+
+    use super::{ECS_VERSION, severity_number};
+    use crate::{
+        alerts::{
+            format::{
+                action_name, alert_record, community_id, denied, outcome, rfc3339, rule_category,
+                tests::old_message,
+            },
+            model::{Alert, AlertKind, FloodScope, Observer, OutputItem},
+        },
+        events::FlowRecord,
+    };
+
+    /// The ECS document of one item.
+    pub(super) fn old_to_value(item: &OutputItem, observer: &Observer) -> Value {
+        let mut doc = Map::new();
+        let (time, rec) = match item {
+            OutputItem::Alert(a) => (a.time, alert_record(a)),
+            OutputItem::Flow(r) => (crate::alerts::format::item_time(item), Some(r)),
+        };
+        doc.insert("@timestamp".into(), json!(rfc3339(time)));
+        doc.insert("ecs".into(), json!({ "version": ECS_VERSION }));
+
+        let mut event = Map::new();
+        match item {
+            OutputItem::Alert(a) => {
+                event.insert("kind".into(), json!("alert"));
+                event.insert("category".into(), json!(["network", "intrusion_detection"]));
+                event.insert("type".into(), json!(old_event_type(rec)));
+                event.insert("severity".into(), json!(severity_number(a.rule.severity)));
+                event.insert("id".into(), json!(a.id));
+                event.insert("dataset".into(), json!("node_monitor.alert"));
+            }
+            OutputItem::Flow(_) => {
+                event.insert("kind".into(), json!("event"));
+                event.insert("category".into(), json!(["network"]));
+                event.insert("type".into(), json!(old_event_type(rec)));
+                event.insert("dataset".into(), json!("node_monitor.flow"));
+            }
         }
-        if let Some(flags) = &r.tcp_flags {
-            nm.insert("tcp_flags".into(), json!(flags));
+        event.insert("action".into(), json!(action_name(item)));
+        event.insert("outcome".into(), json!(outcome(rec)));
+        event.insert("module".into(), json!("node_monitor"));
+        doc.insert("event".into(), Value::Object(event));
+
+        if let OutputItem::Alert(a) = item {
+            doc.insert(
+                "rule".into(),
+                json!({
+                    "id": a.rule.id,
+                    "name": a.rule.name,
+                    "version": a.rule.version.to_string(),
+                    "description": a.rule.description,
+                    "category": rule_category(a),
+                    "ruleset": "node-monitor",
+                }),
+            );
         }
-        nm.insert("hook".into(), json!(r.hook));
-        nm.insert("packet_length".into(), json!(r.packet_length));
-    }
-    if let OutputItem::Alert(a) = item {
-        nm.insert("suppressed_count".into(), json!(a.suppressed));
-        if let Some(first) = &a.follow_up_of {
-            nm.insert("follow_up_of".into(), json!(first));
+
+        if let Some(r) = rec {
+            let sweep = matches!(
+                item,
+                OutputItem::Alert(Alert {
+                    kind: AlertKind::Sweep { .. },
+                    ..
+                })
+            );
+            // A sweep spans many connections: its ports are in node_monitor.sweep, not here.
+            if sweep {
+                doc.insert("source".into(), json!({ "ip": r.src_ip.to_string() }));
+                doc.insert("destination".into(), json!({ "ip": r.dst_ip.to_string() }));
+            } else {
+                doc.insert(
+                    "source".into(),
+                    json!({ "ip": r.src_ip.to_string(), "port": r.src_port }),
+                );
+                doc.insert(
+                    "destination".into(),
+                    json!({ "ip": r.dst_ip.to_string(), "port": r.dst_port }),
+                );
+            }
+            let mut network = Map::new();
+            network.insert("transport".into(), json!(r.protocol));
+            network.insert("type".into(), json!(r.family));
+            network.insert("direction".into(), json!("ingress"));
+            if !sweep {
+                network.insert("community_id".into(), json!(community_id(r)));
+            }
+            if let Some(outer) = r.vlan.first() {
+                network.insert("vlan".into(), json!({ "id": outer.to_string() }));
+            }
+            if let Some(inner) = r.vlan.get(1) {
+                network.insert(
+                    "inner".into(),
+                    json!({ "vlan": { "id": inner.to_string() } }),
+                );
+            }
+            doc.insert("network".into(), Value::Object(network));
         }
-        nm.insert(
-            "losses_since_previous".into(),
-            json!(a.losses_since_previous),
+
+        let mut obs = json!({
+            "hostname": observer.hostname,
+            "product": observer.product,
+            "vendor": observer.vendor,
+            "version": observer.version,
+            "type": "sensor",
+        });
+        if let Some(r) = rec {
+            let mut interface = Map::new();
+            if let Some(name) = &r.interface {
+                interface.insert("name".into(), json!(name));
+            }
+            interface.insert("id".into(), json!(r.ifindex.to_string()));
+            obs["ingress"] = json!({ "interface": interface });
+        }
+        doc.insert("observer".into(), obs);
+        doc.insert("host".into(), json!({ "name": observer.hostname }));
+        doc.insert("orchestrator".into(), json!({ "type": "kubernetes" }));
+        doc.insert("message".into(), json!(old_message(item)));
+        doc.insert(
+            "node_monitor".into(),
+            Value::Object(old_node_monitor(item, rec)),
         );
-        match &a.kind {
-            AlertKind::Connection { .. } => {}
-            AlertKind::Sweep {
-                group,
-                ports,
-                window,
-                ..
-            } => {
-                nm.insert("port_group".into(), json!(group));
-                nm.insert(
-                    "sweep".into(),
-                    json!({ "ports": ports, "port_count": ports.len(), "window_s": window.as_secs() }),
-                );
-            }
-            AlertKind::Flood {
-                scope,
-                rate_limited,
-                ringbuf_full,
-                window,
-            } => {
-                let scope = match scope {
-                    FloodScope::Node => json!("node"),
-                    FloodScope::Source(ip) => json!(ip.to_string()),
-                };
-                nm.insert(
-                    "flood".into(),
-                    json!({
-                        "scope": scope,
-                        "rate_limited": rate_limited,
-                        "ringbuf_full": ringbuf_full,
-                        "window_s": window.as_secs(),
-                    }),
-                );
-            }
+        Value::Object(doc)
+    }
+
+    /// `["connection","denied"]` when the policy denies the connection (enforced, `dropped`, or
+    /// monitored, `would_drop`: `node_monitor.action` tells which), `["connection","start"]`
+    /// otherwise; `["info"]` for a flood (no connection).
+    fn old_event_type(rec: Option<&FlowRecord>) -> Vec<&'static str> {
+        match rec {
+            Some(r) if denied(r) => vec!["connection", "denied"],
+            Some(_) => vec!["connection", "start"],
+            None => vec!["info"],
         }
     }
-    nm
+
+    fn old_node_monitor(item: &OutputItem, rec: Option<&FlowRecord>) -> Map<String, Value> {
+        let mut nm = Map::new();
+        if let Some(r) = rec {
+            nm.insert("record_type".into(), json!(r.record_type));
+            nm.insert("port_group".into(), json!(r.group));
+            nm.insert("verdict".into(), json!(r.verdict));
+            nm.insert("action".into(), json!(r.action));
+            if let Some(answer) = r.answer {
+                nm.insert("answer".into(), json!(answer.as_str()));
+            }
+            if let Some(flags) = &r.tcp_flags {
+                nm.insert("tcp_flags".into(), json!(flags));
+            }
+            nm.insert("hook".into(), json!(r.hook));
+            nm.insert("packet_length".into(), json!(r.packet_length));
+        }
+        if let OutputItem::Alert(a) = item {
+            nm.insert("suppressed_count".into(), json!(a.suppressed));
+            if let Some(first) = &a.follow_up_of {
+                nm.insert("follow_up_of".into(), json!(first));
+            }
+            nm.insert(
+                "losses_since_previous".into(),
+                json!(a.losses_since_previous),
+            );
+            match &a.kind {
+                AlertKind::Connection { .. } => {}
+                AlertKind::Sweep {
+                    group,
+                    ports,
+                    window,
+                    ..
+                } => {
+                    nm.insert("port_group".into(), json!(group));
+                    nm.insert(
+                        "sweep".into(),
+                        json!({ "ports": ports, "port_count": ports.len(), "window_s": window.as_secs() }),
+                    );
+                }
+                AlertKind::Flood {
+                    scope,
+                    rate_limited,
+                    ringbuf_full,
+                    window,
+                } => {
+                    let scope = match scope {
+                        FloodScope::Node => json!("node"),
+                        FloodScope::Source(ip) => json!(ip.to_string()),
+                    };
+                    nm.insert(
+                        "flood".into(),
+                        json!({
+                            "scope": scope,
+                            "rate_limited": rate_limited,
+                            "ringbuf_full": ringbuf_full,
+                            "window_s": window.as_secs(),
+                        }),
+                    );
+                }
+            }
+        }
+        nm
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::alerts::format::tests::*;
 
@@ -393,6 +689,23 @@ mod tests {
         assert_eq!(v["node_monitor"]["verdict"], "allowed");
         assert_eq!(v["node_monitor"]["record_type"], "flow");
         assert!(v["node_monitor"].get("suppressed_count").is_none());
+    }
+
+    /// The typed document is the old Value-built one, for every kind of item.
+    #[test]
+    fn same_document_as_old_renderer() {
+        let items = variety();
+        assert!(items.len() > 100, "{}", items.len());
+        for obs in [observer(), hostile_observer()] {
+            for item in &items {
+                let line = render(item, &obs);
+                assert!(!line.contains('\n'), "{line}");
+                let new: Value = serde_json::from_str(&line).unwrap();
+                let old = super::old::old_to_value(item, &obs);
+                assert_eq!(new, old, "{item:?}");
+                assert_eq!(to_value(item, &obs), old, "{item:?}");
+            }
+        }
     }
 
     #[test]

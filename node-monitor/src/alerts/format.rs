@@ -1,11 +1,15 @@
 //! One output item → one line in the sink's format (ECS JSON, OCSF JSON or CEF), and the
 //! facts every format shares (messages, outcome, community id, epoch times).
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    fmt,
+    net::IpAddr,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use super::{
     community_id::{community_id_v1, proto_number},
     engine::record_time,
-    model::{Alert, AlertKind, Observer, OutputItem},
+    model::{Alert, AlertKind, FloodScope, Observer, OutputItem},
     rules,
 };
 use crate::{config::Format, events::FlowRecord};
@@ -50,6 +54,8 @@ pub(crate) fn epoch_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The `String` form of [`rfc3339_text`] (the reference renderers of the tests use it).
+#[cfg(test)]
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     crate::events::rfc3339(t)
 }
@@ -82,83 +88,184 @@ pub(crate) fn denied(rec: &FlowRecord) -> bool {
     matches!(rec.action, "would_drop" | "dropped")
 }
 
-fn endpoints(rec: &FlowRecord) -> String {
-    let ep = |ip: std::net::IpAddr, port: u16| match ip {
-        std::net::IpAddr::V6(_) => format!("[{ip}]:{port}"),
-        std::net::IpAddr::V4(_) => format!("{ip}:{port}"),
-    };
-    format!(
-        "{} -> {}/{}",
-        ep(rec.src_ip, rec.src_port),
-        ep(rec.dst_ip, rec.dst_port),
-        rec.protocol
-    )
+/// `src -> dst/proto`, IPv6 addresses in brackets.
+struct Endpoints<'a>(&'a FlowRecord);
+
+impl fmt::Display for Endpoints<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ep = |f: &mut fmt::Formatter<'_>, ip: IpAddr, port: u16| match ip {
+            IpAddr::V6(_) => write!(f, "[{ip}]:{port}"),
+            IpAddr::V4(_) => write!(f, "{ip}:{port}"),
+        };
+        let r = self.0;
+        ep(f, r.src_ip, r.src_port)?;
+        f.write_str(" -> ")?;
+        ep(f, r.dst_ip, r.dst_port)?;
+        write!(f, "/{}", r.protocol)
+    }
+}
+
+/// One readable sentence about the item, written straight into its destination (a JSON
+/// string via [`Text`], a CEF line) without intermediate strings.
+pub(crate) struct Message<'a>(pub &'a OutputItem);
+
+impl fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            OutputItem::Flow(r) => write!(
+                f,
+                "Sampled flow {} of group {} ({}, {}).",
+                Endpoints(r),
+                r.group,
+                r.verdict,
+                r.action
+            ),
+            OutputItem::Alert(a) => {
+                match &a.kind {
+                    AlertKind::Connection { record: r } => {
+                        write!(
+                            f,
+                            "{}: {} (group {}, {}",
+                            a.rule.name,
+                            Endpoints(r),
+                            r.group,
+                            r.action
+                        )?;
+                        if let Some(x) = r.answer {
+                            write!(f, ", answer {}", x.as_str())?;
+                        }
+                        f.write_str(").")?;
+                    }
+                    AlertKind::Sweep {
+                        source,
+                        group,
+                        ports,
+                        window,
+                        ..
+                    } => write!(
+                        f,
+                        "{}: {} reached {} distinct ports of group {} within {}s.",
+                        a.rule.name,
+                        source,
+                        ports.len(),
+                        group,
+                        window.as_secs()
+                    )?,
+                    AlertKind::Flood {
+                        rate_limited,
+                        ringbuf_full,
+                        window,
+                        ..
+                    } => write!(
+                        f,
+                        "{}: {} events withheld by the rate limit and {} lost to a full ring \
+                         buffer within {}s.",
+                        a.rule.name,
+                        rate_limited,
+                        ringbuf_full,
+                        window.as_secs()
+                    )?,
+                }
+                if a.suppressed > 0 {
+                    write!(
+                        f,
+                        " {} more occurrence{} since the first alert.",
+                        a.suppressed,
+                        if a.suppressed == 1 { "" } else { "s" }
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// One readable sentence about the item.
 pub(crate) fn message(item: &OutputItem) -> String {
-    match item {
-        OutputItem::Flow(r) => format!(
-            "Sampled flow {} of group {} ({}, {}).",
-            endpoints(r),
-            r.group,
-            r.verdict,
-            r.action
-        ),
-        OutputItem::Alert(a) => {
-            let mut m = match &a.kind {
-                AlertKind::Connection { record: r } => {
-                    let answer = r
-                        .answer
-                        .map(|x| format!(", answer {}", x.as_str()))
-                        .unwrap_or_default();
-                    format!(
-                        "{}: {} (group {}, {}{}).",
-                        a.rule.name,
-                        endpoints(r),
-                        r.group,
-                        r.action,
-                        answer
-                    )
-                }
-                AlertKind::Sweep {
-                    source,
-                    group,
-                    ports,
-                    window,
-                    ..
-                } => format!(
-                    "{}: {} reached {} distinct ports of group {} within {}s.",
-                    a.rule.name,
-                    source,
-                    ports.len(),
-                    group,
-                    window.as_secs()
-                ),
-                AlertKind::Flood {
-                    rate_limited,
-                    ringbuf_full,
-                    window,
-                    ..
-                } => format!(
-                    "{}: {} events withheld by the rate limit and {} lost to a full ring buffer \
-                     within {}s.",
-                    a.rule.name,
-                    rate_limited,
-                    ringbuf_full,
-                    window.as_secs()
-                ),
-            };
-            if a.suppressed > 0 {
-                m.push_str(&format!(
-                    " {} more occurrence{} since the first alert.",
-                    a.suppressed,
-                    if a.suppressed == 1 { "" } else { "s" }
-                ));
-            }
-            m
-        }
+    Message(item).to_string()
+}
+
+/// Serializes any `Display` value as a JSON string, written in place (no intermediate
+/// `String`): numbers that a schema wants as strings, timestamps, messages.
+pub(crate) struct Text<T>(pub T);
+
+impl<T: fmt::Display> serde::Serialize for Text<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
+}
+
+/// RFC 3339, UTC, microseconds: the same text as [`rfc3339`], serialized in place.
+pub(crate) fn rfc3339_text(t: SystemTime) -> Text<humantime::Rfc3339Timestamp> {
+    Text(humantime::format_rfc3339_micros(t))
+}
+
+/// `node_monitor.sweep` (ECS) / `unmapped.node_monitor.sweep` (OCSF).
+#[derive(serde::Serialize)]
+pub(crate) struct SweepDoc<'a> {
+    pub ports: &'a [u16],
+    pub port_count: usize,
+    pub window_s: u64,
+}
+
+/// `node_monitor.flood` (ECS) / `unmapped.node_monitor.flood` and the evidence (OCSF).
+#[derive(serde::Serialize)]
+pub(crate) struct FloodDoc {
+    /// `"node"`, or the source address.
+    pub scope: FloodScopeDoc,
+    pub rate_limited: u64,
+    pub ringbuf_full: u64,
+    pub window_s: u64,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum FloodScopeDoc {
+    Node(&'static str),
+    Source(IpAddr),
+}
+
+/// The sweep and flood details of an alert (at most one is `Some`).
+pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodDoc>) {
+    match &alert.kind {
+        AlertKind::Connection { .. } => (None, None),
+        AlertKind::Sweep { ports, window, .. } => (
+            Some(SweepDoc {
+                ports,
+                port_count: ports.len(),
+                window_s: window.as_secs(),
+            }),
+            None,
+        ),
+        AlertKind::Flood {
+            scope,
+            rate_limited,
+            ringbuf_full,
+            window,
+        } => (
+            None,
+            Some(FloodDoc {
+                scope: match scope {
+                    FloodScope::Node => FloodScopeDoc::Node("node"),
+                    FloodScope::Source(ip) => FloodScopeDoc::Source(*ip),
+                },
+                rate_limited: *rate_limited,
+                ringbuf_full: *ringbuf_full,
+                window_s: window.as_secs(),
+            }),
+        ),
+    }
+}
+
+/// One JSON line (no trailing newline) from a typed document, serialized directly.
+pub(crate) fn json_line<T: serde::Serialize>(doc: &T, capacity: usize) -> String {
+    let mut buf = Vec::with_capacity(capacity);
+    if let Err(e) = serde_json::to_writer(&mut buf, doc) {
+        // Unreachable for the documents of this crate (string keys, infallible values).
+        tracing::error!("rendering a JSON alert failed: {e}");
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The time of an item: the alert's, or the flow record's.
@@ -310,6 +417,224 @@ pub(crate) mod tests {
             },
             rules::flood_rule(),
         )
+    }
+
+    // ---- Reference copy of the old `message` (string building), for equality tests. ----
+
+    fn old_endpoints(rec: &FlowRecord) -> String {
+        let ep = |ip: std::net::IpAddr, port: u16| match ip {
+            std::net::IpAddr::V6(_) => format!("[{ip}]:{port}"),
+            std::net::IpAddr::V4(_) => format!("{ip}:{port}"),
+        };
+        format!(
+            "{} -> {}/{}",
+            ep(rec.src_ip, rec.src_port),
+            ep(rec.dst_ip, rec.dst_port),
+            rec.protocol
+        )
+    }
+
+    /// The message as it was built before [`Message`] (reference for the tests).
+    pub(crate) fn old_message(item: &OutputItem) -> String {
+        match item {
+            OutputItem::Flow(r) => format!(
+                "Sampled flow {} of group {} ({}, {}).",
+                old_endpoints(r),
+                r.group,
+                r.verdict,
+                r.action
+            ),
+            OutputItem::Alert(a) => {
+                let mut m = match &a.kind {
+                    AlertKind::Connection { record: r } => {
+                        let answer = r
+                            .answer
+                            .map(|x| format!(", answer {}", x.as_str()))
+                            .unwrap_or_default();
+                        format!(
+                            "{}: {} (group {}, {}{}).",
+                            a.rule.name,
+                            old_endpoints(r),
+                            r.group,
+                            r.action,
+                            answer
+                        )
+                    }
+                    AlertKind::Sweep {
+                        source,
+                        group,
+                        ports,
+                        window,
+                        ..
+                    } => format!(
+                        "{}: {} reached {} distinct ports of group {} within {}s.",
+                        a.rule.name,
+                        source,
+                        ports.len(),
+                        group,
+                        window.as_secs()
+                    ),
+                    AlertKind::Flood {
+                        rate_limited,
+                        ringbuf_full,
+                        window,
+                        ..
+                    } => format!(
+                        "{}: {} events withheld by the rate limit and {} lost to a full ring buffer \
+                         within {}s.",
+                        a.rule.name,
+                        rate_limited,
+                        ringbuf_full,
+                        window.as_secs()
+                    ),
+                };
+                if a.suppressed > 0 {
+                    m.push_str(&format!(
+                        " {} more occurrence{} since the first alert.",
+                        a.suppressed,
+                        if a.suppressed == 1 { "" } else { "s" }
+                    ));
+                }
+                m
+            }
+        }
+    }
+
+    /// An observer whose strings need JSON escaping.
+    pub(crate) fn hostile_observer() -> Observer {
+        Observer {
+            hostname: "n\"o\\de\n\u{1}é✓".to_owned(),
+            product: "node|monitor",
+            vendor: "v=\"x\"",
+            version: "1.0-\t",
+        }
+    }
+
+    /// A broad mix of items: every alert kind, follow-ups, sampled flows, IPv4/IPv6, VLAN
+    /// untagged / single / double tagged, with and without losses, every action and answer,
+    /// interface known or not, TCP flags or none, strings that need escaping.
+    pub(crate) fn variety() -> Vec<OutputItem> {
+        let v4: IpAddr = "203.0.113.5".parse().unwrap();
+        let v6: IpAddr = "2001:db8::dead:beef".parse().unwrap();
+        let mut records = Vec::new();
+        for (src, dst) in [
+            (flagged().src_ip, flagged().dst_ip),
+            (sampled().src_ip, sampled().dst_ip),
+            (v4, "10.0.0.1".parse().unwrap()),
+            (v6, "fe80::1".parse().unwrap()),
+        ] {
+            for vlan in [vec![], vec![7], vec![100, 200]] {
+                for (verdict, action) in [
+                    ("denied", "would_drop"),
+                    ("denied", "dropped"),
+                    ("allowed", "pass"),
+                ] {
+                    for answer in [
+                        None,
+                        Some(Answer::Accepted),
+                        Some(Answer::Refused),
+                        Some(Answer::NoAnswer),
+                    ] {
+                        let mut r = flagged();
+                        r.src_ip = src;
+                        r.dst_ip = dst;
+                        r.family = if src.is_ipv6() { "ipv6" } else { "ipv4" };
+                        r.vlan = vlan.clone();
+                        r.verdict = verdict;
+                        r.action = action;
+                        r.answer = answer;
+                        records.push(r);
+                    }
+                }
+            }
+        }
+        // Odd ones: UDP without flags, no interface, several flags, escaping-hungry group.
+        for (i, r) in records.iter_mut().enumerate() {
+            match i % 5 {
+                1 => {
+                    r.protocol = "udp";
+                    r.tcp_flags = None;
+                }
+                2 => r.interface = None,
+                3 => r.tcp_flags = Some("SYN|ACK|FIN|PSH|URG|RST".to_owned()),
+                4 => {
+                    r.group = "g\"r\\o=u|p\n✓".to_owned();
+                    r.ifindex = u32::MAX;
+                    r.src_port = 0;
+                    r.dst_port = u16::MAX;
+                }
+                _ => {}
+            }
+        }
+        let mut items = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let mut a = connection_alert();
+            a.kind = AlertKind::Connection { record: r.clone() };
+            a.losses_since_previous.clear();
+            if i % 2 == 0 {
+                a.losses_since_previous.insert("ringbuf_full".to_owned(), 4);
+                a.losses_since_previous
+                    .insert("output_queue_full".to_owned(), u64::MAX);
+            }
+            if i % 3 == 0 {
+                a.rule = rules::rule_for_group(&r.group);
+            }
+            if i % 4 == 1 {
+                a.suppressed = 1;
+                a.follow_up_of = Some("first-\"id".to_owned());
+            }
+            items.push(OutputItem::Alert(a));
+            let mut f = r.clone();
+            f.record_type = RecordType::Flow;
+            f.sampled = true;
+            items.push(OutputItem::Flow(f));
+        }
+        items.push(OutputItem::Alert(connection_alert()));
+        items.push(OutputItem::Alert(follow_up()));
+        items.push(OutputItem::Flow(flagged()));
+        items.push(OutputItem::Flow(sampled()));
+        for last in [flagged(), sampled(), records[37].clone()] {
+            let mut s = sweep();
+            if let AlertKind::Sweep {
+                source,
+                last: l,
+                ports,
+                ..
+            } = &mut s.kind
+            {
+                *source = last.src_ip;
+                *l = last;
+                ports.push(u16::MAX);
+            }
+            items.push(OutputItem::Alert(s.clone()));
+            s.suppressed = 3;
+            s.follow_up_of = Some(s.id.clone());
+            s.losses_since_previous.insert("rate_limited".to_owned(), 9);
+            items.push(OutputItem::Alert(s));
+        }
+        for scope in [
+            FloodScope::Node,
+            FloodScope::Source(v4),
+            FloodScope::Source(v6),
+        ] {
+            let mut f = flood();
+            if let AlertKind::Flood { scope: s, .. } = &mut f.kind {
+                *s = scope;
+            }
+            items.push(OutputItem::Alert(f.clone()));
+            f.suppressed = 2;
+            f.follow_up_of = Some("x".to_owned());
+            f.losses_since_previous.insert("ringbuf_full".to_owned(), 1);
+            items.push(OutputItem::Alert(f));
+        }
+        items
+    }
+
+    #[test]
+    fn message_same_as_old() {
+        for item in &variety() {
+            assert_eq!(message(item), old_message(item));
+        }
     }
 
     #[test]

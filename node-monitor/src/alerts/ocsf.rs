@@ -3,13 +3,17 @@
 //!
 //! A dedup follow-up is activity 2 (Update) of the same finding: its `finding_info.uid` is the
 //! first alert's id (the finding), `metadata.uid` its own alert id (the event).
-use serde_json::{Map, Value, json};
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{
     format::{
-        action_name, alert_record, community_id, epoch_ms, item_time, message, rule_category,
+        FloodDoc, Message, SweepDoc, Text, action_name, alert_record, community_id, epoch_ms,
+        item_time, json_line, rule_category, sweep_flood,
     },
-    model::{AlertKind, FloodScope, Observer, OutputItem, Severity},
+    model::{AlertKind, Observer, OutputItem, Severity},
 };
 use crate::events::FlowRecord;
 
@@ -26,68 +30,252 @@ pub fn severity(s: Severity) -> (u8, &'static str) {
 }
 
 pub fn render(item: &OutputItem, observer: &Observer) -> String {
-    to_value(item, observer).to_string()
+    json_line(&doc(item, observer), 2560)
 }
 
-fn metadata(observer: &Observer, uid: Option<&str>) -> Value {
-    let mut m = json!({
-        "product": {
-            "name": observer.product,
-            "vendor_name": observer.vendor,
-            "version": observer.version,
-        },
-        "version": OCSF_VERSION,
-        "profiles": ["host"],
-    });
-    if let Some(uid) = uid {
-        m["uid"] = json!(uid);
-    }
-    m
+/// The OCSF event of one item, as a `Value` (the same event [`render`] writes).
+pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
+    serde_json::to_value(doc(item, observer)).unwrap_or(Value::Null)
 }
 
-fn device(observer: &Observer) -> Value {
-    json!({ "hostname": observer.hostname, "name": observer.hostname, "type_id": 1, "type": "Server" })
+/// The OCSF event of one item: the one source of truth for its shape.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Doc<'a> {
+    Finding(Box<Finding<'a>>),
+    Flow(Box<Flow<'a>>),
 }
 
-fn endpoint(
-    ip: std::net::IpAddr,
+/// Detection Finding (2004): an alert.
+#[derive(Serialize)]
+struct Finding<'a> {
+    activity_id: u32,
+    activity_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    class_uid: u32,
+    class_name: &'static str,
+    type_uid: u32,
+    type_name: &'static str,
+    severity_id: u8,
+    severity: &'static str,
+    time: u64,
+    message: Text<Message<'a>>,
+    metadata: Metadata<'a>,
+    finding_info: FindingInfo<'a>,
+    count: u64,
+    device: Device<'a>,
+    unmapped: Unmapped<'a>,
+    evidences: [Evidence<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observables: Option<[Observable; 1]>,
+}
+
+/// Network Activity (4001): a sampled flow.
+#[derive(Serialize)]
+struct Flow<'a> {
+    activity_id: u32,
+    activity_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    class_uid: u32,
+    class_name: &'static str,
+    type_uid: u32,
+    type_name: &'static str,
+    severity_id: u8,
+    severity: &'static str,
+    time: u64,
+    message: Text<Message<'a>>,
+    metadata: Metadata<'a>,
+    src_endpoint: Endpoint<'a>,
+    dst_endpoint: Endpoint<'a>,
+    connection_info: ConnectionInfo<'a>,
+    device: Device<'a>,
+    observables: [Observable; 1],
+    unmapped: Unmapped<'a>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    product: Product<'a>,
+    version: &'static str,
+    profiles: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Product<'a> {
+    name: &'a str,
+    vendor_name: &'a str,
+    version: &'a str,
+}
+
+#[derive(Serialize)]
+struct FindingInfo<'a> {
+    uid: &'a str,
+    title: &'a str,
+    desc: &'a str,
+    types: [&'static str; 1],
+    analytic: Analytic<'a>,
+}
+
+#[derive(Serialize)]
+struct Analytic<'a> {
+    uid: &'a str,
+    name: &'a str,
+    type_id: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: Text<u32>,
+    category: &'static str,
+}
+
+#[derive(Serialize)]
+struct Device<'a> {
+    hostname: &'a str,
+    name: &'a str,
+    type_id: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Endpoint<'a> {
+    ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
-    rec: &FlowRecord,
-    with_interface: bool,
-) -> Value {
-    let mut e = Map::new();
-    e.insert("ip".into(), json!(ip.to_string()));
-    if let Some(port) = port {
-        e.insert("port".into(), json!(port));
-    }
-    if with_interface {
-        if let Some(name) = &rec.interface {
-            e.insert("interface_name".into(), json!(name));
-        }
-        e.insert("interface_uid".into(), json!(rec.ifindex.to_string()));
-        if let Some(outer) = rec.vlan.first() {
-            e.insert("vlan_uid".into(), json!(outer.to_string()));
-        }
-    }
-    Value::Object(e)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interface_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interface_uid: Option<Text<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan_uid: Option<Text<u16>>,
 }
 
-fn connection_info(rec: &FlowRecord, with_community_id: bool) -> Value {
-    let mut c = json!({
-        "protocol_name": rec.protocol,
-        "protocol_num": super::community_id::proto_number(rec.protocol),
-        "protocol_ver_id": if rec.family == "ipv6" { 6 } else { 4 },
-        "protocol_ver": if rec.family == "ipv6" { "Internet Protocol version 6 (IPv6)" } else { "Internet Protocol version 4 (IPv4)" },
-        "direction": "Inbound",
-        "direction_id": 1,
-    });
-    if with_community_id {
-        c["community_uid"] = json!(community_id(rec));
+#[derive(Serialize)]
+struct ConnectionInfo<'a> {
+    protocol_name: &'a str,
+    protocol_num: u8,
+    protocol_ver_id: u8,
+    protocol_ver: &'static str,
+    direction: &'static str,
+    direction_id: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    community_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_flags: Option<u32>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Evidence<'a> {
+    Connection {
+        src_endpoint: Endpoint<'a>,
+        dst_endpoint: Endpoint<'a>,
+        connection_info: ConnectionInfo<'a>,
+    },
+    /// A flood: no connection, its counts.
+    Data { data: Option<FloodDoc> },
+}
+
+#[derive(Serialize)]
+struct Observable {
+    name: &'static str,
+    type_id: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: IpAddr,
+}
+
+#[derive(Serialize)]
+struct Unmapped<'a> {
+    node_monitor: NodeMonitor<'a>,
+}
+
+#[derive(Serialize)]
+struct NodeMonitor<'a> {
+    /// The record's group; for a sweep, the swept group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port_group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp_flags: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook: Option<&'a str>,
+    /// Only when double tagged (the outer id is the endpoint's `vlan_uid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<&'a [u16]>,
+    event_action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    follow_up_of: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    losses_since_previous: Option<&'a BTreeMap<String, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<SweepDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flood: Option<FloodDoc>,
+}
+
+fn metadata<'a>(observer: &'a Observer, uid: Option<&'a str>) -> Metadata<'a> {
+    Metadata {
+        product: Product {
+            name: observer.product,
+            vendor_name: observer.vendor,
+            version: observer.version,
+        },
+        version: OCSF_VERSION,
+        profiles: ["host"],
+        uid,
     }
-    if let Some(flags) = &rec.tcp_flags {
-        c["tcp_flags"] = json!(tcp_flags_bits(flags));
+}
+
+fn device(observer: &Observer) -> Device<'_> {
+    Device {
+        hostname: &observer.hostname,
+        name: &observer.hostname,
+        type_id: 1,
+        kind: "Server",
     }
-    c
+}
+
+fn endpoint(ip: IpAddr, port: Option<u16>, rec: &FlowRecord, with_interface: bool) -> Endpoint<'_> {
+    Endpoint {
+        ip,
+        port,
+        interface_name: rec.interface.as_deref().filter(|_| with_interface),
+        interface_uid: with_interface.then_some(Text(rec.ifindex)),
+        vlan_uid: rec
+            .vlan
+            .first()
+            .filter(|_| with_interface)
+            .map(|&id| Text(id)),
+    }
+}
+
+fn connection_info(rec: &FlowRecord, with_community_id: bool) -> ConnectionInfo<'_> {
+    let v6 = rec.family == "ipv6";
+    ConnectionInfo {
+        protocol_name: rec.protocol,
+        protocol_num: super::community_id::proto_number(rec.protocol),
+        protocol_ver_id: if v6 { 6 } else { 4 },
+        protocol_ver: if v6 {
+            "Internet Protocol version 6 (IPv6)"
+        } else {
+            "Internet Protocol version 4 (IPv4)"
+        },
+        direction: "Inbound",
+        direction_id: 1,
+        community_uid: with_community_id.then(|| community_id(rec)),
+        tcp_flags: rec.tcp_flags.as_deref().map(tcp_flags_bits),
+    }
 }
 
 /// "SYN|ACK" → the TCP header flag bits (OCSF `tcp_flags` is an integer).
@@ -106,160 +294,366 @@ fn tcp_flags_bits(flags: &str) -> u32 {
         .fold(0, |a, b| a | b)
 }
 
-fn record_extras(rec: &FlowRecord, nm: &mut Map<String, Value>) {
-    nm.insert("port_group".into(), json!(rec.group));
-    nm.insert("verdict".into(), json!(rec.verdict));
-    nm.insert("action".into(), json!(rec.action));
-    if let Some(answer) = rec.answer {
-        nm.insert("answer".into(), json!(answer.as_str()));
-    }
-    if let Some(flags) = &rec.tcp_flags {
-        nm.insert("tcp_flags".into(), json!(flags));
-    }
-    nm.insert("hook".into(), json!(rec.hook));
-    if rec.vlan.len() > 1 {
-        nm.insert("vlan".into(), json!(rec.vlan));
+/// The `node_monitor` extras of an item (its record's, then the alert's).
+fn node_monitor<'a>(item: &'a OutputItem, rec: Option<&'a FlowRecord>) -> NodeMonitor<'a> {
+    let alert = match item {
+        OutputItem::Alert(a) => Some(a),
+        OutputItem::Flow(_) => None,
+    };
+    let (sweep, flood) = alert.map(sweep_flood).unwrap_or((None, None));
+    NodeMonitor {
+        port_group: match alert.map(|a| &a.kind) {
+            Some(AlertKind::Sweep { group, .. }) => Some(group),
+            _ => rec.map(|r| r.group.as_str()),
+        },
+        verdict: rec.map(|r| r.verdict),
+        action: rec.map(|r| r.action),
+        answer: rec.and_then(|r| r.answer).map(|a| a.as_str()),
+        tcp_flags: rec.and_then(|r| r.tcp_flags.as_deref()),
+        hook: rec.map(|r| r.hook),
+        vlan: rec.map(|r| r.vlan.as_slice()).filter(|v| v.len() > 1),
+        event_action: action_name(item),
+        suppressed_count: alert.map(|a| a.suppressed),
+        follow_up_of: alert.and_then(|a| a.follow_up_of.as_deref()),
+        losses_since_previous: alert.map(|a| &a.losses_since_previous),
+        sweep,
+        flood,
     }
 }
 
-/// The OCSF event of one item.
-pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
+fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
     match item {
-        OutputItem::Flow(r) => flow(r, item, observer),
+        OutputItem::Flow(r) => Doc::Flow(Box::new(Flow {
+            activity_id: 1,
+            activity_name: "Open",
+            category_uid: 4,
+            category_name: "Network Activity",
+            class_uid: 4001,
+            class_name: "Network Activity",
+            type_uid: 400101,
+            type_name: "Network Activity: Open",
+            severity_id: 1,
+            severity: "Informational",
+            time: epoch_ms(item_time(item)),
+            message: Text(Message(item)),
+            metadata: metadata(observer, None),
+            src_endpoint: endpoint(r.src_ip, Some(r.src_port), r, false),
+            dst_endpoint: endpoint(r.dst_ip, Some(r.dst_port), r, true),
+            connection_info: connection_info(r, true),
+            device: device(observer),
+            observables: [Observable {
+                name: "src_endpoint.ip",
+                type_id: 2,
+                kind: "IP Address",
+                value: r.src_ip,
+            }],
+            unmapped: Unmapped {
+                node_monitor: node_monitor(item, Some(r)),
+            },
+        })),
         OutputItem::Alert(a) => {
-            let (activity_id, activity_name) = if a.follow_up_of.is_some() {
-                (2, "Update")
+            let (activity_id, activity_name, type_name) = if a.follow_up_of.is_some() {
+                (2, "Update", "Detection Finding: Update")
             } else {
-                (1, "Create")
+                (1, "Create", "Detection Finding: Create")
             };
             let (severity_id, severity_name) = severity(a.rule.severity);
-            let finding_uid = a.follow_up_of.as_deref().unwrap_or(&a.id);
             let rec = alert_record(a);
+            // A sweep spans many connections: no ports, no single flow id.
             let sweep = matches!(a.kind, AlertKind::Sweep { .. });
-
-            let mut nm = Map::new();
-            if let Some(r) = rec {
-                record_extras(r, &mut nm);
-            }
-            nm.insert("event_action".into(), json!(action_name(item)));
-            nm.insert("suppressed_count".into(), json!(a.suppressed));
-            if let Some(first) = &a.follow_up_of {
-                nm.insert("follow_up_of".into(), json!(first));
-            }
-            nm.insert(
-                "losses_since_previous".into(),
-                json!(a.losses_since_previous),
-            );
-            match &a.kind {
-                AlertKind::Connection { .. } => {}
-                AlertKind::Sweep {
-                    group,
-                    ports,
-                    window,
-                    ..
-                } => {
-                    nm.insert("port_group".into(), json!(group));
-                    nm.insert(
-                        "sweep".into(),
-                        json!({ "ports": ports, "port_count": ports.len(), "window_s": window.as_secs() }),
-                    );
-                }
-                AlertKind::Flood {
-                    scope,
-                    rate_limited,
-                    ringbuf_full,
-                    window,
-                } => {
-                    let scope = match scope {
-                        FloodScope::Node => json!("node"),
-                        FloodScope::Source(ip) => json!(ip.to_string()),
-                    };
-                    nm.insert(
-                        "flood".into(),
-                        json!({ "scope": scope, "rate_limited": rate_limited, "ringbuf_full": ringbuf_full, "window_s": window.as_secs() }),
-                    );
-                }
-            }
-
-            let flood_data = nm.get("flood").cloned();
-            let mut v = json!({
-                "activity_id": activity_id,
-                "activity_name": activity_name,
-                "category_uid": 2,
-                "category_name": "Findings",
-                "class_uid": 2004,
-                "class_name": "Detection Finding",
-                "type_uid": 2004 * 100 + activity_id,
-                "type_name": format!("Detection Finding: {activity_name}"),
-                "severity_id": severity_id,
-                "severity": severity_name,
-                "time": epoch_ms(a.time),
-                "message": message(item),
-                "metadata": metadata(observer, Some(&a.id)),
-                "finding_info": {
-                    "uid": finding_uid,
-                    "title": a.rule.name,
-                    "desc": a.rule.description,
-                    "types": [rule_category(a)],
-                    "analytic": {
-                        "uid": a.rule.id,
-                        "name": a.rule.name,
-                        "type_id": 1,
-                        "type": "Rule",
-                        "version": a.rule.version.to_string(),
-                        "category": rule_category(a),
+            let port = |p| if sweep { None } else { Some(p) };
+            let nm = node_monitor(item, rec);
+            let evidence = match rec {
+                Some(r) => Evidence::Connection {
+                    src_endpoint: endpoint(r.src_ip, port(r.src_port), r, false),
+                    dst_endpoint: endpoint(r.dst_ip, port(r.dst_port), r, true),
+                    connection_info: connection_info(r, !sweep),
+                },
+                None => Evidence::Data {
+                    data: sweep_flood(a).1,
+                },
+            };
+            Doc::Finding(Box::new(Finding {
+                activity_id,
+                activity_name,
+                category_uid: 2,
+                category_name: "Findings",
+                class_uid: 2004,
+                class_name: "Detection Finding",
+                type_uid: 2004 * 100 + activity_id,
+                type_name,
+                severity_id,
+                severity: severity_name,
+                time: epoch_ms(a.time),
+                message: Text(Message(item)),
+                metadata: metadata(observer, Some(&a.id)),
+                finding_info: FindingInfo {
+                    uid: a.follow_up_of.as_deref().unwrap_or(&a.id),
+                    title: &a.rule.name,
+                    desc: &a.rule.description,
+                    types: [rule_category(a)],
+                    analytic: Analytic {
+                        uid: &a.rule.id,
+                        name: &a.rule.name,
+                        type_id: 1,
+                        kind: "Rule",
+                        version: Text(a.rule.version),
+                        category: rule_category(a),
                     },
                 },
-                "count": a.suppressed + 1,
-                "device": device(observer),
-                "unmapped": { "node_monitor": nm },
-            });
-            if let Some(r) = rec {
-                // A sweep spans many connections: no ports, no single flow id.
-                let port = |p| if sweep { None } else { Some(p) };
-                v["evidences"] = json!([{
-                    "src_endpoint": endpoint(r.src_ip, port(r.src_port), r, false),
-                    "dst_endpoint": endpoint(r.dst_ip, port(r.dst_port), r, true),
-                    "connection_info": connection_info(r, !sweep),
-                }]);
-                v["observables"] = json!([{ "name": "evidences[0].src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": r.src_ip.to_string() }]);
-            } else {
-                v["evidences"] = json!([{ "data": flood_data }]);
-            }
-            v
+                count: a.suppressed + 1,
+                device: device(observer),
+                unmapped: Unmapped { node_monitor: nm },
+                evidences: [evidence],
+                observables: rec.map(|r| {
+                    [Observable {
+                        name: "evidences[0].src_endpoint.ip",
+                        type_id: 2,
+                        kind: "IP Address",
+                        value: r.src_ip,
+                    }]
+                }),
+            }))
         }
     }
 }
 
-fn flow(r: &FlowRecord, item: &OutputItem, observer: &Observer) -> Value {
-    let mut nm = Map::new();
-    record_extras(r, &mut nm);
-    nm.insert("event_action".into(), json!(action_name(item)));
-    json!({
-        "activity_id": 1,
-        "activity_name": "Open",
-        "category_uid": 4,
-        "category_name": "Network Activity",
-        "class_uid": 4001,
-        "class_name": "Network Activity",
-        "type_uid": 400101,
-        "type_name": "Network Activity: Open",
-        "severity_id": 1,
-        "severity": "Informational",
-        "time": epoch_ms(item_time(item)),
-        "message": message(item),
-        "metadata": metadata(observer, None),
-        "src_endpoint": endpoint(r.src_ip, Some(r.src_port), r, false),
-        "dst_endpoint": endpoint(r.dst_ip, Some(r.dst_port), r, true),
-        "connection_info": connection_info(r, true),
-        "device": device(observer),
-        "observables": [{ "name": "src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": r.src_ip.to_string() }],
-        "unmapped": { "node_monitor": nm },
-    })
+/// The Value-building renderer this module had before it serialized typed documents
+/// directly, kept verbatim as the reference the new output is compared against.
+#[cfg(test)]
+mod old {
+    use serde_json::{Map, Value, json};
+
+    use super::{OCSF_VERSION, severity, tcp_flags_bits};
+    use crate::{
+        alerts::{
+            format::{
+                action_name, alert_record, community_id, epoch_ms, item_time, rule_category,
+                tests::old_message,
+            },
+            model::{AlertKind, FloodScope, Observer, OutputItem},
+        },
+        events::FlowRecord,
+    };
+
+    fn old_metadata(observer: &Observer, uid: Option<&str>) -> Value {
+        let mut m = json!({
+            "product": {
+                "name": observer.product,
+                "vendor_name": observer.vendor,
+                "version": observer.version,
+            },
+            "version": OCSF_VERSION,
+            "profiles": ["host"],
+        });
+        if let Some(uid) = uid {
+            m["uid"] = json!(uid);
+        }
+        m
+    }
+
+    fn old_device(observer: &Observer) -> Value {
+        json!({ "hostname": observer.hostname, "name": observer.hostname, "type_id": 1, "type": "Server" })
+    }
+
+    fn old_endpoint(
+        ip: std::net::IpAddr,
+        port: Option<u16>,
+        rec: &FlowRecord,
+        with_interface: bool,
+    ) -> Value {
+        let mut e = Map::new();
+        e.insert("ip".into(), json!(ip.to_string()));
+        if let Some(port) = port {
+            e.insert("port".into(), json!(port));
+        }
+        if with_interface {
+            if let Some(name) = &rec.interface {
+                e.insert("interface_name".into(), json!(name));
+            }
+            e.insert("interface_uid".into(), json!(rec.ifindex.to_string()));
+            if let Some(outer) = rec.vlan.first() {
+                e.insert("vlan_uid".into(), json!(outer.to_string()));
+            }
+        }
+        Value::Object(e)
+    }
+
+    fn old_connection_info(rec: &FlowRecord, with_community_id: bool) -> Value {
+        let mut c = json!({
+            "protocol_name": rec.protocol,
+            "protocol_num": crate::alerts::community_id::proto_number(rec.protocol),
+            "protocol_ver_id": if rec.family == "ipv6" { 6 } else { 4 },
+            "protocol_ver": if rec.family == "ipv6" { "Internet Protocol version 6 (IPv6)" } else { "Internet Protocol version 4 (IPv4)" },
+            "direction": "Inbound",
+            "direction_id": 1,
+        });
+        if with_community_id {
+            c["community_uid"] = json!(community_id(rec));
+        }
+        if let Some(flags) = &rec.tcp_flags {
+            c["tcp_flags"] = json!(tcp_flags_bits(flags));
+        }
+        c
+    }
+
+    fn old_record_extras(rec: &FlowRecord, nm: &mut Map<String, Value>) {
+        nm.insert("port_group".into(), json!(rec.group));
+        nm.insert("verdict".into(), json!(rec.verdict));
+        nm.insert("action".into(), json!(rec.action));
+        if let Some(answer) = rec.answer {
+            nm.insert("answer".into(), json!(answer.as_str()));
+        }
+        if let Some(flags) = &rec.tcp_flags {
+            nm.insert("tcp_flags".into(), json!(flags));
+        }
+        nm.insert("hook".into(), json!(rec.hook));
+        if rec.vlan.len() > 1 {
+            nm.insert("vlan".into(), json!(rec.vlan));
+        }
+    }
+
+    /// The OCSF event of one item.
+    pub(super) fn old_to_value(item: &OutputItem, observer: &Observer) -> Value {
+        match item {
+            OutputItem::Flow(r) => old_flow(r, item, observer),
+            OutputItem::Alert(a) => {
+                let (activity_id, activity_name) = if a.follow_up_of.is_some() {
+                    (2, "Update")
+                } else {
+                    (1, "Create")
+                };
+                let (severity_id, severity_name) = severity(a.rule.severity);
+                let finding_uid = a.follow_up_of.as_deref().unwrap_or(&a.id);
+                let rec = alert_record(a);
+                let sweep = matches!(a.kind, AlertKind::Sweep { .. });
+
+                let mut nm = Map::new();
+                if let Some(r) = rec {
+                    old_record_extras(r, &mut nm);
+                }
+                nm.insert("event_action".into(), json!(action_name(item)));
+                nm.insert("suppressed_count".into(), json!(a.suppressed));
+                if let Some(first) = &a.follow_up_of {
+                    nm.insert("follow_up_of".into(), json!(first));
+                }
+                nm.insert(
+                    "losses_since_previous".into(),
+                    json!(a.losses_since_previous),
+                );
+                match &a.kind {
+                    AlertKind::Connection { .. } => {}
+                    AlertKind::Sweep {
+                        group,
+                        ports,
+                        window,
+                        ..
+                    } => {
+                        nm.insert("port_group".into(), json!(group));
+                        nm.insert(
+                            "sweep".into(),
+                            json!({ "ports": ports, "port_count": ports.len(), "window_s": window.as_secs() }),
+                        );
+                    }
+                    AlertKind::Flood {
+                        scope,
+                        rate_limited,
+                        ringbuf_full,
+                        window,
+                    } => {
+                        let scope = match scope {
+                            FloodScope::Node => json!("node"),
+                            FloodScope::Source(ip) => json!(ip.to_string()),
+                        };
+                        nm.insert(
+                            "flood".into(),
+                            json!({ "scope": scope, "rate_limited": rate_limited, "ringbuf_full": ringbuf_full, "window_s": window.as_secs() }),
+                        );
+                    }
+                }
+
+                let flood_data = nm.get("flood").cloned();
+                let mut v = json!({
+                    "activity_id": activity_id,
+                    "activity_name": activity_name,
+                    "category_uid": 2,
+                    "category_name": "Findings",
+                    "class_uid": 2004,
+                    "class_name": "Detection Finding",
+                    "type_uid": 2004 * 100 + activity_id,
+                    "type_name": format!("Detection Finding: {activity_name}"),
+                    "severity_id": severity_id,
+                    "severity": severity_name,
+                    "time": epoch_ms(a.time),
+                    "message": old_message(item),
+                    "metadata": old_metadata(observer, Some(&a.id)),
+                    "finding_info": {
+                        "uid": finding_uid,
+                        "title": a.rule.name,
+                        "desc": a.rule.description,
+                        "types": [rule_category(a)],
+                        "analytic": {
+                            "uid": a.rule.id,
+                            "name": a.rule.name,
+                            "type_id": 1,
+                            "type": "Rule",
+                            "version": a.rule.version.to_string(),
+                            "category": rule_category(a),
+                        },
+                    },
+                    "count": a.suppressed + 1,
+                    "device": old_device(observer),
+                    "unmapped": { "node_monitor": nm },
+                });
+                if let Some(r) = rec {
+                    // A sweep spans many connections: no ports, no single flow id.
+                    let port = |p| if sweep { None } else { Some(p) };
+                    v["evidences"] = json!([{
+                        "src_endpoint": old_endpoint(r.src_ip, port(r.src_port), r, false),
+                        "dst_endpoint": old_endpoint(r.dst_ip, port(r.dst_port), r, true),
+                        "connection_info": old_connection_info(r, !sweep),
+                    }]);
+                    v["observables"] = json!([{ "name": "evidences[0].src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": r.src_ip.to_string() }]);
+                } else {
+                    v["evidences"] = json!([{ "data": flood_data }]);
+                }
+                v
+            }
+        }
+    }
+
+    fn old_flow(r: &FlowRecord, item: &OutputItem, observer: &Observer) -> Value {
+        let mut nm = Map::new();
+        old_record_extras(r, &mut nm);
+        nm.insert("event_action".into(), json!(action_name(item)));
+        json!({
+            "activity_id": 1,
+            "activity_name": "Open",
+            "category_uid": 4,
+            "category_name": "Network Activity",
+            "class_uid": 4001,
+            "class_name": "Network Activity",
+            "type_uid": 400101,
+            "type_name": "Network Activity: Open",
+            "severity_id": 1,
+            "severity": "Informational",
+            "time": epoch_ms(item_time(item)),
+            "message": old_message(item),
+            "metadata": old_metadata(observer, None),
+            "src_endpoint": old_endpoint(r.src_ip, Some(r.src_port), r, false),
+            "dst_endpoint": old_endpoint(r.dst_ip, Some(r.dst_port), r, true),
+            "connection_info": old_connection_info(r, true),
+            "device": old_device(observer),
+            "observables": [{ "name": "src_endpoint.ip", "type_id": 2, "type": "IP Address", "value": r.src_ip.to_string() }],
+            "unmapped": { "node_monitor": nm },
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::alerts::format::tests::*;
 
@@ -426,6 +820,23 @@ mod tests {
             v["unmapped"]["node_monitor"]["event_action"],
             "flow-sampled"
         );
+    }
+
+    /// The typed document is the old Value-built one, for every kind of item.
+    #[test]
+    fn same_document_as_old_renderer() {
+        let items = variety();
+        assert!(items.len() > 100, "{}", items.len());
+        for obs in [observer(), hostile_observer()] {
+            for item in &items {
+                let line = render(item, &obs);
+                assert!(!line.contains('\n'), "{line}");
+                let new: Value = serde_json::from_str(&line).unwrap();
+                let old = super::old::old_to_value(item, &obs);
+                assert_eq!(new, old, "{item:?}");
+                assert_eq!(to_value(item, &obs), old, "{item:?}");
+            }
+        }
     }
 
     #[test]
