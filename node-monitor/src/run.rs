@@ -556,7 +556,7 @@ impl Daemon {
         // Kernel losses (rate_limited, ringbuf_full) come from `groups`; only userspace ones here.
         let mut lost: BTreeMap<String, u64> = BTreeMap::new();
         lost.insert("decode_error".to_owned(), self.stats.events_malformed);
-        let severities: BTreeMap<String, &'static str> = alerts::rules::all()
+        let severities: BTreeMap<&'static str, &'static str> = alerts::rules::all()
             .into_iter()
             .map(|r| (r.id, r.severity.as_str()))
             .collect();
@@ -573,7 +573,7 @@ impl Daemon {
                 .iter()
                 .map(|(id, n)| {
                     (
-                        id.clone(),
+                        (*id).to_owned(),
                         severities.get(id).copied().unwrap_or("medium"),
                         *n,
                     )
@@ -582,7 +582,7 @@ impl Daemon {
             alerts_suppressed: es
                 .suppressed_by_rule
                 .iter()
-                .map(|(id, n)| (id.clone(), *n))
+                .map(|(id, n)| ((*id).to_owned(), *n))
                 .collect(),
             lost_events: lost.into_iter().collect(),
             sinks: sink_stats.iter().map(Into::into).collect(),

@@ -27,16 +27,16 @@ const SEVERITIES: [Severity; 4] = [
     Severity::Low,
 ];
 
-fn alert(id: &str, rule: &str, severity: Severity) -> Arc<OutputItem> {
+fn alert(id: &str, rule: &'static str, severity: Severity) -> Arc<OutputItem> {
     Arc::new(OutputItem::Alert(Alert {
         id: id.to_owned(),
         time: SystemTime::now(),
         rule: Rule {
-            id: rule.to_owned(),
-            name: "test rule".into(),
+            id: rule,
+            name: "test rule",
             version: 1,
             severity,
-            description: String::new(),
+            description: "",
         },
         kind: AlertKind::Flood {
             scope: FloodScope::Node,
@@ -326,9 +326,12 @@ async fn syslog_to_a_real_rsyslogd_over_udp_tcp_and_unix() {
         let sinks = Sinks::start(&[spec], render()).unwrap();
         for i in 0..n {
             let sev = SEVERITIES[i % 4];
-            let rule = format!("NM-10{:02}", i % 7);
+            const RULES: [&str; 7] = [
+                "NM-1000", "NM-1001", "NM-1002", "NM-1003", "NM-1004", "NM-1005", "NM-1006",
+            ];
+            let rule = RULES[i % 7];
             let id = format!("{tag}-{i:04} é|x");
-            sinks.send(alert(&id, &rule, sev));
+            sinks.send(alert(&id, rule, sev));
             let pri = 80 + [2, 3, 4, 5][i % 4];
             expected.push(format!(
                 "{pri}|node-monitor|{rule}|{{\"id\":\"{id}\",\"format\":\"Cef\"}}"

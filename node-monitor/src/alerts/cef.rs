@@ -105,8 +105,8 @@ pub fn render(item: &OutputItem, observer: &Observer) -> String {
     let mut ext = Ext(Vec::new());
     let (signature, name, severity) = match item {
         OutputItem::Alert(a) => (
-            a.rule.id.clone(),
-            a.rule.name.clone(),
+            a.rule.id.to_owned(),
+            a.rule.name.to_owned(),
             severity_number(a.rule.severity),
         ),
         OutputItem::Flow(_) => ("flow".to_owned(), "sampled flow".to_owned(), FLOW_SEVERITY),
@@ -407,7 +407,7 @@ mod tests {
             version: "1",
         };
         let mut a = connection_alert();
-        a.rule.name = "a|b".to_owned();
+        a.rule.name = "a|b";
         if let AlertKind::Connection { record } = &mut a.kind {
             record.group = r"g=1\2 key=x".to_owned();
         }

@@ -56,13 +56,13 @@ pub struct LossTotals {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
     /// Alerts emitted (first alerts, follow-ups, sweeps, floods) by rule id.
-    pub alerts_by_rule: BTreeMap<String, u64>,
+    pub alerts_by_rule: BTreeMap<&'static str, u64>,
     /// Follow-up alerts emitted.
     pub follow_ups: u64,
     /// Occurrences folded into a series instead of alerting.
     pub suppressed_total: u64,
     /// The same, by rule id.
-    pub suppressed_by_rule: BTreeMap<String, u64>,
+    pub suppressed_by_rule: BTreeMap<&'static str, u64>,
     /// Sweep detections (before dedup).
     pub sweeps: u64,
     /// Flood alerts emitted.
@@ -77,7 +77,7 @@ pub struct EngineStats {
     pub sweep_sources: usize,
 }
 
-type SeriesKey = (String, IpAddr, String);
+type SeriesKey = (&'static str, IpAddr, String);
 type SweepKey = (IpAddr, String);
 
 struct Series {
@@ -310,11 +310,7 @@ impl Engine {
     /// Stamps the losses since the previous alert, counts, and pushes.
     fn emit(&mut self, mut alert: Alert, out: &mut Vec<Alert>) {
         alert.losses_since_previous = std::mem::take(&mut self.pending_losses);
-        *self
-            .stats
-            .alerts_by_rule
-            .entry(alert.rule.id.clone())
-            .or_default() += 1;
+        *self.stats.alerts_by_rule.entry(alert.rule.id).or_default() += 1;
         if alert.follow_up_of.is_some() {
             self.stats.follow_ups += 1;
         }
@@ -333,7 +329,7 @@ impl Engine {
         now: Instant,
         out: &mut Vec<Alert>,
     ) {
-        let key: SeriesKey = (rule.id.clone(), source, group.to_owned());
+        let key: SeriesKey = (rule.id, source, group.to_owned());
         let window = self.settings.dedup_window;
         if let Some(s) = self.series.get_mut(&key) {
             if within(s.started, window, now) {
@@ -599,7 +595,7 @@ pub(crate) mod tests {
         assert_eq!(e.stats().suppressed_total, 3);
         assert_eq!(
             e.stats().suppressed_by_rule,
-            BTreeMap::from([("NM-1001".to_owned(), 3)])
+            BTreeMap::from([("NM-1001", 3)])
         );
 
         out.clear();
@@ -983,8 +979,8 @@ pub(crate) mod tests {
         out.clear();
         e.flush(&mut out);
         assert_eq!(out.len(), 2, "series without repeats need no follow-up");
-        assert_eq!((out[0].rule.id.as_str(), out[0].suppressed), ("NM-1001", 2));
-        assert_eq!((out[1].rule.id.as_str(), out[1].suppressed), ("NM-1004", 1));
+        assert_eq!((out[0].rule.id, out[0].suppressed), ("NM-1001", 2));
+        assert_eq!((out[1].rule.id, out[1].suppressed), ("NM-1004", 1));
         assert_eq!(e.stats().dedup_series, 0);
     }
 

@@ -29,14 +29,15 @@ impl Severity {
 }
 
 /// A detection rule: a stable id, a version bumped whenever its logic changes, a severity.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Every rule is a constant of the catalog, so an alert carries it without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rule {
     /// Stable id, e.g. `NM-1001`.
-    pub id: String,
-    pub name: String,
+    pub id: &'static str,
+    pub name: &'static str,
     pub version: u32,
     pub severity: Severity,
-    pub description: String,
+    pub description: &'static str,
 }
 
 /// Whom a flood alert is about.

@@ -23,13 +23,18 @@ pub const NODE_LOCAL_GROUPS: &[&str] = &[
     "kube-proxy-metrics",
 ];
 
-fn rule(id: &str, name: &str, severity: Severity, description: &str) -> Rule {
+const fn rule(
+    id: &'static str,
+    name: &'static str,
+    severity: Severity,
+    description: &'static str,
+) -> Rule {
     Rule {
-        id: id.to_owned(),
-        name: name.to_owned(),
+        id,
+        name,
         version: 1,
         severity,
-        description: description.to_owned(),
+        description,
     }
 }
 
@@ -179,7 +184,7 @@ mod tests {
     #[test]
     fn all_ids_unique_and_documented() {
         let rules = all();
-        let mut ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+        let mut ids: Vec<&str> = rules.iter().map(|r| r.id).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), rules.len());

@@ -302,7 +302,7 @@ mod tests {
                 name: "n".into(),
                 version: 1,
                 severity: sev,
-                description: String::new(),
+                description: "",
             },
             kind: AlertKind::Flood {
                 scope: FloodScope::Node,
