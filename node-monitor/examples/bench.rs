@@ -577,7 +577,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
                     OutputItem::Flow(r)
                 }
                 2 | 3 => {
-                    let mut a = alert(kubelet.clone(), AlertKind::Connection { record: rec });
+                    let mut a = alert(kubelet, AlertKind::Connection { record: rec });
                     a.suppressed = (i % 50) as u64 + 1;
                     a.follow_up_of = Some("3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d".to_owned());
                     OutputItem::Alert(a)
@@ -605,10 +605,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
                         window: Duration::from_secs(10),
                     },
                 )),
-                _ => OutputItem::Alert(alert(
-                    kubelet.clone(),
-                    AlertKind::Connection { record: rec },
-                )),
+                _ => OutputItem::Alert(alert(kubelet, AlertKind::Connection { record: rec })),
             }
         })
         .collect()

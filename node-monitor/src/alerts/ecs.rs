@@ -229,10 +229,10 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
         },
         event,
         rule: alert.map(|a| RuleDoc {
-            id: &a.rule.id,
-            name: &a.rule.name,
+            id: a.rule.id,
+            name: a.rule.name,
             version: Text(a.rule.version),
-            description: &a.rule.description,
+            description: a.rule.description,
             category: rule_category(a),
             ruleset: "node-monitor",
         }),

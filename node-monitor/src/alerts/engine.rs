@@ -354,7 +354,7 @@ impl Engine {
         let alert = Alert {
             id: id.clone(),
             time,
-            rule: rule.clone(),
+            rule,
             kind,
             suppressed: 0,
             follow_up_of: None,

@@ -278,7 +278,7 @@ pub(crate) fn item_time(item: &OutputItem) -> SystemTime {
 
 /// ECS `rule.category` / CEF `cat`.
 pub(crate) fn rule_category(alert: &Alert) -> &'static str {
-    rules::category(&alert.rule.id)
+    rules::category(alert.rule.id)
 }
 
 #[cfg(test)]

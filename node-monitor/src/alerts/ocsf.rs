@@ -389,12 +389,12 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
                 metadata: metadata(observer, Some(&a.id)),
                 finding_info: FindingInfo {
                     uid: a.follow_up_of.as_deref().unwrap_or(&a.id),
-                    title: &a.rule.name,
-                    desc: &a.rule.description,
+                    title: a.rule.name,
+                    desc: a.rule.description,
                     types: [rule_category(a)],
                     analytic: Analytic {
-                        uid: &a.rule.id,
-                        name: &a.rule.name,
+                        uid: a.rule.id,
+                        name: a.rule.name,
                         type_id: 1,
                         kind: "Rule",
                         version: Text(a.rule.version),

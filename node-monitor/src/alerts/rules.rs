@@ -190,12 +190,8 @@ mod tests {
         assert_eq!(ids.len(), rules.len());
         let doc = include_str!("../../ALERTS.md");
         for r in &rules {
-            assert!(doc.contains(&r.id), "{} missing from ALERTS.md", r.id);
-            assert!(
-                doc.contains(&r.name),
-                "{} name missing from ALERTS.md",
-                r.id
-            );
+            assert!(doc.contains(r.id), "{} missing from ALERTS.md", r.id);
+            assert!(doc.contains(r.name), "{} name missing from ALERTS.md", r.id);
         }
     }
 }

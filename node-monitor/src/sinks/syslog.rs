@@ -92,7 +92,7 @@ impl Header {
         let (timestamp, msgid) = match item {
             OutputItem::Alert(a) => (
                 humantime::format_rfc3339_micros(a.time).to_string(),
-                header_field(&a.rule.id, 32),
+                header_field(a.rule.id, 32),
             ),
             OutputItem::Flow(f) => {
                 let t = if !f.time.is_empty() && f.time.chars().all(|c| c.is_ascii_graphic()) {
@@ -298,8 +298,8 @@ mod tests {
             id: "id".into(),
             time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
             rule: Rule {
-                id: "NM-1001".into(),
-                name: "n".into(),
+                id: "NM-1001",
+                name: "n",
                 version: 1,
                 severity: sev,
                 description: "",
