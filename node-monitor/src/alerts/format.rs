@@ -434,72 +434,6 @@ pub(crate) mod tests {
         )
     }
 
-    /// The message as it was built before [`Message`] (reference for the tests).
-    pub(crate) fn old_message(item: &OutputItem) -> String {
-        match item {
-            OutputItem::Flow(r) => format!(
-                "Sampled flow {} of group {} ({}, {}).",
-                old_endpoints(r),
-                r.group,
-                r.verdict,
-                r.action
-            ),
-            OutputItem::Alert(a) => {
-                let mut m = match &a.kind {
-                    AlertKind::Connection { record: r } => {
-                        let answer = r
-                            .answer
-                            .map(|x| format!(", answer {}", x.as_str()))
-                            .unwrap_or_default();
-                        format!(
-                            "{}: {} (group {}, {}{}).",
-                            a.rule.name,
-                            old_endpoints(r),
-                            r.group,
-                            r.action,
-                            answer
-                        )
-                    }
-                    AlertKind::Sweep {
-                        source,
-                        group,
-                        ports,
-                        window,
-                        ..
-                    } => format!(
-                        "{}: {} reached {} distinct ports of group {} within {}s.",
-                        a.rule.name,
-                        source,
-                        ports.len(),
-                        group,
-                        window.as_secs()
-                    ),
-                    AlertKind::Flood {
-                        rate_limited,
-                        ringbuf_full,
-                        window,
-                        ..
-                    } => format!(
-                        "{}: {} events withheld by the rate limit and {} lost to a full ring buffer \
-                         within {}s.",
-                        a.rule.name,
-                        rate_limited,
-                        ringbuf_full,
-                        window.as_secs()
-                    ),
-                };
-                if a.suppressed > 0 {
-                    m.push_str(&format!(
-                        " {} more occurrence{} since the first alert.",
-                        a.suppressed,
-                        if a.suppressed == 1 { "" } else { "s" }
-                    ));
-                }
-                m
-            }
-        }
-    }
-
     /// An observer whose strings need JSON escaping.
     pub(crate) fn hostile_observer() -> Observer {
         Observer {
@@ -631,9 +565,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn message_same_as_old() {
+    fn message_written_in_place_matches_message() {
+        // ECS and OCSF write the message straight into their output; CEF uses `message()`.
+        // The two paths must agree for every kind of item.
+        let obs = observer();
         for item in &variety() {
-            assert_eq!(message(item), old_message(item));
+            let ecs = crate::alerts::ecs::to_value(item, &obs);
+            assert_eq!(ecs["message"], message(item), "{item:?}");
+            let ocsf = crate::alerts::ocsf::to_value(item, &obs);
+            assert_eq!(ocsf["message"], message(item), "{item:?}");
         }
     }
 
