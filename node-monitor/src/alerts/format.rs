@@ -54,12 +54,6 @@ pub(crate) fn epoch_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The `String` form of [`rfc3339_text`] (the reference renderers of the tests use it).
-#[cfg(test)]
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    crate::events::rfc3339(t)
-}
-
 /// A short action verb for `event.action` and friends.
 pub(crate) fn action_name(item: &OutputItem) -> &'static str {
     match item {
@@ -416,21 +410,6 @@ pub(crate) mod tests {
                 window: Duration::from_secs(10),
             },
             rules::flood_rule(),
-        )
-    }
-
-    // ---- Reference copy of the old `message` (string building), for equality tests. ----
-
-    fn old_endpoints(rec: &FlowRecord) -> String {
-        let ep = |ip: std::net::IpAddr, port: u16| match ip {
-            std::net::IpAddr::V6(_) => format!("[{ip}]:{port}"),
-            std::net::IpAddr::V4(_) => format!("{ip}:{port}"),
-        };
-        format!(
-            "{} -> {}/{}",
-            ep(rec.src_ip, rec.src_port),
-            ep(rec.dst_ip, rec.dst_port),
-            rec.protocol
         )
     }
 
