@@ -961,9 +961,16 @@ impl Datapath {
         self.flows.get(key, 0).ok()
     }
 
+    /// Largest flow table whose entries are counted for the fill metric: the count walks
+    /// the table with one syscall per entry.
+    pub const FLOW_COUNT_MAX: u32 = 262_144;
+
     /// Number of entries in the flow table (walks the table; for metrics, not per event).
-    pub fn flow_count(&self) -> usize {
-        self.flows.keys().filter(|k| k.is_ok()).count()
+    /// None when the table is larger than [`Self::FLOW_COUNT_MAX`], whose walk would cost
+    /// too much to repeat.
+    pub fn flow_count(&self) -> Option<usize> {
+        (self.limits.flows <= Self::FLOW_COUNT_MAX)
+            .then(|| self.flows.keys().filter(|k| k.is_ok()).count())
     }
 
     /// The ring buffer, for the event reader. Can be taken once.

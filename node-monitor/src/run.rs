@@ -546,8 +546,8 @@ impl Daemon {
     }
 
     fn update_metrics(&mut self, count_flows: bool) {
-        if count_flows {
-            self.flow_entries = self.dp.flow_count() as u64;
+        if count_flows && let Some(n) = self.dp.flow_count() {
+            self.flow_entries = n as u64;
         }
         let groups = self.dp.group_counters().unwrap_or_default();
         let reasons = self.dp.reason_counters().unwrap_or_default();
