@@ -35,6 +35,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 /// Rust components the stable (default) toolchain needs for `cargo xtask test`.
 pub const STABLE_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
 
+/// The eBPF crate builds with `-Z build-std=core` (rust-src) and is linted on its own
+/// toolchain (clippy).
+pub const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
+
 const QUICK: Duration = Duration::from_secs(60);
 const INSTALL: Duration = Duration::from_secs(30 * 60);
 
@@ -157,31 +161,34 @@ fn step_stable_components() -> anyhow::Result<()> {
 fn step_nightly(root: &Path) -> anyhow::Result<()> {
     let channel = nightly_channel(root)?;
     match installed_components(&channel)? {
-        Some(c) if has_component(&c, "rust-src") => {
-            println!("setup: toolchain {channel}: rust-src present");
-            Ok(())
-        }
-        Some(_) => {
-            println!("setup: toolchain {channel}: adding rust-src");
-            install(
-                "rustup",
-                &["component", "add", "rust-src", "--toolchain", &channel],
-            )
+        Some(c) => {
+            let missing: Vec<&str> = NIGHTLY_COMPONENTS
+                .iter()
+                .copied()
+                .filter(|x| !has_component(&c, x))
+                .collect();
+            if missing.is_empty() {
+                println!(
+                    "setup: toolchain {channel}: {} present",
+                    NIGHTLY_COMPONENTS.join(", ")
+                );
+                return Ok(());
+            }
+            println!("setup: toolchain {channel}: adding {}", missing.join(", "));
+            let mut args = vec!["component", "add", "--toolchain", &channel];
+            args.extend(&missing);
+            install("rustup", &args)
         }
         None => {
-            println!("setup: toolchain {channel}: installing it with rust-src");
-            install(
-                "rustup",
-                &[
-                    "toolchain",
-                    "install",
-                    &channel,
-                    "--profile",
-                    "minimal",
-                    "--component",
-                    "rust-src",
-                ],
-            )
+            println!(
+                "setup: toolchain {channel}: installing it with {}",
+                NIGHTLY_COMPONENTS.join(", ")
+            );
+            let mut args = vec!["toolchain", "install", &channel, "--profile", "minimal"];
+            for c in NIGHTLY_COMPONENTS {
+                args.extend(["--component", c]);
+            }
+            install("rustup", &args)
         }
     }
 }
