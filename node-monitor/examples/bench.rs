@@ -518,8 +518,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
         };
         let wall = now + Duration::from_micros(i as u64);
         FlowRecord {
-            time: humantime::format_rfc3339_micros(wall).to_string(),
-            wall,
+            time: wall,
             record_type: RecordType::Flagged,
             group: "kubelet".to_owned(),
             verdict,
@@ -558,7 +557,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
             if i % 3 == 0 {
                 losses.insert("ringbuf_full".to_owned(), (i % 17) as u64);
             }
-            let time = rec.wall;
+            let time = rec.time;
             let alert = |rule, kind| Alert {
                 id: format!("3f2b8c1e-7d4a-4e8b-9c1d-{i:012x}"),
                 time,

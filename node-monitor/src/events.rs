@@ -107,11 +107,9 @@ pub enum RecordType {
 /// One flagged connection or sampled flow, as reported.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowRecord {
-    /// RFC 3339, UTC, microseconds.
-    pub time: String,
-    /// The same instant as `time`, for the alert engine (not serialized).
-    #[serde(skip)]
-    pub wall: SystemTime,
+    /// When the packet was seen (serialized as RFC 3339, UTC, microseconds).
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub time: SystemTime,
     #[serde(rename = "type")]
     pub record_type: RecordType,
     pub group: String,
@@ -214,6 +212,10 @@ fn cached_ifname(index: u32) -> Option<String> {
     })
 }
 
+fn serialize_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(*t))
+}
+
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
@@ -243,10 +245,8 @@ pub fn tcp_flags_str(flags: u8) -> String {
 pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) -> FlowRecord {
     let tcp = ev.proto == IPPROTO_TCP;
     let vlan = [ev.vlan_outer, ev.vlan_inner];
-    let wall = clock.wall(ev.ts_ns);
     FlowRecord {
-        time: rfc3339(wall),
-        wall,
+        time: clock.wall(ev.ts_ns),
         record_type: if ev.kind == EVENT_FLAGGED {
             RecordType::Flagged
         } else {

@@ -34,7 +34,7 @@ use crate::{
     metrics::{self, BpfStats, Metrics, Snapshot},
     netif,
     sinks::{Renderer, Sinks},
-    watch::{self, ConfigWatcher, IfaceWatcher},
+    watch::{ConfigWatcher, IfaceWatcher},
 };
 
 /// How often pending attempts are checked against the answer timeout, and the ring buffer
@@ -654,6 +654,3 @@ fn print_summary(
     err.flush()?;
     Ok(())
 }
-
-/// Re-exported for the binary: watch helpers used at start.
-pub use watch::matches as iface_matches;

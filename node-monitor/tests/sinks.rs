@@ -56,8 +56,7 @@ fn a(id: impl Into<String>) -> Arc<OutputItem> {
 
 fn flow(port: u16) -> Arc<OutputItem> {
     Arc::new(OutputItem::Flow(FlowRecord {
-        time: "2024-01-02T03:04:05.000006Z".into(),
-        wall: std::time::UNIX_EPOCH,
+        time: humantime::parse_rfc3339("2024-01-02T03:04:05.000006Z").unwrap(),
         record_type: RecordType::Flow,
         group: "kubelet".into(),
         verdict: "allowed",

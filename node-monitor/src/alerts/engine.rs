@@ -130,7 +130,7 @@ fn within(start: Instant, window: Duration, now: Instant) -> bool {
 
 /// The wall-clock time of a record (its RFC 3339 `time`), or now if it does not parse.
 pub fn record_time(rec: &FlowRecord) -> SystemTime {
-    rec.wall
+    rec.time
 }
 
 fn new_id() -> String {
@@ -511,9 +511,7 @@ pub(crate) mod tests {
 
     pub(crate) fn record(group: &str, src: &str, dst_port: u16) -> FlowRecord {
         FlowRecord {
-            time: "2024-05-01T12:00:00.123456Z".to_owned(),
-            wall: humantime::parse_rfc3339_weak("2024-05-01T12:00:00.123456Z")
-                .unwrap_or(std::time::UNIX_EPOCH),
+            time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
             record_type: RecordType::Flagged,
             group: group.to_owned(),
             verdict: "denied",

@@ -300,9 +300,7 @@ pub(crate) mod tests {
 
     pub(crate) fn flagged() -> FlowRecord {
         FlowRecord {
-            time: "2024-05-01T12:00:00.123456Z".to_owned(),
-            wall: humantime::parse_rfc3339_weak("2024-05-01T12:00:00.123456Z")
-                .unwrap_or(std::time::UNIX_EPOCH),
+            time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
             record_type: RecordType::Flagged,
             group: "kubelet".to_owned(),
             verdict: "denied",

@@ -57,9 +57,7 @@ pub(crate) mod tests {
 
     pub(crate) fn flow(port: u16) -> OutputItem {
         OutputItem::Flow(FlowRecord {
-            time: "2024-01-02T03:04:05.000006Z".into(),
-            wall: humantime::parse_rfc3339_weak("2024-01-02T03:04:05.000006Z")
-                .unwrap_or(std::time::UNIX_EPOCH),
+            time: humantime::parse_rfc3339("2024-01-02T03:04:05.000006Z").unwrap(),
             record_type: RecordType::Flow,
             group: "kubelet".into(),
             verdict: "allowed",

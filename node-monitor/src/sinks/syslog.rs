@@ -20,11 +20,7 @@
 //! capped 10 s); while it is down, records wait in the sink's bounded queue (overflow counts as
 //! `queue_full`), and a batch whose write failed is sent again on the new connection. Unix
 //! sends each datagram to the path, so a restarted syslog daemon is picked up by itself.
-use std::{
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{
     io::AsyncWriteExt as _,
@@ -94,14 +90,10 @@ impl Header {
                 humantime::format_rfc3339_micros(a.time).to_string(),
                 header_field(a.rule.id, 32),
             ),
-            OutputItem::Flow(f) => {
-                let t = if !f.time.is_empty() && f.time.chars().all(|c| c.is_ascii_graphic()) {
-                    f.time.clone()
-                } else {
-                    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
-                };
-                (t, "flow".to_owned())
-            }
+            OutputItem::Flow(f) => (
+                humantime::format_rfc3339_micros(f.time).to_string(),
+                "flow".to_owned(),
+            ),
         };
         format!(
             "<{pri}>1 {timestamp} {} {SYSLOG_APP_NAME} {} {msgid} - {rendered}",
@@ -296,7 +288,7 @@ mod tests {
     fn alert(sev: Severity) -> OutputItem {
         OutputItem::Alert(Alert {
             id: "id".into(),
-            time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
+            time: std::time::SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
             rule: Rule {
                 id: "NM-1001",
                 name: "n",
