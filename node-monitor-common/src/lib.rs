@@ -202,9 +202,82 @@ pub struct Settings {
     /// Bumped by userspace whenever allowlists change; cached verdicts from another
     /// generation are void.
     pub generation: u32,
-    pub _pad: u32,
+    /// Slots in the `SOURCES` table minus one (its size is a power of two).
+    pub source_slot_mask: u32,
 }
 const _: () = assert!(size_of::<Settings>() == 40);
+
+/// An IP address: 16 bytes in network order, IPv4 in the first 4 and the rest zero.
+///
+/// Held as two 64-bit words (each the native-endian reading of 8 address bytes) so that the
+/// eBPF programs copy, compare and hash addresses as words: the BPF backend would split a
+/// byte array into single-byte loads and stores.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Addr(pub [u64; 2]);
+
+impl Addr {
+    pub const ZERO: Addr = Addr([0; 2]);
+
+    /// An IPv4 address from its 4 bytes in network order, as read from the packet.
+    #[inline(always)]
+    pub fn from_v4_word(w: u32) -> Addr {
+        // The first 4 bytes in memory: the low half of the first word on little-endian
+        // hosts, the high half on big-endian ones.
+        let b = w.to_ne_bytes();
+        Addr([u64::from_ne_bytes([b[0], b[1], b[2], b[3], 0, 0, 0, 0]), 0])
+    }
+
+    /// The first 4 bytes (an IPv4 address) as they sit in memory.
+    #[inline(always)]
+    pub fn v4_octets(&self) -> [u8; 4] {
+        let b = self.0[0].to_ne_bytes();
+        [b[0], b[1], b[2], b[3]]
+    }
+
+    /// The address's 16 bytes in network order.
+    pub fn octets(&self) -> [u8; 16] {
+        let (a, b) = (self.0[0].to_ne_bytes(), self.0[1].to_ne_bytes());
+        let mut o = [0u8; 16];
+        o[..8].copy_from_slice(&a);
+        o[8..].copy_from_slice(&b);
+        o
+    }
+
+    /// The address of 16 bytes in network order.
+    pub fn from_octets(o: [u8; 16]) -> Addr {
+        let w = |i: usize| {
+            u64::from_ne_bytes([
+                o[i],
+                o[i + 1],
+                o[i + 2],
+                o[i + 3],
+                o[i + 4],
+                o[i + 5],
+                o[i + 6],
+                o[i + 7],
+            ])
+        };
+        Addr([w(0), w(8)])
+    }
+
+    /// The address of an IP address (IPv4 in the first 4 bytes).
+    pub fn from_ip(ip: core::net::IpAddr) -> Addr {
+        match ip {
+            core::net::IpAddr::V4(v) => Addr::from_v4_word(u32::from_ne_bytes(v.octets())),
+            core::net::IpAddr::V6(v) => Addr::from_octets(v.octets()),
+        }
+    }
+
+    /// The IP address, read as `family` (`FAMILY_V4`: the first 4 bytes; else IPv6).
+    pub fn to_ip(&self, family: u8) -> core::net::IpAddr {
+        if family == FAMILY_V4 {
+            core::net::Ipv4Addr::from(self.v4_octets()).into()
+        } else {
+            core::net::Ipv6Addr::from(self.octets()).into()
+        }
+    }
+}
 
 /// One slot of the per-CPU verdict cache in front of the LPM tries: direct-mapped by a hash
 /// of the source address ([`verdict_slot`]), so a lookup is an inlined array access and a
@@ -212,9 +285,10 @@ const _: () = assert!(size_of::<Settings>() == 40);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerdictSlot {
-    pub addr: [u8; 16],
+    pub addr: Addr,
     pub family: u8,
-    pub _pad: [u8; 3],
+    pub _pad0: u8,
+    pub _pad1: u16,
     /// `Settings::generation` these bits belong to.
     pub generation: u32,
     /// Bit g set: the verdict for group g is known.
@@ -228,15 +302,12 @@ const _: () = assert!(size_of::<VerdictSlot>() == 40);
 pub const VERDICT_SLOTS: u32 = 1 << VERDICT_SLOT_BITS;
 const VERDICT_SLOT_BITS: u32 = 13;
 
-/// The cache slot of a source: a multiplicative hash of its address.
+/// The cache slot of a source: a multiplicative hash of its address (folded to 32 bits,
+/// which for IPv4 is the address itself on hosts of either byte order).
 #[inline(always)]
-pub fn verdict_slot(family: u8, addr: &[u8; 16]) -> u32 {
-    let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
-    let h = if family == FAMILY_V4 {
-        w(0)
-    } else {
-        w(0) ^ w(4) ^ w(8) ^ w(12)
-    };
+pub fn verdict_slot(addr: &Addr) -> u32 {
+    let x = addr.0[0] ^ addr.0[1];
+    let h = (x ^ (x >> 32)) as u32;
     h.wrapping_mul(0x9E37_79B9) >> (32 - VERDICT_SLOT_BITS)
 }
 
@@ -251,13 +322,13 @@ pub type AllowKeyV6 = [u8; 17];
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
+    pub src_addr: Addr,
+    pub dst_addr: Addr,
     pub src_port: u16,
     pub dst_port: u16,
     pub proto: u8,
     pub family: u8,
-    pub _pad: [u8; 2],
+    pub _pad: u16,
 }
 const _: () = assert!(size_of::<FlowKey>() == 40);
 
@@ -273,19 +344,41 @@ pub struct FlowState {
     pub flagged: u8,
     /// `ANSWER_*`, set by the egress program.
     pub answer: u8,
-    pub _pad: [u8; 4],
+    pub _pad: u32,
 }
 const _: () = assert!(size_of::<FlowState>() == 24);
 
-/// Key of the per-source token buckets.
+/// One slot of the per-source token-bucket table `SOURCES`: an array shared by all CPUs,
+/// direct-mapped by a hash of the source address ([`source_slot`]). A lookup is an inlined
+/// array access rather than a hash-map helper call; a source that finds its slot held by
+/// another takes it over with a full bucket, as a source evicted from an LRU table would.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SourceKey {
-    pub addr: [u8; 16],
+pub struct SourceSlot {
+    pub addr: Addr,
+    pub bucket: TokenBucket,
     pub family: u8,
-    pub _pad: [u8; 3],
+    pub _pad0: u8,
+    pub _pad1: u16,
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<SourceKey>() == 20);
+const _: () = assert!(size_of::<SourceSlot>() == 40);
+
+/// Slots in the `SOURCES` table for a configured number of sources: the next power of two.
+pub const fn source_slots(sources: u32) -> u32 {
+    match sources.checked_next_power_of_two() {
+        Some(n) => n,
+        None => 1 << 31,
+    }
+}
+
+/// The `SOURCES` slot of a source: a multiplicative hash of its address, masked to the table.
+#[inline(always)]
+pub fn source_slot(addr: &Addr, mask: u32) -> u32 {
+    let x = addr.0[0] ^ addr.0[1];
+    let h = (x ^ (x >> 32)) as u32;
+    ((h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32 & mask
+}
 
 /// A per-source token bucket; tokens are scaled by 1e9 (token-nanoseconds).
 #[repr(C)]
@@ -332,8 +425,8 @@ pub struct Event {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
     pub ts_ns: u64,
     /// The 5-tuple in ingress orientation (source = remote peer), also for answers.
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
+    pub src_addr: Addr,
+    pub dst_addr: Addr,
     pub ifindex: u32,
     /// Length of the packet on the wire (frame length).
     pub pkt_len: u32,
@@ -361,7 +454,8 @@ pub struct Event {
     /// For `EVENT_SAMPLED`: 1 when 1-in-N sampling chose this connection as a flow record;
     /// 0 when it is reported only because its group is sweep-watched.
     pub sampled: u8,
-    pub _pad: [u8; 6],
+    pub _pad0: u16,
+    pub _pad1: u32,
 }
 const _: () = assert!(size_of::<Event>() == 72);
 
@@ -425,7 +519,7 @@ mod user {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowState {}
-    unsafe impl aya::Pod for SourceKey {}
+    unsafe impl aya::Pod for SourceSlot {}
     unsafe impl aya::Pod for TokenBucket {}
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for VerdictSlot {}
@@ -470,15 +564,41 @@ mod tests {
         let mut used = [false; VERDICT_SLOTS as usize];
         for i in 0..=255u8 {
             for j in 0..4u8 {
-                let mut a = [0u8; 16];
-                a[..4].copy_from_slice(&[198, 51, j, i]);
-                let s = verdict_slot(FAMILY_V4, &a);
+                let a = Addr::from_v4_word(u32::from_ne_bytes([198, 51, j, i]));
+                let s = verdict_slot(&a);
                 assert!(s < VERDICT_SLOTS);
                 used[s as usize] = true;
             }
         }
         // 1024 neighbouring addresses land in many different slots.
         assert!(used.iter().filter(|u| **u).count() > 900);
+        // IPv6 sources that differ only in their interface id spread too.
+        let mut used = [false; VERDICT_SLOTS as usize];
+        for i in 0..1024u16 {
+            let mut o = [0u8; 16];
+            o[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            o[14..].copy_from_slice(&i.to_be_bytes());
+            used[verdict_slot(&Addr::from_octets(o)) as usize] = true;
+        }
+        assert!(used.iter().filter(|u| **u).count() > 900);
+    }
+
+    #[test]
+    fn source_slots_are_powers_of_two_and_spread() {
+        assert_eq!(source_slots(256), 256);
+        assert_eq!(source_slots(257), 512);
+        assert_eq!(source_slots(16_777_216), 16_777_216);
+        assert_eq!(source_slots(0), 1);
+        let mask = source_slots(16_384) - 1;
+        let mut used = [false; 16_384];
+        for i in 0..4096u32 {
+            let v4 = Addr::from_v4_word(u32::from_ne_bytes([198, 51, (i >> 8) as u8, i as u8]));
+            let s = source_slot(&v4, mask);
+            assert!(s <= mask);
+            used[s as usize] = true;
+        }
+        // 4096 neighbouring addresses in a 16,384-slot table: few collisions.
+        assert!(used.iter().filter(|u| **u).count() > 3500);
     }
 
     #[test]

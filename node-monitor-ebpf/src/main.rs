@@ -27,10 +27,11 @@ use maps::{
 };
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED,
-    EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FlowKey, FlowState, GROUP_NONE,
-    HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, SourceKey, TCP_ACK, TCP_RST, TCP_SYN, TokenBucket,
-    VERDICT_ALLOWED, VERDICT_DENIED, stats_index, token_bucket_take, verdict_slot,
+    Addr, EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FlowKey, FlowState,
+    GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, Settings, TCP_ACK, TCP_RST, TCP_SYN,
+    TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, source_slot, stats_index, token_bucket_take,
+    verdict_slot,
 };
 use parse::{L3, L4, Packet, Reason};
 
@@ -144,61 +145,50 @@ fn port_group(proto: u8, port: u16) -> u8 {
 /// Is `src` in `group`'s allowlist? Answers are cached per CPU, per source slot and per
 /// config generation; the trie is asked only on a miss.
 #[inline(always)]
-fn is_allowed(group: u8, family: u8, src: &[u8; 16], generation: u32) -> bool {
+fn is_allowed(group: u8, family: u8, src: &Addr, generation: u32) -> bool {
     let bit = 1u64 << (group & 63);
-    let Some(slot) = VERDICTS.get_ptr_mut(verdict_slot(family, src)) else {
+    let Some(slot) = VERDICTS.get_ptr_mut(verdict_slot(src)) else {
         return lpm_allowed(group, family, src);
     };
     // SAFETY: this CPU's copy of a per-CPU value; nothing else writes it meanwhile.
     let slot = unsafe { &mut *slot };
     let same = slot.generation == generation && slot.family == family && same_addr(&slot.addr, src);
+    if same && slot.known & bit != 0 {
+        return slot.allowed & bit != 0;
+    }
+    let allowed = lpm_allowed(group, family, src);
+    let allowed_bit = if allowed { bit } else { 0 };
     if same {
-        if slot.known & bit != 0 {
-            return slot.allowed & bit != 0;
-        }
+        slot.known |= bit;
+        slot.allowed |= allowed_bit;
     } else {
-        // Direct-mapped: this source takes the slot over.
+        // Direct-mapped: this source takes the slot over. (Every field is written with a
+        // computed value: constant zeros would be merged into a call to a byte-loop memset.)
         slot.addr = *src;
         slot.family = family;
         slot.generation = generation;
-        slot.known = 0;
-        slot.allowed = 0;
-    }
-    let allowed = lpm_allowed(group, family, src);
-    slot.known |= bit;
-    if allowed {
-        slot.allowed |= bit;
+        slot.known = bit;
+        slot.allowed = allowed_bit;
     }
     allowed
 }
 
 /// Compares two addresses as two 64-bit words (no call to memcmp).
 #[inline(always)]
-fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let w = |x: &[u8; 16], i: usize| {
-        u64::from_ne_bytes([
-            x[i],
-            x[i + 1],
-            x[i + 2],
-            x[i + 3],
-            x[i + 4],
-            x[i + 5],
-            x[i + 6],
-            x[i + 7],
-        ])
-    };
-    w(a, 0) == w(b, 0) && w(a, 8) == w(b, 8)
+fn same_addr(a: &Addr, b: &Addr) -> bool {
+    a.0[0] == b.0[0] && a.0[1] == b.0[1]
 }
 
 #[inline(always)]
-fn lpm_allowed(group: u8, family: u8, src: &[u8; 16]) -> bool {
+fn lpm_allowed(group: u8, family: u8, src: &Addr) -> bool {
     if family == FAMILY_V4 {
-        let key = Key::new(8 + 32, [group, src[0], src[1], src[2], src[3]]);
+        let a = src.v4_octets();
+        let key = Key::new(8 + 32, [group, a[0], a[1], a[2], a[3]]);
         ALLOW_V4.get(&key).is_some()
     } else {
         let mut data = [0u8; 17];
         data[0] = group;
-        data[1..].copy_from_slice(src);
+        data[1..].copy_from_slice(&src.octets());
         ALLOW_V6.get(&Key::new(8 + 128, data)).is_some()
     }
 }
@@ -274,7 +264,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         dst_port: l4.dst_port,
         proto: l3.proto,
         family: l3.family,
-        _pad: [0; 2],
+        _pad: 0,
     };
     let flagged = (verdict == VERDICT_DENIED) as u8;
     let is_new = match FLOWS.get_ptr_mut(&key) {
@@ -300,7 +290,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
                 verdict,
                 flagged,
                 answer: ANSWER_NONE,
-                _pad: [0; 4],
+                _pad: 0,
             };
             if FLOWS.insert(&key, &state, 0).is_err() {
                 count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
@@ -324,7 +314,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     }
     let sweep_watched = group < 64 && settings.sweep_mask & (1u64 << group) != 0;
     if verdict == VERDICT_DENIED || sweep_watched {
-        if !take_token(&l3, &src, now, settings.events_per_sec) {
+        if !take_token(l3.family, &src, now, settings) {
             stats.lost_rate_limited += 1;
             return Ok(action);
         }
@@ -353,28 +343,29 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     Ok(action)
 }
 
-/// Takes a token from the source's bucket; a source never seen starts with a full bucket.
+/// Takes a token from the source's bucket; a source never seen, or one that finds its slot
+/// taken over by another source, starts with a full bucket.
 #[inline(always)]
-fn take_token(l3: &L3, src: &[u8; 16], now: u64, rate: u32) -> bool {
+fn take_token(family: u8, src: &Addr, now: u64, settings: &Settings) -> bool {
+    let rate = settings.events_per_sec;
     if rate == 0 {
         return true;
     }
-    let key = SourceKey {
-        addr: *src,
-        family: l3.family,
-        _pad: [0; 3],
+    let Some(slot) = SOURCES.get_ptr_mut(source_slot(src, settings.source_slot_mask)) else {
+        return true;
     };
-    match SOURCES.get_ptr_mut(&key) {
-        // SAFETY: a map value pointer; a race between CPUs can only mis-count a token.
-        Some(b) => token_bucket_take(unsafe { &mut *b }, now, rate),
-        None => {
-            let mut b = TokenBucket::default();
-            let ok = token_bucket_take(&mut b, now, rate);
-            // If the LRU refuses the insert the source is simply not limited this time.
-            let _ = SOURCES.insert(&key, &b, 0);
-            ok
-        }
+    // SAFETY: a map value pointer shared by all CPUs; a race between CPUs can only mis-count
+    // a token or hand the slot to one of two sources.
+    let slot = unsafe { &mut *slot };
+    if slot.family == family && same_addr(&slot.addr, src) {
+        return token_bucket_take(&mut slot.bucket, now, rate);
     }
+    let mut fresh = TokenBucket::default();
+    let ok = token_bucket_take(&mut fresh, now, rate);
+    slot.addr = *src;
+    slot.family = family;
+    slot.bucket = fresh;
+    ok
 }
 
 /// What an event says beyond the packet itself.
@@ -413,7 +404,8 @@ fn emit(meta: &Meta, l3: &L3, l4: &L4, key: &FlowKey, now: u64, ev: &EventFacts)
         answer: ev.answer,
         hook: meta.hook,
         sampled: ev.sampled,
-        _pad: [0; 6],
+        _pad0: 0,
+        _pad1: 0,
     });
     entry.submit(0);
     true
@@ -455,7 +447,7 @@ fn egress(pkt: &Packet, meta: &Meta) {
                 dst_port: l4.src_port,
                 proto: l3.proto,
                 family: l3.family,
-                _pad: [0; 2],
+                _pad: 0,
             };
             (key, answer, l4.tcp_flags)
         }
@@ -473,7 +465,7 @@ fn egress(pkt: &Packet, meta: &Meta) {
                 dst_port: q.dst_port,
                 proto: IPPROTO_UDP,
                 family: l3.family,
-                _pad: [0; 2],
+                _pad: 0,
             };
             (key, ANSWER_REFUSED, 0)
         }

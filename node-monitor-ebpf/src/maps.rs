@@ -7,7 +7,7 @@ use aya_ebpf::{
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
     DEFAULT_SOURCES, FlowKey, FlowState, GroupName, GroupStats, MAX_GROUPS, PORT_TABLE_ENTRIES,
-    STATS_ENTRIES, Settings, SourceKey, TokenBucket, VERDICT_SLOTS, VerdictSlot, reason,
+    STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, reason, source_slots,
 };
 
 /// Destination port → group id (0 = not watched), TCP.
@@ -40,10 +40,10 @@ pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::COU
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 
-/// Per-source token buckets that cap flagged events per source.
+/// Per-source token buckets that cap flagged events per source: direct-mapped slots shared
+/// by all CPUs (see `SourceSlot`).
 #[map]
-pub static SOURCES: LruHashMap<SourceKey, TokenBucket> =
-    LruHashMap::with_max_entries(DEFAULT_SOURCES, 0);
+pub static SOURCES: Array<SourceSlot> = Array::with_max_entries(source_slots(DEFAULT_SOURCES), 0);
 
 /// Events to userspace.
 #[map]

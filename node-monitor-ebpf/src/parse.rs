@@ -6,7 +6,7 @@
 use core::ptr::read_unaligned;
 
 use node_monitor_common::{
-    FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    Addr, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
     MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, reason,
 };
 
@@ -64,6 +64,22 @@ impl Packet {
         let p = self.ptr_at::<[u8; 2]>(off).ok_or(why)?;
         // SAFETY: ptr_at checked bounds; read_unaligned has no alignment requirement.
         Ok(u16::from_be_bytes(unsafe { read_unaligned(p) }))
+    }
+
+    /// An IPv4 address at `off`, read as one 32-bit word.
+    #[inline(always)]
+    fn addr_v4_at(&self, off: usize, why: Reason) -> Result<Addr, Reason> {
+        let p = self.ptr_at::<u32>(off).ok_or(why)?;
+        // SAFETY: ptr_at checked bounds; read_unaligned has no alignment requirement.
+        Ok(Addr::from_v4_word(unsafe { read_unaligned(p) }))
+    }
+
+    /// An IPv6 address at `off`, read as two 64-bit words.
+    #[inline(always)]
+    fn addr_v6_at(&self, off: usize, why: Reason) -> Result<Addr, Reason> {
+        let p = self.ptr_at::<[u64; 2]>(off).ok_or(why)?;
+        // SAFETY: as above.
+        Ok(Addr(unsafe { read_unaligned(p) }))
     }
 
     #[inline(always)]
@@ -251,31 +267,28 @@ pub fn parse_l4(pkt: &Packet, l3: &L3) -> Result<L4, Reason> {
 
 /// Source and destination addresses (IPv4 in the first 4 bytes, the rest zero).
 #[inline(always)]
-pub fn addresses(pkt: &Packet, l3: &L3) -> Result<([u8; 16], [u8; 16]), Reason> {
+pub fn addresses(pkt: &Packet, l3: &L3) -> Result<(Addr, Addr), Reason> {
     Ok((address(pkt, l3, false)?, address(pkt, l3, true)?))
 }
 
 /// The source (`dst` false) or destination address: read separately, since an established
 /// packet needs only its source.
 #[inline(always)]
-pub fn address(pkt: &Packet, l3: &L3, dst: bool) -> Result<[u8; 16], Reason> {
-    let mut out = [0u8; 16];
+pub fn address(pkt: &Packet, l3: &L3, dst: bool) -> Result<Addr, Reason> {
     if l3.family == FAMILY_V4 {
         let off = if dst { 16 } else { 12 };
-        let a = pkt.bytes_at::<4>(l3.l3_off + off, reason::TRUNC_IPV4)?;
-        out[..4].copy_from_slice(&a);
+        pkt.addr_v4_at(l3.l3_off + off, reason::TRUNC_IPV4)
     } else {
         let off = if dst { 24 } else { 8 };
-        out = pkt.bytes_at::<16>(l3.l3_off + off, reason::TRUNC_IPV6)?;
+        pkt.addr_v6_at(l3.l3_off + off, reason::TRUNC_IPV6)
     }
-    Ok(out)
 }
 
 /// The UDP datagram quoted by an ICMPv4 "port unreachable" (type 3 code 3) or ICMPv6
 /// "port unreachable" (type 1 code 4) message, in its original (ingress) orientation.
 pub struct Quoted {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    pub src: Addr,
+    pub dst: Addr,
     pub src_port: u16,
     pub dst_port: u16,
 }
@@ -285,9 +298,7 @@ pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
     let off = l3.l4_off;
     let icmp = pkt.bytes_at::<2>(off, reason::TRUNC_L4).ok()?;
     let inner = off + ICMP_HLEN;
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    let ports_off = if l3.proto == IPPROTO_ICMP && l3.family == FAMILY_V4 {
+    let (src, dst, ports_off) = if l3.proto == IPPROTO_ICMP && l3.family == FAMILY_V4 {
         if icmp != [3, 3] {
             return None;
         }
@@ -298,22 +309,22 @@ pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
         if h[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || h[9] != IPPROTO_UDP {
             return None;
         }
-        src[..4].copy_from_slice(&h[12..16]);
-        dst[..4].copy_from_slice(&h[16..20]);
-        inner + ihl
+        let word =
+            |i: usize| Addr::from_v4_word(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+        (word(12), word(16), inner + ihl)
     } else if l3.proto == IPPROTO_ICMPV6 && l3.family == FAMILY_V6 {
         if icmp != [1, 4] {
             return None;
         }
         // The quoted datagram may carry extension headers, as ingress allows them.
         let next = pkt.bytes_at::<2>(inner + 6, reason::TRUNC_L4).ok()?[0];
-        src = pkt.bytes_at::<16>(inner + 8, reason::TRUNC_L4).ok()?;
-        dst = pkt.bytes_at::<16>(inner + 24, reason::TRUNC_L4).ok()?;
+        let src = pkt.addr_v6_at(inner + 8, reason::TRUNC_L4).ok()?;
+        let dst = pkt.addr_v6_at(inner + 24, reason::TRUNC_L4).ok()?;
         let (next, l4) = skip_ipv6_ext(pkt, next, inner + IPV6_HLEN).ok()?;
         if next != IPPROTO_UDP {
             return None;
         }
-        l4
+        (src, dst, l4)
     } else {
         return None;
     };

@@ -30,6 +30,9 @@ struct Args {
     /// Events pushed through the userspace pipeline in each of its two runs.
     #[arg(long, default_value_t = 1_000_000)]
     pipeline_events: u32,
+    /// Measure the data path only (no pipeline or rendering sections), for quick tuning runs.
+    #[arg(long)]
+    data_path_only: bool,
 }
 
 const ALLOWED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
@@ -64,8 +67,9 @@ fn bench_config() -> anyhow::Result<Config> {
     let yaml = format!(
         "groups:\n  kubelet: {{ protocols: [tcp], ports: [\"10250\"], allow: [{}] }}\n\
          sampling: {{ allowed_flows_one_in: 100 }}\n\
-         limits: {{ events_per_source_per_second: 4294967295, ring_buffer_bytes: 268435456 }}\n",
-        allow.join(", ")
+         limits: {{ events_per_source_per_second: {rate}, ring_buffer_bytes: 268435456 }}\n",
+        allow.join(", "),
+        rate = std::env::var("NM_BENCH_RATE").unwrap_or_else(|_| "4294967295".into())
     );
     Ok(Config::from_yaml(&yaml, "bench")?)
 }
@@ -179,6 +183,8 @@ fn main() -> anyhow::Result<()> {
         .map(|c| c.stats.lost_ringbuf_full + c.stats.lost_rate_limited)
         .sum();
 
+    let inserts = insert_path(&mut dp, &mut ring, args.rounds)?;
+
     let baseline = median(&mut base);
     let mut report = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -242,10 +248,27 @@ fn main() -> anyhow::Result<()> {
     writeln!(report)?;
     writeln!(
         report,
-        "Notes: the allowed and denied new-connection cases run with the flow idle timeout at 0 so that every repeat of the same packet counts as a new connection (a flow-table update, and for the denied case a token-bucket update and a ring-buffer record each time); the established case touches no flow state. BPF_PROG_TEST_RUN timing includes the kernel's per-run loop overhead, which the baseline subtracts. This machine is shared and noisy; compare ratios, not absolute numbers, across machines."
+        "Notes: the allowed and denied new-connection cases run with the flow idle timeout at 0 so that every repeat of the same packet counts as a new connection: its flow-table entry is found idle and renewed in place, and for the denied case a token is taken and a ring-buffer record written each time. The established case touches no flow state. BPF_PROG_TEST_RUN timing includes the kernel's per-run loop overhead, which the baseline subtracts. This machine is shared and noisy; compare ratios, not absolute numbers, across machines."
     )?;
-    pipeline(&args, &mut report)?;
-    rendering(&mut report)?;
+    writeln!(report)?;
+    writeln!(
+        report,
+        "A repeated packet cannot show what a never-seen 5-tuple costs: the flow-table insert (an LRU hash update, which evicts once the table is full). So each round also runs {n} distinct denied SYNs (new source ports; a new source address per round) once each (repeat 1), alternating with the empty program on the same frame, then the same {n} frames once each again with the idle timeout at 0, so that each renews its entry in place. Single runs pay cold caches that a repeated run does not, so compare the two: overhead of a never-seen 5-tuple {:.1} ns (median of rounds; range {:.1} to {:.1}); of the same frames renewing their entries {:.1} ns ({:.1} to {:.1}); the difference, {:.1} ns, is the insert. No target. {} inserts in all against a {}-entry table, so the later rounds evict.",
+        inserts.fresh[0],
+        inserts.fresh[1],
+        inserts.fresh[2],
+        inserts.renewed[0],
+        inserts.renewed[1],
+        inserts.renewed[2],
+        inserts.fresh[0] - inserts.renewed[0],
+        INSERT_FRAMES as usize * args.rounds,
+        cfg.limits.flows,
+        n = INSERT_FRAMES
+    )?;
+    if !args.data_path_only {
+        pipeline(&args, &mut report)?;
+        rendering(&mut report)?;
+    }
     print!("{report}");
     if let Some(dir) = args.output.parent() {
         std::fs::create_dir_all(dir).ok();
@@ -254,6 +277,64 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
+}
+
+/// Distinct frames per round in the flow-insert measurement.
+const INSERT_FRAMES: u16 = 20_000;
+
+struct InsertCost {
+    /// Overhead of a never-seen 5-tuple, run once each (median over rounds, min, max).
+    fresh: [f64; 3],
+    /// The same frames run once each again, now renewing their entries in place.
+    renewed: [f64; 3],
+}
+
+fn spread(mut v: Vec<f64>) -> [f64; 3] {
+    v.sort_by(f64::total_cmp);
+    [v[v.len() / 2], v[0], v[v.len() - 1]]
+}
+
+/// Overhead of a denied SYN whose 5-tuple the flow table has never seen: each frame is run
+/// once (repeat 1), right after the empty program on the same frame. Then the same frames
+/// again with the idle timeout at 0, so that each renews its entry in place: the difference
+/// is the insert, with the cold caches of single runs common to both.
+fn insert_path(
+    dp: &mut Datapath,
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    rounds: usize,
+) -> anyhow::Result<InsertCost> {
+    let normal = dp.settings()?;
+    let (mut fresh, mut renewed) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let src = Ipv4Addr::new(198, 51, 100, 100 + round as u8);
+        let frames: Vec<Vec<u8>> = (0..INSERT_FRAMES)
+            .map(|i| Frame::tcp(src, NODE, 1024 + i, 10250, SYN).build())
+            .collect();
+        for (settings, out) in [
+            (normal, &mut fresh),
+            (
+                node_monitor_common::Settings {
+                    flow_idle_ns: 0,
+                    ..normal
+                },
+                &mut renewed,
+            ),
+        ] {
+            dp.set_settings(settings)?;
+            let (mut prog_ns, mut base_ns) = (0.0, 0.0);
+            for frame in &frames {
+                base_ns += run(dp.baseline_program()?, frame, 1)?;
+                prog_ns += run(dp.xdp_program()?, frame, 1)?;
+            }
+            while ring.next().is_some() {}
+            out.push((prog_ns - base_ns) / f64::from(INSERT_FRAMES));
+        }
+    }
+    dp.set_settings(normal)?;
+    Ok(InsertCost {
+        fresh: spread(fresh),
+        renewed: spread(renewed),
+    })
 }
 
 /// Results of one pipeline run.

@@ -33,8 +33,8 @@ use ipnet::IpNet;
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, FlowKey, FlowState, GROUP_NAME_BYTES, GroupName, GroupStats,
     MAX_GROUPS, PORT_TABLE_ENTRIES, PROTO_IDX_TCP, PROTO_IDX_UDP, STATS_ENTRIES, Settings,
-    SourceKey, TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, VERDICT_SLOTS, VerdictSlot, map_name,
-    prog_name, reason, stats_index,
+    SourceSlot, VERDICT_ALLOWED, VERDICT_DENIED, VERDICT_SLOTS, VerdictSlot, map_name, prog_name,
+    reason, source_slots, stats_index,
 };
 use tracing::{info, warn};
 
@@ -181,10 +181,10 @@ fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 12] {
         (
             map_name::SOURCES,
             s(
-                MapType::LruHash,
-                size_of::<SourceKey>(),
-                size_of::<TokenBucket>(),
-                limits.sources,
+                MapType::Array,
+                4,
+                size_of::<SourceSlot>(),
+                source_slots(limits.sources),
             ),
         ),
         (
@@ -546,7 +546,8 @@ impl Datapath {
             sample_one_in: cfg.sampling.allowed_flows_one_in,
             events_per_sec: cfg.limits.events_per_source_per_second,
             generation: prev.generation.wrapping_add(1).max(1),
-            _pad: 0,
+            // The table's size as loaded: `limits.sources` changes only with a restart.
+            source_slot_mask: source_slots(self.limits.sources) - 1,
         };
         self.set_settings(settings)?;
 
@@ -1017,7 +1018,7 @@ fn default_max_entries(name: &str) -> u32 {
     use node_monitor_common::*;
     match name {
         n if n == map_name::FLOWS => DEFAULT_FLOWS,
-        n if n == map_name::SOURCES => DEFAULT_SOURCES,
+        n if n == map_name::SOURCES => source_slots(DEFAULT_SOURCES),
         n if n == map_name::ALLOW_V4 || n == map_name::ALLOW_V6 => DEFAULT_ALLOW_ENTRIES,
         n if n == map_name::EVENTS => DEFAULT_RINGBUF_BYTES,
         _ => 0,

@@ -1,6 +1,6 @@
 //! Ring-buffer records → typed flow records with names and wall-clock times.
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::IpAddr,
     time::{Duration, SystemTime},
 };
 
@@ -53,15 +53,7 @@ pub fn flow_key(ev: &Event) -> FlowKey {
         dst_port: ev.dst_port,
         proto: ev.proto,
         family: ev.family,
-        _pad: [0; 2],
-    }
-}
-
-pub fn ip_of(family: u8, raw: &[u8; 16]) -> IpAddr {
-    if family == FAMILY_V4 {
-        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(*raw))
+        _pad: 0,
     }
 }
 
@@ -270,9 +262,9 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
         } else {
             "ipv6"
         },
-        src_ip: ip_of(ev.family, &ev.src_addr),
+        src_ip: ev.src_addr.to_ip(ev.family),
         src_port: ev.src_port,
-        dst_ip: ip_of(ev.family, &ev.dst_addr),
+        dst_ip: ev.dst_addr.to_ip(ev.family),
         dst_port: ev.dst_port,
         interface: cached_ifname(ev.ifindex),
         ifindex: ev.ifindex,
@@ -291,6 +283,10 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
+    use node_monitor_common::Addr;
+
     use super::*;
 
     fn event() -> Event {
@@ -307,8 +303,8 @@ mod tests {
             vlan_outer: 100,
             ..Default::default()
         };
-        e.src_addr[..4].copy_from_slice(&[203, 0, 113, 9]);
-        e.dst_addr[..4].copy_from_slice(&[198, 51, 100, 1]);
+        e.src_addr = Addr::from_ip([203, 0, 113, 9].into());
+        e.dst_addr = Addr::from_ip([198, 51, 100, 1].into());
         e
     }
 
@@ -368,8 +364,11 @@ mod tests {
 
     #[test]
     fn ipv6_and_flags() {
-        let raw: [u8; 16] = "2001:db8::7".parse::<Ipv6Addr>().unwrap().octets();
-        assert_eq!(ip_of(FAMILY_V6, &raw).to_string(), "2001:db8::7");
+        let raw = Addr::from_octets("2001:db8::7".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(raw.to_ip(FAMILY_V6).to_string(), "2001:db8::7");
+        let v4 = Addr::from_ip("203.0.113.9".parse().unwrap());
+        assert_eq!(v4.to_ip(FAMILY_V4).to_string(), "203.0.113.9");
+        assert_eq!(v4.octets()[4..], [0; 12]);
         assert_eq!(tcp_flags_str(TCP_FIN | TCP_PSH | TCP_URG), "FIN|PSH|URG");
         assert_eq!(tcp_flags_str(0), "NONE");
     }

@@ -9,15 +9,18 @@
 
 mod common;
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use common::{packets::*, progrun::*};
 use ipnet::IpNet;
 use node_monitor::config::{Config, Protocol};
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED,
-    EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, HOOK_TC_EGRESS, VERDICT_ALLOWED,
-    VERDICT_DENIED, reason,
+    Addr, EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, HOOK_TC_EGRESS, VERDICT_ALLOWED,
+    VERDICT_DENIED, reason, source_slot,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -160,8 +163,8 @@ fn event_for(kind: u8, prog: Prog, f: &Frame) -> Event {
     };
     Event {
         ts_ns: 0,
-        src_addr: addr16(f.l3.src()),
-        dst_addr: addr16(f.l3.dst()),
+        src_addr: Addr::from_ip(f.l3.src()),
+        dst_addr: Addr::from_ip(f.l3.dst()),
         ifindex: test_run_ifindex(),
         pkt_len: f.build().len() as u32,
         src_port,
@@ -682,10 +685,26 @@ fn udp_first_packet_is_new(fam: Fam, prog: Prog) {
 // Event budget: token bucket and ring buffer
 // ---------------------------------------------------------------------------------------------
 
-matrix!(token_bucket_per_source, ring_buffer_full_is_counted);
+matrix!(
+    token_bucket_per_source,
+    token_bucket_slot_taken_over,
+    ring_buffer_full_is_counted
+);
+
+/// Slots in the test config's token-bucket table (`limits.sources: 256`).
+const SOURCE_SLOT_MASK: u32 = 255;
+
+fn slot_of(a: IpAddr) -> u32 {
+    source_slot(&Addr::from_ip(a), SOURCE_SLOT_MASK)
+}
 
 fn token_bucket_per_source(fam: Fam, prog: Prog) {
     const RATE: u64 = 3;
+    assert_ne!(
+        slot_of(fam.denied()),
+        slot_of(fam.denied2()),
+        "the two test sources must not share a token-bucket slot"
+    );
     let mut h = harness_with(Knobs {
         events_per_sec: RATE as u32,
         ..Knobs::default()
@@ -724,6 +743,55 @@ fn token_bucket_per_source(fam: Fam, prog: Prog) {
     }
     assert_events("token bucket", &h.events(), &want);
     assert_all_invariants("token bucket", &h);
+}
+
+/// The token-bucket table is direct-mapped: a source whose slot another source holds takes it
+/// over with a full bucket. Two sources in one slot, rate 1: the first gets its event and is
+/// then limited; the second takes the slot (event); the first takes it back (event).
+fn token_bucket_slot_taken_over(fam: Fam, prog: Prog) {
+    let mut h = harness_with(Knobs {
+        events_per_sec: 1,
+        ..Knobs::default()
+    });
+    let a = fam.denied();
+    // Another denied source (outside the kubelet allowlist) in the same slot.
+    let b = (1..=u16::MAX)
+        .map(|i| -> IpAddr {
+            match fam {
+                Fam::V4 => Ipv4Addr::new(198, 51, (i >> 8) as u8, i as u8).into(),
+                Fam::V6 => Ipv6Addr::new(0x2001, 0xdb8, 0, 0x100, 0, 0, 1, i).into(),
+            }
+        })
+        .find(|b| *b != a && slot_of(*b) == slot_of(a))
+        .expect("a source sharing the slot");
+    let steps = [
+        (a, 41000u16, true),
+        (a, 41001, false),
+        (b, 41002, true),
+        (a, 41003, true),
+    ];
+    let mut bytes = 0;
+    let mut want = Vec::new();
+    for (src, port, reported) in steps {
+        let f = tcp(src, fam.node(), port, KUBELET, SYN);
+        run_expect(&h, prog, &f, prog.pass(), "shared slot");
+        bytes += len(&f);
+        if reported {
+            want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+        }
+    }
+    let s = S {
+        packets: 4,
+        bytes,
+        new_conns: 4,
+        would_drop: 4,
+        events: 3,
+        lost_rate_limited: 1,
+        ..S::default()
+    };
+    h.assert_stats("slot takeover", &[("kubelet", TCP, D, s.into())]);
+    assert_events("slot takeover", &h.events(), &want);
+    assert_all_invariants("slot takeover", &h);
 }
 
 /// Also covers `events_per_source_per_second: 0` (unlimited): 200 connections from one

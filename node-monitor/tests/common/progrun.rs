@@ -20,8 +20,8 @@ use node_monitor::{
     datapath::{Datapath, LoadOptions},
 };
 use node_monitor_common::{
-    Event, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GroupStats, HOOK_TC_EGRESS, HOOK_TC_INGRESS,
-    HOOK_XDP, reason,
+    Addr, Event, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GroupStats, HOOK_TC_EGRESS,
+    HOOK_TC_INGRESS, HOOK_XDP, reason,
 };
 
 use super::packets::{
@@ -123,28 +123,16 @@ impl Prog {
     }
 }
 
-/// Address bytes as the data path stores them (IPv4 in the first 4 bytes).
-pub fn addr16(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v) => {
-            let mut o = [0u8; 16];
-            o[..4].copy_from_slice(&v.octets());
-            o
-        }
-        IpAddr::V6(v) => v.octets(),
-    }
-}
-
 /// A flow key in ingress orientation.
 pub fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> FlowKey {
     FlowKey {
-        src_addr: addr16(src),
-        dst_addr: addr16(dst),
+        src_addr: Addr::from_ip(src),
+        dst_addr: Addr::from_ip(dst),
         src_port: sport,
         dst_port: dport,
         proto,
         family: if src.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
-        _pad: [0; 2],
+        _pad: 0,
     }
 }
 
