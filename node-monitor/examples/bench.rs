@@ -2,6 +2,11 @@
 //! empty XDP_PASS program measured in the same run, interleaved round by round.
 //!
 //! Run with `cargo xtask bench` (root needed). Writes a Markdown report.
+//!
+//! For tuning runs: `--data-path-only` skips the pipeline and rendering sections;
+//! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
+//! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
+//! 0 skips the token bucket altogether).
 #[path = "../tests/common/packets.rs"]
 mod packets;
 
