@@ -60,9 +60,9 @@ pub struct RunOptions {
 }
 
 impl GroupNames for GroupIds {
-    fn group_name(&self, id: u8) -> String {
+    fn group_name(&self, id: u8) -> std::borrow::Cow<'_, str> {
         self.name(id)
-            .map_or_else(|| format!("group-{id}"), str::to_owned)
+            .map_or_else(|| format!("group-{id}").into(), Into::into)
     }
 }
 
@@ -257,7 +257,7 @@ struct Daemon {
     metrics: Metrics,
     stats: UserStats,
     /// Flagged connections by (group, protocol, answer).
-    answers: BTreeMap<(String, &'static str, &'static str), u64>,
+    answers: BTreeMap<(Arc<str>, &'static str, &'static str), u64>,
     records: Vec<FlowRecord>,
     alerts: Vec<Alert>,
     flow_entries: u64,
@@ -566,7 +566,7 @@ impl Daemon {
             answers: self
                 .answers
                 .iter()
-                .map(|((g, p, a), n)| (g.clone(), *p, *a, *n))
+                .map(|((g, p, a), n)| (g.to_string(), *p, *a, *n))
                 .collect(),
             alerts: es
                 .alerts_by_rule

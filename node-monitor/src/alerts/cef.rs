@@ -409,7 +409,7 @@ mod tests {
         let mut a = connection_alert();
         a.rule.name = "a|b";
         if let AlertKind::Connection { record } = &mut a.kind {
-            record.group = r"g=1\2 key=x".to_owned();
+            record.group = r"g=1\2 key=x".into();
         }
         let line = render(&OutputItem::Alert(a), &obs);
         assert!(

@@ -219,8 +219,8 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
     let port = |p| if sweep { None } else { Some(p) };
     let (sweep_doc, flood_doc) = alert.map(sweep_flood).unwrap_or((None, None));
     let port_group = match alert.map(|a| &a.kind) {
-        Some(AlertKind::Sweep { group, .. }) => Some(group.as_str()),
-        _ => rec.map(|r| r.group.as_str()),
+        Some(AlertKind::Sweep { group, .. }) => Some(&**group),
+        _ => rec.map(|r| &*r.group),
     };
     Doc {
         timestamp: rfc3339_text(item_time(item)),

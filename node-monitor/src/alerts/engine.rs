@@ -24,6 +24,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -77,8 +78,9 @@ pub struct EngineStats {
     pub sweep_sources: usize,
 }
 
-type SeriesKey = (&'static str, IpAddr, String);
-type SweepKey = (IpAddr, String);
+/// (rule id, source, group): the group is the record's shared name (no copy per record).
+type SeriesKey = (&'static str, IpAddr, Arc<str>);
+type SweepKey = (IpAddr, Arc<str>);
 
 struct Series {
     first_id: String,
@@ -185,7 +187,7 @@ impl Engine {
         let groups = &self.sweep_groups;
         let sweeps = &mut self.sweeps;
         self.sweep_order.retain(|_, key| {
-            let keep = groups.contains(&key.1);
+            let keep = groups.contains(&*key.1);
             if !keep {
                 sweeps.remove(key);
             }
@@ -212,7 +214,7 @@ impl Engine {
                 out,
             );
         }
-        if self.sweep_groups.contains(&rec.group) {
+        if self.sweep_groups.contains(&*rec.group) {
             self.feed_sweep(rec, now, out);
         }
     }
@@ -323,13 +325,13 @@ impl Engine {
         &mut self,
         rule: Rule,
         source: IpAddr,
-        group: &str,
+        group: &Arc<str>,
         kind: AlertKind,
         time: SystemTime,
         now: Instant,
         out: &mut Vec<Alert>,
     ) {
-        let key: SeriesKey = (rule.id, source, group.to_owned());
+        let key: SeriesKey = (rule.id, source, group.clone());
         let window = self.settings.dedup_window;
         if let Some(s) = self.series.get_mut(&key) {
             if within(s.started, window, now) {
@@ -513,7 +515,7 @@ pub(crate) mod tests {
         FlowRecord {
             time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
             record_type: RecordType::Flagged,
-            group: group.to_owned(),
+            group: group.into(),
             verdict: "denied",
             action: "would_drop",
             answer: Some(Answer::Refused),
@@ -527,11 +529,11 @@ pub(crate) mod tests {
                 "198.51.100.1".parse().unwrap()
             },
             dst_port,
-            interface: Some("eth0".to_owned()),
+            interface: Some("eth0".into()),
             ifindex: 2,
             hook: "xdp",
             vlan: vec![],
-            tcp_flags: Some("SYN".to_owned()),
+            tcp_flags: Some("SYN"),
             packet_length: 60,
             ktime_ns: 1,
             sampled: false,
@@ -696,7 +698,7 @@ pub(crate) mod tests {
                 last,
             } => {
                 assert_eq!(source.to_string(), src);
-                assert_eq!(group, "nodeport");
+                assert_eq!(&**group, "nodeport");
                 assert_eq!(ports, &vec![30001, 30002, 30003, 30004, 30005]);
                 assert_eq!(*window, secs(30));
                 assert_eq!(last.dst_port, 30005);

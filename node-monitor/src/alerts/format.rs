@@ -302,7 +302,7 @@ pub(crate) mod tests {
         FlowRecord {
             time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
             record_type: RecordType::Flagged,
-            group: "kubelet".to_owned(),
+            group: "kubelet".into(),
             verdict: "denied",
             action: "would_drop",
             answer: Some(Answer::Refused),
@@ -312,11 +312,11 @@ pub(crate) mod tests {
             src_port: 34855,
             dst_ip: "66.35.250.204".parse().unwrap(),
             dst_port: 80,
-            interface: Some("eth0".to_owned()),
+            interface: Some("eth0".into()),
             ifindex: 2,
             hook: "xdp",
             vlan: vec![100, 200],
-            tcp_flags: Some("SYN".to_owned()),
+            tcp_flags: Some("SYN"),
             packet_length: 60,
             ktime_ns: 42,
             sampled: false,
@@ -329,7 +329,7 @@ pub(crate) mod tests {
     pub(crate) fn sampled() -> FlowRecord {
         FlowRecord {
             record_type: RecordType::Flow,
-            group: "nodeport".to_owned(),
+            group: "nodeport".into(),
             verdict: "allowed",
             action: "pass",
             answer: None,
@@ -380,7 +380,7 @@ pub(crate) mod tests {
 
     pub(crate) fn sweep() -> Alert {
         let mut last = flagged();
-        last.group = "nodeport".to_owned();
+        last.group = "nodeport".into();
         last.dst_port = 30005;
         last.verdict = "allowed";
         last.action = "pass";
@@ -390,7 +390,7 @@ pub(crate) mod tests {
         base(
             AlertKind::Sweep {
                 source,
-                group: "nodeport".to_owned(),
+                group: "nodeport".into(),
                 ports: vec![30001, 30002, 30003, 30004, 30005],
                 window: Duration::from_secs(60),
                 last,
@@ -467,9 +467,9 @@ pub(crate) mod tests {
                     r.tcp_flags = None;
                 }
                 2 => r.interface = None,
-                3 => r.tcp_flags = Some("SYN|ACK|FIN|PSH|URG|RST".to_owned()),
+                3 => r.tcp_flags = Some("SYN|ACK|FIN|PSH|URG|RST"),
                 4 => {
-                    r.group = "g\"r\\o=u|p\n✓".to_owned();
+                    r.group = "g\"r\\o=u|p\n✓".into();
                     r.ifindex = u32::MAX;
                     r.src_port = 0;
                     r.dst_port = u16::MAX;
@@ -618,7 +618,7 @@ pub(crate) mod tests {
             &mut out,
         );
         let mut r = flagged();
-        r.group = "etcd-peer".to_owned();
+        r.group = "etcd-peer".into();
         r.dst_port = 2380;
         e.on_record(&r, t0, &mut out);
         e.on_record(&r, t0 + Duration::from_secs(1), &mut out);

@@ -304,7 +304,7 @@ fn node_monitor<'a>(item: &'a OutputItem, rec: Option<&'a FlowRecord>) -> NodeMo
     NodeMonitor {
         port_group: match alert.map(|a| &a.kind) {
             Some(AlertKind::Sweep { group, .. }) => Some(group),
-            _ => rec.map(|r| r.group.as_str()),
+            _ => rec.map(|r| &*r.group),
         },
         verdict: rec.map(|r| r.verdict),
         action: rec.map(|r| r.action),
