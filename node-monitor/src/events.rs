@@ -225,9 +225,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// The six flags [`tcp_flags_str`] names fit in the low six bits.
 const TCP_FLAG_MASK: u8 = 0x3f;
-const _: () = assert!(
-    (TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST | TCP_PSH | TCP_URG) & !TCP_FLAG_MASK == 0
-);
+const _: () =
+    assert!((TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST | TCP_PSH | TCP_URG) & !TCP_FLAG_MASK == 0);
 
 /// The names of every combination of the six flags, built once: a record takes its text
 /// from here instead of joining names per record.

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    community_id::{community_id_v1, proto_number},
+    community_id::{CommunityId, community_id_v1_text, proto_number},
     engine::record_time,
     model::{Alert, AlertKind, FloodScope, Observer, OutputItem},
     rules,
@@ -19,10 +19,18 @@ pub const COMMUNITY_ID_SEED: u16 = 0;
 
 /// Renders one item as one line (no trailing newline).
 pub fn render(item: &OutputItem, format: Format, observer: &Observer) -> String {
+    let mut out = Vec::with_capacity(2048);
+    render_into(item, format, observer, &mut out);
+    // Every writer appends UTF-8 only (strings, numbers, escapes).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends one item as one line (no trailing newline) to `out`, which a sink reuses.
+pub fn render_into(item: &OutputItem, format: Format, observer: &Observer, out: &mut Vec<u8>) {
     match format {
-        Format::Ecs => super::ecs::render(item, observer),
-        Format::Ocsf => super::ocsf::render(item, observer),
-        Format::Cef => super::cef::render(item, observer),
+        Format::Ecs => super::ecs::render_into(item, observer, out),
+        Format::Ocsf => out.extend_from_slice(super::ocsf::render(item, observer).as_bytes()),
+        Format::Cef => super::cef::render_into(item, observer, out),
     }
 }
 
@@ -38,7 +46,12 @@ pub(crate) fn alert_record(alert: &Alert) -> Option<&FlowRecord> {
 
 /// The Community ID of a record's flow.
 pub fn community_id(rec: &FlowRecord) -> String {
-    community_id_v1(
+    community_id_text(rec).as_str().to_owned()
+}
+
+/// The Community ID of a record's flow, without allocating.
+pub(crate) fn community_id_text(rec: &FlowRecord) -> CommunityId {
+    community_id_v1_text(
         COMMUNITY_ID_SEED,
         rec.src_ip,
         rec.dst_ip,
@@ -175,8 +188,86 @@ impl fmt::Display for Message<'_> {
 }
 
 /// One readable sentence about the item.
+#[cfg(test)]
 pub(crate) fn message(item: &OutputItem) -> String {
     Message(item).to_string()
+}
+
+/// Appends JSON text to a buffer: fragments already in JSON form, strings escaped exactly as
+/// `serde_json` escapes them, numbers with `itoa`. The hand-written documents (ECS) use it;
+/// their tests check them byte for byte against the `serde` documents.
+pub(crate) struct JsonOut<'a>(pub &'a mut Vec<u8>);
+
+/// Whether `serde_json` would escape anything in `b` (control characters, `"` and `\`).
+fn needs_json_escape(b: &[u8]) -> bool {
+    // No early exit: the loop vectorizes, and the strings are short.
+    b.iter().fold(false, |acc, &c| {
+        acc | (c < 0x20) | (c == b'"') | (c == b'\\')
+    })
+}
+
+impl JsonOut<'_> {
+    /// A fragment that is already JSON (keys, punctuation, constant values).
+    pub(crate) fn raw(&mut self, s: &str) -> &mut Self {
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+    /// A JSON string.
+    pub(crate) fn str(&mut self, s: &str) -> &mut Self {
+        if needs_json_escape(s.as_bytes()) {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *self.0, s);
+        } else {
+            self.0.push(b'"');
+            self.0.extend_from_slice(s.as_bytes());
+            self.0.push(b'"');
+        }
+        self
+    }
+    /// A JSON string holding what `value` displays, written in place and escaped only when
+    /// it needs it.
+    pub(crate) fn display(&mut self, value: impl fmt::Display) -> &mut Self {
+        use std::io::Write as _;
+        self.0.push(b'"');
+        let start = self.0.len();
+        // Writing to a Vec fails only if `value` itself fails; the text stays as written.
+        let _ = write!(self.0, "{value}");
+        if needs_json_escape(&self.0[start..]) {
+            let text = self.0.split_off(start);
+            self.0.pop();
+            let text = String::from_utf8_lossy(&text);
+            let _ = serde_json::to_writer(&mut *self.0, text.as_ref());
+        } else {
+            self.0.push(b'"');
+        }
+        self
+    }
+    /// A JSON number.
+    pub(crate) fn num(&mut self, n: impl itoa::Integer) -> &mut Self {
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self
+    }
+    /// A JSON string holding a number (schemas that want ids as strings).
+    pub(crate) fn num_str(&mut self, n: impl itoa::Integer) -> &mut Self {
+        self.0.push(b'"');
+        self.num(n);
+        self.0.push(b'"');
+        self
+    }
+    /// An address as a JSON string (IPv4 without the formatting machinery).
+    pub(crate) fn ip(&mut self, ip: IpAddr) -> &mut Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                self.0.push(b'"');
+                self.num(a).raw(".").num(b).raw(".").num(c).raw(".").num(d);
+                self.0.push(b'"');
+                self
+            }
+            IpAddr::V6(v6) => self.display(v6),
+        }
+    }
 }
 
 /// Serializes any `Display` value as a JSON string, written in place (no intermediate
