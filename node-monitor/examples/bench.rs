@@ -319,7 +319,8 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
             std::env::temp_dir().join(format!("nm-bench-{}-{}", std::process::id(), runs.len()));
         std::fs::create_dir_all(&dir)?;
         let observer = Observer::local();
-        let render: Renderer = Arc::new(move |item, f| format::render(item, f, &observer));
+        let render: Renderer =
+            Arc::new(move |item, f, out| format::render_into(item, f, &observer, out));
         let spec = SinkSpec {
             name: "bench-file".to_owned(),
             kind: SinkKind::File {

@@ -170,8 +170,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let server = MetricsServer::start(listen, &metrics).await?;
 
     let observer = Observer::local();
-    let render: Renderer =
-        Arc::new(move |item, format| alerts::format::render(item, format, &observer));
+    let render: Renderer = Arc::new(move |item, format, out| {
+        alerts::format::render_into(item, format, &observer, out)
+    });
     let sinks = Sinks::start(&cfg.sinks, render)?;
 
     let ring = dp
@@ -322,10 +323,7 @@ impl Daemon {
         self.engine.flush(&mut self.alerts);
         self.dispatch();
         self.update_metrics(true);
-        let sinks = std::mem::replace(
-            &mut self.sinks,
-            Sinks::start(&[], Arc::new(|_, _| String::new()))?,
-        );
+        let sinks = std::mem::replace(&mut self.sinks, Sinks::start(&[], Arc::new(|_, _, _| {}))?);
         let sink_stats = sinks.shutdown(SINK_SHUTDOWN).await;
         self.stats.tracker = self.tracker.stats;
         print_summary(&self.dp, &self.stats, &sink_stats)?;
