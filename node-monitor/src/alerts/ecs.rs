@@ -1,6 +1,6 @@
 //! Elastic Common Schema 8.x documents (nested objects, one JSON line), as Elastic and
 //! OpenSearch ingest them without a custom pipeline.
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{cell::RefCell, collections::BTreeMap, net::IpAddr};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,7 +10,7 @@ use super::{
         FloodDoc, JsonOut, Message, SweepDoc, Text, action_name, alert_record, community_id,
         community_id_text, denied, item_time, outcome, rfc3339_text, rule_category, sweep_flood,
     },
-    model::{AlertKind, Observer, OutputItem, Severity},
+    model::{Alert, AlertKind, Observer, OutputItem, Rule, Severity},
 };
 use crate::events::{FlowRecord, RecordType};
 
@@ -37,6 +37,89 @@ pub fn render(item: &OutputItem, observer: &Observer) -> String {
 /// typed [`Doc`] (the shape's one source of truth; a test compares the two byte for byte over
 /// every kind of item), written field by field without building the document.
 pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
+    FRAGMENTS.with_borrow_mut(|cached| {
+        let frags = match cached {
+            Some(f) if f.observer == *observer => f,
+            _ => cached.insert(Fragments::new(observer)),
+        };
+        write_item(item, frags, out);
+    });
+}
+
+/// The parts of a line that are the same for every item of the observer, or of a rule,
+/// already in JSON form: written once per thread, then copied.
+struct Fragments {
+    observer: Observer,
+    /// `,"observer":{"hostname":…,"type":"sensor"` (the ingress interface follows).
+    observer_head: Vec<u8>,
+    /// `},"host":{…},"orchestrator":{…},"message":`
+    host: Vec<u8>,
+    /// `,"rule":{…}` of the rules seen so far (a catalog of a few).
+    rules: Vec<(Rule, Vec<u8>)>,
+}
+
+/// Rules kept at most (the catalog has about ten).
+const MAX_CACHED_RULES: usize = 64;
+
+thread_local! {
+    static FRAGMENTS: RefCell<Option<Fragments>> = const { RefCell::new(None) };
+}
+
+impl Fragments {
+    fn new(observer: &Observer) -> Fragments {
+        let mut observer_head = Vec::new();
+        JsonOut(&mut observer_head)
+            .raw(",\"observer\":{\"hostname\":")
+            .str(&observer.hostname)
+            .raw(",\"product\":")
+            .str(observer.product)
+            .raw(",\"vendor\":")
+            .str(observer.vendor)
+            .raw(",\"version\":")
+            .str(observer.version)
+            .raw(",\"type\":\"sensor\"");
+        let mut host = Vec::new();
+        JsonOut(&mut host)
+            .raw("},\"host\":{\"name\":")
+            .str(&observer.hostname)
+            .raw("},\"orchestrator\":{\"type\":\"kubernetes\"},\"message\":");
+        Fragments {
+            observer: observer.clone(),
+            observer_head,
+            host,
+            rules: Vec::new(),
+        }
+    }
+
+    fn rule(&mut self, a: &Alert) -> &[u8] {
+        let i = match self.rules.iter().position(|(r, _)| *r == a.rule) {
+            Some(i) => i,
+            None => {
+                if self.rules.len() >= MAX_CACHED_RULES {
+                    self.rules.clear();
+                }
+                let mut frag = Vec::new();
+                JsonOut(&mut frag)
+                    .raw(",\"rule\":{\"id\":")
+                    .str(a.rule.id)
+                    .raw(",\"name\":")
+                    .str(a.rule.name)
+                    .raw(",\"version\":")
+                    .num_str(a.rule.version)
+                    .raw(",\"description\":")
+                    .str(a.rule.description)
+                    .raw(",\"category\":")
+                    .str(rule_category(a))
+                    .raw(",\"ruleset\":\"node-monitor\"}");
+                self.rules.push((a.rule, frag));
+                self.rules.len() - 1
+            }
+        };
+        &self.rules[i].1
+    }
+}
+
+fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
     let (alert, rec) = match item {
         OutputItem::Alert(a) => (Some(a), alert_record(a)),
         OutputItem::Flow(r) => (None, Some(r)),
@@ -77,17 +160,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
         .str(outcome(rec))
         .raw(",\"module\":\"node_monitor\"}");
     if let Some(a) = alert {
-        j.raw(",\"rule\":{\"id\":")
-            .str(a.rule.id)
-            .raw(",\"name\":")
-            .str(a.rule.name)
-            .raw(",\"version\":")
-            .num_str(a.rule.version)
-            .raw(",\"description\":")
-            .str(a.rule.description)
-            .raw(",\"category\":")
-            .str(rule_category(a))
-            .raw(",\"ruleset\":\"node-monitor\"}");
+        j.frag(frags.rule(a));
     }
     if let Some(r) = rec {
         for (key, ip, port) in [
@@ -118,15 +191,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
         }
         j.raw("}");
     }
-    j.raw(",\"observer\":{\"hostname\":")
-        .str(&observer.hostname)
-        .raw(",\"product\":")
-        .str(observer.product)
-        .raw(",\"vendor\":")
-        .str(observer.vendor)
-        .raw(",\"version\":")
-        .str(observer.version)
-        .raw(",\"type\":\"sensor\"");
+    j.frag(&frags.observer_head);
     if let Some(r) = rec {
         j.raw(",\"ingress\":{\"interface\":{");
         if let Some(name) = &r.interface {
@@ -134,9 +199,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
         }
         j.raw("\"id\":").num_str(r.ifindex).raw("}}");
     }
-    j.raw("},\"host\":{\"name\":")
-        .str(&observer.hostname)
-        .raw("},\"orchestrator\":{\"type\":\"kubernetes\"},\"message\":")
+    j.frag(&frags.host)
         .display(Message(item))
         .raw(",\"node_monitor\":{");
     node_monitor_into(&mut j, alert, rec);

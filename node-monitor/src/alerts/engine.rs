@@ -139,6 +139,19 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The first alert of a dedup series.
+fn first_alert(id: String, time: SystemTime, rule: Rule, kind: AlertKind) -> Alert {
+    Alert {
+        id,
+        time,
+        rule,
+        kind,
+        suppressed: 0,
+        follow_up_of: None,
+        losses_since_previous: BTreeMap::new(),
+    }
+}
+
 fn delta(cur: u64, prev: u64) -> u64 {
     // A counter that went backwards was reset (e.g. the data path was reloaded): count from 0.
     if cur >= prev { cur - prev } else { cur }
@@ -341,28 +354,34 @@ impl Engine {
                 *self.stats.suppressed_by_rule.entry(key.0).or_default() += 1;
                 return;
             }
-            // The series' window ended before the tick saw it: close it, then start anew.
-            let order = (s.started, s.seq);
-            self.series_order.remove(&order);
-            if let Some(s) = self.series.remove(&key) {
-                self.close_series(s, out);
-            }
+            // The series' window ended before the tick saw it: close it, and start the next
+            // series in its place (the table entry and its key are reused).
+            let id = new_id();
+            self.seq += 1;
+            let seq = self.seq;
+            let old = std::mem::replace(
+                s,
+                Series {
+                    first_id: id.clone(),
+                    started: now,
+                    seq,
+                    rule,
+                    repeats: 0,
+                    last: None,
+                },
+            );
+            self.series_order.remove(&(old.started, old.seq));
+            self.series_order.insert((now, seq), key);
+            self.close_series(old, out);
+            self.emit(first_alert(id, time, rule, kind), out);
+            return;
         }
         while self.series.len() >= self.max_series && !self.series_order.is_empty() {
             self.stats.dedup_evictions += 1;
             self.close_oldest_series(out);
         }
         let id = new_id();
-        let alert = Alert {
-            id: id.clone(),
-            time,
-            rule,
-            kind,
-            suppressed: 0,
-            follow_up_of: None,
-            losses_since_previous: BTreeMap::new(),
-        };
-        self.emit(alert, out);
+        self.emit(first_alert(id.clone(), time, rule, kind), out);
         let seq = self.next_seq();
         self.series_order.insert((now, seq), key.clone());
         self.series.insert(
