@@ -29,7 +29,7 @@ pub fn render(item: &OutputItem, format: Format, observer: &Observer) -> String 
 pub fn render_into(item: &OutputItem, format: Format, observer: &Observer, out: &mut Vec<u8>) {
     match format {
         Format::Ecs => super::ecs::render_into(item, observer, out),
-        Format::Ocsf => out.extend_from_slice(super::ocsf::render(item, observer).as_bytes()),
+        Format::Ocsf => super::ocsf::render_into(item, observer, out),
         Format::Cef => super::cef::render_into(item, observer, out),
     }
 }
@@ -360,17 +360,6 @@ pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodD
             }),
         ),
     }
-}
-
-/// One JSON line (no trailing newline) from a typed document, serialized directly.
-pub(crate) fn json_line<T: serde::Serialize>(doc: &T, capacity: usize) -> String {
-    let mut buf = Vec::with_capacity(capacity);
-    if let Err(e) = serde_json::to_writer(&mut buf, doc) {
-        // Unreachable for the documents of this crate (string keys, infallible values).
-        tracing::error!("rendering a JSON alert failed: {e}");
-        return String::new();
-    }
-    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The time of an item: the alert's, or the flow record's.
