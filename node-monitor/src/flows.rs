@@ -6,7 +6,7 @@
 //! when an answer event was lost, the timeout path reads the flow entry instead.
 use std::{
     borrow::Cow,
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, VecDeque, hash_map::Entry},
     sync::Arc,
 };
 
@@ -159,14 +159,7 @@ impl Tracker {
             }
             self.order.pop_front();
             // The key may have been answered, or re-flagged with a later deadline.
-            let due = self
-                .pending
-                .get(&key)
-                .is_some_and(|p| p.deadline_ns == deadline);
-            if !due {
-                continue;
-            }
-            if let Some(p) = self.pending.remove(&key) {
+            if let Some(p) = self.take_due(key, deadline) {
                 self.report(&key, &p, &lookup, names, clock, out);
             }
         }
@@ -175,17 +168,18 @@ impl Tracker {
             let Some((key, deadline)) = self.order.pop_front() else {
                 break;
             };
-            let due = self
-                .pending
-                .get(&key)
-                .is_some_and(|p| p.deadline_ns == deadline);
-            if !due {
-                continue;
-            }
-            if let Some(p) = self.pending.remove(&key) {
+            if let Some(p) = self.take_due(key, deadline) {
                 self.stats.resolved_early += 1;
                 self.report(&key, &p, &lookup, names, clock, out);
             }
+        }
+    }
+
+    /// Removes the attempt of `key` if it is still the one due at `deadline` (one lookup).
+    fn take_due(&mut self, key: FlowKey, deadline: u64) -> Option<Pending> {
+        match self.pending.entry(key) {
+            Entry::Occupied(e) if e.get().deadline_ns == deadline => Some(e.remove()),
+            _ => None,
         }
     }
 
