@@ -195,8 +195,10 @@ fn clock_ns(id: libc::clockid_t) -> i128 {
 fn cached_ifname(index: u32) -> Option<Arc<str>> {
     use std::{cell::RefCell, collections::HashMap, time::Instant};
     const TTL: Duration = Duration::from_secs(1);
+    /// Name (None: no such interface) and when it was read.
+    type Entry = (Option<Arc<str>>, Instant);
     thread_local! {
-        static CACHE: RefCell<HashMap<u32, (Option<Arc<str>>, Instant)>> = RefCell::new(HashMap::new());
+        static CACHE: RefCell<HashMap<u32, Entry>> = RefCell::new(HashMap::new());
     }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();

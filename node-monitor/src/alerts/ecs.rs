@@ -525,7 +525,7 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
             verdict: rec.map(|r| r.verdict),
             action: rec.map(|r| r.action),
             answer: rec.and_then(|r| r.answer).map(|a| a.as_str()),
-            tcp_flags: rec.and_then(|r| r.tcp_flags.as_deref()),
+            tcp_flags: rec.and_then(|r| r.tcp_flags),
             hook: rec.map(|r| r.hook),
             packet_length: rec.map(|r| r.packet_length),
             suppressed_count: alert.map(|a| a.suppressed),

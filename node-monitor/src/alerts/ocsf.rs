@@ -569,7 +569,7 @@ fn connection_info(rec: &FlowRecord, with_community_id: bool) -> ConnectionInfo<
         direction: "Inbound",
         direction_id: 1,
         community_uid: with_community_id.then(|| community_id(rec)),
-        tcp_flags: rec.tcp_flags.as_deref().map(tcp_flags_bits),
+        tcp_flags: rec.tcp_flags.map(tcp_flags_bits),
     }
 }
 
@@ -604,7 +604,7 @@ fn node_monitor<'a>(item: &'a OutputItem, rec: Option<&'a FlowRecord>) -> NodeMo
         verdict: rec.map(|r| r.verdict),
         action: rec.map(|r| r.action),
         answer: rec.and_then(|r| r.answer).map(|a| a.as_str()),
-        tcp_flags: rec.and_then(|r| r.tcp_flags.as_deref()),
+        tcp_flags: rec.and_then(|r| r.tcp_flags),
         hook: rec.map(|r| r.hook),
         vlan: rec.map(|r| r.vlan.as_slice()).filter(|v| v.len() > 1),
         event_action: action_name(item),
