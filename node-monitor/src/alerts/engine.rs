@@ -83,7 +83,8 @@ type SeriesKey = (&'static str, IpAddr, Arc<str>);
 type SweepKey = (IpAddr, Arc<str>);
 
 struct Series {
-    first_id: String,
+    /// Kept binary; written out only for the follow-up (most series have none).
+    first_id: uuid::Uuid,
     started: Instant,
     seq: u64,
     rule: Rule,
@@ -136,7 +137,14 @@ pub fn record_time(rec: &FlowRecord) -> SystemTime {
 }
 
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    id_text(uuid::Uuid::new_v4())
+}
+
+/// An alert id in text form (lowercase, hyphenated), encoded without the `fmt` machinery.
+fn id_text(id: uuid::Uuid) -> String {
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// The first alert of a dedup series.
@@ -356,13 +364,13 @@ impl Engine {
             }
             // The series' window ended before the tick saw it: close it, and start the next
             // series in its place (the table entry and its key are reused).
-            let id = new_id();
+            let id = uuid::Uuid::new_v4();
             self.seq += 1;
             let seq = self.seq;
             let old = std::mem::replace(
                 s,
                 Series {
-                    first_id: id.clone(),
+                    first_id: id,
                     started: now,
                     seq,
                     rule,
@@ -373,15 +381,15 @@ impl Engine {
             self.series_order.remove(&(old.started, old.seq));
             self.series_order.insert((now, seq), key);
             self.close_series(old, out);
-            self.emit(first_alert(id, time, rule, kind), out);
+            self.emit(first_alert(id_text(id), time, rule, kind), out);
             return;
         }
         while self.series.len() >= self.max_series && !self.series_order.is_empty() {
             self.stats.dedup_evictions += 1;
             self.close_oldest_series(out);
         }
-        let id = new_id();
-        self.emit(first_alert(id.clone(), time, rule, kind), out);
+        let id = uuid::Uuid::new_v4();
+        self.emit(first_alert(id_text(id), time, rule, kind), out);
         let seq = self.next_seq();
         self.series_order.insert((now, seq), key.clone());
         self.series.insert(
@@ -417,7 +425,7 @@ impl Engine {
             rule: s.rule,
             kind,
             suppressed: s.repeats,
-            follow_up_of: Some(s.first_id),
+            follow_up_of: Some(id_text(s.first_id)),
             losses_since_previous: BTreeMap::new(),
         };
         self.emit(alert, out);
