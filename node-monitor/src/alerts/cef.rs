@@ -5,6 +5,7 @@ use std::{fmt, io::Write as _, net::IpAddr};
 use super::{
     format::{
         Message, alert_record, community_id_text, epoch_ms, item_time, outcome, rule_category,
+        write_ip,
     },
     model::{AlertKind, FloodScope, Observer, OutputItem, Severity},
 };
@@ -94,6 +95,11 @@ impl Ext<'_> {
         self.key(key);
         escape_value_into(self.out, value.as_bytes());
     }
+    /// An address (addresses need no escaping).
+    fn ip(&mut self, key: &str, ip: IpAddr) {
+        self.key(key);
+        write_ip(self.out, ip);
+    }
     fn num(&mut self, key: &str, value: impl itoa::Integer) {
         self.key(key);
         self.out
@@ -113,21 +119,21 @@ impl Ext<'_> {
 }
 
 fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
-    ext.display("src", r.src_ip);
+    ext.ip("src", r.src_ip);
     if with_ports {
         ext.num("spt", r.src_port);
     }
-    ext.display("dst", r.dst_ip);
+    ext.ip("dst", r.dst_ip);
     if with_ports {
         ext.num("dpt", r.dst_port);
     }
     // IPv6 also in the dedicated custom fields for consumers that take only IPv4 in src/dst.
     if let IpAddr::V6(ip) = r.src_ip {
-        ext.display("c6a2", ip);
+        ext.ip("c6a2", IpAddr::V6(ip));
         ext.str("c6a2Label", "Source IPv6 Address");
     }
     if let IpAddr::V6(ip) = r.dst_ip {
-        ext.display("c6a3", ip);
+        ext.ip("c6a3", IpAddr::V6(ip));
         ext.str("c6a3Label", "Destination IPv6 Address");
     }
     if r.protocol.is_ascii() {
@@ -227,7 +233,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 ext.num("cs4", window.as_secs());
                 ext.str("cs4Label", "windowSeconds");
                 if let FloodScope::Source(ip) = scope {
-                    ext.display("src", ip);
+                    ext.ip("src", *ip);
                 }
             }
         }

@@ -275,17 +275,31 @@ impl JsonOut<'_> {
         self.0.push(b'"');
         self
     }
-    /// An address as a JSON string (IPv4 without the formatting machinery).
+    /// An address as a JSON string (addresses need no escaping).
     pub(crate) fn ip(&mut self, ip: IpAddr) -> &mut Self {
-        match ip {
-            IpAddr::V4(v4) => {
-                let [a, b, c, d] = v4.octets();
-                self.0.push(b'"');
-                self.num(a).raw(".").num(b).raw(".").num(c).raw(".").num(d);
-                self.0.push(b'"');
-                self
+        self.0.push(b'"');
+        write_ip(self.0, ip);
+        self.0.push(b'"');
+        self
+    }
+}
+
+/// Appends an address as `Display` writes it: IPv4 without the formatting machinery.
+pub(crate) fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(n.format(octet).as_bytes());
             }
-            IpAddr::V6(v6) => self.display(v6),
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{v6}");
         }
     }
 }
