@@ -464,6 +464,20 @@ mod tests {
         assert!(!e.contains_key("externalId") && !e.contains_key("cn1"));
     }
 
+    /// Every kind of item (hostile strings included) is one parseable line whose `msg` is
+    /// the item's message and whose `dvchost` is the observer's hostname.
+    #[test]
+    fn every_variety_parses_with_its_message() {
+        for obs in [observer(), hostile_observer()] {
+            for item in &variety() {
+                let (header, e) = parse(&render(item, &obs));
+                assert_eq!(header.len(), 7);
+                assert_eq!(e["msg"], crate::alerts::format::message(item), "{item:?}");
+                assert_eq!(e["dvchost"], obs.hostname);
+            }
+        }
+    }
+
     #[test]
     fn escaping() {
         assert_eq!(escape_header(r"a|b\c"), r"a\|b\\c");

@@ -657,8 +657,8 @@ pub(crate) mod tests {
 
     #[test]
     fn message_written_in_place_matches_message() {
-        // ECS and OCSF write the message straight into their output; CEF uses `message()`.
-        // The two paths must agree for every kind of item.
+        // Every format writes the message straight into its output; `message()` is the text
+        // it must be, for every kind of item (CEF's tests check its `msg` the same way).
         let obs = observer();
         for item in &variety() {
             let ecs = crate::alerts::ecs::to_value(item, &obs);
