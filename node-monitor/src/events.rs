@@ -151,11 +151,13 @@ pub struct FlowRecord {
     pub sampled: bool,
 }
 
-/// Converts kernel monotonic timestamps to wall-clock time.
+/// Converts kernel monotonic timestamps to wall-clock time. Taken once per batch of records.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     /// Realtime minus monotonic, in ns.
     offset_ns: i128,
+    /// Monotonic time when the clock was taken (ns): "now" for the whole batch.
+    taken_ns: u64,
 }
 
 impl Clock {
@@ -164,6 +166,7 @@ impl Clock {
         let real = clock_ns(libc::CLOCK_REALTIME);
         Clock {
             offset_ns: real - mono,
+            taken_ns: u64::try_from(mono).unwrap_or(0),
         }
     }
     pub fn wall(&self, ktime_ns: u64) -> SystemTime {
@@ -191,20 +194,20 @@ fn clock_ns(id: libc::clockid_t) -> i128 {
 }
 
 /// Interface names by index, cached for a second: a record needs its interface's name, and
-/// asking the kernel for it per record would cost a syscall each time.
-fn cached_ifname(index: u32) -> Option<Arc<str>> {
-    use std::{cell::RefCell, collections::HashMap, time::Instant};
-    const TTL: Duration = Duration::from_secs(1);
-    /// Name (None: no such interface) and when it was read.
-    type Entry = (Option<Arc<str>>, Instant);
+/// asking the kernel for it per record would cost a syscall each time. `now_ns` is the
+/// batch's [`Clock`] time (monotonic), so a record costs no clock read either.
+fn cached_ifname(index: u32, now_ns: u64) -> Option<Arc<str>> {
+    use std::{cell::RefCell, collections::HashMap};
+    const TTL_NS: u64 = 1_000_000_000;
+    /// Name (None: no such interface) and when it was read (monotonic ns).
+    type Entry = (Option<Arc<str>>, u64);
     thread_local! {
         static CACHE: RefCell<HashMap<u32, Entry>> = RefCell::new(HashMap::new());
     }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        let now = Instant::now();
         if let Some((name, at)) = c.get(&index)
-            && now.duration_since(*at) < TTL
+            && now_ns.saturating_sub(*at) < TTL_NS
         {
             return name.clone();
         }
@@ -212,7 +215,7 @@ fn cached_ifname(index: u32) -> Option<Arc<str>> {
             c.clear();
         }
         let name: Option<Arc<str>> = crate::netif::ifname(index).map(Arc::from);
-        c.insert(index, (name.clone(), now));
+        c.insert(index, (name.clone(), now_ns));
         name
     })
 }
@@ -294,7 +297,7 @@ pub fn record(ev: &Event, group: Arc<str>, clock: &Clock, answer: Option<Answer>
         src_port: ev.src_port,
         dst_ip: ip_of(ev.family, &ev.dst_addr),
         dst_port: ev.dst_port,
-        interface: cached_ifname(ev.ifindex),
+        interface: cached_ifname(ev.ifindex, clock.taken_ns),
         ifindex: ev.ifindex,
         hook: match ev.hook {
             HOOK_XDP => "xdp",
@@ -366,6 +369,7 @@ mod tests {
             "kubelet".into(),
             &Clock {
                 offset_ns: 1_700_000_000_000_000_000,
+                taken_ns: 0,
             },
             Some(Answer::Refused),
         );
