@@ -405,7 +405,8 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
             std::env::temp_dir().join(format!("nm-bench-{}-{}", std::process::id(), runs.len()));
         std::fs::create_dir_all(&dir)?;
         let observer = Observer::local();
-        let render: Renderer = Arc::new(move |item, f| format::render(item, f, &observer));
+        let render: Renderer =
+            Arc::new(move |item, f, out| format::render_into(item, f, &observer, out));
         let spec = SinkSpec {
             name: "bench-file".to_owned(),
             kind: SinkKind::File {
@@ -606,7 +607,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
         FlowRecord {
             time: wall,
             record_type: RecordType::Flagged,
-            group: "kubelet".to_owned(),
+            group: "kubelet".into(),
             verdict,
             action,
             answer: [
@@ -621,7 +622,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
             src_port: 30000 + (i % 30000) as u16,
             dst_ip,
             dst_port: 10250,
-            interface: Some("eth0".to_owned()),
+            interface: Some("eth0".into()),
             ifindex: 2,
             hook: "xdp",
             vlan: match i % 10 {
@@ -629,7 +630,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
                 1 | 2 => vec![100],
                 _ => vec![],
             },
-            tcp_flags: Some("SYN".to_owned()),
+            tcp_flags: Some("SYN"),
             packet_length: 74,
             ktime_ns: i as u64,
             sampled: false,
@@ -671,7 +672,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
                     rules::sweep_rule(),
                     AlertKind::Sweep {
                         source: rec.src_ip,
-                        group: "nodeport".to_owned(),
+                        group: "nodeport".into(),
                         ports: (30000..30010).collect(),
                         window: Duration::from_secs(60),
                         last: rec,

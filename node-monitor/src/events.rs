@@ -1,6 +1,7 @@
 //! Ring-buffer records → typed flow records with names and wall-clock times.
 use std::{
     net::IpAddr,
+    sync::{Arc, LazyLock},
     time::{Duration, SystemTime},
 };
 
@@ -104,7 +105,8 @@ pub struct FlowRecord {
     pub time: SystemTime,
     #[serde(rename = "type")]
     pub record_type: RecordType,
-    pub group: String,
+    /// Shared with every record of the group (interned by [`crate::flows::Tracker`]).
+    pub group: Arc<str>,
     /// "allowed" or "denied".
     pub verdict: &'static str,
     /// "pass", "would_drop" (monitor mode) or "dropped" (enforced).
@@ -120,8 +122,9 @@ pub struct FlowRecord {
     pub src_port: u16,
     pub dst_ip: IpAddr,
     pub dst_port: u16,
-    /// Interface name (None if it disappeared before the record was read).
-    pub interface: Option<String>,
+    /// Interface name (None if it disappeared before the record was read); shared with
+    /// every record of the interface.
+    pub interface: Option<Arc<str>>,
     pub ifindex: u32,
     /// "xdp" or "tc".
     pub hook: &'static str,
@@ -130,7 +133,7 @@ pub struct FlowRecord {
     pub vlan: Vec<u16>,
     /// TCP flags of the first packet, e.g. "SYN" or "FIN|PSH|URG".
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_flags: Option<String>,
+    pub tcp_flags: Option<&'static str>,
     pub packet_length: u32,
     /// Monotonic kernel time of the packet (ns), for ordering and correlation.
     pub ktime_ns: u64,
@@ -140,11 +143,13 @@ pub struct FlowRecord {
     pub sampled: bool,
 }
 
-/// Converts kernel monotonic timestamps to wall-clock time.
+/// Converts kernel monotonic timestamps to wall-clock time. Taken once per batch of records.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     /// Realtime minus monotonic, in ns.
     offset_ns: i128,
+    /// Monotonic time when the clock was taken (ns): "now" for the whole batch.
+    taken_ns: u64,
 }
 
 impl Clock {
@@ -153,6 +158,7 @@ impl Clock {
         let real = clock_ns(libc::CLOCK_REALTIME);
         Clock {
             offset_ns: real - mono,
+            taken_ns: u64::try_from(mono).unwrap_or(0),
         }
     }
     pub fn wall(&self, ktime_ns: u64) -> SystemTime {
@@ -180,26 +186,28 @@ fn clock_ns(id: libc::clockid_t) -> i128 {
 }
 
 /// Interface names by index, cached for a second: a record needs its interface's name, and
-/// asking the kernel for it per record would cost a syscall each time.
-fn cached_ifname(index: u32) -> Option<String> {
-    use std::{cell::RefCell, collections::HashMap, time::Instant};
-    const TTL: Duration = Duration::from_secs(1);
+/// asking the kernel for it per record would cost a syscall each time. `now_ns` is the
+/// batch's [`Clock`] time (monotonic), so a record costs no clock read either.
+fn cached_ifname(index: u32, now_ns: u64) -> Option<Arc<str>> {
+    use std::{cell::RefCell, collections::HashMap};
+    const TTL_NS: u64 = 1_000_000_000;
+    /// Name (None: no such interface) and when it was read (monotonic ns).
+    type Entry = (Option<Arc<str>>, u64);
     thread_local! {
-        static CACHE: RefCell<HashMap<u32, (Option<String>, Instant)>> = RefCell::new(HashMap::new());
+        static CACHE: RefCell<HashMap<u32, Entry>> = RefCell::new(HashMap::new());
     }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        let now = Instant::now();
         if let Some((name, at)) = c.get(&index)
-            && now.duration_since(*at) < TTL
+            && now_ns.saturating_sub(*at) < TTL_NS
         {
             return name.clone();
         }
         if c.len() > 4096 {
             c.clear();
         }
-        let name = crate::netif::ifname(index);
-        c.insert(index, (name.clone(), now));
+        let name: Option<Arc<str>> = crate::netif::ifname(index).map(Arc::from);
+        c.insert(index, (name.clone(), now_ns));
         name
     })
 }
@@ -212,7 +220,22 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
-pub fn tcp_flags_str(flags: u8) -> String {
+/// The six flags [`tcp_flags_str`] names fit in the low six bits.
+const TCP_FLAG_MASK: u8 = 0x3f;
+const _: () =
+    assert!((TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST | TCP_PSH | TCP_URG) & !TCP_FLAG_MASK == 0);
+
+/// The names of every combination of the six flags, built once: a record takes its text
+/// from here instead of joining names per record.
+static TCP_FLAG_NAMES: LazyLock<[String; 64]> =
+    LazyLock::new(|| std::array::from_fn(|i| join_tcp_flags(i as u8)));
+
+/// TCP flags as text, e.g. "SYN" or "FIN|PSH|URG" ("NONE" when none of the six is set).
+pub fn tcp_flags_str(flags: u8) -> &'static str {
+    &TCP_FLAG_NAMES[usize::from(flags & TCP_FLAG_MASK)]
+}
+
+fn join_tcp_flags(flags: u8) -> String {
     let names = [
         (TCP_SYN, "SYN"),
         (TCP_ACK, "ACK"),
@@ -234,7 +257,7 @@ pub fn tcp_flags_str(flags: u8) -> String {
 }
 
 /// Builds the record for a flagged or sampled event. `group` is the group's name.
-pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) -> FlowRecord {
+pub fn record(ev: &Event, group: Arc<str>, clock: &Clock, answer: Option<Answer>) -> FlowRecord {
     let tcp = ev.proto == IPPROTO_TCP;
     let vlan = [ev.vlan_outer, ev.vlan_inner];
     FlowRecord {
@@ -244,7 +267,7 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
         } else {
             RecordType::Flow
         },
-        group: group.to_owned(),
+        group,
         verdict: if ev.verdict == VERDICT_DENIED {
             "denied"
         } else {
@@ -266,7 +289,7 @@ pub fn record(ev: &Event, group: &str, clock: &Clock, answer: Option<Answer>) ->
         src_port: ev.src_port,
         dst_ip: ev.dst_addr.to_ip(ev.family),
         dst_port: ev.dst_port,
-        interface: cached_ifname(ev.ifindex),
+        interface: cached_ifname(ev.ifindex, clock.taken_ns),
         ifindex: ev.ifindex,
         hook: match ev.hook {
             HOOK_XDP => "xdp",
@@ -339,9 +362,10 @@ mod tests {
     fn record_fields() {
         let r = record(
             &event(),
-            "kubelet",
+            "kubelet".into(),
             &Clock {
                 offset_ns: 1_700_000_000_000_000_000,
+                taken_ns: 0,
             },
             Some(Answer::Refused),
         );
@@ -371,5 +395,9 @@ mod tests {
         assert_eq!(v4.octets()[4..], [0; 12]);
         assert_eq!(tcp_flags_str(TCP_FIN | TCP_PSH | TCP_URG), "FIN|PSH|URG");
         assert_eq!(tcp_flags_str(0), "NONE");
+        assert_eq!(tcp_flags_str(TCP_SYN | TCP_ACK | 0xc0), "SYN|ACK");
+        for f in 0..=u8::MAX {
+            assert_eq!(tcp_flags_str(f), join_tcp_flags(f));
+        }
     }
 }

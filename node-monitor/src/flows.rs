@@ -4,7 +4,11 @@
 //!
 //! The egress program reports answers as events and also records them on the flow entry;
 //! when an answer event was lost, the timeout path reads the flow entry instead.
-use std::collections::{HashMap, VecDeque};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, VecDeque, hash_map::Entry},
+    sync::Arc,
+};
 
 use node_monitor_common::{ANSWER_NONE, EVENT_ANSWER, EVENT_FLAGGED, Event, FlowKey, FlowState};
 
@@ -40,12 +44,15 @@ pub struct Tracker {
     pending: HashMap<FlowKey, Pending>,
     /// Keys in arrival order; deadlines are monotonic in arrival order.
     order: VecDeque<(FlowKey, u64)>,
+    /// The name last seen for each group id, shared by the records of that group (one
+    /// allocation per group, not per record).
+    group_names: Vec<Option<Arc<str>>>,
     pub stats: TrackerStats,
 }
 
 /// Resolves a group id to its name.
 pub trait GroupNames {
-    fn group_name(&self, id: u8) -> String;
+    fn group_name(&self, id: u8) -> Cow<'_, str>;
 }
 
 impl Tracker {
@@ -55,6 +62,7 @@ impl Tracker {
             max_pending: MAX_PENDING,
             pending: HashMap::new(),
             order: VecDeque::new(),
+            group_names: vec![None; usize::from(u8::MAX) + 1],
             stats: TrackerStats::default(),
         }
     }
@@ -70,6 +78,17 @@ impl Tracker {
     /// Changes the pending-table cap (tests).
     pub fn set_max_pending(&mut self, max: usize) {
         self.max_pending = max.max(1);
+    }
+
+    /// The shared name of group `id` (a reload may give an id another name: the name is
+    /// compared each time, and replaced when it changed).
+    fn group(&mut self, id: u8, names: &impl GroupNames) -> Arc<str> {
+        let name = names.group_name(id);
+        let slot = &mut self.group_names[usize::from(id)];
+        match slot {
+            Some(shared) if **shared == *name => shared.clone(),
+            _ => slot.insert(Arc::from(name.as_ref())).clone(),
+        }
     }
 
     /// Handles one decoded event; pushes any record that is complete onto `out`.
@@ -95,10 +114,10 @@ impl Tracker {
                     },
                 ) {
                     self.stats.superseded += 1;
-                    let name = names.group_name(old.event.group);
+                    let name = self.group(old.event.group, names);
                     out.push(events::record(
                         &old.event,
-                        &name,
+                        name,
                         clock,
                         Some(Answer::NoAnswer),
                     ));
@@ -107,10 +126,10 @@ impl Tracker {
             }
             EVENT_ANSWER => match self.pending.remove(&key) {
                 Some(p) => {
-                    let name = names.group_name(p.event.group);
+                    let name = self.group(p.event.group, names);
                     out.push(events::record(
                         &p.event,
-                        &name,
+                        name,
                         clock,
                         Answer::from_raw(ev.answer),
                     ));
@@ -118,8 +137,8 @@ impl Tracker {
                 None => self.stats.late_answers += 1,
             },
             _ => {
-                let name = names.group_name(ev.group);
-                out.push(events::record(&ev, &name, clock, None));
+                let name = self.group(ev.group, names);
+                out.push(events::record(&ev, name, clock, None));
             }
         }
     }
@@ -140,14 +159,7 @@ impl Tracker {
             }
             self.order.pop_front();
             // The key may have been answered, or re-flagged with a later deadline.
-            let due = self
-                .pending
-                .get(&key)
-                .is_some_and(|p| p.deadline_ns == deadline);
-            if !due {
-                continue;
-            }
-            if let Some(p) = self.pending.remove(&key) {
+            if let Some(p) = self.take_due(key, deadline) {
                 self.report(&key, &p, &lookup, names, clock, out);
             }
         }
@@ -156,17 +168,18 @@ impl Tracker {
             let Some((key, deadline)) = self.order.pop_front() else {
                 break;
             };
-            let due = self
-                .pending
-                .get(&key)
-                .is_some_and(|p| p.deadline_ns == deadline);
-            if !due {
-                continue;
-            }
-            if let Some(p) = self.pending.remove(&key) {
+            if let Some(p) = self.take_due(key, deadline) {
                 self.stats.resolved_early += 1;
                 self.report(&key, &p, &lookup, names, clock, out);
             }
+        }
+    }
+
+    /// Removes the attempt of `key` if it is still the one due at `deadline` (one lookup).
+    fn take_due(&mut self, key: FlowKey, deadline: u64) -> Option<Pending> {
+        match self.pending.entry(key) {
+            Entry::Occupied(e) if e.get().deadline_ns == deadline => Some(e.remove()),
+            _ => None,
         }
     }
 
@@ -197,8 +210,8 @@ impl Tracker {
         out: &mut Vec<FlowRecord>,
     ) {
         let answer = self.answer_from_table(key, &p.event, lookup);
-        let name = names.group_name(p.event.group);
-        out.push(events::record(&p.event, &name, clock, Some(answer)));
+        let name = self.group(p.event.group, names);
+        out.push(events::record(&p.event, name, clock, Some(answer)));
     }
 
     fn answer_from_table(
@@ -228,8 +241,8 @@ mod tests {
 
     struct Names;
     impl GroupNames for Names {
-        fn group_name(&self, id: u8) -> String {
-            format!("g{id}")
+        fn group_name(&self, id: u8) -> Cow<'_, str> {
+            Cow::Owned(format!("g{id}"))
         }
     }
 
@@ -271,7 +284,7 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].answer, Some(Answer::Refused));
-        assert_eq!(out[0].group, "g1");
+        assert_eq!(&*out[0].group, "g1");
         assert_eq!(t.pending(), 0);
     }
 

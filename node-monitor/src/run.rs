@@ -60,9 +60,9 @@ pub struct RunOptions {
 }
 
 impl GroupNames for GroupIds {
-    fn group_name(&self, id: u8) -> String {
+    fn group_name(&self, id: u8) -> std::borrow::Cow<'_, str> {
         self.name(id)
-            .map_or_else(|| format!("group-{id}"), str::to_owned)
+            .map_or_else(|| format!("group-{id}").into(), Into::into)
     }
 }
 
@@ -170,8 +170,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let server = MetricsServer::start(listen, &metrics).await?;
 
     let observer = Observer::local();
-    let render: Renderer =
-        Arc::new(move |item, format| alerts::format::render(item, format, &observer));
+    let render: Renderer = Arc::new(move |item, format, out| {
+        alerts::format::render_into(item, format, &observer, out)
+    });
     let sinks = Sinks::start(&cfg.sinks, render)?;
 
     let ring = dp
@@ -257,7 +258,7 @@ struct Daemon {
     metrics: Metrics,
     stats: UserStats,
     /// Flagged connections by (group, protocol, answer).
-    answers: BTreeMap<(String, &'static str, &'static str), u64>,
+    answers: BTreeMap<(Arc<str>, &'static str, &'static str), u64>,
     records: Vec<FlowRecord>,
     alerts: Vec<Alert>,
     flow_entries: u64,
@@ -322,10 +323,7 @@ impl Daemon {
         self.engine.flush(&mut self.alerts);
         self.dispatch();
         self.update_metrics(true);
-        let sinks = std::mem::replace(
-            &mut self.sinks,
-            Sinks::start(&[], Arc::new(|_, _| String::new()))?,
-        );
+        let sinks = std::mem::replace(&mut self.sinks, Sinks::start(&[], Arc::new(|_, _, _| {}))?);
         let sink_stats = sinks.shutdown(SINK_SHUTDOWN).await;
         self.stats.tracker = self.tracker.stats;
         print_summary(&self.dp, &self.stats, &sink_stats)?;
@@ -566,7 +564,7 @@ impl Daemon {
             answers: self
                 .answers
                 .iter()
-                .map(|((g, p, a), n)| (g.clone(), *p, *a, *n))
+                .map(|((g, p, a), n)| (g.to_string(), *p, *a, *n))
                 .collect(),
             alerts: es
                 .alerts_by_rule

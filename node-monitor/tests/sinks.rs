@@ -81,9 +81,12 @@ fn flow(port: u16) -> Arc<OutputItem> {
 
 /// `{"id":"<alert id>","format":"<Format>"}`, or `{"flow":<src port>,...}`.
 fn render() -> Renderer {
-    Arc::new(|item, format| match item {
-        OutputItem::Alert(a) => format!("{{\"id\":\"{}\",\"format\":\"{format:?}\"}}", a.id),
-        OutputItem::Flow(f) => format!("{{\"flow\":{},\"format\":\"{format:?}\"}}", f.src_port),
+    Arc::new(|item, format, out| {
+        let line = match item {
+            OutputItem::Alert(a) => format!("{{\"id\":\"{}\",\"format\":\"{format:?}\"}}", a.id),
+            OutputItem::Flow(f) => format!("{{\"flow\":{},\"format\":\"{format:?}\"}}", f.src_port),
+        };
+        out.extend_from_slice(line.as_bytes());
     })
 }
 
@@ -168,8 +171,8 @@ async fn file_rotation_keeps_exactly_keep_old_files_in_order() {
     let dir = TempDir::new("rotate");
     let path = dir.path().join("sub/dir/alerts.json");
     // Each rendered line is 100 bytes: 10 per 1000-byte file.
-    let render: Renderer = Arc::new(|item, _| match item {
-        OutputItem::Alert(a) => format!("{:.<99}", a.id),
+    let render: Renderer = Arc::new(|item, _, out| match item {
+        OutputItem::Alert(a) => out.extend_from_slice(format!("{:.<99}", a.id).as_bytes()),
         OutputItem::Flow(_) => unreachable!(),
     });
     let sinks = Sinks::start(&[file_spec("file", &path, 1000, 3, 1000)], render).unwrap();

@@ -1,9 +1,12 @@
 //! ArcSight Common Event Format (CEF:0), as Microsoft Sentinel (CommonSecurityLog) and
 //! ArcSight ingest it: `CEF:0|vendor|product|version|signature id|name|severity|extensions`.
-use std::{fmt::Write as _, net::IpAddr};
+use std::{fmt, io::Write as _, net::IpAddr};
 
 use super::{
-    format::{alert_record, community_id, epoch_ms, item_time, message, outcome, rule_category},
+    format::{
+        Message, alert_record, community_id_text, epoch_ms, item_time, outcome, rule_category,
+        write_ip,
+    },
     model::{AlertKind, FloodScope, Observer, OutputItem, Severity},
 };
 use crate::events::FlowRecord;
@@ -21,97 +24,167 @@ pub fn severity_number(s: Severity) -> u8 {
 /// Severity of a sampled flow (informational).
 pub const FLOW_SEVERITY: u8 = 1;
 
-/// Escapes a header field: `\` and `|`; line breaks (not allowed in a header) become spaces.
+/// Escapes a header field: `\\` and `|`; line breaks (not allowed in a header) become spaces.
 pub fn escape_header(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '|' => out.push_str("\\|"),
-            '\r' | '\n' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    let mut out = Vec::with_capacity(s.len());
+    escape_header_into(&mut out, s.as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Escapes an extension value: `\`, `=`, and line breaks as `\n` / `\r`.
+/// Escapes an extension value: `\\`, `=`, and line breaks as `\n` / `\r`.
 pub fn escape_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '=' => out.push_str("\\="),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out
+    let mut out = Vec::with_capacity(s.len());
+    escape_value_into(&mut out, s.as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Extensions in order (keys are fixed identifiers, values escaped on output).
-struct Ext(Vec<(&'static str, String)>);
-
-impl Ext {
-    fn add(&mut self, key: &'static str, value: impl ToString) {
-        self.0.push((key, value.to_string()));
+// Both escapes work on bytes: every byte they change is ASCII, and no byte of a multi-byte
+// UTF-8 character is ASCII, so the text stays valid UTF-8.
+fn escape_header_into(out: &mut Vec<u8>, s: &[u8]) {
+    if !s.iter().any(|b| matches!(b, b'\\' | b'|' | b'\r' | b'\n')) {
+        out.extend_from_slice(s);
+        return;
     }
-    fn render(&self) -> String {
-        let mut out = String::new();
-        for (i, (k, v)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(' ');
-            }
-            let _ = write!(out, "{k}={}", escape_value(v));
+    for &b in s {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'|' => out.extend_from_slice(b"\\|"),
+            b'\r' | b'\n' => out.push(b' '),
+            b => out.push(b),
         }
-        out
     }
 }
 
-fn connection(ext: &mut Ext, r: &FlowRecord, with_ports: bool) {
-    ext.add("src", r.src_ip);
-    if with_ports {
-        ext.add("spt", r.src_port);
+fn needs_value_escape(s: &[u8]) -> bool {
+    s.iter().any(|b| matches!(b, b'\\' | b'=' | b'\r' | b'\n'))
+}
+
+fn escape_value_into(out: &mut Vec<u8>, s: &[u8]) {
+    if !needs_value_escape(s) {
+        out.extend_from_slice(s);
+        return;
     }
-    ext.add("dst", r.dst_ip);
+    for &b in s {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'=' => out.extend_from_slice(b"\\="),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b => out.push(b),
+        }
+    }
+}
+
+/// Writes the extensions in order, straight into the line: `key=value` pairs separated by
+/// spaces (keys are fixed identifiers, values escaped as they are written).
+struct Ext<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl Ext<'_> {
+    fn key(&mut self, key: &str) -> &mut Self {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b' ');
+        }
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.push(b'=');
+        self
+    }
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escape_value_into(self.out, value.as_bytes());
+    }
+    /// An address (addresses need no escaping).
+    fn ip(&mut self, key: &str, ip: IpAddr) {
+        self.key(key);
+        write_ip(self.out, ip);
+    }
+    fn num(&mut self, key: &str, value: impl itoa::Integer) {
+        self.key(key);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+    /// A value that displays itself, written in place and escaped only if it needs it.
+    fn display(&mut self, key: &str, value: impl fmt::Display) {
+        self.key(key);
+        let start = self.out.len();
+        // Writing to a Vec fails only if `value` itself fails; the text stays as written.
+        let _ = write!(self.out, "{value}");
+        if needs_value_escape(&self.out[start..]) {
+            let text = self.out.split_off(start);
+            escape_value_into(self.out, &text);
+        }
+    }
+}
+
+fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
+    ext.ip("src", r.src_ip);
     if with_ports {
-        ext.add("dpt", r.dst_port);
+        ext.num("spt", r.src_port);
+    }
+    ext.ip("dst", r.dst_ip);
+    if with_ports {
+        ext.num("dpt", r.dst_port);
     }
     // IPv6 also in the dedicated custom fields for consumers that take only IPv4 in src/dst.
     if let IpAddr::V6(ip) = r.src_ip {
-        ext.add("c6a2", ip);
-        ext.add("c6a2Label", "Source IPv6 Address");
+        ext.ip("c6a2", IpAddr::V6(ip));
+        ext.str("c6a2Label", "Source IPv6 Address");
     }
     if let IpAddr::V6(ip) = r.dst_ip {
-        ext.add("c6a3", ip);
-        ext.add("c6a3Label", "Destination IPv6 Address");
+        ext.ip("c6a3", IpAddr::V6(ip));
+        ext.str("c6a3Label", "Destination IPv6 Address");
     }
-    ext.add("proto", r.protocol.to_uppercase());
-    ext.add("act", r.action);
+    if r.protocol.is_ascii() {
+        ext.key("proto");
+        let start = ext.out.len();
+        escape_value_into(ext.out, r.protocol.as_bytes());
+        ext.out[start..].make_ascii_uppercase();
+    } else {
+        ext.str("proto", &r.protocol.to_uppercase());
+    }
+    ext.str("act", r.action);
     if let Some(ifname) = &r.interface {
-        ext.add("deviceInboundInterface", ifname);
+        ext.str("deviceInboundInterface", ifname);
     }
-    ext.add("deviceDirection", 0);
-    ext.add("cs1", &r.group);
-    ext.add("cs1Label", "portGroup");
+    ext.num("deviceDirection", 0u8);
+    ext.str("cs1", &r.group);
+    ext.str("cs1Label", "portGroup");
     if with_ports {
-        ext.add("cs2", community_id(r));
-        ext.add("cs2Label", "communityId");
+        ext.str("cs2", community_id_text(r).as_str());
+        ext.str("cs2Label", "communityId");
     }
 }
 
 pub fn render(item: &OutputItem, observer: &Observer) -> String {
-    let mut ext = Ext(Vec::new());
+    let mut out = Vec::with_capacity(1024);
+    render_into(item, observer, &mut out);
+    // Only UTF-8 is ever appended (see the escapes).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends the CEF line of one item to `out`, escaping each field as it is written.
+pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     let (signature, name, severity) = match item {
-        OutputItem::Alert(a) => (
-            a.rule.id.to_owned(),
-            a.rule.name.to_owned(),
-            severity_number(a.rule.severity),
-        ),
-        OutputItem::Flow(_) => ("flow".to_owned(), "sampled flow".to_owned(), FLOW_SEVERITY),
+        OutputItem::Alert(a) => (a.rule.id, a.rule.name, severity_number(a.rule.severity)),
+        OutputItem::Flow(_) => ("flow", "sampled flow", FLOW_SEVERITY),
     };
-    ext.add("rt", epoch_ms(item_time(item)));
+    out.extend_from_slice(b"CEF:0|");
+    for field in [
+        observer.vendor,
+        observer.product,
+        observer.version,
+        signature,
+        name,
+    ] {
+        escape_header_into(out, field.as_bytes());
+        out.push(b'|');
+    }
+    out.extend_from_slice(itoa::Buffer::new().format(severity).as_bytes());
+    out.push(b'|');
+    let mut ext = Ext { out, first: true };
+    ext.num("rt", epoch_ms(item_time(item)));
     let rec = match item {
         OutputItem::Alert(a) => alert_record(a),
         OutputItem::Flow(r) => Some(r),
@@ -120,26 +193,32 @@ pub fn render(item: &OutputItem, observer: &Observer) -> String {
     if let Some(r) = rec {
         connection(&mut ext, r, !sweep);
     }
-    ext.add("outcome", outcome(rec));
+    ext.str("outcome", outcome(rec));
     if let OutputItem::Alert(a) = item {
-        ext.add("cat", rule_category(a));
-        ext.add("cn1", a.suppressed);
-        ext.add("cn1Label", "suppressedCount");
-        ext.add("externalId", &a.id);
+        ext.str("cat", rule_category(a));
+        ext.num("cn1", a.suppressed);
+        ext.str("cn1Label", "suppressedCount");
+        ext.str("externalId", &a.id);
         if let Some(first) = &a.follow_up_of {
-            ext.add("cs3", first);
-            ext.add("cs3Label", "followUpOf");
+            ext.str("cs3", first);
+            ext.str("cs3Label", "followUpOf");
         }
         match &a.kind {
             AlertKind::Connection { .. } => {}
             AlertKind::Sweep { ports, window, .. } => {
-                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-                ext.add("cs4", list.join(","));
-                ext.add("cs4Label", "sweepPorts");
-                ext.add("cn2", ports.len());
-                ext.add("cn2Label", "sweepPortCount");
-                ext.add("cn3", window.as_secs());
-                ext.add("cn3Label", "windowSeconds");
+                ext.key("cs4");
+                for (i, p) in ports.iter().enumerate() {
+                    if i > 0 {
+                        ext.out.push(b',');
+                    }
+                    ext.out
+                        .extend_from_slice(itoa::Buffer::new().format(*p).as_bytes());
+                }
+                ext.str("cs4Label", "sweepPorts");
+                ext.num("cn2", ports.len());
+                ext.str("cn2Label", "sweepPortCount");
+                ext.num("cn3", window.as_secs());
+                ext.str("cn3Label", "windowSeconds");
             }
             AlertKind::Flood {
                 scope,
@@ -147,43 +226,37 @@ pub fn render(item: &OutputItem, observer: &Observer) -> String {
                 ringbuf_full,
                 window,
             } => {
-                ext.add("cn2", rate_limited);
-                ext.add("cn2Label", "rateLimited");
-                ext.add("cn3", ringbuf_full);
-                ext.add("cn3Label", "ringbufFull");
-                ext.add("cs4", window.as_secs());
-                ext.add("cs4Label", "windowSeconds");
+                ext.num("cn2", *rate_limited);
+                ext.str("cn2Label", "rateLimited");
+                ext.num("cn3", *ringbuf_full);
+                ext.str("cn3Label", "ringbufFull");
+                ext.num("cs4", window.as_secs());
+                ext.str("cs4Label", "windowSeconds");
                 if let FloodScope::Source(ip) = scope {
-                    ext.add("src", ip);
+                    ext.ip("src", *ip);
                 }
             }
         }
         if !a.losses_since_previous.is_empty() {
-            let list: Vec<String> = a
-                .losses_since_previous
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect();
-            ext.add("cs5", list.join(","));
-            ext.add("cs5Label", "lossesSincePrevious");
+            ext.key("cs5");
+            for (i, (k, v)) in a.losses_since_previous.iter().enumerate() {
+                if i > 0 {
+                    ext.out.push(b',');
+                }
+                escape_value_into(ext.out, k.as_bytes());
+                ext.out.push(b':');
+                ext.out
+                    .extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
+            }
+            ext.str("cs5Label", "lossesSincePrevious");
         }
     }
     if let Some(answer) = rec.and_then(|r| r.answer) {
-        ext.add("cs6", answer.as_str());
-        ext.add("cs6Label", "answer");
+        ext.str("cs6", answer.as_str());
+        ext.str("cs6Label", "answer");
     }
-    ext.add("msg", message(item));
-    ext.add("dvchost", &observer.hostname);
-    format!(
-        "CEF:0|{}|{}|{}|{}|{}|{}|{}",
-        escape_header(observer.vendor),
-        escape_header(observer.product),
-        escape_header(observer.version),
-        escape_header(&signature),
-        escape_header(&name),
-        severity,
-        ext.render()
-    )
+    ext.display("msg", Message(item));
+    ext.str("dvchost", &observer.hostname);
 }
 
 #[cfg(test)]
@@ -391,6 +464,20 @@ mod tests {
         assert!(!e.contains_key("externalId") && !e.contains_key("cn1"));
     }
 
+    /// Every kind of item (hostile strings included) is one parseable line whose `msg` is
+    /// the item's message and whose `dvchost` is the observer's hostname.
+    #[test]
+    fn every_variety_parses_with_its_message() {
+        for obs in [observer(), hostile_observer()] {
+            for item in &variety() {
+                let (header, e) = parse(&render(item, &obs));
+                assert_eq!(header.len(), 7);
+                assert_eq!(e["msg"], crate::alerts::format::message(item), "{item:?}");
+                assert_eq!(e["dvchost"], obs.hostname);
+            }
+        }
+    }
+
     #[test]
     fn escaping() {
         assert_eq!(escape_header(r"a|b\c"), r"a\|b\\c");
@@ -409,7 +496,7 @@ mod tests {
         let mut a = connection_alert();
         a.rule.name = "a|b";
         if let AlertKind::Connection { record } = &mut a.kind {
-            record.group = r"g=1\2 key=x".to_owned();
+            record.group = r"g=1\2 key=x".into();
         }
         let line = render(&OutputItem::Alert(a), &obs);
         assert!(

@@ -40,10 +40,41 @@ fn icmp_counterpart(proto: u8, ty: u16) -> Option<u16> {
     Some(pair)
 }
 
-fn octets(ip: IpAddr) -> Vec<u8> {
+/// An address as bytes on the stack: 4 for IPv4, 16 for IPv6.
+fn octets(ip: IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0u8; 16];
     match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => {
+            b[..4].copy_from_slice(&a.octets());
+            (b, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 16),
+    }
+}
+
+/// A Community ID v1 in text form (`"1:"` and 28 base64 characters), held on the stack so
+/// that a formatter writes it without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CommunityId {
+    text: [u8; 30],
+    len: usize,
+}
+
+impl CommunityId {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -59,7 +90,22 @@ pub fn community_id_v1(
     sport: u16,
     dport: u16,
 ) -> String {
-    let (saddr, daddr) = (octets(src), octets(dst));
+    community_id_v1_text(seed, src, dst, proto, sport, dport)
+        .as_str()
+        .to_owned()
+}
+
+/// [`community_id_v1`] without allocating.
+pub fn community_id_v1_text(
+    seed: u16,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+) -> CommunityId {
+    let ((sbuf, slen), (dbuf, dlen)) = (octets(src), octets(dst));
+    let (saddr, daddr) = (&sbuf[..slen], &dbuf[..dlen]);
     let is_lt = |a: &[u8], b: &[u8], pa: u16, pb: u16| a < b || (a == b && pa < pb);
     let (ports, one_way) = match proto {
         TCP | UDP | SCTP => (Some((sport, dport)), false),
@@ -70,7 +116,7 @@ pub fn community_id_v1(
         _ => (None, false),
     };
     let (p1, p2) = ports.unwrap_or((0, 0));
-    let keep = one_way || is_lt(&saddr, &daddr, p1, p2);
+    let keep = one_way || is_lt(saddr, daddr, p1, p2);
     let (a, b, pa, pb) = if keep {
         (saddr, daddr, p1, p2)
     } else {
@@ -79,17 +125,20 @@ pub fn community_id_v1(
 
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
-    h.update(&a);
-    h.update(&b);
+    h.update(a);
+    h.update(b);
     h.update([proto, 0]);
     if ports.is_some() {
         h.update(pa.to_be_bytes());
         h.update(pb.to_be_bytes());
     }
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(h.finalize())
-    )
+    let mut text = [0u8; 30];
+    text[..2].copy_from_slice(b"1:");
+    // 20 digest bytes are exactly 28 base64 characters: the slice always fits.
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(h.finalize(), &mut text[2..])
+        .unwrap_or(0);
+    CommunityId { text, len: 2 + n }
 }
 
 /// IANA protocol number of a [`crate::events::FlowRecord`] protocol name.

@@ -24,6 +24,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -77,11 +78,13 @@ pub struct EngineStats {
     pub sweep_sources: usize,
 }
 
-type SeriesKey = (&'static str, IpAddr, String);
-type SweepKey = (IpAddr, String);
+/// (rule id, source, group): the group is the record's shared name (no copy per record).
+type SeriesKey = (&'static str, IpAddr, Arc<str>);
+type SweepKey = (IpAddr, Arc<str>);
 
 struct Series {
-    first_id: String,
+    /// Kept binary; written out only for the follow-up (most series have none).
+    first_id: uuid::Uuid,
     started: Instant,
     seq: u64,
     rule: Rule,
@@ -134,7 +137,27 @@ pub fn record_time(rec: &FlowRecord) -> SystemTime {
 }
 
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    id_text(uuid::Uuid::new_v4())
+}
+
+/// An alert id in text form (lowercase, hyphenated), encoded without the `fmt` machinery.
+fn id_text(id: uuid::Uuid) -> String {
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
+/// The first alert of a dedup series.
+fn first_alert(id: String, time: SystemTime, rule: Rule, kind: AlertKind) -> Alert {
+    Alert {
+        id,
+        time,
+        rule,
+        kind,
+        suppressed: 0,
+        follow_up_of: None,
+        losses_since_previous: BTreeMap::new(),
+    }
 }
 
 fn delta(cur: u64, prev: u64) -> u64 {
@@ -185,7 +208,7 @@ impl Engine {
         let groups = &self.sweep_groups;
         let sweeps = &mut self.sweeps;
         self.sweep_order.retain(|_, key| {
-            let keep = groups.contains(&key.1);
+            let keep = groups.contains(&*key.1);
             if !keep {
                 sweeps.remove(key);
             }
@@ -212,7 +235,7 @@ impl Engine {
                 out,
             );
         }
-        if self.sweep_groups.contains(&rec.group) {
+        if self.sweep_groups.contains(&*rec.group) {
             self.feed_sweep(rec, now, out);
         }
     }
@@ -323,13 +346,13 @@ impl Engine {
         &mut self,
         rule: Rule,
         source: IpAddr,
-        group: &str,
+        group: &Arc<str>,
         kind: AlertKind,
         time: SystemTime,
         now: Instant,
         out: &mut Vec<Alert>,
     ) {
-        let key: SeriesKey = (rule.id, source, group.to_owned());
+        let key: SeriesKey = (rule.id, source, group.clone());
         let window = self.settings.dedup_window;
         if let Some(s) = self.series.get_mut(&key) {
             if within(s.started, window, now) {
@@ -339,28 +362,34 @@ impl Engine {
                 *self.stats.suppressed_by_rule.entry(key.0).or_default() += 1;
                 return;
             }
-            // The series' window ended before the tick saw it: close it, then start anew.
-            let order = (s.started, s.seq);
-            self.series_order.remove(&order);
-            if let Some(s) = self.series.remove(&key) {
-                self.close_series(s, out);
-            }
+            // The series' window ended before the tick saw it: close it, and start the next
+            // series in its place (the table entry and its key are reused).
+            let id = uuid::Uuid::new_v4();
+            self.seq += 1;
+            let seq = self.seq;
+            let old = std::mem::replace(
+                s,
+                Series {
+                    first_id: id,
+                    started: now,
+                    seq,
+                    rule,
+                    repeats: 0,
+                    last: None,
+                },
+            );
+            self.series_order.remove(&(old.started, old.seq));
+            self.series_order.insert((now, seq), key);
+            self.close_series(old, out);
+            self.emit(first_alert(id_text(id), time, rule, kind), out);
+            return;
         }
         while self.series.len() >= self.max_series && !self.series_order.is_empty() {
             self.stats.dedup_evictions += 1;
             self.close_oldest_series(out);
         }
-        let id = new_id();
-        let alert = Alert {
-            id: id.clone(),
-            time,
-            rule,
-            kind,
-            suppressed: 0,
-            follow_up_of: None,
-            losses_since_previous: BTreeMap::new(),
-        };
-        self.emit(alert, out);
+        let id = uuid::Uuid::new_v4();
+        self.emit(first_alert(id_text(id), time, rule, kind), out);
         let seq = self.next_seq();
         self.series_order.insert((now, seq), key.clone());
         self.series.insert(
@@ -396,7 +425,7 @@ impl Engine {
             rule: s.rule,
             kind,
             suppressed: s.repeats,
-            follow_up_of: Some(s.first_id),
+            follow_up_of: Some(id_text(s.first_id)),
             losses_since_previous: BTreeMap::new(),
         };
         self.emit(alert, out);
@@ -513,7 +542,7 @@ pub(crate) mod tests {
         FlowRecord {
             time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
             record_type: RecordType::Flagged,
-            group: group.to_owned(),
+            group: group.into(),
             verdict: "denied",
             action: "would_drop",
             answer: Some(Answer::Refused),
@@ -527,11 +556,11 @@ pub(crate) mod tests {
                 "198.51.100.1".parse().unwrap()
             },
             dst_port,
-            interface: Some("eth0".to_owned()),
+            interface: Some("eth0".into()),
             ifindex: 2,
             hook: "xdp",
             vlan: vec![],
-            tcp_flags: Some("SYN".to_owned()),
+            tcp_flags: Some("SYN"),
             packet_length: 60,
             ktime_ns: 1,
             sampled: false,
@@ -696,7 +725,7 @@ pub(crate) mod tests {
                 last,
             } => {
                 assert_eq!(source.to_string(), src);
-                assert_eq!(group, "nodeport");
+                assert_eq!(&**group, "nodeport");
                 assert_eq!(ports, &vec![30001, 30002, 30003, 30004, 30005]);
                 assert_eq!(*window, secs(30));
                 assert_eq!(last.dst_port, 30005);

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    community_id::{community_id_v1, proto_number},
+    community_id::{CommunityId, community_id_v1_text, proto_number},
     engine::record_time,
     model::{Alert, AlertKind, FloodScope, Observer, OutputItem},
     rules,
@@ -19,10 +19,18 @@ pub const COMMUNITY_ID_SEED: u16 = 0;
 
 /// Renders one item as one line (no trailing newline).
 pub fn render(item: &OutputItem, format: Format, observer: &Observer) -> String {
+    let mut out = Vec::with_capacity(2048);
+    render_into(item, format, observer, &mut out);
+    // Every writer appends UTF-8 only (strings, numbers, escapes).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends one item as one line (no trailing newline) to `out`, which a sink reuses.
+pub fn render_into(item: &OutputItem, format: Format, observer: &Observer, out: &mut Vec<u8>) {
     match format {
-        Format::Ecs => super::ecs::render(item, observer),
-        Format::Ocsf => super::ocsf::render(item, observer),
-        Format::Cef => super::cef::render(item, observer),
+        Format::Ecs => super::ecs::render_into(item, observer, out),
+        Format::Ocsf => super::ocsf::render_into(item, observer, out),
+        Format::Cef => super::cef::render_into(item, observer, out),
     }
 }
 
@@ -38,7 +46,12 @@ pub(crate) fn alert_record(alert: &Alert) -> Option<&FlowRecord> {
 
 /// The Community ID of a record's flow.
 pub fn community_id(rec: &FlowRecord) -> String {
-    community_id_v1(
+    community_id_text(rec).as_str().to_owned()
+}
+
+/// The Community ID of a record's flow, without allocating.
+pub(crate) fn community_id_text(rec: &FlowRecord) -> CommunityId {
+    community_id_v1_text(
         COMMUNITY_ID_SEED,
         rec.src_ip,
         rec.dst_ip,
@@ -87,15 +100,30 @@ struct Endpoints<'a>(&'a FlowRecord);
 
 impl fmt::Display for Endpoints<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ep = |f: &mut fmt::Formatter<'_>, ip: IpAddr, port: u16| match ip {
-            IpAddr::V6(_) => write!(f, "[{ip}]:{port}"),
-            IpAddr::V4(_) => write!(f, "{ip}:{port}"),
+        // Numbers through itoa: this runs for nearly every item of every format.
+        let ep = |f: &mut fmt::Formatter<'_>, ip: IpAddr, port: u16| {
+            match ip {
+                IpAddr::V6(_) => write!(f, "[{ip}]:")?,
+                IpAddr::V4(v4) => {
+                    let mut n = itoa::Buffer::new();
+                    let [a, b, c, d] = v4.octets();
+                    for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(".")?;
+                        }
+                        f.write_str(n.format(octet))?;
+                    }
+                    f.write_str(":")?;
+                }
+            }
+            f.write_str(itoa::Buffer::new().format(port))
         };
         let r = self.0;
         ep(f, r.src_ip, r.src_port)?;
         f.write_str(" -> ")?;
         ep(f, r.dst_ip, r.dst_port)?;
-        write!(f, "/{}", r.protocol)
+        f.write_str("/")?;
+        f.write_str(r.protocol)
     }
 }
 
@@ -175,8 +203,105 @@ impl fmt::Display for Message<'_> {
 }
 
 /// One readable sentence about the item.
+#[cfg(test)]
 pub(crate) fn message(item: &OutputItem) -> String {
     Message(item).to_string()
+}
+
+/// Appends JSON text to a buffer: fragments already in JSON form, strings escaped exactly as
+/// `serde_json` escapes them, numbers with `itoa`. The hand-written documents (ECS) use it;
+/// their tests check them byte for byte against the `serde` documents.
+pub(crate) struct JsonOut<'a>(pub &'a mut Vec<u8>);
+
+/// Whether `serde_json` would escape anything in `b` (control characters, `"` and `\`).
+fn needs_json_escape(b: &[u8]) -> bool {
+    // No early exit: the loop vectorizes, and the strings are short.
+    b.iter().fold(0u8, |acc, &c| {
+        acc | u8::from(c < 0x20) | u8::from(c == b'"') | u8::from(c == b'\\')
+    }) != 0
+}
+
+impl JsonOut<'_> {
+    /// A fragment that is already JSON (keys, punctuation, constant values).
+    pub(crate) fn raw(&mut self, s: &str) -> &mut Self {
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+    /// Bytes that are already JSON (fragments rendered earlier).
+    pub(crate) fn frag(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+    /// A JSON string.
+    pub(crate) fn str(&mut self, s: &str) -> &mut Self {
+        if needs_json_escape(s.as_bytes()) {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *self.0, s);
+        } else {
+            self.0.push(b'"');
+            self.0.extend_from_slice(s.as_bytes());
+            self.0.push(b'"');
+        }
+        self
+    }
+    /// A JSON string holding what `value` displays, written in place and escaped only when
+    /// it needs it.
+    pub(crate) fn display(&mut self, value: impl fmt::Display) -> &mut Self {
+        use std::io::Write as _;
+        self.0.push(b'"');
+        let start = self.0.len();
+        // Writing to a Vec fails only if `value` itself fails; the text stays as written.
+        let _ = write!(self.0, "{value}");
+        if needs_json_escape(&self.0[start..]) {
+            let text = self.0.split_off(start);
+            self.0.pop();
+            let text = String::from_utf8_lossy(&text);
+            let _ = serde_json::to_writer(&mut *self.0, text.as_ref());
+        } else {
+            self.0.push(b'"');
+        }
+        self
+    }
+    /// A JSON number.
+    pub(crate) fn num(&mut self, n: impl itoa::Integer) -> &mut Self {
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self
+    }
+    /// A JSON string holding a number (schemas that want ids as strings).
+    pub(crate) fn num_str(&mut self, n: impl itoa::Integer) -> &mut Self {
+        self.0.push(b'"');
+        self.num(n);
+        self.0.push(b'"');
+        self
+    }
+    /// An address as a JSON string (addresses need no escaping).
+    pub(crate) fn ip(&mut self, ip: IpAddr) -> &mut Self {
+        self.0.push(b'"');
+        write_ip(self.0, ip);
+        self.0.push(b'"');
+        self
+    }
+}
+
+/// Appends an address as `Display` writes it: IPv4 without the formatting machinery.
+pub(crate) fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(n.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Serializes any `Display` value as a JSON string, written in place (no intermediate
@@ -251,17 +376,6 @@ pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodD
     }
 }
 
-/// One JSON line (no trailing newline) from a typed document, serialized directly.
-pub(crate) fn json_line<T: serde::Serialize>(doc: &T, capacity: usize) -> String {
-    let mut buf = Vec::with_capacity(capacity);
-    if let Err(e) = serde_json::to_writer(&mut buf, doc) {
-        // Unreachable for the documents of this crate (string keys, infallible values).
-        tracing::error!("rendering a JSON alert failed: {e}");
-        return String::new();
-    }
-    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
 /// The time of an item: the alert's, or the flow record's.
 pub(crate) fn item_time(item: &OutputItem) -> SystemTime {
     match item {
@@ -302,7 +416,7 @@ pub(crate) mod tests {
         FlowRecord {
             time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
             record_type: RecordType::Flagged,
-            group: "kubelet".to_owned(),
+            group: "kubelet".into(),
             verdict: "denied",
             action: "would_drop",
             answer: Some(Answer::Refused),
@@ -312,11 +426,11 @@ pub(crate) mod tests {
             src_port: 34855,
             dst_ip: "66.35.250.204".parse().unwrap(),
             dst_port: 80,
-            interface: Some("eth0".to_owned()),
+            interface: Some("eth0".into()),
             ifindex: 2,
             hook: "xdp",
             vlan: vec![100, 200],
-            tcp_flags: Some("SYN".to_owned()),
+            tcp_flags: Some("SYN"),
             packet_length: 60,
             ktime_ns: 42,
             sampled: false,
@@ -329,7 +443,7 @@ pub(crate) mod tests {
     pub(crate) fn sampled() -> FlowRecord {
         FlowRecord {
             record_type: RecordType::Flow,
-            group: "nodeport".to_owned(),
+            group: "nodeport".into(),
             verdict: "allowed",
             action: "pass",
             answer: None,
@@ -380,7 +494,7 @@ pub(crate) mod tests {
 
     pub(crate) fn sweep() -> Alert {
         let mut last = flagged();
-        last.group = "nodeport".to_owned();
+        last.group = "nodeport".into();
         last.dst_port = 30005;
         last.verdict = "allowed";
         last.action = "pass";
@@ -390,7 +504,7 @@ pub(crate) mod tests {
         base(
             AlertKind::Sweep {
                 source,
-                group: "nodeport".to_owned(),
+                group: "nodeport".into(),
                 ports: vec![30001, 30002, 30003, 30004, 30005],
                 window: Duration::from_secs(60),
                 last,
@@ -467,9 +581,9 @@ pub(crate) mod tests {
                     r.tcp_flags = None;
                 }
                 2 => r.interface = None,
-                3 => r.tcp_flags = Some("SYN|ACK|FIN|PSH|URG|RST".to_owned()),
+                3 => r.tcp_flags = Some("SYN|ACK|FIN|PSH|URG|RST"),
                 4 => {
-                    r.group = "g\"r\\o=u|p\n✓".to_owned();
+                    r.group = "g\"r\\o=u|p\n✓".into();
                     r.ifindex = u32::MAX;
                     r.src_port = 0;
                     r.dst_port = u16::MAX;
@@ -543,8 +657,8 @@ pub(crate) mod tests {
 
     #[test]
     fn message_written_in_place_matches_message() {
-        // ECS and OCSF write the message straight into their output; CEF uses `message()`.
-        // The two paths must agree for every kind of item.
+        // Every format writes the message straight into its output; `message()` is the text
+        // it must be, for every kind of item (CEF's tests check its `msg` the same way).
         let obs = observer();
         for item in &variety() {
             let ecs = crate::alerts::ecs::to_value(item, &obs);
@@ -618,7 +732,7 @@ pub(crate) mod tests {
             &mut out,
         );
         let mut r = flagged();
-        r.group = "etcd-peer".to_owned();
+        r.group = "etcd-peer".into();
         r.dst_port = 2380;
         e.on_record(&r, t0, &mut out);
         e.on_record(&r, t0 + Duration::from_secs(1), &mut out);

@@ -2,6 +2,7 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -57,7 +58,7 @@ pub enum AlertKind {
     /// One source touched at least N distinct ports of a sweep-watched group within T.
     Sweep {
         source: IpAddr,
-        group: String,
+        group: Arc<str>,
         /// The distinct destination ports seen, ascending.
         ports: Vec<u16>,
         window: Duration,

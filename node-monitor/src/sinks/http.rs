@@ -178,10 +178,10 @@ impl HttpSender {
     pub(crate) async fn run(self, mut rx: mpsc::Receiver<Arc<OutputItem>>, ctx: Ctx) {
         let mut health = Health::default();
         while let Some(batch) = self.next_batch(&mut rx, &ctx).await {
-            let mut body = String::with_capacity(batch.len() * 512);
+            let mut body = Vec::with_capacity(batch.len() * 512);
             for item in &batch {
-                body.push_str(&ctx.render(item));
-                body.push('\n');
+                ctx.render_into(item, &mut body);
+                body.push(b'\n');
             }
             let n = batch.len() as u64;
             drop(batch);
@@ -234,18 +234,18 @@ mod bytes_body {
     use std::sync::Arc;
 
     #[derive(Clone)]
-    pub(crate) struct Body(Arc<str>);
+    pub(crate) struct Body(Arc<[u8]>);
 
-    impl From<String> for Body {
-        fn from(s: String) -> Body {
-            Body(s.into())
+    impl From<Vec<u8>> for Body {
+        fn from(b: Vec<u8>) -> Body {
+            Body(b.into())
         }
     }
 
     impl From<Body> for reqwest::Body {
         fn from(b: Body) -> reqwest::Body {
             // One copy per attempt; reqwest wants owned bytes.
-            reqwest::Body::from(b.0.as_bytes().to_vec())
+            reqwest::Body::from(b.0.to_vec())
         }
     }
 }

@@ -44,9 +44,9 @@ use crate::{
 
 pub use syslog::{SYSLOG_APP_NAME, SYSLOG_FACILITY, syslog_severity};
 
-/// Turns one output item into one record (an ECS/OCSF JSON object or a CEF line), without a
-/// trailing newline.
-pub type Renderer = Arc<dyn Fn(&OutputItem, Format) -> String + Send + Sync>;
+/// Appends one output item as one record (an ECS/OCSF JSON object or a CEF line), without a
+/// trailing newline, to a buffer the sink reuses. What it appends must be UTF-8.
+pub type Renderer = Arc<dyn Fn(&OutputItem, Format, &mut Vec<u8>) + Send + Sync>;
 
 /// How long [`Sinks::reconfigure`] lets a removed or changed sink drain its queue.
 pub const RECONFIGURE_DRAIN: Duration = Duration::from_secs(5);
@@ -237,8 +237,16 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// Appends the record of `item` to `out`.
+    pub(crate) fn render_into(&self, item: &OutputItem, out: &mut Vec<u8>) {
+        (self.render)(item, self.format, out)
+    }
+    /// The record of `item` as text.
     pub(crate) fn render(&self, item: &OutputItem) -> String {
-        (self.render)(item, self.format)
+        let mut out = Vec::with_capacity(2048);
+        self.render_into(item, &mut out);
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -624,7 +632,7 @@ mod tests {
 
     #[test]
     fn start_outside_a_runtime_is_an_error() {
-        let render: Renderer = Arc::new(|_, _| String::new());
+        let render: Renderer = Arc::new(|_, _, _| {});
         assert!(matches!(
             Sinks::start(&[], render),
             Err(SinkError::NoRuntime)

@@ -22,7 +22,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
     while let Some(batch) = recv_batch(&mut rx, &ctx.counters, MAX_BATCH).await {
         buf.clear();
         for item in &batch {
-            buf.extend_from_slice(ctx.render(item).as_bytes());
+            ctx.render_into(item, &mut buf);
             buf.push(b'\n');
         }
         let n = batch.len() as u64;
@@ -82,9 +82,14 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn writes_one_line_per_record() {
-        let render: Renderer = Arc::new(|item, format| match item {
-            OutputItem::Flow(f) => format!("{{\"port\":{},\"format\":\"{format:?}\"}}", f.src_port),
-            OutputItem::Alert(_) => "alert".into(),
+        let render: Renderer = Arc::new(|item, format, out| {
+            let line = match item {
+                OutputItem::Flow(f) => {
+                    format!("{{\"port\":{},\"format\":\"{format:?}\"}}", f.src_port)
+                }
+                OutputItem::Alert(_) => "alert".into(),
+            };
+            out.extend_from_slice(line.as_bytes());
         });
         let counters = Arc::new(Counters::default());
         let ctx = Ctx {
