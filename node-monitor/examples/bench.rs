@@ -358,7 +358,11 @@ fn pin_to_one_cpu() -> anyhow::Result<usize> {
     // SAFETY: plain libc calls on a zeroed cpu_set_t that lives for the whole call.
     unsafe {
         let cpu = libc::sched_getcpu();
-        anyhow::ensure!(cpu >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
+        anyhow::ensure!(
+            cpu >= 0,
+            "sched_getcpu: {}",
+            std::io::Error::last_os_error()
+        );
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu as usize, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
