@@ -82,12 +82,40 @@ impl Packet {
         Ok(Addr(unsafe { read_unaligned(p) }))
     }
 
+    /// Checks that `N` bytes at `off` lie inside the packet and returns where they start,
+    /// for reading single fields with [`field_be16`] and [`field_u8`]: copying a whole
+    /// header out would load bytes nobody reads.
+    #[inline(always)]
+    fn span<const N: usize>(&self, off: usize, why: Reason) -> Result<*const u8, Reason> {
+        Ok(self.ptr_at::<[u8; N]>(off).ok_or(why)?.cast())
+    }
+
     #[inline(always)]
     fn bytes_at<const N: usize>(&self, off: usize, why: Reason) -> Result<[u8; N], Reason> {
         let p = self.ptr_at::<[u8; N]>(off).ok_or(why)?;
         // SAFETY: as above.
         Ok(unsafe { read_unaligned(p) })
     }
+}
+
+/// The big-endian 16-bit field at `k` of a span (see [`Packet::span`]).
+///
+/// # Safety
+/// `k + 2` must not exceed the span's checked length.
+#[inline(always)]
+unsafe fn field_be16(p: *const u8, k: usize) -> u16 {
+    // SAFETY: the caller keeps the read inside the checked span; no alignment is assumed.
+    u16::from_be_bytes(unsafe { read_unaligned(p.add(k).cast::<[u8; 2]>()) })
+}
+
+/// The byte at `k` of a span.
+///
+/// # Safety
+/// `k` must lie inside the span's checked length.
+#[inline(always)]
+unsafe fn field_u8(p: *const u8, k: usize) -> u8 {
+    // SAFETY: as above.
+    unsafe { *p.add(k) }
 }
 
 /// Where the network and transport headers are, after link-layer parsing.
@@ -150,8 +178,9 @@ fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
     // The fixed part first, so that a short frame is "truncated", not "bad". (Reads are at
     // least two bytes wide: LLVM turns a one-byte bounds check into a form the verifier
     // cannot use.)
-    let h = pkt.bytes_at::<IPV4_MIN_HLEN>(off, reason::TRUNC_IPV4)?;
-    let vihl = h[0];
+    let h = pkt.span::<IPV4_MIN_HLEN>(off, reason::TRUNC_IPV4)?;
+    // SAFETY (all field reads below): offsets inside the 20 bytes just checked.
+    let vihl = unsafe { field_u8(h, 0) };
     if vihl >> 4 != 4 {
         return Err(reason::BAD_IPV4);
     }
@@ -163,11 +192,11 @@ fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
     if off + ihl > pkt.len() {
         return Err(reason::TRUNC_IPV4);
     }
-    let frag = u16::from_be_bytes([h[6], h[7]]);
+    let frag = unsafe { field_be16(h, 6) };
     if frag & 0x1fff != 0 {
         return Err(reason::IPV4_FRAGMENT);
     }
-    let proto = h[9];
+    let proto = unsafe { field_u8(h, 9) };
     Ok(L3 {
         family: FAMILY_V4,
         proto,
@@ -243,21 +272,23 @@ pub fn parse_l4(pkt: &Packet, l3: &L3) -> Result<L4, Reason> {
     let off = l3.l4_off;
     match l3.proto {
         IPPROTO_TCP => {
-            let h = pkt.bytes_at::<TCP_MIN_HLEN>(off, reason::TRUNC_L4)?;
-            if h[12] >> 4 < 5 {
+            let h = pkt.span::<TCP_MIN_HLEN>(off, reason::TRUNC_L4)?;
+            // SAFETY (field reads): offsets inside the 20 bytes just checked.
+            if unsafe { field_u8(h, 12) } >> 4 < 5 {
                 return Err(reason::BAD_TCP);
             }
             Ok(L4 {
-                src_port: u16::from_be_bytes([h[0], h[1]]),
-                dst_port: u16::from_be_bytes([h[2], h[3]]),
-                tcp_flags: h[13],
+                src_port: unsafe { field_be16(h, 0) },
+                dst_port: unsafe { field_be16(h, 2) },
+                tcp_flags: unsafe { field_u8(h, 13) },
             })
         }
         IPPROTO_UDP => {
-            let h = pkt.bytes_at::<UDP_HLEN>(off, reason::TRUNC_L4)?;
+            let h = pkt.span::<UDP_HLEN>(off, reason::TRUNC_L4)?;
+            // SAFETY (field reads): offsets inside the 8 bytes just checked.
             Ok(L4 {
-                src_port: u16::from_be_bytes([h[0], h[1]]),
-                dst_port: u16::from_be_bytes([h[2], h[3]]),
+                src_port: unsafe { field_be16(h, 0) },
+                dst_port: unsafe { field_be16(h, 2) },
                 tcp_flags: 0,
             })
         }
