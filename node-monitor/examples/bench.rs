@@ -3,7 +3,7 @@
 //!
 //! Run with `cargo xtask bench` (root needed). Writes a Markdown report.
 //!
-//! For tuning runs: `--data-path-only` skips the pipeline and rendering sections;
+//! For tuning runs: `--only data-path|pipeline|rendering` runs one section;
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
 //! 0 skips the token bucket altogether).
@@ -35,9 +35,16 @@ struct Args {
     /// Events pushed through the userspace pipeline in each of its two runs.
     #[arg(long, default_value_t = 1_000_000)]
     pipeline_events: u32,
-    /// Measure the data path only (no pipeline or rendering sections), for quick tuning runs.
-    #[arg(long)]
-    data_path_only: bool,
+    /// Run one section only (for tuning runs and profiles); the report then holds just it.
+    #[arg(long, value_enum)]
+    only: Option<Section>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    DataPath,
+    Pipeline,
+    Rendering,
 }
 
 const ALLOWED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 200);
@@ -112,14 +119,37 @@ struct Case {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark loads eBPF programs: run it as root (cargo xtask bench does)");
+    }
+    let wanted = |s: Section| args.only.is_none_or(|o| o == s);
+    let mut report = String::new();
+    if wanted(Section::DataPath) {
+        data_path(&args, &mut report)?;
+    }
+    if wanted(Section::Pipeline) {
+        pipeline(&args, &mut report)?;
+    }
+    if wanted(Section::Rendering) {
+        rendering(&mut report)?;
+    }
+    print!("{report}");
+    if let Some(dir) = args.output.parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    std::fs::write(&args.output, &report)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+/// The data-path section: ns/packet per case against the empty program.
+fn data_path(args: &Args, report: &mut String) -> anyhow::Result<()> {
     if args.repeat < 1_000_000 {
         eprintln!(
             "note: repeat {} is below the 1,000,000 the report asks for",
             args.repeat
         );
-    }
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the benchmark loads eBPF programs: run it as root (cargo xtask bench does)");
     }
     let cfg = bench_config()?;
     let mut dp = Datapath::load(&cfg, &[], &LoadOptions { pin_dir: None })?;
@@ -191,7 +221,6 @@ fn main() -> anyhow::Result<()> {
     let inserts = insert_path(&mut dp, &mut ring, args.rounds)?;
 
     let baseline = median(&mut base);
-    let mut report = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -270,17 +299,6 @@ fn main() -> anyhow::Result<()> {
         cfg.limits.flows,
         n = INSERT_FRAMES
     )?;
-    if !args.data_path_only {
-        pipeline(&args, &mut report)?;
-        rendering(&mut report)?;
-    }
-    print!("{report}");
-    if let Some(dir) = args.output.parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    std::fs::write(&args.output, &report)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("wrote {}", args.output.display());
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! ArcSight Common Event Format (CEF:0), as Microsoft Sentinel (CommonSecurityLog) and
 //! ArcSight ingest it: `CEF:0|vendor|product|version|signature id|name|severity|extensions`.
-use std::{fmt, io::Write as _, net::IpAddr};
+use std::net::IpAddr;
 
 use super::{
     format::{
@@ -105,12 +105,11 @@ impl Ext<'_> {
         self.out
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
-    /// A value that displays itself, written in place and escaped only if it needs it.
-    fn display(&mut self, key: &str, value: impl fmt::Display) {
+    /// The text that `write` appends, written in place and escaped only if it needs it.
+    fn text(&mut self, key: &str, write: impl FnOnce(&mut Vec<u8>)) {
         self.key(key);
         let start = self.out.len();
-        // Writing to a Vec fails only if `value` itself fails; the text stays as written.
-        let _ = write!(self.out, "{value}");
+        write(self.out);
         if needs_value_escape(&self.out[start..]) {
             let text = self.out.split_off(start);
             escape_value_into(self.out, &text);
@@ -255,7 +254,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
         ext.str("cs6", answer.as_str());
         ext.str("cs6Label", "answer");
     }
-    ext.display("msg", Message(item));
+    ext.text("msg", |o| Message(item).write_to(o));
     ext.str("dvchost", &observer.hostname);
 }
 

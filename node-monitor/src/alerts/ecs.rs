@@ -200,7 +200,7 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
         j.raw("\"id\":").num_str(r.ifindex).raw("}}");
     }
     j.frag(&frags.host)
-        .display(Message(item))
+        .text(|o| Message(item).write_to(o))
         .raw(",\"node_monitor\":{");
     node_monitor_into(&mut j, alert, rec);
     j.raw("}}");

@@ -96,67 +96,65 @@ pub(crate) fn denied(rec: &FlowRecord) -> bool {
 }
 
 /// `src -> dst/proto`, IPv6 addresses in brackets.
-struct Endpoints<'a>(&'a FlowRecord);
-
-impl fmt::Display for Endpoints<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Numbers through itoa: this runs for nearly every item of every format.
-        let ep = |f: &mut fmt::Formatter<'_>, ip: IpAddr, port: u16| {
-            match ip {
-                IpAddr::V6(_) => write!(f, "[{ip}]:")?,
-                IpAddr::V4(v4) => {
-                    let mut n = itoa::Buffer::new();
-                    let [a, b, c, d] = v4.octets();
-                    for (i, octet) in [a, b, c, d].into_iter().enumerate() {
-                        if i > 0 {
-                            f.write_str(".")?;
-                        }
-                        f.write_str(n.format(octet))?;
-                    }
-                    f.write_str(":")?;
-                }
-            }
-            f.write_str(itoa::Buffer::new().format(port))
-        };
-        let r = self.0;
-        ep(f, r.src_ip, r.src_port)?;
-        f.write_str(" -> ")?;
-        ep(f, r.dst_ip, r.dst_port)?;
-        f.write_str("/")?;
-        f.write_str(r.protocol)
-    }
+/// `src -> dst/proto` of a record, IPv6 addresses in brackets.
+fn write_endpoints(out: &mut Vec<u8>, r: &FlowRecord) {
+    let ep = |out: &mut Vec<u8>, ip: IpAddr, port: u16| {
+        if ip.is_ipv6() {
+            out.push(b'[');
+            write_ip(out, ip);
+            out.extend_from_slice(b"]:");
+        } else {
+            write_ip(out, ip);
+            out.push(b':');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
+    };
+    ep(out, r.src_ip, r.src_port);
+    out.extend_from_slice(b" -> ");
+    ep(out, r.dst_ip, r.dst_port);
+    out.push(b'/');
+    out.extend_from_slice(r.protocol.as_bytes());
 }
 
-/// One readable sentence about the item, written straight into its destination (a JSON
-/// string via [`Text`], a CEF line) without intermediate strings.
+/// One readable sentence about the item. [`Message::write_to`] writes it straight into its
+/// destination (a JSON string, a CEF line) without the `fmt` machinery: this runs for every
+/// item of every format.
 pub(crate) struct Message<'a>(pub &'a OutputItem);
 
-impl fmt::Display for Message<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message<'_> {
+    /// Appends the sentence to `out`, unescaped.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        let num = |out: &mut Vec<u8>, n: u64| {
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        };
+        let text = |out: &mut Vec<u8>, s: &str| out.extend_from_slice(s.as_bytes());
         match self.0 {
-            OutputItem::Flow(r) => write!(
-                f,
-                "Sampled flow {} of group {} ({}, {}).",
-                Endpoints(r),
-                r.group,
-                r.verdict,
-                r.action
-            ),
+            OutputItem::Flow(r) => {
+                text(out, "Sampled flow ");
+                write_endpoints(out, r);
+                text(out, " of group ");
+                text(out, &r.group);
+                text(out, " (");
+                text(out, r.verdict);
+                text(out, ", ");
+                text(out, r.action);
+                text(out, ").");
+            }
             OutputItem::Alert(a) => {
+                text(out, a.rule.name);
+                text(out, ": ");
                 match &a.kind {
                     AlertKind::Connection { record: r } => {
-                        write!(
-                            f,
-                            "{}: {} (group {}, {}",
-                            a.rule.name,
-                            Endpoints(r),
-                            r.group,
-                            r.action
-                        )?;
+                        write_endpoints(out, r);
+                        text(out, " (group ");
+                        text(out, &r.group);
+                        text(out, ", ");
+                        text(out, r.action);
                         if let Some(x) = r.answer {
-                            write!(f, ", answer {}", x.as_str())?;
+                            text(out, ", answer ");
+                            text(out, x.as_str());
                         }
-                        f.write_str(").")?;
+                        text(out, ").");
                     }
                     AlertKind::Sweep {
                         source,
@@ -164,41 +162,47 @@ impl fmt::Display for Message<'_> {
                         ports,
                         window,
                         ..
-                    } => write!(
-                        f,
-                        "{}: {} reached {} distinct ports of group {} within {}s.",
-                        a.rule.name,
-                        source,
-                        ports.len(),
-                        group,
-                        window.as_secs()
-                    )?,
+                    } => {
+                        write_ip(out, *source);
+                        text(out, " reached ");
+                        num(out, ports.len() as u64);
+                        text(out, " distinct ports of group ");
+                        text(out, group);
+                        text(out, " within ");
+                        num(out, window.as_secs());
+                        text(out, "s.");
+                    }
                     AlertKind::Flood {
                         rate_limited,
                         ringbuf_full,
                         window,
                         ..
-                    } => write!(
-                        f,
-                        "{}: {} events withheld by the rate limit and {} lost to a full ring \
-                         buffer within {}s.",
-                        a.rule.name,
-                        rate_limited,
-                        ringbuf_full,
-                        window.as_secs()
-                    )?,
+                    } => {
+                        num(out, *rate_limited);
+                        text(out, " events withheld by the rate limit and ");
+                        num(out, *ringbuf_full);
+                        text(out, " lost to a full ring buffer within ");
+                        num(out, window.as_secs());
+                        text(out, "s.");
+                    }
                 }
                 if a.suppressed > 0 {
-                    write!(
-                        f,
-                        " {} more occurrence{} since the first alert.",
-                        a.suppressed,
-                        if a.suppressed == 1 { "" } else { "s" }
-                    )?;
+                    text(out, " ");
+                    num(out, a.suppressed);
+                    text(out, " more occurrence");
+                    text(out, if a.suppressed == 1 { "" } else { "s" });
+                    text(out, " since the first alert.");
                 }
-                Ok(())
             }
         }
+    }
+}
+
+impl fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::with_capacity(160);
+        self.write_to(&mut out);
+        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 
@@ -248,10 +252,16 @@ impl JsonOut<'_> {
     /// it needs it.
     pub(crate) fn display(&mut self, value: impl fmt::Display) -> &mut Self {
         use std::io::Write as _;
+        // Writing to a Vec fails only if `value` itself fails; the text stays as written.
+        self.text(|out| {
+            let _ = write!(out, "{value}");
+        })
+    }
+    /// A JSON string of the text that `write` appends (UTF-8), escaped only if it needs it.
+    pub(crate) fn text(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
         self.0.push(b'"');
         let start = self.0.len();
-        // Writing to a Vec fails only if `value` itself fails; the text stays as written.
-        let _ = write!(self.0, "{value}");
+        write(self.0);
         if needs_json_escape(&self.0[start..]) {
             let text = self.0.split_off(start);
             self.0.pop();

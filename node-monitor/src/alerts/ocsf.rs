@@ -143,7 +143,7 @@ fn write_flow(j: &mut JsonOut<'_>, item: &OutputItem, r: &FlowRecord, frags: &Fr
     )
     .num(epoch_ms(item_time(item)))
     .raw(",\"message\":")
-    .display(Message(item))
+    .text(|o| Message(item).write_to(o))
     .frag(&frags.metadata_head)
     .raw("},");
     write_connection(j, r, true);
@@ -179,7 +179,7 @@ fn write_finding(j: &mut JsonOut<'_>, item: &OutputItem, a: &Alert, frags: &mut 
     .raw(",\"time\":")
     .num(epoch_ms(a.time))
     .raw(",\"message\":")
-    .display(Message(item))
+    .text(|o| Message(item).write_to(o))
     .frag(&frags.metadata_head)
     .raw(",\"uid\":")
     .str(&a.id)
