@@ -7,10 +7,11 @@ use serde_json::Value;
 
 use super::{
     format::{
-        FloodDoc, JsonOut, Message, SweepDoc, Text, action_name, alert_record, community_id,
-        community_id_text, denied, item_time, outcome, rfc3339_text, rule_category, sweep_flood,
+        FloodDoc, JsonOut, Members, Message, RuleFragments, SweepDoc, Text, action_name,
+        alert_record, community_id, community_id_text, denied, item_time, outcome, rfc3339_text,
+        rule_category, sweep_flood, write_alert_facts, write_connection_facts,
     },
-    model::{Alert, AlertKind, Observer, OutputItem, Rule, Severity},
+    model::{Alert, AlertKind, Observer, OutputItem, Severity},
 };
 use crate::events::{FlowRecord, RecordType};
 
@@ -55,11 +56,8 @@ struct Fragments {
     /// `},"host":{…},"orchestrator":{…},"message":`
     host: Vec<u8>,
     /// `,"rule":{…}` of the rules seen so far (a catalog of a few).
-    rules: Vec<(Rule, Vec<u8>)>,
+    rules: RuleFragments,
 }
-
-/// Rules kept at most (the catalog has about ten).
-const MAX_CACHED_RULES: usize = 64;
 
 thread_local! {
     static FRAGMENTS: RefCell<Option<Fragments>> = const { RefCell::new(None) };
@@ -87,35 +85,24 @@ impl Fragments {
             observer: observer.clone(),
             observer_head,
             host,
-            rules: Vec::new(),
+            rules: RuleFragments::default(),
         }
     }
 
     fn rule(&mut self, a: &Alert) -> &[u8] {
-        let i = match self.rules.iter().position(|(r, _)| *r == a.rule) {
-            Some(i) => i,
-            None => {
-                if self.rules.len() >= MAX_CACHED_RULES {
-                    self.rules.clear();
-                }
-                let mut frag = Vec::new();
-                JsonOut(&mut frag)
-                    .raw(",\"rule\":{\"id\":")
-                    .str(a.rule.id)
-                    .raw(",\"name\":")
-                    .str(a.rule.name)
-                    .raw(",\"version\":")
-                    .num_str(a.rule.version)
-                    .raw(",\"description\":")
-                    .str(a.rule.description)
-                    .raw(",\"category\":")
-                    .str(rule_category(a))
-                    .raw(",\"ruleset\":\"node-monitor\"}");
-                self.rules.push((a.rule, frag));
-                self.rules.len() - 1
-            }
-        };
-        &self.rules[i].1
+        self.rules.get(a.rule, |j| {
+            j.raw(",\"rule\":{\"id\":")
+                .str(a.rule.id)
+                .raw(",\"name\":")
+                .str(a.rule.name)
+                .raw(",\"version\":")
+                .num_str(a.rule.version)
+                .raw(",\"description\":")
+                .str(a.rule.description)
+                .raw(",\"category\":")
+                .str(rule_category(a))
+                .raw(",\"ruleset\":\"node-monitor\"}");
+        })
     }
 }
 
@@ -212,68 +199,21 @@ fn node_monitor_into(
     alert: Option<&super::model::Alert>,
     rec: Option<&FlowRecord>,
 ) {
-    let mut first = true;
-    let mut key = |j: &mut JsonOut<'_>, k: &str| {
-        j.raw(if std::mem::take(&mut first) {
-            "\""
-        } else {
-            ",\""
-        })
-        .raw(k)
-        .raw("\":");
-    };
+    let mut m = Members::new();
     if let Some(r) = rec {
-        key(j, "record_type");
+        m.key(j, "record_type");
         j.str(match r.record_type {
             RecordType::Flagged => "flagged",
             RecordType::Flow => "flow",
         });
     }
-    let port_group = match alert.map(|a| &a.kind) {
-        Some(AlertKind::Sweep { group, .. }) => Some(&**group),
-        _ => rec.map(|r| &*r.group),
-    };
-    if let Some(g) = port_group {
-        key(j, "port_group");
-        j.str(g);
-    }
+    write_connection_facts(&mut m, j, alert, rec);
     if let Some(r) = rec {
-        key(j, "verdict");
-        j.str(r.verdict);
-        key(j, "action");
-        j.str(r.action);
-        if let Some(a) = r.answer {
-            key(j, "answer");
-            j.str(a.as_str());
-        }
-        if let Some(f) = r.tcp_flags {
-            key(j, "tcp_flags");
-            j.str(f);
-        }
-        key(j, "hook");
-        j.str(r.hook);
-        key(j, "packet_length");
+        m.key(j, "packet_length");
         j.num(r.packet_length);
     }
     if let Some(a) = alert {
-        key(j, "suppressed_count");
-        j.num(a.suppressed);
-        if let Some(f) = &a.follow_up_of {
-            key(j, "follow_up_of");
-            j.str(f);
-        }
-        key(j, "losses_since_previous");
-        // Small maps, rare sweeps and floods: serde writes these few.
-        let _ = serde_json::to_writer(&mut *j.0, &a.losses_since_previous);
-        let (sweep, flood) = sweep_flood(a);
-        if let Some(s) = sweep {
-            key(j, "sweep");
-            let _ = serde_json::to_writer(&mut *j.0, &s);
-        }
-        if let Some(f) = flood {
-            key(j, "flood");
-            let _ = serde_json::to_writer(&mut *j.0, &f);
-        }
+        write_alert_facts(&mut m, j, a);
     }
 }
 

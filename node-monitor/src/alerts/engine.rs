@@ -93,6 +93,20 @@ struct Series {
     last: Option<AlertKind>,
 }
 
+impl Series {
+    /// A series whose first alert, `first_id`, was just raised.
+    fn new(first_id: uuid::Uuid, started: Instant, seq: u64, rule: Rule) -> Series {
+        Series {
+            first_id,
+            started,
+            seq,
+            rule,
+            repeats: 0,
+            last: None,
+        }
+    }
+}
+
 struct SweepState {
     /// Destination port → when it was last seen.
     ports: BTreeMap<u16, Instant>,
@@ -367,17 +381,7 @@ impl Engine {
             let id = uuid::Uuid::new_v4();
             self.seq += 1;
             let seq = self.seq;
-            let old = std::mem::replace(
-                s,
-                Series {
-                    first_id: id,
-                    started: now,
-                    seq,
-                    rule,
-                    repeats: 0,
-                    last: None,
-                },
-            );
+            let old = std::mem::replace(s, Series::new(id, now, seq, rule));
             self.series_order.remove(&(old.started, old.seq));
             self.series_order.insert((now, seq), key);
             self.close_series(old, out);
@@ -392,17 +396,7 @@ impl Engine {
         self.emit(first_alert(id_text(id), time, rule, kind), out);
         let seq = self.next_seq();
         self.series_order.insert((now, seq), key.clone());
-        self.series.insert(
-            key,
-            Series {
-                first_id: id,
-                started: now,
-                seq,
-                rule,
-                repeats: 0,
-                last: None,
-            },
-        );
+        self.series.insert(key, Series::new(id, now, seq, rule));
     }
 
     fn close_oldest_series(&mut self, out: &mut Vec<Alert>) {

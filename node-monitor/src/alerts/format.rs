@@ -9,7 +9,7 @@ use std::{
 use super::{
     community_id::{CommunityId, community_id_v1_text, proto_number},
     engine::record_time,
-    model::{Alert, AlertKind, FloodScope, Observer, OutputItem},
+    model::{Alert, AlertKind, FloodScope, Observer, OutputItem, Rule},
     rules,
 };
 use crate::{config::Format, events::FlowRecord};
@@ -210,6 +210,111 @@ impl fmt::Display for Message<'_> {
 #[cfg(test)]
 pub(crate) fn message(item: &OutputItem) -> String {
     Message(item).to_string()
+}
+
+/// Writes the members of a JSON object one at a time: `"key":` with commas between.
+pub(crate) struct Members {
+    first: bool,
+}
+
+impl Members {
+    pub(crate) fn new() -> Members {
+        Members { first: true }
+    }
+    pub(crate) fn key(&mut self, j: &mut JsonOut<'_>, k: &str) {
+        j.raw(if std::mem::take(&mut self.first) {
+            "\""
+        } else {
+            ",\""
+        })
+        .raw(k)
+        .raw("\":");
+    }
+}
+
+/// node-monitor's own facts of a connection, as the ECS `node_monitor` and OCSF
+/// `unmapped.node_monitor` objects both carry them: port group, verdict, action, answer, TCP
+/// flags and hook.
+pub(crate) fn write_connection_facts(
+    m: &mut Members,
+    j: &mut JsonOut<'_>,
+    alert: Option<&Alert>,
+    rec: Option<&FlowRecord>,
+) {
+    let port_group = match alert.map(|a| &a.kind) {
+        Some(AlertKind::Sweep { group, .. }) => Some(&**group),
+        _ => rec.map(|r| &*r.group),
+    };
+    if let Some(g) = port_group {
+        m.key(j, "port_group");
+        j.str(g);
+    }
+    if let Some(r) = rec {
+        m.key(j, "verdict");
+        j.str(r.verdict);
+        m.key(j, "action");
+        j.str(r.action);
+        if let Some(a) = r.answer {
+            m.key(j, "answer");
+            j.str(a.as_str());
+        }
+        if let Some(f) = r.tcp_flags {
+            m.key(j, "tcp_flags");
+            j.str(f);
+        }
+        m.key(j, "hook");
+        j.str(r.hook);
+    }
+}
+
+/// An alert's own facts, in both JSON formats: the dedup count, the alert it follows up,
+/// the losses since the previous alert, and the sweep or flood details.
+pub(crate) fn write_alert_facts(m: &mut Members, j: &mut JsonOut<'_>, a: &Alert) {
+    m.key(j, "suppressed_count");
+    j.num(a.suppressed);
+    if let Some(f) = &a.follow_up_of {
+        m.key(j, "follow_up_of");
+        j.str(f);
+    }
+    m.key(j, "losses_since_previous");
+    // Small maps, rare sweeps and floods: serde writes these few.
+    let _ = serde_json::to_writer(&mut *j.0, &a.losses_since_previous);
+    let (sweep, flood) = sweep_flood(a);
+    if let Some(s) = sweep {
+        m.key(j, "sweep");
+        let _ = serde_json::to_writer(&mut *j.0, &s);
+    }
+    if let Some(f) = flood {
+        m.key(j, "flood");
+        let _ = serde_json::to_writer(&mut *j.0, &f);
+    }
+}
+
+/// JSON fragments rendered once per rule (the catalog has about ten rules; a format keeps
+/// the parts of a line that depend only on the rule here).
+#[derive(Default)]
+pub(crate) struct RuleFragments(Vec<(Rule, Vec<u8>)>);
+
+impl RuleFragments {
+    /// Rules kept at most; past that the cache starts over.
+    const MAX: usize = 64;
+
+    /// The fragment of `rule`, rendered by `render` the first time.
+    pub(crate) fn get(&mut self, rule: Rule, render: impl FnOnce(&mut JsonOut<'_>)) -> &[u8] {
+        let i = match self.0.iter().position(|(r, _)| *r == rule) {
+            Some(i) => i,
+            None => {
+                if self.0.len() >= Self::MAX {
+                    self.0.clear();
+                }
+                let mut frag = Vec::new();
+                render(&mut JsonOut(&mut frag));
+                self.0.push((rule, frag));
+                self.0.len() - 1
+            }
+        };
+        &self.0[i].1
+    }
 }
 
 /// Appends JSON text to a buffer: fragments already in JSON form, strings escaped exactly as

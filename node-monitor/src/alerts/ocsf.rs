@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use super::{
     format::{
-        FloodDoc, JsonOut, Message, SweepDoc, Text, action_name, alert_record, community_id,
-        community_id_text, epoch_ms, item_time, rule_category, sweep_flood,
+        FloodDoc, JsonOut, Members, Message, RuleFragments, SweepDoc, Text, action_name,
+        alert_record, community_id, community_id_text, epoch_ms, item_time, rule_category,
+        sweep_flood, write_alert_facts, write_connection_facts,
     },
-    model::{Alert, AlertKind, Observer, OutputItem, Rule, Severity},
+    model::{Alert, AlertKind, Observer, OutputItem, Severity},
 };
 use crate::events::FlowRecord;
 
@@ -62,11 +63,8 @@ struct Fragments {
     /// `,"device":{…}`
     device: Vec<u8>,
     /// The members of `finding_info` after its uid, of the rules seen so far.
-    rules: Vec<(Rule, Vec<u8>)>,
+    rules: RuleFragments,
 }
-
-/// Rules kept at most (the catalog has about ten).
-const MAX_CACHED_RULES: usize = 64;
 
 thread_local! {
     static FRAGMENTS: RefCell<Option<Fragments>> = const { RefCell::new(None) };
@@ -96,40 +94,29 @@ impl Fragments {
             observer: observer.clone(),
             metadata_head,
             device,
-            rules: Vec::new(),
+            rules: RuleFragments::default(),
         }
     }
 
     /// `,"title":…,"desc":…,"types":[…],"analytic":{…}}` of the alert's rule.
     fn finding_rest(&mut self, a: &Alert) -> &[u8] {
-        let i = match self.rules.iter().position(|(r, _)| *r == a.rule) {
-            Some(i) => i,
-            None => {
-                if self.rules.len() >= MAX_CACHED_RULES {
-                    self.rules.clear();
-                }
-                let mut frag = Vec::new();
-                JsonOut(&mut frag)
-                    .raw(",\"title\":")
-                    .str(a.rule.name)
-                    .raw(",\"desc\":")
-                    .str(a.rule.description)
-                    .raw(",\"types\":[")
-                    .str(rule_category(a))
-                    .raw("],\"analytic\":{\"uid\":")
-                    .str(a.rule.id)
-                    .raw(",\"name\":")
-                    .str(a.rule.name)
-                    .raw(",\"type_id\":1,\"type\":\"Rule\",\"version\":")
-                    .num_str(a.rule.version)
-                    .raw(",\"category\":")
-                    .str(rule_category(a))
-                    .raw("}}");
-                self.rules.push((a.rule, frag));
-                self.rules.len() - 1
-            }
-        };
-        &self.rules[i].1
+        self.rules.get(a.rule, |j| {
+            j.raw(",\"title\":")
+                .str(a.rule.name)
+                .raw(",\"desc\":")
+                .str(a.rule.description)
+                .raw(",\"types\":[")
+                .str(rule_category(a))
+                .raw("],\"analytic\":{\"uid\":")
+                .str(a.rule.id)
+                .raw(",\"name\":")
+                .str(a.rule.name)
+                .raw(",\"type_id\":1,\"type\":\"Rule\",\"version\":")
+                .num_str(a.rule.version)
+                .raw(",\"category\":")
+                .str(rule_category(a))
+                .raw("}}");
+        })
     }
 }
 
@@ -259,72 +246,23 @@ fn node_monitor_into(j: &mut JsonOut<'_>, item: &OutputItem, rec: Option<&FlowRe
         OutputItem::Alert(a) => Some(a),
         OutputItem::Flow(_) => None,
     };
-    let mut first = true;
-    let mut key = |j: &mut JsonOut<'_>, k: &str| {
-        j.raw(if std::mem::take(&mut first) {
-            "\""
-        } else {
-            ",\""
-        })
-        .raw(k)
-        .raw("\":");
-    };
-    let port_group = match alert.map(|a| &a.kind) {
-        Some(AlertKind::Sweep { group, .. }) => Some(&**group),
-        _ => rec.map(|r| &*r.group),
-    };
-    if let Some(g) = port_group {
-        key(j, "port_group");
-        j.str(g);
-    }
-    if let Some(r) = rec {
-        key(j, "verdict");
-        j.str(r.verdict);
-        key(j, "action");
-        j.str(r.action);
-        if let Some(a) = r.answer {
-            key(j, "answer");
-            j.str(a.as_str());
-        }
-        if let Some(f) = r.tcp_flags {
-            key(j, "tcp_flags");
-            j.str(f);
-        }
-        key(j, "hook");
-        j.str(r.hook);
-        if r.vlan.len() > 1 {
-            key(j, "vlan");
-            j.raw("[");
-            for (i, id) in r.vlan.iter().enumerate() {
-                if i > 0 {
-                    j.raw(",");
-                }
-                j.num(*id);
+    let mut m = Members::new();
+    write_connection_facts(&mut m, j, alert, rec);
+    if let Some(r) = rec.filter(|r| r.vlan.len() > 1) {
+        m.key(j, "vlan");
+        j.raw("[");
+        for (i, id) in r.vlan.iter().enumerate() {
+            if i > 0 {
+                j.raw(",");
             }
-            j.raw("]");
+            j.num(*id);
         }
+        j.raw("]");
     }
-    key(j, "event_action");
+    m.key(j, "event_action");
     j.str(action_name(item));
     if let Some(a) = alert {
-        key(j, "suppressed_count");
-        j.num(a.suppressed);
-        if let Some(f) = &a.follow_up_of {
-            key(j, "follow_up_of");
-            j.str(f);
-        }
-        key(j, "losses_since_previous");
-        // Small maps, rare sweeps and floods: serde writes these few.
-        let _ = serde_json::to_writer(&mut *j.0, &a.losses_since_previous);
-        let (sweep, flood) = sweep_flood(a);
-        if let Some(s) = sweep {
-            key(j, "sweep");
-            let _ = serde_json::to_writer(&mut *j.0, &s);
-        }
-        if let Some(f) = flood {
-            key(j, "flood");
-            let _ = serde_json::to_writer(&mut *j.0, &f);
-        }
+        write_alert_facts(&mut m, j, a);
     }
 }
 
