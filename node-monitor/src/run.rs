@@ -59,6 +59,22 @@ pub struct RunOptions {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+/// One read of the kernel's counters, shared by loss accounting and the metrics.
+struct Counters {
+    /// None when the read failed (this round then skips loss accounting).
+    groups: Option<Vec<crate::datapath::GroupCounters>>,
+    reasons: Option<[u64; node_monitor_common::reason::COUNT as usize]>,
+}
+
+impl Counters {
+    fn read(dp: &Datapath) -> Counters {
+        Counters {
+            groups: dp.group_counters().ok(),
+            reasons: dp.reason_counters().ok(),
+        }
+    }
+}
+
 impl GroupNames for GroupIds {
     fn group_name(&self, id: u8) -> std::borrow::Cow<'_, str> {
         self.name(id)
@@ -378,20 +394,22 @@ impl Daemon {
         self.rounds = self.rounds.wrapping_add(1);
         self.sync_interfaces();
         let now = Instant::now();
-        self.account_losses(now);
+        // One read of the kernel counters serves loss accounting and the metrics.
+        let counters = Counters::read(&self.dp);
+        self.account_losses(&counters, now);
         self.engine.tick(now, &mut self.alerts);
-        self.update_metrics(self.rounds % FLOW_COUNT_ROUNDS == 1);
+        self.update_metrics_from(self.rounds % FLOW_COUNT_ROUNDS == 1, counters);
     }
 
     /// Feeds the engine the cumulative loss counters (kernel and userspace).
-    fn account_losses(&mut self, now: Instant) {
-        if let Ok(counters) = self.dp.group_counters() {
+    fn account_losses(&mut self, counters: &Counters, now: Instant) {
+        if let Some(groups) = &counters.groups {
             let mut totals = LossTotals::default();
-            for c in &counters {
+            for c in groups {
                 totals.rate_limited += c.stats.lost_rate_limited;
                 totals.ringbuf_full += c.stats.lost_ringbuf_full;
             }
-            if let Ok(r) = self.dp.reason_counters() {
+            if let Some(r) = &counters.reasons {
                 totals.ringbuf_full += r[node_monitor_common::reason::ANSWER_RINGBUF_FULL as usize];
             }
             if self.stats.events_malformed > 0 {
@@ -544,11 +562,16 @@ impl Daemon {
     }
 
     fn update_metrics(&mut self, count_flows: bool) {
+        let counters = Counters::read(&self.dp);
+        self.update_metrics_from(count_flows, counters);
+    }
+
+    fn update_metrics_from(&mut self, count_flows: bool, counters: Counters) {
         if count_flows && let Some(n) = self.dp.flow_count() {
             self.flow_entries = n as u64;
         }
-        let groups = self.dp.group_counters().unwrap_or_default();
-        let reasons = self.dp.reason_counters().unwrap_or_default();
+        let groups = counters.groups.unwrap_or_default();
+        let reasons = counters.reasons.unwrap_or_default();
         let es = self.engine.stats();
         let sink_stats = self.sinks.stats();
         // Kernel losses (rate_limited, ringbuf_full) come from `groups`; only userspace ones here.
