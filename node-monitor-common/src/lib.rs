@@ -148,7 +148,7 @@ pub const fn stats_index(group: u8, proto_idx: u32, verdict: u8) -> u32 {
 /// in sweep-watched groups, whose every new connection is reported).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct GroupStats {
     pub packets: u64,
     pub bytes: u64,

@@ -284,7 +284,7 @@ fn denied_syn_in_monitor_group_is_flagged(fam: Fam, prog: Prog) {
         events: 1,
         ..S::default()
     };
-    h.assert_stats("denied SYN, monitor", &[("kubelet", TCP, D, s.into())]);
+    h.assert_stats("denied SYN, monitor", &[("kubelet", TCP, D, s)]);
     h.assert_reasons("denied SYN, monitor", &[]);
     let want = flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP);
     assert_events("denied SYN, monitor", &h.events(), &[want]);
@@ -328,10 +328,7 @@ fn denied_in_drop_group_is_dropped(fam: Fam, prog: Prog) {
     };
     h.assert_stats(
         "drop group",
-        &[
-            ("enforced", TCP, D, st.into()),
-            ("enforced", UDP, D, su.into()),
-        ],
+        &[("enforced", TCP, D, st), ("enforced", UDP, D, su)],
     );
     h.assert_reasons("drop group", &[]);
     let want = [
@@ -359,9 +356,9 @@ fn allowed_is_never_dropped_and_sampled(fam: Fam, prog: Prog) {
     h.assert_stats(
         "allowed",
         &[
-            ("enforced", TCP, A, one(&t).into()),
-            ("enforced", UDP, A, one(&u).into()),
-            ("kubelet", TCP, A, one(&k).into()),
+            ("enforced", TCP, A, one(&t)),
+            ("enforced", UDP, A, one(&u)),
+            ("kubelet", TCP, A, one(&k)),
         ],
     );
     h.assert_reasons("allowed", &[]);
@@ -402,10 +399,10 @@ fn allowlists_are_per_group(fam: Fam, prog: Prog) {
     h.assert_stats(
         "per-group lists",
         &[
-            ("strict", TCP, D, denied(&f1).into()),
-            ("strict", TCP, A, allowed(&f2).into()),
-            ("kubelet", TCP, A, allowed(&f3).into()),
-            ("kubelet", TCP, D, denied(&f4).into()),
+            ("strict", TCP, D, denied(&f1)),
+            ("strict", TCP, A, allowed(&f2)),
+            ("kubelet", TCP, A, allowed(&f3)),
+            ("kubelet", TCP, D, denied(&f4)),
         ],
     );
     let want = [
@@ -435,10 +432,7 @@ fn allowed_not_sampled_counts_sampled_out(fam: Fam, prog: Prog) {
     };
     h.assert_stats(
         "sampling off",
-        &[
-            ("kubelet", TCP, A, one(&t).into()),
-            ("udp-svc", UDP, A, one(&u).into()),
-        ],
+        &[("kubelet", TCP, A, one(&t)), ("udp-svc", UDP, A, one(&u))],
     );
     assert_events("sampling off", &h.events(), &[]);
     assert_all_invariants("sampling off", &h);
@@ -503,8 +497,7 @@ fn ack_synack_rst_are_never_new(fam: Fam, prog: Prog) {
                     bytes,
                     would_drop: n,
                     ..S::default()
-                }
-                .into(),
+                },
             ),
             (
                 "kubelet",
@@ -514,8 +507,7 @@ fn ack_synack_rst_are_never_new(fam: Fam, prog: Prog) {
                     packets: n,
                     bytes: abytes,
                     ..S::default()
-                }
-                .into(),
+                },
             ),
         ],
     );
@@ -544,7 +536,7 @@ fn stealth_probes_are_new(fam: Fam, prog: Prog) {
         events: n,
         ..S::default()
     };
-    h.assert_stats("stealth probes", &[("kubelet", TCP, D, s.into())]);
+    h.assert_stats("stealth probes", &[("kubelet", TCP, D, s)]);
     let want: Vec<Event> = frames
         .iter()
         .map(|f| flagged(&h, prog, f, "kubelet", ACTION_WOULD_DROP))
@@ -574,8 +566,7 @@ fn syn_retransmit_is_not_new(fam: Fam, prog: Prog) {
                     would_drop: 3,
                     events: 1,
                     ..S::default()
-                }
-                .into(),
+                },
             ),
             (
                 "kubelet",
@@ -587,8 +578,7 @@ fn syn_retransmit_is_not_new(fam: Fam, prog: Prog) {
                     new_conns: 1,
                     events: 1,
                     ..S::default()
-                }
-                .into(),
+                },
             ),
         ],
     );
@@ -622,10 +612,7 @@ fn idle_timeout_makes_a_tuple_new_again(fam: Fam, prog: Prog) {
     };
     h.assert_stats(
         "idle timeout",
-        &[
-            ("kubelet", TCP, D, two(&t).into()),
-            ("udp-svc", UDP, D, two(&u).into()),
-        ],
+        &[("kubelet", TCP, D, two(&t)), ("udp-svc", UDP, D, two(&u))],
     );
     let et = flagged(&h, prog, &t, "kubelet", ACTION_WOULD_DROP);
     let eu = flagged(&h, prog, &u, "udp-svc", ACTION_WOULD_DROP);
@@ -655,8 +642,7 @@ fn udp_first_packet_is_new(fam: Fam, prog: Prog) {
                     would_drop: 4,
                     events: 2,
                     ..S::default()
-                }
-                .into(),
+                },
             ),
             (
                 "udp-svc",
@@ -668,8 +654,7 @@ fn udp_first_packet_is_new(fam: Fam, prog: Prog) {
                     new_conns: 1,
                     events: 1,
                     ..S::default()
-                }
-                .into(),
+                },
             ),
         ],
     );
@@ -727,7 +712,7 @@ fn token_bucket_per_source(fam: Fam, prog: Prog) {
         lost_rate_limited: 15 - 2 * RATE,
         ..S::default()
     };
-    h.assert_stats("token bucket", &[("kubelet", TCP, D, s.into())]);
+    h.assert_stats("token bucket", &[("kubelet", TCP, D, s)]);
     // The burst of each source: its first RATE connections.
     let mut want = Vec::new();
     for src in [fam.denied(), fam.denied2()] {
@@ -789,7 +774,7 @@ fn token_bucket_slot_taken_over(fam: Fam, prog: Prog) {
         lost_rate_limited: 1,
         ..S::default()
     };
-    h.assert_stats("slot takeover", &[("kubelet", TCP, D, s.into())]);
+    h.assert_stats("slot takeover", &[("kubelet", TCP, D, s)]);
     assert_events("slot takeover", &h.events(), &want);
     assert_all_invariants("slot takeover", &h);
 }
@@ -827,7 +812,7 @@ fn ring_buffer_full_is_counted(fam: Fam, prog: Prog) {
         lost_ringbuf_full: n - read,
         ..S::default()
     };
-    h.assert_stats("ring full, denied", &[("kubelet", TCP, D, want.into())]);
+    h.assert_stats("ring full, denied", &[("kubelet", TCP, D, want)]);
 
     // Drained: events flow again. Then the same for allowed (sampled) connections.
     let mut abytes = 0;
@@ -856,10 +841,7 @@ fn ring_buffer_full_is_counted(fam: Fam, prog: Prog) {
     };
     h.assert_stats(
         "ring full",
-        &[
-            ("kubelet", TCP, D, want.into()),
-            ("kubelet", TCP, A, wa.into()),
-        ],
+        &[("kubelet", TCP, D, want), ("kubelet", TCP, A, wa)],
     );
     assert_all_invariants("ring full", &h);
 }

@@ -23,9 +23,9 @@ use std::{
 };
 
 use common::daemon::{
-    self, Counters, Daemon, GroupCounts, TcpOutcome, TempDir, TempFile, UdpOutcome, context, curl,
-    http_get, metric_value, replace_file, sa, scrape, tcp_connect, tcp_server, udp_bind, udp_echo,
-    udp_probe,
+    self, Counters, Daemon, GroupCounts, TcpOutcome, TempDir, TempFile, UdpOutcome, context,
+    counts_minus, curl, http_get, metric_value, replace_file, sa, scrape, tcp_connect, tcp_server,
+    udp_bind, udp_echo, udp_probe,
 };
 use node_monitor::alerts::community_id::community_id_v1;
 use serde_json::Value;
@@ -767,7 +767,7 @@ fn readonly(c: &Counters) -> GroupCounts {
 }
 
 fn assert_delta(after: GroupCounts, before: GroupCounts, n: u64, what: &str) {
-    let d = after.minus(&before);
+    let d = counts_minus(&after, &before);
     assert_eq!(
         (d.packets, d.new_conns, d.events, d.would_drop),
         (n, n, n, n),

@@ -156,13 +156,6 @@ fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
     }
 }
 
-pub fn render(item: &OutputItem, observer: &Observer) -> String {
-    let mut out = Vec::with_capacity(1024);
-    render_into(item, observer, &mut out);
-    // Only UTF-8 is ever appended (see the escapes).
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
 /// Appends the CEF line of one item to `out`, escaping each field as it is written.
 pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     let (signature, name, severity) = match item {
@@ -264,6 +257,10 @@ mod tests {
 
     use super::*;
     use crate::alerts::format::tests::*;
+
+    fn render(item: &OutputItem, observer: &Observer) -> String {
+        crate::alerts::format::render(item, crate::config::Format::Cef, observer)
+    }
 
     /// Splits a CEF line into its 7 header fields and the extension map (unescaping).
     fn parse(line: &str) -> (Vec<String>, BTreeMap<String, String>) {

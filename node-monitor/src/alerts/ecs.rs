@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use super::{
     format::{
-        FloodDoc, JsonOut, Members, Message, RuleFragments, SweepDoc, Text, action_name,
-        alert_record, community_id, community_id_text, denied, item_time, outcome, rfc3339_text,
-        rule_category, sweep_flood, write_alert_facts, write_connection_facts,
+        FloodDoc, FragmentCache, JsonOut, Members, Message, RuleFragments, SweepDoc, Text,
+        action_name, alert_record, community_id, community_id_text, denied, item_time, outcome,
+        rfc3339_text, rule_category, sweep_flood, with_fragments, write_alert_facts,
+        write_connection_facts,
     },
     model::{Alert, AlertKind, Observer, OutputItem, Severity},
 };
@@ -27,22 +28,11 @@ pub fn severity_number(s: Severity) -> u8 {
     }
 }
 
-pub fn render(item: &OutputItem, observer: &Observer) -> String {
-    let mut out = Vec::with_capacity(2048);
-    render_into(item, observer, &mut out);
-    // Only UTF-8 is ever appended (strings, numbers, escapes).
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
 /// Appends the ECS line of one item to `out`: the very bytes `serde_json` writes for the
 /// typed [`Doc`] (the shape's one source of truth; a test compares the two byte for byte over
 /// every kind of item), written field by field without building the document.
 pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
-    FRAGMENTS.with_borrow_mut(|cached| {
-        let frags = match cached {
-            Some(f) if f.observer == *observer => f,
-            _ => cached.insert(Fragments::new(observer)),
-        };
+    with_fragments(&FRAGMENTS, observer, Fragments::new, |frags| {
         write_item(item, frags, out);
     });
 }
@@ -50,7 +40,6 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
 /// The parts of a line that are the same for every item of the observer, or of a rule,
 /// already in JSON form: written once per thread, then copied.
 struct Fragments {
-    observer: Observer,
     /// `,"observer":{"hostname":…,"type":"sensor"` (the ingress interface follows).
     observer_head: Vec<u8>,
     /// `},"host":{…},"orchestrator":{…},"message":`
@@ -60,7 +49,7 @@ struct Fragments {
 }
 
 thread_local! {
-    static FRAGMENTS: RefCell<Option<Fragments>> = const { RefCell::new(None) };
+    static FRAGMENTS: FragmentCache<Fragments> = const { RefCell::new(None) };
 }
 
 impl Fragments {
@@ -82,7 +71,6 @@ impl Fragments {
             .str(&observer.hostname)
             .raw("},\"orchestrator\":{\"type\":\"kubernetes\"},\"message\":");
         Fragments {
-            observer: observer.clone(),
             observer_head,
             host,
             rules: RuleFragments::default(),
@@ -494,6 +482,10 @@ mod tests {
 
     use super::*;
     use crate::alerts::format::tests::*;
+
+    fn render(item: &OutputItem, observer: &Observer) -> String {
+        crate::alerts::format::render(item, crate::config::Format::Ecs, observer)
+    }
 
     fn doc(item: OutputItem) -> Value {
         let line = render(&item, &observer());

@@ -1,8 +1,10 @@
 //! One output item → one line in the sink's format (ECS JSON, OCSF JSON or CEF), and the
 //! facts every format shares (messages, outcome, community id, epoch times).
 use std::{
+    cell::RefCell,
     fmt,
     net::IpAddr,
+    thread::LocalKey,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -288,6 +290,26 @@ pub(crate) fn write_alert_facts(m: &mut Members, j: &mut JsonOut<'_>, a: &Alert)
         m.key(j, "flood");
         let _ = serde_json::to_writer(&mut *j.0, &f);
     }
+}
+
+/// A format's per-thread cache of the line parts that depend only on the observer.
+pub(crate) type FragmentCache<F> = RefCell<Option<(Observer, F)>>;
+
+/// Runs `f` on this thread's fragments for `observer`, made by `make` when the thread has
+/// none yet or made them for another observer.
+pub(crate) fn with_fragments<F, R>(
+    cache: &'static LocalKey<FragmentCache<F>>,
+    observer: &Observer,
+    make: impl FnOnce(&Observer) -> F,
+    f: impl FnOnce(&mut F) -> R,
+) -> R {
+    cache.with_borrow_mut(|cached| {
+        let frags = match cached {
+            Some((o, frags)) if o == observer => frags,
+            _ => &mut cached.insert((observer.clone(), make(observer))).1,
+        };
+        f(frags)
+    })
 }
 
 /// JSON fragments rendered once per rule (the catalog has about ten rules; a format keeps

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::{
     format::{
-        FloodDoc, JsonOut, Members, Message, RuleFragments, SweepDoc, Text, action_name,
-        alert_record, community_id, community_id_text, epoch_ms, item_time, rule_category,
-        sweep_flood, write_alert_facts, write_connection_facts,
+        FloodDoc, FragmentCache, JsonOut, Members, Message, RuleFragments, SweepDoc, Text,
+        action_name, alert_record, community_id, community_id_text, epoch_ms, item_time,
+        rule_category, sweep_flood, with_fragments, write_alert_facts, write_connection_facts,
     },
     model::{Alert, AlertKind, Observer, OutputItem, Severity},
 };
@@ -30,22 +30,11 @@ pub fn severity(s: Severity) -> (u8, &'static str) {
     }
 }
 
-pub fn render(item: &OutputItem, observer: &Observer) -> String {
-    let mut out = Vec::with_capacity(2560);
-    render_into(item, observer, &mut out);
-    // Only UTF-8 is ever appended (strings, numbers, escapes).
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
 /// Appends the OCSF line of one item to `out`: the very bytes `serde_json` writes for the
 /// typed [`Doc`] (the shape's one source of truth; a test compares the two byte for byte over
 /// every kind of item), written field by field without building the document.
 pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
-    FRAGMENTS.with_borrow_mut(|cached| {
-        let frags = match cached {
-            Some(f) if f.observer == *observer => f,
-            _ => cached.insert(Fragments::new(observer)),
-        };
+    with_fragments(&FRAGMENTS, observer, Fragments::new, |frags| {
         let mut j = JsonOut(out);
         match item {
             OutputItem::Flow(r) => write_flow(&mut j, item, r, frags),
@@ -57,7 +46,6 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
 /// The parts of a line that are the same for every item of the observer, or of a rule,
 /// already in JSON form: written once per thread, then copied.
 struct Fragments {
-    observer: Observer,
     /// `,"metadata":{"product":{…},"version":…,"profiles":["host"]` (the uid may follow).
     metadata_head: Vec<u8>,
     /// `,"device":{…}`
@@ -67,7 +55,7 @@ struct Fragments {
 }
 
 thread_local! {
-    static FRAGMENTS: RefCell<Option<Fragments>> = const { RefCell::new(None) };
+    static FRAGMENTS: FragmentCache<Fragments> = const { RefCell::new(None) };
 }
 
 impl Fragments {
@@ -91,7 +79,6 @@ impl Fragments {
             .str(&observer.hostname)
             .raw(",\"type_id\":1,\"type\":\"Server\"}");
         Fragments {
-            observer: observer.clone(),
             metadata_head,
             device,
             rules: RuleFragments::default(),
@@ -657,6 +644,10 @@ mod tests {
 
     use super::*;
     use crate::alerts::format::tests::*;
+
+    fn render(item: &OutputItem, observer: &Observer) -> String {
+        crate::alerts::format::render(item, crate::config::Format::Ocsf, observer)
+    }
 
     fn doc(item: OutputItem) -> Value {
         let line = render(&item, &observer());

@@ -21,6 +21,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
+use node_monitor_common::GroupStats;
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
 use xtask::lab::{Child, Netns, output_with_timeout};
@@ -310,65 +311,38 @@ fn is_ready_line(l: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Counters(pub Value);
 
-/// One (group, protocol, verdict) entry of the counters line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GroupCounts {
-    pub packets: u64,
-    pub bytes: u64,
-    pub new_conns: u64,
-    pub would_drop: u64,
-    pub dropped: u64,
-    pub events: u64,
-    pub lost_rate_limited: u64,
-    pub lost_ringbuf_full: u64,
-    pub sampled_out: u64,
+/// One (group, protocol, verdict) entry of the counters line: the kernel's counters.
+pub type GroupCounts = GroupStats;
+
+fn group_counts_from_json(v: &Value) -> GroupCounts {
+    serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("counters entry is not a full set of counters ({e}): {v}"))
 }
 
-impl GroupCounts {
-    fn from_json(v: &Value) -> GroupCounts {
-        let f = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_u64)
-                .unwrap_or_else(|| panic!("counters entry without `{k}`: {v}"))
-        };
-        GroupCounts {
-            packets: f("packets"),
-            bytes: f("bytes"),
-            new_conns: f("new_conns"),
-            would_drop: f("would_drop"),
-            dropped: f("dropped"),
-            events: f("events"),
-            lost_rate_limited: f("lost_rate_limited"),
-            lost_ringbuf_full: f("lost_ringbuf_full"),
-            sampled_out: f("sampled_out"),
-        }
-    }
-
-    /// Field-wise difference (panics if any counter went down).
-    pub fn minus(&self, o: &GroupCounts) -> GroupCounts {
-        let d = |a: u64, b: u64, k: &str| {
-            a.checked_sub(b)
-                .unwrap_or_else(|| panic!("counter {k} went down: {b} -> {a}"))
-        };
-        GroupCounts {
-            packets: d(self.packets, o.packets, "packets"),
-            bytes: d(self.bytes, o.bytes, "bytes"),
-            new_conns: d(self.new_conns, o.new_conns, "new_conns"),
-            would_drop: d(self.would_drop, o.would_drop, "would_drop"),
-            dropped: d(self.dropped, o.dropped, "dropped"),
-            events: d(self.events, o.events, "events"),
-            lost_rate_limited: d(
-                self.lost_rate_limited,
-                o.lost_rate_limited,
-                "lost_rate_limited",
-            ),
-            lost_ringbuf_full: d(
-                self.lost_ringbuf_full,
-                o.lost_ringbuf_full,
-                "lost_ringbuf_full",
-            ),
-            sampled_out: d(self.sampled_out, o.sampled_out, "sampled_out"),
-        }
+/// Field-wise difference of two readings (panics if any counter went down).
+pub fn counts_minus(after: &GroupCounts, before: &GroupCounts) -> GroupCounts {
+    let d = |a: u64, b: u64, k: &str| {
+        a.checked_sub(b)
+            .unwrap_or_else(|| panic!("counter {k} went down: {b} -> {a}"))
+    };
+    GroupCounts {
+        packets: d(after.packets, before.packets, "packets"),
+        bytes: d(after.bytes, before.bytes, "bytes"),
+        new_conns: d(after.new_conns, before.new_conns, "new_conns"),
+        would_drop: d(after.would_drop, before.would_drop, "would_drop"),
+        dropped: d(after.dropped, before.dropped, "dropped"),
+        events: d(after.events, before.events, "events"),
+        lost_rate_limited: d(
+            after.lost_rate_limited,
+            before.lost_rate_limited,
+            "lost_rate_limited",
+        ),
+        lost_ringbuf_full: d(
+            after.lost_ringbuf_full,
+            before.lost_ringbuf_full,
+            "lost_ringbuf_full",
+        ),
+        sampled_out: d(after.sampled_out, before.sampled_out, "sampled_out"),
     }
 }
 
@@ -386,7 +360,7 @@ impl Counters {
                 g["verdict"].as_str().unwrap().to_owned(),
             );
             assert!(
-                m.insert(key.clone(), GroupCounts::from_json(g)).is_none(),
+                m.insert(key.clone(), group_counts_from_json(g)).is_none(),
                 "duplicate counters entry {key:?}"
             );
         }

@@ -324,35 +324,8 @@ pub fn assert_reasons_eq(
     }
 }
 
-/// GroupStats shorthand: counters not named are zero.
-#[derive(Clone, Copy, Default)]
-pub struct S {
-    pub packets: u64,
-    pub bytes: u64,
-    pub new_conns: u64,
-    pub would_drop: u64,
-    pub dropped: u64,
-    pub events: u64,
-    pub lost_rate_limited: u64,
-    pub lost_ringbuf_full: u64,
-    pub sampled_out: u64,
-}
-
-impl From<S> for GroupStats {
-    fn from(s: S) -> GroupStats {
-        GroupStats {
-            packets: s.packets,
-            bytes: s.bytes,
-            new_conns: s.new_conns,
-            would_drop: s.would_drop,
-            dropped: s.dropped,
-            events: s.events,
-            lost_rate_limited: s.lost_rate_limited,
-            lost_ringbuf_full: s.lost_ringbuf_full,
-            sampled_out: s.sampled_out,
-        }
-    }
-}
+/// GroupStats shorthand for expected counters: `S { events: 1, ..S::default() }`.
+pub type S = GroupStats;
 
 /// The two per-entry invariants of `GroupStats`.
 #[track_caller]
