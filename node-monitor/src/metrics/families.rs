@@ -1,0 +1,369 @@
+//! A [`Snapshot`] → the metric families to encode (names, help, labels), prepared once per
+//! update so that a scrape only formats; the collector that encodes them.
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    fmt,
+    sync::{Arc, PoisonError, atomic::Ordering},
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Unit,
+};
+
+use super::{SharedState, snapshot::Snapshot};
+
+/// Loss reasons counted by the data path, per group (`GroupStats`).
+const KERNEL_LOSS_REASONS: [&str; 2] = ["rate_limited", "ringbuf_full"];
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// How a stored integer is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    One,
+    /// Nanoseconds, exported as seconds.
+    NanosAsSeconds,
+}
+
+#[derive(Debug)]
+pub(super) struct PreparedFamily {
+    /// Without the `_total` (counter) or unit suffix: the encoder adds them.
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    kind: Kind,
+    scale: Scale,
+    /// Sorted by labels; duplicates summed.
+    samples: Vec<(Labels, u64)>,
+}
+
+struct FamilyBuilder {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    kind: Kind,
+    scale: Scale,
+    samples: BTreeMap<Labels, u64>,
+}
+
+impl FamilyBuilder {
+    fn counter(name: &'static str, help: &'static str) -> Self {
+        FamilyBuilder {
+            name,
+            help,
+            unit: None,
+            kind: Kind::Counter,
+            scale: Scale::One,
+            samples: BTreeMap::new(),
+        }
+    }
+    fn gauge(name: &'static str, help: &'static str) -> Self {
+        FamilyBuilder {
+            kind: Kind::Gauge,
+            ..Self::counter(name, help)
+        }
+    }
+    fn seconds(mut self) -> Self {
+        self.unit = Some(Unit::Seconds);
+        self.scale = Scale::NanosAsSeconds;
+        self
+    }
+    /// Adds to the sample with these labels (summing duplicates, so that the exposition
+    /// never holds the same series twice).
+    fn add(&mut self, labels: Labels, v: u64) {
+        let e = self.samples.entry(labels).or_insert(0);
+        *e = e.saturating_add(v);
+    }
+    fn build(self) -> PreparedFamily {
+        PreparedFamily {
+            name: self.name,
+            help: self.help,
+            unit: self.unit,
+            kind: self.kind,
+            scale: self.scale,
+            samples: self.samples.into_iter().collect(),
+        }
+    }
+}
+
+fn l(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+/// Turns a snapshot into the families to encode, in a stable order.
+pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
+    let mut packets = FamilyBuilder::counter(
+        "node_monitor_packets",
+        "Packets to watched ports seen by the data path, by port group, protocol and verdict.",
+    );
+    let mut bytes = FamilyBuilder::counter(
+        "node_monitor_bytes",
+        "Bytes (frame length) of packets to watched ports, by port group, protocol and verdict.",
+    );
+    let mut conns = FamilyBuilder::counter(
+        "node_monitor_connections",
+        "New connections to watched ports (TCP SYN, or the first UDP packet of an idle 5-tuple), by port group, protocol and verdict.",
+    );
+    let mut would_drop = FamilyBuilder::counter(
+        "node_monitor_would_drop_packets",
+        "Packets from sources not allowed that drop mode would have dropped (group in monitor mode), by port group and protocol.",
+    );
+    let mut dropped = FamilyBuilder::counter(
+        "node_monitor_dropped_packets",
+        "Packets from sources not allowed that were dropped (group enforces), by port group and protocol.",
+    );
+    let mut events = FamilyBuilder::counter(
+        "node_monitor_events",
+        "Events the data path wrote to the ring buffer (flagged connections for denied, sampled flow records for allowed), by port group, protocol and verdict.",
+    );
+    let mut lost = FamilyBuilder::counter(
+        "node_monitor_lost_events",
+        "Events lost before output, by reason: rate_limited and ringbuf_full in the kernel, the rest in userspace.",
+    );
+    let mut sampled_out = FamilyBuilder::counter(
+        "node_monitor_sampled_out",
+        "Allowed new connections not reported because 1-in-N sampling skipped them (not a loss), by port group and protocol.",
+    );
+    for g in &s.groups {
+        let gpv = l(&[
+            ("group", &g.group),
+            ("proto", g.proto),
+            ("verdict", g.verdict),
+        ]);
+        let gp = l(&[("group", &g.group), ("proto", g.proto)]);
+        let st = &g.stats;
+        packets.add(gpv.clone(), st.packets);
+        bytes.add(gpv.clone(), st.bytes);
+        conns.add(gpv.clone(), st.new_conns);
+        events.add(gpv, st.events);
+        would_drop.add(gp.clone(), st.would_drop);
+        dropped.add(gp.clone(), st.dropped);
+        sampled_out.add(gp, st.sampled_out);
+        lost.add(
+            l(&[("reason", KERNEL_LOSS_REASONS[0])]),
+            st.lost_rate_limited,
+        );
+        lost.add(
+            l(&[("reason", KERNEL_LOSS_REASONS[1])]),
+            st.lost_ringbuf_full,
+        );
+    }
+    for (reason, n) in &s.lost_events {
+        if KERNEL_LOSS_REASONS.contains(&reason.as_str()) {
+            continue;
+        }
+        lost.add(l(&[("reason", reason)]), *n);
+    }
+
+    let mut unclassified = FamilyBuilder::counter(
+        "node_monitor_packets_unclassified",
+        "Packets passed without classification (not IP, not TCP/UDP, fragments) or because they could not be parsed, and answers that could not be reported, by reason.",
+    );
+    for (reason, n) in &s.reasons {
+        unclassified.add(l(&[("reason", reason)]), *n);
+    }
+
+    let mut flagged = FamilyBuilder::counter(
+        "node_monitor_flagged_connections",
+        "Flagged connections (from sources not allowed) by how the node answered: accepted, refused or none, by port group and protocol.",
+    );
+    for (group, proto, answer, n) in &s.answers {
+        flagged.add(
+            l(&[("group", group), ("proto", proto), ("answer", answer)]),
+            *n,
+        );
+    }
+
+    let mut alerts = FamilyBuilder::counter(
+        "node_monitor_alerts",
+        "Alerts raised, by rule id and severity.",
+    );
+    for (rule, severity, n) in &s.alerts {
+        alerts.add(l(&[("rule", rule), ("severity", severity)]), *n);
+    }
+    let mut suppressed = FamilyBuilder::counter(
+        "node_monitor_alerts_suppressed",
+        "Alerts withheld by deduplication or suppression, by rule id.",
+    );
+    for (rule, n) in &s.alerts_suppressed {
+        suppressed.add(l(&[("rule", rule)]), *n);
+    }
+
+    let mut sink_records = FamilyBuilder::counter(
+        "node_monitor_sink_records",
+        "Records delivered by each output sink, by sink name and kind.",
+    );
+    let mut sink_dropped = FamilyBuilder::counter(
+        "node_monitor_sink_dropped",
+        "Records an output sink dropped, by sink name, kind and reason.",
+    );
+    let mut sink_queue = FamilyBuilder::gauge(
+        "node_monitor_sink_queue_length",
+        "Records waiting in each output sink's queue.",
+    );
+    for sink in &s.sinks {
+        sink_records.add(l(&[("sink", &sink.name), ("kind", sink.kind)]), sink.sent);
+        for (reason, n) in &sink.dropped {
+            sink_dropped.add(
+                l(&[
+                    ("sink", &sink.name),
+                    ("kind", sink.kind),
+                    ("reason", reason),
+                ]),
+                *n,
+            );
+        }
+        sink_queue.add(l(&[("sink", &sink.name)]), sink.queue_len);
+    }
+
+    let mut flow_entries = FamilyBuilder::gauge(
+        "node_monitor_flow_table_entries",
+        "Entries in the kernel flow table (LRU hash) now.",
+    );
+    flow_entries.add(Vec::new(), s.flow_table_entries);
+    let mut flow_capacity = FamilyBuilder::gauge(
+        "node_monitor_flow_table_capacity",
+        "Maximum entries of the kernel flow table.",
+    );
+    flow_capacity.add(Vec::new(), s.flow_table_capacity);
+
+    let mut run_count = FamilyBuilder::counter(
+        "node_monitor_program_run_count",
+        "Times each eBPF program ran while kernel BPF statistics were enabled.",
+    );
+    let mut run_time = FamilyBuilder::counter(
+        "node_monitor_program_run_time",
+        "Time spent running each eBPF program while kernel BPF statistics were enabled.",
+    )
+    .seconds();
+    for p in &s.programs {
+        run_count.add(l(&[("program", p.program)]), p.run_count);
+        run_time.add(l(&[("program", p.program)]), p.run_time_ns);
+    }
+
+    let mut reloads = FamilyBuilder::counter(
+        "node_monitor_config_reloads",
+        "Configuration reloads, by result (success or failure).",
+    );
+    for (result, n) in &s.config_reloads {
+        reloads.add(l(&[("result", result)]), *n);
+    }
+
+    let mut attached = FamilyBuilder::gauge(
+        "node_monitor_attached_interfaces",
+        "Network interfaces the eBPF programs are attached to now.",
+    );
+    attached.add(Vec::new(), s.attached_interfaces);
+    let mut pending = FamilyBuilder::gauge(
+        "node_monitor_pending_answers",
+        "Flagged connection attempts waiting for the node's answer now.",
+    );
+    pending.add(Vec::new(), s.pending_answers);
+
+    [
+        packets,
+        bytes,
+        conns,
+        would_drop,
+        dropped,
+        events,
+        lost,
+        sampled_out,
+        unclassified,
+        flagged,
+        alerts,
+        suppressed,
+        sink_records,
+        sink_dropped,
+        sink_queue,
+        flow_entries,
+        flow_capacity,
+        run_count,
+        run_time,
+        reloads,
+        attached,
+        pending,
+    ]
+    .into_iter()
+    .map(FamilyBuilder::build)
+    .collect()
+}
+
+/// Encodes the latest prepared snapshot on each scrape.
+#[derive(Debug)]
+pub(super) struct SnapshotCollector {
+    pub(super) state: Arc<SharedState>,
+}
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedState").finish_non_exhaustive()
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        {
+            let families = self
+                .state
+                .families
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            for fam in families.iter() {
+                // A labelled family with no series yet (no alerts, no sinks) is left out.
+                if fam.samples.is_empty() {
+                    continue;
+                }
+                let metric_type = match fam.kind {
+                    Kind::Counter => MetricType::Counter,
+                    Kind::Gauge => MetricType::Gauge,
+                };
+                let mut metric = encoder.encode_descriptor(
+                    fam.name,
+                    fam.help,
+                    fam.unit.as_ref(),
+                    metric_type,
+                )?;
+                for (labels, v) in &fam.samples {
+                    let labels: Vec<(&str, Cow<'_, str>)> = labels
+                        .iter()
+                        .map(|(k, v)| (*k, Cow::Borrowed(v.as_str())))
+                        .collect();
+                    let sample = metric.encode_family(&labels)?;
+                    match (fam.kind, fam.scale) {
+                        (Kind::Counter, Scale::One) => ConstCounter::new(*v).encode(sample)?,
+                        (Kind::Counter, Scale::NanosAsSeconds) => {
+                            ConstCounter::new(nanos_to_seconds(*v)).encode(sample)?
+                        }
+                        (Kind::Gauge, Scale::One) => ConstGauge::new(*v).encode(sample)?,
+                        (Kind::Gauge, Scale::NanosAsSeconds) => {
+                            ConstGauge::new(nanos_to_seconds(*v)).encode(sample)?
+                        }
+                    }
+                }
+            }
+        }
+        let ready = ConstGauge::new(u64::from(self.state.ready.load(Ordering::Relaxed)));
+        let metric = encoder.encode_descriptor(
+            "node_monitor_ready",
+            "1 once the eBPF programs are attached and their maps written, else 0.",
+            None,
+            ready.metric_type(),
+        )?;
+        ready.encode(metric)
+    }
+}
+
+fn nanos_to_seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}

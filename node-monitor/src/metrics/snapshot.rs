@@ -1,0 +1,163 @@
+//! The plain data the daemon hands to [`Metrics::update`](super::Metrics::update) once a
+//! second, and the kernel reads that fill it (BPF run statistics).
+use std::{
+    io,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+};
+
+use node_monitor_common::{GroupStats, VERDICT_DENIED, reason};
+
+/// Every counter and gauge the daemon exports, as plain data. The daemon fills it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Kernel counters per (group, protocol, verdict).
+    pub groups: Vec<GroupSnapshot>,
+    /// Packets passed unclassified or malformed, by reason (`reason::NAMES`).
+    pub reasons: Vec<(&'static str, u64)>,
+    /// Flagged connections by how the node answered: (group, proto, answer, count).
+    pub answers: Vec<(String, &'static str, &'static str, u64)>,
+    /// Alerts raised: (rule id, severity, count).
+    pub alerts: Vec<(String, &'static str, u64)>,
+    /// Alerts suppressed by dedup/suppression: (rule id, count).
+    pub alerts_suppressed: Vec<(String, u64)>,
+    /// Events lost in userspace, by reason (output queue full, malformed record, ...).
+    /// Kernel losses (`rate_limited`, `ringbuf_full`) are summed from `groups` by
+    /// [`Metrics::update`]; entries here with those two reasons are ignored, so that a
+    /// caller that also lists them cannot count them twice.
+    pub lost_events: Vec<(String, u64)>,
+    /// Output sinks.
+    pub sinks: Vec<SinkSnapshot>,
+    pub flow_table_entries: u64,
+    pub flow_table_capacity: u64,
+    /// Per-program BPF run statistics (see [`program_stats`]).
+    pub programs: Vec<ProgramSnapshot>,
+    /// Config reloads by result (`success` | `failure`).
+    pub config_reloads: Vec<(&'static str, u64)>,
+    pub attached_interfaces: u64,
+    /// Flagged attempts waiting for the node's answer.
+    pub pending_answers: u64,
+}
+
+/// Kernel counters of one (group, protocol, verdict) slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub group: String,
+    /// `tcp` | `udp`.
+    pub proto: &'static str,
+    /// `allowed` | `denied`.
+    pub verdict: &'static str,
+    pub stats: GroupStats,
+}
+
+impl From<&crate::datapath::GroupCounters> for GroupSnapshot {
+    fn from(c: &crate::datapath::GroupCounters) -> Self {
+        GroupSnapshot {
+            group: c.group.clone(),
+            proto: c.proto.name(),
+            verdict: verdict_name(c.verdict),
+            stats: c.stats,
+        }
+    }
+}
+
+/// The metrics spelling of a kernel verdict.
+pub fn verdict_name(verdict: u8) -> &'static str {
+    if verdict == VERDICT_DENIED {
+        "denied"
+    } else {
+        "allowed"
+    }
+}
+
+/// Pairs `Datapath::reason_counters()` with their names.
+pub fn reasons_snapshot(counters: &[u64; reason::COUNT as usize]) -> Vec<(&'static str, u64)> {
+    reason::NAMES
+        .iter()
+        .copied()
+        .zip(counters.iter().copied())
+        .collect()
+}
+
+/// One output sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkSnapshot {
+    /// The sink's configured name.
+    pub name: String,
+    /// `stdout` | `file` | `syslog` | `http` | ...
+    pub kind: &'static str,
+    /// Records delivered.
+    pub sent: u64,
+    /// Records dropped, by reason (queue_full, write_error, ...).
+    pub dropped: Vec<(String, u64)>,
+    /// Records waiting in the sink's queue now.
+    pub queue_len: u64,
+}
+
+impl From<&crate::sinks::SinkStats> for SinkSnapshot {
+    fn from(s: &crate::sinks::SinkStats) -> Self {
+        SinkSnapshot {
+            name: s.name.clone(),
+            kind: s.kind,
+            sent: s.sent,
+            dropped: s.dropped.iter().map(|(r, n)| (r.clone(), *n)).collect(),
+            queue_len: u64::try_from(s.queue_len).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// BPF run statistics of one program (cumulative while [`BpfStats`] is held).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgramSnapshot {
+    /// `xdp` | `tc_ingress` | `tc_egress`.
+    pub program: &'static str,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
+/// Reads run count and run time of loaded programs, e.g.
+/// `program_stats([("xdp", dp.xdp_program()?.info()), ("tc_ingress", dp.tc_ingress_program()?.info())])`.
+/// A program whose info cannot be read is left out (and logged at debug level).
+/// The kernel only counts while BPF stats are enabled ([`BpfStats::enable`]).
+pub fn program_stats(
+    programs: impl IntoIterator<
+        Item = (
+            &'static str,
+            Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
+        ),
+    >,
+) -> Vec<ProgramSnapshot> {
+    programs
+        .into_iter()
+        .filter_map(|(program, info)| match info {
+            Ok(info) => Some(ProgramSnapshot {
+                program,
+                run_count: info.run_count(),
+                run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+            }),
+            Err(error) => {
+                tracing::debug!(program, %error, "reading BPF program info");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Kernel BPF run-time statistics (`BPF_ENABLE_STATS`), on for as long as this is held.
+#[derive(Debug)]
+pub struct BpfStats(OwnedFd);
+
+impl BpfStats {
+    /// Turns on run count / run time accounting for every BPF program (needs
+    /// CAP_SYS_ADMIN; kernel ≥ 5.8). Keep the value for as long as the daemon runs.
+    pub fn enable() -> io::Result<BpfStats> {
+        aya::sys::enable_stats(aya::sys::Stats::RunTime)
+            .map(BpfStats)
+            .map_err(|e| io::Error::new(e.io_error.kind(), e))
+    }
+}
+
+impl AsFd for BpfStats {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
