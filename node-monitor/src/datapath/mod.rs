@@ -38,10 +38,11 @@ use node_monitor_common::{
 };
 use tracing::{info, warn};
 
-use crate::{
-    config::{Action, Config, Limits, Protocol},
-    errors::{DatapathError, Result},
-};
+use crate::config::{Action, Config, Limits, Protocol};
+
+mod error;
+
+pub use error::{DatapathError, Result};
 
 /// The eBPF object, built by build.rs and embedded in the binary.
 pub static EBPF_OBJECT: &[u8] =
