@@ -96,6 +96,9 @@ fn port_tables(cfg: &Config, ids: &GroupIds) -> [Vec<u8>; 2] {
     [tcp, udp]
 }
 
+/// LPM trie entries `(prefix length, key data)`.
+type TrieEntries<K> = BTreeSet<(u32, K)>;
+
 /// LPM trie entries `(prefix length, group byte | address)` per family, from the resolved
 /// allowlists (`(config group id, prefix)` pairs), under kernel ids. The prefix length
 /// counts the group byte, so each group matches only its own entries.
@@ -103,7 +106,7 @@ fn allow_keys(
     cfg: &Config,
     ids: &GroupIds,
     resolved: Vec<(u8, IpNet)>,
-) -> (BTreeSet<(u32, AllowKeyV4)>, BTreeSet<(u32, AllowKeyV6)>) {
+) -> (TrieEntries<AllowKeyV4>, TrieEntries<AllowKeyV6>) {
     let mut want_v4 = BTreeSet::new();
     let mut want_v6 = BTreeSet::new();
     for (cfg_id, net) in resolved {
@@ -192,7 +195,7 @@ fn write_port_table(
 /// Brings a trie to `want`: inserts what is missing, then removes what is stale.
 fn sync_trie<K: aya::Pod + Ord + Copy>(
     trie: &mut LpmTrie<MapData, K, u8>,
-    want: &BTreeSet<(u32, K)>,
+    want: &TrieEntries<K>,
     family: &'static str,
     max: u32,
     name: &'static str,
@@ -204,7 +207,7 @@ fn sync_trie<K: aya::Pod + Ord + Copy>(
             max,
         });
     }
-    let have: BTreeSet<(u32, K)> = trie
+    let have: TrieEntries<K> = trie
         .keys()
         .filter_map(|k| k.ok())
         .map(|k| (k.prefix_len(), k.data()))
