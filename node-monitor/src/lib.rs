@@ -5,7 +5,6 @@
 pub mod alerts;
 pub mod config;
 pub mod datapath;
-pub mod errors;
 pub mod events;
 pub mod flows;
 pub mod metrics;
