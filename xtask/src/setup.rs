@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 
-use crate::lab::{self, output_with_timeout, run_ok};
+use node_monitor_lab::{self as lab, output_with_timeout, run_ok};
 
 /// bpf-linker must be exactly this version: 0.11+ wants a system LLVM 23.
 pub const BPF_LINKER_VERSION: &str = "0.10.0";

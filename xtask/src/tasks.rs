@@ -8,7 +8,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{lab, setup};
+use node_monitor_lab as lab;
+
+use crate::setup;
 
 /// `cargo` (the one that runs xtask, from `$CARGO`) in the workspace root, stdin closed.
 pub fn cargo(root: &Path) -> Command {
