@@ -1,14 +1,14 @@
 //! Developer entry points of node-monitor (`cargo xtask ...`). The lab network that the
 //! demo, the bench and the integration tests share is its own crate, `node-monitor-lab`.
 //!
-//! - [`setup`]: installs what the build and the tests need; [`toolchain`]: the pinned
+//! - [`setup`]: installs what the build and the tests need; `toolchain`: the pinned
 //!   nightly of the eBPF crate, provided offline from an installed `nightly` of that build.
 //! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo.
 
 pub mod demo;
 pub mod setup;
 pub mod tasks;
-pub mod toolchain;
+pub(crate) mod toolchain;
 
 use std::path::{Path, PathBuf};
 

@@ -22,15 +22,15 @@ use anyhow::{Context as _, anyhow, bail};
 use node_monitor_lab::output_with_timeout;
 
 /// The file that pins the nightly, relative to the workspace root.
-pub const TOOLCHAIN_FILE: &str = "node-monitor-ebpf/rust-toolchain.toml";
+const TOOLCHAIN_FILE: &str = "node-monitor-ebpf/rust-toolchain.toml";
 
 /// The undated channel whose build may stand in for a dated pin.
-pub const NIGHTLY: &str = "nightly";
+pub(crate) const NIGHTLY: &str = "nightly";
 
 const QUICK: Duration = Duration::from_secs(60);
 
 /// The nightly channel pinned in `node-monitor-ebpf/rust-toolchain.toml`.
-pub fn nightly_channel(root: &Path) -> anyhow::Result<String> {
+pub(crate) fn nightly_channel(root: &Path) -> anyhow::Result<String> {
     let file = root.join(TOOLCHAIN_FILE);
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
@@ -38,7 +38,7 @@ pub fn nightly_channel(root: &Path) -> anyhow::Result<String> {
 }
 
 /// The value of `channel = "..."` in a rust-toolchain.toml.
-pub(crate) fn parse_channel(toml: &str) -> Option<String> {
+fn parse_channel(toml: &str) -> Option<String> {
     toml.lines().find_map(|l| {
         let rest = l.trim().strip_prefix("channel")?.trim_start();
         let value = rest.strip_prefix('=')?.trim();
@@ -49,7 +49,7 @@ pub(crate) fn parse_channel(toml: &str) -> Option<String> {
 
 /// The date of a dated nightly channel (`nightly-2026-05-20` -> `2026-05-20`), None for
 /// `nightly`, `stable` and the like.
-pub fn pinned_date(channel: &str) -> Option<&str> {
+pub(crate) fn pinned_date(channel: &str) -> Option<&str> {
     let date = channel.strip_prefix("nightly-")?.get(..10)?;
     let b = date.as_bytes();
     let digits = [0, 1, 2, 3, 5, 6, 8, 9]
@@ -59,7 +59,7 @@ pub fn pinned_date(channel: &str) -> Option<&str> {
 }
 
 /// The `date = "..."` of a channel manifest (`multirust-channel-manifest.toml`).
-pub(crate) fn manifest_date(manifest: &str) -> Option<&str> {
+fn manifest_date(manifest: &str) -> Option<&str> {
     manifest.lines().find_map(|l| {
         let value = l
             .trim()
@@ -72,17 +72,17 @@ pub(crate) fn manifest_date(manifest: &str) -> Option<&str> {
 
 /// What `rustc -vV` of one toolchain says, and where that toolchain lives.
 #[derive(Debug, Clone)]
-pub struct Build {
+pub(crate) struct Build {
     /// The first line, e.g. `rustc 1.97.0-nightly (e50aa6fba 2026-05-19)`.
-    pub version: String,
+    pub(crate) version: String,
     /// `commit-hash:`.
-    pub commit: String,
+    pub(crate) commit: String,
     /// `host:`, e.g. `x86_64-unknown-linux-gnu`.
-    pub host: String,
+    pub(crate) host: String,
     /// `rustc --print sysroot`: the toolchain's directory.
-    pub sysroot: PathBuf,
+    pub(crate) sysroot: PathBuf,
     /// The channel date from the toolchain's manifest, if it has one.
-    pub date: Option<String>,
+    pub(crate) date: Option<String>,
 }
 
 impl Build {
@@ -98,7 +98,7 @@ impl Build {
 }
 
 /// `rustc -vV` fields: (first line, commit-hash, host).
-pub(crate) fn parse_version(vv: &str) -> Option<(String, String, String)> {
+fn parse_version(vv: &str) -> Option<(String, String, String)> {
     let field = |name: &str| {
         vv.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -128,7 +128,7 @@ fn rustup_rustc(toolchain: &str, args: &[&str]) -> anyhow::Result<Option<String>
 }
 
 /// The build of an installed toolchain, None if rustup does not have it.
-pub fn installed_build(toolchain: &str) -> anyhow::Result<Option<Build>> {
+pub(crate) fn installed_build(toolchain: &str) -> anyhow::Result<Option<Build>> {
     let Some(vv) = rustup_rustc(toolchain, &["-vV"])? else {
         return Ok(None);
     };
@@ -152,7 +152,7 @@ pub fn installed_build(toolchain: &str) -> anyhow::Result<Option<Build>> {
 
 /// Checks that `nightly` is the build that `channel` (dated `date`) names, by the channel
 /// date in its manifest; the error names the build needed and the build found.
-pub fn check_same_build(channel: &str, date: &str, nightly: &Build) -> anyhow::Result<()> {
+pub(crate) fn check_same_build(channel: &str, date: &str, nightly: &Build) -> anyhow::Result<()> {
     if nightly.date.as_deref() == Some(date) {
         return Ok(());
     }
@@ -171,7 +171,7 @@ pub fn check_same_build(channel: &str, date: &str, nightly: &Build) -> anyhow::R
 /// Makes `channel` an installed toolchain that is `nightly`'s directory: a symlink
 /// `<toolchains>/<channel>-<host>` next to it. A dangling symlink left by a removed
 /// toolchain is replaced; anything else in the way is an error.
-pub fn link(channel: &str, nightly: &Build) -> anyhow::Result<PathBuf> {
+pub(crate) fn link(channel: &str, nightly: &Build) -> anyhow::Result<PathBuf> {
     let toolchains = nightly.sysroot.parent().ok_or_else(|| {
         anyhow!(
             "no toolchains directory above {}",
