@@ -28,12 +28,10 @@ fn main() -> anyhow::Result<()> {
     let channel = toolchain_file
         .lines()
         .find_map(|l| {
-            l.trim().strip_prefix("channel").map(|r| {
-                r.trim_start_matches([' ', '='])
-                    .trim()
-                    .trim_matches('"')
-                    .to_owned()
-            })
+            let value = l.trim().strip_prefix("channel")?.trim_start();
+            let value = value.strip_prefix('=')?.split('#').next()?.trim();
+            let value = value.trim_matches(['"', '\'']);
+            (!value.is_empty()).then(|| value.to_owned())
         })
         .ok_or_else(|| anyhow!("no channel in node-monitor-ebpf/rust-toolchain.toml"))?;
     println!(
@@ -49,4 +47,10 @@ fn main() -> anyhow::Result<()> {
         }],
         Toolchain::Custom(channel),
     )
+    .with_context(|| {
+        format!(
+            "build node-monitor-ebpf with the pinned toolchain {channel} \
+             (`cargo xtask setup` provides it, with rust-src and bpf-linker)"
+        )
+    })
 }

@@ -29,7 +29,7 @@ use common::daemon::{
 };
 use node_monitor::alerts::community_id::community_id_v1;
 use serde_json::Value;
-use xtask::lab::{BpfPinDir, Child, Lab, Netns, addr, output_with_timeout};
+use node_monitor_lab::{BpfPinDir, Child, Lab, Netns, addr, output_with_timeout};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const UDP_WAIT: Duration = Duration::from_millis(700);

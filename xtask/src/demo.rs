@@ -14,12 +14,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use node_monitor_lab::{self as lab, BpfPinDir, Child, Lab, Netns, addr};
 use serde_json::Value;
 
-use crate::{
-    lab::{self, BpfPinDir, Child, Lab, Netns, addr},
-    setup, tasks,
-};
+use crate::{setup, tasks};
 
 /// Options of `cargo xtask demo`.
 #[derive(Debug, Default, Clone)]

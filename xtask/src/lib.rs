@@ -1,15 +1,14 @@
-//! Developer entry points of node-monitor (`cargo xtask ...`) and the lab network that
-//! the demo and the integration tests share.
+//! Developer entry points of node-monitor (`cargo xtask ...`). The lab network that the
+//! demo, the bench and the integration tests share is its own crate, `node-monitor-lab`.
 //!
-//! - [`lab`]: network namespaces, veths, addresses, bpffs pin directories and process
-//!   guards, all removed on drop (used by node-monitor's integration tests).
-//! - [`setup`]: installs what the build and the tests need.
+//! - [`setup`]: installs what the build and the tests need; `toolchain`: the pinned
+//!   nightly of the eBPF crate, provided offline from an installed `nightly` of that build.
 //! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo.
 
 pub mod demo;
-pub mod lab;
 pub mod setup;
 pub mod tasks;
+pub(crate) mod toolchain;
 
 use std::path::{Path, PathBuf};
 

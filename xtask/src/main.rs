@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use xtask::{demo, lab, setup, tasks, workspace_root};
+use node_monitor_lab as lab;
+use xtask::{demo, setup, tasks, workspace_root};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "node-monitor developer tasks", version)]

@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: checks, and installs what is missing, everything the build, the
 //! tests and the demo need. Idempotent; quick when all is present. Each step prints one
 //! line. The versions and the package list are pinned here, the nightly channel in
-//! `node-monitor-ebpf/rust-toolchain.toml`.
+//! `node-monitor-ebpf/rust-toolchain.toml` (read and provided by [`crate::toolchain`]).
 
 use std::{
     path::Path,
@@ -9,9 +9,11 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 
-use crate::lab::{self, output_with_timeout, run_ok};
+use node_monitor_lab::{self as lab, output_with_timeout, run_ok};
+
+use crate::toolchain;
 
 /// bpf-linker must be exactly this version: 0.11+ wants a system LLVM 23.
 pub const BPF_LINKER_VERSION: &str = "0.10.0";
@@ -41,23 +43,6 @@ pub const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
 
 const QUICK: Duration = Duration::from_secs(60);
 const INSTALL: Duration = Duration::from_secs(30 * 60);
-
-/// The nightly channel pinned in `node-monitor-ebpf/rust-toolchain.toml`.
-pub fn nightly_channel(root: &Path) -> anyhow::Result<String> {
-    let file = root.join("node-monitor-ebpf/rust-toolchain.toml");
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-    parse_channel(&text).ok_or_else(|| anyhow!("no `channel = \"...\"` in {}", file.display()))
-}
-
-fn parse_channel(toml: &str) -> Option<String> {
-    toml.lines().find_map(|l| {
-        let rest = l.trim().strip_prefix("channel")?.trim_start();
-        let value = rest.strip_prefix('=')?.trim();
-        let value = value.split('#').next()?.trim().trim_matches(['"', '\'']);
-        (!value.is_empty()).then(|| value.to_owned())
-    })
-}
 
 fn command(program: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
@@ -89,14 +74,13 @@ fn install(program: &str, args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn installed_components(toolchain: &str) -> anyhow::Result<Option<Vec<String>>> {
-    let out = output_with_timeout(
-        command(
-            "rustup",
-            &["component", "list", "--installed", "--toolchain", toolchain],
-        ),
-        QUICK,
-    )
-    .context("rustup is needed")?;
+    let mut cmd = command(
+        "rustup",
+        &["component", "list", "--installed", "--toolchain", toolchain],
+    );
+    // A toolchain that is not installed is reported, never downloaded here.
+    cmd.env("RUSTUP_AUTO_INSTALL", "0");
+    let out = output_with_timeout(cmd, QUICK).context("rustup is needed")?;
     if !out.status.success() {
         return Ok(None); // toolchain not installed
     }
@@ -158,39 +142,93 @@ fn step_stable_components() -> anyhow::Result<()> {
     install("rustup", &args)
 }
 
-fn step_nightly(root: &Path) -> anyhow::Result<()> {
-    let channel = nightly_channel(root)?;
-    match installed_components(&channel)? {
-        Some(c) => {
-            let missing: Vec<&str> = NIGHTLY_COMPONENTS
-                .iter()
-                .copied()
-                .filter(|x| !has_component(&c, x))
-                .collect();
-            if missing.is_empty() {
-                println!(
-                    "setup: toolchain {channel}: {} present",
-                    NIGHTLY_COMPONENTS.join(", ")
-                );
-                return Ok(());
-            }
-            println!("setup: toolchain {channel}: adding {}", missing.join(", "));
-            let mut args = vec!["component", "add", "--toolchain", &channel];
-            args.extend(&missing);
-            install("rustup", &args)
-        }
-        None => {
-            println!(
-                "setup: toolchain {channel}: installing it with {}",
-                NIGHTLY_COMPONENTS.join(", ")
-            );
-            let mut args = vec!["toolchain", "install", &channel, "--profile", "minimal"];
-            for c in NIGHTLY_COMPONENTS {
-                args.extend(["--component", c]);
-            }
-            install("rustup", &args)
-        }
+/// Adds the missing [`NIGHTLY_COMPONENTS`] to `toolchain`; false if rustup does not have
+/// that toolchain.
+fn nightly_components(toolchain: &str) -> anyhow::Result<bool> {
+    let Some(c) = installed_components(toolchain)? else {
+        return Ok(false);
+    };
+    let missing: Vec<&str> = NIGHTLY_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|x| !has_component(&c, x))
+        .collect();
+    if missing.is_empty() {
+        println!(
+            "setup: toolchain {toolchain}: {} present",
+            NIGHTLY_COMPONENTS.join(", ")
+        );
+        return Ok(true);
     }
+    println!(
+        "setup: toolchain {toolchain}: adding {}",
+        missing.join(", ")
+    );
+    let mut args = vec!["component", "add", "--toolchain", toolchain];
+    args.extend(&missing);
+    install("rustup", &args)?;
+    Ok(true)
+}
+
+/// Downloads `channel` with [`NIGHTLY_COMPONENTS`] (where rustup's servers are reachable).
+fn download_nightly(channel: &str) -> anyhow::Result<()> {
+    println!(
+        "setup: toolchain {channel}: installing it with {}",
+        NIGHTLY_COMPONENTS.join(", ")
+    );
+    let mut args = vec!["toolchain", "install", channel, "--profile", "minimal"];
+    for c in NIGHTLY_COMPONENTS {
+        args.extend(["--component", c]);
+    }
+    install("rustup", &args)
+}
+
+/// The pinned nightly with its components. A dated pin that is not installed is provided
+/// from the installed `nightly` when that is the same build (this machine kind cannot
+/// download toolchains), and is refused, naming both builds, when it is another one.
+fn step_nightly(root: &Path) -> anyhow::Result<()> {
+    let channel = toolchain::nightly_channel(root)?;
+    if nightly_components(&channel)? {
+        return Ok(());
+    }
+    let Some(date) = toolchain::pinned_date(&channel) else {
+        return download_nightly(&channel);
+    };
+    let Some(nightly) = toolchain::installed_build(toolchain::NIGHTLY)? else {
+        println!(
+            "setup: toolchain {channel}: not installed and no `{}` to provide it",
+            toolchain::NIGHTLY
+        );
+        return download_nightly(&channel);
+    };
+    toolchain::check_same_build(&channel, date, &nightly)?;
+    nightly_components(toolchain::NIGHTLY)?;
+    let link = toolchain::link(&channel, &nightly)?;
+    println!(
+        "setup: toolchain {channel}: provided by the installed `{}`, the same build ({}): {} -> {}",
+        toolchain::NIGHTLY,
+        nightly.version,
+        link.display(),
+        nightly.sysroot.display()
+    );
+    match toolchain::installed_build(&channel)? {
+        Some(b) if b.commit == nightly.commit => {}
+        Some(b) => bail!(
+            "{} runs {} ({}), not {}",
+            link.display(),
+            b.version,
+            b.commit,
+            nightly.commit
+        ),
+        None => bail!(
+            "rustup does not run {channel} after linking {}",
+            link.display()
+        ),
+    }
+    if !nightly_components(&channel)? {
+        bail!("rustup lists no components for {channel} after linking it");
+    }
+    Ok(())
 }
 
 fn bpf_linker_version() -> Option<String> {
@@ -256,28 +294,6 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn channel_is_read() {
-        assert_eq!(
-            parse_channel("[toolchain]\nchannel = \"nightly\"\n").as_deref(),
-            Some("nightly")
-        );
-        assert_eq!(
-            parse_channel(
-                "[toolchain]\nchannel = \"nightly-2026-01-02\" # pinned\ncomponents = []"
-            )
-            .as_deref(),
-            Some("nightly-2026-01-02")
-        );
-        assert_eq!(parse_channel("[toolchain]\n"), None);
-    }
-
-    #[test]
-    fn repo_channel_is_readable() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        assert!(!nightly_channel(&root).unwrap().is_empty());
-    }
 
     #[test]
     fn components_match_with_target_suffix() {

@@ -8,7 +8,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{lab, setup};
+use node_monitor_lab as lab;
+
+use crate::{setup, toolchain};
 
 /// `cargo` (the one that runs xtask, from `$CARGO`) in the workspace root, stdin closed.
 pub fn cargo(root: &Path) -> Command {
@@ -69,7 +71,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .env_remove("CARGO")
         .env_remove("RUSTC")
-        .args(["run", &setup::nightly_channel(root)?, "cargo", "clippy"])
+        .args(["run", &toolchain::nightly_channel(root)?, "cargo", "clippy"])
         .args([
             "--target",
             "bpfel-unknown-none",
