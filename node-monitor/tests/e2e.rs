@@ -28,8 +28,8 @@ use common::daemon::{
     udp_bind, udp_echo, udp_probe,
 };
 use node_monitor::alerts::community_id::community_id_v1;
-use serde_json::Value;
 use node_monitor_lab::{BpfPinDir, Child, Lab, Netns, addr, output_with_timeout};
+use serde_json::Value;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const UDP_WAIT: Duration = Duration::from_millis(700);

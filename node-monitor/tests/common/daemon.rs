@@ -22,9 +22,9 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use node_monitor_common::GroupStats;
+use node_monitor_lab::{Child, Netns, output_with_timeout};
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
-use node_monitor_lab::{Child, Netns, output_with_timeout};
 
 /// The daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_node-monitor");
