@@ -9,6 +9,6 @@ pub mod events;
 pub mod flows;
 pub mod metrics;
 pub mod netif;
-pub mod run;
+pub mod daemon;
 pub mod sinks;
 pub mod watch;

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use node_monitor::{
     config::{Config, DEFAULT_CONFIG_YAML},
     datapath::{self, AttachMode, DEFAULT_PIN_DIR},
-    run,
+    daemon,
 };
 
 #[derive(Parser)]
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
             log_level,
         } => {
             init_logs(log_format, &log_level);
-            let opts = run::RunOptions {
+            let opts = daemon::RunOptions {
                 config_path: config,
                 ifaces,
                 attach,
@@ -147,10 +147,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_daemon(opts: run::RunOptions) -> anyhow::Result<()> {
+fn run_daemon(opts: daemon::RunOptions) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(run::run(opts))
+    rt.block_on(daemon::run(opts))
 }

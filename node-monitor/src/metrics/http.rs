@@ -1,6 +1,6 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text or OpenMetrics, by `Accept`), `/healthz`,
 //! `/readyz`.
-use std::{future::Future, io};
+use std::{future::Future, io, net::SocketAddr};
 
 use axum::{
     Router,
@@ -94,5 +94,42 @@ async fn readyz(State(metrics): State<Metrics>) -> (StatusCode, &'static str) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// The endpoint's task, stoppable, so that a reload can bind a new address before the old
+/// one is let go.
+#[derive(Debug)]
+pub struct Server {
+    listen: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `listen` and serves `metrics` there on a task of its own.
+    pub async fn start(listen: SocketAddr, metrics: &Metrics) -> io::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("binding the metrics endpoint on {listen}: {e}"),
+            )
+        })?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, metrics.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Server { listen, stop, task })
+    }
+
+    /// The address it serves on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Stops serving and waits for the task to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }

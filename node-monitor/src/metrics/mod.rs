@@ -24,7 +24,9 @@ use std::{
 use prometheus_client::{metrics::info::Info, registry::Registry};
 
 use families::{PreparedFamily, SnapshotCollector, prepare};
-pub use http::{CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, router, serve, wants_openmetrics};
+pub use http::{
+    CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Server, router, serve, wants_openmetrics,
+};
 pub use snapshot::{
     BpfStats, GroupSnapshot, ProgramSnapshot, SinkSnapshot, Snapshot, program_stats,
     reasons_snapshot, verdict_name,

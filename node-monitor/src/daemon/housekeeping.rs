@@ -1,0 +1,171 @@
+//! The housekeeping round, every 500 ms: interfaces that came or went, loss accounting and
+//! alert windows, and the metrics snapshot, from one read of the kernel counters.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use tracing::{error, info, warn};
+
+use super::{Daemon, FLOW_COUNT_ROUNDS};
+use crate::{
+    alerts::{self, engine::LossTotals},
+    datapath::Datapath,
+    metrics::{self, Snapshot},
+    netif,
+};
+
+/// One read of the kernel's counters, shared by loss accounting and the metrics.
+struct Counters {
+    /// None when the read failed (this round then skips loss accounting).
+    groups: Option<Vec<crate::datapath::GroupCounters>>,
+    reasons: Option<[u64; node_monitor_common::reason::COUNT as usize]>,
+}
+
+impl Counters {
+    fn read(dp: &Datapath) -> Counters {
+        Counters {
+            groups: dp.group_counters().ok(),
+            reasons: dp.reason_counters().ok(),
+        }
+    }
+}
+
+impl Daemon {
+    /// Every 500 ms: interfaces, loss accounting and alert windows, metrics.
+    pub(super) fn housekeeping(&mut self) {
+        self.rounds = self.rounds.wrapping_add(1);
+        self.sync_interfaces();
+        let now = Instant::now();
+        // One read of the kernel counters serves loss accounting and the metrics.
+        let counters = Counters::read(&self.dp);
+        self.account_losses(&counters, now);
+        self.engine.tick(now, &mut self.alerts);
+        self.update_metrics_from(self.rounds % FLOW_COUNT_ROUNDS == 1, counters);
+    }
+
+    /// Feeds the engine the cumulative loss counters (kernel and userspace).
+    fn account_losses(&mut self, counters: &Counters, now: Instant) {
+        if let Some(groups) = &counters.groups {
+            let mut totals = LossTotals::default();
+            for c in groups {
+                totals.rate_limited += c.stats.lost_rate_limited;
+                totals.ringbuf_full += c.stats.lost_ringbuf_full;
+            }
+            if let Some(r) = &counters.reasons {
+                totals.ringbuf_full += r[node_monitor_common::reason::ANSWER_RINGBUF_FULL as usize];
+            }
+            if self.stats.events_malformed > 0 {
+                totals
+                    .userspace
+                    .insert("decode_error".to_owned(), self.stats.events_malformed);
+            }
+            for s in self.sinks.stats() {
+                for (reason, n) in &s.dropped {
+                    *totals
+                        .userspace
+                        .entry(format!("sink_{reason}"))
+                        .or_default() += n;
+                }
+            }
+            self.engine.on_losses(&totals, now, &mut self.alerts);
+        }
+    }
+
+    /// Attaches to interfaces that appeared and match; forgets those that disappeared.
+    fn sync_interfaces(&mut self) {
+        let changes = self.ifaces.poll();
+        if changes.is_empty() {
+            return;
+        }
+        for iface in &changes.removed {
+            if self.attached.remove(iface) {
+                self.dp.detach_iface(iface);
+                info!(
+                    iface,
+                    "interface gone or no longer matching; detached and forgotten"
+                );
+            }
+        }
+        for iface in &changes.added {
+            match self.dp.attach(iface, self.mode) {
+                Ok(_) => {
+                    self.attached.insert(iface.clone());
+                    info!(iface, "new interface attached");
+                }
+                Err(e) => {
+                    warn!(iface, error = %e, "cannot attach to a new interface; will retry if it reappears")
+                }
+            }
+        }
+        // node-subnets follows the attached interfaces.
+        let current: Vec<String> = self.attached.iter().cloned().collect();
+        match netif::subnets_of(&current) {
+            Ok(s) if s != self.subnets => {
+                self.subnets = s;
+                if let Err(e) = self.dp.apply_config(&self.cfg, &self.subnets) {
+                    error!(error = %e, "rewriting allowlists for the new interface set failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "reading interface addresses"),
+        }
+    }
+
+    pub(super) fn update_metrics(&mut self, count_flows: bool) {
+        let counters = Counters::read(&self.dp);
+        self.update_metrics_from(count_flows, counters);
+    }
+
+    fn update_metrics_from(&mut self, count_flows: bool, counters: Counters) {
+        if count_flows && let Some(n) = self.dp.flow_count() {
+            self.flow_entries = n as u64;
+        }
+        let groups = counters.groups.unwrap_or_default();
+        let reasons = counters.reasons.unwrap_or_default();
+        let es = self.engine.stats();
+        let sink_stats = self.sinks.stats();
+        // Kernel losses (rate_limited, ringbuf_full) come from `groups`; only userspace ones here.
+        let mut lost: BTreeMap<String, u64> = BTreeMap::new();
+        lost.insert("decode_error".to_owned(), self.stats.events_malformed);
+        let severities: BTreeMap<&'static str, &'static str> = alerts::rules::all()
+            .into_iter()
+            .map(|r| (r.id, r.severity.as_str()))
+            .collect();
+        let snap = Snapshot {
+            groups: groups.iter().map(Into::into).collect(),
+            reasons: metrics::reasons_snapshot(&reasons),
+            answers: self
+                .answers
+                .iter()
+                .map(|((g, p, a), n)| (g.to_string(), *p, *a, *n))
+                .collect(),
+            alerts: es
+                .alerts_by_rule
+                .iter()
+                .map(|(id, n)| {
+                    (
+                        (*id).to_owned(),
+                        severities.get(id).copied().unwrap_or("medium"),
+                        *n,
+                    )
+                })
+                .collect(),
+            alerts_suppressed: es
+                .suppressed_by_rule
+                .iter()
+                .map(|(id, n)| ((*id).to_owned(), *n))
+                .collect(),
+            lost_events: lost.into_iter().collect(),
+            sinks: sink_stats.iter().map(Into::into).collect(),
+            flow_table_entries: self.flow_entries,
+            flow_table_capacity: u64::from(self.dp.limits().flows),
+            programs: metrics::program_stats(self.dp.program_infos()),
+            config_reloads: vec![
+                ("success", self.stats.config_reloads_ok),
+                ("failure", self.stats.config_reloads_failed),
+            ],
+            attached_interfaces: self.attached.len() as u64,
+            pending_answers: self.tracker.pending() as u64,
+        };
+        self.metrics.update(&snap);
+    }
+}

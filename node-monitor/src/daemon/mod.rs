@@ -1,0 +1,340 @@
+//! The daemon: config → datapath → record → answers → detect → render → sinks; counters →
+//! metrics; config reloads; interfaces that come and go.
+//!
+//! One task owns the data path and the engine (neither is shared); sinks and the metrics
+//! server run on their own tasks, fed without blocking, so a slow consumer never stalls the
+//! ring-buffer reader. This file starts the daemon and runs its event loop;
+//! [`housekeeping`] is the 500 ms round (interfaces, losses, metrics), [`reload`] applies a
+//! new config, [`summary`] prints the counters at exit.
+mod housekeeping;
+mod reload;
+mod summary;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    time::{Duration, interval},
+};
+use tracing::{info, warn};
+
+use crate::{
+    alerts::{self, Alert, Observer, OutputItem, engine::Engine},
+    config::{AllowEntry, AttachKind, Config, SymbolicSet},
+    datapath::{AttachMode, Datapath, GroupIds, LoadOptions},
+    events::{self, Clock, FlowRecord, RecordType},
+    flows::{GroupNames, Tracker},
+    metrics::{self, BpfStats, Metrics},
+    netif,
+    sinks::{Renderer, Sinks},
+    watch::{ConfigWatcher, IfaceWatcher},
+};
+
+pub use summary::UserStats;
+use summary::print_summary;
+
+/// How often pending attempts are checked against the answer timeout, and the ring buffer
+/// is drained as a safety net.
+const TICK: Duration = Duration::from_millis(50);
+/// Ticks between housekeeping rounds (interfaces, counters, metrics, alert windows): 500 ms,
+/// so that a new interface is attached well within 2 s.
+const HOUSEKEEPING_TICKS: u32 = 10;
+/// Housekeeping rounds between flow-table walks (the walk costs one syscall per entry).
+const FLOW_COUNT_ROUNDS: u32 = 20;
+/// How long sinks get to flush at shutdown.
+const SINK_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// What the command line says; it overrides the config file where both speak.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub config_path: Option<PathBuf>,
+    /// Interface names or globs; empty: the config's `interfaces`, else default-route ones.
+    pub ifaces: Vec<String>,
+    pub attach: Option<AttachMode>,
+    pub pin_dir: Option<PathBuf>,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl GroupNames for GroupIds {
+    fn group_name(&self, id: u8) -> std::borrow::Cow<'_, str> {
+        self.name(id)
+            .map_or_else(|| format!("group-{id}").into(), Into::into)
+    }
+}
+
+fn sweep_groups(cfg: &Config) -> Vec<String> {
+    cfg.groups
+        .iter()
+        .filter(|g| g.detect_sweeps)
+        .map(|g| g.name.clone())
+        .collect()
+}
+
+fn uses_node_subnets(cfg: &Config) -> bool {
+    cfg.groups
+        .iter()
+        .any(|g| g.allow.contains(&AllowEntry::Set(SymbolicSet::NodeSubnets)))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    // Watch before reading, so that a change between the two is not missed.
+    let config_changes = match &opts.config_path {
+        Some(path) => {
+            let (w, rx) =
+                ConfigWatcher::new(path).with_context(|| format!("watching {}", path.display()))?;
+            Some((w, rx))
+        }
+        None => None,
+    };
+    let (cfg, origin) = match &opts.config_path {
+        Some(path) => (Config::load(path)?, path.display().to_string()),
+        None => (Config::default_config(), "embedded default".to_owned()),
+    };
+    let mode = opts.attach.unwrap_or(match cfg.attach {
+        Some(AttachKind::Tc) => AttachMode::Tc,
+        _ => AttachMode::Xdp,
+    });
+    let cli_ifaces = !opts.ifaces.is_empty();
+    let patterns = if cli_ifaces {
+        opts.ifaces.clone()
+    } else {
+        cfg.interfaces.clone()
+    };
+    // A name given outright must exist at start; globs may match nothing yet.
+    for p in patterns.iter().filter(|p| !crate::config::is_glob(p)) {
+        if netif::ifindex(p).is_none() {
+            bail!("interface `{p}` does not exist in this network namespace");
+        }
+    }
+    let mut ifaces = IfaceWatcher::new(patterns.clone());
+    let initial = ifaces.poll().added;
+    if initial.is_empty() {
+        if patterns.is_empty() {
+            bail!(
+                "no --iface given, no `interfaces` in the config, and no interface carries a default route; name one with --iface"
+            );
+        }
+        bail!("no interface matches {patterns:?}");
+    }
+    let subnets = netif::subnets_of(&initial).context("reading interface addresses")?;
+    if uses_node_subnets(&cfg) && subnets.is_empty() {
+        warn!(
+            ?initial,
+            "node-subnets resolves to nothing: the interfaces have no addresses, so groups that allow node-subnets flag every source"
+        );
+    }
+    info!(config = %origin, digest = %cfg.digest(), groups = cfg.groups.len(), ?subnets, "config loaded");
+    let mut dp = Datapath::load(
+        &cfg,
+        &subnets,
+        &LoadOptions {
+            pin_dir: opts.pin_dir.clone(),
+        },
+    )?;
+    let mut attached = BTreeSet::new();
+    for iface in &initial {
+        dp.attach(iface, mode)?;
+        attached.insert(iface.clone());
+    }
+    dp.prune_stale_links()?;
+    let bpf_stats = match BpfStats::enable() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "cannot turn on the kernel's BPF run-time statistics; program run time metrics stay at 0");
+            None
+        }
+    };
+
+    let metrics = Metrics::new();
+    let listen = opts.metrics_addr.unwrap_or(cfg.metrics.listen);
+    let server = metrics::Server::start(listen, &metrics).await?;
+
+    let observer = Observer::local();
+    let render: Renderer = Arc::new(move |item, format, out| {
+        alerts::format::render_into(item, format, &observer, out)
+    });
+    let sinks = Sinks::start(&cfg.sinks, render)?;
+
+    let ring = dp
+        .take_events()
+        .context("the ring buffer was already taken")?;
+    // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf, and
+    // as_raw_fd always returns that same fd.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
+
+    let mut d = Daemon {
+        engine: Engine::new(&cfg.alerts, sweep_groups(&cfg)),
+        tracker: Tracker::new(cfg.limits.answer_timeout_ms),
+        cfg,
+        opts,
+        cli_ifaces,
+        mode,
+        dp,
+        ifaces,
+        attached,
+        subnets,
+        sinks,
+        metrics,
+        stats: UserStats::default(),
+        answers: BTreeMap::new(),
+        records: Vec::new(),
+        alerts: Vec::new(),
+        flow_entries: 0,
+        rounds: 0,
+        _bpf_stats: bpf_stats,
+        server,
+    };
+    d.update_metrics(true);
+    d.metrics.set_ready(true);
+    info!(
+        attachments = ?d.dp.attachments().map(|a| format!("{}@{} ({}{})", a.hook.as_str(), a.iface, a.mode, if a.adopted { ", adopted" } else { "" })).collect::<Vec<_>>(),
+        sinks = ?d.sinks.names(),
+        metrics = %listen,
+        "ready"
+    );
+    let result = d.event_loop(ring, config_changes).await;
+    d.server.stop().await;
+    result
+}
+
+struct Daemon {
+    cfg: Config,
+    opts: RunOptions,
+    cli_ifaces: bool,
+    mode: AttachMode,
+    dp: Datapath,
+    ifaces: IfaceWatcher,
+    attached: BTreeSet<String>,
+    subnets: Vec<ipnet::IpNet>,
+    engine: Engine,
+    tracker: Tracker,
+    sinks: Sinks,
+    metrics: Metrics,
+    stats: UserStats,
+    /// Flagged connections by (group, protocol, answer).
+    answers: BTreeMap<(Arc<str>, &'static str, &'static str), u64>,
+    records: Vec<FlowRecord>,
+    alerts: Vec<Alert>,
+    flow_entries: u64,
+    rounds: u32,
+    _bpf_stats: Option<BpfStats>,
+    server: metrics::Server,
+}
+
+impl Daemon {
+    async fn event_loop(
+        &mut self,
+        mut ring: AsyncFd<RingBuf<MapData>>,
+        mut config_changes: Option<(ConfigWatcher, tokio::sync::mpsc::Receiver<()>)>,
+    ) -> anyhow::Result<()> {
+        let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut tick = interval(TICK);
+        let mut ticks = 0u32;
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.context("waiting on the ring buffer")?;
+                    self.drain(guard.get_inner_mut());
+                    guard.clear_ready();
+                    // The kernel wakes the reader only when it had caught up; a record
+                    // committed between the last read and clear_ready() would otherwise wait
+                    // for the next drain. Reading again after clearing closes that window.
+                    self.drain(guard.get_inner_mut());
+                }
+                _ = tick.tick() => {
+                    // Safety net: bounded delay even if a wakeup was ever missed.
+                    self.drain(ring.get_mut());
+                    let clock = Clock::now();
+                    let dp = &self.dp;
+                    self.tracker.expire(Clock::ktime_now(), |k| dp.flow(k), dp.group_ids(), &clock, &mut self.records);
+                    ticks += 1;
+                    if ticks.is_multiple_of(HOUSEKEEPING_TICKS) {
+                        self.housekeeping();
+                    }
+                }
+                _ = sighup.recv() => self.reload("SIGHUP").await,
+                Some(()) = async {
+                    match config_changes.as_mut() {
+                        Some((_, rx)) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.reload("config file changed").await,
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+            }
+            self.dispatch();
+        }
+        // Drain what the kernel already queued, report every pending attempt and alert
+        // series, let the sinks flush, then print the counters.
+        self.drain(ring.get_mut());
+        let clock = Clock::now();
+        let dp = &self.dp;
+        self.tracker
+            .flush(|k| dp.flow(k), dp.group_ids(), &clock, &mut self.records);
+        self.dispatch();
+        self.engine.flush(&mut self.alerts);
+        self.dispatch();
+        self.update_metrics(true);
+        let sinks = std::mem::replace(&mut self.sinks, Sinks::start(&[], Arc::new(|_, _, _| {}))?);
+        let sink_stats = sinks.shutdown(SINK_SHUTDOWN).await;
+        self.stats.tracker = self.tracker.stats;
+        print_summary(&self.dp, &self.stats, &sink_stats)?;
+        Ok(())
+    }
+
+    /// Reads every record the ring buffer holds now.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        let clock = Clock::now();
+        let now = Clock::ktime_now();
+        while let Some(item) = ring.next() {
+            self.stats.events_read += 1;
+            match events::decode(&item) {
+                Ok(ev) => {
+                    self.tracker
+                        .handle(ev, now, self.dp.group_ids(), &clock, &mut self.records)
+                }
+                Err(e) => {
+                    self.stats.events_malformed += 1;
+                    warn!(error = %e, "malformed ring buffer record");
+                }
+            }
+        }
+    }
+
+    /// Completed records → the alert engine and the sinks; alerts → the sinks. Never blocks.
+    fn dispatch(&mut self) {
+        if self.records.is_empty() && self.alerts.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for rec in self.records.drain(..) {
+            if rec.record_type == RecordType::Flagged {
+                let answer = rec.answer.map_or("none", |a| a.as_str());
+                *self
+                    .answers
+                    .entry((rec.group.clone(), rec.protocol, answer))
+                    .or_default() += 1;
+            }
+            self.engine.on_record(&rec, now, &mut self.alerts);
+            if rec.record_type == RecordType::Flow && rec.sampled {
+                self.sinks.send(Arc::new(OutputItem::Flow(rec)));
+            }
+        }
+        for a in self.alerts.drain(..) {
+            self.sinks.send(Arc::new(OutputItem::Alert(a)));
+        }
+    }
+}
