@@ -27,7 +27,7 @@ use crate::{
         self, Alert, Observer, OutputItem,
         engine::{Engine, LossTotals},
     },
-    config::{AllowEntry, AttachKind, Config, SymbolicSet},
+    config::{AllowEntry, AttachMode as ConfigAttach, Config, SymbolicSet},
     datapath::{AttachMode, Datapath, GroupIds, LoadOptions},
     events::{self, Clock, FlowRecord, RecordType},
     flows::{GroupNames, Tracker, TrackerStats},
@@ -127,7 +127,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => (Config::default_config(), "embedded default".to_owned()),
     };
     let mode = opts.attach.unwrap_or(match cfg.attach {
-        Some(AttachKind::Tc) => AttachMode::Tc,
+        Some(ConfigAttach::Tc) => AttachMode::Tc,
         _ => AttachMode::Xdp,
     });
     let cli_ifaces = !opts.ifaces.is_empty();
@@ -521,7 +521,7 @@ impl Daemon {
         }
         if plan.reattach && self.opts.attach.is_none() {
             let mode = match new.attach {
-                Some(AttachKind::Tc) => AttachMode::Tc,
+                Some(ConfigAttach::Tc) => AttachMode::Tc,
                 _ => AttachMode::Xdp,
             };
             self.reattach(mode);

@@ -5,7 +5,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::model::{AttachKind, Config};
+use super::model::{AttachMode, Config};
 use super::outputs::SinkKind;
 
 impl Config {
@@ -60,7 +60,7 @@ impl Config {
         ));
         out.push_str(&format!(
             "attach {}\n",
-            self.attach.map_or("(default)", AttachKind::name)
+            self.attach.map_or("(default)", AttachMode::name)
         ));
         let a = &self.alerts;
         out.push_str(&format!(

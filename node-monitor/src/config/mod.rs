@@ -37,7 +37,7 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use iface::{MAX_IFACE_NAME, check_iface_pattern, is_glob};
 pub use model::{
-    Action, AlertSettings, AllowEntry, AttachKind, Config, Group, Limits, MAX_USER_GROUPS,
+    Action, AlertSettings, AllowEntry, AttachMode, Config, Group, Limits, MAX_USER_GROUPS,
     MetricsSettings, PortRange, Protocol, Sampling, SymbolicSet,
 };
 pub use outputs::{Format, SinkKind, SinkSpec, SyslogTransport};

@@ -23,7 +23,7 @@ pub struct Config {
     /// interfaces that carry a default route. The CLI `--iface` overrides.
     pub interfaces: Vec<String>,
     /// The hook; `None` when the file does not say (then `xdp`, or the CLI `--attach`).
-    pub attach: Option<AttachKind>,
+    pub attach: Option<AttachMode>,
     pub alerts: AlertSettings,
     /// Never empty: `[stdout, ecs]` when the file has no `sinks`.
     pub sinks: Vec<SinkSpec>,
@@ -302,29 +302,29 @@ impl Default for MetricsSettings {
 
 /// The ingress hook, as the config names it (`attach: xdp | tc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AttachKind {
+pub enum AttachMode {
     /// XDP on ingress (native, else generic), tc on egress. The default.
     Xdp,
     /// tc on ingress and egress (tcx where the kernel has it).
     Tc,
 }
 
-impl AttachKind {
-    pub const ALL: [AttachKind; 2] = [AttachKind::Xdp, AttachKind::Tc];
+impl AttachMode {
+    pub const ALL: [AttachMode; 2] = [AttachMode::Xdp, AttachMode::Tc];
 
     pub const fn name(self) -> &'static str {
         match self {
-            AttachKind::Xdp => "xdp",
-            AttachKind::Tc => "tc",
+            AttachMode::Xdp => "xdp",
+            AttachMode::Tc => "tc",
         }
     }
 
-    pub fn from_name(name: &str) -> Option<AttachKind> {
+    pub fn from_name(name: &str) -> Option<AttachMode> {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 }
 
-impl fmt::Display for AttachKind {
+impl fmt::Display for AttachMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }

@@ -1,6 +1,6 @@
 //! Reload plans: what applying a new config over the running one involves.
 
-use super::model::{AttachKind, Config};
+use super::model::{AttachMode, Config};
 
 /// What applying a new config over the running one involves: see [`Config::reload_plan`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,8 +72,8 @@ impl Config {
                 || a.events_per_source_per_second != b.events_per_source_per_second
                 || a.flow_idle_timeout_ms != b.flow_idle_timeout_ms,
             answer_timeout: a.answer_timeout_ms != b.answer_timeout_ms,
-            reattach: self.attach.unwrap_or(AttachKind::Xdp)
-                != next.attach.unwrap_or(AttachKind::Xdp),
+            reattach: self.attach.unwrap_or(AttachMode::Xdp)
+                != next.attach.unwrap_or(AttachMode::Xdp),
             interfaces: self.interfaces != next.interfaces,
             alerts: self.alerts != next.alerts || sweeps(self) != sweeps(next),
             sinks: self.sinks != next.sinks,

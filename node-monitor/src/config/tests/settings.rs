@@ -7,7 +7,7 @@ fn full_example_parses_every_new_field() {
     use std::time::Duration;
     let config = parse(FULL);
     assert_eq!(config.interfaces, ["eth*", "ens5", "en[op]?s*"]);
-    assert_eq!(config.attach, Some(AttachKind::Tc));
+    assert_eq!(config.attach, Some(AttachMode::Tc));
     assert!(config.groups[0].detect_sweeps);
     assert!(!config.groups[1].detect_sweeps);
     assert_eq!(
@@ -101,7 +101,7 @@ fn full_example_parses_every_new_field() {
 
 #[test]
 fn attach_and_interfaces() {
-    assert_eq!(parse("attach: xdp\n").attach, Some(AttachKind::Xdp));
+    assert_eq!(parse("attach: xdp\n").attach, Some(AttachMode::Xdp));
     assert_eq!(parse("attach:\n").attach, None);
     assert_eq!(
         parse("interfaces:\n  - eth0\n  - \"veth*\"\n  - bond0.100\n  - abcdefghijklmno\n")

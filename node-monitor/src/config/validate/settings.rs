@@ -5,7 +5,7 @@ use serde_saphyr::Spanned;
 use super::{Bound, Validator};
 use crate::config::error::ConfigError;
 use crate::config::iface::check_iface_pattern;
-use crate::config::model::{AlertSettings, AttachKind, MetricsSettings};
+use crate::config::model::{AlertSettings, AttachMode, MetricsSettings};
 use crate::config::raw::{RawAlerts, RawMetrics};
 
 const ALERT_DEDUP_WINDOW: Bound = Bound {
@@ -59,16 +59,16 @@ impl Validator<'_> {
     pub(super) fn attach(
         &self,
         raw: Option<Spanned<String>>,
-    ) -> Result<Option<AttachKind>, ConfigError> {
+    ) -> Result<Option<AttachMode>, ConfigError> {
         raw.map(|a| {
-            AttachKind::from_name(&a.value).ok_or_else(|| {
+            AttachMode::from_name(&a.value).ok_or_else(|| {
                 self.error(
                     Some(a.referenced),
                     "attach",
                     format!(
                         "unknown attach mode `{}`: expected one of {}",
                         a.value,
-                        AttachKind::ALL.map(AttachKind::name).join(", ")
+                        AttachMode::ALL.map(AttachMode::name).join(", ")
                     ),
                 )
             })
