@@ -36,3 +36,72 @@ impl fmt::Display for DisplayConfigError<'_> {
         f.write_str(&e.message)
     }
 }
+
+/// Every error found in a config, in file order (by line, then column); never empty.
+///
+/// Displayed one error a line, each as [`ConfigError`] displays it, so that a config with a
+/// single error prints exactly that error's line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", DisplayConfigErrors(self))]
+pub struct ConfigErrors {
+    /// Never empty.
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// The errors in file order; `None` when there are none. Errors without a position sort
+    /// last, and errors at the same position keep the order they were found in.
+    #[must_use]
+    pub fn from_vec(mut errors: Vec<ConfigError>) -> Option<ConfigErrors> {
+        if errors.is_empty() {
+            return None;
+        }
+        errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+        Some(ConfigErrors { errors })
+    }
+
+    /// The first error in file order.
+    #[must_use]
+    pub fn first(&self) -> &ConfigError {
+        // `errors` is never empty: both constructors make sure of it.
+        &self.errors[0]
+    }
+
+    /// Every error, in file order.
+    #[must_use]
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors {
+            errors: vec![error],
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a ConfigErrors {
+    type Item = &'a ConfigError;
+    type IntoIter = std::slice::Iter<'a, ConfigError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.iter()
+    }
+}
+
+/// One error a line, without a trailing newline.
+struct DisplayConfigErrors<'a>(&'a ConfigErrors);
+
+impl fmt::Display for DisplayConfigErrors<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}

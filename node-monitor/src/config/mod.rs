@@ -34,7 +34,7 @@ mod tests;
 
 use std::path::Path;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigErrors};
 pub use iface::{MAX_IFACE_NAME, check_iface_pattern, is_glob};
 pub use model::{
     Action, AlertSettings, AllowEntry, AttachMode, Config, Group, Limits, MAX_USER_GROUPS,
@@ -69,7 +69,7 @@ impl Config {
     /// [`ConfigErrors`]: every problem found, in file order. A YAML syntax error, an unknown
     /// field or a value of the wrong type stops the reading, and is the only error; otherwise
     /// each value out of range, each bad entry and each port that two groups share is one.
-    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
         let raw = yaml::parse_raw(text, origin)?.unwrap_or_default();
         validate::validate(raw, origin)
     }
@@ -80,7 +80,7 @@ impl Config {
     ///
     /// As [`Config::from_yaml`], with the path as origin; a file that cannot be read is a
     /// [`ConfigError`] too, without a position.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: origin.clone(),

@@ -30,10 +30,13 @@ fn parse(yaml: &str) -> Config {
     Config::from_yaml(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Asserts that `yaml` fails at `line:column` on `field` with a message containing `msg`.
+/// Asserts that `yaml` fails with one error, at `line:column` on `field`, with a message
+/// containing `msg`, displayed as it always was.
 #[track_caller]
 fn assert_error(yaml: &str, line: usize, column: usize, field: &str, msg: &str) {
-    let e = Config::from_yaml(yaml, "test.yaml").expect_err("config should be rejected");
+    let errors = Config::from_yaml(yaml, "test.yaml").expect_err("config should be rejected");
+    assert_eq!(errors.errors().len(), 1, "want one error, got:\n{errors}");
+    let e = errors.first();
     assert_eq!(
         (e.line, e.column, e.field.as_str()),
         (Some(line), Some(column), field),
@@ -54,6 +57,7 @@ fn assert_error(yaml: &str, line: usize, column: usize, field: &str, msg: &str) 
         e.to_string(),
         format!("test.yaml:{line}:{column}: {field}{}", e.message)
     );
+    assert_eq!(errors.to_string(), e.to_string());
 }
 
 /// A group snippet with the given ports and protocols.

@@ -6,39 +6,61 @@ use serde_saphyr::{Location, Spanned};
 use std::net::IpAddr;
 
 use super::Validator;
-use crate::config::error::ConfigError;
 use crate::config::model::{
     Action, AllowEntry, Group, MAX_USER_GROUPS, PortRange, Protocol, SymbolicSet,
 };
 use crate::config::raw::{RawGroups, RawPort};
 use crate::config::tables::PORT_TABLE_LEN;
 
+/// Which group id owns each port, per protocol (0: none yet): for the overlap check.
+struct PortOwners {
+    tcp: Vec<u8>,
+    udp: Vec<u8>,
+}
+
+impl PortOwners {
+    fn new() -> PortOwners {
+        PortOwners {
+            tcp: vec![0; PORT_TABLE_LEN],
+            udp: vec![0; PORT_TABLE_LEN],
+        }
+    }
+
+    fn of(&mut self, proto: Protocol) -> &mut [u8] {
+        match proto {
+            Protocol::Tcp => &mut self.tcp,
+            Protocol::Udp => &mut self.udp,
+        }
+    }
+}
+
 impl Validator<'_> {
-    pub(super) fn groups(&self, raw: RawGroups) -> Result<Vec<Group>, ConfigError> {
+    pub(super) fn groups(&self, raw: RawGroups) -> Vec<Group> {
         let mut groups: Vec<Group> = Vec::with_capacity(raw.0.len());
-        // Which group (index + 1) owns each port, per protocol: for the overlap check.
-        let mut owner_tcp = vec![0u8; PORT_TABLE_LEN];
-        let mut owner_udp = vec![0u8; PORT_TABLE_LEN];
+        let mut owners = PortOwners::new();
         for (index, (name, raw_group)) in raw.0.into_iter().enumerate() {
             let path = format!("groups.{}", name.value);
-            check_group_name(&name.value)
-                .map_err(|m| self.error(Some(name.referenced), path.as_str(), m))?;
-            if index >= MAX_USER_GROUPS {
-                return Err(self.error(
+            let valid_name = check_group_name(&name.value)
+                .map_err(|m| self.error(Some(name.referenced), path.as_str(), m));
+            self.check(valid_name);
+            // Ids 1..=63; the groups past the last id are not checked further.
+            let Some(id) = u8::try_from(index + 1)
+                .ok()
+                .filter(|_| index < MAX_USER_GROUPS)
+            else {
+                self.report(self.error(
                     Some(name.referenced),
                     path.as_str(),
                     format!("too many groups: at most {MAX_USER_GROUPS} are supported"),
                 ));
-            }
-            let id = u8::try_from(index + 1)
-                .map_err(|_| self.error(Some(name.referenced), path.as_str(), "too many groups"))?;
+                break;
+            };
 
-            let protocols = self.protocols(&path, name.referenced, raw_group.protocols)?;
-            let (ports, port_locations) = self.ports(&path, name.referenced, raw_group.ports)?;
-            let allow = self.allow(&path, raw_group.allow.as_deref().unwrap_or_default())?;
-            let action = match raw_group.action {
-                None => Action::Monitor,
-                Some(a) => Action::from_name(&a.value).ok_or_else(|| {
+            let protocols = self.protocols(&path, name.referenced, raw_group.protocols);
+            let (ports, port_locations) = self.ports(&path, name.referenced, raw_group.ports);
+            let allow = self.allow(&path, raw_group.allow.as_deref().unwrap_or_default());
+            let action = raw_group.action.map_or(Action::Monitor, |a| {
+                let action = Action::from_name(&a.value).ok_or_else(|| {
                     self.error(
                         Some(a.referenced),
                         format!("{path}.action"),
@@ -48,43 +70,10 @@ impl Validator<'_> {
                             Action::ALL.map(Action::name).join(", ")
                         ),
                     )
-                })?,
-            };
-
-            // A port belongs to one group per protocol. The first overlapping port of an
-            // entry, in port order then protocol order, is reported at that entry.
-            for (j, range) in ports.iter().enumerate() {
-                for port in range.start..=range.end {
-                    for proto in &protocols {
-                        let owners = match proto {
-                            Protocol::Tcp => &owner_tcp,
-                            Protocol::Udp => &owner_udp,
-                        };
-                        let owner = owners[usize::from(port)];
-                        if owner != 0 && owner != id {
-                            let other = groups
-                                .get(usize::from(owner) - 1)
-                                .map_or("?", |g| g.name.as_str());
-                            return Err(self.error(
-                                Some(port_locations[j]),
-                                format!("{path}.ports[{j}]"),
-                                format!("port {port}/{proto} is already in group {other}"),
-                            ));
-                        }
-                    }
-                }
-            }
-            for proto in &protocols {
-                let owners = match proto {
-                    Protocol::Tcp => &mut owner_tcp,
-                    Protocol::Udp => &mut owner_udp,
-                };
-                for range in &ports {
-                    owners[usize::from(range.start)..=usize::from(range.end)].fill(id);
-                }
-            }
-
-            groups.push(Group {
+                });
+                self.check(action).unwrap_or(Action::Monitor)
+            });
+            let group = Group {
                 name: name.value,
                 id,
                 protocols,
@@ -92,31 +81,77 @@ impl Validator<'_> {
                 allow,
                 action,
                 detect_sweeps: raw_group.detect_sweeps.is_some_and(|d| d.value),
-            });
+            };
+            self.claim_ports(&path, &group, &port_locations, &groups, &mut owners);
+            groups.push(group);
         }
-        Ok(groups)
+        groups
     }
 
+    /// A port belongs to one group per protocol: gives `group` the ports nobody has yet, and
+    /// reports, for each entry of its `ports`, the first port (in port order then protocol
+    /// order) that an earlier group already has.
+    fn claim_ports(
+        &self,
+        path: &str,
+        group: &Group,
+        locations: &[Location],
+        earlier: &[Group],
+        owners: &mut PortOwners,
+    ) {
+        for (j, (range, at)) in group.ports.iter().zip(locations).enumerate() {
+            let taken = (range.start..=range.end).find_map(|port| {
+                group.protocols.iter().find_map(|&proto| {
+                    let owner = owners.of(proto)[usize::from(port)];
+                    (owner != 0 && owner != group.id).then_some((port, proto, owner))
+                })
+            });
+            if let Some((port, proto, owner)) = taken {
+                let other = earlier
+                    .get(usize::from(owner) - 1)
+                    .map_or("?", |g| g.name.as_str());
+                self.report(self.error(
+                    Some(*at),
+                    format!("{path}.ports[{j}]"),
+                    format!("port {port}/{proto} is already in group {other}"),
+                ));
+            }
+        }
+        for &proto in &group.protocols {
+            let table = owners.of(proto);
+            for range in &group.ports {
+                for owner in &mut table[usize::from(range.start)..=usize::from(range.end)] {
+                    if *owner == 0 {
+                        *owner = group.id;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The protocols, each bad entry reported and left out.
     fn protocols(
         &self,
         path: &str,
         group_at: Location,
         raw: Option<Spanned<Vec<Spanned<String>>>>,
-    ) -> Result<Vec<Protocol>, ConfigError> {
+    ) -> Vec<Protocol> {
         let field = format!("{path}.protocols");
         let Some(raw) = raw else {
-            return Err(self.error(
+            self.report(self.error(
                 Some(group_at),
                 field,
                 "missing field `protocols` (a list of tcp and/or udp)",
             ));
+            return Vec::new();
         };
         if raw.value.is_empty() {
-            return Err(self.error(
+            self.report(self.error(
                 Some(raw.referenced),
                 field,
                 "must list at least one protocol (tcp, udp)",
             ));
+            return Vec::new();
         }
         let mut protocols = Vec::with_capacity(raw.value.len());
         for (i, p) in raw.value.iter().enumerate() {
@@ -132,54 +167,65 @@ impl Validator<'_> {
                         Protocol::ALL.map(Protocol::name).join(", ")
                     ),
                 )
-            })?;
+            });
+            let Some(proto) = self.check(proto) else {
+                continue;
+            };
             if protocols.contains(&proto) {
-                return Err(self.error(at, field, format!("duplicate protocol {proto}")));
+                self.report(self.error(at, field, format!("duplicate protocol {proto}")));
+            } else {
+                protocols.push(proto);
             }
-            protocols.push(proto);
         }
-        Ok(protocols)
+        protocols
     }
 
+    /// The port entries and where each is written; each bad entry reported and left out.
     fn ports(
         &self,
         path: &str,
         group_at: Location,
         raw: Option<Spanned<Vec<Spanned<RawPort>>>>,
-    ) -> Result<(Vec<PortRange>, Vec<Location>), ConfigError> {
+    ) -> (Vec<PortRange>, Vec<Location>) {
         let field = format!("{path}.ports");
         let Some(raw) = raw else {
-            return Err(self.error(
+            self.report(self.error(
                 Some(group_at),
                 field,
                 r#"missing field `ports` (a list such as ["10250", "30000-32767"])"#,
             ));
+            return (Vec::new(), Vec::new());
         };
         if raw.value.is_empty() {
-            return Err(self.error(
+            self.report(self.error(
                 Some(raw.referenced),
                 field,
                 "must list at least one port or range",
             ));
+            return (Vec::new(), Vec::new());
         }
         let mut ranges = Vec::with_capacity(raw.value.len());
         let mut locations = Vec::with_capacity(raw.value.len());
         for (i, p) in raw.value.iter().enumerate() {
             let range = parse_port_entry(&p.value)
-                .map_err(|m| self.error(Some(p.referenced), format!("{field}[{i}]"), m))?;
-            ranges.push(range);
-            locations.push(p.referenced);
+                .map_err(|m| self.error(Some(p.referenced), format!("{field}[{i}]"), m));
+            if let Some(range) = self.check(range) {
+                ranges.push(range);
+                locations.push(p.referenced);
+            }
         }
-        Ok((ranges, locations))
+        (ranges, locations)
     }
 
-    fn allow(&self, path: &str, raw: &[Spanned<String>]) -> Result<Vec<AllowEntry>, ConfigError> {
+    /// The allow entries, each bad one reported and left out.
+    fn allow(&self, path: &str, raw: &[Spanned<String>]) -> Vec<AllowEntry> {
         raw.iter()
             .enumerate()
-            .map(|(i, entry)| {
-                parse_allow_entry(&entry.value).map_err(|m| {
+            .filter_map(|(i, entry)| {
+                let parsed = parse_allow_entry(&entry.value).map_err(|m| {
                     self.error(Some(entry.referenced), format!("{path}.allow[{i}]"), m)
-                })
+                });
+                self.check(parsed)
             })
             .collect()
     }

@@ -1,9 +1,8 @@
 //! Validation of `limits` and `sampling`: numbers within their bounds.
 
 use super::{Bound, Validator};
-use crate::config::error::ConfigError;
-use crate::config::model::Limits;
-use crate::config::raw::RawLimits;
+use crate::config::model::{Limits, Sampling};
+use crate::config::raw::{RawLimits, RawSampling};
 
 const FLOWS: Bound = Bound {
     field: "flows",
@@ -54,7 +53,7 @@ const ALLOW_ENTRIES: Bound = Bound {
     note: "",
     power_of_two: false,
 };
-pub(super) const SAMPLING_ONE_IN: Bound = Bound {
+const SAMPLING_ONE_IN: Bound = Bound {
     field: "allowed_flows_one_in",
     min: 0,
     max: u32::MAX as u64,
@@ -63,41 +62,52 @@ pub(super) const SAMPLING_ONE_IN: Bound = Bound {
 };
 
 impl Validator<'_> {
-    pub(super) fn limits(&self, raw: RawLimits) -> Result<Limits, ConfigError> {
+    pub(super) fn limits(&self, raw: RawLimits) -> Limits {
         let d = Limits::DEFAULT;
-        Ok(Limits {
-            flows: self.opt_u32("limits", &FLOWS, raw.flows, d.flows)?,
+        Limits {
+            flows: self.opt_u32("limits", &FLOWS, raw.flows, d.flows),
             events_per_source_per_second: self.opt_u32(
                 "limits",
                 &EVENTS_PER_SOURCE,
                 raw.events_per_source_per_second,
                 d.events_per_source_per_second,
-            )?,
+            ),
             answer_timeout_ms: self.opt_u64(
                 "limits",
                 &ANSWER_TIMEOUT,
                 raw.answer_timeout_ms,
                 d.answer_timeout_ms,
-            )?,
+            ),
             flow_idle_timeout_ms: self.opt_u64(
                 "limits",
                 &FLOW_IDLE_TIMEOUT,
                 raw.flow_idle_timeout_ms,
                 d.flow_idle_timeout_ms,
-            )?,
-            sources: self.opt_u32("limits", &SOURCES, raw.sources, d.sources)?,
+            ),
+            sources: self.opt_u32("limits", &SOURCES, raw.sources, d.sources),
             ring_buffer_bytes: self.opt_u32(
                 "limits",
                 &RING_BUFFER,
                 raw.ring_buffer_bytes,
                 d.ring_buffer_bytes,
-            )?,
+            ),
             allow_entries: self.opt_u32(
                 "limits",
                 &ALLOW_ENTRIES,
                 raw.allow_entries,
                 d.allow_entries,
-            )?,
-        })
+            ),
+        }
+    }
+
+    pub(super) fn sampling(&self, raw: RawSampling) -> Sampling {
+        Sampling {
+            allowed_flows_one_in: self.opt_u32(
+                "sampling",
+                &SAMPLING_ONE_IN,
+                raw.allowed_flows_one_in,
+                Sampling::DEFAULT.allowed_flows_one_in,
+            ),
+        }
     }
 }

@@ -3,7 +3,6 @@
 use serde_saphyr::Spanned;
 
 use super::{Bound, Validator};
-use crate::config::error::ConfigError;
 use crate::config::iface::check_iface_pattern;
 use crate::config::model::{AlertSettings, AttachMode, MetricsSettings};
 use crate::config::raw::{RawAlerts, RawMetrics};
@@ -38,85 +37,79 @@ const FLOOD_WINDOW: Bound = Bound {
 };
 
 impl Validator<'_> {
-    pub(super) fn interfaces(
-        &self,
-        raw: Option<Spanned<Vec<Spanned<String>>>>,
-    ) -> Result<Vec<String>, ConfigError> {
+    /// The patterns, each bad one reported.
+    pub(super) fn interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
         let Some(raw) = raw else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         raw.value
             .into_iter()
             .enumerate()
-            .map(|(i, p)| {
-                check_iface_pattern(&p.value)
-                    .map(|()| p.value.clone())
-                    .map_err(|m| self.error(Some(p.referenced), format!("interfaces[{i}]"), m))
+            .filter_map(|(i, p)| {
+                let checked = check_iface_pattern(&p.value)
+                    .map_err(|m| self.error(Some(p.referenced), format!("interfaces[{i}]"), m));
+                self.check(checked).map(|()| p.value)
             })
             .collect()
     }
 
-    pub(super) fn attach(
-        &self,
-        raw: Option<Spanned<String>>,
-    ) -> Result<Option<AttachMode>, ConfigError> {
-        raw.map(|a| {
-            AttachMode::from_name(&a.value).ok_or_else(|| {
-                self.error(
-                    Some(a.referenced),
-                    "attach",
-                    format!(
-                        "unknown attach mode `{}`: expected one of {}",
-                        a.value,
-                        AttachMode::ALL.map(AttachMode::name).join(", ")
-                    ),
-                )
-            })
-        })
-        .transpose()
+    pub(super) fn attach(&self, raw: Option<Spanned<String>>) -> Option<AttachMode> {
+        let a = raw?;
+        let mode = AttachMode::from_name(&a.value).ok_or_else(|| {
+            self.error(
+                Some(a.referenced),
+                "attach",
+                format!(
+                    "unknown attach mode `{}`: expected one of {}",
+                    a.value,
+                    AttachMode::ALL.map(AttachMode::name).join(", ")
+                ),
+            )
+        });
+        self.check(mode)
     }
 
-    pub(super) fn alerts(&self, raw: Option<RawAlerts>) -> Result<AlertSettings, ConfigError> {
+    pub(super) fn alerts(&self, raw: Option<RawAlerts>) -> AlertSettings {
         let d = AlertSettings::DEFAULT;
         let Some(raw) = raw else {
-            return Ok(d);
+            return d;
         };
         let secs = std::time::Duration::from_secs;
         let (min_ports, window_s) = match raw.sweep {
             None => (None, None),
             Some(s) => (s.min_ports, s.window_s),
         };
-        Ok(AlertSettings {
+        AlertSettings {
             dedup_window: secs(self.opt_u64(
                 "alerts",
                 &ALERT_DEDUP_WINDOW,
                 raw.dedup_window_s,
                 d.dedup_window.as_secs(),
-            )?),
+            )),
             sweep_min_ports: self.opt_u32(
                 "alerts.sweep",
                 &SWEEP_MIN_PORTS,
                 min_ports,
                 d.sweep_min_ports,
-            )?,
+            ),
             sweep_window: secs(self.opt_u64(
                 "alerts.sweep",
                 &SWEEP_WINDOW,
                 window_s,
                 d.sweep_window.as_secs(),
-            )?),
+            )),
             flood_window: secs(self.opt_u64(
                 "alerts",
                 &FLOOD_WINDOW,
                 raw.flood_window_s,
                 d.flood_window.as_secs(),
-            )?),
-        })
+            )),
+        }
     }
 
-    pub(super) fn metrics(&self, raw: Option<RawMetrics>) -> Result<MetricsSettings, ConfigError> {
+    pub(super) fn metrics(&self, raw: Option<RawMetrics>) -> MetricsSettings {
         let Some(listen) = raw.and_then(|m| m.listen) else {
-            return Ok(MetricsSettings::DEFAULT);
+            return MetricsSettings::DEFAULT;
         };
         let text = listen.value.trim();
         let addr = text.parse::<std::net::SocketAddr>().map_err(|_| {
@@ -128,7 +121,10 @@ impl Validator<'_> {
                      0.0.0.0:9630 or [::]:9630 (host names are not resolved)"
                 ),
             )
-        })?;
-        Ok(MetricsSettings { listen: addr })
+        });
+        self.check(addr)
+            .map_or(MetricsSettings::DEFAULT, |listen| MetricsSettings {
+                listen,
+            })
     }
 }

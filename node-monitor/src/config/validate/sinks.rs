@@ -7,7 +7,6 @@ use super::addresses::{
 };
 use super::groups::check_group_name;
 use super::{Bound, Validator};
-use crate::config::error::ConfigError;
 use crate::config::outputs::{Format, SinkKind, SinkSpec};
 use crate::config::raw::RawSink;
 
@@ -92,62 +91,91 @@ const HTTP_DEFAULT_BATCH_INTERVAL_MS: u64 = 1000;
 const HTTP_DEFAULT_TIMEOUT_MS: u64 = 5000;
 const HTTP_DEFAULT_MAX_RETRIES: u32 = 5;
 
+/// Where a sink is in the file, for its errors.
+struct SinkAt<'s> {
+    /// `sinks[i]`.
+    section: &'s str,
+    type_name: &'static str,
+    /// Where its `type` is written: missing fields are reported there.
+    type_at: Location,
+}
+
+impl SinkAt<'_> {
+    fn field(&self, field: &str) -> String {
+        format!("{}.{field}", self.section)
+    }
+}
+
 impl Validator<'_> {
-    pub(super) fn sinks(
-        &self,
-        raw: Option<Spanned<Vec<Spanned<RawSink>>>>,
-    ) -> Result<Vec<SinkSpec>, ConfigError> {
+    pub(super) fn sinks(&self, raw: Option<Spanned<Vec<Spanned<RawSink>>>>) -> Vec<SinkSpec> {
         let Some(raw) = raw else {
-            return Ok(vec![SinkSpec::default_stdout()]);
+            return vec![SinkSpec::default_stdout()];
         };
         if raw.value.is_empty() {
-            return Err(self.error(
+            self.report(self.error(
                 Some(raw.referenced),
                 "sinks",
                 "must list at least one sink (leave `sinks` out for the default: stdout, ecs)",
             ));
+            return Vec::new();
         }
         let mut sinks: Vec<SinkSpec> = Vec::with_capacity(raw.value.len());
+        let mut names: Vec<String> = Vec::with_capacity(raw.value.len());
         // Unnamed sinks seen so far, per type: for the derived names.
         let mut unnamed = [0usize; SINK_TYPES.len()];
         for (i, sink) in raw.value.into_iter().enumerate() {
-            let at = sink.referenced;
-            let (spec, name_at) = self.sink(i, at, sink.value, &mut unnamed)?;
-            if sinks.iter().any(|s| s.name == spec.name) {
+            let (at, raw) = (sink.referenced, sink.value);
+            let section = format!("sinks[{i}]");
+            let Some((type_index, type_at)) = self.sink_type(&section, at, raw.kind.as_ref())
+            else {
+                continue;
+            };
+            let cx = SinkAt {
+                section: &section,
+                type_name: SINK_TYPES[type_index],
+                type_at,
+            };
+            self.misplaced_fields(&cx, &raw);
+            let name = self.sink_name(&cx, raw.name.as_ref(), &mut unnamed[type_index]);
+            if names.contains(&name) {
+                let name_at = raw.name.as_ref().map(|n| n.referenced);
                 let how = if name_at.is_some() {
-                    String::new()
+                    ""
                 } else {
-                    " (the name derived for this sink: give it a `name`)".to_owned()
+                    " (the name derived for this sink: give it a `name`)"
                 };
-                return Err(self.error(
+                self.report(self.error(
                     Some(name_at.unwrap_or(at)),
-                    format!("sinks[{i}].name"),
-                    format!("duplicate sink name `{}`{how}", spec.name),
+                    cx.field("name"),
+                    format!("duplicate sink name `{name}`{how}"),
                 ));
             }
-            sinks.push(spec);
+            names.push(name.clone());
+            if let Some(spec) = self.sink(&cx, name, raw) {
+                sinks.push(spec);
+            }
         }
-        Ok(sinks)
+        sinks
     }
 
-    /// One sink; also returns where its `name` was written, if it was.
-    fn sink(
+    /// The index of the sink's type in [`SINK_TYPES`] and where it is written.
+    fn sink_type(
         &self,
-        i: usize,
+        section: &str,
         at: Location,
-        raw: RawSink,
-        unnamed: &mut [usize; SINK_TYPES.len()],
-    ) -> Result<(SinkSpec, Option<Location>), ConfigError> {
-        let section = format!("sinks[{i}]");
-        let Some(kind) = raw.kind else {
-            return Err(self.error(
+        kind: Option<&Spanned<String>>,
+    ) -> Option<(usize, Location)> {
+        let Some(kind) = kind else {
+            self.report(self.error(
                 Some(at),
                 format!("{section}.type"),
                 format!("missing field `type` (one of {})", SINK_TYPES.join(", ")),
             ));
+            return None;
         };
-        let Some(type_index) = SINK_TYPES.iter().position(|t| *t == kind.value) else {
-            return Err(self.error(
+        let index = SINK_TYPES.iter().position(|t| *t == kind.value);
+        if index.is_none() {
+            self.report(self.error(
                 Some(kind.referenced),
                 format!("{section}.type"),
                 format!(
@@ -156,10 +184,12 @@ impl Validator<'_> {
                     SINK_TYPES.join(", ")
                 ),
             ));
-        };
-        let type_name = SINK_TYPES[type_index];
+        }
+        index.map(|i| (i, kind.referenced))
+    }
 
-        // Fields of another sink type are errors, at their own position.
+    /// Fields of another sink type are errors, each at its own position.
+    fn misplaced_fields(&self, cx: &SinkAt<'_>, raw: &RawSink) {
         let present: [(&str, Option<Location>); 10] = [
             ("path", raw.path.as_ref().map(|v| v.referenced)),
             (
@@ -181,15 +211,16 @@ impl Validator<'_> {
             ),
             ("headers", raw.headers.as_ref().map(|v| v.referenced)),
         ];
+        let type_name = cx.type_name;
         let own = sink_type_fields(type_name);
         for (field, loc) in present {
             if let Some(loc) = loc
                 && !own.contains(&field)
             {
                 let fields: Vec<&str> = SINK_COMMON_FIELDS.iter().chain(own).copied().collect();
-                return Err(self.error(
+                self.report(self.error(
                     Some(loc),
-                    format!("{section}.{field}"),
+                    cx.field(field),
                     format!(
                         "`{field}` is not a field of sinks of type {type_name} (their fields: {})",
                         fields.join(", ")
@@ -197,177 +228,222 @@ impl Validator<'_> {
                 ));
             }
         }
+    }
 
-        let name_at = raw.name.as_ref().map(|n| n.referenced);
-        let name = match raw.name {
-            Some(n) => {
-                check_group_name(&n.value).map_err(|_| {
-                    self.error(
-                        Some(n.referenced),
-                        format!("{section}.name"),
-                        format!(
-                            "invalid sink name `{}`: use 1 to 63 characters a-z, 0-9, `_` \
-                                 and `-`, starting with a letter or digit",
-                            n.value
-                        ),
-                    )
-                })?;
-                n.value
+    /// The name as given (an invalid one reported), else derived from the type: `file`, then
+    /// `file-2`, `file-3`...
+    fn sink_name(
+        &self,
+        cx: &SinkAt<'_>,
+        name: Option<&Spanned<String>>,
+        unnamed: &mut usize,
+    ) -> String {
+        if let Some(n) = name {
+            if check_group_name(&n.value).is_err() {
+                self.report(self.error(
+                    Some(n.referenced),
+                    cx.field("name"),
+                    format!(
+                        "invalid sink name `{}`: use 1 to 63 characters a-z, 0-9, `_` and `-`, \
+                         starting with a letter or digit",
+                        n.value
+                    ),
+                ));
             }
-            None => {
-                unnamed[type_index] += 1;
-                match unnamed[type_index] {
-                    1 => type_name.to_owned(),
-                    k => format!("{type_name}-{k}"),
-                }
-            }
-        };
-        let format = match raw.format {
-            None => Format::Ecs,
-            Some(f) => Format::from_name(&f.value).ok_or_else(|| {
+            return n.value.clone();
+        }
+        *unnamed += 1;
+        match *unnamed {
+            1 => cx.type_name.to_owned(),
+            k => format!("{}-{k}", cx.type_name),
+        }
+    }
+
+    /// The settings every sink has, then those of its type; `None` when one of them is
+    /// missing or bad (reported).
+    fn sink(&self, cx: &SinkAt<'_>, name: String, mut raw: RawSink) -> Option<SinkSpec> {
+        let format = raw.format.take().map_or(Some(Format::Ecs), |f| {
+            let format = Format::from_name(&f.value).ok_or_else(|| {
                 self.error(
                     Some(f.referenced),
-                    format!("{section}.format"),
+                    cx.field("format"),
                     format!(
                         "unknown format `{}`: expected one of {}",
                         f.value,
                         Format::ALL.map(Format::name).join(", ")
                     ),
                 )
-            })?,
-        };
+            });
+            self.check(format)
+        });
         let queue = self.opt_u64(
-            &section,
+            cx.section,
             &SINK_QUEUE,
-            raw.queue,
+            raw.queue.take(),
             SinkSpec::DEFAULT_QUEUE as u64,
-        )?;
-        let queue = usize::try_from(queue).unwrap_or(usize::MAX);
-        let flows = raw.flows.map_or(type_name == "stdout", |f| f.value);
+        );
+        let flows = raw
+            .flows
+            .take()
+            .map_or(cx.type_name == "stdout", |f| f.value);
+        let kind = match cx.type_name {
+            "file" => self.file_sink(cx, raw),
+            "syslog" => self.syslog_sink(cx, raw),
+            "http" => self.http_sink(cx, raw),
+            _ => Some(SinkKind::Stdout),
+        };
+        Some(SinkSpec {
+            name,
+            kind: kind?,
+            format: format?,
+            queue: usize::try_from(queue).unwrap_or(usize::MAX),
+            flows,
+        })
+    }
 
-        let required = |value: Option<Spanned<String>>, field: &str, what: &str| {
-            value.ok_or_else(|| {
-                self.error(
-                    Some(kind.referenced),
-                    format!("{section}.{field}"),
-                    format!("missing field `{field}` ({what}) for a sink of type {type_name}"),
-                )
-            })
-        };
-        let kind = match type_name {
-            "file" => {
-                let path = required(raw.path, "path", "an absolute file path")?;
+    /// A field the sink's type cannot do without; reported at `type` when missing.
+    fn required(
+        &self,
+        cx: &SinkAt<'_>,
+        value: Option<Spanned<String>>,
+        field: &str,
+        what: &str,
+    ) -> Option<Spanned<String>> {
+        if value.is_none() {
+            self.report(self.error(
+                Some(cx.type_at),
+                cx.field(field),
+                format!(
+                    "missing field `{field}` ({what}) for a sink of type {}",
+                    cx.type_name
+                ),
+            ));
+        }
+        value
+    }
+
+    fn file_sink(&self, cx: &SinkAt<'_>, raw: RawSink) -> Option<SinkKind> {
+        let path = self
+            .required(cx, raw.path, "path", "an absolute file path")
+            .and_then(|path| {
                 let p = std::path::PathBuf::from(path.value.trim());
-                if !p.is_absolute() {
-                    return Err(self.error(
-                        Some(path.referenced),
-                        format!("{section}.path"),
-                        format!("`{}` is not an absolute path", path.value),
-                    ));
-                }
-                if path.value.ends_with('/') {
-                    return Err(self.error(
-                        Some(path.referenced),
-                        format!("{section}.path"),
-                        format!("`{}` names a directory: give a file name", path.value),
-                    ));
-                }
-                let mb = self.opt_u64(
-                    &section,
-                    &FILE_MAX_SIZE_MB,
-                    raw.max_size_mb,
-                    FILE_DEFAULT_MAX_SIZE_MB,
-                )?;
-                let keep = self.opt_u32(&section, &FILE_KEEP, raw.keep, FILE_DEFAULT_KEEP)?;
-                SinkKind::File {
-                    path: p,
-                    max_size_bytes: mb * 1024 * 1024,
-                    keep,
-                }
-            }
-            "syslog" => {
-                let address = required(
-                    raw.address,
-                    "address",
-                    "udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH",
-                )?;
-                let transport = parse_syslog_address(&address.value).map_err(|m| {
-                    self.error(Some(address.referenced), format!("{section}.address"), m)
-                })?;
-                SinkKind::Syslog { transport }
-            }
-            "http" => {
-                let url = required(raw.url, "url", "an http:// or https:// URL")?;
+                let problem = if !p.is_absolute() {
+                    format!("`{}` is not an absolute path", path.value)
+                } else if path.value.ends_with('/') {
+                    format!("`{}` names a directory: give a file name", path.value)
+                } else {
+                    return Some(p);
+                };
+                self.report(self.error(Some(path.referenced), cx.field("path"), problem));
+                None
+            });
+        let mb = self.opt_u64(
+            cx.section,
+            &FILE_MAX_SIZE_MB,
+            raw.max_size_mb,
+            FILE_DEFAULT_MAX_SIZE_MB,
+        );
+        let keep = self.opt_u32(cx.section, &FILE_KEEP, raw.keep, FILE_DEFAULT_KEEP);
+        Some(SinkKind::File {
+            path: path?,
+            max_size_bytes: mb * 1024 * 1024,
+            keep,
+        })
+    }
+
+    fn syslog_sink(&self, cx: &SinkAt<'_>, raw: RawSink) -> Option<SinkKind> {
+        let address = self.required(
+            cx,
+            raw.address,
+            "address",
+            "udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH",
+        )?;
+        let transport = parse_syslog_address(&address.value)
+            .map_err(|m| self.error(Some(address.referenced), cx.field("address"), m));
+        let transport = self.check(transport)?;
+        Some(SinkKind::Syslog { transport })
+    }
+
+    fn http_sink(&self, cx: &SinkAt<'_>, raw: RawSink) -> Option<SinkKind> {
+        let url = self
+            .required(cx, raw.url, "url", "an http:// or https:// URL")
+            .and_then(|url| {
                 let text = url.value.trim();
-                check_http_url(text)
-                    .map_err(|m| self.error(Some(url.referenced), format!("{section}.url"), m))?;
-                let ms = std::time::Duration::from_millis;
-                let batch_max = self.opt_u64(
-                    &section,
-                    &HTTP_BATCH_MAX,
-                    raw.batch_max,
-                    HTTP_DEFAULT_BATCH_MAX,
-                )?;
-                let batch_interval = ms(self.opt_u64(
-                    &section,
-                    &HTTP_BATCH_INTERVAL,
-                    raw.batch_interval_ms,
-                    HTTP_DEFAULT_BATCH_INTERVAL_MS,
-                )?);
-                let timeout = ms(self.opt_u64(
-                    &section,
-                    &HTTP_TIMEOUT,
-                    raw.timeout_ms,
-                    HTTP_DEFAULT_TIMEOUT_MS,
-                )?);
-                let max_retries = self.opt_u32(
-                    &section,
-                    &HTTP_MAX_RETRIES,
-                    raw.max_retries,
-                    HTTP_DEFAULT_MAX_RETRIES,
-                )?;
-                let mut headers: Vec<(String, String)> = Vec::new();
-                for (name, value) in raw.headers.map(|h| h.value.0).unwrap_or_default() {
-                    let field = format!("{section}.headers.{}", name.value);
-                    check_header_name(&name.value)
-                        .map_err(|m| self.error(Some(name.referenced), field.as_str(), m))?;
-                    if headers
-                        .iter()
-                        .any(|(n, _)| n.eq_ignore_ascii_case(&name.value))
-                    {
-                        return Err(self.error(
-                            Some(name.referenced),
-                            field,
-                            format!(
-                                "duplicate header `{}` (header names ignore case)",
-                                name.value
-                            ),
-                        ));
-                    }
-                    check_header_value(&value.value)
-                        .map_err(|m| self.error(Some(value.referenced), field.as_str(), m))?;
-                    headers.push((name.value, value.value));
-                }
-                SinkKind::Http {
-                    url: text.to_owned(),
-                    batch_max: usize::try_from(batch_max).unwrap_or(usize::MAX),
-                    batch_interval,
-                    timeout,
-                    max_retries,
-                    headers,
-                }
+                let checked = check_http_url(text)
+                    .map_err(|m| self.error(Some(url.referenced), cx.field("url"), m));
+                self.check(checked).map(|()| text.to_owned())
+            });
+        let section = cx.section;
+        let ms = std::time::Duration::from_millis;
+        let batch_max = self.opt_u64(
+            section,
+            &HTTP_BATCH_MAX,
+            raw.batch_max,
+            HTTP_DEFAULT_BATCH_MAX,
+        );
+        let batch_interval = ms(self.opt_u64(
+            section,
+            &HTTP_BATCH_INTERVAL,
+            raw.batch_interval_ms,
+            HTTP_DEFAULT_BATCH_INTERVAL_MS,
+        ));
+        let timeout = ms(self.opt_u64(
+            section,
+            &HTTP_TIMEOUT,
+            raw.timeout_ms,
+            HTTP_DEFAULT_TIMEOUT_MS,
+        ));
+        let max_retries = self.opt_u32(
+            section,
+            &HTTP_MAX_RETRIES,
+            raw.max_retries,
+            HTTP_DEFAULT_MAX_RETRIES,
+        );
+        let headers = self.http_headers(cx, raw.headers.map(|h| h.value.0).unwrap_or_default());
+        Some(SinkKind::Http {
+            url: url?,
+            batch_max: usize::try_from(batch_max).unwrap_or(usize::MAX),
+            batch_interval,
+            timeout,
+            max_retries,
+            headers,
+        })
+    }
+
+    /// The headers in file order; each bad name or value and each repeated name reported.
+    fn http_headers(
+        &self,
+        cx: &SinkAt<'_>,
+        raw: Vec<(Spanned<String>, Spanned<String>)>,
+    ) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = Vec::with_capacity(raw.len());
+        for (name, value) in raw {
+            let field = cx.field(&format!("headers.{}", name.value));
+            let checked = check_header_name(&name.value)
+                .map_err(|m| self.error(Some(name.referenced), field.as_str(), m));
+            if self.check(checked).is_none() {
+                continue;
             }
-            _ => SinkKind::Stdout,
-        };
-        Ok((
-            SinkSpec {
-                name,
-                kind,
-                format,
-                queue,
-                flows,
-            },
-            name_at,
-        ))
+            if headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(&name.value))
+            {
+                self.report(self.error(
+                    Some(name.referenced),
+                    field,
+                    format!(
+                        "duplicate header `{}` (header names ignore case)",
+                        name.value
+                    ),
+                ));
+                continue;
+            }
+            let checked = check_header_value(&value.value)
+                .map_err(|m| self.error(Some(value.referenced), field.as_str(), m));
+            if self.check(checked).is_some() {
+                headers.push((name.value, value.value));
+            }
+        }
+        headers
     }
 }
