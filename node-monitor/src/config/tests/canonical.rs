@@ -19,7 +19,7 @@ fn digest_is_stable_and_ignores_layout() {
 }
 
 #[test]
-fn digest_covers_the_new_fields() {
+fn digest_covers_every_section() {
     let base = parse(FULL);
     let digest = base.digest();
     for (from, to) in [

@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn full_example_parses_every_new_field() {
+fn full_example_parses_every_field() {
     use std::time::Duration;
     let config = parse(FULL);
     assert_eq!(config.interfaces, ["eth*", "ens5", "en[op]?s*"]);
