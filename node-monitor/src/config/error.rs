@@ -52,7 +52,7 @@ impl ConfigErrors {
     /// The errors in file order; `None` when there are none. Errors without a position sort
     /// last, and errors at the same position keep the order they were found in.
     #[must_use]
-    pub fn from_vec(mut errors: Vec<ConfigError>) -> Option<ConfigErrors> {
+    pub(crate) fn from_vec(mut errors: Vec<ConfigError>) -> Option<ConfigErrors> {
         if errors.is_empty() {
             return None;
         }

@@ -1,9 +1,10 @@
 //! Validation of `groups`: names, protocols, ports, allowlists, actions, and ports that two
 //! groups claim.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use serde_saphyr::{Location, Spanned};
-use std::net::IpAddr;
 
 use super::Validator;
 use crate::config::model::{
