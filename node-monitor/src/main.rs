@@ -4,9 +4,9 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use node_monitor::{
-    config::{Config, DEFAULT_CONFIG_YAML},
-    datapath::{self, AttachMode, DEFAULT_PIN_DIR},
+    config::{AttachMode, Config, DEFAULT_CONFIG_YAML},
     daemon,
+    datapath::{self, DEFAULT_PIN_DIR},
 };
 
 #[derive(Parser)]

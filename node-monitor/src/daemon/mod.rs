@@ -29,8 +29,8 @@ use tracing::{info, warn};
 
 use crate::{
     alerts::{self, Alert, Observer, OutputItem, engine::Engine},
-    config::{AllowEntry, AttachKind, Config, SymbolicSet},
-    datapath::{AttachMode, Datapath, GroupIds, LoadOptions},
+    config::{AllowEntry, AttachMode, Config, SymbolicSet},
+    datapath::{Datapath, GroupIds, LoadOptions},
     events::{self, Clock, FlowRecord, RecordType},
     flows::{GroupNames, Tracker},
     metrics::{self, BpfStats, Metrics},
@@ -100,10 +100,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(path) => (Config::load(path)?, path.display().to_string()),
         None => (Config::default_config(), "embedded default".to_owned()),
     };
-    let mode = opts.attach.unwrap_or(match cfg.attach {
-        Some(AttachKind::Tc) => AttachMode::Tc,
-        _ => AttachMode::Xdp,
-    });
+    let mode = opts.attach.or(cfg.attach).unwrap_or(AttachMode::Xdp);
     let cli_ifaces = !opts.ifaces.is_empty();
     let patterns = if cli_ifaces {
         opts.ifaces.clone()

@@ -5,8 +5,7 @@ use tracing::{error, info, warn};
 
 use super::{Daemon, sweep_groups};
 use crate::{
-    config::{AttachKind, Config},
-    datapath::AttachMode,
+    config::{AttachMode, Config},
     metrics,
 };
 
@@ -21,9 +20,12 @@ impl Daemon {
         };
         let new = match Config::load(&path) {
             Ok(c) => c,
-            Err(e) => {
+            Err(errors) => {
                 self.stats.config_reloads_failed += 1;
-                error!(why, error = %e, "config reload rejected; the running config stays");
+                // One log line per error, each with its file:line:column and field.
+                for e in &errors {
+                    error!(why, error = %e, "config reload rejected; the running config stays");
+                }
                 return;
             }
         };
@@ -62,11 +64,7 @@ impl Daemon {
             self.ifaces.set_patterns(new.interfaces.clone());
         }
         if plan.reattach && self.opts.attach.is_none() {
-            let mode = match new.attach {
-                Some(AttachKind::Tc) => AttachMode::Tc,
-                _ => AttachMode::Xdp,
-            };
-            self.reattach(mode);
+            self.reattach(new.attach.unwrap_or(AttachMode::Xdp));
         }
         if plan.metrics && self.opts.metrics_addr.is_none() {
             match metrics::Server::start(new.metrics.listen, &self.metrics).await {

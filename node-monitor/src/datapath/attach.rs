@@ -13,15 +13,7 @@ use node_monitor_common::prog_name;
 use tracing::{info, warn};
 
 use super::{Datapath, DatapathError, Result};
-
-/// Where the monitor attaches its ingress program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachMode {
-    /// XDP on ingress (native, falling back to generic), tc on egress.
-    Xdp,
-    /// tc on ingress and egress (tcx where the kernel has it).
-    Tc,
-}
+use crate::config::AttachMode;
 
 /// One of the three hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

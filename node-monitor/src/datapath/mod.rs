@@ -39,7 +39,6 @@ mod tables;
 #[cfg(any(test, feature = "test-support"))]
 mod test_hooks;
 
-pub use attach::AttachMode;
 pub(crate) use attach::{Attachment, Hook};
 pub use counters::GroupCounters;
 pub use error::{DatapathError, Result};

@@ -1,0 +1,133 @@
+//! The canonical text form of a config and its digest: two configs that mean the same thing
+//! have the same form, whatever their YAML layout.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use super::model::{AttachMode, Config};
+use super::outputs::SinkKind;
+
+impl Config {
+    /// A canonical, line-oriented text form of the config: what [`Config::digest`] hashes.
+    /// Two configs that mean the same thing (whatever their YAML layout, comments or quoting)
+    /// have the same canonical form.
+    #[must_use]
+    pub fn canonical(&self) -> String {
+        fn join<T: fmt::Display>(items: &[T]) -> String {
+            items
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        let mut out = String::from("node-monitor-config/2\n");
+        for g in &self.groups {
+            out.push_str(&format!(
+                "group {} {} protocols={} ports={} allow={} action={} detect_sweeps={}\n",
+                g.id,
+                g.name,
+                join(&g.protocols),
+                join(&g.ports),
+                join(&g.allow),
+                g.action,
+                g.detect_sweeps
+            ));
+        }
+        out.push_str(&format!(
+            "sampling allowed_flows_one_in={}\n",
+            self.sampling.allowed_flows_one_in
+        ));
+        let l = &self.limits;
+        out.push_str(&format!(
+            "limits flows={} events_per_source_per_second={} answer_timeout_ms={} \
+             flow_idle_timeout_ms={} sources={} ring_buffer_bytes={} allow_entries={}\n",
+            l.flows,
+            l.events_per_source_per_second,
+            l.answer_timeout_ms,
+            l.flow_idle_timeout_ms,
+            l.sources,
+            l.ring_buffer_bytes,
+            l.allow_entries
+        ));
+        out.push_str(&format!(
+            "interfaces {}\n",
+            if self.interfaces.is_empty() {
+                "(default-route)".to_owned()
+            } else {
+                self.interfaces.join(",")
+            }
+        ));
+        out.push_str(&format!(
+            "attach {}\n",
+            self.attach.map_or("(default)", AttachMode::name)
+        ));
+        let a = &self.alerts;
+        out.push_str(&format!(
+            "alerts dedup_window_s={} sweep_min_ports={} sweep_window_s={} flood_window_s={}\n",
+            a.dedup_window.as_secs(),
+            a.sweep_min_ports,
+            a.sweep_window.as_secs(),
+            a.flood_window.as_secs()
+        ));
+        for s in &self.sinks {
+            out.push_str(&format!(
+                "sink {} type={} format={} queue={} flows={}",
+                s.name,
+                s.kind.type_name(),
+                s.format,
+                s.queue,
+                s.flows
+            ));
+            match &s.kind {
+                SinkKind::Stdout => {}
+                SinkKind::File {
+                    path,
+                    max_size_bytes,
+                    keep,
+                } => out.push_str(&format!(
+                    " path={} max_size_bytes={max_size_bytes} keep={keep}",
+                    path.display()
+                )),
+                SinkKind::Syslog { transport } => out.push_str(&format!(" address={transport}")),
+                SinkKind::Http {
+                    url,
+                    batch_max,
+                    batch_interval,
+                    timeout,
+                    max_retries,
+                    headers,
+                } => {
+                    // Header values are often secrets: the canonical form carries a hash of
+                    // each, which is enough for the digest to change when one does.
+                    let headers: Vec<String> = headers
+                        .iter()
+                        .map(|(n, v)| {
+                            let h = Sha256::digest(v.as_bytes());
+                            let h: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                            format!("{}:sha256:{h}", n.to_ascii_lowercase())
+                        })
+                        .collect();
+                    out.push_str(&format!(
+                        " url={url} batch_max={batch_max} batch_interval_ms={} timeout_ms={} \
+                         max_retries={max_retries} headers={}",
+                        batch_interval.as_millis(),
+                        timeout.as_millis(),
+                        headers.join(",")
+                    ));
+                }
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("metrics listen={}\n", self.metrics.listen));
+        out
+    }
+
+    /// A short stable digest for logs: the first 16 hex digits of the SHA-256 of
+    /// [`Config::canonical`].
+    #[must_use]
+    pub fn digest(&self) -> String {
+        let hash = Sha256::digest(self.canonical().as_bytes());
+        hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}

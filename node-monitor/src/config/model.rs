@@ -1,0 +1,332 @@
+//! The validated model of a configuration: port groups and their allowlists, sampling, limits,
+//! alert settings, the metrics endpoint and the attach mode. Sinks live in `outputs`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+
+use super::outputs::SinkSpec;
+
+/// Number of user-defined groups: ids 1..=63 (id 0 means "port not watched").
+pub const MAX_USER_GROUPS: usize = node_monitor_common::MAX_GROUPS - 1;
+const _: () = assert!(MAX_USER_GROUPS == 63 && MAX_USER_GROUPS <= u8::MAX as usize);
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Port groups in file order; `groups[i].id == i as u8 + 1`.
+    pub groups: Vec<Group>,
+    pub sampling: Sampling,
+    pub limits: Limits,
+    /// Interface names or globs to attach to (`eth*`, `ens5`). Empty (the default): the
+    /// interfaces that carry a default route. The CLI `--iface` overrides.
+    pub interfaces: Vec<String>,
+    /// The hook; `None` when the file does not say (then `xdp`, or the CLI `--attach`).
+    pub attach: Option<AttachMode>,
+    pub alerts: AlertSettings,
+    /// Never empty: `[stdout, ecs]` when the file has no `sinks`.
+    pub sinks: Vec<SinkSpec>,
+    pub metrics: MetricsSettings,
+}
+
+/// Sampling of allowed flows into flow records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampling {
+    /// Record one allowed flow in N (default 100; 0 = record none).
+    pub allowed_flows_one_in: u32,
+}
+
+impl Sampling {
+    pub const DEFAULT: Sampling = Sampling {
+        allowed_flows_one_in: 100,
+    };
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Sizes of the kernel maps and timeouts. See `CONFIG.md` for the bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// LRU flow table entries: default 65536, `1024..=16_777_216`.
+    pub flows: u32,
+    /// Events per source per second (token bucket): default 20; 0 = unlimited.
+    pub events_per_source_per_second: u32,
+    /// How long to wait for the node's answer (SYN-ACK / RST): default 1000, `1..=60_000`.
+    pub answer_timeout_ms: u64,
+    /// A 5-tuple idle this long starts a new connection (UDP "first packet", TCP SYN
+    /// retransmit window): default 30000, `1..=3_600_000`.
+    pub flow_idle_timeout_ms: u64,
+    /// Per-source token-bucket table entries: default 16384, `256..=16_777_216`.
+    pub sources: u32,
+    /// Event ring buffer size: default 1 MiB; a power of two, 4096 (a page) to 1 GiB.
+    pub ring_buffer_bytes: u32,
+    /// Maximum LPM trie entries per address family: default 16384, `1..=16_777_216`.
+    pub allow_entries: u32,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        flows: 65536,
+        events_per_source_per_second: 20,
+        answer_timeout_ms: 1000,
+        flow_idle_timeout_ms: 30_000,
+        sources: 16384,
+        ring_buffer_bytes: 1 << 20,
+        allow_entries: 16384,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A named set of ports with its allowlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The YAML key; `[a-z0-9][a-z0-9_-]{0,62}`.
+    pub name: String,
+    /// `1..=63`, from the position in the file.
+    pub id: u8,
+    /// Non-empty, no duplicates.
+    pub protocols: Vec<Protocol>,
+    /// Non-empty.
+    pub ports: Vec<PortRange>,
+    /// May be empty: then every source is flagged.
+    pub allow: Vec<AllowEntry>,
+    pub action: Action,
+    /// Every new connection of this group feeds sweep detection (`alerts.sweep`).
+    pub detect_sweeps: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
+
+    /// The YAML spelling (`tcp` / `udp`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What to do with a new connection from a source that is not allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Count and report it (the default).
+    Monitor,
+    /// Drop it (`XDP_DROP` / `TC_ACT_SHOT`), and report it.
+    Drop,
+}
+
+impl Action {
+    pub const ALL: [Action; 2] = [Action::Monitor, Action::Drop];
+
+    /// The YAML spelling (`monitor` / `drop`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Monitor => "monitor",
+            Action::Drop => "drop",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An inclusive port range; a single port has `start == end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub const fn single(port: u16) -> PortRange {
+        PortRange {
+            start: port,
+            end: port,
+        }
+    }
+
+    pub fn contains(self, port: u16) -> bool {
+        (self.start..=self.end).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+/// One entry of a group's `allow` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowEntry {
+    /// A CIDR or a bare IP (as /32 or /128), as written (host bits are cleared on resolve).
+    Cidr(IpNet),
+    /// A named set resolved at run time.
+    Set(SymbolicSet),
+}
+
+impl fmt::Display for AllowEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowEntry::Cidr(net) => write!(f, "{net}"),
+            AllowEntry::Set(set) => f.write_str(set.name()),
+        }
+    }
+}
+
+/// A symbolic allow set. To add one: a variant, its row in [`SymbolicSet::ALL`] and
+/// [`SymbolicSet::name`], its expansion in [`Config::resolve_allowlists`], and a line in
+/// `CONFIG.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolicSet {
+    /// `localhost`: 127.0.0.0/8 and ::1/128.
+    Localhost,
+    /// `node-subnets`: the IP prefixes configured on the interfaces the monitor is attached
+    /// to (resolved by the daemon at run time).
+    NodeSubnets,
+}
+
+impl SymbolicSet {
+    /// Every known set, in the order error messages list them.
+    pub const ALL: [SymbolicSet; 2] = [SymbolicSet::Localhost, SymbolicSet::NodeSubnets];
+
+    /// The YAML spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SymbolicSet::Localhost => "localhost",
+            SymbolicSet::NodeSubnets => "node-subnets",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SymbolicSet> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The known names, comma-separated, for error messages.
+    pub(super) fn known_names() -> String {
+        Self::ALL.map(SymbolicSet::name).join(", ")
+    }
+}
+
+impl fmt::Display for SymbolicSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Alert rule settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// Repeats of the same rule, source and group within this window fold into one
+    /// follow-up alert with a count.
+    pub dedup_window: std::time::Duration,
+    /// A source touching at least this many distinct ports of a sweep-watched group ...
+    pub sweep_min_ports: u32,
+    /// ... within this window raises a sweep alert.
+    pub sweep_window: std::time::Duration,
+    /// Flood alerts aggregate rate-limited and ring-buffer losses over this window.
+    pub flood_window: std::time::Duration,
+}
+
+/// The metrics and health HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub listen: std::net::SocketAddr,
+}
+
+impl AlertSettings {
+    pub const DEFAULT: AlertSettings = AlertSettings {
+        dedup_window: std::time::Duration::from_secs(60),
+        sweep_min_ports: 10,
+        sweep_window: std::time::Duration::from_secs(60),
+        flood_window: std::time::Duration::from_secs(10),
+    };
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl MetricsSettings {
+    /// `127.0.0.1:9630`.
+    pub const DEFAULT: MetricsSettings = MetricsSettings {
+        listen: std::net::SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9630),
+    };
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The ingress hook, as the config names it (`attach: xdp | tc`).
+/// Also the `--attach` flag's values (the command line overrides the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum AttachMode {
+    /// XDP on ingress (native, else generic), tc on egress. The default.
+    Xdp,
+    /// tc on ingress and egress (tcx where the kernel has it).
+    Tc,
+}
+
+impl AttachMode {
+    pub const ALL: [AttachMode; 2] = [AttachMode::Xdp, AttachMode::Tc];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            AttachMode::Xdp => "xdp",
+            AttachMode::Tc => "tc",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AttachMode> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

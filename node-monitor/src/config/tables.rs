@@ -1,0 +1,70 @@
+//! The tables the data path writes, derived from a validated config: port → group id, and the
+//! allowlists resolved into `(group id, prefix)` pairs.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::model::{AllowEntry, Config, Group, Protocol, SymbolicSet};
+
+/// Entries in each port table: one per port number.
+pub(super) const PORT_TABLE_LEN: usize = 1 << 16;
+
+/// What `localhost` stands for.
+const LOCALHOST_V4: IpNet = IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8));
+const LOCALHOST_V6: IpNet = IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128));
+
+impl Config {
+    /// Resolves the allow lists into concrete `(group id, prefix)` pairs, in group order then
+    /// list order. `node_subnets` are the prefixes of the attached interfaces. Prefixes are
+    /// normalized (host bits cleared) and each pair appears once.
+    #[must_use]
+    pub fn resolve_allowlists(&self, node_subnets: &[IpNet]) -> Vec<(u8, IpNet)> {
+        let localhost = [LOCALHOST_V4, LOCALHOST_V6];
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for g in &self.groups {
+            for entry in &g.allow {
+                let nets: &[IpNet] = match entry {
+                    AllowEntry::Cidr(net) => std::slice::from_ref(net),
+                    AllowEntry::Set(SymbolicSet::Localhost) => &localhost,
+                    AllowEntry::Set(SymbolicSet::NodeSubnets) => node_subnets,
+                };
+                for net in nets {
+                    let pair = (g.id, net.trunc());
+                    if seen.insert(pair) {
+                        out.push(pair);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The port → group id tables `(tcp, udp)`, 65536 entries each (0 = not watched).
+    #[must_use]
+    pub fn port_tables(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut tcp = vec![node_monitor_common::GROUP_NONE; PORT_TABLE_LEN];
+        let mut udp = vec![node_monitor_common::GROUP_NONE; PORT_TABLE_LEN];
+        for g in &self.groups {
+            for proto in &g.protocols {
+                let table = match proto {
+                    Protocol::Tcp => &mut tcp,
+                    Protocol::Udp => &mut udp,
+                };
+                for range in &g.ports {
+                    table[usize::from(range.start)..=usize::from(range.end)].fill(g.id);
+                }
+            }
+        }
+        (tcp, udp)
+    }
+
+    /// The group with this id (1-based), if any.
+    #[must_use]
+    pub fn group_by_id(&self, id: u8) -> Option<&Group> {
+        let index = usize::from(id).checked_sub(1)?;
+        self.groups.get(index).filter(|g| g.id == id)
+    }
+}

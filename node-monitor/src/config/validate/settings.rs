@@ -1,0 +1,130 @@
+//! Validation of `interfaces`, `attach`, `alerts` and `metrics`.
+
+use serde_saphyr::Spanned;
+
+use super::{Bound, Validator};
+use crate::config::iface::check_iface_pattern;
+use crate::config::model::{AlertSettings, AttachMode, MetricsSettings};
+use crate::config::raw::{RawAlerts, RawMetrics};
+
+const ALERT_DEDUP_WINDOW: Bound = Bound {
+    field: "dedup_window_s",
+    min: 1,
+    max: 86_400,
+    note: "",
+    power_of_two: false,
+};
+const SWEEP_MIN_PORTS: Bound = Bound {
+    field: "min_ports",
+    min: 2,
+    max: 65_535,
+    note: "",
+    power_of_two: false,
+};
+const SWEEP_WINDOW: Bound = Bound {
+    field: "window_s",
+    min: 1,
+    max: 3600,
+    note: "",
+    power_of_two: false,
+};
+const FLOOD_WINDOW: Bound = Bound {
+    field: "flood_window_s",
+    min: 1,
+    max: 3600,
+    note: "",
+    power_of_two: false,
+};
+
+impl Validator<'_> {
+    /// The patterns, each bad one reported.
+    pub(super) fn interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        raw.value
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let checked = check_iface_pattern(&p.value)
+                    .map_err(|m| self.error(Some(p.referenced), format!("interfaces[{i}]"), m));
+                self.check(checked).map(|()| p.value)
+            })
+            .collect()
+    }
+
+    pub(super) fn attach(&self, raw: Option<Spanned<String>>) -> Option<AttachMode> {
+        let a = raw?;
+        let mode = AttachMode::from_name(&a.value).ok_or_else(|| {
+            self.error(
+                Some(a.referenced),
+                "attach",
+                format!(
+                    "unknown attach mode `{}`: expected one of {}",
+                    a.value,
+                    AttachMode::ALL.map(AttachMode::name).join(", ")
+                ),
+            )
+        });
+        self.check(mode)
+    }
+
+    pub(super) fn alerts(&self, raw: Option<RawAlerts>) -> AlertSettings {
+        let d = AlertSettings::DEFAULT;
+        let Some(raw) = raw else {
+            return d;
+        };
+        let secs = std::time::Duration::from_secs;
+        let (min_ports, window_s) = match raw.sweep {
+            None => (None, None),
+            Some(s) => (s.min_ports, s.window_s),
+        };
+        AlertSettings {
+            dedup_window: secs(self.opt_u64(
+                "alerts",
+                &ALERT_DEDUP_WINDOW,
+                raw.dedup_window_s,
+                d.dedup_window.as_secs(),
+            )),
+            sweep_min_ports: self.opt_u32(
+                "alerts.sweep",
+                &SWEEP_MIN_PORTS,
+                min_ports,
+                d.sweep_min_ports,
+            ),
+            sweep_window: secs(self.opt_u64(
+                "alerts.sweep",
+                &SWEEP_WINDOW,
+                window_s,
+                d.sweep_window.as_secs(),
+            )),
+            flood_window: secs(self.opt_u64(
+                "alerts",
+                &FLOOD_WINDOW,
+                raw.flood_window_s,
+                d.flood_window.as_secs(),
+            )),
+        }
+    }
+
+    pub(super) fn metrics(&self, raw: Option<RawMetrics>) -> MetricsSettings {
+        let Some(listen) = raw.and_then(|m| m.listen) else {
+            return MetricsSettings::DEFAULT;
+        };
+        let text = listen.value.trim();
+        let addr = text.parse::<std::net::SocketAddr>().map_err(|_| {
+            self.error(
+                Some(listen.referenced),
+                "metrics.listen",
+                format!(
+                    "`{text}` is not a socket address: write IP:PORT, such as 127.0.0.1:9630, \
+                     0.0.0.0:9630 or [::]:9630 (host names are not resolved)"
+                ),
+            )
+        });
+        self.check(addr)
+            .map_or(MetricsSettings::DEFAULT, |listen| MetricsSettings {
+                listen,
+            })
+    }
+}
