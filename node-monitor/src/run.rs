@@ -23,16 +23,14 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    alerts::{
-        self, Alert, Observer, OutputItem,
-        engine::{Engine, LossTotals},
-    },
+    answers::{GroupNames, Tracker, TrackerStats},
     config::{AllowEntry, AttachKind, Config, SymbolicSet},
     datapath::{AttachMode, Datapath, GroupIds, LoadOptions},
-    events::{self, Clock, FlowRecord, RecordType},
-    flows::{GroupNames, Tracker, TrackerStats},
+    detect::{self, Alert, Engine, LossTotals, Observer, OutputItem},
     metrics::{self, BpfStats, Metrics, Snapshot},
     netif,
+    record::{self, Clock, FlowRecord, RecordType},
+    render,
     sinks::{Renderer, Sinks},
     watch::{ConfigWatcher, IfaceWatcher},
 };
@@ -186,9 +184,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let server = MetricsServer::start(listen, &metrics).await?;
 
     let observer = Observer::local();
-    let render: Renderer = Arc::new(move |item, format, out| {
-        alerts::format::render_into(item, format, &observer, out)
-    });
+    let render: Renderer =
+        Arc::new(move |item, format, out| render::render_into(item, format, &observer, out));
     let sinks = Sinks::start(&cfg.sinks, render)?;
 
     let ring = dp
@@ -352,7 +349,7 @@ impl Daemon {
         let now = Clock::ktime_now();
         while let Some(item) = ring.next() {
             self.stats.events_read += 1;
-            match events::decode(&item) {
+            match record::decode(&item) {
                 Ok(ev) => {
                     self.tracker
                         .handle(ev, now, self.dp.group_ids(), &clock, &mut self.records)
@@ -376,11 +373,11 @@ impl Daemon {
                 let answer = rec.answer.map_or("none", |a| a.as_str());
                 *self
                     .answers
-                    .entry((rec.group.clone(), rec.protocol, answer))
+                    .entry((rec.group.clone(), rec.protocol.as_str(), answer))
                     .or_default() += 1;
             }
             self.engine.on_record(&rec, now, &mut self.alerts);
-            if rec.record_type == RecordType::Flow && rec.sampled {
+            if rec.record_type == RecordType::Sampled && rec.sampled {
                 self.sinks.send(Arc::new(OutputItem::Flow(rec)));
             }
         }
@@ -577,7 +574,7 @@ impl Daemon {
         // Kernel losses (rate_limited, ringbuf_full) come from `groups`; only userspace ones here.
         let mut lost: BTreeMap<String, u64> = BTreeMap::new();
         lost.insert("decode_error".to_owned(), self.stats.events_malformed);
-        let severities: BTreeMap<&'static str, &'static str> = alerts::rules::all()
+        let severities: BTreeMap<&'static str, &'static str> = detect::rules::all()
             .into_iter()
             .map(|r| (r.id, r.severity.as_str()))
             .collect();
@@ -663,7 +660,7 @@ fn print_summary(
         .collect();
     let summary = serde_json::json!({
         "type": "counters",
-        "time": events::rfc3339(std::time::SystemTime::now()),
+        "time": record::rfc3339(std::time::SystemTime::now()),
         "groups": groups,
         "reasons": reasons,
         "userspace": user,

@@ -1,20 +1,23 @@
 //! Elastic Common Schema 8.x documents (nested objects, one JSON line), as Elastic and
 //! OpenSearch ingest them without a custom pipeline.
-use std::{cell::RefCell, collections::BTreeMap, net::IpAddr};
+use std::{cell::RefCell, net::IpAddr};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    format::{
-        FloodDoc, FragmentCache, JsonOut, Members, Message, RuleFragments, SweepDoc, Text,
-        action_name, alert_record, community_id, community_id_text, denied, item_time, outcome,
-        rfc3339_text, rule_category, sweep_flood, with_fragments, write_alert_facts,
-        write_connection_facts,
+    facts::{
+        AlertFacts, ConnectionFacts, action_name, community_id, community_id_text, is_sweep,
+        item_time, outcome, parts, rule_category, write_alert_facts, write_connection_facts,
     },
-    model::{Alert, AlertKind, Observer, OutputItem, Severity},
+    fragments::{FragmentCache, RuleFragments, with_fragments},
+    json::{JsonOut, Members, Text, rfc3339_text},
+    message::Message,
 };
-use crate::events::{FlowRecord, RecordType};
+use crate::{
+    detect::{Alert, Observer, OutputItem, Severity},
+    record::{Family, FlowRecord, Protocol, RecordType},
+};
 
 pub const ECS_VERSION: &str = "8.11.0";
 
@@ -95,11 +98,8 @@ impl Fragments {
 }
 
 fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
-    let (alert, rec) = match item {
-        OutputItem::Alert(a) => (Some(a), alert_record(a)),
-        OutputItem::Flow(r) => (None, Some(r)),
-    };
-    let sweep = alert.is_some_and(|a| matches!(a.kind, AlertKind::Sweep { .. }));
+    let (alert, rec) = parts(item);
+    let sweep = is_sweep(alert);
     let mut j = JsonOut(out);
     j.raw("{\"@timestamp\":")
         .display(humantime::format_rfc3339_micros(item_time(item)))
@@ -150,9 +150,9 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
             j.raw("}");
         }
         j.raw(",\"network\":{\"transport\":")
-            .str(r.protocol)
+            .str(r.protocol.as_str())
             .raw(",\"type\":")
-            .str(r.family)
+            .str(r.family.as_str())
             .raw(",\"direction\":\"ingress\"");
         if !sweep {
             j.raw(",\"community_id\":")
@@ -182,18 +182,11 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
 }
 
 /// The members of `node_monitor`, in [`NodeMonitor`]'s order.
-fn node_monitor_into(
-    j: &mut JsonOut<'_>,
-    alert: Option<&super::model::Alert>,
-    rec: Option<&FlowRecord>,
-) {
+fn node_monitor_into(j: &mut JsonOut<'_>, alert: Option<&Alert>, rec: Option<&FlowRecord>) {
     let mut m = Members::new();
     if let Some(r) = rec {
         m.key(j, "record_type");
-        j.str(match r.record_type {
-            RecordType::Flagged => "flagged",
-            RecordType::Flow => "flow",
-        });
+        j.str(r.record_type.as_str());
     }
     write_connection_facts(&mut m, j, alert, rec);
     if let Some(r) = rec {
@@ -224,7 +217,7 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     destination: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    network: Option<Network<'a>>,
+    network: Option<Network>,
     observer: ObserverDoc<'a>,
     host: Host<'a>,
     orchestrator: Orchestrator,
@@ -271,10 +264,10 @@ struct Endpoint {
 }
 
 #[derive(Serialize)]
-struct Network<'a> {
-    transport: &'a str,
+struct Network {
+    transport: Protocol,
     #[serde(rename = "type")]
-    family: &'a str,
+    family: Family,
     direction: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     community_id: Option<String>,
@@ -329,42 +322,22 @@ struct Orchestrator {
     kind: &'static str,
 }
 
+/// `node_monitor`: the facts of [`super::facts`], with the record type first and the
+/// packet length between the connection's facts and the alert's.
 #[derive(Serialize)]
 struct NodeMonitor<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     record_type: Option<RecordType>,
-    /// The record's group; for a sweep, the swept group.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port_group: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    verdict: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    answer: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_flags: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hook: Option<&'a str>,
+    #[serde(flatten)]
+    connection: ConnectionFacts<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     packet_length: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    suppressed_count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    follow_up_of: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    losses_since_previous: Option<&'a BTreeMap<String, u64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sweep: Option<SweepDoc<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flood: Option<FloodDoc>,
+    #[serde(flatten)]
+    alert: AlertFacts<'a>,
 }
 
 fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
-    let (alert, rec) = match item {
-        OutputItem::Alert(a) => (Some(a), alert_record(a)),
-        OutputItem::Flow(r) => (None, Some(r)),
-    };
+    let (alert, rec) = parts(item);
     let event = match alert {
         Some(a) => Event {
             kind: "alert",
@@ -390,13 +363,8 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
         },
     };
     // A sweep spans many connections: its ports are in node_monitor.sweep, not here.
-    let sweep = alert.is_some_and(|a| matches!(a.kind, AlertKind::Sweep { .. }));
+    let sweep = is_sweep(alert);
     let port = |p| if sweep { None } else { Some(p) };
-    let (sweep_doc, flood_doc) = alert.map(sweep_flood).unwrap_or((None, None));
-    let port_group = match alert.map(|a| &a.kind) {
-        Some(AlertKind::Sweep { group, .. }) => Some(&**group),
-        _ => rec.map(|r| &*r.group),
-    };
     Doc {
         timestamp: rfc3339_text(item_time(item)),
         ecs: Version {
@@ -449,18 +417,9 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
         message: Text(Message(item)),
         node_monitor: NodeMonitor {
             record_type: rec.map(|r| r.record_type),
-            port_group,
-            verdict: rec.map(|r| r.verdict),
-            action: rec.map(|r| r.action),
-            answer: rec.and_then(|r| r.answer).map(|a| a.as_str()),
-            tcp_flags: rec.and_then(|r| r.tcp_flags),
-            hook: rec.map(|r| r.hook),
+            connection: ConnectionFacts::of(alert, rec),
             packet_length: rec.map(|r| r.packet_length),
-            suppressed_count: alert.map(|a| a.suppressed),
-            follow_up_of: alert.and_then(|a| a.follow_up_of.as_deref()),
-            losses_since_previous: alert.map(|a| &a.losses_since_previous),
-            sweep: sweep_doc,
-            flood: flood_doc,
+            alert: AlertFacts::of(alert),
         },
     }
 }
@@ -470,7 +429,7 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
 /// otherwise; `["info"]` for a flood (no connection).
 fn event_type(rec: Option<&FlowRecord>) -> &'static [&'static str] {
     match rec {
-        Some(r) if denied(r) => &["connection", "denied"],
+        Some(r) if r.action.denies() => &["connection", "denied"],
         Some(_) => &["connection", "start"],
         None => &["info"],
     }
@@ -481,10 +440,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::alerts::format::tests::*;
+    use crate::{
+        detect::fixture::{
+            connection_alert, flood, follow_up, hostile_observer, observer, sweep, variety,
+        },
+        record::fixture::{CID, sampled},
+    };
 
     fn render(item: &OutputItem, observer: &Observer) -> String {
-        crate::alerts::format::render(item, crate::config::Format::Ecs, observer)
+        let mut out = Vec::new();
+        render_into(item, observer, &mut out);
+        String::from_utf8(out).unwrap()
     }
 
     fn doc(item: OutputItem) -> Value {
