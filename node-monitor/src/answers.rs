@@ -30,7 +30,7 @@ pub struct TrackerStats {
 }
 
 /// Most attempts held for an answer at once; beyond it the oldest are resolved early.
-pub const MAX_PENDING: usize = 262_144;
+pub(crate) const MAX_PENDING: usize = 262_144;
 
 struct Pending {
     event: Event,

@@ -12,9 +12,8 @@ use std::{
 };
 
 use super::{
-    EngineStats,
     model::{Alert, AlertKind, Rule},
-    within,
+    window::within,
 };
 
 /// (rule id, source, group): the group is the record's shared name (no copy per record).
@@ -62,6 +61,12 @@ pub(crate) struct Dedup {
     series: HashMap<SeriesKey, Series>,
     /// (start, seq) → key: oldest series first.
     order: BTreeMap<(Instant, u64), SeriesKey>,
+    /// Occurrences folded into a series instead of alerting.
+    pub(crate) suppressed_total: u64,
+    /// The same, by rule id.
+    pub(crate) suppressed_by_rule: BTreeMap<&'static str, u64>,
+    /// Series closed early because the table was full.
+    pub(crate) evictions: u64,
 }
 
 pub(crate) fn new_id() -> String {
@@ -96,6 +101,9 @@ impl Dedup {
             seq: 0,
             series: HashMap::new(),
             order: BTreeMap::new(),
+            suppressed_total: 0,
+            suppressed_by_rule: BTreeMap::new(),
+            evictions: 0,
         }
     }
 
@@ -115,7 +123,6 @@ impl Dedup {
         o: Occurrence<'_>,
         window: Duration,
         now: Instant,
-        stats: &mut EngineStats,
         out: &mut Vec<Alert>,
     ) {
         let key: SeriesKey = (o.rule.id, o.source, o.group.clone());
@@ -123,8 +130,8 @@ impl Dedup {
             if within(s.started, window, now) {
                 s.repeats += 1;
                 s.last = Some(o.kind);
-                stats.suppressed_total += 1;
-                *stats.suppressed_by_rule.entry(key.0).or_default() += 1;
+                self.suppressed_total += 1;
+                *self.suppressed_by_rule.entry(key.0).or_default() += 1;
                 return;
             }
             // The series' window ended before the tick saw it: close it, and start the next
@@ -140,7 +147,7 @@ impl Dedup {
             return;
         }
         while self.series.len() >= self.max_series && !self.order.is_empty() {
-            stats.dedup_evictions += 1;
+            self.evictions += 1;
             self.close_oldest(out);
         }
         let id = uuid::Uuid::new_v4();

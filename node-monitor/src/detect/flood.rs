@@ -9,7 +9,8 @@ use std::{
 use super::{
     dedup::new_id,
     model::{Alert, AlertKind, FloodScope},
-    rules, within,
+    rules,
+    window::within,
 };
 
 struct FloodWindow {

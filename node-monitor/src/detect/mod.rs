@@ -13,10 +13,11 @@ mod flood;
 pub mod model;
 pub mod rules;
 mod sweep;
+mod window;
 
 use std::{
     collections::{BTreeMap, HashSet},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 pub use model::{Alert, AlertKind, FloodScope, Observer, OutputItem, Rule, Severity};
@@ -32,9 +33,9 @@ use crate::{
 };
 
 /// Default cap of the dedup table (series).
-pub const DEFAULT_MAX_SERIES: usize = 100_000;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 100_000;
 /// Default cap of the sweep table (sources × sweep groups).
-pub const DEFAULT_MAX_SWEEP_SOURCES: usize = 50_000;
+pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 50_000;
 
 /// Loss counters, cumulative since the daemon started (the engine computes the deltas).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,11 +85,6 @@ pub struct Engine {
     stats: EngineStats,
 }
 
-/// `now` is before `start + window` (an unrepresentable end never comes).
-fn within(start: Instant, window: Duration, now: Instant) -> bool {
-    start.checked_add(window).is_none_or(|end| now < end)
-}
-
 fn delta(cur: u64, prev: u64) -> u64 {
     // A counter that went backwards was reset (e.g. the data path was reloaded): count from 0.
     if cur >= prev { cur - prev } else { cur }
@@ -105,7 +101,7 @@ impl Engine {
     }
 
     /// As [`Engine::new`], with explicit table caps (each at least 1).
-    pub fn with_limits(
+    pub(crate) fn with_limits(
         settings: &AlertSettings,
         sweep_groups: Vec<String>,
         max_series: usize,
@@ -148,18 +144,14 @@ impl Engine {
                 },
                 time: rec.time,
             };
-            self.dedup
-                .detect(occurrence, window, now, &mut self.stats, out);
+            self.dedup.detect(occurrence, window, now, out);
         }
         if self.sweep_groups.contains(&*rec.group) {
             let (sweep_window, min_ports) = (
                 self.settings.sweep_window,
                 self.settings.sweep_min_ports as usize,
             );
-            if let Some(kind) = self
-                .sweeps
-                .feed(rec, sweep_window, min_ports, now, &mut self.stats)
-            {
+            if let Some(kind) = self.sweeps.feed(rec, sweep_window, min_ports, now) {
                 let occurrence = Occurrence {
                     rule: rules::sweep_rule(),
                     source: rec.src_ip,
@@ -167,8 +159,7 @@ impl Engine {
                     kind,
                     time: std::time::SystemTime::now(),
                 };
-                self.dedup
-                    .detect(occurrence, window, now, &mut self.stats, out);
+                self.dedup.detect(occurrence, window, now, out);
             }
         }
         self.emitted(out, start);
@@ -226,6 +217,11 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         EngineStats {
+            suppressed_total: self.dedup.suppressed_total,
+            suppressed_by_rule: self.dedup.suppressed_by_rule.clone(),
+            sweeps: self.sweeps.detections,
+            dedup_evictions: self.dedup.evictions,
+            sweep_evictions: self.sweeps.evictions,
             dedup_series: self.dedup.len(),
             sweep_sources: self.sweeps.len(),
             ..self.stats.clone()
@@ -262,6 +258,8 @@ impl Engine {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::record::fixture;
 

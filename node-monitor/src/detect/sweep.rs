@@ -2,7 +2,7 @@
 //! sliding `sweep_window`; reaching `sweep_min_ports` makes one sweep detection, then the
 //! source is quiet for `sweep_window` (its port set starts over afterwards). At most
 //! `max_sources` states: when full, the least recently seen source's partial port set is
-//! forgotten and counted in [`EngineStats::sweep_evictions`].
+//! forgotten and counted.
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{EngineStats, model::AlertKind, within};
+use super::{model::AlertKind, window::within};
 use crate::record::FlowRecord;
 
 type SweepKey = (IpAddr, Arc<str>);
@@ -31,6 +31,10 @@ pub(crate) struct Sweeps {
     states: HashMap<SweepKey, SweepState>,
     /// (last seen, seq) → key: least recently seen first.
     order: BTreeMap<(Instant, u64), SweepKey>,
+    /// Sweep detections (before dedup).
+    pub(crate) detections: u64,
+    /// States forgotten because the table was full.
+    pub(crate) evictions: u64,
 }
 
 impl Sweeps {
@@ -41,6 +45,8 @@ impl Sweeps {
             seq: 0,
             states: HashMap::new(),
             order: BTreeMap::new(),
+            detections: 0,
+            evictions: 0,
         }
     }
 
@@ -82,7 +88,6 @@ impl Sweeps {
         window: Duration,
         min_ports: usize,
         now: Instant,
-        stats: &mut EngineStats,
     ) -> Option<AlertKind> {
         let key: SweepKey = (rec.src_ip, rec.group.clone());
         if !self.states.contains_key(&key) {
@@ -91,7 +96,7 @@ impl Sweeps {
                     break;
                 };
                 self.states.remove(&old);
-                stats.sweep_evictions += 1;
+                self.evictions += 1;
             }
         }
         self.seq += 1;
@@ -126,7 +131,7 @@ impl Sweeps {
             now.checked_add(window)
                 .unwrap_or(now + Duration::from_secs(86_400 * 365)),
         );
-        stats.sweeps += 1;
+        self.detections += 1;
         Some(AlertKind::Sweep {
             source: rec.src_ip,
             group: rec.group.clone(),

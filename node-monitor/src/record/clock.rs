@@ -36,7 +36,7 @@ impl Clock {
         }
     }
     /// Monotonic time when the clock was taken: "now" for the whole batch (ns).
-    pub fn taken_ns(&self) -> u64 {
+    pub(crate) fn taken_ns(&self) -> u64 {
         self.taken_ns
     }
     /// Current monotonic time, in the kernel's `bpf_ktime_get_ns` clock.

@@ -46,7 +46,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 }
 
 /// The flow key of an event (ingress orientation).
-pub fn flow_key(ev: &Event) -> FlowKey {
+pub(crate) fn flow_key(ev: &Event) -> FlowKey {
     FlowKey {
         src_addr: ev.src_addr,
         dst_addr: ev.dst_addr,
@@ -59,7 +59,7 @@ pub fn flow_key(ev: &Event) -> FlowKey {
 }
 
 /// Builds the record for a flagged or sampled event. `group` is the group's name.
-pub fn from_event(
+pub(crate) fn from_event(
     ev: &Event,
     group: Arc<str>,
     clock: &Clock,

@@ -10,5 +10,6 @@ mod ifnames;
 
 pub use clock::{Clock, rfc3339};
 pub use codes::{Action, Answer, Family, Hook, Protocol, RecordType, TcpFlags, Verdict};
-pub use decode::{DecodeError, decode, flow_key, from_event};
+pub use decode::{DecodeError, decode};
+pub(crate) use decode::{flow_key, from_event};
 pub use flow::FlowRecord;

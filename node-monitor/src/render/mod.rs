@@ -6,7 +6,7 @@
 pub mod cef;
 pub mod community_id;
 pub mod ecs;
-pub mod facts;
+mod facts;
 mod fragments;
 mod json;
 mod message;
