@@ -257,12 +257,11 @@ mod tests {
             connection_alert, flood, follow_up, hostile_observer, observer, sweep, variety,
         },
         record::fixture::{CID, TIME_MS as T_MS, sampled},
+        render::check,
     };
 
     fn render(item: &OutputItem, observer: &Observer) -> String {
-        let mut out = Vec::new();
-        render_into(item, observer, &mut out);
-        String::from_utf8(out).unwrap()
+        check::line(render_into, item, observer)
     }
 
     /// Splits a CEF line into its 7 header fields and the extension map (unescaping).

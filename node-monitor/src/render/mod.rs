@@ -4,6 +4,8 @@
 //! writer ([`json`]), the facts they share ([`facts`]), the messages ([`message`]) and the
 //! Community ID ([`community_id`]); none of them uses this module.
 pub mod cef;
+#[cfg(test)]
+mod check;
 pub mod community_id;
 pub mod ecs;
 mod facts;

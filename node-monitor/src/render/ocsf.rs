@@ -598,25 +598,16 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{
-            connection_alert, flood, follow_up, hostile_observer, observer, sweep, variety,
-        },
+        detect::fixture::{connection_alert, flood, follow_up, sweep},
         record::{
             TcpFlags,
             fixture::{CID, TIME_MS as T_MS, sampled},
         },
+        render::check,
     };
 
-    fn render(item: &OutputItem, observer: &Observer) -> String {
-        let mut out = Vec::new();
-        render_into(item, observer, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
     fn doc(item: OutputItem) -> Value {
-        let line = render(&item, &observer());
-        assert!(!line.contains('\n'));
-        serde_json::from_str(&line).unwrap()
+        check::doc(render_into, item)
     }
 
     /// Required attributes of every event.
@@ -784,30 +775,20 @@ mod tests {
     /// checked these documents against the previous Value-built renderer.)
     #[test]
     fn every_variety_renders_valid_complete_json() {
-        let items = variety();
-        assert!(items.len() > 100, "{}", items.len());
-        for obs in [observer(), hostile_observer()] {
-            for item in &items {
-                let line = render(item, &obs);
-                assert!(!line.contains('\n'), "{line}");
-                let typed = serde_json::to_string(&super::doc(item, &obs)).unwrap();
-                assert_eq!(line, typed, "{item:?}");
-                let v: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-                assert_eq!(to_value(item, &obs), v, "{item:?}");
-                for key in [
-                    "class_uid",
-                    "category_uid",
-                    "activity_id",
-                    "type_uid",
-                    "severity_id",
-                    "time",
-                    "metadata",
-                ] {
-                    assert!(v.get(key).is_some(), "{key} missing: {line}");
-                }
-            }
-        }
+        check::every_variety(
+            render_into,
+            |item, obs| serde_json::to_string(&super::doc(item, obs)).unwrap(),
+            to_value,
+            &[
+                "class_uid",
+                "category_uid",
+                "activity_id",
+                "type_uid",
+                "severity_id",
+                "time",
+                "metadata",
+            ],
+        );
     }
 
     #[test]
