@@ -1,6 +1,6 @@
 //! Detect: flagged records → alerts. The rule of each group ([`rules`]), dedup with follow-ups
-//! ([`dedup`]), NodePort sweep detection ([`sweep`]), flood alerts from the loss counters
-//! ([`flood`]), and "events lost since the previous alert" on every alert.
+//! (`dedup.rs`), NodePort sweep detection (`sweep.rs`), flood alerts from the loss counters
+//! (`flood.rs`), and "events lost since the previous alert" on every alert.
 //!
 //! The engine is pure logic: the caller passes the monotonic `now` of every call (windows are
 //! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep detections go

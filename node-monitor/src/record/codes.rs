@@ -33,7 +33,9 @@ text_of!(
 pub enum RecordType {
     /// A new connection from a source outside the group's allowlist.
     Flagged,
-    /// A new connection from an allowed source, sampled 1-in-N (written `flow`).
+    /// A new connection from an allowed source, reported by the sampling path (written
+    /// `flow`); [`super::FlowRecord::sampled`] says whether 1-in-N sampling chose it for the
+    /// sinks.
     Sampled,
 }
 

@@ -198,7 +198,7 @@ fn node_monitor_into(j: &mut JsonOut<'_>, alert: Option<&Alert>, rec: Option<&Fl
     }
 }
 
-/// The ECS document of one item, as a `Value` (the same document [`render`] writes).
+/// The ECS document of one item, as a `Value` (the same document [`render_into`] writes).
 pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
     serde_json::to_value(doc(item, observer)).unwrap_or(Value::Null)
 }

@@ -1,8 +1,8 @@
 //! Render: one output item → one line in the sink's format (ECS JSON, OCSF JSON or CEF).
 //!
 //! This module only dispatches. The formats ([`ecs`], [`ocsf`], [`cef`]) build on the JSON
-//! writer ([`json`]), the facts they share ([`facts`]), the messages ([`message`]) and the
-//! Community ID ([`community_id`]); none of them uses this module.
+//! writer (`json.rs`), the facts they share (`facts.rs`), the messages (`message.rs`) and the
+//! Community ID ([`community_id`](mod@community_id)); none of them uses this module.
 pub mod cef;
 #[cfg(test)]
 mod check;

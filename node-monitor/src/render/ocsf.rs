@@ -250,7 +250,7 @@ fn node_monitor_into(j: &mut JsonOut<'_>, item: &OutputItem, rec: Option<&FlowRe
     }
 }
 
-/// The OCSF event of one item, as a `Value` (the same event [`render`] writes).
+/// The OCSF event of one item, as a `Value` (the same event [`render_into`] writes).
 pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
     serde_json::to_value(doc(item, observer)).unwrap_or(Value::Null)
 }
