@@ -263,9 +263,10 @@ enum Doc<'a> {
     Flow(Box<Flow<'a>>),
 }
 
-/// Detection Finding (2004): an alert.
+/// The members every event starts with: its class, activity, severity, time, message and
+/// metadata.
 #[derive(Serialize)]
-struct Finding<'a> {
+struct Head<'a> {
     activity_id: u32,
     activity_name: &'static str,
     category_uid: u32,
@@ -279,6 +280,13 @@ struct Finding<'a> {
     time: u64,
     message: Text<Message<'a>>,
     metadata: Metadata<'a>,
+}
+
+/// Detection Finding (2004): an alert.
+#[derive(Serialize)]
+struct Finding<'a> {
+    #[serde(flatten)]
+    head: Head<'a>,
     finding_info: FindingInfo<'a>,
     count: u64,
     device: Device<'a>,
@@ -291,19 +299,8 @@ struct Finding<'a> {
 /// Network Activity (4001): a sampled flow.
 #[derive(Serialize)]
 struct Flow<'a> {
-    activity_id: u32,
-    activity_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    class_uid: u32,
-    class_name: &'static str,
-    type_uid: u32,
-    type_name: &'static str,
-    severity_id: u8,
-    severity: &'static str,
-    time: u64,
-    message: Text<Message<'a>>,
-    metadata: Metadata<'a>,
+    #[serde(flatten)]
+    head: Head<'a>,
     src_endpoint: Endpoint<'a>,
     dst_endpoint: Endpoint<'a>,
     connection_info: ConnectionInfo,
@@ -496,19 +493,21 @@ fn node_monitor<'a>(item: &'a OutputItem, rec: Option<&'a FlowRecord>) -> NodeMo
 fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
     match item {
         OutputItem::Flow(r) => Doc::Flow(Box::new(Flow {
-            activity_id: 1,
-            activity_name: "Open",
-            category_uid: 4,
-            category_name: "Network Activity",
-            class_uid: 4001,
-            class_name: "Network Activity",
-            type_uid: 400101,
-            type_name: "Network Activity: Open",
-            severity_id: 1,
-            severity: "Informational",
-            time: epoch_ms(item_time(item)),
-            message: Text(Message(item)),
-            metadata: metadata(observer, None),
+            head: Head {
+                activity_id: 1,
+                activity_name: "Open",
+                category_uid: 4,
+                category_name: "Network Activity",
+                class_uid: 4001,
+                class_name: "Network Activity",
+                type_uid: 400101,
+                type_name: "Network Activity: Open",
+                severity_id: 1,
+                severity: "Informational",
+                time: epoch_ms(item_time(item)),
+                message: Text(Message(item)),
+                metadata: metadata(observer, None),
+            },
             src_endpoint: endpoint(r.src_ip, Some(r.src_port), r, false),
             dst_endpoint: endpoint(r.dst_ip, Some(r.dst_port), r, true),
             connection_info: connection_info(r, true),
@@ -546,19 +545,21 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
                 },
             };
             Doc::Finding(Box::new(Finding {
-                activity_id,
-                activity_name,
-                category_uid: 2,
-                category_name: "Findings",
-                class_uid: 2004,
-                class_name: "Detection Finding",
-                type_uid: 2004 * 100 + activity_id,
-                type_name,
-                severity_id,
-                severity: severity_name,
-                time: epoch_ms(a.time),
-                message: Text(Message(item)),
-                metadata: metadata(observer, Some(&a.id)),
+                head: Head {
+                    activity_id,
+                    activity_name,
+                    category_uid: 2,
+                    category_name: "Findings",
+                    class_uid: 2004,
+                    class_name: "Detection Finding",
+                    type_uid: 2004 * 100 + activity_id,
+                    type_name,
+                    severity_id,
+                    severity: severity_name,
+                    time: epoch_ms(a.time),
+                    message: Text(Message(item)),
+                    metadata: metadata(observer, Some(&a.id)),
+                },
                 finding_info: FindingInfo {
                     uid: a.follow_up_of.as_deref().unwrap_or(&a.id),
                     title: a.rule.name,
