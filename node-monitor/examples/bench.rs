@@ -398,9 +398,9 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
     use node_monitor::{
         answers::Tracker,
         config::{AlertSettings, Format, SinkKind, SinkSpec},
-        detect::{Engine, Observer, OutputItem},
+        detect::{Engine, OutputItem},
         record::{self, Clock},
-        render,
+        render::{self, Observer},
         sinks::{Renderer, Sinks},
     };
 
@@ -565,8 +565,7 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
 fn rendering(report: &mut String) -> anyhow::Result<()> {
     use node_monitor::{
         config::Format,
-        detect::Observer,
-        render,
+        render::{self, Observer},
     };
 
     const ITEMS: usize = 100_000;

@@ -26,11 +26,11 @@ use crate::{
     answers::{GroupNames, Tracker, TrackerStats},
     config::{AllowEntry, AttachKind, Config, SymbolicSet},
     datapath::{AttachMode, Datapath, GroupIds, LoadOptions},
-    detect::{self, Alert, Engine, LossTotals, Observer, OutputItem},
+    detect::{self, Alert, Engine, LossTotals, OutputItem},
     metrics::{self, BpfStats, Metrics, Snapshot},
     netif,
     record::{self, Clock, FlowRecord, RecordType},
-    render,
+    render::{self, Observer},
     sinks::{Renderer, Sinks},
     watch::{ConfigWatcher, IfaceWatcher},
 };

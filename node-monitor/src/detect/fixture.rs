@@ -1,6 +1,6 @@
 //! The one fixture builder of alerts and output items, shared by the unit tests, the
-//! integration tests and the bench (feature `test-support`): one of each alert kind, an
-//! observer, and a broad variety of items for the format tests. Records come from
+//! integration tests and the bench (feature `test-support`): one of each alert kind and a
+//! broad variety of items for the format tests. Records come from
 //! [`crate::record::fixture`].
 use std::{
     collections::BTreeMap,
@@ -11,33 +11,13 @@ use std::{
 use node_monitor_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 
 use super::{
-    model::{Alert, AlertKind, FloodScope, Observer, OutputItem, Rule},
+    model::{Alert, AlertKind, FloodScope, OutputItem, Rule},
     rules,
 };
 use crate::record::{
     Action, Answer, Family, FlowRecord, Protocol, RecordType, TcpFlags, Verdict,
     fixture::{TIME_US, flagged, sampled, time_us},
 };
-
-/// The observer of the format tests: node `node-a`, version 0.1.0.
-pub fn observer() -> Observer {
-    Observer {
-        hostname: "node-a".to_owned(),
-        product: "node-monitor",
-        vendor: "node-monitor",
-        version: "0.1.0",
-    }
-}
-
-/// An observer whose strings need JSON escaping.
-pub fn hostile_observer() -> Observer {
-    Observer {
-        hostname: "n\"o\\de\n\u{1}é✓".to_owned(),
-        product: "node|monitor",
-        vendor: "v=\"x\"",
-        version: "1.0-\t",
-    }
-}
 
 /// An alert at the time of [`flagged`], first of its series, without losses.
 pub fn alert(kind: AlertKind, rule: Rule) -> Alert {

@@ -20,7 +20,7 @@ use std::{
     time::Instant,
 };
 
-pub use model::{Alert, AlertKind, FloodScope, Observer, OutputItem, Rule, Severity};
+pub use model::{Alert, AlertKind, FloodScope, OutputItem, Rule, Severity};
 
 use self::{
     dedup::{Dedup, Occurrence},

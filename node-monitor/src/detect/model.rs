@@ -92,30 +92,6 @@ pub struct Alert {
     pub losses_since_previous: BTreeMap<String, u64>,
 }
 
-/// Facts about this sensor, for `observer.*` / `host.*` / `metadata.product`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Observer {
-    pub hostname: String,
-    pub product: &'static str,
-    pub vendor: &'static str,
-    pub version: &'static str,
-}
-
-impl Observer {
-    pub fn local() -> Observer {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown".to_owned());
-        Observer {
-            hostname,
-            product: "node-monitor",
-            vendor: "node-monitor",
-            version: env!("CARGO_PKG_VERSION"),
-        }
-    }
-}
-
 /// What goes to the sinks: alerts, and sampled flow records of allowed sources.
 // Items travel as `Arc<OutputItem>`, allocated once: boxing the alert would only add one more.
 #[allow(clippy::large_enum_variant)]

@@ -6,9 +6,10 @@ use super::{
     facts::{community_id_text, epoch_ms, is_sweep, item_time, outcome, parts, rule_category},
     json::write_ip,
     message::Message,
+    observer::Observer,
 };
 use crate::{
-    detect::{AlertKind, FloodScope, Observer, OutputItem, Severity},
+    detect::{AlertKind, FloodScope, OutputItem, Severity},
     record::{FlowRecord, Protocol},
 };
 
@@ -253,11 +254,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{
-            connection_alert, flood, follow_up, hostile_observer, observer, sweep, variety,
-        },
+        detect::fixture::{connection_alert, flood, follow_up, sweep, variety},
         record::fixture::{CID, TIME_MS as T_MS, sampled},
-        render::check,
+        render::check::{self, hostile_observer, observer},
     };
 
     fn render(item: &OutputItem, observer: &Observer) -> String {

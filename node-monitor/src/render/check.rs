@@ -1,11 +1,29 @@
-//! Test support for the formats: render a line, and check a JSON format's hand
+//! Test support for the formats: the test observers, render a line, and check a JSON format's hand
 //! writer against its typed serde document over the whole variety of items.
 use serde_json::Value;
 
-use crate::detect::{
-    Observer, OutputItem,
-    fixture::{hostile_observer, observer, variety},
-};
+use super::observer::Observer;
+use crate::detect::{OutputItem, fixture::variety};
+
+/// The observer of the format tests: node `node-a`, version 0.1.0.
+pub(crate) fn observer() -> Observer {
+    Observer {
+        hostname: "node-a".to_owned(),
+        product: "node-monitor",
+        vendor: "node-monitor",
+        version: "0.1.0",
+    }
+}
+
+/// An observer whose strings need JSON escaping.
+pub(crate) fn hostile_observer() -> Observer {
+    Observer {
+        hostname: "n\"o\\de\n\u{1}é✓".to_owned(),
+        product: "node|monitor",
+        vendor: "v=\"x\"",
+        version: "1.0-\t",
+    }
+}
 
 /// A format's writer: appends one item's line to a buffer.
 pub(crate) type Writer = fn(&OutputItem, &Observer, &mut Vec<u8>);

@@ -13,9 +13,10 @@ use super::{
     fragments::{FragmentCache, RuleFragments, with_fragments},
     json::{JsonOut, Members, Text, rfc3339_text},
     message::Message,
+    observer::Observer,
 };
 use crate::{
-    detect::{Alert, Observer, OutputItem, Severity},
+    detect::{Alert, OutputItem, Severity},
     record::{Family, FlowRecord, Protocol, RecordType},
 };
 

@@ -2,8 +2,8 @@
 //! or on the rule, rendered once and then copied.
 use std::{cell::RefCell, thread::LocalKey};
 
-use super::json::JsonOut;
-use crate::detect::{Observer, Rule};
+use super::{json::JsonOut, observer::Observer};
+use crate::detect::Rule;
 
 /// A format's per-thread cache of the line parts that depend only on the observer.
 pub(crate) type FragmentCache<F> = RefCell<Option<(Observer, F)>>;

@@ -12,14 +12,13 @@ mod facts;
 mod fragments;
 mod json;
 mod message;
+mod observer;
 pub mod ocsf;
 
 pub use facts::{COMMUNITY_ID_SEED, community_id};
+pub use observer::Observer;
 
-use crate::{
-    config::Format,
-    detect::{Observer, OutputItem},
-};
+use crate::{config::Format, detect::OutputItem};
 
 /// Renders one item as one line (no trailing newline).
 pub fn render(item: &OutputItem, format: Format, observer: &Observer) -> String {
@@ -44,8 +43,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, observer, sweep, variety},
+        detect::fixture::{connection_alert, flood, follow_up, sweep, variety},
         record::fixture::{flagged, sampled},
+        render::check::observer,
     };
 
     #[test]

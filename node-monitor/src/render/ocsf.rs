@@ -17,9 +17,10 @@ use super::{
     fragments::{FragmentCache, RuleFragments, with_fragments},
     json::{JsonOut, Members, Text},
     message::Message,
+    observer::Observer,
 };
 use crate::{
-    detect::{Alert, Observer, OutputItem, Severity},
+    detect::{Alert, OutputItem, Severity},
     record::{Family, FlowRecord, Protocol},
 };
 

@@ -31,7 +31,8 @@ use tokio::{
 use super::{Ctx, DropReason, Health, MAX_BATCH, SinkError, backoff, recv_batch};
 use crate::{
     config::SyslogTransport,
-    detect::{Observer, OutputItem, Severity},
+    detect::{OutputItem, Severity},
+    render::Observer,
 };
 
 /// Facility 10: `authpriv`.
