@@ -396,10 +396,11 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
     use std::{sync::Arc, time::Duration};
 
     use node_monitor::{
-        alerts::{Observer, OutputItem, engine::Engine, format},
+        answers::Tracker,
         config::{AlertSettings, Format, SinkKind, SinkSpec},
-        events::{self, Clock},
-        flows::Tracker,
+        detect::{Engine, OutputItem},
+        record::{self, Clock},
+        render::{self, Observer},
         sinks::{Renderer, Sinks},
     };
 
@@ -445,7 +446,7 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let observer = Observer::local();
         let render: Renderer =
-            Arc::new(move |item, f, out| format::render_into(item, f, &observer, out));
+            Arc::new(move |item, f, out| render::render_into(item, f, &observer, out));
         let spec = SinkSpec {
             name: "bench-file".to_owned(),
             kind: SinkKind::File {
@@ -474,7 +475,7 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
                 let now = Clock::ktime_now();
                 let mut got = 0u32;
                 while let Some(item) = ring.next() {
-                    let ev = events::decode(&item)?;
+                    let ev = record::decode(&item)?;
                     tracker.handle(ev, now, &ids, &clock, &mut records);
                     got += 1;
                     if got == 4096 {
@@ -563,8 +564,8 @@ fn pipeline(args: &Args, report: &mut String) -> anyhow::Result<()> {
 /// Rendering on one core: µs per item of each SIEM format over the same 100,000-item mix.
 fn rendering(report: &mut String) -> anyhow::Result<()> {
     use node_monitor::{
-        alerts::{Observer, format},
         config::Format,
+        render::{self, Observer},
     };
 
     const ITEMS: usize = 100_000;
@@ -591,7 +592,7 @@ fn rendering(report: &mut String) -> anyhow::Result<()> {
             let t = Instant::now();
             bytes = 0;
             for item in &items {
-                bytes += format::render(item, f, &observer).len();
+                bytes += render::render(item, f, &observer).len();
             }
             per_item.push(t.elapsed().as_secs_f64() * 1e6 / ITEMS as f64);
         }
@@ -611,7 +612,7 @@ fn rendering(report: &mut String) -> anyhow::Result<()> {
 /// A realistic mix of 100,000 output items for the rendering figures: 70% connection alerts
 /// (IPv4 and IPv6, some VLAN tagged, every action and answer), 10% dedup follow-ups, 10%
 /// sampled flows, 5% sweeps, 5% floods; about a third carry losses since the previous alert.
-fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
+fn render_mix(n: usize) -> Vec<node_monitor::detect::OutputItem> {
     use std::{
         collections::BTreeMap,
         net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -619,8 +620,8 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
     };
 
     use node_monitor::{
-        alerts::{Alert, AlertKind, FloodScope, OutputItem, rules},
-        events::{Answer, FlowRecord, RecordType},
+        detect::{Alert, AlertKind, FloodScope, OutputItem, rules},
+        record::{Action, Answer, Family, FlowRecord, RecordType, Verdict, fixture},
     };
 
     let now = SystemTime::now();
@@ -638,15 +639,13 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
             )
         };
         let (verdict, action) = match i % 3 {
-            0 => ("denied", "would_drop"),
-            1 => ("denied", "dropped"),
-            _ => ("allowed", "pass"),
+            0 => (Verdict::Denied, Action::WouldDrop),
+            1 => (Verdict::Denied, Action::Dropped),
+            _ => (Verdict::Allowed, Action::Pass),
         };
         let wall = now + Duration::from_micros(i as u64);
         FlowRecord {
             time: wall,
-            record_type: RecordType::Flagged,
-            group: "kubelet".into(),
             verdict,
             action,
             answer: [
@@ -655,24 +654,19 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
                 Some(Answer::Refused),
                 Some(Answer::NoAnswer),
             ][i % 4],
-            protocol: "tcp",
-            family: if v6 { "ipv6" } else { "ipv4" },
+            family: if v6 { Family::Ipv6 } else { Family::Ipv4 },
             src_ip,
             src_port: 30000 + (i % 30000) as u16,
             dst_ip,
             dst_port: 10250,
-            interface: Some("eth0".into()),
-            ifindex: 2,
-            hook: "xdp",
             vlan: match i % 10 {
                 0 => vec![100, 200],
                 1 | 2 => vec![100],
                 _ => vec![],
             },
-            tcp_flags: Some("SYN"),
             packet_length: 74,
             ktime_ns: i as u64,
-            sampled: false,
+            ..fixture::flagged()
         }
     };
     let kubelet = rules::rule_for_group("kubelet");
@@ -696,7 +690,7 @@ fn render_mix(n: usize) -> Vec<node_monitor::alerts::OutputItem> {
             match i % 20 {
                 0 | 1 => {
                     let mut r = rec.clone();
-                    r.record_type = RecordType::Flow;
+                    r.record_type = RecordType::Sampled;
                     r.answer = None;
                     r.sampled = true;
                     OutputItem::Flow(r)

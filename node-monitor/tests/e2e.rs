@@ -27,7 +27,7 @@ use common::daemon::{
     counts_minus, curl, http_get, metric_value, replace_file, sa, scrape, tcp_connect, tcp_server,
     udp_bind, udp_echo, udp_probe,
 };
-use node_monitor::alerts::community_id::community_id_v1;
+use node_monitor::render::community_id::community_id_v1;
 use node_monitor_lab::{BpfPinDir, Child, Lab, Netns, addr, output_with_timeout};
 use serde_json::Value;
 

@@ -13,9 +13,9 @@ use std::{
 };
 
 use node_monitor::{
-    alerts::{Alert, AlertKind, FloodScope, OutputItem, Rule, Severity},
     config::{Format, SinkKind, SinkSpec, SyslogTransport},
-    events::{FlowRecord, RecordType},
+    detect::{Alert, OutputItem, Rule, Severity, fixture},
+    record::fixture::sampled_from_port,
     sinks::{Renderer, SinkStats, Sinks},
 };
 use receivers::{HttpReceiver, Rsyslog, Script, TempDir, free_tcp_port, wait_for_async};
@@ -38,15 +38,7 @@ fn alert(id: &str, rule: &'static str, severity: Severity) -> Arc<OutputItem> {
             severity,
             description: "",
         },
-        kind: AlertKind::Flood {
-            scope: FloodScope::Node,
-            rate_limited: 1,
-            ringbuf_full: 0,
-            window: Duration::from_secs(1),
-        },
-        suppressed: 0,
-        follow_up_of: None,
-        losses_since_previous: Default::default(),
+        ..fixture::flood()
     }))
 }
 
@@ -55,28 +47,7 @@ fn a(id: impl Into<String>) -> Arc<OutputItem> {
 }
 
 fn flow(port: u16) -> Arc<OutputItem> {
-    Arc::new(OutputItem::Flow(FlowRecord {
-        time: humantime::parse_rfc3339("2024-01-02T03:04:05.000006Z").unwrap(),
-        record_type: RecordType::Flow,
-        group: "kubelet".into(),
-        verdict: "allowed",
-        action: "pass",
-        answer: None,
-        protocol: "tcp",
-        family: "ipv4",
-        src_ip: "10.0.0.1".parse().unwrap(),
-        src_port: port,
-        dst_ip: "10.0.0.2".parse().unwrap(),
-        dst_port: 10250,
-        interface: None,
-        ifindex: 1,
-        hook: "xdp",
-        vlan: vec![],
-        tcp_flags: None,
-        packet_length: 60,
-        ktime_ns: 0,
-        sampled: true,
-    }))
+    Arc::new(OutputItem::Flow(sampled_from_port(port)))
 }
 
 /// `{"id":"<alert id>","format":"<Format>"}`, or `{"flow":<src port>,...}`.

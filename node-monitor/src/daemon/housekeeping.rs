@@ -7,10 +7,11 @@ use tracing::{error, info, warn};
 
 use super::{Daemon, FLOW_COUNT_ROUNDS};
 use crate::{
-    alerts::{self, engine::LossTotals},
     datapath::Datapath,
+    detect::{self, LossTotals},
     metrics::{self, Snapshot},
     netif,
+    record::Answer,
 };
 
 /// One read of the kernel's counters, shared by loss accounting and the metrics.
@@ -126,7 +127,7 @@ impl Daemon {
         // Kernel losses (rate_limited, ringbuf_full) come from `groups`; only userspace ones here.
         let mut lost: BTreeMap<String, u64> = BTreeMap::new();
         lost.insert("decode_error".to_owned(), self.stats.events_malformed);
-        let severities: BTreeMap<&'static str, &'static str> = alerts::rules::all()
+        let severities: BTreeMap<&'static str, &'static str> = detect::rules::all()
             .into_iter()
             .map(|r| (r.id, r.severity.as_str()))
             .collect();
@@ -136,7 +137,10 @@ impl Daemon {
             answers: self
                 .answers
                 .iter()
-                .map(|((g, p, a), n)| (g.to_string(), *p, *a, *n))
+                .map(|((g, p, a), n)| {
+                    let answer = a.map_or("none", Answer::as_str);
+                    (g.to_string(), p.as_str(), answer, *n)
+                })
                 .collect(),
             alerts: es
                 .alerts_by_rule

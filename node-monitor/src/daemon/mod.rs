@@ -28,13 +28,14 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    alerts::{self, Alert, Observer, OutputItem, engine::Engine},
+    answers::{GroupNames, Tracker},
     config::{AllowEntry, AttachMode, Config, SymbolicSet},
     datapath::{Datapath, GroupIds, LoadOptions},
-    events::{self, Clock, FlowRecord, RecordType},
-    flows::{GroupNames, Tracker},
+    detect::{Alert, Engine, OutputItem},
     metrics::{self, BpfStats, Metrics},
     netif,
+    record::{self, Answer, Clock, FlowRecord, Protocol, RecordType},
+    render::{self, Observer},
     sinks::{Renderer, Sinks},
     watch::{ConfigWatcher, IfaceWatcher},
 };
@@ -157,9 +158,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let server = metrics::Server::start(listen, &metrics).await?;
 
     let observer = Observer::local();
-    let render: Renderer = Arc::new(move |item, format, out| {
-        alerts::format::render_into(item, format, &observer, out)
-    });
+    let render: Renderer =
+        Arc::new(move |item, format, out| render::render_into(item, format, &observer, out));
     let sinks = Sinks::start(&cfg.sinks, render)?;
 
     let ring = dp
@@ -220,7 +220,7 @@ struct Daemon {
     metrics: Metrics,
     stats: UserStats,
     /// Flagged connections by (group, protocol, answer).
-    answers: BTreeMap<(Arc<str>, &'static str, &'static str), u64>,
+    answers: BTreeMap<(Arc<str>, Protocol, Option<Answer>), u64>,
     records: Vec<FlowRecord>,
     alerts: Vec<Alert>,
     flow_entries: u64,
@@ -298,7 +298,7 @@ impl Daemon {
         let now = Clock::ktime_now();
         while let Some(item) = ring.next() {
             self.stats.events_read += 1;
-            match events::decode(&item) {
+            match record::decode(&item) {
                 Ok(ev) => {
                     self.tracker
                         .handle(ev, now, self.dp.group_ids(), &clock, &mut self.records)
@@ -319,14 +319,13 @@ impl Daemon {
         let now = Instant::now();
         for rec in self.records.drain(..) {
             if rec.record_type == RecordType::Flagged {
-                let answer = rec.answer.map_or("none", |a| a.as_str());
                 *self
                     .answers
-                    .entry((rec.group.clone(), rec.protocol, answer))
+                    .entry((rec.group.clone(), rec.protocol, rec.answer))
                     .or_default() += 1;
             }
             self.engine.on_record(&rec, now, &mut self.alerts);
-            if rec.record_type == RecordType::Flow && rec.sampled {
+            if rec.record_type == RecordType::Sampled && rec.sampled {
                 self.sinks.send(Arc::new(OutputItem::Flow(rec)));
             }
         }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{datapath::Datapath, events, flows::TrackerStats, metrics};
+use crate::{answers::TrackerStats, datapath::Datapath, metrics, record};
 
 /// Userspace counters, reported in metrics and in the exit summary.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -57,7 +57,7 @@ pub(super) fn print_summary(
         .collect();
     let summary = serde_json::json!({
         "type": "counters",
-        "time": events::rfc3339(std::time::SystemTime::now()),
+        "time": record::rfc3339(std::time::SystemTime::now()),
         "groups": groups,
         "reasons": reasons,
         "userspace": user,

@@ -19,7 +19,7 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{Ctx, DropReason, Health, MAX_BATCH, SinkError, recv_batch};
-use crate::alerts::OutputItem;
+use crate::detect::OutputItem;
 
 /// A batch being written on a blocking thread: it hands back the file and the buffer.
 struct InFlight {

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use super::{Ctx, DropReason, Health, SinkError, backoff};
 use crate::{
-    alerts::OutputItem,
     config::{SinkKind, SinkSpec},
+    detect::OutputItem,
 };
 
 pub(crate) const RETRY_BASE: Duration = Duration::from_millis(200);

@@ -20,7 +20,7 @@
 //! | `closed` | all | the sink's task had stopped (it panicked) |
 //!
 //! Formats are not this module's business: the daemon passes a [`Renderer`]
-//! (`crate::alerts::format::render` bound to its observer).
+//! (`crate::render::render` bound to its observer).
 mod file;
 mod http;
 mod stdout;
@@ -38,8 +38,8 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
-    alerts::OutputItem,
     config::{Format, SinkKind, SinkSpec},
+    detect::OutputItem,
 };
 
 pub use syslog::{SYSLOG_APP_NAME, SYSLOG_FACILITY, syslog_severity};

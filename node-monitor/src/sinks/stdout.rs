@@ -7,7 +7,7 @@ use tokio::{
 };
 
 use super::{Ctx, DropReason, Health, MAX_BATCH, recv_batch};
-use crate::alerts::OutputItem;
+use crate::detect::OutputItem;
 
 /// Writes every batch taken from the queue as lines to `out` (stdout in the daemon; any
 /// writer in tests), then flushes. A failed write counts the batch as `write_error`.
@@ -50,34 +50,13 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         config::Format,
-        events::{FlowRecord, RecordType},
+        record::fixture,
         sinks::{Counters, Renderer},
     };
     use tokio::io::AsyncReadExt as _;
 
     pub(crate) fn flow(port: u16) -> OutputItem {
-        OutputItem::Flow(FlowRecord {
-            time: humantime::parse_rfc3339("2024-01-02T03:04:05.000006Z").unwrap(),
-            record_type: RecordType::Flow,
-            group: "kubelet".into(),
-            verdict: "allowed",
-            action: "pass",
-            answer: None,
-            protocol: "tcp",
-            family: "ipv4",
-            src_ip: "10.0.0.1".parse().unwrap(),
-            src_port: port,
-            dst_ip: "10.0.0.2".parse().unwrap(),
-            dst_port: 10250,
-            interface: None,
-            ifindex: 1,
-            hook: "xdp",
-            vlan: vec![],
-            tcp_flags: None,
-            packet_length: 60,
-            ktime_ns: 0,
-            sampled: true,
-        })
+        OutputItem::Flow(fixture::sampled_from_port(port))
     }
 
     #[tokio::test]

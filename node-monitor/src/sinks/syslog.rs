@@ -30,8 +30,9 @@ use tokio::{
 
 use super::{Ctx, DropReason, Health, MAX_BATCH, SinkError, backoff, recv_batch};
 use crate::{
-    alerts::{Observer, OutputItem, Severity},
     config::SyslogTransport,
+    detect::{OutputItem, Severity},
+    render::Observer,
 };
 
 /// Facility 10: `authpriv`.
@@ -283,7 +284,7 @@ async fn tcp_send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{Alert, AlertKind, FloodScope, Rule};
+    use crate::detect::{Alert, AlertKind, FloodScope, Rule, fixture};
 
     fn alert(sev: Severity) -> OutputItem {
         OutputItem::Alert(Alert {
@@ -302,9 +303,7 @@ mod tests {
                 ringbuf_full: 0,
                 window: Duration::from_secs(1),
             },
-            suppressed: 0,
-            follow_up_of: None,
-            losses_since_previous: Default::default(),
+            ..fixture::flood()
         })
     }
 

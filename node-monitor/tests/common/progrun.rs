@@ -223,7 +223,7 @@ impl Harness {
     pub fn events(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
-            let ev = node_monitor::events::decode(&item)
+            let ev = node_monitor::record::decode(&item)
                 .unwrap_or_else(|e| panic!("undecodable ring-buffer record: {e}"));
             out.push(ev);
         }

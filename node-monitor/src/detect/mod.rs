@@ -1,46 +1,41 @@
-//! Flagged records → alerts: the rule of each group, dedup with follow-ups, NodePort sweep
-//! detection, flood alerts from the loss counters, and "events lost since the previous
-//! alert" on every alert.
+//! Detect: flagged records → alerts. The rule of each group ([`rules`]), dedup with follow-ups
+//! (`dedup.rs`), NodePort sweep detection (`sweep.rs`), flood alerts from the loss counters
+//! (`flood.rs`), and "events lost since the previous alert" on every alert.
 //!
 //! The engine is pure logic: the caller passes the monotonic `now` of every call (windows are
-//! `Instant` arithmetic) and collects the alerts it pushes into `out`.
-//!
-//! * Dedup: key (rule id, source ip, group). The first occurrence alerts at once
-//!   (`suppressed` 0); repeats within `dedup_window` of the first are counted; when the window
-//!   ends (seen by [`Engine::tick`], or by the next occurrence) a series with repeats gets one
-//!   follow-up alert carrying the last repeat, `suppressed = repeats` and
-//!   `follow_up_of = first id`. The next occurrence starts a new series.
-//! * Sweep: per (source, sweep group), the distinct destination ports seen within the sliding
-//!   `sweep_window`; reaching `sweep_min_ports` raises one sweep detection (rule NM-1010), then
-//!   the source is quiet for `sweep_window` (its port set starts over afterwards). Detections
-//!   go through dedup like every other alert.
-//! * Flood: the first loss (rate limit or full ring buffer) opens a `flood_window`; when it
-//!   ends, one flood alert (scope node) carries the window's counts. At most one per window.
-//!   Flood alerts are not deduplicated (the window already bounds them).
-//! * Bounded memory: at most `max_series` dedup series (when full, the oldest series is closed
-//!   early, its follow-up emitted, never dropped silently) and `max_sweep_sources` sweep
-//!   states (when full, the least recently seen source's partial port set is forgotten and
-//!   counted in [`EngineStats::sweep_evictions`]).
+//! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep detections go
+//! through dedup like every other alert; flood alerts do not. Memory is bounded: at most
+//! `max_series` dedup series and `max_sweep_sources` sweep states.
+mod dedup;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixture;
+mod flood;
+pub mod model;
+pub mod rules;
+mod sweep;
+mod window;
+
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    net::IpAddr,
-    sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    collections::{BTreeMap, HashSet},
+    time::Instant,
 };
 
-use super::{
-    model::{Alert, AlertKind, FloodScope, Rule},
-    rules,
+pub use model::{Alert, AlertKind, FloodScope, OutputItem, Rule, Severity};
+
+use self::{
+    dedup::{Dedup, Occurrence},
+    flood::Flood,
+    sweep::Sweeps,
 };
 use crate::{
     config::AlertSettings,
-    events::{FlowRecord, RecordType},
+    record::{FlowRecord, RecordType},
 };
 
 /// Default cap of the dedup table (series).
-pub const DEFAULT_MAX_SERIES: usize = 100_000;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 100_000;
 /// Default cap of the sweep table (sources × sweep groups).
-pub const DEFAULT_MAX_SWEEP_SOURCES: usize = 50_000;
+pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 50_000;
 
 /// Loss counters, cumulative since the daemon started (the engine computes the deltas).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,100 +73,16 @@ pub struct EngineStats {
     pub sweep_sources: usize,
 }
 
-/// (rule id, source, group): the group is the record's shared name (no copy per record).
-type SeriesKey = (&'static str, IpAddr, Arc<str>);
-type SweepKey = (IpAddr, Arc<str>);
-
-struct Series {
-    /// Kept binary; written out only for the follow-up (most series have none).
-    first_id: uuid::Uuid,
-    started: Instant,
-    seq: u64,
-    rule: Rule,
-    repeats: u64,
-    /// The last repeat's kind.
-    last: Option<AlertKind>,
-}
-
-impl Series {
-    /// A series whose first alert, `first_id`, was just raised.
-    fn new(first_id: uuid::Uuid, started: Instant, seq: u64, rule: Rule) -> Series {
-        Series {
-            first_id,
-            started,
-            seq,
-            rule,
-            repeats: 0,
-            last: None,
-        }
-    }
-}
-
-struct SweepState {
-    /// Destination port → when it was last seen.
-    ports: BTreeMap<u16, Instant>,
-    /// No new detection before this instant.
-    quiet_until: Option<Instant>,
-    /// Key of this state in `sweep_order`.
-    order: (Instant, u64),
-}
-
-struct FloodWindow {
-    start: Instant,
-    rate_limited: u64,
-    ringbuf_full: u64,
-}
-
+/// The alert engine: rules, dedup, sweeps and floods behind one facade.
 pub struct Engine {
     settings: AlertSettings,
     sweep_groups: HashSet<String>,
-    max_series: usize,
-    max_sweep_sources: usize,
-    seq: u64,
-    series: HashMap<SeriesKey, Series>,
-    /// (start, seq) → key: oldest series first.
-    series_order: BTreeMap<(Instant, u64), SeriesKey>,
-    sweeps: HashMap<SweepKey, SweepState>,
-    /// (last seen, seq) → key: least recently seen first.
-    sweep_order: BTreeMap<(Instant, u64), SweepKey>,
+    dedup: Dedup,
+    sweeps: Sweeps,
+    flood: Flood,
     prev_totals: LossTotals,
     pending_losses: BTreeMap<String, u64>,
-    flood: Option<FloodWindow>,
     stats: EngineStats,
-}
-
-/// `now` is before `start + window` (an unrepresentable end never comes).
-fn within(start: Instant, window: Duration, now: Instant) -> bool {
-    start.checked_add(window).is_none_or(|end| now < end)
-}
-
-/// The wall-clock time of a record (its RFC 3339 `time`), or now if it does not parse.
-pub fn record_time(rec: &FlowRecord) -> SystemTime {
-    rec.time
-}
-
-fn new_id() -> String {
-    id_text(uuid::Uuid::new_v4())
-}
-
-/// An alert id in text form (lowercase, hyphenated), encoded without the `fmt` machinery.
-fn id_text(id: uuid::Uuid) -> String {
-    id.hyphenated()
-        .encode_lower(&mut uuid::Uuid::encode_buffer())
-        .to_owned()
-}
-
-/// The first alert of a dedup series.
-fn first_alert(id: String, time: SystemTime, rule: Rule, kind: AlertKind) -> Alert {
-    Alert {
-        id,
-        time,
-        rule,
-        kind,
-        suppressed: 0,
-        follow_up_of: None,
-        losses_since_previous: BTreeMap::new(),
-    }
 }
 
 fn delta(cur: u64, prev: u64) -> u64 {
@@ -190,7 +101,7 @@ impl Engine {
     }
 
     /// As [`Engine::new`], with explicit table caps (each at least 1).
-    pub fn with_limits(
+    pub(crate) fn with_limits(
         settings: &AlertSettings,
         sweep_groups: Vec<String>,
         max_series: usize,
@@ -199,16 +110,11 @@ impl Engine {
         Engine {
             settings: settings.clone(),
             sweep_groups: sweep_groups.into_iter().collect(),
-            max_series: max_series.max(1),
-            max_sweep_sources: max_sweep_sources.max(1),
-            seq: 0,
-            series: HashMap::new(),
-            series_order: BTreeMap::new(),
-            sweeps: HashMap::new(),
-            sweep_order: BTreeMap::new(),
+            dedup: Dedup::new(max_series),
+            sweeps: Sweeps::new(max_sweep_sources),
+            flood: Flood::default(),
             prev_totals: LossTotals::default(),
             pending_losses: BTreeMap::new(),
-            flood: None,
             stats: EngineStats::default(),
         }
     }
@@ -219,39 +125,44 @@ impl Engine {
     pub fn set_settings(&mut self, s: &AlertSettings, sweep_groups: Vec<String>) {
         self.settings = s.clone();
         self.sweep_groups = sweep_groups.into_iter().collect();
-        let groups = &self.sweep_groups;
-        let sweeps = &mut self.sweeps;
-        self.sweep_order.retain(|_, key| {
-            let keep = groups.contains(&*key.1);
-            if !keep {
-                sweeps.remove(key);
-            }
-            keep
-        });
+        self.sweeps.retain_groups(&self.sweep_groups);
     }
 
     /// A flagged connection (record_type Flagged) → an alert now (first of a dedup series) or
-    /// folded (counted). A record of a sweep group (Flagged or Flow, any verdict) also feeds
+    /// folded (counted). A record of a sweep group (Flagged or Sampled, any verdict) also feeds
     /// the sweep detector.
     pub fn on_record(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
+        let start = out.len();
+        let window = self.settings.dedup_window;
         if rec.record_type == RecordType::Flagged {
-            let rule = rules::rule_for_group(&rec.group);
-            let kind = AlertKind::Connection {
-                record: rec.clone(),
+            let occurrence = Occurrence {
+                rule: rules::rule_for_group(&rec.group),
+                source: rec.src_ip,
+                group: &rec.group,
+                kind: AlertKind::Connection {
+                    record: rec.clone(),
+                },
+                time: rec.time,
             };
-            self.detect(
-                rule,
-                rec.src_ip,
-                &rec.group,
-                kind,
-                record_time(rec),
-                now,
-                out,
-            );
+            self.dedup.detect(occurrence, window, now, out);
         }
         if self.sweep_groups.contains(&*rec.group) {
-            self.feed_sweep(rec, now, out);
+            let (sweep_window, min_ports) = (
+                self.settings.sweep_window,
+                self.settings.sweep_min_ports as usize,
+            );
+            if let Some(kind) = self.sweeps.feed(rec, sweep_window, min_ports, now) {
+                let occurrence = Occurrence {
+                    rule: rules::sweep_rule(),
+                    source: rec.src_ip,
+                    group: &rec.group,
+                    kind,
+                    time: std::time::SystemTime::now(),
+                };
+                self.dedup.detect(occurrence, window, now, out);
+            }
         }
+        self.emitted(out, start);
     }
 
     /// Loss counters, cumulative totals since start. Call it every tick with the current
@@ -283,52 +194,35 @@ impl Engine {
         for (reason, &n) in &totals.userspace {
             self.prev_totals.userspace.insert(reason.clone(), n);
         }
-        if rate_limited > 0 || ringbuf_full > 0 {
-            let w = self.flood.get_or_insert(FloodWindow {
-                start: now,
-                rate_limited: 0,
-                ringbuf_full: 0,
-            });
-            w.rate_limited += rate_limited;
-            w.ringbuf_full += ringbuf_full;
-        }
+        self.flood.add(rate_limited, ringbuf_full, now);
     }
 
     /// Emits due dedup follow-ups (series with repeats whose window ended) and a due flood
     /// alert; forgets expired state. Call it every tick.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Alert>) {
-        let window = self.settings.dedup_window;
-        while let Some((&(start, _), _)) = self.series_order.first_key_value() {
-            if within(start, window, now) {
-                break;
-            }
-            self.close_oldest_series(out);
-        }
-        let sweep_window = self.settings.sweep_window;
-        while let Some((&(seen, _), _)) = self.sweep_order.first_key_value() {
-            // A quiet period ends at most `sweep_window` after the last touch, so a state
-            // untouched for a whole window holds nothing worth keeping.
-            if within(seen, sweep_window, now) {
-                break;
-            }
-            if let Some((_, key)) = self.sweep_order.pop_first() {
-                self.sweeps.remove(&key);
-            }
-        }
+        let start = out.len();
+        self.dedup.close_due(self.settings.dedup_window, now, out);
+        self.emitted(out, start);
+        self.sweeps.expire(self.settings.sweep_window, now);
         self.close_flood(now, false, out);
     }
 
     /// Shutdown: emits every pending follow-up and the open flood window's alert.
     pub fn flush(&mut self, out: &mut Vec<Alert>) {
-        while !self.series_order.is_empty() {
-            self.close_oldest_series(out);
-        }
+        let start = out.len();
+        self.dedup.close_all(out);
+        self.emitted(out, start);
         self.close_flood(Instant::now(), true, out);
     }
 
     pub fn stats(&self) -> EngineStats {
         EngineStats {
-            dedup_series: self.series.len(),
+            suppressed_total: self.dedup.suppressed_total,
+            suppressed_by_rule: self.dedup.suppressed_by_rule.clone(),
+            sweeps: self.sweeps.detections,
+            dedup_evictions: self.dedup.evictions,
+            sweep_evictions: self.sweeps.evictions,
+            dedup_series: self.dedup.len(),
             sweep_sources: self.sweeps.len(),
             ..self.stats.clone()
         }
@@ -339,189 +233,35 @@ impl Engine {
         &self.pending_losses
     }
 
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    /// Stamps the losses since the previous alert, counts, and pushes.
-    fn emit(&mut self, mut alert: Alert, out: &mut Vec<Alert>) {
-        alert.losses_since_previous = std::mem::take(&mut self.pending_losses);
-        *self.stats.alerts_by_rule.entry(alert.rule.id).or_default() += 1;
-        if alert.follow_up_of.is_some() {
-            self.stats.follow_ups += 1;
-        }
-        out.push(alert);
-    }
-
-    /// One occurrence of `rule` for (source, group): alert or fold.
-    #[allow(clippy::too_many_arguments)]
-    fn detect(
-        &mut self,
-        rule: Rule,
-        source: IpAddr,
-        group: &Arc<str>,
-        kind: AlertKind,
-        time: SystemTime,
-        now: Instant,
-        out: &mut Vec<Alert>,
-    ) {
-        let key: SeriesKey = (rule.id, source, group.clone());
-        let window = self.settings.dedup_window;
-        if let Some(s) = self.series.get_mut(&key) {
-            if within(s.started, window, now) {
-                s.repeats += 1;
-                s.last = Some(kind);
-                self.stats.suppressed_total += 1;
-                *self.stats.suppressed_by_rule.entry(key.0).or_default() += 1;
-                return;
-            }
-            // The series' window ended before the tick saw it: close it, and start the next
-            // series in its place (the table entry and its key are reused).
-            let id = uuid::Uuid::new_v4();
-            self.seq += 1;
-            let seq = self.seq;
-            let old = std::mem::replace(s, Series::new(id, now, seq, rule));
-            self.series_order.remove(&(old.started, old.seq));
-            self.series_order.insert((now, seq), key);
-            self.close_series(old, out);
-            self.emit(first_alert(id_text(id), time, rule, kind), out);
-            return;
-        }
-        while self.series.len() >= self.max_series && !self.series_order.is_empty() {
-            self.stats.dedup_evictions += 1;
-            self.close_oldest_series(out);
-        }
-        let id = uuid::Uuid::new_v4();
-        self.emit(first_alert(id_text(id), time, rule, kind), out);
-        let seq = self.next_seq();
-        self.series_order.insert((now, seq), key.clone());
-        self.series.insert(key, Series::new(id, now, seq, rule));
-    }
-
-    fn close_oldest_series(&mut self, out: &mut Vec<Alert>) {
-        if let Some((_, key)) = self.series_order.pop_first()
-            && let Some(s) = self.series.remove(&key)
-        {
-            self.close_series(s, out);
-        }
-    }
-
-    /// A closed series with repeats → its follow-up alert.
-    fn close_series(&mut self, s: Series, out: &mut Vec<Alert>) {
-        if s.repeats == 0 {
-            return;
-        }
-        let Some(kind) = s.last else { return };
-        let alert = Alert {
-            id: new_id(),
-            time: SystemTime::now(),
-            rule: s.rule,
-            kind,
-            suppressed: s.repeats,
-            follow_up_of: Some(id_text(s.first_id)),
-            losses_since_previous: BTreeMap::new(),
-        };
-        self.emit(alert, out);
-    }
-
-    fn feed_sweep(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
-        let key: SweepKey = (rec.src_ip, rec.group.clone());
-        if !self.sweeps.contains_key(&key) {
-            while self.sweeps.len() >= self.max_sweep_sources {
-                let Some((_, old)) = self.sweep_order.pop_first() else {
-                    break;
-                };
-                self.sweeps.remove(&old);
-                self.stats.sweep_evictions += 1;
+    /// The alerts pushed onto `out` since `start`, in order: stamps each with the losses since
+    /// the previous alert, and counts it.
+    fn emitted(&mut self, out: &mut [Alert], start: usize) {
+        for alert in &mut out[start..] {
+            alert.losses_since_previous = std::mem::take(&mut self.pending_losses);
+            *self.stats.alerts_by_rule.entry(alert.rule.id).or_default() += 1;
+            if alert.follow_up_of.is_some() {
+                self.stats.follow_ups += 1;
             }
         }
-        let seq = self.next_seq();
-        let window = self.settings.sweep_window;
-        let min_ports = self.settings.sweep_min_ports.max(1) as usize;
-        let state = self
-            .sweeps
-            .entry(key.clone())
-            .or_insert_with(|| SweepState {
-                ports: BTreeMap::new(),
-                quiet_until: None,
-                order: (now, seq),
-            });
-        self.sweep_order.remove(&state.order);
-        state.order = (now, seq);
-        self.sweep_order.insert((now, seq), key);
-
-        if let Some(q) = state.quiet_until {
-            if now < q {
-                return;
-            }
-            state.quiet_until = None;
-        }
-        state.ports.retain(|_, seen| within(*seen, window, now));
-        state.ports.insert(rec.dst_port, now);
-        if state.ports.len() < min_ports {
-            return;
-        }
-        let ports: Vec<u16> = state.ports.keys().copied().collect();
-        state.ports.clear();
-        // An unrepresentable end: quiet "forever", i.e. until the state is forgotten.
-        state.quiet_until = Some(
-            now.checked_add(window)
-                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
-        );
-        self.stats.sweeps += 1;
-        let kind = AlertKind::Sweep {
-            source: rec.src_ip,
-            group: rec.group.clone(),
-            ports,
-            window,
-            last: rec.clone(),
-        };
-        self.detect(
-            rules::sweep_rule(),
-            rec.src_ip,
-            &rec.group,
-            kind,
-            SystemTime::now(),
-            now,
-            out,
-        );
     }
 
     /// Emits the flood alert of the open window if it ended (or if `force`).
     fn close_flood(&mut self, now: Instant, force: bool, out: &mut Vec<Alert>) {
-        let window = self.settings.flood_window;
-        let due = self
-            .flood
-            .as_ref()
-            .is_some_and(|w| force || !within(w.start, window, now));
-        if !due {
-            return;
+        if let Some(alert) = self.flood.close(self.settings.flood_window, now, force) {
+            self.stats.floods += 1;
+            out.push(alert);
+            let last = out.len() - 1;
+            self.emitted(out, last);
         }
-        let Some(w) = self.flood.take() else { return };
-        self.stats.floods += 1;
-        let alert = Alert {
-            id: new_id(),
-            time: SystemTime::now(),
-            rule: rules::flood_rule(),
-            kind: AlertKind::Flood {
-                scope: FloodScope::Node,
-                rate_limited: w.rate_limited,
-                ringbuf_full: w.ringbuf_full,
-                window,
-            },
-            suppressed: 0,
-            follow_up_of: None,
-            losses_since_previous: BTreeMap::new(),
-        };
-        self.emit(alert, out);
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::events::Answer;
+    use crate::record::fixture;
 
     pub(crate) fn settings() -> AlertSettings {
         AlertSettings {
@@ -532,43 +272,12 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn record(group: &str, src: &str, dst_port: u16) -> FlowRecord {
-        FlowRecord {
-            time: humantime::parse_rfc3339("2024-05-01T12:00:00.123456Z").unwrap(),
-            record_type: RecordType::Flagged,
-            group: group.into(),
-            verdict: "denied",
-            action: "would_drop",
-            answer: Some(Answer::Refused),
-            protocol: "tcp",
-            family: if src.contains(':') { "ipv6" } else { "ipv4" },
-            src_ip: src.parse().unwrap(),
-            src_port: 40000,
-            dst_ip: if src.contains(':') {
-                "2001:db8::1".parse().unwrap()
-            } else {
-                "198.51.100.1".parse().unwrap()
-            },
-            dst_port,
-            interface: Some("eth0".into()),
-            ifindex: 2,
-            hook: "xdp",
-            vlan: vec![],
-            tcp_flags: Some("SYN"),
-            packet_length: 60,
-            ktime_ns: 1,
-            sampled: false,
-        }
+    fn record(group: &str, src: &str, dst_port: u16) -> FlowRecord {
+        fixture::flagged_from(group, src.parse().unwrap(), dst_port)
     }
 
     fn flow(group: &str, src: &str, dst_port: u16) -> FlowRecord {
-        FlowRecord {
-            record_type: RecordType::Flow,
-            verdict: "allowed",
-            action: "pass",
-            answer: None,
-            ..record(group, src, dst_port)
-        }
+        fixture::allowed_from(group, src.parse().unwrap(), dst_port)
     }
 
     fn secs(s: u64) -> Duration {

@@ -3,20 +3,26 @@
 //!
 //! A dedup follow-up is activity 2 (Update) of the same finding: its `finding_info.uid` is the
 //! first alert's id (the finding), `metadata.uid` its own alert id (the event).
-use std::{cell::RefCell, collections::BTreeMap, net::IpAddr};
+use std::{cell::RefCell, net::IpAddr};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    format::{
-        FloodDoc, FragmentCache, JsonOut, Members, Message, RuleFragments, SweepDoc, Text,
-        action_name, alert_record, community_id, community_id_text, epoch_ms, item_time,
-        rule_category, sweep_flood, with_fragments, write_alert_facts, write_connection_facts,
+    facts::{
+        AlertFacts, ConnectionFacts, FloodDoc, action_name, alert_record, community_id,
+        community_id_text, epoch_ms, is_sweep, item_time, parts, rule_category, sweep_flood,
+        write_alert_facts, write_connection_facts,
     },
-    model::{Alert, AlertKind, Observer, OutputItem, Severity},
+    fragments::{FragmentCache, RuleFragments, with_fragments},
+    json::{JsonOut, Members, Text},
+    message::Message,
+    observer::Observer,
 };
-use crate::events::FlowRecord;
+use crate::{
+    detect::{Alert, OutputItem, Severity},
+    record::{Family, FlowRecord, Protocol},
+};
 
 pub const OCSF_VERSION: &str = "1.3.0";
 
@@ -168,15 +174,11 @@ fn write_finding(j: &mut JsonOut<'_>, item: &OutputItem, a: &Alert, frags: &mut 
     node_monitor_into(j, item, rec);
     j.raw("}},\"evidences\":[{");
     match rec {
-        Some(r) => {
-            // A sweep spans many connections: no ports, no single flow id.
-            let sweep = matches!(a.kind, AlertKind::Sweep { .. });
-            write_connection(j, r, !sweep);
-        }
+        // A sweep spans many connections: no ports, no single flow id.
+        Some(r) => write_connection(j, r, !is_sweep(Some(a))),
+        // Rare (floods): serde writes the counts.
         None => {
-            j.raw("\"data\":");
-            // Rare (floods): serde writes the counts.
-            let _ = serde_json::to_writer(&mut *j.0, &sweep_flood(a).1);
+            j.raw("\"data\":").serde(&sweep_flood(a).1);
         }
     }
     j.raw("}]");
@@ -206,33 +208,29 @@ fn write_connection(j: &mut JsonOut<'_>, r: &FlowRecord, ports: bool) {
     if let Some(&id) = r.vlan.first() {
         j.raw(",\"vlan_uid\":").num_str(id);
     }
-    let v6 = r.family == "ipv6";
+    let (ver_id, ver) = ip_version(r.family);
     j.raw("},\"connection_info\":{\"protocol_name\":")
-        .str(r.protocol)
+        .str(r.protocol.as_str())
         .raw(",\"protocol_num\":")
-        .num(super::community_id::proto_number(r.protocol))
-        .raw(if v6 {
-            ",\"protocol_ver_id\":6,\"protocol_ver\":\"Internet Protocol version 6 (IPv6)\""
-        } else {
-            ",\"protocol_ver_id\":4,\"protocol_ver\":\"Internet Protocol version 4 (IPv4)\""
-        })
+        .num(r.protocol.number())
+        .raw(",\"protocol_ver_id\":")
+        .num(ver_id)
+        .raw(",\"protocol_ver\":")
+        .str(ver)
         .raw(",\"direction\":\"Inbound\",\"direction_id\":1");
     if ports {
         j.raw(",\"community_uid\":")
             .str(community_id_text(r).as_str());
     }
     if let Some(f) = r.tcp_flags {
-        j.raw(",\"tcp_flags\":").num(tcp_flags_bits(f));
+        j.raw(",\"tcp_flags\":").num(f.bits());
     }
     j.raw("}");
 }
 
 /// The members of `unmapped.node_monitor`, in [`NodeMonitor`]'s order.
 fn node_monitor_into(j: &mut JsonOut<'_>, item: &OutputItem, rec: Option<&FlowRecord>) {
-    let alert = match item {
-        OutputItem::Alert(a) => Some(a),
-        OutputItem::Flow(_) => None,
-    };
+    let (alert, _) = parts(item);
     let mut m = Members::new();
     write_connection_facts(&mut m, j, alert, rec);
     if let Some(r) = rec.filter(|r| r.vlan.len() > 1) {
@@ -253,7 +251,7 @@ fn node_monitor_into(j: &mut JsonOut<'_>, item: &OutputItem, rec: Option<&FlowRe
     }
 }
 
-/// The OCSF event of one item, as a `Value` (the same event [`render`] writes).
+/// The OCSF event of one item, as a `Value` (the same event [`render_into`] writes).
 pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
     serde_json::to_value(doc(item, observer)).unwrap_or(Value::Null)
 }
@@ -266,9 +264,10 @@ enum Doc<'a> {
     Flow(Box<Flow<'a>>),
 }
 
-/// Detection Finding (2004): an alert.
+/// The members every event starts with: its class, activity, severity, time, message and
+/// metadata.
 #[derive(Serialize)]
-struct Finding<'a> {
+struct Head<'a> {
     activity_id: u32,
     activity_name: &'static str,
     category_uid: u32,
@@ -282,6 +281,13 @@ struct Finding<'a> {
     time: u64,
     message: Text<Message<'a>>,
     metadata: Metadata<'a>,
+}
+
+/// Detection Finding (2004): an alert.
+#[derive(Serialize)]
+struct Finding<'a> {
+    #[serde(flatten)]
+    head: Head<'a>,
     finding_info: FindingInfo<'a>,
     count: u64,
     device: Device<'a>,
@@ -294,22 +300,11 @@ struct Finding<'a> {
 /// Network Activity (4001): a sampled flow.
 #[derive(Serialize)]
 struct Flow<'a> {
-    activity_id: u32,
-    activity_name: &'static str,
-    category_uid: u32,
-    category_name: &'static str,
-    class_uid: u32,
-    class_name: &'static str,
-    type_uid: u32,
-    type_name: &'static str,
-    severity_id: u8,
-    severity: &'static str,
-    time: u64,
-    message: Text<Message<'a>>,
-    metadata: Metadata<'a>,
+    #[serde(flatten)]
+    head: Head<'a>,
     src_endpoint: Endpoint<'a>,
     dst_endpoint: Endpoint<'a>,
-    connection_info: ConnectionInfo<'a>,
+    connection_info: ConnectionInfo,
     device: Device<'a>,
     observables: [Observable; 1],
     unmapped: Unmapped<'a>,
@@ -374,8 +369,8 @@ struct Endpoint<'a> {
 }
 
 #[derive(Serialize)]
-struct ConnectionInfo<'a> {
-    protocol_name: &'a str,
+struct ConnectionInfo {
+    protocol_name: Protocol,
     protocol_num: u8,
     protocol_ver_id: u8,
     protocol_ver: &'static str,
@@ -393,7 +388,7 @@ enum Evidence<'a> {
     Connection {
         src_endpoint: Endpoint<'a>,
         dst_endpoint: Endpoint<'a>,
-        connection_info: ConnectionInfo<'a>,
+        connection_info: ConnectionInfo,
     },
     /// A flood: no connection, its counts.
     Data { data: Option<FloodDoc> },
@@ -413,35 +408,18 @@ struct Unmapped<'a> {
     node_monitor: NodeMonitor<'a>,
 }
 
+/// `unmapped.node_monitor`: the facts of [`super::facts`], with the VLAN ids and the action
+/// verb between the connection's facts and the alert's.
 #[derive(Serialize)]
 struct NodeMonitor<'a> {
-    /// The record's group; for a sweep, the swept group.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port_group: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    verdict: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    answer: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_flags: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hook: Option<&'a str>,
+    #[serde(flatten)]
+    connection: ConnectionFacts<'a>,
     /// Only when double tagged (the outer id is the endpoint's `vlan_uid`).
     #[serde(skip_serializing_if = "Option::is_none")]
     vlan: Option<&'a [u16]>,
     event_action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    suppressed_count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    follow_up_of: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    losses_since_previous: Option<&'a BTreeMap<String, u64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sweep: Option<SweepDoc<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flood: Option<FloodDoc>,
+    #[serde(flatten)]
+    alert: AlertFacts<'a>,
 }
 
 fn metadata<'a>(observer: &'a Observer, uid: Option<&'a str>) -> Metadata<'a> {
@@ -480,83 +458,57 @@ fn endpoint(ip: IpAddr, port: Option<u16>, rec: &FlowRecord, with_interface: boo
     }
 }
 
-fn connection_info(rec: &FlowRecord, with_community_id: bool) -> ConnectionInfo<'_> {
-    let v6 = rec.family == "ipv6";
-    ConnectionInfo {
-        protocol_name: rec.protocol,
-        protocol_num: super::community_id::proto_number(rec.protocol),
-        protocol_ver_id: if v6 { 6 } else { 4 },
-        protocol_ver: if v6 {
-            "Internet Protocol version 6 (IPv6)"
-        } else {
-            "Internet Protocol version 4 (IPv4)"
-        },
-        direction: "Inbound",
-        direction_id: 1,
-        community_uid: with_community_id.then(|| community_id(rec)),
-        tcp_flags: rec.tcp_flags.map(tcp_flags_bits),
+/// `protocol_ver_id` and `protocol_ver` of an address family.
+fn ip_version(family: Family) -> (u8, &'static str) {
+    match family {
+        Family::Ipv4 => (4, "Internet Protocol version 4 (IPv4)"),
+        Family::Ipv6 => (6, "Internet Protocol version 6 (IPv6)"),
     }
 }
 
-/// "SYN|ACK" → the TCP header flag bits (OCSF `tcp_flags` is an integer).
-fn tcp_flags_bits(flags: &str) -> u32 {
-    flags
-        .split('|')
-        .map(|f| match f {
-            "FIN" => 0x01,
-            "SYN" => 0x02,
-            "RST" => 0x04,
-            "PSH" => 0x08,
-            "ACK" => 0x10,
-            "URG" => 0x20,
-            _ => 0,
-        })
-        .fold(0, |a, b| a | b)
+fn connection_info(rec: &FlowRecord, with_community_id: bool) -> ConnectionInfo {
+    let (protocol_ver_id, protocol_ver) = ip_version(rec.family);
+    ConnectionInfo {
+        protocol_name: rec.protocol,
+        protocol_num: rec.protocol.number(),
+        protocol_ver_id,
+        protocol_ver,
+        direction: "Inbound",
+        direction_id: 1,
+        community_uid: with_community_id.then(|| community_id(rec)),
+        tcp_flags: rec.tcp_flags.map(|f| u32::from(f.bits())),
+    }
 }
 
 /// The `node_monitor` extras of an item (its record's, then the alert's).
 fn node_monitor<'a>(item: &'a OutputItem, rec: Option<&'a FlowRecord>) -> NodeMonitor<'a> {
-    let alert = match item {
-        OutputItem::Alert(a) => Some(a),
-        OutputItem::Flow(_) => None,
-    };
-    let (sweep, flood) = alert.map(sweep_flood).unwrap_or((None, None));
+    let (alert, _) = parts(item);
     NodeMonitor {
-        port_group: match alert.map(|a| &a.kind) {
-            Some(AlertKind::Sweep { group, .. }) => Some(group),
-            _ => rec.map(|r| &*r.group),
-        },
-        verdict: rec.map(|r| r.verdict),
-        action: rec.map(|r| r.action),
-        answer: rec.and_then(|r| r.answer).map(|a| a.as_str()),
-        tcp_flags: rec.and_then(|r| r.tcp_flags),
-        hook: rec.map(|r| r.hook),
+        connection: ConnectionFacts::of(alert, rec),
         vlan: rec.map(|r| r.vlan.as_slice()).filter(|v| v.len() > 1),
         event_action: action_name(item),
-        suppressed_count: alert.map(|a| a.suppressed),
-        follow_up_of: alert.and_then(|a| a.follow_up_of.as_deref()),
-        losses_since_previous: alert.map(|a| &a.losses_since_previous),
-        sweep,
-        flood,
+        alert: AlertFacts::of(alert),
     }
 }
 
 fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
     match item {
         OutputItem::Flow(r) => Doc::Flow(Box::new(Flow {
-            activity_id: 1,
-            activity_name: "Open",
-            category_uid: 4,
-            category_name: "Network Activity",
-            class_uid: 4001,
-            class_name: "Network Activity",
-            type_uid: 400101,
-            type_name: "Network Activity: Open",
-            severity_id: 1,
-            severity: "Informational",
-            time: epoch_ms(item_time(item)),
-            message: Text(Message(item)),
-            metadata: metadata(observer, None),
+            head: Head {
+                activity_id: 1,
+                activity_name: "Open",
+                category_uid: 4,
+                category_name: "Network Activity",
+                class_uid: 4001,
+                class_name: "Network Activity",
+                type_uid: 400101,
+                type_name: "Network Activity: Open",
+                severity_id: 1,
+                severity: "Informational",
+                time: epoch_ms(item_time(item)),
+                message: Text(Message(item)),
+                metadata: metadata(observer, None),
+            },
             src_endpoint: endpoint(r.src_ip, Some(r.src_port), r, false),
             dst_endpoint: endpoint(r.dst_ip, Some(r.dst_port), r, true),
             connection_info: connection_info(r, true),
@@ -580,7 +532,7 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
             let (severity_id, severity_name) = severity(a.rule.severity);
             let rec = alert_record(a);
             // A sweep spans many connections: no ports, no single flow id.
-            let sweep = matches!(a.kind, AlertKind::Sweep { .. });
+            let sweep = is_sweep(Some(a));
             let port = |p| if sweep { None } else { Some(p) };
             let nm = node_monitor(item, rec);
             let evidence = match rec {
@@ -594,19 +546,21 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
                 },
             };
             Doc::Finding(Box::new(Finding {
-                activity_id,
-                activity_name,
-                category_uid: 2,
-                category_name: "Findings",
-                class_uid: 2004,
-                class_name: "Detection Finding",
-                type_uid: 2004 * 100 + activity_id,
-                type_name,
-                severity_id,
-                severity: severity_name,
-                time: epoch_ms(a.time),
-                message: Text(Message(item)),
-                metadata: metadata(observer, Some(&a.id)),
+                head: Head {
+                    activity_id,
+                    activity_name,
+                    category_uid: 2,
+                    category_name: "Findings",
+                    class_uid: 2004,
+                    class_name: "Detection Finding",
+                    type_uid: 2004 * 100 + activity_id,
+                    type_name,
+                    severity_id,
+                    severity: severity_name,
+                    time: epoch_ms(a.time),
+                    message: Text(Message(item)),
+                    metadata: metadata(observer, Some(&a.id)),
+                },
                 finding_info: FindingInfo {
                     uid: a.follow_up_of.as_deref().unwrap_or(&a.id),
                     title: a.rule.name,
@@ -642,17 +596,20 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
 mod tests {
     use serde_json::json;
 
-    use super::*;
-    use crate::alerts::format::tests::*;
+    use node_monitor_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_URG};
 
-    fn render(item: &OutputItem, observer: &Observer) -> String {
-        crate::alerts::format::render(item, crate::config::Format::Ocsf, observer)
-    }
+    use super::*;
+    use crate::{
+        detect::fixture::{connection_alert, flood, follow_up, sweep},
+        record::{
+            TcpFlags,
+            fixture::{CID, TIME_MS as T_MS, sampled},
+        },
+        render::check,
+    };
 
     fn doc(item: OutputItem) -> Value {
-        let line = render(&item, &observer());
-        assert!(!line.contains('\n'));
-        serde_json::from_str(&line).unwrap()
+        check::doc(render_into, item)
     }
 
     /// Required attributes of every event.
@@ -820,36 +777,27 @@ mod tests {
     /// checked these documents against the previous Value-built renderer.)
     #[test]
     fn every_variety_renders_valid_complete_json() {
-        let items = variety();
-        assert!(items.len() > 100, "{}", items.len());
-        for obs in [observer(), hostile_observer()] {
-            for item in &items {
-                let line = render(item, &obs);
-                assert!(!line.contains('\n'), "{line}");
-                let typed = serde_json::to_string(&super::doc(item, &obs)).unwrap();
-                assert_eq!(line, typed, "{item:?}");
-                let v: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-                assert_eq!(to_value(item, &obs), v, "{item:?}");
-                for key in [
-                    "class_uid",
-                    "category_uid",
-                    "activity_id",
-                    "type_uid",
-                    "severity_id",
-                    "time",
-                    "metadata",
-                ] {
-                    assert!(v.get(key).is_some(), "{key} missing: {line}");
-                }
-            }
-        }
+        check::every_variety(
+            render_into,
+            |item, obs| serde_json::to_string(&super::doc(item, obs)).unwrap(),
+            to_value,
+            &[
+                "class_uid",
+                "category_uid",
+                "activity_id",
+                "type_uid",
+                "severity_id",
+                "time",
+                "metadata",
+            ],
+        );
     }
 
     #[test]
     fn tcp_flags() {
-        assert_eq!(tcp_flags_bits("SYN|ACK"), 0x12);
-        assert_eq!(tcp_flags_bits("FIN|PSH|URG"), 0x29);
-        assert_eq!(tcp_flags_bits("NONE"), 0);
+        let bits = |b| u32::from(TcpFlags::from_bits(b).bits());
+        assert_eq!(bits(TCP_SYN | TCP_ACK), 0x12);
+        assert_eq!(bits(TCP_FIN | TCP_PSH | TCP_URG), 0x29);
+        assert_eq!(bits(0), 0);
     }
 }

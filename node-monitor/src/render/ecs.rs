@@ -1,20 +1,24 @@
 //! Elastic Common Schema 8.x documents (nested objects, one JSON line), as Elastic and
 //! OpenSearch ingest them without a custom pipeline.
-use std::{cell::RefCell, collections::BTreeMap, net::IpAddr};
+use std::{cell::RefCell, net::IpAddr};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    format::{
-        FloodDoc, FragmentCache, JsonOut, Members, Message, RuleFragments, SweepDoc, Text,
-        action_name, alert_record, community_id, community_id_text, denied, item_time, outcome,
-        rfc3339_text, rule_category, sweep_flood, with_fragments, write_alert_facts,
-        write_connection_facts,
+    facts::{
+        AlertFacts, ConnectionFacts, action_name, community_id, community_id_text, is_sweep,
+        item_time, outcome, parts, rule_category, write_alert_facts, write_connection_facts,
     },
-    model::{Alert, AlertKind, Observer, OutputItem, Severity},
+    fragments::{FragmentCache, RuleFragments, with_fragments},
+    json::{JsonOut, Members, Text, rfc3339_text},
+    message::Message,
+    observer::Observer,
 };
-use crate::events::{FlowRecord, RecordType};
+use crate::{
+    detect::{Alert, OutputItem, Severity},
+    record::{Family, FlowRecord, Protocol, RecordType},
+};
 
 pub const ECS_VERSION: &str = "8.11.0";
 
@@ -95,11 +99,8 @@ impl Fragments {
 }
 
 fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
-    let (alert, rec) = match item {
-        OutputItem::Alert(a) => (Some(a), alert_record(a)),
-        OutputItem::Flow(r) => (None, Some(r)),
-    };
-    let sweep = alert.is_some_and(|a| matches!(a.kind, AlertKind::Sweep { .. }));
+    let (alert, rec) = parts(item);
+    let sweep = is_sweep(alert);
     let mut j = JsonOut(out);
     j.raw("{\"@timestamp\":")
         .display(humantime::format_rfc3339_micros(item_time(item)))
@@ -150,9 +151,9 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
             j.raw("}");
         }
         j.raw(",\"network\":{\"transport\":")
-            .str(r.protocol)
+            .str(r.protocol.as_str())
             .raw(",\"type\":")
-            .str(r.family)
+            .str(r.family.as_str())
             .raw(",\"direction\":\"ingress\"");
         if !sweep {
             j.raw(",\"community_id\":")
@@ -182,18 +183,11 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
 }
 
 /// The members of `node_monitor`, in [`NodeMonitor`]'s order.
-fn node_monitor_into(
-    j: &mut JsonOut<'_>,
-    alert: Option<&super::model::Alert>,
-    rec: Option<&FlowRecord>,
-) {
+fn node_monitor_into(j: &mut JsonOut<'_>, alert: Option<&Alert>, rec: Option<&FlowRecord>) {
     let mut m = Members::new();
     if let Some(r) = rec {
         m.key(j, "record_type");
-        j.str(match r.record_type {
-            RecordType::Flagged => "flagged",
-            RecordType::Flow => "flow",
-        });
+        j.str(r.record_type.as_str());
     }
     write_connection_facts(&mut m, j, alert, rec);
     if let Some(r) = rec {
@@ -205,7 +199,7 @@ fn node_monitor_into(
     }
 }
 
-/// The ECS document of one item, as a `Value` (the same document [`render`] writes).
+/// The ECS document of one item, as a `Value` (the same document [`render_into`] writes).
 pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
     serde_json::to_value(doc(item, observer)).unwrap_or(Value::Null)
 }
@@ -224,7 +218,7 @@ struct Doc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     destination: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    network: Option<Network<'a>>,
+    network: Option<Network>,
     observer: ObserverDoc<'a>,
     host: Host<'a>,
     orchestrator: Orchestrator,
@@ -271,10 +265,10 @@ struct Endpoint {
 }
 
 #[derive(Serialize)]
-struct Network<'a> {
-    transport: &'a str,
+struct Network {
+    transport: Protocol,
     #[serde(rename = "type")]
-    family: &'a str,
+    family: Family,
     direction: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     community_id: Option<String>,
@@ -329,42 +323,22 @@ struct Orchestrator {
     kind: &'static str,
 }
 
+/// `node_monitor`: the facts of [`super::facts`], with the record type first and the
+/// packet length between the connection's facts and the alert's.
 #[derive(Serialize)]
 struct NodeMonitor<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     record_type: Option<RecordType>,
-    /// The record's group; for a sweep, the swept group.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port_group: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    verdict: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    answer: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp_flags: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hook: Option<&'a str>,
+    #[serde(flatten)]
+    connection: ConnectionFacts<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     packet_length: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    suppressed_count: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    follow_up_of: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    losses_since_previous: Option<&'a BTreeMap<String, u64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sweep: Option<SweepDoc<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flood: Option<FloodDoc>,
+    #[serde(flatten)]
+    alert: AlertFacts<'a>,
 }
 
 fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
-    let (alert, rec) = match item {
-        OutputItem::Alert(a) => (Some(a), alert_record(a)),
-        OutputItem::Flow(r) => (None, Some(r)),
-    };
+    let (alert, rec) = parts(item);
     let event = match alert {
         Some(a) => Event {
             kind: "alert",
@@ -390,13 +364,8 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
         },
     };
     // A sweep spans many connections: its ports are in node_monitor.sweep, not here.
-    let sweep = alert.is_some_and(|a| matches!(a.kind, AlertKind::Sweep { .. }));
+    let sweep = is_sweep(alert);
     let port = |p| if sweep { None } else { Some(p) };
-    let (sweep_doc, flood_doc) = alert.map(sweep_flood).unwrap_or((None, None));
-    let port_group = match alert.map(|a| &a.kind) {
-        Some(AlertKind::Sweep { group, .. }) => Some(&**group),
-        _ => rec.map(|r| &*r.group),
-    };
     Doc {
         timestamp: rfc3339_text(item_time(item)),
         ecs: Version {
@@ -449,18 +418,9 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
         message: Text(Message(item)),
         node_monitor: NodeMonitor {
             record_type: rec.map(|r| r.record_type),
-            port_group,
-            verdict: rec.map(|r| r.verdict),
-            action: rec.map(|r| r.action),
-            answer: rec.and_then(|r| r.answer).map(|a| a.as_str()),
-            tcp_flags: rec.and_then(|r| r.tcp_flags),
-            hook: rec.map(|r| r.hook),
+            connection: ConnectionFacts::of(alert, rec),
             packet_length: rec.map(|r| r.packet_length),
-            suppressed_count: alert.map(|a| a.suppressed),
-            follow_up_of: alert.and_then(|a| a.follow_up_of.as_deref()),
-            losses_since_previous: alert.map(|a| &a.losses_since_previous),
-            sweep: sweep_doc,
-            flood: flood_doc,
+            alert: AlertFacts::of(alert),
         },
     }
 }
@@ -470,7 +430,7 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
 /// otherwise; `["info"]` for a flood (no connection).
 fn event_type(rec: Option<&FlowRecord>) -> &'static [&'static str] {
     match rec {
-        Some(r) if denied(r) => &["connection", "denied"],
+        Some(r) if r.action.denies() => &["connection", "denied"],
         Some(_) => &["connection", "start"],
         None => &["info"],
     }
@@ -481,16 +441,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::alerts::format::tests::*;
-
-    fn render(item: &OutputItem, observer: &Observer) -> String {
-        crate::alerts::format::render(item, crate::config::Format::Ecs, observer)
-    }
+    use crate::{
+        detect::fixture::{connection_alert, flood, follow_up, sweep},
+        record::fixture::{CID, sampled},
+        render::check,
+    };
 
     fn doc(item: OutputItem) -> Value {
-        let line = render(&item, &observer());
-        assert!(!line.contains('\n'));
-        serde_json::from_str(&line).unwrap()
+        check::doc(render_into, item)
     }
 
     fn common(v: &Value) {
@@ -669,22 +627,12 @@ mod tests {
     /// checked these documents against the previous Value-built renderer.)
     #[test]
     fn every_variety_renders_valid_complete_json() {
-        let items = variety();
-        assert!(items.len() > 100, "{}", items.len());
-        for obs in [observer(), hostile_observer()] {
-            for item in &items {
-                let line = render(item, &obs);
-                assert!(!line.contains('\n'), "{line}");
-                let typed = serde_json::to_string(&super::doc(item, &obs)).unwrap();
-                assert_eq!(line, typed, "{item:?}");
-                let v: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-                assert_eq!(to_value(item, &obs), v, "{item:?}");
-                for key in ["@timestamp", "ecs", "event"] {
-                    assert!(v.get(key).is_some(), "{key} missing: {line}");
-                }
-            }
-        }
+        check::every_variety(
+            render_into,
+            |item, obs| serde_json::to_string(&super::doc(item, obs)).unwrap(),
+            to_value,
+            &["@timestamp", "ecs", "event"],
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
 
 use node_monitor_common::{ANSWER_NONE, EVENT_ANSWER, EVENT_FLAGGED, Event, FlowKey, FlowState};
 
-use crate::events::{self, Answer, Clock, FlowRecord};
+use crate::record::{self, Answer, Clock, FlowRecord};
 
 /// Counters of the tracker itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -30,7 +30,7 @@ pub struct TrackerStats {
 }
 
 /// Most attempts held for an answer at once; beyond it the oldest are resolved early.
-pub const MAX_PENDING: usize = 262_144;
+pub(crate) const MAX_PENDING: usize = 262_144;
 
 struct Pending {
     event: Event,
@@ -101,7 +101,7 @@ impl Tracker {
         clock: &Clock,
         out: &mut Vec<FlowRecord>,
     ) {
-        let key = events::flow_key(&ev);
+        let key = record::flow_key(&ev);
         match ev.kind {
             EVENT_FLAGGED => {
                 // Deadline from when we saw it, so a backlog never expires attempts early.
@@ -115,7 +115,7 @@ impl Tracker {
                 ) {
                     self.stats.superseded += 1;
                     let name = self.group(old.event.group, names);
-                    out.push(events::record(
+                    out.push(record::from_event(
                         &old.event,
                         name,
                         clock,
@@ -127,7 +127,7 @@ impl Tracker {
             EVENT_ANSWER => match self.pending.remove(&key) {
                 Some(p) => {
                     let name = self.group(p.event.group, names);
-                    out.push(events::record(
+                    out.push(record::from_event(
                         &p.event,
                         name,
                         clock,
@@ -138,7 +138,7 @@ impl Tracker {
             },
             _ => {
                 let name = self.group(ev.group, names);
-                out.push(events::record(&ev, name, clock, None));
+                out.push(record::from_event(&ev, name, clock, None));
             }
         }
     }
@@ -211,7 +211,7 @@ impl Tracker {
     ) {
         let answer = self.answer_from_table(key, &p.event, lookup);
         let name = self.group(p.event.group, names);
-        out.push(events::record(&p.event, name, clock, Some(answer)));
+        out.push(record::from_event(&p.event, name, clock, Some(answer)));
     }
 
     fn answer_from_table(

@@ -3,13 +3,15 @@
 use std::net::IpAddr;
 
 use super::{
-    format::{
-        Message, alert_record, community_id_text, epoch_ms, item_time, outcome, rule_category,
-        write_ip,
-    },
-    model::{AlertKind, FloodScope, Observer, OutputItem, Severity},
+    facts::{community_id_text, epoch_ms, is_sweep, item_time, outcome, parts, rule_category},
+    json::write_ip,
+    message::Message,
+    observer::Observer,
 };
-use crate::events::FlowRecord;
+use crate::{
+    detect::{AlertKind, FloodScope, OutputItem, Severity},
+    record::{FlowRecord, Protocol},
+};
 
 /// CEF severity (0-10).
 pub fn severity_number(s: Severity) -> u8 {
@@ -135,15 +137,14 @@ fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
         ext.ip("c6a3", IpAddr::V6(ip));
         ext.str("c6a3Label", "Destination IPv6 Address");
     }
-    if r.protocol.is_ascii() {
-        ext.key("proto");
-        let start = ext.out.len();
-        escape_value_into(ext.out, r.protocol.as_bytes());
-        ext.out[start..].make_ascii_uppercase();
-    } else {
-        ext.str("proto", &r.protocol.to_uppercase());
-    }
-    ext.str("act", r.action);
+    ext.str(
+        "proto",
+        match r.protocol {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        },
+    );
+    ext.str("act", r.action.as_str());
     if let Some(ifname) = &r.interface {
         ext.str("deviceInboundInterface", ifname);
     }
@@ -177,13 +178,9 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     out.push(b'|');
     let mut ext = Ext { out, first: true };
     ext.num("rt", epoch_ms(item_time(item)));
-    let rec = match item {
-        OutputItem::Alert(a) => alert_record(a),
-        OutputItem::Flow(r) => Some(r),
-    };
-    let sweep = matches!(item, OutputItem::Alert(a) if matches!(a.kind, AlertKind::Sweep { .. }));
+    let (alert, rec) = parts(item);
     if let Some(r) = rec {
-        connection(&mut ext, r, !sweep);
+        connection(&mut ext, r, !is_sweep(alert));
     }
     ext.str("outcome", outcome(rec));
     if let OutputItem::Alert(a) = item {
@@ -256,10 +253,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::alerts::format::tests::*;
+    use crate::{
+        detect::fixture::{connection_alert, flood, follow_up, sweep, variety},
+        record::fixture::{CID, TIME_MS as T_MS, sampled},
+        render::check::{self, hostile_observer, observer},
+    };
 
     fn render(item: &OutputItem, observer: &Observer) -> String {
-        crate::alerts::format::render(item, crate::config::Format::Cef, observer)
+        check::line(render_into, item, observer)
     }
 
     /// Splits a CEF line into its 7 header fields and the extension map (unescaping).
@@ -468,7 +469,7 @@ mod tests {
             for item in &variety() {
                 let (header, e) = parse(&render(item, &obs));
                 assert_eq!(header.len(), 7);
-                assert_eq!(e["msg"], crate::alerts::format::message(item), "{item:?}");
+                assert_eq!(e["msg"], crate::render::message::message(item), "{item:?}");
                 assert_eq!(e["dvchost"], obs.hostname);
             }
         }

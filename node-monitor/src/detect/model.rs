@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::events::FlowRecord;
+use crate::record::FlowRecord;
 
 /// Alert severity, as SIEMs rank it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -90,30 +90,6 @@ pub struct Alert {
     /// Events lost since the previous alert, by reason (`rate_limited`, `ringbuf_full`,
     /// `output_queue_full`, ...): a SIEM sees the gaps.
     pub losses_since_previous: BTreeMap<String, u64>,
-}
-
-/// Facts about this sensor, for `observer.*` / `host.*` / `metadata.product`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Observer {
-    pub hostname: String,
-    pub product: &'static str,
-    pub vendor: &'static str,
-    pub version: &'static str,
-}
-
-impl Observer {
-    pub fn local() -> Observer {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown".to_owned());
-        Observer {
-            hostname,
-            product: "node-monitor",
-            vendor: "node-monitor",
-            version: env!("CARGO_PKG_VERSION"),
-        }
-    }
 }
 
 /// What goes to the sinks: alerts, and sampled flow records of allowed sources.

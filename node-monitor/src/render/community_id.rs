@@ -141,17 +141,6 @@ pub fn community_id_v1_text(
     CommunityId { text, len: 2 + n }
 }
 
-/// IANA protocol number of a [`crate::events::FlowRecord`] protocol name.
-pub fn proto_number(protocol: &str) -> u8 {
-    match protocol {
-        "udp" => UDP,
-        "sctp" => SCTP,
-        "icmp" => ICMP,
-        "icmpv6" => ICMPV6,
-        _ => TCP,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,11 +295,5 @@ mod tests {
             id(1, "10.1.12.2", "10.1.12.1", 46, 9, 9),
             "1:rYir8gphR31noO9iDRQmF/BteEI="
         );
-    }
-
-    #[test]
-    fn proto_numbers() {
-        assert_eq!(proto_number("tcp"), 6);
-        assert_eq!(proto_number("udp"), 17);
     }
 }

@@ -1,0 +1,134 @@
+//! The one fixture builder of flow records, shared by the unit tests, the integration tests
+//! and the bench (feature `test-support`): every test record starts from [`flagged`].
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
+
+use node_monitor_common::TCP_SYN;
+
+use super::{Action, Answer, Family, FlowRecord, Hook, Protocol, RecordType, TcpFlags, Verdict};
+
+/// 2024-05-01T12:00:00.123456Z, the time of [`flagged`].
+pub const TIME_US: u64 = 1_714_564_800_123_456;
+
+/// A wall-clock time `us` microseconds after the epoch.
+pub fn time_us(us: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(us)
+}
+
+/// A flagged IPv4 TCP SYN to the kubelet group, double VLAN tagged, refused, in monitor mode:
+/// the first flow of the Community ID spec vectors (128.232.110.120:34855 → 66.35.250.204:80).
+pub fn flagged() -> FlowRecord {
+    FlowRecord {
+        time: time_us(TIME_US),
+        record_type: RecordType::Flagged,
+        group: "kubelet".into(),
+        verdict: Verdict::Denied,
+        action: Action::WouldDrop,
+        answer: Some(Answer::Refused),
+        protocol: Protocol::Tcp,
+        family: Family::Ipv4,
+        src_ip: Ipv4Addr::new(128, 232, 110, 120).into(),
+        src_port: 34855,
+        dst_ip: Ipv4Addr::new(66, 35, 250, 204).into(),
+        dst_port: 80,
+        interface: Some("eth0".into()),
+        ifindex: 2,
+        hook: Hook::Xdp,
+        vlan: vec![100, 200],
+        tcp_flags: Some(TcpFlags::from_bits(TCP_SYN)),
+        packet_length: 60,
+        ktime_ns: 42,
+        sampled: false,
+    }
+}
+
+/// A sampled IPv6 UDP flow of an allowed source to the nodeport group, untagged.
+pub fn sampled() -> FlowRecord {
+    FlowRecord {
+        record_type: RecordType::Sampled,
+        group: "nodeport".into(),
+        verdict: Verdict::Allowed,
+        action: Action::Pass,
+        answer: None,
+        protocol: Protocol::Udp,
+        family: Family::Ipv6,
+        src_ip: Ipv6Addr::new(
+            0x2001, 0x470, 0xe5bf, 0xdead, 0x4957, 0x2174, 0xe82c, 0x4887,
+        )
+        .into(),
+        src_port: 63943,
+        dst_ip: Ipv6Addr::new(0x2607, 0xf8b0, 0x400c, 0xc03, 0, 0, 0, 0x1a).into(),
+        dst_port: 30053,
+        vlan: vec![],
+        tcp_flags: None,
+        sampled: true,
+        ..flagged()
+    }
+}
+
+/// A flagged connection from `src` to `dst_port` of `group` (untagged, source port 40000, to
+/// 198.51.100.1 or 2001:db8::1 by the source's family).
+pub fn flagged_from(group: &str, src: IpAddr, dst_port: u16) -> FlowRecord {
+    let (family, dst_ip): (Family, IpAddr) = match src {
+        IpAddr::V4(_) => (Family::Ipv4, Ipv4Addr::new(198, 51, 100, 1).into()),
+        IpAddr::V6(_) => (
+            Family::Ipv6,
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(),
+        ),
+    };
+    FlowRecord {
+        group: group.into(),
+        family,
+        src_ip: src,
+        src_port: 40000,
+        dst_ip,
+        dst_port,
+        vlan: vec![],
+        ktime_ns: 1,
+        ..flagged()
+    }
+}
+
+/// A new connection of an allowed source, as [`flagged_from`] but sampled out (the alert
+/// engine sees it, no sink does).
+pub fn allowed_from(group: &str, src: IpAddr, dst_port: u16) -> FlowRecord {
+    FlowRecord {
+        record_type: RecordType::Sampled,
+        verdict: Verdict::Allowed,
+        action: Action::Pass,
+        answer: None,
+        ..flagged_from(group, src, dst_port)
+    }
+}
+
+/// A sampled IPv4 TCP flow to the kubelet from 10.0.0.1:`src_port`, seen at
+/// 2024-01-02T03:04:05.000006Z on an interface that is gone (the sinks' tests).
+pub fn sampled_from_port(src_port: u16) -> FlowRecord {
+    FlowRecord {
+        time: time_us(1_704_164_645_000_006),
+        record_type: RecordType::Sampled,
+        group: "kubelet".into(),
+        verdict: Verdict::Allowed,
+        action: Action::Pass,
+        answer: None,
+        src_ip: Ipv4Addr::new(10, 0, 0, 1).into(),
+        src_port,
+        dst_ip: Ipv4Addr::new(10, 0, 0, 2).into(),
+        dst_port: 10250,
+        interface: None,
+        ifindex: 1,
+        vlan: vec![],
+        tcp_flags: None,
+        ktime_ns: 0,
+        sampled: true,
+        ..flagged()
+    }
+}
+
+/// [`TIME_US`] in milliseconds (OCSF `time`, CEF `rt`).
+pub const TIME_MS: u64 = TIME_US / 1000;
+
+/// The Community ID of [`flagged`] (the spec's vector).
+pub const CID: &str = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=";

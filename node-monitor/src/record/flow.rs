@@ -1,0 +1,53 @@
+//! The typed flow record: one flagged connection or sampled flow, as decode builds it and
+//! every later stage reads it (enums and bit sets, never text).
+use std::{net::IpAddr, sync::Arc, time::SystemTime};
+
+use serde::Serialize;
+
+use super::codes::{Action, Answer, Family, Hook, Protocol, RecordType, TcpFlags, Verdict};
+
+/// One flagged connection or sampled flow, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowRecord {
+    /// When the packet was seen (serialized as RFC 3339, UTC, microseconds).
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub time: SystemTime,
+    #[serde(rename = "type")]
+    pub record_type: RecordType,
+    /// Shared with every record of the group (interned by [`crate::answers::Tracker`]).
+    pub group: Arc<str>,
+    pub verdict: Verdict,
+    /// Pass, would drop (monitor mode) or dropped (enforced).
+    pub action: Action,
+    /// Flagged connections only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+    pub protocol: Protocol,
+    pub family: Family,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    /// Interface name (None if it disappeared before the record was read); shared with
+    /// every record of the interface.
+    pub interface: Option<Arc<str>>,
+    pub ifindex: u32,
+    pub hook: Hook,
+    /// VLAN ids, outer first; empty when untagged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vlan: Vec<u16>,
+    /// TCP flags of the first packet (TCP only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_flags: Option<TcpFlags>,
+    pub packet_length: u32,
+    /// Monotonic kernel time of the packet (ns), for ordering and correlation.
+    pub ktime_ns: u64,
+    /// For sampled records: chosen by 1-in-N sampling (reported as a flow record). A flow that
+    /// was not sampled still reaches the alert engine (sweep detection) but no sink.
+    #[serde(skip)]
+    pub sampled: bool,
+}
+
+fn serialize_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(*t))
+}

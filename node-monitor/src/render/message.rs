@@ -1,0 +1,161 @@
+//! Alert messages: one readable sentence about each item, written straight into its
+//! destination (a JSON string, a CEF line) without the `fmt` machinery: this runs for every
+//! item of every format.
+use std::{fmt, net::IpAddr};
+
+use super::json::write_ip;
+use crate::{
+    detect::{AlertKind, OutputItem},
+    record::FlowRecord,
+};
+
+/// `src -> dst/proto` of a record, IPv6 addresses in brackets.
+fn write_endpoints(out: &mut Vec<u8>, r: &FlowRecord) {
+    let ep = |out: &mut Vec<u8>, ip: IpAddr, port: u16| {
+        if ip.is_ipv6() {
+            out.push(b'[');
+            write_ip(out, ip);
+            out.extend_from_slice(b"]:");
+        } else {
+            write_ip(out, ip);
+            out.push(b':');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(port).as_bytes());
+    };
+    ep(out, r.src_ip, r.src_port);
+    out.extend_from_slice(b" -> ");
+    ep(out, r.dst_ip, r.dst_port);
+    out.push(b'/');
+    out.extend_from_slice(r.protocol.as_str().as_bytes());
+}
+
+/// One readable sentence about the item. [`Message::write_to`] writes it straight into its
+/// destination.
+pub(crate) struct Message<'a>(pub &'a OutputItem);
+
+impl Message<'_> {
+    /// Appends the sentence to `out`, unescaped.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        let num = |out: &mut Vec<u8>, n: u64| {
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        };
+        let text = |out: &mut Vec<u8>, s: &str| out.extend_from_slice(s.as_bytes());
+        match self.0 {
+            OutputItem::Flow(r) => {
+                text(out, "Sampled flow ");
+                write_endpoints(out, r);
+                text(out, " of group ");
+                text(out, &r.group);
+                text(out, " (");
+                text(out, r.verdict.as_str());
+                text(out, ", ");
+                text(out, r.action.as_str());
+                text(out, ").");
+            }
+            OutputItem::Alert(a) => {
+                text(out, a.rule.name);
+                text(out, ": ");
+                match &a.kind {
+                    AlertKind::Connection { record: r } => {
+                        write_endpoints(out, r);
+                        text(out, " (group ");
+                        text(out, &r.group);
+                        text(out, ", ");
+                        text(out, r.action.as_str());
+                        if let Some(x) = r.answer {
+                            text(out, ", answer ");
+                            text(out, x.as_str());
+                        }
+                        text(out, ").");
+                    }
+                    AlertKind::Sweep {
+                        source,
+                        group,
+                        ports,
+                        window,
+                        ..
+                    } => {
+                        write_ip(out, *source);
+                        text(out, " reached ");
+                        num(out, ports.len() as u64);
+                        text(out, " distinct ports of group ");
+                        text(out, group);
+                        text(out, " within ");
+                        num(out, window.as_secs());
+                        text(out, "s.");
+                    }
+                    AlertKind::Flood {
+                        rate_limited,
+                        ringbuf_full,
+                        window,
+                        ..
+                    } => {
+                        num(out, *rate_limited);
+                        text(out, " events withheld by the rate limit and ");
+                        num(out, *ringbuf_full);
+                        text(out, " lost to a full ring buffer within ");
+                        num(out, window.as_secs());
+                        text(out, "s.");
+                    }
+                }
+                if a.suppressed > 0 {
+                    text(out, " ");
+                    num(out, a.suppressed);
+                    text(out, " more occurrence");
+                    text(out, if a.suppressed == 1 { "" } else { "s" });
+                    text(out, " since the first alert.");
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::with_capacity(160);
+        self.write_to(&mut out);
+        f.write_str(&String::from_utf8_lossy(&out))
+    }
+}
+
+/// One readable sentence about the item.
+#[cfg(test)]
+pub(crate) fn message(item: &OutputItem) -> String {
+    Message(item).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        detect::fixture::{connection_alert, flood, follow_up, sweep},
+        record::fixture::sampled,
+    };
+
+    #[test]
+    fn messages() {
+        let m = message(&OutputItem::Alert(connection_alert()));
+        assert_eq!(
+            m,
+            "kubelet API access from a source not allowed: 128.232.110.120:34855 -> \
+             66.35.250.204:80/tcp (group kubelet, would_drop, answer refused)."
+        );
+        assert!(
+            message(&OutputItem::Alert(follow_up()))
+                .ends_with(" 17 more occurrences since the first alert.")
+        );
+        assert_eq!(
+            message(&OutputItem::Alert(sweep())),
+            "NodePort sweep: 128.232.110.120 reached 5 distinct ports of group nodeport within 60s."
+        );
+        assert!(
+            message(&OutputItem::Alert(flood()))
+                .contains("260 events withheld by the rate limit and 7 lost")
+        );
+        assert_eq!(
+            message(&OutputItem::Flow(sampled())),
+            "Sampled flow [2001:470:e5bf:dead:4957:2174:e82c:4887]:63943 -> [2607:f8b0:400c:c03::1a]:30053/udp \
+             of group nodeport (allowed, pass)."
+        );
+    }
+}
