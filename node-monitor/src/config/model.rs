@@ -105,7 +105,9 @@ pub struct Group {
     pub detect_sweeps: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The transport protocol: of a group's ports in the config, and of every record the data
+/// path reports (the kernel watches TCP and UDP only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -114,7 +116,7 @@ pub enum Protocol {
 impl Protocol {
     pub const ALL: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
 
-    /// The YAML spelling (`tcp` / `udp`).
+    /// The one spelling (`tcp` / `udp`): YAML, metrics labels, and every alert format.
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
@@ -125,11 +127,25 @@ impl Protocol {
     pub fn from_name(name: &str) -> Option<Protocol> {
         Self::ALL.into_iter().find(|p| p.name() == name)
     }
+
+    /// The IANA protocol number (Community ID, OCSF `protocol_num`).
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
 }
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 

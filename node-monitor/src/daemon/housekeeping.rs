@@ -139,7 +139,7 @@ impl Daemon {
                 .iter()
                 .map(|((g, p, a), n)| {
                     let answer = a.map_or("none", Answer::as_str);
-                    (g.to_string(), p.as_str(), answer, *n)
+                    (g.to_string(), p.name(), answer, *n)
                 })
                 .collect(),
             alerts: es

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{answers::TrackerStats, datapath::Datapath, metrics, record};
+use crate::{answers::TrackerStats, datapath::Datapath, record};
 
 /// Userspace counters, reported in metrics and in the exit summary.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -40,7 +40,7 @@ pub(super) fn print_summary(
         .map(|c| GroupSummary {
             group: &c.group,
             protocol: c.proto.name(),
-            verdict: metrics::verdict_name(c.verdict),
+            verdict: record::Verdict::from_raw(c.verdict).as_str(),
             stats: c.stats,
         })
         .collect();

@@ -162,7 +162,7 @@ pub fn variety() -> Vec<OutputItem> {
         if i % 2 == 0 {
             a.losses_since_previous.insert("ringbuf_full".to_owned(), 4);
             a.losses_since_previous
-                .insert("output_queue_full".to_owned(), u64::MAX);
+                .insert("sink_queue_full".to_owned(), u64::MAX);
         }
         if i % 3 == 0 {
             a.rule = rules::rule_for_group(&r.group);

@@ -44,7 +44,7 @@ pub struct LossTotals {
     pub rate_limited: u64,
     /// Events lost because the ring buffer was full.
     pub ringbuf_full: u64,
-    /// Userspace drops by reason (e.g. `output_queue_full`, `decode_error`).
+    /// Userspace drops by reason (e.g. `sink_queue_full`, `decode_error`).
     pub userspace: BTreeMap<String, u64>,
 }
 
@@ -520,9 +520,9 @@ pub(crate) mod tests {
         let t0 = Instant::now();
         let mut out = Vec::new();
         let mut totals = LossTotals::default();
-        totals.userspace.insert("output_queue_full".to_owned(), 2);
+        totals.userspace.insert("sink_queue_full".to_owned(), 2);
         e.on_losses(&totals, t0, &mut out);
-        totals.userspace.insert("output_queue_full".to_owned(), 5);
+        totals.userspace.insert("sink_queue_full".to_owned(), 5);
         totals.userspace.insert("decode_error".to_owned(), 0);
         e.on_losses(&totals, t0 + secs(1), &mut out);
         assert!(out.is_empty(), "userspace drops alone do not raise a flood");
@@ -534,7 +534,7 @@ pub(crate) mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0].losses_since_previous,
-            BTreeMap::from([("output_queue_full".to_owned(), 5)])
+            BTreeMap::from([("sink_queue_full".to_owned(), 5)])
         );
         // A reason missing from one call is not counted twice when it is back.
         e.on_losses(&LossTotals::default(), t0 + secs(2), &mut out);
@@ -547,11 +547,11 @@ pub(crate) mod tests {
             &mut out,
         );
         assert!(out[1].losses_since_previous.is_empty());
-        totals.userspace.insert("output_queue_full".to_owned(), 6);
+        totals.userspace.insert("sink_queue_full".to_owned(), 6);
         e.on_losses(&totals, t0 + secs(5), &mut out);
         assert_eq!(
             e.pending_losses(),
-            &BTreeMap::from([("output_queue_full".to_owned(), 1)])
+            &BTreeMap::from([("sink_queue_full".to_owned(), 1)])
         );
         e.on_record(
             &record("kubelet", "203.0.113.11", 10250),
@@ -560,7 +560,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             out[2].losses_since_previous,
-            BTreeMap::from([("output_queue_full".to_owned(), 1)])
+            BTreeMap::from([("sink_queue_full".to_owned(), 1)])
         );
         assert!(e.pending_losses().is_empty());
     }

@@ -88,7 +88,7 @@ pub struct Alert {
     /// For a dedup follow-up: the id of the first alert of the series.
     pub follow_up_of: Option<String>,
     /// Events lost since the previous alert, by reason (`rate_limited`, `ringbuf_full`,
-    /// `output_queue_full`, ...): a SIEM sees the gaps.
+    /// `sink_queue_full`, ...): a SIEM sees the gaps.
     pub losses_since_previous: BTreeMap<String, u64>,
 }
 

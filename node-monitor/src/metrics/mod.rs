@@ -29,7 +29,7 @@ pub use http::{
 };
 pub use snapshot::{
     BpfStats, GroupSnapshot, ProgramSnapshot, SinkSnapshot, Snapshot, program_stats,
-    reasons_snapshot, verdict_name,
+    reasons_snapshot,
 };
 
 /// The registry and the latest snapshot. Cheap to clone (an `Arc` inside).

@@ -5,7 +5,9 @@ use std::{
     os::fd::{AsFd, BorrowedFd, OwnedFd},
 };
 
-use node_monitor_common::{GroupStats, VERDICT_DENIED, reason};
+use node_monitor_common::{GroupStats, reason};
+
+use crate::record::Verdict;
 
 /// Every counter and gauge the daemon exports, as plain data. The daemon fills it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,18 +56,9 @@ impl From<&crate::datapath::GroupCounters> for GroupSnapshot {
         GroupSnapshot {
             group: c.group.clone(),
             proto: c.proto.name(),
-            verdict: verdict_name(c.verdict),
+            verdict: Verdict::from_raw(c.verdict).as_str(),
             stats: c.stats,
         }
-    }
-}
-
-/// The metrics spelling of a kernel verdict.
-pub fn verdict_name(verdict: u8) -> &'static str {
-    if verdict == VERDICT_DENIED {
-        "denied"
-    } else {
-        "allowed"
     }
 }
 

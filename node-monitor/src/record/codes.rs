@@ -2,6 +2,8 @@
 //! and each type has the one `as_str()` that every format writes. Nothing parses the text back.
 use std::{fmt, sync::LazyLock};
 
+pub use crate::config::Protocol;
+
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_REFUSED, FAMILY_V4, HOOK_TC_EGRESS,
     HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
@@ -24,9 +26,7 @@ macro_rules! text_of {
     )*};
 }
 
-text_of!(
-    RecordType, Verdict, Action, Answer, Protocol, Family, Hook, TcpFlags
-);
+text_of!(RecordType, Verdict, Action, Answer, Family, Hook, TcpFlags);
 
 /// What kind of record this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,33 +131,13 @@ impl Answer {
     }
 }
 
-/// The transport protocol (decode admits TCP and UDP only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub fn from_raw(p: u8) -> Protocol {
-        if p == IPPROTO_TCP {
-            Protocol::Tcp
-        } else {
-            Protocol::Udp
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-    /// The IANA protocol number (Community ID, OCSF `protocol_num`).
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
+/// The protocol of a kernel record (decode admits TCP and UDP only). The type is the config's
+/// [`Protocol`]: a group's ports and the records they produce speak of the same thing.
+pub(crate) fn protocol_from_raw(p: u8) -> Protocol {
+    if p == IPPROTO_TCP {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
     }
 }
 
@@ -279,6 +259,6 @@ mod tests {
     fn proto_numbers() {
         assert_eq!(Protocol::Tcp.number(), 6);
         assert_eq!(Protocol::Udp.number(), 17);
-        assert_eq!(Protocol::from_raw(IPPROTO_TCP), Protocol::Tcp);
+        assert_eq!(protocol_from_raw(IPPROTO_TCP), Protocol::Tcp);
     }
 }

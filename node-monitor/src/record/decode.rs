@@ -65,7 +65,7 @@ pub(crate) fn from_event(
     clock: &Clock,
     answer: Option<Answer>,
 ) -> FlowRecord {
-    let protocol = Protocol::from_raw(ev.proto);
+    let protocol = super::codes::protocol_from_raw(ev.proto);
     let vlan = [ev.vlan_outer, ev.vlan_inner];
     FlowRecord {
         time: clock.wall(ev.ts_ns),

@@ -151,7 +151,7 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
             j.raw("}");
         }
         j.raw(",\"network\":{\"transport\":")
-            .str(r.protocol.as_str())
+            .str(r.protocol.name())
             .raw(",\"type\":")
             .str(r.family.as_str())
             .raw(",\"direction\":\"ingress\"");

@@ -26,7 +26,7 @@ fn write_endpoints(out: &mut Vec<u8>, r: &FlowRecord) {
     out.extend_from_slice(b" -> ");
     ep(out, r.dst_ip, r.dst_port);
     out.push(b'/');
-    out.extend_from_slice(r.protocol.as_str().as_bytes());
+    out.extend_from_slice(r.protocol.name().as_bytes());
 }
 
 /// One readable sentence about the item. [`Message::write_to`] writes it straight into its

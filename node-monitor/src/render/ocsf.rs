@@ -210,7 +210,7 @@ fn write_connection(j: &mut JsonOut<'_>, r: &FlowRecord, ports: bool) {
     }
     let (ver_id, ver) = ip_version(r.family);
     j.raw("},\"connection_info\":{\"protocol_name\":")
-        .str(r.protocol.as_str())
+        .str(r.protocol.name())
         .raw(",\"protocol_num\":")
         .num(r.protocol.number())
         .raw(",\"protocol_ver_id\":")
