@@ -18,7 +18,11 @@ use std::{
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{Ctx, DropReason, Health, MAX_BATCH, SinkError, recv_batch};
+use super::{
+    SinkError,
+    accounting::{DropReason, Health},
+    worker::{Ctx, MAX_BATCH, recv_batch},
+};
 use crate::detect::OutputItem;
 
 /// A batch being written on a blocking thread: it hands back the file and the buffer.

@@ -15,7 +15,11 @@ use reqwest::{
 };
 use tokio::sync::mpsc;
 
-use super::{Ctx, DropReason, Health, SinkError, backoff};
+use super::{
+    SinkError,
+    accounting::{DropReason, Health},
+    worker::{Ctx, backoff},
+};
 use crate::{
     config::{SinkKind, SinkSpec},
     detect::OutputItem,

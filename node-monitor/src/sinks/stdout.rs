@@ -6,7 +6,10 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::{Ctx, DropReason, Health, MAX_BATCH, recv_batch};
+use super::{
+    accounting::{DropReason, Health},
+    worker::{Ctx, MAX_BATCH, recv_batch},
+};
 use crate::detect::OutputItem;
 
 /// Writes every batch taken from the queue as lines to `out` (stdout in the daemon; any
@@ -51,7 +54,7 @@ pub(crate) mod tests {
     use crate::{
         config::Format,
         record::fixture,
-        sinks::{Counters, Renderer},
+        sinks::{Renderer, accounting::Counters},
     };
     use tokio::io::AsyncReadExt as _;
 

@@ -28,7 +28,11 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::{Ctx, DropReason, Health, MAX_BATCH, SinkError, backoff, recv_batch};
+use super::{
+    SinkError,
+    accounting::{DropReason, Health},
+    worker::{Ctx, MAX_BATCH, backoff, recv_batch},
+};
 use crate::{
     config::SyslogTransport,
     detect::{OutputItem, Severity},
