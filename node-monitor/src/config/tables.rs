@@ -42,19 +42,22 @@ impl Config {
         out
     }
 
-    /// The port → group id tables `(tcp, udp)`, 65536 entries each (0 = not watched).
+    /// The port → group id tables `(tcp, udp)`, 65536 entries each (0 = not watched), under
+    /// the ids that `id_of` gives each group (its config id, or the kernel id the data path
+    /// assigned it); a group without an id is left out.
     #[must_use]
-    pub fn port_tables(&self) -> (Vec<u8>, Vec<u8>) {
+    pub fn port_tables(&self, id_of: impl Fn(&Group) -> Option<u8>) -> (Vec<u8>, Vec<u8>) {
         let mut tcp = vec![node_monitor_common::GROUP_NONE; PORT_TABLE_LEN];
         let mut udp = vec![node_monitor_common::GROUP_NONE; PORT_TABLE_LEN];
         for g in &self.groups {
+            let Some(id) = id_of(g) else { continue };
             for proto in &g.protocols {
                 let table = match proto {
                     Protocol::Tcp => &mut tcp,
                     Protocol::Udp => &mut udp,
                 };
                 for range in &g.ports {
-                    table[usize::from(range.start)..=usize::from(range.end)].fill(g.id);
+                    table[usize::from(range.start)..=usize::from(range.end)].fill(id);
                 }
             }
         }

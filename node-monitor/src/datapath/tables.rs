@@ -9,7 +9,7 @@ use node_monitor_common::{
 };
 
 use super::{Datapath, DatapathError, GroupIds, Result};
-use crate::config::{Action, Config, Protocol};
+use crate::config::{Action, Config};
 
 impl Datapath {
     /// Writes the config into the maps: settings, port tables, allowlists. Used at start and
@@ -77,22 +77,7 @@ impl Datapath {
 
 /// The TCP and UDP port tables (port → kernel group id, 0 = not watched).
 fn port_tables(cfg: &Config, ids: &GroupIds) -> [Vec<u8>; 2] {
-    let mut tcp = vec![0u8; PORT_TABLE_ENTRIES as usize];
-    let mut udp = vec![0u8; PORT_TABLE_ENTRIES as usize];
-    for g in &cfg.groups {
-        let Some(kid) = ids.id(&g.name) else { continue };
-        for proto in &g.protocols {
-            let table = match proto {
-                Protocol::Tcp => &mut tcp,
-                Protocol::Udp => &mut udp,
-            };
-            for r in &g.ports {
-                for port in r.start..=r.end {
-                    table[port as usize] = kid;
-                }
-            }
-        }
-    }
+    let (tcp, udp) = cfg.port_tables(|g| ids.id(&g.name));
     [tcp, udp]
 }
 
@@ -276,7 +261,7 @@ groups:
         let [tcp, _] = port_tables(&cfg, &swapped);
         assert_eq!((tcp[10250], tcp[30000]), (2, 1));
         // Matches the config's own table when ids follow file order.
-        let (cfg_tcp, cfg_udp) = cfg.port_tables();
+        let (cfg_tcp, cfg_udp) = cfg.port_tables(|g| Some(g.id));
         assert_eq!(port_tables(&cfg, &ids), [cfg_tcp, cfg_udp]);
     }
 

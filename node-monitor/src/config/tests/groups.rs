@@ -10,7 +10,7 @@ fn overlaps_across_groups_are_errors_but_not_within_a_group() {
         group_yaml("a", "tcp", "\"10000-11000\", 10250, \"10500-10600\""),
         group_yaml("b", "udp", "10250")
     ));
-    let (tcp, udp) = config.port_tables();
+    let (tcp, udp) = config.port_tables(|g| Some(g.id));
     assert_eq!((tcp[10250], udp[10250]), (1, 2));
 
     let yaml = format!(

@@ -225,7 +225,7 @@ fn group_by_id_follows_file_order() {
 #[test]
 fn port_tables_map_each_port_to_its_group() {
     let config = parse(EXAMPLE);
-    let (tcp, udp) = config.port_tables();
+    let (tcp, udp) = config.port_tables(|g| Some(g.id));
     assert_eq!((tcp.len(), udp.len()), (65536, 65536));
     assert_eq!((tcp[10250], udp[10250]), (1, 0));
     for port in [30000, 31000, 32767] {
@@ -237,7 +237,7 @@ fn port_tables_map_each_port_to_its_group() {
     let watched = tcp.iter().chain(&udp).filter(|&&g| g != 0).count();
     assert_eq!(watched, 1 + 2 * 2768);
 
-    let (tcp, udp) = Config::default_config().port_tables();
+    let (tcp, udp) = Config::default_config().port_tables(|g| Some(g.id));
     let config = Config::default_config();
     for group in &config.groups {
         for range in &group.ports {
