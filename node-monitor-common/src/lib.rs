@@ -377,7 +377,7 @@ pub const fn source_slots(sources: u32) -> u32 {
 pub fn source_slot(addr: &Addr, mask: u32) -> u32 {
     let x = addr.0[0] ^ addr.0[1];
     let h = (x ^ (x >> 32)) as u32;
-    ((h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32 & mask
+    (u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32 & mask
 }
 
 /// A per-source token bucket; tokens are scaled by 1e9 (token-nanoseconds).
@@ -400,12 +400,12 @@ pub fn token_bucket_take(bucket: &mut TokenBucket, now_ns: u64, rate: u32) -> bo
     if rate == 0 {
         return true;
     }
-    let cap = (rate as u64) * TOKEN_SCALE;
+    let cap = u64::from(rate) * TOKEN_SCALE;
     let elapsed = now_ns.saturating_sub(bucket.last_ns);
     let tokens = if elapsed >= TOKEN_SCALE {
         cap
     } else {
-        let refilled = bucket.tokens + elapsed * (rate as u64);
+        let refilled = bucket.tokens + elapsed * u64::from(rate);
         if refilled > cap { cap } else { refilled }
     };
     bucket.last_ns = now_ns;

@@ -93,7 +93,7 @@ impl Daemon {
                     info!(iface, "new interface attached");
                 }
                 Err(e) => {
-                    warn!(iface, error = %e, "cannot attach to a new interface; will retry if it reappears")
+                    warn!(iface, error = %e, "cannot attach to a new interface; will retry if it reappears");
                 }
             }
         }

@@ -301,7 +301,7 @@ impl Daemon {
             match record::decode(&item) {
                 Ok(ev) => {
                     self.tracker
-                        .handle(ev, now, self.dp.group_ids(), &clock, &mut self.records)
+                        .handle(ev, now, self.dp.group_ids(), &clock, &mut self.records);
                 }
                 Err(e) => {
                     self.stats.events_malformed += 1;

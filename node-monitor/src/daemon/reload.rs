@@ -74,7 +74,7 @@ impl Daemon {
                     old.stop().await;
                 }
                 Err(e) => {
-                    error!(error = %e, "cannot move the metrics endpoint; it stays on {}", self.server.listen())
+                    error!(error = %e, "cannot move the metrics endpoint; it stays on {}", self.server.listen());
                 }
             }
         }

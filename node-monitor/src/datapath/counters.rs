@@ -119,7 +119,7 @@ impl Datapath {
     /// too much to repeat.
     pub(crate) fn flow_count(&self) -> Option<usize> {
         (self.limits.flows <= Self::FLOW_COUNT_MAX)
-            .then(|| self.flows.keys().filter(|k| k.is_ok()).count())
+            .then(|| self.flows.keys().filter(std::result::Result::is_ok).count())
     }
 
     /// Kernel information (run count and time, with BPF stats on) of the attached programs.
@@ -129,14 +129,14 @@ impl Datapath {
         for hook in hooks {
             let name = hook.program();
             let (label, info) = match hook {
-                Hook::Xdp => ("xdp", self.program::<Xdp>(name).map(|p| p.info())),
+                Hook::Xdp => ("xdp", self.program::<Xdp>(name).map(aya::programs::Xdp::info)),
                 Hook::TcIngress => (
                     "tc_ingress",
-                    self.program::<SchedClassifier>(name).map(|p| p.info()),
+                    self.program::<SchedClassifier>(name).map(aya::programs::SchedClassifier::info),
                 ),
                 Hook::TcEgress => (
                     "tc_egress",
-                    self.program::<SchedClassifier>(name).map(|p| p.info()),
+                    self.program::<SchedClassifier>(name).map(aya::programs::SchedClassifier::info),
                 ),
             };
             match info {

@@ -68,7 +68,7 @@ impl GroupIds {
         let mut slots = Vec::new();
         for id in 1..MAX_GROUPS as u8 {
             let slot = map
-                .get(&(id as u32), 0)
+                .get(&u32::from(id), 0)
                 .map_err(|error| DatapathError::Map {
                     name: map_name::GROUP_NAMES,
                     error,
@@ -108,7 +108,7 @@ impl Datapath {
     pub(super) fn write_group_names(&mut self, ids: &GroupIds) -> Result<()> {
         for id in 1..MAX_GROUPS as u8 {
             self.group_names
-                .set(id as u32, name_slot(ids.name(id)), 0)
+                .set(u32::from(id), name_slot(ids.name(id)), 0)
                 .map_err(|error| DatapathError::Map {
                     name: map_name::GROUP_NAMES,
                     error,

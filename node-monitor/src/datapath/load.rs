@@ -220,7 +220,7 @@ fn is_bpffs(p: &Path) -> bool {
     };
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid C string and st a valid out-pointer.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &raw mut st) };
     rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
 }
 

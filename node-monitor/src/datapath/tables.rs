@@ -102,13 +102,13 @@ fn allow_keys(
         match net {
             IpNet::V4(n) => {
                 let o = n.network().octets();
-                want_v4.insert((8 + n.prefix_len() as u32, [kid, o[0], o[1], o[2], o[3]]));
+                want_v4.insert((8 + u32::from(n.prefix_len()), [kid, o[0], o[1], o[2], o[3]]));
             }
             IpNet::V6(n) => {
                 let mut d = [0u8; 17];
                 d[0] = kid;
                 d[1..].copy_from_slice(&n.network().octets());
-                want_v6.insert((8 + n.prefix_len() as u32, d));
+                want_v6.insert((8 + u32::from(n.prefix_len()), d));
             }
         }
     }
@@ -194,7 +194,7 @@ fn sync_trie<K: aya::Pod + Ord + Copy>(
     }
     let have: TrieEntries<K> = trie
         .keys()
-        .filter_map(|k| k.ok())
+        .filter_map(std::result::Result::ok)
         .map(|k| (k.prefix_len(), k.data()))
         .collect();
     for (plen, data) in want.difference(&have) {

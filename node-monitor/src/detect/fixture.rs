@@ -143,7 +143,7 @@ pub fn variety() -> Vec<OutputItem> {
             3 => {
                 r.tcp_flags = Some(TcpFlags::from_bits(
                     TCP_SYN | TCP_ACK | TCP_FIN | TCP_PSH | TCP_URG | TCP_RST,
-                ))
+                ));
             }
             4 => {
                 r.group = "g\"r\\o=u|p\n✓".into();

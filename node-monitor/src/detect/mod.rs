@@ -305,7 +305,7 @@ pub(crate) mod tests {
         for i in 1..=3u16 {
             let mut r = record("kubelet", "203.0.113.9", 10250);
             r.src_port = 40000 + i;
-            e.on_record(&r, t0 + secs(10 * i as u64), &mut out);
+            e.on_record(&r, t0 + secs(10 * u64::from(i)), &mut out);
         }
         // Another source and another group are other series.
         e.on_record(

@@ -93,8 +93,10 @@ pub struct Alert {
 }
 
 /// What goes to the sinks: alerts, and sampled flow records of allowed sources.
-// Items travel as `Arc<OutputItem>`, allocated once: boxing the alert would only add one more.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "items travel as `Arc<OutputItem>`, allocated once: boxing the alert would only add one more allocation"
+)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum OutputItem {
     Alert(Alert),

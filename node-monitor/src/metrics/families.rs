@@ -343,11 +343,11 @@ impl Collector for SnapshotCollector {
                     match (fam.kind, fam.scale) {
                         (Kind::Counter, Scale::One) => ConstCounter::new(*v).encode(sample)?,
                         (Kind::Counter, Scale::NanosAsSeconds) => {
-                            ConstCounter::new(nanos_to_seconds(*v)).encode(sample)?
+                            ConstCounter::new(nanos_to_seconds(*v)).encode(sample)?;
                         }
                         (Kind::Gauge, Scale::One) => ConstGauge::new(*v).encode(sample)?,
                         (Kind::Gauge, Scale::NanosAsSeconds) => {
-                            ConstGauge::new(nanos_to_seconds(*v)).encode(sample)?
+                            ConstGauge::new(nanos_to_seconds(*v)).encode(sample)?;
                         }
                     }
                 }

@@ -28,7 +28,7 @@ impl Clock {
         }
     }
     pub fn wall(&self, ktime_ns: u64) -> SystemTime {
-        let ns = ktime_ns as i128 + self.offset_ns;
+        let ns = i128::from(ktime_ns) + self.offset_ns;
         if ns <= 0 {
             SystemTime::UNIX_EPOCH
         } else {
@@ -51,8 +51,8 @@ fn clock_ns(id: libc::clockid_t) -> i128 {
         tv_nsec: 0,
     };
     // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    unsafe { libc::clock_gettime(id, &raw mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
 /// RFC 3339, UTC, microseconds.

@@ -36,8 +36,8 @@ pub(crate) fn line(write: Writer, item: &OutputItem, observer: &Observer) -> Str
 }
 
 /// The document `write` renders for `item` with the test observer, parsed back (one line).
-pub(crate) fn doc(write: Writer, item: OutputItem) -> Value {
-    let line = line(write, &item, &observer());
+pub(crate) fn doc(write: Writer, item: &OutputItem) -> Value {
+    let line = line(write, item, &observer());
     assert!(!line.contains('\n'));
     serde_json::from_str(&line).unwrap()
 }

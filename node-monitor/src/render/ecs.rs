@@ -448,7 +448,7 @@ mod tests {
     };
 
     fn doc(item: OutputItem) -> Value {
-        check::doc(render_into, item)
+        check::doc(render_into, &item)
     }
 
     fn common(v: &Value) {

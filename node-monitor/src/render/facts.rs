@@ -66,8 +66,7 @@ pub(crate) fn community_id_text(rec: &FlowRecord) -> CommunityId {
 
 pub(crate) fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The time of an item: the alert's, or the flow record's.
@@ -196,7 +195,7 @@ pub(crate) struct AlertFacts<'a> {
 
 impl AlertFacts<'_> {
     pub(crate) fn of(alert: Option<&Alert>) -> AlertFacts<'_> {
-        let (sweep, flood) = alert.map(sweep_flood).unwrap_or((None, None));
+        let (sweep, flood) = alert.map_or((None, None), sweep_flood);
         AlertFacts {
             suppressed_count: alert.map(|a| a.suppressed),
             follow_up_of: alert.and_then(|a| a.follow_up_of.as_deref()),

@@ -609,7 +609,7 @@ mod tests {
     };
 
     fn doc(item: OutputItem) -> Value {
-        check::doc(render_into, item)
+        check::doc(render_into, &item)
     }
 
     /// Required attributes of every event.

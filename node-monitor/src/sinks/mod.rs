@@ -138,6 +138,10 @@ impl Sinks {
     /// Offers `item` to every sink that takes it (flow records only go to sinks with
     /// `flows: true`). Never blocks and never waits on a sink: a full queue is a counted drop
     /// (`queue_full`) for that sink.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "the caller hands its item over; each sink's queue takes its own reference"
+    )]
     pub fn send(&self, item: Arc<OutputItem>) {
         let is_flow = matches!(*item, OutputItem::Flow(_));
         for s in &self.sinks {

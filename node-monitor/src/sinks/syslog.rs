@@ -66,7 +66,7 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 fn header_field(s: &str, max: usize) -> String {
     let f: String = s
         .chars()
-        .filter(|c| c.is_ascii_graphic())
+        .filter(char::is_ascii_graphic)
         .take(max)
         .collect();
     if f.is_empty() { "-".to_owned() } else { f }

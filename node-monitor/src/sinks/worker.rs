@@ -31,7 +31,7 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// Appends the record of `item` to `out`.
     pub(crate) fn render_into(&self, item: &OutputItem, out: &mut Vec<u8>) {
-        (self.render)(item, self.format, out)
+        (self.render)(item, self.format, out);
     }
     /// The record of `item` as text.
     pub(crate) fn render(&self, item: &OutputItem) -> String {
@@ -183,8 +183,7 @@ fn random_u64() -> u64 {
     h.write_u64(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos().into())
-            .unwrap_or(0),
+            .map_or(0, |d| d.subsec_nanos().into()),
     );
     h.finish()
 }

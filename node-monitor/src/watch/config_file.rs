@@ -195,7 +195,7 @@ impl Worker {
             match watcher.watch(&new, RecursiveMode::NonRecursive) {
                 Ok(()) => self.target_dir = Some(new),
                 Err(e) => {
-                    warn!(dir = %new.display(), error = %e, "cannot watch the config file's target directory")
+                    warn!(dir = %new.display(), error = %e, "cannot watch the config file's target directory");
                 }
             }
         }

@@ -114,7 +114,7 @@ impl Validator<'_> {
         value: Option<Spanned<u64>>,
         default: u32,
     ) -> u32 {
-        debug_assert!(bound.max <= u64::from(u32::MAX));
+        debug_assert!(u32::try_from(bound.max).is_ok());
         let at = value.as_ref().map(|v| v.referenced);
         let v = self.opt_u64(section, bound, value, u64::from(default));
         let fits = u32::try_from(v).map_err(|_| {
