@@ -15,9 +15,12 @@
 //! let cut = truncate(&bytes, b.l4_start + 10); // TCP header cut in half
 //! ```
 //!
-//! Std only: this file is included both by integration tests (`mod common;`)
+//! Std only: this file is included both by integration tests (their `common` module)
 //! and by a benchmark example (`#[path = ...] mod packets;`).
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "std-only frame builder shared by the test binaries and the bench example; each uses part of it"
+)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,9 +1,8 @@
-//! Helpers for the BPF_PROG_TEST_RUN tier (tests/datapath_*.rs): load a fresh, unpinned
+//! Helpers for the BPF_PROG_TEST_RUN tier (tests/datapath/): load a fresh, unpinned
 //! data path, run crafted frames through one of its programs, and read back exact map
 //! contents and ring-buffer events.
 //!
 //! Every helper panics with context on failure: these are test helpers.
-#![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
