@@ -1,14 +1,29 @@
 //! The metrics endpoint against real peers: Debian's `promtool` lints the exposition, a
 //! real `prometheus` scrapes `serve` over loopback, and raw HTTP requests check routes,
 //! readiness and content negotiation. Servers bind to 127.0.0.1 only.
+
+#[path = "common"]
+mod common {
+    #[allow(
+        dead_code,
+        reason = "this binary uses only the chunked-body decoder of the HTTP helpers"
+    )]
+    pub(crate) mod http;
+    #[allow(dead_code, reason = "this binary needs a free TCP port only")]
+    pub(crate) mod ports;
+    #[allow(dead_code, reason = "this binary needs temporary directories only")]
+    pub(crate) mod temp;
+}
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use common::{http::dechunk, ports::free_tcp_port, temp::TempDir};
 use node_monitor::metrics::{
     self, GroupSnapshot, Metrics, ProgramSnapshot, SinkSnapshot, Snapshot,
 };
@@ -529,21 +544,6 @@ async fn http_get(
     })
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
-    }
-    out
-}
-
 #[tokio::test]
 async fn http_routes_readiness_and_negotiation() {
     let m = populated();
@@ -613,27 +613,6 @@ async fn http_routes_readiness_and_negotiation() {
 // ---------------------------------------------------------------------------------------
 // A real Prometheus
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!("nm-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Kills and reaps the child on drop, even when the test fails.
 struct ChildGuard(Child);
 
@@ -642,11 +621,6 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 async fn query(prom: SocketAddr, q: &str) -> Option<Vec<serde_json::Value>> {
@@ -680,7 +654,7 @@ async fn real_prometheus_scrapes_serve() {
     let srv = Server::start(m.clone()).await;
 
     let dir = TempDir::new("prometheus");
-    let config = dir.0.join("prometheus.yml");
+    let config = dir.file("prometheus.yml");
     std::fs::write(
         &config,
         format!(
@@ -690,10 +664,10 @@ async fn real_prometheus_scrapes_serve() {
         ),
     )
     .expect("write config");
-    let data = dir.0.join("data");
-    let log_path = dir.0.join("prometheus.log");
+    let data = dir.file("data");
+    let log_path = dir.file("prometheus.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let prom_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let prom_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
     let child = Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))

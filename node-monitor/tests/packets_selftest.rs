@@ -1,7 +1,10 @@
 //! Self-tests of the packet builder (tests/common/packets.rs), checked against
 //! etherparse.
 
-mod common;
+#[path = "common"]
+mod common {
+    pub(crate) mod packets;
+}
 
 use common::packets::*;
 use etherparse::{

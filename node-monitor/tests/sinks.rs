@@ -3,8 +3,14 @@
 //! A trivial renderer (the alert id, the format) keeps these tests off the SIEM formats.
 //! Every wait is bounded.
 
-#[path = "common/receivers.rs"]
-mod receivers;
+#[path = "common"]
+mod common {
+    pub(crate) mod ports;
+    pub(crate) mod receivers;
+    #[allow(dead_code, reason = "this binary needs temporary directories only")]
+    pub(crate) mod temp;
+    pub(crate) mod wait;
+}
 
 use std::{
     path::{Path, PathBuf},
@@ -12,13 +18,18 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use common::{
+    ports::free_tcp_port,
+    receivers::{HttpReceiver, Rsyslog, Script},
+    temp::TempDir,
+    wait::wait_for_async,
+};
 use node_monitor::{
     alerts::{Alert, AlertKind, FloodScope, OutputItem, Rule, Severity},
     config::{Format, SinkKind, SinkSpec, SyslogTransport},
     events::{FlowRecord, RecordType},
     sinks::{Renderer, SinkStats, Sinks},
 };
-use receivers::{HttpReceiver, Rsyslog, Script, TempDir, free_tcp_port, wait_for_async};
 
 const SEVERITIES: [Severity; 4] = [
     Severity::Critical,
