@@ -21,7 +21,7 @@ use std::{
 use common::{
     ports::free_tcp_port,
     receivers::{HttpReceiver, Rsyslog, Script},
-    temp::TempDir,
+    temp::{TempDir, lines_of},
     wait::wait_for_async,
 };
 use node_monitor::{
@@ -142,12 +142,6 @@ fn http_spec(name: &str, url: &str, batch_max: usize, max_retries: u32, queue: u
     }
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().map(str::to_owned).collect())
-        .unwrap_or_default()
-}
-
 fn stat<'a>(stats: &'a [SinkStats], name: &str) -> &'a SinkStats {
     stats
         .iter()
@@ -248,11 +242,11 @@ async fn file_rotation_loses_no_record_and_appends_to_an_existing_file() {
     assert!(old.len() > 50, "expected many rotations, got {}", old.len());
     let mut all = Vec::new();
     for k in &old {
-        let f = lines(&PathBuf::from(format!("{}.{k}", path.display())));
+        let f = lines_of(&PathBuf::from(format!("{}.{k}", path.display())));
         assert!(f.iter().map(|l| l.len() + 1).sum::<usize>() <= 2048);
         all.extend(f);
     }
-    all.extend(lines(&path));
+    all.extend(lines_of(&path));
     let got: Vec<String> = all.iter().map(|l| id_of(l)).collect();
     let want: Vec<String> = std::iter::once("old".to_owned())
         .chain((0..n).map(|i| format!("r{i}")))
@@ -305,11 +299,11 @@ async fn flow_records_go_only_to_sinks_that_take_flows() {
     assert_eq!(stat(&stats, "alerts").sent, 2);
     assert_eq!(stat(&stats, "all").sent, 3);
     assert_eq!(
-        lines(&p1).iter().map(|l| id_of(l)).collect::<Vec<_>>(),
+        lines_of(&p1).iter().map(|l| id_of(l)).collect::<Vec<_>>(),
         ["x1", "x2"]
     );
     assert_eq!(
-        lines(&p2).iter().map(|l| id_of(l)).collect::<Vec<_>>(),
+        lines_of(&p2).iter().map(|l| id_of(l)).collect::<Vec<_>>(),
         ["x1", "flow-4242", "x2"]
     );
 }
@@ -608,7 +602,7 @@ async fn a_stopped_receiver_makes_drops_counted_not_a_stall() {
     assert_accounted(http, n);
     assert_eq!(file.sent, n);
     assert_accounted(file, n);
-    assert_eq!(lines(&path).len() as u64, n);
+    assert_eq!(lines_of(&path).len() as u64, n);
 }
 
 /// queue 10 + one batch of 5 in flight (the receiver holds it): everything else is a
@@ -710,9 +704,9 @@ async fn reconfigure_keeps_unchanged_sinks_and_their_counters() {
     assert_eq!(stat(&stats, "keep").sent, 15);
     assert_eq!(stat(&stats, "change").sent, 5);
     assert_eq!(stat(&stats, "added").sent, 5);
-    assert_eq!(lines(&p("keep")).len(), 15);
-    assert_eq!(lines(&p("change-a")).len(), 10);
-    assert_eq!(lines(&p("change-b")).len(), 5);
-    assert_eq!(lines(&p("remove")).len(), 10);
-    assert_eq!(lines(&p("added")).len(), 5);
+    assert_eq!(lines_of(&p("keep")).len(), 15);
+    assert_eq!(lines_of(&p("change-a")).len(), 10);
+    assert_eq!(lines_of(&p("change-b")).len(), 5);
+    assert_eq!(lines_of(&p("remove")).len(), 10);
+    assert_eq!(lines_of(&p("added")).len(), 5);
 }

@@ -1,4 +1,5 @@
-//! Temporary directories and files for tests, removed on drop (even when the test fails).
+//! Temporary directories and files for tests, removed on drop (even when the test fails),
+//! and the lines written to a file so far.
 
 use std::{
     path::{Path, PathBuf},
@@ -69,4 +70,11 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// The lines of the file at `path` (none when it does not exist yet).
+pub fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
 }

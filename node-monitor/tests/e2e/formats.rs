@@ -7,7 +7,7 @@ use crate::{
     common::{
         daemon::{Daemon, context},
         peers::{TcpOutcome, tcp_connect},
-        temp::{TempDir, TempFile},
+        temp::{TempDir, TempFile, lines_of},
     },
     expect::{Rec, assert_same_records, js, ju},
     setup::{CONNECT_TIMEOUT, node, outside, setup, test_config},
@@ -83,14 +83,6 @@ fn cef_unescape(v: &str) -> String {
         }
     }
     out
-}
-
-fn lines_of(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Test 8: the three formats through file sinks (and ECS on stdout): one flagged kubelet
