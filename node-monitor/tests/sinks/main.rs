@@ -1,0 +1,21 @@
+//! Output sinks against real peers on loopback: files with rotation, a real rsyslogd over
+//! UDP, TCP and a unix socket, an axum HTTP receiver that accepts, fails, hangs or is gone.
+//! A trivial renderer (the alert id, the format) keeps these tests off the SIEM formats.
+//! Every wait is bounded.
+
+#[path = "../common"]
+mod common {
+    pub(crate) mod ports;
+    pub(crate) mod receivers;
+    #[allow(dead_code, reason = "this binary needs temporary directories only")]
+    pub(crate) mod temp;
+    pub(crate) mod wait;
+}
+
+mod fixture;
+
+mod backpressure;
+mod file;
+mod http;
+mod lifecycle;
+mod syslog;
