@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::common::packets::*;
+use crate::common::packets::{checksum::internet_checksum, *};
 use etherparse::{LinkExtSlice, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 
 pub(crate) fn parse(bytes: &[u8]) -> SlicedPacket<'_> {

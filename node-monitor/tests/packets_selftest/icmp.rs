@@ -2,7 +2,7 @@
 
 use crate::{
     check::{all_l3, assert_checksums, parse},
-    common::packets::*,
+    common::packets::{checksum::internet_checksum, *},
 };
 use etherparse::{NetSlice, TransportSlice};
 

@@ -2,7 +2,7 @@
 
 use crate::{
     check::{assert_checksums, parse, tcp_of},
-    common::packets::*,
+    common::packets::{checksum::internet_checksum, *},
 };
 use etherparse::NetSlice;
 

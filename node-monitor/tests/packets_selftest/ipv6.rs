@@ -3,7 +3,7 @@
 
 use crate::{
     check::{all_l3, assert_checksums, parse, tcp_of},
-    common::packets::*,
+    common::packets::{checksum::internet_checksum, *},
 };
 use etherparse::{Ipv6ExtensionSlice, NetSlice, SlicedPacket};
 

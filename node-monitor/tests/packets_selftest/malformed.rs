@@ -2,7 +2,7 @@
 
 use crate::{
     check::{all_l3, eth_type, parse, tcp_of},
-    common::packets::*,
+    common::packets::{checksum::internet_checksum, *},
 };
 use etherparse::{NetSlice, SlicedPacket};
 
