@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// The embedded default catalog with edits: `(from, to)` replacements (each must match)
 /// and extra groups appended to the `groups:` map.
-pub fn catalog_with(replacements: &[(&str, &str)], extra_groups: &str) -> String {
+pub(crate) fn catalog_with(replacements: &[(&str, &str)], extra_groups: &str) -> String {
     let mut y = node_monitor::config::DEFAULT_CONFIG_YAML.to_owned();
     for (from, to) in replacements {
         assert!(
@@ -25,7 +25,7 @@ pub fn catalog_with(replacements: &[(&str, &str)], extra_groups: &str) -> String
 
 /// Writes `text` to `path` the way a ConfigMap update lands: a new file in the same
 /// directory, renamed over the old one (one atomic change).
-pub fn replace_file(path: &Path, text: &str) {
+pub(crate) fn replace_file(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp-new");
     std::fs::write(&tmp, text).expect("write the new file");
     std::fs::rename(&tmp, path).expect("rename over the old file");

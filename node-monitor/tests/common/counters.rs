@@ -8,10 +8,10 @@ use serde_json::Value;
 
 /// The final counters line.
 #[derive(Debug, Clone)]
-pub struct Counters(pub Value);
+pub(crate) struct Counters(pub(crate) Value);
 
 /// One (group, protocol, verdict) entry of the counters line: the kernel's counters.
-pub type GroupCounts = GroupStats;
+pub(crate) type GroupCounts = GroupStats;
 
 fn group_counts_from_json(v: &Value) -> GroupCounts {
     serde_json::from_value(v.clone())
@@ -19,7 +19,7 @@ fn group_counts_from_json(v: &Value) -> GroupCounts {
 }
 
 /// Field-wise difference of two readings (panics if any counter went down).
-pub fn counts_minus(after: &GroupCounts, before: &GroupCounts) -> GroupCounts {
+pub(crate) fn counts_minus(after: &GroupCounts, before: &GroupCounts) -> GroupCounts {
     let d = |a: u64, b: u64, k: &str| {
         a.checked_sub(b)
             .unwrap_or_else(|| panic!("counter {k} went down: {b} -> {a}"))
@@ -47,7 +47,7 @@ pub fn counts_minus(after: &GroupCounts, before: &GroupCounts) -> GroupCounts {
 
 impl Counters {
     /// Every entry, keyed by (group, protocol, verdict).
-    pub fn groups(&self) -> BTreeMap<(String, String, String), GroupCounts> {
+    pub(crate) fn groups(&self) -> BTreeMap<(String, String, String), GroupCounts> {
         let mut m = BTreeMap::new();
         for g in self.0["groups"]
             .as_array()
@@ -67,21 +67,21 @@ impl Counters {
     }
 
     /// One entry; all zeros when absent (the daemon leaves out all-zero entries).
-    pub fn get(&self, group: &str, protocol: &str, verdict: &str) -> GroupCounts {
+    pub(crate) fn get(&self, group: &str, protocol: &str, verdict: &str) -> GroupCounts {
         self.groups()
             .get(&(group.to_owned(), protocol.to_owned(), verdict.to_owned()))
             .copied()
             .unwrap_or_default()
     }
 
-    pub fn userspace(&self, k: &str) -> u64 {
+    pub(crate) fn userspace(&self, k: &str) -> u64 {
         self.0["userspace"][k]
             .as_u64()
             .unwrap_or_else(|| panic!("no userspace.{k} in {}", self.0))
     }
 
     /// One sink's entry `{sink, kind, sent, dropped}`.
-    pub fn sink(&self, name: &str) -> Value {
+    pub(crate) fn sink(&self, name: &str) -> Value {
         self.0["sinks"]
             .as_array()
             .unwrap_or_else(|| panic!("counters line without sinks: {}", self.0))
@@ -92,14 +92,14 @@ impl Counters {
     }
 
     /// Records a sink delivered.
-    pub fn sink_sent(&self, name: &str) -> u64 {
+    pub(crate) fn sink_sent(&self, name: &str) -> u64 {
         self.sink(name)["sent"]
             .as_u64()
             .unwrap_or_else(|| panic!("sink {name} without sent: {}", self.0))
     }
 
     /// Records a sink dropped, all reasons together (`dropped` is `{reason: n}`).
-    pub fn sink_dropped(&self, name: &str) -> u64 {
+    pub(crate) fn sink_dropped(&self, name: &str) -> u64 {
         let d = &self.sink(name)["dropped"];
         match d {
             Value::Object(m) => m.values().map(|v| v.as_u64().unwrap_or(u64::MAX)).sum(),
@@ -109,13 +109,13 @@ impl Counters {
     }
 
     /// Events withheld by the rate limit, all entries together.
-    pub fn total_rate_limited(&self) -> u64 {
+    pub(crate) fn total_rate_limited(&self) -> u64 {
         self.groups().values().map(|c| c.lost_rate_limited).sum()
     }
 
     /// The invariants that hold for every entry of any run: flagged = emitted + counted
     /// losses; in monitor mode every denied packet is a would-drop, in enforce mode a drop.
-    pub fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         for ((g, p, v), c) in self.groups() {
             let what = format!("{g}/{p}/{v}: {c:?}");
             assert!(c.packets >= c.new_conns, "{what}");

@@ -24,14 +24,14 @@ use serde_json::Value;
 use super::{counters::Counters, http::http_get};
 
 /// The daemon binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_node-monitor");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_node-monitor");
 /// How long the daemon may take to log `ready`.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the daemon may take to exit after SIGTERM.
-pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fails (never skips) unless we are root and every tool is on PATH.
-pub fn require_root_and_tools(tools: &[&str]) {
+pub(crate) fn require_root_and_tools(tools: &[&str]) {
     assert!(
         nix::unistd::Uid::effective().is_root(),
         "the end-to-end tests need root (network namespaces, bpffs, XDP/tc); run them as root"
@@ -86,31 +86,31 @@ fn collect_lines(
 }
 
 /// A running daemon; SIGTERMed (then SIGKILLed) on drop.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     out: Arc<Mutex<Vec<String>>>,
     err: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
     /// The metrics endpoint (inside the daemon's namespace).
-    pub metrics_addr: SocketAddr,
+    pub(crate) metrics_addr: SocketAddr,
 }
 
 /// What a daemon printed, after it exited.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     #[allow(dead_code, reason = "read through the Debug output when a test fails")]
-    pub status: ExitStatus,
+    pub(crate) status: ExitStatus,
     /// Every stdout line, parsed (ECS documents: alerts and sampled flows).
-    pub records: Vec<Value>,
+    pub(crate) records: Vec<Value>,
     /// The final `{"type":"counters",...}` line (the last line of stderr).
-    pub counters: Counters,
+    pub(crate) counters: Counters,
     /// stderr without the counters line.
-    pub stderr: String,
+    pub(crate) stderr: String,
 }
 
 /// A metrics port of its own for every daemon a test process starts (each daemon runs in
 /// its lab's node namespace, so these never collide with anything outside the lab).
-pub fn next_metrics_port() -> u16 {
+pub(crate) fn next_metrics_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     19_630 + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000
 }
@@ -119,12 +119,12 @@ impl Daemon {
     /// `node-monitor run --iface eth0 --pin-dir PIN --metrics-addr 127.0.0.1:PORT ARGS...` in
     /// `ns` (through `nsenter`, so that it sees the host's bpffs); waits until it logs
     /// `ready`. PORT is fresh for every daemon unless ARGS give `--metrics-addr`.
-    pub fn start(ns: &Netns, pin: &Path, args: &[&str]) -> anyhow::Result<Daemon> {
+    pub(crate) fn start(ns: &Netns, pin: &Path, args: &[&str]) -> anyhow::Result<Daemon> {
         Daemon::start_on(ns, pin, &["eth0"], args)
     }
 
     /// As [`Daemon::start`], with `--iface` for each of `ifaces` (names or globs).
-    pub fn start_on(
+    pub(crate) fn start_on(
         ns: &Netns,
         pin: &Path,
         ifaces: &[&str],
@@ -193,22 +193,22 @@ impl Daemon {
         }
     }
 
-    pub fn stderr_lines(&self) -> Vec<String> {
+    pub(crate) fn stderr_lines(&self) -> Vec<String> {
         self.err.lock().unwrap().clone()
     }
 
     /// The daemon's process id (`nsenter` execs it: no fork for a network namespace).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits (bounded) until some stderr line satisfies `pred`.
-    pub fn wait_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+    pub(crate) fn wait_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if self.stderr_lines().iter().any(|l| pred(l)) {
@@ -221,12 +221,12 @@ impl Daemon {
         }
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr_lines().join("\n")
     }
 
     /// The stdout records so far (parsed; lines that are not JSON fail the test).
-    pub fn records(&self) -> Vec<Value> {
+    pub(crate) fn records(&self) -> Vec<Value> {
         self.out
             .lock()
             .unwrap()
@@ -239,7 +239,7 @@ impl Daemon {
     }
 
     /// Waits (bounded) until `pred` holds for the records printed so far.
-    pub fn wait_records(&self, timeout: Duration, pred: impl Fn(&[Value]) -> bool) -> bool {
+    pub(crate) fn wait_records(&self, timeout: Duration, pred: impl Fn(&[Value]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if pred(&self.records()) {
@@ -254,7 +254,7 @@ impl Daemon {
 
     /// SIGTERM; waits (bounded) for the exit, reads everything it printed and parses the
     /// final counters line. Fails unless it exited 0 with a counters line last.
-    pub fn stop(mut self) -> anyhow::Result<Finished> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<Finished> {
         let t = Instant::now();
         let status = self.child.stop(EXIT_TIMEOUT)?;
         let took = t.elapsed();
@@ -306,7 +306,7 @@ fn is_ready_line(l: &str) -> bool {
 }
 
 /// Runs `node-monitor ARGS...` to completion (bounded) in `ns`; returns (status, stdout, stderr).
-pub fn run_cli(ns: Option<&Netns>, args: &[&str]) -> (ExitStatus, String, String) {
+pub(crate) fn run_cli(ns: Option<&Netns>, args: &[&str]) -> (ExitStatus, String, String) {
     let mut cmd = match ns {
         Some(ns) => ns.nsenter(BIN),
         None => {
@@ -325,12 +325,12 @@ pub fn run_cli(ns: Option<&Netns>, args: &[&str]) -> (ExitStatus, String, String
 }
 
 /// Fails with the daemon's stderr as context.
-pub fn context<T>(r: anyhow::Result<T>) -> T {
+pub(crate) fn context<T>(r: anyhow::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Scrapes the daemon's /metrics (from inside `ns`).
-pub fn scrape(ns: &Netns, d: &Daemon) -> String {
+pub(crate) fn scrape(ns: &Netns, d: &Daemon) -> String {
     let (status, body) =
         http_get(ns, d.metrics_addr, "/metrics").unwrap_or_else(|e| panic!("scrape: {e:#}"));
     assert_eq!(status, 200, "GET /metrics: {body}");

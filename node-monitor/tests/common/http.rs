@@ -12,7 +12,7 @@ use node_monitor_lab::Netns;
 
 /// `GET path` on `addr` from inside `ns` (HTTP/1.1, `Connection: close`), at most 5 s.
 /// Returns (status, body).
-pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+pub(crate) fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let path = path.to_owned();
     ns.run(move || -> anyhow::Result<(u16, String)> {
         let t = Duration::from_secs(5);
@@ -48,7 +48,7 @@ pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> anyhow::Result<(u16
 }
 
 /// The body of a `Transfer-Encoding: chunked` response, chunk extensions ignored.
-pub fn dechunk(mut s: &str) -> String {
+pub(crate) fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
@@ -65,7 +65,7 @@ pub fn dechunk(mut s: &str) -> String {
 
 /// The sum of the samples of `name` (Prometheus text format) whose labels include every
 /// `(key, value)` of `labels`; None when no sample matches.
-pub fn metric_value(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn metric_value(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = match line.rsplit_once(' ') {

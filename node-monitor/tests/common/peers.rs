@@ -23,7 +23,7 @@ fn socket_for(dst: &SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<So
 
 /// How a TCP connect ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TcpOutcome {
+pub(crate) enum TcpOutcome {
     Connected,
     Refused,
     TimedOut,
@@ -32,7 +32,12 @@ pub enum TcpOutcome {
 
 /// A TCP connect from `src` (explicit port) to `dst` inside `ns`, at most `timeout`; on
 /// success sends a line and closes.
-pub fn tcp_connect(ns: &Netns, src: SocketAddr, dst: SocketAddr, timeout: Duration) -> TcpOutcome {
+pub(crate) fn tcp_connect(
+    ns: &Netns,
+    src: SocketAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> TcpOutcome {
     ns.run(move || {
         let s = socket_for(&dst, Type::STREAM, Protocol::TCP).expect("tcp socket");
         s.bind(&src.into())
@@ -58,7 +63,7 @@ pub fn tcp_connect(ns: &Netns, src: SocketAddr, dst: SocketAddr, timeout: Durati
 
 /// How a UDP probe ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UdpOutcome {
+pub(crate) enum UdpOutcome {
     Reply(Vec<u8>),
     Refused,
     Silence,
@@ -67,7 +72,12 @@ pub enum UdpOutcome {
 
 /// One UDP datagram from `src` (explicit port) to `dst` inside `ns`; waits at most `wait`
 /// for a reply or an ICMP error.
-pub fn udp_probe(ns: &Netns, src: SocketAddr, dst: SocketAddr, wait: Duration) -> UdpOutcome {
+pub(crate) fn udp_probe(
+    ns: &Netns,
+    src: SocketAddr,
+    dst: SocketAddr,
+    wait: Duration,
+) -> UdpOutcome {
     ns.run(move || {
         let s = socket_for(&dst, Type::DGRAM, Protocol::UDP).expect("udp socket");
         s.bind(&src.into())
@@ -92,14 +102,14 @@ pub fn udp_probe(ns: &Netns, src: SocketAddr, dst: SocketAddr, wait: Duration) -
 }
 
 /// A server thread that stops by itself (count and time bounded) or when dropped.
-pub struct Server {
+pub(crate) struct Server {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<usize>>,
 }
 
 impl Server {
     /// Stops the server; returns how many connections or datagrams it served.
-    pub fn finish(mut self) -> usize {
+    pub(crate) fn finish(mut self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.take().map_or(0, |h| h.join().unwrap_or(0))
     }
@@ -119,7 +129,7 @@ const SERVER_LIFETIME: Duration = Duration::from_secs(60);
 
 /// TCP listeners on `addrs` inside `ns` (bound before this returns) answering each
 /// connection with a small HTTP response; serves at most `max` connections.
-pub fn tcp_server(ns: &Netns, addrs: &[SocketAddr], max: usize) -> Server {
+pub(crate) fn tcp_server(ns: &Netns, addrs: &[SocketAddr], max: usize) -> Server {
     let addrs = addrs.to_vec();
     let listeners = ns
         .run(move || {
@@ -165,7 +175,7 @@ pub fn tcp_server(ns: &Netns, addrs: &[SocketAddr], max: usize) -> Server {
 }
 
 /// UDP sockets on `addrs` inside `ns` that echo every datagram (at most `max`).
-pub fn udp_echo(ns: &Netns, addrs: &[SocketAddr], max: usize) -> Server {
+pub(crate) fn udp_echo(ns: &Netns, addrs: &[SocketAddr], max: usize) -> Server {
     let socks = udp_bind(ns, addrs);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -198,7 +208,7 @@ pub fn udp_echo(ns: &Netns, addrs: &[SocketAddr], max: usize) -> Server {
 }
 
 /// UDP sockets bound on `addrs` inside `ns` that never answer (keep them alive).
-pub fn udp_bind(ns: &Netns, addrs: &[SocketAddr]) -> Vec<UdpSocket> {
+pub(crate) fn udp_bind(ns: &Netns, addrs: &[SocketAddr]) -> Vec<UdpSocket> {
     let addrs = addrs.to_vec();
     ns.run(move || {
         addrs
@@ -210,12 +220,12 @@ pub fn udp_bind(ns: &Netns, addrs: &[SocketAddr]) -> Vec<UdpSocket> {
 }
 
 /// `ip` address + port.
-pub fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+pub(crate) fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
 }
 
 /// Runs `curl ARGS...` in `ns` (bounded) and returns (success, stdout, stderr).
-pub fn curl(ns: &Netns, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn curl(ns: &Netns, args: &[&str]) -> (bool, String, String) {
     let mut cmd = ns.command("curl");
     cmd.args(args);
     let out = output_with_timeout(cmd, Duration::from_secs(10)).expect("run curl");

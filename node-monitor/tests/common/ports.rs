@@ -3,7 +3,7 @@
 use std::net::{TcpListener, UdpSocket};
 
 /// A loopback port that nothing listens on (bound, then released).
-pub fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind")
@@ -11,7 +11,7 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// A loopback UDP port that nothing listens on (bound, then released).
-pub fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("bind")

@@ -19,17 +19,17 @@ use super::{
     wait::wait_for,
 };
 
-pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+pub(crate) const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 
 /// A real rsyslogd child process listening on loopback UDP and TCP and on a unix datagram
 /// socket in its own temp dir; it writes `PRI|APP-NAME|MSGID|MSG` lines to `out`. Killed on
 /// drop.
-pub struct Rsyslog {
+pub(crate) struct Rsyslog {
     child: Child,
-    pub udp: SocketAddr,
-    pub tcp: SocketAddr,
-    pub unix: PathBuf,
-    pub out: PathBuf,
+    pub(crate) udp: SocketAddr,
+    pub(crate) tcp: SocketAddr,
+    pub(crate) unix: PathBuf,
+    pub(crate) out: PathBuf,
     #[allow(
         dead_code,
         reason = "held for its Drop: the temp dir lives as long as rsyslogd"
@@ -39,7 +39,7 @@ pub struct Rsyslog {
 
 impl Rsyslog {
     /// Starts rsyslogd and waits (bounded) until all three inputs deliver.
-    pub fn start() -> Rsyslog {
+    pub(crate) fn start() -> Rsyslog {
         assert!(
             Path::new(RSYSLOGD).exists(),
             "{RSYSLOGD} is missing: the syslog sink tests need a real rsyslog (apt-get install rsyslog)"
@@ -119,7 +119,7 @@ action(type="omfile" file="{out}" template="fields")
     }
 
     /// The lines written so far (`PRI|APP-NAME|MSGID|MSG`).
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.out)
             .map(|s| s.lines().map(str::to_owned).collect())
             .unwrap_or_default()
@@ -135,17 +135,17 @@ impl Drop for Rsyslog {
 
 /// One request as the HTTP receiver saw it.
 #[derive(Debug, Clone)]
-pub struct Received {
-    pub content_type: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+pub(crate) struct Received {
+    pub(crate) content_type: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
     /// The status answered.
-    pub status: u16,
+    pub(crate) status: u16,
 }
 
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy)]
-pub enum Script {
+pub(crate) enum Script {
     /// 200 to everything.
     Ok,
     /// `status` to the first `n` requests, then 200.
@@ -162,15 +162,15 @@ struct State {
 }
 
 /// An axum NDJSON receiver on 127.0.0.1, POST `/ingest`. Stops when dropped.
-pub struct HttpReceiver {
-    pub addr: SocketAddr,
+pub(crate) struct HttpReceiver {
+    pub(crate) addr: SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
     seen: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl HttpReceiver {
-    pub async fn start(script: Script) -> HttpReceiver {
+    pub(crate) async fn start(script: Script) -> HttpReceiver {
         use axum::{
             Router,
             extract::State as S,
@@ -234,17 +234,17 @@ impl HttpReceiver {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/ingest", self.addr)
     }
 
     /// Requests answered so far.
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.log.lock().unwrap().clone()
     }
 
     /// Requests that have arrived (answered or still held).
-    pub fn seen(&self) -> usize {
+    pub(crate) fn seen(&self) -> usize {
         self.seen.load(Ordering::SeqCst)
     }
 }

@@ -22,23 +22,23 @@ fn unique_path(tag: &str) -> PathBuf {
 }
 
 /// A fresh temporary directory, removed with its contents on drop.
-pub struct TempDir {
+pub(crate) struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         let path = unique_path(tag);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The path of `name` inside the directory.
-    pub fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 }
@@ -50,18 +50,18 @@ impl Drop for TempDir {
 }
 
 /// Writes `text` to a fresh temporary file that is removed on drop.
-pub struct TempFile {
-    pub path: PathBuf,
+pub(crate) struct TempFile {
+    pub(crate) path: PathBuf,
 }
 
 impl TempFile {
-    pub fn new(tag: &str, text: &str) -> TempFile {
+    pub(crate) fn new(tag: &str, text: &str) -> TempFile {
         let path = unique_path(tag);
         std::fs::write(&path, text).expect("write temp file");
         TempFile { path }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         self.path.to_str().unwrap()
     }
 }
@@ -73,7 +73,7 @@ impl Drop for TempFile {
 }
 
 /// The lines of the file at `path` (none when it does not exist yet).
-pub fn lines_of(path: &Path) -> Vec<String> {
+pub(crate) fn lines_of(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .map(|s| s.lines().map(str::to_owned).collect())
         .unwrap_or_default()

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -18,7 +18,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 }
 
 /// Async twin of [`wait_for`].
-pub async fn wait_for_async<T>(
+pub(crate) async fn wait_for_async<T>(
     timeout: Duration,
     what: &str,
     mut f: impl FnMut() -> Option<T>,

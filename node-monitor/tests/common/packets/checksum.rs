@@ -3,7 +3,7 @@
 use super::L3;
 
 /// Add `data` as big-endian 16-bit words (odd tail padded with zero).
-pub fn sum_bytes(mut acc: u64, data: &[u8]) -> u64 {
+pub(crate) fn sum_bytes(mut acc: u64, data: &[u8]) -> u64 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
         acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
@@ -15,7 +15,7 @@ pub fn sum_bytes(mut acc: u64, data: &[u8]) -> u64 {
 }
 
 /// Fold to 16 bits and complement.
-pub fn fold(mut acc: u64) -> u16 {
+pub(crate) fn fold(mut acc: u64) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -23,7 +23,7 @@ pub fn fold(mut acc: u64) -> u16 {
 }
 
 /// Internet checksum of `data`.
-pub fn internet_checksum(data: &[u8]) -> u16 {
+pub(crate) fn internet_checksum(data: &[u8]) -> u16 {
     fold(sum_bytes(0, data))
 }
 

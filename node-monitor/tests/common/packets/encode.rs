@@ -60,17 +60,17 @@ fn fill_ipv6_options(mut n: usize, out: &mut Vec<u8>) {
 
 impl Frame {
     /// The frame bytes.
-    pub fn build(&self) -> Vec<u8> {
+    pub(crate) fn build(&self) -> Vec<u8> {
         self.assemble().0
     }
 
     /// Header offsets in `build()`'s output.
-    pub fn boundaries(&self) -> Boundaries {
+    pub(crate) fn boundaries(&self) -> Boundaries {
         self.assemble().1
     }
 
     /// Both at once.
-    pub fn build_with_boundaries(&self) -> (Vec<u8>, Boundaries) {
+    pub(crate) fn build_with_boundaries(&self) -> (Vec<u8>, Boundaries) {
         self.assemble()
     }
 
@@ -80,7 +80,7 @@ impl Frame {
     /// datagram first. IPv4: same header (options included) in every
     /// fragment, MF on all but the last. IPv6: the extension headers already
     /// set form the unfragmentable part, a Fragment header follows them.
-    pub fn fragments(&self, chunk_units: u16) -> Vec<Vec<u8>> {
+    pub(crate) fn fragments(&self, chunk_units: u16) -> Vec<Vec<u8>> {
         assert!(chunk_units > 0, "packets: empty fragments");
         assert!(
             self.ipv4_frag.is_none()
@@ -119,7 +119,7 @@ impl Frame {
     }
 
     /// The EtherType of the L3 packet.
-    pub fn l3_ethertype(&self) -> u16 {
+    pub(crate) fn l3_ethertype(&self) -> u16 {
         if self.l3.is_v4() {
             ETH_P_IPV4
         } else {
