@@ -1,4 +1,4 @@
-//! Real peers for the sink tests (tests/sinks.rs), loopback only, every wait bounded:
+//! Real peers for the sink tests (tests/sinks/), loopback only, every wait bounded:
 //! a real rsyslogd (UDP, TCP and unix inputs, writing the RFC 5424 fields it parsed to a
 //! file) and a small axum HTTP receiver whose answers can be scripted.
 

@@ -28,6 +28,7 @@ pub(crate) fn wait_metrics(
     }
 }
 
+/// The value of a metric sample (summed over matching series), 0 when absent.
 pub(crate) fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric_value(body, name, labels).unwrap_or(0.0)
 }

@@ -41,6 +41,7 @@ pub(crate) fn readonly_alert(o: SocketAddr, hook: &str) -> Rec {
     )
 }
 
+/// The kubelet-readonly denied TCP entry of a counters line.
 pub(crate) fn readonly(c: &Counters) -> GroupCounts {
     c.get("kubelet-readonly", "tcp", "denied")
 }
