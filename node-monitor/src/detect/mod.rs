@@ -342,7 +342,7 @@ pub(crate) mod tests {
         assert_ne!(f.id, first.id);
         match &f.kind {
             AlertKind::Connection { record } => {
-                assert_eq!(record.src_port, 40003, "the last repeat")
+                assert_eq!(record.src_port, 40003, "the last repeat");
             }
             k => panic!("{k:?}"),
         }
@@ -463,7 +463,7 @@ pub(crate) mod tests {
         assert_eq!(out.len(), 1);
         match &out[0].kind {
             AlertKind::Sweep { ports, .. } => {
-                assert_eq!(ports, &vec![30001, 30003, 30004, 30005, 30006])
+                assert_eq!(ports, &vec![30001, 30003, 30004, 30005, 30006]);
             }
             k => panic!("{k:?}"),
         }

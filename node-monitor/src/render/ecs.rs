@@ -447,8 +447,8 @@ mod tests {
         render::check,
     };
 
-    fn doc(item: OutputItem) -> Value {
-        check::doc(render_into, &item)
+    fn doc(item: &OutputItem) -> Value {
+        check::doc(render_into, item)
     }
 
     fn common(v: &Value) {
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn connection_alert_fields() {
-        let v = doc(OutputItem::Alert(connection_alert()));
+        let v = doc(&OutputItem::Alert(connection_alert()));
         alert_common(&v);
         assert_eq!(v["event"]["type"], json!(["connection", "denied"]));
         assert_eq!(v["event"]["action"], "flagged-connection");
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn follow_up_fields() {
-        let v = doc(OutputItem::Alert(follow_up()));
+        let v = doc(&OutputItem::Alert(follow_up()));
         alert_common(&v);
         assert_eq!(v["event"]["id"], "0b7c9e2d-1111-4222-8333-444455556666");
         assert_eq!(v["rule"]["id"], "NM-1001");
@@ -547,7 +547,7 @@ mod tests {
 
     #[test]
     fn sweep_fields() {
-        let v = doc(OutputItem::Alert(sweep()));
+        let v = doc(&OutputItem::Alert(sweep()));
         alert_common(&v);
         assert_eq!(v["event"]["type"], json!(["connection", "start"]));
         assert_eq!(v["event"]["action"], "nodeport-sweep");
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn flood_fields() {
-        let v = doc(OutputItem::Alert(flood()));
+        let v = doc(&OutputItem::Alert(flood()));
         alert_common(&v);
         assert_eq!(v["event"]["type"], json!(["info"]));
         assert_eq!(v["event"]["action"], "event-flood");
@@ -589,7 +589,7 @@ mod tests {
 
     #[test]
     fn flow_fields() {
-        let v = doc(OutputItem::Flow(sampled()));
+        let v = doc(&OutputItem::Flow(sampled()));
         common(&v);
         assert_eq!(v["event"]["kind"], "event");
         assert_eq!(v["event"]["category"], json!(["network"]));

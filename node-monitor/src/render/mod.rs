@@ -79,7 +79,7 @@ mod tests {
                 );
                 match format {
                     Format::Cef => {
-                        assert!(line.starts_with("CEF:0|node-monitor|node-monitor|0.1.0|"))
+                        assert!(line.starts_with("CEF:0|node-monitor|node-monitor|0.1.0|"));
                     }
                     _ => {
                         let v: serde_json::Value = serde_json::from_str(&line).unwrap();

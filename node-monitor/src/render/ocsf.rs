@@ -608,8 +608,8 @@ mod tests {
         render::check,
     };
 
-    fn doc(item: OutputItem) -> Value {
-        check::doc(render_into, &item)
+    fn doc(item: &OutputItem) -> Value {
+        check::doc(render_into, item)
     }
 
     /// Required attributes of every event.
@@ -647,7 +647,7 @@ mod tests {
 
     #[test]
     fn connection_alert_fields() {
-        let v = doc(OutputItem::Alert(connection_alert()));
+        let v = doc(&OutputItem::Alert(connection_alert()));
         finding(&v, 1, 4, "NM-1001");
         assert_eq!(v["activity_name"], "Create");
         assert_eq!(v["type_name"], "Detection Finding: Create");
@@ -693,7 +693,7 @@ mod tests {
 
     #[test]
     fn follow_up_fields() {
-        let v = doc(OutputItem::Alert(follow_up()));
+        let v = doc(&OutputItem::Alert(follow_up()));
         finding(&v, 2, 4, "NM-1001");
         assert_eq!(v["activity_name"], "Update");
         assert_eq!(v["type_uid"], 200402);
@@ -712,7 +712,7 @@ mod tests {
 
     #[test]
     fn sweep_fields() {
-        let v = doc(OutputItem::Alert(sweep()));
+        let v = doc(&OutputItem::Alert(sweep()));
         finding(&v, 1, 3, "NM-1010");
         assert_eq!(v["finding_info"]["types"], json!(["network-scan"]));
         let ev = &v["evidences"][0];
@@ -729,7 +729,7 @@ mod tests {
 
     #[test]
     fn flood_fields() {
-        let v = doc(OutputItem::Alert(flood()));
+        let v = doc(&OutputItem::Alert(flood()));
         finding(&v, 1, 3, "NM-1020");
         assert_eq!(v["severity"], "Medium");
         assert_eq!(v["count"], 1);
@@ -743,7 +743,7 @@ mod tests {
 
     #[test]
     fn flow_fields() {
-        let v = doc(OutputItem::Flow(sampled()));
+        let v = doc(&OutputItem::Flow(sampled()));
         required(&v, 4001, 4, 1);
         assert_eq!(v["type_uid"], 400101);
         assert_eq!(v["activity_name"], "Open");

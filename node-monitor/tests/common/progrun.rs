@@ -1,9 +1,8 @@
-//! Helpers for the BPF_PROG_TEST_RUN tier (tests/datapath_*.rs): load a fresh, unpinned
+//! Helpers for the BPF_PROG_TEST_RUN tier (tests/datapath/): load a fresh, unpinned
 //! data path, run crafted frames through one of its programs, and read back exact map
 //! contents and ring-buffer events.
 //!
 //! Every helper panics with context on failure: these are test helpers.
-#![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
@@ -30,58 +29,58 @@ use super::packets::{
 };
 
 /// XDP return codes.
-pub const XDP_DROP: u32 = 1;
-pub const XDP_PASS: u32 = 2;
+pub(crate) const XDP_DROP: u32 = 1;
+pub(crate) const XDP_PASS: u32 = 2;
 /// tc return codes.
-pub const TC_ACT_OK: u32 = 0;
-pub const TC_ACT_SHOT: u32 = 2;
+pub(crate) const TC_ACT_OK: u32 = 0;
+pub(crate) const TC_ACT_SHOT: u32 = 2;
 
 /// A second denied source (its own token bucket), per family.
-pub const DENIED2_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 78);
-pub const DENIED2_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0x100, 0, 0, 0, 0x78);
+pub(crate) const DENIED2_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 78);
+pub(crate) const DENIED2_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0x100, 0, 0, 0, 0x78);
 
 /// Address family, to write each case once for IPv4 and IPv6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fam {
+pub(crate) enum Fam {
     V4,
     V6,
 }
 
 impl Fam {
-    pub const ALL: [Fam; 2] = [Fam::V4, Fam::V6];
+    pub(crate) const ALL: [Fam; 2] = [Fam::V4, Fam::V6];
 
-    pub fn allowed(self) -> IpAddr {
+    pub(crate) fn allowed(self) -> IpAddr {
         match self {
             Fam::V4 => ALLOWED_V4.into(),
             Fam::V6 => ALLOWED_V6.into(),
         }
     }
-    pub fn allowed2(self) -> IpAddr {
+    pub(crate) fn allowed2(self) -> IpAddr {
         match self {
             Fam::V4 => ALLOWED2_V4.into(),
             Fam::V6 => ALLOWED2_V6.into(),
         }
     }
-    pub fn denied(self) -> IpAddr {
+    pub(crate) fn denied(self) -> IpAddr {
         match self {
             Fam::V4 => DENIED_V4.into(),
             Fam::V6 => DENIED_V6.into(),
         }
     }
-    pub fn denied2(self) -> IpAddr {
+    pub(crate) fn denied2(self) -> IpAddr {
         match self {
             Fam::V4 => DENIED2_V4.into(),
             Fam::V6 => DENIED2_V6.into(),
         }
     }
-    pub fn node(self) -> IpAddr {
+    pub(crate) fn node(self) -> IpAddr {
         match self {
             Fam::V4 => NODE_V4.into(),
             Fam::V6 => NODE_V6.into(),
         }
     }
     /// `FAMILY_V4` / `FAMILY_V6`.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Fam::V4 => FAMILY_V4,
             Fam::V6 => FAMILY_V6,
@@ -91,7 +90,7 @@ impl Fam {
 
 /// Which program a frame goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Prog {
+pub(crate) enum Prog {
     Xdp,
     TcIngress,
     TcEgress,
@@ -99,22 +98,22 @@ pub enum Prog {
 
 impl Prog {
     /// The two ingress programs, which must behave the same.
-    pub const INGRESS: [Prog; 2] = [Prog::Xdp, Prog::TcIngress];
+    pub(crate) const INGRESS: [Prog; 2] = [Prog::Xdp, Prog::TcIngress];
 
-    pub fn pass(self) -> u32 {
+    pub(crate) fn pass(self) -> u32 {
         match self {
             Prog::Xdp => XDP_PASS,
             Prog::TcIngress | Prog::TcEgress => TC_ACT_OK,
         }
     }
-    pub fn drop(self) -> u32 {
+    pub(crate) fn drop(self) -> u32 {
         match self {
             Prog::Xdp => XDP_DROP,
             Prog::TcIngress | Prog::TcEgress => TC_ACT_SHOT,
         }
     }
     /// `HOOK_*` as carried in events.
-    pub fn hook(self) -> u8 {
+    pub(crate) fn hook(self) -> u8 {
         match self {
             Prog::Xdp => HOOK_XDP,
             Prog::TcIngress => HOOK_TC_INGRESS,
@@ -124,7 +123,7 @@ impl Prog {
 }
 
 /// A flow key in ingress orientation.
-pub fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> FlowKey {
+pub(crate) fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> FlowKey {
     FlowKey {
         src_addr: Addr::from_ip(src),
         dst_addr: Addr::from_ip(dst),
@@ -137,7 +136,7 @@ pub fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> 
 }
 
 /// Fails loudly (never passes silently) when the tests cannot load BPF programs.
-pub fn require_root() {
+pub(crate) fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
@@ -147,7 +146,7 @@ pub fn require_root() {
 }
 
 /// The ifindex the kernel reports in test runs: the current netns' loopback device.
-pub fn test_run_ifindex() -> u32 {
+pub(crate) fn test_run_ifindex() -> u32 {
     // SAFETY: a valid NUL-terminated name.
     let idx = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
     assert_ne!(idx, 0, "no loopback device in this network namespace");
@@ -155,19 +154,19 @@ pub fn test_run_ifindex() -> u32 {
 }
 
 /// A loaded, unpinned data path with its ring buffer.
-pub struct Harness {
-    pub dp: Datapath,
-    pub ring: RingBuf<MapData>,
+pub(crate) struct Harness {
+    pub(crate) dp: Datapath,
+    pub(crate) ring: RingBuf<MapData>,
 }
 
 impl Harness {
     /// Loads `yaml` with no node subnets.
-    pub fn yaml(yaml: &str) -> Harness {
+    pub(crate) fn yaml(yaml: &str) -> Harness {
         let cfg = Config::from_yaml(yaml, "test").unwrap_or_else(|e| panic!("test config: {e}"));
         Harness::load(&cfg, &[])
     }
 
-    pub fn load(cfg: &Config, node_subnets: &[IpNet]) -> Harness {
+    pub(crate) fn load(cfg: &Config, node_subnets: &[IpNet]) -> Harness {
         require_root();
         let mut dp = Datapath::load(cfg, node_subnets, &LoadOptions { pin_dir: None })
             .unwrap_or_else(|e| panic!("Datapath::load: {e} ({e:?})"));
@@ -176,7 +175,7 @@ impl Harness {
     }
 
     /// Runs `frame` once through `prog`; returns the program's return value.
-    pub fn run(&self, prog: Prog, frame: &[u8]) -> u32 {
+    pub(crate) fn run(&self, prog: Prog, frame: &[u8]) -> u32 {
         self.try_run(prog, frame).unwrap_or_else(|e| {
             panic!(
                 "BPF_PROG_TEST_RUN {prog:?} on {} bytes: {e} ({e:?})",
@@ -185,7 +184,11 @@ impl Harness {
         })
     }
 
-    pub fn try_run(&self, prog: Prog, frame: &[u8]) -> Result<u32, aya::programs::ProgramError> {
+    pub(crate) fn try_run(
+        &self,
+        prog: Prog,
+        frame: &[u8],
+    ) -> Result<u32, aya::programs::ProgramError> {
         // XDP wants data_out at least the frame size; tc may grow nothing here either.
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions {
@@ -213,14 +216,14 @@ impl Harness {
     /// The shortest frame BPF_PROG_TEST_RUN accepts for `prog` on this kernel, probed with
     /// all-zero frames (EtherType 0: counted as not_ip when accepted). skb programs need at
     /// least an Ethernet header; current kernels refuse shorter XDP input too.
-    pub fn min_test_run_len(&self, prog: Prog) -> usize {
+    pub(crate) fn min_test_run_len(&self, prog: Prog) -> usize {
         (0..=ETH_HLEN + 64)
             .find(|n| self.try_run(prog, &vec![0u8; *n]).is_ok())
             .unwrap_or_else(|| panic!("BPF_PROG_TEST_RUN refuses every frame for {prog:?}"))
     }
 
     /// Every event in the ring buffer now, in order.
-    pub fn events(&mut self) -> Vec<Event> {
+    pub(crate) fn events(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
             let ev = node_monitor::record::decode(&item)
@@ -233,7 +236,7 @@ impl Harness {
     /// GROUP_STATS for every configured (group, proto, verdict), summed over CPUs. Every read
     /// also checks the per-entry invariants, so every test that looks at counters checks them.
     #[track_caller]
-    pub fn stats(&self) -> BTreeMap<(String, &'static str, u8), GroupStats> {
+    pub(crate) fn stats(&self) -> BTreeMap<(String, &'static str, u8), GroupStats> {
         let stats: BTreeMap<_, _> = self
             .dp
             .group_counters()
@@ -248,7 +251,7 @@ impl Harness {
     }
 
     /// The stats of one (group, proto, verdict).
-    pub fn stat(&self, group: &str, proto: Protocol, verdict: u8) -> GroupStats {
+    pub(crate) fn stat(&self, group: &str, proto: Protocol, verdict: u8) -> GroupStats {
         *self
             .stats()
             .get(&(group.to_owned(), proto.name(), verdict))
@@ -258,7 +261,7 @@ impl Harness {
     /// Asserts that the listed entries hold exactly these counters and every other entry is
     /// all zero.
     #[track_caller]
-    pub fn assert_stats(&self, ctx: &str, want: &[(&str, Protocol, u8, GroupStats)]) {
+    pub(crate) fn assert_stats(&self, ctx: &str, want: &[(&str, Protocol, u8, GroupStats)]) {
         let have = self.stats();
         for (g, p, v, _) in want {
             assert!(
@@ -278,17 +281,17 @@ impl Harness {
 
     /// Asserts that no GROUP_STATS entry moved.
     #[track_caller]
-    pub fn assert_stats_zero(&self, ctx: &str) {
+    pub(crate) fn assert_stats_zero(&self, ctx: &str) {
         self.assert_stats(ctx, &[]);
     }
 
-    pub fn reasons(&self) -> [u64; reason::COUNT as usize] {
+    pub(crate) fn reasons(&self) -> [u64; reason::COUNT as usize] {
         self.dp.reason_counters().expect("reason_counters")
     }
 
     /// Asserts REASONS holds exactly `want` (index, count) and zero elsewhere.
     #[track_caller]
-    pub fn assert_reasons(&self, ctx: &str, want: &[(u32, u64)]) {
+    pub(crate) fn assert_reasons(&self, ctx: &str, want: &[(u32, u64)]) {
         let mut expected = [0u64; reason::COUNT as usize];
         for (i, n) in want {
             expected[*i as usize] += n;
@@ -296,11 +299,11 @@ impl Harness {
         assert_reasons_eq(ctx, &self.reasons(), &expected);
     }
 
-    pub fn flow(&self, key: &FlowKey) -> Option<FlowState> {
+    pub(crate) fn flow(&self, key: &FlowKey) -> Option<FlowState> {
         self.dp.flow(key)
     }
 
-    pub fn gid(&self, name: &str) -> u8 {
+    pub(crate) fn gid(&self, name: &str) -> u8 {
         self.dp
             .group_ids()
             .id(name)
@@ -310,7 +313,7 @@ impl Harness {
 
 /// Compares reason arrays, naming the counters that differ.
 #[track_caller]
-pub fn assert_reasons_eq(
+pub(crate) fn assert_reasons_eq(
     ctx: &str,
     have: &[u64; reason::COUNT as usize],
     want: &[u64; reason::COUNT as usize],
@@ -325,11 +328,11 @@ pub fn assert_reasons_eq(
 }
 
 /// GroupStats shorthand for expected counters: `S { events: 1, ..S::default() }`.
-pub type S = GroupStats;
+pub(crate) type S = GroupStats;
 
 /// The two per-entry invariants of `GroupStats`.
 #[track_caller]
-pub fn assert_invariant(ctx: &str, verdict: u8, s: &GroupStats) {
+pub(crate) fn assert_invariant(ctx: &str, verdict: u8, s: &GroupStats) {
     if verdict == node_monitor_common::VERDICT_DENIED {
         assert_eq!(
             s.new_conns,
@@ -347,7 +350,7 @@ pub fn assert_invariant(ctx: &str, verdict: u8, s: &GroupStats) {
 
 /// Checks both invariants on every GROUP_STATS entry.
 #[track_caller]
-pub fn assert_all_invariants(ctx: &str, h: &Harness) {
+pub(crate) fn assert_all_invariants(ctx: &str, h: &Harness) {
     for ((g, p, v), s) in h.stats() {
         assert_invariant(&format!("{ctx} [{g}/{p}/{v}]"), v, &s);
     }
@@ -355,7 +358,7 @@ pub fn assert_all_invariants(ctx: &str, h: &Harness) {
 
 /// An event with the fields tests compare (ts_ns is checked separately: non-zero).
 #[track_caller]
-pub fn assert_event(ctx: &str, have: &Event, want: &Event) {
+pub(crate) fn assert_event(ctx: &str, have: &Event, want: &Event) {
     assert_ne!(have.ts_ns, 0, "{ctx}: event ts_ns");
     let mut h = *have;
     h.ts_ns = 0;

@@ -1,114 +1,45 @@
-//! Real peers for the sink tests (tests/sinks.rs), loopback only, every wait bounded:
+//! Real peers for the sink tests (tests/sinks/), loopback only, every wait bounded:
 //! a real rsyslogd (UDP, TCP and unix inputs, writing the RFC 5424 fields it parsed to a
 //! file) and a small axum HTTP receiver whose answers can be scripted.
-#![allow(dead_code)]
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpStream, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TempDir(PathBuf);
+use super::{
+    ports::{free_tcp_port, free_udp_port},
+    temp::TempDir,
+    wait::wait_for,
+};
 
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!(
-            "nm-sinks-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Async twin of [`wait_for`].
-pub async fn wait_for_async<T>(
-    timeout: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A loopback port that nothing listens on (bound, then released).
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind")
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind")
-        .port()
-}
-
-pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+pub(crate) const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 
 /// A real rsyslogd child process listening on loopback UDP and TCP and on a unix datagram
 /// socket in its own temp dir; it writes `PRI|APP-NAME|MSGID|MSG` lines to `out`. Killed on
 /// drop.
-pub struct Rsyslog {
+pub(crate) struct Rsyslog {
     child: Child,
-    pub udp: SocketAddr,
-    pub tcp: SocketAddr,
-    pub unix: PathBuf,
-    pub out: PathBuf,
+    pub(crate) udp: SocketAddr,
+    pub(crate) tcp: SocketAddr,
+    pub(crate) unix: PathBuf,
+    pub(crate) out: PathBuf,
+    #[allow(
+        dead_code,
+        reason = "held for its Drop: the temp dir lives as long as rsyslogd"
+    )]
     dir: TempDir,
 }
 
 impl Rsyslog {
     /// Starts rsyslogd and waits (bounded) until all three inputs deliver.
-    pub fn start() -> Rsyslog {
+    pub(crate) fn start() -> Rsyslog {
         assert!(
             Path::new(RSYSLOGD).exists(),
             "{RSYSLOGD} is missing: the syslog sink tests need a real rsyslog (apt-get install rsyslog)"
@@ -188,7 +119,7 @@ action(type="omfile" file="{out}" template="fields")
     }
 
     /// The lines written so far (`PRI|APP-NAME|MSGID|MSG`).
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.out)
             .map(|s| s.lines().map(str::to_owned).collect())
             .unwrap_or_default()
@@ -204,17 +135,17 @@ impl Drop for Rsyslog {
 
 /// One request as the HTTP receiver saw it.
 #[derive(Debug, Clone)]
-pub struct Received {
-    pub content_type: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+pub(crate) struct Received {
+    pub(crate) content_type: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
     /// The status answered.
-    pub status: u16,
+    pub(crate) status: u16,
 }
 
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy)]
-pub enum Script {
+pub(crate) enum Script {
     /// 200 to everything.
     Ok,
     /// `status` to the first `n` requests, then 200.
@@ -231,15 +162,15 @@ struct State {
 }
 
 /// An axum NDJSON receiver on 127.0.0.1, POST `/ingest`. Stops when dropped.
-pub struct HttpReceiver {
-    pub addr: SocketAddr,
+pub(crate) struct HttpReceiver {
+    pub(crate) addr: SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
     seen: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl HttpReceiver {
-    pub async fn start(script: Script) -> HttpReceiver {
+    pub(crate) async fn start(script: Script) -> HttpReceiver {
         use axum::{
             Router,
             extract::State as S,
@@ -303,17 +234,17 @@ impl HttpReceiver {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/ingest", self.addr)
     }
 
     /// Requests answered so far.
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.log.lock().unwrap().clone()
     }
 
     /// Requests that have arrived (answered or still held).
-    pub fn seen(&self) -> usize {
+    pub(crate) fn seen(&self) -> usize {
         self.seen.load(Ordering::SeqCst)
     }
 }

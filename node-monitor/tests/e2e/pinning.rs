@@ -1,0 +1,231 @@
+//! Pinning end to end: a restarted daemon adopts the pins of an earlier run (counters carry
+//! over), replaces a map that no longer fits, and `unpin` removes everything.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    common::{
+        counters::{GroupCounts, counts_minus},
+        daemon::{self, Daemon, context, scrape},
+        http::metric_value,
+        temp::TempFile,
+    },
+    expect::assert_same_records,
+    readonly::{readonly, readonly_alert, readonly_attempts},
+    setup::{setup, test_config},
+};
+use node_monitor_lab::{BpfPinDir, Lab};
+
+fn link_pins(pin: &BpfPinDir) -> BTreeSet<String> {
+    std::fs::read_dir(pin.path.join("links"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn eth0_link(lab: &Lab) -> String {
+    context(lab.node.ip(&["link", "show", "eth0"]))
+}
+
+/// Waits (bounded) until the daemon's metrics count at least `n` suppressed NM-1002
+/// repeats (the metrics are refreshed every 500 ms).
+fn wait_suppressed(lab: &Lab, d: &Daemon, n: f64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let body = scrape(&lab.node, d);
+        if metric_value(
+            &body,
+            "node_monitor_alerts_suppressed_total",
+            &[("rule", "NM-1002")],
+        )
+        .unwrap_or(0.0)
+            >= n
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("metrics:\n{body}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_delta(after: GroupCounts, before: GroupCounts, n: u64, what: &str) {
+    let d = counts_minus(&after, &before);
+    assert_eq!(
+        (d.packets, d.new_conns, d.events, d.would_drop),
+        (n, n, n, n),
+        "{what}: counters must carry over and grow by {n}; before {before:?}, after {after:?}"
+    );
+}
+
+/// Test 4: Pins keep the data path across restarts; a new daemon adopts them; a daemon with
+/// another attach mode prunes the stale link; `unpin` removes everything.
+#[test]
+fn pin_adoption_across_restart() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("adopt"));
+    let cfg = TempFile::new("adopt.yaml", &test_config(&[]));
+    let args = ["--config", cfg.as_str()];
+
+    // A: two attempts from one source to one group: a first alert, and the second folded
+    // into the follow-up that shutdown emits.
+    let a = context(Daemon::start(&lab.node, &pin.path, &args));
+    let oa = readonly_attempts(&lab, &[42201, 42202]);
+    assert!(a.wait_records(Duration::from_secs(3), |r| !r.is_empty()));
+    assert!(wait_suppressed(&lab, &a, 1.0), "the repeat was not folded");
+    let fin_a = context(a.stop());
+    fin_a.counters.check_invariants();
+    assert_same_records(
+        &fin_a.records,
+        vec![
+            readonly_alert(oa[0], "xdp"),
+            readonly_alert(oa[1], "xdp").folded(1),
+        ],
+    );
+    let ca = readonly(&fin_a.counters);
+    assert_eq!((ca.new_conns, ca.events, ca.packets), (2, 2, 2), "{ca:?}");
+    let links = link_pins(&pin);
+    for l in ["xdp@eth0", "tc-egress@eth0"] {
+        assert!(links.contains(l), "{l} not pinned after exit: {links:?}");
+    }
+    let link = eth0_link(&lab);
+    assert!(
+        link.contains("xdp"),
+        "XDP no longer attached after the daemon exited:\n{link}"
+    );
+
+    // Nobody runs: the pinned programs still count, and queue events in the pinned ring.
+    let down = readonly_attempts(&lab, &[42203, 42204]);
+
+    // B adopts.
+    let b = context(Daemon::start(&lab.node, &pin.path, &args));
+    let err_b = b.stderr();
+    assert!(
+        err_b.contains("adopted"),
+        "B did not adopt the pinned links:\n{err_b}"
+    );
+    assert!(
+        !err_b.contains("no longer fits") && !err_b.contains("start over"),
+        "B replaced maps it should have adopted:\n{err_b}"
+    );
+    let up = readonly_attempts(&lab, &[42205]);
+    // One source, one group: the first queued attempt alerts, the other two are folded.
+    assert!(b.wait_records(Duration::from_secs(3), |r| !r.is_empty()));
+    assert!(
+        wait_suppressed(&lab, &b, 2.0),
+        "B did not see all 3 attempts"
+    );
+    let fin_b = context(b.stop());
+    fin_b.counters.check_invariants();
+    assert_same_records(
+        &fin_b.records,
+        vec![
+            readonly_alert(down[0], "xdp"),
+            readonly_alert(up[0], "xdp").folded(2),
+        ],
+    );
+    let cb = readonly(&fin_b.counters);
+    assert_delta(cb, ca, 3, "A -> B (2 while down, 1 under B)");
+
+    // C, tc mode: the XDP link is pruned and detached.
+    let c = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str(), "--attach", "tc"],
+    ));
+    let links = link_pins(&pin);
+    assert!(
+        !links.contains("xdp@eth0"),
+        "stale xdp link pin kept: {links:?}"
+    );
+    for l in ["tc-ingress@eth0", "tc-egress@eth0"] {
+        assert!(links.contains(l), "{l} missing: {links:?}");
+    }
+    let link = eth0_link(&lab);
+    assert!(
+        !link.contains("xdp"),
+        "XDP still attached under a tc-mode daemon:\n{link}"
+    );
+    let o = readonly_attempts(&lab, &[42206]);
+    assert!(c.wait_records(Duration::from_secs(3), |r| !r.is_empty()));
+    let fin_c = context(c.stop());
+    fin_c.counters.check_invariants();
+    assert!(
+        fin_c.stderr.contains("removed a pinned link"),
+        "{}",
+        fin_c.stderr
+    );
+    assert_same_records(&fin_c.records, vec![readonly_alert(o[0], "tc")]);
+    assert_delta(readonly(&fin_c.counters), cb, 1, "B -> C");
+    let link = eth0_link(&lab);
+    assert!(!link.contains("xdp"), "{link}");
+
+    // unpin.
+    let p = pin.path.to_str().unwrap().to_owned();
+    let (st, _, err) = daemon::run_cli(Some(&lab.node), &["unpin", "--pin-dir", &p]);
+    assert!(st.success(), "unpin failed: {err}");
+    assert!(!pin.path.exists(), "unpin left {p}");
+}
+
+/// Test 5: A pinned map whose shape no longer fits the config is replaced; the others (the
+/// counters) are adopted.
+#[test]
+fn map_that_no_longer_fits_is_replaced() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("resize"));
+    let cfg_a = TempFile::new("a.yaml", &test_config(&[]));
+    let cfg_b = TempFile::new("b.yaml", &test_config(&[("flows: 65536", "flows: 4096")]));
+    let a = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg_a.as_str()],
+    ));
+    let oa = readonly_attempts(&lab, &[42301, 42302]);
+    assert!(a.wait_records(Duration::from_secs(3), |r| !r.is_empty()));
+    let fin_a = context(a.stop());
+    let ca = readonly(&fin_a.counters);
+    assert_eq!(ca.new_conns, 2, "{ca:?}");
+    assert_same_records(
+        &fin_a.records,
+        vec![
+            readonly_alert(oa[0], "xdp"),
+            readonly_alert(oa[1], "xdp").folded(1),
+        ],
+    );
+
+    let b = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg_b.as_str()],
+    ));
+    let replaced: Vec<String> = b
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("no longer fits"))
+        .collect();
+    assert!(
+        replaced.len() == 1 && replaced[0].contains("FLOWS") && replaced[0].contains("replacing"),
+        "expected exactly FLOWS to be replaced:\n{}",
+        b.stderr()
+    );
+    assert!(b.stderr().contains("adopted"), "{}", b.stderr());
+    let o = readonly_attempts(&lab, &[42303]);
+    assert!(b.wait_records(Duration::from_secs(3), |r| !r.is_empty()));
+    let fin_b = context(b.stop());
+    fin_b.counters.check_invariants();
+    assert_same_records(&fin_b.records, vec![readonly_alert(o[0], "xdp")]);
+    assert_delta(
+        readonly(&fin_b.counters),
+        ca,
+        1,
+        "A -> B with a new FLOWS map",
+    );
+}
