@@ -301,7 +301,7 @@ impl Daemon {
 }
 
 fn is_ready_line(l: &str) -> bool {
-    // tracing's text format: `... INFO node_monitor::run: ready attachments=[...]`.
+    // tracing's text format: `... INFO node_monitor::daemon: ready attachments=[...]`.
     l.contains(": ready")
 }
 

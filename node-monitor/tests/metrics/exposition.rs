@@ -56,7 +56,7 @@ fn text_has_exact_lines() {
         // Kernel losses summed over groups, plus userspace reasons.
         "node_monitor_lost_events_total{reason=\"rate_limited\"} 1",
         "node_monitor_lost_events_total{reason=\"ringbuf_full\"} 2",
-        "node_monitor_lost_events_total{reason=\"output_queue_full\"} 4",
+        "node_monitor_lost_events_total{reason=\"sink_queue_full\"} 4",
         "node_monitor_lost_events_total{reason=\"malformed\"} 0",
         "node_monitor_packets_unclassified_total{reason=\"not_ip\"} 42",
         "node_monitor_packets_unclassified_total{reason=\"truncated_l4\"} 3",

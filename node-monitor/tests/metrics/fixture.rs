@@ -106,7 +106,7 @@ pub(crate) fn snapshot() -> Snapshot {
         ],
         alerts_suppressed: vec![("kubelet-unauthorized-source".into(), 9)],
         lost_events: vec![
-            ("output_queue_full".into(), 4),
+            ("sink_queue_full".into(), 4),
             ("malformed".into(), 0),
             // Kernel reasons come from `groups`; a caller that lists them too is ignored.
             ("rate_limited".into(), 1),
