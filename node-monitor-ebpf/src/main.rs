@@ -10,6 +10,10 @@
     clippy::needless_borrows_for_generic_args,
     reason = "map keys and values are passed by reference so they are not copied again on the 512-byte BPF stack"
 )]
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's program macros hand each program its context by value"
+)]
 
 mod maps;
 mod parse;
@@ -132,9 +136,9 @@ fn count_reason(r: Reason) {
 #[inline(always)]
 fn port_group(proto: u8, port: u16) -> u8 {
     let g = if proto == IPPROTO_TCP {
-        PORTS_TCP.get(port as u32)
+        PORTS_TCP.get(u32::from(port))
     } else {
-        PORTS_UDP.get(port as u32)
+        PORTS_UDP.get(u32::from(port))
     };
     match g {
         Some(g) => *g,
@@ -236,7 +240,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     // SAFETY: per-CPU slot, no concurrent writer on this CPU.
     let stats = unsafe { &mut *stats };
     stats.packets += 1;
-    stats.bytes += meta.pkt_len as u64;
+    stats.bytes += u64::from(meta.pkt_len);
 
     let mut action = ACTION_PASS;
     if verdict == VERDICT_DENIED {
@@ -266,7 +270,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         family: l3.family,
         _pad: 0,
     };
-    let flagged = (verdict == VERDICT_DENIED) as u8;
+    let flagged = u8::from(verdict == VERDICT_DENIED);
     let is_new = match FLOWS.get_ptr_mut(&key) {
         Some(f) => {
             // SAFETY: a map value pointer; racing updates of these plain fields are benign.

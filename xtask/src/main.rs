@@ -86,9 +86,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn lab_up() -> anyhow::Result<()> {
+    use lab::addr::*;
     let l = lab::Lab::new()?;
     let [router, node, cp, outside] = l.keep();
-    use lab::addr::*;
     println!("lab up (IPv4 and IPv6 checked):");
     println!(
         "  router   {router:<32} br0 {ROUTER_LAN_V4} {ROUTER_LAN_V6}, vout {ROUTER_OUT_V4} {ROUTER_OUT_V6}"

@@ -104,8 +104,9 @@ fn step_debian() -> anyhow::Result<()> {
         .copied()
         .filter(|p| {
             output_with_timeout(command("dpkg-query", &["-W", "-f=${Status}", p]), QUICK)
-                .map(|o| !String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-                .unwrap_or(true)
+                .map_or(true, |o| {
+                    !String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+                })
         })
         .collect();
     if missing.is_empty() {
