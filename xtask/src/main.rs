@@ -19,8 +19,10 @@ enum Cmd {
     Setup,
     /// Setup, then `cargo build --release` (the eBPF object is built by node-monitor's build.rs).
     Build,
-    /// Setup, then all tests, clippy (userspace crates, -D warnings) and `cargo fmt --check`.
+    /// Setup, then all tests, clippy (userspace and eBPF crates, -D warnings) and rustfmt --check.
     Test,
+    /// Setup, then format every crate as rustfmt.toml says (with the pinned nightly's rustfmt).
+    Fmt,
     /// Setup, release build, then the daemon in a lab against a scripted scenario.
     Demo {
         /// Use the daemon binary as it is: no setup, no build.
@@ -67,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Setup => setup::run(&root),
         Cmd::Build => tasks::build(&root),
         Cmd::Test => tasks::test(&root),
+        Cmd::Fmt => tasks::fmt(&root),
         Cmd::Demo { no_build, daemon } => demo::run(&root, &demo::Options { no_build, daemon }),
         Cmd::Bench { args } => tasks::bench(&root, &args),
         Cmd::Lab { action: LabCmd::Up } => lab_up(),

@@ -80,8 +80,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             "--release",
         ])
         .args(["--", "-D", "warnings"]);
-    let mut fmt = cargo(root);
-    fmt.args(["fmt", "--all", "--check"]);
+    let fmt = rustfmt(root, true)?;
 
     let mut failed = Vec::new();
     for (name, cmd) in [
@@ -100,6 +99,28 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     }
     println!("xtask test: all parts passed (tests, clippy, clippy (eBPF), rustfmt)");
     Ok(())
+}
+
+/// `cargo fmt --all` with the pinned nightly's rustfmt: the import style in rustfmt.toml
+/// (`imports_granularity`, `group_imports`) is a nightly-only rustfmt option, and a stable
+/// rustfmt would ignore it. `check`: report, change nothing.
+pub fn rustfmt(root: &Path, check: bool) -> anyhow::Result<Command> {
+    let mut cmd = Command::new("rustup");
+    cmd.current_dir(root)
+        .stdin(Stdio::null())
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .args(["run", &toolchain::nightly_channel(root)?, "cargo", "fmt", "--all"]);
+    if check {
+        cmd.arg("--check");
+    }
+    Ok(cmd)
+}
+
+/// setup, then every file formatted as rustfmt.toml says.
+pub fn fmt(root: &Path) -> anyhow::Result<()> {
+    setup::run(root)?;
+    run_step("rustfmt", rustfmt(root, false)?)
 }
 
 /// The node-monitor benchmark example, results in node-monitor/BENCHMARKS.md (the example's
