@@ -7,7 +7,7 @@
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
 //! 0 skips the token bucket altogether).
-#[path = "../tests/common/packets.rs"]
+#[path = "../../tests/common/packets.rs"]
 mod packets;
 
 use std::{fmt::Write as _, net::Ipv4Addr, path::PathBuf, time::Instant};
