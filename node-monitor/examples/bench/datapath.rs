@@ -65,8 +65,7 @@ struct Case {
 pub(crate) fn data_path(repeat: u32, rounds: usize, report: &mut String) -> anyhow::Result<()> {
     if repeat < 1_000_000 {
         eprintln!(
-            "note: repeat {} is below the 1,000,000 the report asks for",
-            repeat
+            "note: repeat {repeat} is below the 1,000,000 the report asks for"
         );
     }
     let cfg = bench_config()?;
@@ -162,8 +161,7 @@ pub(crate) fn data_path(repeat: u32, rounds: usize, report: &mut String) -> anyh
         report,
         "Machine: {} CPUs, {}, kernel {}.",
         std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+            .map_or(0, std::num::NonZero::get),
         cpu,
         kernel.trim()
     )?;

@@ -43,7 +43,7 @@ fn pin_to_one_cpu() -> anyhow::Result<usize> {
         );
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu as usize, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
             anyhow::bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
         }
         Ok(cpu as usize)

@@ -12,6 +12,11 @@ use node_monitor::{
     sinks::Sinks,
 };
 
+/// Rule ids the syslog tests cycle through.
+const RULES: [&str; 7] = [
+    "NM-1000", "NM-1001", "NM-1002", "NM-1003", "NM-1004", "NM-1005", "NM-1006",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syslog_to_a_real_rsyslogd_over_udp_tcp_and_unix() {
     let rsyslog = tokio::task::spawn_blocking(Rsyslog::start).await.unwrap();
@@ -31,9 +36,6 @@ async fn syslog_to_a_real_rsyslogd_over_udp_tcp_and_unix() {
             queue: 10_000,
             flows: false,
         };
-        const RULES: [&str; 7] = [
-            "NM-1000", "NM-1001", "NM-1002", "NM-1003", "NM-1004", "NM-1005", "NM-1006",
-        ];
         let sinks = Sinks::start(&[spec], render()).unwrap();
         for i in 0..n {
             let sev = SEVERITIES[i % 4];

@@ -37,20 +37,20 @@ pub(crate) fn start_services(lab: &Lab) -> anyhow::Result<Services> {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _kubelet = Child::spawn(&mut kubelet)?;
+    let kubelet_child = Child::spawn(&mut kubelet)?;
     let mut nodeport = lab.node.command("ncat");
     nodeport
         .args(["-lk", &NODEPORT.to_string(), "-c", NODEPORT_REPLY])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _nodeport = Child::spawn(&mut nodeport)?;
+    let nodeport_child = Child::spawn(&mut nodeport)?;
     wait_listening(&lab.node, &[KUBELET_PORT, NODEPORT])?;
     println!(
         "  listening in node: {KUBELET_PORT}/tcp (kubelet, TLS), {NODEPORT}/tcp (a NodePort Service)"
     );
     Ok(Services {
-        _kubelet,
-        _nodeport,
+        _kubelet: kubelet_child,
+        _nodeport: nodeport_child,
     })
 }
 
