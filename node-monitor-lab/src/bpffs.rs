@@ -27,7 +27,9 @@ pub fn bpffs_mounted() -> anyhow::Result<bool> {
 /// Mounts bpffs at [`BPFFS`] unless it is there. Returns whether it mounted it.
 pub fn ensure_bpffs() -> anyhow::Result<bool> {
     static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if bpffs_mounted()? {
         return Ok(false);
     }

@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-
 use node_monitor_lab::{self as lab, output_with_timeout, run_ok};
 
 use crate::toolchain;

@@ -7,7 +7,6 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-
 use node_monitor_lab as lab;
 
 use crate::{setup, toolchain};
@@ -110,7 +109,13 @@ pub fn rustfmt(root: &Path, check: bool) -> anyhow::Result<Command> {
         .stdin(Stdio::null())
         .env_remove("CARGO")
         .env_remove("RUSTC")
-        .args(["run", &toolchain::nightly_channel(root)?, "cargo", "fmt", "--all"]);
+        .args([
+            "run",
+            &toolchain::nightly_channel(root)?,
+            "cargo",
+            "fmt",
+            "--all",
+        ]);
     if check {
         cmd.arg("--check");
     }

@@ -64,9 +64,7 @@ struct Case {
 /// The data-path section: ns/packet per case against the empty program.
 pub(crate) fn data_path(repeat: u32, rounds: usize, report: &mut String) -> anyhow::Result<()> {
     if repeat < 1_000_000 {
-        eprintln!(
-            "note: repeat {repeat} is below the 1,000,000 the report asks for"
-        );
+        eprintln!("note: repeat {repeat} is below the 1,000,000 the report asks for");
     }
     let cfg = bench_config()?;
     let mut dp = Datapath::load(&cfg, &[], &LoadOptions { pin_dir: None })?;
@@ -160,8 +158,7 @@ pub(crate) fn data_path(repeat: u32, rounds: usize, report: &mut String) -> anyh
     writeln!(
         report,
         "Machine: {} CPUs, {}, kernel {}.",
-        std::thread::available_parallelism()
-            .map_or(0, std::num::NonZero::get),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         cpu,
         kernel.trim()
     )?;

@@ -5,8 +5,10 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::model::{AttachMode, Config};
-use super::outputs::SinkKind;
+use super::{
+    model::{AttachMode, Config},
+    outputs::SinkKind,
+};
 
 impl Config {
     /// A canonical, line-oriented text form of the config: what [`Config::digest`] hashes.

@@ -1,8 +1,10 @@
 //! The validated model of a configuration: port groups and their allowlists, sampling, limits,
 //! alert settings, the metrics endpoint and the attach mode. Sinks live in `outputs`.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use ipnet::IpNet;
 

@@ -1,11 +1,12 @@
 //! The raw (serde) layer: the YAML as written, every value with its location
 //! (`serde_saphyr::Spanned`), unknown fields rejected. `validate` turns it into the model.
 
-use std::cell::RefCell;
-use std::fmt;
+use std::{cell::RefCell, fmt};
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, Visitor};
+use serde::{
+    Deserialize,
+    de::{self, MapAccess, Visitor},
+};
 use serde_saphyr::Spanned;
 
 #[derive(Debug, Default, Deserialize)]

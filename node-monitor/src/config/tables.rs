@@ -1,8 +1,10 @@
 //! The tables the data path writes, derived from a validated config: port → group id, and the
 //! allowlists resolved into `(group id, prefix)` pairs.
 
-use std::collections::HashSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 

@@ -5,8 +5,10 @@ use std::borrow::Cow;
 
 use serde_saphyr::{DefaultMessageFormatter, Localizer, Location, MessageFormatter};
 
-use super::error::ConfigError;
-use super::raw::{CURRENT_GROUP, RawConfig, set_current_group};
+use super::{
+    error::ConfigError,
+    raw::{CURRENT_GROUP, RawConfig, set_current_group},
+};
 
 /// Renders serde-saphyr messages without the " at line X, column Y" suffix: the position goes
 /// into [`ConfigError::line`] / [`ConfigError::column`] instead.

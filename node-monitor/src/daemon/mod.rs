@@ -20,6 +20,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, RingBuf};
+pub use summary::UserStats;
+use summary::print_summary;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -39,9 +41,6 @@ use crate::{
     sinks::{Renderer, Sinks},
     watch::{ConfigWatcher, IfaceWatcher},
 };
-
-pub use summary::UserStats;
-use summary::print_summary;
 
 /// How often pending attempts are checked against the answer timeout, and the ring buffer
 /// is drained as a safety net.

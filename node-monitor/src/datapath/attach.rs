@@ -1,7 +1,11 @@
 //! Attaching the programs to interfaces: XDP or tc ingress plus tc egress, each link pinned
 //! as `links/<hook>@<iface>`; adopting the pinned links of an earlier run, pruning the ones
 //! no longer wanted, and detaching from interfaces that go away.
-use std::{collections::BTreeSet, fs, path::Path, path::PathBuf};
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use aya::programs::{
     LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,

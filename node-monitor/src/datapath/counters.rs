@@ -129,14 +129,19 @@ impl Datapath {
         for hook in hooks {
             let name = hook.program();
             let (label, info) = match hook {
-                Hook::Xdp => ("xdp", self.program::<Xdp>(name).map(aya::programs::Xdp::info)),
+                Hook::Xdp => (
+                    "xdp",
+                    self.program::<Xdp>(name).map(aya::programs::Xdp::info),
+                ),
                 Hook::TcIngress => (
                     "tc_ingress",
-                    self.program::<SchedClassifier>(name).map(aya::programs::SchedClassifier::info),
+                    self.program::<SchedClassifier>(name)
+                        .map(aya::programs::SchedClassifier::info),
                 ),
                 Hook::TcEgress => (
                     "tc_egress",
-                    self.program::<SchedClassifier>(name).map(aya::programs::SchedClassifier::info),
+                    self.program::<SchedClassifier>(name)
+                        .map(aya::programs::SchedClassifier::info),
                 ),
             };
             match info {

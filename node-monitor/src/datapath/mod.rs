@@ -39,13 +39,12 @@ mod tables;
 #[cfg(any(test, feature = "test-support"))]
 mod test_hooks;
 
+use attach::HeldLink;
 pub(crate) use attach::{Attachment, Hook};
 pub use counters::GroupCounters;
 pub use error::{DatapathError, Result};
 pub use groups::GroupIds;
 pub use load::{DEFAULT_PIN_DIR, EBPF_OBJECT, LoadOptions, unpin_all};
-
-use attach::HeldLink;
 
 /// The loaded data path.
 pub struct Datapath {

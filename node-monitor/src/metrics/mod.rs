@@ -21,12 +21,11 @@ use std::{
     },
 };
 
-use prometheus_client::{metrics::info::Info, registry::Registry};
-
 use families::{PreparedFamily, SnapshotCollector, prepare};
 pub use http::{
     CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Server, router, serve, wants_openmetrics,
 };
+use prometheus_client::{metrics::info::Info, registry::Registry};
 pub use snapshot::{
     BpfStats, GroupSnapshot, ProgramSnapshot, SinkSnapshot, Snapshot, program_stats,
     reasons_snapshot,

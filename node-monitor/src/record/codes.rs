@@ -2,13 +2,13 @@
 //! and each type has the one `as_str()` that every format writes. Nothing parses the text back.
 use std::{fmt, sync::LazyLock};
 
-pub use crate::config::Protocol;
-
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_REFUSED, FAMILY_V4, HOOK_TC_EGRESS,
     HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
     VERDICT_DENIED,
 };
+
+pub use crate::config::Protocol;
 
 /// `Display` and `Serialize` of a type through its `as_str()`: the text is made in one place.
 macro_rules! text_of {

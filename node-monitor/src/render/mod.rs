@@ -93,8 +93,9 @@ mod tests {
     /// Engine output straight into every format.
     #[test]
     fn engine_to_formats() {
-        use crate::detect::{Engine, LossTotals, tests::settings};
         use std::time::Instant;
+
+        use crate::detect::{Engine, LossTotals, tests::settings};
         let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
         let t0 = Instant::now();
         let mut out = Vec::new();

@@ -594,9 +594,8 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use node_monitor_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN, TCP_URG};
+    use serde_json::json;
 
     use super::*;
     use crate::{

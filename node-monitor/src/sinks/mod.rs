@@ -34,15 +34,15 @@ use std::{
     time::Duration,
 };
 
+pub use accounting::{DropReason, SinkStats, kind_name};
+pub use syslog::{SYSLOG_APP_NAME, SYSLOG_FACILITY, syslog_severity};
 use tokio::sync::mpsc;
+use worker::{SinkHandle, prepare};
 
 use crate::{
     config::{Format, SinkSpec},
     detect::OutputItem,
 };
-pub use accounting::{DropReason, SinkStats, kind_name};
-pub use syslog::{SYSLOG_APP_NAME, SYSLOG_FACILITY, syslog_severity};
-use worker::{SinkHandle, prepare};
 
 /// Appends one output item as one record (an ECS/OCSF JSON object or a CEF line), without a
 /// trailing newline, to a buffer the sink reuses. What it appends must be UTF-8.

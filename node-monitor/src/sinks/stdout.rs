@@ -50,13 +50,14 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use tokio::io::AsyncReadExt as _;
+
     use super::*;
     use crate::{
         config::Format,
         record::fixture,
         sinks::{Renderer, accounting::Counters},
     };
-    use tokio::io::AsyncReadExt as _;
 
     pub(crate) fn flow(port: u16) -> OutputItem {
         OutputItem::Flow(fixture::sampled_from_port(port))

@@ -64,11 +64,7 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Printable US-ASCII without spaces, at most `max` characters, `-` when empty (RFC 5424
 /// header fields).
 fn header_field(s: &str, max: usize) -> String {
-    let f: String = s
-        .chars()
-        .filter(char::is_ascii_graphic)
-        .take(max)
-        .collect();
+    let f: String = s.chars().filter(char::is_ascii_graphic).take(max).collect();
     if f.is_empty() { "-".to_owned() } else { f }
 }
 

@@ -258,9 +258,12 @@ fn notify_to_io(e: notify::Error) -> io::Error {
     reason = "a test fails loudly on what it did not expect"
 )]
 mod tests {
+    use std::{
+        os::unix::fs::symlink,
+        sync::atomic::{AtomicU64, Ordering},
+    };
+
     use super::*;
-    use std::os::unix::fs::symlink;
-    use std::sync::atomic::{AtomicU64, Ordering};
 
     // --- config watcher ---------------------------------------------------------------------
 

@@ -1,14 +1,15 @@
 //! Answer tracking (tc egress): SYN-ACK, RST, UDP replies and ICMP unreachables
 //! from the node turn a flagged attempt into accepted or refused; egress never drops.
 
+use node_monitor_common::{
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_REFUSED, EVENT_ANSWER,
+    Event, HOOK_TC_EGRESS,
+};
+
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
     expect::*,
-};
-use node_monitor_common::{
-    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_REFUSED, EVENT_ANSWER,
-    Event, HOOK_TC_EGRESS,
 };
 
 matrix!(

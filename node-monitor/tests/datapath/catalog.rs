@@ -1,14 +1,15 @@
 //! The embedded default catalog, loaded into the data path: every group classifies
 //! the allowed and the denied source as the catalog says.
 
+use ipnet::IpNet;
+use node_monitor::config::{Config, Protocol};
+use node_monitor_common::ACTION_WOULD_DROP;
+
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
     expect::*,
 };
-use ipnet::IpNet;
-use node_monitor::config::{Config, Protocol};
-use node_monitor_common::ACTION_WOULD_DROP;
 
 matrix!(default_catalog_classifies_every_group);
 

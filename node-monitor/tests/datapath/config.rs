@@ -1,9 +1,10 @@
 //! The test data path's configuration: four groups (monitor, drop, UDP, a per-group
 //! allowlist), the knobs the tests vary, and the harness built from them.
 
-use crate::common::progrun::Harness;
 use node_monitor::config::Protocol;
 use node_monitor_common::{VERDICT_ALLOWED, VERDICT_DENIED};
+
+use crate::common::progrun::Harness;
 
 /// TCP, monitor, allows the ALLOWED_* /24 and /64.
 pub(crate) const KUBELET: u16 = 10250;

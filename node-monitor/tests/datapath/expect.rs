@@ -3,11 +3,12 @@
 
 use std::net::IpAddr;
 
+use node_monitor_common::{ACTION_PASS, Addr, EVENT_FLAGGED, EVENT_SAMPLED, Event};
+
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
 };
-use node_monitor_common::{ACTION_PASS, Addr, EVENT_FLAGGED, EVENT_SAMPLED, Event};
 
 /// The event an ingress program should write for `f`, with group/verdict/action zero (the
 /// caller fills those in with struct update syntax).

@@ -3,12 +3,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use node_monitor_common::{ACTION_WOULD_DROP, Addr, source_slot};
+
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
     expect::*,
 };
-use node_monitor_common::{ACTION_WOULD_DROP, Addr, source_slot};
 
 matrix!(
     token_bucket_per_source,

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use node_monitor_common::{ACTION_WOULD_DROP, Event};
+
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
     expect::*,
 };
-use node_monitor_common::{ACTION_WOULD_DROP, Event};
 
 matrix!(
     ack_synack_rst_are_never_new,

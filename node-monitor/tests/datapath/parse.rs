@@ -2,12 +2,13 @@
 //! truncation at every boundary) are passed and counted by reason; VLAN tags, IPv4 options
 //! and fragments and IPv6 extension chains are walked.
 
+use node_monitor_common::{ACTION_WOULD_DROP, Event, reason};
+
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
     expect::*,
 };
-use node_monitor_common::{ACTION_WOULD_DROP, Event, reason};
 
 /// Runs `frame` and asserts: passed, counted once under `why`, no GROUP_STATS change, no event.
 #[track_caller]

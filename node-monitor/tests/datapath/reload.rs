@@ -3,9 +3,10 @@
 
 use std::net::IpAddr;
 
-use crate::common::{packets::*, progrun::*};
 use node_monitor::config::{Config, Protocol};
 use node_monitor_common::{VERDICT_ALLOWED, VERDICT_DENIED};
+
+use crate::common::{packets::*, progrun::*};
 
 /// The per-CPU verdict cache never outlives a config change: a source cached as allowed is
 /// denied once a reload removes its CIDR, and allowed again when the CIDR comes back; a

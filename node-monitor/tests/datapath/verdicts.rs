@@ -1,12 +1,13 @@
 //! Classification, verdicts and actions: which group a packet falls in, whether its
 //! source is allowed for that group, and what monitor and drop groups do with it.
 
+use node_monitor_common::{ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_NONE};
+
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
     expect::*,
 };
-use node_monitor_common::{ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_NONE};
 
 matrix!(
     unwatched_port_passes_uncounted,

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use node_monitor_lab::{BpfPinDir, Netns};
+
 use crate::{
     common::{
         daemon::{self, context},
@@ -9,7 +11,6 @@ use crate::{
     },
     setup::test_config,
 };
-use node_monitor_lab::{BpfPinDir, Netns};
 
 /// Test 6: The command line: check-config, print-default-config, run on a missing interface.
 #[test]

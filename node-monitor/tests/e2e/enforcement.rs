@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use node_monitor_lab::BpfPinDir;
+
 use crate::{
     common::{
         daemon::{Daemon, context},
@@ -13,7 +15,6 @@ use crate::{
         CONNECT_TIMEOUT, KUBELET_DROP, KUBELET_MONITOR, cp, node, outside, setup, test_config,
     },
 };
-use node_monitor_lab::BpfPinDir;
 
 /// Test 3: Enforcement: `action: drop` on kubelet drops outside, lets cp through.
 #[test]

@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use node_monitor_lab::BpfPinDir;
+use serde_json::Value;
+
 use crate::{
     common::{
         daemon::{Daemon, context},
@@ -12,8 +15,6 @@ use crate::{
     expect::{Rec, assert_same_records, js, ju},
     setup::{CONNECT_TIMEOUT, node, outside, setup, test_config},
 };
-use node_monitor_lab::BpfPinDir;
-use serde_json::Value;
 
 /// Splits a CEF header on unescaped pipes (the first 7 fields), then the extension.
 fn cef_fields(line: &str) -> Vec<String> {

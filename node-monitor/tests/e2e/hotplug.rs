@@ -6,6 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use node_monitor_lab::BpfPinDir;
+
 use crate::{
     common::{
         daemon::{Daemon, context, scrape},
@@ -17,7 +19,6 @@ use crate::{
     readonly::readonly_alert,
     setup::{CONNECT_TIMEOUT, node, outside, setup, test_config},
 };
-use node_monitor_lab::BpfPinDir;
 
 /// Test 10: interface hotplug. With `--iface 'eth*'`, a veth `eth9` that appears after start
 /// (IPv6 only, 2001:db8:9::/64, to cp) is attached within 2 s and its traffic is flagged with

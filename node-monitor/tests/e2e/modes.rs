@@ -6,6 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use node_monitor_lab::{BpfPinDir, Lab, addr};
+
 use crate::{
     common::{
         counters::Counters,
@@ -21,7 +23,6 @@ use crate::{
         test_config,
     },
 };
-use node_monitor_lab::{BpfPinDir, Lab, addr};
 
 /// The core scenario against a running daemon; returns the records the test predicts.
 /// `hook`: "xdp" or "tc". Source ports: 42xxx IPv4, 43xxx IPv6 (outside), 44xxx cp. The three

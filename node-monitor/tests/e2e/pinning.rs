@@ -6,6 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use node_monitor_lab::{BpfPinDir, Lab};
+
 use crate::{
     common::{
         counters::{GroupCounts, counts_minus},
@@ -17,7 +19,6 @@ use crate::{
     readonly::{readonly, readonly_alert, readonly_attempts},
     setup::{setup, test_config},
 };
-use node_monitor_lab::{BpfPinDir, Lab};
 
 fn link_pins(pin: &BpfPinDir) -> BTreeSet<String> {
     std::fs::read_dir(pin.path.join("links"))

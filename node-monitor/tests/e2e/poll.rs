@@ -2,11 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use node_monitor_lab::Lab;
+
 use crate::common::{
     daemon::{Daemon, scrape},
     http::metric_value,
 };
-use node_monitor_lab::Lab;
 
 /// Waits (bounded) until `pred` holds for the daemon's metrics; returns the last body.
 pub(crate) fn wait_metrics(

@@ -6,6 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use node_monitor_lab::{BpfPinDir, Child, Netns, output_with_timeout};
+use serde_json::Value;
+
 use crate::{
     common::{
         daemon::{self, Daemon, context, scrape},
@@ -15,8 +18,6 @@ use crate::{
     },
     setup::{CONNECT_TIMEOUT, node, outside, setup, test_config},
 };
-use node_monitor_lab::{BpfPinDir, Child, Netns, output_with_timeout};
-use serde_json::Value;
 
 /// Percent-encodes a URL query value.
 fn urlencode(s: &str) -> String {

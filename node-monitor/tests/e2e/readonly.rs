@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use node_monitor_lab::Lab;
+
 use crate::{
     common::{
         counters::{Counters, GroupCounts},
@@ -11,7 +13,6 @@ use crate::{
     expect::Rec,
     setup::{CONNECT_TIMEOUT, node, outside},
 };
-use node_monitor_lab::Lab;
 
 /// Refused TCP attempts from outside (IPv4) to kubelet-readonly, one per source port.
 pub(crate) fn readonly_attempts(lab: &Lab, ports: &[u16]) -> Vec<SocketAddr> {

@@ -7,6 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use node_monitor_lab::BpfPinDir;
+use serde_json::Value;
+
 use crate::{
     common::{
         config::replace_file,
@@ -18,8 +21,6 @@ use crate::{
     poll::{metric, wait_metrics},
     setup::{CONNECT_TIMEOUT, KUBELET_MONITOR, node, outside, setup, test_config},
 };
-use node_monitor_lab::BpfPinDir;
-use serde_json::Value;
 
 fn reloads(body: &str, result: &str) -> f64 {
     metric(

@@ -3,6 +3,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use node_monitor::render::community_id::community_id_v1;
+use node_monitor_lab::{BpfPinDir, addr, output_with_timeout};
+use serde_json::Value;
+
 use crate::{
     common::{
         config::catalog_with,
@@ -15,9 +19,6 @@ use crate::{
     readonly::readonly,
     setup::{CONNECT_TIMEOUT, add_outside_addrs, node, outside, outside_n, setup},
 };
-use node_monitor::render::community_id::community_id_v1;
-use node_monitor_lab::{BpfPinDir, addr, output_with_timeout};
-use serde_json::Value;
 
 /// A user group next to the catalog, for the generic rule NM-1900.
 const CUSTOM_GROUP: &str = r#"  custom:

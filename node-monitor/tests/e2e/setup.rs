@@ -6,12 +6,13 @@ use std::{
     time::Duration,
 };
 
+use node_monitor_lab::{Lab, addr};
+
 use crate::common::{
     config::catalog_with,
     daemon::{self, context},
     peers::sa,
 };
-use node_monitor_lab::{Lab, addr};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const UDP_WAIT: Duration = Duration::from_millis(700);

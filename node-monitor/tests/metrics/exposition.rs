@@ -8,8 +8,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crate::fixture::{OPENMETRICS_ACCEPT, populated, snapshot};
 use node_monitor::metrics::{self, Metrics, Snapshot};
+
+use crate::fixture::{OPENMETRICS_ACCEPT, populated, snapshot};
 
 const PROMTOOL: &str = "/usr/bin/promtool";
 

@@ -3,17 +3,17 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{
-    common::http::dechunk,
-    fixture::{OPENMETRICS_ACCEPT, populated, snapshot},
-};
-
 use node_monitor::metrics::{self, Metrics};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::oneshot,
     task::JoinHandle,
+};
+
+use crate::{
+    common::http::dechunk,
+    fixture::{OPENMETRICS_ACCEPT, populated, snapshot},
 };
 
 pub(crate) struct Server {

@@ -1,11 +1,12 @@
 //! The lab addresses, and TCP/UDP frames: byte for byte against etherparse's builder,
 //! ports, flags, checksums, TTL, identification, DF, EtherType and MACs.
 
+use etherparse::{LinkSlice, NetSlice, PacketBuilder, TransportSlice};
+
 use crate::{
     check::{all_l3, assert_checksums, eth_type, parse, tcp_of},
     common::packets::{checksum::internet_checksum, *},
 };
-use etherparse::{LinkSlice, NetSlice, PacketBuilder, TransportSlice};
 
 #[test]
 fn lab_addresses_are_documentation_ranges() {

@@ -1,12 +1,13 @@
 //! Header boundaries against etherparse, truncation at each boundary, truncate and pad.
 
-use crate::{
-    check::{assert_checksums, parse},
-    common::packets::*,
-};
 use etherparse::{
     Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice, NetSlice, SlicedPacket,
     TransportSlice, err::Layer,
+};
+
+use crate::{
+    check::{assert_checksums, parse},
+    common::packets::*,
 };
 
 fn boundary_cases() -> Vec<Frame> {

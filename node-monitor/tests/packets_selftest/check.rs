@@ -3,8 +3,9 @@
 
 use std::net::IpAddr;
 
-use crate::common::packets::{checksum::internet_checksum, *};
 use etherparse::{LinkExtSlice, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+
+use crate::common::packets::{checksum::internet_checksum, *};
 
 pub(crate) fn parse(bytes: &[u8]) -> SlicedPacket<'_> {
     SlicedPacket::from_ethernet(bytes).expect("etherparse rejects the frame")

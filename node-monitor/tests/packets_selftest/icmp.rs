@@ -1,10 +1,11 @@
 //! ICMP and ICMPv6: port unreachable quoting the datagram, echo, family checks.
 
+use etherparse::{NetSlice, TransportSlice};
+
 use crate::{
     check::{all_l3, assert_checksums, parse},
     common::packets::{checksum::internet_checksum, *},
 };
-use etherparse::{NetSlice, TransportSlice};
 
 #[test]
 fn icmpv4_port_unreachable_quotes_header_and_8_bytes() {

@@ -1,10 +1,11 @@
 //! IPv4 options at every IHL, and fragments.
 
+use etherparse::NetSlice;
+
 use crate::{
     check::{assert_checksums, parse, tcp_of},
     common::packets::{checksum::internet_checksum, *},
 };
-use etherparse::NetSlice;
 
 #[test]
 fn ipv4_options_every_ihl() {

@@ -1,11 +1,12 @@
 //! IPv6 extension headers: chain order and next headers, padded lengths, options Linux
 //! accepts, fragment headers (RFC 8200 layout) and reassembly.
 
+use etherparse::{Ipv6ExtensionSlice, NetSlice, SlicedPacket};
+
 use crate::{
     check::{all_l3, assert_checksums, parse, tcp_of},
     common::packets::{checksum::internet_checksum, *},
 };
-use etherparse::{Ipv6ExtensionSlice, NetSlice, SlicedPacket};
 
 fn ext_chain(p: &SlicedPacket<'_>) -> (u8, Vec<(u8, u8, usize)>) {
     // (first next header, [(kind, next header, len)])

@@ -1,10 +1,11 @@
 //! Malformed frames on request (bad lengths, checksums, offsets), and the non-IP frame.
 
+use etherparse::{NetSlice, SlicedPacket};
+
 use crate::{
     check::{all_l3, eth_type, parse, tcp_of},
     common::packets::{checksum::internet_checksum, *},
 };
-use etherparse::{NetSlice, SlicedPacket};
 
 #[test]
 fn malformed_overrides() {

@@ -1,10 +1,11 @@
 //! 802.1Q and 802.1ad tags: single, QinQ, deeper stacks, forced TPID and PCP.
 
+use etherparse::{EtherType, LinkExtSlice, SlicedPacket};
+
 use crate::{
     check::{all_l3, assert_checksums, parse, tcp_of, vlan_stack},
     common::packets::*,
 };
-use etherparse::{EtherType, LinkExtSlice, SlicedPacket};
 
 #[test]
 fn single_vlan() {

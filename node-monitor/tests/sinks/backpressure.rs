@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use node_monitor::sinks::Sinks;
+
 use crate::{
     common::{
         ports::free_tcp_port,
@@ -12,7 +14,6 @@ use crate::{
     },
     fixture::{a, assert_accounted, dropped, file_spec, http_spec, render, stat, wait_sent},
 };
-use node_monitor::sinks::Sinks;
 
 /// A stopped receiver makes drops counted, not a stall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,13 +2,14 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use crate::{
-    common::temp::{TempDir, lines_of},
-    fixture::{a, assert_accounted, file_spec, id_of, render},
-};
 use node_monitor::{
     detect::OutputItem,
     sinks::{Renderer, Sinks},
+};
+
+use crate::{
+    common::temp::{TempDir, lines_of},
+    fixture::{a, assert_accounted, file_spec, id_of, render},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

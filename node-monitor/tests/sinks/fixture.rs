@@ -7,13 +7,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::common::wait::wait_for_async;
 use node_monitor::{
     config::{Format, SinkKind, SinkSpec},
     detect::{Alert, OutputItem, Rule, Severity, fixture},
     record::fixture::sampled_from_port,
     sinks::{Renderer, SinkStats, Sinks},
 };
+
+use crate::common::wait::wait_for_async;
 
 pub(crate) const SEVERITIES: [Severity; 4] = [
     Severity::Critical,

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use node_monitor::sinks::Sinks;
+
 use crate::{
     common::{
         receivers::{HttpReceiver, Script},
@@ -10,7 +12,6 @@ use crate::{
     },
     fixture::{a, assert_accounted, dropped, http_spec, id_of, render, wait_sent},
 };
-use node_monitor::sinks::Sinks;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http_batches_ndjson_and_delivers_each_record_once() {

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use node_monitor::sinks::Sinks;
+
 use crate::{
     common::temp::{TempDir, lines_of},
     fixture::{a, file_spec, flow, http_spec, id_of, render, stat, wait_sent},
 };
-use node_monitor::sinks::Sinks;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_errors_name_the_sink() {

@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use crate::{
-    common::{ports::free_tcp_port, receivers::Rsyslog, wait::wait_for_async},
-    fixture::{SEVERITIES, a, alert, assert_accounted, render},
-};
 use node_monitor::{
     config::{Format, SinkKind, SinkSpec, SyslogTransport},
     sinks::Sinks,
+};
+
+use crate::{
+    common::{ports::free_tcp_port, receivers::Rsyslog, wait::wait_for_async},
+    fixture::{SEVERITIES, a, alert, assert_accounted, render},
 };
 
 /// Rule ids the syslog tests cycle through.

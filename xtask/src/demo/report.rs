@@ -28,11 +28,13 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
 
 /// The first of `keys` present, as text; `-` when none is.
 fn field(flat: &BTreeMap<String, Value>, keys: &[&str]) -> String {
-    keys.iter()
-        .find_map(|k| flat.get(*k)).map_or_else(|| "-".to_owned(), |v| match v {
+    keys.iter().find_map(|k| flat.get(*k)).map_or_else(
+        || "-".to_owned(),
+        |v| match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
-        })
+        },
+    )
 }
 
 const GROUP: &[&str] = &[

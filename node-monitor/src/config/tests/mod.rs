@@ -12,8 +12,7 @@ mod yaml;
 
 use ipnet::IpNet;
 
-use super::validate::parse_allow_entry;
-use super::*;
+use super::{validate::parse_allow_entry, *};
 
 const EXAMPLE: &str = r#"groups:
   kubelet: { protocols: [tcp], ports: ["10250"], allow: ["203.0.113.0/28", "2001:db8:1::/64"], action: monitor }

@@ -7,11 +7,11 @@ use ipnet::IpNet;
 use serde_saphyr::{Location, Spanned};
 
 use super::Validator;
-use crate::config::model::{
-    Action, AllowEntry, Group, MAX_USER_GROUPS, PortRange, Protocol, SymbolicSet,
+use crate::config::{
+    model::{Action, AllowEntry, Group, MAX_USER_GROUPS, PortRange, Protocol, SymbolicSet},
+    raw::{RawGroups, RawPort},
+    tables::PORT_TABLE_LEN,
 };
-use crate::config::raw::{RawGroups, RawPort};
-use crate::config::tables::PORT_TABLE_LEN;
 
 /// Which group id owns each port, per protocol (0: none yet): for the overlap check.
 struct PortOwners {

@@ -1,8 +1,10 @@
 //! Validation of `limits` and `sampling`: numbers within their bounds.
 
 use super::{Bound, Validator};
-use crate::config::model::{Limits, Sampling};
-use crate::config::raw::{RawLimits, RawSampling};
+use crate::config::{
+    model::{Limits, Sampling},
+    raw::{RawLimits, RawSampling},
+};
 
 const FLOWS: Bound = Bound {
     field: "flows",

@@ -10,14 +10,15 @@ mod sinks;
 
 use std::cell::RefCell;
 
-use serde_saphyr::{Location, Spanned};
-
-use super::error::{ConfigError, ConfigErrors};
-use super::model::{Config, Limits, Sampling};
-use super::raw::RawConfig;
-
 #[cfg(test)]
 pub(super) use groups::parse_allow_entry;
+use serde_saphyr::{Location, Spanned};
+
+use super::{
+    error::{ConfigError, ConfigErrors},
+    model::{Config, Limits, Sampling},
+    raw::RawConfig,
+};
 
 /// Validates the raw config read from `origin`: the model, or every error found.
 pub(super) fn validate(raw: RawConfig, origin: &str) -> Result<Config, ConfigErrors> {

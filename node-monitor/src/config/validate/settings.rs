@@ -3,9 +3,11 @@
 use serde_saphyr::Spanned;
 
 use super::{Bound, Validator};
-use crate::config::iface::check_iface_pattern;
-use crate::config::model::{AlertSettings, AttachMode, MetricsSettings};
-use crate::config::raw::{RawAlerts, RawMetrics};
+use crate::config::{
+    iface::check_iface_pattern,
+    model::{AlertSettings, AttachMode, MetricsSettings},
+    raw::{RawAlerts, RawMetrics},
+};
 
 const ALERT_DEDUP_WINDOW: Bound = Bound {
     field: "dedup_window_s",

@@ -2,13 +2,15 @@
 
 use serde_saphyr::{Location, Spanned};
 
-use super::addresses::{
-    check_header_name, check_header_value, check_http_url, parse_syslog_address,
+use super::{
+    Bound, Validator,
+    addresses::{check_header_name, check_header_value, check_http_url, parse_syslog_address},
+    groups::check_group_name,
 };
-use super::groups::check_group_name;
-use super::{Bound, Validator};
-use crate::config::outputs::{Format, SinkKind, SinkSpec};
-use crate::config::raw::RawSink;
+use crate::config::{
+    outputs::{Format, SinkKind, SinkSpec},
+    raw::RawSink,
+};
 
 /// The sink types, in the order error messages list them.
 const SINK_TYPES: [&str; 4] = ["stdout", "file", "syslog", "http"];

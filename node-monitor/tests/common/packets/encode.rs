@@ -253,7 +253,12 @@ impl Frame {
                 out.extend_from_slice(&h);
             }
             L3::V6 { src, dst } => {
-                let ext_len: usize = self.ipv6_exts.iter().copied().map(ExtHeader::wire_len).sum();
+                let ext_len: usize = self
+                    .ipv6_exts
+                    .iter()
+                    .copied()
+                    .map(ExtHeader::wire_len)
+                    .sum();
                 let plen = self
                     .ipv6_payload_len_raw
                     .unwrap_or((ext_len + seg.len()) as u16);
