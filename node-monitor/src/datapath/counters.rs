@@ -34,6 +34,13 @@ const GROUP_SLOTS: [(Protocol, u32, u8); 4] = [
     (Protocol::Udp, PROTO_IDX_UDP, VERDICT_DENIED),
 ];
 
+/// The `GROUP_STATS` indexes of every (protocol, verdict) slot of group `id`.
+pub(super) fn stats_indexes(id: u8) -> impl Iterator<Item = u32> {
+    GROUP_SLOTS
+        .into_iter()
+        .map(move |(_, pidx, verdict)| stats_index(id, pidx, verdict))
+}
+
 impl Datapath {
     /// Counters for every configured group, protocol and verdict, summed over CPUs.
     pub fn group_counters(&self) -> Result<Vec<GroupCounters>> {

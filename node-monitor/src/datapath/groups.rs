@@ -16,6 +16,9 @@ pub struct GroupIds(BTreeMap<String, u8>);
 impl GroupIds {
     /// Keeps the ids of names that `prev` knew, gives new names the lowest free ids, and
     /// returns the ids that were newly handed out (their counters must start at zero).
+    /// A new name gets an id that no group of `prev` held if there is one: the id of a group
+    /// this same change removes still has its ports and counters in the kernel until the new
+    /// tables are written, so it is handed out again only when no other is left.
     /// Err carries the number of ids there are, when the config has more groups.
     pub(crate) fn assign(prev: &GroupIds, cfg: &Config) -> Result<(GroupIds, Vec<u8>), usize> {
         let mut ids = BTreeMap::new();
@@ -24,14 +27,18 @@ impl GroupIds {
                 ids.insert(g.name.clone(), *id);
             }
         }
+        let held_before: BTreeSet<u8> = prev.0.values().copied().collect();
         let mut fresh = Vec::new();
         for g in &cfg.groups {
             if ids.contains_key(&g.name) {
                 continue;
             }
             let used: BTreeSet<u8> = ids.values().copied().collect();
+            let free = |i: &u8| !used.contains(i);
             let id = (1..MAX_GROUPS as u8)
-                .find(|i| !used.contains(i))
+                .filter(free)
+                .find(|i| !held_before.contains(i))
+                .or_else(|| (1..MAX_GROUPS as u8).find(free))
                 .ok_or(MAX_GROUPS - 1)?;
             ids.insert(g.name.clone(), id);
             fresh.push(id);
@@ -155,12 +162,26 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_group_frees_its_id_for_the_next_new_one() {
+    fn a_new_group_never_takes_the_id_of_a_group_the_same_change_removes() {
         let prev = ids(&[("a", 1), ("b", 2), ("c", 3)]);
         let (got, fresh) = GroupIds::assign(&prev, &config(&["a", "c", "d", "e"])).expect("room");
-        // d takes b's freed id 2 (lowest free); e the next one; a and c keep theirs.
-        assert_eq!(got, ids(&[("a", 1), ("c", 3), ("d", 2), ("e", 4)]));
-        assert_eq!(fresh, [2, 4], "the reused id starts its counters over");
+        // b's id 2 still has b's ports and counters in the kernel until the new tables are
+        // written: d and e get ids no running group held; a and c keep theirs.
+        assert_eq!(got, ids(&[("a", 1), ("c", 3), ("d", 4), ("e", 5)]));
+        assert_eq!(fresh, [4, 5], "new ids start their counters over");
+        // A renamed group is a new group: a new id, its old id left alone.
+        let (got, fresh) = GroupIds::assign(&prev, &config(&["a", "b2", "c"])).expect("room");
+        assert_eq!(got, ids(&[("a", 1), ("b2", 4), ("c", 3)]));
+        assert_eq!(fresh, [4]);
+    }
+
+    #[test]
+    fn an_id_freed_by_an_earlier_change_is_handed_out_again() {
+        // b was removed by an earlier reload (prev no longer holds it): its id 2 is free.
+        let prev = ids(&[("a", 1), ("c", 3)]);
+        let (got, fresh) = GroupIds::assign(&prev, &config(&["a", "c", "d"])).expect("room");
+        assert_eq!(got, ids(&[("a", 1), ("c", 3), ("d", 2)]));
+        assert_eq!(fresh, [2]);
     }
 
     #[test]

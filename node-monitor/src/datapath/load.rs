@@ -9,10 +9,12 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapInfo},
+    maps::{Array, MapInfo, PerCpuArray},
 };
 use ipnet::IpNet;
-use node_monitor_common::{GroupName, PORT_TABLE_ENTRIES, map_name, prog_name};
+use node_monitor_common::{
+    GroupName, PORT_TABLE_ENTRIES, VERDICT_SLOTS, VerdictSlot, map_name, prog_name,
+};
 use tracing::{info, warn};
 
 use super::{
@@ -106,9 +108,36 @@ impl Datapath {
             limits,
             links: Vec::new(),
         };
+        if !adopted.contains(map_name::SETTINGS) && adopted.contains(map_name::VERDICTS) {
+            // A new settings slot would start its generations at 1, where an earlier run
+            // started too: start above every generation the adopted verdict cache holds, so
+            // that no verdict cached by that run is ever trusted.
+            let top = highest_cached_generation(&dp.ebpf)?;
+            if top != 0 {
+                let mut settings = dp.read_settings()?;
+                settings.generation = top;
+                dp.write_settings(settings)?;
+            }
+        }
         dp.apply_config(cfg, node_subnets)?;
         Ok(dp)
     }
+}
+
+/// The highest config generation any slot of the per-CPU verdict cache carries (0: none).
+fn highest_cached_generation(ebpf: &Ebpf) -> Result<u32> {
+    let name = map_name::VERDICTS;
+    let map = ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+    let verdicts: PerCpuArray<_, VerdictSlot> =
+        PerCpuArray::try_from(map).map_err(|error| DatapathError::Map { name, error })?;
+    let mut top = 0;
+    for slot in 0..VERDICT_SLOTS {
+        let values = verdicts
+            .get(&slot, 0)
+            .map_err(|error| DatapathError::Map { name, error })?;
+        top = values.iter().map(|v| v.generation).fold(top, u32::max);
+    }
+    Ok(top)
 }
 
 /// Decides, for every map, whether its pin under `dir/maps/` is adopted (it fits `shapes`:

@@ -2,56 +2,222 @@
 //! settings slot, computed from the config under kernel group ids and written as diffs.
 use std::collections::BTreeSet;
 
-use aya::maps::{Array, LpmTrie, MapData, lpm_trie::Key};
+use aya::maps::{Array, LpmTrie, MapData, PerCpuValues, lpm_trie::Key};
 use ipnet::IpNet;
 use node_monitor_common::{
-    AllowKeyV4, AllowKeyV6, PORT_TABLE_ENTRIES, Settings, map_name, source_slots,
+    AllowKeyV4, AllowKeyV6, GroupStats, PORT_TABLE_ENTRIES, Settings, map_name, source_slots,
 };
 
-use super::{Datapath, DatapathError, GroupIds, Result};
+use super::{Datapath, DatapathError, GroupIds, Result, counters::stats_indexes};
 use crate::config::{Action, Config};
 
 impl Datapath {
-    /// Writes the config into the maps: settings, port tables, allowlists. Used at start and
-    /// on reload; programs stay attached and counters keep counting. Entries are added
-    /// before stale ones are removed, so an allowed source is never briefly denied.
+    /// Writes the config into the maps: port tables, allowlists, settings, group names. Used
+    /// at start and on reload; programs stay attached and counters keep counting.
+    ///
+    /// Atomic as far as the kernel's maps allow: everything is computed, and checked to fit,
+    /// before anything is written. The writes then go in an order in which no packet meets a
+    /// half-written config: a reused group id is unmapped before its counters start over;
+    /// allowlist entries are added before the port tables send packets to their groups, and
+    /// stale ones removed only after (when old and new entries do not fit in the trie at
+    /// once, the stale ones leave first: a source that moves from one prefix to another may
+    /// then be flagged for that moment, never the other way round); the settings (the
+    /// generation that voids every cached verdict) last. A write that fails undoes the ones
+    /// before it, and the running config stays in force.
     pub fn apply_config(&mut self, cfg: &Config, node_subnets: &[IpNet]) -> Result<()> {
         let (ids, fresh) =
             GroupIds::assign(&self.ids, cfg).map_err(|max| DatapathError::TooManyGroups { max })?;
-        // New ids start from zero, whatever an old group under the same id left behind.
-        self.reset_group_counters(&fresh)?;
-
         let [tcp, udp] = port_tables(cfg, &ids);
-        let [shadow_tcp, shadow_udp] = &mut self.ports_shadow;
-        write_port_table(&mut self.ports_tcp, shadow_tcp, tcp, map_name::PORTS_TCP)?;
-        write_port_table(&mut self.ports_udp, shadow_udp, udp, map_name::PORTS_UDP)?;
-
         let (want_v4, want_v6) = allow_keys(cfg, &ids, cfg.resolve_allowlists(node_subnets));
+        let have_v4 = trie_entries(&self.allow_v4);
+        let have_v6 = trie_entries(&self.allow_v6);
         let max = self.limits.allow_entries;
-        sync_trie(
+        let v4_beside = check_fits(&have_v4, &want_v4, "IPv4", max)?;
+        let v6_beside = check_fits(&have_v6, &want_v6, "IPv6", max)?;
+        let old_ports = [self.port_table(0)?, self.port_table(1)?];
+        let prev = self.read_settings()?;
+        let saved_counters = self.read_stats_slots(&fresh)?;
+
+        let plan = Plan {
+            ports: [tcp, udp],
+            fresh: &fresh,
+            want_v4: &want_v4,
+            want_v6: &want_v6,
+            have_v4: &have_v4,
+            have_v6: &have_v6,
+            beside: [v4_beside, v6_beside],
+            settings: settings_for(cfg, &ids, prev.generation, self.limits.sources),
+            ids: &ids,
+        };
+        if let Err(e) = self.write_plan(&plan, &old_ports) {
+            // Undo, best effort: each step is put back to what the running config wrote.
+            let undo = [
+                self.set_port_table(0, &old_ports[0]),
+                self.set_port_table(1, &old_ports[1]),
+                restore_trie(&mut self.allow_v4, &have_v4, map_name::ALLOW_V4),
+                restore_trie(&mut self.allow_v6, &have_v6, map_name::ALLOW_V6),
+                self.write_stats_slots(saved_counters),
+                self.write_settings(prev),
+                self.write_group_names(&self.ids.clone()),
+            ];
+            for u in undo.into_iter().filter_map(Result::err) {
+                tracing::error!(error = %u, "undoing a config that could not be written in full");
+            }
+            return Err(e);
+        }
+        self.ids = ids;
+        Ok(())
+    }
+
+    /// The writes of [`apply_config`](Self::apply_config), in their order; stops at the
+    /// first error.
+    fn write_plan(&mut self, plan: &Plan<'_>, old_ports: &[Vec<u8>; 2]) -> Result<()> {
+        // 1. Ports that still send packets to an id about to be handed to a new group stop
+        //    being watched, so that its counters can start over without counting the old
+        //    group's packets (ids are reused only when none was left unused).
+        for (i, old) in old_ports.iter().enumerate() {
+            if old.iter().any(|g| plan.fresh.contains(g)) {
+                let unmapped: Vec<u8> = old
+                    .iter()
+                    .map(|g| if plan.fresh.contains(g) { 0 } else { *g })
+                    .collect();
+                self.set_port_table(i, &unmapped)?;
+            }
+        }
+        // 2. New ids start from zero, whatever an old group under the same id left behind.
+        self.reset_group_counters(plan.fresh)?;
+        // 3. Allowlist entries in before any port sends a packet to their group (stale ones
+        //    out first where old and new do not fit at once).
+        let [v4_beside, v6_beside] = plan.beside;
+        if !v4_beside {
+            remove_entries(
+                &mut self.allow_v4,
+                plan.want_v4,
+                plan.have_v4,
+                map_name::ALLOW_V4,
+            )?;
+        }
+        if !v6_beside {
+            remove_entries(
+                &mut self.allow_v6,
+                plan.want_v6,
+                plan.have_v6,
+                map_name::ALLOW_V6,
+            )?;
+        }
+        add_entries(
             &mut self.allow_v4,
-            &want_v4,
-            "IPv4",
-            max,
+            plan.want_v4,
+            plan.have_v4,
             map_name::ALLOW_V4,
         )?;
-        sync_trie(
+        add_entries(
             &mut self.allow_v6,
-            &want_v6,
-            "IPv6",
-            max,
+            plan.want_v6,
+            plan.have_v6,
             map_name::ALLOW_V6,
         )?;
+        // 4. The port tables.
+        self.set_port_table(0, &plan.ports[0])?;
+        self.set_port_table(1, &plan.ports[1])?;
+        // 5. Stale entries out: sources the new config no longer allows.
+        if v4_beside {
+            remove_entries(
+                &mut self.allow_v4,
+                plan.want_v4,
+                plan.have_v4,
+                map_name::ALLOW_V4,
+            )?;
+        }
+        if v6_beside {
+            remove_entries(
+                &mut self.allow_v6,
+                plan.want_v6,
+                plan.have_v6,
+                map_name::ALLOW_V6,
+            )?;
+        }
+        // 6. Settings last: the new generation voids every cached verdict, now that the
+        //    tries hold the new allowlists.
+        self.write_settings(plan.settings)?;
+        self.write_group_names(plan.ids)
+    }
 
-        // Settings last: the new generation voids every cached verdict, now that the tries
-        // hold the new allowlists.
-        let prev = self.read_settings()?;
-        // The table's size as loaded: `limits.sources` changes only with a restart.
-        let settings = settings_for(cfg, &ids, prev.generation, self.limits.sources);
-        self.write_settings(settings)?;
+    /// What port table `i` (0 TCP, 1 UDP) holds: the shadow copy, or read from the map once.
+    fn port_table(&mut self, i: usize) -> Result<Vec<u8>> {
+        if let Some(have) = &self.ports_shadow[i] {
+            return Ok(have.clone());
+        }
+        let (map, name) = self.port_map(i);
+        let mut have = vec![0u8; PORT_TABLE_ENTRIES as usize];
+        for (port, slot) in (0u32..).zip(have.iter_mut()) {
+            *slot = map
+                .get(&port, 0)
+                .map_err(|error| DatapathError::Map { name, error })?;
+        }
+        self.ports_shadow[i] = Some(have.clone());
+        Ok(have)
+    }
 
-        self.write_group_names(&ids)?;
-        self.ids = ids;
+    /// Brings port table `i` to `want`, writing only the entries that differ; the shadow
+    /// copy follows every entry written, so it is right even when a write fails half-way.
+    fn set_port_table(&mut self, i: usize, want: &[u8]) -> Result<()> {
+        let mut have = self.port_table(i)?;
+        let (map, name) = self.port_map_mut(i);
+        let mut result = Ok(());
+        for (port, g) in port_changes(want, &have).collect::<Vec<_>>() {
+            if let Err(error) = map.set(port, g, 0) {
+                result = Err(DatapathError::Map { name, error });
+                break;
+            }
+            have[port as usize] = g;
+        }
+        self.ports_shadow[i] = Some(have);
+        result
+    }
+
+    fn port_map(&self, i: usize) -> (&Array<MapData, u8>, &'static str) {
+        if i == 0 {
+            (&self.ports_tcp, map_name::PORTS_TCP)
+        } else {
+            (&self.ports_udp, map_name::PORTS_UDP)
+        }
+    }
+
+    fn port_map_mut(&mut self, i: usize) -> (&mut Array<MapData, u8>, &'static str) {
+        if i == 0 {
+            (&mut self.ports_tcp, map_name::PORTS_TCP)
+        } else {
+            (&mut self.ports_udp, map_name::PORTS_UDP)
+        }
+    }
+
+    /// The per-CPU counters of every (protocol, verdict) slot of `ids`, to put back if a
+    /// config that zeroed them cannot be written in full.
+    fn read_stats_slots(&self, ids: &[u8]) -> Result<Vec<(u32, PerCpuValues<GroupStats>)>> {
+        let mut out = Vec::new();
+        for index in ids.iter().flat_map(|id| stats_indexes(*id)) {
+            let values = self
+                .stats
+                .get(&index, 0)
+                .map_err(|error| DatapathError::Map {
+                    name: map_name::GROUP_STATS,
+                    error,
+                })?;
+            out.push((index, values));
+        }
+        Ok(out)
+    }
+
+    fn write_stats_slots(&mut self, slots: Vec<(u32, PerCpuValues<GroupStats>)>) -> Result<()> {
+        for (index, values) in slots {
+            self.stats
+                .set(index, values, 0)
+                .map_err(|error| DatapathError::Map {
+                    name: map_name::GROUP_STATS,
+                    error,
+                })?;
+        }
         Ok(())
     }
 
@@ -149,42 +315,37 @@ fn port_changes<'a>(want: &'a [u8], have: &'a [u8]) -> impl Iterator<Item = (u32
         .map(|(port, (g, _))| (port as u32, *g))
 }
 
-/// Brings a port table to `want`, writing only the entries that differ from what the map
-/// holds (read once into `shadow` when not yet known).
-fn write_port_table(
-    map: &mut Array<MapData, u8>,
-    shadow: &mut Option<Vec<u8>>,
-    want: Vec<u8>,
-    name: &'static str,
-) -> Result<()> {
-    let have = match shadow.take() {
-        Some(h) => h,
-        None => {
-            let mut h = vec![0u8; PORT_TABLE_ENTRIES as usize];
-            for (port, slot) in h.iter_mut().enumerate() {
-                *slot = map
-                    .get(&(port as u32), 0)
-                    .map_err(|error| DatapathError::Map { name, error })?;
-            }
-            h
-        }
-    };
-    for (port, g) in port_changes(&want, &have) {
-        map.set(port, g, 0)
-            .map_err(|error| DatapathError::Map { name, error })?;
-    }
-    *shadow = Some(want);
-    Ok(())
+/// Everything [`Datapath::apply_config`] writes, computed before the first write.
+struct Plan<'a> {
+    ports: [Vec<u8>; 2],
+    fresh: &'a [u8],
+    want_v4: &'a TrieEntries<AllowKeyV4>,
+    want_v6: &'a TrieEntries<AllowKeyV6>,
+    have_v4: &'a TrieEntries<AllowKeyV4>,
+    have_v6: &'a TrieEntries<AllowKeyV6>,
+    /// Per family (IPv4, IPv6): old and new entries fit in the trie at once.
+    beside: [bool; 2],
+    settings: Settings,
+    ids: &'a GroupIds,
 }
 
-/// Brings a trie to `want`: inserts what is missing, then removes what is stale.
-fn sync_trie<K: aya::Pod + Ord + Copy>(
-    trie: &mut LpmTrie<MapData, K, u8>,
+/// What a trie holds now.
+fn trie_entries<K: aya::Pod + Ord + Copy>(trie: &LpmTrie<MapData, K, u8>) -> TrieEntries<K> {
+    trie.keys()
+        .filter_map(std::result::Result::ok)
+        .map(|k| (k.prefix_len(), k.data()))
+        .collect()
+}
+
+/// Whether a trie of `max` entries can hold `want` (an error if not), and whether it can hold
+/// `want` beside what it holds now (`have`), so that new entries can go in before stale
+/// ones leave.
+fn check_fits<K: Ord>(
+    have: &TrieEntries<K>,
     want: &TrieEntries<K>,
     family: &'static str,
     max: u32,
-    name: &'static str,
-) -> Result<()> {
+) -> Result<bool> {
     if want.len() > max as usize {
         return Err(DatapathError::AllowlistFull {
             family,
@@ -192,20 +353,47 @@ fn sync_trie<K: aya::Pod + Ord + Copy>(
             max,
         });
     }
-    let have: TrieEntries<K> = trie
-        .keys()
-        .filter_map(std::result::Result::ok)
-        .map(|k| (k.prefix_len(), k.data()))
-        .collect();
-    for (plen, data) in want.difference(&have) {
+    Ok(have.union(want).count() <= max as usize)
+}
+
+fn add_entries<K: aya::Pod + Ord + Copy>(
+    trie: &mut LpmTrie<MapData, K, u8>,
+    want: &TrieEntries<K>,
+    have: &TrieEntries<K>,
+    name: &'static str,
+) -> Result<()> {
+    for (plen, data) in want.difference(have) {
         trie.insert(&Key::new(*plen, *data), 1, 0)
             .map_err(|error| DatapathError::Map { name, error })?;
     }
+    Ok(())
+}
+
+fn remove_entries<K: aya::Pod + Ord + Copy>(
+    trie: &mut LpmTrie<MapData, K, u8>,
+    want: &TrieEntries<K>,
+    have: &TrieEntries<K>,
+    name: &'static str,
+) -> Result<()> {
     for (plen, data) in have.difference(want) {
         trie.remove(&Key::new(*plen, *data))
             .map_err(|error| DatapathError::Map { name, error })?;
     }
     Ok(())
+}
+
+/// Puts a trie back to `have` after a failed write.
+fn restore_trie<K: aya::Pod + Ord + Copy>(
+    trie: &mut LpmTrie<MapData, K, u8>,
+    have: &TrieEntries<K>,
+    name: &'static str,
+) -> Result<()> {
+    let now = trie_entries(trie);
+    for (plen, data) in now.difference(have) {
+        // Removing an entry that a failed insert never wrote is not an error worth telling.
+        let _ = trie.remove(&Key::new(*plen, *data));
+    }
+    add_entries(trie, have, &now, name)
 }
 
 #[cfg(test)]
@@ -354,5 +542,191 @@ groups:
             [(2, 3), (3, 0)]
         );
         assert_eq!(port_changes(&want, &want).count(), 0);
+    }
+
+    // --- writing a config into loaded maps (root: these load the programs) ----------------
+
+    use std::{net::Ipv4Addr, path::PathBuf};
+
+    use aya::programs::{TestRun as _, TestRunOptions};
+    use node_monitor_common::VERDICT_DENIED;
+
+    use crate::datapath::{LoadOptions, unpin_all};
+
+    const KUBELET_A: &str = "limits: { allow_entries: 4 }\ngroups:\n  kubelet: { protocols: [tcp], ports: [10250], allow: [198.51.100.1/32, 198.51.100.2/32, 198.51.100.3/32] }\n";
+    const KUBELET_B: &str = "limits: { allow_entries: 4 }\ngroups:\n  kubelet: { protocols: [tcp], ports: [10250, 10255], allow: [203.0.113.1/32, 203.0.113.2/32, 203.0.113.3/32] }\n";
+
+    fn load(cfg: &Config, pin_dir: Option<PathBuf>) -> Datapath {
+        Datapath::load(cfg, &[], &LoadOptions { pin_dir })
+            .unwrap_or_else(|e| panic!("loading the data path (needs root and bpffs): {e}"))
+    }
+
+    /// A TCP SYN from `src` to 198.51.100.100:`dport` in an Ethernet frame.
+    fn syn(src: Ipv4Addr, dport: u16) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&[198, 51, 100, 100]);
+        let sum: u32 = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let checksum = !((folded & 0xffff) + (folded >> 16)) as u16;
+        ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&40_000u16.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        f
+    }
+
+    fn run_xdp(dp: &Datapath, frame: &[u8]) {
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..Default::default()
+        };
+        dp.xdp_program()
+            .expect("xdp")
+            .test_run(opts)
+            .expect("test run");
+    }
+
+    fn denied_new_conns(dp: &Datapath, group: &str) -> u64 {
+        denied(dp, group, |s| s.new_conns)
+    }
+
+    fn denied(dp: &Datapath, group: &str, what: impl Fn(&GroupStats) -> u64) -> u64 {
+        dp.group_counters()
+            .expect("counters")
+            .iter()
+            .filter(|c| c.group == group && c.verdict == VERDICT_DENIED)
+            .map(|c| what(&c.stats))
+            .sum()
+    }
+
+    /// A pin directory of its own on the bpf filesystem, unpinned and removed on drop.
+    struct PinDir(PathBuf);
+
+    impl PinDir {
+        fn new(tag: &str) -> PinDir {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            PinDir(PathBuf::from(format!(
+                "/sys/fs/bpf/nm-unit-{}-{nanos}-{tag}",
+                std::process::id()
+            )))
+        }
+    }
+
+    impl Drop for PinDir {
+        fn drop(&mut self) {
+            let _ = unpin_all(&self.0);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_config_that_does_not_fit_changes_nothing() {
+        let mut dp = load(&parse(KUBELET_A), None);
+        let entries = |dp: &Datapath| trie_entries(&dp.allow_v4);
+        let before = entries(&dp);
+        assert_eq!(before.len(), 3);
+        // Five entries for a trie of four: refused before anything is written (the port
+        // tables come first in the order of writes, so a late check would leave 10255
+        // watched under a config that was never applied).
+        let too_many = KUBELET_B.replace(
+            "203.0.113.3/32]",
+            "203.0.113.3/32, 203.0.113.4/32, 203.0.113.5/32]",
+        );
+        let err = dp
+            .apply_config(&parse(&too_many), &[])
+            .expect_err("must not fit");
+        assert!(
+            matches!(
+                err,
+                DatapathError::AllowlistFull {
+                    needed: 5,
+                    max: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Nothing was written: the running config is intact, in the maps themselves.
+        assert_eq!(
+            dp.ports_tcp.get(&10255, 0).expect("port"),
+            0,
+            "10255 must stay unwatched"
+        );
+        assert_ne!(dp.ports_tcp.get(&10250, 0).expect("port"), 0);
+        assert_eq!(entries(&dp), before, "the running allowlist stays");
+        assert_eq!(dp.ids.iter().count(), 1);
+        // And a source of the running allowlist is still allowed.
+        run_xdp(&dp, &syn(Ipv4Addr::new(198, 51, 100, 1), 10250));
+        assert_eq!(denied_new_conns(&dp, "kubelet"), 0);
+    }
+
+    #[test]
+    fn allowlists_that_fit_only_one_at_a_time_are_swapped_stale_first() {
+        let mut dp = load(&parse(KUBELET_A), None);
+        // Three new entries beside three old ones in a trie of four: the stale ones leave
+        // first, and the new config is applied in full.
+        dp.apply_config(&parse(KUBELET_B), &[])
+            .expect("fits on its own");
+        let want: Vec<[u8; 5]> = trie_entries(&dp.allow_v4)
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
+        let id = dp.ids.id("kubelet").expect("id");
+        assert_eq!(
+            want,
+            [
+                [id, 203, 0, 113, 1],
+                [id, 203, 0, 113, 2],
+                [id, 203, 0, 113, 3]
+            ]
+        );
+        assert_eq!(dp.ports_tcp.get(&10255, 0).expect("port"), id);
+        run_xdp(&dp, &syn(Ipv4Addr::new(198, 51, 100, 1), 10250));
+        assert_eq!(
+            denied_new_conns(&dp, "kubelet"),
+            1,
+            "the old source is revoked"
+        );
+    }
+
+    #[test]
+    fn a_restart_that_replaces_the_settings_never_trusts_verdicts_cached_by_the_last_run() {
+        // The verdict cache is per CPU: keep this thread on one CPU, so that the second run
+        // looks in the cache the first run filled.
+        let mut cpu = nix::sched::CpuSet::new();
+        cpu.set(0).expect("cpu 0");
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu).expect("affinity");
+
+        let pins = PinDir::new("gen");
+        let src = Ipv4Addr::new(198, 51, 100, 1);
+        let dp = load(&parse(KUBELET_A), Some(pins.0.clone()));
+        run_xdp(&dp, &syn(src, 10250));
+        assert_eq!(
+            denied_new_conns(&dp, "kubelet"),
+            0,
+            "allowed, and cached as allowed"
+        );
+        drop(dp);
+        // The next run replaces the settings map (as when its shape changed) and adopts the
+        // rest, the verdict cache among them; its config no longer allows `src`.
+        std::fs::remove_file(pins.0.join("maps").join(map_name::SETTINGS)).expect("unpin");
+        let dp = load(&parse(KUBELET_B), Some(pins.0.clone()));
+        run_xdp(&dp, &syn(src, 10250));
+        assert_eq!(
+            denied(&dp, "kubelet", |s| s.packets),
+            1,
+            "a source the new config does not allow is judged so on its first packet"
+        );
     }
 }
