@@ -649,7 +649,13 @@ mod tests {
     fn only_a_pure_syn_restarts_an_attempt() {
         let live = |opener, answer, timed_out| Some((false, opener, answer, timed_out));
         // No entry, or an idle one: any segment without ACK and RST is new.
-        for f in [TCP_SYN, 0, TCP_FIN, TCP_FIN | TCP_PSH | TCP_URG, TCP_SYN | TCP_FIN] {
+        for f in [
+            TCP_SYN,
+            0,
+            TCP_FIN,
+            TCP_FIN | TCP_PSH | TCP_URG,
+            TCP_SYN | TCP_FIN,
+        ] {
             assert!(tcp_starts_attempt(f, None), "{f:#04x}");
             assert!(tcp_starts_attempt(f, Some((true, OPENER_SYN, 0, false))));
         }
@@ -658,13 +664,22 @@ mod tests {
         }
         // A SYN after a probe, after an answer, after the answer timeout: new.
         assert!(tcp_starts_attempt(TCP_SYN, live(OPENER_PROBE, 0, false)));
-        assert!(tcp_starts_attempt(TCP_SYN | 0xc0, live(OPENER_SYN, ANSWER_ACCEPTED, false)));
-        assert!(tcp_starts_attempt(TCP_SYN, live(OPENER_SYN, ANSWER_REFUSED, false)));
+        assert!(tcp_starts_attempt(
+            TCP_SYN | 0xc0,
+            live(OPENER_SYN, ANSWER_ACCEPTED, false)
+        ));
+        assert!(tcp_starts_attempt(
+            TCP_SYN,
+            live(OPENER_SYN, ANSWER_REFUSED, false)
+        ));
         assert!(tcp_starts_attempt(TCP_SYN, live(OPENER_SYN, 0, true)));
         // A SYN retransmit of a pending attempt, a repeated probe, a probe after a SYN: not.
         assert!(!tcp_starts_attempt(TCP_SYN, live(OPENER_SYN, 0, false)));
         assert!(!tcp_starts_attempt(TCP_FIN, live(OPENER_PROBE, 0, false)));
-        assert!(!tcp_starts_attempt(0, live(OPENER_SYN, ANSWER_ACCEPTED, true)));
+        assert!(!tcp_starts_attempt(
+            0,
+            live(OPENER_SYN, ANSWER_ACCEPTED, true)
+        ));
     }
 
     #[test]

@@ -32,10 +32,10 @@ use maps::{
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED,
     Addr, EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FlowKey, FlowState,
-    GROUP_NONE, HOOK_TC_EGRESS, OPENER_PROBE, OPENER_SYN, OPENER_UDP, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, Settings, TCP_ACK, TCP_RST, TCP_SYN,
-    TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn, source_slot, stats_index, tcp_starts_attempt, token_bucket_take,
-    verdict_slot,
+    GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP,
+    Settings, TCP_ACK, TCP_RST, TCP_SYN, TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn,
+    source_slot, stats_index, tcp_starts_attempt, token_bucket_take, verdict_slot,
 };
 use parse::{L3, L4, Packet, Reason};
 
@@ -288,10 +288,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
             } else {
                 let timeout = settings.answer_timeout_ns;
                 let timed_out = timeout != 0 && now.saturating_sub(f.first_ns) > timeout;
-                tcp_starts_attempt(
-                    l4.tcp_flags,
-                    Some((idle, f.opener, f.answer, timed_out)),
-                )
+                tcp_starts_attempt(l4.tcp_flags, Some((idle, f.opener, f.answer, timed_out)))
             };
             f.last_ns = now;
             if new {

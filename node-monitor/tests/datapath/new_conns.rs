@@ -292,10 +292,7 @@ fn probes_never_hold_back_a_syn(fam: Fam, prog: Prog) {
     s.new_conns += 1;
     s.events += 1;
     want.push(flagged(&h, prog, &p, "kubelet", ACTION_WOULD_DROP));
-    assert_eq!(
-        entry(&h, fam, 43100),
-        Some((OPENER_PROBE, ANSWER_NONE, 1))
-    );
+    assert_eq!(entry(&h, fam, 43100), Some((OPENER_PROBE, ANSWER_NONE, 1)));
     h.assert_stats("probes then SYNs", &[("kubelet", TCP, D, s)]);
     assert_all_invariants("probes then SYNs", &h);
     assert_events("probes then SYNs", &h.events(), &want);
@@ -350,8 +347,20 @@ fn syn_after_the_answer_timeout_is_a_new_attempt(fam: Fam, prog: Prog) {
     run_expect(&h, prog, &a, prog.pass(), "allowed SYN");
     // The answer timeout is 1 ms (the idle timeout 30 s): wait a little longer, bounded.
     std::thread::sleep(Duration::from_millis(10));
-    run_expect(&h, prog, &d, prog.pass(), "denied SYN after the answer timeout");
-    run_expect(&h, prog, &a, prog.pass(), "allowed SYN after the answer timeout");
+    run_expect(
+        &h,
+        prog,
+        &d,
+        prog.pass(),
+        "denied SYN after the answer timeout",
+    );
+    run_expect(
+        &h,
+        prog,
+        &a,
+        prog.pass(),
+        "allowed SYN after the answer timeout",
+    );
     let two = |f: &Frame, verdict: u8| S {
         packets: 2,
         bytes: 2 * len(f),
@@ -362,7 +371,10 @@ fn syn_after_the_answer_timeout_is_a_new_attempt(fam: Fam, prog: Prog) {
     };
     h.assert_stats(
         "answer timeout",
-        &[("kubelet", TCP, D, two(&d, D)), ("kubelet", TCP, A, two(&a, A))],
+        &[
+            ("kubelet", TCP, D, two(&d, D)),
+            ("kubelet", TCP, A, two(&a, A)),
+        ],
     );
     assert_all_invariants("answer timeout", &h);
     let ed = flagged(&h, prog, &d, "kubelet", ACTION_WOULD_DROP);
