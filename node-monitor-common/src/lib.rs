@@ -62,12 +62,15 @@ pub const fn is_pure_syn(flags: u8) -> bool {
 
 /// Does a TCP segment with `flags` on a flow-table entry start a new attempt?
 ///
-/// `entry` is `None` when the 5-tuple has no entry, else `(idle, opener, answer,
-/// answer_timed_out)` of the entry. A segment with ACK or RST never does. Otherwise a new
-/// attempt starts when the 5-tuple has no live entry (none, or idle past the idle timeout),
-/// or, for a pure SYN, when the entry was opened by a probe, or its attempt already has an
-/// answer, or its answer timed out. A SYN retransmit within the answer timeout of an
-/// unanswered SYN, and a repeated probe, are not new. Pure, so host tests cover it.
+/// `entry` is `None` when the 5-tuple has no entry, else `(idle, opener, answer, same_isn)`
+/// of the entry (`same_isn`: the segment carries the sequence number of the entry's opening
+/// segment). A segment with ACK or RST never does. Otherwise a new attempt starts when the
+/// 5-tuple has no live entry (none, or idle past the idle timeout), or, for a pure SYN, when
+/// the entry was opened by a probe, or its attempt already has an answer, or the SYN carries
+/// another initial sequence number (another `connect()`, or a forged SYN before the real
+/// one). A SYN retransmit (same sequence number) of an unanswered attempt is not new, however
+/// late: if the node answers it after the answer timeout, userspace reports that late answer
+/// as a record of its own. A repeated probe is not new either. Pure, so host tests cover it.
 #[inline(always)]
 pub const fn tcp_starts_attempt(flags: u8, entry: Option<(bool, u8, u8, bool)>) -> bool {
     if flags & (TCP_ACK | TCP_RST) != 0 {
@@ -75,9 +78,9 @@ pub const fn tcp_starts_attempt(flags: u8, entry: Option<(bool, u8, u8, bool)>) 
     }
     match entry {
         None => true,
-        Some((idle, opener, answer, answer_timed_out)) => {
+        Some((idle, opener, answer, same_isn)) => {
             idle || (is_pure_syn(flags)
-                && (opener != OPENER_SYN || answer != ANSWER_NONE || answer_timed_out))
+                && (opener != OPENER_SYN || answer != ANSWER_NONE || !same_isn))
         }
     }
 }
@@ -241,11 +244,8 @@ pub struct Settings {
     pub generation: u32,
     /// Slots in the `SOURCES` table minus one (its size is a power of two).
     pub source_slot_mask: u32,
-    /// A TCP attempt still unanswered this long after its SYN is over (userspace reports it
-    /// as `no_answer`): a pure SYN on its 5-tuple after that starts a new attempt. 0 = never.
-    pub answer_timeout_ns: u64,
 }
-const _: () = assert!(size_of::<Settings>() == 48);
+const _: () = assert!(size_of::<Settings>() == 40);
 
 /// An IP address: 16 bytes in network order, IPv4 in the first 4 and the rest zero.
 ///
@@ -389,8 +389,13 @@ pub struct FlowState {
     pub opener: u8,
     pub _pad0: u8,
     pub _pad1: u16,
+    /// The sequence number of the opening segment as it sits in the packet (TCP; compared
+    /// for equality only): a SYN that carries another one is another attempt, the same one
+    /// is a retransmit.
+    pub isn: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<FlowState>() == 24);
+const _: () = assert!(size_of::<FlowState>() == 32);
 
 /// One slot of the per-source token-bucket table `SOURCES`: an array shared by all CPUs,
 /// direct-mapped by a hash of the source address ([`source_slot`]). A lookup is an inlined
@@ -647,7 +652,7 @@ mod tests {
 
     #[test]
     fn only_a_pure_syn_restarts_an_attempt() {
-        let live = |opener, answer, timed_out| Some((false, opener, answer, timed_out));
+        let live = |opener, answer, same_isn| Some((false, opener, answer, same_isn));
         // No entry, or an idle one: any segment without ACK and RST is new.
         for f in [
             TCP_SYN,
@@ -657,28 +662,28 @@ mod tests {
             TCP_SYN | TCP_FIN,
         ] {
             assert!(tcp_starts_attempt(f, None), "{f:#04x}");
-            assert!(tcp_starts_attempt(f, Some((true, OPENER_SYN, 0, false))));
+            assert!(tcp_starts_attempt(f, Some((true, OPENER_SYN, 0, true))));
         }
         for f in [TCP_ACK, TCP_RST, TCP_SYN | TCP_ACK, TCP_SYN | TCP_RST] {
             assert!(!tcp_starts_attempt(f, None), "{f:#04x}");
         }
-        // A SYN after a probe, after an answer, after the answer timeout: new.
-        assert!(tcp_starts_attempt(TCP_SYN, live(OPENER_PROBE, 0, false)));
+        // A SYN after a probe, after an answer, with another sequence number: new.
+        assert!(tcp_starts_attempt(TCP_SYN, live(OPENER_PROBE, 0, true)));
         assert!(tcp_starts_attempt(
             TCP_SYN | 0xc0,
-            live(OPENER_SYN, ANSWER_ACCEPTED, false)
+            live(OPENER_SYN, ANSWER_ACCEPTED, true)
         ));
         assert!(tcp_starts_attempt(
             TCP_SYN,
-            live(OPENER_SYN, ANSWER_REFUSED, false)
+            live(OPENER_SYN, ANSWER_REFUSED, true)
         ));
-        assert!(tcp_starts_attempt(TCP_SYN, live(OPENER_SYN, 0, true)));
+        assert!(tcp_starts_attempt(TCP_SYN, live(OPENER_SYN, 0, false)));
         // A SYN retransmit of a pending attempt, a repeated probe, a probe after a SYN: not.
-        assert!(!tcp_starts_attempt(TCP_SYN, live(OPENER_SYN, 0, false)));
+        assert!(!tcp_starts_attempt(TCP_SYN, live(OPENER_SYN, 0, true)));
         assert!(!tcp_starts_attempt(TCP_FIN, live(OPENER_PROBE, 0, false)));
         assert!(!tcp_starts_attempt(
             0,
-            live(OPENER_SYN, ANSWER_ACCEPTED, true)
+            live(OPENER_SYN, ANSWER_ACCEPTED, false)
         ));
     }
 

@@ -286,9 +286,10 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
             let new = if l3.proto == IPPROTO_UDP {
                 idle
             } else {
-                let timeout = settings.answer_timeout_ns;
-                let timed_out = timeout != 0 && now.saturating_sub(f.first_ns) > timeout;
-                tcp_starts_attempt(l4.tcp_flags, Some((idle, f.opener, f.answer, timed_out)))
+                tcp_starts_attempt(
+                    l4.tcp_flags,
+                    Some((idle, f.opener, f.answer, f.isn == l4.seq)),
+                )
             };
             f.last_ns = now;
             if new {
@@ -298,6 +299,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
                 f.flagged = flagged;
                 f.answer = ANSWER_NONE;
                 f.opener = opener;
+                f.isn = l4.seq;
             }
             new
         }
@@ -312,6 +314,8 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
                 opener,
                 _pad0: 0,
                 _pad1: 0,
+                isn: l4.seq,
+                _pad2: 0,
             };
             if FLOWS.insert(&key, &state, 0).is_err() {
                 count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
@@ -506,6 +510,7 @@ fn egress(pkt: &Packet, meta: &Meta) {
         src_port: key.src_port,
         dst_port: key.dst_port,
         tcp_flags: flags,
+        seq: 0,
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let ev = EventFacts {

@@ -12,8 +12,7 @@ pub struct ReloadPlan {
     /// Groups, sampling or the runtime limits changed: rewrite the maps
     /// (`Datapath::apply_config`); programs stay attached.
     pub datapath: bool,
-    /// `limits.answer_timeout_ms` changed: the userspace answer tracker takes the new value
-    /// (and `datapath` is set too: the data path starts a new attempt after it).
+    /// `limits.answer_timeout_ms` changed: the userspace answer tracker takes the new value.
     pub answer_timeout: bool,
     /// `attach` changed: detach and re-attach every interface with the new hook.
     pub reattach: bool,
@@ -71,8 +70,7 @@ impl Config {
             datapath: self.groups != next.groups
                 || self.sampling != next.sampling
                 || a.events_per_source_per_second != b.events_per_source_per_second
-                || a.flow_idle_timeout_ms != b.flow_idle_timeout_ms
-                || a.answer_timeout_ms != b.answer_timeout_ms,
+                || a.flow_idle_timeout_ms != b.flow_idle_timeout_ms,
             answer_timeout: a.answer_timeout_ms != b.answer_timeout_ms,
             reattach: self.attach.unwrap_or(AttachMode::Xdp)
                 != next.attach.unwrap_or(AttachMode::Xdp),

@@ -137,7 +137,6 @@ fn settings_for(cfg: &Config, ids: &GroupIds, prev_generation: u32, sources: u32
         events_per_sec: cfg.limits.events_per_source_per_second,
         generation: prev_generation.wrapping_add(1).max(1),
         source_slot_mask: source_slots(sources) - 1,
-        answer_timeout_ns: cfg.limits.answer_timeout_ms.saturating_mul(1_000_000),
     }
 }
 

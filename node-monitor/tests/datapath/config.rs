@@ -29,7 +29,6 @@ pub(crate) struct Knobs {
     pub(crate) events_per_sec: u32,
     pub(crate) ring_bytes: u32,
     pub(crate) idle_ms: u64,
-    pub(crate) answer_ms: u64,
 }
 
 impl Default for Knobs {
@@ -40,7 +39,6 @@ impl Default for Knobs {
             events_per_sec: 0,
             ring_bytes: 1 << 20,
             idle_ms: 30_000,
-            answer_ms: 1000,
         }
     }
 }
@@ -78,9 +76,8 @@ limits:
   events_per_source_per_second: {}
   ring_buffer_bytes: {}
   flow_idle_timeout_ms: {}
-  answer_timeout_ms: {}
 "#,
-        k.sample_one_in, k.events_per_sec, k.ring_bytes, k.idle_ms, k.answer_ms
+        k.sample_one_in, k.events_per_sec, k.ring_bytes, k.idle_ms
     )
 }
 

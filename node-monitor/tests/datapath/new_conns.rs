@@ -24,7 +24,8 @@ matrix!(
     udp_first_packet_is_new,
     probes_never_hold_back_a_syn,
     syn_after_an_answer_is_a_new_attempt,
-    syn_after_the_answer_timeout_is_a_new_attempt,
+    syn_with_another_isn_is_a_new_attempt,
+    late_retransmit_is_not_new,
 );
 
 fn ack_synack_rst_are_never_new(fam: Fam, prog: Prog) {
@@ -336,48 +337,75 @@ fn syn_after_an_answer_is_a_new_attempt(fam: Fam, prog: Prog) {
     assert_events("SYN after answer", &h.events(), &want);
 }
 
-fn syn_after_the_answer_timeout_is_a_new_attempt(fam: Fam, prog: Prog) {
-    let mut h = harness_with(Knobs {
-        answer_ms: 1,
-        ..Knobs::default()
-    });
-    let d = tcp(fam.denied(), fam.node(), 45000, KUBELET, SYN);
-    let a = tcp(fam.allowed(), fam.node(), 45000, KUBELET, SYN);
-    run_expect(&h, prog, &d, prog.pass(), "denied SYN");
-    run_expect(&h, prog, &a, prog.pass(), "allowed SYN");
-    // The answer timeout is 1 ms (the idle timeout 30 s): wait a little longer, bounded.
-    std::thread::sleep(Duration::from_millis(10));
-    run_expect(
-        &h,
-        prog,
-        &d,
-        prog.pass(),
-        "denied SYN after the answer timeout",
-    );
-    run_expect(
-        &h,
-        prog,
-        &a,
-        prog.pass(),
-        "allowed SYN after the answer timeout",
-    );
-    let two = |f: &Frame, verdict: u8| S {
-        packets: 2,
-        bytes: 2 * len(f),
-        new_conns: 2,
-        would_drop: if verdict == D { 2 } else { 0 },
-        events: 2,
-        ..S::default()
-    };
+fn syn_with_another_isn_is_a_new_attempt(fam: Fam, prog: Prog) {
+    let mut h = harness();
+    // Issue 15: a SYN the node never answers (here: only the data path sees it), then, on the
+    // same 5-tuple, the real SYN with its own initial sequence number: a new attempt. Its
+    // retransmit (same sequence number) is not, and neither is a late retransmit of the
+    // first.
+    let mut want = Vec::new();
+    let mut s = S::default();
+    let mut sa = S::default();
+    for (src, verdict) in [(fam.denied(), D), (fam.allowed(), A)] {
+        let forged = tcp(src, fam.node(), 49000, KUBELET, SYN).tcp_seq(1111);
+        let real = tcp(src, fam.node(), 49000, KUBELET, SYN).tcp_seq(2222);
+        for f in [&forged, &real, &real, &forged] {
+            run_expect(&h, prog, f, prog.pass(), "forged then real SYN");
+        }
+        let t = if verdict == D { &mut s } else { &mut sa };
+        t.packets += 4;
+        t.bytes += 2 * len(&forged) + 2 * len(&real);
+        t.new_conns += 3;
+        t.events += 3;
+        if verdict == D {
+            t.would_drop += 4;
+            want.extend([
+                flagged(&h, prog, &forged, "kubelet", ACTION_WOULD_DROP),
+                flagged(&h, prog, &real, "kubelet", ACTION_WOULD_DROP),
+                flagged(&h, prog, &forged, "kubelet", ACTION_WOULD_DROP),
+            ]);
+        } else {
+            want.extend([
+                sampled(&h, prog, &forged, "kubelet"),
+                sampled(&h, prog, &real, "kubelet"),
+                sampled(&h, prog, &forged, "kubelet"),
+            ]);
+        }
+    }
     h.assert_stats(
-        "answer timeout",
-        &[
-            ("kubelet", TCP, D, two(&d, D)),
-            ("kubelet", TCP, A, two(&a, A)),
-        ],
+        "another ISN",
+        &[("kubelet", TCP, D, s), ("kubelet", TCP, A, sa)],
     );
-    assert_all_invariants("answer timeout", &h);
-    let ed = flagged(&h, prog, &d, "kubelet", ACTION_WOULD_DROP);
-    let ea = sampled(&h, prog, &a, "kubelet");
-    assert_events("answer timeout", &h.events(), &[ed, ea, ed, ea]);
+    assert_all_invariants("another ISN", &h);
+    assert_events("another ISN", &h.events(), &want);
+}
+
+fn late_retransmit_is_not_new(fam: Fam, prog: Prog) {
+    let mut h = harness();
+    let y = tcp(fam.denied(), fam.node(), 46000, KUBELET, SYN).tcp_seq(777);
+    run_expect(&h, prog, &y, prog.pass(), "SYN");
+    // Longer than the answer timeout of a fast config, far below the idle timeout: bounded.
+    std::thread::sleep(Duration::from_millis(20));
+    run_expect(&h, prog, &y, prog.pass(), "late retransmit");
+    h.assert_stats(
+        "late retransmit",
+        &[(
+            "kubelet",
+            TCP,
+            D,
+            S {
+                packets: 2,
+                bytes: 2 * len(&y),
+                new_conns: 1,
+                would_drop: 2,
+                events: 1,
+                ..S::default()
+            },
+        )],
+    );
+    assert_events(
+        "late retransmit",
+        &h.events(),
+        &[flagged(&h, prog, &y, "kubelet", ACTION_WOULD_DROP)],
+    );
 }
