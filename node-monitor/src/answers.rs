@@ -7,9 +7,10 @@
 //!
 //! An answer that arrives after its attempt was reported (the node answered after the answer
 //! timeout) is never only counted: it becomes a record of its own, a flagged connection with
-//! that answer, which `answer_corrects: no_answer` marks as the correction of the earlier
-//! report when the tracker still remembers it (the last [`MAX_PENDING`] attempts it reported
-//! without an answer, for [`REMEMBER_NS`]).
+//! that answer and `answer_corrects: no_answer`, the correction of the earlier report (the
+//! tracker remembers the last [`MAX_PENDING`] attempts it reported without an answer, for
+//! [`REMEMBER_NS`]). An answer to an attempt it never reported (rate limited, lost, or from
+//! before a restart) becomes a record only when it is an acceptance.
 use std::{
     borrow::Cow,
     collections::{HashMap, VecDeque, hash_map::Entry},
@@ -154,8 +155,15 @@ impl Tracker {
                 None => {
                     self.stats.late_answers += 1;
                     let corrects = self.unanswered.remove(&key).map(|_| Answer::NoAnswer);
+                    let answer = Answer::from_raw(ev.answer);
+                    // An attempt never reported (its event was rate limited or lost, counted
+                    // in the flood alerts; or it came before a restart): only its acceptance
+                    // is news, so that a burst cannot hide an accepted connection.
+                    if corrects.is_none() && answer != Some(Answer::Accepted) {
+                        return;
+                    }
                     let name = self.group(ev.group, names);
-                    let mut rec = record::from_event(&ev, name, clock, Answer::from_raw(ev.answer));
+                    let mut rec = record::from_event(&ev, name, clock, answer);
                     rec.record_type = record::RecordType::Flagged;
                     rec.answer_corrects = corrects;
                     // The flags are the answer's (SYN-ACK, RST), not an opener's.
@@ -393,7 +401,15 @@ mod tests {
         assert_eq!(t.stats.late_answers, 1);
         // An answer to an attempt this tracker never reported (its event was rate limited,
         // or it came before a restart) is a flagged record with that answer, correcting
-        // nothing.
+        // nothing, when it is an acceptance; a refusal is only counted.
+        t.handle(
+            ev(EVENT_ANSWER, 8, 1, ANSWER_REFUSED),
+            1,
+            &Names,
+            &clock,
+            &mut out,
+        );
+        assert_eq!(t.stats.late_answers, 2);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].record_type, record::RecordType::Flagged);
         assert_eq!(out[0].answer, Some(Answer::Accepted));
@@ -433,7 +449,7 @@ mod tests {
         assert_eq!(t.stats.late_answers, 1);
         // A second late answer for the same attempt corrects nothing more.
         t.handle(
-            ev(EVENT_ANSWER, 49000, 2600 * MS, ANSWER_REFUSED),
+            ev(EVENT_ANSWER, 49000, 2600 * MS, ANSWER_ACCEPTED),
             2600 * MS,
             &Names,
             &clock,
