@@ -166,6 +166,12 @@ impl Tracker {
                     let mut rec = record::from_event(&ev, name, clock, answer);
                     rec.record_type = record::RecordType::Flagged;
                     rec.answer_corrects = corrects;
+                    // The answer event carries no action: the attempt was answered, so its SYN
+                    // went through (a denied one in monitor mode).
+                    rec.action = match rec.verdict {
+                        record::Verdict::Denied => record::Action::WouldDrop,
+                        record::Verdict::Allowed => record::Action::Pass,
+                    };
                     // The flags are the answer's (SYN-ACK, RST), not an opener's.
                     rec.tcp_flags = None;
                     out.push(rec);
@@ -436,6 +442,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].answer, Some(Answer::NoAnswer));
         let mut late = ev(EVENT_ANSWER, 49000, 2500 * MS, ANSWER_ACCEPTED);
+        late.verdict = node_monitor_common::VERDICT_DENIED;
         late.tcp_flags = node_monitor_common::TCP_SYN | node_monitor_common::TCP_ACK;
         t.handle(late, 2500 * MS, &Names, &clock, &mut out);
         assert_eq!(out.len(), 2, "the late answer is a record of its own");
@@ -444,6 +451,11 @@ mod tests {
         assert_eq!((r.src_port, r.dst_port), (49000, 10250));
         assert_eq!(r.answer, Some(Answer::Accepted));
         assert_eq!(r.answer_corrects, Some(Answer::NoAnswer));
+        assert_eq!(
+            r.action,
+            record::Action::WouldDrop,
+            "the attempt went through"
+        );
         assert_eq!(r.tcp_flags, None, "not the opener's flags");
         assert_eq!(r.ktime_ns, 2500 * MS);
         assert_eq!(t.stats.late_answers, 1);

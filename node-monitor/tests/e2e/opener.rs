@@ -107,4 +107,5 @@ fn real_connection_after_a_dropped_syn_is_reported_accepted() {
     let accepted = accepted.expect("the accepted alert");
     assert_eq!(js(&accepted, "/event/outcome"), "success");
     assert_eq!(js(&accepted, "/source/ip"), addr::OUTSIDE_V4.to_string());
+    assert_eq!(js(&accepted, "/node_monitor/action"), "would_drop");
 }
