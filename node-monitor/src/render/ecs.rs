@@ -472,7 +472,13 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        assert_eq!(v["rule"]["version"], "1");
+        // Connection rules are at version 2, sweeps and floods at 1.
+        let version = if v["rule"]["id"] == "NM-1010" || v["rule"]["id"] == "NM-1020" {
+            "1"
+        } else {
+            "2"
+        };
+        assert_eq!(v["rule"]["version"], version);
         assert_eq!(v["rule"]["ruleset"], "node-monitor");
         assert!(v["rule"]["description"].as_str().is_some());
     }

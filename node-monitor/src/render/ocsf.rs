@@ -635,7 +635,12 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["uid"], rule_id);
         assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
-        assert_eq!(v["finding_info"]["analytic"]["version"], "1");
+        let version = if rule_id == "NM-1010" || rule_id == "NM-1020" {
+            "1"
+        } else {
+            "2"
+        };
+        assert_eq!(v["finding_info"]["analytic"]["version"], version);
         assert_eq!(
             v["finding_info"]["title"],
             v["finding_info"]["analytic"]["name"]
