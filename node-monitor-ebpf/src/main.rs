@@ -33,9 +33,9 @@ use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED,
     Addr, EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FlowKey, FlowState,
     GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_TCP, IPPROTO_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, Settings, TCP_ACK, TCP_RST, TCP_SYN,
-    TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, source_slot, stats_index, token_bucket_take,
-    verdict_slot,
+    IPPROTO_TCP, IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP,
+    Settings, TCP_ACK, TCP_RST, TCP_SYN, TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn,
+    source_slot, stats_index, tcp_starts_attempt, token_bucket_take, verdict_slot,
 };
 use parse::{L3, L4, Packet, Reason};
 
@@ -253,8 +253,8 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         }
     }
 
-    // New connection: a UDP packet, or a TCP segment without ACK and RST (a SYN, or a
-    // stealth probe such as NULL/FIN/Xmas) whose 5-tuple was idle for the idle timeout.
+    // New connection: the first UDP datagram of an idle 5-tuple; for TCP, a segment without
+    // ACK and RST: a pure SYN (an attempt), or a stealth probe such as NULL/FIN/Xmas.
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
     if !candidate {
         return Ok(action);
@@ -271,20 +271,37 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         _pad: 0,
     };
     let flagged = u8::from(verdict == VERDICT_DENIED);
+    let opener = if l3.proto == IPPROTO_UDP {
+        OPENER_UDP
+    } else if is_pure_syn(l4.tcp_flags) {
+        OPENER_SYN
+    } else {
+        OPENER_PROBE
+    };
     let is_new = match FLOWS.get_ptr_mut(&key) {
         Some(f) => {
             // SAFETY: a map value pointer; racing updates of these plain fields are benign.
             let f = unsafe { &mut *f };
             let idle = now.saturating_sub(f.last_ns) > settings.flow_idle_ns;
+            let new = if l3.proto == IPPROTO_UDP {
+                idle
+            } else {
+                tcp_starts_attempt(
+                    l4.tcp_flags,
+                    Some((idle, f.opener, f.answer, f.isn == l4.seq)),
+                )
+            };
             f.last_ns = now;
-            if idle {
+            if new {
                 f.first_ns = now;
                 f.group = group;
                 f.verdict = verdict;
                 f.flagged = flagged;
                 f.answer = ANSWER_NONE;
+                f.opener = opener;
+                f.isn = l4.seq;
             }
-            idle
+            new
         }
         None => {
             let state = FlowState {
@@ -294,7 +311,11 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
                 verdict,
                 flagged,
                 answer: ANSWER_NONE,
-                _pad: 0,
+                opener,
+                _pad0: 0,
+                _pad1: 0,
+                isn: l4.seq,
+                _pad2: 0,
             };
             if FLOWS.insert(&key, &state, 0).is_err() {
                 count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
@@ -489,6 +510,7 @@ fn egress(pkt: &Packet, meta: &Meta) {
         src_port: key.src_port,
         dst_port: key.dst_port,
         tcp_flags: flags,
+        seq: 0,
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let ev = EventFacts {

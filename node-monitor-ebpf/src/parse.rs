@@ -135,6 +135,8 @@ pub struct L4 {
     pub src_port: u16,
     pub dst_port: u16,
     pub tcp_flags: u8,
+    /// TCP sequence number as it sits in the packet (only compared for equality); 0 for UDP.
+    pub seq: u32,
 }
 
 /// Parses Ethernet (with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags in total, counting a tag
@@ -281,6 +283,7 @@ pub fn parse_l4(pkt: &Packet, l3: &L3) -> Result<L4, Reason> {
                 src_port: unsafe { field_be16(h, 0) },
                 dst_port: unsafe { field_be16(h, 2) },
                 tcp_flags: unsafe { field_u8(h, 13) },
+                seq: u32::from_ne_bytes(unsafe { read_unaligned(h.add(4).cast::<[u8; 4]>()) }),
             })
         }
         IPPROTO_UDP => {
@@ -290,6 +293,7 @@ pub fn parse_l4(pkt: &Packet, l3: &L3) -> Result<L4, Reason> {
                 src_port: unsafe { field_be16(h, 0) },
                 dst_port: unsafe { field_be16(h, 2) },
                 tcp_flags: 0,
+                seq: 0,
             })
         }
         _ => Err(reason::OTHER_L4),

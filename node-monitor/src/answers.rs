@@ -4,6 +4,13 @@
 //!
 //! The egress program reports answers as events and also records them on the flow entry;
 //! when an answer event was lost, the timeout path reads the flow entry instead.
+//!
+//! An answer that arrives after its attempt was reported (the node answered after the answer
+//! timeout) is never only counted: it becomes a record of its own, a flagged connection with
+//! that answer and `answer_corrects: no_answer`, the correction of the earlier report (the
+//! tracker remembers the last [`MAX_PENDING`] attempts it reported without an answer, for
+//! [`REMEMBER_NS`]). An answer to an attempt it never reported (rate limited, lost, or from
+//! before a restart) becomes a record only when it is an acceptance.
 use std::{
     borrow::Cow,
     collections::{HashMap, VecDeque, hash_map::Entry},
@@ -18,6 +25,7 @@ use crate::record::{self, Answer, Clock, FlowRecord};
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct TrackerStats {
     /// Answer events for attempts no longer pending (after the timeout, or after a restart).
+    /// Each is reported as a record of its own (see the module docs).
     pub late_answers: u64,
     /// Flagged attempts reported with an answer read from the flow table because the answer
     /// event itself was lost.
@@ -31,6 +39,9 @@ pub struct TrackerStats {
 
 /// Most attempts held for an answer at once; beyond it the oldest are resolved early.
 pub(crate) const MAX_PENDING: usize = 262_144;
+/// How long an attempt reported without an answer is remembered, so that a late answer can
+/// say which report it corrects.
+pub(crate) const REMEMBER_NS: u64 = 600_000_000_000;
 
 struct Pending {
     event: Event,
@@ -44,6 +55,10 @@ pub struct Tracker {
     pending: HashMap<FlowKey, Pending>,
     /// Keys in arrival order; deadlines are monotonic in arrival order.
     order: VecDeque<(FlowKey, u64)>,
+    /// Attempts reported as `no_answer`: key → the attempt's kernel time.
+    unanswered: HashMap<FlowKey, u64>,
+    /// The same, in report order, with the time each may be forgotten.
+    unanswered_order: VecDeque<(FlowKey, u64, u64)>,
     /// The name last seen for each group id, shared by the records of that group (one
     /// allocation per group, not per record).
     group_names: Vec<Option<Arc<str>>>,
@@ -62,6 +77,8 @@ impl Tracker {
             max_pending: MAX_PENDING,
             pending: HashMap::new(),
             order: VecDeque::new(),
+            unanswered: HashMap::new(),
+            unanswered_order: VecDeque::new(),
             group_names: vec![None; usize::from(u8::MAX) + 1],
             stats: TrackerStats::default(),
         }
@@ -115,6 +132,7 @@ impl Tracker {
                 ) {
                     self.stats.superseded += 1;
                     let name = self.group(old.event.group, names);
+                    self.remember_unanswered(key, old.event.ts_ns, now_ns);
                     out.push(record::from_event(
                         &old.event,
                         name,
@@ -134,7 +152,30 @@ impl Tracker {
                         Answer::from_raw(ev.answer),
                     ));
                 }
-                None => self.stats.late_answers += 1,
+                None => {
+                    self.stats.late_answers += 1;
+                    let corrects = self.unanswered.remove(&key).map(|_| Answer::NoAnswer);
+                    let answer = Answer::from_raw(ev.answer);
+                    // An attempt never reported (its event was rate limited or lost, counted
+                    // in the flood alerts; or it came before a restart): only its acceptance
+                    // is news, so that a burst cannot hide an accepted connection.
+                    if corrects.is_none() && answer != Some(Answer::Accepted) {
+                        return;
+                    }
+                    let name = self.group(ev.group, names);
+                    let mut rec = record::from_event(&ev, name, clock, answer);
+                    rec.record_type = record::RecordType::Flagged;
+                    rec.answer_corrects = corrects;
+                    // The answer event carries no action: the attempt was answered, so its SYN
+                    // went through (a denied one in monitor mode).
+                    rec.action = match rec.verdict {
+                        record::Verdict::Denied => record::Action::WouldDrop,
+                        record::Verdict::Allowed => record::Action::Pass,
+                    };
+                    // The flags are the answer's (SYN-ACK, RST), not an opener's.
+                    rec.tcp_flags = None;
+                    out.push(rec);
+                }
             },
             _ => {
                 let name = self.group(ev.group, names);
@@ -160,7 +201,7 @@ impl Tracker {
             self.order.pop_front();
             // The key may have been answered, or re-flagged with a later deadline.
             if let Some(p) = self.take_due(key, deadline) {
-                self.report(&key, &p, &lookup, names, clock, out);
+                self.report(&key, &p, now_ns, &lookup, names, clock, out);
             }
         }
         // Bounded memory: past the cap, resolve the oldest attempts now.
@@ -170,9 +211,26 @@ impl Tracker {
             };
             if let Some(p) = self.take_due(key, deadline) {
                 self.stats.resolved_early += 1;
-                self.report(&key, &p, &lookup, names, clock, out);
+                self.report(&key, &p, now_ns, &lookup, names, clock, out);
             }
         }
+    }
+
+    /// Remembers that the attempt of `key` (kernel time `ts_ns`) was reported as `no_answer`,
+    /// for [`REMEMBER_NS`], at most [`MAX_PENDING`] attempts (the oldest are forgotten).
+    fn remember_unanswered(&mut self, key: FlowKey, ts_ns: u64, now_ns: u64) {
+        while let Some(&(k, ts, forget)) = self.unanswered_order.front() {
+            if forget > now_ns && self.unanswered_order.len() < self.max_pending {
+                break;
+            }
+            self.unanswered_order.pop_front();
+            if self.unanswered.get(&k) == Some(&ts) {
+                self.unanswered.remove(&k);
+            }
+        }
+        self.unanswered.insert(key, ts_ns);
+        self.unanswered_order
+            .push_back((key, ts_ns, now_ns.saturating_add(REMEMBER_NS)));
     }
 
     /// Removes the attempt of `key` if it is still the one due at `deadline` (one lookup).
@@ -195,21 +253,29 @@ impl Tracker {
         rest.sort_by_key(|(_, p)| p.event.ts_ns);
         self.order.clear();
         for (key, p) in rest {
-            self.report(&key, &p, &lookup, names, clock, out);
+            self.report(&key, &p, 0, &lookup, names, clock, out);
         }
     }
 
     /// Reports a pending attempt whose wait is over, with the answer the flow table holds.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the tracker's one reporting path: each argument is a different input"
+    )]
     fn report(
         &mut self,
         key: &FlowKey,
         p: &Pending,
+        now_ns: u64,
         lookup: &impl Fn(&FlowKey) -> Option<FlowState>,
         names: &impl GroupNames,
         clock: &Clock,
         out: &mut Vec<FlowRecord>,
     ) {
         let answer = self.answer_from_table(key, &p.event, lookup);
+        if answer == Answer::NoAnswer {
+            self.remember_unanswered(*key, p.event.ts_ns, now_ns);
+        }
         let name = self.group(p.event.group, names);
         out.push(record::from_event(&p.event, name, clock, Some(answer)));
     }
@@ -339,9 +405,93 @@ mod tests {
             &mut out,
         );
         assert_eq!(t.stats.late_answers, 1);
-        t.handle(ev(EVENT_SAMPLED, 3, 1, 0), 1, &Names, &clock, &mut out);
+        // An answer to an attempt this tracker never reported (its event was rate limited,
+        // or it came before a restart) is a flagged record with that answer, correcting
+        // nothing, when it is an acceptance; a refusal is only counted.
+        t.handle(
+            ev(EVENT_ANSWER, 8, 1, ANSWER_REFUSED),
+            1,
+            &Names,
+            &clock,
+            &mut out,
+        );
+        assert_eq!(t.stats.late_answers, 2);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].answer, None);
+        assert_eq!(out[0].record_type, record::RecordType::Flagged);
+        assert_eq!(out[0].answer, Some(Answer::Accepted));
+        assert_eq!(out[0].answer_corrects, None);
+        t.handle(ev(EVENT_SAMPLED, 3, 1, 0), 1, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].answer, None);
+    }
+
+    #[test]
+    fn late_answer_corrects_the_no_answer_report() {
+        // Issue 15: the attempt timed out (reported no_answer), then the node accepted it.
+        let mut t = Tracker::new(1000);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        t.handle(
+            ev(EVENT_FLAGGED, 49000, 10 * MS, 0),
+            10 * MS,
+            &Names,
+            &clock,
+            &mut out,
+        );
+        t.expire(1010 * MS, |_| None, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].answer, Some(Answer::NoAnswer));
+        let mut late = ev(EVENT_ANSWER, 49000, 2500 * MS, ANSWER_ACCEPTED);
+        late.verdict = node_monitor_common::VERDICT_DENIED;
+        late.tcp_flags = node_monitor_common::TCP_SYN | node_monitor_common::TCP_ACK;
+        t.handle(late, 2500 * MS, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 2, "the late answer is a record of its own");
+        let r = &out[1];
+        assert_eq!(r.record_type, record::RecordType::Flagged);
+        assert_eq!((r.src_port, r.dst_port), (49000, 10250));
+        assert_eq!(r.answer, Some(Answer::Accepted));
+        assert_eq!(r.answer_corrects, Some(Answer::NoAnswer));
+        assert_eq!(
+            r.action,
+            record::Action::WouldDrop,
+            "the attempt went through"
+        );
+        assert_eq!(r.tcp_flags, None, "not the opener's flags");
+        assert_eq!(r.ktime_ns, 2500 * MS);
+        assert_eq!(t.stats.late_answers, 1);
+        // A second late answer for the same attempt corrects nothing more.
+        t.handle(
+            ev(EVENT_ANSWER, 49000, 2600 * MS, ANSWER_ACCEPTED),
+            2600 * MS,
+            &Names,
+            &clock,
+            &mut out,
+        );
+        assert_eq!(out[2].answer_corrects, None);
+        // Superseded attempts are remembered too, and the memory is bounded.
+        t.set_max_pending(2);
+        for port in 1..=4u16 {
+            for ts in [1, 2] {
+                t.handle(
+                    ev(EVENT_FLAGGED, port, ts * MS, 0),
+                    3000 * MS,
+                    &Names,
+                    &clock,
+                    &mut out,
+                );
+            }
+        }
+        assert!(t.unanswered.len() <= 3, "{}", t.unanswered.len());
+        t.handle(
+            ev(EVENT_ANSWER, 4, 3001 * MS, ANSWER_ACCEPTED),
+            3001 * MS,
+            &Names,
+            &clock,
+            &mut out,
+        );
+        // Port 4's second attempt is still pending: the answer resolves it.
+        assert_eq!(out.last().map(|r| r.answer_corrects), Some(None));
+        assert_eq!(out.last().map(|r| r.ktime_ns), Some(2 * MS));
     }
 
     #[test]

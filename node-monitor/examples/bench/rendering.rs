@@ -94,6 +94,7 @@ fn render_mix(n: usize) -> Vec<OutputItem> {
                 Some(Answer::Refused),
                 Some(Answer::NoAnswer),
             ][i % 4],
+            answer_corrects: None,
             family: if v6 { Family::Ipv6 } else { Family::Ipv4 },
             src_ip,
             src_port: 30000 + (i % 30000) as u16,
@@ -125,6 +126,7 @@ fn render_mix(n: usize) -> Vec<OutputItem> {
                 kind,
                 suppressed: 0,
                 follow_up_of: None,
+                repeats_by_answer: None,
                 losses_since_previous: losses.clone(),
             };
             match i % 20 {

@@ -1,7 +1,10 @@
-//! Dedup: key (rule id, source ip, group). The first occurrence alerts at once (`suppressed`
-//! 0); repeats within `dedup_window` of the first are counted; when the window ends (seen by
-//! [`Dedup::close_due`], or by the next occurrence) a series with repeats gets one follow-up
-//! alert carrying the last repeat, `suppressed = repeats` and `follow_up_of = first id`. The
+//! Dedup: key (rule id, source ip, group, accepted). The first occurrence alerts at once
+//! (`suppressed` 0); repeats within `dedup_window` of the first are counted; when the window
+//! ends (seen by [`Dedup::close_due`], or by the next occurrence) a series with repeats gets
+//! one follow-up alert carrying the last repeat, `suppressed = repeats`, the repeats by answer
+//! (connection alerts) and `follow_up_of = first id`. An accepted connection is never folded
+//! into a series of refused or unanswered ones: the first accepted connection of a source
+//! alerts at once, whatever came before it. The
 //! next occurrence starts a new series. At most `max_series` series: when full, the oldest is
 //! closed early, its follow-up emitted, never dropped silently.
 use std::{
@@ -12,12 +15,14 @@ use std::{
 };
 
 use super::{
-    model::{Alert, AlertKind, Rule},
+    model::{Alert, AlertKind, AnswerCounts, Rule},
     window::within,
 };
+use crate::record::Answer;
 
-/// (rule id, source, group): the group is the record's shared name (no copy per record).
-type SeriesKey = (&'static str, IpAddr, Arc<str>);
+/// (rule id, source, group, accepted): the group is the record's shared name (no copy per
+/// record); accepted connections are a series of their own.
+type SeriesKey = (&'static str, IpAddr, Arc<str>, bool);
 
 struct Series {
     /// Kept binary; written out only for the follow-up (most series have none).
@@ -28,6 +33,8 @@ struct Series {
     repeats: u64,
     /// The last repeat's kind.
     last: Option<AlertKind>,
+    /// The repeats by answer (connection alerts), None for other kinds.
+    by_answer: Option<AnswerCounts>,
 }
 
 impl Series {
@@ -40,6 +47,7 @@ impl Series {
             rule,
             repeats: 0,
             last: None,
+            by_answer: None,
         }
     }
 }
@@ -52,6 +60,8 @@ pub(crate) struct Occurrence<'a> {
     pub kind: AlertKind,
     /// The alert's wall-clock time if it is the first of its series.
     pub time: SystemTime,
+    /// For connection alerts: the connection's answer (`Some(None)` when it has none).
+    pub answer: Option<Option<Answer>>,
 }
 
 /// The open dedup series.
@@ -89,6 +99,7 @@ fn first_alert(id: String, time: SystemTime, rule: Rule, kind: AlertKind) -> Ale
         kind,
         suppressed: 0,
         follow_up_of: None,
+        repeats_by_answer: None,
         losses_since_previous: BTreeMap::new(),
     }
 }
@@ -125,11 +136,15 @@ impl Dedup {
         now: Instant,
         out: &mut Vec<Alert>,
     ) {
-        let key: SeriesKey = (o.rule.id, o.source, o.group.clone());
+        let accepted = o.answer == Some(Some(Answer::Accepted));
+        let key: SeriesKey = (o.rule.id, o.source, o.group.clone(), accepted);
         if let Some(s) = self.series.get_mut(&key) {
             if within(s.started, window, now) {
                 s.repeats += 1;
                 s.last = Some(o.kind);
+                if let Some(answer) = o.answer {
+                    s.by_answer.get_or_insert_default().add(answer);
+                }
                 self.suppressed_total += 1;
                 *self.suppressed_by_rule.entry(key.0).or_default() += 1;
                 return;
@@ -196,6 +211,7 @@ fn close_series(s: Series, out: &mut Vec<Alert>) {
         kind,
         suppressed: s.repeats,
         follow_up_of: Some(id_text(s.first_id)),
+        repeats_by_answer: s.by_answer,
         losses_since_previous: BTreeMap::new(),
     });
 }

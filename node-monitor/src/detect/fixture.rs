@@ -11,11 +11,11 @@ use std::{
 use node_monitor_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 
 use super::{
-    model::{Alert, AlertKind, FloodScope, OutputItem, Rule},
+    model::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, Rule},
     rules,
 };
 use crate::record::{
-    Action, Answer, Family, FlowRecord, Protocol, RecordType, TcpFlags, Verdict,
+    Action, Answer, Family, FlowRecord, Hook, Protocol, RecordType, TcpFlags, Verdict,
     fixture::{TIME_US, flagged, sampled, time_us},
 };
 
@@ -28,6 +28,7 @@ pub fn alert(kind: AlertKind, rule: Rule) -> Alert {
         kind,
         suppressed: 0,
         follow_up_of: None,
+        repeats_by_answer: None,
         losses_since_previous: BTreeMap::new(),
     }
 }
@@ -51,7 +52,28 @@ pub fn follow_up() -> Alert {
     a.id = "0b7c9e2d-1111-4222-8333-444455556666".to_owned();
     a.suppressed = 17;
     a.follow_up_of = Some("3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d".to_owned());
+    a.repeats_by_answer = Some(AnswerCounts {
+        accepted: 0,
+        refused: 12,
+        no_answer: 5,
+    });
     a
+}
+
+/// A late answer: the node accepted the attempt of [`flagged`] after it was reported as
+/// `no_answer` (the record of the answer packet, seen on tc egress).
+pub fn late_answer_alert() -> Alert {
+    let record = FlowRecord {
+        answer: Some(Answer::Accepted),
+        answer_corrects: Some(Answer::NoAnswer),
+        hook: Hook::Tc,
+        tcp_flags: None,
+        ..flagged()
+    };
+    alert(
+        AlertKind::Connection { record },
+        rules::rule_for_group("kubelet"),
+    )
 }
 
 /// A NodePort sweep of five ports within 60 s by the source of [`flagged`].
@@ -139,7 +161,10 @@ pub fn variety() -> Vec<OutputItem> {
                 r.protocol = Protocol::Udp;
                 r.tcp_flags = None;
             }
-            2 => r.interface = None,
+            2 => {
+                r.interface = None;
+                r.answer_corrects = Some(Answer::NoAnswer);
+            }
             3 => {
                 r.tcp_flags = Some(TcpFlags::from_bits(
                     TCP_SYN | TCP_ACK | TCP_FIN | TCP_PSH | TCP_URG | TCP_RST,
@@ -170,6 +195,11 @@ pub fn variety() -> Vec<OutputItem> {
         if i % 4 == 1 {
             a.suppressed = 1;
             a.follow_up_of = Some("first-\"id".to_owned());
+            a.repeats_by_answer = Some(AnswerCounts {
+                accepted: u64::MAX,
+                refused: 1,
+                no_answer: 0,
+            });
         }
         items.push(OutputItem::Alert(a));
         let mut f = r.clone();

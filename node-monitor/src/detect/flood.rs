@@ -49,6 +49,7 @@ impl Flood {
         }
         let w = self.0.take()?;
         Some(Alert {
+            repeats_by_answer: None,
             id: new_id(),
             time: SystemTime::now(),
             rule: rules::flood_rule(),

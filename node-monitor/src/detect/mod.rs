@@ -20,7 +20,7 @@ use std::{
     time::Instant,
 };
 
-pub use model::{Alert, AlertKind, FloodScope, OutputItem, Rule, Severity};
+pub use model::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, Rule, Severity};
 
 use self::{
     dedup::{Dedup, Occurrence},
@@ -139,6 +139,7 @@ impl Engine {
                 rule: rules::rule_for_group(&rec.group),
                 source: rec.src_ip,
                 group: &rec.group,
+                answer: Some(rec.answer),
                 kind: AlertKind::Connection {
                     record: rec.clone(),
                 },
@@ -156,6 +157,7 @@ impl Engine {
                     rule: rules::sweep_rule(),
                     source: rec.src_ip,
                     group: &rec.group,
+                    answer: None,
                     kind,
                     time: std::time::SystemTime::now(),
                 };
@@ -363,6 +365,58 @@ pub(crate) mod tests {
         assert_eq!(s.alerts_by_rule["NM-1001"], 4);
         assert_eq!(s.alerts_by_rule["NM-1003"], 1);
         assert_eq!(s.follow_ups, 1);
+    }
+
+    #[test]
+    fn dedup_never_hides_an_accepted_connection() {
+        use crate::record::Answer;
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let with = |port: u16, answer| {
+            let mut r = record("kubelet", "203.0.113.9", 10250);
+            r.src_port = port;
+            r.answer = Some(answer);
+            r
+        };
+        // Refused, accepted, refused from one source within the window.
+        e.on_record(&with(40001, Answer::Refused), t0, &mut out);
+        e.on_record(&with(40002, Answer::Accepted), t0 + secs(1), &mut out);
+        e.on_record(&with(40003, Answer::Refused), t0 + secs(2), &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        match &out[1].kind {
+            AlertKind::Connection { record } => {
+                assert_eq!(record.src_port, 40002);
+                assert_eq!(record.answer, Some(Answer::Accepted));
+            }
+            k => panic!("{k:?}"),
+        }
+        // More of each; the follow-ups say how the repeats were answered.
+        e.on_record(&with(40004, Answer::NoAnswer), t0 + secs(3), &mut out);
+        e.on_record(&with(40005, Answer::Accepted), t0 + secs(4), &mut out);
+        assert_eq!(out.len(), 2);
+        e.tick(t0 + secs(61), &mut out);
+        assert_eq!(out.len(), 4);
+        let counts: Vec<_> = out[2..]
+            .iter()
+            .map(|a| (a.suppressed, a.repeats_by_answer))
+            .collect();
+        assert!(counts.contains(&(
+            2,
+            Some(AnswerCounts {
+                accepted: 0,
+                refused: 1,
+                no_answer: 1
+            })
+        )));
+        assert!(counts.contains(&(
+            1,
+            Some(AnswerCounts {
+                accepted: 1,
+                refused: 0,
+                no_answer: 0
+            })
+        )));
     }
 
     #[test]

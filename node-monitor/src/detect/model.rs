@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::record::FlowRecord;
+use crate::record::{Answer, FlowRecord};
 
 /// Alert severity, as SIEMs rank it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -74,6 +74,26 @@ pub enum AlertKind {
     },
 }
 
+/// How the node answered the repeats a dedup follow-up folds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AnswerCounts {
+    pub accepted: u64,
+    pub refused: u64,
+    pub no_answer: u64,
+}
+
+impl AnswerCounts {
+    /// Counts one repeat answered `answer` (a record without an answer counts nowhere).
+    pub fn add(&mut self, answer: Option<Answer>) {
+        match answer {
+            Some(Answer::Accepted) => self.accepted += 1,
+            Some(Answer::Refused) => self.refused += 1,
+            Some(Answer::NoAnswer) => self.no_answer += 1,
+            None => {}
+        }
+    }
+}
+
 /// One alert, ready to format.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
@@ -87,6 +107,8 @@ pub struct Alert {
     pub suppressed: u64,
     /// For a dedup follow-up: the id of the first alert of the series.
     pub follow_up_of: Option<String>,
+    /// For a dedup follow-up of connection alerts: the folded repeats by answer.
+    pub repeats_by_answer: Option<AnswerCounts>,
     /// Events lost since the previous alert, by reason (`rate_limited`, `ringbuf_full`,
     /// `sink_queue_full`, ...): a SIEM sees the gaps.
     pub losses_since_previous: BTreeMap<String, u64>,

@@ -23,6 +23,12 @@ pub const NODE_LOCAL_GROUPS: &[&str] = &[
     "kube-proxy-metrics",
 ];
 
+/// The version of the connection rules (NM-1001..NM-1006, NM-1900). 2: a new connection is
+/// a pure SYN (a probe never holds a later SYN back; another initial sequence number or an
+/// answered attempt starts a new one), a late answer is an alert of its own
+/// (`answer_corrects`), and dedup keeps accepted connections in a series of their own.
+pub const CONNECTION_RULES_VERSION: u32 = 2;
+
 const fn rule(
     id: &'static str,
     name: &'static str,
@@ -38,8 +44,21 @@ const fn rule(
     }
 }
 
+/// A connection rule: [`rule`] at [`CONNECTION_RULES_VERSION`].
+const fn connection_rule(
+    id: &'static str,
+    name: &'static str,
+    severity: Severity,
+    description: &'static str,
+) -> Rule {
+    Rule {
+        version: CONNECTION_RULES_VERSION,
+        ..rule(id, name, severity, description)
+    }
+}
+
 fn generic() -> Rule {
-    rule(
+    connection_rule(
         GENERIC,
         "watched port reached from a source not allowed",
         Severity::Medium,
@@ -52,28 +71,28 @@ fn generic() -> Rule {
 /// user-defined groups get the generic NM-1900).
 pub fn rule_for_group(group: &str) -> Rule {
     match group {
-        "kubelet" => rule(
+        "kubelet" => connection_rule(
             KUBELET,
             "kubelet API access from a source not allowed",
             Severity::High,
             "A new connection reached the kubelet API (10250) from a source outside its \
              allowlist (normally the API server and the metrics pipeline only).",
         ),
-        "kubelet-readonly" => rule(
+        "kubelet-readonly" => connection_rule(
             KUBELET_READONLY,
             "kubelet read-only port reached",
             Severity::High,
             "A new connection reached the kubelet read-only port (10255), which should be \
              closed: its allowlist is empty, so every source is flagged.",
         ),
-        "etcd-client" | "etcd-peer" => rule(
+        "etcd-client" | "etcd-peer" => connection_rule(
             ETCD,
             "etcd accessed from a source not allowed",
             Severity::Critical,
             "A new connection reached etcd (client 2379 or peer 2380) from a source outside \
              the control-plane allowlist.",
         ),
-        g if NODE_LOCAL_GROUPS.contains(&g) => rule(
+        g if NODE_LOCAL_GROUPS.contains(&g) => connection_rule(
             NODE_LOCAL,
             "node-local control-plane endpoint reached from off the node",
             Severity::High,
@@ -81,7 +100,7 @@ pub fn rule_for_group(group: &str) -> Rule {
              controller-manager, kubelet healthz, etcd metrics, kube-proxy metrics) from \
              a source outside its allowlist.",
         ),
-        "apiserver" => rule(
+        "apiserver" => connection_rule(
             APISERVER,
             "API server access from a source not allowed",
             Severity::Medium,
@@ -89,7 +108,7 @@ pub fn rule_for_group(group: &str) -> Rule {
              allowlist.",
         ),
         // The generic rule's severity, with its own id and name.
-        "kube-proxy-healthz" => rule(
+        "kube-proxy-healthz" => connection_rule(
             KUBE_PROXY_HEALTHZ,
             "kube-proxy health check reached from a source not allowed",
             generic().severity,
@@ -171,7 +190,7 @@ mod tests {
             let r = rule_for_group(group);
             assert_eq!(r.id, id, "{group}");
             assert_eq!(r.severity, sev, "{group}");
-            assert_eq!(r.version, 1);
+            assert_eq!(r.version, CONNECTION_RULES_VERSION);
             assert!(
                 !r.name.contains(group) || group == "kubelet",
                 "{group}: name is fixed"
@@ -179,6 +198,7 @@ mod tests {
         }
         assert_eq!(sweep_rule().id, NODEPORT_SWEEP);
         assert_eq!(flood_rule().id, FLOOD);
+        assert_eq!((sweep_rule().version, flood_rule().version), (1, 1));
     }
 
     #[test]

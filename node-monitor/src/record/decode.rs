@@ -78,6 +78,7 @@ pub(crate) fn from_event(
         verdict: Verdict::from_raw(ev.verdict),
         action: Action::from_raw(ev.action),
         answer,
+        answer_corrects: None,
         protocol,
         family: Family::from_raw(ev.family),
         src_ip: ev.src_addr.to_ip(ev.family),

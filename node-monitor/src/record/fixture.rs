@@ -27,6 +27,7 @@ pub fn flagged() -> FlowRecord {
         verdict: Verdict::Denied,
         action: Action::WouldDrop,
         answer: Some(Answer::Refused),
+        answer_corrects: None,
         protocol: Protocol::Tcp,
         family: Family::Ipv4,
         src_ip: Ipv4Addr::new(128, 232, 110, 120).into(),

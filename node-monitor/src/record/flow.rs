@@ -22,6 +22,11 @@ pub struct FlowRecord {
     /// Flagged connections only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<Answer>,
+    /// A late answer: the node answered after this attempt had been reported with this
+    /// answer (`no_answer`, at the answer timeout); this record corrects that report. The
+    /// record then describes the answer packet (its time, hook, interface and length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_corrects: Option<Answer>,
     pub protocol: Protocol,
     pub family: Family,
     pub src_ip: IpAddr,

@@ -193,7 +193,28 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
             ext.str("cs3Label", "followUpOf");
         }
         match &a.kind {
-            AlertKind::Connection { .. } => {}
+            AlertKind::Connection { .. } => {
+                if let Some(c) = &a.repeats_by_answer {
+                    ext.key("cs4");
+                    for (i, (name, n)) in [
+                        ("accepted", c.accepted),
+                        ("refused", c.refused),
+                        ("no_answer", c.no_answer),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        if i > 0 {
+                            ext.out.push(b',');
+                        }
+                        ext.out.extend_from_slice(name.as_bytes());
+                        ext.out.push(b':');
+                        ext.out
+                            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                    }
+                    ext.str("cs4Label", "repeatsByAnswer");
+                }
+            }
             AlertKind::Sweep { ports, window, .. } => {
                 ext.key("cs4");
                 for (i, p) in ports.iter().enumerate() {
@@ -244,6 +265,10 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
         ext.str("cs6", answer.as_str());
         ext.str("cs6Label", "answer");
     }
+    if let Some(corrects) = rec.and_then(|r| r.answer_corrects) {
+        ext.str("flexString1", corrects.as_str());
+        ext.str("flexString1Label", "answerCorrects");
+    }
     ext.text("msg", |o| Message(item).write_to(o));
     ext.str("dvchost", &observer.hostname);
 }
@@ -254,7 +279,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, sweep, variety},
+        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep, variety},
         record::fixture::{CID, TIME_MS as T_MS, sampled},
         render::check::{self, hostile_observer, observer},
     };
@@ -402,6 +427,20 @@ mod tests {
         );
         assert!(!e.contains_key("cs5"));
         assert!(e["msg"].contains("17 more occurrences"));
+        assert_eq!(
+            (e["cs4Label"].as_str(), e["cs4"].as_str()),
+            ("repeatsByAnswer", "accepted:0,refused:12,no_answer:5")
+        );
+        let (_, e) = parse(&render(
+            &OutputItem::Alert(late_answer_alert()),
+            &observer(),
+        ));
+        assert_eq!(e["outcome"], "success");
+        assert_eq!(e["cs6"], "accepted");
+        assert_eq!(
+            (e["flexString1Label"].as_str(), e["flexString1"].as_str()),
+            ("answerCorrects", "no_answer")
+        );
     }
 
     #[test]

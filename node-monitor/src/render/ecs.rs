@@ -442,7 +442,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, sweep},
+        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
         record::fixture::{CID, sampled},
         render::check,
     };
@@ -472,7 +472,13 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        assert_eq!(v["rule"]["version"], "1");
+        // Connection rules are at version 2, sweeps and floods at 1.
+        let version = if v["rule"]["id"] == "NM-1010" || v["rule"]["id"] == "NM-1020" {
+            "1"
+        } else {
+            "2"
+        };
+        assert_eq!(v["rule"]["version"], version);
         assert_eq!(v["rule"]["ruleset"], "node-monitor");
         assert!(v["rule"]["description"].as_str().is_some());
     }
@@ -525,6 +531,21 @@ mod tests {
     }
 
     #[test]
+    fn late_answer_fields() {
+        let v = doc(&OutputItem::Alert(late_answer_alert()));
+        alert_common(&v);
+        assert_eq!(v["event"]["outcome"], "success");
+        assert_eq!(v["source"]["ip"], "128.232.110.120");
+        assert_eq!(v["node_monitor"]["answer"], "accepted");
+        assert_eq!(v["node_monitor"]["answer_corrects"], "no_answer");
+        assert!(v["node_monitor"].get("repeats_by_answer").is_none());
+        assert!(v["node_monitor"].get("tcp_flags").is_none());
+        // A first alert and an ordinary record carry no correction.
+        let v = doc(&OutputItem::Alert(connection_alert()));
+        assert!(v["node_monitor"].get("answer_corrects").is_none());
+    }
+
+    #[test]
     fn follow_up_fields() {
         let v = doc(&OutputItem::Alert(follow_up()));
         alert_common(&v);
@@ -534,6 +555,10 @@ mod tests {
         assert_eq!(
             v["node_monitor"]["follow_up_of"],
             "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d"
+        );
+        assert_eq!(
+            v["node_monitor"]["repeats_by_answer"],
+            json!({"accepted": 0, "refused": 12, "no_answer": 5})
         );
         assert_eq!(v["node_monitor"]["losses_since_previous"], json!({}));
         assert_eq!(v["network"]["community_id"], CID);

@@ -15,7 +15,7 @@ use super::{
     json::{JsonOut, Members},
 };
 use crate::{
-    detect::{Alert, AlertKind, FloodScope, OutputItem, rules},
+    detect::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, rules},
     record::{Action, Answer, FlowRecord, Hook, TcpFlags, Verdict},
 };
 
@@ -125,6 +125,8 @@ pub(crate) struct ConnectionFacts<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     answer: Option<Answer>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    answer_corrects: Option<Answer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tcp_flags: Option<TcpFlags>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hook: Option<Hook>,
@@ -140,6 +142,7 @@ impl ConnectionFacts<'_> {
             verdict: rec.map(|r| r.verdict),
             action: rec.map(|r| r.action),
             answer: rec.and_then(|r| r.answer),
+            answer_corrects: rec.and_then(|r| r.answer_corrects),
             tcp_flags: rec.and_then(|r| r.tcp_flags),
             hook: rec.map(|r| r.hook),
         }
@@ -167,6 +170,10 @@ pub(crate) fn write_connection_facts(
             m.key(j, "answer");
             j.str(a.as_str());
         }
+        if let Some(a) = r.answer_corrects {
+            m.key(j, "answer_corrects");
+            j.str(a.as_str());
+        }
         if let Some(f) = r.tcp_flags {
             m.key(j, "tcp_flags");
             j.str(f.as_str());
@@ -186,6 +193,8 @@ pub(crate) struct AlertFacts<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     follow_up_of: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    repeats_by_answer: Option<AnswerCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     losses_since_previous: Option<&'a BTreeMap<String, u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sweep: Option<SweepDoc<'a>>,
@@ -199,6 +208,7 @@ impl AlertFacts<'_> {
         AlertFacts {
             suppressed_count: alert.map(|a| a.suppressed),
             follow_up_of: alert.and_then(|a| a.follow_up_of.as_deref()),
+            repeats_by_answer: alert.and_then(|a| a.repeats_by_answer),
             losses_since_previous: alert.map(|a| &a.losses_since_previous),
             sweep,
             flood,
@@ -213,6 +223,10 @@ pub(crate) fn write_alert_facts(m: &mut Members, j: &mut JsonOut<'_>, a: &Alert)
     if let Some(f) = &a.follow_up_of {
         m.key(j, "follow_up_of");
         j.str(f);
+    }
+    if let Some(c) = &a.repeats_by_answer {
+        m.key(j, "repeats_by_answer");
+        j.serde(c);
     }
     m.key(j, "losses_since_previous");
     // Small maps, rare sweeps and floods: serde writes these few.

@@ -66,6 +66,10 @@ impl Message<'_> {
                             text(out, ", answer ");
                             text(out, x.as_str());
                         }
+                        if let Some(x) = r.answer_corrects {
+                            text(out, " after being reported as ");
+                            text(out, x.as_str());
+                        }
                         text(out, ").");
                     }
                     AlertKind::Sweep {
@@ -103,7 +107,17 @@ impl Message<'_> {
                     num(out, a.suppressed);
                     text(out, " more occurrence");
                     text(out, if a.suppressed == 1 { "" } else { "s" });
-                    text(out, " since the first alert.");
+                    text(out, " since the first alert");
+                    if let Some(c) = &a.repeats_by_answer {
+                        text(out, " (");
+                        num(out, c.accepted);
+                        text(out, " accepted, ");
+                        num(out, c.refused);
+                        text(out, " refused, ");
+                        num(out, c.no_answer);
+                        text(out, " unanswered)");
+                    }
+                    text(out, ".");
                 }
             }
         }
@@ -128,7 +142,7 @@ pub(crate) fn message(item: &OutputItem) -> String {
 mod tests {
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, sweep},
+        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
         record::fixture::sampled,
     };
 
@@ -140,9 +154,15 @@ mod tests {
             "kubelet API access from a source not allowed: 128.232.110.120:34855 -> \
              66.35.250.204:80/tcp (group kubelet, would_drop, answer refused)."
         );
-        assert!(
-            message(&OutputItem::Alert(follow_up()))
-                .ends_with(" 17 more occurrences since the first alert.")
+        assert!(message(&OutputItem::Alert(follow_up())).ends_with(
+            " 17 more occurrences since the first alert \
+                     (0 accepted, 12 refused, 5 unanswered)."
+        ));
+        assert_eq!(
+            message(&OutputItem::Alert(late_answer_alert())),
+            "kubelet API access from a source not allowed: 128.232.110.120:34855 -> \
+             66.35.250.204:80/tcp (group kubelet, would_drop, answer accepted after being \
+             reported as no_answer)."
         );
         assert_eq!(
             message(&OutputItem::Alert(sweep())),

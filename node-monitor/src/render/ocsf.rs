@@ -599,7 +599,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, sweep},
+        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
         record::{
             TcpFlags,
             fixture::{CID, TIME_MS as T_MS, sampled},
@@ -635,7 +635,12 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["uid"], rule_id);
         assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
-        assert_eq!(v["finding_info"]["analytic"]["version"], "1");
+        let version = if rule_id == "NM-1010" || rule_id == "NM-1020" {
+            "1"
+        } else {
+            "2"
+        };
+        assert_eq!(v["finding_info"]["analytic"]["version"], version);
         assert_eq!(
             v["finding_info"]["title"],
             v["finding_info"]["analytic"]["name"]
@@ -706,6 +711,16 @@ mod tests {
         assert_eq!(
             v["unmapped"]["node_monitor"]["follow_up_of"],
             "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d"
+        );
+        assert_eq!(
+            v["unmapped"]["node_monitor"]["repeats_by_answer"],
+            serde_json::json!({"accepted": 0, "refused": 12, "no_answer": 5})
+        );
+        let v = doc(&OutputItem::Alert(late_answer_alert()));
+        assert_eq!(v["unmapped"]["node_monitor"]["answer"], "accepted");
+        assert_eq!(
+            v["unmapped"]["node_monitor"]["answer_corrects"],
+            "no_answer"
         );
     }
 

@@ -234,7 +234,7 @@ pub(crate) fn check_ecs(v: &Value) {
             "{v}"
         );
         assert_eq!(ju(v, "/event/severity"), ecs_severity(rule), "{v}");
-        assert_eq!(js(v, "/rule/version"), "1", "{v}");
+        assert_eq!(js(v, "/rule/version"), "2", "{v}");
         assert_eq!(js(v, "/rule/ruleset"), "node-monitor", "{v}");
         assert_eq!(js(v, "/event/action"), "flagged-connection", "{v}");
         assert!(!js(v, "/event/id").is_empty(), "{v}");

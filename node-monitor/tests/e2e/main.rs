@@ -10,7 +10,7 @@
 //! the last line of stderr.
 //!
 //! Needs root, iproute2, util-linux (nsenter), iputils-ping, curl, nmap, prometheus and
-//! promtool; fails (never skips) without them. Every test builds its own lab, pin directory
+//! promtool, hping3; fails (never skips) without them. Every test builds its own lab, pin directory
 //! and metrics port, removed by guards.
 #![allow(
     clippy::unwrap_used,
@@ -42,6 +42,7 @@ mod enforcement;
 mod formats;
 mod hotplug;
 mod modes;
+mod opener;
 mod pinning;
 mod prometheus;
 mod reload;

@@ -163,7 +163,7 @@ fn every_rule_fires_from_real_traffic() {
         assert_eq!(ju(a, "/source/port"), u64::from(src.port()), "{a}");
         assert_eq!(ju(a, "/destination/port"), u64::from(*port), "{a}");
         assert_eq!(js(a, "/destination/ip"), "198.51.100.1", "{a}");
-        assert_eq!(js(a, "/rule/version"), "1", "{a}");
+        assert_eq!(js(a, "/rule/version"), "2", "{a}");
         assert_eq!(ju(a, "/event/severity"), *severity, "{a}");
         assert_eq!(js(a, "/node_monitor/answer"), *answer, "{a}");
         assert_eq!(js(a, "/node_monitor/verdict"), "denied", "{a}");
