@@ -15,6 +15,7 @@
 //! | `write_error` | stdout, file | the write failed (the file is reopened for the next record) |
 //! | `send_error` | syslog | the datagram could not be sent (UDP, unix) |
 //! | `http_status` | http | a 4xx answer other than 408/429 (not retried) |
+//! | `redirect` | http | a 3xx answer: redirects are never followed (not retried) |
 //! | `retries_exhausted` | http | still failing after `max_retries` retries |
 //! | `shutdown` | all | still queued or in flight when the shutdown deadline passed |
 //! | `closed` | all | the sink's task had stopped (it panicked) |
