@@ -43,6 +43,13 @@ impl Daemon {
         self.update_metrics_from(self.rounds % FLOW_COUNT_ROUNDS == 1, counters);
     }
 
+    /// The engine's loss baseline, taken at start before any event is read (the first totals
+    /// the engine sees are a baseline; see [`detect::Engine::on_losses`]).
+    pub(super) fn baseline_losses(&mut self) {
+        let counters = Counters::read(&self.dp);
+        self.account_losses(&counters, Instant::now());
+    }
+
     /// Feeds the engine the cumulative loss counters (kernel and userspace).
     fn account_losses(&mut self, counters: &Counters, now: Instant) {
         if let Some(groups) = &counters.groups {

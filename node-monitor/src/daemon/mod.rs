@@ -191,6 +191,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _bpf_stats: bpf_stats,
         server,
     };
+    // The loss counters as they are now (pinned ones keep an earlier run's) are the
+    // baseline: only what is lost from here on counts, and nothing in the first round is
+    // missed.
+    d.baseline_losses();
     d.update_metrics(true);
     d.metrics.set_ready(true);
     info!(
