@@ -124,8 +124,12 @@ impl Daemon {
     }
 
     fn update_metrics_from(&mut self, count_flows: bool, counters: Counters) {
-        if count_flows && let Some(n) = self.dp.flow_count() {
-            self.flow_entries = n as u64;
+        // The count runs on a thread of its own; the figure is the last one it published.
+        if count_flows {
+            self.dp.request_flow_count();
+        }
+        if let Some(n) = self.dp.flow_count() {
+            self.flow_entries = n;
         }
         let groups = counters.groups.unwrap_or_default();
         let reasons = counters.reasons.unwrap_or_default();
