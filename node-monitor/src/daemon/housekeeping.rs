@@ -43,9 +43,11 @@ impl Daemon {
         self.update_metrics_from(self.rounds % FLOW_COUNT_ROUNDS == 1, counters);
     }
 
-    /// The engine's loss baseline, taken at start before any event is read (the first totals
-    /// the engine sees are a baseline; see [`detect::Engine::on_losses`]).
-    pub(super) fn baseline_losses(&mut self) {
+    /// Reads the loss counters and feeds them to the engine outside the housekeeping round:
+    /// at start, before any event is read, as the baseline (the first totals the engine sees
+    /// are a baseline; see [`detect::Engine::on_losses`]); at shutdown, so that the losses
+    /// of the last round reach the flood alert that the shutdown emits.
+    pub(super) fn read_losses(&mut self) {
         let counters = Counters::read(&self.dp);
         self.account_losses(&counters, Instant::now());
     }

@@ -198,7 +198,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // The loss counters as they are now (pinned ones keep an earlier run's) are the
     // baseline: only what is lost from here on counts, and nothing in the first round is
     // missed.
-    d.baseline_losses();
+    d.read_losses();
     d.update_metrics(true);
     d.metrics.set_ready(true);
     info!(
@@ -311,6 +311,8 @@ impl Daemon {
         self.tracker
             .flush(|k| dp.flow(k), dp.group_ids(), &clock, &mut self.records);
         self.dispatch();
+        // The losses since the last housekeeping round, before the open flood window closes.
+        self.read_losses();
         self.engine.flush(&mut self.alerts);
         self.dispatch();
         self.update_metrics(true);
