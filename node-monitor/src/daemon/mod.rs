@@ -302,7 +302,9 @@ impl Daemon {
         while self.drain(ring.get_mut()) == Drained::Yielded {
             self.dispatch();
             if Instant::now() >= until {
-                warn!("the ring buffer still had records after {SHUTDOWN_DRAIN:?}; left unread at shutdown");
+                warn!(
+                    "the ring buffer still had records after {SHUTDOWN_DRAIN:?}; left unread at shutdown"
+                );
                 break;
             }
         }

@@ -9,7 +9,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,

@@ -53,9 +53,7 @@ impl DropReason {
         match kind {
             SinkKind::Stdout | SinkKind::File { .. } => &[QueueFull, WriteError, Shutdown],
             SinkKind::Syslog { .. } => &[QueueFull, SendError, Shutdown],
-            SinkKind::Http { .. } => {
-                &[QueueFull, HttpStatus, Redirect, RetriesExhausted, Shutdown]
-            }
+            SinkKind::Http { .. } => &[QueueFull, HttpStatus, Redirect, RetriesExhausted, Shutdown],
         }
     }
 }

@@ -200,7 +200,11 @@ fn adopted_loss_counters_are_history_not_a_flood() {
     let fin_a = context(a.stop());
     fin_a.counters.check_invariants();
     let limited = fin_a.counters.total_rate_limited();
-    assert!(limited > 0, "no event was rate limited: {:?}", fin_a.counters);
+    assert!(
+        limited > 0,
+        "no event was rate limited: {:?}",
+        fin_a.counters
+    );
     assert_eq!(
         alerts_of(&fin_a.records, "NM-1020").len(),
         1,

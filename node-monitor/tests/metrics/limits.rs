@@ -83,7 +83,10 @@ async fn a_slowloris_client_is_cut_after_the_header_timeout() {
     assert!(closed, "a client trickling its headers held the connection");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     // The endpoint still answers.
-    assert_eq!(http_get(srv.addr, "/healthz", None).await.unwrap().status, 200);
+    assert_eq!(
+        http_get(srv.addr, "/healthz", None).await.unwrap().status,
+        200
+    );
     let _ = srv.stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), srv.task).await;
 }

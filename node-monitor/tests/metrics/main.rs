@@ -24,6 +24,6 @@ mod fixture;
 mod serve;
 
 mod bpf_stats;
-mod limits;
 mod exposition;
+mod limits;
 mod prometheus;

@@ -137,7 +137,12 @@ async fn http_redirects_are_not_followed_but_counted() {
         )
         .await;
         let stats = sinks.shutdown(Duration::from_secs(5)).await;
-        assert_eq!(dropped(&stats[0], "redirect"), 3, "{status}: {:?}", stats[0]);
+        assert_eq!(
+            dropped(&stats[0], "redirect"),
+            3,
+            "{status}: {:?}",
+            stats[0]
+        );
         assert_eq!(stats[0].sent, 0, "{status}");
         assert_eq!(stats[0].retries, 0, "{status}: a redirect is not retried");
         assert_accounted(&stats[0], 3);

@@ -134,7 +134,10 @@ async fn reconfigure_does_not_wait_on_a_removed_sink_that_hangs() {
     })
     .await;
     let t = Instant::now();
-    sinks.reconfigure(std::slice::from_ref(&keep)).await.unwrap();
+    sinks
+        .reconfigure(std::slice::from_ref(&keep))
+        .await
+        .unwrap();
     let took = t.elapsed();
     assert!(
         took < Duration::from_millis(500),
