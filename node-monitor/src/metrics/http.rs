@@ -1,6 +1,13 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text or OpenMetrics, by `Accept`), `/healthz`,
 //! `/readyz`.
-use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -52,6 +59,9 @@ pub fn router(metrics: Metrics) -> Router {
 pub struct ServeLimits {
     /// Connections served at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Connections served at once from one peer address, so that one client cannot take
+    /// every slot (Prometheus holds one or two).
+    pub max_per_peer: usize,
     /// A request's headers must arrive within this (slowloris; idle keep-alive).
     pub header_read_timeout: Duration,
     /// Longest a connection is served; then it is closed (after `stop_grace`).
@@ -65,6 +75,7 @@ impl Default for ServeLimits {
     fn default() -> Self {
         ServeLimits {
             max_connections: 64,
+            max_per_peer: 8,
             header_read_timeout: Duration::from_secs(5),
             connection_lifetime: Duration::from_secs(60),
             stop_grace: Duration::from_secs(1),
@@ -84,8 +95,8 @@ pub async fn serve(
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
 ///
 /// Its own accept loop, so that no client can hold the endpoint: at most
-/// `limits.max_connections` connections at once (one more is closed as soon as it is
-/// accepted), headers within `limits.header_read_timeout` (slowloris, idle keep-alive), a
+/// `limits.max_connections` connections at once and `limits.max_per_peer` from one address
+/// (one more is closed as soon as it is accepted), headers within `limits.header_read_timeout` (slowloris, idle keep-alive), a
 /// connection lives at most `limits.connection_lifetime` (a body or a reader that never
 /// finishes), and a stop waits at most `limits.stop_grace` for requests in flight.
 pub async fn serve_with(
@@ -96,6 +107,7 @@ pub async fn serve_with(
 ) -> io::Result<()> {
     let app = router(metrics);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers: Peers = Arc::default();
     let mut conns = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -103,8 +115,8 @@ pub async fn serve_with(
             () = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors, or an aborted handshake: try again
                         // shortly rather than spin.
@@ -113,15 +125,20 @@ pub async fn serve_with(
                         continue;
                     }
                 };
+                // At either cap: closed at once, never queued.
+                let Some(peer_slot) = PeerSlot::take(&peers, peer.ip(), limits.max_per_peer)
+                else {
+                    drop(stream);
+                    continue;
+                };
                 let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                    // At the cap: closed at once, never queued.
                     drop(stream);
                     continue;
                 };
                 let service = TowerToHyperService::new(app.clone());
                 conns.spawn(async move {
                     serve_connection(stream, service, limits).await;
-                    drop(slot);
+                    drop((slot, peer_slot));
                 });
             }
         }
@@ -135,6 +152,43 @@ pub async fn serve_with(
     .await;
     conns.abort_all();
     Ok(())
+}
+
+/// Connections served now, by peer address.
+type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection's place in its peer's count; given back on drop.
+struct PeerSlot {
+    peers: Peers,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    /// A place for one more connection from `ip`, unless it already has `max`.
+    fn take(peers: &Peers, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut map = peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_default();
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: Arc::clone(peers),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// One connection, HTTP/1.1, under `limits`.

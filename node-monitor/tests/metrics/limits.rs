@@ -18,6 +18,7 @@ use crate::{fixture::populated, serve::http_get};
 
 const LIMITS: ServeLimits = ServeLimits {
     max_connections: 16,
+    max_per_peer: 4,
     header_read_timeout: Duration::from_millis(500),
     connection_lifetime: Duration::from_secs(30),
     stop_grace: Duration::from_millis(300),
@@ -107,19 +108,82 @@ async fn idle_connections_past_the_cap_are_closed_and_scrapes_recover() {
         }
     }
     assert!(
-        closed_at_once >= 400 - LIMITS.max_connections,
-        "only {closed_at_once} of 400 idle connections closed at once (cap {})",
-        LIMITS.max_connections
+        closed_at_once >= 400 - LIMITS.max_per_peer,
+        "only {closed_at_once} of 400 idle connections from one peer closed at once (cap {})",
+        LIMITS.max_per_peer
     );
     let mut all_closed = true;
     for s in &mut idle {
         all_closed &= closed_within(s, Duration::from_secs(3)).await;
     }
     assert!(all_closed, "idle connections outlived the header timeout");
+    // Many peers (127.0.0.2 to .9, loopback) with their share each: the total is capped.
+    let mut many = Vec::new();
+    for host in 2..10u8 {
+        for _ in 0..LIMITS.max_per_peer {
+            let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+            sock.bind(SocketAddr::from(([127, 0, 0, host], 0)))
+                .expect("bind a loopback address");
+            many.push(sock.connect(srv.addr).await.expect("connect"));
+        }
+    }
+    let mut held = 0;
+    for s in &mut many {
+        if !closed_within(s, Duration::from_millis(20)).await {
+            held += 1;
+        }
+    }
+    assert_eq!(held, LIMITS.max_connections, "connections held by 8 peers");
+    drop(many);
     // A scrape works again.
     let r = http_get(srv.addr, "/metrics", None).await.expect("scrape");
     assert_eq!(r.status, 200);
     assert!(r.body.contains("node_monitor_"), "{}", r.body);
+    let _ = srv.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), srv.task).await;
+}
+
+/// One peer holding its share of connections (idle, within their header timeout) leaves
+/// the endpoint to the others: a scrape from another address is served at once.
+#[tokio::test]
+async fn one_peer_cannot_take_every_slot() {
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_secs(30),
+        ..LIMITS
+    };
+    let srv = start(populated(), limits).await;
+    // 100 idle connections from 127.0.0.1: it keeps at most `max_per_peer` of them.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(srv.addr).await.expect("connect"));
+    }
+    let mut held = 0;
+    for s in &mut idle {
+        if !closed_within(s, Duration::from_millis(20)).await {
+            held += 1;
+        }
+    }
+    assert_eq!(held, LIMITS.max_per_peer, "connections one peer holds");
+    // A scrape from 127.0.0.2 (loopback, another peer) is served.
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut s = tokio::time::timeout(Duration::from_secs(2), sock.connect(srv.addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the scrape from another peer was not answered"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    drop(idle);
     let _ = srv.stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), srv.task).await;
 }
