@@ -4,6 +4,7 @@
 //! One task owns the data path and the engine (neither is shared); sinks and the metrics
 //! server run on their own tasks, fed without blocking, so a slow consumer never stalls the
 //! ring-buffer reader. This file starts the daemon and runs its event loop;
+//! [`drain`] reads the ring buffer in budgets, so that a flood never holds the loop;
 //! [`housekeeping`] is the 500 ms round (interfaces, losses, metrics), [`reload`] applies a
 //! new config, [`summary`] prints the counters at exit.
 mod drain;
@@ -303,7 +304,7 @@ impl Daemon {
             self.dispatch();
             if Instant::now() >= until {
                 warn!(
-                    "the ring buffer still had records after {SHUTDOWN_DRAIN:?}; left unread at shutdown"
+                    "the ring buffer still had records after {SHUTDOWN_DRAIN:?}; left unread at shutdown (a pinned ring keeps them for the next run)"
                 );
                 break;
             }
@@ -317,7 +318,8 @@ impl Daemon {
         self.read_losses();
         self.engine.flush(&mut self.alerts);
         self.dispatch();
-        self.update_metrics(true);
+        // No new flow-table count at exit: the last published figure stands.
+        self.update_metrics(false);
         let sinks = std::mem::replace(&mut self.sinks, Sinks::start(&[], Arc::new(|_, _, _| {}))?);
         let sink_stats = sinks.shutdown(SINK_SHUTDOWN).await;
         self.stats.tracker = self.tracker.stats;
