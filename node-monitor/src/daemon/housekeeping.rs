@@ -43,6 +43,15 @@ impl Daemon {
         self.update_metrics_from(self.rounds % FLOW_COUNT_ROUNDS == 1, counters);
     }
 
+    /// Reads the loss counters and feeds them to the engine outside the housekeeping round:
+    /// at start, before any event is read, as the baseline (the first totals the engine sees
+    /// are a baseline; see [`detect::Engine::on_losses`]); at shutdown, so that the losses
+    /// of the last round reach the flood alert that the shutdown emits.
+    pub(super) fn read_losses(&mut self) {
+        let counters = Counters::read(&self.dp);
+        self.account_losses(&counters, Instant::now());
+    }
+
     /// Feeds the engine the cumulative loss counters (kernel and userspace).
     fn account_losses(&mut self, counters: &Counters, now: Instant) {
         if let Some(groups) = &counters.groups {
@@ -117,8 +126,12 @@ impl Daemon {
     }
 
     fn update_metrics_from(&mut self, count_flows: bool, counters: Counters) {
-        if count_flows && let Some(n) = self.dp.flow_count() {
-            self.flow_entries = n as u64;
+        // The count runs on a thread of its own; the figure is the last one it published.
+        if count_flows {
+            self.dp.request_flow_count();
+        }
+        if let Some(n) = self.dp.flow_count() {
+            self.flow_entries = n;
         }
         let groups = counters.groups.unwrap_or_default();
         let reasons = counters.reasons.unwrap_or_default();

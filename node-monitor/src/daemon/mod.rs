@@ -4,8 +4,10 @@
 //! One task owns the data path and the engine (neither is shared); sinks and the metrics
 //! server run on their own tasks, fed without blocking, so a slow consumer never stalls the
 //! ring-buffer reader. This file starts the daemon and runs its event loop;
+//! [`drain`] reads the ring buffer in budgets, so that a flood never holds the loop;
 //! [`housekeeping`] is the 500 ms round (interfaces, losses, metrics), [`reload`] applies a
 //! new config, [`summary`] prints the counters at exit.
+mod drain;
 mod housekeeping;
 mod reload;
 mod summary;
@@ -20,6 +22,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, RingBuf};
+use drain::{DRAIN_BUDGET, DRAIN_SLICE, Drained, drain_records};
 pub use summary::UserStats;
 use summary::print_summary;
 use tokio::{
@@ -50,6 +53,8 @@ const TICK: Duration = Duration::from_millis(50);
 const HOUSEKEEPING_TICKS: u32 = 10;
 /// Housekeeping rounds between flow-table walks (the walk costs one syscall per entry).
 const FLOW_COUNT_ROUNDS: u32 = 20;
+/// How long the ring buffer is read at shutdown, at most.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
 /// How long sinks get to flush at shutdown.
 const SINK_SHUTDOWN: Duration = Duration::from_secs(5);
 
@@ -191,6 +196,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _bpf_stats: bpf_stats,
         server,
     };
+    // The loss counters as they are now (pinned ones keep an earlier run's) are the
+    // baseline: only what is lost from here on counts, and nothing in the first round is
+    // missed.
+    d.read_losses();
     d.update_metrics(true);
     d.metrics.set_ready(true);
     info!(
@@ -239,20 +248,19 @@ impl Daemon {
         let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut tick = interval(TICK);
         let mut ticks = 0u32;
+        // Records left in the ring after a read that used up its budget: read on the next
+        // turn, after yielding to the runtime (the sinks and the metrics server share this
+        // thread), and after whatever else is due. `biased`: signals, the tick and reloads
+        // come before the ring, so a flood that keeps it readable never starves them.
+        let mut backlog = false;
         loop {
             tokio::select! {
-                guard = ring.readable_mut() => {
-                    let mut guard = guard.context("waiting on the ring buffer")?;
-                    self.drain(guard.get_inner_mut());
-                    guard.clear_ready();
-                    // The kernel wakes the reader only when it had caught up; a record
-                    // committed between the last read and clear_ready() would otherwise wait
-                    // for the next drain. Reading again after clearing closes that window.
-                    self.drain(guard.get_inner_mut());
-                }
+                biased;
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
                 _ = tick.tick() => {
                     // Safety net: bounded delay even if a wakeup was ever missed.
-                    self.drain(ring.get_mut());
+                    backlog |= self.drain(ring.get_mut()) == Drained::Yielded;
                     let clock = Clock::now();
                     let dp = &self.dp;
                     self.tracker.expire(Clock::ktime_now(), |k| dp.flow(k), dp.group_ids(), &clock, &mut self.records);
@@ -268,22 +276,50 @@ impl Daemon {
                         None => std::future::pending().await,
                     }
                 } => self.reload("config file changed").await,
-                _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
-                _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+                () = tokio::task::yield_now(), if backlog => {
+                    backlog = self.drain(ring.get_mut()) == Drained::Yielded;
+                }
+                guard = ring.readable_mut(), if !backlog => {
+                    let mut guard = guard.context("waiting on the ring buffer")?;
+                    if self.drain(guard.get_inner_mut()) == Drained::Yielded {
+                        // Readiness stays set; the backlog branch reads on.
+                        backlog = true;
+                    } else {
+                        guard.clear_ready();
+                        // The kernel wakes the reader only when it had caught up; a record
+                        // committed between the last read and clear_ready() would otherwise
+                        // wait for the next drain. Reading again after clearing closes that
+                        // window.
+                        backlog = self.drain(guard.get_inner_mut()) == Drained::Yielded;
+                    }
+                }
             }
             self.dispatch();
         }
-        // Drain what the kernel already queued, report every pending attempt and alert
-        // series, let the sinks flush, then print the counters.
-        self.drain(ring.get_mut());
+        // Drain what the kernel already queued (for at most SHUTDOWN_DRAIN: a flood may never
+        // let it run dry), report every pending attempt and alert series, let the sinks
+        // flush, then print the counters.
+        let until = Instant::now() + SHUTDOWN_DRAIN;
+        while self.drain(ring.get_mut()) == Drained::Yielded {
+            self.dispatch();
+            if Instant::now() >= until {
+                warn!(
+                    "the ring buffer still had records after {SHUTDOWN_DRAIN:?}; left unread at shutdown (a pinned ring keeps them for the next run)"
+                );
+                break;
+            }
+        }
         let clock = Clock::now();
         let dp = &self.dp;
         self.tracker
             .flush(|k| dp.flow(k), dp.group_ids(), &clock, &mut self.records);
         self.dispatch();
+        // The losses since the last housekeeping round, before the open flood window closes.
+        self.read_losses();
         self.engine.flush(&mut self.alerts);
         self.dispatch();
-        self.update_metrics(true);
+        // No new flow-table count at exit: the last published figure stands.
+        self.update_metrics(false);
         let sinks = std::mem::replace(&mut self.sinks, Sinks::start(&[], Arc::new(|_, _, _| {}))?);
         let sink_stats = sinks.shutdown(SINK_SHUTDOWN).await;
         self.stats.tracker = self.tracker.stats;
@@ -291,23 +327,27 @@ impl Daemon {
         Ok(())
     }
 
-    /// Reads every record the ring buffer holds now.
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Reads the records the ring buffer holds now, at most one budget of them
+    /// ([`drain::DRAIN_BUDGET`] records or [`drain::DRAIN_SLICE`]).
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Drained {
         let clock = Clock::now();
         let now = Clock::ktime_now();
-        while let Some(item) = ring.next() {
-            self.stats.events_read += 1;
-            match record::decode(&item) {
-                Ok(ev) => {
-                    self.tracker
-                        .handle(ev, now, self.dp.group_ids(), &clock, &mut self.records);
-                }
+        let (tracker, stats, records, groups) = (
+            &mut self.tracker,
+            &mut self.stats,
+            &mut self.records,
+            self.dp.group_ids(),
+        );
+        drain_records(ring, DRAIN_BUDGET, DRAIN_SLICE, |item| {
+            stats.events_read += 1;
+            match record::decode(item) {
+                Ok(ev) => tracker.handle(ev, now, groups, &clock, records),
                 Err(e) => {
-                    self.stats.events_malformed += 1;
+                    stats.events_malformed += 1;
                     warn!(error = %e, "malformed ring buffer record");
                 }
             }
-        }
+        })
     }
 
     /// Completed records → the alert engine and the sinks; alerts → the sinks. Never blocks.

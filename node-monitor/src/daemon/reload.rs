@@ -71,7 +71,9 @@ impl Daemon {
                 Ok(server) => {
                     let old = std::mem::replace(&mut self.server, server);
                     info!(from = %old.listen(), to = %new.metrics.listen, "metrics endpoint moved");
-                    old.stop().await;
+                    // Off the event loop: the old server gives requests in flight its stop
+                    // grace, then cuts them; nothing here waits on its clients.
+                    tokio::spawn(old.stop());
                 }
                 Err(e) => {
                     error!(error = %e, "cannot move the metrics endpoint; it stays on {}", self.server.listen());

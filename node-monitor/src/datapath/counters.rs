@@ -1,9 +1,16 @@
 //! Reading the data path back: group and reason counters summed over CPUs, the flow table,
 //! and the kernel's run statistics of the attached programs.
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    os::fd::AsFd as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
 
 use aya::{
-    maps::PerCpuValues,
+    maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuValues},
     programs::{ProgramError, ProgramInfo, SchedClassifier, Xdp},
     util::nr_cpus,
 };
@@ -118,15 +125,21 @@ impl Datapath {
     }
 
     /// Largest flow table whose entries are counted for the fill metric: the count walks
-    /// the table with one syscall per entry.
+    /// the table with one syscall per entry (on a thread of its own).
     pub(crate) const FLOW_COUNT_MAX: u32 = 262_144;
 
-    /// Number of entries in the flow table (walks the table; for metrics, not per event).
-    /// None when the table is larger than [`Self::FLOW_COUNT_MAX`], whose walk would cost
-    /// too much to repeat.
-    pub(crate) fn flow_count(&self) -> Option<usize> {
-        (self.limits.flows <= Self::FLOW_COUNT_MAX)
-            .then(|| self.flows.keys().filter(std::result::Result::is_ok).count())
+    /// Starts a count of the flow table's entries on the counter's own thread, unless one
+    /// is running or the table is larger than [`Self::FLOW_COUNT_MAX`]. Returns at once:
+    /// the event loop never walks the table.
+    pub(crate) fn request_flow_count(&self) {
+        if self.limits.flows <= Self::FLOW_COUNT_MAX {
+            self.flow_counter.request();
+        }
+    }
+
+    /// The last figure a count published (None before the first count ends).
+    pub(crate) fn flow_count(&self) -> Option<u64> {
+        self.flow_counter.latest()
     }
 
     /// Kernel information (run count and time, with BPF stats on) of the attached programs.
@@ -160,6 +173,87 @@ impl Datapath {
     }
 }
 
+/// Counts the flow table's entries on a thread of its own, through a second handle on the
+/// map (its own fd), and publishes the last figure. At most one count runs at a time.
+#[derive(Debug)]
+pub(crate) struct FlowCounter {
+    shared: Arc<CounterShared>,
+}
+
+#[derive(Debug)]
+struct CounterShared {
+    map: BpfHashMap<MapData, FlowKey, FlowState>,
+    /// The last figure; `u64::MAX` before the first count ends.
+    latest: AtomicU64,
+    running: AtomicBool,
+}
+
+impl FlowCounter {
+    pub(crate) fn new(map: BpfHashMap<MapData, FlowKey, FlowState>) -> FlowCounter {
+        FlowCounter {
+            shared: Arc::new(CounterShared {
+                map,
+                latest: AtomicU64::new(u64::MAX),
+                running: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Starts a count unless one is running. Never blocks.
+    pub(crate) fn request(&self) {
+        if self.shared.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("flow-count".to_owned())
+            .spawn(move || shared.count());
+        if let Err(e) = spawned {
+            self.shared.running.store(false, Ordering::Release);
+            warn!(error = %e, "cannot start the flow table count; the fill figure stays as it was");
+        }
+    }
+
+    /// The last figure published, if a count has ended.
+    pub(crate) fn latest(&self) -> Option<u64> {
+        let n = self.shared.latest.load(Ordering::Acquire);
+        (n != u64::MAX).then_some(n)
+    }
+}
+
+impl CounterShared {
+    fn count(&self) {
+        let n = self.map.keys().filter(std::result::Result::is_ok).count() as u64;
+        self.latest.store(n, Ordering::Release);
+        self.running.store(false, Ordering::Release);
+    }
+}
+
+/// Takes the flow table out of `ebpf` as two handles on the same map: the event loop's (per
+/// event lookups) and the [`FlowCounter`]'s (a duplicate of the fd).
+pub(super) fn take_flows(
+    ebpf: &mut aya::Ebpf,
+) -> Result<(BpfHashMap<MapData, FlowKey, FlowState>, FlowCounter)> {
+    let name = map_name::FLOWS;
+    let map_err = |error| DatapathError::Map { name, error };
+    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+    let fd = match &map {
+        Map::LruHashMap(data) | Map::HashMap(data) => data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| map_err(MapError::from(e)))?,
+        _ => return Err(map_err(MapError::InvalidMapType { map_type: 0 })),
+    };
+    let second = MapData::from_fd(fd).map_err(map_err)?;
+    let counter_map = Map::from_map_data(second)
+        .map_err(map_err)?
+        .try_into()
+        .map_err(map_err)?;
+    let flows = map.try_into().map_err(map_err)?;
+    Ok((flows, FlowCounter::new(counter_map)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -167,6 +261,46 @@ mod tests {
     use node_monitor_common::MAX_GROUPS;
 
     use super::*;
+
+    /// A standalone table of `n` flows (a BPF hash map of the flow table's key and value).
+    fn table(n: u32) -> BpfHashMap<MapData, FlowKey, FlowState> {
+        let mut m = BpfHashMap::<MapData, FlowKey, FlowState>::create(n, 0)
+            .expect("creating a BPF hash map (needs root)");
+        for i in 0..n {
+            let key = FlowKey {
+                src_port: (i & 0xffff) as u16,
+                dst_port: (i >> 16) as u16,
+                proto: 6,
+                family: 4,
+                ..FlowKey::default()
+            };
+            m.insert(key, FlowState::default(), 0).expect("insert");
+        }
+        m
+    }
+
+    #[test]
+    fn the_flow_count_never_walks_the_table_on_the_caller() {
+        const N: u32 = 200_000;
+        let counter = FlowCounter::new(table(N));
+        assert_eq!(counter.latest(), None, "no figure before a count");
+        // The walk costs one syscall per entry (a good part of a second here): the request
+        // must return at once, long before the walk could have ended.
+        let t = std::time::Instant::now();
+        counter.request();
+        let took = t.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(20),
+            "the request walked the table ({took:?})"
+        );
+        // A second request while one runs does not start another.
+        counter.request();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while counter.latest().is_none() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(counter.latest(), Some(u64::from(N)));
+    }
 
     #[test]
     fn group_slots_cover_each_protocol_and_verdict_once_under_the_right_index() {

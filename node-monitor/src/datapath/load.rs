@@ -90,6 +90,7 @@ impl Datapath {
         let fresh =
             |name: &str| (!adopted.contains(name)).then(|| vec![0u8; PORT_TABLE_ENTRIES as usize]);
         let ports_shadow = [fresh(map_name::PORTS_TCP), fresh(map_name::PORTS_UDP)];
+        let (flows, flow_counter) = super::counters::take_flows(&mut ebpf)?;
         let mut dp = Datapath {
             ports_shadow,
             group_names,
@@ -100,7 +101,8 @@ impl Datapath {
             settings: take_map!(ebpf, map_name::SETTINGS),
             stats: take_map!(ebpf, map_name::GROUP_STATS),
             reasons: take_map!(ebpf, map_name::REASONS),
-            flows: take_map!(ebpf, map_name::FLOWS),
+            flows,
+            flow_counter,
             events: Some(take_map!(ebpf, map_name::EVENTS)),
             ebpf,
             pin_dir: opts.pin_dir.clone(),

@@ -60,6 +60,8 @@ pub struct Datapath {
     stats: PerCpuArray<MapData, GroupStats>,
     reasons: PerCpuArray<MapData, u64>,
     flows: BpfHashMap<MapData, FlowKey, FlowState>,
+    /// Counts `flows` off the event loop (its own handle on the map).
+    flow_counter: counters::FlowCounter,
     events: Option<RingBuf<MapData>>,
     links: Vec<(Attachment, HeldLink)>,
     group_names: Array<MapData, GroupName>,

@@ -81,6 +81,9 @@ pub struct Engine {
     sweeps: Sweeps,
     flood: Flood,
     prev_totals: LossTotals,
+    /// False until the first [`Engine::on_losses`]: the kernel totals it brings are the
+    /// baseline (pinned counters keep an earlier run's losses across a restart).
+    baselined: bool,
     pending_losses: BTreeMap<String, u64>,
     stats: EngineStats,
 }
@@ -114,6 +117,7 @@ impl Engine {
             sweeps: Sweeps::new(max_sweep_sources),
             flood: Flood::default(),
             prev_totals: LossTotals::default(),
+            baselined: false,
             pending_losses: BTreeMap::new(),
             stats: EngineStats::default(),
         }
@@ -167,11 +171,21 @@ impl Engine {
         self.emitted(out, start);
     }
 
-    /// Loss counters, cumulative totals since start. Call it every tick with the current
-    /// totals: the engine keeps the deltas for the next alert's `losses_since_previous`
-    /// (keys `rate_limited`, `ringbuf_full` and the userspace reasons) and raises flood alerts.
+    /// Loss counters, cumulative totals. Call it every tick with the current totals: the
+    /// engine keeps the deltas for the next alert's `losses_since_previous` (keys
+    /// `rate_limited`, `ringbuf_full` and the userspace reasons) and raises flood alerts.
+    ///
+    /// The kernel totals of the first call are a baseline, not losses: the data path's
+    /// counters are pinned and outlive a restart, so they may hold an earlier run's losses.
+    /// (Userspace totals start at 0 with the daemon and count from the first call.) Call it
+    /// once at start, before traffic is read, so that the first window misses nothing.
     pub fn on_losses(&mut self, totals: &LossTotals, now: Instant, out: &mut Vec<Alert>) {
         self.close_flood(now, false, out);
+        if !self.baselined {
+            self.baselined = true;
+            self.prev_totals.rate_limited = totals.rate_limited;
+            self.prev_totals.ringbuf_full = totals.ringbuf_full;
+        }
         let rate_limited = delta(totals.rate_limited, self.prev_totals.rate_limited);
         let ringbuf_full = delta(totals.ringbuf_full, self.prev_totals.ringbuf_full);
         let mut add = |reason: &str, n: u64| {
@@ -620,6 +634,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_first_loss_totals_are_a_baseline_not_a_flood() {
+        // Pinned per-CPU counters survive a restart: the first totals the engine sees hold
+        // an earlier run's losses. They are history, not a flood of this run.
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let mut totals = LossTotals {
+            rate_limited: 5_000,
+            ringbuf_full: 300,
+            ..Default::default()
+        };
+        e.on_losses(&totals, t0, &mut out);
+        e.tick(t0 + secs(11), &mut out);
+        e.flush(&mut out);
+        assert!(out.is_empty(), "history raised {out:?}");
+        assert!(e.pending_losses().is_empty(), "{:?}", e.pending_losses());
+        assert_eq!(e.stats().floods, 0);
+        // What is lost after the baseline is new, and counted from the baseline on.
+        totals.rate_limited += 40;
+        totals.ringbuf_full += 2;
+        e.on_losses(&totals, t0 + secs(12), &mut out);
+        e.tick(t0 + secs(30), &mut out);
+        assert_eq!(out.len(), 1);
+        match &out[0].kind {
+            AlertKind::Flood {
+                rate_limited,
+                ringbuf_full,
+                ..
+            } => assert_eq!((*rate_limited, *ringbuf_full), (40, 2)),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
     fn one_flood_alert_per_window() {
         let mut e = Engine::new(&settings(), vec![]);
         let t0 = Instant::now();
@@ -629,6 +677,7 @@ pub(crate) mod tests {
             ringbuf_full: 0,
             ..Default::default()
         };
+        e.on_losses(&LossTotals::default(), t0, &mut out); // the baseline at start
         e.on_losses(&totals, t0, &mut out); // opens the window
         totals.rate_limited = 250;
         totals.ringbuf_full = 7;

@@ -1,6 +1,13 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text or OpenMetrics, by `Accept`), `/healthz`,
 //! `/readyz`.
-use std::{future::Future, io, net::SocketAddr};
+use std::{
+    collections::HashMap,
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -9,6 +16,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::Metrics;
 
@@ -42,16 +54,169 @@ pub fn router(metrics: Metrics) -> Router {
         .with_state(metrics)
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
+/// What one client may hold of the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Connections served at once from one peer address, so that one client cannot take
+    /// every slot (Prometheus holds one or two).
+    pub max_per_peer: usize,
+    /// A request's headers must arrive within this (slowloris; idle keep-alive).
+    pub header_read_timeout: Duration,
+    /// Longest a connection is served; then it is closed (after `stop_grace`).
+    pub connection_lifetime: Duration,
+    /// At stop (and at the end of a connection's lifetime), how long a request in flight
+    /// gets to finish before its connection is cut.
+    pub stop_grace: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 64,
+            max_per_peer: 8,
+            header_read_timeout: Duration::from_secs(5),
+            connection_lifetime: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+/// [`serve_with`] under the default [`ServeLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, metrics, ServeLimits::default(), shutdown).await
 }
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
+///
+/// Its own accept loop, so that no client can hold the endpoint: at most
+/// `limits.max_connections` connections at once and `limits.max_per_peer` from one address
+/// (one more is closed as soon as it is accepted), headers within `limits.header_read_timeout` (slowloris, idle keep-alive), a
+/// connection lives at most `limits.connection_lifetime` (a body or a reader that never
+/// finishes), and a stop waits at most `limits.stop_grace` for requests in flight.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = router(metrics);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers: Peers = Arc::default();
+    let mut conns = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, or an aborted handshake: try again
+                        // shortly rather than spin.
+                        tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // At either cap: closed at once, never queued.
+                let Some(peer_slot) = PeerSlot::take(&peers, peer.ip(), limits.max_per_peer)
+                else {
+                    drop(stream);
+                    continue;
+                };
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
+                let service = TowerToHyperService::new(app.clone());
+                conns.spawn(async move {
+                    serve_connection(stream, service, limits).await;
+                    drop((slot, peer_slot));
+                });
+            }
+        }
+    }
+    drop(listener);
+    // Requests in flight get the grace; then every connection left is cut (JoinSet aborts
+    // its tasks when dropped).
+    let _ = tokio::time::timeout(limits.stop_grace, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+    Ok(())
+}
+
+/// Connections served now, by peer address.
+type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection's place in its peer's count; given back on drop.
+struct PeerSlot {
+    peers: Peers,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    /// A place for one more connection from `ip`, unless it already has `max`.
+    fn take(peers: &Peers, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut map = peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_default();
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: Arc::clone(peers),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// One connection, HTTP/1.1, under `limits`.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    service: TowerToHyperService<Router>,
+    limits: ServeLimits,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_BUF);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    if tokio::time::timeout(limits.connection_lifetime, conn.as_mut())
+        .await
+        .is_err()
+    {
+        // Lived long enough: finish the request in flight (if any), then close.
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(limits.stop_grace, conn).await;
+    }
+}
+
+/// Largest request buffer (headers) a connection may fill: the endpoint's requests are a
+/// GET and a few headers.
+const MAX_REQUEST_BUF: usize = 16 * 1024;
 
 async fn metrics_handler(State(metrics): State<Metrics>, headers: HeaderMap) -> Response {
     let accept = headers

@@ -99,6 +99,7 @@ mod tests {
         let mut e = Engine::new(&settings(), vec!["nodeport".to_owned()]);
         let t0 = Instant::now();
         let mut out = Vec::new();
+        e.on_losses(&LossTotals::default(), t0, &mut out); // the baseline at start
         e.on_losses(
             &LossTotals {
                 ringbuf_full: 3,

@@ -15,17 +15,19 @@ pub enum DropReason {
     WriteError,
     SendError,
     HttpStatus,
+    Redirect,
     RetriesExhausted,
     Shutdown,
     Closed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::QueueFull,
         DropReason::WriteError,
         DropReason::SendError,
         DropReason::HttpStatus,
+        DropReason::Redirect,
         DropReason::RetriesExhausted,
         DropReason::Shutdown,
         DropReason::Closed,
@@ -37,6 +39,7 @@ impl DropReason {
             DropReason::WriteError => "write_error",
             DropReason::SendError => "send_error",
             DropReason::HttpStatus => "http_status",
+            DropReason::Redirect => "redirect",
             DropReason::RetriesExhausted => "retries_exhausted",
             DropReason::Shutdown => "shutdown",
             DropReason::Closed => "closed",
@@ -50,7 +53,7 @@ impl DropReason {
         match kind {
             SinkKind::Stdout | SinkKind::File { .. } => &[QueueFull, WriteError, Shutdown],
             SinkKind::Syslog { .. } => &[QueueFull, SendError, Shutdown],
-            SinkKind::Http { .. } => &[QueueFull, HttpStatus, RetriesExhausted, Shutdown],
+            SinkKind::Http { .. } => &[QueueFull, HttpStatus, Redirect, RetriesExhausted, Shutdown],
         }
     }
 }

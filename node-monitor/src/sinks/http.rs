@@ -5,6 +5,9 @@
 //! (200 ms doubling, capped 10 s, equal jitter; a longer `Retry-After` in seconds is honoured
 //! up to the cap) at most `max_retries` times, then the batch is dropped and each of its
 //! records counted as `retries_exhausted`. Any other 4xx is not retried (`http_status`).
+//! Redirects are never followed: a 3xx is a failure, not retried, counted as `redirect` (a
+//! receiver, or whoever answers in its name, must not steer the alerts and the headers that
+//! authenticate them to another URL).
 //! While a batch is retried, new records wait in the sink's bounded queue; overflow counts as
 //! `queue_full`.
 use std::{sync::Arc, time::Duration};
@@ -44,6 +47,8 @@ enum Outcome {
     Retry(String, Option<Duration>),
     /// Not worth another try.
     Rejected(String),
+    /// A 3xx: not followed, not retried.
+    Redirected(String),
 }
 
 impl HttpSender {
@@ -98,6 +103,7 @@ impl HttpSender {
             .user_agent(concat!("node-monitor/", env!("CARGO_PKG_VERSION")))
             .timeout(*timeout)
             .connect_timeout(*timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SinkError::invalid(name, format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpSender {
@@ -163,6 +169,16 @@ impl HttpSender {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 let what = format!("{} answered {status}", self.url);
+                if status.is_redirection() {
+                    let to = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                    return Outcome::Redirected(match to {
+                        Some(to) => format!("{what} (to {to:?}; redirects are not followed)"),
+                        None => format!("{what} (redirects are not followed)"),
+                    });
+                }
                 if status.is_client_error()
                     && status != StatusCode::REQUEST_TIMEOUT
                     && status != StatusCode::TOO_MANY_REQUESTS
@@ -201,6 +217,11 @@ impl HttpSender {
                     Outcome::Rejected(what) => {
                         health.fail(&ctx.name, &what);
                         ctx.counters.dropped(DropReason::HttpStatus, n);
+                        break;
+                    }
+                    Outcome::Redirected(what) => {
+                        health.fail(&ctx.name, &what);
+                        ctx.counters.dropped(DropReason::Redirect, n);
                         break;
                     }
                     Outcome::Retry(what, retry_after) => {

@@ -15,6 +15,7 @@
 //! | `write_error` | stdout, file | the write failed (the file is reopened for the next record) |
 //! | `send_error` | syslog | the datagram could not be sent (UDP, unix) |
 //! | `http_status` | http | a 4xx answer other than 408/429 (not retried) |
+//! | `redirect` | http | a 3xx answer: redirects are never followed (not retried) |
 //! | `retries_exhausted` | http | still failing after `max_retries` retries |
 //! | `shutdown` | all | still queued or in flight when the shutdown deadline passed |
 //! | `closed` | all | the sink's task had stopped (it panicked) |
@@ -36,7 +37,10 @@ use std::{
 
 pub use accounting::{DropReason, SinkStats, kind_name};
 pub use syslog::{SYSLOG_APP_NAME, SYSLOG_FACILITY, syslog_severity};
-use tokio::sync::mpsc;
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use worker::{SinkHandle, prepare};
 
 use crate::{
@@ -102,6 +106,8 @@ fn check_unique_names(specs: &[SinkSpec]) -> Result<(), SinkError> {
 /// The running sinks.
 pub struct Sinks {
     sinks: Vec<SinkHandle>,
+    /// Sinks removed or changed by [`Sinks::reconfigure`], still draining on their own tasks.
+    draining: Vec<(String, JoinHandle<SinkStats>)>,
     render: Renderer,
 }
 
@@ -132,7 +138,11 @@ impl Sinks {
             .zip(prepared)
             .map(|(spec, p)| SinkHandle::spawn(spec.clone(), p, render.clone()))
             .collect();
-        Ok(Sinks { sinks, render })
+        Ok(Sinks {
+            sinks,
+            draining: Vec::new(),
+            render,
+        })
     }
 
     /// Offers `item` to every sink that takes it (flow records only go to sinks with
@@ -172,7 +182,9 @@ impl Sinks {
 
     /// Graceful stop: stops accepting, lets every sink flush its queue until `deadline` has
     /// passed (all sinks drain at once), then returns the final counters. Records still
-    /// queued or in flight at the deadline are counted as `shutdown` drops.
+    /// queued or in flight at the deadline are counted as `shutdown` drops. Sinks that a
+    /// reconfigure removed and that are still draining are waited for, until the same
+    /// deadline at most (their own drain deadline is shorter or equal).
     pub async fn shutdown(self, deadline: Duration) -> Vec<SinkStats> {
         let at = tokio::time::Instant::now() + deadline;
         let stops: Vec<_> = self
@@ -186,12 +198,21 @@ impl Sinks {
                 out.push(stats);
             }
         }
+        for (name, mut task) in self.draining {
+            if tokio::time::timeout_at(at, &mut task).await.is_err() {
+                task.abort();
+                tracing::warn!(sink = %name, "a removed sink was still draining at shutdown");
+            }
+        }
         out
     }
 
     /// Replaces the set of sinks. Sinks whose spec (name included) is unchanged keep running
     /// and keep their counters and queues; removed or changed ones are shut down (draining
-    /// for at most [`RECONFIGURE_DRAIN`]); new or changed ones start with fresh counters.
+    /// for at most [`RECONFIGURE_DRAIN`]) on their own tasks, so that a reload never waits on
+    /// a slow sink; new or changed ones start with fresh counters. A changed sink's new
+    /// worker starts once its old one has finished (records wait in its queue meanwhile), so
+    /// the two never write to the same place at once and records keep their order.
     /// On error nothing changes: the new set is validated and opened before anything stops.
     pub async fn reconfigure(&mut self, specs: &[SinkSpec]) -> Result<(), SinkError> {
         check_unique_names(specs)?;
@@ -201,30 +222,40 @@ impl Sinks {
                 fresh.insert(spec.name.clone(), prepare(spec)?);
             }
         }
+        self.draining.retain(|(_, task)| !task.is_finished());
         let (mut kept, removed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sinks)
             .into_iter()
             .partition(|h| specs.contains(&h.spec));
         let at = tokio::time::Instant::now() + RECONFIGURE_DRAIN;
-        let stops: Vec<_> = removed
-            .into_iter()
-            .map(|h| tokio::spawn(h.shutdown(at)))
-            .collect();
-        for stop in stops {
-            if let Ok(stats) = stop.await {
+        // The drain of a removed sink, by name; a changed sink's new worker waits on it.
+        let mut old: BTreeMap<String, watch::Receiver<bool>> = BTreeMap::new();
+        for h in removed {
+            let name = h.spec.name.clone();
+            let (done_tx, done_rx) = watch::channel(false);
+            old.insert(name.clone(), done_rx);
+            let task = tokio::spawn(async move {
+                let stats = h.shutdown(at).await;
                 tracing::info!(
                     sink = %stats.name,
                     sent = stats.sent,
                     dropped = stats.dropped_total(),
                     "sink removed"
                 );
-            }
+                let _ = done_tx.send(true);
+                stats
+            });
+            self.draining.push((name, task));
         }
         for spec in specs {
             if let Some(pos) = kept.iter().position(|h| h.spec == *spec) {
                 self.sinks.push(kept.swap_remove(pos));
             } else if let Some(p) = fresh.remove(&spec.name) {
-                self.sinks
-                    .push(SinkHandle::spawn(spec.clone(), p, self.render.clone()));
+                self.sinks.push(SinkHandle::spawn_after(
+                    spec.clone(),
+                    p,
+                    self.render.clone(),
+                    old.remove(&spec.name),
+                ));
             }
         }
         Ok(())

@@ -5,7 +5,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 
 use super::{
     Renderer, SinkError,
@@ -105,6 +108,17 @@ pub(super) struct SinkHandle {
 
 impl SinkHandle {
     pub(super) fn spawn(spec: SinkSpec, prepared: Prepared, render: Renderer) -> SinkHandle {
+        SinkHandle::spawn_after(spec, prepared, render, None)
+    }
+
+    /// As [`SinkHandle::spawn`]; the worker starts once `after` turns true (or its sender is
+    /// gone): a changed sink's old worker has finished.
+    pub(super) fn spawn_after(
+        spec: SinkSpec,
+        prepared: Prepared,
+        render: Renderer,
+        after: Option<watch::Receiver<bool>>,
+    ) -> SinkHandle {
         let (tx, rx) = mpsc::channel(spec.queue);
         let counters = Arc::new(Counters::default());
         let ctx = Ctx {
@@ -113,12 +127,17 @@ impl SinkHandle {
             render,
             counters: counters.clone(),
         };
-        let task = match prepared {
-            Prepared::Stdout => tokio::spawn(stdout::run(tokio::io::stdout(), rx, ctx)),
-            Prepared::File(w) => tokio::spawn(w.run(rx, ctx)),
-            Prepared::Syslog(s) => tokio::spawn(s.run(rx, ctx)),
-            Prepared::Http(h) => tokio::spawn(h.run(rx, ctx)),
-        };
+        let task = tokio::spawn(async move {
+            if let Some(mut done) = after {
+                let _ = done.wait_for(|d| *d).await;
+            }
+            match prepared {
+                Prepared::Stdout => stdout::run(tokio::io::stdout(), rx, ctx).await,
+                Prepared::File(w) => w.run(rx, ctx).await,
+                Prepared::Syslog(s) => s.run(rx, ctx).await,
+                Prepared::Http(h) => h.run(rx, ctx).await,
+            }
+        });
         SinkHandle {
             spec,
             tx,

@@ -152,6 +152,9 @@ pub(crate) enum Script {
     FailFirst { n: usize, status: u16 },
     /// Never answers within the test: holds each request this long, then 200.
     Hang(Duration),
+    /// `status` (a 3xx) with `Location: /captured`, a route that takes any POST with 200 and
+    /// logs it like `/ingest`.
+    Redirect(u16),
 }
 
 #[derive(Clone)]
@@ -159,6 +162,7 @@ struct State {
     script: Script,
     seen: Arc<AtomicUsize>,
     log: Arc<Mutex<Vec<Received>>>,
+    captured: Arc<Mutex<Vec<String>>>,
 }
 
 /// An axum NDJSON receiver on 127.0.0.1, POST `/ingest`. Stops when dropped.
@@ -166,6 +170,7 @@ pub(crate) struct HttpReceiver {
     pub(crate) addr: SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
     seen: Arc<AtomicUsize>,
+    captured: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -177,7 +182,11 @@ impl HttpReceiver {
             http::{HeaderMap, StatusCode},
             routing::post,
         };
-        async fn ingest(S(st): S<State>, headers: HeaderMap, body: String) -> StatusCode {
+        async fn ingest(
+            S(st): S<State>,
+            headers: HeaderMap,
+            body: String,
+        ) -> (StatusCode, [(&'static str, &'static str); 1]) {
             let n = st.seen.fetch_add(1, Ordering::SeqCst);
             let status = match st.script {
                 Script::Ok => 200,
@@ -192,6 +201,7 @@ impl HttpReceiver {
                     tokio::time::sleep(d).await;
                     200
                 }
+                Script::Redirect(status) => status,
             };
             let content_type = headers
                 .get("content-type")
@@ -207,17 +217,27 @@ impl HttpReceiver {
                 body,
                 status,
             });
-            StatusCode::from_u16(status).unwrap()
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [("location", "/captured")],
+            )
+        }
+        async fn captured_route(S(st): S<State>, body: String) -> StatusCode {
+            st.captured.lock().unwrap().push(body);
+            StatusCode::OK
         }
         let log = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(AtomicUsize::new(0));
+        let captured = Arc::new(Mutex::new(Vec::new()));
         let state = State {
             script,
             seen: seen.clone(),
             log: log.clone(),
+            captured: captured.clone(),
         };
         let app = Router::new()
             .route("/ingest", post(ingest))
+            .route("/captured", post(captured_route))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -230,6 +250,7 @@ impl HttpReceiver {
             addr,
             log,
             seen,
+            captured,
             task,
         }
     }
@@ -241,6 +262,11 @@ impl HttpReceiver {
     /// Requests answered so far.
     pub(crate) fn received(&self) -> Vec<Received> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Bodies POSTed to `/captured` (where [`Script::Redirect`] points).
+    pub(crate) fn captured(&self) -> Vec<String> {
+        self.captured.lock().unwrap().clone()
     }
 
     /// Requests that have arrived (answered or still held).

@@ -1,5 +1,6 @@
 //! Pinning end to end: a restarted daemon adopts the pins of an earlier run (counters carry
-//! over), replaces a map that no longer fits, and `unpin` removes everything.
+//! over), replaces a map that no longer fits, takes adopted loss counters as history (no
+//! flood alert for an earlier run's losses), and `unpin` removes everything.
 
 use std::{
     collections::BTreeSet,
@@ -15,7 +16,7 @@ use crate::{
         http::metric_value,
         temp::TempFile,
     },
-    expect::assert_same_records,
+    expect::{alerts_of, assert_same_records},
     readonly::{readonly, readonly_alert, readonly_attempts},
     setup::{setup, test_config},
 };
@@ -174,6 +175,60 @@ fn pin_adoption_across_restart() {
     let (st, _, err) = daemon::run_cli(Some(&lab.node), &["unpin", "--pin-dir", &p]);
     assert!(st.success(), "unpin failed: {err}");
     assert!(!pin.path.exists(), "unpin left {p}");
+}
+
+/// Pinned loss counters outlive a restart: a daemon that adopts them takes them as its
+/// baseline and raises no flood alert (NM-1020) for an earlier run's losses.
+#[test]
+fn adopted_loss_counters_are_history_not_a_flood() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("floodbase"));
+    let cfg = TempFile::new(
+        "floodbase.yaml",
+        &test_config(&[(
+            "events_per_source_per_second: 20",
+            "events_per_source_per_second: 5",
+        )]),
+    );
+    let args = ["--config", cfg.as_str()];
+
+    // A: 20 attempts from one source at once; its bucket lets about 5 through.
+    let a = context(Daemon::start(&lab.node, &pin.path, &args));
+    let ports: Vec<u16> = (42301..42321).collect();
+    readonly_attempts(&lab, &ports);
+    assert!(a.wait_records(Duration::from_secs(3), |r| !r.is_empty()));
+    let fin_a = context(a.stop());
+    fin_a.counters.check_invariants();
+    let limited = fin_a.counters.total_rate_limited();
+    assert!(
+        limited > 0,
+        "no event was rate limited: {:?}",
+        fin_a.counters
+    );
+    assert_eq!(
+        alerts_of(&fin_a.records, "NM-1020").len(),
+        1,
+        "A's own losses raise its flood alert"
+    );
+
+    // B adopts the counters (they still hold A's losses) and loses nothing itself: three
+    // housekeeping rounds and a shutdown (which closes any open flood window) later, no
+    // flood alert.
+    let b = context(Daemon::start(&lab.node, &pin.path, &args));
+    assert!(b.stderr().contains("adopted"), "{}", b.stderr());
+    std::thread::sleep(Duration::from_millis(1600));
+    let fin_b = context(b.stop());
+    fin_b.counters.check_invariants();
+    assert_eq!(
+        fin_b.counters.total_rate_limited(),
+        limited,
+        "the pinned counters carry A's losses over"
+    );
+    assert!(
+        alerts_of(&fin_b.records, "NM-1020").is_empty(),
+        "B raised a flood alert for A's losses: {:?}",
+        alerts_of(&fin_b.records, "NM-1020")
+    );
 }
 
 /// Test 5: A pinned map whose shape no longer fits the config is replaced; the others (the

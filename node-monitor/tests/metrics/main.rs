@@ -25,4 +25,5 @@ mod serve;
 
 mod bpf_stats;
 mod exposition;
+mod limits;
 mod prometheus;

@@ -118,3 +118,39 @@ async fn http_client_errors_are_not_retried() {
     assert_accounted(&stats[0], 6);
     assert_eq!(rx.received().len(), 2);
 }
+
+/// A 3xx is a failure, counted as `redirect`, never followed: a receiver (or whoever answers
+/// in its name) must not steer the alerts, and the headers that authenticate them, elsewhere.
+/// 307 and 308 keep the method and the body, so a client that follows them re-POSTs the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_redirects_are_not_followed_but_counted() {
+    for status in [301u16, 302, 303, 307, 308] {
+        let rx = HttpReceiver::start(Script::Redirect(status)).await;
+        let sinks = Sinks::start(&[http_spec("siem", &rx.url(), 3, 3, 100)], render()).unwrap();
+        for i in 0..3 {
+            sinks.send(a(format!("moved{i}")));
+        }
+        wait_for_async(
+            Duration::from_secs(5),
+            "the redirected batch to be counted",
+            || (sinks.stats()[0].dropped_total() == 3).then_some(()),
+        )
+        .await;
+        let stats = sinks.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(
+            dropped(&stats[0], "redirect"),
+            3,
+            "{status}: {:?}",
+            stats[0]
+        );
+        assert_eq!(stats[0].sent, 0, "{status}");
+        assert_eq!(stats[0].retries, 0, "{status}: a redirect is not retried");
+        assert_accounted(&stats[0], 3);
+        assert_eq!(rx.received().len(), 1, "{status}");
+        assert!(
+            rx.captured().is_empty(),
+            "{status}: the batch followed the redirect: {:?}",
+            rx.captured()
+        );
+    }
+}

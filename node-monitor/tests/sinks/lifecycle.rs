@@ -1,12 +1,16 @@
 //! Sinks as a set: start errors name the sink, flow records go only to sinks that take flows,
-//! and a reconfigure keeps unchanged sinks and their counters.
+//! a reconfigure keeps unchanged sinks and their counters, and never waits on a removed one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use node_monitor::sinks::Sinks;
 
 use crate::{
-    common::temp::{TempDir, lines_of},
+    common::{
+        receivers::{HttpReceiver, Script},
+        temp::{TempDir, lines_of},
+        wait::wait_for_async,
+    },
     fixture::{a, file_spec, flow, http_spec, id_of, render, stat, wait_sent},
 };
 
@@ -108,4 +112,40 @@ async fn reconfigure_keeps_unchanged_sinks_and_their_counters() {
     assert_eq!(lines_of(&p("change-b")).len(), 5);
     assert_eq!(lines_of(&p("remove")).len(), 10);
     assert_eq!(lines_of(&p("added")).len(), 5);
+}
+
+/// A reload never waits on a slow sink: a removed sink whose receiver holds every request
+/// drains on its own task, and `reconfigure` returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_does_not_wait_on_a_removed_sink_that_hangs() {
+    let dir = TempDir::new("reconf-hang");
+    let rx = HttpReceiver::start(Script::Hang(Duration::from_secs(30))).await;
+    let keep = file_spec("keep", &dir.path().join("keep"), 0, 1, 100);
+    let mut sinks = Sinks::start(
+        &[http_spec("siem", &rx.url(), 1, 0, 100), keep.clone()],
+        render(),
+    )
+    .unwrap();
+    for i in 0..3 {
+        sinks.send(a(format!("h{i}")));
+    }
+    wait_for_async(Duration::from_secs(5), "a request to be held", || {
+        (rx.seen() >= 1).then_some(())
+    })
+    .await;
+    let t = Instant::now();
+    sinks
+        .reconfigure(std::slice::from_ref(&keep))
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "reconfigure waited {took:?} on the removed sink"
+    );
+    assert_eq!(sinks.names(), ["keep"]);
+    sinks.send(a("after"));
+    wait_sent(&sinks, "keep", 4).await;
+    let stats = sinks.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(stat(&stats, "keep").sent, 4);
 }
