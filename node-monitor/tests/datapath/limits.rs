@@ -1,9 +1,13 @@
-//! The event budget: the per-source token bucket and a full ring buffer, each loss
+//! The event budget: the per-source token buckets (one for flagged events, one for allowed
+//! and sweep events), the first flagged event of each group in a window that no bucket can
+//! withhold, a slot taken over that inherits its buckets, and a full ring buffer: each loss
 //! counted by reason so that flagged = emitted + counted losses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use node_monitor_common::{ACTION_WOULD_DROP, Addr, source_slot};
+use node_monitor_common::{
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, Addr, EVENT_SAMPLED, Event, source_slot,
+};
 
 use crate::{
     common::{packets::*, progrun::*},
@@ -14,6 +18,8 @@ use crate::{
 matrix!(
     token_bucket_per_source,
     token_bucket_slot_taken_over,
+    allowed_sweep_traffic_spends_no_flagged_budget,
+    first_flagged_event_of_each_group,
     ring_buffer_full_is_counted
 );
 
@@ -72,16 +78,45 @@ fn token_bucket_per_source(fam: Fam, prog: Prog) {
 }
 
 /// The token-bucket table is direct-mapped: a source whose slot another source holds takes it
-/// over with a full bucket. Two sources in one slot, rate 1: the first gets its event and is
-/// then limited; the second takes the slot (event); the first takes it back (event).
+/// over, and inherits the slot's buckets as they are (never a full one: two sources that
+/// alternate in one slot share one budget, they do not each get a fresh burst per takeover),
+/// and the groups already reported in this window. Rate 2: `a` spends one token, `b` takes
+/// the slot over and spends the other, and from then on every takeover finds the bucket empty.
 fn token_bucket_slot_taken_over(fam: Fam, prog: Prog) {
     let mut h = harness_with(Knobs {
-        events_per_sec: 1,
+        events_per_sec: 2,
         ..Knobs::default()
     });
     let a = fam.denied();
-    // Another denied source (outside the kubelet allowlist) in the same slot.
-    let b = (1..=u16::MAX)
+    let b = slot_mate(fam, a);
+    let mut bytes = 0;
+    let mut want = Vec::new();
+    for i in 0..8u16 {
+        let src = if i % 2 == 0 { a } else { b };
+        let f = tcp(src, fam.node(), 41000 + i, KUBELET, SYN);
+        run_expect(&h, prog, &f, prog.pass(), "shared slot");
+        bytes += len(&f);
+        if i < 2 {
+            want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+        }
+    }
+    let s = S {
+        packets: 8,
+        bytes,
+        new_conns: 8,
+        would_drop: 8,
+        events: 2,
+        lost_rate_limited: 6,
+        ..S::default()
+    };
+    h.assert_stats("slot takeover", &[("kubelet", TCP, D, s)]);
+    assert_events("slot takeover", &h.events(), &want);
+    assert_all_invariants("slot takeover", &h);
+}
+
+/// Another denied source (outside the kubelet allowlist) in the same token-bucket slot as `a`.
+fn slot_mate(fam: Fam, a: IpAddr) -> IpAddr {
+    (1..=u16::MAX)
         .map(|i| -> IpAddr {
             match fam {
                 Fam::V4 => Ipv4Addr::new(198, 51, (i >> 8) as u8, i as u8).into(),
@@ -89,35 +124,148 @@ fn token_bucket_slot_taken_over(fam: Fam, prog: Prog) {
             }
         })
         .find(|b| *b != a && slot_of(*b) == slot_of(a))
-        .expect("a source sharing the slot");
-    let steps = [
-        (a, 41000u16, true),
-        (a, 41001, false),
-        (b, 41002, true),
-        (a, 41003, true),
-    ];
-    let mut bytes = 0;
+        .expect("a source sharing the slot")
+}
+
+/// A NodePort range open to everyone and sweep-watched (as in the default config), beside
+/// the kubelet: every new connection to a NodePort is reported under the source's budget.
+const NODEPORT: u16 = 30000;
+
+fn nodeport_yaml(rate: u32) -> String {
+    format!(
+        r#"
+groups:
+  kubelet:
+    protocols: [tcp]
+    ports: ["{KUBELET}"]
+    allow: ["203.0.113.0/24", "2001:db8:0:113::/64"]
+    action: monitor
+  nodeport:
+    protocols: [tcp, udp]
+    ports: ["30000-32767"]
+    allow: ["0.0.0.0/0", "::/0"]
+    action: monitor
+    detect_sweeps: true
+sampling:
+  allowed_flows_one_in: 0
+limits:
+  flows: 4096
+  sources: 256
+  allow_entries: 64
+  events_per_source_per_second: {rate}
+"#
+    )
+}
+
+/// Issue 15: a source that sends allowed, sweep-watched NodePort datagrams has spent its
+/// allowed budget, and its kubelet attempts that follow are still reported, burst and all:
+/// flagged events draw on a budget of their own.
+fn allowed_sweep_traffic_spends_no_flagged_budget(fam: Fam, prog: Prog) {
+    const RATE: u64 = 3;
+    let mut h = Harness::yaml(&nodeport_yaml(RATE as u32));
+    let src = fam.denied();
     let mut want = Vec::new();
-    for (src, port, reported) in steps {
-        let f = tcp(src, fam.node(), port, KUBELET, SYN);
-        run_expect(&h, prog, &f, prog.pass(), "shared slot");
-        bytes += len(&f);
-        if reported {
+    let mut np_bytes = 0;
+    for i in 0..10u16 {
+        let f = udp(src, fam.node(), 50000 + i, NODEPORT);
+        run_expect(&h, prog, &f, prog.pass(), "allowed NodePort datagram");
+        np_bytes += len(&f);
+        if u64::from(i) < RATE {
+            want.push(Event {
+                group: h.gid("nodeport"),
+                verdict: A,
+                action: ACTION_PASS,
+                ..event_for(EVENT_SAMPLED, prog, &f)
+            });
+        }
+    }
+    let mut k_bytes = 0;
+    for i in 0..=RATE as u16 {
+        let f = tcp(src, fam.node(), 43000 + i, KUBELET, SYN);
+        run_expect(&h, prog, &f, prog.pass(), "kubelet SYN");
+        k_bytes += len(&f);
+        if u64::from(i) < RATE {
             want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
         }
     }
-    let s = S {
-        packets: 4,
-        bytes,
-        new_conns: 4,
-        would_drop: 4,
-        events: 3,
+    let np = S {
+        packets: 10,
+        bytes: np_bytes,
+        new_conns: 10,
+        events: RATE,
+        lost_rate_limited: 10 - RATE,
+        ..S::default()
+    };
+    let k = S {
+        packets: RATE + 1,
+        bytes: k_bytes,
+        new_conns: RATE + 1,
+        would_drop: RATE + 1,
+        events: RATE,
         lost_rate_limited: 1,
         ..S::default()
     };
-    h.assert_stats("slot takeover", &[("kubelet", TCP, D, s)]);
-    assert_events("slot takeover", &h.events(), &want);
-    assert_all_invariants("slot takeover", &h);
+    h.assert_stats(
+        "flagged budget apart",
+        &[("nodeport", UDP, A, np), ("kubelet", TCP, D, k)],
+    );
+    assert_events("flagged budget apart", &h.events(), &want);
+    assert_all_invariants("flagged budget apart", &h);
+}
+
+/// A source that has spent its flagged budget on the kubelet still gets its first attempt on
+/// another group reported (that group's first in this window), and only the first: the
+/// second is rate-limited.
+fn first_flagged_event_of_each_group(fam: Fam, prog: Prog) {
+    const RATE: u64 = 3;
+    let mut h = harness_with(Knobs {
+        events_per_sec: RATE as u32,
+        ..Knobs::default()
+    });
+    let src = fam.denied();
+    let mut want = Vec::new();
+    let mut k_bytes = 0;
+    for i in 0..10u16 {
+        let f = tcp(src, fam.node(), 43000 + i, KUBELET, SYN);
+        run_expect(&h, prog, &f, prog.pass(), "kubelet SYN");
+        k_bytes += len(&f);
+        if u64::from(i) < RATE {
+            want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+        }
+    }
+    let mut e_bytes = 0;
+    for i in 0..2u16 {
+        let f = tcp(src, fam.node(), 44000 + i, ENFORCED, SYN);
+        run_expect(&h, prog, &f, prog.drop(), "enforced SYN");
+        e_bytes += len(&f);
+        if i == 0 {
+            want.push(flagged(&h, prog, &f, "enforced", ACTION_DROPPED));
+        }
+    }
+    let k = S {
+        packets: 10,
+        bytes: k_bytes,
+        new_conns: 10,
+        would_drop: 10,
+        events: RATE,
+        lost_rate_limited: 10 - RATE,
+        ..S::default()
+    };
+    let e = S {
+        packets: 2,
+        bytes: e_bytes,
+        new_conns: 2,
+        dropped: 2,
+        events: 1,
+        lost_rate_limited: 1,
+        ..S::default()
+    };
+    h.assert_stats(
+        "first of each group",
+        &[("kubelet", TCP, D, k), ("enforced", TCP, D, e)],
+    );
+    assert_events("first of each group", &h.events(), &want);
+    assert_all_invariants("first of each group", &h);
 }
 
 /// Also covers `events_per_source_per_second: 0` (unlimited): 200 connections from one
