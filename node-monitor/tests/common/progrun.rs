@@ -342,8 +342,8 @@ pub(crate) fn assert_invariant(ctx: &str, verdict: u8, s: &GroupStats) {
     } else {
         assert_eq!(
             s.new_conns,
-            s.events + s.sampled_out + s.lost_ringbuf_full,
-            "{ctx}: allowed invariant new_conns == events + sampled_out + lost_ringbuf_full: {s:?}"
+            s.events + s.sampled_out + s.lost_rate_limited + s.lost_ringbuf_full,
+            "{ctx}: allowed invariant new_conns == events + sampled_out + lost_rate_limited + lost_ringbuf_full (rate-limited: sweep-watched groups): {s:?}"
         );
     }
 }
