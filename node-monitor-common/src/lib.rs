@@ -397,21 +397,70 @@ pub struct FlowState {
 }
 const _: () = assert!(size_of::<FlowState>() == 32);
 
-/// One slot of the per-source token-bucket table `SOURCES`: an array shared by all CPUs,
+/// One slot of the per-source budget table `SOURCES`: an array shared by all CPUs,
 /// direct-mapped by a hash of the source address ([`source_slot`]). A lookup is an inlined
-/// array access rather than a hash-map helper call; a source that finds its slot held by
-/// another takes it over with a full bucket, as a source evicted from an LRU table would.
+/// array access rather than a hash-map helper call.
+///
+/// Two budgets per source, so that allowed traffic (a sweep-watched NodePort range open to
+/// everyone) can never spend what the source's flagged events need; and a bit set of the
+/// groups whose first flagged event of the current window has been reported, which no
+/// bucket withholds ([`source_budget_take`]). A source that finds its slot held by another
+/// takes it over as it is: buckets, window and bits (never a fresh, full bucket, so that two
+/// sources alternating in one slot share one budget instead of each getting a new burst).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceSlot {
     pub addr: Addr,
-    pub bucket: TokenBucket,
+    /// Budget of flagged (denied) events.
+    pub flagged: TokenBucket,
+    /// Budget of allowed events reported in sweep-watched groups.
+    pub allowed: TokenBucket,
+    /// Start of the current window ([`BUDGET_WINDOW_NS`]).
+    pub window_ns: u64,
+    /// Bit g set: group g's first flagged event of this window was reported.
+    pub reported: u64,
     pub family: u8,
     pub _pad0: u8,
     pub _pad1: u16,
     pub _pad2: u32,
 }
-const _: () = assert!(size_of::<SourceSlot>() == 40);
+const _: () = assert!(size_of::<SourceSlot>() == 72);
+
+/// The window in which the first flagged event of each (source, group) is always reported:
+/// one second, the refill period of a bucket.
+pub const BUDGET_WINDOW_NS: u64 = TOKEN_SCALE;
+
+/// Decides whether an event of `group` from the slot's source may be sent. `flagged`:
+/// a denied new connection, under the flagged bucket, and always sent when it is the
+/// group's first flagged event of the window (it still takes a token if one is there, so the
+/// burst of a source is `rate` plus at most one per further group). Otherwise an allowed
+/// one, under the allowed bucket. `rate == 0` means unlimited. Pure, so host tests cover it.
+#[inline(always)]
+pub fn source_budget_take(
+    slot: &mut SourceSlot,
+    now_ns: u64,
+    rate: u32,
+    group: u8,
+    flagged: bool,
+) -> bool {
+    if rate == 0 {
+        return true;
+    }
+    if !flagged {
+        return token_bucket_take(&mut slot.allowed, now_ns, rate);
+    }
+    if now_ns.saturating_sub(slot.window_ns) >= BUDGET_WINDOW_NS {
+        slot.window_ns = now_ns;
+        slot.reported = 0;
+    }
+    let token = token_bucket_take(&mut slot.flagged, now_ns, rate);
+    let bit = 1u64 << (group & 63);
+    if slot.reported & bit == 0 {
+        slot.reported |= bit;
+        return true;
+    }
+    token
+}
 
 /// Slots in the `SOURCES` table for a configured number of sources: the next power of two.
 pub const fn source_slots(sources: u32) -> u32 {
@@ -694,5 +743,48 @@ mod tests {
             last_ns: 5 * TOKEN_SCALE,
         };
         assert!(!token_bucket_take(&mut b, 4 * TOKEN_SCALE, 1));
+    }
+
+    #[test]
+    fn allowed_events_spend_no_flagged_budget() {
+        let mut slot = SourceSlot::default();
+        let t0 = 10 * TOKEN_SCALE;
+        let allowed = (0..10)
+            .filter(|_| source_budget_take(&mut slot, t0, 3, 9, false))
+            .count();
+        assert_eq!(allowed, 3);
+        let flagged = (0..10)
+            .filter(|_| source_budget_take(&mut slot, t0, 3, 1, true))
+            .count();
+        assert_eq!(flagged, 3);
+    }
+
+    #[test]
+    fn first_flagged_event_of_each_group_per_window() {
+        let mut slot = SourceSlot::default();
+        let t0 = 10 * TOKEN_SCALE;
+        // Group 1 spends the burst (its first event takes a token too).
+        let g1 = (0..10)
+            .filter(|_| source_budget_take(&mut slot, t0, 2, 1, true))
+            .count();
+        assert_eq!(g1, 2);
+        // Groups 2 and 63: their first event passes with the bucket empty; the next does not.
+        for g in [2, 63] {
+            assert!(source_budget_take(&mut slot, t0, 2, g, true));
+            assert!(!source_budget_take(&mut slot, t0, 2, g, true));
+        }
+        // Within the window, group 2 stays reported (100 ms refill no token at rate 2: 0.2).
+        let t1 = t0 + 100_000_000;
+        assert!(!source_budget_take(&mut slot, t1, 2, 2, true));
+        // A new window: group 1 spends the refilled bucket, and group 2's first event of
+        // this window passes again on an empty bucket.
+        let t2 = t0 + BUDGET_WINDOW_NS;
+        assert!(source_budget_take(&mut slot, t2, 2, 1, true));
+        assert!(source_budget_take(&mut slot, t2, 2, 1, true));
+        assert!(!source_budget_take(&mut slot, t2, 2, 1, true));
+        assert!(source_budget_take(&mut slot, t2, 2, 2, true));
+        assert!(!source_budget_take(&mut slot, t2, 2, 2, true));
+        // Unlimited stays unlimited.
+        assert!((0..100).all(|_| source_budget_take(&mut slot, t2, 0, 2, true)));
     }
 }

@@ -34,8 +34,8 @@ use node_monitor_common::{
     Addr, EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FlowKey, FlowState,
     GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_ICMP, IPPROTO_ICMPV6,
     IPPROTO_TCP, IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP,
-    Settings, TCP_ACK, TCP_RST, TCP_SYN, TokenBucket, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn,
-    source_slot, stats_index, tcp_starts_attempt, token_bucket_take, verdict_slot,
+    Settings, TCP_ACK, TCP_RST, TCP_SYN, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn,
+    source_budget_take, source_slot, stats_index, tcp_starts_attempt, verdict_slot,
 };
 use parse::{L3, L4, Packet, Reason};
 
@@ -328,8 +328,9 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     }
     stats.new_conns += 1;
 
-    // Denied: always reported, under the source's token bucket. Allowed: reported when 1-in-N
-    // sampling picks it, or always (under the token bucket) in a sweep-watched group.
+    // Denied: always reported, under the source's flagged budget (and the first of each group
+    // in a window whatever that budget says). Allowed: reported when 1-in-N sampling picks
+    // it, or always (under the source's allowed budget) in a sweep-watched group.
     let mut sampled = 0u8;
     if verdict == VERDICT_ALLOWED {
         let n = settings.sample_one_in;
@@ -339,7 +340,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     }
     let sweep_watched = group < 64 && settings.sweep_mask & (1u64 << group) != 0;
     if verdict == VERDICT_DENIED || sweep_watched {
-        if !take_token(l3.family, &src, now, settings) {
+        if !take_budget(l3.family, &src, now, settings, group, flagged != 0) {
             stats.lost_rate_limited += 1;
             return Ok(action);
         }
@@ -368,10 +369,11 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     Ok(action)
 }
 
-/// Takes a token from the source's bucket; a source never seen, or one that finds its slot
-/// taken over by another source, starts with a full bucket.
+/// May the source send this event? See [`source_budget_take`]: flagged and allowed events
+/// have budgets of their own. A source that finds its slot held by another takes the slot
+/// over as it is (buckets and reported groups): a takeover never brings a fresh bucket.
 #[inline(always)]
-fn take_token(family: u8, src: &Addr, now: u64, settings: &Settings) -> bool {
+fn take_budget(family: u8, src: &Addr, now: u64, settings: &Settings, group: u8, flagged: bool) -> bool {
     let rate = settings.events_per_sec;
     if rate == 0 {
         return true;
@@ -382,15 +384,11 @@ fn take_token(family: u8, src: &Addr, now: u64, settings: &Settings) -> bool {
     // SAFETY: a map value pointer shared by all CPUs; a race between CPUs can only mis-count
     // a token or hand the slot to one of two sources.
     let slot = unsafe { &mut *slot };
-    if slot.family == family && same_addr(&slot.addr, src) {
-        return token_bucket_take(&mut slot.bucket, now, rate);
+    if slot.family != family || !same_addr(&slot.addr, src) {
+        slot.addr = *src;
+        slot.family = family;
     }
-    let mut fresh = TokenBucket::default();
-    let ok = token_bucket_take(&mut fresh, now, rate);
-    slot.addr = *src;
-    slot.family = family;
-    slot.bucket = fresh;
-    ok
+    source_budget_take(slot, now, rate, group, flagged)
 }
 
 /// What an event says beyond the packet itself.
