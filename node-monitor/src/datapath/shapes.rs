@@ -232,6 +232,14 @@ mod tests {
             shape(&shapes, map_name::GROUP_NAMES).max_entries as usize,
             MAX_GROUPS
         );
+        // A source slot: address, two token buckets (flagged, allowed), the window and its
+        // reported groups. A pin of another slot size (the older one-bucket 40 bytes) no
+        // longer fits and is replaced.
+        let sources = shape(&shapes, map_name::SOURCES);
+        assert_eq!(
+            (sources.ty, sources.key_size, sources.value_size),
+            (MapType::Array, 4, 72)
+        );
         let events = shape(&shapes, map_name::EVENTS);
         assert_eq!(
             (events.ty, events.key_size, events.value_size),
