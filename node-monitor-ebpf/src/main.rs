@@ -373,7 +373,14 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
 /// have budgets of their own. A source that finds its slot held by another takes the slot
 /// over as it is (buckets and reported groups): a takeover never brings a fresh bucket.
 #[inline(always)]
-fn take_budget(family: u8, src: &Addr, now: u64, settings: &Settings, group: u8, flagged: bool) -> bool {
+fn take_budget(
+    family: u8,
+    src: &Addr,
+    now: u64,
+    settings: &Settings,
+    group: u8,
+    flagged: bool,
+) -> bool {
     let rate = settings.events_per_sec;
     if rate == 0 {
         return true;
