@@ -1,6 +1,8 @@
 //! The parser: frames it cannot classify (non-IP, other protocols, bad headers,
 //! truncation at every boundary) are passed and counted by reason; VLAN tags, IPv4 options
-//! and fragments and IPv6 extension chains are walked.
+//! and fragments and IPv6 extension chains are walked; priority tags (VLAN id 0) are skipped
+//! as the kernel skips them; and a frame the parser gives up on whose destination port is
+//! still readable and watched by a drop group is dropped (fail closed), not passed.
 
 use node_monitor_common::{ACTION_WOULD_DROP, Event, reason};
 
@@ -32,6 +34,13 @@ fn assert_unclassified(h: &mut Harness, prog: Prog, frame: &[u8], why: u32, ctx:
 /// one more packet, new connection and event in kubelet/tcp/denied, no reason counted.
 #[track_caller]
 fn assert_classified(h: &mut Harness, prog: Prog, f: &Frame, ctx: &str) {
+    let ev = flagged(h, prog, f, "kubelet", ACTION_WOULD_DROP);
+    assert_classified_as(h, prog, f, ev, ctx);
+}
+
+/// [`assert_classified`] with the event it must raise given (for tags the parser skips).
+#[track_caller]
+fn assert_classified_as(h: &mut Harness, prog: Prog, f: &Frame, ev: Event, ctx: &str) {
     let before = h.stat("kubelet", TCP, D);
     let reasons = h.reasons();
     run_expect(h, prog, f, prog.pass(), ctx);
@@ -43,13 +52,42 @@ fn assert_classified(h: &mut Harness, prog: Prog, f: &Frame, ctx: &str) {
     want.events += 1;
     assert_eq!(h.stat("kubelet", TCP, D), want, "{ctx}: kubelet/tcp/denied");
     assert_reasons_eq(ctx, &h.reasons(), &reasons);
-    let ev = flagged(h, prog, f, "kubelet", ACTION_WOULD_DROP);
     assert_events(ctx, &h.events(), &[ev]);
+}
+
+/// Runs `frame` and asserts: dropped (fail closed), counted once under `why`, no GROUP_STATS
+/// change, no event.
+#[track_caller]
+fn assert_fails_closed(h: &mut Harness, prog: Prog, frame: &[u8], why: u32, ctx: &str) {
+    let before = h.reasons();
+    let stats = h.stats();
+    let got = h.run(prog, frame);
+    assert_eq!(got, prog.drop(), "{ctx}: {prog:?} must drop (fail closed)");
+    let mut want = before;
+    want[why as usize] += 1;
+    assert_reasons_eq(
+        &format!("{ctx} (want {})", reason::NAMES[why as usize]),
+        &h.reasons(),
+        &want,
+    );
+    assert_eq!(h.stats(), stats, "{ctx}: GROUP_STATS must not move");
+    assert_events(ctx, &h.events(), &[]);
+}
+
+/// A tag with VLAN id 0 (802.1p priority tag) and priority `pcp`.
+fn prio(f: Frame, pcp: u8) -> Frame {
+    f.vlan_tag(VlanTag {
+        vid: 0,
+        pcp,
+        tpid: None,
+    })
 }
 
 matrix!(
     unclassified_protocols_and_bad_tcp,
     vlan_tags,
+    priority_tags_are_skipped,
+    drop_groups_fail_closed,
     truncation_at_every_boundary
 );
 progs!(ipv4_header_variants, ipv6_header_variants);
@@ -153,6 +191,120 @@ fn vlan_tags(fam: Fam, prog: Prog) {
         reason::VLAN_TOO_DEEP,
         "three tags, UDP",
     );
+}
+
+/// The kernel strips any number of priority tags (`__netif_receive_skb_core`: a tag with
+/// VLAN id 0 is cleared and an inner tag behind it untagged again), so they neither count
+/// towards the two tags nor show in the event.
+fn priority_tags_are_skipped(fam: Fam, prog: Prog) {
+    let mut h = harness();
+    let syn = |sport| tcp(fam.denied(), fam.node(), sport, KUBELET, SYN);
+    let ev = |h: &Harness, f: &Frame, outer: u16, inner: u16| Event {
+        vlan_outer: outer,
+        vlan_inner: inner,
+        ..flagged(h, prog, f, "kubelet", ACTION_WOULD_DROP)
+    };
+    // A priority tag outside two real tags: three in-band tags, two of them counted.
+    let f = prio(syn(40010), 5).vlan(100).vlan(200);
+    let e = ev(&h, &f, 100, 200);
+    assert_classified_as(&mut h, prog, &f, e, "priority tag + 2 tags");
+    // Between and behind real tags.
+    let f = prio(prio(syn(40011).vlan(100), 3).vlan(200), 1);
+    let e = ev(&h, &f, 100, 200);
+    assert_classified_as(&mut h, prog, &f, e, "tag, prio, tag, prio");
+    // Priority tags only, as many as the walk's bound (8).
+    let mut f = syn(40012);
+    for pcp in 0..8 {
+        f = prio(f, pcp);
+    }
+    let e = ev(&h, &f, 0, 0);
+    assert_classified_as(&mut h, prog, &f, e, "8 priority tags");
+    // Three real tags are still too deep with priority tags among them.
+    let f = prio(syn(40013).vlan(1), 0).vlan(2).vlan(3);
+    assert_unclassified(&mut h, prog, &f.build(), reason::VLAN_TOO_DEEP, "3 tags + prio");
+    // Past the walk's bound (9 in-band tags): too deep, and passed (kubelet monitors).
+    let mut f = syn(40014);
+    for _ in 0..9 {
+        f = prio(f, 0);
+    }
+    assert_unclassified(&mut h, prog, &f.build(), reason::VLAN_TOO_DEEP, "9 priority tags");
+}
+
+/// What the parser gives up on, to a port watched by a drop group (`enforced`), is dropped
+/// when the destination port can be read; counted under its reason; never an event.
+/// Everything else (port not readable, not watched, watched by a monitor group) passes.
+fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
+    let mut h = harness();
+    let to = |dport: u16, sport| tcp(fam.denied(), fam.node(), sport, dport, SYN);
+    // Too many tags: three real ones, or more priority tags than the strict walk takes.
+    let three = to(ENFORCED, 40020).vlan(1).vlan(2).vlan(3);
+    assert_fails_closed(&mut h, prog, &three.build(), reason::VLAN_TOO_DEEP, "3 tags");
+    let udp3 = udp(fam.denied(), fam.node(), 40021, ENFORCED)
+        .vlan(1)
+        .vlan(2)
+        .vlan(3);
+    assert_fails_closed(&mut h, prog, &udp3.build(), reason::VLAN_TOO_DEEP, "3 tags, UDP");
+    // From an allowed source too: the drop group cannot tell who sent what it cannot read.
+    let allowed = tcp(fam.allowed(), fam.node(), 40022, ENFORCED, SYN)
+        .vlan(1)
+        .vlan(2)
+        .vlan(3);
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &allowed.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags, allowed source",
+    );
+    let mut deep = to(ENFORCED, 40023);
+    for _ in 0..12 {
+        deep = prio(deep, 0);
+    }
+    assert_fails_closed(&mut h, prog, &deep.build(), reason::VLAN_TOO_DEEP, "12 prio tags");
+    // Broken TCP header: data offset < 5, and a header cut after its ports.
+    let bad = to(ENFORCED, 40024).tcp_data_offset_raw(4);
+    assert_fails_closed(&mut h, prog, &bad.build(), reason::BAD_TCP, "data offset 4");
+    let (bytes, b) = to(ENFORCED, 40025).vlan(7).build_with_boundaries();
+    let cut = truncate(&bytes, b.l4_start + 4);
+    assert_fails_closed(&mut h, prog, &cut, reason::TRUNC_L4, "TCP cut after its ports");
+    // Fails open: the port not readable, or not watched by a drop group.
+    let cut = truncate(&bytes, b.l4_start + 3);
+    assert_unclassified(&mut h, prog, &cut, reason::TRUNC_L4, "TCP cut inside its ports");
+    let unwatched = to(UNWATCHED, 40026).vlan(1).vlan(2).vlan(3);
+    assert_unclassified(
+        &mut h,
+        prog,
+        &unwatched.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags, unwatched port",
+    );
+    let monitor = to(KUBELET, 40027).tcp_data_offset_raw(3);
+    assert_unclassified(&mut h, prog, &monitor.build(), reason::BAD_TCP, "monitor group");
+    let mut too_deep = to(ENFORCED, 40028);
+    for _ in 0..17 {
+        too_deep = prio(too_deep, 0);
+    }
+    assert_unclassified(
+        &mut h,
+        prog,
+        &too_deep.build(),
+        reason::VLAN_TOO_DEEP,
+        "17 priority tags: port past every bound",
+    );
+    // Non-first fragments carry no port: they still pass.
+    if fam == Fam::V4 {
+        let frag = to(ENFORCED, 40029).ipv4_fragment(1, true);
+        assert_unclassified(&mut h, prog, &frag.build(), reason::IPV4_FRAGMENT, "fragment");
+    }
+    // Too many IPv6 extension headers.
+    if fam == Fam::V6 {
+        use ExtHeader::*;
+        let chain = [HopByHop, Routing, DestOpts, DestOpts, DestOpts, DestOpts, DestOpts];
+        let f = to(ENFORCED, 40030).ipv6_ext(&chain);
+        assert_fails_closed(&mut h, prog, &f.build(), reason::IPV6_EXT_LIMIT, "7 ext headers");
+        let f = to(KUBELET, 40031).ipv6_ext(&chain);
+        assert_unclassified(&mut h, prog, &f.build(), reason::IPV6_EXT_LIMIT, "7, monitor");
+    }
 }
 
 /// The reason a frame cut to `cut` bytes must be counted under, or None when the L4 header
