@@ -619,3 +619,117 @@ fn ipv6_extension_header_chains(h: &mut Harness, prog: Prog) {
         );
     }
 }
+
+/// tc reads only the linear part of an skb, and BPF_PROG_TEST_RUN always builds a linear
+/// one; so this one test sends live frames. An AF_PACKET frame of a page or more is built
+/// with only its Ethernet header linear (`packet_alloc_skb`), and a veth hands that skb on
+/// as it is, so tc ingress on the peer sees 14 linear bytes. The program must pull as far as
+/// the header chain goes: a 304-byte Destination Options header, then a chain of three, must
+/// not hide TCP.
+#[test]
+fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
+    use ExtHeader::*;
+    require_root();
+    let ns = node_monitor_lab::Netns::new("pull").expect("test namespace");
+    ns.ip(&[
+        "link", "add", "nmpull0", "mtu", "9000", "type", "veth", "peer", "name", "nmpull1",
+        "mtu", "9000",
+    ])
+    .expect("veth pair");
+    for dev in ["nmpull0", "nmpull1"] {
+        ns.ip(&["link", "set", dev, "up"]).expect("link up");
+    }
+    let frames = [
+        tcp(DENIED_V6, NODE_V6, 40060, KUBELET, SYN).ipv6_ext(&[DestOptsLen(37)]),
+        tcp(DENIED_V6, NODE_V6, 40061, KUBELET, SYN).ipv6_ext(&[
+            HopByHopLen(20),
+            Routing,
+            DestOptsLen(30),
+        ]),
+    ];
+    let bytes: Vec<Vec<u8>> = frames.iter().map(|f| f.clone().pad_to(5000).build()).collect();
+    let (before, after, trunc) = ns
+        .run(move || {
+            let h = harness();
+            let link = tcx_ingress(&h, "nmpull1");
+            let before = h.stat("kubelet", TCP, D);
+            let trunc = h.reasons()[reason::TRUNC_IPV6_EXT as usize];
+            for b in &bytes {
+                send_raw("nmpull0", b);
+            }
+            // The veth delivers from a softirq: wait (bounded) for both frames to be counted.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while h.stat("kubelet", TCP, D).packets < before.packets + 2
+                && h.reasons()[reason::TRUNC_IPV6_EXT as usize] < trunc + 2
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let after = h.stat("kubelet", TCP, D);
+            let trunc_after = h.reasons()[reason::TRUNC_IPV6_EXT as usize];
+            drop(link);
+            (before, after, trunc_after - trunc)
+        })
+        .expect("run in the test namespace");
+    assert_eq!(trunc, 0, "tc ingress counted truncated_ipv6_ext: it did not pull far enough");
+    assert_eq!(after.packets - before.packets, 2, "both frames classified: {after:?}");
+    assert_eq!(after.new_conns - before.new_conns, 2, "{after:?}");
+}
+
+/// Attaches the harness's tc ingress program to `dev` (tcx; the link goes with the fd).
+fn tcx_ingress(h: &Harness, dev: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _};
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_TCX_INGRESS: u32 = 46;
+    let prog = h.dp.tc_ingress_program().expect("tc ingress program");
+    let prog_fd = prog.fd().expect("program fd").as_fd().as_raw_fd();
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: a valid NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(ifindex, 0, "no device {dev}");
+    // union bpf_attr, link_create: prog_fd, target_ifindex, attach_type, flags, tcx {..}.
+    let mut attr = [0u32; 16];
+    attr[0] = prog_fd as u32;
+    attr[1] = ifindex;
+    attr[2] = BPF_TCX_INGRESS;
+    // SAFETY: attr is a zeroed bpf_attr prefix of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    assert!(fd >= 0, "tcx attach: {}", std::io::Error::last_os_error());
+    // SAFETY: a new fd the kernel just returned, owned from here on.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// Sends `frame` as it is out of `dev` over an AF_PACKET socket.
+fn send_raw(dev: &str, frame: &[u8]) {
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: plain syscalls on values built here; the fd is closed below.
+    unsafe {
+        let ifindex = libc::if_nametoindex(name.as_ptr());
+        assert_ne!(ifindex, 0, "no device {dev}");
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const sll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        assert_eq!(n, frame.len() as isize, "sendto {dev}: {err}");
+    }
+}
