@@ -326,8 +326,8 @@ fn skip_ipv6_ext<const EXT: usize>(
     Ok((next, cur))
 }
 
-/// Does the parse stop for want of bytes (a truncation reason)? On tc, where only the linear part of an
-/// skb is readable, that asks for a longer pull.
+/// Does the parse stop for want of bytes (a truncation reason)? On tc, where only the linear
+/// part of an skb is readable, that asks for a longer pull.
 #[inline(always)]
 pub fn runs_past_end(pkt: &Packet, meta_vlan: u16) -> bool {
     let r = match parse_l3(pkt, meta_vlan) {
@@ -337,15 +337,15 @@ pub fn runs_past_end(pkt: &Packet, meta_vlan: u16) -> bool {
         },
         Err(r) => r,
     };
-    match r {
+    matches!(
+        r,
         reason::TRUNC_ETH
-        | reason::TRUNC_VLAN
-        | reason::TRUNC_IPV4
-        | reason::TRUNC_IPV6
-        | reason::TRUNC_IPV6_EXT
-        | reason::TRUNC_L4 => true,
-        _ => false,
-    }
+            | reason::TRUNC_VLAN
+            | reason::TRUNC_IPV4
+            | reason::TRUNC_IPV6
+            | reason::TRUNC_IPV6_EXT
+            | reason::TRUNC_L4
+    )
 }
 
 /// Parses the TCP or UDP header at `l3.l4_off`. Other protocols are `OTHER_L4`.
@@ -435,7 +435,8 @@ pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
         let next = pkt.bytes_at::<2>(inner + 6, reason::TRUNC_L4).ok()?[0];
         let src = pkt.addr_v6_at(inner + 8, reason::TRUNC_L4).ok()?;
         let dst = pkt.addr_v6_at(inner + 24, reason::TRUNC_L4).ok()?;
-        let (next, l4) = skip_ipv6_ext::<MAX_IPV6_EXT_HEADERS>(pkt, next, inner + IPV6_HLEN).ok()?;
+        let (next, l4) =
+            skip_ipv6_ext::<MAX_IPV6_EXT_HEADERS>(pkt, next, inner + IPV6_HLEN).ok()?;
         if next != IPPROTO_UDP {
             return None;
         }

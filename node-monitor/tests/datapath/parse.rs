@@ -221,13 +221,25 @@ fn priority_tags_are_skipped(fam: Fam, prog: Prog) {
     assert_classified_as(&mut h, prog, &f, e, "8 priority tags");
     // Three real tags are still too deep with priority tags among them.
     let f = prio(syn(40013).vlan(1), 0).vlan(2).vlan(3);
-    assert_unclassified(&mut h, prog, &f.build(), reason::VLAN_TOO_DEEP, "3 tags + prio");
+    assert_unclassified(
+        &mut h,
+        prog,
+        &f.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags + prio",
+    );
     // Past the walk's bound (9 in-band tags): too deep, and passed (kubelet monitors).
     let mut f = syn(40014);
     for _ in 0..9 {
         f = prio(f, 0);
     }
-    assert_unclassified(&mut h, prog, &f.build(), reason::VLAN_TOO_DEEP, "9 priority tags");
+    assert_unclassified(
+        &mut h,
+        prog,
+        &f.build(),
+        reason::VLAN_TOO_DEEP,
+        "9 priority tags",
+    );
 }
 
 /// What the parser gives up on, to a port watched by a drop group (`enforced`), is dropped
@@ -238,12 +250,24 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
     let to = |dport: u16, sport| tcp(fam.denied(), fam.node(), sport, dport, SYN);
     // Too many tags: three real ones, or more priority tags than the strict walk takes.
     let three = to(ENFORCED, 40020).vlan(1).vlan(2).vlan(3);
-    assert_fails_closed(&mut h, prog, &three.build(), reason::VLAN_TOO_DEEP, "3 tags");
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &three.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags",
+    );
     let udp3 = udp(fam.denied(), fam.node(), 40021, ENFORCED)
         .vlan(1)
         .vlan(2)
         .vlan(3);
-    assert_fails_closed(&mut h, prog, &udp3.build(), reason::VLAN_TOO_DEEP, "3 tags, UDP");
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &udp3.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags, UDP",
+    );
     // From an allowed source too: the drop group cannot tell who sent what it cannot read.
     let allowed = tcp(fam.allowed(), fam.node(), 40022, ENFORCED, SYN)
         .vlan(1)
@@ -260,16 +284,34 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
     for _ in 0..12 {
         deep = prio(deep, 0);
     }
-    assert_fails_closed(&mut h, prog, &deep.build(), reason::VLAN_TOO_DEEP, "12 prio tags");
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &deep.build(),
+        reason::VLAN_TOO_DEEP,
+        "12 prio tags",
+    );
     // Broken TCP header: data offset < 5, and a header cut after its ports.
     let bad = to(ENFORCED, 40024).tcp_data_offset_raw(4);
     assert_fails_closed(&mut h, prog, &bad.build(), reason::BAD_TCP, "data offset 4");
     let (bytes, b) = to(ENFORCED, 40025).vlan(7).build_with_boundaries();
     let cut = truncate(&bytes, b.l4_start + 4);
-    assert_fails_closed(&mut h, prog, &cut, reason::TRUNC_L4, "TCP cut after its ports");
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &cut,
+        reason::TRUNC_L4,
+        "TCP cut after its ports",
+    );
     // Fails open: the port not readable, or not watched by a drop group.
     let cut = truncate(&bytes, b.l4_start + 3);
-    assert_unclassified(&mut h, prog, &cut, reason::TRUNC_L4, "TCP cut inside its ports");
+    assert_unclassified(
+        &mut h,
+        prog,
+        &cut,
+        reason::TRUNC_L4,
+        "TCP cut inside its ports",
+    );
     let unwatched = to(UNWATCHED, 40026).vlan(1).vlan(2).vlan(3);
     assert_unclassified(
         &mut h,
@@ -279,7 +321,13 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
         "3 tags, unwatched port",
     );
     let monitor = to(KUBELET, 40027).tcp_data_offset_raw(3);
-    assert_unclassified(&mut h, prog, &monitor.build(), reason::BAD_TCP, "monitor group");
+    assert_unclassified(
+        &mut h,
+        prog,
+        &monitor.build(),
+        reason::BAD_TCP,
+        "monitor group",
+    );
     let mut too_deep = to(ENFORCED, 40028);
     for _ in 0..17 {
         too_deep = prio(too_deep, 0);
@@ -294,16 +342,36 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
     // Non-first fragments carry no port: they still pass.
     if fam == Fam::V4 {
         let frag = to(ENFORCED, 40029).ipv4_fragment(1, true);
-        assert_unclassified(&mut h, prog, &frag.build(), reason::IPV4_FRAGMENT, "fragment");
+        assert_unclassified(
+            &mut h,
+            prog,
+            &frag.build(),
+            reason::IPV4_FRAGMENT,
+            "fragment",
+        );
     }
     // Too many IPv6 extension headers.
     if fam == Fam::V6 {
         use ExtHeader::*;
-        let chain = [HopByHop, Routing, DestOpts, DestOpts, DestOpts, DestOpts, DestOpts];
+        let chain = [
+            HopByHop, Routing, DestOpts, DestOpts, DestOpts, DestOpts, DestOpts,
+        ];
         let f = to(ENFORCED, 40030).ipv6_ext(&chain);
-        assert_fails_closed(&mut h, prog, &f.build(), reason::IPV6_EXT_LIMIT, "7 ext headers");
+        assert_fails_closed(
+            &mut h,
+            prog,
+            &f.build(),
+            reason::IPV6_EXT_LIMIT,
+            "7 ext headers",
+        );
         let f = to(KUBELET, 40031).ipv6_ext(&chain);
-        assert_unclassified(&mut h, prog, &f.build(), reason::IPV6_EXT_LIMIT, "7, monitor");
+        assert_unclassified(
+            &mut h,
+            prog,
+            &f.build(),
+            reason::IPV6_EXT_LIMIT,
+            "7, monitor",
+        );
     }
 }
 
@@ -632,8 +700,8 @@ fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
     require_root();
     let ns = node_monitor_lab::Netns::new("pull").expect("test namespace");
     ns.ip(&[
-        "link", "add", "nmpull0", "mtu", "9000", "type", "veth", "peer", "name", "nmpull1",
-        "mtu", "9000",
+        "link", "add", "nmpull0", "mtu", "9000", "type", "veth", "peer", "name", "nmpull1", "mtu",
+        "9000",
     ])
     .expect("veth pair");
     for dev in ["nmpull0", "nmpull1"] {
@@ -647,7 +715,10 @@ fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
             DestOptsLen(30),
         ]),
     ];
-    let bytes: Vec<Vec<u8>> = frames.iter().map(|f| f.clone().pad_to(5000).build()).collect();
+    let bytes: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| f.clone().pad_to(5000).build())
+        .collect();
     let (before, after, trunc) = ns
         .run(move || {
             let h = harness();
@@ -671,8 +742,15 @@ fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
             (before, after, trunc_after - trunc)
         })
         .expect("run in the test namespace");
-    assert_eq!(trunc, 0, "tc ingress counted truncated_ipv6_ext: it did not pull far enough");
-    assert_eq!(after.packets - before.packets, 2, "both frames classified: {after:?}");
+    assert_eq!(
+        trunc, 0,
+        "tc ingress counted truncated_ipv6_ext: it did not pull far enough"
+    );
+    assert_eq!(
+        after.packets - before.packets,
+        2,
+        "both frames classified: {after:?}"
+    );
     assert_eq!(after.new_conns - before.new_conns, 2, "{after:?}");
 }
 
@@ -714,7 +792,11 @@ fn send_raw(dev: &str, frame: &[u8]) {
         let ifindex = libc::if_nametoindex(name.as_ptr());
         assert_ne!(ifindex, 0, "no device {dev}");
         let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
         let mut sll: libc::sockaddr_ll = std::mem::zeroed();
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = ifindex as i32;
