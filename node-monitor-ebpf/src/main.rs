@@ -2,8 +2,9 @@
 //! parser ([`parse`]) and one classification path ([`ingress`], [`egress`]).
 //!
 //! Every program fails open: whatever cannot be parsed or classified passes untouched and is
-//! counted by reason. Only a group configured with `action: drop` ever drops, and only
-//! packets from sources outside its allowlist.
+//! counted by reason. Only a group configured with `action: drop` ever drops: packets from
+//! sources outside its allowlist, and (failing closed) packets to its ports that the parser
+//! gave up on while their destination port could still be read ([`fails_closed`]).
 #![no_std]
 #![no_main]
 #![expect(
