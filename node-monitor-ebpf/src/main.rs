@@ -118,8 +118,11 @@ fn tc_packet(ctx: &TcContext, hook: u8) -> (Packet, Meta) {
     if ctx.data_end() - ctx.data() < want as usize {
         let _ = ctx.pull_data(want);
     }
-    // One more pull, only for a non-linear skb whose headers the parse finds cut short.
-    if ((ctx.data_end() - ctx.data()) as u32) < len
+    // One more pull, only on ingress (egress sees the node's own answers, whose headers its
+    // stack wrote linear) and only for a non-linear skb whose headers the parse finds cut
+    // short. `hook` is a constant at each call site, so egress carries no code for it.
+    if hook == HOOK_TC_INGRESS
+        && ((ctx.data_end() - ctx.data()) as u32) < len
         && parse::runs_past_end(&Packet::new(ctx.data(), ctx.data_end()), meta_vlan)
     {
         let _ = ctx.pull_data(core::cmp::min(len, TC_PULL_MAX));

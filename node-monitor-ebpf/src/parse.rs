@@ -141,11 +141,13 @@ pub struct L4 {
 
 /// In-band tags walked at most, priority tags included: the kernel strips any number of
 /// priority tags (VLAN id 0) in `__netif_receive_skb_core`, so the walk goes past them, to
-/// this bound; only tags with a VLAN id count towards [`MAX_VLAN_TAGS`].
-const VLAN_WALK: usize = 8;
+/// this bound; only tags with a VLAN id count towards [`MAX_VLAN_TAGS`]. (Each tag the walk
+/// may take multiplies what the verifier explores behind it: 4 here, with 8 in
+/// [`port_past_limits`], keeps the programs far from its 1M-instruction limit.)
+const VLAN_WALK: usize = 4;
 /// Extension headers and tags walked at most by [`port_past_limits`], the look for a
 /// destination port behind a header chain the strict parse gave up on.
-const FAILSAFE_WALK: usize = 16;
+const FAILSAFE_WALK: usize = 8;
 
 /// Parses Ethernet (with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags in total, counting a tag
 /// the driver already moved into metadata: `meta_vlan`, 0 for none, bit 12 set for a tag)

@@ -212,13 +212,13 @@ fn priority_tags_are_skipped(fam: Fam, prog: Prog) {
     let f = prio(prio(syn(40011).vlan(100), 3).vlan(200), 1);
     let e = ev(&h, &f, 100, 200);
     assert_classified_as(&mut h, prog, &f, e, "tag, prio, tag, prio");
-    // Priority tags only, as many as the walk's bound (8).
+    // Priority tags only, as many as the walk's bound (4 in-band tags).
     let mut f = syn(40012);
-    for pcp in 0..8 {
+    for pcp in 0..4 {
         f = prio(f, pcp);
     }
     let e = ev(&h, &f, 0, 0);
-    assert_classified_as(&mut h, prog, &f, e, "8 priority tags");
+    assert_classified_as(&mut h, prog, &f, e, "4 priority tags");
     // Three real tags are still too deep with priority tags among them.
     let f = prio(syn(40013).vlan(1), 0).vlan(2).vlan(3);
     assert_unclassified(
@@ -228,9 +228,9 @@ fn priority_tags_are_skipped(fam: Fam, prog: Prog) {
         reason::VLAN_TOO_DEEP,
         "3 tags + prio",
     );
-    // Past the walk's bound (9 in-band tags): too deep, and passed (kubelet monitors).
+    // Past the walk's bound (5 in-band tags): too deep, and passed (kubelet monitors).
     let mut f = syn(40014);
-    for _ in 0..9 {
+    for _ in 0..5 {
         f = prio(f, 0);
     }
     assert_unclassified(
@@ -238,7 +238,7 @@ fn priority_tags_are_skipped(fam: Fam, prog: Prog) {
         prog,
         &f.build(),
         reason::VLAN_TOO_DEEP,
-        "9 priority tags",
+        "5 priority tags",
     );
 }
 
@@ -281,7 +281,7 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
         "3 tags, allowed source",
     );
     let mut deep = to(ENFORCED, 40023);
-    for _ in 0..12 {
+    for _ in 0..6 {
         deep = prio(deep, 0);
     }
     assert_fails_closed(
@@ -289,7 +289,7 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
         prog,
         &deep.build(),
         reason::VLAN_TOO_DEEP,
-        "12 prio tags",
+        "6 prio tags",
     );
     // Broken TCP header: data offset < 5, and a header cut after its ports.
     let bad = to(ENFORCED, 40024).tcp_data_offset_raw(4);
@@ -329,7 +329,7 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
         "monitor group",
     );
     let mut too_deep = to(ENFORCED, 40028);
-    for _ in 0..17 {
+    for _ in 0..9 {
         too_deep = prio(too_deep, 0);
     }
     assert_unclassified(
@@ -337,7 +337,7 @@ fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
         prog,
         &too_deep.build(),
         reason::VLAN_TOO_DEEP,
-        "17 priority tags: port past every bound",
+        "9 priority tags: port past every bound",
     );
     // Non-first fragments carry no port: they still pass.
     if fam == Fam::V4 {
