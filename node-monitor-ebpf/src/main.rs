@@ -2,8 +2,9 @@
 //! parser ([`parse`]) and one classification path ([`ingress`], [`egress`]).
 //!
 //! Every program fails open: whatever cannot be parsed or classified passes untouched and is
-//! counted by reason. Only a group configured with `action: drop` ever drops, and only
-//! packets from sources outside its allowlist.
+//! counted by reason. Only a group configured with `action: drop` ever drops: packets from
+//! sources outside its allowlist, and (failing closed) packets to its ports that the parser
+//! gave up on while their destination port could still be read ([`fails_closed`]).
 #![no_std]
 #![no_main]
 #![expect(
@@ -90,27 +91,42 @@ pub fn nm_tc_egress(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
-/// Bytes of headers we want in the linear part of an skb.
+/// Bytes of headers pulled into the linear part of an skb before the first parse.
 const TC_PULL_LEN: u32 = 128;
+/// Bytes pulled at most when the header chain runs past the first pull and more of the
+/// packet lies behind it: a 300-byte IPv6 option header, a chain of extension headers, or
+/// IPv4 options behind tags must not hide the transport header from the parser, since the
+/// kernel reads it wherever it lies.
+const TC_PULL_MAX: u32 = 2048;
 
 #[inline(always)]
 fn tc_packet(ctx: &TcContext, hook: u8) -> (Packet, Meta) {
     let skb = ctx.skb.skb;
     let len = ctx.len();
-    // Headers of a non-linear skb may sit outside the directly readable part: pull them in.
-    if ctx.data_end() - ctx.data() < core::cmp::min(len, TC_PULL_LEN) as usize {
-        let _ = ctx.pull_data(core::cmp::min(len, TC_PULL_LEN));
-    }
     // SAFETY: the kernel hands a valid __sk_buff; these fields are readable by sched_cls.
     let (ifindex, vlan_present, vlan_tci) =
         unsafe { ((*skb).ifindex, (*skb).vlan_present, (*skb).vlan_tci) };
-    // Bit 12 marks "a tag is present" so that a priority tag (VLAN id 0) still counts as a
-    // tag; the parser keeps only the 12-bit id.
+    // Bit 12 marks "a tag is present"; the parser keeps only the 12-bit id, and skips a
+    // priority tag (id 0) as the kernel's receive path does.
     let meta_vlan = if vlan_present != 0 {
         (vlan_tci as u16 & 0x0fff) | 0x1000
     } else {
         0
     };
+    // Headers of a non-linear skb may sit outside the directly readable part: pull them in.
+    let want = core::cmp::min(len, TC_PULL_LEN);
+    if ctx.data_end() - ctx.data() < want as usize {
+        let _ = ctx.pull_data(want);
+    }
+    // One more pull, only on ingress (egress sees the node's own answers, whose headers its
+    // stack wrote linear) and only for a non-linear skb whose headers the parse finds cut
+    // short. `hook` is a constant at each call site, so egress carries no code for it.
+    if hook == HOOK_TC_INGRESS
+        && ((ctx.data_end() - ctx.data()) as u32) < len
+        && parse::runs_past_end(&Packet::new(ctx.data(), ctx.data_end()), meta_vlan)
+    {
+        let _ = ctx.pull_data(core::cmp::min(len, TC_PULL_MAX));
+    }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     (
         pkt,
@@ -205,8 +221,39 @@ fn ingress(pkt: &Packet, meta: &Meta) -> u8 {
         Ok(action) => action,
         Err(r) => {
             count_reason(r);
-            ACTION_PASS
+            if fails_closed(pkt, meta, r) {
+                ACTION_DROPPED
+            } else {
+                ACTION_PASS
+            }
         }
+    }
+}
+
+/// A packet the parser gave up on (`r`) is dropped when its destination port can still be
+/// read (behind more tags or extension headers than the strict parse walks, or in a broken
+/// TCP/UDP header) and a group with `action: drop` watches that port: a drop group fails
+/// closed for what it cannot read. It stays counted under `r`. Anything else fails open.
+#[inline(always)]
+fn fails_closed(pkt: &Packet, meta: &Meta, r: Reason) -> bool {
+    use node_monitor_common::reason;
+    if r != reason::VLAN_TOO_DEEP
+        && r != reason::IPV6_EXT_LIMIT
+        && r != reason::TRUNC_L4
+        && r != reason::BAD_TCP
+    {
+        return false;
+    }
+    let Some((proto, port)) = parse::port_past_limits(pkt, meta.meta_vlan) else {
+        return false;
+    };
+    let group = port_group(proto, port);
+    if group == GROUP_NONE || group >= 64 {
+        return false;
+    }
+    match SETTINGS.get(0) {
+        Some(settings) => settings.drop_mask & (1u64 << group) != 0,
+        None => false,
     }
 }
 

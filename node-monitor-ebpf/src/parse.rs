@@ -139,40 +139,92 @@ pub struct L4 {
     pub seq: u32,
 }
 
+/// In-band tags walked at most, priority tags included: the kernel strips any number of
+/// priority tags (VLAN id 0) in `__netif_receive_skb_core`, so the walk goes past them, to
+/// this bound; only tags with a VLAN id count towards [`MAX_VLAN_TAGS`]. (Each tag the walk
+/// may take multiplies what the verifier explores behind it: 4 here, with 8 in
+/// [`port_past_limits`], keeps the programs far from its 1M-instruction limit.)
+const VLAN_WALK: usize = 4;
+/// Extension headers and tags walked at most by [`port_past_limits`], the look for a
+/// destination port behind a header chain the strict parse gave up on.
+const FAILSAFE_WALK: usize = 8;
+
 /// Parses Ethernet (with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags in total, counting a tag
-/// the driver already moved into metadata: `meta_vlan`, 0 for none) and the IP header(s).
+/// the driver already moved into metadata: `meta_vlan`, 0 for none, bit 12 set for a tag)
+/// and the IP header(s). Priority tags (802.1p, VLAN id 0) are skipped the way the kernel's
+/// receive path skips them (`__netif_receive_skb_core`: a tag with id 0 is cleared, and an
+/// inner tag after it is untagged again): they neither count as tags nor appear in `vlan`.
 #[inline(always)]
 pub fn parse_l3(pkt: &Packet, meta_vlan: u16) -> Result<L3, Reason> {
+    let (ethertype, off, vlan) = walk_vlan::<VLAN_WALK>(pkt, meta_vlan, MAX_VLAN_TAGS)?;
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(pkt, off, vlan),
+        ETH_P_IPV6 => parse_ipv6::<MAX_IPV6_EXT_HEADERS>(pkt, off, vlan),
+        _ => Err(reason::NOT_IP),
+    }
+}
+
+/// Walks at most `WALK` in-band tags, of which at most `max_tags` (metadata tag included)
+/// may carry a VLAN id. Returns the EtherType after the tags, where it ends, and the ids.
+#[inline(always)]
+fn walk_vlan<const WALK: usize>(
+    pkt: &Packet,
+    meta_vlan: u16,
+    max_tags: usize,
+) -> Result<(u16, usize, [u16; MAX_VLAN_TAGS]), Reason> {
     let mut ethertype = pkt.be16_at(12, reason::TRUNC_ETH)?;
     let mut off = ETH_HLEN;
     let mut vlan = [0u16; MAX_VLAN_TAGS];
     let mut tags = 0usize;
-    if meta_vlan != 0 {
+    if meta_vlan & 0x0fff != 0 {
         vlan[0] = meta_vlan & 0x0fff;
         tags = 1;
     }
-    // At most MAX_VLAN_TAGS in-band tags: a bounded, unrolled loop.
-    for _ in 0..MAX_VLAN_TAGS {
+    // A bounded loop.
+    for _ in 0..WALK {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        if tags >= MAX_VLAN_TAGS {
-            return Err(reason::VLAN_TOO_DEEP);
-        }
         let tci = pkt.be16_at(off, reason::TRUNC_VLAN)?;
         ethertype = pkt.be16_at(off + 2, reason::TRUNC_VLAN)?;
-        vlan[tags] = tci & 0x0fff;
-        tags += 1;
         off += VLAN_HLEN;
+        let id = tci & 0x0fff;
+        if id == 0 {
+            continue;
+        }
+        if tags >= max_tags {
+            return Err(reason::VLAN_TOO_DEEP);
+        }
+        if tags < MAX_VLAN_TAGS {
+            vlan[tags] = id;
+        }
+        tags += 1;
     }
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         return Err(reason::VLAN_TOO_DEEP);
     }
-    match ethertype {
+    Ok((ethertype, off, vlan))
+}
+
+/// Where the strict parse gave up on a chain longer than its bounds (too many tags, too many
+/// extension headers) or on a broken transport header: walks further (to [`FAILSAFE_WALK`]
+/// tags and extension headers) and returns the transport protocol and destination port, if
+/// the four bytes of TCP/UDP ports are there to read. Never a port from a non-first fragment.
+#[inline(always)]
+pub fn port_past_limits(pkt: &Packet, meta_vlan: u16) -> Option<(u8, u16)> {
+    let (ethertype, off, vlan) =
+        walk_vlan::<FAILSAFE_WALK>(pkt, meta_vlan, FAILSAFE_WALK + 1).ok()?;
+    let l3 = match ethertype {
         ETH_P_IPV4 => parse_ipv4(pkt, off, vlan),
-        ETH_P_IPV6 => parse_ipv6(pkt, off, vlan),
+        ETH_P_IPV6 => parse_ipv6::<FAILSAFE_WALK>(pkt, off, vlan),
         _ => Err(reason::NOT_IP),
     }
+    .ok()?;
+    if l3.proto != IPPROTO_TCP && l3.proto != IPPROTO_UDP {
+        return None;
+    }
+    let ports = pkt.bytes_at::<4>(l3.l4_off, reason::TRUNC_L4).ok()?;
+    Some((l3.proto, u16::from_be_bytes([ports[2], ports[3]])))
 }
 
 #[inline(always)]
@@ -209,11 +261,15 @@ fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
 }
 
 #[inline(always)]
-fn parse_ipv6(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3, Reason> {
+fn parse_ipv6<const EXT: usize>(
+    pkt: &Packet,
+    off: usize,
+    vlan: [u16; MAX_VLAN_TAGS],
+) -> Result<L3, Reason> {
     pkt.ptr_at::<[u8; IPV6_HLEN]>(off)
         .ok_or(reason::TRUNC_IPV6)?;
     let next = pkt.bytes_at::<2>(off + 6, reason::TRUNC_IPV6)?[0];
-    let (next, cur) = skip_ipv6_ext(pkt, next, off + IPV6_HLEN)?;
+    let (next, cur) = skip_ipv6_ext::<EXT>(pkt, next, off + IPV6_HLEN)?;
     Ok(L3 {
         family: FAMILY_V6,
         proto: next,
@@ -223,11 +279,15 @@ fn parse_ipv6(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
     })
 }
 
-/// Skips at most [`MAX_IPV6_EXT_HEADERS`] extension headers starting at `cur` (whose type is
-/// `next`): a bounded loop. Returns the transport protocol and where its header starts.
+/// Skips at most `EXT` extension headers starting at `cur` (whose type is `next`): a bounded
+/// loop. Returns the transport protocol and where its header starts.
 #[inline(always)]
-fn skip_ipv6_ext(pkt: &Packet, mut next: u8, mut cur: usize) -> Result<(u8, usize), Reason> {
-    for _ in 0..MAX_IPV6_EXT_HEADERS {
+fn skip_ipv6_ext<const EXT: usize>(
+    pkt: &Packet,
+    mut next: u8,
+    mut cur: usize,
+) -> Result<(u8, usize), Reason> {
+    for _ in 0..EXT {
         match next {
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
                 let hdr = pkt.bytes_at::<2>(cur, reason::TRUNC_IPV6_EXT)?;
@@ -266,6 +326,28 @@ fn skip_ipv6_ext(pkt: &Packet, mut next: u8, mut cur: usize) -> Result<(u8, usiz
         return Err(reason::IPV6_EXT_LIMIT);
     }
     Ok((next, cur))
+}
+
+/// Does the parse stop for want of bytes (a truncation reason)? On tc, where only the linear
+/// part of an skb is readable, that asks for a longer pull.
+#[inline(always)]
+pub fn runs_past_end(pkt: &Packet, meta_vlan: u16) -> bool {
+    let r = match parse_l3(pkt, meta_vlan) {
+        Ok(l3) => match parse_l4(pkt, &l3) {
+            Ok(_) => return false,
+            Err(r) => r,
+        },
+        Err(r) => r,
+    };
+    matches!(
+        r,
+        reason::TRUNC_ETH
+            | reason::TRUNC_VLAN
+            | reason::TRUNC_IPV4
+            | reason::TRUNC_IPV6
+            | reason::TRUNC_IPV6_EXT
+            | reason::TRUNC_L4
+    )
 }
 
 /// Parses the TCP or UDP header at `l3.l4_off`. Other protocols are `OTHER_L4`.
@@ -355,7 +437,8 @@ pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
         let next = pkt.bytes_at::<2>(inner + 6, reason::TRUNC_L4).ok()?[0];
         let src = pkt.addr_v6_at(inner + 8, reason::TRUNC_L4).ok()?;
         let dst = pkt.addr_v6_at(inner + 24, reason::TRUNC_L4).ok()?;
-        let (next, l4) = skip_ipv6_ext(pkt, next, inner + IPV6_HLEN).ok()?;
+        let (next, l4) =
+            skip_ipv6_ext::<MAX_IPV6_EXT_HEADERS>(pkt, next, inner + IPV6_HLEN).ok()?;
         if next != IPPROTO_UDP {
             return None;
         }

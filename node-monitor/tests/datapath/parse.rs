@@ -1,6 +1,8 @@
 //! The parser: frames it cannot classify (non-IP, other protocols, bad headers,
 //! truncation at every boundary) are passed and counted by reason; VLAN tags, IPv4 options
-//! and fragments and IPv6 extension chains are walked.
+//! and fragments and IPv6 extension chains are walked; priority tags (VLAN id 0) are skipped
+//! as the kernel skips them; and a frame the parser gives up on whose destination port is
+//! still readable and watched by a drop group is dropped (fail closed), not passed.
 
 use node_monitor_common::{ACTION_WOULD_DROP, Event, reason};
 
@@ -32,6 +34,13 @@ fn assert_unclassified(h: &mut Harness, prog: Prog, frame: &[u8], why: u32, ctx:
 /// one more packet, new connection and event in kubelet/tcp/denied, no reason counted.
 #[track_caller]
 fn assert_classified(h: &mut Harness, prog: Prog, f: &Frame, ctx: &str) {
+    let ev = flagged(h, prog, f, "kubelet", ACTION_WOULD_DROP);
+    assert_classified_as(h, prog, f, ev, ctx);
+}
+
+/// [`assert_classified`] with the event it must raise given (for tags the parser skips).
+#[track_caller]
+fn assert_classified_as(h: &mut Harness, prog: Prog, f: &Frame, ev: Event, ctx: &str) {
     let before = h.stat("kubelet", TCP, D);
     let reasons = h.reasons();
     run_expect(h, prog, f, prog.pass(), ctx);
@@ -43,13 +52,42 @@ fn assert_classified(h: &mut Harness, prog: Prog, f: &Frame, ctx: &str) {
     want.events += 1;
     assert_eq!(h.stat("kubelet", TCP, D), want, "{ctx}: kubelet/tcp/denied");
     assert_reasons_eq(ctx, &h.reasons(), &reasons);
-    let ev = flagged(h, prog, f, "kubelet", ACTION_WOULD_DROP);
     assert_events(ctx, &h.events(), &[ev]);
+}
+
+/// Runs `frame` and asserts: dropped (fail closed), counted once under `why`, no GROUP_STATS
+/// change, no event.
+#[track_caller]
+fn assert_fails_closed(h: &mut Harness, prog: Prog, frame: &[u8], why: u32, ctx: &str) {
+    let before = h.reasons();
+    let stats = h.stats();
+    let got = h.run(prog, frame);
+    assert_eq!(got, prog.drop(), "{ctx}: {prog:?} must drop (fail closed)");
+    let mut want = before;
+    want[why as usize] += 1;
+    assert_reasons_eq(
+        &format!("{ctx} (want {})", reason::NAMES[why as usize]),
+        &h.reasons(),
+        &want,
+    );
+    assert_eq!(h.stats(), stats, "{ctx}: GROUP_STATS must not move");
+    assert_events(ctx, &h.events(), &[]);
+}
+
+/// A tag with VLAN id 0 (802.1p priority tag) and priority `pcp`.
+fn prio(f: Frame, pcp: u8) -> Frame {
+    f.vlan_tag(VlanTag {
+        vid: 0,
+        pcp,
+        tpid: None,
+    })
 }
 
 matrix!(
     unclassified_protocols_and_bad_tcp,
     vlan_tags,
+    priority_tags_are_skipped,
+    drop_groups_fail_closed,
     truncation_at_every_boundary
 );
 progs!(ipv4_header_variants, ipv6_header_variants);
@@ -153,6 +191,188 @@ fn vlan_tags(fam: Fam, prog: Prog) {
         reason::VLAN_TOO_DEEP,
         "three tags, UDP",
     );
+}
+
+/// The kernel strips any number of priority tags (`__netif_receive_skb_core`: a tag with
+/// VLAN id 0 is cleared and an inner tag behind it untagged again), so they neither count
+/// towards the two tags nor show in the event.
+fn priority_tags_are_skipped(fam: Fam, prog: Prog) {
+    let mut h = harness();
+    let syn = |sport| tcp(fam.denied(), fam.node(), sport, KUBELET, SYN);
+    let ev = |h: &Harness, f: &Frame, outer: u16, inner: u16| Event {
+        vlan_outer: outer,
+        vlan_inner: inner,
+        ..flagged(h, prog, f, "kubelet", ACTION_WOULD_DROP)
+    };
+    // A priority tag outside two real tags: three in-band tags, two of them counted.
+    let f = prio(syn(40010), 5).vlan(100).vlan(200);
+    let e = ev(&h, &f, 100, 200);
+    assert_classified_as(&mut h, prog, &f, e, "priority tag + 2 tags");
+    // Between and behind real tags.
+    let f = prio(prio(syn(40011).vlan(100), 3).vlan(200), 1);
+    let e = ev(&h, &f, 100, 200);
+    assert_classified_as(&mut h, prog, &f, e, "tag, prio, tag, prio");
+    // Priority tags only, as many as the walk's bound (4 in-band tags).
+    let mut f = syn(40012);
+    for pcp in 0..4 {
+        f = prio(f, pcp);
+    }
+    let e = ev(&h, &f, 0, 0);
+    assert_classified_as(&mut h, prog, &f, e, "4 priority tags");
+    // Three real tags are still too deep with priority tags among them.
+    let f = prio(syn(40013).vlan(1), 0).vlan(2).vlan(3);
+    assert_unclassified(
+        &mut h,
+        prog,
+        &f.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags + prio",
+    );
+    // Past the walk's bound (5 in-band tags): too deep, and passed (kubelet monitors).
+    let mut f = syn(40014);
+    for _ in 0..5 {
+        f = prio(f, 0);
+    }
+    assert_unclassified(
+        &mut h,
+        prog,
+        &f.build(),
+        reason::VLAN_TOO_DEEP,
+        "5 priority tags",
+    );
+}
+
+/// What the parser gives up on, to a port watched by a drop group (`enforced`), is dropped
+/// when the destination port can be read; counted under its reason; never an event.
+/// Everything else (port not readable, not watched, watched by a monitor group) passes.
+fn drop_groups_fail_closed(fam: Fam, prog: Prog) {
+    let mut h = harness();
+    let to = |dport: u16, sport| tcp(fam.denied(), fam.node(), sport, dport, SYN);
+    // Too many tags: three real ones, or more priority tags than the strict walk takes.
+    let three = to(ENFORCED, 40020).vlan(1).vlan(2).vlan(3);
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &three.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags",
+    );
+    let udp3 = udp(fam.denied(), fam.node(), 40021, ENFORCED)
+        .vlan(1)
+        .vlan(2)
+        .vlan(3);
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &udp3.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags, UDP",
+    );
+    // From an allowed source too: the drop group cannot tell who sent what it cannot read.
+    let allowed = tcp(fam.allowed(), fam.node(), 40022, ENFORCED, SYN)
+        .vlan(1)
+        .vlan(2)
+        .vlan(3);
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &allowed.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags, allowed source",
+    );
+    let mut deep = to(ENFORCED, 40023);
+    for _ in 0..6 {
+        deep = prio(deep, 0);
+    }
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &deep.build(),
+        reason::VLAN_TOO_DEEP,
+        "6 prio tags",
+    );
+    // Broken TCP header: data offset < 5, and a header cut after its ports.
+    let bad = to(ENFORCED, 40024).tcp_data_offset_raw(4);
+    assert_fails_closed(&mut h, prog, &bad.build(), reason::BAD_TCP, "data offset 4");
+    let (bytes, b) = to(ENFORCED, 40025).vlan(7).build_with_boundaries();
+    let cut = truncate(&bytes, b.l4_start + 4);
+    assert_fails_closed(
+        &mut h,
+        prog,
+        &cut,
+        reason::TRUNC_L4,
+        "TCP cut after its ports",
+    );
+    // Fails open: the port not readable, or not watched by a drop group.
+    let cut = truncate(&bytes, b.l4_start + 3);
+    assert_unclassified(
+        &mut h,
+        prog,
+        &cut,
+        reason::TRUNC_L4,
+        "TCP cut inside its ports",
+    );
+    let unwatched = to(UNWATCHED, 40026).vlan(1).vlan(2).vlan(3);
+    assert_unclassified(
+        &mut h,
+        prog,
+        &unwatched.build(),
+        reason::VLAN_TOO_DEEP,
+        "3 tags, unwatched port",
+    );
+    let monitor = to(KUBELET, 40027).tcp_data_offset_raw(3);
+    assert_unclassified(
+        &mut h,
+        prog,
+        &monitor.build(),
+        reason::BAD_TCP,
+        "monitor group",
+    );
+    let mut too_deep = to(ENFORCED, 40028);
+    for _ in 0..9 {
+        too_deep = prio(too_deep, 0);
+    }
+    assert_unclassified(
+        &mut h,
+        prog,
+        &too_deep.build(),
+        reason::VLAN_TOO_DEEP,
+        "9 priority tags: port past every bound",
+    );
+    // Non-first fragments carry no port: they still pass.
+    if fam == Fam::V4 {
+        let frag = to(ENFORCED, 40029).ipv4_fragment(1, true);
+        assert_unclassified(
+            &mut h,
+            prog,
+            &frag.build(),
+            reason::IPV4_FRAGMENT,
+            "fragment",
+        );
+    }
+    // Too many IPv6 extension headers.
+    if fam == Fam::V6 {
+        use ExtHeader::*;
+        let chain = [
+            HopByHop, Routing, DestOpts, DestOpts, DestOpts, DestOpts, DestOpts,
+        ];
+        let f = to(ENFORCED, 40030).ipv6_ext(&chain);
+        assert_fails_closed(
+            &mut h,
+            prog,
+            &f.build(),
+            reason::IPV6_EXT_LIMIT,
+            "7 ext headers",
+        );
+        let f = to(KUBELET, 40031).ipv6_ext(&chain);
+        assert_unclassified(
+            &mut h,
+            prog,
+            &f.build(),
+            reason::IPV6_EXT_LIMIT,
+            "7, monitor",
+        );
+    }
 }
 
 /// The reason a frame cut to `cut` bytes must be counted under, or None when the L4 header
@@ -465,5 +685,133 @@ fn ipv6_extension_header_chains(h: &mut Harness, prog: Prog) {
             reason::IPV6_EXT_LIMIT,
             &format!("{} ext headers", chain.len()),
         );
+    }
+}
+
+/// tc reads only the linear part of an skb, and BPF_PROG_TEST_RUN always builds a linear
+/// one; so this one test sends live frames. An AF_PACKET frame of a page or more is built
+/// with only its Ethernet header linear (`packet_alloc_skb`), and a veth hands that skb on
+/// as it is, so tc ingress on the peer sees 14 linear bytes. The program must pull as far as
+/// the header chain goes: a 304-byte Destination Options header, then a chain of three, must
+/// not hide TCP.
+#[test]
+fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
+    use ExtHeader::*;
+    require_root();
+    let ns = node_monitor_lab::Netns::new("pull").expect("test namespace");
+    ns.ip(&[
+        "link", "add", "nmpull0", "mtu", "9000", "type", "veth", "peer", "name", "nmpull1", "mtu",
+        "9000",
+    ])
+    .expect("veth pair");
+    for dev in ["nmpull0", "nmpull1"] {
+        ns.ip(&["link", "set", dev, "up"]).expect("link up");
+    }
+    let frames = [
+        tcp(DENIED_V6, NODE_V6, 40060, KUBELET, SYN).ipv6_ext(&[DestOptsLen(37)]),
+        tcp(DENIED_V6, NODE_V6, 40061, KUBELET, SYN).ipv6_ext(&[
+            HopByHopLen(20),
+            Routing,
+            DestOptsLen(30),
+        ]),
+    ];
+    let bytes: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| f.clone().pad_to(5000).build())
+        .collect();
+    let (before, after, trunc) = ns
+        .run(move || {
+            let h = harness();
+            let link = tcx_ingress(&h, "nmpull1");
+            let before = h.stat("kubelet", TCP, D);
+            let trunc = h.reasons()[reason::TRUNC_IPV6_EXT as usize];
+            for b in &bytes {
+                send_raw("nmpull0", b);
+            }
+            // The veth delivers from a softirq: wait (bounded) for both frames to be counted.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while h.stat("kubelet", TCP, D).packets < before.packets + 2
+                && h.reasons()[reason::TRUNC_IPV6_EXT as usize] < trunc + 2
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let after = h.stat("kubelet", TCP, D);
+            let trunc_after = h.reasons()[reason::TRUNC_IPV6_EXT as usize];
+            drop(link);
+            (before, after, trunc_after - trunc)
+        })
+        .expect("run in the test namespace");
+    assert_eq!(
+        trunc, 0,
+        "tc ingress counted truncated_ipv6_ext: it did not pull far enough"
+    );
+    assert_eq!(
+        after.packets - before.packets,
+        2,
+        "both frames classified: {after:?}"
+    );
+    assert_eq!(after.new_conns - before.new_conns, 2, "{after:?}");
+}
+
+/// Attaches the harness's tc ingress program to `dev` (tcx; the link goes with the fd).
+fn tcx_ingress(h: &Harness, dev: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _};
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_TCX_INGRESS: u32 = 46;
+    let prog = h.dp.tc_ingress_program().expect("tc ingress program");
+    let prog_fd = prog.fd().expect("program fd").as_fd().as_raw_fd();
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: a valid NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(ifindex, 0, "no device {dev}");
+    // union bpf_attr, link_create: prog_fd, target_ifindex, attach_type, flags, tcx {..}.
+    let mut attr = [0u32; 16];
+    attr[0] = prog_fd as u32;
+    attr[1] = ifindex;
+    attr[2] = BPF_TCX_INGRESS;
+    // SAFETY: attr is a zeroed bpf_attr prefix of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    assert!(fd >= 0, "tcx attach: {}", std::io::Error::last_os_error());
+    // SAFETY: a new fd the kernel just returned, owned from here on.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// Sends `frame` as it is out of `dev` over an AF_PACKET socket.
+fn send_raw(dev: &str, frame: &[u8]) {
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: plain syscalls on values built here; the fd is closed below.
+    unsafe {
+        let ifindex = libc::if_nametoindex(name.as_ptr());
+        assert_ne!(ifindex, 0, "no device {dev}");
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&raw const sll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        assert_eq!(n, frame.len() as isize, "sendto {dev}: {err}");
     }
 }
