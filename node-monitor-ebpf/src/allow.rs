@@ -1,0 +1,56 @@
+//! Allowlist lookups: the per-CPU verdict cache in front of the LPM tries.
+use aya_ebpf::maps::lpm_trie::Key;
+use node_monitor_common::{Addr, FAMILY_V4, verdict_slot};
+
+use crate::maps::{ALLOW_V4, ALLOW_V6, VERDICTS};
+
+/// Is `src` in `group`'s allowlist? Answers are cached per CPU, per source slot and per
+/// config generation; the trie is asked only on a miss.
+#[inline(always)]
+pub(crate) fn is_allowed(group: u8, family: u8, src: &Addr, generation: u32) -> bool {
+    let bit = 1u64 << (group & 63);
+    let Some(slot) = VERDICTS.get_ptr_mut(verdict_slot(src)) else {
+        return lpm_allowed(group, family, src);
+    };
+    // SAFETY: this CPU's copy of a per-CPU value; nothing else writes it meanwhile.
+    let slot = unsafe { &mut *slot };
+    let same = slot.generation == generation && slot.family == family && same_addr(&slot.addr, src);
+    if same && slot.known & bit != 0 {
+        return slot.allowed & bit != 0;
+    }
+    let allowed = lpm_allowed(group, family, src);
+    let allowed_bit = if allowed { bit } else { 0 };
+    if same {
+        slot.known |= bit;
+        slot.allowed |= allowed_bit;
+    } else {
+        // Direct-mapped: this source takes the slot over. (Every field is written with a
+        // computed value: constant zeros would be merged into a call to a byte-loop memset.)
+        slot.addr = *src;
+        slot.family = family;
+        slot.generation = generation;
+        slot.known = bit;
+        slot.allowed = allowed_bit;
+    }
+    allowed
+}
+
+/// Compares two addresses as two 64-bit words (no call to memcmp).
+#[inline(always)]
+pub(crate) fn same_addr(a: &Addr, b: &Addr) -> bool {
+    a.0[0] == b.0[0] && a.0[1] == b.0[1]
+}
+
+#[inline(always)]
+fn lpm_allowed(group: u8, family: u8, src: &Addr) -> bool {
+    if family == FAMILY_V4 {
+        let a = src.v4_octets();
+        let key = Key::new(8 + 32, [group, a[0], a[1], a[2], a[3]]);
+        ALLOW_V4.get(&key).is_some()
+    } else {
+        let mut data = [0u8; 17];
+        data[0] = group;
+        data[1..].copy_from_slice(&src.octets());
+        ALLOW_V6.get(&Key::new(8 + 128, data)).is_some()
+    }
+}

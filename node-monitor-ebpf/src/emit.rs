@@ -1,0 +1,58 @@
+//! Events to userspace through the ring buffer.
+use node_monitor_common::{Event, FlowKey};
+
+use crate::{
+    Meta,
+    maps::EVENTS,
+    parse::{L3, L4},
+};
+
+/// What an event says beyond the packet itself.
+pub(crate) struct EventFacts {
+    pub kind: u8,
+    pub group: u8,
+    pub verdict: u8,
+    pub action: u8,
+    pub answer: u8,
+    pub sampled: u8,
+}
+
+/// Writes one event with reserve/commit. Returns false when the ring buffer is full.
+#[inline(always)]
+pub(crate) fn emit(
+    meta: &Meta,
+    l3: &L3,
+    l4: &L4,
+    key: &FlowKey,
+    now: u64,
+    ev: &EventFacts,
+) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        return false;
+    };
+    entry.write(Event {
+        ts_ns: now,
+        src_addr: key.src_addr,
+        dst_addr: key.dst_addr,
+        ifindex: meta.ifindex,
+        pkt_len: meta.pkt_len,
+        src_port: key.src_port,
+        dst_port: key.dst_port,
+        vlan_outer: l3.vlan[0],
+        vlan_inner: l3.vlan[1],
+        kind: ev.kind,
+        family: key.family,
+        proto: key.proto,
+        tcp_flags: l4.tcp_flags,
+        group: ev.group,
+        verdict: ev.verdict,
+        action: ev.action,
+        answer: ev.answer,
+        hook: meta.hook,
+        sampled: ev.sampled,
+        _pad0: 0,
+        _pad1: 0,
+    });
+    entry.submit(0);
+    true
+}

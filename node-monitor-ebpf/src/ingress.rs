@@ -1,0 +1,221 @@
+//! The ingress path shared by XDP and tc ingress.
+use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
+use node_monitor_common::{
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, EVENT_FLAGGED, EVENT_SAMPLED,
+    FlowKey, FlowState, GROUP_NONE, IPPROTO_TCP, IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP,
+    PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn,
+    stats_index, tcp_starts_attempt,
+};
+
+use crate::{
+    Meta,
+    allow::is_allowed,
+    budget::take_budget,
+    count_reason,
+    emit::{EventFacts, emit},
+    maps::{FLOWS, GROUP_STATS, SETTINGS},
+    parse::{self, Packet, Reason},
+    port_group,
+};
+/// The shared ingress path: classify, count, detect new connections, emit events.
+/// Returns the `ACTION_*` taken.
+#[inline(always)]
+pub(crate) fn ingress(pkt: &Packet, meta: &Meta) -> u8 {
+    match try_ingress(pkt, meta) {
+        Ok(action) => action,
+        Err(r) => {
+            count_reason(r);
+            if fails_closed(pkt, meta, r) {
+                ACTION_DROPPED
+            } else {
+                ACTION_PASS
+            }
+        }
+    }
+}
+
+/// A packet the parser gave up on (`r`) is dropped when its destination port can still be
+/// read (behind more tags or extension headers than the strict parse walks, or in a broken
+/// TCP/UDP header) and a group with `action: drop` watches that port: a drop group fails
+/// closed for what it cannot read. It stays counted under `r`. Anything else fails open.
+#[inline(always)]
+pub(crate) fn fails_closed(pkt: &Packet, meta: &Meta, r: Reason) -> bool {
+    use node_monitor_common::reason;
+    if r != reason::VLAN_TOO_DEEP
+        && r != reason::IPV6_EXT_LIMIT
+        && r != reason::TRUNC_L4
+        && r != reason::BAD_TCP
+    {
+        return false;
+    }
+    let Some((proto, port)) = parse::port_past_limits(pkt, meta.meta_vlan) else {
+        return false;
+    };
+    let group = port_group(proto, port);
+    if group == GROUP_NONE || group >= 64 {
+        return false;
+    }
+    match SETTINGS.get(0) {
+        Some(settings) => settings.drop_mask & (1u64 << group) != 0,
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
+    let l3 = parse::parse_l3(pkt, meta.meta_vlan)?;
+    let l4 = parse::parse_l4(pkt, &l3)?;
+    // The cheap path: a port nobody watches ends here.
+    let group = port_group(l3.proto, l4.dst_port);
+    if group == GROUP_NONE {
+        return Ok(ACTION_PASS);
+    }
+    let src = parse::address(pkt, &l3, false)?;
+    let Some(settings) = SETTINGS.get(0) else {
+        return Ok(ACTION_PASS);
+    };
+    let allowed = is_allowed(group, l3.family, &src, settings.generation);
+    let verdict = if allowed {
+        VERDICT_ALLOWED
+    } else {
+        VERDICT_DENIED
+    };
+    let proto_idx = if l3.proto == IPPROTO_TCP {
+        PROTO_IDX_TCP
+    } else {
+        PROTO_IDX_UDP
+    };
+    let Some(stats) = GROUP_STATS.get_ptr_mut(stats_index(group, proto_idx, verdict)) else {
+        return Ok(ACTION_PASS);
+    };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    let stats = unsafe { &mut *stats };
+    stats.packets += 1;
+    stats.bytes += u64::from(meta.pkt_len);
+
+    let mut action = ACTION_PASS;
+    if verdict == VERDICT_DENIED {
+        if group < 64 && settings.drop_mask & (1u64 << group) != 0 {
+            stats.dropped += 1;
+            action = ACTION_DROPPED;
+        } else {
+            stats.would_drop += 1;
+            action = ACTION_WOULD_DROP;
+        }
+    }
+
+    // New connection: the first UDP datagram of an idle 5-tuple; for TCP, a segment without
+    // ACK and RST: a pure SYN (an attempt), or a stealth probe such as NULL/FIN/Xmas.
+    let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
+    if !candidate {
+        return Ok(action);
+    }
+    let dst = parse::address(pkt, &l3, true)?;
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = FlowKey {
+        src_addr: src,
+        dst_addr: dst,
+        src_port: l4.src_port,
+        dst_port: l4.dst_port,
+        proto: l3.proto,
+        family: l3.family,
+        _pad: 0,
+    };
+    let flagged = u8::from(verdict == VERDICT_DENIED);
+    let opener = if l3.proto == IPPROTO_UDP {
+        OPENER_UDP
+    } else if is_pure_syn(l4.tcp_flags) {
+        OPENER_SYN
+    } else {
+        OPENER_PROBE
+    };
+    let is_new = match FLOWS.get_ptr_mut(&key) {
+        Some(f) => {
+            // SAFETY: a map value pointer; racing updates of these plain fields are benign.
+            let f = unsafe { &mut *f };
+            let idle = now.saturating_sub(f.last_ns) > settings.flow_idle_ns;
+            let new = if l3.proto == IPPROTO_UDP {
+                idle
+            } else {
+                tcp_starts_attempt(
+                    l4.tcp_flags,
+                    Some((idle, f.opener, f.answer, f.isn == l4.seq)),
+                )
+            };
+            f.last_ns = now;
+            if new {
+                f.first_ns = now;
+                f.group = group;
+                f.verdict = verdict;
+                f.flagged = flagged;
+                f.answer = ANSWER_NONE;
+                f.opener = opener;
+                f.isn = l4.seq;
+            }
+            new
+        }
+        None => {
+            let state = FlowState {
+                first_ns: now,
+                last_ns: now,
+                group,
+                verdict,
+                flagged,
+                answer: ANSWER_NONE,
+                opener,
+                _pad0: 0,
+                _pad1: 0,
+                isn: l4.seq,
+                _pad2: 0,
+            };
+            if FLOWS.insert(&key, &state, 0).is_err() {
+                count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
+            }
+            true
+        }
+    };
+    if !is_new {
+        return Ok(action);
+    }
+    stats.new_conns += 1;
+
+    // Denied: always reported, under the source's flagged budget (and the first of each group
+    // in a window whatever that budget says). Allowed: reported when 1-in-N sampling picks
+    // it, or always (under the source's allowed budget) in a sweep-watched group.
+    let mut sampled = 0u8;
+    if verdict == VERDICT_ALLOWED {
+        let n = settings.sample_one_in;
+        if n != 0 && unsafe { bpf_get_prandom_u32() } % n == 0 {
+            sampled = 1;
+        }
+    }
+    let sweep_watched = group < 64 && settings.sweep_mask & (1u64 << group) != 0;
+    if verdict == VERDICT_DENIED || sweep_watched {
+        if !take_budget(l3.family, &src, now, settings, group, flagged != 0) {
+            stats.lost_rate_limited += 1;
+            return Ok(action);
+        }
+    } else if sampled == 0 {
+        stats.sampled_out += 1;
+        return Ok(action);
+    }
+    let kind = if verdict == VERDICT_DENIED {
+        EVENT_FLAGGED
+    } else {
+        EVENT_SAMPLED
+    };
+    let ev = EventFacts {
+        kind,
+        group,
+        verdict,
+        action,
+        answer: ANSWER_NONE,
+        sampled,
+    };
+    if emit(meta, &l3, &l4, &key, now, &ev) {
+        stats.events += 1;
+    } else {
+        stats.lost_ringbuf_full += 1;
+    }
+    Ok(action)
+}
