@@ -97,6 +97,10 @@ pub const EVENT_FLAGGED: u8 = 1;
 pub const EVENT_SAMPLED: u8 = 2;
 /// The node's answer to a flagged attempt, seen by the egress program.
 pub const EVENT_ANSWER: u8 = 3;
+/// A flow opened while its source was allowed, seen again after a reload revoked the
+/// source (any packet of the flow: an established connection's ACKs, a UDP datagram). Sent
+/// once per flow, under the source's flagged budget.
+pub const EVENT_REVOKED: u8 = 4;
 
 /// TCP flag bits as in the TCP header's 13th byte.
 pub const TCP_FIN: u8 = 0x01;
@@ -112,9 +116,10 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 
 /// Index of a packet-level reason counter in the `REASONS` per-CPU array.
 ///
-/// Reasons below [`REASON_FIRST_MALFORMED`] describe packets that are fine but not
+/// Reasons below [`reason::VLAN_TOO_DEEP`] describe packets that are fine but not
 /// classified (not IP, not TCP/UDP); the rest describe packets that were passed untouched
-/// because they could not be parsed, or answers that could not be reported.
+/// because they could not be parsed (or, in a drop group, dropped: counted again under
+/// [`reason::DROPPED_UNPARSED`]), or answers that could not be reported.
 pub mod reason {
     /// Not IPv4/IPv6 (ARP, LLDP, ...).
     pub const NOT_IP: u32 = 0;
@@ -149,7 +154,11 @@ pub mod reason {
     pub const ANSWER_RINGBUF_FULL: u32 = 14;
     /// Flow table update failed (the LRU map refused an insert).
     pub const FLOW_UPDATE_FAILED: u32 = 15;
-    pub const COUNT: u32 = 16;
+    /// A packet the parser gave up on (counted under its own reason as well) that was
+    /// dropped because its destination port could still be read and a group with
+    /// `action: drop` watches it: a drop group fails closed for what it cannot read.
+    pub const DROPPED_UNPARSED: u32 = 16;
+    pub const COUNT: u32 = 17;
     /// Names in index order, as exported in metrics.
     pub const NAMES: [&str; COUNT as usize] = [
         "not_ip",
@@ -168,6 +177,7 @@ pub mod reason {
         "bad_tcp_header",
         "answer_ringbuf_full",
         "flow_update_failed",
+        "dropped_unparsed",
     ];
 }
 
@@ -192,7 +202,9 @@ pub const fn stats_index(group: u8, proto_idx: u32, verdict: u8) -> u32 {
 pub struct GroupStats {
     pub packets: u64,
     pub bytes: u64,
-    /// New connections (TCP without ACK/RST, or the first UDP packet of an idle 5-tuple).
+    /// New connections (TCP without ACK/RST, or the first UDP packet of an idle 5-tuple). In
+    /// a denied entry, also each flow found running after its source was revoked
+    /// ([`EVENT_REVOKED`]): from then on it is a flagged connection of its own.
     pub new_conns: u64,
     /// Packets from sources not allowed, in a group in monitor mode.
     pub would_drop: u64,
@@ -393,7 +405,12 @@ pub struct FlowState {
     /// for equality only): a SYN that carries another one is another attempt, the same one
     /// is a retransmit.
     pub isn: u32,
-    pub _pad2: u32,
+    /// The config generation ([`Settings::generation`]) under which `verdict` was decided.
+    /// When a reload bumps the generation, the next packet of the flow re-checks its
+    /// source: a flow opened while its source was allowed and still running after the
+    /// source was revoked is reported ([`EVENT_REVOKED`]) on that packet, not when the flow
+    /// goes idle.
+    pub generation: u32,
 }
 const _: () = assert!(size_of::<FlowState>() == 32);
 

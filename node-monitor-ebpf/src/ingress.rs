@@ -15,8 +15,9 @@ use crate::{
     emit::{EventFacts, emit},
     maps::{FLOWS, GROUP_STATS, SETTINGS},
     parse::{self, Packet, Reason},
-    port_group,
+    port_group, revoke,
 };
+
 /// The shared ingress path: classify, count, detect new connections, emit events.
 /// Returns the `ACTION_*` taken.
 #[inline(always)]
@@ -26,6 +27,7 @@ pub(crate) fn ingress(pkt: &Packet, meta: &Meta) -> u8 {
         Err(r) => {
             count_reason(r);
             if fails_closed(pkt, meta, r) {
+                count_reason(node_monitor_common::reason::DROPPED_UNPARSED);
                 ACTION_DROPPED
             } else {
                 ACTION_PASS
@@ -106,8 +108,10 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
 
     // New connection: the first UDP datagram of an idle 5-tuple; for TCP, a segment without
     // ACK and RST: a pure SYN (an attempt), or a stealth probe such as NULL/FIN/Xmas.
+    // Other segments of an allowed source end here; a denied source's may belong to a flow
+    // opened before a reload revoked the source.
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
-    if !candidate {
+    if !candidate && verdict != VERDICT_DENIED {
         return Ok(action);
     }
     let dst = parse::address(pkt, &l3, true)?;
@@ -121,6 +125,15 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         family: l3.family,
         _pad: 0,
     };
+    if !candidate {
+        if let Some(f) = FLOWS.get_ptr_mut(&key) {
+            // SAFETY: a map value pointer; racing updates of these plain fields are benign.
+            if revoke::revoked(unsafe { &mut *f }, settings.generation) {
+                revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
+            }
+        }
+        return Ok(action);
+    }
     let flagged = u8::from(verdict == VERDICT_DENIED);
     let opener = if l3.proto == IPPROTO_UDP {
         OPENER_UDP
@@ -151,6 +164,9 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
                 f.answer = ANSWER_NONE;
                 f.opener = opener;
                 f.isn = l4.seq;
+                f.generation = settings.generation;
+            } else if verdict == VERDICT_DENIED && revoke::revoked(f, settings.generation) {
+                revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
             }
             new
         }
@@ -166,7 +182,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
                 _pad0: 0,
                 _pad1: 0,
                 isn: l4.seq,
-                _pad2: 0,
+                generation: settings.generation,
             };
             if FLOWS.insert(&key, &state, 0).is_err() {
                 count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);

@@ -138,7 +138,7 @@ impl Engine {
     pub fn on_record(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
         let start = out.len();
         let window = self.settings.dedup_window;
-        if rec.record_type == RecordType::Flagged {
+        if matches!(rec.record_type, RecordType::Flagged | RecordType::Revoked) {
             let occurrence = Occurrence {
                 rule: rules::rule_for_group(&rec.group),
                 source: rec.src_ip,

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     detect::{AlertKind, FloodScope, OutputItem, Severity},
-    record::{FlowRecord, Protocol},
+    record::{FlowRecord, Protocol, RecordType},
 };
 
 /// CEF severity (0-10).
@@ -268,6 +268,10 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     if let Some(corrects) = rec.and_then(|r| r.answer_corrects) {
         ext.str("flexString1", corrects.as_str());
         ext.str("flexString1Label", "answerCorrects");
+    }
+    if rec.is_some_and(|r| r.record_type == RecordType::Revoked) {
+        ext.str("flexString1", "open_when_revoked");
+        ext.str("flexString1Label", "connectionState");
     }
     ext.text("msg", |o| Message(item).write_to(o));
     ext.str("dvchost", &observer.hostname);

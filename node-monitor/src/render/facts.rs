@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     detect::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, rules},
-    record::{Action, Answer, FlowRecord, Hook, TcpFlags, Verdict},
+    record::{Action, Answer, FlowRecord, Hook, RecordType, TcpFlags, Verdict},
 };
 
 /// Community ID seed: 0, the interoperable default (every tool must use the same seed).
@@ -126,6 +126,9 @@ pub(crate) struct ConnectionFacts<'a> {
     answer: Option<Answer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     answer_corrects: Option<Answer>,
+    /// `true` for a connection that was open when a reload revoked its source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_flags: Option<TcpFlags>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,6 +146,9 @@ impl ConnectionFacts<'_> {
             action: rec.map(|r| r.action),
             answer: rec.and_then(|r| r.answer),
             answer_corrects: rec.and_then(|r| r.answer_corrects),
+            revoked: rec
+                .is_some_and(|r| r.record_type == RecordType::Revoked)
+                .then_some(true),
             tcp_flags: rec.and_then(|r| r.tcp_flags),
             hook: rec.map(|r| r.hook),
         }
@@ -173,6 +179,10 @@ pub(crate) fn write_connection_facts(
         if let Some(a) = r.answer_corrects {
             m.key(j, "answer_corrects");
             j.str(a.as_str());
+        }
+        if r.record_type == RecordType::Revoked {
+            m.key(j, "revoked");
+            j.raw("true");
         }
         if let Some(f) = r.tcp_flags {
             m.key(j, "tcp_flags");

@@ -6,7 +6,7 @@ use std::{fmt, net::IpAddr};
 use super::json::write_ip;
 use crate::{
     detect::{AlertKind, OutputItem},
-    record::FlowRecord,
+    record::{FlowRecord, RecordType},
 };
 
 /// `src -> dst/proto` of a record, IPv6 addresses in brackets.
@@ -69,6 +69,9 @@ impl Message<'_> {
                         if let Some(x) = r.answer_corrects {
                             text(out, " after being reported as ");
                             text(out, x.as_str());
+                        }
+                        if r.record_type == RecordType::Revoked {
+                            text(out, ", still open after a reload revoked its source");
                         }
                         text(out, ").");
                     }
