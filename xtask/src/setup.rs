@@ -31,6 +31,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",
     "rsyslog",
     "prometheus",
+    "iptables", // posture tests: the printed firewall rules loaded into a lab namespace
+    "nftables", // the same, for nft
+    "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
 ];
 
 /// Rust components the stable (default) toolchain needs for `cargo xtask test`.

@@ -45,6 +45,7 @@ mod integrity;
 mod modes;
 mod opener;
 mod pinning;
+mod posture;
 mod prometheus;
 mod reload;
 mod rules;
