@@ -2,7 +2,9 @@
 //! team that would rather enforce in netfilter than with XDP drop. Each group's ports accept
 //! the group's allowlist (symbolic sets resolved on this node) and drop everything else, in a
 //! chain (iptables) or table (nft) of node-monitor's own that is replaced atomically when the
-//! printed text is loaded again. Printed for review, never applied by node-monitor.
+//! printed text is loaded again. Loopback traffic is left alone (node-monitor does not watch
+//! `lo` either: the node talking to itself). Printed for review, never applied by
+//! node-monitor.
 use std::{fmt::Write as _, net::IpAddr};
 
 use ipnet::IpNet;
@@ -95,6 +97,11 @@ pub fn render(cfg: &Config, node_subnets: &[IpNet], format: Format, origin: &str
             );
             s.push_str("*filter\n");
             let _ = writeln!(s, ":{CHAIN} - [0:0]");
+            // The node talking to itself: node-monitor does not watch loopback either.
+            let _ = writeln!(
+                s,
+                "-A {CHAIN} -i lo -m comment --comment \"loopback\" -j RETURN"
+            );
             for g in &groups {
                 let nets = if v6 { &g.v6 } else { &g.v4 };
                 for proto in &g.group.protocols {
@@ -138,6 +145,7 @@ pub fn render(cfg: &Config, node_subnets: &[IpNet], format: Format, origin: &str
                 s,
                 "\t\ttype filter hook input priority filter - 1; policy accept;"
             );
+            let _ = writeln!(s, "\t\tiifname \"lo\" accept comment \"loopback\"");
             for g in &groups {
                 for proto in &g.group.protocols {
                     let p = match proto {
@@ -224,6 +232,7 @@ mod tests {
         assert_eq!(
             rules,
             [
+                "-A NODE-MONITOR -i lo -m comment --comment \"loopback\" -j RETURN",
                 "-A NODE-MONITOR -p tcp -m tcp --dport 10250 -s 198.51.100.0/24 -m comment --comment \"kubelet allow\" -j RETURN",
                 "-A NODE-MONITOR -p tcp -m tcp --dport 10250 -m comment --comment \"kubelet drop\" -j DROP",
                 "-A NODE-MONITOR -p tcp -m tcp --dport 2379:2380 -s 127.0.0.0/8 -m comment --comment \"etcd allow\" -j RETURN",
@@ -248,6 +257,10 @@ mod tests {
     fn nft_rules() {
         let t = render(&cfg(), &subnets(), Format::Nft, "test");
         assert!(t.contains("table inet node_monitor {\n}\ndelete table inet node_monitor\n"));
+        assert!(
+            t.contains("policy accept;\n\t\tiifname \"lo\" accept comment \"loopback\"\n"),
+            "{t}"
+        );
         assert!(t.contains("\t\ttcp dport 10250 ip saddr { 198.51.100.0/24 } accept comment \"kubelet allow\"\n"), "{t}");
         assert!(t.contains("\t\ttcp dport 10250 ip6 saddr { 2001:db8:1::/64 } accept comment \"kubelet allow\"\n"), "{t}");
         assert!(

@@ -85,6 +85,17 @@ enum Command {
         /// /etc/kubernetes/manifests/kube-apiserver.yaml when present.
         #[arg(long)]
         apiserver_manifest: Option<PathBuf>,
+        /// The config whose groups' ports the firewall check looks at. Default: the
+        /// embedded config.
+        #[arg(long, env = "NODE_MONITOR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Interfaces whose prefixes `node-subnets` stands for (as for `firewall`).
+        #[arg(long = "iface", value_delimiter = ',')]
+        ifaces: Vec<String>,
+        /// Where a running daemon pins its maps: its counters tell which open ports saw
+        /// sources outside their allowlist.
+        #[arg(long, env = "NODE_MONITOR_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
     },
     /// Print netfilter rules (iptables-restore or nft -f input) that allow each group's
     /// allowlist on its ports and drop the rest. Printed for review, never applied.
@@ -145,10 +156,23 @@ fn main() -> ExitCode {
             fail_on,
             kubelet_config,
             apiserver_manifest,
+            config,
+            ifaces,
+            pin_dir,
         } => {
+            let (cfg, subnets) = match config_and_subnets(config.as_deref(), ifaces) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             let opts = node_monitor::posture::Options {
                 kubelet_config,
                 apiserver_manifest,
+                config: cfg,
+                node_subnets: subnets.1,
+                pin_dir: Some(pin_dir),
                 ..node_monitor::posture::Options::default()
             };
             let rt = match tokio::runtime::Builder::new_current_thread()
@@ -232,6 +256,19 @@ fn firewall(
     config: Option<&std::path::Path>,
     ifaces: Vec<String>,
 ) -> anyhow::Result<String> {
+    let (cfg, (origin, subnets)) = config_and_subnets(config, ifaces)?;
+    Ok(node_monitor::firewall::render(
+        &cfg, &subnets, format, &origin,
+    ))
+}
+
+/// The config (`config`, else the embedded one) with its origin, and what `node-subnets`
+/// stands for on this node (`ifaces`, else the config's interfaces, else the default-route
+/// interfaces).
+fn config_and_subnets(
+    config: Option<&std::path::Path>,
+    ifaces: Vec<String>,
+) -> anyhow::Result<(Config, (String, Vec<ipnet::IpNet>))> {
     let (cfg, origin) = match config {
         Some(p) => (Config::load(p)?, p.display().to_string()),
         None => (
@@ -250,12 +287,10 @@ fn firewall(
     let subnets = node_monitor::netif::subnets_of(&names).context("reading interface addresses")?;
     if subnets.is_empty() {
         eprintln!(
-            "warning: node-subnets resolves to nothing (interfaces {names:?}): groups that allow node-subnets will drop every other source; name the node's interfaces with --iface"
+            "warning: node-subnets resolves to nothing (interfaces {names:?}): groups that allow node-subnets allow no source; name the node's interfaces with --iface"
         );
     }
-    Ok(node_monitor::firewall::render(
-        &cfg, &subnets, format, &origin,
-    ))
+    Ok((cfg, (origin, subnets)))
 }
 
 fn run_daemon(opts: daemon::RunOptions) -> anyhow::Result<()> {

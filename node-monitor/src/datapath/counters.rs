@@ -34,7 +34,7 @@ pub struct GroupCounters {
 
 /// The `GROUP_STATS` slots of one group, in the order [`Datapath::group_counters`] lists
 /// them: (protocol, its index in `stats_index`, verdict).
-const GROUP_SLOTS: [(Protocol, u32, u8); 4] = [
+pub(super) const GROUP_SLOTS: [(Protocol, u32, u8); 4] = [
     (Protocol::Tcp, PROTO_IDX_TCP, VERDICT_ALLOWED),
     (Protocol::Tcp, PROTO_IDX_TCP, VERDICT_DENIED),
     (Protocol::Udp, PROTO_IDX_UDP, VERDICT_ALLOWED),

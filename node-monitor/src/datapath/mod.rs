@@ -34,6 +34,7 @@ mod counters;
 mod error;
 mod groups;
 mod load;
+mod pinned;
 mod shapes;
 mod tables;
 #[cfg(any(test, feature = "test-support"))]
@@ -45,6 +46,7 @@ pub use counters::GroupCounters;
 pub use error::{DatapathError, Result};
 pub use groups::GroupIds;
 pub use load::{DEFAULT_PIN_DIR, EBPF_OBJECT, LoadOptions, unpin_all};
+pub use pinned::pinned_group_counters;
 
 /// The loaded data path.
 pub struct Datapath {

@@ -40,22 +40,33 @@ pub fn reach(listeners: &[Listener], port: u16) -> Option<SocketAddr> {
 
 /// GET `/pods` at `addr` over HTTPS (`tls`, the kubelet's serving certificate is not
 /// verified: the question is whether it answers, not who it is) or HTTP, no credentials.
-pub async fn get_pods(addr: Option<SocketAddr>, tls: bool, timeout: Duration) -> Probe {
+/// Over HTTPS, also the end of validity of the serving certificate (Unix seconds).
+pub async fn get_pods(
+    addr: Option<SocketAddr>,
+    tls: bool,
+    timeout: Duration,
+) -> (Probe, Option<i64>) {
     let Some(addr) = addr else {
-        return Probe::NotListening;
+        return (Probe::NotListening, None);
     };
     let client = match reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
+        .tls_info(tls)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .build()
     {
         Ok(c) => c,
-        Err(e) => return Probe::Failed(format!("HTTP client: {e}")),
+        Err(e) => return (Probe::Failed(format!("HTTP client: {e}")), None),
     };
     let url = format!("{}://{addr}/pods", if tls { "https" } else { "http" });
     match client.get(&url).send().await {
         Ok(resp) => {
+            let not_after = resp
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(reqwest::tls::TlsInfo::peer_certificate)
+                .and_then(not_after);
             let code = resp.status().as_u16();
             let pods = if code == 200 {
                 resp.bytes()
@@ -66,10 +77,54 @@ pub async fn get_pods(addr: Option<SocketAddr>, tls: bool, timeout: Duration) ->
             } else {
                 None
             };
-            Probe::Status { code, pods }
+            (Probe::Status { code, pods }, not_after)
         }
-        Err(e) if e.is_connect() => Probe::Failed(format!("{url}: cannot connect: {e}")),
-        Err(e) => Probe::Failed(format!("{url}: {e}")),
+        Err(e) if e.is_connect() => (Probe::Failed(format!("{url}: cannot connect: {e}")), None),
+        Err(e) => (Probe::Failed(format!("{url}: {e}")), None),
+    }
+}
+
+/// The end of validity (Unix seconds) of a DER certificate.
+fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// A serving certificate expiring within this many days is a finding.
+pub const CERT_WARN_DAYS: i64 = 30;
+
+/// Findings on the serving certificate's validity at `now` (Unix seconds).
+#[must_use]
+pub fn certificate_findings(
+    not_after: Option<i64>,
+    at: Option<SocketAddr>,
+    now: i64,
+) -> Vec<Finding> {
+    let Some(end) = not_after else {
+        return Vec::new();
+    };
+    let days = (end - now).div_euclid(86_400);
+    let at = at.map_or_else(String::new, |a| a.to_string());
+    if end <= now {
+        vec![Finding::new(
+            "NM-2014",
+            Severity::High,
+            "kubelet serving certificate expired",
+            format!("the certificate served on {at} expired {} days ago", -days),
+            "renew it (serverTLSBootstrap: true with rotateCertificates, or a new --tls-cert-file)",
+            None,
+        )]
+    } else if days < CERT_WARN_DAYS {
+        vec![Finding::new(
+            "NM-2014",
+            Severity::Medium,
+            "kubelet serving certificate expires soon",
+            format!("the certificate served on {at} expires in {days} days"),
+            "renew it (serverTLSBootstrap: true with rotateCertificates, or a new --tls-cert-file)",
+            None,
+        )]
+    } else {
+        Vec::new()
     }
 }
 
@@ -168,6 +223,24 @@ mod tests {
             Some("198.51.100.1:10250".parse().unwrap())
         );
         assert_eq!(reach(&[listener("0.0.0.0", 10255)], 10250), None);
+    }
+
+    #[test]
+    fn certificate_expiry() {
+        let now = 1_700_000_000;
+        let ids = |end: Option<i64>| -> Vec<(&'static str, Severity)> {
+            certificate_findings(end, None, now)
+                .iter()
+                .map(|f| (f.id, f.severity))
+                .collect()
+        };
+        assert!(ids(None).is_empty());
+        assert!(ids(Some(now + 31 * 86_400)).is_empty());
+        assert_eq!(
+            ids(Some(now + 29 * 86_400)),
+            [("NM-2014", Severity::Medium)]
+        );
+        assert_eq!(ids(Some(now - 1)), [("NM-2014", Severity::High)]);
     }
 
     #[test]

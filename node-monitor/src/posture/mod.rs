@@ -5,6 +5,7 @@
 //! once; see [`crate::firewall`] for the rules that close the doors.
 pub mod kubelet;
 pub mod listeners;
+pub mod netfilter;
 pub mod report;
 pub mod settings;
 
@@ -15,7 +16,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::config::Protocol;
+use crate::config::{Config, Protocol};
 
 /// How bad a finding is; ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
@@ -114,6 +115,12 @@ pub struct Options {
     pub apiserver_manifest: Option<PathBuf>,
     /// Per HTTP probe.
     pub probe_timeout: Duration,
+    /// The groups whose ports the firewall check looks at, and their allowlists.
+    pub config: Config,
+    /// `node-subnets` on this node.
+    pub node_subnets: Vec<ipnet::IpNet>,
+    /// Where a daemon pinned its maps: its counters show which open doors were knocked on.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -123,6 +130,9 @@ impl Default for Options {
             kubelet_config: None,
             apiserver_manifest: None,
             probe_timeout: Duration::from_secs(3),
+            config: Config::default_config(),
+            node_subnets: Vec::new(),
+            pin_dir: None,
         }
     }
 }
@@ -203,16 +213,21 @@ pub async fn audit(opts: &Options) -> Report {
 
     let secure_at = kubelet::reach(&ls, kubelet::KUBELET_PORT);
     let readonly_at = kubelet::reach(&ls, kubelet::KUBELET_READONLY_PORT);
-    let secure = kubelet::get_pods(secure_at, true, opts.probe_timeout).await;
-    let readonly = kubelet::get_pods(readonly_at, false, opts.probe_timeout).await;
-    let detail = format!("secure port: {secure:?}; read-only port: {readonly:?}");
-    record(
-        &mut checks,
-        &mut findings,
-        "kubelet-api",
-        kubelet::findings(&secure, secure_at, &readonly, readonly_at),
-        detail,
+    let (secure, not_after) = kubelet::get_pods(secure_at, true, opts.probe_timeout).await;
+    let (readonly, _) = kubelet::get_pods(readonly_at, false, opts.probe_timeout).await;
+    let detail = format!(
+        "secure port: {secure:?}; read-only port: {readonly:?}; serving certificate valid until {}",
+        not_after.and_then(|t| u64::try_from(t).ok()).map_or_else(
+            || "unknown".to_owned(),
+            |t| crate::record::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(t))
+        )
     );
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut api = kubelet::findings(&secure, secure_at, &readonly, readonly_at);
+    api.extend(kubelet::certificate_findings(not_after, secure_at, now));
+    record(&mut checks, &mut findings, "kubelet-api", api, detail);
 
     // The kubelet's settings: its file, then its flags over it.
     let cmdline = settings::kubelet_cmdline(&opts.proc_root);
@@ -285,6 +300,10 @@ pub async fn audit(opts: &Options) -> Report {
             Err(e) => checks.push(skipped("apiserver-settings", &e)),
         },
     }
+    match firewall_check(opts).await {
+        Ok((found, detail)) => record(&mut checks, &mut findings, "firewall", found, detail),
+        Err(why) => checks.push(skipped("firewall", &why)),
+    }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     Report {
         time: SystemTime::now(),
@@ -311,6 +330,143 @@ fn record(
         detail,
     });
     findings.extend(found);
+}
+
+/// Runs `program args` (10 s at most); its stdout, or `None` when it is missing or fails.
+async fn output(program: &str, args: &[&str]) -> Option<String> {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), child).await {
+        Ok(Ok(out)) if out.status.success() => {
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// For each group's ports: does the node's firewall drop new connections from outside the
+/// allowlist (see [`netfilter`])? An open port is a finding; one the data path saw denied
+/// sources reach (the pinned counters) is a worse one.
+async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String> {
+    let v4 = output("iptables-save", &[]).await;
+    let v6 = output("ip6tables-save", &[]).await;
+    let nft_text = output("nft", &["-j", "list", "ruleset"]).await;
+    if v4.is_none() && v6.is_none() && nft_text.is_none() {
+        return Err("none of iptables-save, ip6tables-save, nft could be run".to_owned());
+    }
+    let ipt4 = netfilter::parse_iptables_save(v4.as_deref().unwrap_or(""));
+    let ipt6 = netfilter::parse_iptables_save(v6.as_deref().unwrap_or(""));
+    let nft = match &nft_text {
+        Some(t) => netfilter::parse_nft_json(t, v4.is_some() || v6.is_some())?,
+        None => netfilter::Nft::default(),
+    };
+    let seen = opts
+        .pin_dir
+        .as_deref()
+        .and_then(|d| crate::datapath::pinned_group_counters(d).ok());
+    let denied_seen = |group: &str| -> u64 {
+        seen.iter()
+            .flatten()
+            .filter(|c| c.group == group && c.verdict == node_monitor_common::VERDICT_DENIED)
+            .map(|c| c.stats.new_conns)
+            .sum()
+    };
+    let resolved = opts.config.resolve_allowlists(&opts.node_subnets);
+    let mut out = Vec::new();
+    let mut looked = 0;
+    for g in &opts.config.groups {
+        let nets: Vec<ipnet::IpNet> = resolved
+            .iter()
+            .filter(|(id, _)| *id == g.id)
+            .map(|(_, n)| *n)
+            .collect();
+        let everyone = |v6: bool| {
+            nets.iter()
+                .any(|n| n.prefix_len() == 0 && n.addr().is_ipv6() == v6)
+        };
+        if everyone(false) && everyone(true) {
+            continue;
+        }
+        for proto in &g.protocols {
+            for r in &g.ports {
+                looked += 1;
+                let mut ports = vec![r.start];
+                if r.end != r.start {
+                    ports.push(r.end);
+                }
+                let open_in = |v6: bool| {
+                    !everyone(v6)
+                        && ports.iter().any(|p| {
+                            let ipt = if v6 { &ipt6 } else { &ipt4 };
+                            ipt.fate(*proto, *p) == netfilter::Fate::Open
+                                && nft.fate(*proto, *p) == netfilter::Fate::Open
+                        })
+                };
+                let fams: Vec<&str> = [("IPv4", open_in(false)), ("IPv6", open_in(true))]
+                    .into_iter()
+                    .filter(|(_, open)| *open)
+                    .map(|(f, _)| f)
+                    .collect();
+                if fams.is_empty() {
+                    continue;
+                }
+                let port = if r.start == r.end {
+                    r.start.to_string()
+                } else {
+                    format!("{}-{}", r.start, r.end)
+                };
+                let denied = denied_seen(&g.name);
+                let what = format!(
+                    "{}/{port} (group {}): no firewall rule drops new connections from outside its allowlist ({})",
+                    proto.name(),
+                    g.name,
+                    fams.join(", ")
+                );
+                if denied > 0 {
+                    out.push(Finding::new(
+                        "NM-2041",
+                        Severity::High,
+                        "port open in the firewall and reached from outside its allowlist",
+                        format!(
+                            "{what}; the data path saw {denied} new connections from denied sources"
+                        ),
+                        "load `node-monitor firewall` rules, or set `action: drop` on the group",
+                        None,
+                    ));
+                } else {
+                    out.push(Finding::new(
+                        "NM-2040",
+                        Severity::Low,
+                        "port open in the firewall to sources outside its allowlist",
+                        what,
+                        "load `node-monitor firewall` rules, or set `action: drop` on the group",
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    let sources: Vec<&str> = [
+        ("iptables", v4.is_some()),
+        ("ip6tables", v6.is_some()),
+        ("nft", nft_text.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| *ok)
+    .map(|(n, _)| n)
+    .collect();
+    Ok((
+        out,
+        format!(
+            "{looked} port ranges of groups with an allowlist, read from {}; counters: {}",
+            sources.join(", "),
+            if seen.is_some() { "pinned" } else { "none" }
+        ),
+    ))
 }
 
 fn skipped(name: &'static str, why: &str) -> Check {

@@ -109,7 +109,8 @@ fn serve(s: &mut (impl Read + Write), response: &str) {
 }
 
 /// A self-signed certificate made by the real `openssl`, as a rustls server config.
-fn tls_config(dir: &TempDir) -> Arc<rustls::ServerConfig> {
+/// `days`: its validity.
+fn tls_config(dir: &TempDir, days: &str) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let (key, cert) = (dir.file("key.pem"), dir.file("cert.pem"));
     let mut cmd = Command::new("openssl");
@@ -121,7 +122,7 @@ fn tls_config(dir: &TempDir) -> Arc<rustls::ServerConfig> {
         "-pkeyopt",
         "ec_paramgen_curve:prime256v1",
     ])
-    .args(["-nodes", "-days", "1", "-subj", "/CN=kubelet", "-keyout"])
+    .args(["-nodes", "-days", days, "-subj", "/CN=kubelet", "-keyout"])
     .arg(&key)
     .arg("-out")
     .arg(&cert);
@@ -151,7 +152,15 @@ const PODS: &str = r#"{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{
 const UNAUTHORIZED: &str = "Unauthorized";
 
 fn audit(lab: &Lab, extra: &[&str]) -> (Option<i32>, Value) {
-    let mut args = vec!["audit", "--format", "json", "--fail-on", "high"];
+    let mut args = vec![
+        "audit",
+        "--format",
+        "json",
+        "--fail-on",
+        "high",
+        "--iface",
+        "eth0",
+    ];
     args.extend_from_slice(extra);
     let (status, stdout, stderr) = run_cli(Some(&lab.node), &args);
     let v: Value = serde_json::from_str(&stdout)
@@ -185,7 +194,8 @@ fn audit_finds_the_open_doors() {
     daemon::require_root_and_tools(&["openssl"]);
     let lab = setup();
     let dir = TempDir::new("posture-open");
-    let tls = tls_config(&dir);
+    // Valid for one more day: the audit says it expires soon.
+    let tls = tls_config(&dir, "1");
     let _kubelet = http_server(
         &lab.node,
         sa([0, 0, 0, 0], 10250),
@@ -197,12 +207,29 @@ fn audit_finds_the_open_doors() {
     let _cm = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 10257)], 1);
     let _healthz = tcp_server(&lab.node, &[sa([127, 0, 0, 1], 10248)], 1);
 
-    let (code, v) = audit(&lab, &[]);
+    let (code, v) = audit(&lab, &["--pin-dir", "/nonexistent"]);
     assert_eq!(code, Some(1), "{v}");
+    let found = ids(&v);
     assert_eq!(
-        ids(&v),
-        ["NM-2010", "NM-2011", "NM-2001", "NM-2002"],
+        found[..5],
+        ["NM-2010", "NM-2011", "NM-2001", "NM-2002", "NM-2014"],
         "critical first, then by id: {v}"
+    );
+    // No firewall in the lab: every group with an allowlist is open to everyone else.
+    assert!(
+        found[5..].iter().all(|id| id == "NM-2040") && found.len() > 5,
+        "{v}"
+    );
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["evidence"]
+                .as_str()
+                .unwrap()
+                .starts_with("tcp/10250 (group kubelet): no firewall rule drops")),
+        "{v}"
     );
     let open = finding(&v, "NM-2010");
     assert_eq!(open["severity"], "critical");
@@ -221,9 +248,29 @@ fn audit_finds_the_open_doors() {
         "{v}"
     );
     assert_eq!(finding(&v, "NM-2001")["cis"], "4.2.4");
+    let cert = finding(&v, "NM-2014");
+    assert_eq!(cert["severity"], "medium");
+    assert!(
+        cert["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("on 127.0.0.1:10250 expires in "),
+        "{cert}"
+    );
 
     // The same findings as ECS documents, one per line.
-    let (_, stdout, _) = run_cli(Some(&lab.node), &["audit", "--format", "ecs"]);
+    let (_, stdout, _) = run_cli(
+        Some(&lab.node),
+        &[
+            "audit",
+            "--format",
+            "ecs",
+            "--iface",
+            "eth0",
+            "--pin-dir",
+            "/nonexistent",
+        ],
+    );
     let rules: Vec<String> = stdout
         .lines()
         .map(|l| {
@@ -236,13 +283,14 @@ fn audit_finds_the_open_doors() {
 }
 
 /// A closed node: the kubelet refuses anonymous requests, no read-only port, node-local
-/// endpoints on loopback, a good kubelet config: no findings, exit 0.
+/// endpoints on loopback, a good kubelet config, and the rules of `node-monitor firewall`
+/// loaded into nft: no findings, exit 0.
 #[test]
 fn audit_of_a_closed_node_finds_nothing() {
     daemon::require_root_and_tools(&["openssl"]);
     let lab = setup();
     let dir = TempDir::new("posture-closed");
-    let tls = tls_config(&dir);
+    let tls = tls_config(&dir, "365");
     let _kubelet = http_server(
         &lab.node,
         sa([0, 0, 0, 0], 10250),
@@ -259,7 +307,23 @@ fn audit_of_a_closed_node_finds_nothing() {
          authorization:\n  mode: Webhook\nreadOnlyPort: 0\nrotateCertificates: true\n",
     )
     .unwrap();
-    let (code, v) = audit(&lab, &["--kubelet-config", config.to_str().unwrap()]);
+    let (status, rules, stderr) = run_cli(
+        Some(&lab.node),
+        &["firewall", "--format", "nft", "--iface", "eth0"],
+    );
+    assert!(status.success(), "{stderr}");
+    let file = dir.file("rules.nft");
+    std::fs::write(&file, &rules).unwrap();
+    load(&lab.node, "nft", &["-f"], &file);
+    let (code, v) = audit(
+        &lab,
+        &[
+            "--kubelet-config",
+            config.to_str().unwrap(),
+            "--pin-dir",
+            "/nonexistent",
+        ],
+    );
     assert_eq!(ids(&v), Vec::<String>::new(), "{v}");
     assert_eq!(code, Some(0), "{v}");
     let checks: Vec<(&str, &str)> = v["checks"]
@@ -275,6 +339,7 @@ fn audit_of_a_closed_node_finds_nothing() {
             ("kubelet-api", "ok"),
             ("kubelet-settings", "ok"),
             ("apiserver-settings", "skipped"),
+            ("firewall", "ok"),
         ],
         "{v}"
     );
@@ -284,6 +349,50 @@ fn audit_of_a_closed_node_finds_nothing() {
             .unwrap()
             .contains("code: 401"),
         "the probe really reached the kubelet: {v}"
+    );
+}
+
+/// A daemon on the node has seen outside reach the kubelet, which no firewall rule
+/// protects: the audit, reading the daemon's pinned counters, says the open door was used.
+#[test]
+fn audit_correlates_open_ports_with_the_traffic_seen() {
+    let lab = setup();
+    let pin = context(node_monitor_lab::BpfPinDir::new("posture-seen"));
+    let cfg = crate::common::temp::TempFile::new("posture.yaml", &crate::setup::test_config(&[]));
+    let d = context(crate::common::daemon::Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    let _kubelet = tcp_server(&lab.node, &[node(10250, false)], 1);
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(45600, false),
+            node(10250, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Connected
+    );
+    let pin_dir = pin.path.to_str().unwrap().to_owned();
+    let (_, v) = audit(&lab, &["--config", cfg.as_str(), "--pin-dir", &pin_dir]);
+    drop(context(d.stop()));
+    let seen = finding(&v, "NM-2041");
+    assert_eq!(seen["severity"], "high");
+    let evidence = seen["evidence"].as_str().unwrap();
+    assert!(
+        evidence.starts_with("tcp/10250 (group kubelet)")
+            && evidence.contains("saw 1 new connections from denied sources"),
+        "{v}"
+    );
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "firewall"
+                && c["detail"].as_str().unwrap().contains("counters: pinned")),
+        "{v}"
     );
 }
 
