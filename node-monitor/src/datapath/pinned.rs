@@ -12,10 +12,7 @@ use super::{
 
 fn open(dir: &Path, name: &'static str) -> Result<MapData> {
     let path = dir.join("maps").join(name);
-    MapData::from_pin(&path).map_err(|error| DatapathError::Map {
-        name,
-        error,
-    })
+    MapData::from_pin(&path).map_err(|error| DatapathError::Map { name, error })
 }
 
 /// Counters of every group named in the pinned `GROUP_NAMES`, from the pinned
