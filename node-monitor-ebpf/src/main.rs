@@ -23,6 +23,7 @@ mod emit;
 mod ingress;
 mod maps;
 mod parse;
+mod summary;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},

@@ -9,7 +9,7 @@ use super::{
     observer::Observer,
 };
 use crate::{
-    detect::{AlertKind, FloodScope, OutputItem, Severity},
+    detect::{AlertKind, FloodScope, FloodSummary, OutputItem, Severity},
     record::{FlowRecord, Protocol},
 };
 
@@ -157,6 +157,71 @@ fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
     }
 }
 
+/// A group's flood summary: `start`/`end` (epoch ms), `cs2` (`floodCounts`,
+/// `name:n,...`), `cs6` (`answered`, `accepted:n,refused:n`), `flexString1` (`topSources`,
+/// `ip/withheld/rate_limited,...`) and `flexString2` (`topPorts`, `port:withheld,...`).
+/// Only digits, addresses and fixed names: nothing to escape.
+fn flood_summary(ext: &mut Ext<'_>, s: &FloodSummary, rate_limited: u64) {
+    ext.num("start", epoch_ms(s.start));
+    ext.num("end", epoch_ms(s.end));
+    let mut n = itoa::Buffer::new();
+    ext.key("cs2");
+    for (i, (name, v)) in [
+        ("new_connections", s.new_connections),
+        ("events", s.events),
+        ("group_budget", s.group_budget),
+        ("withheld", rate_limited + s.group_budget),
+        ("distinct_sources", s.distinct_sources),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            ext.out.push(b',');
+        }
+        ext.out.extend_from_slice(name.as_bytes());
+        ext.out.push(b':');
+        ext.out.extend_from_slice(n.format(v).as_bytes());
+    }
+    ext.out.extend_from_slice(if s.spoofed_likely {
+        b",spoofed_likely:true"
+    } else {
+        b",spoofed_likely:false"
+    });
+    ext.str("cs2Label", "floodCounts");
+    ext.key("cs6");
+    ext.out.extend_from_slice(b"accepted:");
+    ext.out
+        .extend_from_slice(n.format(s.answered.accepted).as_bytes());
+    ext.out.extend_from_slice(b",refused:");
+    ext.out
+        .extend_from_slice(n.format(s.answered.refused).as_bytes());
+    ext.str("cs6Label", "answered");
+    ext.key("flexString1");
+    for (i, t) in s.top_sources.iter().enumerate() {
+        if i > 0 {
+            ext.out.push(b',');
+        }
+        write_ip(ext.out, t.ip);
+        ext.out.push(b'/');
+        ext.out.extend_from_slice(n.format(t.withheld).as_bytes());
+        ext.out.push(b'/');
+        ext.out
+            .extend_from_slice(n.format(t.rate_limited).as_bytes());
+    }
+    ext.str("flexString1Label", "topSources");
+    ext.key("flexString2");
+    for (i, t) in s.top_ports.iter().enumerate() {
+        if i > 0 {
+            ext.out.push(b',');
+        }
+        ext.out.extend_from_slice(n.format(t.port).as_bytes());
+        ext.out.push(b':');
+        ext.out.extend_from_slice(n.format(t.withheld).as_bytes());
+    }
+    ext.str("flexString2Label", "topPorts");
+}
+
 /// Appends the CEF line of one item to `out`, escaping each field as it is written.
 pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     let (signature, name, severity) = match item {
@@ -235,6 +300,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 rate_limited,
                 ringbuf_full,
                 window,
+                summary,
             } => {
                 ext.num("cn2", *rate_limited);
                 ext.str("cn2Label", "rateLimited");
@@ -242,8 +308,16 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 ext.str("cn3Label", "ringbufFull");
                 ext.num("cs4", window.as_secs());
                 ext.str("cs4Label", "windowSeconds");
-                if let FloodScope::Source(ip) = scope {
-                    ext.ip("src", *ip);
+                match scope {
+                    FloodScope::Source(ip) => ext.ip("src", *ip),
+                    FloodScope::Group(g) => {
+                        ext.str("cs1", g);
+                        ext.str("cs1Label", "portGroup");
+                    }
+                    FloodScope::Node => {}
+                }
+                if let Some(s) = summary {
+                    flood_summary(&mut ext, s, *rate_limited);
                 }
             }
         }

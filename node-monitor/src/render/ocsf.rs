@@ -391,7 +391,7 @@ enum Evidence<'a> {
         connection_info: ConnectionInfo,
     },
     /// A flood: no connection, its counts.
-    Data { data: Option<FloodDoc> },
+    Data { data: Option<FloodDoc<'a>> },
 }
 
 #[derive(Serialize)]
