@@ -823,6 +823,191 @@ pub(crate) mod tests {
         }
     }
 
+    fn group(new_conns: u64, events: u64, rl: u64, gb: u64, rb: u64) -> GroupCounts {
+        GroupCounts {
+            new_conns,
+            events,
+            rate_limited: rl,
+            group_budget: gb,
+            ringbuf_full: rb,
+            accepted: 0,
+            refused: 0,
+        }
+    }
+
+    fn totals(groups: &[(&str, GroupCounts)], answer_ringbuf_full: u64) -> LossTotals {
+        let mut t = LossTotals::default();
+        for (g, c) in groups {
+            t.rate_limited += c.rate_limited;
+            t.ringbuf_full += c.ringbuf_full;
+            t.group_budget += c.group_budget;
+            t.groups.insert((*g).into(), *c);
+        }
+        t.ringbuf_full += answer_ringbuf_full;
+        t
+    }
+
+    /// Issue 9: one NM-1020 per group and window, with the group's counts of the window
+    /// (deltas from the baseline), the flood summary read when the window closes, and the
+    /// node's answers; a group without losses raises none; losses no group accounts for
+    /// (answers lost to a full ring) raise a node-scope one.
+    #[test]
+    fn one_flood_alert_per_group_and_window_with_its_summary() {
+        use crate::datapath::{FloodSketch, TopPortCount, TopSourceCount};
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // Pinned counters of an earlier run: the baseline.
+        let mut k = group(100, 90, 10, 0, 0);
+        let quiet = group(5, 5, 0, 0, 0);
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 3),
+            t0,
+            &mut out,
+        );
+        // A spoofed flood on the kubelet: 5000 new connections, 1000 reported, 3990 past
+        // the group budget, 10 rate limited; the node answered 7 SYN-ACKs and 2 RSTs.
+        k.new_conns += 5000;
+        k.events += 1000;
+        k.group_budget += 3990;
+        k.rate_limited += 10;
+        k.accepted += 7;
+        k.refused += 2;
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 4),
+            t0 + secs(1),
+            &mut out,
+        );
+        // More within the window (new connections without losses count too).
+        k.new_conns += 10;
+        k.events += 10;
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 4),
+            t0 + secs(5),
+            &mut out,
+        );
+        assert!(out.is_empty(), "emitted when the window ends");
+        let mut asked = Vec::new();
+        let mut sketches = |g: &str| {
+            asked.push(g.to_owned());
+            Some(FloodSketch {
+                distinct_sources: 3900,
+                top_sources: vec![TopSourceCount {
+                    ip: "203.0.113.9".parse().unwrap(),
+                    withheld: 10,
+                    rate_limited: 10,
+                    error: 0,
+                }],
+                top_ports: vec![TopPortCount {
+                    port: 10250,
+                    withheld: 4000,
+                    error: 0,
+                }],
+            })
+        };
+        e.tick_with(t0 + secs(11), &mut out, &mut sketches);
+        assert_eq!(
+            asked,
+            vec!["kubelet".to_owned()],
+            "only a closing group's summary is read"
+        );
+        assert_eq!(out.len(), 2, "{out:#?}");
+        // Node scope first (answers lost to a full ring buffer: 1 since the baseline).
+        match &out[0].kind {
+            AlertKind::Flood {
+                scope: FloodScope::Node,
+                rate_limited: 0,
+                ringbuf_full: 1,
+                summary: None,
+                ..
+            } => {}
+            k => panic!("{k:?}"),
+        }
+        let a = &out[1];
+        assert_eq!(a.rule.id, "NM-1020");
+        let AlertKind::Flood {
+            scope,
+            rate_limited,
+            ringbuf_full,
+            window,
+            summary: Some(s),
+        } = &a.kind
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(*scope, FloodScope::Group("kubelet".into()));
+        assert_eq!((*rate_limited, *ringbuf_full, *window), (10, 0, secs(10)));
+        assert_eq!(
+            (
+                s.new_connections,
+                s.events,
+                s.group_budget,
+                s.distinct_sources
+            ),
+            (5010, 1010, 3990, 3900)
+        );
+        assert!(s.spoofed_likely, "3900 sources for 4000 withheld");
+        assert_eq!(
+            s.answered,
+            FloodAnswers {
+                accepted: 7,
+                refused: 2
+            }
+        );
+        assert_eq!(s.top_sources[0].withheld, 10);
+        assert_eq!(s.top_ports[0].port, 10250);
+        assert!(s.start <= s.end);
+        assert_eq!(e.stats().floods, 2);
+        // The losses since the previous alert include the group budget's.
+        assert_eq!(
+            out[0].losses_since_previous.get("group_budget"),
+            Some(&3990)
+        );
+        // No more losses: no more floods, whatever the new connections.
+        k.new_conns += 100;
+        k.events += 100;
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 4),
+            t0 + secs(12),
+            &mut out,
+        );
+        e.tick_with(t0 + secs(40), &mut out, &mut |_: &str| None);
+        assert_eq!(out.len(), 2);
+        // A group that appears later (a reload) counts from zero; shutdown closes at once.
+        let fresh = group(3, 1, 2, 0, 0);
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet), ("etcd", fresh)], 4),
+            t0 + secs(41),
+            &mut out,
+        );
+        e.flush_with(&mut out, &mut |_: &str| None);
+        assert_eq!(out.len(), 3);
+        match &out[2].kind {
+            AlertKind::Flood {
+                scope: FloodScope::Group(g),
+                rate_limited: 2,
+                summary: Some(s),
+                ..
+            } => {
+                assert_eq!(&**g, "etcd");
+                assert_eq!((s.new_connections, s.distinct_sources), (3, 0));
+                assert!(!s.spoofed_likely);
+            }
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn spoofed_likely_needs_many_withheld_and_nearly_as_many_sources() {
+        use super::model::spoofed_likely;
+        assert!(spoofed_likely(5000, 4900));
+        assert!(spoofed_likely(5000, 4000));
+        assert!(!spoofed_likely(5000, 3999));
+        assert!(!spoofed_likely(5000, 1), "one source hammering");
+        assert!(!spoofed_likely(63, 63), "too few to tell");
+        assert!(spoofed_likely(64, 64));
+    }
+
     #[test]
     fn dedup_table_is_bounded_and_evicts_with_follow_up() {
         let mut e = Engine::with_limits(&settings(), vec![], 3, 2);

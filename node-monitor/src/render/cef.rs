@@ -353,7 +353,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep, variety},
+        detect::fixture::{
+            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep, variety,
+        },
         record::fixture::{CID, TIME_MS as T_MS, sampled},
         render::check::{self, hostile_observer, observer},
     };
@@ -554,6 +556,45 @@ mod tests {
         assert_eq!(e["cs4"], "10");
         assert_eq!(e["externalId"], "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d");
         assert_eq!(e["dvchost"], "node-a");
+    }
+
+    /// Issue 9: a group's NM-1020 in CEF: the group in `cs1`, the window in `start`/`end`,
+    /// the counts in `cs2`, the answers in `cs6`, the top sources and ports in
+    /// `flexString1`/`flexString2`.
+    #[test]
+    fn group_flood_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(group_flood()), &observer()));
+        header_ok(&h, "NM-1020", "event limits reached (flood)", "5");
+        assert!(!e.contains_key("src") && !e.contains_key("dst"));
+        let pairs = [
+            ("cs1", "portGroup", "kubelet"),
+            ("cn2", "rateLimited", "12"),
+            ("cn3", "ringbufFull", "8"),
+            ("cs4", "windowSeconds", "10"),
+            (
+                "cs2",
+                "floodCounts",
+                "new_connections:4000,events:100,group_budget:3880,withheld:3892,\
+                 distinct_sources:3850,spoofed_likely:true",
+            ),
+            ("cs6", "answered", "accepted:5,refused:2"),
+            (
+                "flexString1",
+                "topSources",
+                "203.0.113.7/14/12,2001:db8::9/2/0",
+            ),
+            ("flexString2", "topPorts", "10250:3890,10251:2"),
+        ];
+        for (k, label, v) in pairs {
+            assert_eq!(e[k], v, "{k}");
+            assert_eq!(e[&format!("{k}Label")], label, "{k}Label");
+        }
+        assert_eq!(e["start"], (T_MS - 10_000).to_string());
+        assert_eq!(e["end"], T_MS.to_string());
+        assert!(
+            e["msg"]
+                .starts_with("event limits reached (flood): group kubelet: 4000 new connections")
+        );
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Message<'_> {
                         window,
                         summary: Some(s),
                     } => {
-                        text(out, "Group ");
+                        text(out, "group ");
                         text(out, group);
                         text(out, ": ");
                         num(out, s.new_connections);
