@@ -21,20 +21,27 @@ use super::{Datapath, DatapathError, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopSourceCount {
     pub ip: IpAddr,
-    /// Withheld new connections (space-saving: never below the true count, above it by at
-    /// most `error`).
+    /// Withheld new connections, at least (space-saving: the table's count minus what the
+    /// entry inherited); the true count is at most `withheld + error`.
     pub withheld: u64,
     /// Of those, withheld by the source's own budget (since it holds its entry).
     pub rate_limited: u64,
     pub error: u64,
 }
 
-/// A destination port among the top ports of a group's withheld new connections.
+/// A destination port among the top ports of a group's withheld new connections (as
+/// [`TopSourceCount`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopPortCount {
     pub port: u16,
     pub withheld: u64,
     pub error: u64,
+}
+
+/// An entry that says nothing: one attempt at most is its own, the rest it inherited. A
+/// flood of spoofed sources fills the table with those; they are left out.
+fn uninformative(withheld: u64, error: u64) -> bool {
+    error > 0 && withheld <= 1
 }
 
 /// One group's flood summary, merged over CPUs.
@@ -108,13 +115,14 @@ pub(crate) fn merge_sources(per_cpu: &[[TopSource; TOP_SOURCES]]) -> Vec<TopSour
     let mut out: Vec<TopSourceCount> = merged
         .into_iter()
         .map(
-            |((family, addr), (withheld, rate_limited, error))| TopSourceCount {
+            |((family, addr), (count, rate_limited, error))| TopSourceCount {
                 ip: Addr(addr).to_ip(family),
-                withheld,
+                withheld: count.saturating_sub(error),
                 rate_limited,
                 error,
             },
         )
+        .filter(|t| !uninformative(t.withheld, t.error))
         .collect();
     out.sort_by(|a, b| b.withheld.cmp(&a.withheld).then(a.ip.cmp(&b.ip)));
     out.truncate(TOP_SOURCES);
@@ -145,11 +153,12 @@ pub(crate) fn merge_ports(per_cpu: &[[TopPort; TOP_PORTS]]) -> Vec<TopPortCount>
     }
     let mut out: Vec<TopPortCount> = merged
         .into_iter()
-        .map(|(port, (withheld, error))| TopPortCount {
+        .map(|(port, (count, error))| TopPortCount {
             port,
-            withheld,
+            withheld: count.saturating_sub(error),
             error,
         })
+        .filter(|t| !uninformative(t.withheld, t.error))
         .collect();
     out.sort_by(|a, b| b.withheld.cmp(&a.withheld).then(a.port.cmp(&b.port)));
     out.truncate(TOP_PORTS);
@@ -371,7 +380,7 @@ mod tests {
         let merged = merge_sources(&[t]);
         assert_eq!(merged[0].ip, IpAddr::from([203, 0, 113, 1]));
         assert_eq!(merged[1].ip, IpAddr::from([203, 0, 113, 2]));
-        assert!(merged[0].withheld >= 1000 && merged[0].withheld - merged[0].error <= 1000);
+        assert!(merged[0].withheld <= 1000 && merged[0].withheld + merged[0].error >= 1000);
         assert!(merged[0].rate_limited > 0 && merged[0].rate_limited <= 1000);
         // Fewer distinct keys than entries: exact counts, no error.
         let mut p = [TopPort::default(); TOP_PORTS];
@@ -437,7 +446,15 @@ mod tests {
         }
         let m = merge_sources(&[a, c]);
         assert_eq!(m.len(), TOP_SOURCES);
-        assert_eq!((m[0].withheld, m[0].error), (7, 2), "{m:?}");
+        assert_eq!((m[0].withheld, m[0].error), (5, 2), "{m:?}");
         assert_eq!(m[0].ip, IpAddr::from([203, 0, 113, 1]));
+        // A spoofed flood: every source once. The table's entries inherit all but one of
+        // their counts: none says anything, none is listed.
+        let mut t = [TopSource::default(); TOP_SOURCES];
+        for i in 0..5000u32 {
+            top_source_add(&mut t, &v4(0xCB00_7100 + i), FAMILY_V4, false);
+        }
+        assert!(t.iter().all(|e| e.count > 600), "{t:?}");
+        assert_eq!(merge_sources(&[t]), vec![]);
     }
 }
