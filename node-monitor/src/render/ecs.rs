@@ -474,8 +474,8 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        // Connection rules are at version 2, sweeps and floods at 1.
-        let version = if v["rule"]["id"] == "NM-1010" || v["rule"]["id"] == "NM-1020" {
+        // Connection rules and floods are at version 2, sweeps at 1.
+        let version = if v["rule"]["id"] == "NM-1010" {
             "1"
         } else {
             "2"
