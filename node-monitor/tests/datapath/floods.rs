@@ -27,11 +27,11 @@ mod answers_counted_per_group {
     use super::*;
     #[test]
     fn v4() {
-        super::answers_counted_per_group(Fam::V4)
+        super::answers_counted_per_group(Fam::V4);
     }
     #[test]
     fn v6() {
-        super::answers_counted_per_group(Fam::V6)
+        super::answers_counted_per_group(Fam::V6);
     }
 }
 
