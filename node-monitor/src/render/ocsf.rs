@@ -637,11 +637,7 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["uid"], rule_id);
         assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
-        let version = if rule_id == "NM-1010" {
-            "1"
-        } else {
-            "2"
-        };
+        let version = if rule_id == "NM-1010" { "1" } else { "2" };
         assert_eq!(v["finding_info"]["analytic"]["version"], version);
         assert_eq!(
             v["finding_info"]["title"],
