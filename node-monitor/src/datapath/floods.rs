@@ -247,6 +247,35 @@ impl Datapath {
             .map_err(|e| map_err(map_name::FLOOD_TOP, e))
     }
 
+    /// Zeroes the flood summaries and answer counters of the groups `ids` (ids newly handed
+    /// out start from zero, like their group counters).
+    pub(super) fn reset_flood_state(&mut self, ids: &[u8]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let cpus = nr_cpus().map_err(|(path, error)| DatapathError::PinDir {
+            path: path.into(),
+            error,
+        })?;
+        for id in ids {
+            self.reset_flood_sketch(*id)?;
+            let zero =
+                PerCpuValues::try_from(vec![GroupAnswers::default(); cpus]).map_err(|e| {
+                    DatapathError::Map {
+                        name: map_name::FLOOD_ANSWERS,
+                        error: e.into(),
+                    }
+                })?;
+            self.flood_answers
+                .set(u32::from(*id), zero, 0)
+                .map_err(|error| DatapathError::Map {
+                    name: map_name::FLOOD_ANSWERS,
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Zeroes every group's flood summary: at start, where adopted maps may hold an earlier
     /// run's (or a fresh object's nothing).
     pub fn reset_flood_sketches(&mut self) -> Result<()> {

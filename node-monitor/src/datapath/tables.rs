@@ -86,6 +86,7 @@ impl Datapath {
         }
         // 2. New ids start from zero, whatever an old group under the same id left behind.
         self.reset_group_counters(plan.fresh)?;
+        self.reset_flood_state(plan.fresh)?;
         // 3. Allowlist entries in before any port sends a packet to their group (stale ones
         //    out first where old and new do not fit at once).
         let [v4_beside, v6_beside] = plan.beside;
