@@ -939,6 +939,52 @@ mod tests {
     }
 
     #[test]
+    fn hll_positions_stay_in_range() {
+        // The register is the top 12 bits; the rank counts the leading zeros of the rest,
+        // capped by the sentinel bit at 64 - 12 + 1.
+        assert_eq!(hll_position(0), (0, 53));
+        assert_eq!(hll_position(u64::MAX), (HLL_REGISTERS - 1, 1));
+        assert_eq!(hll_position(1u64 << 51), (0, 1));
+        assert_eq!(hll_position(1u64 << 40), (0, 12));
+        assert_eq!(hll_position(0xABC0_0000_0000_0000), (0xABC, 53));
+        let mut regs = [0u8; HLL_REGISTERS];
+        hll_add(&mut regs, 1u64 << 40);
+        hll_add(&mut regs, 1u64 << 45); // rank 7 < 12: the register keeps its maximum
+        assert_eq!(regs[0], 12);
+        assert!(regs[1..].iter().all(|r| *r == 0));
+        // Addresses that differ in one bit hash far apart.
+        let a = Addr::from_ip(core::net::Ipv4Addr::new(198, 51, 100, 1).into());
+        let b = Addr::from_ip(core::net::Ipv4Addr::new(198, 51, 100, 3).into());
+        assert!((source_hash(&a) ^ source_hash(&b)).count_ones() > 16);
+    }
+
+    #[test]
+    fn space_saving_takes_over_the_smallest_entry() {
+        let addr = |i: u8| Addr::from_ip(core::net::Ipv4Addr::new(203, 0, 113, i).into());
+        let mut t = [TopSource::default(); TOP_SOURCES];
+        for i in 1..=TOP_SOURCES as u8 {
+            top_source_add(&mut t, &addr(i), FAMILY_V4, false);
+        }
+        top_source_add(&mut t, &addr(1), FAMILY_V4, true);
+        // Full: 9 takes over the first entry with the smallest count (2's), inheriting it.
+        top_source_add(&mut t, &addr(9), FAMILY_V4, true);
+        assert_eq!((t[0].count, t[0].rate_limited), (2, 1));
+        assert_eq!(t[1].addr, addr(9));
+        assert_eq!((t[1].count, t[1].error, t[1].rate_limited), (2, 1, 1));
+        // Another family with the same bytes is another key.
+        let mut v6 = t[2].addr;
+        v6.0[1] = 0;
+        top_source_add(&mut t, &v6, FAMILY_V6, false);
+        assert_eq!(t[2].family, FAMILY_V6);
+        assert_eq!((t[2].count, t[2].error), (2, 1));
+        let mut p = [TopPort::default(); TOP_PORTS];
+        for port in [1u16, 2, 3, 4, 5, 6, 7, 8, 9] {
+            top_port_add(&mut p, port);
+        }
+        assert_eq!((p[0].port, p[0].count, p[0].error), (9, 2, 1));
+    }
+
+    #[test]
     fn token_bucket_survives_clock_going_backwards() {
         let mut b = TokenBucket {
             tokens: 0,
