@@ -156,15 +156,17 @@ fn spoofed_syn_flood_gives_one_flood_alert_per_group_and_window() {
         "{f}"
     );
     assert_eq!(ju(f, "/node_monitor/flood/events"), k.events, "{f}");
-    // Distinct sources: the HyperLogLog estimate, within 5% of the withheld connections
-    // (random sources almost never repeat); so the sources are likely spoofed.
+    // Distinct sources: the HyperLogLog estimate of the withheld connections' sources
+    // (random sources almost never repeat): its standard error is 1.6%, so 8% (five
+    // standard errors) keeps this test from flaking; the 5% bound at 1M sources is the
+    // unit test's, on a fixed set. So the sources are likely spoofed.
     let distinct = ju(f, "/node_monitor/flood/distinct_sources");
     let err = distinct.abs_diff(withheld) as f64 / withheld as f64;
     eprintln!(
         "distinct sources {distinct} for {withheld} withheld (error {:.2}%)",
         err * 100.0
     );
-    assert!(err <= 0.05, "{f}");
+    assert!(err <= 0.08, "{f}");
     assert_eq!(f["node_monitor"]["flood"]["spoofed_likely"], true, "{f}");
     // The only port, with every withheld connection.
     let ports = f["node_monitor"]["flood"]["top_ports"].as_array().unwrap();
