@@ -6,8 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use node_monitor_common::{
-    ACTION_WOULD_DROP, Addr, FloodTop, HLL_REGISTERS, IPPROTO_TCP as TCP_PROTO, TOP_PORTS,
-    TOP_SOURCES, TopPort, TopSource, hll_add, source_hash,
+    ACTION_PASS, ACTION_WOULD_DROP, Addr, EVENT_SAMPLED, Event, FloodTop, HLL_REGISTERS,
+    IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS, TOP_SOURCES, TopPort, TopSource,
+    hll_add, source_hash,
 };
 
 use crate::{
@@ -20,6 +21,7 @@ matrix!(
     group_budget_withholds_and_inserts_no_flow,
     source_budget_first_then_group_budget,
     summary_registers_and_top_tables,
+    allowed_sweep_traffic_spends_no_flagged_group_budget,
 );
 
 /// Egress only: once per family.
@@ -349,4 +351,93 @@ fn answers_counted_per_group(fam: Fam) {
         "{answers:?}"
     );
     h.assert_stats_zero("egress counts no group stats");
+}
+
+/// A NodePort range open to everyone and sweep-watched, beside the kubelet, with a group
+/// budget of 3 and no per-source limit.
+fn nodeport_yaml() -> String {
+    format!(
+        r#"
+groups:
+  kubelet:
+    protocols: [tcp]
+    ports: ["{KUBELET}"]
+    allow: ["203.0.113.0/24", "2001:db8:0:113::/64"]
+    action: monitor
+  nodeport:
+    protocols: [tcp, udp]
+    ports: ["30000-32767"]
+    allow: ["0.0.0.0/0", "::/0"]
+    action: monitor
+    detect_sweeps: true
+sampling:
+  allowed_flows_one_in: 0
+limits:
+  flows: 4096
+  sources: 256
+  allow_entries: 64
+  events_per_source_per_second: 0
+  events_per_group_per_second: 3
+"#
+    )
+}
+
+/// The group budget has a bucket for allowed events of its own: 10 allowed datagrams from
+/// 10 sources to a sweep-watched NodePort spend the nodeport group's allowed budget (3
+/// reported, 7 withheld, each still with its flow entry: allowed flows are never left out),
+/// and neither that nor anything else spends a group's flagged budget: 3 kubelet attempts
+/// from new sources are all reported.
+fn allowed_sweep_traffic_spends_no_flagged_group_budget(fam: Fam, prog: Prog) {
+    let mut h = Harness::yaml(&nodeport_yaml());
+    let mut want = Vec::new();
+    let mut np_bytes = 0;
+    for i in 0..10u16 {
+        let f = udp(denied_n(fam, i), fam.node(), 50000 + i, 30000);
+        run_expect(&h, prog, &f, prog.pass(), "NodePort datagram");
+        np_bytes += len(&f);
+        if i < 3 {
+            want.push(Event {
+                group: h.gid("nodeport"),
+                verdict: A,
+                action: ACTION_PASS,
+                ..event_for(EVENT_SAMPLED, prog, &f)
+            });
+        }
+    }
+    let mut k_bytes = 0;
+    for i in 0..3u16 {
+        let f = syn(fam, denied_n(fam, 20 + i), 44000 + i);
+        run_expect(&h, prog, &f, prog.pass(), "kubelet SYN");
+        k_bytes += len(&f);
+        want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+    }
+    let np = S {
+        packets: 10,
+        bytes: np_bytes,
+        new_conns: 10,
+        events: 3,
+        lost_group_budget: 7,
+        ..S::default()
+    };
+    let k = S {
+        packets: 3,
+        bytes: k_bytes,
+        new_conns: 3,
+        would_drop: 3,
+        events: 3,
+        ..S::default()
+    };
+    h.assert_stats(
+        "allowed group budget apart",
+        &[("nodeport", UDP, A, np), ("kubelet", TCP, D, k)],
+    );
+    assert_events("allowed group budget apart", &h.events(), &want);
+    for i in 0..10u16 {
+        let key = flow_key(denied_n(fam, i), fam.node(), 50000 + i, 30000, UDP_PROTO);
+        assert!(
+            h.flow(&key).is_some(),
+            "allowed datagram {i} keeps its flow entry"
+        );
+    }
+    assert_all_invariants("allowed group budget apart", &h);
 }
