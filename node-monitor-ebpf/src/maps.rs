@@ -66,6 +66,7 @@ pub static GROUP_BUDGET: Array<GroupBudget> = Array::with_max_entries(MAX_GROUPS
 
 /// Flood summary: a HyperLogLog sketch of the sources of withheld new connections, per
 /// group, per CPU (userspace merges the CPUs by register maximum and resets it per window).
+/// 4096 bytes × 64 group ids = 256 KiB per CPU.
 #[map]
 pub static FLOOD_HLL: PerCpuArray<HllRegisters> =
     PerCpuArray::with_max_entries(MAX_GROUPS as u32, 0);
