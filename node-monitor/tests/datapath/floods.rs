@@ -441,3 +441,44 @@ fn allowed_sweep_traffic_spends_no_flagged_group_budget(fam: Fam, prog: Prog) {
     }
     assert_all_invariants("allowed group budget apart", &h);
 }
+
+/// A config of `n` TCP groups `g1..gn` on ports 20001.., with `last` as the name of the
+/// last one, no allowlists.
+fn many_groups(n: u16, last: &str) -> String {
+    let mut y = String::from("groups:\n");
+    for i in 1..=n {
+        let name = if i == n {
+            last.to_owned()
+        } else {
+            format!("g{i}")
+        };
+        y.push_str(&format!(
+            "  {name}: {{ protocols: [tcp], ports: [\"{}\"], allow: [] }}\n",
+            20000 + i
+        ));
+    }
+    y.push_str("limits: { flows: 4096, sources: 256, allow_entries: 64 }\n");
+    y
+}
+
+/// A group id handed out anew (every other id taken, so the id of the group a reload
+/// removed) starts its answer counters from zero, like its group counters: the new group's
+/// first flood alert never carries the old group's answers.
+#[test]
+fn a_reused_group_id_starts_its_answers_from_zero() {
+    const N: u16 = 63;
+    let mut h = Harness::yaml(&many_groups(N, "old"));
+    let old = h.gid("old");
+    for sport in [20000 + N, 20000 + N] {
+        let f = tcp(Fam::V4.node(), Fam::V4.denied(), sport, 50000, SYN | ACK);
+        run_expect(&h, Prog::TcEgress, &f, TC_ACT_OK, "SYN-ACK");
+    }
+    assert_eq!(h.dp.flood_answers().unwrap()["old"].accepted, 2);
+    let cfg = node_monitor::config::Config::from_yaml(&many_groups(N, "new"), "reload")
+        .expect("reload config");
+    h.dp.apply_config(&cfg, &[]).expect("apply_config");
+    assert_eq!(h.gid("new"), old, "the only free id is the removed group's");
+    let answers = h.dp.flood_answers().unwrap();
+    assert!(!answers.contains_key("old"));
+    assert_eq!(answers["new"].accepted, 0, "{answers:?}");
+}
