@@ -6,7 +6,11 @@
 //! sources (with how many of theirs the source's own budget withheld), and its destination
 //! port into a space-saving table of the top ports. Only the withheld path pays for this
 //! (one hash, one register, two scans of 8 entries); the unwatched-port fast path and every
-//! event that is sent never reach it. The egress program counts the node's answers per group
+//! event that is sent never reach it. Events lost to a full ring buffer are not summarised
+//! (they are counted; the ring is full because events are being sent). The choice of
+//! "withheld" rather than "every denied new connection while over budget": the summary then
+//! describes exactly what no event reports, and a source's attempts withheld by its own
+//! budget are attributed to it even when its group is far from the group budget. The egress program counts the node's answers per group
 //! ([`count_answer`]). Userspace merges the per-CPU copies and resets the sketches at the end
 //! of each flood window (the answers are cumulative counters it diffs).
 use node_monitor_common::{
