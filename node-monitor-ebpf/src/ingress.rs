@@ -10,12 +10,12 @@ use node_monitor_common::{
 use crate::{
     Meta,
     allow::is_allowed,
-    budget::take_budget,
+    budget::{Budget, take_budget},
     count_reason,
     emit::{EventFacts, emit},
     maps::{FLOWS, GROUP_STATS, SETTINGS},
     parse::{self, Packet, Reason},
-    port_group, revoke,
+    port_group, revoke, summary,
 };
 
 /// The shared ingress path: classify, count, detect new connections, emit events.
@@ -142,7 +142,11 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     } else {
         OPENER_PROBE
     };
-    let is_new = match FLOWS.get_ptr_mut(&key) {
+    // The flow entry is looked up now but inserted only once the budgets have decided: a
+    // denied source past its budget inserts nothing, so that a flood of spoofed sources
+    // cannot evict the entries of real flows from the LRU table.
+    let entry = FLOWS.get_ptr_mut(&key);
+    let is_new = match entry {
         Some(f) => {
             // SAFETY: a map value pointer; racing updates of these plain fields are benign.
             let f = unsafe { &mut *f };
@@ -170,25 +174,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
             }
             new
         }
-        None => {
-            let state = FlowState {
-                first_ns: now,
-                last_ns: now,
-                group,
-                verdict,
-                flagged,
-                answer: ANSWER_NONE,
-                opener,
-                _pad0: 0,
-                _pad1: 0,
-                isn: l4.seq,
-                generation: settings.generation,
-            };
-            if FLOWS.insert(&key, &state, 0).is_err() {
-                count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
-            }
-            true
-        }
+        None => true,
     };
     if !is_new {
         return Ok(action);
@@ -196,8 +182,9 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     stats.new_conns += 1;
 
     // Denied: always reported, under the source's flagged budget (and the first of each group
-    // in a window whatever that budget says). Allowed: reported when 1-in-N sampling picks
-    // it, or always (under the source's allowed budget) in a sweep-watched group.
+    // in a window whatever that budget says) and the group's node-wide flagged budget.
+    // Allowed: reported when 1-in-N sampling picks it, or always (under the source's and the
+    // group's allowed budgets) in a sweep-watched group.
     let mut sampled = 0u8;
     if verdict == VERDICT_ALLOWED {
         let n = settings.sample_one_in;
@@ -206,12 +193,41 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         }
     }
     let sweep_watched = group < 64 && settings.sweep_mask & (1u64 << group) != 0;
-    if verdict == VERDICT_DENIED || sweep_watched {
-        if !take_budget(l3.family, &src, now, settings, group, flagged != 0) {
-            stats.lost_rate_limited += 1;
-            return Ok(action);
+    let budget = if verdict == VERDICT_DENIED || sweep_watched {
+        take_budget(l3.family, &src, now, settings, group, flagged != 0)
+    } else {
+        Budget::Send
+    };
+    // A denied source past a budget inserts nothing; every other new 5-tuple gets its entry.
+    if entry.is_none() && (budget == Budget::Send || verdict == VERDICT_ALLOWED) {
+        let state = FlowState {
+            first_ns: now,
+            last_ns: now,
+            group,
+            verdict,
+            flagged,
+            answer: ANSWER_NONE,
+            opener,
+            _pad0: 0,
+            _pad1: 0,
+            isn: l4.seq,
+            generation: settings.generation,
+        };
+        if FLOWS.insert(&key, &state, 0).is_err() {
+            count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
         }
-    } else if sampled == 0 {
+    }
+    if budget != Budget::Send {
+        let rate_limited = budget == Budget::RateLimited;
+        if rate_limited {
+            stats.lost_rate_limited += 1;
+        } else {
+            stats.lost_group_budget += 1;
+        }
+        summary::withheld(group, l3.family, &src, l4.dst_port, rate_limited);
+        return Ok(action);
+    }
+    if verdict == VERDICT_ALLOWED && !sweep_watched && sampled == 0 {
         stats.sampled_out += 1;
         return Ok(action);
     }

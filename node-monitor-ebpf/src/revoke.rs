@@ -8,9 +8,10 @@ use node_monitor_common::{
 
 use crate::{
     Meta,
-    budget::take_budget,
+    budget::{Budget, take_budget},
     emit::{EventFacts, emit},
     parse::{L3, L4},
+    summary,
 };
 
 /// Called for a packet of flow `f` whose source is denied now. True once per flow: when the
@@ -34,7 +35,8 @@ pub(crate) fn revoked(f: &mut FlowState, generation: u32) -> bool {
 
 /// Reports a revoked flow as a flagged connection of its own: counted in `new_conns` of the
 /// denied entry `stats`, under the source's flagged budget (the first of each group in a
-/// window always goes out), so the counter identity holds.
+/// window always goes out) and the group's, withheld ones summarised like any other, so the
+/// counter identity holds.
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
@@ -52,9 +54,18 @@ pub(crate) fn report(
     action: u8,
 ) {
     stats.new_conns += 1;
-    if !take_budget(key.family, &key.src_addr, now, settings, group, true) {
-        stats.lost_rate_limited += 1;
-        return;
+    match take_budget(key.family, &key.src_addr, now, settings, group, true) {
+        Budget::Send => {}
+        Budget::RateLimited => {
+            stats.lost_rate_limited += 1;
+            summary::withheld(group, key.family, &key.src_addr, key.dst_port, true);
+            return;
+        }
+        Budget::OverGroup => {
+            stats.lost_group_budget += 1;
+            summary::withheld(group, key.family, &key.src_addr, key.dst_port, false);
+            return;
+        }
     }
     let ev = EventFacts {
         kind: EVENT_REVOKED,

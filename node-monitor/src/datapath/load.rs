@@ -91,6 +91,9 @@ impl Datapath {
             |name: &str| (!adopted.contains(name)).then(|| vec![0u8; PORT_TABLE_ENTRIES as usize]);
         let ports_shadow = [fresh(map_name::PORTS_TCP), fresh(map_name::PORTS_UDP)];
         let (flows, flow_counter) = super::counters::take_flows(&mut ebpf)?;
+        let flood_hll = take_map!(ebpf, map_name::FLOOD_HLL);
+        let flood_top = take_map!(ebpf, map_name::FLOOD_TOP);
+        let flood_answers = take_map!(ebpf, map_name::FLOOD_ANSWERS);
         let mut dp = Datapath {
             ports_shadow,
             group_names,
@@ -109,6 +112,9 @@ impl Datapath {
             ids: prev_ids,
             limits,
             links: Vec::new(),
+            flood_hll,
+            flood_top,
+            flood_answers,
         };
         if !adopted.contains(map_name::SETTINGS) && adopted.contains(map_name::VERDICTS) {
             // A new settings slot would start its generations at 1, where an earlier run

@@ -86,6 +86,7 @@ impl Datapath {
         }
         // 2. New ids start from zero, whatever an old group under the same id left behind.
         self.reset_group_counters(plan.fresh)?;
+        self.reset_flood_state(plan.fresh)?;
         // 3. Allowlist entries in before any port sends a packet to their group (stale ones
         //    out first where old and new do not fit at once).
         let [v4_beside, v6_beside] = plan.beside;
@@ -303,6 +304,8 @@ fn settings_for(cfg: &Config, ids: &GroupIds, prev_generation: u32, sources: u32
         events_per_sec: cfg.limits.events_per_source_per_second,
         generation: prev_generation.wrapping_add(1).max(1),
         source_slot_mask: source_slots(sources) - 1,
+        events_per_group: cfg.limits.events_per_group_per_second,
+        _pad0: 0,
     }
 }
 
@@ -528,6 +531,7 @@ groups:
         assert_eq!(s.flow_idle_ns, cfg.limits.flow_idle_timeout_ms * 1_000_000);
         assert_eq!(s.sample_one_in, cfg.sampling.allowed_flows_one_in);
         assert_eq!(s.events_per_sec, cfg.limits.events_per_source_per_second);
+        assert_eq!(s.events_per_group, cfg.limits.events_per_group_per_second);
         // The generation wraps past 0: 0 would match an entry cached before any config.
         assert_eq!(settings_for(&cfg, &ids, u32::MAX, 1000).generation, 1);
         assert_eq!(settings_for(&cfg, &ids, 0, 1000).generation, 1);

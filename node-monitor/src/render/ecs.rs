@@ -442,7 +442,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
+        detect::fixture::{
+            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep,
+        },
         record::fixture::{CID, sampled},
         render::check,
     };
@@ -472,8 +474,8 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        // Connection rules are at version 2, sweeps and floods at 1.
-        let version = if v["rule"]["id"] == "NM-1010" || v["rule"]["id"] == "NM-1020" {
+        // Connection rules and floods are at version 2, sweeps at 1.
+        let version = if v["rule"]["id"] == "NM-1010" {
             "1"
         } else {
             "2"
@@ -610,6 +612,50 @@ mod tests {
             json!({ "scope": "node", "rate_limited": 260, "ringbuf_full": 7, "window_s": 10 })
         );
         assert_eq!(v["node_monitor"]["suppressed_count"], 0);
+    }
+
+    /// Issue 9: a group's NM-1020 carries its flood summary under `node_monitor.flood`, and
+    /// its group in `node_monitor.port_group`.
+    #[test]
+    fn group_flood_fields() {
+        let v = doc(&OutputItem::Alert(group_flood()));
+        alert_common(&v);
+        assert_eq!(v["event"]["action"], "event-flood");
+        assert_eq!(v["rule"]["id"], "NM-1020");
+        assert!(v.get("source").is_none() && v.get("network").is_none());
+        assert_eq!(v["node_monitor"]["port_group"], "kubelet");
+        assert_eq!(
+            v["node_monitor"]["flood"],
+            json!({
+                "scope": "group",
+                "rate_limited": 12,
+                "ringbuf_full": 8,
+                "window_s": 10,
+                "group_budget": 3880,
+                "withheld": 3892,
+                "new_connections": 4000,
+                "events": 100,
+                "distinct_sources": 3850,
+                "spoofed_likely": true,
+                "top_sources": [
+                    { "ip": "203.0.113.7", "withheld": 14, "rate_limited": 12 },
+                    { "ip": "2001:db8::9", "withheld": 2, "rate_limited": 0 }
+                ],
+                "top_ports": [
+                    { "port": 10250, "withheld": 3890 },
+                    { "port": 10251, "withheld": 2 }
+                ],
+                "window_start": "2024-05-01T11:59:50.123456Z",
+                "window_end": "2024-05-01T12:00:00.123456Z",
+                "answered": { "accepted": 5, "refused": 2 }
+            })
+        );
+        assert_eq!(
+            v["message"],
+            "event limits reached (flood): group kubelet: 4000 new connections within 10s, 100 reported, 12 withheld by the \
+             per-source limit, 3880 by the group budget, 8 lost to a full ring buffer; about 3850 \
+             distinct sources (spoofed likely); the node accepted 5 and refused 2."
+        );
     }
 
     #[test]

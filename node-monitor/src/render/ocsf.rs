@@ -391,7 +391,7 @@ enum Evidence<'a> {
         connection_info: ConnectionInfo,
     },
     /// A flood: no connection, its counts.
-    Data { data: Option<FloodDoc> },
+    Data { data: Option<FloodDoc<'a>> },
 }
 
 #[derive(Serialize)]
@@ -599,7 +599,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
+        detect::fixture::{
+            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep,
+        },
         record::{
             TcpFlags,
             fixture::{CID, TIME_MS as T_MS, sampled},
@@ -635,11 +637,7 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["uid"], rule_id);
         assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
-        let version = if rule_id == "NM-1010" || rule_id == "NM-1020" {
-            "1"
-        } else {
-            "2"
-        };
+        let version = if rule_id == "NM-1010" { "1" } else { "2" };
         assert_eq!(v["finding_info"]["analytic"]["version"], version);
         assert_eq!(
             v["finding_info"]["title"],
@@ -753,6 +751,40 @@ mod tests {
             json!({ "scope": "node", "rate_limited": 260, "ringbuf_full": 7, "window_s": 10 })
         );
         assert_eq!(v["evidences"][0]["data"]["rate_limited"], 260);
+    }
+
+    /// Issue 9: a group's NM-1020: the summary in `unmapped.node_monitor.flood` and in the
+    /// evidence's `data`, the group in `unmapped.node_monitor.port_group`.
+    #[test]
+    fn group_flood_fields() {
+        let v = doc(&OutputItem::Alert(group_flood()));
+        finding(&v, 1, 3, "NM-1020");
+        let want = json!({
+            "scope": "group",
+            "rate_limited": 12,
+            "ringbuf_full": 8,
+            "window_s": 10,
+            "group_budget": 3880,
+            "withheld": 3892,
+            "new_connections": 4000,
+            "events": 100,
+            "distinct_sources": 3850,
+            "spoofed_likely": true,
+            "top_sources": [
+                { "ip": "203.0.113.7", "withheld": 14, "rate_limited": 12 },
+                { "ip": "2001:db8::9", "withheld": 2, "rate_limited": 0 }
+            ],
+            "top_ports": [
+                { "port": 10250, "withheld": 3890 },
+                { "port": 10251, "withheld": 2 }
+            ],
+            "window_start": "2024-05-01T11:59:50.123456Z",
+            "window_end": "2024-05-01T12:00:00.123456Z",
+            "answered": { "accepted": 5, "refused": 2 }
+        });
+        assert_eq!(v["unmapped"]["node_monitor"]["flood"], want);
+        assert_eq!(v["unmapped"]["node_monitor"]["port_group"], "kubelet");
+        assert_eq!(v["evidences"][0]["data"], want);
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod setup;
 
 mod cli;
 mod enforcement;
+mod floods;
 mod formats;
 mod hotplug;
 mod integrity;
