@@ -2,11 +2,10 @@
 //! from either end has the same id.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use node_monitor::render::community_id::community_id_v1;
+use node_monitor_fuzz::ip;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -17,14 +16,6 @@ struct Input {
     proto: u8,
     sport: u16,
     dport: u16,
-}
-
-fn ip(v6: bool, b: [u8; 16]) -> IpAddr {
-    if v6 {
-        Ipv6Addr::from(b).into()
-    } else {
-        Ipv4Addr::new(b[0], b[1], b[2], b[3]).into()
-    }
 }
 
 fuzz_target!(|i: Input| {

@@ -1,12 +1,9 @@
 //! The three renderers on arbitrary records: ECS and OCSF written by hand must be valid JSON
 //! equal to their serde documents; a CEF line is one line, with its header's seven
-//! separators and every extension key followed by `=`.
+//! unescaped separators.
 #![no_main]
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +13,7 @@ use node_monitor::{
     record::{self, Action, Answer, Family, Hook, TcpFlags, Verdict},
     render::{self, Observer},
 };
+use node_monitor_fuzz::ip;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -37,14 +35,6 @@ struct Input {
     vlan: Vec<u16>,
     len: u32,
     time_us: u64,
-}
-
-fn ip(v6: bool, b: [u8; 16]) -> IpAddr {
-    if v6 {
-        Ipv6Addr::from(b).into()
-    } else {
-        Ipv4Addr::new(b[0], b[1], b[2], b[3]).into()
-    }
 }
 
 fuzz_target!(|i: Input| {

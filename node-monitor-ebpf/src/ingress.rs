@@ -1,10 +1,10 @@
 //! The ingress path shared by XDP and tc ingress.
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use node_monitor_common::{
-    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, EVENT_FLAGGED, EVENT_SAMPLED,
-    FlowKey, FlowState, GROUP_NONE, IPPROTO_TCP, IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP,
-    PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn,
-    stats_index, tcp_starts_attempt,
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, Addr, EVENT_FLAGGED,
+    EVENT_SAMPLED, FlowKey, FlowState, GROUP_NONE, GroupStats, IPPROTO_TCP, IPPROTO_UDP,
+    OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST,
+    VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn, stats_index, tcp_starts_attempt,
 };
 
 use crate::{
@@ -12,7 +12,7 @@ use crate::{
     allow::is_allowed,
     budget::{Budget, take_budget},
     count_reason,
-    emit::{EventFacts, emit},
+    emit::{EventFacts, send},
     maps::{FLOWS, GROUP_STATS, SETTINGS},
     parse::{self, Packet, Reason},
     port_group, revoke, summary,
@@ -115,7 +115,6 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         return Ok(action);
     }
     let dst = parse::address(pkt, &l3, true)?;
-    let now = unsafe { bpf_ktime_get_ns() };
     let key = FlowKey {
         src_addr: src,
         dst_addr: dst,
@@ -125,15 +124,16 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         family: l3.family,
         _pad: 0,
     };
-    if !candidate {
-        if let Some(f) = FLOWS.get_ptr_mut(&key) {
-            // SAFETY: a map value pointer; racing updates of these plain fields are benign.
-            if revoke::revoked(unsafe { &mut *f }, settings.generation) {
-                revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
-            }
-        }
-        return Ok(action);
-    }
+    // The flow entry is looked up now but inserted only once the budgets have decided: a
+    // denied source past its budget inserts nothing, so that a flood of spoofed sources
+    // cannot evict the entries of real flows from the LRU table.
+    let entry = FLOWS.get_ptr_mut(&key);
+    // A candidate needs the clock at once; another segment only if it reveals a revoked flow.
+    let mut now = if candidate {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
     let flagged = u8::from(verdict == VERDICT_DENIED);
     let opener = if l3.proto == IPPROTO_UDP {
         OPENER_UDP
@@ -142,41 +142,51 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     } else {
         OPENER_PROBE
     };
-    // The flow entry is looked up now but inserted only once the budgets have decided: a
-    // denied source past its budget inserts nothing, so that a flood of spoofed sources
-    // cannot evict the entries of real flows from the LRU table.
-    let entry = FLOWS.get_ptr_mut(&key);
+    // A denied packet of a flow opened while its source was allowed: reported once, below.
+    let mut revoked_flow = false;
     let is_new = match entry {
         Some(f) => {
             // SAFETY: a map value pointer; racing updates of these plain fields are benign.
             let f = unsafe { &mut *f };
-            let idle = now.saturating_sub(f.last_ns) > settings.flow_idle_ns;
-            let new = if l3.proto == IPPROTO_UDP {
-                idle
+            if candidate {
+                let idle = now.saturating_sub(f.last_ns) > settings.flow_idle_ns;
+                let new = if l3.proto == IPPROTO_UDP {
+                    idle
+                } else {
+                    tcp_starts_attempt(
+                        l4.tcp_flags,
+                        Some((idle, f.opener, f.answer, f.isn == l4.seq)),
+                    )
+                };
+                f.last_ns = now;
+                if new {
+                    f.first_ns = now;
+                    f.group = group;
+                    f.verdict = verdict;
+                    f.flagged = flagged;
+                    f.answer = ANSWER_NONE;
+                    f.opener = opener;
+                    f.isn = l4.seq;
+                    f.generation = settings.generation;
+                } else if verdict == VERDICT_DENIED {
+                    revoked_flow = revoke::revoked(f, settings.generation);
+                }
+                new
             } else {
-                tcp_starts_attempt(
-                    l4.tcp_flags,
-                    Some((idle, f.opener, f.answer, f.isn == l4.seq)),
-                )
-            };
-            f.last_ns = now;
-            if new {
-                f.first_ns = now;
-                f.group = group;
-                f.verdict = verdict;
-                f.flagged = flagged;
-                f.answer = ANSWER_NONE;
-                f.opener = opener;
-                f.isn = l4.seq;
-                f.generation = settings.generation;
-            } else if verdict == VERDICT_DENIED && revoke::revoked(f, settings.generation) {
-                revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
+                // Only denied segments get here (allowed ones returned above).
+                revoked_flow = revoke::revoked(f, settings.generation);
+                false
             }
-            new
         }
-        None => true,
+        None => candidate,
     };
     if !is_new {
+        if revoked_flow {
+            if now == 0 {
+                now = unsafe { bpf_ktime_get_ns() };
+            }
+            revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
+        }
         return Ok(action);
     }
     stats.new_conns += 1;
@@ -217,14 +227,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
             count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
         }
     }
-    if budget != Budget::Send {
-        let rate_limited = budget == Budget::RateLimited;
-        if rate_limited {
-            stats.lost_rate_limited += 1;
-        } else {
-            stats.lost_group_budget += 1;
-        }
-        summary::withheld(group, l3.family, &src, l4.dst_port, rate_limited);
+    if withheld(budget, stats, group, l3.family, &src, l4.dst_port) {
         return Ok(action);
     }
     if verdict == VERDICT_ALLOWED && !sweep_watched && sampled == 0 {
@@ -244,10 +247,32 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         answer: ANSWER_NONE,
         sampled,
     };
-    if emit(meta, &l3, &l4, &key, now, &ev) {
-        stats.events += 1;
-    } else {
-        stats.lost_ringbuf_full += 1;
-    }
+    send(meta, &l3, &l4, &key, now, &ev, stats);
     Ok(action)
+}
+
+/// Counts an event that `budget` withholds (by reason) and summarises it for the flood
+/// alert; true when it was withheld.
+#[inline(always)]
+pub(crate) fn withheld(
+    budget: Budget,
+    stats: &mut GroupStats,
+    group: u8,
+    family: u8,
+    src: &Addr,
+    dst_port: u16,
+) -> bool {
+    let rate_limited = match budget {
+        Budget::Send => return false,
+        Budget::RateLimited => {
+            stats.lost_rate_limited += 1;
+            true
+        }
+        Budget::OverGroup => {
+            stats.lost_group_budget += 1;
+            false
+        }
+    };
+    summary::withheld(group, family, src, dst_port, rate_limited);
+    true
 }

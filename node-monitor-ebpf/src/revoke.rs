@@ -8,10 +8,10 @@ use node_monitor_common::{
 
 use crate::{
     Meta,
-    budget::{Budget, take_budget},
-    emit::{EventFacts, emit},
+    budget::take_budget,
+    emit::{EventFacts, send},
+    ingress::withheld,
     parse::{L3, L4},
-    summary,
 };
 
 /// Called for a packet of flow `f` whose source is denied now. True once per flow: when the
@@ -40,7 +40,7 @@ pub(crate) fn revoked(f: &mut FlowState, generation: u32) -> bool {
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
-    reason = "inlined into the one caller; a struct would be built on the 512-byte BPF stack"
+    reason = "inlined; a struct would be built on the 512-byte BPF stack"
 )]
 pub(crate) fn report(
     meta: &Meta,
@@ -54,18 +54,16 @@ pub(crate) fn report(
     action: u8,
 ) {
     stats.new_conns += 1;
-    match take_budget(key.family, &key.src_addr, now, settings, group, true) {
-        Budget::Send => {}
-        Budget::RateLimited => {
-            stats.lost_rate_limited += 1;
-            summary::withheld(group, key.family, &key.src_addr, key.dst_port, true);
-            return;
-        }
-        Budget::OverGroup => {
-            stats.lost_group_budget += 1;
-            summary::withheld(group, key.family, &key.src_addr, key.dst_port, false);
-            return;
-        }
+    let budget = take_budget(key.family, &key.src_addr, now, settings, group, true);
+    if withheld(
+        budget,
+        stats,
+        group,
+        key.family,
+        &key.src_addr,
+        key.dst_port,
+    ) {
+        return;
     }
     let ev = EventFacts {
         kind: EVENT_REVOKED,
@@ -75,9 +73,5 @@ pub(crate) fn report(
         answer: ANSWER_NONE,
         sampled: 0,
     };
-    if emit(meta, l3, l4, key, now, &ev) {
-        stats.events += 1;
-    } else {
-        stats.lost_ringbuf_full += 1;
-    }
+    send(meta, l3, l4, key, now, &ev, stats);
 }

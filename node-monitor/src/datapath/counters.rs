@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuValues},
+    maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{ProgramError, ProgramInfo, SchedClassifier, Xdp},
     util::nr_cpus,
 };
@@ -20,7 +20,7 @@ use node_monitor_common::{
 };
 use tracing::warn;
 
-use super::{Datapath, DatapathError, Hook, Result};
+use super::{Datapath, DatapathError, GroupIds, Hook, Result};
 use crate::config::Protocol;
 
 /// Counters of one (group, protocol, verdict), summed over CPUs.
@@ -34,7 +34,7 @@ pub struct GroupCounters {
 
 /// The `GROUP_STATS` slots of one group, in the order [`Datapath::group_counters`] lists
 /// them: (protocol, its index in `stats_index`, verdict).
-pub(super) const GROUP_SLOTS: [(Protocol, u32, u8); 4] = [
+const GROUP_SLOTS: [(Protocol, u32, u8); 4] = [
     (Protocol::Tcp, PROTO_IDX_TCP, VERDICT_ALLOWED),
     (Protocol::Tcp, PROTO_IDX_TCP, VERDICT_DENIED),
     (Protocol::Udp, PROTO_IDX_UDP, VERDICT_ALLOWED),
@@ -48,32 +48,40 @@ pub(super) fn stats_indexes(id: u8) -> impl Iterator<Item = u32> {
         .map(move |(_, pidx, verdict)| stats_index(id, pidx, verdict))
 }
 
+/// The counters of every group in `ids`, per protocol and verdict, summed over CPUs: of the
+/// running data path, or of the maps an earlier daemon pinned.
+pub(super) fn summed_counters(
+    stats: &PerCpuArray<MapData, GroupStats>,
+    ids: &GroupIds,
+) -> Result<Vec<GroupCounters>> {
+    let mut out = Vec::new();
+    for (name, id) in ids.iter() {
+        for (proto, pidx, verdict) in GROUP_SLOTS {
+            let per_cpu = stats
+                .get(&stats_index(id, pidx, verdict), 0)
+                .map_err(|error| DatapathError::Map {
+                    name: map_name::GROUP_STATS,
+                    error,
+                })?;
+            let mut sum = GroupStats::default();
+            for s in per_cpu.iter() {
+                sum.accumulate(s);
+            }
+            out.push(GroupCounters {
+                group: name.to_owned(),
+                proto,
+                verdict,
+                stats: sum,
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl Datapath {
     /// Counters for every configured group, protocol and verdict, summed over CPUs.
     pub fn group_counters(&self) -> Result<Vec<GroupCounters>> {
-        let mut out = Vec::new();
-        for (name, id) in self.ids.iter() {
-            for (proto, pidx, verdict) in GROUP_SLOTS {
-                let per_cpu =
-                    self.stats
-                        .get(&stats_index(id, pidx, verdict), 0)
-                        .map_err(|error| DatapathError::Map {
-                            name: map_name::GROUP_STATS,
-                            error,
-                        })?;
-                let mut sum = GroupStats::default();
-                for s in per_cpu.iter() {
-                    sum.accumulate(s);
-                }
-                out.push(GroupCounters {
-                    group: name.to_owned(),
-                    proto,
-                    verdict,
-                    stats: sum,
-                });
-            }
-        }
-        Ok(out)
+        summed_counters(&self.stats, &self.ids)
     }
 
     /// Zeroes every counter of the groups `ids` (ids newly handed out: they start from zero,

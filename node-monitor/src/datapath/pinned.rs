@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use aya::maps::{Array, Map, MapData, PerCpuArray};
-use node_monitor_common::{GroupName, GroupStats, map_name, stats_index};
+use node_monitor_common::{GroupName, GroupStats, map_name};
 
 use super::{
     DatapathError, GroupIds, Result,
-    counters::{GROUP_SLOTS, GroupCounters},
+    counters::{GroupCounters, summed_counters},
 };
 
 fn open(dir: &Path, name: &'static str) -> Result<MapData> {
@@ -32,27 +32,5 @@ pub fn pinned_group_counters(dir: &Path) -> Result<Vec<GroupCounters>> {
                 error,
             },
         )?;
-    let ids = GroupIds::read(&names)?;
-    let mut out = Vec::new();
-    for (name, id) in ids.iter() {
-        for (proto, pidx, verdict) in GROUP_SLOTS {
-            let per_cpu = stats
-                .get(&stats_index(id, pidx, verdict), 0)
-                .map_err(|error| DatapathError::Map {
-                    name: map_name::GROUP_STATS,
-                    error,
-                })?;
-            let mut sum = GroupStats::default();
-            for s in per_cpu.iter() {
-                sum.accumulate(s);
-            }
-            out.push(GroupCounters {
-                group: name.to_owned(),
-                proto,
-                verdict,
-                stats: sum,
-            });
-        }
-    }
-    Ok(out)
+    summed_counters(&stats, &GroupIds::read(&names)?)
 }

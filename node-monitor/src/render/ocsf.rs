@@ -759,29 +759,7 @@ mod tests {
     fn group_flood_fields() {
         let v = doc(&OutputItem::Alert(group_flood()));
         finding(&v, 1, 3, "NM-1020");
-        let want = json!({
-            "scope": "group",
-            "rate_limited": 12,
-            "ringbuf_full": 8,
-            "window_s": 10,
-            "group_budget": 3880,
-            "withheld": 3892,
-            "new_connections": 4000,
-            "events": 100,
-            "distinct_sources": 3850,
-            "spoofed_likely": true,
-            "top_sources": [
-                { "ip": "203.0.113.7", "withheld": 14, "rate_limited": 12 },
-                { "ip": "2001:db8::9", "withheld": 2, "rate_limited": 0 }
-            ],
-            "top_ports": [
-                { "port": 10250, "withheld": 3890 },
-                { "port": 10251, "withheld": 2 }
-            ],
-            "window_start": "2024-05-01T11:59:50.123456Z",
-            "window_end": "2024-05-01T12:00:00.123456Z",
-            "answered": { "accepted": 5, "refused": 2 }
-        });
+        let want = check::group_flood_facts();
         assert_eq!(v["unmapped"]["node_monitor"]["flood"], want);
         assert_eq!(v["unmapped"]["node_monitor"]["port_group"], "kubelet");
         assert_eq!(v["evidences"][0]["data"], want);
