@@ -5,7 +5,7 @@
 //! printed text is loaded again. Loopback traffic is left alone (node-monitor does not watch
 //! `lo` either: the node talking to itself). Printed for review, never applied by
 //! node-monitor.
-use std::{fmt::Write as _, net::IpAddr};
+use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
@@ -183,30 +183,6 @@ pub fn render(cfg: &Config, node_subnets: &[IpNet], format: Format, origin: &str
     s
 }
 
-/// Is `src` allowed to reach `port`/`proto` by these rules? The rules' own semantics, for
-/// tests and for reading the printed text back: the first group that watches the port
-/// decides.
-#[must_use]
-pub fn allows(
-    cfg: &Config,
-    node_subnets: &[IpNet],
-    proto: Protocol,
-    port: u16,
-    src: IpAddr,
-) -> bool {
-    for g in per_group(cfg, node_subnets) {
-        if g.group.protocols.contains(&proto)
-            && g.group
-                .ports
-                .iter()
-                .any(|r| (r.start..=r.end).contains(&port))
-        {
-            return g.v4.iter().chain(&g.v6).any(|n| n.contains(&src));
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,51 +246,6 @@ mod tests {
         assert!(
             t.contains("\t\tudp dport 30000-32767 drop comment \"nodeport drop\"\n"),
             "{t}"
-        );
-    }
-
-    #[test]
-    fn allows_follows_the_allowlists() {
-        let c = cfg();
-        let s = subnets();
-        assert!(allows(
-            &c,
-            &s,
-            Protocol::Tcp,
-            10250,
-            "198.51.100.7".parse().unwrap()
-        ));
-        assert!(!allows(
-            &c,
-            &s,
-            Protocol::Tcp,
-            10250,
-            "203.0.113.7".parse().unwrap()
-        ));
-        assert!(allows(
-            &c,
-            &s,
-            Protocol::Tcp,
-            10250,
-            "2001:db8:1::9".parse().unwrap()
-        ));
-        assert!(!allows(
-            &c,
-            &s,
-            Protocol::Tcp,
-            2380,
-            "198.51.100.7".parse().unwrap()
-        ));
-        assert!(allows(
-            &c,
-            &s,
-            Protocol::Udp,
-            31000,
-            "203.0.113.7".parse().unwrap()
-        ));
-        assert!(
-            allows(&c, &s, Protocol::Tcp, 8080, "203.0.113.7".parse().unwrap()),
-            "unwatched"
         );
     }
 }

@@ -160,7 +160,7 @@ fn main() -> ExitCode {
             ifaces,
             pin_dir,
         } => {
-            let (cfg, subnets) = match config_and_subnets(config.as_deref(), ifaces) {
+            let (cfg, _, subnets) = match config_and_subnets(config.as_deref(), ifaces) {
                 Ok(x) => x,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -171,7 +171,7 @@ fn main() -> ExitCode {
                 kubelet_config,
                 apiserver_manifest,
                 config: cfg,
-                node_subnets: subnets.1,
+                node_subnets: subnets,
                 pin_dir: Some(pin_dir),
                 ..node_monitor::posture::Options::default()
             };
@@ -256,7 +256,7 @@ fn firewall(
     config: Option<&std::path::Path>,
     ifaces: Vec<String>,
 ) -> anyhow::Result<String> {
-    let (cfg, (origin, subnets)) = config_and_subnets(config, ifaces)?;
+    let (cfg, origin, subnets) = config_and_subnets(config, ifaces)?;
     Ok(node_monitor::firewall::render(
         &cfg, &subnets, format, &origin,
     ))
@@ -268,7 +268,7 @@ fn firewall(
 fn config_and_subnets(
     config: Option<&std::path::Path>,
     ifaces: Vec<String>,
-) -> anyhow::Result<(Config, (String, Vec<ipnet::IpNet>))> {
+) -> anyhow::Result<(Config, String, Vec<ipnet::IpNet>)> {
     let (cfg, origin) = match config {
         Some(p) => (Config::load(p)?, p.display().to_string()),
         None => (
@@ -290,7 +290,7 @@ fn config_and_subnets(
             "warning: node-subnets resolves to nothing (interfaces {names:?}): groups that allow node-subnets allow no source; name the node's interfaces with --iface"
         );
     }
-    Ok((cfg, (origin, subnets)))
+    Ok((cfg, origin, subnets))
 }
 
 fn run_daemon(opts: daemon::RunOptions) -> anyhow::Result<()> {

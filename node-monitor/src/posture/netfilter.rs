@@ -115,15 +115,9 @@ fn parse_rule(args: &[&str]) -> Rule {
             "-p" | "--protocol" => r.proto = Some(next.to_owned()),
             "-s" | "--source" => r.source_restricted |= !negate,
             "-d" | "--destination" => {}
-            "-i" | "--in-interface" => {
-                if next == "lo" && !negate {
-                    r.in_iface_lo = true;
-                } else if negate {
-                    // `! -i lo`: every other interface, outside traffic included.
-                } else {
-                    // Another interface: it may be the one outside traffic arrives on.
-                }
-            }
+            // Only `lo` keeps outside traffic out: any other interface may be the one it
+            // arrives on, and `! -i lo` takes it in.
+            "-i" | "--in-interface" => r.in_iface_lo |= next == "lo" && !negate,
             "-m" | "--match" => match next {
                 "tcp" | "udp" | "multiport" | "comment" | "conntrack" | "state" => {}
                 _ => r.unknown = true,
@@ -150,17 +144,12 @@ fn parse_rule(args: &[&str]) -> Rule {
                 }
             }
             "-j" | "--jump" | "-g" | "--goto" => r.target = Some(next.to_owned()),
-            "--sport" | "--sports" | "--source-port" | "--source-ports" | "--tcp-flags"
-            | "--syn" => {
-                // Flags and source ports: a new connection may or may not match.
+            "--syn" => took = 1,
+            // Flags and source ports: a new connection may or may not match.
+            "--sport" | "--sports" | "--source-port" | "--source-ports" => r.unknown = true,
+            "--tcp-flags" => {
                 r.unknown = true;
-                if a == "--syn" {
-                    took = 1;
-                    r.unknown = false;
-                }
-                if a == "--tcp-flags" {
-                    took = 3;
-                }
+                took = 3;
             }
             "--reject-with" | "--log-prefix" | "--log-level" | "--to-ports" | "--set-mark" => {}
             _ => {
@@ -231,10 +220,7 @@ impl Iptables {
             let m = r.matches(proto, port);
             let target = r.target.as_deref().unwrap_or("");
             match (m, target) {
-                (Some(false), _) | (_, "") => {}
-                (None, "ACCEPT") => return Some(Fate::Open),
-                (None, _) => {}
-                (Some(true), "ACCEPT") => return Some(Fate::Open),
+                (None | Some(true), "ACCEPT") => return Some(Fate::Open),
                 (Some(true), "DROP" | "REJECT") => return Some(Fate::Filtered),
                 (Some(true), "RETURN") => return None,
                 (Some(true), t) if self.rules.contains_key(t) => {
@@ -242,7 +228,7 @@ impl Iptables {
                         return Some(v);
                     }
                 }
-                (Some(true), _) => {}
+                _ => {}
             }
         }
         None
@@ -407,7 +393,6 @@ impl Nft {
                     verdict = Some(("return", None));
                 } else if let Some(j) = e.get("jump").or_else(|| e.get("goto")) {
                     verdict = Some(("jump", j.get("target").and_then(Value::as_str)));
-                } else if e.get("counter").is_some() || e.get("log").is_some() {
                 } else if e.get("xt").is_some() {
                     matches = None;
                 }

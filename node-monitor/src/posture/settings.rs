@@ -88,8 +88,7 @@ pub fn apply_kubelet_flags(auth: &mut KubeletAuth, args: &[String]) {
     }
 }
 
-/// The command line of the first process named `kubelet` under `proc_root`, and its
-/// `--config` file when it names one.
+/// The command line of the first process named `kubelet` under `proc_root`.
 #[must_use]
 pub fn kubelet_cmdline(proc_root: &Path) -> Option<Vec<String>> {
     for entry in fs::read_dir(proc_root).ok()?.flatten() {
