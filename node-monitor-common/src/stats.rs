@@ -84,7 +84,11 @@ pub struct Settings {
     /// Events per group per second, node-wide (the `GROUP_BUDGET` token buckets, one for
     /// flagged and one for allowed events, burst = rate); 0 = unlimited.
     pub events_per_group: u32,
-    pub _pad0: u32,
+    /// The generation of the latest config that took allowlist entries away or moved ports
+    /// out of a group (0: none since these maps were made). Only after such a config can a
+    /// running flow's source have been revoked: until then, a denied segment that opens no
+    /// connection never looks the flow table up for one.
+    pub revoked_generation: u32,
 }
 const _: () = assert!(size_of::<Settings>() == 48);
 

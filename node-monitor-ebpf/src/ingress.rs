@@ -108,10 +108,10 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
 
     // New connection: the first UDP datagram of an idle 5-tuple; for TCP, a segment without
     // ACK and RST: a pure SYN (an attempt), or a stealth probe such as NULL/FIN/Xmas.
-    // Other segments of an allowed source end here; a denied source's may belong to a flow
-    // opened before a reload revoked the source.
+    // Other segments end here, but for a denied source's once a config has revoked
+    // something: they may belong to a flow opened while the source was allowed.
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
-    if !candidate && verdict != VERDICT_DENIED {
+    if !candidate && (verdict != VERDICT_DENIED || settings.revoked_generation == 0) {
         return Ok(action);
     }
     let dst = parse::address(pkt, &l3, true)?;

@@ -128,6 +128,23 @@ impl Datapath {
             }
         }
         dp.apply_config(cfg, node_subnets)?;
+        // Flows adopted from an earlier run may have been opened under allowlists that are
+        // not the ones this run found (replaced maps, or a settings slot that forgot the
+        // last revocation): their next packets are checked against the running config.
+        let kept_config = [
+            map_name::ALLOW_V4,
+            map_name::ALLOW_V6,
+            map_name::PORTS_TCP,
+            map_name::PORTS_UDP,
+            map_name::SETTINGS,
+        ]
+        .iter()
+        .all(|m| adopted.contains(m));
+        if adopted.contains(map_name::FLOWS) && !kept_config {
+            let mut settings = dp.read_settings()?;
+            settings.revoked_generation = settings.generation;
+            dp.write_settings(settings)?;
+        }
         Ok(dp)
     }
 }
