@@ -85,7 +85,7 @@ enum Command {
         /// /etc/kubernetes/manifests/kube-apiserver.yaml when present.
         #[arg(long)]
         apiserver_manifest: Option<PathBuf>,
-        /// The config whose groups' ports the firewall check looks at. Default: the
+        /// The config whose groups' ports the listener and firewall checks look at. Default: the
         /// embedded config.
         #[arg(long, env = "NODE_MONITOR_CONFIG")]
         config: Option<PathBuf>,

@@ -16,7 +16,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::config::{Config, Protocol};
+use crate::{
+    config::{Config, Protocol},
+    detect::rules,
+};
 
 /// How bad a finding is; ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
@@ -137,20 +140,31 @@ impl Default for Options {
     }
 }
 
-/// Ports that serve only the node itself (health and metrics endpoints): bound beyond
-/// loopback, they answer whoever reaches the node.
-const NODE_LOCAL: [(u16, &str, Option<&str>); 5] = [
-    (10248, "kubelet healthz", None),
-    (10249, "kube-proxy metrics", None),
-    (10257, "kube-controller-manager", Some("1.3.7")),
-    (10259, "kube-scheduler", Some("1.4.2")),
-    (2381, "etcd metrics", None),
-];
+/// The CIS item of a node-local group bound beyond loopback, where there is one.
+fn node_local_cis(group: &str) -> Option<&'static str> {
+    match group {
+        "controller-manager" => Some("1.3.7"),
+        "scheduler" => Some("1.4.2"),
+        _ => None,
+    }
+}
 
-/// Findings on the listeners: the read-only kubelet port open, node-local endpoints bound
-/// beyond loopback.
+/// The config's group watching TCP `port`.
+fn tcp_group(cfg: &Config, port: u16) -> Option<&str> {
+    cfg.groups
+        .iter()
+        .find(|g| {
+            g.protocols.contains(&Protocol::Tcp)
+                && g.ports.iter().any(|r| (r.start..=r.end).contains(&port))
+        })
+        .map(|g| g.name.as_str())
+}
+
+/// Findings on the listeners: the read-only kubelet port open, the ports of the config's
+/// node-local groups (health and metrics endpoints, [`rules::NODE_LOCAL_GROUPS`]) bound
+/// beyond loopback, where they answer whoever reaches the node.
 #[must_use]
-pub fn listener_findings(ls: &[listeners::Listener]) -> Vec<Finding> {
+pub fn listener_findings(ls: &[listeners::Listener], cfg: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     for l in ls.iter().filter(|l| l.protocol == Protocol::Tcp) {
         if l.port == kubelet::KUBELET_READONLY_PORT {
@@ -163,16 +177,17 @@ pub fn listener_findings(ls: &[listeners::Listener]) -> Vec<Finding> {
                 Some("4.2.4"),
             ));
         }
-        if let Some((_, what, cis)) = NODE_LOCAL.iter().find(|(p, ..)| *p == l.port)
+        if let Some(group) = tcp_group(cfg, l.port)
+            && rules::NODE_LOCAL_GROUPS.contains(&group)
             && !l.loopback_only()
         {
             out.push(Finding::new(
                 "NM-2002",
                 Severity::Medium,
                 "node-local endpoint bound beyond loopback",
-                format!("{what} listening on {}", l.describe()),
+                format!("group {group} listening on {}", l.describe()),
                 "bind it to 127.0.0.1 (--bind-address=127.0.0.1, --healthz-bind-address, --metrics-bind-address, --listen-metrics-urls)",
-                *cis,
+                node_local_cis(group),
             ));
         }
     }
@@ -186,16 +201,16 @@ pub async fn audit(opts: &Options) -> Report {
     let (ls, bad) = listeners::read(&opts.proc_root);
     let watched: Vec<String> = ls
         .iter()
-        .filter(|l| is_catalog_port(l.port))
+        .filter(|l| tcp_group(&opts.config, l.port).is_some())
         .map(listeners::Listener::describe)
         .collect();
     record(
         &mut checks,
         &mut findings,
         "listeners",
-        listener_findings(&ls),
+        listener_findings(&ls, &opts.config),
         format!(
-            "{} listening sockets, {} on catalog ports{}{}",
+            "{} listening sockets, {} on watched ports{}{}",
             ls.len(),
             watched.len(),
             if watched.is_empty() {
@@ -481,11 +496,6 @@ fn existing(p: &str) -> Option<PathBuf> {
     Path::new(p).exists().then(|| PathBuf::from(p))
 }
 
-/// The well-known control-plane and node ports (the NodePort range aside).
-fn is_catalog_port(p: u16) -> bool {
-    matches!(p, 2379..=2381 | 6443 | 10248..=10250 | 10255..=10257 | 10259)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,14 +512,17 @@ mod tests {
 
     #[test]
     fn listener_findings_by_port_and_bind() {
-        let f = listener_findings(&[
-            l("0.0.0.0", 10255),
-            l("127.0.0.1", 10248),
-            l("::1", 10259),
-            l("0.0.0.0", 10257),
-            l("::", 2381),
-            l("0.0.0.0", 10250),
-        ]);
+        let f = listener_findings(
+            &[
+                l("0.0.0.0", 10255),
+                l("127.0.0.1", 10248),
+                l("::1", 10259),
+                l("0.0.0.0", 10257),
+                l("::", 2381),
+                l("0.0.0.0", 10250),
+            ],
+            &Config::default_config(),
+        );
         let got: Vec<(&str, &str)> = f.iter().map(|f| (f.id, &*f.evidence)).collect();
         assert_eq!(
             got,
@@ -517,11 +530,11 @@ mod tests {
                 ("NM-2001", "listening: 0.0.0.0:10255/tcp (kubelet, pid 42)"),
                 (
                     "NM-2002",
-                    "kube-controller-manager listening on 0.0.0.0:10257/tcp (kubelet, pid 42)"
+                    "group controller-manager listening on 0.0.0.0:10257/tcp (kubelet, pid 42)"
                 ),
                 (
                     "NM-2002",
-                    "etcd metrics listening on [::]:2381/tcp (kubelet, pid 42)"
+                    "group etcd-metrics listening on [::]:2381/tcp (kubelet, pid 42)"
                 ),
             ]
         );

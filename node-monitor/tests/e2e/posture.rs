@@ -244,7 +244,7 @@ fn audit_finds_the_open_doors() {
         finding(&v, "NM-2002")["evidence"]
             .as_str()
             .unwrap()
-            .contains("kube-controller-manager listening on 0.0.0.0:10257/tcp"),
+            .contains("group controller-manager listening on 0.0.0.0:10257/tcp"),
         "{v}"
     );
     assert_eq!(finding(&v, "NM-2001")["cis"], "4.2.4");
