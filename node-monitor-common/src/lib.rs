@@ -53,6 +53,13 @@ pub const OPENER_SYN: u8 = 1;
 /// A TCP segment without SYN, ACK and RST (NULL, FIN, Xmas, PSH, URG...): a stealth probe.
 /// Reported like an attempt, but its entry never makes a later SYN a retransmit.
 pub const OPENER_PROBE: u8 = 2;
+/// The first fragment of an IPv4 datagram whose TCP header it cuts short (flags unknown or
+/// read from the fragment): reported like an attempt; a later SYN is always a new attempt.
+pub const OPENER_FRAGMENT: u8 = 3;
+/// No attempt was seen: the egress program opened the entry on the node's answer (a SYN-ACK
+/// or the first UDP reply) to a peer outside the allowlist (NM-1030). The entry holds the
+/// answer, so a retransmitted answer raises nothing again.
+pub const OPENER_ANSWER: u8 = 4;
 
 /// Is `flags` a pure SYN: SYN set, ACK and RST clear (FIN, PSH, URG, ECE, CWR may be set)?
 #[inline(always)]
@@ -97,6 +104,34 @@ pub const EVENT_FLAGGED: u8 = 1;
 pub const EVENT_SAMPLED: u8 = 2;
 /// The node's answer to a flagged attempt, seen by the egress program.
 pub const EVENT_ANSWER: u8 = 3;
+/// The node accepted a connection that ingress never flagged: its SYN-ACK (or the first UDP
+/// reply of a 5-tuple) left a watched port for a peer outside the allowlist, and the flow
+/// table held no flagged attempt. Seen by the egress program (rule NM-1030).
+pub const EVENT_UNSEEN: u8 = 4;
+
+/// `Event::fragment`: what the event's packet was, as fragments go.
+/// A whole packet (or a first fragment that carries the whole transport header).
+pub const FRAGMENT_NONE: u8 = 0;
+/// The first fragment of an IPv4 datagram that cuts the TCP header short after its flags:
+/// `tcp_flags` were read from the fragment.
+pub const FRAGMENT_FIRST: u8 = 1;
+/// The first fragment of an IPv4 datagram that cuts the TCP header before its flags (or a
+/// UDP header short): `tcp_flags` are unknown (0 in the event).
+pub const FRAGMENT_FIRST_NO_FLAGS: u8 = 2;
+
+/// Does a first fragment (ports read, TCP flags possibly unknown) on a flow-table entry
+/// start a new attempt? `entry` as for [`tcp_starts_attempt`]: `None` when the 5-tuple has no
+/// entry, else `(idle, answer, same_isn)`. New when there is no live entry, or its attempt
+/// already has an answer, or it carries another sequence number; the fragments of a
+/// retransmitted SYN (same sequence number, no answer yet) are not. Pure, so host tests
+/// cover it.
+#[inline(always)]
+pub const fn fragment_starts_attempt(entry: Option<(bool, u8, bool)>) -> bool {
+    match entry {
+        None => true,
+        Some((idle, answer, same_isn)) => idle || answer != ANSWER_NONE || !same_isn,
+    }
+}
 
 /// TCP flag bits as in the TCP header's 13th byte.
 pub const TCP_FIN: u8 = 0x01;
@@ -149,7 +184,29 @@ pub mod reason {
     pub const ANSWER_RINGBUF_FULL: u32 = 14;
     /// Flow table update failed (the LRU map refused an insert).
     pub const FLOW_UPDATE_FAILED: u32 = 15;
-    pub const COUNT: u32 = 16;
+    // Fragments and answers nobody saw asked for (issue 14): see `ALERTS.md`, "What is seen
+    // where".
+    /// IPv4 first fragment (offset 0, MF) that holds less than a whole TCP (20 bytes) or UDP
+    /// (8 bytes) header: never legitimate (RFC 1858), the classic way around port filters.
+    pub const FRAG_TINY: u32 = 16;
+    /// IPv4 non-first TCP fragment whose offset (in 8-byte units, 1 or 2) would overwrite the
+    /// TCP header of the first one (RFC 1858 overlapping fragments). Passed, never parsed.
+    pub const FRAG_OVERLAP: u32 = 17;
+    /// IPv4 first fragment whose readable destination port is watched, from any source
+    /// (those from sources not allowed are also flagged as attempts, or dropped).
+    pub const FRAG_WATCHED: u32 = 18;
+    /// The node's SYN-ACK (or first UDP reply) to a peer outside the allowlist on a 5-tuple
+    /// where ingress saw no attempt (NM-1030): every one, reported or not
+    /// (`unseen_accepted == unseen events + unseen_rate_limited + unseen_ringbuf_full`).
+    pub const UNSEEN_ACCEPTED: u32 = 19;
+    /// Of those, withheld by the source's flagged-event budget.
+    pub const UNSEEN_RATE_LIMITED: u32 = 20;
+    /// Of those, lost to a full ring buffer (the answer is still recorded on the flow).
+    pub const UNSEEN_RINGBUF_FULL: u32 = 21;
+    /// Answers dropped on egress in a drop group: unseen accepted connections and their
+    /// retransmitted answers, which therefore never complete.
+    pub const UNSEEN_DROPPED: u32 = 22;
+    pub const COUNT: u32 = 23;
     /// Names in index order, as exported in metrics.
     pub const NAMES: [&str; COUNT as usize] = [
         "not_ip",
@@ -168,6 +225,13 @@ pub mod reason {
         "bad_tcp_header",
         "answer_ringbuf_full",
         "flow_update_failed",
+        "ipv4_tiny_first_fragment",
+        "ipv4_overlapping_fragment",
+        "ipv4_fragment_to_watched_port",
+        "unseen_accepted",
+        "unseen_accepted_rate_limited",
+        "unseen_accepted_ringbuf_full",
+        "unseen_accepted_dropped",
     ];
 }
 
@@ -552,7 +616,10 @@ pub struct Event {
     /// For `EVENT_SAMPLED`: 1 when 1-in-N sampling chose this connection as a flow record;
     /// 0 when it is reported only because its group is sweep-watched.
     pub sampled: u8,
-    pub _pad0: u16,
+    /// `FRAGMENT_*`: whether the event's packet was a first fragment, and whether its TCP
+    /// flags could be read.
+    pub fragment: u8,
+    pub _pad0: u8,
     pub _pad1: u32,
 }
 const _: () = assert!(size_of::<Event>() == 72);
@@ -697,6 +764,29 @@ mod tests {
         }
         // 4096 neighbouring addresses in a 16,384-slot table: few collisions.
         assert!(used.iter().filter(|u| **u).count() > 3500);
+    }
+
+    #[test]
+    fn fragments_of_a_retransmit_are_not_a_new_attempt() {
+        assert!(fragment_starts_attempt(None));
+        // Idle, answered, or another sequence number: new.
+        assert!(fragment_starts_attempt(Some((true, ANSWER_NONE, true))));
+        assert!(fragment_starts_attempt(Some((
+            false,
+            ANSWER_ACCEPTED,
+            true
+        ))));
+        assert!(fragment_starts_attempt(Some((false, ANSWER_REFUSED, true))));
+        assert!(fragment_starts_attempt(Some((false, ANSWER_NONE, false))));
+        // The same unanswered attempt sent again: not new.
+        assert!(!fragment_starts_attempt(Some((false, ANSWER_NONE, true))));
+    }
+
+    #[test]
+    fn reason_names_are_unique() {
+        for (i, a) in reason::NAMES.iter().enumerate() {
+            assert!(!reason::NAMES[i + 1..].contains(a), "{a} twice");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     detect::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, rules},
-    record::{Action, Answer, FlowRecord, Hook, TcpFlags, Verdict},
+    record::{Action, Answer, FlowRecord, Hook, RecordType, TcpFlags, Verdict},
 };
 
 /// Community ID seed: 0, the interoperable default (every tool must use the same seed).
@@ -82,6 +82,9 @@ pub(crate) fn action_name(item: &OutputItem) -> &'static str {
     match item {
         OutputItem::Flow(_) => "flow-sampled",
         OutputItem::Alert(a) => match a.kind {
+            AlertKind::Connection { ref record } if record.record_type == RecordType::Unseen => {
+                "unseen-accepted-connection"
+            }
             AlertKind::Connection { .. } => "flagged-connection",
             AlertKind::Sweep { .. } => "nodeport-sweep",
             AlertKind::Flood { .. } => "event-flood",
@@ -128,6 +131,9 @@ pub(crate) struct ConnectionFacts<'a> {
     answer_corrects: Option<Answer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_flags: Option<TcpFlags>,
+    /// Written only when true: the attempt was an IPv4 first fragment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fragmented: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hook: Option<Hook>,
 }
@@ -144,6 +150,7 @@ impl ConnectionFacts<'_> {
             answer: rec.and_then(|r| r.answer),
             answer_corrects: rec.and_then(|r| r.answer_corrects),
             tcp_flags: rec.and_then(|r| r.tcp_flags),
+            fragmented: rec.and_then(|r| r.fragmented.then_some(true)),
             hook: rec.map(|r| r.hook),
         }
     }
@@ -177,6 +184,10 @@ pub(crate) fn write_connection_facts(
         if let Some(f) = r.tcp_flags {
             m.key(j, "tcp_flags");
             j.str(f.as_str());
+        }
+        if r.fragmented {
+            m.key(j, "fragmented");
+            j.raw("true");
         }
         m.key(j, "hook");
         j.str(r.hook.as_str());

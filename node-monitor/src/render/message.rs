@@ -6,7 +6,7 @@ use std::{fmt, net::IpAddr};
 use super::json::write_ip;
 use crate::{
     detect::{AlertKind, OutputItem},
-    record::FlowRecord,
+    record::{FlowRecord, RecordType},
 };
 
 /// `src -> dst/proto` of a record, IPv6 addresses in brackets.
@@ -69,6 +69,12 @@ impl Message<'_> {
                         if let Some(x) = r.answer_corrects {
                             text(out, " after being reported as ");
                             text(out, x.as_str());
+                        }
+                        if r.fragmented {
+                            text(out, ", sent in IPv4 fragments");
+                        }
+                        if r.record_type == RecordType::Unseen {
+                            text(out, ", no attempt seen on ingress");
                         }
                         text(out, ").");
                     }
