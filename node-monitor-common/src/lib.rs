@@ -189,8 +189,9 @@ pub mod reason {
     /// IPv4 first fragment (offset 0, MF) that holds less than a whole TCP (20 bytes) or UDP
     /// (8 bytes) header: never legitimate (RFC 1858), the classic way around port filters.
     pub const FRAG_TINY: u32 = 16;
-    /// IPv4 non-first TCP fragment whose offset (in 8-byte units, 1 or 2) would overwrite the
-    /// TCP header of the first one (RFC 1858 overlapping fragments). Passed, never parsed.
+    /// IPv4 non-first TCP fragment at offset 1 (8 bytes), which would overwrite the TCP
+    /// flags of the first one (RFC 1858 overlapping fragments; also the second piece of a SYN
+    /// cut in 8-byte fragments). Passed, never parsed.
     pub const FRAG_OVERLAP: u32 = 17;
     /// IPv4 first fragment whose readable destination port is watched, from any source
     /// (those from sources not allowed are also flagged as attempts, or dropped).

@@ -11,9 +11,9 @@
 //!   event), its TCP flags marked unknown when the fragment ends before them; in a drop group
 //!   it is dropped, so the datagram never reassembles;
 //! - a first fragment shorter than a whole transport header is counted (`FRAG_TINY`);
-//! - a non-first TCP fragment at offset 1 or 2 (8 or 16 bytes), which would overwrite the
-//!   first fragment's TCP header, is counted (`FRAG_OVERLAP`) and passes: non-first fragments
-//!   are never parsed.
+//! - a non-first TCP fragment at offset 1 (8 bytes), which would overwrite the TCP flags of
+//!   the first fragment (RFC 1858: from offset 2 on, a fragment starts past the flags), is
+//!   counted (`FRAG_OVERLAP`) and passes: non-first fragments are never parsed.
 //!
 //! Everything else stays as the parser left it: counted under its parse reason, failing
 //! open (or closed, for a drop group's port, in [`crate::ingress::fails_closed`]).
@@ -55,7 +55,7 @@ pub(crate) fn on_parse_error(pkt: &Packet, meta: &Meta, r: Reason) -> Option<u8>
         return None;
     }
     if f.offset_units != 0 {
-        if proto == IPPROTO_TCP && (f.offset_units as usize) * 8 < TCP_HLEN {
+        if proto == IPPROTO_TCP && f.offset_units == 1 {
             count_reason(reason::FRAG_OVERLAP);
         }
         return None;
