@@ -39,6 +39,7 @@ mod setup;
 
 mod cli;
 mod enforcement;
+mod evasion;
 mod formats;
 mod hotplug;
 mod modes;

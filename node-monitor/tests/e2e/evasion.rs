@@ -1,0 +1,213 @@
+//! Issue 14 end to end: SYNs sent in IPv4 fragments (`hping3 -f`: 16-byte pieces, and
+//! `hping3 --mtu 8`: 8-byte pieces) to a listening kubelet port from outside. The kernel
+//! reassembles them; the daemon must raise one alert per series, naming the source and saying
+//! `accepted`, with the attempt marked fragmented. In a drop group the node must never answer
+//! them. An allowed control-plane peer's fragmented SYNs raise nothing.
+
+use std::time::Duration;
+
+use node_monitor_lab::{BpfPinDir, Netns, addr, output_with_timeout};
+use serde_json::Value;
+
+use crate::{
+    common::{
+        daemon::{self, Daemon, context},
+        peers::tcp_server,
+        temp::TempFile,
+    },
+    expect::{alerts_of, dump, is_alert, js, ju},
+    setup::{KUBELET_DROP, KUBELET_MONITOR, add_outside_addrs, node, setup, test_config},
+};
+
+/// SYNs per series: bounded, one every 200 ms.
+const COUNT: u64 = 3;
+
+/// Runs hping3 in `ns` (bounded: `COUNT` packets, 15 s): SYNs to the node's kubelet port
+/// from `src` (source ports from `sport` up), with `frag` (`-f` or `--mtu 8`). Returns what
+/// it printed.
+fn hping_fragmented(ns: &Netns, src: &str, sport: u16, frag: &[&str]) -> String {
+    let mut cmd = ns.command("hping3");
+    cmd.args([
+        "-S",
+        "-p",
+        "10250",
+        "-c",
+        &COUNT.to_string(),
+        "-i",
+        "u200000",
+    ]);
+    cmd.args(["-s", &sport.to_string(), "-a", src]);
+    cmd.args(frag);
+    cmd.arg(addr::NODE_V4.to_string());
+    let out = context(output_with_timeout(cmd, Duration::from_secs(15)));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // hping3 exits 1 when nothing answered.
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "hping3 {frag:?}: {text}"
+    );
+    text
+}
+
+/// The SYN-ACKs hping3 saw come back.
+fn syn_acks(hping_output: &str) -> usize {
+    hping_output.matches("flags=SA").count()
+}
+
+/// The kubelet alerts (NM-1001) of `src`.
+fn kubelet_alerts<'a>(records: &'a [Value], src: &str) -> Vec<&'a Value> {
+    alerts_of(records, "NM-1001")
+        .into_iter()
+        .filter(|a| js(a, "/source/ip") == src)
+        .collect()
+}
+
+/// One series for `src`: exactly one first alert, accepted (or as `answer` says), with the
+/// action and TCP flags given and the attempt marked fragmented; every other alert of `src`
+/// is a follow-up of it.
+fn assert_one_series(records: &[Value], src: &str, answer: &str, action: &str, flags: &str) {
+    let alerts = kubelet_alerts(records, src);
+    let firsts: Vec<&&Value> = alerts
+        .iter()
+        .filter(|a| a.pointer("/node_monitor/follow_up_of").is_none())
+        .collect();
+    assert_eq!(firsts.len(), 1, "{src}: one first alert: {}", dump(records));
+    let a = firsts[0];
+    assert_eq!(js(a, "/source/ip"), src);
+    assert_eq!(js(a, "/node_monitor/answer"), answer, "{a}");
+    assert_eq!(js(a, "/node_monitor/action"), action, "{a}");
+    assert_eq!(js(a, "/node_monitor/tcp_flags"), flags, "{a}");
+    assert_eq!(
+        a.pointer("/node_monitor/fragmented"),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(js(a, "/node_monitor/port_group"), "kubelet");
+    assert_eq!(ju(a, "/destination/port"), 10250);
+    let msg = js(a, "/message");
+    assert!(
+        msg.contains(src) && msg.contains(&format!("answer {answer}")),
+        "{msg}"
+    );
+    let id = js(a, "/event/id");
+    for f in alerts.iter().filter(|f| !std::ptr::eq(**f, *a)) {
+        assert_eq!(js(f, "/node_monitor/follow_up_of"), id, "{f}");
+        assert_eq!(
+            ju(f, &format!("/node_monitor/repeats_by_answer/{answer}")),
+            ju(f, "/node_monitor/suppressed_count"),
+            "every repeat answered {answer}: {f}"
+        );
+    }
+}
+
+/// A reason counter of the final counters line (0 when absent).
+fn reason(fin: &daemon::Finished, name: &str) -> u64 {
+    fin.counters.0["reasons"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn fragmented_syns_to_an_open_kubelet_are_reported_accepted() {
+    daemon::require_root_and_tools(&["hping3"]);
+    let lab = setup();
+    add_outside_addrs(&lab, &[10]);
+    let pin = context(BpfPinDir::new("frag"));
+    let cfg = TempFile::new("frag.yaml", &test_config(&[]));
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    let _kubelet = tcp_server(&lab.node, &[node(10250, false)], 1);
+    let f16 = addr::OUTSIDE_V4.to_string();
+    let f8 = "203.0.113.10";
+    let cp = addr::CP_V4.to_string();
+    let out16 = hping_fragmented(&lab.outside, &f16, 47000, &["-f"]);
+    let out8 = hping_fragmented(&lab.outside, f8, 47100, &["--mtu", "8"]);
+    let out_cp = hping_fragmented(&lab.cp, &cp, 47200, &["-f"]);
+    // The kernel reassembled every series and the listener answered.
+    for (what, out) in [("-f", &out16), ("--mtu 8", &out8), ("cp -f", &out_cp)] {
+        assert!(syn_acks(out) >= 1, "{what}: no SYN-ACK came back: {out}");
+    }
+    let seen = d.wait_records(Duration::from_secs(5), |r| {
+        !kubelet_alerts(r, &f16).is_empty() && !kubelet_alerts(r, f8).is_empty()
+    });
+    let fin = context(d.stop());
+    assert!(
+        seen,
+        "no alert for a fragmented series: {}",
+        dump(&fin.records)
+    );
+    // hping3 -f cuts the TCP header after its flags (16 bytes): SYN. --mtu 8 before them.
+    assert_one_series(&fin.records, &f16, "accepted", "would_drop", "SYN");
+    assert_one_series(&fin.records, f8, "accepted", "would_drop", "fragmented");
+    assert!(
+        fin.records
+            .iter()
+            .filter(|r| is_alert(r))
+            .all(|r| r.pointer("/source/ip") != Some(&Value::from(cp.as_str()))),
+        "the allowed peer's fragmented SYNs raise nothing: {}",
+        dump(&fin.records)
+    );
+    // Ingress saw every attempt: no acceptance was unseen.
+    assert!(
+        alerts_of(&fin.records, "NM-1030").is_empty(),
+        "{}",
+        dump(&fin.records)
+    );
+    assert_eq!(reason(&fin, "unseen_accepted"), 0);
+    // Every first fragment reached a watched port and was tiny; --mtu 8's second pieces sit
+    // at offset 1 (overlapping the flags).
+    assert_eq!(reason(&fin, "ipv4_fragment_to_watched_port"), 3 * COUNT);
+    assert_eq!(reason(&fin, "ipv4_tiny_first_fragment"), 3 * COUNT);
+    assert_eq!(reason(&fin, "ipv4_overlapping_fragment"), COUNT);
+    let c = &fin.counters;
+    c.check_invariants();
+    let k = c.get("kubelet", "tcp", "denied");
+    assert_eq!((k.new_conns, k.events), (2 * COUNT, 2 * COUNT), "{k:?}");
+}
+
+#[test]
+fn fragmented_syns_in_a_drop_group_are_never_answered() {
+    daemon::require_root_and_tools(&["hping3"]);
+    let lab = setup();
+    add_outside_addrs(&lab, &[11]);
+    let pin = context(BpfPinDir::new("fragdrop"));
+    let cfg = TempFile::new(
+        "fragdrop.yaml",
+        &test_config(&[(KUBELET_MONITOR, KUBELET_DROP)]),
+    );
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    let kubelet = tcp_server(&lab.node, &[node(10250, false)], 1);
+    let f16 = addr::OUTSIDE_V4.to_string();
+    let f8 = "203.0.113.11";
+    let out16 = hping_fragmented(&lab.outside, &f16, 48000, &["-f"]);
+    let out8 = hping_fragmented(&lab.outside, f8, 48100, &["--mtu", "8"]);
+    for (what, out) in [("-f", &out16), ("--mtu 8", &out8)] {
+        assert_eq!(syn_acks(out), 0, "{what}: the node answered: {out}");
+    }
+    let seen = d.wait_records(Duration::from_secs(5), |r| {
+        !kubelet_alerts(r, &f16).is_empty() && !kubelet_alerts(r, f8).is_empty()
+    });
+    let fin = context(d.stop());
+    assert_eq!(kubelet.finish(), 0, "nothing reached the listener");
+    assert!(
+        seen,
+        "no alert for a fragmented series: {}",
+        dump(&fin.records)
+    );
+    assert_one_series(&fin.records, &f16, "no_answer", "dropped", "SYN");
+    assert_one_series(&fin.records, f8, "no_answer", "dropped", "fragmented");
+    assert!(alerts_of(&fin.records, "NM-1030").is_empty());
+    let c = &fin.counters;
+    c.check_invariants();
+    let k = c.get("kubelet", "tcp", "denied");
+    // Each first fragment dropped (the rest are never classified): nothing reassembles.
+    assert_eq!((k.dropped, k.new_conns), (2 * COUNT, 2 * COUNT), "{k:?}");
+}
