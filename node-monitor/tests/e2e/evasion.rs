@@ -2,7 +2,9 @@
 //! `hping3 --mtu 8`: 8-byte pieces) to a listening kubelet port from outside. The kernel
 //! reassembles them; the daemon must raise one alert per series, naming the source and saying
 //! `accepted`, with the attempt marked fragmented. In a drop group the node must never answer
-//! them. An allowed control-plane peer's fragmented SYNs raise nothing.
+//! them. An allowed control-plane peer's fragmented SYNs raise nothing. And a connection that
+//! reaches the node on a device the daemon does not watch is reported by the node's answer
+//! on the watched one (NM-1030), and in a drop group never completes.
 
 use std::time::Duration;
 
@@ -210,4 +212,115 @@ fn fragmented_syns_in_a_drop_group_are_never_answered() {
     let k = c.get("kubelet", "tcp", "denied");
     // Each first fragment dropped (the rest are never classified): nothing reassembles.
     assert_eq!((k.dropped, k.new_conns), (2 * COUNT, 2 * COUNT), "{k:?}");
+}
+
+/// A device the daemon does not watch: a veth from the node straight to the outside host
+/// (both lab namespaces, removed with them; no addresses, no default route). The outside
+/// host reaches the node's address over it; the node answers by its routes, through the
+/// router and its watched `eth0`. Like traffic a CNI decapsulates on a tunnel device that is
+/// not in `--iface`: ingress never sees the request, egress sees the answer.
+fn unwatched_side_door(lab: &node_monitor_lab::Lab) {
+    context(lab.node.ip(&[
+        "link",
+        "add",
+        "side0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "side1",
+        "netns",
+        &lab.outside.name,
+    ]));
+    context(lab.node.ip(&["link", "set", "side0", "up"]));
+    // The request comes in on side0 while the route back is eth0: loose reverse-path check.
+    context(lab.node.sysctl(&[
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.side0.rp_filter=0",
+    ]));
+    context(lab.outside.ip(&["link", "set", "side1", "up"]));
+    context(lab.outside.ip(&[
+        "route",
+        "add",
+        &format!("{}/32", addr::NODE_V4),
+        "dev",
+        "side1",
+    ]));
+}
+
+/// The NM-1030 alerts.
+fn unseen_alerts(records: &[Value]) -> Vec<&Value> {
+    alerts_of(records, "NM-1030")
+}
+
+#[test]
+fn a_connection_nobody_saw_arrive_is_reported_by_its_answer() {
+    use crate::{
+        common::peers::{TcpOutcome, tcp_connect},
+        setup::{CONNECT_TIMEOUT, outside},
+    };
+    for drop in [false, true] {
+        let lab = setup();
+        unwatched_side_door(&lab);
+        let pin = context(BpfPinDir::new("unseen"));
+        let extra: &[(&str, &str)] = if drop {
+            &[(KUBELET_MONITOR, KUBELET_DROP)]
+        } else {
+            &[]
+        };
+        let cfg = TempFile::new("unseen.yaml", &test_config(extra));
+        let d = context(Daemon::start(
+            &lab.node,
+            &pin.path,
+            &["--config", cfg.as_str()],
+        ));
+        let kubelet = tcp_server(&lab.node, &[node(10250, false)], 1);
+        let src = outside(49500, false);
+        let got = tcp_connect(&lab.outside, src, node(10250, false), CONNECT_TIMEOUT);
+        let want = if drop {
+            TcpOutcome::TimedOut
+        } else {
+            TcpOutcome::Connected
+        };
+        assert_eq!(got, want, "drop {drop}: the connection over the side door");
+        let seen = d.wait_records(Duration::from_secs(5), |r| !unseen_alerts(r).is_empty());
+        let fin = context(d.stop());
+        let served = kubelet.finish();
+        assert_eq!(served, usize::from(!drop), "drop {drop}: listener served");
+        assert!(seen, "drop {drop}: no NM-1030: {}", dump(&fin.records));
+        let alerts = unseen_alerts(&fin.records);
+        assert_eq!(alerts.len(), 1, "{}", dump(&fin.records));
+        let a = alerts[0];
+        assert_eq!(
+            js(a, "/rule/name"),
+            "the node accepted a connection nobody saw arrive"
+        );
+        assert_eq!(ju(a, "/event/severity"), 99, "critical for the kubelet");
+        assert_eq!(js(a, "/event/action"), "unseen-accepted-connection");
+        assert_eq!(js(a, "/event/outcome"), "success");
+        assert_eq!(js(a, "/source/ip"), addr::OUTSIDE_V4.to_string());
+        assert_eq!(ju(a, "/source/port"), 49500);
+        assert_eq!(ju(a, "/destination/port"), 10250);
+        assert_eq!(js(a, "/node_monitor/answer"), "accepted");
+        assert_eq!(js(a, "/node_monitor/hook"), "tc");
+        assert_eq!(js(a, "/node_monitor/record_type"), "unseen_accepted");
+        assert_eq!(
+            js(a, "/node_monitor/action"),
+            if drop { "dropped" } else { "would_drop" }
+        );
+        assert!(
+            kubelet_alerts(&fin.records, &addr::OUTSIDE_V4.to_string()).is_empty(),
+            "ingress saw nothing: {}",
+            dump(&fin.records)
+        );
+        assert_eq!(reason(&fin, "unseen_accepted"), 1);
+        let dropped = reason(&fin, "unseen_accepted_dropped");
+        if drop {
+            // The first SYN-ACK and every retransmit of it.
+            assert!(dropped >= 1, "{}", fin.counters.0);
+        } else {
+            assert_eq!(dropped, 0);
+        }
+        fin.counters.check_invariants();
+    }
 }
