@@ -247,6 +247,7 @@ mod tests {
 
     #[test]
     fn unseen_acceptance_rule() {
+        use crate::record::RecordType;
         for (group, sev) in [
             ("kubelet", Severity::Critical),
             ("kubelet-readonly", Severity::Critical),
@@ -265,7 +266,6 @@ mod tests {
             );
             assert_eq!(r.name, "the node accepted a connection nobody saw arrive");
         }
-        use crate::record::RecordType;
         assert_eq!(
             rule_for_record(RecordType::Unseen, "etcd-peer").id,
             "NM-1030"

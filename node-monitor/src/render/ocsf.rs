@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     detect::{Alert, OutputItem, Severity},
-    record::{Family, FlowRecord, Protocol},
+    record::{Family, FlowRecord, Protocol, TcpFlags},
 };
 
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -223,7 +223,7 @@ fn write_connection(j: &mut JsonOut<'_>, r: &FlowRecord, ports: bool) {
             .str(community_id_text(r).as_str());
     }
     // Flags cut off by fragmentation are no integer: `unmapped.node_monitor` says so.
-    if let Some(b) = r.tcp_flags.and_then(|f| f.bits()) {
+    if let Some(b) = r.tcp_flags.and_then(TcpFlags::bits) {
         j.raw(",\"tcp_flags\":").num(b);
     }
     j.raw("}");
@@ -477,7 +477,7 @@ fn connection_info(rec: &FlowRecord, with_community_id: bool) -> ConnectionInfo 
         direction: "Inbound",
         direction_id: 1,
         community_uid: with_community_id.then(|| community_id(rec)),
-        tcp_flags: rec.tcp_flags.and_then(|f| f.bits()).map(u32::from),
+        tcp_flags: rec.tcp_flags.and_then(TcpFlags::bits).map(u32::from),
     }
 }
 
