@@ -324,3 +324,143 @@ fn a_connection_nobody_saw_arrive_is_reported_by_its_answer() {
         fin.counters.check_invariants();
     }
 }
+
+/// The node's end of the overlay, and cp's: /32s out of the outside subnet, routed onto the
+/// tunnel (more specific than the route to the router), so cp's overlay address is a source
+/// the kubelet group does not allow.
+const OVERLAY_NODE: &str = "203.0.113.201";
+const OVERLAY_CP: &str = "203.0.113.202";
+
+/// A VXLAN overlay between cp and the node over the LAN (VNI 4096, UDP 4789, as Calico's):
+/// `vxlan.calico` on the node, `vxlan0` on cp, and a second, idle VXLAN device `flannel.1` on
+/// the node (VNI 1, UDP 8472, as flannel's). All inside the lab's namespaces.
+fn vxlan_overlay(lab: &node_monitor_lab::Lab) {
+    let node_v4 = addr::NODE_V4.to_string();
+    let cp_v4 = addr::CP_V4.to_string();
+    for (ns, dev, local, remote, mine, peer) in [
+        (
+            &lab.node,
+            "vxlan.calico",
+            &node_v4,
+            &cp_v4,
+            OVERLAY_NODE,
+            OVERLAY_CP,
+        ),
+        (
+            &lab.cp,
+            "vxlan0",
+            &cp_v4,
+            &node_v4,
+            OVERLAY_CP,
+            OVERLAY_NODE,
+        ),
+    ] {
+        context(ns.ip(&[
+            "link", "add", dev, "type", "vxlan", "id", "4096", "dstport", "4789", "local", local,
+            "remote", remote, "dev", "eth0",
+        ]));
+        context(ns.ip(&["addr", "add", &format!("{mine}/32"), "dev", dev]));
+        context(ns.ip(&["link", "set", dev, "up"]));
+        context(ns.ip(&["route", "add", &format!("{peer}/32"), "dev", dev]));
+    }
+    context(lab.node.ip(&[
+        "link",
+        "add",
+        "flannel.1",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "dstport",
+        "8472",
+        "dev",
+        "eth0",
+    ]));
+    context(lab.node.ip(&["link", "set", "flannel.1", "up"]));
+}
+
+/// What is seen where, with a real VXLAN overlay: watching only the uplink, a connection over
+/// the tunnel is seen by neither hook (ingress sees VXLAN's UDP, the answer goes back into the
+/// tunnel); watching the tunnel devices by the globs the docs give, the decapsulated SYN is
+/// flagged on `vxlan.calico`. Globs that match nothing (no Cilium, no OVN here) are fine; an
+/// exact name that does not exist stops the start.
+#[test]
+fn tunnel_devices_are_seen_only_when_watched() {
+    use crate::common::peers::{TcpOutcome, sa, tcp_connect};
+    let overlay = |ip: &str, port| sa(ip.parse::<std::net::Ipv4Addr>().unwrap(), port);
+    let globs = [
+        "eth0",
+        "vxlan*.calico",
+        "flannel.*",
+        "cilium_vxlan*",
+        "genev_sys_*",
+        "tunl0*",
+    ];
+    for watch_tunnels in [false, true] {
+        let lab = setup();
+        vxlan_overlay(&lab);
+        let pin = context(BpfPinDir::new("tunnel"));
+        let cfg = TempFile::new("tunnel.yaml", &test_config(&[]));
+        let ifaces: &[&str] = if watch_tunnels { &globs } else { &["eth0"] };
+        let d = context(Daemon::start_on(
+            &lab.node,
+            &pin.path,
+            ifaces,
+            &["--config", cfg.as_str()],
+        ));
+        for dev in ["vxlan.calico", "flannel.1"] {
+            let link = context(lab.node.ip(&["link", "show", dev]));
+            assert_eq!(
+                link.contains("xdp"),
+                watch_tunnels,
+                "{dev} attached iff watched:\n{link}"
+            );
+        }
+        let kubelet = tcp_server(&lab.node, &[overlay(OVERLAY_NODE, 10250)], 1);
+        let got = tcp_connect(
+            &lab.cp,
+            overlay(OVERLAY_CP, 49600),
+            overlay(OVERLAY_NODE, 10250),
+            crate::setup::CONNECT_TIMEOUT,
+        );
+        assert_eq!(got, TcpOutcome::Connected, "over the overlay");
+        let seen = d.wait_records(Duration::from_secs(3), |r| {
+            !kubelet_alerts(r, OVERLAY_CP).is_empty()
+        });
+        let fin = context(d.stop());
+        assert_eq!(kubelet.finish(), 1);
+        let from_overlay: Vec<&Value> = fin
+            .records
+            .iter()
+            .filter(|r| r.pointer("/source/ip") == Some(&Value::from(OVERLAY_CP)))
+            .collect();
+        if watch_tunnels {
+            assert!(seen, "not flagged on the tunnel: {}", dump(&fin.records));
+            let a = kubelet_alerts(&fin.records, OVERLAY_CP)[0];
+            assert_eq!(js(a, "/observer/ingress/interface/name"), "vxlan.calico");
+            assert_eq!(js(a, "/node_monitor/answer"), "accepted");
+            assert_eq!(from_overlay.len(), 1, "{}", dump(&fin.records));
+        } else {
+            // Neither hook sees it: ingress on eth0 sees UDP to 4789, and the SYN-ACK leaves
+            // through the tunnel, encapsulated, so egress on eth0 sees UDP too.
+            assert!(from_overlay.is_empty(), "{}", dump(&fin.records));
+            assert_eq!(reason(&fin, "unseen_accepted"), 0);
+        }
+        // An exact name that does not exist stops the start; the glob form does not.
+        if !watch_tunnels {
+            let (status, _, err) = daemon::run_cli(
+                Some(&lab.node),
+                &[
+                    "run",
+                    "--no-pin",
+                    "--iface",
+                    "eth0",
+                    "--iface",
+                    "cilium_vxlan",
+                ],
+            );
+            assert!(!status.success(), "{err}");
+            assert!(err.contains("`cilium_vxlan` does not exist"), "{err}");
+        }
+    }
+}
