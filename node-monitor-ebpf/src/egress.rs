@@ -77,7 +77,8 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
         }
         _ => return ACTION_PASS,
     };
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The clock is read only once something is to be reported: an allowed peer's answer stops
+    // at the flow lookup without it.
     let ev = match FLOWS.get_ptr_mut(&key) {
         Some(f) => {
             // SAFETY: a map value pointer; see ingress.
@@ -100,7 +101,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
         }
         // No attempt on record: an acceptance nobody saw asked for (ICMP never gets here:
         // its answer is a refusal).
-        None if answer == ANSWER_ACCEPTED => match unseen_accept(&key, group, now) {
+        None if answer == ANSWER_ACCEPTED => match unseen_accept(&key, group) {
             Unseen::Pass => return ACTION_PASS,
             Unseen::Silent(action) => return action,
             Unseen::Report(ev) => ev,
@@ -113,6 +114,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
         tcp_flags: flags,
         seq: 0,
     };
+    let now = unsafe { bpf_ktime_get_ns() };
     if !emit(meta, &l3, &l4, &key, now, &ev) {
         count_reason(if ev.kind == EVENT_UNSEEN {
             node_monitor_common::reason::UNSEEN_RINGBUF_FULL

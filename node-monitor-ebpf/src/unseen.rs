@@ -8,6 +8,7 @@
 //! connection nobody saw arrive. It is counted, recorded on the flow table (so that a
 //! retransmitted answer raises nothing again), reported under the peer's flagged-event
 //! budget and, in a drop group, dropped, so that such a connection never completes.
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, EVENT_UNSEEN, FlowKey,
     FlowState, OPENER_ANSWER, VERDICT_DENIED, reason,
@@ -34,13 +35,14 @@ pub(crate) enum Unseen {
 /// The node accepted (`SYN-ACK`, UDP reply) on `key` (ingress orientation: the peer is the
 /// source) from a port of `group`, and the flow table holds no entry for it.
 #[inline(always)]
-pub(crate) fn unseen_accept(key: &FlowKey, group: u8, now: u64) -> Unseen {
+pub(crate) fn unseen_accept(key: &FlowKey, group: u8) -> Unseen {
     let Some(settings) = SETTINGS.get(0) else {
         return Unseen::Pass;
     };
     if is_allowed(group, key.family, &key.src_addr, settings.generation) {
         return Unseen::Pass;
     }
+    let now = unsafe { bpf_ktime_get_ns() };
     count_reason(reason::UNSEEN_ACCEPTED);
     let action = if dropping(group, settings.drop_mask) {
         count_reason(reason::UNSEEN_DROPPED);

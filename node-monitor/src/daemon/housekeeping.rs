@@ -61,7 +61,12 @@ impl Daemon {
                 totals.ringbuf_full += c.stats.lost_ringbuf_full;
             }
             if let Some(r) = &counters.reasons {
-                totals.ringbuf_full += r[node_monitor_common::reason::ANSWER_RINGBUF_FULL as usize];
+                use node_monitor_common::reason;
+                totals.ringbuf_full += r[reason::ANSWER_RINGBUF_FULL as usize];
+                // NM-1030 events withheld or lost on egress count as the others do (flood
+                // alerts, `losses_since_previous`).
+                totals.rate_limited += r[reason::UNSEEN_RATE_LIMITED as usize];
+                totals.ringbuf_full += r[reason::UNSEEN_RINGBUF_FULL as usize];
             }
             if self.stats.events_malformed > 0 {
                 totals
