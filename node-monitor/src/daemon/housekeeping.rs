@@ -30,6 +30,28 @@ impl Counters {
     }
 }
 
+/// The kernel's event losses, cumulative: (rate limited, ring buffer full). The group
+/// counters' losses, answer events lost to a full ring buffer, and NM-1030 events withheld
+/// or lost on egress (counted by reason, not per group), so that these reach the flood
+/// alerts and `losses_since_previous` like the others.
+fn kernel_losses(
+    groups: &[crate::datapath::GroupCounters],
+    reasons: Option<&[u64; node_monitor_common::reason::COUNT as usize]>,
+) -> (u64, u64) {
+    use node_monitor_common::reason;
+    let (mut rate_limited, mut ringbuf_full) = (0, 0);
+    for c in groups {
+        rate_limited += c.stats.lost_rate_limited;
+        ringbuf_full += c.stats.lost_ringbuf_full;
+    }
+    if let Some(r) = reasons {
+        ringbuf_full += r[reason::ANSWER_RINGBUF_FULL as usize];
+        rate_limited += r[reason::UNSEEN_RATE_LIMITED as usize];
+        ringbuf_full += r[reason::UNSEEN_RINGBUF_FULL as usize];
+    }
+    (rate_limited, ringbuf_full)
+}
+
 impl Daemon {
     /// Every 500 ms: interfaces, loss accounting and alert windows, metrics.
     pub(super) fn housekeeping(&mut self) {
@@ -56,18 +78,8 @@ impl Daemon {
     fn account_losses(&mut self, counters: &Counters, now: Instant) {
         if let Some(groups) = &counters.groups {
             let mut totals = LossTotals::default();
-            for c in groups {
-                totals.rate_limited += c.stats.lost_rate_limited;
-                totals.ringbuf_full += c.stats.lost_ringbuf_full;
-            }
-            if let Some(r) = &counters.reasons {
-                use node_monitor_common::reason;
-                totals.ringbuf_full += r[reason::ANSWER_RINGBUF_FULL as usize];
-                // NM-1030 events withheld or lost on egress count as the others do (flood
-                // alerts, `losses_since_previous`).
-                totals.rate_limited += r[reason::UNSEEN_RATE_LIMITED as usize];
-                totals.ringbuf_full += r[reason::UNSEEN_RINGBUF_FULL as usize];
-            }
+            (totals.rate_limited, totals.ringbuf_full) =
+                kernel_losses(groups, counters.reasons.as_ref());
             if self.stats.events_malformed > 0 {
                 totals
                     .userspace
@@ -189,5 +201,38 @@ impl Daemon {
             pending_answers: self.tracker.pending() as u64,
         };
         self.metrics.update(&snap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use node_monitor_common::{GroupStats, reason};
+
+    use super::*;
+    use crate::{config::Protocol, datapath::GroupCounters};
+
+    #[test]
+    fn kernel_losses_include_answers_and_unseen_acceptances() {
+        let g = |rate_limited, ringbuf_full| GroupCounters {
+            group: "kubelet".to_owned(),
+            proto: Protocol::Tcp,
+            verdict: 1,
+            stats: GroupStats {
+                lost_rate_limited: rate_limited,
+                lost_ringbuf_full: ringbuf_full,
+                ..GroupStats::default()
+            },
+        };
+        let groups = [g(3, 1), g(4, 0)];
+        assert_eq!(kernel_losses(&groups, None), (7, 1));
+        let mut r = [0u64; reason::COUNT as usize];
+        r[reason::ANSWER_RINGBUF_FULL as usize] = 2;
+        r[reason::UNSEEN_RATE_LIMITED as usize] = 5;
+        r[reason::UNSEEN_RINGBUF_FULL as usize] = 6;
+        // Counted elsewhere, never a loss.
+        r[reason::UNSEEN_ACCEPTED as usize] = 100;
+        r[reason::UNSEEN_DROPPED as usize] = 100;
+        r[reason::FRAG_WATCHED as usize] = 100;
+        assert_eq!(kernel_losses(&groups, Some(&r)), (12, 9));
     }
 }
