@@ -193,8 +193,10 @@ pub mod reason {
     /// flags of the first one (RFC 1858 overlapping fragments; also the second piece of a SYN
     /// cut in 8-byte fragments). Passed, never parsed.
     pub const FRAG_OVERLAP: u32 = 17;
-    /// IPv4 first fragment whose readable destination port is watched, from any source
-    /// (those from sources not allowed are also flagged as attempts, or dropped).
+    /// IPv4 first fragment that cuts the transport header short (or whose TCP data offset is
+    /// bad) and whose readable destination port is watched, from any source (those from
+    /// sources not allowed are also flagged as attempts, or dropped). A first fragment that
+    /// holds the whole header is an ordinary packet to the parser and is not counted here.
     pub const FRAG_WATCHED: u32 = 18;
     /// The node's SYN-ACK (or first UDP reply) to a peer outside the allowlist on a 5-tuple
     /// where ingress saw no attempt (NM-1030): every one, reported or not
