@@ -17,7 +17,7 @@ use crate::{
         peers::tcp_server,
         temp::TempFile,
     },
-    expect::{alerts_of, dump, is_alert, js, ju},
+    expect::{alerts_of, check_ecs, check_follow_ups, dump, is_alert, js, ju},
     setup::{KUBELET_DROP, KUBELET_MONITOR, add_outside_addrs, node, setup, test_config},
 };
 
@@ -105,6 +105,18 @@ fn assert_one_series(records: &[Value], src: &str, answer: &str, action: &str, f
     }
 }
 
+/// The ECS facts every connection record must get right (community id, severity, outcome,
+/// event type, follow-up links), on every alert and flow of a run.
+fn check_records(records: &[Value]) {
+    for r in records
+        .iter()
+        .filter(|r| r.pointer("/source/port").is_some())
+    {
+        check_ecs(r);
+    }
+    check_follow_ups(records);
+}
+
 /// A reason counter of the final counters line (0 when absent).
 fn reason(fin: &daemon::Finished, name: &str) -> u64 {
     fin.counters.0["reasons"][name].as_u64().unwrap_or(0)
@@ -137,6 +149,7 @@ fn fragmented_syns_to_an_open_kubelet_are_reported_accepted() {
         !kubelet_alerts(r, &f16).is_empty() && !kubelet_alerts(r, f8).is_empty()
     });
     let fin = context(d.stop());
+    check_records(&fin.records);
     assert!(
         seen,
         "no alert for a fragmented series: {}",
@@ -198,6 +211,7 @@ fn fragmented_syns_in_a_drop_group_are_never_answered() {
         !kubelet_alerts(r, &f16).is_empty() && !kubelet_alerts(r, f8).is_empty()
     });
     let fin = context(d.stop());
+    check_records(&fin.records);
     assert_eq!(kubelet.finish(), 0, "nothing reached the listener");
     assert!(
         seen,
@@ -285,6 +299,7 @@ fn a_connection_nobody_saw_arrive_is_reported_by_its_answer() {
         assert_eq!(got, want, "drop {drop}: the connection over the side door");
         let seen = d.wait_records(Duration::from_secs(5), |r| !unseen_alerts(r).is_empty());
         let fin = context(d.stop());
+        check_records(&fin.records);
         let served = kubelet.finish();
         assert_eq!(served, usize::from(!drop), "drop {drop}: listener served");
         assert!(seen, "drop {drop}: no NM-1030: {}", dump(&fin.records));
@@ -428,6 +443,7 @@ fn tunnel_devices_are_seen_only_when_watched() {
             !kubelet_alerts(r, OVERLAY_CP).is_empty()
         });
         let fin = context(d.stop());
+        check_records(&fin.records);
         assert_eq!(kubelet.finish(), 1);
         let from_overlay: Vec<&Value> = fin
             .records
