@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 use super::{Daemon, FLOW_COUNT_ROUNDS};
 use crate::{
     datapath::Datapath,
-    detect::{self, LossTotals},
+    detect::LossTotals,
     metrics::{self, Snapshot},
     netif,
     record::Answer,
@@ -67,7 +67,7 @@ impl Daemon {
 
     /// Reads the loss counters and feeds them to the engine outside the housekeeping round:
     /// at start, before any event is read, as the baseline (the first totals the engine sees
-    /// are a baseline; see [`detect::Engine::on_losses`]); at shutdown, so that the losses
+    /// are a baseline; see [`crate::detect::Engine::on_losses`]); at shutdown, so that the losses
     /// of the last round reach the flood alert that the shutdown emits.
     pub(super) fn read_losses(&mut self) {
         let counters = Counters::read(&self.dp);
@@ -157,10 +157,6 @@ impl Daemon {
         // Kernel losses (rate_limited, ringbuf_full) come from `groups`; only userspace ones here.
         let mut lost: BTreeMap<String, u64> = BTreeMap::new();
         lost.insert("decode_error".to_owned(), self.stats.events_malformed);
-        let severities: BTreeMap<&'static str, &'static str> = detect::rules::all()
-            .into_iter()
-            .map(|r| (r.id, r.severity.as_str()))
-            .collect();
         let snap = Snapshot {
             groups: groups.iter().map(Into::into).collect(),
             reasons: metrics::reasons_snapshot(&reasons),
@@ -172,16 +168,11 @@ impl Daemon {
                     (g.to_string(), p.name(), answer, *n)
                 })
                 .collect(),
+            // By the severity each alert carried (NM-1030's depends on the group).
             alerts: es
-                .alerts_by_rule
+                .alerts_by_rule_severity
                 .iter()
-                .map(|(id, n)| {
-                    (
-                        (*id).to_owned(),
-                        severities.get(id).copied().unwrap_or("medium"),
-                        *n,
-                    )
-                })
+                .map(|((id, severity), n)| ((*id).to_owned(), severity.as_str(), *n))
                 .collect(),
             alerts_suppressed: es
                 .suppressed_by_rule

@@ -50,6 +50,9 @@ pub struct LossTotals {
 pub struct EngineStats {
     /// Alerts emitted (first alerts, follow-ups, sweeps, floods) by rule id.
     pub alerts_by_rule: BTreeMap<&'static str, u64>,
+    /// The same by (rule id, severity): a rule whose severity depends on the group (NM-1030)
+    /// has an entry per severity.
+    pub alerts_by_rule_severity: BTreeMap<(&'static str, Severity), u64>,
     /// Follow-up alerts emitted.
     pub follow_ups: u64,
     /// Occurrences folded into a series instead of alerting.
@@ -252,6 +255,11 @@ impl Engine {
         for alert in &mut out[start..] {
             alert.losses_since_previous = std::mem::take(&mut self.pending_losses);
             *self.stats.alerts_by_rule.entry(alert.rule.id).or_default() += 1;
+            *self
+                .stats
+                .alerts_by_rule_severity
+                .entry((alert.rule.id, alert.rule.severity))
+                .or_default() += 1;
             if alert.follow_up_of.is_some() {
                 self.stats.follow_ups += 1;
             }
@@ -413,6 +421,14 @@ pub(crate) mod tests {
         assert_eq!(out[0].rule.id, "NM-1030");
         assert_eq!(out[0].suppressed, 1);
         assert_eq!(e.stats().alerts_by_rule["NM-1030"], 3);
+        assert_eq!(
+            e.stats().alerts_by_rule_severity,
+            BTreeMap::from([
+                (("NM-1001", Severity::High), 1),
+                (("NM-1030", Severity::Critical), 2),
+                (("NM-1030", Severity::High), 1),
+            ])
+        );
     }
 
     #[test]

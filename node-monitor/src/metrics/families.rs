@@ -167,7 +167,7 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
 
     let mut unclassified = FamilyBuilder::counter(
         "node_monitor_packets_unclassified",
-        "Packets passed without classification (not IP, not TCP/UDP, fragments) or because they could not be parsed, and answers that could not be reported, by reason.",
+        "Packets passed without classification (not IP, not TCP/UDP, fragments) or because they could not be parsed, answers that could not be reported, fragments by kind (tiny, overlapping, to a watched port) and the node's acceptances nobody saw arrive (unseen_accepted*, NM-1030), by reason.",
     );
     for (reason, n) in &s.reasons {
         unclassified.add(l(&[("reason", reason)]), *n);
