@@ -55,6 +55,20 @@ pub const EVENT_ANSWER: u8 = 3;
 /// source (any packet of the flow: an established connection's ACKs, a UDP datagram). Sent
 /// once per flow, under the source's flagged budget.
 pub const EVENT_REVOKED: u8 = 4;
+/// The node accepted a connection that ingress never flagged: its SYN-ACK (or the first UDP
+/// reply of a 5-tuple) left a watched port for a peer outside the allowlist, and the flow
+/// table held no flagged attempt. Seen by the egress program (rule NM-1030).
+pub const EVENT_UNSEEN: u8 = 5;
+
+/// `Event::fragment`: what the event's packet was, as fragments go.
+/// A whole packet (or a first fragment that carries the whole transport header).
+pub const FRAGMENT_NONE: u8 = 0;
+/// The first fragment of an IPv4 datagram that cuts the TCP header short after its flags:
+/// `tcp_flags` were read from the fragment.
+pub const FRAGMENT_FIRST: u8 = 1;
+/// The first fragment of an IPv4 datagram that cuts the TCP header before its flags (or a
+/// UDP header short): `tcp_flags` are unknown (0 in the event).
+pub const FRAGMENT_FIRST_NO_FLAGS: u8 = 2;
 
 /// TCP flag bits as in the TCP header's 13th byte.
 pub const TCP_FIN: u8 = 0x01;

@@ -38,7 +38,10 @@ pub struct Event {
     /// For `EVENT_SAMPLED`: 1 when 1-in-N sampling chose this connection as a flow record;
     /// 0 when it is reported only because its group is sweep-watched.
     pub sampled: u8,
-    pub _pad0: u16,
+    /// `FRAGMENT_*`: whether the event's packet was a first fragment, and whether its TCP
+    /// flags could be read.
+    pub fragment: u8,
+    pub _pad0: u8,
     pub _pad1: u32,
 }
 const _: () = assert!(size_of::<Event>() == 72);

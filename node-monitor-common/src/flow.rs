@@ -10,6 +10,13 @@ pub const OPENER_SYN: u8 = 1;
 /// A TCP segment without SYN, ACK and RST (NULL, FIN, Xmas, PSH, URG...): a stealth probe.
 /// Reported like an attempt, but its entry never makes a later SYN a retransmit.
 pub const OPENER_PROBE: u8 = 2;
+/// The first fragment of an IPv4 datagram whose TCP header it cuts short (flags unknown or
+/// read from the fragment): reported like an attempt; a later SYN is always a new attempt.
+pub const OPENER_FRAGMENT: u8 = 3;
+/// No attempt was seen: the egress program opened the entry on the node's answer (a SYN-ACK
+/// or the first UDP reply) to a peer outside the allowlist (NM-1030). The entry holds the
+/// answer, so a retransmitted answer raises nothing again.
+pub const OPENER_ANSWER: u8 = 4;
 
 /// Is `flags` a pure SYN: SYN set, ACK and RST clear (FIN, PSH, URG, ECE, CWR may be set)?
 #[inline(always)]
@@ -39,6 +46,20 @@ pub const fn tcp_starts_attempt(flags: u8, entry: Option<(bool, u8, u8, bool)>) 
             idle || (is_pure_syn(flags)
                 && (opener != OPENER_SYN || answer != ANSWER_NONE || !same_isn))
         }
+    }
+}
+
+/// Does a first fragment (ports read, TCP flags possibly unknown) on a flow-table entry
+/// start a new attempt? `entry` as for [`tcp_starts_attempt`]: `None` when the 5-tuple has no
+/// entry, else `(idle, answer, same_isn)`. New when there is no live entry, or its attempt
+/// already has an answer, or it carries another sequence number; the fragments of a
+/// retransmitted SYN (same sequence number, no answer yet) are not. Pure, so host tests
+/// cover it.
+#[inline(always)]
+pub const fn fragment_starts_attempt(entry: Option<(bool, u8, bool)>) -> bool {
+    match entry {
+        None => true,
+        Some((idle, answer, same_isn)) => idle || answer != ANSWER_NONE || !same_isn,
     }
 }
 
@@ -91,6 +112,22 @@ const _: () = assert!(size_of::<FlowState>() == 32);
 mod tests {
     use super::*;
     use crate::{ANSWER_ACCEPTED, ANSWER_REFUSED, TCP_FIN, TCP_PSH, TCP_URG};
+
+    #[test]
+    fn fragments_of_a_retransmit_are_not_a_new_attempt() {
+        assert!(fragment_starts_attempt(None));
+        // Idle, answered, or another sequence number: new.
+        assert!(fragment_starts_attempt(Some((true, ANSWER_NONE, true))));
+        assert!(fragment_starts_attempt(Some((
+            false,
+            ANSWER_ACCEPTED,
+            true
+        ))));
+        assert!(fragment_starts_attempt(Some((false, ANSWER_REFUSED, true))));
+        assert!(fragment_starts_attempt(Some((false, ANSWER_NONE, false))));
+        // The same unanswered attempt sent again: not new.
+        assert!(!fragment_starts_attempt(Some((false, ANSWER_NONE, true))));
+    }
 
     #[test]
     fn only_a_pure_syn_restarts_an_attempt() {

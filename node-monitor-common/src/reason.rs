@@ -42,7 +42,32 @@ pub const FLOW_UPDATE_FAILED: u32 = 15;
 /// dropped because its destination port could still be read and a group with
 /// `action: drop` watches it: a drop group fails closed for what it cannot read.
 pub const DROPPED_UNPARSED: u32 = 16;
-pub const COUNT: u32 = 17;
+// Fragments and answers nobody saw asked for (issue 14): see `ALERTS.md`, "What is seen
+// where".
+/// IPv4 first fragment (offset 0, MF) that holds less than a whole TCP (20 bytes) or UDP
+/// (8 bytes) header: never legitimate (RFC 1858), the classic way around port filters.
+pub const FRAG_TINY: u32 = 17;
+/// IPv4 non-first TCP fragment at offset 1 (8 bytes), which would overwrite the TCP
+/// flags of the first one (RFC 1858 overlapping fragments; also the second piece of a SYN
+/// cut in 8-byte fragments). Passed, never parsed.
+pub const FRAG_OVERLAP: u32 = 18;
+/// IPv4 first fragment that cuts the transport header short (or whose TCP data offset is
+/// bad) and whose readable destination port is watched, from any source (those from
+/// sources not allowed are also flagged as attempts, or dropped). A first fragment that
+/// holds the whole header is an ordinary packet to the parser and is not counted here.
+pub const FRAG_WATCHED: u32 = 19;
+/// The node's SYN-ACK (or first UDP reply) to a peer outside the allowlist on a 5-tuple
+/// where ingress saw no attempt (NM-1030): every one, reported or not
+/// (`unseen_accepted == unseen events + unseen_rate_limited + unseen_ringbuf_full`).
+pub const UNSEEN_ACCEPTED: u32 = 20;
+/// Of those, withheld by the source's flagged-event budget or the group's node-wide one.
+pub const UNSEEN_RATE_LIMITED: u32 = 21;
+/// Of those, lost to a full ring buffer (the answer is still recorded on the flow).
+pub const UNSEEN_RINGBUF_FULL: u32 = 22;
+/// Answers dropped on egress in a drop group: unseen accepted connections and their
+/// retransmitted answers, which therefore never complete.
+pub const UNSEEN_DROPPED: u32 = 23;
+pub const COUNT: u32 = 24;
 /// Names in index order, as exported in metrics.
 pub const NAMES: [&str; COUNT as usize] = [
     "not_ip",
@@ -62,4 +87,23 @@ pub const NAMES: [&str; COUNT as usize] = [
     "answer_ringbuf_full",
     "flow_update_failed",
     "dropped_unparsed",
+    "ipv4_tiny_first_fragment",
+    "ipv4_overlapping_fragment",
+    "ipv4_fragment_to_watched_port",
+    "unseen_accepted",
+    "unseen_accepted_rate_limited",
+    "unseen_accepted_ringbuf_full",
+    "unseen_accepted_dropped",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_names_are_unique() {
+        for (i, a) in NAMES.iter().enumerate() {
+            assert!(!NAMES[i + 1..].contains(a), "{a} twice");
+        }
+    }
+}

@@ -1,8 +1,9 @@
-//! The egress path: the node's answers.
+//! The egress path: the node's answers, and (in [`crate::unseen`]) acceptances nobody saw asked
+//! for.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
-    ACTION_PASS, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED, EVENT_ANSWER, FlowKey, GROUP_NONE,
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
+    ACTION_PASS, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED, EVENT_ANSWER, EVENT_UNSEEN, FlowKey,
+    GROUP_NONE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
 };
 
 use crate::{
@@ -11,22 +12,26 @@ use crate::{
     maps::FLOWS,
     parse::{self, L4, Packet},
     port_group,
+    unseen::{Unseen, unseen_accept, unseen_again},
 };
 /// The egress path: the node's answer to a flagged attempt (SYN-ACK, RST, a UDP reply, or
-/// ICMP port unreachable) is recorded on the flow and reported as an answer event.
+/// ICMP port unreachable) is recorded on the flow and reported as an answer event. An
+/// acceptance on a 5-tuple without a flow entry goes to [`unseen_accept`]. Returns the
+/// `ACTION_*` taken: `ACTION_DROPPED` only for an unseen acceptance in a drop group.
 #[inline(always)]
-pub(crate) fn egress(pkt: &Packet, meta: &Meta) {
+pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
     let Ok(l3) = parse::parse_l3(pkt, meta.meta_vlan) else {
-        return;
+        return ACTION_PASS;
     };
-    let (key, answer, flags) = match l3.proto {
+    let (key, answer, flags, group) = match l3.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
             let Ok(l4) = parse::parse_l4(pkt, &l3) else {
-                return;
+                return ACTION_PASS;
             };
             // The answer leaves from the watched port: look the *source* port up.
-            if port_group(l3.proto, l4.src_port) == GROUP_NONE {
-                return;
+            let group = port_group(l3.proto, l4.src_port);
+            if group == GROUP_NONE {
+                return ACTION_PASS;
             }
             let answer = if l3.proto == IPPROTO_UDP {
                 ANSWER_ACCEPTED
@@ -35,11 +40,11 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) {
             } else if l4.tcp_flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK) {
                 ANSWER_ACCEPTED
             } else {
-                return;
+                return ACTION_PASS;
             };
             crate::summary::count_answer(l3.proto, l4.src_port, answer);
             let Ok((src, dst)) = parse::addresses(pkt, &l3) else {
-                return;
+                return ACTION_PASS;
             };
             // Back to ingress orientation: the peer is the source.
             let key = FlowKey {
@@ -51,14 +56,14 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) {
                 family: l3.family,
                 _pad: 0,
             };
-            (key, answer, l4.tcp_flags)
+            (key, answer, l4.tcp_flags, group)
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let Some(q) = parse::icmp_port_unreachable(pkt, &l3) else {
-                return;
+                return ACTION_PASS;
             };
             if port_group(IPPROTO_UDP, q.dst_port) == GROUP_NONE {
-                return;
+                return ACTION_PASS;
             }
             let key = FlowKey {
                 src_addr: q.src,
@@ -69,20 +74,41 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) {
                 family: l3.family,
                 _pad: 0,
             };
-            (key, ANSWER_REFUSED, 0)
+            (key, ANSWER_REFUSED, 0, GROUP_NONE)
         }
-        _ => return,
+        _ => return ACTION_PASS,
     };
-    let Some(f) = FLOWS.get_ptr_mut(&key) else {
-        return;
+    // The clock is read only once something is to be reported: an allowed peer's answer stops
+    // at the flow lookup without it.
+    let ev = match FLOWS.get_ptr_mut(&key) {
+        Some(f) => {
+            // SAFETY: a map value pointer; see ingress.
+            let f = unsafe { &mut *f };
+            if f.flagged == 0 {
+                return ACTION_PASS;
+            }
+            if f.answer != ANSWER_NONE {
+                return unseen_again(f.opener, f.group);
+            }
+            f.answer = answer;
+            EventFacts {
+                kind: EVENT_ANSWER,
+                group: f.group,
+                verdict: f.verdict,
+                action: ACTION_PASS,
+                answer,
+                sampled: 0,
+            }
+        }
+        // No attempt on record: an acceptance nobody saw asked for (ICMP never gets here:
+        // its answer is a refusal).
+        None if answer == ANSWER_ACCEPTED => match unseen_accept(&key, group) {
+            Unseen::Pass => return ACTION_PASS,
+            Unseen::Silent(action) => return action,
+            Unseen::Report(ev) => ev,
+        },
+        None => return ACTION_PASS,
     };
-    // SAFETY: a map value pointer; see ingress.
-    let f = unsafe { &mut *f };
-    if f.flagged == 0 || f.answer != ANSWER_NONE {
-        return;
-    }
-    f.answer = answer;
-    let (group, verdict) = (f.group, f.verdict);
     let l4 = L4 {
         src_port: key.src_port,
         dst_port: key.dst_port,
@@ -90,15 +116,12 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) {
         seq: 0,
     };
     let now = unsafe { bpf_ktime_get_ns() };
-    let ev = EventFacts {
-        kind: EVENT_ANSWER,
-        group,
-        verdict,
-        action: ACTION_PASS,
-        answer,
-        sampled: 0,
-    };
     if !emit(meta, &l3, &l4, &key, now, &ev) {
-        count_reason(node_monitor_common::reason::ANSWER_RINGBUF_FULL);
+        count_reason(if ev.kind == EVENT_UNSEEN {
+            node_monitor_common::reason::UNSEEN_RINGBUF_FULL
+        } else {
+            node_monitor_common::reason::ANSWER_RINGBUF_FULL
+        });
     }
+    ev.action
 }

@@ -1,5 +1,5 @@
 //! Events to userspace through the ring buffer.
-use node_monitor_common::{Event, FlowKey, GroupStats};
+use node_monitor_common::{Event, FRAGMENT_NONE, FlowKey, GroupStats};
 
 use crate::{
     Meta,
@@ -27,6 +27,20 @@ pub(crate) fn emit(
     now: u64,
     ev: &EventFacts,
 ) -> bool {
+    emit_fragment(meta, l3, l4, key, now, ev, FRAGMENT_NONE)
+}
+
+/// [`emit`] for an event whose packet may be a first fragment (`FRAGMENT_*`).
+#[inline(always)]
+pub(crate) fn emit_fragment(
+    meta: &Meta,
+    l3: &L3,
+    l4: &L4,
+    key: &FlowKey,
+    now: u64,
+    ev: &EventFacts,
+    fragment: u8,
+) -> bool {
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         return false;
     };
@@ -50,6 +64,7 @@ pub(crate) fn emit(
         answer: ev.answer,
         hook: meta.hook,
         sampled: ev.sampled,
+        fragment,
         _pad0: 0,
         _pad1: 0,
     });

@@ -26,6 +26,9 @@ pub(crate) fn ingress(pkt: &Packet, meta: &Meta) -> u8 {
         Ok(action) => action,
         Err(r) => {
             count_reason(r);
+            if let Some(action) = crate::fragments::on_parse_error(pkt, meta, r) {
+                return action;
+            }
             if fails_closed(pkt, meta, r) {
                 count_reason(node_monitor_common::reason::DROPPED_UNPARSED);
                 ACTION_DROPPED

@@ -4,7 +4,9 @@
 //! Every program fails open: whatever cannot be parsed or classified passes untouched and is
 //! counted by reason. Only a group configured with `action: drop` ever drops: packets from
 //! sources outside its allowlist, and (failing closed) packets to its ports that the parser
-//! gave up on while their destination port could still be read ([`ingress::fails_closed`]).
+//! gave up on while their destination port could still be read ([`ingress::fails_closed`]),
+//! first fragments to its ports from such sources ([`fragments`]), and on egress the node's
+//! acceptance of a connection from such a source that ingress never saw ([`unseen`]).
 #![no_std]
 #![no_main]
 #![expect(
@@ -20,11 +22,13 @@ mod allow;
 mod budget;
 mod egress;
 mod emit;
+mod fragments;
 mod ingress;
 mod maps;
 mod parse;
 mod revoke;
 mod summary;
+mod unseen;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},
@@ -85,9 +89,12 @@ pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn nm_tc_egress(ctx: TcContext) -> i32 {
     let (pkt, meta) = tc_packet(&ctx, HOOK_TC_EGRESS);
-    egress(&pkt, &meta);
-    // Egress only observes; it never changes the node's answer.
-    TC_ACT_OK
+    // Egress observes, and drops only a drop group's acceptance nobody saw asked for
+    // (NM-1030, see `unseen`); anything else passes.
+    match egress(&pkt, &meta) {
+        ACTION_DROPPED => TC_ACT_SHOT,
+        _ => TC_ACT_OK,
+    }
 }
 
 /// Bytes of headers pulled into the linear part of an skb before the first parse.

@@ -454,3 +454,65 @@ pub fn icmp_port_unreachable(pkt: &Packet, l3: &L3) -> Option<Quoted> {
         dst_port: u16::from_be_bytes([ports[2], ports[3]]),
     })
 }
+
+/// The header facts of an IPv4 fragment (or of any IPv4 packet), for [`crate::fragments`].
+pub struct Ipv4Frag {
+    pub l3: L3,
+    /// Fragment offset in 8-byte units.
+    pub offset_units: u16,
+    /// More Fragments flag.
+    pub more: bool,
+    /// Transport bytes the fragment carries: by its Total Length, within the frame (so that
+    /// Ethernet padding after a tiny fragment is not read as its header).
+    pub l4_len: usize,
+}
+
+/// Reads the IPv4 header behind the link layer (as [`parse_l3`] walks it) without stopping
+/// at fragments: where the transport bytes start, the fragment offset and flag, and how many
+/// transport bytes there are. `None` for anything but a well-formed IPv4 header.
+#[inline(always)]
+pub fn ipv4_fragment(pkt: &Packet, meta_vlan: u16) -> Option<Ipv4Frag> {
+    let (ethertype, off, vlan) = walk_vlan::<VLAN_WALK>(pkt, meta_vlan, MAX_VLAN_TAGS).ok()?;
+    if ethertype != ETH_P_IPV4 {
+        return None;
+    }
+    let h = pkt.span::<IPV4_MIN_HLEN>(off, reason::TRUNC_IPV4).ok()?;
+    // SAFETY (field reads): offsets inside the 20 bytes just checked.
+    let vihl = unsafe { field_u8(h, 0) };
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
+        return None;
+    }
+    let total = unsafe { field_be16(h, 2) } as usize;
+    let frag = unsafe { field_be16(h, 6) };
+    let proto = unsafe { field_u8(h, 9) };
+    let l4_off = off + ihl;
+    let end = core::cmp::min(off + total, pkt.len());
+    Some(Ipv4Frag {
+        l3: L3 {
+            family: FAMILY_V4,
+            proto,
+            l3_off: off,
+            l4_off,
+            vlan,
+        },
+        offset_units: frag & 0x1fff,
+        more: frag & 0x2000 != 0,
+        l4_len: end.saturating_sub(l4_off),
+    })
+}
+
+/// The big-endian 16-bit word at `off`, if it lies inside the packet.
+#[inline(always)]
+pub fn be16(pkt: &Packet, off: usize) -> Option<u16> {
+    pkt.be16_at(off, reason::TRUNC_L4).ok()
+}
+
+/// The 4 bytes at `off` as they sit in the packet (a TCP sequence number, compared for
+/// equality only), if they lie inside the packet.
+#[inline(always)]
+pub fn raw32(pkt: &Packet, off: usize) -> Option<u32> {
+    pkt.bytes_at::<4>(off, reason::TRUNC_L4)
+        .ok()
+        .map(u32::from_ne_bytes)
+}

@@ -17,7 +17,9 @@ use std::{
     sync::Arc,
 };
 
-use node_monitor_common::{ANSWER_NONE, EVENT_ANSWER, EVENT_FLAGGED, Event, FlowKey, FlowState};
+use node_monitor_common::{
+    ANSWER_NONE, EVENT_ANSWER, EVENT_FLAGGED, EVENT_UNSEEN, Event, FlowKey, FlowState,
+};
 
 use crate::record::{self, Answer, Clock, FlowRecord};
 
@@ -177,6 +179,12 @@ impl Tracker {
                     out.push(rec);
                 }
             },
+            // The node accepted a connection ingress never saw (NM-1030): the event is the
+            // answer itself, complete at once.
+            EVENT_UNSEEN => {
+                let name = self.group(ev.group, names);
+                out.push(record::from_event(&ev, name, clock, Some(Answer::Accepted)));
+            }
             _ => {
                 let name = self.group(ev.group, names);
                 out.push(record::from_event(&ev, name, clock, None));
@@ -390,6 +398,22 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].answer, Some(Answer::Accepted));
         assert_eq!(t.stats.answers_from_flow_table, 1);
+    }
+
+    #[test]
+    fn unseen_acceptance_is_a_record_at_once() {
+        let mut t = Tracker::new(1000);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        let mut e = ev(EVENT_UNSEEN, 7, 5 * MS, ANSWER_ACCEPTED);
+        e.tcp_flags = node_monitor_common::TCP_SYN | node_monitor_common::TCP_ACK;
+        t.handle(e, 5 * MS, &Names, &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].record_type, record::RecordType::Unseen);
+        assert_eq!(out[0].answer, Some(Answer::Accepted));
+        assert_eq!(out[0].src_port, 7);
+        assert_eq!(t.pending(), 0, "nothing is held for an answer");
+        assert_eq!(t.stats.late_answers, 0, "not a late answer");
     }
 
     #[test]

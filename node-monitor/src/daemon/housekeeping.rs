@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 use super::{Daemon, FLOW_COUNT_ROUNDS};
 use crate::{
     datapath::Datapath,
-    detect::{self, LossTotals},
+    detect::LossTotals,
     metrics::{self, Snapshot},
     netif,
     record::Answer,
@@ -45,6 +45,28 @@ impl Counters {
     }
 }
 
+/// The kernel's event losses, cumulative: (rate limited, ring buffer full). The group
+/// counters' losses, answer events lost to a full ring buffer, and NM-1030 events withheld
+/// or lost on egress (counted by reason, not per group), so that these reach the flood
+/// alerts and `losses_since_previous` like the others.
+fn kernel_losses(
+    groups: &[crate::datapath::GroupCounters],
+    reasons: Option<&[u64; node_monitor_common::reason::COUNT as usize]>,
+) -> (u64, u64) {
+    use node_monitor_common::reason;
+    let (mut rate_limited, mut ringbuf_full) = (0, 0);
+    for c in groups {
+        rate_limited += c.stats.lost_rate_limited;
+        ringbuf_full += c.stats.lost_ringbuf_full;
+    }
+    if let Some(r) = reasons {
+        ringbuf_full += r[reason::ANSWER_RINGBUF_FULL as usize];
+        rate_limited += r[reason::UNSEEN_RATE_LIMITED as usize];
+        ringbuf_full += r[reason::UNSEEN_RINGBUF_FULL as usize];
+    }
+    (rate_limited, ringbuf_full)
+}
+
 impl Daemon {
     /// Every 500 ms: interfaces, loss accounting and alert windows, metrics.
     pub(super) fn housekeeping(&mut self) {
@@ -62,7 +84,7 @@ impl Daemon {
 
     /// Reads the loss counters and feeds them to the engine outside the housekeeping round:
     /// at start, before any event is read, as the baseline (the first totals the engine sees
-    /// are a baseline; see [`detect::Engine::on_losses`]); at shutdown, so that the losses
+    /// are a baseline; see [`crate::detect::Engine::on_losses`]); at shutdown, so that the losses
     /// of the last round reach the flood alert that the shutdown emits.
     pub(super) fn read_losses(&mut self) {
         let counters = Counters::read(&self.dp);
@@ -73,9 +95,9 @@ impl Daemon {
     fn account_losses(&mut self, counters: &Counters, now: Instant) {
         if let Some(groups) = &counters.groups {
             let mut totals = LossTotals::default();
+            (totals.rate_limited, totals.ringbuf_full) =
+                kernel_losses(groups, counters.reasons.as_ref());
             for c in groups {
-                totals.rate_limited += c.stats.lost_rate_limited;
-                totals.ringbuf_full += c.stats.lost_ringbuf_full;
                 totals.group_budget += c.stats.lost_group_budget;
                 let g = totals.groups.entry(c.group.as_str().into()).or_default();
                 g.new_conns += c.stats.new_conns;
@@ -89,9 +111,6 @@ impl Daemon {
                     g.accepted = a.accepted;
                     g.refused = a.refused;
                 }
-            }
-            if let Some(r) = &counters.reasons {
-                totals.ringbuf_full += r[node_monitor_common::reason::ANSWER_RINGBUF_FULL as usize];
             }
             if self.stats.events_malformed > 0 {
                 totals
@@ -174,10 +193,6 @@ impl Daemon {
         // Kernel losses (rate_limited, ringbuf_full) come from `groups`; only userspace ones here.
         let mut lost: BTreeMap<String, u64> = BTreeMap::new();
         lost.insert("decode_error".to_owned(), self.stats.events_malformed);
-        let severities: BTreeMap<&'static str, &'static str> = detect::rules::all()
-            .into_iter()
-            .map(|r| (r.id, r.severity.as_str()))
-            .collect();
         let snap = Snapshot {
             groups: groups.iter().map(Into::into).collect(),
             reasons: metrics::reasons_snapshot(&reasons),
@@ -189,16 +204,11 @@ impl Daemon {
                     (g.to_string(), p.name(), answer, *n)
                 })
                 .collect(),
+            // By the severity each alert carried (NM-1030's depends on the group).
             alerts: es
-                .alerts_by_rule
+                .alerts_by_rule_severity
                 .iter()
-                .map(|(id, n)| {
-                    (
-                        (*id).to_owned(),
-                        severities.get(id).copied().unwrap_or("medium"),
-                        *n,
-                    )
-                })
+                .map(|((id, severity), n)| ((*id).to_owned(), severity.as_str(), *n))
                 .collect(),
             alerts_suppressed: es
                 .suppressed_by_rule
@@ -218,5 +228,38 @@ impl Daemon {
             pending_answers: self.tracker.pending() as u64,
         };
         self.metrics.update(&snap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use node_monitor_common::{GroupStats, reason};
+
+    use super::*;
+    use crate::{config::Protocol, datapath::GroupCounters};
+
+    #[test]
+    fn kernel_losses_include_answers_and_unseen_acceptances() {
+        let g = |rate_limited, ringbuf_full| GroupCounters {
+            group: "kubelet".to_owned(),
+            proto: Protocol::Tcp,
+            verdict: 1,
+            stats: GroupStats {
+                lost_rate_limited: rate_limited,
+                lost_ringbuf_full: ringbuf_full,
+                ..GroupStats::default()
+            },
+        };
+        let groups = [g(3, 1), g(4, 0)];
+        assert_eq!(kernel_losses(&groups, None), (7, 1));
+        let mut r = [0u64; reason::COUNT as usize];
+        r[reason::ANSWER_RINGBUF_FULL as usize] = 2;
+        r[reason::UNSEEN_RATE_LIMITED as usize] = 5;
+        r[reason::UNSEEN_RINGBUF_FULL as usize] = 6;
+        // Counted elsewhere, never a loss.
+        r[reason::UNSEEN_ACCEPTED as usize] = 100;
+        r[reason::UNSEEN_DROPPED as usize] = 100;
+        r[reason::FRAG_WATCHED as usize] = 100;
+        assert_eq!(kernel_losses(&groups, Some(&r)), (12, 9));
     }
 }

@@ -364,7 +364,7 @@ impl Daemon {
         }
         let now = Instant::now();
         for rec in self.records.drain(..) {
-            if rec.record_type == RecordType::Flagged {
+            if rec.record_type.alerts() {
                 *self
                     .answers
                     .entry((rec.group.clone(), rec.protocol, rec.answer))

@@ -50,9 +50,20 @@ impl Hook {
     }
 }
 
-/// The file name of a pinned link under `links/`: `<hook>@<iface>`.
+/// The file name of a pinned link under `links/`: `<hook>@<iface>`, with every `.` of the
+/// interface name written `%2e` (and `%` written `%25`, so that two names never share a pin):
+/// bpffs refuses names with a dot (`bpf_lookup`: "reserved for future extensions"), and
+/// tunnel and VLAN interfaces have them (`vxlan.calico`, `flannel.1`, `bond0.100`).
 fn link_pin_name(hook: Hook, iface: &str) -> String {
-    format!("{}@{iface}", hook.as_str())
+    let mut name = format!("{}@", hook.as_str());
+    for c in iface.chars() {
+        match c {
+            '.' => name.push_str("%2e"),
+            '%' => name.push_str("%25"),
+            c => name.push(c),
+        }
+    }
+    name
 }
 
 /// Whether a file under `links/` is one of ours (`<known hook>@<anything>`).
@@ -375,8 +386,18 @@ mod tests {
         assert_eq!(link_pin_name(Hook::Xdp, "eth0"), "xdp@eth0");
         assert_eq!(
             link_pin_name(Hook::TcEgress, "veth-a.1"),
-            "tc-egress@veth-a.1"
+            "tc-egress@veth-a%2e1"
         );
+        // No dot ever reaches bpffs, and distinct names keep distinct pins.
+        for (iface, pin) in [
+            ("vxlan.calico", "xdp@vxlan%2ecalico"),
+            ("flannel.1", "xdp@flannel%2e1"),
+            ("a%2eb", "xdp@a%252eb"),
+            ("a.b", "xdp@a%2eb"),
+        ] {
+            assert_eq!(link_pin_name(Hook::Xdp, iface), pin);
+            assert!(is_link_pin_name(pin) && !pin.contains('.'));
+        }
         assert!(is_link_pin_name("tc-ingress@eth0"));
         // The hook is what comes before the first '@'.
         assert!(is_link_pin_name("xdp@we@ird"));

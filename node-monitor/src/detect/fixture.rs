@@ -19,7 +19,7 @@ use super::{
 };
 use crate::record::{
     Action, Answer, Family, FlowRecord, Hook, Protocol, RecordType, TcpFlags, Verdict,
-    fixture::{TIME_US, flagged, sampled, time_us},
+    fixture::{TIME_US, flagged, fragmented, sampled, time_us, unseen},
 };
 
 /// An alert at the time of [`flagged`], first of its series, without losses.
@@ -44,6 +44,24 @@ pub fn connection_alert() -> Alert {
     );
     a.losses_since_previous.insert("ringbuf_full".to_owned(), 4);
     a
+}
+
+/// NM-1030 on [`unseen`]: the node accepted a kubelet connection ingress never saw.
+pub fn unseen_alert() -> Alert {
+    alert(
+        AlertKind::Connection { record: unseen() },
+        rules::unseen_rule("kubelet"),
+    )
+}
+
+/// The kubelet rule's alert on [`fragmented`]: a SYN sent in 8-byte fragments, accepted.
+pub fn fragmented_alert() -> Alert {
+    alert(
+        AlertKind::Connection {
+            record: fragmented(),
+        },
+        rules::rule_for_group("kubelet"),
+    )
 }
 
 /// A dedup follow-up of [`connection_alert`] with 17 repeats.
@@ -268,6 +286,17 @@ pub fn variety() -> Vec<OutputItem> {
         items.push(OutputItem::Flow(f));
     }
     items.push(OutputItem::Alert(connection_alert()));
+    items.push(OutputItem::Alert(unseen_alert()));
+    items.push(OutputItem::Alert(fragmented_alert()));
+    let mut unseen_v6 = unseen_alert();
+    if let AlertKind::Connection { record } = &mut unseen_v6.kind {
+        record.family = Family::Ipv6;
+        record.src_ip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0x100, 0, 0, 0, 0x77).into();
+        record.dst_ip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0x100, 0, 0, 0, 1).into();
+        record.protocol = Protocol::Udp;
+        record.tcp_flags = None;
+    }
+    items.push(OutputItem::Alert(unseen_v6));
     items.push(OutputItem::Alert(follow_up()));
     items.push(OutputItem::Flow(flagged()));
     items.push(OutputItem::Flow(sampled()));

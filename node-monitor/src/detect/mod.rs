@@ -32,10 +32,7 @@ use self::{
     flood::Flood,
     sweep::Sweeps,
 };
-use crate::{
-    config::AlertSettings,
-    record::{FlowRecord, RecordType},
-};
+use crate::{config::AlertSettings, record::FlowRecord};
 
 /// Default cap of the dedup table (series).
 pub(crate) const DEFAULT_MAX_SERIES: usize = 100_000;
@@ -65,6 +62,9 @@ pub struct LossTotals {
 pub struct EngineStats {
     /// Alerts emitted (first alerts, follow-ups, sweeps, floods) by rule id.
     pub alerts_by_rule: BTreeMap<&'static str, u64>,
+    /// The same by (rule id, severity): a rule whose severity depends on the group (NM-1030)
+    /// has an entry per severity.
+    pub alerts_by_rule_severity: BTreeMap<(&'static str, Severity), u64>,
     /// Follow-up alerts emitted.
     pub follow_ups: u64,
     /// Occurrences folded into a series instead of alerting.
@@ -154,9 +154,9 @@ impl Engine {
     pub fn on_record(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
         let start = out.len();
         let window = self.settings.dedup_window;
-        if matches!(rec.record_type, RecordType::Flagged | RecordType::Revoked) {
+        if rec.record_type.alerts() {
             let occurrence = Occurrence {
-                rule: rules::rule_for_group(&rec.group),
+                rule: rules::rule_for_record(rec.record_type, &rec.group),
                 source: rec.src_ip,
                 group: &rec.group,
                 answer: Some(rec.answer),
@@ -328,6 +328,11 @@ impl Engine {
         for alert in &mut out[start..] {
             alert.losses_since_previous = std::mem::take(&mut self.pending_losses);
             *self.stats.alerts_by_rule.entry(alert.rule.id).or_default() += 1;
+            *self
+                .stats
+                .alerts_by_rule_severity
+                .entry((alert.rule.id, alert.rule.severity))
+                .or_default() += 1;
             if alert.follow_up_of.is_some() {
                 self.stats.follow_ups += 1;
             }
@@ -457,6 +462,51 @@ pub(crate) mod tests {
         assert_eq!(s.alerts_by_rule["NM-1001"], 4);
         assert_eq!(s.alerts_by_rule["NM-1003"], 1);
         assert_eq!(s.follow_ups, 1);
+    }
+
+    #[test]
+    fn unseen_acceptances_alert_under_nm_1030_and_dedup() {
+        use crate::record::{Answer, Hook, RecordType};
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let unseen = |group: &str, port: u16, src_port: u16| {
+            let mut r = record(group, "203.0.113.9", port);
+            r.record_type = RecordType::Unseen;
+            r.answer = Some(Answer::Accepted);
+            r.hook = Hook::Tc;
+            r.src_port = src_port;
+            r
+        };
+        e.on_record(&unseen("kubelet", 10250, 40001), t0, &mut out);
+        e.on_record(&unseen("apiserver", 6443, 40002), t0, &mut out);
+        // The same source's flagged kubelet attempt is another rule, another series.
+        e.on_record(&record("kubelet", "203.0.113.9", 10250), t0, &mut out);
+        // A second unseen kubelet acceptance within the window folds.
+        e.on_record(&unseen("kubelet", 10250, 40003), t0 + secs(1), &mut out);
+        let got: Vec<_> = out.iter().map(|a| (a.rule.id, a.rule.severity)).collect();
+        assert_eq!(
+            got,
+            [
+                ("NM-1030", Severity::Critical),
+                ("NM-1030", Severity::High),
+                ("NM-1001", Severity::High),
+            ]
+        );
+        out.clear();
+        e.tick(t0 + secs(61), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].rule.id, "NM-1030");
+        assert_eq!(out[0].suppressed, 1);
+        assert_eq!(e.stats().alerts_by_rule["NM-1030"], 3);
+        assert_eq!(
+            e.stats().alerts_by_rule_severity,
+            BTreeMap::from([
+                (("NM-1001", Severity::High), 1),
+                (("NM-1030", Severity::Critical), 2),
+                (("NM-1030", Severity::High), 1),
+            ])
+        );
     }
 
     #[test]

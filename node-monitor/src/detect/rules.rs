@@ -12,6 +12,7 @@ pub const APISERVER: &str = "NM-1005";
 pub const KUBE_PROXY_HEALTHZ: &str = "NM-1006";
 pub const NODEPORT_SWEEP: &str = "NM-1010";
 pub const FLOOD: &str = "NM-1020";
+pub const UNSEEN_ACCEPTED: &str = "NM-1030";
 pub const GENERIC: &str = "NM-1900";
 
 /// The groups of the embedded catalog that are meant to be reached from the node itself only.
@@ -148,6 +149,48 @@ pub fn flood_rule() -> Rule {
     }
 }
 
+/// The catalog groups whose unseen acceptance is critical rather than high: the kubelet's
+/// and etcd's, whose API hands over the node or the cluster.
+pub const UNSEEN_CRITICAL_GROUPS: &[&str] = &[
+    "kubelet",
+    "kubelet-readonly",
+    "kubelet-healthz",
+    "etcd-client",
+    "etcd-peer",
+    "etcd-metrics",
+];
+
+/// NM-1030: the node accepted (SYN-ACK, UDP reply) a connection from a source outside the
+/// group's allowlist whose attempt ingress never saw: fragments it could not read, a device
+/// that is not watched, or any other way around the ingress hook. High; critical for the
+/// kubelet and etcd groups ([`UNSEEN_CRITICAL_GROUPS`]), picked by group like
+/// [`rule_for_group`].
+pub fn unseen_rule(group: &str) -> Rule {
+    rule(
+        UNSEEN_ACCEPTED,
+        "the node accepted a connection nobody saw arrive",
+        if UNSEEN_CRITICAL_GROUPS.contains(&group) {
+            Severity::Critical
+        } else {
+            Severity::High
+        },
+        "The node answered a connection from a source outside the port group's allowlist \
+         (a SYN-ACK, or the first UDP reply of a 5-tuple, seen on egress) although ingress \
+         recorded no attempt from it: the request reached a listener unseen (IPv4 fragments, \
+         an interface that is not watched, a header chain past the parser's bounds).",
+    )
+}
+
+/// The rule for an alerting record: [`unseen_rule`] for an acceptance nobody saw asked for,
+/// else the group's connection rule.
+pub fn rule_for_record(record_type: crate::record::RecordType, group: &str) -> Rule {
+    if record_type == crate::record::RecordType::Unseen {
+        unseen_rule(group)
+    } else {
+        rule_for_group(group)
+    }
+}
+
 /// Every rule of the catalog, by id.
 pub fn all() -> Vec<Rule> {
     vec![
@@ -159,6 +202,7 @@ pub fn all() -> Vec<Rule> {
         rule_for_group("kube-proxy-healthz"),
         sweep_rule(),
         flood_rule(),
+        unseen_rule("kubelet"),
         generic(),
     ]
 }
@@ -206,6 +250,35 @@ mod tests {
         assert_eq!(sweep_rule().id, NODEPORT_SWEEP);
         assert_eq!(flood_rule().id, FLOOD);
         assert_eq!((sweep_rule().version, flood_rule().version), (1, 2));
+    }
+
+    #[test]
+    fn unseen_acceptance_rule() {
+        use crate::record::RecordType;
+        for (group, sev) in [
+            ("kubelet", Severity::Critical),
+            ("kubelet-readonly", Severity::Critical),
+            ("etcd-client", Severity::Critical),
+            ("etcd-peer", Severity::Critical),
+            ("apiserver", Severity::High),
+            ("scheduler", Severity::High),
+            ("nodeport", Severity::High),
+            ("my-custom-group", Severity::High),
+        ] {
+            let r = unseen_rule(group);
+            assert_eq!(
+                (r.id, r.severity, r.version),
+                (UNSEEN_ACCEPTED, sev, 1),
+                "{group}"
+            );
+            assert_eq!(r.name, "the node accepted a connection nobody saw arrive");
+        }
+        assert_eq!(
+            rule_for_record(RecordType::Unseen, "etcd-peer").id,
+            "NM-1030"
+        );
+        assert_eq!(rule_for_record(RecordType::Flagged, "etcd-peer").id, ETCD);
+        assert_eq!(category(UNSEEN_ACCEPTED), "unauthorized-port-access");
     }
 
     #[test]

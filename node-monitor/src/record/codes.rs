@@ -41,6 +41,9 @@ pub enum RecordType {
     /// reload revoked the source (written `revoked`). Alerted like a flagged connection; its
     /// answer is unknown (the node's answer was not tracked while the source was allowed).
     Revoked,
+    /// The node accepted a connection from a source outside the group's allowlist that
+    /// ingress never saw arrive: its SYN-ACK (or first UDP reply) seen on egress (NM-1030).
+    Unseen,
 }
 
 impl RecordType {
@@ -49,7 +52,15 @@ impl RecordType {
             RecordType::Flagged => "flagged",
             RecordType::Sampled => "flow",
             RecordType::Revoked => "revoked",
+            RecordType::Unseen => "unseen_accepted",
         }
+    }
+    /// A record the alert engine raises a connection alert for.
+    pub fn alerts(self) -> bool {
+        matches!(
+            self,
+            RecordType::Flagged | RecordType::Revoked | RecordType::Unseen
+        )
     }
 }
 
@@ -200,9 +211,14 @@ const TCP_FLAG_MASK: u8 = 0x3f;
 const _: () =
     assert!((TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST | TCP_PSH | TCP_URG) & !TCP_FLAG_MASK == 0);
 
-/// The TCP flags of a packet: the header's bits FIN, SYN, RST, PSH, ACK and URG.
+/// The TCP flags of a packet: the header's bits FIN, SYN, RST, PSH, ACK and URG; or
+/// [`TcpFlags::FRAGMENTED`], flags that were not in the packet (a first fragment that ends
+/// before them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TcpFlags(u8);
+
+/// The bit of [`TcpFlags::FRAGMENTED`]: outside the six flags, so no header byte makes it.
+const TCP_FLAGS_UNKNOWN: u8 = 0x80;
 
 /// The names of every combination of the six flags, built once: a record takes its text
 /// from here instead of joining names per record.
@@ -214,13 +230,24 @@ impl TcpFlags {
     pub const fn from_bits(bits: u8) -> TcpFlags {
         TcpFlags(bits & TCP_FLAG_MASK)
     }
-    /// The header bits (OCSF `tcp_flags` is this integer).
-    pub const fn bits(self) -> u8 {
-        self.0
+    /// Flags unknown: the packet was the first fragment of a datagram and ended before the
+    /// TCP flags (written `fragmented`).
+    pub const FRAGMENTED: TcpFlags = TcpFlags(TCP_FLAGS_UNKNOWN);
+    /// The header bits (OCSF `tcp_flags` is this integer); `None` when they are unknown.
+    pub const fn bits(self) -> Option<u8> {
+        if self.0 & TCP_FLAGS_UNKNOWN != 0 {
+            None
+        } else {
+            Some(self.0)
+        }
     }
-    /// The flags as text, e.g. "SYN" or "FIN|PSH|URG" ("NONE" when none is set).
+    /// The flags as text, e.g. "SYN" or "FIN|PSH|URG" ("NONE" when none is set, `fragmented`
+    /// when unknown).
     pub fn as_str(self) -> &'static str {
-        &TCP_FLAG_NAMES[usize::from(self.0)]
+        match self.bits() {
+            Some(b) => &TCP_FLAG_NAMES[usize::from(b)],
+            None => "fragmented",
+        }
     }
 }
 
@@ -257,7 +284,13 @@ mod tests {
         assert_eq!(text(TCP_SYN | TCP_ACK | 0xc0), "SYN|ACK");
         for f in 0..=u8::MAX {
             assert_eq!(text(f), join_tcp_flags(f));
+            assert_eq!(TcpFlags::from_bits(f).bits(), Some(f & 0x3f));
         }
+        assert_eq!(TcpFlags::FRAGMENTED.as_str(), "fragmented");
+        assert_eq!(TcpFlags::FRAGMENTED.bits(), None);
+        assert_eq!(RecordType::Unseen.as_str(), "unseen_accepted");
+        assert!(RecordType::Unseen.alerts() && RecordType::Flagged.alerts());
+        assert!(!RecordType::Sampled.alerts());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use node_monitor_common::{
-    EVENT_ANSWER, EVENT_FLAGGED, EVENT_REVOKED, EVENT_SAMPLED, Event, FAMILY_V4, FAMILY_V6,
-    FlowKey, IPPROTO_TCP, IPPROTO_UDP,
+    EVENT_ANSWER, EVENT_FLAGGED, EVENT_REVOKED, EVENT_SAMPLED, EVENT_UNSEEN, Event, FAMILY_V4,
+    FAMILY_V6, FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowKey, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 use super::{
@@ -35,7 +35,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let ev: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
     if !matches!(
         ev.kind,
-        EVENT_FLAGGED | EVENT_SAMPLED | EVENT_ANSWER | EVENT_REVOKED
+        EVENT_FLAGGED | EVENT_SAMPLED | EVENT_ANSWER | EVENT_REVOKED | EVENT_UNSEEN
     ) {
         return Err(DecodeError::Kind(ev.kind));
     }
@@ -61,7 +61,8 @@ pub(crate) fn flow_key(ev: &Event) -> FlowKey {
     }
 }
 
-/// Builds the record for a flagged or sampled event. `group` is the group's name.
+/// Builds the record for a flagged, sampled or unseen-acceptance event. `group` is the
+/// group's name.
 pub(crate) fn from_event(
     ev: &Event,
     group: Arc<str>,
@@ -75,6 +76,7 @@ pub(crate) fn from_event(
         record_type: match ev.kind {
             EVENT_FLAGGED => RecordType::Flagged,
             EVENT_REVOKED => RecordType::Revoked,
+            EVENT_UNSEEN => RecordType::Unseen,
             _ => RecordType::Sampled,
         },
         group,
@@ -92,7 +94,14 @@ pub(crate) fn from_event(
         ifindex: ev.ifindex,
         hook: Hook::from_raw(ev.hook),
         vlan: vlan.into_iter().take_while(|v| *v != 0).collect(),
-        tcp_flags: (protocol == Protocol::Tcp).then(|| TcpFlags::from_bits(ev.tcp_flags)),
+        tcp_flags: (protocol == Protocol::Tcp).then(|| {
+            if ev.fragment == FRAGMENT_FIRST_NO_FLAGS {
+                TcpFlags::FRAGMENTED
+            } else {
+                TcpFlags::from_bits(ev.tcp_flags)
+            }
+        }),
+        fragmented: matches!(ev.fragment, FRAGMENT_FIRST | FRAGMENT_FIRST_NO_FLAGS),
         packet_length: ev.pkt_len,
         ktime_ns: ev.ts_ns,
         sampled: ev.kind == EVENT_SAMPLED && ev.sampled != 0,
@@ -179,6 +188,59 @@ mod tests {
         assert_eq!(v["vlan"], serde_json::json!([100]));
         assert_eq!(v["tcp_flags"], "SYN");
         assert_eq!(v["time"], "2023-11-14T22:13:20.000000Z");
+    }
+
+    #[test]
+    fn first_fragments_and_unseen_acceptances() {
+        let clock = Clock::fixed(1_700_000_000_000_000_000, 0);
+        // A first fragment cut before the flags: flags "fragmented", and marked fragmented.
+        let mut e = event();
+        e.tcp_flags = 0;
+        e.fragment = FRAGMENT_FIRST_NO_FLAGS;
+        assert_eq!(decode(&bytes(&e)), Ok(e));
+        let r = from_event(&e, "kubelet".into(), &clock, None);
+        assert_eq!(r.record_type, RecordType::Flagged);
+        assert_eq!(r.tcp_flags, Some(TcpFlags::FRAGMENTED));
+        assert!(r.fragmented);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["tcp_flags"], "fragmented");
+        assert_eq!(v["fragmented"], true);
+        // Cut after the flags: the flags are the fragment's.
+        e.tcp_flags = TCP_SYN;
+        e.fragment = FRAGMENT_FIRST;
+        let r = from_event(&e, "kubelet".into(), &clock, None);
+        assert_eq!(r.tcp_flags.map(TcpFlags::as_str), Some("SYN"));
+        assert!(r.fragmented);
+        // UDP: no flags whatever the fragment says.
+        e.proto = IPPROTO_UDP;
+        e.fragment = FRAGMENT_FIRST_NO_FLAGS;
+        let r = from_event(&e, "g".into(), &clock, None);
+        assert_eq!((r.tcp_flags, r.fragmented), (None, true));
+        // A whole packet is not fragmented, and says nothing about it.
+        let r = from_event(&event(), "kubelet".into(), &clock, None);
+        assert!(!r.fragmented);
+        assert!(
+            serde_json::to_value(&r)
+                .unwrap()
+                .get("fragmented")
+                .is_none()
+        );
+        // The node's acceptance nobody saw asked for.
+        let mut u = event();
+        u.kind = EVENT_UNSEEN;
+        u.tcp_flags = TCP_SYN | TCP_ACK;
+        u.answer = node_monitor_common::ANSWER_ACCEPTED;
+        u.hook = node_monitor_common::HOOK_TC_EGRESS;
+        assert_eq!(decode(&bytes(&u)), Ok(u));
+        let r = from_event(&u, "kubelet".into(), &clock, Some(Answer::Accepted));
+        assert_eq!(r.record_type, RecordType::Unseen);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["type"], "unseen_accepted");
+        assert_eq!(v["answer"], "accepted");
+        assert_eq!(v["hook"], "tc");
+        // Kind 6 is still unknown.
+        u.kind = 6;
+        assert_eq!(decode(&bytes(&u)), Err(DecodeError::Kind(6)));
     }
 
     #[test]

@@ -39,9 +39,36 @@ pub fn flagged() -> FlowRecord {
         hook: Hook::Xdp,
         vlan: vec![100, 200],
         tcp_flags: Some(TcpFlags::from_bits(TCP_SYN)),
+        fragmented: false,
         packet_length: 60,
         ktime_ns: 42,
         sampled: false,
+    }
+}
+
+/// [`flagged`] seen as the first fragment of a datagram that ended before the TCP flags
+/// (`hping3 --mtu 8`), accepted.
+pub fn fragmented() -> FlowRecord {
+    FlowRecord {
+        tcp_flags: Some(TcpFlags::FRAGMENTED),
+        fragmented: true,
+        answer: Some(Answer::Accepted),
+        packet_length: 42,
+        ..flagged()
+    }
+}
+
+/// The node's SYN-ACK for the 5-tuple of [`flagged`], whose attempt ingress never saw
+/// (NM-1030): seen on tc egress, accepted.
+pub fn unseen() -> FlowRecord {
+    FlowRecord {
+        record_type: RecordType::Unseen,
+        answer: Some(Answer::Accepted),
+        hook: Hook::Tc,
+        tcp_flags: Some(TcpFlags::from_bits(TCP_SYN | node_monitor_common::TCP_ACK)),
+        vlan: vec![],
+        packet_length: 74,
+        ..flagged()
     }
 }
 

@@ -41,9 +41,14 @@ pub struct FlowRecord {
     /// VLAN ids, outer first; empty when untagged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vlan: Vec<u16>,
-    /// TCP flags of the first packet (TCP only).
+    /// TCP flags of the first packet (TCP only; [`TcpFlags::FRAGMENTED`] when that packet was
+    /// a first fragment that ended before them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_flags: Option<TcpFlags>,
+    /// The attempt was seen as the first fragment of an IPv4 datagram (ports read from it,
+    /// the rest of the datagram never parsed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fragmented: bool,
     pub packet_length: u32,
     /// Monotonic kernel time of the packet (ns), for ordering and correlation.
     pub ktime_ns: u64,

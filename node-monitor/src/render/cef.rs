@@ -358,7 +358,8 @@ mod tests {
     use super::*;
     use crate::{
         detect::fixture::{
-            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep, variety,
+            connection_alert, flood, follow_up, fragmented_alert, group_flood, late_answer_alert,
+            sweep, unseen_alert, variety,
         },
         record::fixture::{CID, TIME_MS as T_MS, sampled},
         render::check::{self, hostile_observer, observer},
@@ -439,6 +440,37 @@ mod tests {
         assert_eq!(h[4], sig);
         assert_eq!(h[5], name);
         assert_eq!(h[6], sev);
+    }
+
+    #[test]
+    fn unseen_and_fragmented_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(unseen_alert()), &observer()));
+        header_ok(
+            &h,
+            "NM-1030",
+            "the node accepted a connection nobody saw arrive",
+            "10",
+        );
+        assert_eq!(e["src"], "128.232.110.120");
+        assert_eq!(e["outcome"], "success");
+        assert_eq!(
+            (e["cs6Label"].as_str(), e["cs6"].as_str()),
+            ("answer", "accepted")
+        );
+        assert_eq!(e["cat"], "unauthorized-port-access");
+        assert!(
+            e["msg"].contains("no attempt seen on ingress"),
+            "{}",
+            e["msg"]
+        );
+        let (h, e) = parse(&render(&OutputItem::Alert(fragmented_alert()), &observer()));
+        header_ok(
+            &h,
+            "NM-1001",
+            "kubelet API access from a source not allowed",
+            "8",
+        );
+        assert!(e["msg"].contains("sent in IPv4 fragments"), "{}", e["msg"]);
     }
 
     #[test]

@@ -443,7 +443,8 @@ mod tests {
     use super::*;
     use crate::{
         detect::fixture::{
-            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep,
+            connection_alert, flood, follow_up, fragmented_alert, group_flood, late_answer_alert,
+            sweep, unseen_alert,
         },
         record::fixture::{CID, sampled},
         render::check,
@@ -474,8 +475,8 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        // Connection rules and floods are at version 2, sweeps at 1.
-        let version = if v["rule"]["id"] == "NM-1010" {
+        // Connection rules and floods are at version 2, sweeps and NM-1030 at 1.
+        let version = if ["NM-1010", "NM-1030"].contains(&v["rule"]["id"].as_str().unwrap()) {
             "1"
         } else {
             "2"
@@ -530,6 +531,56 @@ mod tests {
         assert!(nm.get("follow_up_of").is_none());
         assert_eq!(nm["losses_since_previous"], json!({ "ringbuf_full": 4 }));
         assert!(nm.get("sweep").is_none() && nm.get("flood").is_none());
+    }
+
+    #[test]
+    fn unseen_acceptance_fields() {
+        let v = doc(&OutputItem::Alert(unseen_alert()));
+        alert_common(&v);
+        assert_eq!(v["rule"]["id"], "NM-1030");
+        assert_eq!(
+            v["rule"]["name"],
+            "the node accepted a connection nobody saw arrive"
+        );
+        assert_eq!(v["rule"]["category"], "unauthorized-port-access");
+        assert_eq!(v["event"]["severity"], 99, "critical for the kubelet");
+        assert_eq!(v["event"]["action"], "unseen-accepted-connection");
+        assert_eq!(v["event"]["outcome"], "success");
+        assert_eq!(v["event"]["type"], json!(["connection", "denied"]));
+        assert_eq!(v["source"]["ip"], "128.232.110.120");
+        let nm = &v["node_monitor"];
+        assert_eq!(nm["record_type"], "unseen_accepted");
+        assert_eq!(nm["answer"], "accepted");
+        assert_eq!(nm["hook"], "tc");
+        assert_eq!(nm["tcp_flags"], "SYN|ACK");
+        assert!(nm.get("fragmented").is_none());
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with(
+                "the node accepted a connection nobody saw arrive: 128.232.110.120:34855"
+            ) && msg.contains("answer accepted")
+                && msg.contains("no attempt seen on ingress"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn fragmented_attempt_fields() {
+        let v = doc(&OutputItem::Alert(fragmented_alert()));
+        alert_common(&v);
+        assert_eq!(v["rule"]["id"], "NM-1001");
+        assert_eq!(v["event"]["action"], "flagged-connection");
+        assert_eq!(v["event"]["outcome"], "success");
+        let nm = &v["node_monitor"];
+        assert_eq!(nm["tcp_flags"], "fragmented");
+        assert_eq!(nm["fragmented"], true);
+        assert_eq!(nm["answer"], "accepted");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("answer accepted, sent in IPv4 fragments")
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub(crate) fn action_name(item: &OutputItem) -> &'static str {
     match item {
         OutputItem::Flow(_) => "flow-sampled",
         OutputItem::Alert(a) => match a.kind {
+            AlertKind::Connection { ref record } if record.record_type == RecordType::Unseen => {
+                "unseen-accepted-connection"
+            }
             AlertKind::Connection { .. } => "flagged-connection",
             AlertKind::Sweep { .. } => "nodeport-sweep",
             AlertKind::Flood { .. } => "event-flood",
@@ -141,6 +144,9 @@ pub(crate) struct ConnectionFacts<'a> {
     revoked: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_flags: Option<TcpFlags>,
+    /// Written only when true: the attempt was an IPv4 first fragment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fragmented: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hook: Option<Hook>,
 }
@@ -160,6 +166,7 @@ impl ConnectionFacts<'_> {
                 .is_some_and(|r| r.record_type == RecordType::Revoked)
                 .then_some(true),
             tcp_flags: rec.and_then(|r| r.tcp_flags),
+            fragmented: rec.and_then(|r| r.fragmented.then_some(true)),
             hook: rec.map(|r| r.hook),
         }
     }
@@ -197,6 +204,10 @@ pub(crate) fn write_connection_facts(
         if let Some(f) = r.tcp_flags {
             m.key(j, "tcp_flags");
             j.str(f.as_str());
+        }
+        if r.fragmented {
+            m.key(j, "fragmented");
+            j.raw("true");
         }
         m.key(j, "hook");
         j.str(r.hook.as_str());

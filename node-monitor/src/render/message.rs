@@ -70,8 +70,14 @@ impl Message<'_> {
                             text(out, " after being reported as ");
                             text(out, x.as_str());
                         }
+                        if r.fragmented {
+                            text(out, ", sent in IPv4 fragments");
+                        }
                         if r.record_type == RecordType::Revoked {
                             text(out, ", still open after a reload revoked its source");
+                        }
+                        if r.record_type == RecordType::Unseen {
+                            text(out, ", no attempt seen on ingress");
                         }
                         text(out, ").");
                     }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     detect::{Alert, OutputItem, Severity},
-    record::{Family, FlowRecord, Protocol},
+    record::{Family, FlowRecord, Protocol, TcpFlags},
 };
 
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -222,8 +222,9 @@ fn write_connection(j: &mut JsonOut<'_>, r: &FlowRecord, ports: bool) {
         j.raw(",\"community_uid\":")
             .str(community_id_text(r).as_str());
     }
-    if let Some(f) = r.tcp_flags {
-        j.raw(",\"tcp_flags\":").num(f.bits());
+    // Flags cut off by fragmentation are no integer: `unmapped.node_monitor` says so.
+    if let Some(b) = r.tcp_flags.and_then(TcpFlags::bits) {
+        j.raw(",\"tcp_flags\":").num(b);
     }
     j.raw("}");
 }
@@ -476,7 +477,7 @@ fn connection_info(rec: &FlowRecord, with_community_id: bool) -> ConnectionInfo 
         direction: "Inbound",
         direction_id: 1,
         community_uid: with_community_id.then(|| community_id(rec)),
-        tcp_flags: rec.tcp_flags.map(|f| u32::from(f.bits())),
+        tcp_flags: rec.tcp_flags.and_then(TcpFlags::bits).map(u32::from),
     }
 }
 
@@ -600,7 +601,8 @@ mod tests {
     use super::*;
     use crate::{
         detect::fixture::{
-            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep,
+            connection_alert, flood, follow_up, fragmented_alert, group_flood, late_answer_alert,
+            sweep, unseen_alert,
         },
         record::{
             TcpFlags,
@@ -637,7 +639,11 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["uid"], rule_id);
         assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
-        let version = if rule_id == "NM-1010" { "1" } else { "2" };
+        let version = if ["NM-1010", "NM-1030"].contains(&rule_id) {
+            "1"
+        } else {
+            "2"
+        };
         assert_eq!(v["finding_info"]["analytic"]["version"], version);
         assert_eq!(
             v["finding_info"]["title"],
@@ -645,6 +651,29 @@ mod tests {
         );
         assert!(v["finding_info"]["desc"].as_str().is_some());
         assert!(v["evidences"].as_array().is_some_and(|e| e.len() == 1));
+    }
+
+    #[test]
+    fn unseen_and_fragmented_findings() {
+        let v = doc(&OutputItem::Alert(unseen_alert()));
+        finding(&v, 1, 5, "NM-1030");
+        assert_eq!(v["severity"], "Critical");
+        let nm = &v["unmapped"]["node_monitor"];
+        assert_eq!(nm["event_action"], "unseen-accepted-connection");
+        assert_eq!(nm["answer"], "accepted");
+        let c = &v["evidences"][0]["connection_info"];
+        assert_eq!(c["tcp_flags"], 0x12);
+        // Flags cut off by fragmentation: no integer, the text says so.
+        let v = doc(&OutputItem::Alert(fragmented_alert()));
+        finding(&v, 1, 4, "NM-1001");
+        assert!(
+            v["evidences"][0]["connection_info"]
+                .get("tcp_flags")
+                .is_none()
+        );
+        let nm = &v["unmapped"]["node_monitor"];
+        assert_eq!(nm["tcp_flags"], "fragmented");
+        assert_eq!(nm["fragmented"], true);
     }
 
     #[test]
@@ -819,9 +848,10 @@ mod tests {
 
     #[test]
     fn tcp_flags() {
-        let bits = |b| u32::from(TcpFlags::from_bits(b).bits());
-        assert_eq!(bits(TCP_SYN | TCP_ACK), 0x12);
-        assert_eq!(bits(TCP_FIN | TCP_PSH | TCP_URG), 0x29);
-        assert_eq!(bits(0), 0);
+        let bits = |b| TcpFlags::from_bits(b).bits().map(u32::from);
+        assert_eq!(bits(TCP_SYN | TCP_ACK), Some(0x12));
+        assert_eq!(bits(TCP_FIN | TCP_PSH | TCP_URG), Some(0x29));
+        assert_eq!(bits(0), Some(0));
+        assert_eq!(TcpFlags::FRAGMENTED.bits(), None);
     }
 }

@@ -159,9 +159,13 @@ fn answer_for_unflagged_flow_is_silent(h: &mut Harness, fam: Fam, ingress: Prog)
         let f = tcp(fam.node(), fam.allowed(), KUBELET, 40000, flags);
         run_expect(h, Prog::TcEgress, &f, TC_ACT_OK, "answer to allowed");
     }
-    // No flow at all, and a port nobody watches.
-    for (sport, dport) in [(KUBELET, 40999), (UNWATCHED, 40000)] {
-        let f = tcp(fam.node(), fam.denied(), sport, dport, SYN | ACK);
+    // No flow at all to an allowed peer, and a port nobody watches. (An acceptance without a
+    // flow to a peer that is not allowed is NM-1030: evasion.rs.)
+    for (peer, sport, dport) in [
+        (fam.allowed(), KUBELET, 40999),
+        (fam.denied(), UNWATCHED, 40000),
+    ] {
+        let f = tcp(fam.node(), peer, sport, dport, SYN | ACK);
         run_expect(h, Prog::TcEgress, &f, TC_ACT_OK, "answer without flow");
     }
     let u = udp(fam.node(), fam.allowed(), UDP_SVC, 40000);

@@ -226,7 +226,21 @@ pub(crate) fn check_ecs(v: &Value) {
         ["connection", if denied { "denied" } else { "start" }],
         "{v}"
     );
-    if is_alert(v) {
+    if is_alert(v) && js(v, "/rule/id") == "NM-1030" {
+        // The node's acceptance nobody saw arrive (ALERTS.md): version 1, critical for the
+        // kubelet and etcd groups, high for the others.
+        let group = js(v, "/node_monitor/port_group");
+        let critical = group.starts_with("kubelet") || group.starts_with("etcd");
+        assert_eq!(
+            ju(v, "/event/severity"),
+            if critical { 99 } else { 73 },
+            "{v}"
+        );
+        assert_eq!(js(v, "/rule/version"), "1", "{v}");
+        assert_eq!(js(v, "/event/action"), "unseen-accepted-connection", "{v}");
+        assert_eq!(js(v, "/node_monitor/record_type"), "unseen_accepted", "{v}");
+        assert_eq!(js(v, "/node_monitor/answer"), "accepted", "{v}");
+    } else if is_alert(v) {
         let rule = js(v, "/rule/id");
         assert_eq!(
             js(v, "/rule/id"),

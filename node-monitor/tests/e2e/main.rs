@@ -39,6 +39,7 @@ mod setup;
 
 mod cli;
 mod enforcement;
+mod evasion;
 mod floods;
 mod formats;
 mod hotplug;
