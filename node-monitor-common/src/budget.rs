@@ -123,7 +123,10 @@ pub fn token_bucket_take(bucket: &mut TokenBucket, now_ns: u64, rate: u32) -> bo
 
 /// One slot of `GROUP_BUDGET` (indexed by group id): the node-wide event budget of a group,
 /// in an array shared by all CPUs. Two buckets, as per source: allowed events reported in a
-/// sweep-watched group never spend what the group's flagged events need. CPUs update a slot
+/// sweep-watched group never spend what the group's flagged events need; and a third for the
+/// handshakes that denied sources complete after budgets withheld both their attempt and the
+/// node's acceptance (`ACCEPTS`): spoofed sources never complete a handshake, so a spoofed
+/// flood that empties the flagged bucket cannot empty this one. CPUs update a slot
 /// without a lock: two CPUs that race may both take the last token (or one refill may be
 /// lost), so the budget can be overshot by at most one event per CPU per race, never more.
 #[repr(C)]
@@ -131,8 +134,9 @@ pub fn token_bucket_take(bucket: &mut TokenBucket, now_ns: u64, rate: u32) -> bo
 pub struct GroupBudget {
     pub flagged: TokenBucket,
     pub allowed: TokenBucket,
+    pub completed: TokenBucket,
 }
-const _: () = assert!(size_of::<GroupBudget>() == 32);
+const _: () = assert!(size_of::<GroupBudget>() == 48);
 
 #[cfg(test)]
 mod tests {

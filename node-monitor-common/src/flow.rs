@@ -108,10 +108,52 @@ pub struct FlowState {
 }
 const _: () = assert!(size_of::<FlowState>() == 32);
 
+/// Entries of `ACCEPTS`: acceptances withheld by the event budgets, waiting for the peer's
+/// ACK that completes the handshake.
+pub const ACCEPTS_ENTRIES: u32 = 8_192;
+/// How long a withheld acceptance waits for that ACK, and how long after the last one was
+/// recorded the ingress path keeps looking ACKs up (`ACCEPT_GATE`): longer than the node's
+/// SYN-ACK retransmits within one connection attempt take to begin (1 s, 3 s, 7 s).
+pub const ACCEPT_WAIT_NS: u64 = 10_000_000_000;
+
+/// Value of `ACCEPTS` (key: the [`FlowKey`] in ingress orientation): an acceptance (SYN-ACK)
+/// that tc egress saw on a 5-tuple with no flow entry while the budgets withheld its event.
+/// The peer's ACK on that 5-tuple completes the handshake, which a spoofed source never does:
+/// ingress then reports the connection under a budget of its own
+/// ([`GroupBudget::completed`](crate::GroupBudget::completed)).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingAccept {
+    /// When the node's SYN-ACK left.
+    pub ts_ns: u64,
+    pub group: u8,
+    pub _pad0: u8,
+    pub _pad1: u16,
+    pub _pad2: u32,
+}
+const _: () = assert!(size_of::<PendingAccept>() == 16);
+
+/// Does a withheld acceptance recorded at `recorded_ns` still wait for its ACK at `now_ns`?
+/// Pure, so host tests cover it.
+#[inline(always)]
+pub const fn accept_waits(recorded_ns: u64, now_ns: u64) -> bool {
+    recorded_ns != 0 && now_ns.saturating_sub(recorded_ns) <= ACCEPT_WAIT_NS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{ANSWER_ACCEPTED, ANSWER_REFUSED, TCP_FIN, TCP_PSH, TCP_URG};
+
+    #[test]
+    fn a_withheld_acceptance_waits_for_its_ack_a_bounded_time() {
+        assert!(!accept_waits(0, 5), "never recorded");
+        assert!(accept_waits(100, 100));
+        assert!(accept_waits(100, 100 + ACCEPT_WAIT_NS));
+        assert!(!accept_waits(100, 101 + ACCEPT_WAIT_NS));
+        // A clock that reads earlier (another CPU) still waits.
+        assert!(accept_waits(100, 50));
+    }
 
     #[test]
     fn fragments_of_a_retransmit_are_not_a_new_attempt() {

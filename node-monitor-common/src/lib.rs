@@ -42,4 +42,5 @@ mod user {
     unsafe impl aya::Pod for GroupBudget {}
     unsafe impl aya::Pod for FloodTop {}
     unsafe impl aya::Pod for GroupAnswers {}
+    unsafe impl aya::Pod for PendingAccept {}
 }

@@ -24,7 +24,9 @@ pub mod map_name {
     pub const FLOOD_HLL: &str = "FLOOD_HLL";
     pub const FLOOD_TOP: &str = "FLOOD_TOP";
     pub const FLOOD_ANSWERS: &str = "FLOOD_ANSWERS";
-    pub const ALL: [&str; 16] = [
+    pub const ACCEPTS: &str = "ACCEPTS";
+    pub const ACCEPT_GATE: &str = "ACCEPT_GATE";
+    pub const ALL: [&str; 18] = [
         PORTS_TCP,
         PORTS_UDP,
         ALLOW_V4,
@@ -41,6 +43,8 @@ pub mod map_name {
         FLOOD_HLL,
         FLOOD_TOP,
         FLOOD_ANSWERS,
+        ACCEPTS,
+        ACCEPT_GATE,
     ];
 }
 

@@ -67,7 +67,17 @@ pub const UNSEEN_RINGBUF_FULL: u32 = 22;
 /// Answers dropped on egress in a drop group: unseen accepted connections and their
 /// retransmitted answers, which therefore never complete.
 pub const UNSEEN_DROPPED: u32 = 23;
-pub const COUNT: u32 = 24;
+/// A denied source's ACK completed a handshake whose attempt and acceptance the budgets had
+/// both withheld (`ACCEPTS`): a real connection, reported as NM-1030 from ingress under the
+/// group's `completed` budget
+/// (`unseen_handshake_completed == events + unseen_handshake_rate_limited +
+/// unseen_handshake_ringbuf_full`).
+pub const HANDSHAKE_COMPLETED: u32 = 24;
+/// Of those, withheld by the group's `completed` budget.
+pub const HANDSHAKE_RATE_LIMITED: u32 = 25;
+/// Of those, lost to a full ring buffer.
+pub const HANDSHAKE_RINGBUF_FULL: u32 = 26;
+pub const COUNT: u32 = 27;
 /// Names in index order, as exported in metrics.
 pub const NAMES: [&str; COUNT as usize] = [
     "not_ip",
@@ -94,6 +104,9 @@ pub const NAMES: [&str; COUNT as usize] = [
     "unseen_accepted_rate_limited",
     "unseen_accepted_ringbuf_full",
     "unseen_accepted_dropped",
+    "unseen_handshake_completed",
+    "unseen_handshake_rate_limited",
+    "unseen_handshake_ringbuf_full",
 ];
 
 #[cfg(test)]

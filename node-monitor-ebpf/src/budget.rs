@@ -91,3 +91,18 @@ fn take_group_budget(now: u64, settings: &Settings, group: u8, flagged: bool) ->
     };
     token_bucket_take(bucket, now, rate)
 }
+
+/// May the group report one more handshake completed past the budgets ([`crate::handshake`])?
+/// The group's `completed` bucket, at the group's rate (unlimited when that is 0).
+#[inline(always)]
+pub(crate) fn take_completed_budget(now: u64, settings: &Settings, group: u8) -> bool {
+    let rate = settings.events_per_group;
+    if rate == 0 {
+        return true;
+    }
+    let Some(slot) = GROUP_BUDGET.get_ptr_mut(u32::from(group)) else {
+        return true;
+    };
+    // SAFETY: a map value pointer shared by all CPUs; see `take_group_budget`.
+    token_bucket_take(unsafe { &mut (*slot).completed }, now, rate)
+}

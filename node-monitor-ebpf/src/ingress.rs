@@ -13,6 +13,7 @@ use crate::{
     budget::{Budget, take_budget},
     count_reason,
     emit::{EventFacts, send},
+    handshake,
     maps::{FLOWS, GROUP_STATS, SETTINGS},
     parse::{self, Packet, Reason},
     port_group, revoke, summary,
@@ -114,7 +115,18 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     // Other segments end here, but for a denied source's once a config has revoked
     // something: they may belong to a flow opened while the source was allowed.
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
-    if !candidate && (verdict != VERDICT_DENIED || settings.revoked_generation == 0) {
+    // A denied source's ACK may also complete a handshake whose attempt and acceptance the
+    // budgets withheld ([`handshake`]): looked at only while egress has recently recorded such
+    // an acceptance (the gate is open, and then it gives the time).
+    let handshake_now = if !candidate && verdict == VERDICT_DENIED && l3.proto == IPPROTO_TCP {
+        handshake::gate_open()
+    } else {
+        None
+    };
+    if !candidate
+        && (verdict != VERDICT_DENIED
+            || (settings.revoked_generation == 0 && handshake_now.is_none()))
+    {
         return Ok(action);
     }
     let dst = parse::address(pkt, &l3, true)?;
@@ -135,7 +147,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     let mut now = if candidate {
         unsafe { bpf_ktime_get_ns() }
     } else {
-        0
+        handshake_now.unwrap_or(0)
     };
     let flagged = u8::from(verdict == VERDICT_DENIED);
     let opener = if l3.proto == IPPROTO_UDP {
@@ -184,6 +196,9 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         None => candidate,
     };
     if !is_new {
+        if entry.is_none() && handshake_now.is_some() {
+            handshake::on_denied_segment(meta, &l3, &l4, &key, now, settings, group, action);
+        }
         if revoked_flow {
             if now == 0 {
                 now = unsafe { bpf_ktime_get_ns() };

@@ -23,6 +23,7 @@ mod budget;
 mod egress;
 mod emit;
 mod fragments;
+mod handshake;
 mod ingress;
 mod maps;
 mod parse;

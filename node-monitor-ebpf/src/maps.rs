@@ -5,10 +5,11 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use node_monitor_common::{
-    AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
-    DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GroupAnswers, GroupBudget, GroupName,
-    GroupStats, HllRegisters, MAX_GROUPS, PORT_TABLE_ENTRIES, STATS_ENTRIES, Settings, SourceSlot,
-    VERDICT_SLOTS, VerdictSlot, reason, source_slots,
+    ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
+    DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GroupAnswers,
+    GroupBudget, GroupName, GroupStats, HllRegisters, MAX_GROUPS, PORT_TABLE_ENTRIES,
+    PendingAccept, STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, reason,
+    source_slots,
 };
 
 /// Destination port → group id (0 = not watched), TCP.
@@ -80,3 +81,18 @@ pub static FLOOD_TOP: PerCpuArray<FloodTop> = PerCpuArray::with_max_entries(MAX_
 #[map]
 pub static FLOOD_ANSWERS: PerCpuArray<GroupAnswers> =
     PerCpuArray::with_max_entries(MAX_GROUPS as u32, 0);
+
+// ---- Handshakes completed past the budgets (unseen.rs, handshake.rs) --------------------
+
+/// Acceptances (SYN-ACKs) that egress saw on a 5-tuple without a flow entry while the event
+/// budgets withheld them, waiting for the peer's completing ACK. A table of its own, so that
+/// the SYN-ACKs of a spoofed flood against an open port never evict real flows.
+#[map]
+pub static ACCEPTS: LruHashMap<FlowKey, PendingAccept> =
+    LruHashMap::with_max_entries(ACCEPTS_ENTRIES, 0);
+
+/// When egress last recorded a withheld acceptance (0: never). Ingress looks a denied
+/// source's ACK up in `ACCEPTS` only within `ACCEPT_WAIT_NS` of it, so that the lookup costs
+/// nothing while no flood is withholding acceptances.
+#[map]
+pub static ACCEPT_GATE: Array<u64> = Array::with_max_entries(1, 0);

@@ -11,7 +11,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, EVENT_UNSEEN, FlowKey,
-    FlowState, OPENER_ANSWER, VERDICT_DENIED, reason,
+    FlowState, IPPROTO_TCP, OPENER_ANSWER, VERDICT_DENIED, reason,
 };
 
 use crate::{
@@ -19,6 +19,7 @@ use crate::{
     budget::{Budget, take_budget},
     count_reason,
     emit::EventFacts,
+    handshake,
     maps::{FLOWS, SETTINGS},
 };
 
@@ -56,6 +57,10 @@ pub(crate) fn unseen_accept(key: &FlowKey, group: u8) -> Unseen {
     // acceptance's retransmitted answer is counted again, and dropped again in a drop group.
     if take_budget(key.family, &key.src_addr, now, settings, group, true) != Budget::Send {
         count_reason(reason::UNSEEN_RATE_LIMITED);
+        // A TCP acceptance left in monitor mode may still be named by the peer's ACK.
+        if key.proto == IPPROTO_TCP && action != ACTION_DROPPED {
+            handshake::record_withheld(key, group, now);
+        }
         return Unseen::Silent(action);
     }
     let state = FlowState {

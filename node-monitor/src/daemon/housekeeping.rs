@@ -63,6 +63,8 @@ fn kernel_losses(
         ringbuf_full += r[reason::ANSWER_RINGBUF_FULL as usize];
         rate_limited += r[reason::UNSEEN_RATE_LIMITED as usize];
         ringbuf_full += r[reason::UNSEEN_RINGBUF_FULL as usize];
+        rate_limited += r[reason::HANDSHAKE_RATE_LIMITED as usize];
+        ringbuf_full += r[reason::HANDSHAKE_RINGBUF_FULL as usize];
     }
     (rate_limited, ringbuf_full)
 }
@@ -256,10 +258,13 @@ mod tests {
         r[reason::ANSWER_RINGBUF_FULL as usize] = 2;
         r[reason::UNSEEN_RATE_LIMITED as usize] = 5;
         r[reason::UNSEEN_RINGBUF_FULL as usize] = 6;
+        r[reason::HANDSHAKE_RATE_LIMITED as usize] = 10;
+        r[reason::HANDSHAKE_RINGBUF_FULL as usize] = 20;
         // Counted elsewhere, never a loss.
         r[reason::UNSEEN_ACCEPTED as usize] = 100;
         r[reason::UNSEEN_DROPPED as usize] = 100;
         r[reason::FRAG_WATCHED as usize] = 100;
-        assert_eq!(kernel_losses(&groups, Some(&r)), (12, 9));
+        r[reason::HANDSHAKE_COMPLETED as usize] = 100;
+        assert_eq!(kernel_losses(&groups, Some(&r)), (22, 29));
     }
 }

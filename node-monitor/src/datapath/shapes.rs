@@ -4,10 +4,11 @@ use std::mem::size_of;
 
 use aya::maps::{MapInfo, MapType};
 use node_monitor_common::{
-    AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
-    DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GROUP_NAME_BYTES, GroupAnswers, GroupBudget,
-    GroupStats, HLL_REGISTERS, MAX_GROUPS, PORT_TABLE_ENTRIES, STATS_ENTRIES, Settings, SourceSlot,
-    VERDICT_SLOTS, VerdictSlot, map_name, reason, source_slots,
+    ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
+    DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GROUP_NAME_BYTES,
+    GroupAnswers, GroupBudget, GroupStats, HLL_REGISTERS, MAX_GROUPS, PORT_TABLE_ENTRIES,
+    PendingAccept, STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name,
+    reason, source_slots,
 };
 
 use crate::config::Limits;
@@ -43,7 +44,7 @@ impl MapShape {
 }
 
 /// Every map of the object, by name, with the shape `limits` give it.
-pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 16] {
+pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 18] {
     let s = MapShape::new;
     [
         (
@@ -155,6 +156,16 @@ pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 16]
                 MAX_GROUPS as u32,
             ),
         ),
+        (
+            map_name::ACCEPTS,
+            s(
+                MapType::LruHash,
+                size_of::<FlowKey>(),
+                size_of::<PendingAccept>(),
+                ACCEPTS_ENTRIES,
+            ),
+        ),
+        (map_name::ACCEPT_GATE, s(MapType::Array, 4, 8, 1)),
     ]
 }
 

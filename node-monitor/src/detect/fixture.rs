@@ -19,7 +19,7 @@ use super::{
 };
 use crate::record::{
     Action, Answer, Family, FlowRecord, Hook, Protocol, RecordType, TcpFlags, Verdict,
-    fixture::{TIME_US, flagged, fragmented, sampled, time_us, unseen},
+    fixture::{TIME_US, flagged, fragmented, handshake_completed, sampled, time_us, unseen},
 };
 
 /// An alert at the time of [`flagged`], first of its series, without losses.
@@ -50,6 +50,17 @@ pub fn connection_alert() -> Alert {
 pub fn unseen_alert() -> Alert {
     alert(
         AlertKind::Connection { record: unseen() },
+        rules::unseen_rule("kubelet"),
+    )
+}
+
+/// NM-1030 on [`handshake_completed`]: the peer's ACK named a kubelet connection whose
+/// attempt and acceptance the budgets withheld.
+pub fn handshake_alert() -> Alert {
+    alert(
+        AlertKind::Connection {
+            record: handshake_completed(),
+        },
         rules::unseen_rule("kubelet"),
     )
 }
@@ -288,6 +299,7 @@ pub fn variety() -> Vec<OutputItem> {
     items.push(OutputItem::Alert(connection_alert()));
     items.push(OutputItem::Alert(unseen_alert()));
     items.push(OutputItem::Alert(fragmented_alert()));
+    items.push(OutputItem::Alert(handshake_alert()));
     let mut unseen_v6 = unseen_alert();
     if let AlertKind::Connection { record } = &mut unseen_v6.kind {
         record.family = Family::Ipv6;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use node_monitor_common::{
     EVENT_ANSWER, EVENT_FLAGGED, EVENT_REVOKED, EVENT_SAMPLED, EVENT_UNSEEN, Event, FAMILY_V4,
-    FAMILY_V6, FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowKey, IPPROTO_TCP, IPPROTO_UDP,
+    FAMILY_V6, FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowKey, HOOK_TC_EGRESS, IPPROTO_TCP,
+    IPPROTO_UDP,
 };
 
 use super::{
@@ -102,6 +103,7 @@ pub(crate) fn from_event(
             }
         }),
         fragmented: matches!(ev.fragment, FRAGMENT_FIRST | FRAGMENT_FIRST_NO_FLAGS),
+        handshake_completed: ev.kind == EVENT_UNSEEN && ev.hook != HOOK_TC_EGRESS,
         packet_length: ev.pkt_len,
         ktime_ns: ev.ts_ns,
         sampled: ev.kind == EVENT_SAMPLED && ev.sampled != 0,
@@ -238,6 +240,18 @@ mod tests {
         assert_eq!(v["type"], "unseen_accepted");
         assert_eq!(v["answer"], "accepted");
         assert_eq!(v["hook"], "tc");
+        assert!(!r.handshake_completed && v.get("handshake_completed").is_none());
+        // The peer's ACK completing a withheld acceptance, seen on ingress.
+        let mut h = u;
+        h.tcp_flags = TCP_ACK;
+        h.hook = node_monitor_common::HOOK_XDP;
+        let r = from_event(&h, "kubelet".into(), &clock, Some(Answer::Accepted));
+        assert_eq!(r.record_type, RecordType::Unseen);
+        assert!(r.handshake_completed);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["handshake_completed"],
+            true
+        );
         // Kind 6 is still unknown.
         u.kind = 6;
         assert_eq!(decode(&bytes(&u)), Err(DecodeError::Kind(6)));

@@ -40,6 +40,7 @@ pub fn flagged() -> FlowRecord {
         vlan: vec![100, 200],
         tcp_flags: Some(TcpFlags::from_bits(TCP_SYN)),
         fragmented: false,
+        handshake_completed: false,
         packet_length: 60,
         ktime_ns: 42,
         sampled: false,
@@ -69,6 +70,18 @@ pub fn unseen() -> FlowRecord {
         vlan: vec![],
         packet_length: 74,
         ..flagged()
+    }
+}
+
+/// NM-1030 on the 5-tuple of [`flagged`] from ingress: the peer's ACK completed a handshake
+/// whose attempt and acceptance the budgets withheld.
+pub fn handshake_completed() -> FlowRecord {
+    FlowRecord {
+        hook: Hook::Xdp,
+        tcp_flags: Some(TcpFlags::from_bits(node_monitor_common::TCP_ACK)),
+        handshake_completed: true,
+        packet_length: 66,
+        ..unseen()
     }
 }
 

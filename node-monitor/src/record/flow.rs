@@ -49,6 +49,11 @@ pub struct FlowRecord {
     /// the rest of the datagram never parsed).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fragmented: bool,
+    /// NM-1030 only: reported from ingress on the peer's ACK that completed the handshake,
+    /// after the event budgets had withheld both the attempt and the node's acceptance (a
+    /// spoofed source never completes one).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub handshake_completed: bool,
     pub packet_length: u32,
     /// Monotonic kernel time of the packet (ns), for ordering and correlation.
     pub ktime_ns: u64,

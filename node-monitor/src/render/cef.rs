@@ -358,8 +358,8 @@ mod tests {
     use super::*;
     use crate::{
         detect::fixture::{
-            connection_alert, flood, follow_up, fragmented_alert, group_flood, late_answer_alert,
-            sweep, unseen_alert, variety,
+            connection_alert, flood, follow_up, fragmented_alert, group_flood, handshake_alert,
+            late_answer_alert, sweep, unseen_alert, variety,
         },
         record::fixture::{CID, TIME_MS as T_MS, sampled},
         render::check::{self, hostile_observer, observer},
@@ -471,6 +471,18 @@ mod tests {
             "8",
         );
         assert!(e["msg"].contains("sent in IPv4 fragments"), "{}", e["msg"]);
+        let (h, e) = parse(&render(&OutputItem::Alert(handshake_alert()), &observer()));
+        header_ok(
+            &h,
+            "NM-1030",
+            "the node accepted a connection nobody saw arrive",
+            "10",
+        );
+        assert!(
+            e["msg"].contains("handshake completed after event budgets withheld"),
+            "{}",
+            e["msg"]
+        );
     }
 
     #[test]

@@ -443,8 +443,8 @@ mod tests {
     use super::*;
     use crate::{
         detect::fixture::{
-            connection_alert, flood, follow_up, fragmented_alert, group_flood, late_answer_alert,
-            sweep, unseen_alert,
+            connection_alert, flood, follow_up, fragmented_alert, group_flood, handshake_alert,
+            late_answer_alert, sweep, unseen_alert,
         },
         record::fixture::{CID, sampled},
         render::check,
@@ -562,6 +562,27 @@ mod tests {
                 && msg.contains("no attempt seen on ingress"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn handshake_completed_fields() {
+        let v = doc(&OutputItem::Alert(handshake_alert()));
+        alert_common(&v);
+        assert_eq!(v["rule"]["id"], "NM-1030");
+        assert_eq!(v["event"]["action"], "unseen-accepted-connection");
+        let nm = &v["node_monitor"];
+        assert_eq!(nm["handshake_completed"], true);
+        assert_eq!(nm["tcp_flags"], "ACK");
+        assert_eq!(nm["hook"], "xdp");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("handshake completed after event budgets withheld"),
+            "{msg}"
+        );
+        assert!(!msg.contains("no attempt seen on ingress"), "{msg}");
+        // Any other NM-1030 says nothing of a handshake.
+        let v = doc(&OutputItem::Alert(unseen_alert()));
+        assert!(v["node_monitor"].get("handshake_completed").is_none());
     }
 
     #[test]

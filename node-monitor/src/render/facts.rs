@@ -147,6 +147,9 @@ pub(crate) struct ConnectionFacts<'a> {
     /// Written only when true: the attempt was an IPv4 first fragment.
     #[serde(skip_serializing_if = "Option::is_none")]
     fragmented: Option<bool>,
+    /// Written only when true: NM-1030 named by the ACK that completed the handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handshake_completed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hook: Option<Hook>,
 }
@@ -167,6 +170,7 @@ impl ConnectionFacts<'_> {
                 .then_some(true),
             tcp_flags: rec.and_then(|r| r.tcp_flags),
             fragmented: rec.and_then(|r| r.fragmented.then_some(true)),
+            handshake_completed: rec.and_then(|r| r.handshake_completed.then_some(true)),
             hook: rec.map(|r| r.hook),
         }
     }
@@ -207,6 +211,10 @@ pub(crate) fn write_connection_facts(
         }
         if r.fragmented {
             m.key(j, "fragmented");
+            j.raw("true");
+        }
+        if r.handshake_completed {
+            m.key(j, "handshake_completed");
             j.raw("true");
         }
         m.key(j, "hook");

@@ -76,7 +76,12 @@ impl Message<'_> {
                         if r.record_type == RecordType::Revoked {
                             text(out, ", still open after a reload revoked its source");
                         }
-                        if r.record_type == RecordType::Unseen {
+                        if r.handshake_completed {
+                            text(
+                                out,
+                                ", handshake completed after event budgets withheld its attempt and the node's answer",
+                            );
+                        } else if r.record_type == RecordType::Unseen {
                             text(out, ", no attempt seen on ingress");
                         }
                         text(out, ").");

@@ -601,8 +601,8 @@ mod tests {
     use super::*;
     use crate::{
         detect::fixture::{
-            connection_alert, flood, follow_up, fragmented_alert, group_flood, late_answer_alert,
-            sweep, unseen_alert,
+            connection_alert, flood, follow_up, fragmented_alert, group_flood, handshake_alert,
+            late_answer_alert, sweep, unseen_alert,
         },
         record::{
             TcpFlags,
@@ -674,6 +674,11 @@ mod tests {
         let nm = &v["unmapped"]["node_monitor"];
         assert_eq!(nm["tcp_flags"], "fragmented");
         assert_eq!(nm["fragmented"], true);
+        // Named by the ACK that completed the handshake.
+        let v = doc(&OutputItem::Alert(handshake_alert()));
+        finding(&v, 1, 5, "NM-1030");
+        assert_eq!(v["unmapped"]["node_monitor"]["handshake_completed"], true);
+        assert_eq!(v["evidences"][0]["connection_info"]["tcp_flags"], 0x10);
     }
 
     #[test]

@@ -6,9 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use node_monitor_common::{
-    ACTION_PASS, ACTION_WOULD_DROP, Addr, EVENT_SAMPLED, Event, FloodTop, HLL_REGISTERS,
-    IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS, TOP_SOURCES, TopPort, TopSource,
-    hll_add, source_hash,
+    ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, Addr, EVENT_SAMPLED, EVENT_UNSEEN, Event,
+    FloodTop, HLL_REGISTERS, IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS,
+    TOP_SOURCES, TopPort, TopSource, hll_add, reason, source_hash,
 };
 
 use crate::{
@@ -22,6 +22,8 @@ matrix!(
     source_budget_first_then_group_budget,
     summary_registers_and_top_tables,
     allowed_sweep_traffic_spends_no_flagged_group_budget,
+    handshake_completed_past_the_budgets,
+    handshake_in_a_drop_group_never_completes,
 );
 
 /// Egress only: once per family.
@@ -481,4 +483,94 @@ fn a_reused_group_id_starts_its_answers_from_zero() {
     let answers = h.dp.flood_answers().unwrap();
     assert!(!answers.contains_key("old"));
     assert_eq!(answers["new"].accepted, 0, "{answers:?}");
+}
+
+/// A group budget spent by a spoofed flood (3 events, then withheld), then a real connection
+/// from another denied source: its SYN is withheld by the group budget (no flow entry), and
+/// so is the node's SYN-ACK on egress (NM-1030 under the same budgets). The peer's ACK that
+/// completes the handshake, which spoofed sources never send, is reported from ingress as
+/// NM-1030 under the group's `completed` budget, once; a spoofed ACK with nothing pending
+/// raises nothing.
+fn handshake_completed_past_the_budgets(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(1, 3));
+    for i in 0..6u16 {
+        let f = syn(fam, denied_n(fam, i), 40000 + i);
+        run_expect(&h, prog, &f, prog.pass(), "flood SYN");
+    }
+    assert_eq!(h.events().len(), 3, "the flood spends the group budget");
+    let attacker = denied_n(fam, 50);
+    let s = syn(fam, attacker, 45000);
+    run_expect(&h, prog, &s, prog.pass(), "the real SYN");
+    let synack = tcp(fam.node(), attacker, KUBELET, 45000, SYN | ACK);
+    run_expect(&h, Prog::TcEgress, &synack, TC_ACT_OK, "the node's SYN-ACK");
+    assert_events("withheld SYN and SYN-ACK", &h.events(), &[]);
+    h.assert_reasons(
+        "withheld acceptance",
+        &[
+            (reason::UNSEEN_ACCEPTED, 1),
+            (reason::UNSEEN_RATE_LIMITED, 1),
+        ],
+    );
+    let spoofed = tcp(denied_n(fam, 2), fam.node(), 40002, KUBELET, ACK);
+    run_expect(&h, prog, &spoofed, prog.pass(), "a spoofed ACK");
+    assert_events("spoofed ACK", &h.events(), &[]);
+    let ack = tcp(attacker, fam.node(), 45000, KUBELET, ACK);
+    run_expect(&h, prog, &ack, prog.pass(), "the completing ACK");
+    let want = Event {
+        kind: EVENT_UNSEEN,
+        answer: ANSWER_ACCEPTED,
+        ..flagged(&h, prog, &ack, "kubelet", ACTION_WOULD_DROP)
+    };
+    assert_events("completed handshake", &h.events(), &[want]);
+    let counted = [
+        (reason::UNSEEN_ACCEPTED, 1),
+        (reason::UNSEEN_RATE_LIMITED, 1),
+        (reason::HANDSHAKE_COMPLETED, 1),
+    ];
+    h.assert_reasons("completed handshake", &counted);
+    // The connection's next segments: named once.
+    for _ in 0..3 {
+        run_expect(&h, prog, &ack, prog.pass(), "later ACKs");
+    }
+    assert_events("later ACKs", &h.events(), &[]);
+    h.assert_reasons("later ACKs", &counted);
+}
+
+/// In a drop group the withheld acceptance is dropped on egress (the connection never
+/// completes), so nothing waits for an ACK and the peer's ACK raises nothing.
+fn handshake_in_a_drop_group_never_completes(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(1, 1));
+    let enforced_syn = |src, sport| tcp(src, fam.node(), sport, ENFORCED, SYN);
+    for i in 0..3u16 {
+        let f = enforced_syn(denied_n(fam, i), 40000 + i);
+        run_expect(&h, prog, &f, prog.drop(), "flood SYN");
+    }
+    assert_eq!(h.events().len(), 1, "the flood spends the group budget");
+    let attacker = denied_n(fam, 50);
+    run_expect(
+        &h,
+        prog,
+        &enforced_syn(attacker, 45000),
+        prog.drop(),
+        "the SYN",
+    );
+    let synack = tcp(fam.node(), attacker, ENFORCED, 45000, SYN | ACK);
+    run_expect(
+        &h,
+        Prog::TcEgress,
+        &synack,
+        TC_ACT_SHOT,
+        "the SYN-ACK, dropped",
+    );
+    let ack = tcp(attacker, fam.node(), 45000, ENFORCED, ACK);
+    run_expect(&h, prog, &ack, prog.drop(), "an ACK");
+    assert_events("drop group", &h.events(), &[]);
+    h.assert_reasons(
+        "drop group",
+        &[
+            (reason::UNSEEN_ACCEPTED, 1),
+            (reason::UNSEEN_RATE_LIMITED, 1),
+            (reason::UNSEEN_DROPPED, 1),
+        ],
+    );
 }

@@ -212,3 +212,97 @@ fn spoofed_syn_flood_gives_one_flood_alert_per_group_and_window() {
     );
     assert!(alerts <= 6 * GROUP_BUDGET + 1, "{alerts} alerts");
 }
+
+/// Issue 15: a real connection made while a spoofed flood keeps the kubelet group's budget
+/// spent is named, not only counted. Either its SYN found one of the group's few tokens
+/// (NM-1001, accepted), or the budgets withheld both its SYN and the node's SYN-ACK, and the
+/// ACK that completed the handshake, which no spoofed source sends, raises NM-1030 with
+/// `handshake_completed` under the group's budget of its own.
+#[test]
+fn a_real_connection_inside_a_spoofed_flood_is_named() {
+    use node_monitor_lab::Child;
+
+    use crate::{
+        common::peers::{TcpOutcome, tcp_connect, tcp_server},
+        setup::{CONNECT_TIMEOUT, node, outside},
+    };
+    daemon::require_root_and_tools(&["hping3"]);
+    let lab = setup();
+    let pin = context(BpfPinDir::new("floodconn"));
+    let cfg = TempFile::new(
+        "floodconn.yaml",
+        &test_config(&[(
+            "events_per_group_per_second: 1000",
+            "events_per_group_per_second: 5",
+        )]),
+    );
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    let _kubelet = tcp_server(&lab.node, &[node(10250, false)], 1);
+    // A spoofed flood from the control-plane host (bounded: PACKETS SYNs, ended on drop).
+    let mut hping = lab.cp.command("hping3");
+    hping.args([
+        "-S",
+        "--rand-source",
+        "-c",
+        &PACKETS.to_string(),
+        "-i",
+        "u200",
+        "-p",
+        "10250",
+        &addr::NODE_V4.to_string(),
+    ]);
+    hping
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut flood = context(Child::spawn(&mut hping));
+    // Let it spend the budget (5 events, a burst of 5), then connect for real.
+    let spent = d.wait_records(Duration::from_secs(5), |r| {
+        alerts_of(r, "NM-1001").len() >= 5
+    });
+    assert!(spent, "the flood did not start: {}", dump(&d.records()));
+    let src = outside(49700, false);
+    let got = tcp_connect(&lab.outside, src, node(10250, false), CONNECT_TIMEOUT);
+    assert_eq!(got, TcpOutcome::Connected, "the real connection");
+    let outside_ip = addr::OUTSIDE_V4.to_string();
+    let named = |r: &[Value]| {
+        r.iter().filter(|a| is_alert(a)).any(|a| {
+            js(a, "/source/ip") == outside_ip && ju(a, "/source/port") == u64::from(src.port())
+        })
+    };
+    let ok = d.wait_records(Duration::from_secs(5), named);
+    let _ = flood.stop(Duration::from_secs(2));
+    assert!(
+        ok,
+        "the real connection was not named: {}",
+        dump(&d.records())
+    );
+    let fin = context(d.stop());
+    fin.counters.check_invariants();
+    let recs = &fin.records;
+    let a = recs
+        .iter()
+        .filter(|a| is_alert(a))
+        .find(|a| js(a, "/source/ip") == outside_ip)
+        .expect("the alert");
+    let how = js(a, "/rule/id");
+    eprintln!("the real connection was named by {how}: {a}");
+    match how {
+        // Withheld, then named by its completing ACK.
+        "NM-1030" => {
+            assert_eq!(a["node_monitor"]["handshake_completed"], true, "{a}");
+            assert_eq!(js(a, "/node_monitor/answer"), "accepted", "{a}");
+            assert_eq!(js(a, "/node_monitor/tcp_flags"), "ACK", "{a}");
+            let completed = fin.counters.0["reasons"]["unseen_handshake_completed"]
+                .as_u64()
+                .unwrap_or(0);
+            assert_eq!(completed, 1, "{}", fin.counters.0);
+        }
+        // Its SYN found a token: an ordinary kubelet alert, accepted.
+        "NM-1001" => assert_eq!(js(a, "/node_monitor/answer"), "accepted", "{a}"),
+        other => panic!("named by {other}: {a}"),
+    }
+}
