@@ -135,7 +135,7 @@ impl Dedup {
         window: Duration,
         now: Instant,
         out: &mut Vec<Alert>,
-    ) {
+    ) -> uuid::Uuid {
         let accepted = o.answer == Some(Some(Answer::Accepted));
         let key: SeriesKey = (o.rule.id, o.source, o.group.clone(), accepted);
         if let Some(s) = self.series.get_mut(&key) {
@@ -147,7 +147,7 @@ impl Dedup {
                 }
                 self.suppressed_total += 1;
                 *self.suppressed_by_rule.entry(key.0).or_default() += 1;
-                return;
+                return s.first_id;
             }
             // The series' window ended before the tick saw it: close it, and start the next
             // series in its place (the table entry and its key are reused).
@@ -159,7 +159,7 @@ impl Dedup {
             self.order.insert((now, seq), key);
             close_series(old, out);
             out.push(first_alert(id_text(id), o.time, o.rule, o.kind));
-            return;
+            return id;
         }
         while self.series.len() >= self.max_series && !self.order.is_empty() {
             self.evictions += 1;
@@ -170,6 +170,7 @@ impl Dedup {
         let seq = self.next_seq();
         self.order.insert((now, seq), key.clone());
         self.series.insert(key, Series::new(id, now, seq, o.rule));
+        id
     }
 
     /// Closes every series whose window ended by `now` (their follow-ups onto `out`).

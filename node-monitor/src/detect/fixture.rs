@@ -92,12 +92,16 @@ pub fn follow_up() -> Alert {
     a
 }
 
+/// The id of the alert that [`late_answer_alert`] corrects.
+pub const CORRECTED_ALERT: &str = "9b7e3c1a-5d2f-4a8e-b6c4-1f0e2d3c4b5a";
+
 /// A late answer: the node accepted the attempt of [`flagged`] after it was reported as
 /// `no_answer` (the record of the answer packet, seen on tc egress).
 pub fn late_answer_alert() -> Alert {
     let record = FlowRecord {
         answer: Some(Answer::Accepted),
         answer_corrects: Some(Answer::NoAnswer),
+        answer_corrects_alert: Some(CORRECTED_ALERT.to_owned()),
         hook: Hook::Tc,
         tcp_flags: None,
         ..flagged()

@@ -6,6 +6,7 @@
 //! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep detections go
 //! through dedup like every other alert; flood alerts do not. Memory is bounded: at most
 //! `max_series` dedup series and `max_sweep_sources` sweep states.
+mod corrections;
 mod dedup;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
@@ -32,7 +33,10 @@ use self::{
     flood::Flood,
     sweep::Sweeps,
 };
-use crate::{config::AlertSettings, record::FlowRecord};
+use crate::{
+    config::AlertSettings,
+    record::{Answer, FlowRecord},
+};
 
 /// Default cap of the dedup table (series).
 pub(crate) const DEFAULT_MAX_SERIES: usize = 100_000;
@@ -101,6 +105,8 @@ pub struct Engine {
     baselined: bool,
     pending_losses: BTreeMap<String, u64>,
     stats: EngineStats,
+    /// Which alert reported each recent `no_answer` connection (for late answers).
+    corrections: corrections::Corrections,
 }
 
 fn delta(cur: u64, prev: u64) -> u64 {
@@ -136,6 +142,7 @@ impl Engine {
             baselined: false,
             pending_losses: BTreeMap::new(),
             stats: EngineStats::default(),
+            corrections: corrections::Corrections::new(corrections::MAX_REMEMBERED),
         }
     }
 
@@ -155,17 +162,26 @@ impl Engine {
         let start = out.len();
         let window = self.settings.dedup_window;
         if rec.record_type.alerts() {
+            let mut record = rec.clone();
+            // A late answer names the alert that reported its attempt as `no_answer`.
+            if rec.answer_corrects.is_some() {
+                record.answer_corrects_alert = self
+                    .corrections
+                    .take(rec)
+                    .map(|id| id.hyphenated().to_string());
+            }
             let occurrence = Occurrence {
                 rule: rules::rule_for_record(rec.record_type, &rec.group),
                 source: rec.src_ip,
                 group: &rec.group,
                 answer: Some(rec.answer),
-                kind: AlertKind::Connection {
-                    record: rec.clone(),
-                },
+                kind: AlertKind::Connection { record },
                 time: rec.time,
             };
-            self.dedup.detect(occurrence, window, now, out);
+            let id = self.dedup.detect(occurrence, window, now, out);
+            if rec.answer == Some(Answer::NoAnswer) {
+                self.corrections.remember(rec, id);
+            }
         }
         if self.sweep_groups.contains(&*rec.group) {
             let (sweep_window, min_ports) = (
@@ -507,6 +523,58 @@ pub(crate) mod tests {
                 (("NM-1030", Severity::High), 1),
             ])
         );
+    }
+
+    #[test]
+    fn a_late_answer_names_the_alert_it_corrects() {
+        use crate::record::Answer;
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let with = |port: u16, answer, corrects| {
+            let mut r = record("kubelet", "203.0.113.9", 10250);
+            r.src_port = port;
+            r.answer = Some(answer);
+            r.answer_corrects = corrects;
+            r
+        };
+        let corrected = |a: &Alert| match &a.kind {
+            AlertKind::Connection { record } => record.answer_corrects_alert.clone(),
+            k => panic!("{k:?}"),
+        };
+        // 40001 reported no_answer (a first alert); 40002 too, folded into its series.
+        e.on_record(&with(40001, Answer::NoAnswer, None), t0, &mut out);
+        e.on_record(&with(40002, Answer::NoAnswer, None), t0 + secs(1), &mut out);
+        assert_eq!(out.len(), 1);
+        let first = out[0].id.clone();
+        // 40002's late acceptance: a first alert of the accepted series, naming the series
+        // that reported its attempt; then 40001's, folded into that accepted series.
+        e.on_record(
+            &with(40002, Answer::Accepted, Some(Answer::NoAnswer)),
+            t0 + secs(2),
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(corrected(&out[1]), Some(first.clone()));
+        e.on_record(
+            &with(40001, Answer::Accepted, Some(Answer::NoAnswer)),
+            t0 + secs(3),
+            &mut out,
+        );
+        e.tick(t0 + secs(200), &mut out);
+        let follow_up = out
+            .iter()
+            .find(|a| a.follow_up_of.as_deref() == Some(out[1].id.as_str()))
+            .expect("the accepted series' follow-up");
+        assert_eq!(corrected(follow_up), Some(first));
+        // Named once: another late answer for 40001 corrects no alert.
+        out.clear();
+        e.on_record(
+            &with(40001, Answer::Accepted, Some(Answer::NoAnswer)),
+            t0 + secs(300),
+            &mut out,
+        );
+        assert_eq!(corrected(&out[0]), None);
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub(crate) fn from_event(
         action: Action::from_raw(ev.action),
         answer,
         answer_corrects: None,
+        answer_corrects_alert: None,
         protocol,
         family: Family::from_raw(ev.family),
         src_ip: ev.src_addr.to_ip(ev.family),

@@ -28,6 +28,7 @@ pub fn flagged() -> FlowRecord {
         action: Action::WouldDrop,
         answer: Some(Answer::Refused),
         answer_corrects: None,
+        answer_corrects_alert: None,
         protocol: Protocol::Tcp,
         family: Family::Ipv4,
         src_ip: Ipv4Addr::new(128, 232, 110, 120).into(),

@@ -27,6 +27,10 @@ pub struct FlowRecord {
     /// record then describes the answer packet (its time, hook, interface and length).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer_corrects: Option<Answer>,
+    /// With `answer_corrects`: the id of the alert (the first of its dedup series) that
+    /// reported the attempt as `no_answer`, while the engine remembers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_corrects_alert: Option<String>,
     pub protocol: Protocol,
     pub family: Family,
     pub src_ip: IpAddr,

@@ -256,6 +256,11 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
         if let Some(first) = &a.follow_up_of {
             ext.str("cs3", first);
             ext.str("cs3Label", "followUpOf");
+        } else if let Some(corrected) = rec.and_then(|r| r.answer_corrects_alert.as_deref()) {
+            // A late answer's first alert: cs3 names the alert it corrects (a follow-up's
+            // cs3 is its series; JSON formats carry both).
+            ext.str("cs3", corrected);
+            ext.str("cs3Label", "correctsAlert");
         }
         match &a.kind {
             AlertKind::Connection { .. } => {
@@ -564,6 +569,10 @@ mod tests {
         assert_eq!(
             (e["flexString1Label"].as_str(), e["flexString1"].as_str()),
             ("answerCorrects", "no_answer")
+        );
+        assert_eq!(
+            (e["cs3Label"].as_str(), e["cs3"].as_str()),
+            ("correctsAlert", crate::detect::fixture::CORRECTED_ALERT)
         );
     }
 

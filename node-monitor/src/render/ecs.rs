@@ -612,6 +612,10 @@ mod tests {
         assert_eq!(v["source"]["ip"], "128.232.110.120");
         assert_eq!(v["node_monitor"]["answer"], "accepted");
         assert_eq!(v["node_monitor"]["answer_corrects"], "no_answer");
+        assert_eq!(
+            v["node_monitor"]["answer_corrects_alert"],
+            crate::detect::fixture::CORRECTED_ALERT
+        );
         assert!(v["node_monitor"].get("repeats_by_answer").is_none());
         assert!(v["node_monitor"].get("tcp_flags").is_none());
         // A first alert and an ordinary record carry no correction.

@@ -139,6 +139,8 @@ pub(crate) struct ConnectionFacts<'a> {
     answer: Option<Answer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     answer_corrects: Option<Answer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer_corrects_alert: Option<&'a str>,
     /// `true` for a connection that was open when a reload revoked its source.
     #[serde(skip_serializing_if = "Option::is_none")]
     revoked: Option<bool>,
@@ -165,6 +167,7 @@ impl ConnectionFacts<'_> {
             action: rec.map(|r| r.action),
             answer: rec.and_then(|r| r.answer),
             answer_corrects: rec.and_then(|r| r.answer_corrects),
+            answer_corrects_alert: rec.and_then(|r| r.answer_corrects_alert.as_deref()),
             revoked: rec
                 .is_some_and(|r| r.record_type == RecordType::Revoked)
                 .then_some(true),
@@ -200,6 +203,10 @@ pub(crate) fn write_connection_facts(
         if let Some(a) = r.answer_corrects {
             m.key(j, "answer_corrects");
             j.str(a.as_str());
+        }
+        if let Some(id) = &r.answer_corrects_alert {
+            m.key(j, "answer_corrects_alert");
+            j.str(id);
         }
         if r.record_type == RecordType::Revoked {
             m.key(j, "revoked");

@@ -754,6 +754,10 @@ mod tests {
             v["unmapped"]["node_monitor"]["answer_corrects"],
             "no_answer"
         );
+        assert_eq!(
+            v["unmapped"]["node_monitor"]["answer_corrects_alert"],
+            crate::detect::fixture::CORRECTED_ALERT
+        );
     }
 
     #[test]
