@@ -77,7 +77,33 @@ pub const HANDSHAKE_COMPLETED: u32 = 24;
 pub const HANDSHAKE_RATE_LIMITED: u32 = 25;
 /// Of those, lost to a full ring buffer.
 pub const HANDSHAKE_RINGBUF_FULL: u32 = 26;
-pub const COUNT: u32 = 27;
+/// A TCP or UDP packet (ingress) to a port no group watches: the fast path's one per-CPU
+/// increment, so that every packet is counted somewhere ([`DISPOSITIONS`]).
+pub const UNWATCHED: u32 = 27;
+pub const COUNT: u32 = 28;
+
+/// The reasons that say what became of an ingress packet, one per packet: every packet an
+/// ingress program (XDP, tc ingress) sees is counted exactly once, either in `GROUP_STATS`
+/// (`packets`, a watched TCP/UDP port) or under one of these. The other reasons count
+/// something more about a packet already counted (a fragment's kind, a fail-closed drop, a
+/// failed flow insert) or egress answers.
+pub const DISPOSITIONS: [u32; 15] = [
+    NOT_IP,
+    OTHER_L4,
+    IPV4_FRAGMENT,
+    IPV6_FRAGMENT,
+    VLAN_TOO_DEEP,
+    TRUNC_ETH,
+    TRUNC_VLAN,
+    TRUNC_IPV4,
+    BAD_IPV4,
+    TRUNC_IPV6,
+    TRUNC_IPV6_EXT,
+    IPV6_EXT_LIMIT,
+    TRUNC_L4,
+    BAD_TCP,
+    UNWATCHED,
+];
 /// Names in index order, as exported in metrics.
 pub const NAMES: [&str; COUNT as usize] = [
     "not_ip",
@@ -107,6 +133,7 @@ pub const NAMES: [&str; COUNT as usize] = [
     "unseen_handshake_completed",
     "unseen_handshake_rate_limited",
     "unseen_handshake_ringbuf_full",
+    "unwatched_port",
 ];
 
 #[cfg(test)]

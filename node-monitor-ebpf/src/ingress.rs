@@ -26,10 +26,12 @@ pub(crate) fn ingress(pkt: &Packet, meta: &Meta) -> u8 {
     match try_ingress(pkt, meta) {
         Ok(action) => action,
         Err(r) => {
-            count_reason(r);
+            // A first fragment flagged there is counted in its group's stats instead of
+            // under `r`: one count per packet (`reason::DISPOSITIONS`).
             if let Some(action) = crate::fragments::on_parse_error(pkt, meta, r) {
                 return action;
             }
+            count_reason(r);
             if fails_closed(pkt, meta, r) {
                 count_reason(node_monitor_common::reason::DROPPED_UNPARSED);
                 ACTION_DROPPED
@@ -74,6 +76,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     // The cheap path: a port nobody watches ends here.
     let group = port_group(l3.proto, l4.dst_port);
     if group == GROUP_NONE {
+        count_reason(node_monitor_common::reason::UNWATCHED);
         return Ok(ACTION_PASS);
     }
     let src = parse::address(pkt, &l3, false)?;

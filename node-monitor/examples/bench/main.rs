@@ -6,7 +6,10 @@
 //!
 //! Run with `cargo xtask bench` (root needed). Writes a Markdown report.
 //!
-//! For tuning runs: `--only data-path|pipeline|rendering` runs one section;
+//! The property section (`property.rs`) runs generated frames through every program with the
+//! tests' property checks (`--property-frames`, 10 million by default).
+//!
+//! For tuning runs: `--only data-path|pipeline|rendering|property` runs one section;
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
 //! 0 skips the token bucket altogether). The node-wide group budget is off
@@ -17,11 +20,22 @@
     clippy::expect_used,
     reason = "a benchmark fails loudly; it shares the tests' frame builder"
 )]
+#[path = "../../tests/common/framegen.rs"]
+mod framegen;
 #[path = "../../tests/common/packets.rs"]
 mod packets;
+#[path = "../../tests/common/progrun.rs"]
+#[allow(
+    dead_code,
+    reason = "the tests' BPF_PROG_TEST_RUN harness; the property section uses part of it"
+)]
+mod progrun;
+#[path = "../../tests/common/property.rs"]
+mod property_run;
 
 mod datapath;
 mod pipeline;
+mod property;
 mod rendering;
 mod testrun;
 
@@ -47,6 +61,9 @@ struct Args {
     /// Run one section only (for tuning runs and profiles); the report then holds just it.
     #[arg(long, value_enum)]
     only: Option<Section>,
+    /// Generated frames per program in the property section.
+    #[arg(long, default_value_t = 10_000_000)]
+    property_frames: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +71,7 @@ enum Section {
     DataPath,
     Pipeline,
     Rendering,
+    Property,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +89,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted(Section::Rendering) {
         rendering::rendering(&mut report)?;
+    }
+    if wanted(Section::Property) {
+        property::property(args.property_frames, &mut report)?;
     }
     print!("{report}");
     if let Some(dir) = args.output.parent() {

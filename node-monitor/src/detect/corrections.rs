@@ -59,6 +59,7 @@ impl Corrections {
         self.ids.remove(&key_of(rec)).map(|(id, _)| id)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
     }

@@ -14,12 +14,14 @@
 
 #[path = "../common"]
 mod common {
+    pub(crate) mod framegen;
     pub(crate) mod packets;
     #[allow(
         dead_code,
         reason = "shared BPF_PROG_TEST_RUN helpers; not every one is used here"
     )]
     pub(crate) mod progrun;
+    pub(crate) mod property;
 }
 
 /// `case(fam, prog)` for IPv4/IPv6 × XDP/tc ingress, one #[test] each.
@@ -62,5 +64,6 @@ mod floods;
 mod limits;
 mod new_conns;
 mod parse;
+mod property;
 mod reload;
 mod verdicts;

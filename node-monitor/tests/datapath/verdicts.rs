@@ -1,7 +1,7 @@
 //! Classification, verdicts and actions: which group a packet falls in, whether its
 //! source is allowed for that group, and what monitor and drop groups do with it.
 
-use node_monitor_common::{ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_NONE};
+use node_monitor_common::{ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_NONE, reason};
 
 use crate::{
     common::{packets::*, progrun::*},
@@ -10,7 +10,7 @@ use crate::{
 };
 
 matrix!(
-    unwatched_port_passes_uncounted,
+    unwatched_port_passes_counted_only_as_unwatched,
     denied_syn_in_monitor_group_is_flagged,
     denied_in_drop_group_is_dropped,
     allowed_is_never_dropped_and_sampled,
@@ -18,7 +18,8 @@ matrix!(
     allowed_not_sampled_counts_sampled_out,
 );
 
-fn unwatched_port_passes_uncounted(fam: Fam, prog: Prog) {
+/// Counted once, as `unwatched_port`, and nothing more.
+fn unwatched_port_passes_counted_only_as_unwatched(fam: Fam, prog: Prog) {
     let mut h = harness();
     let frames = [
         tcp(fam.denied(), fam.node(), 40000, UNWATCHED, SYN),
@@ -32,7 +33,7 @@ fn unwatched_port_passes_uncounted(fam: Fam, prog: Prog) {
         run_expect(&h, prog, f, prog.pass(), "unwatched");
     }
     h.assert_stats_zero("unwatched");
-    h.assert_reasons("unwatched", &[]);
+    h.assert_reasons("unwatched", &[(reason::UNWATCHED, frames.len() as u64)]);
     assert_events("unwatched", &h.events(), &[]);
     let key = flow_key(fam.denied(), fam.node(), 40000, UNWATCHED, IPPROTO_TCP);
     assert_eq!(h.flow(&key), None, "unwatched: no flow entry");
