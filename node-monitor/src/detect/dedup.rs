@@ -118,6 +118,11 @@ impl Dedup {
         }
     }
 
+    /// The cap.
+    pub(crate) fn capacity(&self) -> usize {
+        self.max_series
+    }
+
     /// Open series now.
     pub(crate) fn len(&self) -> usize {
         self.series.len()
@@ -128,14 +133,15 @@ impl Dedup {
         self.seq
     }
 
-    /// One occurrence: alert (pushed onto `out`) or fold (counted).
+    /// One occurrence: alert (pushed onto `out`) or fold (counted). True when it raised an
+    /// alert of its own (the first of a series), false when it was folded.
     pub(crate) fn detect(
         &mut self,
         o: Occurrence<'_>,
         window: Duration,
         now: Instant,
         out: &mut Vec<Alert>,
-    ) {
+    ) -> bool {
         let accepted = o.answer == Some(Some(Answer::Accepted));
         let key: SeriesKey = (o.rule.id, o.source, o.group.clone(), accepted);
         if let Some(s) = self.series.get_mut(&key) {
@@ -147,7 +153,7 @@ impl Dedup {
                 }
                 self.suppressed_total += 1;
                 *self.suppressed_by_rule.entry(key.0).or_default() += 1;
-                return;
+                return false;
             }
             // The series' window ended before the tick saw it: close it, and start the next
             // series in its place (the table entry and its key are reused).
@@ -159,7 +165,7 @@ impl Dedup {
             self.order.insert((now, seq), key);
             close_series(old, out);
             out.push(first_alert(id_text(id), o.time, o.rule, o.kind));
-            return;
+            return true;
         }
         while self.series.len() >= self.max_series && !self.order.is_empty() {
             self.evictions += 1;
@@ -170,6 +176,7 @@ impl Dedup {
         let seq = self.next_seq();
         self.order.insert((now, seq), key.clone());
         self.series.insert(key, Series::new(id, now, seq, o.rule));
+        true
     }
 
     /// Closes every series whose window ended by `now` (their follow-ups onto `out`).

@@ -1,17 +1,21 @@
 //! Detect: flagged records → alerts. The rule of each group ([`rules`]), dedup with follow-ups
-//! (`dedup.rs`), NodePort sweep detection (`sweep.rs`), flood alerts from the loss counters
-//! (`flood.rs`), and "events lost since the previous alert" on every alert.
+//! (`dedup.rs`), NodePort sweep detection (`sweep.rs`), port scans across groups (`scan.rs`),
+//! flood alerts from the loss counters (`flood.rs`), and "events lost since the previous
+//! alert" on every alert.
 //!
 //! The engine is pure logic: the caller passes the monotonic `now` of every call (windows are
-//! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep detections go
-//! through dedup like every other alert; flood alerts do not. Memory is bounded: at most
-//! `max_series` dedup series and `max_sweep_sources` sweep states.
+//! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep and scan
+//! detections go through dedup like every other alert; flood alerts do not. Memory is bounded
+//! by configuration, never by traffic: at most `max_series` dedup series, `max_sweep_sources`
+//! sweep states and `max_scan_sources` scan states (each table evicts its oldest entry when
+//! full, and counts it).
 mod dedup;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
 mod flood;
 pub mod model;
 pub mod rules;
+mod scan;
 mod sweep;
 mod window;
 
@@ -25,6 +29,7 @@ pub use model::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, Rule, Se
 use self::{
     dedup::{Dedup, Occurrence},
     flood::Flood,
+    scan::Scans,
     sweep::Sweeps,
 };
 use crate::{
@@ -32,10 +37,14 @@ use crate::{
     record::{FlowRecord, RecordType},
 };
 
-/// Default cap of the dedup table (series).
-pub(crate) const DEFAULT_MAX_SERIES: usize = 100_000;
-/// Default cap of the sweep table (sources × sweep groups).
-pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 50_000;
+/// Cap of the dedup table (series). A series holds its last occurrence (a whole record), about
+/// 0.5 KiB with its keys: at most about 16 MiB.
+pub(crate) const DEFAULT_MAX_SERIES: usize = 32_768;
+/// Cap of the sweep table (sources × sweep groups); a state holds at most
+/// `alerts.sweep.min_ports` ports.
+pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 16_384;
+/// Cap of the scan table (sources); a state holds at most `alerts.scan.min_ports` (≤ 64) ports.
+pub(crate) const DEFAULT_MAX_SCAN_SOURCES: usize = 16_384;
 
 /// Loss counters, cumulative since the daemon started (the engine computes the deltas).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,6 +80,16 @@ pub struct EngineStats {
     pub dedup_series: usize,
     /// Tracked (source, group) sweep states now.
     pub sweep_sources: usize,
+    /// Scan detections (before dedup).
+    pub scans: u64,
+    /// Scan states forgotten because the scan table was full.
+    pub scan_evictions: u64,
+    /// Tracked scan sources now.
+    pub scan_sources: usize,
+    /// The caps of the dedup, sweep and scan tables.
+    pub max_series: usize,
+    pub max_sweep_sources: usize,
+    pub max_scan_sources: usize,
 }
 
 /// The alert engine: rules, dedup, sweeps and floods behind one facade.
@@ -79,6 +98,9 @@ pub struct Engine {
     sweep_groups: HashSet<String>,
     dedup: Dedup,
     sweeps: Sweeps,
+    scans: Scans,
+    /// The dedup key's group for scans (they span groups): one shared name.
+    scan_key: std::sync::Arc<str>,
     flood: Flood,
     prev_totals: LossTotals,
     /// False until the first [`Engine::on_losses`]: the kernel totals it brings are the
@@ -100,6 +122,7 @@ impl Engine {
             sweep_groups,
             DEFAULT_MAX_SERIES,
             DEFAULT_MAX_SWEEP_SOURCES,
+            DEFAULT_MAX_SCAN_SOURCES,
         )
     }
 
@@ -109,12 +132,15 @@ impl Engine {
         sweep_groups: Vec<String>,
         max_series: usize,
         max_sweep_sources: usize,
+        max_scan_sources: usize,
     ) -> Engine {
         Engine {
             settings: settings.clone(),
             sweep_groups: sweep_groups.into_iter().collect(),
             dedup: Dedup::new(max_series),
             sweeps: Sweeps::new(max_sweep_sources),
+            scans: Scans::new(max_scan_sources),
+            scan_key: std::sync::Arc::from("*"),
             flood: Flood::default(),
             prev_totals: LossTotals::default(),
             baselined: false,
@@ -133,8 +159,9 @@ impl Engine {
     }
 
     /// A flagged connection (record_type Flagged) → an alert now (first of a dedup series) or
-    /// folded (counted). A record of a sweep group (Flagged or Sampled, any verdict) also feeds
-    /// the sweep detector.
+    /// folded (counted); it also feeds the scan detector (a late answer, which repeats an
+    /// attempt already fed, does not). A record of a sweep group (Flagged or Sampled, any
+    /// verdict) also feeds the sweep detector.
     pub fn on_record(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
         let start = out.len();
         let window = self.settings.dedup_window;
@@ -149,7 +176,10 @@ impl Engine {
                 },
                 time: rec.time,
             };
-            self.dedup.detect(occurrence, window, now, out);
+            let alerted = self.dedup.detect(occurrence, window, now, out);
+            if rec.answer_corrects.is_none() {
+                self.scan(rec, alerted, now, out);
+            }
         }
         if self.sweep_groups.contains(&*rec.group) {
             let (sweep_window, min_ports) = (
@@ -169,6 +199,26 @@ impl Engine {
             }
         }
         self.emitted(out, start);
+    }
+
+    /// Feeds the scan detector; a completed scan goes through dedup (key: rule, source).
+    fn scan(&mut self, rec: &FlowRecord, alerted: bool, now: Instant, out: &mut Vec<Alert>) {
+        let (scan_window, min_ports) = (
+            self.settings.scan_window,
+            self.settings.scan_min_ports as usize,
+        );
+        if let Some(kind) = self.scans.feed(rec, alerted, scan_window, min_ports, now) {
+            let occurrence = Occurrence {
+                rule: rules::scan_rule(),
+                source: rec.src_ip,
+                group: &self.scan_key,
+                answer: None,
+                kind,
+                time: std::time::SystemTime::now(),
+            };
+            self.dedup
+                .detect(occurrence, self.settings.dedup_window, now, out);
+        }
     }
 
     /// Loss counters, cumulative totals. Call it every tick with the current totals: the
@@ -220,6 +270,7 @@ impl Engine {
         self.dedup.close_due(self.settings.dedup_window, now, out);
         self.emitted(out, start);
         self.sweeps.expire(self.settings.sweep_window, now);
+        self.scans.expire(self.settings.scan_window, now);
         self.close_flood(now, false, out);
     }
 
@@ -240,6 +291,12 @@ impl Engine {
             sweep_evictions: self.sweeps.evictions,
             dedup_series: self.dedup.len(),
             sweep_sources: self.sweeps.len(),
+            scans: self.scans.detections,
+            scan_evictions: self.scans.evictions,
+            scan_sources: self.scans.len(),
+            max_series: self.dedup.capacity(),
+            max_sweep_sources: self.sweeps.capacity(),
+            max_scan_sources: self.scans.capacity(),
             ..self.stats.clone()
         }
     }
@@ -284,6 +341,8 @@ pub(crate) mod tests {
             dedup_window: Duration::from_secs(60),
             sweep_min_ports: 5,
             sweep_window: Duration::from_secs(30),
+            scan_min_ports: 5,
+            scan_window: Duration::from_secs(30),
             flood_window: Duration::from_secs(10),
         }
     }
@@ -745,7 +804,7 @@ pub(crate) mod tests {
 
     #[test]
     fn dedup_table_is_bounded_and_evicts_with_follow_up() {
-        let mut e = Engine::with_limits(&settings(), vec![], 3, 2);
+        let mut e = Engine::with_limits(&settings(), vec![], 3, 2, 2);
         let t0 = Instant::now();
         let mut out = Vec::new();
         for i in 0..3u64 {
@@ -772,7 +831,7 @@ pub(crate) mod tests {
 
     #[test]
     fn sweep_table_is_bounded_and_expires() {
-        let mut e = Engine::with_limits(&settings(), vec!["nodeport".to_owned()], 10, 2);
+        let mut e = Engine::with_limits(&settings(), vec!["nodeport".to_owned()], 10, 2, 2);
         let t0 = Instant::now();
         let mut out = Vec::new();
         for i in 0..5u64 {
@@ -792,6 +851,81 @@ pub(crate) mod tests {
             "states older than the window are forgotten"
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_scan_of_the_control_plane_ports_raises_one_scan_alert_besides_its_connection_alerts() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let ports = [
+            ("etcd-client", 2379),
+            ("etcd-peer", 2380),
+            ("apiserver", 6443),
+            ("kubelet", 10250),
+            ("kubelet-readonly", 10255),
+            ("controller-manager", 10257),
+            ("scheduler", 10259),
+        ];
+        // nmap sends a SYN, then retransmits it: two flagged connections per port.
+        for round in 0..2 {
+            for (group, port) in ports {
+                let mut r = record(group, "203.0.113.9", port);
+                r.src_port = 40000 + round;
+                e.on_record(&r, t0 + secs(u64::from(round)), &mut out);
+            }
+        }
+        let scans: Vec<&Alert> = out.iter().filter(|a| a.rule.id == "NM-1011").collect();
+        assert_eq!(scans.len(), 1, "{out:#?}");
+        match &scans[0].kind {
+            AlertKind::Scan {
+                ports,
+                groups,
+                connections,
+                connection_alerts,
+                ..
+            } => {
+                assert_eq!(ports, &[2379, 2380, 6443, 10250, 10255]);
+                assert_eq!(groups.len(), 5);
+                assert_eq!((*connections, *connection_alerts), (5, 5));
+            }
+            k => panic!("{k:?}"),
+        }
+        // The connection alerts still go out: one per (rule, group) series.
+        let connections = out
+            .iter()
+            .filter(|a| matches!(a.kind, AlertKind::Connection { .. }))
+            .count();
+        assert_eq!(
+            connections, 7,
+            "etcd-client and etcd-peer share NM-1003 but not a group"
+        );
+        let s = e.stats();
+        assert_eq!((s.scans, s.scan_sources, s.scan_evictions), (1, 1, 0));
+        assert_eq!(s.alerts_by_rule["NM-1011"], 1);
+        // Allowed flows never count toward a scan.
+        for (group, port) in ports {
+            e.on_record(&flow(group, "198.51.100.2", port), t0, &mut out);
+        }
+        assert_eq!(e.stats().scan_sources, 1);
+    }
+
+    #[test]
+    fn scan_table_is_bounded_and_counts_evictions() {
+        let mut e = Engine::with_limits(&settings(), vec![], 100, 2, 2);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..5u64 {
+            e.on_record(
+                &record("kubelet", &format!("203.0.113.{i}"), 10250),
+                t0 + secs(i),
+                &mut out,
+            );
+        }
+        let s = e.stats();
+        assert_eq!((s.scan_sources, s.scan_evictions), (2, 3));
+        e.tick(t0 + secs(100), &mut out);
+        assert_eq!(e.stats().scan_sources, 0, "expired with the window");
     }
 
     #[test]

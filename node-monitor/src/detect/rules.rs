@@ -11,6 +11,7 @@ pub const NODE_LOCAL: &str = "NM-1004";
 pub const APISERVER: &str = "NM-1005";
 pub const KUBE_PROXY_HEALTHZ: &str = "NM-1006";
 pub const NODEPORT_SWEEP: &str = "NM-1010";
+pub const PORT_SCAN: &str = "NM-1011";
 pub const FLOOD: &str = "NM-1020";
 pub const GENERIC: &str = "NM-1900";
 
@@ -130,6 +131,19 @@ pub fn sweep_rule() -> Rule {
     )
 }
 
+/// Port scan across groups: one source's flagged connections reached many distinct watched
+/// ports of several groups (a vertical scan of the node's control-plane ports).
+pub fn scan_rule() -> Rule {
+    rule(
+        PORT_SCAN,
+        "control-plane port scan",
+        Severity::High,
+        "One source's connections from outside the allowlists reached at least \
+         `scan_min_ports` distinct watched ports, of at least two port groups, within \
+         `scan_window`: a port scan of the node's control-plane ports.",
+    )
+}
+
 /// Flood: the event limits withheld events (rate limit or full ring buffer).
 pub fn flood_rule() -> Rule {
     rule(
@@ -151,6 +165,7 @@ pub fn all() -> Vec<Rule> {
         rule_for_group("apiserver"),
         rule_for_group("kube-proxy-healthz"),
         sweep_rule(),
+        scan_rule(),
         flood_rule(),
         generic(),
     ]
@@ -159,7 +174,7 @@ pub fn all() -> Vec<Rule> {
 /// A coarse category for `rule.category` (ECS) and CEF `cat`.
 pub fn category(rule_id: &str) -> &'static str {
     match rule_id {
-        NODEPORT_SWEEP => "network-scan",
+        NODEPORT_SWEEP | PORT_SCAN => "network-scan",
         FLOOD => "sensor-event-loss",
         _ => "unauthorized-port-access",
     }
@@ -197,6 +212,8 @@ mod tests {
             );
         }
         assert_eq!(sweep_rule().id, NODEPORT_SWEEP);
+        assert_eq!(scan_rule().id, PORT_SCAN);
+        assert_eq!(category(PORT_SCAN), "network-scan");
         assert_eq!(flood_rule().id, FLOOD);
         assert_eq!((sweep_rule().version, flood_rule().version), (1, 1));
     }

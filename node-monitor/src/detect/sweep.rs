@@ -50,6 +50,11 @@ impl Sweeps {
         }
     }
 
+    /// The cap.
+    pub(crate) fn capacity(&self) -> usize {
+        self.max_sources
+    }
+
     /// Tracked states now.
     pub(crate) fn len(&self) -> usize {
         self.states.len()

@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use super::{
-    facts::{community_id_text, epoch_ms, is_sweep, item_time, outcome, parts, rule_category},
+    facts::{
+        community_id_text, epoch_ms, item_time, outcome, parts, rule_category, spans_connections,
+    },
     json::write_ip,
     message::Message,
     observer::Observer,
@@ -119,7 +121,8 @@ impl Ext<'_> {
     }
 }
 
-fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
+/// `group`: the port group (`cs1`), labelled `group_label` (a scan writes its groups).
+fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool, group: &str, group_label: &str) {
     ext.ip("src", r.src_ip);
     if with_ports {
         ext.num("spt", r.src_port);
@@ -149,8 +152,8 @@ fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
         ext.str("deviceInboundInterface", ifname);
     }
     ext.num("deviceDirection", 0u8);
-    ext.str("cs1", &r.group);
-    ext.str("cs1Label", "portGroup");
+    ext.str("cs1", group);
+    ext.str("cs1Label", group_label);
     if with_ports {
         ext.str("cs2", community_id_text(r).as_str());
         ext.str("cs2Label", "communityId");
@@ -180,7 +183,20 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     ext.num("rt", epoch_ms(item_time(item)));
     let (alert, rec) = parts(item);
     if let Some(r) = rec {
-        connection(&mut ext, r, !is_sweep(alert));
+        match alert.map(|a| &a.kind) {
+            // A scan spans groups: cs1 lists them (rare alerts: one small string each).
+            Some(AlertKind::Scan { groups, .. }) => {
+                let groups = groups.join(",");
+                connection(&mut ext, r, false, &groups, "portGroups");
+            }
+            _ => connection(
+                &mut ext,
+                r,
+                !spans_connections(alert),
+                &r.group,
+                "portGroup",
+            ),
+        }
     }
     ext.str("outcome", outcome(rec));
     if let OutputItem::Alert(a) = item {
@@ -229,6 +245,31 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 ext.str("cn2Label", "sweepPortCount");
                 ext.num("cn3", window.as_secs());
                 ext.str("cn3Label", "windowSeconds");
+            }
+            AlertKind::Scan {
+                ports,
+                window,
+                connections,
+                connection_alerts,
+                ..
+            } => {
+                ext.key("cs4");
+                for (i, p) in ports.iter().enumerate() {
+                    if i > 0 {
+                        ext.out.push(b',');
+                    }
+                    ext.out
+                        .extend_from_slice(itoa::Buffer::new().format(*p).as_bytes());
+                }
+                ext.str("cs4Label", "scanPorts");
+                ext.num("cn2", ports.len());
+                ext.str("cn2Label", "scanPortCount");
+                ext.num("cn3", window.as_secs());
+                ext.str("cn3Label", "windowSeconds");
+                ext.num("flexNumber1", *connections);
+                ext.str("flexNumber1Label", "scanConnections");
+                ext.num("flexNumber2", *connection_alerts);
+                ext.str("flexNumber2Label", "scanConnectionAlerts");
             }
             AlertKind::Flood {
                 scope,
@@ -279,7 +320,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep, variety},
+        detect::fixture::{
+            connection_alert, flood, follow_up, late_answer_alert, scan, sweep, variety,
+        },
         record::fixture::{CID, TIME_MS as T_MS, sampled},
         render::check::{self, hostile_observer, observer},
     };
@@ -461,6 +504,30 @@ mod tests {
         assert_eq!(e["outcome"], "unknown");
         assert_eq!(e["cat"], "network-scan");
         assert_eq!(e["cn1"], "0");
+    }
+
+    #[test]
+    fn scan_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(scan()), &observer()));
+        header_ok(&h, "NM-1011", "control-plane port scan", "8");
+        assert!(!e.contains_key("spt") && !e.contains_key("dpt") && !e.contains_key("cs2"));
+        assert_eq!(
+            (e["cs1Label"].as_str(), e["cs1"].as_str()),
+            (
+                "portGroups",
+                "apiserver,etcd-client,etcd-peer,kubelet,kubelet-readonly"
+            )
+        );
+        assert_eq!(
+            (e["cs4Label"].as_str(), e["cs4"].as_str()),
+            ("scanPorts", "2379,2380,6443,10250,10255")
+        );
+        assert_eq!((e["cn2"].as_str(), e["cn3"].as_str()), ("5", "60"));
+        assert_eq!(
+            (e["flexNumber1"].as_str(), e["flexNumber2"].as_str()),
+            ("7", "5")
+        );
+        assert_eq!(e["cat"], "network-scan");
     }
 
     #[test]

@@ -7,8 +7,9 @@ use serde_json::Value;
 
 use super::{
     facts::{
-        AlertFacts, ConnectionFacts, action_name, community_id, community_id_text, is_sweep,
-        item_time, outcome, parts, rule_category, write_alert_facts, write_connection_facts,
+        AlertFacts, ConnectionFacts, action_name, community_id, community_id_text, item_time,
+        outcome, parts, rule_category, spans_connections, write_alert_facts,
+        write_connection_facts,
     },
     fragments::{FragmentCache, RuleFragments, with_fragments},
     json::{JsonOut, Members, Text, rfc3339_text},
@@ -100,7 +101,7 @@ impl Fragments {
 
 fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
     let (alert, rec) = parts(item);
-    let sweep = is_sweep(alert);
+    let sweep = spans_connections(alert);
     let mut j = JsonOut(out);
     j.raw("{\"@timestamp\":")
         .display(humantime::format_rfc3339_micros(item_time(item)))
@@ -144,7 +145,7 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
             (",\"destination\":{\"ip\":", r.dst_ip, r.dst_port),
         ] {
             j.raw(key).ip(ip);
-            // A sweep spans many connections: its ports are in node_monitor.sweep.
+            // A sweep or scan spans many connections: its ports are in node_monitor.sweep/.scan.
             if !sweep {
                 j.raw(",\"port\":").num(port);
             }
@@ -363,8 +364,8 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
             module: "node_monitor",
         },
     };
-    // A sweep spans many connections: its ports are in node_monitor.sweep, not here.
-    let sweep = is_sweep(alert);
+    // A sweep or scan spans many connections: its ports are in node_monitor.sweep/.scan. not here.
+    let sweep = spans_connections(alert);
     let port = |p| if sweep { None } else { Some(p) };
     Doc {
         timestamp: rfc3339_text(item_time(item)),
@@ -442,7 +443,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
+        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, scan, sweep},
         record::fixture::{CID, sampled},
         render::check,
     };
@@ -472,8 +473,11 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        // Connection rules are at version 2, sweeps and floods at 1.
-        let version = if v["rule"]["id"] == "NM-1010" || v["rule"]["id"] == "NM-1020" {
+        // Connection rules are at version 2, sweeps, scans and floods at 1.
+        let version = if ["NM-1010", "NM-1011", "NM-1020"]
+            .map(Value::from)
+            .contains(&v["rule"]["id"])
+        {
             "1"
         } else {
             "2"
@@ -590,6 +594,37 @@ mod tests {
         assert_eq!(
             v["node_monitor"]["sweep"],
             json!({ "ports": [30001, 30002, 30003, 30004, 30005], "port_count": 5, "window_s": 60 })
+        );
+    }
+
+    #[test]
+    fn scan_fields() {
+        let v = doc(&OutputItem::Alert(scan()));
+        alert_common(&v);
+        assert_eq!(v["event"]["action"], "port-scan");
+        assert_eq!(v["event"]["severity"], 73);
+        assert_eq!(v["rule"]["id"], "NM-1011");
+        assert_eq!(v["rule"]["name"], "control-plane port scan");
+        assert_eq!(v["rule"]["category"], "network-scan");
+        assert_eq!(v["source"], json!({ "ip": "128.232.110.120" }));
+        assert_eq!(v["destination"], json!({ "ip": "66.35.250.204" }));
+        assert!(v["network"].get("community_id").is_none());
+        assert!(v["node_monitor"].get("port_group").is_none());
+        assert_eq!(
+            v["node_monitor"]["scan"],
+            json!({
+                "ports": [2379, 2380, 6443, 10250, 10255],
+                "port_count": 5,
+                "groups": ["apiserver", "etcd-client", "etcd-peer", "kubelet", "kubelet-readonly"],
+                "window_s": 60,
+                "connections": 7,
+                "connection_alerts": 5
+            })
+        );
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains("2379, 2380, 6443, 10250, 10255") && message.contains("5 groups"),
+            "{message}"
         );
     }
 

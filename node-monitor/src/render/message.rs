@@ -88,6 +88,44 @@ impl Message<'_> {
                         num(out, window.as_secs());
                         text(out, "s.");
                     }
+                    AlertKind::Scan {
+                        source,
+                        ports,
+                        groups,
+                        window,
+                        connections,
+                        connection_alerts,
+                        ..
+                    } => {
+                        write_ip(out, *source);
+                        text(out, " reached ");
+                        num(out, ports.len() as u64);
+                        text(out, " distinct watched ports (");
+                        for (i, p) in ports.iter().enumerate() {
+                            if i > 0 {
+                                text(out, ", ");
+                            }
+                            num(out, u64::from(*p));
+                        }
+                        text(out, ") of ");
+                        num(out, groups.len() as u64);
+                        text(out, " groups (");
+                        for (i, g) in groups.iter().enumerate() {
+                            if i > 0 {
+                                text(out, ", ");
+                            }
+                            text(out, g);
+                        }
+                        text(out, ") within ");
+                        num(out, window.as_secs());
+                        text(out, "s: ");
+                        num(out, *connections);
+                        text(out, " connection");
+                        text(out, if *connections == 1 { "" } else { "s" });
+                        text(out, ", ");
+                        num(out, *connection_alerts);
+                        text(out, " of them alerted on their own.");
+                    }
                     AlertKind::Flood {
                         rate_limited,
                         ringbuf_full,

@@ -73,6 +73,7 @@ groups:
 alerts:
   dedup_window_s: 120
   sweep: { min_ports: 20, window_s: 30 }
+  scan: { min_ports: 6, window_s: 45 }
   flood_window_s: 5
 sinks:
   - {type: stdout, format: ecs}

@@ -30,6 +30,22 @@ const SWEEP_WINDOW: Bound = Bound {
     note: "",
     power_of_two: false,
 };
+/// At most 64: the scan detector keeps up to `min_ports` ports per tracked source, so this
+/// bounds its memory (see `detect::scan`).
+const SCAN_MIN_PORTS: Bound = Bound {
+    field: "min_ports",
+    min: 2,
+    max: 64,
+    note: " (the scan detector keeps this many ports per source)",
+    power_of_two: false,
+};
+const SCAN_WINDOW: Bound = Bound {
+    field: "window_s",
+    min: 1,
+    max: 3600,
+    note: "",
+    power_of_two: false,
+};
 const FLOOD_WINDOW: Bound = Bound {
     field: "flood_window_s",
     min: 1,
@@ -81,6 +97,10 @@ impl Validator<'_> {
             None => (None, None),
             Some(s) => (s.min_ports, s.window_s),
         };
+        let (scan_min_ports, scan_window_s) = match raw.scan {
+            None => (None, None),
+            Some(s) => (s.min_ports, s.window_s),
+        };
         AlertSettings {
             dedup_window: secs(self.opt_u64(
                 "alerts",
@@ -99,6 +119,18 @@ impl Validator<'_> {
                 &SWEEP_WINDOW,
                 window_s,
                 d.sweep_window.as_secs(),
+            )),
+            scan_min_ports: self.opt_u32(
+                "alerts.scan",
+                &SCAN_MIN_PORTS,
+                scan_min_ports,
+                d.scan_min_ports,
+            ),
+            scan_window: secs(self.opt_u64(
+                "alerts.scan",
+                &SCAN_WINDOW,
+                scan_window_s,
+                d.scan_window.as_secs(),
             )),
             flood_window: secs(self.opt_u64(
                 "alerts",
