@@ -47,3 +47,4 @@ mod pinning;
 mod prometheus;
 mod reload;
 mod rules;
+mod scans;
