@@ -41,12 +41,13 @@ pub struct TrackerStats {
 }
 
 /// Most attempts held for an answer at once; beyond it the oldest are resolved early (checked
-/// every tick, so the table may run over by what one tick brings). About 200 bytes each with
-/// its order entry: at most about 13 MiB.
-pub(crate) const MAX_PENDING: usize = 65_536;
+/// every tick, so the table may run over by what one tick brings). 7/8 of a power of two, so
+/// that the hash table holds it without growing to the next one: 32,768 slots of about 120
+/// bytes, and an order queue of at most twice the cap (48 bytes an entry): about 7 MiB.
+pub(crate) const MAX_PENDING: usize = 28_672;
 /// Most attempts remembered as reported without an answer; beyond it the oldest are
-/// forgotten (counted). About 110 bytes each: at most about 3.5 MiB.
-pub(crate) const MAX_UNANSWERED: usize = 32_768;
+/// forgotten (counted). About 110 bytes each: about 3.5 MiB.
+pub(crate) const MAX_UNANSWERED: usize = 28_672;
 /// How long an attempt reported without an answer is remembered, so that a late answer can
 /// say which report it corrects.
 pub(crate) const REMEMBER_NS: u64 = 600_000_000_000;
@@ -85,10 +86,12 @@ impl Tracker {
             timeout_ns: answer_timeout_ms.saturating_mul(1_000_000),
             max_pending: MAX_PENDING,
             max_unanswered: MAX_UNANSWERED,
-            pending: HashMap::new(),
-            order: VecDeque::new(),
-            unanswered: HashMap::new(),
-            unanswered_order: VecDeque::new(),
+            // Allocated once at their caps (untouched slots cost no resident memory): no rehash
+            // in the middle of a flood.
+            pending: HashMap::with_capacity(MAX_PENDING),
+            order: VecDeque::with_capacity(2 * MAX_PENDING),
+            unanswered: HashMap::with_capacity(MAX_UNANSWERED),
+            unanswered_order: VecDeque::with_capacity(MAX_UNANSWERED),
             group_names: vec![None; usize::from(u8::MAX) + 1],
             stats: TrackerStats::default(),
         }

@@ -17,7 +17,7 @@ use crate::toolchain;
 /// bpf-linker must be exactly this version: 0.11+ wants a system LLVM 23.
 pub const BPF_LINKER_VERSION: &str = "0.10.0";
 
-/// Debian packages used by the tests and the demo.
+/// Debian packages used by the tests, the demo and the bench.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",     // ip, ss, bridge: the lab
     "iputils-ping", // the lab's connectivity check
@@ -31,6 +31,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",
     "rsyslog",
     "prometheus",
+    "netsniff-ng", // trafgen: the bench's lab floods
+    "iptables",    // the bench's iptables LOG comparison (in a lab namespace)
 ];
 
 /// Rust components the stable (default) toolchain needs for `cargo xtask test`.

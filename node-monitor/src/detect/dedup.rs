@@ -31,8 +31,9 @@ struct Series {
     seq: u64,
     rule: Rule,
     repeats: u64,
-    /// The last repeat's kind.
-    last: Option<AlertKind>,
+    /// The last repeat's kind, boxed: most series never repeat, and an inline `AlertKind`
+    /// would make every slot of the table as large as a whole record.
+    last: Option<Box<AlertKind>>,
     /// The repeats by answer (connection alerts), None for other kinds.
     by_answer: Option<AnswerCounts>,
 }
@@ -110,7 +111,9 @@ impl Dedup {
         Dedup {
             max_series: max_series.max(1),
             seq: 0,
-            series: HashMap::new(),
+            // Allocated once at its cap: no rehash (and no old table beside the new one)
+            // in the middle of a flood. Untouched slots cost no resident memory.
+            series: HashMap::with_capacity(max_series.max(1)),
             order: BTreeMap::new(),
             suppressed_total: 0,
             suppressed_by_rule: BTreeMap::new(),
@@ -147,7 +150,7 @@ impl Dedup {
         if let Some(s) = self.series.get_mut(&key) {
             if within(s.started, window, now) {
                 s.repeats += 1;
-                s.last = Some(o.kind);
+                s.last = Some(Box::new(o.kind));
                 if let Some(answer) = o.answer {
                     s.by_answer.get_or_insert_default().add(answer);
                 }
@@ -210,7 +213,9 @@ fn close_series(s: Series, out: &mut Vec<Alert>) {
     if s.repeats == 0 {
         return;
     }
-    let Some(kind) = s.last else { return };
+    let Some(kind) = s.last.map(|k| *k) else {
+        return;
+    };
     out.push(Alert {
         id: new_id(),
         time: SystemTime::now(),

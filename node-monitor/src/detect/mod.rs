@@ -37,14 +37,23 @@ use crate::{
     record::{FlowRecord, RecordType},
 };
 
-/// Cap of the dedup table (series). A series holds its last occurrence (a whole record), about
-/// 0.5 KiB with its keys: at most about 16 MiB.
-pub(crate) const DEFAULT_MAX_SERIES: usize = 32_768;
-/// Cap of the sweep table (sources × sweep groups); a state holds at most
-/// `alerts.sweep.min_ports` ports.
-pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 16_384;
-/// Cap of the scan table (sources); a state holds at most `alerts.scan.min_ports` (≤ 64) ports.
-pub(crate) const DEFAULT_MAX_SCAN_SOURCES: usize = 16_384;
+/// Cap of the dedup table (series). 7/8 of a power of two, so that the hash table holds it
+/// without growing to the next power: 32,768 slots of about 200 bytes (a repeated series also
+/// holds its last occurrence, boxed: about 300 bytes more), and the order index: at most about
+/// 18 MiB, about 9 MiB when no series repeats (a flood of new sources).
+pub(crate) const DEFAULT_MAX_SERIES: usize = 28_672;
+/// Cap of the sweep table (sources × sweep groups); a state holds fewer than
+/// `alerts.sweep.min_ports` ports, and the table at most [`SWEEP_PORT_SLOTS`] in all.
+pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 14_336;
+/// Ports all sweep states may hold together: the sweep table's cap is the smaller of
+/// [`DEFAULT_MAX_SWEEP_SOURCES`] and this over `alerts.sweep.min_ports` (about 7 MiB at most).
+pub(crate) const SWEEP_PORT_SLOTS: usize = 229_376;
+/// Cap of the scan table (sources); a state holds at most `alerts.scan.min_ports` ports, and
+/// the table at most [`SCAN_PORT_SLOTS`] in all.
+pub(crate) const DEFAULT_MAX_SCAN_SOURCES: usize = 14_336;
+/// Ports all scan states may hold together: the scan table's cap is the smaller of
+/// [`DEFAULT_MAX_SCAN_SOURCES`] and this over `alerts.scan.min_ports` (about 4 MiB at most).
+pub(crate) const SCAN_PORT_SLOTS: usize = 71_680;
 
 /// Loss counters, cumulative since the daemon started (the engine computes the deltas).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -138,8 +147,8 @@ impl Engine {
             settings: settings.clone(),
             sweep_groups: sweep_groups.into_iter().collect(),
             dedup: Dedup::new(max_series),
-            sweeps: Sweeps::new(max_sweep_sources),
-            scans: Scans::new(max_scan_sources),
+            sweeps: Sweeps::new(max_sweep_sources, SWEEP_PORT_SLOTS),
+            scans: Scans::new(max_scan_sources, SCAN_PORT_SLOTS),
             scan_key: std::sync::Arc::from("*"),
             flood: Flood::default(),
             prev_totals: LossTotals::default(),
@@ -295,8 +304,8 @@ impl Engine {
             scan_evictions: self.scans.evictions,
             scan_sources: self.scans.len(),
             max_series: self.dedup.capacity(),
-            max_sweep_sources: self.sweeps.capacity(),
-            max_scan_sources: self.scans.capacity(),
+            max_sweep_sources: self.sweeps.capacity(self.settings.sweep_min_ports as usize),
+            max_scan_sources: self.scans.capacity(self.settings.scan_min_ports as usize),
             ..self.stats.clone()
         }
     }

@@ -47,6 +47,8 @@ struct ScanState {
 /// The scan states of every source seen lately.
 pub(crate) struct Scans {
     max_sources: usize,
+    /// Ports all states may hold together: the cap is at most this over `min_ports`.
+    port_slots: usize,
     seq: u64,
     states: HashMap<IpAddr, ScanState>,
     /// (last seen, seq) → source: least recently seen first.
@@ -58,21 +60,26 @@ pub(crate) struct Scans {
 }
 
 impl Scans {
-    /// A table of at most `max_sources` sources (at least 1).
-    pub(crate) fn new(max_sources: usize) -> Scans {
+    /// A table of at most `max_sources` states (at least 1) holding at most `port_slots` ports
+    /// in all (see [`Self::capacity`]).
+    pub(crate) fn new(max_sources: usize, port_slots: usize) -> Scans {
         Scans {
             max_sources: max_sources.max(1),
+            port_slots,
             seq: 0,
-            states: HashMap::new(),
+            states: HashMap::with_capacity(max_sources.max(1)),
             order: BTreeMap::new(),
             detections: 0,
             evictions: 0,
         }
     }
 
-    /// The cap.
-    pub(crate) fn capacity(&self) -> usize {
+    /// The cap with `min_ports`: `max_sources`, or fewer when `min_ports` ports each would
+    /// not fit in `port_slots` (at least 1).
+    pub(crate) fn capacity(&self, min_ports: usize) -> usize {
         self.max_sources
+            .min(self.port_slots / min_ports.max(1))
+            .max(1)
     }
 
     /// Tracked sources now.
@@ -107,7 +114,8 @@ impl Scans {
         let min_ports = min_ports.max(2);
         let source = rec.src_ip;
         if !self.states.contains_key(&source) {
-            while self.states.len() >= self.max_sources {
+            let cap = self.capacity(min_ports);
+            while self.states.len() >= cap {
                 let Some((_, old)) = self.order.pop_first() else {
                     break;
                 };
@@ -218,7 +226,7 @@ mod tests {
 
     #[test]
     fn threshold_then_quiet_for_the_window_then_again() {
-        let mut s = Scans::new(16);
+        let mut s = Scans::new(16, 1 << 20);
         let t0 = Instant::now();
         let src = "203.0.113.9";
         let mut hits = Vec::new();
@@ -285,7 +293,7 @@ mod tests {
 
     #[test]
     fn below_threshold_or_outside_the_window_is_no_scan() {
-        let mut s = Scans::new(16);
+        let mut s = Scans::new(16, 1 << 20);
         let t0 = Instant::now();
         // Four ports: below the threshold, and repeats of one port add nothing.
         for (group, port) in &CONTROL_PLANE[..4] {
@@ -321,7 +329,7 @@ mod tests {
 
     #[test]
     fn one_group_is_a_sweep_not_a_scan_and_its_ports_stay_bounded() {
-        let mut s = Scans::new(16);
+        let mut s = Scans::new(16, 1 << 20);
         let t0 = Instant::now();
         let src = "203.0.113.9";
         for port in 30000..30400u16 {
@@ -345,7 +353,7 @@ mod tests {
 
     #[test]
     fn counts_the_connections_and_alerts_it_folds() {
-        let mut s = Scans::new(16);
+        let mut s = Scans::new(16, 1 << 20);
         let t0 = Instant::now();
         let src = "203.0.113.9";
         // Three connections to 10250, the first alerting, the two others folded by dedup.
@@ -364,8 +372,24 @@ mod tests {
     }
 
     #[test]
+    fn the_table_holds_at_most_its_port_slots() {
+        // 100 slots: 20 sources of min_ports 5, 50 of min_ports 2.
+        let mut s = Scans::new(1000, 100);
+        assert_eq!(
+            (s.capacity(5), s.capacity(2), s.capacity(1000)),
+            (20, 50, 1)
+        );
+        let t0 = Instant::now();
+        for i in 0..30u8 {
+            let src = format!("203.0.113.{i}");
+            s.feed(&rec("kubelet", &src, 10250), true, WINDOW, 5, t0);
+        }
+        assert_eq!((s.len(), s.evictions), (20, 10));
+    }
+
+    #[test]
     fn bounded_sources_with_counted_evictions_and_expiry() {
-        let mut s = Scans::new(3);
+        let mut s = Scans::new(3, 1 << 20);
         let t0 = Instant::now();
         for i in 0..10u64 {
             let src = format!("203.0.113.{i}");
