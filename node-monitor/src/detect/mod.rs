@@ -38,10 +38,11 @@ use crate::{
 };
 
 /// Cap of the dedup table (series). 7/8 of a power of two, so that the hash table holds it
-/// without growing to the next power: 32,768 slots of about 200 bytes (a repeated series also
+/// without growing to the next power: 16,384 slots of about 200 bytes (a repeated series also
 /// holds its last occurrence, boxed: about 300 bytes more), and the order index: at most about
-/// 18 MiB, about 9 MiB when no series repeats (a flood of new sources).
-pub(crate) const DEFAULT_MAX_SERIES: usize = 28_672;
+/// 9 MiB, about 4 MiB when no series repeats (a flood of new sources). A full table closes its
+/// oldest series early (its follow-up is emitted): nothing is lost, only folded less.
+pub(crate) const DEFAULT_MAX_SERIES: usize = 14_336;
 /// Cap of the sweep table (sources × sweep groups); a state holds fewer than
 /// `alerts.sweep.min_ports` ports, and the table at most [`SWEEP_PORT_SLOTS`] in all.
 pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 14_336;

@@ -212,7 +212,7 @@ fn control_plane_scan_is_one_nm1011_and_the_allowed_peer_s_scan_is_nothing() {
     assert_eq!(seen, want, "{}", dump(recs));
     let summary = &fin.counters.0["detectors"]["scan"];
     assert_eq!(summary["evictions"], 0, "{}", fin.counters.0);
-    assert_eq!(summary["capacity"], 16_384, "{}", fin.counters.0);
+    assert_eq!(summary["capacity"], 14_336, "{}", fin.counters.0);
 }
 
 /// The other reproduction: a NodePort sweep with a user config whose `nodeport` group
