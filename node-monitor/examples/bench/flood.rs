@@ -446,6 +446,35 @@ fn ip6tables(bed: &Bed, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Undoes the pipeline section's pinning: this process and what it starts (trafgen, the
+/// daemon) may run on every CPU, as they would on a node.
+fn unpin_all_cpus() -> anyhow::Result<usize> {
+    // Not available_parallelism(): it counts the CPUs of the current (pinned) mask.
+    // SAFETY: sysconf reads a constant of the C library.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let n = usize::try_from(online).unwrap_or(1).clamp(1, 1024);
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it (n is at most
+    // 1024, CPU_SETSIZE); sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..n {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(n)
+}
+
+/// The 1-minute load average (`/proc/loadavg`): the machine may be shared.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn missing_tools() -> Vec<&'static str> {
     ["trafgen", "ip6tables", "nsenter"]
         .into_iter()
@@ -498,12 +527,15 @@ pub(crate) fn flood(
     }
     let nf_log_all_netns = std::fs::read_to_string("/proc/sys/net/netfilter/nf_log_all_netns")
         .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned());
+    let cpus = unpin_all_cpus()?;
+    let load_before = load_average();
     let wall = Instant::now();
     let bed = Bed::new()?;
     let dir = TempDir(std::env::temp_dir().join(format!("nm-bench-flood-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let mut runs: BTreeMap<(Traffic, Mode), Vec<Run>> = BTreeMap::new();
     let mut seq = 0;
+    let mut retries: Vec<String> = Vec::new();
     for round in 0..rounds {
         for traffic in Traffic::ALL {
             // Alternate the order of the modes from round to round.
@@ -517,14 +549,31 @@ pub(crate) fn flood(
                     traffic.name(),
                     mode.name()
                 );
-                let run = run_once(&bed, mode, traffic, packets, daemon, &dir.0, seq)
-                    .with_context(|| format!("{} / {}", traffic.name(), mode.name()))?;
+                // trafgen's TX ring flush may fail with EAGAIN under load: run again (at most
+                // twice more), and say so in the report.
+                let mut attempt = 0;
+                let run = loop {
+                    match run_once(&bed, mode, traffic, packets, daemon, &dir.0, seq) {
+                        Ok(run) => break run,
+                        Err(e) if attempt < 2 && format!("{e:#}").contains("trafgen failed") => {
+                            attempt += 1;
+                            retries.push(format!("{} / {}: {e:#}", traffic.name(), mode.name()));
+                            eprintln!("retrying: {e:#}");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("{} / {}", traffic.name(), mode.name()));
+                        }
+                    }
+                };
                 runs.entry((traffic, mode)).or_default().push(run);
             }
         }
     }
     drop(bed);
     let took = wall.elapsed().as_secs_f64();
+    let load_after = load_average();
 
     writeln!(
         report,
@@ -536,13 +585,18 @@ pub(crate) fn flood(
          `node-monitor run --iface eth0 --no-pin` on the embedded default config (XDP), and \
          with `ip6tables -A INPUT -p tcp --dport 10250 -m conntrack --ctstate NEW -j LOG` in \
          the node's namespace, and with the object's empty XDP program attached the same way \
-         (the cost of XDP on a veth itself, which the daemon pays too); {rounds} rounds, the order of the three rotating from round to \
-         round; medians. Received: the node interface's rx packets; rate: received over \
+         (the cost of XDP on a veth itself, which the daemon pays too); {rounds} round(s), the \
+         four modes one after the other for each flood, their order rotating from round to \
+         round; medians over the rounds (one round: single runs, and this VM's run-to-run \
+         noise is large). Received: the node interface's rx packets; rate: received over \
          trafgen's send time. CPU: busy time of all CPUs (`/proc/stat`, trafgen and the daemon \
          included) from the start of the flood to 1 s after it, per received packet. Peak RSS: \
          the daemon's `VmHWM` before it is stopped. Alert lines: the daemon's stdout (ECS) by \
          port group (rule id for alerts without one) and 10 s flood window from the start of \
-         the flood, the largest count. Wall time {took:.0} s.\n"
+         the flood, the largest count. The bench process and what it starts may use all {cpus} CPUs (the \
+         pipeline section's pinning is undone). Wall time {took:.0} s; 1-minute load average \
+         {load_before} before and {load_after} after (other work on the machine shares its CPUs \
+         with every mode alike, but widens the spread).\n"
     )?;
     writeln!(
         report,
@@ -701,6 +755,13 @@ pub(crate) fn flood(
                 det("answers_unanswered"),
             )?;
         }
+    }
+    if !retries.is_empty() {
+        writeln!(
+            report,
+            "Runs made again after trafgen failed (its TX ring flush returned EAGAIN): {}.\n",
+            retries.join("; ")
+        )?;
     }
     writeln!(
         report,
