@@ -37,6 +37,10 @@ pub enum RecordType {
     /// `flow`); [`super::FlowRecord::sampled`] says whether 1-in-N sampling chose it for the
     /// sinks.
     Sampled,
+    /// A connection opened while its source was allowed, still running after a config
+    /// reload revoked the source (written `revoked`). Alerted like a flagged connection; its
+    /// answer is unknown (the node's answer was not tracked while the source was allowed).
+    Revoked,
 }
 
 impl RecordType {
@@ -44,6 +48,7 @@ impl RecordType {
         match self {
             RecordType::Flagged => "flagged",
             RecordType::Sampled => "flow",
+            RecordType::Revoked => "revoked",
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use node_monitor_common::{
-    EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, Event, FAMILY_V4, FAMILY_V6, FlowKey, IPPROTO_TCP,
-    IPPROTO_UDP,
+    EVENT_ANSWER, EVENT_FLAGGED, EVENT_REVOKED, EVENT_SAMPLED, Event, FAMILY_V4, FAMILY_V6,
+    FlowKey, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 use super::{
@@ -33,7 +33,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     }
     // SAFETY: the length matches and Event is plain old data (every bit pattern valid).
     let ev: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    if !matches!(ev.kind, EVENT_FLAGGED | EVENT_SAMPLED | EVENT_ANSWER) {
+    if !matches!(
+        ev.kind,
+        EVENT_FLAGGED | EVENT_SAMPLED | EVENT_ANSWER | EVENT_REVOKED
+    ) {
         return Err(DecodeError::Kind(ev.kind));
     }
     if !matches!(ev.family, FAMILY_V4 | FAMILY_V6) {
@@ -69,10 +72,10 @@ pub(crate) fn from_event(
     let vlan = [ev.vlan_outer, ev.vlan_inner];
     FlowRecord {
         time: clock.wall(ev.ts_ns),
-        record_type: if ev.kind == EVENT_FLAGGED {
-            RecordType::Flagged
-        } else {
-            RecordType::Sampled
+        record_type: match ev.kind {
+            EVENT_FLAGGED => RecordType::Flagged,
+            EVENT_REVOKED => RecordType::Revoked,
+            _ => RecordType::Sampled,
         },
         group,
         verdict: Verdict::from_raw(ev.verdict),

@@ -12,11 +12,13 @@ use serde::Serialize;
 
 use super::{
     community_id::{CommunityId, community_id_v1_text},
-    json::{JsonOut, Members},
+    json::{JsonOut, Members, Text, rfc3339_text},
 };
 use crate::{
-    detect::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, rules},
-    record::{Action, Answer, FlowRecord, Hook, TcpFlags, Verdict},
+    detect::{
+        Alert, AlertKind, AnswerCounts, FloodAnswers, FloodScope, FloodSummary, OutputItem, rules,
+    },
+    record::{Action, Answer, FlowRecord, Hook, RecordType, TcpFlags, Verdict},
 };
 
 /// Community ID seed: 0, the interoperable default (every tool must use the same seed).
@@ -105,11 +107,18 @@ pub(crate) fn outcome(rec: Option<&FlowRecord>) -> &'static str {
     }
 }
 
-/// The port group of an item: the record's; for a sweep, the swept group; none for a scan
-/// (it spans groups: they are in its `scan.groups`).
-fn port_group<'a>(alert: Option<&'a Alert>, rec: Option<&'a FlowRecord>) -> Option<&'a str> {
+/// The port group of an item: the record's; for a sweep, the swept group; for a group's
+/// flood, the group; none for a scan (it spans groups: they are in its `scan.groups`).
+pub(crate) fn port_group<'a>(
+    alert: Option<&'a Alert>,
+    rec: Option<&'a FlowRecord>,
+) -> Option<&'a str> {
     match alert.map(|a| &a.kind) {
         Some(AlertKind::Sweep { group, .. }) => Some(group),
+        Some(AlertKind::Flood {
+            scope: FloodScope::Group(group),
+            ..
+        }) => Some(group),
         Some(AlertKind::Scan { .. }) => None,
         _ => rec.map(|r| &*r.group),
     }
@@ -129,6 +138,9 @@ pub(crate) struct ConnectionFacts<'a> {
     answer: Option<Answer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     answer_corrects: Option<Answer>,
+    /// `true` for a connection that was open when a reload revoked its source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_flags: Option<TcpFlags>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +158,9 @@ impl ConnectionFacts<'_> {
             action: rec.map(|r| r.action),
             answer: rec.and_then(|r| r.answer),
             answer_corrects: rec.and_then(|r| r.answer_corrects),
+            revoked: rec
+                .is_some_and(|r| r.record_type == RecordType::Revoked)
+                .then_some(true),
             tcp_flags: rec.and_then(|r| r.tcp_flags),
             hook: rec.map(|r| r.hook),
         }
@@ -177,6 +192,10 @@ pub(crate) fn write_connection_facts(
             m.key(j, "answer_corrects");
             j.str(a.as_str());
         }
+        if r.record_type == RecordType::Revoked {
+            m.key(j, "revoked");
+            j.raw("true");
+        }
         if let Some(f) = r.tcp_flags {
             m.key(j, "tcp_flags");
             j.str(f.as_str());
@@ -204,7 +223,7 @@ pub(crate) struct AlertFacts<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     scan: Option<ScanDoc<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    flood: Option<FloodDoc>,
+    flood: Option<FloodDoc<'a>>,
 }
 
 impl AlertFacts<'_> {
@@ -298,12 +317,15 @@ pub(crate) fn scan_doc(alert: &Alert) -> Option<ScanDoc<'_>> {
 
 /// `node_monitor.flood` (ECS) / `unmapped.node_monitor.flood` and the evidence (OCSF).
 #[derive(Serialize)]
-pub(crate) struct FloodDoc {
-    /// `"node"`, or the source address.
+pub(crate) struct FloodDoc<'a> {
+    /// `"node"`, `"group"` (the group is `port_group`), or the source address.
     pub scope: FloodScopeDoc,
     pub rate_limited: u64,
     pub ringbuf_full: u64,
     pub window_s: u64,
+    /// A group's flood summary (group scope only).
+    #[serde(flatten)]
+    pub summary: Option<FloodSummaryDoc<'a>>,
 }
 
 #[derive(Serialize)]
@@ -313,9 +335,72 @@ pub(crate) enum FloodScopeDoc {
     Source(IpAddr),
 }
 
+/// The members a group's flood adds to [`FloodDoc`].
+#[derive(Serialize)]
+pub(crate) struct FloodSummaryDoc<'a> {
+    pub group_budget: u64,
+    /// `rate_limited` + `group_budget`: what the budgets withheld.
+    pub withheld: u64,
+    pub new_connections: u64,
+    pub events: u64,
+    pub distinct_sources: u64,
+    pub spoofed_likely: bool,
+    pub top_sources: Vec<TopSourceDoc>,
+    pub top_ports: Vec<TopPortDoc>,
+    pub window_start: Text<humantime::Rfc3339Timestamp>,
+    pub window_end: Text<humantime::Rfc3339Timestamp>,
+    pub answered: &'a FloodAnswers,
+}
+
+#[derive(Serialize)]
+pub(crate) struct TopSourceDoc {
+    pub ip: IpAddr,
+    pub withheld: u64,
+    pub rate_limited: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct TopPortDoc {
+    pub port: u16,
+    pub withheld: u64,
+}
+
+impl<'a> FloodSummaryDoc<'a> {
+    fn of(s: &'a FloodSummary, rate_limited: u64) -> FloodSummaryDoc<'a> {
+        FloodSummaryDoc {
+            group_budget: s.group_budget,
+            withheld: rate_limited + s.group_budget,
+            new_connections: s.new_connections,
+            events: s.events,
+            distinct_sources: s.distinct_sources,
+            spoofed_likely: s.spoofed_likely,
+            top_sources: s
+                .top_sources
+                .iter()
+                .map(|t| TopSourceDoc {
+                    ip: t.ip,
+                    withheld: t.withheld,
+                    rate_limited: t.rate_limited,
+                })
+                .collect(),
+            top_ports: s
+                .top_ports
+                .iter()
+                .map(|t| TopPortDoc {
+                    port: t.port,
+                    withheld: t.withheld,
+                })
+                .collect(),
+            window_start: rfc3339_text(s.start),
+            window_end: rfc3339_text(s.end),
+            answered: &s.answered,
+        }
+    }
+}
+
 /// The sweep and flood details of an alert (at most one is `Some`; a scan's are in
 /// [`scan_doc`]).
-pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodDoc>) {
+pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodDoc<'_>>) {
     match &alert.kind {
         AlertKind::Connection { .. } | AlertKind::Scan { .. } => (None, None),
         AlertKind::Sweep { ports, window, .. } => (
@@ -331,16 +416,21 @@ pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodD
             rate_limited,
             ringbuf_full,
             window,
+            summary,
         } => (
             None,
             Some(FloodDoc {
                 scope: match scope {
                     FloodScope::Node => FloodScopeDoc::Node("node"),
+                    FloodScope::Group(_) => FloodScopeDoc::Node("group"),
                     FloodScope::Source(ip) => FloodScopeDoc::Source(*ip),
                 },
                 rate_limited: *rate_limited,
                 ringbuf_full: *ringbuf_full,
                 window_s: window.as_secs(),
+                summary: summary
+                    .as_deref()
+                    .map(|s| FloodSummaryDoc::of(s, *rate_limited)),
             }),
         ),
     }

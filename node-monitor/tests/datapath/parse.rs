@@ -55,8 +55,8 @@ fn assert_classified_as(h: &mut Harness, prog: Prog, f: &Frame, ev: Event, ctx: 
     assert_events(ctx, &h.events(), &[ev]);
 }
 
-/// Runs `frame` and asserts: dropped (fail closed), counted once under `why`, no GROUP_STATS
-/// change, no event.
+/// Runs `frame` and asserts: dropped (fail closed), counted once under `why` and once under
+/// `dropped_unparsed`, no GROUP_STATS change, no event.
 #[track_caller]
 fn assert_fails_closed(h: &mut Harness, prog: Prog, frame: &[u8], why: u32, ctx: &str) {
     let before = h.reasons();
@@ -65,8 +65,12 @@ fn assert_fails_closed(h: &mut Harness, prog: Prog, frame: &[u8], why: u32, ctx:
     assert_eq!(got, prog.drop(), "{ctx}: {prog:?} must drop (fail closed)");
     let mut want = before;
     want[why as usize] += 1;
+    want[reason::DROPPED_UNPARSED as usize] += 1;
     assert_reasons_eq(
-        &format!("{ctx} (want {})", reason::NAMES[why as usize]),
+        &format!(
+            "{ctx} (want {} and dropped_unparsed)",
+            reason::NAMES[why as usize]
+        ),
         &h.reasons(),
         &want,
     );

@@ -4,9 +4,15 @@
 use std::net::IpAddr;
 
 use node_monitor::config::{Config, Protocol};
-use node_monitor_common::{VERDICT_ALLOWED, VERDICT_DENIED};
+use node_monitor_common::{
+    ACTION_WOULD_DROP, EVENT_REVOKED, Event, VERDICT_ALLOWED, VERDICT_DENIED,
+};
 
-use crate::common::{packets::*, progrun::*};
+use crate::{
+    common::{packets::*, progrun::*},
+    config::*,
+    expect::*,
+};
 
 /// The per-CPU verdict cache never outlives a config change: a source cached as allowed is
 /// denied once a reload removes its CIDR, and allowed again when the CIDR comes back; a
@@ -69,3 +75,97 @@ fn verdict_cache_follows_reloads(fam: Fam, prog: Prog) {
     let _ = h.events();
 }
 matrix!(verdict_cache_follows_reloads);
+
+/// A source revoked by a reload while its flows run is reported on the next packet of each
+/// flow, once: a TCP flow opened while allowed (its next ACK), and a warm UDP 5-tuple (its
+/// next datagram). The flows turn flagged under the new generation; the events count as new
+/// connections of the denied entry (the counter identity holds); later packets raise
+/// nothing more; a source that stays allowed and a reload that changes nothing for a source
+/// raise nothing.
+fn revoked_source_is_flagged_on_its_next_packet(fam: Fam, prog: Prog) {
+    let with = |cidrs: &str| {
+        format!(
+            "groups:\n  kubelet: {{ protocols: [tcp], ports: [\"10250\"], allow: [{cidrs}] }}\n  \
+             np: {{ protocols: [udp], ports: [\"30000\"], allow: [{cidrs}] }}\n\
+             sampling: {{ allowed_flows_one_in: 0 }}\n"
+        )
+    };
+    let (both, only_second) = match fam {
+        Fam::V4 => (
+            "\"203.0.113.0/24\", \"198.51.100.0/24\"",
+            "\"198.51.100.0/24\"",
+        ),
+        Fam::V6 => (
+            "\"2001:db8:0:113::/64\", \"2001:db8:0:100::/64\"",
+            "\"2001:db8:0:100::/64\"",
+        ),
+    };
+    let mut h = Harness::yaml(&with(both));
+    let (revoked, kept) = (fam.allowed(), fam.denied());
+    let syn = tcp(revoked, fam.node(), 41000, 10250, SYN);
+    let ack = tcp(revoked, fam.node(), 41000, 10250, ACK);
+    let dgram = udp(revoked, fam.node(), 41001, 30000);
+    let kept_ack = tcp(kept, fam.node(), 41002, 10250, ACK);
+    h.run(prog, &syn.build());
+    h.run(prog, &tcp(kept, fam.node(), 41002, 10250, SYN).build());
+    h.run(prog, &dgram.build());
+    h.run(prog, &ack.build());
+    assert!(h.events().is_empty(), "allowed, sampling off: no events");
+    let key = flow_key(revoked, fam.node(), 41000, 10250, IPPROTO_TCP);
+    let before = h.flow(&key).expect("the allowed SYN opened a flow");
+    assert_eq!(before.verdict, A);
+
+    // Reload: only the second range stays allowed.
+    let cfg = Config::from_yaml(&with(only_second), "reload").expect("reload config");
+    h.dp.apply_config(&cfg, &[]).expect("apply_config");
+    let action = ACTION_WOULD_DROP;
+    run_expect(&h, prog, &ack, prog.pass(), "revoked ACK passes (monitor)");
+    run_expect(&h, prog, &dgram, prog.pass(), "revoked datagram passes");
+    run_expect(&h, prog, &kept_ack, prog.pass(), "kept source");
+    let evs = h.events();
+    let want = [
+        Event {
+            group: h.gid("kubelet"),
+            verdict: D,
+            action,
+            ..event_for(EVENT_REVOKED, prog, &ack)
+        },
+        Event {
+            group: h.gid("np"),
+            verdict: D,
+            action,
+            ..event_for(EVENT_REVOKED, prog, &dgram)
+        },
+    ];
+    assert_events("revoked flows", &evs, &want);
+    let after = h.flow(&key).expect("flow kept");
+    assert_eq!(after.verdict, D, "the flow is flagged now");
+    assert_eq!(after.flagged, 1);
+    assert_ne!(
+        after.generation, before.generation,
+        "the flow carries the new generation"
+    );
+    let kubelet = h.stat("kubelet", Protocol::Tcp, D);
+    assert_eq!(
+        (
+            kubelet.packets,
+            kubelet.new_conns,
+            kubelet.events,
+            kubelet.would_drop
+        ),
+        (1, 1, 1, 1),
+        "kubelet denied entry: {kubelet:?}"
+    );
+    let np = h.stat("np", Protocol::Udp, D);
+    assert_eq!((np.new_conns, np.events), (1, 1), "np denied entry: {np:?}");
+
+    // Once per flow: more packets of the revoked flows raise nothing.
+    for _ in 0..3 {
+        h.run(prog, &ack.build());
+        h.run(prog, &dgram.build());
+    }
+    assert!(h.events().is_empty(), "one event per revoked flow");
+    assert_eq!(h.stat("kubelet", Protocol::Tcp, D).new_conns, 1);
+    assert_all_invariants("after revocation", &h);
+}
+matrix!(revoked_source_is_flagged_on_its_next_packet);

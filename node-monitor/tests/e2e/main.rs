@@ -39,11 +39,14 @@ mod setup;
 
 mod cli;
 mod enforcement;
+mod floods;
 mod formats;
 mod hotplug;
+mod integrity;
 mod modes;
 mod opener;
 mod pinning;
+mod posture;
 mod prometheus;
 mod reload;
 mod rules;
