@@ -35,9 +35,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",
     "rsyslog",
     "prometheus",
-    "iptables",    // posture tests (firewall rules in a lab namespace); the bench's LOG rule
-    "nftables",    // posture tests, for nft
-    "openssl",     // posture tests: the kubelet-like HTTPS server's certificate
+    "iptables", // posture tests (firewall rules in a lab namespace); the bench's LOG rule
+    "nftables", // posture tests, for nft
+    "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
     "netsniff-ng", // trafgen: the bench's lab floods
 ];
 
