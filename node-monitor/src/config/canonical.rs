@@ -75,9 +75,10 @@ impl Config {
             a.flood_window.as_secs()
         ));
         out.push_str(&format!(
-            "alerts scan_min_ports={} scan_window_s={}\n",
+            "alerts scan_min_ports={} scan_window_s={} connection_alerts_per_group={}\n",
             a.scan_min_ports,
-            a.scan_window.as_secs()
+            a.scan_window.as_secs(),
+            a.connection_alerts_per_group
         ));
         for s in &self.sinks {
             out.push_str(&format!(

@@ -304,6 +304,10 @@ pub struct AlertSettings {
     pub scan_window: std::time::Duration,
     /// Flood alerts aggregate rate-limited and ring-buffer losses over this window.
     pub flood_window: std::time::Duration,
+    /// At most this many connection alerts (each the first of its dedup series) per port
+    /// group and `flood_window`; past it, the group's connection alerts fold into its flood
+    /// alert (NM-1020, `folded_alerts`). 0: no cap.
+    pub connection_alerts_per_group: u32,
 }
 
 /// The metrics and health HTTP endpoint.
@@ -320,6 +324,7 @@ impl AlertSettings {
         scan_min_ports: 5,
         scan_window: std::time::Duration::from_secs(60),
         flood_window: std::time::Duration::from_secs(10),
+        connection_alerts_per_group: 10,
     };
 }
 

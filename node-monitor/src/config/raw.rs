@@ -134,6 +134,7 @@ pub(super) struct RawAlerts {
     pub(super) sweep: Option<RawSweep>,
     pub(super) scan: Option<RawScan>,
     pub(super) flood_window_s: Option<Spanned<u64>>,
+    pub(super) connection_alerts_per_group: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -126,6 +126,28 @@ impl Dedup {
         self.max_series
     }
 
+    /// Whether an occurrence of this key at `now` would fold into an open series (no alert
+    /// of its own).
+    pub(crate) fn folds(
+        &self,
+        rule: &'static str,
+        source: IpAddr,
+        group: &Arc<str>,
+        answer: Option<Answer>,
+        window: Duration,
+        now: Instant,
+    ) -> bool {
+        let key: SeriesKey = (
+            rule,
+            source,
+            group.clone(),
+            answer == Some(Answer::Accepted),
+        );
+        self.series
+            .get(&key)
+            .is_some_and(|s| within(s.started, window, now))
+    }
+
     /// Open series now.
     pub(crate) fn len(&self) -> usize {
         self.series.len()

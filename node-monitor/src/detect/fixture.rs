@@ -197,6 +197,12 @@ pub fn group_flood() -> Alert {
                     accepted: 5,
                     refused: 2,
                 },
+                folded_alerts: 6,
+                folded_by_answer: AnswerCounts {
+                    accepted: 1,
+                    refused: 2,
+                    no_answer: 3,
+                },
             })),
         },
         rules::flood_rule(),

@@ -1,7 +1,8 @@
 //! Detect: flagged records → alerts. The rule of each group ([`rules`]), dedup with follow-ups
 //! (`dedup.rs`), NodePort sweep detection (`sweep.rs`), port scans across groups (`scan.rs`),
 //! flood alerts from the loss counters (`flood.rs`), and "events lost since the previous
-//! alert" on every alert.
+//! alert" on every alert. At most `connection_alerts_per_group` connection alerts start a
+//! dedup series per group and flood window; past it they fold into the group's flood alert.
 //!
 //! The engine is pure logic: the caller passes the monotonic `now` of every call (windows are
 //! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep and scan
@@ -20,7 +21,7 @@ mod sweep;
 mod window;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::Instant,
 };
@@ -36,6 +37,7 @@ use self::{
     flood::Flood,
     scan::Scans,
     sweep::Sweeps,
+    window::within,
 };
 use crate::{
     config::AlertSettings,
@@ -102,6 +104,9 @@ pub struct EngineStats {
     pub dedup_series: usize,
     /// Tracked (source, group) sweep states now.
     pub sweep_sources: usize,
+    /// Connection alerts folded into their group's flood alert, past the cap per group and
+    /// window (also counted in `suppressed_total` and `suppressed_by_rule`).
+    pub folded: u64,
     /// Scan detections (before dedup).
     pub scans: u64,
     /// Scan states forgotten because the scan table was full.
@@ -124,6 +129,12 @@ pub struct Engine {
     /// The dedup key's group for scans (they span groups): one shared name.
     scan_key: Arc<str>,
     flood: Flood,
+    /// Per group: when its window of connection alerts began, and the alerts raised in it
+    /// (`connection_alerts_per_group`). One entry per group name seen in a window.
+    group_alerts: HashMap<Arc<str>, (Instant, u32)>,
+    /// Connection alerts folded into flood alerts, in all and by rule id.
+    folded: u64,
+    folded_by_rule: BTreeMap<&'static str, u64>,
     prev_totals: LossTotals,
     /// The per-group totals of the previous call (groups first seen later start at 0: a new
     /// kernel group id starts with zeroed counters).
@@ -167,6 +178,9 @@ impl Engine {
             scans: Scans::new(max_scan_sources, SCAN_PORT_SLOTS),
             scan_key: Arc::from("*"),
             flood: Flood::default(),
+            group_alerts: HashMap::new(),
+            folded: 0,
+            folded_by_rule: BTreeMap::new(),
             prev_totals: LossTotals::default(),
             prev_groups: BTreeMap::new(),
             baselined: false,
@@ -193,17 +207,31 @@ impl Engine {
         let start = out.len();
         let window = self.settings.dedup_window;
         if matches!(rec.record_type, RecordType::Flagged | RecordType::Revoked) {
-            let occurrence = Occurrence {
-                rule: rules::rule_for_group(&rec.group),
-                source: rec.src_ip,
-                group: &rec.group,
-                answer: Some(rec.answer),
-                kind: AlertKind::Connection {
-                    record: rec.clone(),
-                },
-                time: rec.time,
+            let rule = rules::rule_for_group(&rec.group);
+            // A repeat folds into its open series as always; a new series takes one of the
+            // group's connection alerts of this window, or folds into the group's flood alert.
+            let alerted = if self
+                .dedup
+                .folds(rule.id, rec.src_ip, &rec.group, rec.answer, window, now)
+                || self.take_group_alert(&rec.group, now)
+            {
+                let occurrence = Occurrence {
+                    rule,
+                    source: rec.src_ip,
+                    group: &rec.group,
+                    answer: Some(rec.answer),
+                    kind: AlertKind::Connection {
+                        record: rec.clone(),
+                    },
+                    time: rec.time,
+                };
+                self.dedup.detect(occurrence, window, now, out)
+            } else {
+                self.flood.fold(rec.group.clone(), rec.answer, now);
+                self.folded += 1;
+                *self.folded_by_rule.entry(rule.id).or_default() += 1;
+                false
             };
-            let alerted = self.dedup.detect(occurrence, window, now, out);
             // A scan is made of connection attempts: a late answer repeats an attempt already
             // fed, and a revoked flow was opened while allowed.
             if rec.record_type == RecordType::Flagged && rec.answer_corrects.is_none() {
@@ -228,6 +256,27 @@ impl Engine {
             }
         }
         self.emitted(out, start);
+    }
+
+    /// Takes one of `group`'s connection alerts of its current window
+    /// (`connection_alerts_per_group` per `flood_window`, 0 = no cap); false when the window's
+    /// are spent.
+    fn take_group_alert(&mut self, group: &Arc<str>, now: Instant) -> bool {
+        let cap = self.settings.connection_alerts_per_group;
+        if cap == 0 {
+            return true;
+        }
+        let window = self.settings.flood_window;
+        let (start, n) = self.group_alerts.entry(group.clone()).or_insert((now, 0));
+        if !within(*start, window, now) {
+            (*start, *n) = (now, 0);
+        }
+        if *n < cap {
+            *n += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// Feeds the scan detector; a completed scan goes through dedup (key: rule, source).
@@ -352,6 +401,9 @@ impl Engine {
         self.emitted(out, start);
         self.sweeps.expire(self.settings.sweep_window, now);
         self.scans.expire(self.settings.scan_window, now);
+        let flood_window = self.settings.flood_window;
+        self.group_alerts
+            .retain(|_, (start, _)| within(*start, flood_window, now));
         self.close_flood(now, false, out, sketches);
     }
 
@@ -369,9 +421,14 @@ impl Engine {
     }
 
     pub fn stats(&self) -> EngineStats {
+        let mut suppressed_by_rule = self.dedup.suppressed_by_rule.clone();
+        for (rule, n) in &self.folded_by_rule {
+            *suppressed_by_rule.entry(rule).or_default() += n;
+        }
         EngineStats {
-            suppressed_total: self.dedup.suppressed_total,
-            suppressed_by_rule: self.dedup.suppressed_by_rule.clone(),
+            suppressed_total: self.dedup.suppressed_total + self.folded,
+            suppressed_by_rule,
+            folded: self.folded,
             sweeps: self.sweeps.detections,
             dedup_evictions: self.dedup.evictions,
             sweep_evictions: self.sweeps.evictions,
@@ -435,6 +492,8 @@ pub(crate) mod tests {
             scan_min_ports: 5,
             scan_window: Duration::from_secs(30),
             flood_window: Duration::from_secs(10),
+            // No cap: the tests of the cap set one.
+            connection_alerts_per_group: 0,
         }
     }
 
@@ -1067,6 +1126,81 @@ pub(crate) mod tests {
             }
             k => panic!("{k:?}"),
         }
+    }
+
+    /// Issue 9: past `connection_alerts_per_group` connection alerts in a window, a group's
+    /// new connection alerts fold into its flood alert, counted by answer; repeats of an open
+    /// series fold into it as always; the next window alerts again.
+    #[test]
+    fn connection_alerts_past_the_group_cap_fold_into_its_flood_alert() {
+        use crate::record::Answer;
+        let s = AlertSettings {
+            connection_alerts_per_group: 3,
+            ..settings()
+        };
+        let mut e = Engine::new(&s, vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..10u8 {
+            let mut r = record("kubelet", &format!("203.0.113.{i}"), 10250);
+            r.answer = Some(if i % 2 == 0 {
+                Answer::Refused
+            } else {
+                Answer::NoAnswer
+            });
+            e.on_record(&r, t0 + Duration::from_millis(u64::from(i)), &mut out);
+        }
+        // Another group has its own cap; a repeat of an alerted source folds into its series.
+        e.on_record(&record("apiserver", "203.0.113.1", 6443), t0, &mut out);
+        e.on_record(
+            &record("kubelet", "203.0.113.0", 10250),
+            t0 + secs(1),
+            &mut out,
+        );
+        let ids: Vec<&str> = out.iter().map(|a| a.rule.id).collect();
+        assert_eq!(
+            ids,
+            ["NM-1001", "NM-1001", "NM-1001", "NM-1005"],
+            "{out:#?}"
+        );
+        let st = e.stats();
+        assert_eq!((st.folded, st.suppressed_total), (7, 8));
+        assert_eq!(st.suppressed_by_rule.get("NM-1001"), Some(&8));
+        // The window ends: the follow-up of the repeated series and one NM-1020 for the
+        // kubelet with the folded alerts.
+        e.tick(t0 + secs(11), &mut out);
+        let flood = out
+            .iter()
+            .find(|a| a.rule.id == "NM-1020")
+            .expect("a flood alert");
+        let AlertKind::Flood {
+            scope,
+            summary: Some(sum),
+            rate_limited: 0,
+            ..
+        } = &flood.kind
+        else {
+            panic!("{flood:?}")
+        };
+        assert_eq!(*scope, FloodScope::Group("kubelet".into()));
+        assert_eq!(sum.folded_alerts, 7);
+        assert_eq!(
+            sum.folded_by_answer,
+            AnswerCounts {
+                accepted: 0,
+                refused: 3,
+                no_answer: 4
+            }
+        );
+        // A new window: alerts again.
+        let before = out.len();
+        e.on_record(
+            &record("kubelet", "203.0.113.99", 10250),
+            t0 + secs(12),
+            &mut out,
+        );
+        assert_eq!(out.len(), before + 1);
+        assert_eq!(out[before].rule.id, "NM-1001");
     }
 
     #[test]

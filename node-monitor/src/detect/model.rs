@@ -124,6 +124,10 @@ pub struct FloodSummary {
     pub spoofed_likely: bool,
     /// The node's answers from the group's TCP ports in the window.
     pub answered: FloodAnswers,
+    /// Connection alerts of the group the daemon folded into this one, past its cap per
+    /// group and window (`alerts.connection_alerts_per_group`), and their answers.
+    pub folded_alerts: u64,
+    pub folded_by_answer: AnswerCounts,
 }
 
 /// The node's answers counted in a flood window: SYN-ACKs (accepted) and RSTs (refused).

@@ -146,16 +146,19 @@ pub fn scan_rule() -> Rule {
 
 /// Flood: the event limits withheld events (the per-source or the group budget, or a full
 /// ring buffer). Version 2: one alert per port group and window, with the group's flood
-/// summary (distinct sources, top sources and ports, the node's answers).
+/// summary (distinct sources, top sources and ports, the node's answers). Version 3: also
+/// raised for the group's connection alerts the daemon folds past its cap per group and
+/// window (`folded_alerts`).
 pub fn flood_rule() -> Rule {
     Rule {
-        version: 2,
+        version: 3,
         ..rule(
             FLOOD,
             "event limits reached (flood)",
             Severity::Medium,
             "Events of a port group were withheld by the per-source rate limit or the \
-             group's node-wide budget, or lost to a full ring buffer, within \
+             group's node-wide budget, or lost to a full ring buffer, or its connection \
+             alerts passed `connection_alerts_per_group` and were folded, within \
              `flood_window`: a flood (spoofed when nearly every source is new), or more \
              traffic than the sensor reports.",
         )
@@ -222,7 +225,7 @@ mod tests {
         assert_eq!(scan_rule().id, PORT_SCAN);
         assert_eq!(category(PORT_SCAN), "network-scan");
         assert_eq!(flood_rule().id, FLOOD);
-        assert_eq!((sweep_rule().version, flood_rule().version), (1, 2));
+        assert_eq!((sweep_rule().version, flood_rule().version), (1, 3));
     }
 
     #[test]

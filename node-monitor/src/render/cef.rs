@@ -175,6 +175,10 @@ fn flood_summary(ext: &mut Ext<'_>, s: &FloodSummary, rate_limited: u64) {
         ("group_budget", s.group_budget),
         ("withheld", rate_limited + s.group_budget),
         ("distinct_sources", s.distinct_sources),
+        ("folded_alerts", s.folded_alerts),
+        ("folded_accepted", s.folded_by_answer.accepted),
+        ("folded_refused", s.folded_by_answer.refused),
+        ("folded_no_answer", s.folded_by_answer.no_answer),
     ]
     .into_iter()
     .enumerate()
@@ -645,7 +649,8 @@ mod tests {
                 "cs2",
                 "floodCounts",
                 "new_connections:4000,events:100,group_budget:3880,withheld:3892,\
-                 distinct_sources:3850,spoofed_likely:true",
+                 distinct_sources:3850,folded_alerts:6,folded_accepted:1,folded_refused:2,\
+                 folded_no_answer:3,spoofed_likely:true",
             ),
             ("cs6", "answered", "accepted:5,refused:2"),
             (

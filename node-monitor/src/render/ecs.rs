@@ -475,12 +475,14 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        // Connection rules and floods are at version 2, sweeps and scans at 1.
+        // Connection rules are at version 2, sweeps and scans at 1, floods at 3.
         let version = if ["NM-1010", "NM-1011"]
             .map(Value::from)
             .contains(&v["rule"]["id"])
         {
             "1"
+        } else if v["rule"]["id"] == "NM-1020" {
+            "3"
         } else {
             "2"
         };
@@ -663,8 +665,9 @@ mod tests {
         assert_eq!(
             v["message"],
             "event limits reached (flood): group kubelet: 4000 new connections within 10s, 100 reported, 12 withheld by the \
-             per-source limit, 3880 by the group budget, 8 lost to a full ring buffer; about 3850 \
-             distinct sources (spoofed likely); the node accepted 5 and refused 2."
+             per-source limit, 3880 by the group budget, 8 lost to a full ring buffer; 6 connection \
+             alerts folded in here (1 accepted, 2 refused, 3 unanswered); about 3850 distinct \
+             sources (spoofed likely); the node accepted 5 and refused 2."
         );
     }
 

@@ -350,6 +350,10 @@ pub(crate) struct FloodSummaryDoc<'a> {
     pub window_start: Text<humantime::Rfc3339Timestamp>,
     pub window_end: Text<humantime::Rfc3339Timestamp>,
     pub answered: &'a FloodAnswers,
+    /// Connection alerts of the group folded into this one (past the cap per group and
+    /// window), and their answers.
+    pub folded_alerts: u64,
+    pub folded_by_answer: &'a AnswerCounts,
 }
 
 #[derive(Serialize)]
@@ -394,6 +398,8 @@ impl<'a> FloodSummaryDoc<'a> {
             window_start: rfc3339_text(s.start),
             window_end: rfc3339_text(s.end),
             answered: &s.answered,
+            folded_alerts: s.folded_alerts,
+            folded_by_answer: &s.folded_by_answer,
         }
     }
 }

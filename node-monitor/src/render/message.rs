@@ -150,7 +150,20 @@ impl Message<'_> {
                         num(out, s.group_budget);
                         text(out, " by the group budget, ");
                         num(out, *ringbuf_full);
-                        text(out, " lost to a full ring buffer; about ");
+                        text(out, " lost to a full ring buffer; ");
+                        if s.folded_alerts > 0 {
+                            num(out, s.folded_alerts);
+                            text(out, " connection alert");
+                            text(out, if s.folded_alerts == 1 { "" } else { "s" });
+                            text(out, " folded in here (");
+                            num(out, s.folded_by_answer.accepted);
+                            text(out, " accepted, ");
+                            num(out, s.folded_by_answer.refused);
+                            text(out, " refused, ");
+                            num(out, s.folded_by_answer.no_answer);
+                            text(out, " unanswered); ");
+                        }
+                        text(out, "about ");
                         num(out, s.distinct_sources);
                         text(out, " distinct sources");
                         if s.spoofed_likely {

@@ -639,6 +639,8 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
         let version = if ["NM-1010", "NM-1011"].contains(&rule_id) {
             "1"
+        } else if rule_id == "NM-1020" {
+            "3"
         } else {
             "2"
         };

@@ -19,6 +19,7 @@ fn full_example_parses_every_field() {
             scan_min_ports: 6,
             scan_window: Duration::from_secs(45),
             flood_window: Duration::from_secs(5),
+            connection_alerts_per_group: 7,
         }
     );
     assert_eq!(config.metrics.listen, "[::]:9100".parse().unwrap());

@@ -54,6 +54,14 @@ const FLOOD_WINDOW: Bound = Bound {
     power_of_two: false,
 };
 
+const CONNECTION_ALERTS_PER_GROUP: Bound = Bound {
+    field: "connection_alerts_per_group",
+    min: 0,
+    max: 1_000_000,
+    note: "",
+    power_of_two: false,
+};
+
 impl Validator<'_> {
     /// The patterns, each bad one reported.
     pub(super) fn interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
@@ -138,6 +146,12 @@ impl Validator<'_> {
                 raw.flood_window_s,
                 d.flood_window.as_secs(),
             )),
+            connection_alerts_per_group: self.opt_u32(
+                "alerts",
+                &CONNECTION_ALERTS_PER_GROUP,
+                raw.connection_alerts_per_group,
+                d.connection_alerts_per_group,
+            ),
         }
     }
 
