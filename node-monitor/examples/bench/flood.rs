@@ -89,6 +89,9 @@ impl Traffic {
     }
 }
 
+/// Alert lines by (group or rule, flood window index).
+type AlertLines = BTreeMap<(String, u64), u64>;
+
 /// What one flood run measured.
 #[derive(Default, Clone)]
 struct Run {
@@ -97,8 +100,7 @@ struct Run {
     cpu_ns: f64,
     /// Daemon only.
     vm_hwm_kib: Option<u64>,
-    /// Alert lines by (group or rule, flood window index).
-    alert_lines: BTreeMap<(String, u64), u64>,
+    alert_lines: AlertLines,
     alerts_total: u64,
     /// The flood alerts' distinct-source estimates and withheld connections, summed.
     distinct_estimate: Option<(u64, u64)>,
@@ -129,6 +131,22 @@ impl Run {
         }
         by_window.into_values().max().unwrap_or(0)
     }
+}
+
+/// The daemon's figures of one flood, against its targets.
+struct DaemonVerdict {
+    traffic: Traffic,
+    /// Received rate and CPU per packet, as ratios to no program.
+    rx_ratio: f64,
+    cpu_ratio: f64,
+    /// CPU per packet below iptables LOG's.
+    below_ipt: bool,
+    /// Peak RSS (MiB).
+    rss: Option<f64>,
+    /// The most alert lines of one group in one window (and the group), and of all groups.
+    lines: Option<(u64, String)>,
+    window_lines: Option<u64>,
+    runs: Vec<Run>,
 }
 
 /// A temp directory removed on drop.
@@ -270,10 +288,7 @@ fn wait_ready(stderr: &Path, child: &mut Child) -> anyhow::Result<()> {
 /// The alert lines of the daemon's stdout by (group, flood window since `start`), their
 /// total, and the distinct-source estimate of its flood alerts with their withheld
 /// connections (each summed), if they carry one.
-fn count_alerts(
-    stdout: &str,
-    start: SystemTime,
-) -> (BTreeMap<(String, u64), u64>, u64, Option<(u64, u64)>) {
+fn count_alerts(stdout: &str, start: SystemTime) -> (AlertLines, u64, Option<(u64, u64)>) {
     let mut lines = BTreeMap::new();
     let mut total = 0;
     let mut distinct: Option<(u64, u64)> = None;
@@ -673,16 +688,16 @@ pub(crate) fn flood(
                 },
             )?;
             if mode == Mode::Daemon {
-                verdicts.push((
+                verdicts.push(DaemonVerdict {
                     traffic,
-                    rate / base_rate,
-                    cpu / base_cpu,
-                    cpu < ipt_cpu,
+                    rx_ratio: rate / base_rate,
+                    cpu_ratio: cpu / base_cpu,
+                    below_ipt: cpu < ipt_cpu,
                     rss,
                     lines,
                     window_lines,
-                    v.clone(),
-                ));
+                    runs: v.clone(),
+                });
             }
         }
     }
@@ -690,7 +705,17 @@ pub(crate) fn flood(
         report,
         "\n| flood | target | measured | met |\n|---|---|---|:---:|"
     )?;
-    for (traffic, rx_ratio, cpu_ratio, below_ipt, rss, lines, window_lines, v) in &verdicts {
+    for DaemonVerdict {
+        traffic,
+        rx_ratio,
+        cpu_ratio,
+        below_ipt,
+        rss,
+        lines,
+        window_lines,
+        runs: v,
+    } in &verdicts
+    {
         let t = traffic.name();
         if *traffic == Traffic::RandomSources {
             let (n, g) = lines.clone().unwrap_or((0, "-".into()));
