@@ -8,7 +8,7 @@
 //! An answer that arrives after its attempt was reported (the node answered after the answer
 //! timeout) is never only counted: it becomes a record of its own, a flagged connection with
 //! that answer and `answer_corrects: no_answer`, the correction of the earlier report (the
-//! tracker remembers the last [`MAX_PENDING`] attempts it reported without an answer, for
+//! tracker remembers the last [`MAX_UNANSWERED`] attempts it reported without an answer, for
 //! [`REMEMBER_NS`]). An answer to an attempt it never reported (rate limited, lost, or from
 //! before a restart) becomes a record only when it is an acceptance.
 use std::{
@@ -37,10 +37,19 @@ pub struct TrackerStats {
     /// Attempts resolved before their timeout because the pending table was full (their
     /// answer is read from the flow table; "no_answer" may be premature for them).
     pub resolved_early: u64,
+    /// Unanswered attempts forgotten before [`REMEMBER_NS`] because that table was full (a
+    /// late answer to one of them is reported without `answer_corrects`, or not at all).
+    pub unanswered_forgotten: u64,
 }
 
-/// Most attempts held for an answer at once; beyond it the oldest are resolved early.
-pub(crate) const MAX_PENDING: usize = 262_144;
+/// Most attempts held for an answer at once; beyond it the oldest are resolved early (checked
+/// every tick, so the table may run over by what one tick brings). 7/8 of a power of two, so
+/// that the hash table holds it without growing to the next one: 32,768 slots of about 120
+/// bytes, and an order queue of at most twice the cap (48 bytes an entry): about 7 MiB.
+pub(crate) const MAX_PENDING: usize = 28_672;
+/// Most attempts remembered as reported without an answer; beyond it the oldest are
+/// forgotten (counted). About 110 bytes each: about 3.5 MiB.
+pub(crate) const MAX_UNANSWERED: usize = 28_672;
 /// How long an attempt reported without an answer is remembered, so that a late answer can
 /// say which report it corrects.
 pub(crate) const REMEMBER_NS: u64 = 600_000_000_000;
@@ -54,6 +63,7 @@ struct Pending {
 pub struct Tracker {
     timeout_ns: u64,
     max_pending: usize,
+    max_unanswered: usize,
     pending: HashMap<FlowKey, Pending>,
     /// Keys in arrival order; deadlines are monotonic in arrival order.
     order: VecDeque<(FlowKey, u64)>,
@@ -77,10 +87,13 @@ impl Tracker {
         Tracker {
             timeout_ns: answer_timeout_ms.saturating_mul(1_000_000),
             max_pending: MAX_PENDING,
-            pending: HashMap::new(),
-            order: VecDeque::new(),
-            unanswered: HashMap::new(),
-            unanswered_order: VecDeque::new(),
+            max_unanswered: MAX_UNANSWERED,
+            // Allocated once at their caps (untouched slots cost no resident memory): no rehash
+            // in the middle of a flood.
+            pending: HashMap::with_capacity(MAX_PENDING),
+            order: VecDeque::with_capacity(2 * MAX_PENDING),
+            unanswered: HashMap::with_capacity(MAX_UNANSWERED),
+            unanswered_order: VecDeque::with_capacity(MAX_UNANSWERED),
             group_names: vec![None; usize::from(u8::MAX) + 1],
             stats: TrackerStats::default(),
         }
@@ -94,9 +107,20 @@ impl Tracker {
         self.pending.len()
     }
 
-    /// Changes the pending-table cap (tests).
+    /// Changes the pending-table cap, and the unanswered-table cap with it (tests).
     pub fn set_max_pending(&mut self, max: usize) {
         self.max_pending = max.max(1);
+        self.max_unanswered = self.max_pending;
+    }
+
+    /// The pending-table cap.
+    pub fn max_pending(&self) -> usize {
+        self.max_pending
+    }
+
+    /// Attempts remembered as reported without an answer now, and the cap.
+    pub fn unanswered(&self) -> (usize, usize) {
+        (self.unanswered.len(), self.max_unanswered)
     }
 
     /// The shared name of group `id` (a reload may give an id another name: the name is
@@ -143,6 +167,14 @@ impl Tracker {
                     ));
                 }
                 self.order.push_back((key, deadline_ns));
+                // Answered attempts leave their order entry behind until its deadline: past
+                // twice the table's size, drop those (amortized, so the order stays bounded
+                // by the table, not by the event rate times the timeout).
+                if self.order.len() > 2 * self.max_pending.max(self.pending.len()) {
+                    let pending = &self.pending;
+                    self.order
+                        .retain(|(k, d)| pending.get(k).is_some_and(|p| p.deadline_ns == *d));
+                }
             }
             EVENT_ANSWER => match self.pending.remove(&key) {
                 Some(p) => {
@@ -225,15 +257,20 @@ impl Tracker {
     }
 
     /// Remembers that the attempt of `key` (kernel time `ts_ns`) was reported as `no_answer`,
-    /// for [`REMEMBER_NS`], at most [`MAX_PENDING`] attempts (the oldest are forgotten).
+    /// for [`REMEMBER_NS`], at most [`MAX_UNANSWERED`] attempts (the oldest are forgotten,
+    /// and counted).
     fn remember_unanswered(&mut self, key: FlowKey, ts_ns: u64, now_ns: u64) {
         while let Some(&(k, ts, forget)) = self.unanswered_order.front() {
-            if forget > now_ns && self.unanswered_order.len() < self.max_pending {
+            let full = self.unanswered_order.len() >= self.max_unanswered;
+            if forget > now_ns && !full {
                 break;
             }
             self.unanswered_order.pop_front();
             if self.unanswered.get(&k) == Some(&ts) {
                 self.unanswered.remove(&k);
+                if forget > now_ns {
+                    self.stats.unanswered_forgotten += 1;
+                }
             }
         }
         self.unanswered.insert(key, ts_ns);

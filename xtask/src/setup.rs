@@ -21,7 +21,7 @@ pub const BPF_LINKER_VERSION: &str = "0.10.0";
 /// `cargo xtask test`).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
-/// Debian packages used by the tests and the demo.
+/// Debian packages used by the tests, the demo and the bench.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",     // ip, ss, bridge: the lab
     "iputils-ping", // the lab's connectivity check
@@ -35,9 +35,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",
     "rsyslog",
     "prometheus",
-    "iptables", // posture tests: the printed firewall rules loaded into a lab namespace
-    "nftables", // the same, for nft
+    "iptables", // posture tests (firewall rules in a lab namespace); the bench's LOG rule
+    "nftables", // posture tests, for nft
     "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
+    "netsniff-ng", // trafgen: the bench's lab floods
 ];
 
 /// Rust components the stable (default) toolchain needs for `cargo xtask test`.

@@ -144,8 +144,21 @@ pub fn fmt(root: &Path) -> anyhow::Result<()> {
 }
 
 /// The node-monitor benchmark example, results in node-monitor/BENCHMARKS.md (the example's
-/// default `--output`); `extra` is passed on.
+/// default `--output`); `extra` is passed on. The daemon binary and the empty_xdp example are
+/// built first: the flood section runs them.
 pub fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    let mut build = cargo(root);
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "node-monitor",
+        "--bin",
+        "node-monitor",
+        "--example",
+        "empty_xdp",
+    ]);
+    run_step("build (daemon, empty_xdp)", build)?;
     let mut cmd = cargo(root);
     cmd.args([
         "run",

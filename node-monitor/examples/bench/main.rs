@@ -2,19 +2,21 @@
 //! Markdown report they write. Three sections, each in its own file: the data path
 //! (`datapath`: ns/packet of the XDP program through BPF_PROG_TEST_RUN, against an empty
 //! XDP_PASS program measured in the same run, interleaved round by round), the userspace
-//! event pipeline (`pipeline`) and rendering (`rendering`).
+//! event pipeline (`pipeline`), rendering (`rendering`) and SYN floods over veth in lab
+//! namespaces against the daemon, no program and iptables LOG (`flood`).
 //!
 //! Run with `cargo xtask bench` (root needed). Writes a Markdown report.
 //!
 //! The property section (`property.rs`) runs generated frames through every program with the
 //! tests' property checks (`--property-frames`, 10 million by default).
 //!
-//! For tuning runs: `--only data-path|pipeline|rendering|property` runs one section;
+//! For tuning runs: `--only data-path|pipeline|rendering|flood|property` runs one section;
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
 //! 0 skips the token bucket altogether). The node-wide group budget is off
-//! (`events_per_group_per_second: 0`) in every section, so that the figures stay those of
-//! the paths they name.
+//! (`events_per_group_per_second: 0`) in the data-path, pipeline and rendering sections, so
+//! that the figures stay those of the paths they name; the flood section runs the daemon on
+//! the embedded default config, group budget on.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -34,12 +36,13 @@ mod progrun;
 mod property_run;
 
 mod datapath;
+mod flood;
 mod pipeline;
 mod property;
 mod rendering;
 mod testrun;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
@@ -64,6 +67,17 @@ struct Args {
     /// Generated frames per program in the property section.
     #[arg(long, default_value_t = 10_000_000)]
     property_frames: u64,
+    /// SYNs per flood run (flood section).
+    #[arg(long, default_value_t = 1_000_000)]
+    flood_packets: u64,
+    /// Rounds of the flood section; each runs both floods against the four modes (about
+    /// 2 minutes a round with 1,000,000 SYNs per flood on a 2-CPU machine).
+    #[arg(long, default_value_t = 1)]
+    flood_rounds: usize,
+    /// The node-monitor binary the flood section runs (default: `node-monitor` beside the
+    /// `examples/` directory of this binary, i.e. `target/release/node-monitor`).
+    #[arg(long)]
+    daemon: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +85,7 @@ enum Section {
     DataPath,
     Pipeline,
     Rendering,
+    Flood,
     Property,
 }
 
@@ -89,6 +104,22 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted(Section::Rendering) {
         rendering::rendering(&mut report)?;
+    }
+    if wanted(Section::Flood) {
+        let daemon = match &args.daemon {
+            Some(d) => d.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .and_then(Path::parent)
+                .context("no directory above this binary's")?
+                .join("node-monitor"),
+        };
+        flood::flood(
+            args.flood_packets,
+            args.flood_rounds.max(1),
+            &daemon,
+            &mut report,
+        )?;
     }
     if wanted(Section::Property) {
         property::property(args.property_frames, &mut report)?;

@@ -23,7 +23,7 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(",")
         }
-        let mut out = String::from("node-monitor-config/2\n");
+        let mut out = String::from("node-monitor-config/3\n");
         for g in &self.groups {
             out.push_str(&format!(
                 "group {} {} protocols={} ports={} allow={} action={} detect_sweeps={}\n",
@@ -73,6 +73,12 @@ impl Config {
             a.sweep_min_ports,
             a.sweep_window.as_secs(),
             a.flood_window.as_secs()
+        ));
+        out.push_str(&format!(
+            "alerts scan_min_ports={} scan_window_s={} connection_alerts_per_group={}\n",
+            a.scan_min_ports,
+            a.scan_window.as_secs(),
+            a.connection_alerts_per_group
         ));
         for s in &self.sinks {
             out.push_str(&format!(

@@ -107,8 +107,21 @@ pub struct Group {
     /// May be empty: then every source is flagged.
     pub allow: Vec<AllowEntry>,
     pub action: Action,
-    /// Every new connection of this group feeds sweep detection (`alerts.sweep`).
+    /// Every new connection of this group feeds sweep detection (`alerts.sweep`). When the
+    /// file does not say: true for a group of more than one port, false for a single port
+    /// (see [`default_detect_sweeps`]).
     pub detect_sweeps: bool,
+}
+
+/// `detect_sweeps` of a group whose config does not set it: on for a group of more than one
+/// port (a sweep needs several ports to sweep), off for a single port.
+pub fn default_detect_sweeps(ports: &[PortRange]) -> bool {
+    // Entries may overlap (`[10250, "10250"]` is one port): more than one port means some
+    // entry holds a port other than the first one.
+    let Some(first) = ports.first().map(|r| r.start) else {
+        return false;
+    };
+    ports.iter().any(|r| r.start != first || r.end != first)
 }
 
 /// The transport protocol: of a group's ports in the config, and of every record the data
@@ -284,8 +297,17 @@ pub struct AlertSettings {
     pub sweep_min_ports: u32,
     /// ... within this window raises a sweep alert.
     pub sweep_window: std::time::Duration,
+    /// A source whose flagged connections reach at least this many distinct ports, of at
+    /// least two groups ...
+    pub scan_min_ports: u32,
+    /// ... within this window raises a port scan alert (NM-1011).
+    pub scan_window: std::time::Duration,
     /// Flood alerts aggregate rate-limited and ring-buffer losses over this window.
     pub flood_window: std::time::Duration,
+    /// At most this many connection alerts (each the first of its dedup series) per port
+    /// group and `flood_window`; past it, the group's connection alerts fold into its flood
+    /// alert (NM-1020, `folded_alerts`). 0: no cap.
+    pub connection_alerts_per_group: u32,
 }
 
 /// The metrics and health HTTP endpoint.
@@ -299,7 +321,10 @@ impl AlertSettings {
         dedup_window: std::time::Duration::from_secs(60),
         sweep_min_ports: 10,
         sweep_window: std::time::Duration::from_secs(60),
+        scan_min_ports: 5,
+        scan_window: std::time::Duration::from_secs(60),
         flood_window: std::time::Duration::from_secs(10),
+        connection_alerts_per_group: 10,
     };
 }
 

@@ -132,12 +132,22 @@ pub(super) struct RawLimits {
 pub(super) struct RawAlerts {
     pub(super) dedup_window_s: Option<Spanned<u64>>,
     pub(super) sweep: Option<RawSweep>,
+    pub(super) scan: Option<RawScan>,
     pub(super) flood_window_s: Option<Spanned<u64>>,
+    pub(super) connection_alerts_per_group: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSweep {
+    pub(super) min_ports: Option<Spanned<u64>>,
+    pub(super) window_s: Option<Spanned<u64>>,
+}
+
+/// `alerts.scan`: scans across the ports of several groups (NM-1011).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScan {
     pub(super) min_ports: Option<Spanned<u64>>,
     pub(super) window_s: Option<Spanned<u64>>,
 }

@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 use super::{Daemon, FLOW_COUNT_ROUNDS};
 use crate::{
     datapath::Datapath,
-    detect::LossTotals,
+    detect::{self, LossTotals},
     metrics::{self, Snapshot},
     netif,
     record::Answer,
@@ -228,9 +228,56 @@ impl Daemon {
             ],
             attached_interfaces: self.attached.len() as u64,
             pending_answers: self.tracker.pending() as u64,
+            detectors: detector_snapshots(&es, &self.tracker),
         };
         self.metrics.update(&snap);
     }
+}
+
+/// The daemon's bounded per-source tables, for metrics and the exit summary.
+pub(super) fn detector_snapshots(
+    es: &detect::EngineStats,
+    tracker: &crate::answers::Tracker,
+) -> Vec<metrics::DetectorSnapshot> {
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let (unanswered, max_unanswered) = tracker.unanswered();
+    [
+        ("dedup", es.dedup_series, es.max_series, es.dedup_evictions),
+        (
+            "sweep",
+            es.sweep_sources,
+            es.max_sweep_sources,
+            es.sweep_evictions,
+        ),
+        (
+            "scan",
+            es.scan_sources,
+            es.max_scan_sources,
+            es.scan_evictions,
+        ),
+        (
+            "answers",
+            tracker.pending(),
+            tracker.max_pending(),
+            tracker.stats.resolved_early,
+        ),
+        (
+            "answers_unanswered",
+            unanswered,
+            max_unanswered,
+            tracker.stats.unanswered_forgotten,
+        ),
+    ]
+    .into_iter()
+    .map(
+        |(detector, entries, capacity, evictions)| metrics::DetectorSnapshot {
+            detector,
+            entries: n(entries),
+            capacity: n(capacity),
+            evictions,
+        },
+    )
+    .collect()
 }
 
 #[cfg(test)]

@@ -330,7 +330,8 @@ impl Daemon {
         let sinks = std::mem::replace(&mut self.sinks, Sinks::start(&[], Arc::new(|_, _, _| {}))?);
         let sink_stats = sinks.shutdown(SINK_SHUTDOWN).await;
         self.stats.tracker = self.tracker.stats;
-        print_summary(&self.dp, &self.stats, &sink_stats)?;
+        let detectors = housekeeping::detector_snapshots(&self.engine.stats(), &self.tracker);
+        print_summary(&self.dp, &self.stats, &sink_stats, &detectors)?;
         Ok(())
     }
 

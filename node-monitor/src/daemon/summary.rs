@@ -31,6 +31,7 @@ pub(super) fn print_summary(
     dp: &Datapath,
     user: &UserStats,
     sinks: &[crate::sinks::SinkStats],
+    detectors: &[crate::metrics::DetectorSnapshot],
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let counters = dp.group_counters()?;
@@ -55,6 +56,16 @@ pub(super) fn print_summary(
         .iter()
         .map(|s| serde_json::json!({"sink": s.name, "kind": s.kind, "sent": s.sent, "dropped": s.dropped}))
         .collect();
+    // The bounded per-source tables: `{"scan": {"entries", "capacity", "evictions"}, ...}`.
+    let detectors: serde_json::Map<String, serde_json::Value> = detectors
+        .iter()
+        .map(|d| {
+            (
+                d.detector.to_owned(),
+                serde_json::json!({"entries": d.entries, "capacity": d.capacity, "evictions": d.evictions}),
+            )
+        })
+        .collect();
     let summary = serde_json::json!({
         "type": "counters",
         "time": record::rfc3339(std::time::SystemTime::now()),
@@ -62,6 +73,7 @@ pub(super) fn print_summary(
         "reasons": reasons,
         "userspace": user,
         "sinks": sinks,
+        "detectors": detectors,
     });
     let mut err = std::io::stderr().lock();
     serde_json::to_writer(&mut err, &summary)?;

@@ -31,8 +31,9 @@ struct Series {
     seq: u64,
     rule: Rule,
     repeats: u64,
-    /// The last repeat's kind.
-    last: Option<AlertKind>,
+    /// The last repeat's kind, boxed: most series never repeat, and an inline `AlertKind`
+    /// would make every slot of the table as large as a whole record.
+    last: Option<Box<AlertKind>>,
     /// The repeats by answer (connection alerts), None for other kinds.
     by_answer: Option<AnswerCounts>,
 }
@@ -104,18 +105,56 @@ fn first_alert(id: String, time: SystemTime, rule: Rule, kind: AlertKind) -> Ale
     }
 }
 
+/// Where [`Dedup::detect`] put an occurrence.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Detected {
+    /// The series: the id of its first alert.
+    pub(crate) series: uuid::Uuid,
+    /// True when the occurrence raised that first alert, false when it was folded.
+    pub(crate) new_alert: bool,
+}
+
 impl Dedup {
     /// A table of at most `max_series` series (at least 1).
     pub(crate) fn new(max_series: usize) -> Dedup {
         Dedup {
             max_series: max_series.max(1),
             seq: 0,
-            series: HashMap::new(),
+            // Allocated once at its cap: no rehash (and no old table beside the new one)
+            // in the middle of a flood. Untouched slots cost no resident memory.
+            series: HashMap::with_capacity(max_series.max(1)),
             order: BTreeMap::new(),
             suppressed_total: 0,
             suppressed_by_rule: BTreeMap::new(),
             evictions: 0,
         }
+    }
+
+    /// The cap.
+    pub(crate) fn capacity(&self) -> usize {
+        self.max_series
+    }
+
+    /// Whether an occurrence of this key at `now` would fold into an open series (no alert
+    /// of its own).
+    pub(crate) fn folds(
+        &self,
+        rule: &'static str,
+        source: IpAddr,
+        group: &Arc<str>,
+        answer: Option<Answer>,
+        window: Duration,
+        now: Instant,
+    ) -> bool {
+        let key: SeriesKey = (
+            rule,
+            source,
+            group.clone(),
+            answer == Some(Answer::Accepted),
+        );
+        self.series
+            .get(&key)
+            .is_some_and(|s| within(s.started, window, now))
     }
 
     /// Open series now.
@@ -128,26 +167,30 @@ impl Dedup {
         self.seq
     }
 
-    /// One occurrence: alert (pushed onto `out`) or fold (counted).
+    /// One occurrence: alert (pushed onto `out`) or fold (counted). Says which series it went
+    /// into and whether it raised an alert of its own (the first of a series).
     pub(crate) fn detect(
         &mut self,
         o: Occurrence<'_>,
         window: Duration,
         now: Instant,
         out: &mut Vec<Alert>,
-    ) -> uuid::Uuid {
+    ) -> Detected {
         let accepted = o.answer == Some(Some(Answer::Accepted));
         let key: SeriesKey = (o.rule.id, o.source, o.group.clone(), accepted);
         if let Some(s) = self.series.get_mut(&key) {
             if within(s.started, window, now) {
                 s.repeats += 1;
-                s.last = Some(o.kind);
+                s.last = Some(Box::new(o.kind));
                 if let Some(answer) = o.answer {
                     s.by_answer.get_or_insert_default().add(answer);
                 }
                 self.suppressed_total += 1;
                 *self.suppressed_by_rule.entry(key.0).or_default() += 1;
-                return s.first_id;
+                return Detected {
+                    series: s.first_id,
+                    new_alert: false,
+                };
             }
             // The series' window ended before the tick saw it: close it, and start the next
             // series in its place (the table entry and its key are reused).
@@ -159,7 +202,10 @@ impl Dedup {
             self.order.insert((now, seq), key);
             close_series(old, out);
             out.push(first_alert(id_text(id), o.time, o.rule, o.kind));
-            return id;
+            return Detected {
+                series: id,
+                new_alert: true,
+            };
         }
         while self.series.len() >= self.max_series && !self.order.is_empty() {
             self.evictions += 1;
@@ -170,7 +216,10 @@ impl Dedup {
         let seq = self.next_seq();
         self.order.insert((now, seq), key.clone());
         self.series.insert(key, Series::new(id, now, seq, o.rule));
-        id
+        Detected {
+            series: id,
+            new_alert: true,
+        }
     }
 
     /// Closes every series whose window ended by `now` (their follow-ups onto `out`).
@@ -204,7 +253,9 @@ fn close_series(s: Series, out: &mut Vec<Alert>) {
     if s.repeats == 0 {
         return;
     }
-    let Some(kind) = s.last else { return };
+    let Some(kind) = s.last.map(|k| *k) else {
+        return;
+    };
     out.push(Alert {
         id: new_id(),
         time: SystemTime::now(),

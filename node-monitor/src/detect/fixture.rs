@@ -135,6 +135,37 @@ pub fn sweep() -> Alert {
     )
 }
 
+/// A control-plane port scan by the source of [`flagged`]: five ports of five groups within
+/// 60 s, seven connections of which five alerted on their own.
+pub fn scan() -> Alert {
+    let last = FlowRecord {
+        group: "kubelet-readonly".into(),
+        dst_port: 10255,
+        vlan: vec![],
+        ..flagged()
+    };
+    alert(
+        AlertKind::Scan {
+            source: last.src_ip,
+            ports: vec![2379, 2380, 6443, 10250, 10255],
+            groups: [
+                "apiserver",
+                "etcd-client",
+                "etcd-peer",
+                "kubelet",
+                "kubelet-readonly",
+            ]
+            .map(Into::into)
+            .to_vec(),
+            window: Duration::from_secs(60),
+            connections: 7,
+            connection_alerts: 5,
+            last,
+        },
+        rules::scan_rule(),
+    )
+}
+
 /// A node-wide flood: 260 events rate limited and 7 lost to a full ring buffer within 10 s.
 pub fn flood() -> Alert {
     alert(
@@ -198,6 +229,12 @@ pub fn group_flood() -> Alert {
                 answered: FloodAnswers {
                     accepted: 5,
                     refused: 2,
+                },
+                folded_alerts: 6,
+                folded_by_answer: AnswerCounts {
+                    accepted: 1,
+                    refused: 2,
+                    no_answer: 3,
                 },
             })),
         },
@@ -333,6 +370,20 @@ pub fn variety() -> Vec<OutputItem> {
         s.suppressed = 3;
         s.follow_up_of = Some(s.id.clone());
         s.losses_since_previous.insert("rate_limited".to_owned(), 9);
+        items.push(OutputItem::Alert(s));
+    }
+    for last in [flagged(), records[37].clone()] {
+        let mut s = scan();
+        if let AlertKind::Scan {
+            source, last: l, ..
+        } = &mut s.kind
+        {
+            *source = last.src_ip;
+            *l = last;
+        }
+        items.push(OutputItem::Alert(s.clone()));
+        s.suppressed = 1;
+        s.follow_up_of = Some(s.id.clone());
         items.push(OutputItem::Alert(s));
     }
     items.push(OutputItem::Alert(group_flood()));

@@ -4,7 +4,8 @@
 //! counts and the data path's flood summary of the group (distinct sources, top sources and
 //! ports, read and reset through the caller's [`SketchSource`]) and the node's answers.
 //! Losses that no group accounts for (an answer event the ring buffer had no room for) open
-//! a node-scope window of their own. Flood alerts are not deduplicated (the window already
+//! a node-scope window of their own. A connection alert the engine folds (past its cap per
+//! group and window) opens the group's window too, and is counted in it by answer. Flood alerts are not deduplicated (the window already
 //! bounds them: at most one per group and window, plus one for the node).
 use std::{
     collections::BTreeMap,
@@ -14,11 +15,13 @@ use std::{
 
 use super::{
     dedup::new_id,
-    model::{Alert, AlertKind, FloodAnswers, FloodScope, FloodSummary, spoofed_likely},
+    model::{
+        Alert, AlertKind, AnswerCounts, FloodAnswers, FloodScope, FloodSummary, spoofed_likely,
+    },
     rules,
     window::within,
 };
-use crate::datapath::FloodSketch;
+use crate::{datapath::FloodSketch, record::Answer};
 
 /// Reads (and resets) a group's flood summary when its window closes. The daemon reads the
 /// data path's maps; tests and callers without a data path return None.
@@ -70,6 +73,22 @@ struct FloodWindow {
     start: Instant,
     start_time: SystemTime,
     counts: GroupCounts,
+    /// Connection alerts of the group folded into this window (past the daemon's cap per
+    /// group and window), by answer.
+    folded: u64,
+    folded_by_answer: AnswerCounts,
+}
+
+impl FloodWindow {
+    fn new(now: Instant, counts: GroupCounts) -> FloodWindow {
+        FloodWindow {
+            start: now,
+            start_time: SystemTime::now(),
+            counts,
+            folded: 0,
+            folded_by_answer: AnswerCounts::default(),
+        }
+    }
 }
 
 /// The open flood windows: None = the node scope, else the group's.
@@ -87,14 +106,17 @@ impl Flood {
         if !d.lost() {
             return;
         }
-        self.0.insert(
-            scope,
-            FloodWindow {
-                start: now,
-                start_time: SystemTime::now(),
-                counts: *d,
-            },
-        );
+        self.0.insert(scope, FloodWindow::new(now, *d));
+    }
+
+    /// One connection alert of `group` folded into the group's window (opened if none is).
+    pub(crate) fn fold(&mut self, group: Arc<str>, answer: Option<Answer>, now: Instant) {
+        let w = self
+            .0
+            .entry(Some(group))
+            .or_insert_with(|| FloodWindow::new(now, GroupCounts::default()));
+        w.folded += 1;
+        w.folded_by_answer.add(answer);
     }
 
     /// The flood alerts of the windows that ended by `now` (all of them if `force`), in
@@ -137,6 +159,8 @@ impl Flood {
                             accepted: c.accepted,
                             refused: c.refused,
                         },
+                        folded_alerts: w.folded,
+                        folded_by_answer: w.folded_by_answer,
                     };
                     (FloodScope::Group(group), Some(Box::new(summary)))
                 }

@@ -1,11 +1,15 @@
 //! Detect: flagged records → alerts. The rule of each group ([`rules`]), dedup with follow-ups
-//! (`dedup.rs`), NodePort sweep detection (`sweep.rs`), flood alerts from the loss counters
-//! (`flood.rs`), and "events lost since the previous alert" on every alert.
+//! (`dedup.rs`), NodePort sweep detection (`sweep.rs`), port scans across groups (`scan.rs`),
+//! flood alerts from the loss counters (`flood.rs`), and "events lost since the previous
+//! alert" on every alert. At most `connection_alerts_per_group` connection alerts start a
+//! dedup series per group and flood window; past it they fold into the group's flood alert.
 //!
 //! The engine is pure logic: the caller passes the monotonic `now` of every call (windows are
-//! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep detections go
-//! through dedup like every other alert; flood alerts do not. Memory is bounded: at most
-//! `max_series` dedup series and `max_sweep_sources` sweep states.
+//! `Instant` arithmetic) and collects the alerts it pushes into `out`. Sweep and scan
+//! detections go through dedup like every other alert; flood alerts do not. Memory is bounded
+//! by configuration, never by traffic: at most `max_series` dedup series, `max_sweep_sources`
+//! sweep states and `max_scan_sources` scan states (each table evicts its oldest entry when
+//! full, and counts it).
 mod corrections;
 mod dedup;
 #[cfg(any(test, feature = "test-support"))]
@@ -13,11 +17,12 @@ pub mod fixture;
 mod flood;
 pub mod model;
 pub mod rules;
+mod scan;
 mod sweep;
 mod window;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::Instant,
 };
@@ -31,17 +36,33 @@ pub use model::{
 use self::{
     dedup::{Dedup, Occurrence},
     flood::Flood,
+    scan::Scans,
     sweep::Sweeps,
+    window::within,
 };
 use crate::{
     config::AlertSettings,
-    record::{Answer, FlowRecord},
+    record::{Answer, FlowRecord, RecordType},
 };
 
-/// Default cap of the dedup table (series).
-pub(crate) const DEFAULT_MAX_SERIES: usize = 100_000;
-/// Default cap of the sweep table (sources × sweep groups).
-pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 50_000;
+/// Cap of the dedup table (series). 7/8 of a power of two, so that the hash table holds it
+/// without growing to the next power: 16,384 slots of about 200 bytes (a repeated series also
+/// holds its last occurrence, boxed: about 300 bytes more), and the order index: at most about
+/// 9 MiB, about 4 MiB when no series repeats (a flood of new sources). A full table closes its
+/// oldest series early (its follow-up is emitted): nothing is lost, only folded less.
+pub(crate) const DEFAULT_MAX_SERIES: usize = 14_336;
+/// Cap of the sweep table (sources × sweep groups); a state holds fewer than
+/// `alerts.sweep.min_ports` ports, and the table at most [`SWEEP_PORT_SLOTS`] in all.
+pub(crate) const DEFAULT_MAX_SWEEP_SOURCES: usize = 14_336;
+/// Ports all sweep states may hold together: the sweep table's cap is the smaller of
+/// [`DEFAULT_MAX_SWEEP_SOURCES`] and this over `alerts.sweep.min_ports` (about 7 MiB at most).
+pub(crate) const SWEEP_PORT_SLOTS: usize = 229_376;
+/// Cap of the scan table (sources); a state holds at most `alerts.scan.min_ports` ports, and
+/// the table at most [`SCAN_PORT_SLOTS`] in all.
+pub(crate) const DEFAULT_MAX_SCAN_SOURCES: usize = 14_336;
+/// Ports all scan states may hold together: the scan table's cap is the smaller of
+/// [`DEFAULT_MAX_SCAN_SOURCES`] and this over `alerts.scan.min_ports` (about 4 MiB at most).
+pub(crate) const SCAN_PORT_SLOTS: usize = 71_680;
 
 /// Loss counters, cumulative since the daemon started (the engine computes the deltas).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,6 +108,19 @@ pub struct EngineStats {
     pub dedup_series: usize,
     /// Tracked (source, group) sweep states now.
     pub sweep_sources: usize,
+    /// Connection alerts folded into their group's flood alert, past the cap per group and
+    /// window (also counted in `suppressed_total` and `suppressed_by_rule`).
+    pub folded: u64,
+    /// Scan detections (before dedup).
+    pub scans: u64,
+    /// Scan states forgotten because the scan table was full.
+    pub scan_evictions: u64,
+    /// Tracked scan sources now.
+    pub scan_sources: usize,
+    /// The caps of the dedup, sweep and scan tables.
+    pub max_series: usize,
+    pub max_sweep_sources: usize,
+    pub max_scan_sources: usize,
 }
 
 /// The alert engine: rules, dedup, sweeps and floods behind one facade.
@@ -95,7 +129,16 @@ pub struct Engine {
     sweep_groups: HashSet<String>,
     dedup: Dedup,
     sweeps: Sweeps,
+    scans: Scans,
+    /// The dedup key's group for scans (they span groups): one shared name.
+    scan_key: Arc<str>,
     flood: Flood,
+    /// Per group: when its window of connection alerts began, and the alerts raised in it
+    /// (`connection_alerts_per_group`). One entry per group name seen in a window.
+    group_alerts: HashMap<Arc<str>, (Instant, u32)>,
+    /// Connection alerts folded into flood alerts, in all and by rule id.
+    folded: u64,
+    folded_by_rule: BTreeMap<&'static str, u64>,
     prev_totals: LossTotals,
     /// The per-group totals of the previous call (groups first seen later start at 0: a new
     /// kernel group id starts with zeroed counters).
@@ -121,6 +164,7 @@ impl Engine {
             sweep_groups,
             DEFAULT_MAX_SERIES,
             DEFAULT_MAX_SWEEP_SOURCES,
+            DEFAULT_MAX_SCAN_SOURCES,
         )
     }
 
@@ -130,13 +174,19 @@ impl Engine {
         sweep_groups: Vec<String>,
         max_series: usize,
         max_sweep_sources: usize,
+        max_scan_sources: usize,
     ) -> Engine {
         Engine {
             settings: settings.clone(),
             sweep_groups: sweep_groups.into_iter().collect(),
             dedup: Dedup::new(max_series),
-            sweeps: Sweeps::new(max_sweep_sources),
+            sweeps: Sweeps::new(max_sweep_sources, SWEEP_PORT_SLOTS),
+            scans: Scans::new(max_scan_sources, SCAN_PORT_SLOTS),
+            scan_key: Arc::from("*"),
             flood: Flood::default(),
+            group_alerts: HashMap::new(),
+            folded: 0,
+            folded_by_rule: BTreeMap::new(),
             prev_totals: LossTotals::default(),
             prev_groups: BTreeMap::new(),
             baselined: false,
@@ -155,13 +205,16 @@ impl Engine {
         self.sweeps.retain_groups(&self.sweep_groups);
     }
 
-    /// A flagged connection (record_type Flagged) → an alert now (first of a dedup series) or
-    /// folded (counted). A record of a sweep group (Flagged or Sampled, any verdict) also feeds
-    /// the sweep detector.
+    /// A flagged connection (record_type Flagged, or Revoked: an open flow whose source a
+    /// reload revoked) → an alert now (first of a dedup series) or folded (counted); a new
+    /// attempt also feeds the scan detector (a late answer, which repeats an attempt already
+    /// fed, does not; nor does a revoked flow). A record of a sweep group (Flagged or Sampled, any
+    /// verdict) also feeds the sweep detector.
     pub fn on_record(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
         let start = out.len();
         let window = self.settings.dedup_window;
         if rec.record_type.alerts() {
+            let rule = rules::rule_for_record(rec.record_type, &rec.group);
             let mut record = rec.clone();
             // A late answer names the alert that reported its attempt as `no_answer`.
             if rec.answer_corrects.is_some() {
@@ -170,17 +223,41 @@ impl Engine {
                     .take(rec)
                     .map(|id| id.hyphenated().to_string());
             }
-            let occurrence = Occurrence {
-                rule: rules::rule_for_record(rec.record_type, &rec.group),
-                source: rec.src_ip,
-                group: &rec.group,
-                answer: Some(rec.answer),
-                kind: AlertKind::Connection { record },
-                time: rec.time,
+            // A repeat folds into its open series as always; a new series takes one of the
+            // group's connection alerts of this window, or folds into the group's flood alert.
+            // A connection named by its completed handshake (NM-1030) never folds: no spoofed
+            // source completes one, and the data path bounds them with a budget of their own.
+            let detected = if rec.handshake_completed
+                || self
+                    .dedup
+                    .folds(rule.id, rec.src_ip, &rec.group, rec.answer, window, now)
+                || self.take_group_alert(&rec.group, now)
+            {
+                let occurrence = Occurrence {
+                    rule,
+                    source: rec.src_ip,
+                    group: &rec.group,
+                    answer: Some(rec.answer),
+                    kind: AlertKind::Connection { record },
+                    time: rec.time,
+                };
+                Some(self.dedup.detect(occurrence, window, now, out))
+            } else {
+                self.flood.fold(rec.group.clone(), rec.answer, now);
+                self.folded += 1;
+                *self.folded_by_rule.entry(rule.id).or_default() += 1;
+                None
             };
-            let id = self.dedup.detect(occurrence, window, now, out);
-            if rec.answer == Some(Answer::NoAnswer) {
-                self.corrections.remember(rec, id);
+            if let Some(d) = detected
+                && rec.answer == Some(Answer::NoAnswer)
+            {
+                self.corrections.remember(rec, d.series);
+            }
+            // A scan is made of connection attempts: a late answer repeats an attempt already
+            // fed, and a revoked flow was opened while allowed.
+            if rec.record_type == RecordType::Flagged && rec.answer_corrects.is_none() {
+                let alerted = detected.is_some_and(|d| d.new_alert);
+                self.scan(rec, alerted, now, out);
             }
         }
         if self.sweep_groups.contains(&*rec.group) {
@@ -201,6 +278,47 @@ impl Engine {
             }
         }
         self.emitted(out, start);
+    }
+
+    /// Takes one of `group`'s connection alerts of its current window
+    /// (`connection_alerts_per_group` per `flood_window`, 0 = no cap); false when the window's
+    /// are spent.
+    fn take_group_alert(&mut self, group: &Arc<str>, now: Instant) -> bool {
+        let cap = self.settings.connection_alerts_per_group;
+        if cap == 0 {
+            return true;
+        }
+        let window = self.settings.flood_window;
+        let (start, n) = self.group_alerts.entry(group.clone()).or_insert((now, 0));
+        if !within(*start, window, now) {
+            (*start, *n) = (now, 0);
+        }
+        if *n < cap {
+            *n += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Feeds the scan detector; a completed scan goes through dedup (key: rule, source).
+    fn scan(&mut self, rec: &FlowRecord, alerted: bool, now: Instant, out: &mut Vec<Alert>) {
+        let (scan_window, min_ports) = (
+            self.settings.scan_window,
+            self.settings.scan_min_ports as usize,
+        );
+        if let Some(kind) = self.scans.feed(rec, alerted, scan_window, min_ports, now) {
+            let occurrence = Occurrence {
+                rule: rules::scan_rule(),
+                source: rec.src_ip,
+                group: &self.scan_key,
+                answer: None,
+                kind,
+                time: std::time::SystemTime::now(),
+            };
+            self.dedup
+                .detect(occurrence, self.settings.dedup_window, now, out);
+        }
     }
 
     /// Loss counters, cumulative totals. Call it every tick with the current totals: the
@@ -304,6 +422,10 @@ impl Engine {
         self.dedup.close_due(self.settings.dedup_window, now, out);
         self.emitted(out, start);
         self.sweeps.expire(self.settings.sweep_window, now);
+        self.scans.expire(self.settings.scan_window, now);
+        let flood_window = self.settings.flood_window;
+        self.group_alerts
+            .retain(|_, (start, _)| within(*start, flood_window, now));
         self.close_flood(now, false, out, sketches);
     }
 
@@ -321,14 +443,25 @@ impl Engine {
     }
 
     pub fn stats(&self) -> EngineStats {
+        let mut suppressed_by_rule = self.dedup.suppressed_by_rule.clone();
+        for (rule, n) in &self.folded_by_rule {
+            *suppressed_by_rule.entry(rule).or_default() += n;
+        }
         EngineStats {
-            suppressed_total: self.dedup.suppressed_total,
-            suppressed_by_rule: self.dedup.suppressed_by_rule.clone(),
+            suppressed_total: self.dedup.suppressed_total + self.folded,
+            suppressed_by_rule,
+            folded: self.folded,
             sweeps: self.sweeps.detections,
             dedup_evictions: self.dedup.evictions,
             sweep_evictions: self.sweeps.evictions,
             dedup_series: self.dedup.len(),
             sweep_sources: self.sweeps.len(),
+            scans: self.scans.detections,
+            scan_evictions: self.scans.evictions,
+            scan_sources: self.scans.len(),
+            max_series: self.dedup.capacity(),
+            max_sweep_sources: self.sweeps.capacity(self.settings.sweep_min_ports as usize),
+            max_scan_sources: self.scans.capacity(self.settings.scan_min_ports as usize),
             ..self.stats.clone()
         }
     }
@@ -383,7 +516,11 @@ pub(crate) mod tests {
             dedup_window: Duration::from_secs(60),
             sweep_min_ports: 5,
             sweep_window: Duration::from_secs(30),
+            scan_min_ports: 5,
+            scan_window: Duration::from_secs(30),
             flood_window: Duration::from_secs(10),
+            // No cap: the tests of the cap set one.
+            connection_alerts_per_group: 0,
         }
     }
 
@@ -1115,6 +1252,116 @@ pub(crate) mod tests {
         }
     }
 
+    /// Issue 9: past `connection_alerts_per_group` connection alerts in a window, a group's
+    /// new connection alerts fold into its flood alert, counted by answer; repeats of an open
+    /// series fold into it as always; the next window alerts again.
+    #[test]
+    fn connection_alerts_past_the_group_cap_fold_into_its_flood_alert() {
+        use crate::record::Answer;
+        let s = AlertSettings {
+            connection_alerts_per_group: 3,
+            ..settings()
+        };
+        let mut e = Engine::new(&s, vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..10u8 {
+            let mut r = record("kubelet", &format!("203.0.113.{i}"), 10250);
+            r.answer = Some(if i % 2 == 0 {
+                Answer::Refused
+            } else {
+                Answer::NoAnswer
+            });
+            e.on_record(&r, t0 + Duration::from_millis(u64::from(i)), &mut out);
+        }
+        // Another group has its own cap; a repeat of an alerted source folds into its series.
+        e.on_record(&record("apiserver", "203.0.113.1", 6443), t0, &mut out);
+        e.on_record(
+            &record("kubelet", "203.0.113.0", 10250),
+            t0 + secs(1),
+            &mut out,
+        );
+        let ids: Vec<&str> = out.iter().map(|a| a.rule.id).collect();
+        assert_eq!(
+            ids,
+            ["NM-1001", "NM-1001", "NM-1001", "NM-1005"],
+            "{out:#?}"
+        );
+        let st = e.stats();
+        assert_eq!((st.folded, st.suppressed_total), (7, 8));
+        assert_eq!(st.suppressed_by_rule.get("NM-1001"), Some(&8));
+        // The window ends: the follow-up of the repeated series and one NM-1020 for the
+        // kubelet with the folded alerts.
+        e.tick(t0 + secs(11), &mut out);
+        let flood = out
+            .iter()
+            .find(|a| a.rule.id == "NM-1020")
+            .expect("a flood alert");
+        let AlertKind::Flood {
+            scope,
+            summary: Some(sum),
+            rate_limited: 0,
+            ..
+        } = &flood.kind
+        else {
+            panic!("{flood:?}")
+        };
+        assert_eq!(*scope, FloodScope::Group("kubelet".into()));
+        assert_eq!(sum.folded_alerts, 7);
+        assert_eq!(
+            sum.folded_by_answer,
+            AnswerCounts {
+                accepted: 0,
+                refused: 3,
+                no_answer: 4
+            }
+        );
+        // A new window: alerts again.
+        let before = out.len();
+        e.on_record(
+            &record("kubelet", "203.0.113.99", 10250),
+            t0 + secs(12),
+            &mut out,
+        );
+        assert_eq!(out.len(), before + 1);
+        assert_eq!(out[before].rule.id, "NM-1001");
+    }
+
+    /// Issue 15 with issue 9: a connection named by its completed handshake (NM-1030 from
+    /// ingress) is never folded by the group's cap of connection alerts.
+    #[test]
+    fn completed_handshakes_are_never_folded_by_the_cap() {
+        use crate::record::{Answer, RecordType};
+        let s = AlertSettings {
+            connection_alerts_per_group: 1,
+            ..settings()
+        };
+        let mut e = Engine::new(&s, vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let unseen = |src: &str, completed: bool| {
+            let mut r = record("kubelet", src, 10250);
+            r.record_type = RecordType::Unseen;
+            r.answer = Some(Answer::Accepted);
+            r.handshake_completed = completed;
+            r
+        };
+        // The cap is spent by the first alert; a second source's egress NM-1030 folds.
+        e.on_record(&record("kubelet", "203.0.113.1", 10250), t0, &mut out);
+        e.on_record(&unseen("203.0.113.2", false), t0, &mut out);
+        assert_eq!(out.len(), 1);
+        for i in 3..6u8 {
+            e.on_record(&unseen(&format!("203.0.113.{i}"), true), t0, &mut out);
+        }
+        let ids: Vec<&str> = out.iter().map(|a| a.rule.id).collect();
+        assert_eq!(
+            ids,
+            ["NM-1001", "NM-1030", "NM-1030", "NM-1030"],
+            "{out:#?}"
+        );
+        assert_eq!(e.stats().folded, 1);
+    }
+
     #[test]
     fn spoofed_likely_needs_many_withheld_and_nearly_as_many_sources() {
         use super::model::spoofed_likely;
@@ -1128,7 +1375,7 @@ pub(crate) mod tests {
 
     #[test]
     fn dedup_table_is_bounded_and_evicts_with_follow_up() {
-        let mut e = Engine::with_limits(&settings(), vec![], 3, 2);
+        let mut e = Engine::with_limits(&settings(), vec![], 3, 2, 2);
         let t0 = Instant::now();
         let mut out = Vec::new();
         for i in 0..3u64 {
@@ -1155,7 +1402,7 @@ pub(crate) mod tests {
 
     #[test]
     fn sweep_table_is_bounded_and_expires() {
-        let mut e = Engine::with_limits(&settings(), vec!["nodeport".to_owned()], 10, 2);
+        let mut e = Engine::with_limits(&settings(), vec!["nodeport".to_owned()], 10, 2, 2);
         let t0 = Instant::now();
         let mut out = Vec::new();
         for i in 0..5u64 {
@@ -1175,6 +1422,81 @@ pub(crate) mod tests {
             "states older than the window are forgotten"
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_scan_of_the_control_plane_ports_raises_one_scan_alert_besides_its_connection_alerts() {
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let ports = [
+            ("etcd-client", 2379),
+            ("etcd-peer", 2380),
+            ("apiserver", 6443),
+            ("kubelet", 10250),
+            ("kubelet-readonly", 10255),
+            ("controller-manager", 10257),
+            ("scheduler", 10259),
+        ];
+        // nmap sends a SYN, then retransmits it: two flagged connections per port.
+        for round in 0..2 {
+            for (group, port) in ports {
+                let mut r = record(group, "203.0.113.9", port);
+                r.src_port = 40000 + round;
+                e.on_record(&r, t0 + secs(u64::from(round)), &mut out);
+            }
+        }
+        let scans: Vec<&Alert> = out.iter().filter(|a| a.rule.id == "NM-1011").collect();
+        assert_eq!(scans.len(), 1, "{out:#?}");
+        match &scans[0].kind {
+            AlertKind::Scan {
+                ports,
+                groups,
+                connections,
+                connection_alerts,
+                ..
+            } => {
+                assert_eq!(ports, &[2379, 2380, 6443, 10250, 10255]);
+                assert_eq!(groups.len(), 5);
+                assert_eq!((*connections, *connection_alerts), (5, 5));
+            }
+            k => panic!("{k:?}"),
+        }
+        // The connection alerts still go out: one per (rule, group) series.
+        let connections = out
+            .iter()
+            .filter(|a| matches!(a.kind, AlertKind::Connection { .. }))
+            .count();
+        assert_eq!(
+            connections, 7,
+            "etcd-client and etcd-peer share NM-1003 but not a group"
+        );
+        let s = e.stats();
+        assert_eq!((s.scans, s.scan_sources, s.scan_evictions), (1, 1, 0));
+        assert_eq!(s.alerts_by_rule["NM-1011"], 1);
+        // Allowed flows never count toward a scan.
+        for (group, port) in ports {
+            e.on_record(&flow(group, "198.51.100.2", port), t0, &mut out);
+        }
+        assert_eq!(e.stats().scan_sources, 1);
+    }
+
+    #[test]
+    fn scan_table_is_bounded_and_counts_evictions() {
+        let mut e = Engine::with_limits(&settings(), vec![], 100, 2, 2);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..5u64 {
+            e.on_record(
+                &record("kubelet", &format!("203.0.113.{i}"), 10250),
+                t0 + secs(i),
+                &mut out,
+            );
+        }
+        let s = e.stats();
+        assert_eq!((s.scan_sources, s.scan_evictions), (2, 3));
+        e.tick(t0 + secs(100), &mut out);
+        assert_eq!(e.stats().scan_sources, 0, "expired with the window");
     }
 
     #[test]

@@ -70,6 +70,24 @@ pub enum AlertKind {
         /// The connection that crossed the threshold (destination address, interface...).
         last: FlowRecord,
     },
+    /// One source's flagged connections reached at least N distinct ports, of at least two
+    /// groups, within `window`: a port scan of the node (NM-1011).
+    Scan {
+        source: IpAddr,
+        /// The distinct destination ports seen, ascending.
+        ports: Vec<u16>,
+        /// The distinct groups of those ports, sorted by name.
+        groups: Vec<Arc<str>>,
+        window: Duration,
+        /// Flagged connections to those ports within the window ...
+        connections: u64,
+        /// ... and how many of them raised a connection alert of their own (the others were
+        /// folded into dedup series). The connection alerts are not held back: the scan
+        /// counts them.
+        connection_alerts: u64,
+        /// The connection that crossed the threshold (destination address, interface...).
+        last: FlowRecord,
+    },
     /// Events withheld by the limits within `window`: one aggregate alert, not one per packet.
     Flood {
         scope: FloodScope,
@@ -106,6 +124,10 @@ pub struct FloodSummary {
     pub spoofed_likely: bool,
     /// The node's answers from the group's TCP ports in the window.
     pub answered: FloodAnswers,
+    /// Connection alerts of the group the daemon folded into this one, past its cap per
+    /// group and window (`alerts.connection_alerts_per_group`), and their answers.
+    pub folded_alerts: u64,
+    pub folded_by_answer: AnswerCounts,
 }
 
 /// The node's answers counted in a flood window: SYN-ACKs (accepted) and RSTs (refused).

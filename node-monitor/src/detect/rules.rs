@@ -11,6 +11,7 @@ pub const NODE_LOCAL: &str = "NM-1004";
 pub const APISERVER: &str = "NM-1005";
 pub const KUBE_PROXY_HEALTHZ: &str = "NM-1006";
 pub const NODEPORT_SWEEP: &str = "NM-1010";
+pub const PORT_SCAN: &str = "NM-1011";
 pub const FLOOD: &str = "NM-1020";
 pub const UNSEEN_ACCEPTED: &str = "NM-1030";
 pub const GENERIC: &str = "NM-1900";
@@ -131,18 +132,34 @@ pub fn sweep_rule() -> Rule {
     )
 }
 
+/// Port scan across groups: one source's flagged connections reached many distinct watched
+/// ports of several groups (a vertical scan of the node's control-plane ports).
+pub fn scan_rule() -> Rule {
+    rule(
+        PORT_SCAN,
+        "control-plane port scan",
+        Severity::High,
+        "One source's connections from outside the allowlists reached at least \
+         `scan_min_ports` distinct watched ports, of at least two port groups, within \
+         `scan_window`: a port scan of the node's control-plane ports.",
+    )
+}
+
 /// Flood: the event limits withheld events (the per-source or the group budget, or a full
 /// ring buffer). Version 2: one alert per port group and window, with the group's flood
-/// summary (distinct sources, top sources and ports, the node's answers).
+/// summary (distinct sources, top sources and ports, the node's answers). Version 3: also
+/// raised for the group's connection alerts the daemon folds past its cap per group and
+/// window (`folded_alerts`).
 pub fn flood_rule() -> Rule {
     Rule {
-        version: 2,
+        version: 3,
         ..rule(
             FLOOD,
             "event limits reached (flood)",
             Severity::Medium,
             "Events of a port group were withheld by the per-source rate limit or the \
-             group's node-wide budget, or lost to a full ring buffer, within \
+             group's node-wide budget, or lost to a full ring buffer, or its connection \
+             alerts passed `connection_alerts_per_group` and were folded, within \
              `flood_window`: a flood (spoofed when nearly every source is new), or more \
              traffic than the sensor reports.",
         )
@@ -201,6 +218,7 @@ pub fn all() -> Vec<Rule> {
         rule_for_group("apiserver"),
         rule_for_group("kube-proxy-healthz"),
         sweep_rule(),
+        scan_rule(),
         flood_rule(),
         unseen_rule("kubelet"),
         generic(),
@@ -210,7 +228,7 @@ pub fn all() -> Vec<Rule> {
 /// A coarse category for `rule.category` (ECS) and CEF `cat`.
 pub fn category(rule_id: &str) -> &'static str {
     match rule_id {
-        NODEPORT_SWEEP => "network-scan",
+        NODEPORT_SWEEP | PORT_SCAN => "network-scan",
         FLOOD => "sensor-event-loss",
         _ => "unauthorized-port-access",
     }
@@ -248,8 +266,10 @@ mod tests {
             );
         }
         assert_eq!(sweep_rule().id, NODEPORT_SWEEP);
+        assert_eq!(scan_rule().id, PORT_SCAN);
+        assert_eq!(category(PORT_SCAN), "network-scan");
         assert_eq!(flood_rule().id, FLOOD);
-        assert_eq!((sweep_rule().version, flood_rule().version), (1, 2));
+        assert_eq!((sweep_rule().version, flood_rule().version), (1, 3));
     }
 
     #[test]

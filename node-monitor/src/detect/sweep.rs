@@ -27,6 +27,8 @@ struct SweepState {
 /// The sweep states of every (source, sweep group) seen lately.
 pub(crate) struct Sweeps {
     max_sources: usize,
+    /// Ports all states may hold together: the cap is at most this over `min_ports`.
+    port_slots: usize,
     seq: u64,
     states: HashMap<SweepKey, SweepState>,
     /// (last seen, seq) → key: least recently seen first.
@@ -38,16 +40,26 @@ pub(crate) struct Sweeps {
 }
 
 impl Sweeps {
-    /// A table of at most `max_sources` states (at least 1).
-    pub(crate) fn new(max_sources: usize) -> Sweeps {
+    /// A table of at most `max_sources` states (at least 1) holding at most `port_slots` ports
+    /// in all (see [`Self::capacity`]).
+    pub(crate) fn new(max_sources: usize, port_slots: usize) -> Sweeps {
         Sweeps {
             max_sources: max_sources.max(1),
+            port_slots,
             seq: 0,
-            states: HashMap::new(),
+            states: HashMap::with_capacity(max_sources.max(1)),
             order: BTreeMap::new(),
             detections: 0,
             evictions: 0,
         }
+    }
+
+    /// The cap with `min_ports`: `max_sources`, or fewer when `min_ports` ports each would
+    /// not fit in `port_slots` (at least 1).
+    pub(crate) fn capacity(&self, min_ports: usize) -> usize {
+        self.max_sources
+            .min(self.port_slots / min_ports.max(1))
+            .max(1)
     }
 
     /// Tracked states now.
@@ -91,7 +103,8 @@ impl Sweeps {
     ) -> Option<AlertKind> {
         let key: SweepKey = (rec.src_ip, rec.group.clone());
         if !self.states.contains_key(&key) {
-            while self.states.len() >= self.max_sources {
+            let cap = self.capacity(min_ports);
+            while self.states.len() >= cap {
                 let Some((_, old)) = self.order.pop_first() else {
                     break;
                 };

@@ -274,6 +274,25 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
     );
     pending.add(Vec::new(), s.pending_answers);
 
+    let mut detector_entries = FamilyBuilder::gauge(
+        "node_monitor_detector_entries",
+        "Entries in each bounded per-source table of the daemon now (dedup series, sweep and scan states, attempts awaiting an answer).",
+    );
+    let mut detector_capacity = FamilyBuilder::gauge(
+        "node_monitor_detector_capacity",
+        "Maximum entries of each bounded per-source table of the daemon.",
+    );
+    let mut detector_evictions = FamilyBuilder::counter(
+        "node_monitor_detector_evictions",
+        "Entries a bounded per-source table of the daemon evicted because it was full.",
+    );
+    for d in &s.detectors {
+        let labels = l(&[("detector", d.detector)]);
+        detector_entries.add(labels.clone(), d.entries);
+        detector_capacity.add(labels.clone(), d.capacity);
+        detector_evictions.add(labels, d.evictions);
+    }
+
     [
         packets,
         bytes,
@@ -297,6 +316,9 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
         reloads,
         attached,
         pending,
+        detector_entries,
+        detector_capacity,
+        detector_evictions,
     ]
     .into_iter()
     .map(FamilyBuilder::build)

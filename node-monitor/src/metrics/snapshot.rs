@@ -38,6 +38,20 @@ pub struct Snapshot {
     pub attached_interfaces: u64,
     /// Flagged attempts waiting for the node's answer.
     pub pending_answers: u64,
+    /// The daemon's bounded per-source tables (dedup, sweep, scan, answers): size, cap and
+    /// entries evicted because the table was full.
+    pub detectors: Vec<DetectorSnapshot>,
+}
+
+/// One bounded per-source table of the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectorSnapshot {
+    /// `dedup` | `sweep` | `scan` | `answers` | `answers_unanswered`.
+    pub detector: &'static str,
+    pub entries: u64,
+    pub capacity: u64,
+    /// Entries evicted (forgotten, or closed early) because the table was full.
+    pub evictions: u64,
 }
 
 /// Kernel counters of one (group, protocol, verdict) slot.

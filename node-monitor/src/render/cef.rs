@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use super::{
-    facts::{community_id_text, epoch_ms, is_sweep, item_time, outcome, parts, rule_category},
+    facts::{
+        community_id_text, epoch_ms, item_time, outcome, parts, rule_category, spans_connections,
+    },
     json::write_ip,
     message::Message,
     observer::Observer,
@@ -119,7 +121,8 @@ impl Ext<'_> {
     }
 }
 
-fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
+/// `group`: the port group (`cs1`), labelled `group_label` (a scan writes its groups).
+fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool, group: &str, group_label: &str) {
     ext.ip("src", r.src_ip);
     if with_ports {
         ext.num("spt", r.src_port);
@@ -149,8 +152,8 @@ fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
         ext.str("deviceInboundInterface", ifname);
     }
     ext.num("deviceDirection", 0u8);
-    ext.str("cs1", &r.group);
-    ext.str("cs1Label", "portGroup");
+    ext.str("cs1", group);
+    ext.str("cs1Label", group_label);
     if with_ports {
         ext.str("cs2", community_id_text(r).as_str());
         ext.str("cs2Label", "communityId");
@@ -172,6 +175,10 @@ fn flood_summary(ext: &mut Ext<'_>, s: &FloodSummary, rate_limited: u64) {
         ("group_budget", s.group_budget),
         ("withheld", rate_limited + s.group_budget),
         ("distinct_sources", s.distinct_sources),
+        ("folded_alerts", s.folded_alerts),
+        ("folded_accepted", s.folded_by_answer.accepted),
+        ("folded_refused", s.folded_by_answer.refused),
+        ("folded_no_answer", s.folded_by_answer.no_answer),
     ]
     .into_iter()
     .enumerate()
@@ -245,7 +252,20 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     ext.num("rt", epoch_ms(item_time(item)));
     let (alert, rec) = parts(item);
     if let Some(r) = rec {
-        connection(&mut ext, r, !is_sweep(alert));
+        match alert.map(|a| &a.kind) {
+            // A scan spans groups: cs1 lists them (rare alerts: one small string each).
+            Some(AlertKind::Scan { groups, .. }) => {
+                let groups = groups.join(",");
+                connection(&mut ext, r, false, &groups, "portGroups");
+            }
+            _ => connection(
+                &mut ext,
+                r,
+                !spans_connections(alert),
+                &r.group,
+                "portGroup",
+            ),
+        }
     }
     ext.str("outcome", outcome(rec));
     if let OutputItem::Alert(a) = item {
@@ -299,6 +319,31 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 ext.str("cn2Label", "sweepPortCount");
                 ext.num("cn3", window.as_secs());
                 ext.str("cn3Label", "windowSeconds");
+            }
+            AlertKind::Scan {
+                ports,
+                window,
+                connections,
+                connection_alerts,
+                ..
+            } => {
+                ext.key("cs4");
+                for (i, p) in ports.iter().enumerate() {
+                    if i > 0 {
+                        ext.out.push(b',');
+                    }
+                    ext.out
+                        .extend_from_slice(itoa::Buffer::new().format(*p).as_bytes());
+                }
+                ext.str("cs4Label", "scanPorts");
+                ext.num("cn2", ports.len());
+                ext.str("cn2Label", "scanPortCount");
+                ext.num("cn3", window.as_secs());
+                ext.str("cn3Label", "windowSeconds");
+                ext.num("flexNumber1", *connections);
+                ext.str("flexNumber1Label", "scanConnections");
+                ext.num("flexNumber2", *connection_alerts);
+                ext.str("flexNumber2Label", "scanConnectionAlerts");
             }
             AlertKind::Flood {
                 scope,
@@ -364,7 +409,7 @@ mod tests {
     use crate::{
         detect::fixture::{
             connection_alert, flood, follow_up, fragmented_alert, group_flood, handshake_alert,
-            late_answer_alert, sweep, unseen_alert, variety,
+            late_answer_alert, scan, sweep, unseen_alert, variety,
         },
         record::fixture::{CID, TIME_MS as T_MS, sampled},
         render::check::{self, hostile_observer, observer},
@@ -597,6 +642,30 @@ mod tests {
     }
 
     #[test]
+    fn scan_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(scan()), &observer()));
+        header_ok(&h, "NM-1011", "control-plane port scan", "8");
+        assert!(!e.contains_key("spt") && !e.contains_key("dpt") && !e.contains_key("cs2"));
+        assert_eq!(
+            (e["cs1Label"].as_str(), e["cs1"].as_str()),
+            (
+                "portGroups",
+                "apiserver,etcd-client,etcd-peer,kubelet,kubelet-readonly"
+            )
+        );
+        assert_eq!(
+            (e["cs4Label"].as_str(), e["cs4"].as_str()),
+            ("scanPorts", "2379,2380,6443,10250,10255")
+        );
+        assert_eq!((e["cn2"].as_str(), e["cn3"].as_str()), ("5", "60"));
+        assert_eq!(
+            (e["flexNumber1"].as_str(), e["flexNumber2"].as_str()),
+            ("7", "5")
+        );
+        assert_eq!(e["cat"], "network-scan");
+    }
+
+    #[test]
     fn flood_fields() {
         let (h, e) = parse(&render(&OutputItem::Alert(flood()), &observer()));
         header_ok(&h, "NM-1020", "event limits reached (flood)", "5");
@@ -632,7 +701,8 @@ mod tests {
                 "cs2",
                 "floodCounts",
                 "new_connections:4000,events:100,group_budget:3880,withheld:3892,\
-                 distinct_sources:3850,spoofed_likely:true",
+                 distinct_sources:3850,folded_alerts:6,folded_accepted:1,folded_refused:2,\
+                 folded_no_answer:3,spoofed_likely:true",
             ),
             ("cs6", "answered", "accepted:5,refused:2"),
             (

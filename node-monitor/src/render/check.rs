@@ -49,7 +49,9 @@ pub(crate) fn group_flood_facts() -> Value {
         ],
         "window_start": "2024-05-01T11:59:50.123456Z",
         "window_end": "2024-05-01T12:00:00.123456Z",
-        "answered": { "accepted": 5, "refused": 2 }
+        "answered": { "accepted": 5, "refused": 2 },
+        "folded_alerts": 6,
+        "folded_by_answer": { "accepted": 1, "refused": 2, "no_answer": 3 }
     })
 }
 

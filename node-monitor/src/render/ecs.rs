@@ -7,8 +7,9 @@ use serde_json::Value;
 
 use super::{
     facts::{
-        AlertFacts, ConnectionFacts, action_name, community_id, community_id_text, is_sweep,
-        item_time, outcome, parts, rule_category, write_alert_facts, write_connection_facts,
+        AlertFacts, ConnectionFacts, action_name, community_id, community_id_text, item_time,
+        outcome, parts, rule_category, spans_connections, write_alert_facts,
+        write_connection_facts,
     },
     fragments::{FragmentCache, RuleFragments, with_fragments},
     json::{JsonOut, Members, Text, rfc3339_text},
@@ -100,7 +101,7 @@ impl Fragments {
 
 fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
     let (alert, rec) = parts(item);
-    let sweep = is_sweep(alert);
+    let sweep = spans_connections(alert);
     let mut j = JsonOut(out);
     j.raw("{\"@timestamp\":")
         .display(humantime::format_rfc3339_micros(item_time(item)))
@@ -144,7 +145,7 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
             (",\"destination\":{\"ip\":", r.dst_ip, r.dst_port),
         ] {
             j.raw(key).ip(ip);
-            // A sweep spans many connections: its ports are in node_monitor.sweep.
+            // A sweep or scan spans many connections: its ports are in node_monitor.sweep/.scan.
             if !sweep {
                 j.raw(",\"port\":").num(port);
             }
@@ -363,8 +364,8 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
             module: "node_monitor",
         },
     };
-    // A sweep spans many connections: its ports are in node_monitor.sweep, not here.
-    let sweep = is_sweep(alert);
+    // A sweep or scan spans many connections: its ports are in node_monitor.sweep/.scan. not here.
+    let sweep = spans_connections(alert);
     let port = |p| if sweep { None } else { Some(p) };
     Doc {
         timestamp: rfc3339_text(item_time(item)),
@@ -444,7 +445,7 @@ mod tests {
     use crate::{
         detect::fixture::{
             connection_alert, flood, follow_up, fragmented_alert, group_flood, handshake_alert,
-            late_answer_alert, sweep, unseen_alert,
+            late_answer_alert, scan, sweep, unseen_alert,
         },
         record::fixture::{CID, sampled},
         render::check,
@@ -475,9 +476,14 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        // Connection rules and floods are at version 2, sweeps and NM-1030 at 1.
-        let version = if ["NM-1010", "NM-1030"].contains(&v["rule"]["id"].as_str().unwrap()) {
+        // Connection rules are at version 2, sweeps, scans and NM-1030 at 1, floods at 3.
+        let version = if ["NM-1010", "NM-1011", "NM-1030"]
+            .map(Value::from)
+            .contains(&v["rule"]["id"])
+        {
             "1"
+        } else if v["rule"]["id"] == "NM-1020" {
+            "3"
         } else {
             "2"
         };
@@ -672,6 +678,37 @@ mod tests {
     }
 
     #[test]
+    fn scan_fields() {
+        let v = doc(&OutputItem::Alert(scan()));
+        alert_common(&v);
+        assert_eq!(v["event"]["action"], "port-scan");
+        assert_eq!(v["event"]["severity"], 73);
+        assert_eq!(v["rule"]["id"], "NM-1011");
+        assert_eq!(v["rule"]["name"], "control-plane port scan");
+        assert_eq!(v["rule"]["category"], "network-scan");
+        assert_eq!(v["source"], json!({ "ip": "128.232.110.120" }));
+        assert_eq!(v["destination"], json!({ "ip": "66.35.250.204" }));
+        assert!(v["network"].get("community_id").is_none());
+        assert!(v["node_monitor"].get("port_group").is_none());
+        assert_eq!(
+            v["node_monitor"]["scan"],
+            json!({
+                "ports": [2379, 2380, 6443, 10250, 10255],
+                "port_count": 5,
+                "groups": ["apiserver", "etcd-client", "etcd-peer", "kubelet", "kubelet-readonly"],
+                "window_s": 60,
+                "connections": 7,
+                "connection_alerts": 5
+            })
+        );
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains("2379, 2380, 6443, 10250, 10255") && message.contains("5 groups"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn flood_fields() {
         let v = doc(&OutputItem::Alert(flood()));
         alert_common(&v);
@@ -704,8 +741,9 @@ mod tests {
         assert_eq!(
             v["message"],
             "event limits reached (flood): group kubelet: 4000 new connections within 10s, 100 reported, 12 withheld by the \
-             per-source limit, 3880 by the group budget, 8 lost to a full ring buffer; about 3850 \
-             distinct sources (spoofed likely); the node accepted 5 and refused 2."
+             per-source limit, 3880 by the group budget, 8 lost to a full ring buffer; 6 connection \
+             alerts folded in here (1 accepted, 2 refused, 3 unanswered); about 3850 distinct \
+             sources (spoofed likely); the node accepted 5 and refused 2."
         );
     }
 

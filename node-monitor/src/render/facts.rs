@@ -34,19 +34,19 @@ pub(crate) fn parts(item: &OutputItem) -> (Option<&Alert>, Option<&FlowRecord>) 
 }
 
 /// The connection an alert is about: the record of a connection alert, the connection that
-/// crossed the threshold of a sweep; none for a flood.
+/// crossed the threshold of a sweep or scan; none for a flood.
 pub(crate) fn alert_record(alert: &Alert) -> Option<&FlowRecord> {
     match &alert.kind {
         AlertKind::Connection { record } => Some(record),
-        AlertKind::Sweep { last, .. } => Some(last),
+        AlertKind::Sweep { last, .. } | AlertKind::Scan { last, .. } => Some(last),
         AlertKind::Flood { .. } => None,
     }
 }
 
-/// Whether the item is a sweep: it spans many connections, so no format writes its ports or
-/// a single flow id.
-pub(crate) fn is_sweep(alert: Option<&Alert>) -> bool {
-    alert.is_some_and(|a| matches!(a.kind, AlertKind::Sweep { .. }))
+/// Whether the item is a sweep or a scan: it spans many connections, so no format writes its
+/// ports or a single flow id.
+pub(crate) fn spans_connections(alert: Option<&Alert>) -> bool {
+    alert.is_some_and(|a| matches!(a.kind, AlertKind::Sweep { .. } | AlertKind::Scan { .. }))
 }
 
 /// The Community ID of a record's flow.
@@ -89,6 +89,7 @@ pub(crate) fn action_name(item: &OutputItem) -> &'static str {
             }
             AlertKind::Connection { .. } => "flagged-connection",
             AlertKind::Sweep { .. } => "nodeport-sweep",
+            AlertKind::Scan { .. } => "port-scan",
             AlertKind::Flood { .. } => "event-flood",
         },
     }
@@ -110,7 +111,7 @@ pub(crate) fn outcome(rec: Option<&FlowRecord>) -> &'static str {
 }
 
 /// The port group of an item: the record's; for a sweep, the swept group; for a group's
-/// flood, the group.
+/// flood, the group; none for a scan (it spans groups: they are in its `scan.groups`).
 pub(crate) fn port_group<'a>(
     alert: Option<&'a Alert>,
     rec: Option<&'a FlowRecord>,
@@ -121,6 +122,7 @@ pub(crate) fn port_group<'a>(
             scope: FloodScope::Group(group),
             ..
         }) => Some(group),
+        Some(AlertKind::Scan { .. }) => None,
         _ => rec.map(|r| &*r.group),
     }
 }
@@ -245,6 +247,8 @@ pub(crate) struct AlertFacts<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sweep: Option<SweepDoc<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<ScanDoc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     flood: Option<FloodDoc<'a>>,
 }
 
@@ -257,6 +261,7 @@ impl AlertFacts<'_> {
             repeats_by_answer: alert.and_then(|a| a.repeats_by_answer),
             losses_since_previous: alert.map(|a| &a.losses_since_previous),
             sweep,
+            scan: alert.and_then(scan_doc),
             flood,
         }
     }
@@ -282,6 +287,10 @@ pub(crate) fn write_alert_facts(m: &mut Members, j: &mut JsonOut<'_>, a: &Alert)
         m.key(j, "sweep");
         j.serde(&s);
     }
+    if let Some(s) = scan_doc(a) {
+        m.key(j, "scan");
+        j.serde(&s);
+    }
     if let Some(f) = flood {
         m.key(j, "flood");
         j.serde(&f);
@@ -294,6 +303,42 @@ pub(crate) struct SweepDoc<'a> {
     pub ports: &'a [u16],
     pub port_count: usize,
     pub window_s: u64,
+}
+
+/// `node_monitor.scan` (ECS) / `unmapped.node_monitor.scan` (OCSF): a port scan across
+/// groups (NM-1011).
+#[derive(Serialize)]
+pub(crate) struct ScanDoc<'a> {
+    pub ports: &'a [u16],
+    pub port_count: usize,
+    pub groups: Vec<&'a str>,
+    pub window_s: u64,
+    /// Flagged connections to the scanned ports within the window ...
+    pub connections: u64,
+    /// ... of which this many raised a connection alert of their own.
+    pub connection_alerts: u64,
+}
+
+/// The scan details of an alert, if it is a scan.
+pub(crate) fn scan_doc(alert: &Alert) -> Option<ScanDoc<'_>> {
+    match &alert.kind {
+        AlertKind::Scan {
+            ports,
+            groups,
+            window,
+            connections,
+            connection_alerts,
+            ..
+        } => Some(ScanDoc {
+            ports,
+            port_count: ports.len(),
+            groups: groups.iter().map(|g| &**g).collect(),
+            window_s: window.as_secs(),
+            connections: *connections,
+            connection_alerts: *connection_alerts,
+        }),
+        _ => None,
+    }
 }
 
 /// `node_monitor.flood` (ECS) / `unmapped.node_monitor.flood` and the evidence (OCSF).
@@ -331,6 +376,10 @@ pub(crate) struct FloodSummaryDoc<'a> {
     pub window_start: Text<humantime::Rfc3339Timestamp>,
     pub window_end: Text<humantime::Rfc3339Timestamp>,
     pub answered: &'a FloodAnswers,
+    /// Connection alerts of the group folded into this one (past the cap per group and
+    /// window), and their answers.
+    pub folded_alerts: u64,
+    pub folded_by_answer: &'a AnswerCounts,
 }
 
 #[derive(Serialize)]
@@ -375,14 +424,17 @@ impl<'a> FloodSummaryDoc<'a> {
             window_start: rfc3339_text(s.start),
             window_end: rfc3339_text(s.end),
             answered: &s.answered,
+            folded_alerts: s.folded_alerts,
+            folded_by_answer: &s.folded_by_answer,
         }
     }
 }
 
-/// The sweep and flood details of an alert (at most one is `Some`).
+/// The sweep and flood details of an alert (at most one is `Some`; a scan's are in
+/// [`scan_doc`]).
 pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodDoc<'_>>) {
     match &alert.kind {
-        AlertKind::Connection { .. } => (None, None),
+        AlertKind::Connection { .. } | AlertKind::Scan { .. } => (None, None),
         AlertKind::Sweep { ports, window, .. } => (
             Some(SweepDoc {
                 ports,

@@ -102,6 +102,44 @@ impl Message<'_> {
                         num(out, window.as_secs());
                         text(out, "s.");
                     }
+                    AlertKind::Scan {
+                        source,
+                        ports,
+                        groups,
+                        window,
+                        connections,
+                        connection_alerts,
+                        ..
+                    } => {
+                        write_ip(out, *source);
+                        text(out, " reached ");
+                        num(out, ports.len() as u64);
+                        text(out, " distinct watched ports (");
+                        for (i, p) in ports.iter().enumerate() {
+                            if i > 0 {
+                                text(out, ", ");
+                            }
+                            num(out, u64::from(*p));
+                        }
+                        text(out, ") of ");
+                        num(out, groups.len() as u64);
+                        text(out, " groups (");
+                        for (i, g) in groups.iter().enumerate() {
+                            if i > 0 {
+                                text(out, ", ");
+                            }
+                            text(out, g);
+                        }
+                        text(out, ") within ");
+                        num(out, window.as_secs());
+                        text(out, "s: ");
+                        num(out, *connections);
+                        text(out, " connection");
+                        text(out, if *connections == 1 { "" } else { "s" });
+                        text(out, ", ");
+                        num(out, *connection_alerts);
+                        text(out, " of them alerted on their own.");
+                    }
                     AlertKind::Flood {
                         scope: crate::detect::FloodScope::Group(group),
                         rate_limited,
@@ -123,7 +161,20 @@ impl Message<'_> {
                         num(out, s.group_budget);
                         text(out, " by the group budget, ");
                         num(out, *ringbuf_full);
-                        text(out, " lost to a full ring buffer; about ");
+                        text(out, " lost to a full ring buffer; ");
+                        if s.folded_alerts > 0 {
+                            num(out, s.folded_alerts);
+                            text(out, " connection alert");
+                            text(out, if s.folded_alerts == 1 { "" } else { "s" });
+                            text(out, " folded in here (");
+                            num(out, s.folded_by_answer.accepted);
+                            text(out, " accepted, ");
+                            num(out, s.folded_by_answer.refused);
+                            text(out, " refused, ");
+                            num(out, s.folded_by_answer.no_answer);
+                            text(out, " unanswered); ");
+                        }
+                        text(out, "about ");
                         num(out, s.distinct_sources);
                         text(out, " distinct sources");
                         if s.spoofed_likely {

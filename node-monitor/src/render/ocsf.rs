@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::{
     facts::{
         AlertFacts, ConnectionFacts, FloodDoc, action_name, alert_record, community_id,
-        community_id_text, epoch_ms, is_sweep, item_time, parts, rule_category, sweep_flood,
-        write_alert_facts, write_connection_facts,
+        community_id_text, epoch_ms, item_time, parts, rule_category, spans_connections,
+        sweep_flood, write_alert_facts, write_connection_facts,
     },
     fragments::{FragmentCache, RuleFragments, with_fragments},
     json::{JsonOut, Members, Text},
@@ -174,8 +174,8 @@ fn write_finding(j: &mut JsonOut<'_>, item: &OutputItem, a: &Alert, frags: &mut 
     node_monitor_into(j, item, rec);
     j.raw("}},\"evidences\":[{");
     match rec {
-        // A sweep spans many connections: no ports, no single flow id.
-        Some(r) => write_connection(j, r, !is_sweep(Some(a))),
+        // A sweep or scan spans many connections: no ports, no single flow id.
+        Some(r) => write_connection(j, r, !spans_connections(Some(a))),
         // Rare (floods): serde writes the counts.
         None => {
             j.raw("\"data\":").serde(&sweep_flood(a).1);
@@ -532,8 +532,8 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
             };
             let (severity_id, severity_name) = severity(a.rule.severity);
             let rec = alert_record(a);
-            // A sweep spans many connections: no ports, no single flow id.
-            let sweep = is_sweep(Some(a));
+            // A sweep or scan spans many connections: no ports, no single flow id.
+            let sweep = spans_connections(Some(a));
             let port = |p| if sweep { None } else { Some(p) };
             let nm = node_monitor(item, rec);
             let evidence = match rec {
@@ -602,7 +602,7 @@ mod tests {
     use crate::{
         detect::fixture::{
             connection_alert, flood, follow_up, fragmented_alert, group_flood, handshake_alert,
-            late_answer_alert, sweep, unseen_alert,
+            late_answer_alert, scan, sweep, unseen_alert,
         },
         record::{
             TcpFlags,
@@ -639,8 +639,10 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["uid"], rule_id);
         assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
-        let version = if ["NM-1010", "NM-1030"].contains(&rule_id) {
+        let version = if ["NM-1010", "NM-1011", "NM-1030"].contains(&rule_id) {
             "1"
+        } else if rule_id == "NM-1020" {
+            "3"
         } else {
             "2"
         };
@@ -775,6 +777,24 @@ mod tests {
             json!({ "ports": [30001, 30002, 30003, 30004, 30005], "port_count": 5, "window_s": 60 })
         );
         assert_eq!(v["unmapped"]["node_monitor"]["port_group"], "nodeport");
+    }
+
+    #[test]
+    fn scan_fields() {
+        let v = doc(&OutputItem::Alert(scan()));
+        finding(&v, 1, 4, "NM-1011");
+        assert_eq!(v["finding_info"]["types"], json!(["network-scan"]));
+        let ev = &v["evidences"][0];
+        assert_eq!(ev["src_endpoint"], json!({ "ip": "128.232.110.120" }));
+        assert!(ev["dst_endpoint"].get("port").is_none());
+        let nm = &v["unmapped"]["node_monitor"];
+        assert_eq!(nm["scan"]["ports"], json!([2379, 2380, 6443, 10250, 10255]));
+        assert_eq!(nm["scan"]["groups"][4], "kubelet-readonly");
+        assert_eq!(
+            (&nm["scan"]["connections"], &nm["scan"]["connection_alerts"]),
+            (&json!(7), &json!(5))
+        );
+        assert!(nm.get("port_group").is_none());
     }
 
     #[test]

@@ -51,3 +51,4 @@ mod posture;
 mod prometheus;
 mod reload;
 mod rules;
+mod scans;

@@ -224,7 +224,7 @@ fn every_rule_fires_from_real_traffic() {
     let mut limited = 0;
     for f in &floods {
         assert_eq!(ju(f, "/event/severity"), 47, "{f}");
-        assert_eq!(js(f, "/rule/version"), "2", "{f}");
+        assert_eq!(js(f, "/rule/version"), "3", "{f}");
         assert_eq!(js(f, "/event/action"), "event-flood", "{f}");
         // One per group and window: the burst's group, and the sweep's (the ports past
         // the source's budget).

@@ -80,6 +80,10 @@ fn text_has_exact_lines() {
         "node_monitor_config_reloads_total{result=\"failure\"} 1",
         "node_monitor_attached_interfaces 2",
         "node_monitor_pending_answers 6",
+        "node_monitor_detector_entries{detector=\"scan\"} 12",
+        "node_monitor_detector_capacity{detector=\"dedup\"} 32768",
+        "node_monitor_detector_evictions_total{detector=\"scan\"} 3",
+        "node_monitor_detector_evictions_total{detector=\"dedup\"} 0",
         "node_monitor_ready 0",
         "# TYPE node_monitor_build_info gauge",
     ] {
@@ -169,9 +173,9 @@ fn openmetrics_ends_with_eof() {
 
 #[test]
 fn names_prefixed_counters_total_labels_bounded() {
-    const ALLOWED_LABELS: [&str; 12] = [
+    const ALLOWED_LABELS: [&str; 13] = [
         "group", "proto", "verdict", "answer", "rule", "severity", "reason", "sink", "kind",
-        "program", "result", "version",
+        "program", "result", "version", "detector",
     ];
     for text in [populated().render_text(), populated().render_openmetrics()] {
         let s = samples(&text);
@@ -205,7 +209,7 @@ fn names_prefixed_counters_total_labels_bounded() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.strip_suffix(" counter"))
         .collect();
-    assert_eq!(counters.len(), 17, "{counters:?}");
+    assert_eq!(counters.len(), 18, "{counters:?}");
     for c in &counters {
         assert!(c.ends_with("_total"), "counter {c}");
     }

@@ -1,7 +1,9 @@
 //! The metrics under test: a populated snapshot with ordinary group names, as the daemon
 //! would build one.
 
-use node_monitor::metrics::{GroupSnapshot, Metrics, ProgramSnapshot, SinkSnapshot, Snapshot};
+use node_monitor::metrics::{
+    DetectorSnapshot, GroupSnapshot, Metrics, ProgramSnapshot, SinkSnapshot, Snapshot,
+};
 use node_monitor_common::GroupStats;
 
 pub(crate) const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -148,6 +150,20 @@ pub(crate) fn snapshot() -> Snapshot {
         config_reloads: vec![("success", 2), ("failure", 1)],
         attached_interfaces: 2,
         pending_answers: 6,
+        detectors: vec![
+            DetectorSnapshot {
+                detector: "scan",
+                entries: 12,
+                capacity: 16_384,
+                evictions: 3,
+            },
+            DetectorSnapshot {
+                detector: "dedup",
+                entries: 40,
+                capacity: 32_768,
+                evictions: 0,
+            },
+        ],
     }
 }
 

@@ -29,7 +29,13 @@ fn digest_covers_every_section() {
         ("dedup_window_s: 120", "dedup_window_s: 121"),
         ("min_ports: 20", "min_ports: 21"),
         ("window_s: 30", "window_s: 31"),
+        ("min_ports: 6", "min_ports: 7"),
+        ("window_s: 45", "window_s: 46"),
         ("flood_window_s: 5", "flood_window_s: 6"),
+        (
+            "connection_alerts_per_group: 7",
+            "connection_alerts_per_group: 8",
+        ),
         ("format: cef", "format: ocsf"),
         ("keep: 5", "keep: 6"),
         ("max_size_mb: 100", "max_size_mb: 101"),

@@ -73,7 +73,9 @@ groups:
 alerts:
   dedup_window_s: 120
   sweep: { min_ports: 20, window_s: 30 }
+  scan: { min_ports: 6, window_s: 45 }
   flood_window_s: 5
+  connection_alerts_per_group: 7
 sinks:
   - {type: stdout, format: ecs}
   - {type: file, path: /var/log/node-monitor/alerts.json, format: ocsf, max_size_mb: 100, keep: 5}

@@ -31,7 +31,8 @@ fn example_parses_to_the_expected_struct() {
                     AllowEntry::Cidr(net("::/0")),
                 ],
                 action: Action::Monitor,
-                detect_sweeps: false,
+                // Not set in the file: on, as for every group of more than one port.
+                detect_sweeps: true,
             },
         ],
         sampling: Sampling {

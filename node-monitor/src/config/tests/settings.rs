@@ -16,7 +16,10 @@ fn full_example_parses_every_field() {
             dedup_window: Duration::from_secs(120),
             sweep_min_ports: 20,
             sweep_window: Duration::from_secs(30),
+            scan_min_ports: 6,
+            scan_window: Duration::from_secs(45),
             flood_window: Duration::from_secs(5),
+            connection_alerts_per_group: 7,
         }
     );
     assert_eq!(config.metrics.listen, "[::]:9100".parse().unwrap());
@@ -166,6 +169,78 @@ fn error_detect_sweeps() {
         52,
         "groups.a.detect_sweeps",
         "expected true or false",
+    );
+}
+
+#[test]
+fn detect_sweeps_defaults_to_on_for_groups_of_several_ports() {
+    let config = parse(concat!(
+        "groups:\n",
+        "  np: {protocols: [tcp, udp], ports: [\"30000-32767\"]}\n",
+        "  two: {protocols: [tcp], ports: [8080, 8443]}\n",
+        "  one: {protocols: [tcp], ports: [10250]}\n",
+        "  same: {protocols: [tcp], ports: [10251, \"10251\", \"10251-10251\"]}\n",
+        "  off: {protocols: [tcp], ports: [\"20000-20001\"], detect_sweeps: false}\n",
+        "  forced: {protocols: [tcp], ports: [10252], detect_sweeps: true}\n",
+    ));
+    let sweeps: Vec<(&str, bool)> = config
+        .groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.detect_sweeps))
+        .collect();
+    assert_eq!(
+        sweeps,
+        [
+            ("np", true),
+            ("two", true),
+            ("one", false),
+            ("same", false),
+            ("off", false),
+            ("forced", true),
+        ]
+    );
+}
+
+#[test]
+fn scan_settings_default_and_bounds() {
+    use std::time::Duration;
+    let config = parse("groups: {}\n");
+    assert_eq!(
+        (config.alerts.scan_min_ports, config.alerts.scan_window),
+        (5, Duration::from_secs(60))
+    );
+    let config = parse("alerts: {scan: {min_ports: 64, window_s: 3600}}\n");
+    assert_eq!(
+        (config.alerts.scan_min_ports, config.alerts.scan_window),
+        (64, Duration::from_secs(3600))
+    );
+    assert_error(
+        "alerts: {scan: {min_ports: 1}}\n",
+        1,
+        28,
+        "alerts.scan.min_ports",
+        "1 is out of range: must be between 2 and 64 (the scan detector keeps this many ports per source)",
+    );
+    assert_error(
+        "alerts:\n  scan:\n    min_ports: 65\n",
+        3,
+        16,
+        "alerts.scan.min_ports",
+        "must be between 2 and 64",
+    );
+    assert_error(
+        "alerts:\n  scan:\n    window_s: 0\n",
+        3,
+        15,
+        "alerts.scan.window_s",
+        "0 is out of range: must be between 1 and 3600",
+    );
+    assert_error(
+        "alerts: {scan: {ports: 3}}\n",
+        1,
+        17,
+        "alerts.scan.ports",
+        "unknown field `ports`",
     );
 }
 

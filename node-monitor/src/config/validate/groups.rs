@@ -8,7 +8,10 @@ use serde_saphyr::{Location, Spanned};
 
 use super::Validator;
 use crate::config::{
-    model::{Action, AllowEntry, Group, MAX_USER_GROUPS, PortRange, Protocol, SymbolicSet},
+    model::{
+        Action, AllowEntry, Group, MAX_USER_GROUPS, PortRange, Protocol, SymbolicSet,
+        default_detect_sweeps,
+    },
     raw::{RawGroups, RawPort},
     tables::PORT_TABLE_LEN,
 };
@@ -78,10 +81,12 @@ impl Validator<'_> {
                 name: name.value,
                 id,
                 protocols,
-                ports,
                 allow,
                 action,
-                detect_sweeps: raw_group.detect_sweeps.is_some_and(|d| d.value),
+                detect_sweeps: raw_group
+                    .detect_sweeps
+                    .map_or_else(|| default_detect_sweeps(&ports), |d| d.value),
+                ports,
             };
             self.claim_ports(&path, &group, &port_locations, &groups, &mut owners);
             groups.push(group);

@@ -30,10 +30,34 @@ const SWEEP_WINDOW: Bound = Bound {
     note: "",
     power_of_two: false,
 };
+/// At most 64: the scan detector keeps up to `min_ports` ports per tracked source, so this
+/// bounds its memory (see `detect::scan`).
+const SCAN_MIN_PORTS: Bound = Bound {
+    field: "min_ports",
+    min: 2,
+    max: 64,
+    note: " (the scan detector keeps this many ports per source)",
+    power_of_two: false,
+};
+const SCAN_WINDOW: Bound = Bound {
+    field: "window_s",
+    min: 1,
+    max: 3600,
+    note: "",
+    power_of_two: false,
+};
 const FLOOD_WINDOW: Bound = Bound {
     field: "flood_window_s",
     min: 1,
     max: 3600,
+    note: "",
+    power_of_two: false,
+};
+
+const CONNECTION_ALERTS_PER_GROUP: Bound = Bound {
+    field: "connection_alerts_per_group",
+    min: 0,
+    max: 1_000_000,
     note: "",
     power_of_two: false,
 };
@@ -81,6 +105,10 @@ impl Validator<'_> {
             None => (None, None),
             Some(s) => (s.min_ports, s.window_s),
         };
+        let (scan_min_ports, scan_window_s) = match raw.scan {
+            None => (None, None),
+            Some(s) => (s.min_ports, s.window_s),
+        };
         AlertSettings {
             dedup_window: secs(self.opt_u64(
                 "alerts",
@@ -100,12 +128,30 @@ impl Validator<'_> {
                 window_s,
                 d.sweep_window.as_secs(),
             )),
+            scan_min_ports: self.opt_u32(
+                "alerts.scan",
+                &SCAN_MIN_PORTS,
+                scan_min_ports,
+                d.scan_min_ports,
+            ),
+            scan_window: secs(self.opt_u64(
+                "alerts.scan",
+                &SCAN_WINDOW,
+                scan_window_s,
+                d.scan_window.as_secs(),
+            )),
             flood_window: secs(self.opt_u64(
                 "alerts",
                 &FLOOD_WINDOW,
                 raw.flood_window_s,
                 d.flood_window.as_secs(),
             )),
+            connection_alerts_per_group: self.opt_u32(
+                "alerts",
+                &CONNECTION_ALERTS_PER_GROUP,
+                raw.connection_alerts_per_group,
+                d.connection_alerts_per_group,
+            ),
         }
     }
 
