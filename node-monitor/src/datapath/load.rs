@@ -250,6 +250,19 @@ fn prepare_pin_dir(dir: &Path) -> Result<()> {
             path: root.to_owned(),
             error,
         })?;
+        let shared = fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|m| bpffs_mount_shared(&m, root));
+        if shared != Some(true) {
+            warn!(
+                path = %root.display(),
+                "mounted a new bpf filesystem that is not shared with the host's mount \
+                 namespace (a private mount namespace: `ip netns exec`, or a container without \
+                 the host's /sys/fs/bpf): the pins die with this daemon, so a restart adopts \
+                 nothing and the programs stop counting while it is down; mount the host's \
+                 /sys/fs/bpf here instead (README, \"Pins in a container\")"
+            );
+        }
     }
     for sub in ["maps", "links"] {
         let p = dir.join(sub);
@@ -265,6 +278,29 @@ fn prepare_pin_dir(dir: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether the bpf filesystem mounted at `mount_point` (the last such mount in
+/// `/proc/self/mountinfo` text, the one on top) is in a shared peer group (`shared:N`): a
+/// mount that propagates to the mount namespace it came from, where pins outlive this
+/// process. `None` when no bpf filesystem is mounted there.
+fn bpffs_mount_shared(mountinfo: &str, mount_point: &Path) -> Option<bool> {
+    let mut found = None;
+    for line in mountinfo.lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = before.split(' ').collect();
+        if fields.len() < 6
+            || after.split(' ').next() != Some("bpf")
+            || Path::new(fields[4]) != mount_point
+        {
+            continue;
+        }
+        found = Some(fields[6..].iter().any(|o| o.starts_with("shared:")));
+    }
+    found
 }
 
 fn is_bpffs(p: &Path) -> bool {
@@ -327,6 +363,23 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn a_shared_bpffs_mount_is_told_from_a_private_one() {
+        let root = Path::new("/sys/fs/bpf");
+        let host = "22 1 0:21 / /sys rw shared:7 - sysfs sysfs rw\n\
+                    45 22 0:40 / /sys/fs/bpf rw,relatime shared:9 - bpf bpf rw,mode=700\n";
+        assert_eq!(bpffs_mount_shared(host, root), Some(true));
+        // `ip netns exec`: a fresh /sys, then our own mount on it, in no peer group.
+        let private = "300 290 0:77 / /sys rw,relatime - sysfs netns0 rw\n\
+                       301 300 0:78 / /sys/fs/bpf rw,relatime - bpf bpf rw\n";
+        assert_eq!(bpffs_mount_shared(private, root), Some(false));
+        // The mount on top decides; a slave of the host's peer group is not shared back.
+        let stacked = format!("{host}302 45 0:79 / /sys/fs/bpf rw master:9 - bpf bpf rw\n");
+        assert_eq!(bpffs_mount_shared(&stacked, root), Some(false));
+        assert_eq!(bpffs_mount_shared(host, Path::new("/mnt")), None);
+        assert_eq!(bpffs_mount_shared("garbage\n\n - \n", root), None);
     }
 
     #[test]

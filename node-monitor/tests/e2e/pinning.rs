@@ -285,3 +285,62 @@ fn map_that_no_longer_fits_is_replaced() {
         "A -> B with a new FLOWS map",
     );
 }
+
+/// Issue 13: a daemon started with `ip netns exec` gets a fresh `/sys` in a private mount
+/// namespace, with no bpffs at `/sys/fs/bpf`: it mounts one, and its pins die with it. It
+/// must say so at start-up (and still run). Nothing of this reaches the host: the mount and
+/// the pins live in that private namespace, gone when the daemon exits.
+#[test]
+fn a_private_bpffs_is_warned_about() {
+    use std::{
+        io::{BufRead, BufReader},
+        process::Stdio,
+        sync::mpsc,
+    };
+
+    use node_monitor_lab::Child;
+
+    let lab = setup();
+    let cfg = TempFile::new("private-bpffs.yaml", &test_config(&[]));
+    let pin = format!("/sys/fs/bpf/{}", node_monitor_lab::NAME_PREFIX);
+    let mut cmd = lab.node.command(daemon::BIN);
+    cmd.args([
+        "run",
+        "--iface",
+        "eth0",
+        "--config",
+        cfg.as_str(),
+        "--pin-dir",
+        &pin,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = context(Child::spawn(&mut cmd));
+    let stderr = child.take_stderr().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut warned, mut started, mut seen) = (false, false, Vec::new());
+    while Instant::now() < deadline && !(warned && started) {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        warned |= line.contains("not shared with the host's mount namespace")
+            && line.contains("a restart adopts nothing");
+        started |= line.contains("ready") && line.contains("attachments");
+        seen.push(line);
+    }
+    let _ = child.stop(Duration::from_secs(5));
+    assert!(
+        warned,
+        "no warning about the private bpffs: {}",
+        seen.join("\n")
+    );
+    assert!(started, "the daemon did not run on: {}", seen.join("\n"));
+}
