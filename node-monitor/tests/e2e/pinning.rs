@@ -344,3 +344,73 @@ fn a_private_bpffs_is_warned_about() {
     );
     assert!(started, "the daemon did not run on: {}", seen.join("\n"));
 }
+
+/// Issue 13: `kill -9` with pins under the host's bpffs. The programs stay attached and keep
+/// counting while nobody reads; the events of the gap wait in the pinned ring buffer; the
+/// restarted daemon adopts everything, delivers the gap's alert and its follow-up, and the
+/// accounting identity holds over the whole run (the counters are the pinned ones: 3 + 5 + 2
+/// attempts). What the killed daemon held in memory is lost with it: here the follow-up of
+/// its open dedup series (its first alert had gone out).
+#[test]
+fn kill_9_keeps_counting_and_the_restart_delivers_the_gap() {
+    use nix::{
+        sys::signal::{Signal, kill},
+        unistd::Pid,
+    };
+
+    let lab = setup();
+    let pin = context(BpfPinDir::new("kill9"));
+    let cfg = TempFile::new("kill9.yaml", &test_config(&[]));
+    let args = ["--config", cfg.as_str()];
+    let mut a = context(Daemon::start(&lab.node, &pin.path, &args));
+    let first = readonly_attempts(&lab, &[43001, 43002, 43003]);
+    assert!(a.wait_records(Duration::from_secs(3), |r| !r.is_empty()));
+    assert!(
+        wait_suppressed(&lab, &a, 2.0),
+        "A did not see all 3 attempts"
+    );
+    assert_same_records(&a.records(), vec![readonly_alert(first[0], "xdp")]);
+    kill(Pid::from_raw(a.pid() as i32), Signal::SIGKILL).expect("kill -9");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!a.is_running(), "A survived kill -9");
+    let link = eth0_link(&lab);
+    assert!(
+        link.contains("xdp"),
+        "XDP detached with the daemon:\n{link}"
+    );
+
+    // Nobody reads: five more attempts, counted and queued in the pinned ring.
+    let gap = readonly_attempts(&lab, &[43011, 43012, 43013, 43014, 43015]);
+
+    let b = context(Daemon::start(&lab.node, &pin.path, &args));
+    assert!(
+        b.stderr().contains("adopted"),
+        "B did not adopt the pins:\n{}",
+        b.stderr()
+    );
+    let after = readonly_attempts(&lab, &[43021, 43022]);
+    assert!(
+        wait_suppressed(&lab, &b, 6.0),
+        "B did not see the gap's and its own attempts"
+    );
+    let fin = context(b.stop());
+    fin.counters.check_invariants();
+    // The gap's first attempt alerts; the other four and B's two fold into its follow-up.
+    assert_same_records(
+        &fin.records,
+        vec![
+            readonly_alert(gap[0], "xdp"),
+            readonly_alert(after[1], "xdp").folded(6),
+        ],
+    );
+    let c = readonly(&fin.counters);
+    assert_eq!(
+        (c.packets, c.new_conns, c.events),
+        (10, 10, 10),
+        "the pinned counters went on across the kill: {c:?}"
+    );
+    drop(a);
+}
