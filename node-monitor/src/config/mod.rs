@@ -14,6 +14,7 @@
 //!    canonical form and digest (`canonical`) and reload plans (`reload`).
 
 mod canonical;
+mod cluster;
 mod error;
 mod iface;
 mod model;
@@ -34,6 +35,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use cluster::{ClusterMode, ClusterSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use iface::{MAX_IFACE_NAME, check_iface_pattern, is_glob};
 pub use model::{

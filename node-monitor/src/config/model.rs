@@ -30,6 +30,8 @@ pub struct Config {
     /// Never empty: `[stdout, ecs]` when the file has no `sinks`.
     pub sinks: Vec<SinkSpec>,
     pub metrics: MetricsSettings,
+    /// Identity from the Kubernetes API (`cluster.rs`).
+    pub cluster: super::cluster::ClusterSettings,
 }
 
 /// Sampling of allowed flows into flow records.

@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub(super) alerts: Option<RawAlerts>,
     pub(super) sinks: Option<Spanned<Vec<Spanned<RawSink>>>>,
     pub(super) metrics: Option<RawMetrics>,
+    pub(super) cluster: Option<RawCluster>,
 }
 
 /// The `groups` mapping, in file order.
@@ -193,4 +194,14 @@ impl<'de> Deserialize<'de> for RawHeaders {
         }
         deserializer.deserialize_map(HeadersVisitor)
     }
+}
+
+/// The `cluster` section (see `cluster.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) enabled: Option<Spanned<String>>,
+    pub(super) node_name: Option<Spanned<String>>,
+    pub(super) resync_s: Option<Spanned<u64>>,
+    pub(super) stale_after_s: Option<Spanned<u64>>,
 }

@@ -43,6 +43,7 @@ fn example_parses_to_the_expected_struct() {
         alerts: AlertSettings::DEFAULT,
         sinks: vec![SinkSpec::default_stdout()],
         metrics: MetricsSettings::DEFAULT,
+        cluster: ClusterSettings::DEFAULT,
     };
     assert_eq!(parse(EXAMPLE), expected);
 }
