@@ -42,6 +42,7 @@ pub fn flagged() -> FlowRecord {
         packet_length: 60,
         ktime_ns: 42,
         sampled: false,
+        identity: None,
     }
 }
 
@@ -65,6 +66,7 @@ pub fn sampled() -> FlowRecord {
         vlan: vec![],
         tcp_flags: None,
         sampled: true,
+        identity: None,
         ..flagged()
     }
 }
@@ -124,6 +126,7 @@ pub fn sampled_from_port(src_port: u16) -> FlowRecord {
         tcp_flags: None,
         ktime_ns: 0,
         sampled: true,
+        identity: None,
         ..flagged()
     }
 }
