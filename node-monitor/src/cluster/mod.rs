@@ -10,7 +10,8 @@
 //!   with backoff, resync and the watch state;
 //! - `objects` and `store`: what is kept of each object, and the stores the watches feed;
 //! - `index`: the snapshot lookups read, rebuilt after a change and published whole;
-//! - `lookup`: a record's identity from a snapshot.
+//! - `lookup`: a record's identity from a snapshot;
+//! - `sets`: the allow sets from a snapshot.
 //!
 //! Nothing here blocks the data path or the alert pipeline: the watches write the stores
 //! under a mutex that only they and the index builder take; a lookup clones the published
@@ -20,6 +21,7 @@ mod connect;
 mod index;
 mod lookup;
 mod objects;
+mod sets;
 mod store;
 mod watch;
 
@@ -50,6 +52,7 @@ use k8s_openapi::api::{
 use kube::{Api, Client, core::PartialObjectMeta, runtime::watcher};
 pub use lookup::View;
 pub use objects::CONTROL_PLANE_LABEL;
+pub use sets::set_values;
 use store::Stores;
 use tokio::{sync::Notify, task::JoinHandle};
 use watch::KindWatch;

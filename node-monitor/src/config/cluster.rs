@@ -87,3 +87,30 @@ pub(super) fn check_node_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+impl super::Config {
+    /// The embedded default as it runs when a cluster is found: the kubelet allows
+    /// `control-plane-nodes`, `apiserver-endpoints` and `nodes`, etcd (client and peer)
+    /// `control-plane-nodes`, in place of `node-subnets`. Other groups, and groups of other
+    /// names, are left as they are.
+    #[must_use]
+    pub fn with_cluster_defaults(mut self) -> super::Config {
+        use super::model::{AllowEntry, SymbolicSet};
+        for g in &mut self.groups {
+            let sets: &[SymbolicSet] = match g.name.as_str() {
+                "kubelet" => &[
+                    SymbolicSet::ControlPlaneNodes,
+                    SymbolicSet::ApiserverEndpoints,
+                    SymbolicSet::Nodes,
+                ],
+                "etcd-client" | "etcd-peer" => &[SymbolicSet::ControlPlaneNodes],
+                _ => continue,
+            };
+            if g.allow != [AllowEntry::Set(SymbolicSet::NodeSubnets)] {
+                continue;
+            }
+            g.allow = sets.iter().map(|&s| AllowEntry::Set(s)).collect();
+        }
+        self
+    }
+}

@@ -38,6 +38,32 @@ pub struct Snapshot {
     pub attached_interfaces: u64,
     /// Flagged attempts waiting for the node's answer.
     pub pending_answers: u64,
+    /// The cluster cache, when the daemon watches a cluster.
+    pub cluster: Option<ClusterSnapshot>,
+}
+
+/// The cluster cache's watches (issue 8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    pub kinds: Vec<ClusterKindSnapshot>,
+    /// The published index was built after every kind had completed its first list.
+    pub synced: bool,
+    /// Seconds since the longest-failing watch first failed; 0 while all are healthy.
+    pub cache_age_s: u64,
+}
+
+/// One watched kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterKindSnapshot {
+    /// `node`, `pod`, `service`, `endpointslice`, `replicaset`, `job`.
+    pub kind: &'static str,
+    /// `starting`, `synced` or `failing`.
+    pub state: &'static str,
+    pub objects: u64,
+    /// When its last list completed (seconds since the epoch); 0: never.
+    pub last_sync_unix_s: u64,
+    pub errors: u64,
+    pub lists: u64,
 }
 
 /// Kernel counters of one (group, protocol, verdict) slot.

@@ -145,6 +145,7 @@ pub(crate) fn snapshot() -> Snapshot {
         config_reloads: vec![("success", 2), ("failure", 1)],
         attached_interfaces: 2,
         pending_answers: 6,
+        cluster: None,
     }
 }
 

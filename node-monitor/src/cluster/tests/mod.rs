@@ -10,9 +10,9 @@ use std::{net::IpAddr, time::Duration};
 use fake_api::FakeApi;
 use objects::{PodSpec, apiserver_slice, job, label, node, other_slice, replicaset, service};
 
-use super::{Backoff, Cluster, Kind, View, WatchState};
+use super::{Backoff, Cluster, Kind, Snapshot, View, WatchState, set_values};
 use crate::{
-    config::{ClusterMode, ClusterSettings, Protocol},
+    config::{ClusterMode, ClusterSettings, Config, Protocol},
     record::SourceIdentity,
 };
 
@@ -75,6 +75,20 @@ fn synced(v: &View) -> bool {
     v.cache().synced
 }
 
+/// The dual-stack worker of [`seed`].
+fn worker_1() -> serde_json::Value {
+    node(
+        "worker-1",
+        &[
+            ("InternalIP", "198.51.100.20"),
+            ("InternalIP", "2001:db8:1::20"),
+            ("ExternalIP", "198.51.100.120"),
+        ],
+        &["203.0.113.64/26", "2001:db8:64::/64"],
+        &["worker"],
+    )
+}
+
 /// A small cluster: a control plane and a dual-stack worker, pods of every kind of owner.
 fn seed(api: &FakeApi) {
     api.apply(
@@ -86,19 +100,7 @@ fn seed(api: &FakeApi) {
             &["control-plane"],
         ),
     );
-    api.apply(
-        "nodes",
-        node(
-            "worker-1",
-            &[
-                ("InternalIP", "198.51.100.20"),
-                ("InternalIP", "2001:db8:1::20"),
-                ("ExternalIP", "198.51.100.120"),
-            ],
-            &["203.0.113.64/26", "2001:db8:64::/64"],
-            &["worker"],
-        ),
-    );
+    api.apply("nodes", worker_1());
     api.apply("replicasets", replicaset("shop", "web-6b7d9c", Some("web")));
     api.apply("replicasets", replicaset("shop", "lone-5f5f5f", None));
     api.apply("jobs", job("batch", "report-28900000", Some("report")));
@@ -611,4 +613,100 @@ async fn forbidden_kinds_keep_the_cache_unsynced_and_lookups_unblocked() {
         who(v, "203.0.113.69").contains("CronJob/report")
     })
     .await;
+}
+
+#[tokio::test]
+async fn allow_sets_follow_the_cluster() {
+    let cfg = Config::from_yaml(
+        r#"groups:
+  kubelet: {protocols: [tcp], ports: [10250], allow: [control-plane-nodes, apiserver-endpoints, nodes, {pods: {namespace: shop, selector: "app=web"}}]}
+  etcd-peer: {protocols: [tcp], ports: [2380], allow: [control-plane-nodes]}
+  kube-proxy-healthz: {protocols: [tcp], ports: [10256], allow: [pod-cidrs]}
+"#,
+        "test.yaml",
+    )
+    .unwrap();
+    let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+    let subnets = [net("198.51.100.0/24")];
+    // Before the first lists are in, the cluster sets stand in for node-subnets.
+    let before = set_values(&Snapshot::default(), &cfg, &subnets);
+    assert_eq!(before.control_plane_nodes, subnets);
+    assert_eq!(before.nodes, subnets);
+    assert!(before.pods.is_empty());
+    let api = FakeApi::start(500).await;
+    seed(&api);
+    let cluster = start(&api);
+    until(&cluster, "synced and indexed", |v| {
+        v.cache().synced && who(v, "203.0.113.66").starts_with("pod")
+    })
+    .await;
+    let sets = set_values(&cluster.snapshot(), &cfg, &subnets);
+    assert_eq!(sets.control_plane_nodes, [net("198.51.100.10/32")]);
+    assert_eq!(sets.apiserver_endpoints, [net("198.51.100.10/32")]);
+    assert_eq!(sets.nodes.len(), 4);
+    assert_eq!(
+        sets.pod_cidrs,
+        [
+            net("203.0.113.0/26"),
+            net("203.0.113.64/26"),
+            net("2001:db8:64::/64")
+        ]
+    );
+    assert_eq!(sets.pods.len(), 1);
+    assert_eq!(
+        sets.pods[0].1,
+        [net("203.0.113.66/32"), net("2001:db8:64::66/128")]
+    );
+    let etcd = |sets| {
+        cfg.resolve_allowlists_with(sets)
+            .into_iter()
+            .filter(|(g, _)| *g == 2)
+            .map(|(_, n)| n)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(etcd(&sets), [net("198.51.100.10/32")]);
+    // The worker gains the control-plane label: its addresses join etcd's allowlist.
+    let generation = cluster.generation();
+    api.apply(
+        "nodes",
+        label(worker_1(), "node-role.kubernetes.io/control-plane", ""),
+    );
+    until(&cluster, "the new control-plane node is in the set", |_| {
+        set_values(&cluster.snapshot(), &cfg, &subnets)
+            .control_plane_nodes
+            .len()
+            == 4
+    })
+    .await;
+    assert!(cluster.generation() > generation);
+    let sets = set_values(&cluster.snapshot(), &cfg, &subnets);
+    assert_eq!(
+        etcd(&sets),
+        [
+            net("198.51.100.10/32"),
+            net("198.51.100.20/32"),
+            net("198.51.100.120/32"),
+            net("2001:db8:1::20/128")
+        ]
+    );
+    // A new pod of the selected app joins its set; one of another app does not.
+    api.apply(
+        "pods",
+        PodSpec::new("shop", "web-6b7d9c-k8k8k", "worker-1", &["203.0.113.90"]).json(),
+    );
+    api.apply(
+        "pods",
+        PodSpec::new("shop", "cart-1", "worker-1", &["203.0.113.91"]).json(),
+    );
+    until(&cluster, "the new web pod is in the set", |_| {
+        set_values(&cluster.snapshot(), &cfg, &subnets).pods[0]
+            .1
+            .contains(&net("203.0.113.90/32"))
+    })
+    .await;
+    assert!(
+        !set_values(&cluster.snapshot(), &cfg, &subnets).pods[0]
+            .1
+            .contains(&net("203.0.113.91/32"))
+    );
 }

@@ -283,5 +283,5 @@ fn symbolic_set_names_round_trip() {
         assert_eq!(SymbolicSet::from_name(set.name()), Some(set));
         assert_eq!(parse_allow_entry(set.name()), Ok(AllowEntry::Set(set)));
     }
-    assert_eq!(SymbolicSet::from_name("nodes"), None);
+    assert_eq!(SymbolicSet::from_name("node"), None);
 }
