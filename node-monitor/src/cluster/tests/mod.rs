@@ -710,3 +710,52 @@ async fn allow_sets_follow_the_cluster() {
             .contains(&net("203.0.113.91/32"))
     );
 }
+
+#[test]
+fn cluster_metrics_render() {
+    use crate::metrics::{ClusterKindSnapshot, ClusterSnapshot, Metrics, Snapshot as Counters};
+    let m = Metrics::new();
+    m.update(&Counters {
+        cluster: Some(ClusterSnapshot {
+            kinds: vec![
+                ClusterKindSnapshot {
+                    kind: "pod",
+                    state: "failing",
+                    objects: 8,
+                    last_sync_unix_s: 1_764_800_000,
+                    errors: 3,
+                    lists: 2,
+                },
+                ClusterKindSnapshot {
+                    kind: "node",
+                    state: "synced",
+                    objects: 2,
+                    last_sync_unix_s: 1_764_800_001,
+                    errors: 0,
+                    lists: 1,
+                },
+            ],
+            synced: true,
+            cache_age_s: 42,
+        }),
+        ..Counters::default()
+    });
+    let text = m.render_text();
+    for line in [
+        "node_monitor_cluster_watch_state{kind=\"pod\",state=\"failing\"} 1",
+        "node_monitor_cluster_watch_state{kind=\"pod\",state=\"synced\"} 0",
+        "node_monitor_cluster_watch_state{kind=\"node\",state=\"synced\"} 1",
+        "node_monitor_cluster_objects{kind=\"pod\"} 8",
+        "node_monitor_cluster_last_sync_timestamp_seconds{kind=\"node\"} 1764800001",
+        "node_monitor_cluster_watch_errors_total{kind=\"pod\"} 3",
+        "node_monitor_cluster_lists_total{kind=\"pod\"} 2",
+        "node_monitor_cluster_synced 1",
+        "node_monitor_cluster_cache_age_seconds 42",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // Without a cluster, none of these families.
+    let m = Metrics::new();
+    m.update(&Counters::default());
+    assert!(!m.render_text().contains("node_monitor_cluster_"));
+}
