@@ -25,6 +25,14 @@ mod sets;
 mod store;
 mod watch;
 
+#[cfg(any(test, feature = "test-support"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    reason = "test support: a fake API server fails loudly on what a test did not expect"
+)]
+pub mod testing;
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

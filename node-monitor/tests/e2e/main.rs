@@ -41,6 +41,7 @@ mod cli;
 mod enforcement;
 mod formats;
 mod hotplug;
+mod identity;
 mod integrity;
 mod modes;
 mod opener;

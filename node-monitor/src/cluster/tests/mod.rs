@@ -1,16 +1,16 @@
-//! The cluster cache against an in-process API server (`fake_api`) that lists and watches as
+//! The cluster cache against an in-process API server (`testing::fake_api`) that lists and watches as
 //! the real one does: what each address resolves to, through adds, updates, deletes, IP
 //! reuse, dual stack, host networking, NodePort changes, node labels, and an API server that
 //! goes away and comes back.
-mod fake_api;
-mod objects;
-
 use std::{net::IpAddr, time::Duration};
 
-use fake_api::FakeApi;
-use objects::{PodSpec, apiserver_slice, job, label, node, other_slice, replicaset, service};
-
-use super::{Backoff, Cluster, Kind, Snapshot, View, WatchState, set_values};
+use super::{
+    Backoff, Cluster, Kind, Snapshot, View, WatchState, set_values,
+    testing::{
+        FakeApi,
+        objects::{PodSpec, apiserver_slice, job, label, node, other_slice, replicaset, service},
+    },
+};
 use crate::{
     config::{ClusterMode, ClusterSettings, Config, Protocol},
     record::SourceIdentity,

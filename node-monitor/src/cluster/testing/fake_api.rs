@@ -164,6 +164,19 @@ impl FakeApi {
         self.serve(listener.expect("the fake API server's port is free again"));
     }
 
+    /// Where it listens (127.0.0.1 of the network namespace it was started in).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kubeconfig for this server, as `KUBECONFIG` names it.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
+            self.addr
+        )
+    }
+
     /// A kube client for this server.
     pub fn client(&self) -> kube::Client {
         let url = format!("http://{}", self.addr).parse().unwrap();
