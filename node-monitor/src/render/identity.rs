@@ -299,6 +299,61 @@ pub(crate) fn write_orchestrator_source(j: &mut JsonOut<'_>, rec: Option<&FlowRe
     }
 }
 
+/// Appends the identity to an alert's or flow's message: ` Source: pod shop/web-1
+/// (Deployment web, node worker-2); to node worker-1, Service shop/web.` (nothing without
+/// identity).
+pub(crate) fn write_sentence(out: &mut Vec<u8>, rec: &FlowRecord) {
+    let Some(id) = rec.identity.as_deref() else {
+        return;
+    };
+    let mut t = |s: &str| out.extend_from_slice(s.as_bytes());
+    t(" Source: ");
+    match &id.source {
+        SourceIdentity::Pod(p) => {
+            t("pod ");
+            t(&p.namespace);
+            t("/");
+            t(&p.name);
+            t(" (");
+            t(&p.workload.kind);
+            t(" ");
+            t(&p.workload.name);
+            if let Some(n) = &p.node {
+                t(", node ");
+                t(n);
+            }
+            t(")");
+        }
+        SourceIdentity::Node(n) => {
+            t("node ");
+            t(&n.name);
+        }
+        SourceIdentity::HostNetwork(n) => {
+            t("node ");
+            t(&n.name);
+            t(" (host network)");
+        }
+        SourceIdentity::External => t("outside the cluster"),
+        SourceIdentity::Unresolved => t("unresolved"),
+    }
+    if !id.cache.synced {
+        t(", identity cache not synced");
+    } else if id.cache.stale {
+        t(", identity stale");
+    }
+    if let Some(n) = &id.destination.node {
+        t("; to node ");
+        t(n);
+    }
+    if let Some(s) = &id.destination.service {
+        t(", Service ");
+        t(&s.namespace);
+        t("/");
+        t(&s.name);
+    }
+    t(".");
+}
+
 /// The CEF keys of a record's identity, as `(key, value)` pairs in writing order: `suser`
 /// (`namespace/pod`), `suid` (pod uid), `shost` (the source's node), `flexString2`
 /// (`pod Deployment/web`, `node`, `host_network`, `external`, `unresolved`, then
@@ -392,6 +447,27 @@ mod tests {
         assert_eq!(
             nm["identity_cache"],
             json!({"synced": true, "stale": false, "age_s": 0})
+        );
+        assert!(
+            v["message"].as_str().unwrap().ends_with(
+                "). Source: pod shop/evil-6b7d9c-x2x9z (Deployment evil, node worker-1); to node worker-1, Service shop/web."
+            ),
+            "{}",
+            v["message"]
+        );
+        let v = ecs::to_value(&alert_with(2), &observer());
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("). Source: node cp-1 (host network).")
+        );
+        let v = ecs::to_value(&alert_with(4), &observer());
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("). Source: unresolved, identity cache not synced; to node worker-1.")
         );
     }
 

@@ -51,6 +51,7 @@ impl Message<'_> {
                 text(out, ", ");
                 text(out, r.action.as_str());
                 text(out, ").");
+                super::identity::write_sentence(out, r);
             }
             OutputItem::Alert(a) => {
                 text(out, a.rule.name);
@@ -74,6 +75,7 @@ impl Message<'_> {
                             text(out, ", still open after a reload revoked its source");
                         }
                         text(out, ").");
+                        super::identity::write_sentence(out, r);
                     }
                     AlertKind::Sweep {
                         source,
