@@ -3,8 +3,9 @@
 //! from the snapshot of their first page; watches from a resourceVersion as JSON lines
 //! (ADDED, MODIFIED, DELETED), with BOOKMARK events; a resourceVersion older than the last
 //! compaction answered with a 410 Gone ERROR event; metadata-only lists and watches
-//! (`Accept: ...;as=PartialObjectMetadata...`); 403 on demand. Plain HTTP on 127.0.0.1 (the
-//! client is kube's own, configured with an `http://` URL: the TLS layer is not under test).
+//! (`Accept: ...;as=PartialObjectMetadata...`); 403 on demand. HTTPS on 127.0.0.1, with a
+//! self-signed certificate (rcgen) for `127.0.0.1` that the client trusts as its CA, as a
+//! kubeconfig's `certificate-authority-data` makes it.
 //!
 //! It can stop (the listener closes and every open connection is cut, as when an API server
 //! goes away) and start again on the same port.
@@ -79,6 +80,40 @@ struct ApiState {
     forbidden: HashSet<&'static str>,
 }
 
+/// The server's certificate and key, made once per server.
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    /// The certificate, DER (the client's root) and PEM (the kubeconfig's CA data).
+    der: Vec<u8>,
+    pem: String,
+}
+
+impl Tls {
+    fn new() -> Tls {
+        use tokio_rustls::rustls;
+        let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .unwrap();
+        let der = cert.der().to_vec();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .unwrap();
+        Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            der,
+            pem: cert.pem(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Ctx {
     state: Arc<Mutex<ApiState>>,
@@ -90,6 +125,7 @@ struct Ctx {
 /// The fake API server.
 pub struct FakeApi {
     ctx: Ctx,
+    tls: Arc<Tls>,
     addr: SocketAddr,
     stop: Option<watch::Sender<bool>>,
 }
@@ -107,6 +143,7 @@ impl FakeApi {
         let addr = listener.local_addr().unwrap();
         let mut api = FakeApi {
             ctx,
+            tls: Arc::new(Tls::new()),
             addr,
             stop: None,
         };
@@ -118,6 +155,7 @@ impl FakeApi {
         let (stop, mut stopped) = watch::channel(false);
         self.stop = Some(stop);
         let app = Router::new().fallback(handle).with_state(self.ctx.clone());
+        let acceptor = self.tls.acceptor.clone();
         tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
@@ -126,7 +164,9 @@ impl FakeApi {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let service = TowerToHyperService::new(app.clone());
+                        let acceptor = acceptor.clone();
                         conns.spawn(async move {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
                             let _ = hyper::server::conn::http1::Builder::new()
                                 .serve_connection(TokioIo::new(stream), service)
                                 .await;
@@ -172,15 +212,18 @@ impl FakeApi {
     /// A kubeconfig for this server, as `KUBECONFIG` names it.
     pub fn kubeconfig(&self) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
-            self.addr
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
+            self.addr,
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.tls.pem)
         )
     }
 
     /// A kube client for this server.
     pub fn client(&self) -> kube::Client {
-        let url = format!("http://{}", self.addr).parse().unwrap();
-        kube::Client::try_from(kube::Config::new(url)).unwrap()
+        let url = format!("https://{}", self.addr).parse().unwrap();
+        let mut config = kube::Config::new(url);
+        config.root_cert = Some(vec![self.tls.der.clone()]);
+        kube::Client::try_from(config).unwrap()
     }
 
     /// Creates or replaces an object (`kubectl get -o json` shape), as ADDED or MODIFIED.
