@@ -3,5 +3,6 @@
 //! objects shaped as `kubectl get -o json` prints them.
 pub mod fake_api;
 pub mod objects;
+pub mod synthetic;
 
 pub use fake_api::FakeApi;
