@@ -1,13 +1,49 @@
-//! Event budgets: how many events a source may send.
-use node_monitor_common::{Addr, Settings, source_budget_take, source_slot};
+//! Event budgets: how many events a source may send, and how many a group may send
+//! node-wide.
+use node_monitor_common::{Addr, Settings, source_budget_take, source_slot, token_bucket_take};
 
-use crate::{allow::same_addr, maps::SOURCES};
+use crate::{
+    allow::same_addr,
+    maps::{GROUP_BUDGET, SOURCES},
+};
+
+/// What the budgets decided for one new connection's event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// Within both budgets: send it.
+    Send,
+    /// Withheld by the source's own budget (`lost_rate_limited`).
+    RateLimited,
+    /// Withheld by the group's node-wide budget (`lost_group_budget`).
+    OverGroup,
+}
+
+/// May this event be sent? First the source's budget ([`take_source_budget`]), then the
+/// group's node-wide budget ([`take_group_budget`]): a source that its own budget stops
+/// never spends the group's tokens, so one noisy source cannot use up what others need.
+#[inline(always)]
+pub(crate) fn take_budget(
+    family: u8,
+    src: &Addr,
+    now: u64,
+    settings: &Settings,
+    group: u8,
+    flagged: bool,
+) -> Budget {
+    if !take_source_budget(family, src, now, settings, group, flagged) {
+        return Budget::RateLimited;
+    }
+    if !take_group_budget(now, settings, group, flagged) {
+        return Budget::OverGroup;
+    }
+    Budget::Send
+}
 
 /// May the source send this event? See [`source_budget_take`]: flagged and allowed events
 /// have budgets of their own. A source that finds its slot held by another takes the slot
 /// over as it is (buckets and reported groups): a takeover never brings a fresh bucket.
 #[inline(always)]
-pub(crate) fn take_budget(
+fn take_source_budget(
     family: u8,
     src: &Addr,
     now: u64,
@@ -30,4 +66,28 @@ pub(crate) fn take_budget(
         slot.family = family;
     }
     source_budget_take(slot, now, rate, group, flagged)
+}
+
+/// May the group send one more event node-wide? A token bucket per group and kind
+/// (flagged, allowed) in one array slot shared by all CPUs, so that the budget holds
+/// whichever CPUs a flood lands on (a per-CPU share of the rate would starve a group whose
+/// traffic one CPU receives). Updates are not atomic: a race between CPUs can only let one
+/// more event through or lose one refill; the budget stays bounded.
+#[inline(always)]
+fn take_group_budget(now: u64, settings: &Settings, group: u8, flagged: bool) -> bool {
+    let rate = settings.events_per_group;
+    if rate == 0 {
+        return true;
+    }
+    let Some(slot) = GROUP_BUDGET.get_ptr_mut(u32::from(group)) else {
+        return true;
+    };
+    // SAFETY: a map value pointer shared by all CPUs; see above for what a race can do.
+    let slot = unsafe { &mut *slot };
+    let bucket = if flagged {
+        &mut slot.flagged
+    } else {
+        &mut slot.allowed
+    };
+    token_bucket_take(bucket, now, rate)
 }

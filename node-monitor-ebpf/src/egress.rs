@@ -37,6 +37,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) {
             } else {
                 return;
             };
+            crate::summary::count_answer(l3.proto, l4.src_port, answer);
             let Ok((src, dst)) = parse::addresses(pkt, &l3) else {
                 return;
             };

@@ -1,5 +1,5 @@
 //! Events to userspace through the ring buffer.
-use node_monitor_common::{Event, FlowKey};
+use node_monitor_common::{Event, FlowKey, GroupStats};
 
 use crate::{
     Meta,
@@ -55,4 +55,22 @@ pub(crate) fn emit(
     });
     entry.submit(0);
     true
+}
+
+/// Writes one event and counts it in `stats`: sent, or lost to a full ring buffer.
+#[inline(always)]
+pub(crate) fn send(
+    meta: &Meta,
+    l3: &L3,
+    l4: &L4,
+    key: &FlowKey,
+    now: u64,
+    ev: &EventFacts,
+    stats: &mut GroupStats,
+) {
+    if emit(meta, l3, l4, key, now, ev) {
+        stats.events += 1;
+    } else {
+        stats.lost_ringbuf_full += 1;
+    }
 }

@@ -1,21 +1,21 @@
 //! The ingress path shared by XDP and tc ingress.
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use node_monitor_common::{
-    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, EVENT_FLAGGED, EVENT_SAMPLED,
-    FlowKey, FlowState, GROUP_NONE, IPPROTO_TCP, IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP,
-    PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn,
-    stats_index, tcp_starts_attempt,
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, Addr, EVENT_FLAGGED,
+    EVENT_SAMPLED, FlowKey, FlowState, GROUP_NONE, GroupStats, IPPROTO_TCP, IPPROTO_UDP,
+    OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST,
+    VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn, stats_index, tcp_starts_attempt,
 };
 
 use crate::{
     Meta,
     allow::is_allowed,
-    budget::take_budget,
+    budget::{Budget, take_budget},
     count_reason,
-    emit::{EventFacts, emit},
+    emit::{EventFacts, send},
     maps::{FLOWS, GROUP_STATS, SETTINGS},
     parse::{self, Packet, Reason},
-    port_group, revoke,
+    port_group, revoke, summary,
 };
 
 /// The shared ingress path: classify, count, detect new connections, emit events.
@@ -108,14 +108,13 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
 
     // New connection: the first UDP datagram of an idle 5-tuple; for TCP, a segment without
     // ACK and RST: a pure SYN (an attempt), or a stealth probe such as NULL/FIN/Xmas.
-    // Other segments of an allowed source end here; a denied source's may belong to a flow
-    // opened before a reload revoked the source.
+    // Other segments end here, but for a denied source's once a config has revoked
+    // something: they may belong to a flow opened while the source was allowed.
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
-    if !candidate && verdict != VERDICT_DENIED {
+    if !candidate && (verdict != VERDICT_DENIED || settings.revoked_generation == 0) {
         return Ok(action);
     }
     let dst = parse::address(pkt, &l3, true)?;
-    let now = unsafe { bpf_ktime_get_ns() };
     let key = FlowKey {
         src_addr: src,
         dst_addr: dst,
@@ -125,15 +124,16 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         family: l3.family,
         _pad: 0,
     };
-    if !candidate {
-        if let Some(f) = FLOWS.get_ptr_mut(&key) {
-            // SAFETY: a map value pointer; racing updates of these plain fields are benign.
-            if revoke::revoked(unsafe { &mut *f }, settings.generation) {
-                revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
-            }
-        }
-        return Ok(action);
-    }
+    // The flow entry is looked up now but inserted only once the budgets have decided: a
+    // denied source past its budget inserts nothing, so that a flood of spoofed sources
+    // cannot evict the entries of real flows from the LRU table.
+    let entry = FLOWS.get_ptr_mut(&key);
+    // A candidate needs the clock at once; another segment only if it reveals a revoked flow.
+    let mut now = if candidate {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
     let flagged = u8::from(verdict == VERDICT_DENIED);
     let opener = if l3.proto == IPPROTO_UDP {
         OPENER_UDP
@@ -142,62 +142,59 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     } else {
         OPENER_PROBE
     };
-    let is_new = match FLOWS.get_ptr_mut(&key) {
+    // A denied packet of a flow opened while its source was allowed: reported once, below.
+    let mut revoked_flow = false;
+    let is_new = match entry {
         Some(f) => {
             // SAFETY: a map value pointer; racing updates of these plain fields are benign.
             let f = unsafe { &mut *f };
-            let idle = now.saturating_sub(f.last_ns) > settings.flow_idle_ns;
-            let new = if l3.proto == IPPROTO_UDP {
-                idle
+            if candidate {
+                let idle = now.saturating_sub(f.last_ns) > settings.flow_idle_ns;
+                let new = if l3.proto == IPPROTO_UDP {
+                    idle
+                } else {
+                    tcp_starts_attempt(
+                        l4.tcp_flags,
+                        Some((idle, f.opener, f.answer, f.isn == l4.seq)),
+                    )
+                };
+                f.last_ns = now;
+                if new {
+                    f.first_ns = now;
+                    f.group = group;
+                    f.verdict = verdict;
+                    f.flagged = flagged;
+                    f.answer = ANSWER_NONE;
+                    f.opener = opener;
+                    f.isn = l4.seq;
+                    f.generation = settings.generation;
+                } else if verdict == VERDICT_DENIED {
+                    revoked_flow = revoke::revoked(f, settings.generation);
+                }
+                new
             } else {
-                tcp_starts_attempt(
-                    l4.tcp_flags,
-                    Some((idle, f.opener, f.answer, f.isn == l4.seq)),
-                )
-            };
-            f.last_ns = now;
-            if new {
-                f.first_ns = now;
-                f.group = group;
-                f.verdict = verdict;
-                f.flagged = flagged;
-                f.answer = ANSWER_NONE;
-                f.opener = opener;
-                f.isn = l4.seq;
-                f.generation = settings.generation;
-            } else if verdict == VERDICT_DENIED && revoke::revoked(f, settings.generation) {
-                revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
+                // Only denied segments get here (allowed ones returned above).
+                revoked_flow = revoke::revoked(f, settings.generation);
+                false
             }
-            new
         }
-        None => {
-            let state = FlowState {
-                first_ns: now,
-                last_ns: now,
-                group,
-                verdict,
-                flagged,
-                answer: ANSWER_NONE,
-                opener,
-                _pad0: 0,
-                _pad1: 0,
-                isn: l4.seq,
-                generation: settings.generation,
-            };
-            if FLOWS.insert(&key, &state, 0).is_err() {
-                count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
-            }
-            true
-        }
+        None => candidate,
     };
     if !is_new {
+        if revoked_flow {
+            if now == 0 {
+                now = unsafe { bpf_ktime_get_ns() };
+            }
+            revoke::report(meta, &l3, &l4, &key, now, settings, stats, group, action);
+        }
         return Ok(action);
     }
     stats.new_conns += 1;
 
     // Denied: always reported, under the source's flagged budget (and the first of each group
-    // in a window whatever that budget says). Allowed: reported when 1-in-N sampling picks
-    // it, or always (under the source's allowed budget) in a sweep-watched group.
+    // in a window whatever that budget says) and the group's node-wide flagged budget.
+    // Allowed: reported when 1-in-N sampling picks it, or always (under the source's and the
+    // group's allowed budgets) in a sweep-watched group.
     let mut sampled = 0u8;
     if verdict == VERDICT_ALLOWED {
         let n = settings.sample_one_in;
@@ -206,12 +203,34 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         }
     }
     let sweep_watched = group < 64 && settings.sweep_mask & (1u64 << group) != 0;
-    if verdict == VERDICT_DENIED || sweep_watched {
-        if !take_budget(l3.family, &src, now, settings, group, flagged != 0) {
-            stats.lost_rate_limited += 1;
-            return Ok(action);
+    let budget = if verdict == VERDICT_DENIED || sweep_watched {
+        take_budget(l3.family, &src, now, settings, group, flagged != 0)
+    } else {
+        Budget::Send
+    };
+    // A denied source past a budget inserts nothing; every other new 5-tuple gets its entry.
+    if entry.is_none() && (budget == Budget::Send || verdict == VERDICT_ALLOWED) {
+        let state = FlowState {
+            first_ns: now,
+            last_ns: now,
+            group,
+            verdict,
+            flagged,
+            answer: ANSWER_NONE,
+            opener,
+            _pad0: 0,
+            _pad1: 0,
+            isn: l4.seq,
+            generation: settings.generation,
+        };
+        if FLOWS.insert(&key, &state, 0).is_err() {
+            count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
         }
-    } else if sampled == 0 {
+    }
+    if withheld(budget, stats, group, l3.family, &src, l4.dst_port) {
+        return Ok(action);
+    }
+    if verdict == VERDICT_ALLOWED && !sweep_watched && sampled == 0 {
         stats.sampled_out += 1;
         return Ok(action);
     }
@@ -228,10 +247,32 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         answer: ANSWER_NONE,
         sampled,
     };
-    if emit(meta, &l3, &l4, &key, now, &ev) {
-        stats.events += 1;
-    } else {
-        stats.lost_ringbuf_full += 1;
-    }
+    send(meta, &l3, &l4, &key, now, &ev, stats);
     Ok(action)
+}
+
+/// Counts an event that `budget` withholds (by reason) and summarises it for the flood
+/// alert; true when it was withheld.
+#[inline(always)]
+pub(crate) fn withheld(
+    budget: Budget,
+    stats: &mut GroupStats,
+    group: u8,
+    family: u8,
+    src: &Addr,
+    dst_port: u16,
+) -> bool {
+    let rate_limited = match budget {
+        Budget::Send => return false,
+        Budget::RateLimited => {
+            stats.lost_rate_limited += 1;
+            true
+        }
+        Budget::OverGroup => {
+            stats.lost_group_budget += 1;
+            false
+        }
+    };
+    summary::withheld(group, family, src, dst_port, rate_limited);
+    true
 }

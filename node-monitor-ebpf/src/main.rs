@@ -24,6 +24,7 @@ mod ingress;
 mod maps;
 mod parse;
 mod revoke;
+mod summary;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action},

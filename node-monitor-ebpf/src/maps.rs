@@ -6,8 +6,9 @@ use aya_ebpf::{
 };
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
-    DEFAULT_SOURCES, FlowKey, FlowState, GroupName, GroupStats, MAX_GROUPS, PORT_TABLE_ENTRIES,
-    STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, reason, source_slots,
+    DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GroupAnswers, GroupBudget, GroupName,
+    GroupStats, HllRegisters, MAX_GROUPS, PORT_TABLE_ENTRIES, STATS_ENTRIES, Settings, SourceSlot,
+    VERDICT_SLOTS, VerdictSlot, reason, source_slots,
 };
 
 /// Destination port → group id (0 = not watched), TCP.
@@ -56,3 +57,26 @@ pub static GROUP_NAMES: Array<GroupName> = Array::with_max_entries(MAX_GROUPS as
 /// Per-CPU, direct-mapped cache of verdicts per source, in front of the LPM tries.
 #[map]
 pub static VERDICTS: PerCpuArray<VerdictSlot> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
+
+// ---- Floods (budget.rs, summary.rs) ----------------------------------------------------
+
+/// Node-wide event budget per group (indexed by group id), shared by all CPUs.
+#[map]
+pub static GROUP_BUDGET: Array<GroupBudget> = Array::with_max_entries(MAX_GROUPS as u32, 0);
+
+/// Flood summary: a HyperLogLog sketch of the sources of withheld new connections, per
+/// group, per CPU (userspace merges the CPUs by register maximum and resets it per window).
+/// 4096 bytes × 64 group ids = 256 KiB per CPU.
+#[map]
+pub static FLOOD_HLL: PerCpuArray<HllRegisters> =
+    PerCpuArray::with_max_entries(MAX_GROUPS as u32, 0);
+
+/// Flood summary: space-saving tables of the top withheld sources and destination ports,
+/// per group, per CPU (userspace merges and resets them per window).
+#[map]
+pub static FLOOD_TOP: PerCpuArray<FloodTop> = PerCpuArray::with_max_entries(MAX_GROUPS as u32, 0);
+
+/// The node's answers (SYN-ACK, RST) from each group's ports, per CPU (cumulative counters).
+#[map]
+pub static FLOOD_ANSWERS: PerCpuArray<GroupAnswers> =
+    PerCpuArray::with_max_entries(MAX_GROUPS as u32, 0);

@@ -9,7 +9,8 @@ use node_monitor_common::{
 use crate::{
     Meta,
     budget::take_budget,
-    emit::{EventFacts, emit},
+    emit::{EventFacts, send},
+    ingress::withheld,
     parse::{L3, L4},
 };
 
@@ -34,11 +35,12 @@ pub(crate) fn revoked(f: &mut FlowState, generation: u32) -> bool {
 
 /// Reports a revoked flow as a flagged connection of its own: counted in `new_conns` of the
 /// denied entry `stats`, under the source's flagged budget (the first of each group in a
-/// window always goes out), so the counter identity holds.
+/// window always goes out) and the group's, withheld ones summarised like any other, so the
+/// counter identity holds.
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
-    reason = "inlined into the one caller; a struct would be built on the 512-byte BPF stack"
+    reason = "inlined; a struct would be built on the 512-byte BPF stack"
 )]
 pub(crate) fn report(
     meta: &Meta,
@@ -52,8 +54,15 @@ pub(crate) fn report(
     action: u8,
 ) {
     stats.new_conns += 1;
-    if !take_budget(key.family, &key.src_addr, now, settings, group, true) {
-        stats.lost_rate_limited += 1;
+    let budget = take_budget(key.family, &key.src_addr, now, settings, group, true);
+    if withheld(
+        budget,
+        stats,
+        group,
+        key.family,
+        &key.src_addr,
+        key.dst_port,
+    ) {
         return;
     }
     let ev = EventFacts {
@@ -64,9 +73,5 @@ pub(crate) fn report(
         answer: ANSWER_NONE,
         sampled: 0,
     };
-    if emit(meta, l3, l4, key, now, &ev) {
-        stats.events += 1;
-    } else {
-        stats.lost_ringbuf_full += 1;
-    }
+    send(meta, l3, l4, key, now, &ev, stats);
 }

@@ -22,6 +22,8 @@ pub mod render;
 pub mod sinks;
 
 pub mod daemon;
+pub mod firewall;
 pub mod metrics;
 pub mod netif;
+pub mod posture;
 pub mod watch;

@@ -67,6 +67,49 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the embedded default config.
     PrintDefaultConfig,
+    /// Audit the node's posture: listeners on the catalog ports, the kubelet's API probed
+    /// without credentials, the kubelet's and the API server's settings. Exit 0 when nothing
+    /// at or above --fail-on is found, 1 otherwise, 2 on a usage error.
+    Audit {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: node_monitor::posture::report::Format,
+        /// The lowest severity that makes the exit status 1.
+        #[arg(long, value_enum, default_value = "high")]
+        fail_on: node_monitor::posture::Severity,
+        /// The kubelet config file. Default: the running kubelet's --config, else
+        /// /var/lib/kubelet/config.yaml when present.
+        #[arg(long)]
+        kubelet_config: Option<PathBuf>,
+        /// The API server's static-pod manifest. Default:
+        /// /etc/kubernetes/manifests/kube-apiserver.yaml when present.
+        #[arg(long)]
+        apiserver_manifest: Option<PathBuf>,
+        /// The config whose groups' ports the listener and firewall checks look at. Default: the
+        /// embedded config.
+        #[arg(long, env = "NODE_MONITOR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Interfaces whose prefixes `node-subnets` stands for (as for `firewall`).
+        #[arg(long = "iface", value_delimiter = ',')]
+        ifaces: Vec<String>,
+        /// Where a running daemon pins its maps: its counters tell which open ports saw
+        /// sources outside their allowlist.
+        #[arg(long, env = "NODE_MONITOR_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+    /// Print netfilter rules (iptables-restore or nft -f input) that allow each group's
+    /// allowlist on its ports and drop the rest. Printed for review, never applied.
+    Firewall {
+        #[arg(long, value_enum)]
+        format: node_monitor::firewall::Format,
+        /// YAML config file. Default: the embedded config.
+        #[arg(long, env = "NODE_MONITOR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Interfaces whose prefixes `node-subnets` stands for (names or globs). Default: the
+        /// config's `interfaces`, else the interfaces that carry a default route.
+        #[arg(long = "iface", value_delimiter = ',')]
+        ifaces: Vec<String>,
+    },
     /// Detach everything a daemon pinned under the pin directory and remove the pins.
     Unpin {
         #[arg(long, env = "NODE_MONITOR_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
@@ -108,6 +151,66 @@ fn main() -> ExitCode {
             print!("{DEFAULT_CONFIG_YAML}");
             ExitCode::SUCCESS
         }
+        Command::Audit {
+            format,
+            fail_on,
+            kubelet_config,
+            apiserver_manifest,
+            config,
+            ifaces,
+            pin_dir,
+        } => {
+            let (cfg, _, subnets) = match config_and_subnets(config.as_deref(), ifaces) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = node_monitor::posture::Options {
+                kubelet_config,
+                apiserver_manifest,
+                config: cfg,
+                node_subnets: subnets,
+                pin_dir: Some(pin_dir),
+                ..node_monitor::posture::Options::default()
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = rt.block_on(node_monitor::posture::audit(&opts));
+            let observer = node_monitor::render::Observer::local();
+            print!(
+                "{}",
+                node_monitor::posture::report::render(&report, format, &observer)
+            );
+            if report.worst().is_some_and(|w| w >= fail_on) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Firewall {
+            format,
+            config,
+            ifaces,
+        } => match firewall(format, config.as_deref(), ifaces) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Unpin { pin_dir } => match datapath::unpin_all(&pin_dir) {
             Ok(()) => {
                 eprintln!("removed {}", pin_dir.display());
@@ -145,6 +248,49 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The firewall rules for `config` (or the embedded config) on this node.
+fn firewall(
+    format: node_monitor::firewall::Format,
+    config: Option<&std::path::Path>,
+    ifaces: Vec<String>,
+) -> anyhow::Result<String> {
+    let (cfg, origin, subnets) = config_and_subnets(config, ifaces)?;
+    Ok(node_monitor::firewall::render(
+        &cfg, &subnets, format, &origin,
+    ))
+}
+
+/// The config (`config`, else the embedded one) with its origin, and what `node-subnets`
+/// stands for on this node (`ifaces`, else the config's interfaces, else the default-route
+/// interfaces).
+fn config_and_subnets(
+    config: Option<&std::path::Path>,
+    ifaces: Vec<String>,
+) -> anyhow::Result<(Config, String, Vec<ipnet::IpNet>)> {
+    let (cfg, origin) = match config {
+        Some(p) => (Config::load(p)?, p.display().to_string()),
+        None => (
+            Config::from_yaml(DEFAULT_CONFIG_YAML, "<embedded>")?,
+            "the embedded config".to_owned(),
+        ),
+    };
+    let patterns = if ifaces.is_empty() {
+        cfg.interfaces.clone()
+    } else {
+        ifaces
+    };
+    let names = node_monitor::watch::IfaceWatcher::new(patterns)
+        .poll()
+        .added;
+    let subnets = node_monitor::netif::subnets_of(&names).context("reading interface addresses")?;
+    if subnets.is_empty() {
+        eprintln!(
+            "warning: node-subnets resolves to nothing (interfaces {names:?}): groups that allow node-subnets allow no source; name the node's interfaces with --iface"
+        );
+    }
+    Ok((cfg, origin, subnets))
 }
 
 fn run_daemon(opts: daemon::RunOptions) -> anyhow::Result<()> {

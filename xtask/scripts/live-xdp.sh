@@ -6,7 +6,9 @@
 #   live-xdp.sh DAEMON  MODE [N]   a node-monitor binary on XDP (stats read from its metrics)
 #
 # MODE: unwatched (SYNs to 8080), denied-newport (SYNs to 10250, a new source port each),
-# denied-same (SYNs to 10250 from one source port, new sequence numbers). The daemon's
+# denied-same (SYNs to 10250 from one source port, new sequence numbers), denied-ack (ACKs
+# to 10250, a new source port each: segments of no known flow from a denied source, which
+# look the flow table up for a revoked flow). The daemon's
 # config allows only 203.0.113.0/24 on 10250, so the peer is denied; RATE sets
 # events_per_source_per_second (default 100). N SYNs (default 50,000) at one per 5 µs, at most
 # 60 s. Root; two namespaces of its own, removed on exit; nothing in the root namespace.
@@ -24,13 +26,16 @@ ip -n $A addr add 198.51.100.1/24 dev eth0; ip -n $B addr add 198.51.100.2/24 de
 for ns in $A $B; do ip -n $ns link set eth0 up; ip -n $ns link set lo up; done
 
 send() {
+  flags=(-S)
+  [ "$MODE" = denied-ack ] && flags=()
   case $MODE in
     unwatched) args=(-p 8080) ;;
     denied-newport) args=(-p 10250) ;;
     denied-same) args=(-k -s 40000 -p 10250) ;;
+    denied-ack) args=(-A -p 10250) ;;
     *) echo "unknown mode $MODE" >&2; exit 2 ;;
   esac
-  ip netns exec $B timeout 60 hping3 -q -S "${args[@]}" -i u5 -c "$N" 198.51.100.1 >/dev/null 2>&1
+  ip netns exec $B timeout 60 hping3 -q "${flags[@]}" "${args[@]}" -i u5 -c "$N" 198.51.100.1 >/dev/null 2>&1
 }
 
 if [ "$WHO" = empty ]; then

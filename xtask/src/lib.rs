@@ -6,6 +6,7 @@
 //! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo.
 
 pub mod demo;
+pub mod fuzz;
 pub mod setup;
 pub mod tasks;
 pub(crate) mod toolchain;

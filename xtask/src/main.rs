@@ -37,6 +37,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup, then build the fuzz targets (fuzz/) and run each for a bounded time.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (config, decode, render, community_id, cef_escape).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Create (and leave) or remove the lab network namespaces.
     Lab {
         #[command(subcommand)]
@@ -72,6 +81,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Fmt => tasks::fmt(&root),
         Cmd::Demo { no_build, daemon } => demo::run(&root, &demo::Options { no_build, daemon }),
         Cmd::Bench { args } => tasks::bench(&root, &args),
+        Cmd::Fuzz { seconds, target } => {
+            setup::run(&root)?;
+            xtask::fuzz::run(&root, seconds, target.as_deref())
+        }
         Cmd::Lab { action: LabCmd::Up } => lab_up(),
         Cmd::Lab {
             action: LabCmd::Down,

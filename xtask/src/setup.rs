@@ -17,6 +17,10 @@ use crate::toolchain;
 /// bpf-linker must be exactly this version: 0.11+ wants a system LLVM 23.
 pub const BPF_LINKER_VERSION: &str = "0.10.0";
 
+/// cargo-fuzz, for the fuzz targets in `fuzz/` (`cargo xtask fuzz`, and their short run in
+/// `cargo xtask test`).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// Debian packages used by the tests and the demo.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",     // ip, ss, bridge: the lab
@@ -31,6 +35,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",
     "rsyslog",
     "prometheus",
+    "iptables", // posture tests: the printed firewall rules loaded into a lab namespace
+    "nftables", // the same, for nft
+    "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
 ];
 
 /// Rust components the stable (default) toolchain needs for `cargo xtask test`.
@@ -231,6 +238,42 @@ fn step_nightly(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn step_cargo_fuzz() -> anyhow::Result<()> {
+    match cargo_fuzz_version() {
+        Some(v) if v == CARGO_FUZZ_VERSION => {
+            println!("setup: cargo-fuzz {v} present");
+            return Ok(());
+        }
+        Some(v) => println!("setup: cargo-fuzz {v} found, installing {CARGO_FUZZ_VERSION}"),
+        None => println!("setup: cargo-fuzz missing, installing {CARGO_FUZZ_VERSION}"),
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    install(
+        &cargo,
+        &[
+            "install",
+            &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+            "--locked",
+            "--force",
+        ],
+    )?;
+    match cargo_fuzz_version() {
+        Some(v) if v == CARGO_FUZZ_VERSION => Ok(()),
+        other => bail!(
+            "cargo-fuzz {CARGO_FUZZ_VERSION} was installed but `cargo-fuzz --version` says {other:?}: is ~/.cargo/bin first on PATH?"
+        ),
+    }
+}
+
+fn cargo_fuzz_version() -> Option<String> {
+    let out = output_with_timeout(command("cargo-fuzz", &["--version"]), QUICK).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // "cargo-fuzz 0.13.2"
+    out.status
+        .success()
+        .then(|| text.split_whitespace().nth(1).unwrap_or("").to_owned())
+}
+
 fn bpf_linker_version() -> Option<String> {
     let out = output_with_timeout(command("bpf-linker", &["--version"]), QUICK).ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -285,6 +328,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     step_stable_components().context("setup: stable toolchain components")?;
     step_nightly(root).context("setup: nightly toolchain")?;
     step_bpf_linker().context("setup: bpf-linker")?;
+    step_cargo_fuzz().context("setup: cargo-fuzz")?;
     step_bpffs().context("setup: bpffs")?;
     // `ip` must now work: a cheap sanity check that names the fix.
     run_ok(command("ip", &["netns", "list"]), QUICK).context("setup: `ip netns list`")?;

@@ -80,23 +80,38 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         ])
         .args(["--", "-D", "warnings"]);
     let fmt = rustfmt(root, true)?;
+    let mut fmt_fuzz = rustfmt(root, true)?;
+    fmt_fuzz.current_dir(root.join("fuzz"));
+    let mut fuzz = vec![("fuzz build".to_owned(), crate::fuzz::build_command(root)?)];
+    for t in crate::fuzz::TARGETS {
+        fuzz.push((
+            format!("fuzz {t}"),
+            crate::fuzz::run_command(root, t, crate::fuzz::SMOKE_SECONDS)?,
+        ));
+    }
 
     let mut failed = Vec::new();
-    for (name, cmd) in [
-        ("tests", tests),
-        ("clippy", clippy),
-        ("clippy (eBPF)", clippy_ebpf),
-        ("rustfmt", fmt),
-    ] {
+    let steps = [
+        ("tests".to_owned(), tests),
+        ("clippy".to_owned(), clippy),
+        ("clippy (eBPF)".to_owned(), clippy_ebpf),
+        ("rustfmt".to_owned(), fmt),
+        ("rustfmt (fuzz)".to_owned(), fmt_fuzz),
+    ];
+    for (name, cmd) in steps.into_iter().chain(fuzz) {
+        let name = name.as_str();
         if let Err(e) = run_step(name, cmd) {
             eprintln!("xtask test: {e:#}");
-            failed.push(name);
+            failed.push(name.to_owned());
         }
     }
     if !failed.is_empty() {
         bail!("xtask test: FAILED: {}", failed.join(", "));
     }
-    println!("xtask test: all parts passed (tests, clippy, clippy (eBPF), rustfmt)");
+    println!(
+        "xtask test: all parts passed (tests, clippy, clippy (eBPF), rustfmt, fuzz targets {} s each)",
+        crate::fuzz::SMOKE_SECONDS
+    );
     Ok(())
 }
 

@@ -46,7 +46,8 @@ fn bench_config() -> anyhow::Result<Config> {
     let yaml = format!(
         "groups:\n  kubelet: {{ protocols: [tcp], ports: [\"10250\"], allow: [{}] }}\n\
          sampling: {{ allowed_flows_one_in: 100 }}\n\
-         limits: {{ events_per_source_per_second: {rate}, ring_buffer_bytes: 268435456 }}\n",
+         limits: {{ events_per_source_per_second: {rate}, events_per_group_per_second: 0, \
+         ring_buffer_bytes: 268435456 }}\n",
         allow.join(", "),
         rate = std::env::var("NM_BENCH_RATE").unwrap_or_else(|_| "4294967295".into())
     );
@@ -130,7 +131,7 @@ pub(crate) fn data_path(repeat: u32, rounds: usize, report: &mut String) -> anyh
     let lost: u64 = counters
         .iter()
         .filter(|c| c.verdict == 1)
-        .map(|c| c.stats.lost_ringbuf_full + c.stats.lost_rate_limited)
+        .map(|c| c.stats.lost_ringbuf_full + c.stats.lost_rate_limited + c.stats.lost_group_budget)
         .sum();
 
     let inserts = insert_path(&mut dp, &mut ring, rounds)?;

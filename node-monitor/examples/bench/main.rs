@@ -9,7 +9,9 @@
 //! For tuning runs: `--only data-path|pipeline|rendering` runs one section;
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
-//! 0 skips the token bucket altogether).
+//! 0 skips the token bucket altogether). The node-wide group budget is off
+//! (`events_per_group_per_second: 0`) in every section, so that the figures stay those of
+//! the paths they name.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

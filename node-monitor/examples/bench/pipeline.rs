@@ -56,7 +56,8 @@ pub(crate) fn pipeline(pipeline_events: u32, report: &mut String) -> anyhow::Res
     const SOURCES: u8 = 64;
     let cpu = pin_to_one_cpu()?;
     let yaml = "groups:\n  kubelet: { protocols: [tcp], ports: [\"10250\"], allow: [] }\n\
-                limits: { events_per_source_per_second: 0, ring_buffer_bytes: 268435456 }\n";
+                limits: { events_per_source_per_second: 0, events_per_group_per_second: 0, \
+                ring_buffer_bytes: 268435456 }\n";
     let cfg = Config::from_yaml(yaml, "pipeline-bench")?;
     let mut dp = Datapath::load(&cfg, &[], &LoadOptions { pin_dir: None })?;
     let normal = dp.settings()?;

@@ -164,6 +164,7 @@ fn render_mix(n: usize) -> Vec<OutputItem> {
                         rate_limited: 260,
                         ringbuf_full: 7,
                         window: Duration::from_secs(10),
+                        summary: None,
                     },
                 )),
                 _ => OutputItem::Alert(alert(kubelet, AlertKind::Connection { record: rec })),

@@ -43,14 +43,16 @@ impl Config {
         let l = &self.limits;
         out.push_str(&format!(
             "limits flows={} events_per_source_per_second={} answer_timeout_ms={} \
-             flow_idle_timeout_ms={} sources={} ring_buffer_bytes={} allow_entries={}\n",
+             flow_idle_timeout_ms={} sources={} ring_buffer_bytes={} allow_entries={} \
+             events_per_group_per_second={}\n",
             l.flows,
             l.events_per_source_per_second,
             l.answer_timeout_ms,
             l.flow_idle_timeout_ms,
             l.sources,
             l.ring_buffer_bytes,
-            l.allow_entries
+            l.allow_entries,
+            l.events_per_group_per_second
         ));
         out.push_str(&format!(
             "interfaces {}\n",

@@ -71,6 +71,9 @@ pub struct Limits {
     pub ring_buffer_bytes: u32,
     /// Maximum LPM trie entries per address family: default 16384, `1..=16_777_216`.
     pub allow_entries: u32,
+    /// Events per port group per second, node-wide (token buckets shared by all CPUs, one
+    /// for flagged and one for allowed events): default 1000; 0 = unlimited.
+    pub events_per_group_per_second: u32,
 }
 
 impl Limits {
@@ -82,6 +85,7 @@ impl Limits {
         sources: 16384,
         ring_buffer_bytes: 1 << 20,
         allow_entries: 16384,
+        events_per_group_per_second: 1000,
     };
 }
 

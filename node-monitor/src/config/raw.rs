@@ -125,6 +125,7 @@ pub(super) struct RawLimits {
     pub(super) sources: Option<Spanned<u64>>,
     pub(super) ring_buffer_bytes: Option<Spanned<u64>>,
     pub(super) allow_entries: Option<Spanned<u64>>,
+    pub(super) events_per_group_per_second: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

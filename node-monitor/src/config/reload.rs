@@ -74,6 +74,7 @@ impl Config {
             datapath: self.groups != next.groups
                 || self.sampling != next.sampling
                 || a.events_per_source_per_second != b.events_per_source_per_second
+                || a.events_per_group_per_second != b.events_per_group_per_second
                 || a.flow_idle_timeout_ms != b.flow_idle_timeout_ms,
             answer_timeout: a.answer_timeout_ms != b.answer_timeout_ms,
             reattach: self.attach.unwrap_or(AttachMode::Xdp)

@@ -14,11 +14,25 @@ use crate::{
     record::Answer,
 };
 
+/// A group's flood summary when its window closes (read and reset); a failed read gives
+/// an alert without a summary, and is logged.
+pub(super) fn take_sketch(dp: &mut Datapath, group: &str) -> Option<crate::datapath::FloodSketch> {
+    match dp.take_flood_sketch(group) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(group, error = %e, "reading the flood summary failed; the flood alert goes without it");
+            None
+        }
+    }
+}
+
 /// One read of the kernel's counters, shared by loss accounting and the metrics.
 struct Counters {
     /// None when the read failed (this round then skips loss accounting).
     groups: Option<Vec<crate::datapath::GroupCounters>>,
     reasons: Option<[u64; node_monitor_common::reason::COUNT as usize]>,
+    /// The node's answers per group (flood summaries); empty when the read failed.
+    answers: BTreeMap<String, node_monitor_common::GroupAnswers>,
 }
 
 impl Counters {
@@ -26,6 +40,7 @@ impl Counters {
         Counters {
             groups: dp.group_counters().ok(),
             reasons: dp.reason_counters().ok(),
+            answers: dp.flood_answers().unwrap_or_default(),
         }
     }
 }
@@ -40,7 +55,9 @@ impl Daemon {
         // One read of the kernel counters serves loss accounting and the metrics.
         let counters = Counters::read(&self.dp);
         self.account_losses(&counters, now);
-        self.engine.tick(now, &mut self.alerts);
+        let dp = &mut self.dp;
+        self.engine
+            .tick_with(now, &mut self.alerts, &mut |g: &str| take_sketch(dp, g));
         self.update_metrics_from(self.rounds % FLOW_COUNT_ROUNDS == 1, counters);
     }
 
@@ -60,6 +77,19 @@ impl Daemon {
             for c in groups {
                 totals.rate_limited += c.stats.lost_rate_limited;
                 totals.ringbuf_full += c.stats.lost_ringbuf_full;
+                totals.group_budget += c.stats.lost_group_budget;
+                let g = totals.groups.entry(c.group.as_str().into()).or_default();
+                g.new_conns += c.stats.new_conns;
+                g.events += c.stats.events;
+                g.rate_limited += c.stats.lost_rate_limited;
+                g.group_budget += c.stats.lost_group_budget;
+                g.ringbuf_full += c.stats.lost_ringbuf_full;
+            }
+            for (group, a) in &counters.answers {
+                if let Some(g) = totals.groups.get_mut(group.as_str()) {
+                    g.accepted = a.accepted;
+                    g.refused = a.refused;
+                }
             }
             if let Some(r) = &counters.reasons {
                 totals.ringbuf_full += r[node_monitor_common::reason::ANSWER_RINGBUF_FULL as usize];
@@ -77,7 +107,11 @@ impl Daemon {
                         .or_default() += n;
                 }
             }
-            self.engine.on_losses(&totals, now, &mut self.alerts);
+            let dp = &mut self.dp;
+            self.engine
+                .on_losses_with(&totals, now, &mut self.alerts, &mut |g: &str| {
+                    take_sketch(dp, g)
+                });
         }
     }
 

@@ -168,6 +168,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         attached.insert(iface.clone());
     }
     dp.prune_stale_links()?;
+    // Flood summaries are per window: whatever adopted maps hold is an earlier run's.
+    if let Err(e) = dp.reset_flood_sketches() {
+        warn!(error = %e, "cannot reset the flood summaries; the first flood alert may count an earlier run's sources");
+    }
     let bpf_stats = match BpfStats::enable() {
         Ok(s) => Some(s),
         Err(e) => {
@@ -344,7 +348,10 @@ impl Daemon {
         self.dispatch();
         // The losses since the last housekeeping round, before the open flood window closes.
         self.read_losses();
-        self.engine.flush(&mut self.alerts);
+        let dp = &mut self.dp;
+        self.engine.flush_with(&mut self.alerts, &mut |g: &str| {
+            housekeeping::take_sketch(dp, g)
+        });
         self.dispatch();
         // No new flow-table count at exit: the last published figure stands.
         self.update_metrics(false);

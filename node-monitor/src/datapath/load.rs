@@ -91,6 +91,9 @@ impl Datapath {
             |name: &str| (!adopted.contains(name)).then(|| vec![0u8; PORT_TABLE_ENTRIES as usize]);
         let ports_shadow = [fresh(map_name::PORTS_TCP), fresh(map_name::PORTS_UDP)];
         let (flows, flow_counter) = super::counters::take_flows(&mut ebpf)?;
+        let flood_hll = take_map!(ebpf, map_name::FLOOD_HLL);
+        let flood_top = take_map!(ebpf, map_name::FLOOD_TOP);
+        let flood_answers = take_map!(ebpf, map_name::FLOOD_ANSWERS);
         let mut dp = Datapath {
             ports_shadow,
             group_names,
@@ -109,6 +112,9 @@ impl Datapath {
             ids: prev_ids,
             limits,
             links: Vec::new(),
+            flood_hll,
+            flood_top,
+            flood_answers,
         };
         if !adopted.contains(map_name::SETTINGS) && adopted.contains(map_name::VERDICTS) {
             // A new settings slot would start its generations at 1, where an earlier run
@@ -122,6 +128,23 @@ impl Datapath {
             }
         }
         dp.apply_config(cfg, node_subnets)?;
+        // Flows adopted from an earlier run may have been opened under allowlists that are
+        // not the ones this run found (replaced maps, or a settings slot that forgot the
+        // last revocation): their next packets are checked against the running config.
+        let kept_config = [
+            map_name::ALLOW_V4,
+            map_name::ALLOW_V6,
+            map_name::PORTS_TCP,
+            map_name::PORTS_UDP,
+            map_name::SETTINGS,
+        ]
+        .iter()
+        .all(|m| adopted.contains(m));
+        if adopted.contains(map_name::FLOWS) && !kept_config {
+            let mut settings = dp.read_settings()?;
+            settings.revoked_generation = settings.generation;
+            dp.write_settings(settings)?;
+        }
         Ok(dp)
     }
 }

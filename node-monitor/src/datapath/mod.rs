@@ -24,7 +24,8 @@ use aya::{
     programs::{Program, ProgramError},
 };
 use node_monitor_common::{
-    AllowKeyV4, AllowKeyV6, FlowKey, FlowState, GroupName, GroupStats, Settings,
+    AllowKeyV4, AllowKeyV6, FloodTop, FlowKey, FlowState, GroupAnswers, GroupName, GroupStats,
+    HllRegisters, Settings,
 };
 
 use crate::config::Limits;
@@ -32,8 +33,10 @@ use crate::config::Limits;
 mod attach;
 mod counters;
 mod error;
+mod floods;
 mod groups;
 mod load;
+mod pinned;
 mod shapes;
 mod tables;
 #[cfg(any(test, feature = "test-support"))]
@@ -43,8 +46,10 @@ use attach::HeldLink;
 pub(crate) use attach::{Attachment, Hook};
 pub use counters::GroupCounters;
 pub use error::{DatapathError, Result};
+pub use floods::{FloodSketch, TopPortCount, TopSourceCount, hll_estimate};
 pub use groups::GroupIds;
 pub use load::{DEFAULT_PIN_DIR, EBPF_OBJECT, LoadOptions, unpin_all};
+pub use pinned::pinned_group_counters;
 
 /// The loaded data path.
 pub struct Datapath {
@@ -68,6 +73,10 @@ pub struct Datapath {
     /// What the TCP and UDP port tables hold, when known (a new map is all zeros; an adopted
     /// one is read once), so that rewrites touch only the entries that change.
     ports_shadow: [Option<Vec<u8>>; 2],
+    /// Flood summaries (floods.rs): per-group sketches and answer counters, per CPU.
+    flood_hll: PerCpuArray<MapData, HllRegisters>,
+    flood_top: PerCpuArray<MapData, FloodTop>,
+    flood_answers: PerCpuArray<MapData, GroupAnswers>,
 }
 
 impl Datapath {

@@ -5,9 +5,9 @@ use std::mem::size_of;
 use aya::maps::{MapInfo, MapType};
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS, DEFAULT_RINGBUF_BYTES,
-    DEFAULT_SOURCES, FlowKey, FlowState, GROUP_NAME_BYTES, GroupStats, MAX_GROUPS,
-    PORT_TABLE_ENTRIES, STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name,
-    reason, source_slots,
+    DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GROUP_NAME_BYTES, GroupAnswers, GroupBudget,
+    GroupStats, HLL_REGISTERS, MAX_GROUPS, PORT_TABLE_ENTRIES, STATS_ENTRIES, Settings, SourceSlot,
+    VERDICT_SLOTS, VerdictSlot, map_name, reason, source_slots,
 };
 
 use crate::config::Limits;
@@ -43,7 +43,7 @@ impl MapShape {
 }
 
 /// Every map of the object, by name, with the shape `limits` give it.
-pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 12] {
+pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 16] {
     let s = MapShape::new;
     [
         (
@@ -122,6 +122,37 @@ pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 12]
                 4,
                 size_of::<VerdictSlot>(),
                 VERDICT_SLOTS,
+            ),
+        ),
+        (
+            map_name::GROUP_BUDGET,
+            s(
+                MapType::Array,
+                4,
+                size_of::<GroupBudget>(),
+                MAX_GROUPS as u32,
+            ),
+        ),
+        (
+            map_name::FLOOD_HLL,
+            s(MapType::PerCpuArray, 4, HLL_REGISTERS, MAX_GROUPS as u32),
+        ),
+        (
+            map_name::FLOOD_TOP,
+            s(
+                MapType::PerCpuArray,
+                4,
+                size_of::<FloodTop>(),
+                MAX_GROUPS as u32,
+            ),
+        ),
+        (
+            map_name::FLOOD_ANSWERS,
+            s(
+                MapType::PerCpuArray,
+                4,
+                size_of::<GroupAnswers>(),
+                MAX_GROUPS as u32,
             ),
         ),
     ]

@@ -50,6 +50,14 @@ impl Datapath {
         let prev = self.read_settings()?;
         let saved_counters = self.read_stats_slots(&fresh)?;
 
+        let revoked = revokes(
+            &have_v4,
+            &want_v4,
+            &have_v6,
+            &want_v6,
+            &old_ports,
+            &[&tcp, &udp],
+        );
         let plan = Plan {
             ports: [tcp, udp],
             fresh: &fresh,
@@ -58,7 +66,7 @@ impl Datapath {
             have_v4: &have_v4,
             have_v6: &have_v6,
             beside: [v4_beside, v6_beside],
-            settings: settings_for(cfg, &ids, prev.generation, self.limits.sources),
+            settings: settings_for(cfg, &ids, &prev, revoked, self.limits.sources),
             ids: &ids,
         };
         if let Err(e) = self.write_plan(&plan, &old_ports) {
@@ -98,6 +106,7 @@ impl Datapath {
         }
         // 2. New ids start from zero, whatever an old group under the same id left behind.
         self.reset_group_counters(plan.fresh)?;
+        self.reset_flood_state(plan.fresh)?;
         // 3. Allowlist entries in before any port sends a packet to their group (stale ones
         //    out first where old and new do not fit at once).
         let [v4_beside, v6_beside] = plan.beside;
@@ -295,7 +304,35 @@ fn allow_keys(
 
 /// The settings slot for `cfg`: enforcement and sweep bits by kernel id, and the next
 /// generation after `prev_generation` (never 0, which no cached verdict may match).
-fn settings_for(cfg: &Config, ids: &GroupIds, prev_generation: u32, sources: u32) -> Settings {
+/// Does a config that writes `want`/`ports` over `have`/`old_ports` take anything away
+/// that a running flow may have been allowed by: an allowlist entry, or a port leaving its
+/// group?
+fn revokes<K4: Ord, K6: Ord>(
+    have_v4: &TrieEntries<K4>,
+    want_v4: &TrieEntries<K4>,
+    have_v6: &TrieEntries<K6>,
+    want_v6: &TrieEntries<K6>,
+    old_ports: &[Vec<u8>; 2],
+    ports: &[&Vec<u8>; 2],
+) -> bool {
+    !have_v4.is_subset(want_v4)
+        || !have_v6.is_subset(want_v6)
+        || old_ports
+            .iter()
+            .zip(ports)
+            .any(|(old, new)| old.iter().zip(new.iter()).any(|(o, n)| *o != 0 && o != n))
+}
+
+/// The settings of `cfg` after `prev`: a new generation, which is also the revoked
+/// generation when the config `revokes` anything.
+fn settings_for(
+    cfg: &Config,
+    ids: &GroupIds,
+    prev: &Settings,
+    revokes: bool,
+    sources: u32,
+) -> Settings {
+    let generation = prev.generation.wrapping_add(1).max(1);
     let mut drop_mask = 0u64;
     let mut sweep_mask = 0u64;
     for g in &cfg.groups {
@@ -313,8 +350,14 @@ fn settings_for(cfg: &Config, ids: &GroupIds, prev_generation: u32, sources: u32
         sweep_mask,
         sample_one_in: cfg.sampling.allowed_flows_one_in,
         events_per_sec: cfg.limits.events_per_source_per_second,
-        generation: prev_generation.wrapping_add(1).max(1),
+        generation,
         source_slot_mask: source_slots(sources) - 1,
+        events_per_group: cfg.limits.events_per_group_per_second,
+        revoked_generation: if revokes {
+            generation
+        } else {
+            prev.revoked_generation
+        },
     }
 }
 
@@ -529,7 +572,12 @@ groups:
         let ids = ids_for(&cfg);
         let kubelet = ids.id("kubelet").expect("id");
         let nodeport = ids.id("nodeport").expect("id");
-        let s = settings_for(&cfg, &ids, 6, 1000);
+        let after = |generation, revoked_generation| Settings {
+            generation,
+            revoked_generation,
+            ..Settings::default()
+        };
+        let s = settings_for(&cfg, &ids, &after(6, 3), false, 1000);
         assert_eq!(s.drop_mask, 1 << kubelet, "only kubelet enforces");
         assert_eq!(s.sweep_mask, 1 << nodeport);
         assert_eq!(s.generation, 7);
@@ -540,9 +588,48 @@ groups:
         assert_eq!(s.flow_idle_ns, cfg.limits.flow_idle_timeout_ms * 1_000_000);
         assert_eq!(s.sample_one_in, cfg.sampling.allowed_flows_one_in);
         assert_eq!(s.events_per_sec, cfg.limits.events_per_source_per_second);
+        assert_eq!(s.events_per_group, cfg.limits.events_per_group_per_second);
+        assert_eq!(s.revoked_generation, 3, "kept when nothing is taken away");
+        assert_eq!(
+            settings_for(&cfg, &ids, &after(6, 3), true, 1000).revoked_generation,
+            7,
+            "the new generation when something is"
+        );
         // The generation wraps past 0: 0 would match an entry cached before any config.
-        assert_eq!(settings_for(&cfg, &ids, u32::MAX, 1000).generation, 1);
-        assert_eq!(settings_for(&cfg, &ids, 0, 1000).generation, 1);
+        assert_eq!(
+            settings_for(&cfg, &ids, &after(u32::MAX, 0), false, 1000).generation,
+            1
+        );
+        assert_eq!(
+            settings_for(&cfg, &ids, &after(0, 0), false, 1000).generation,
+            1
+        );
+    }
+
+    #[test]
+    fn a_config_revokes_when_it_takes_an_entry_or_a_port_away() {
+        let entries = |v: &[u8]| -> TrieEntries<u8> { v.iter().map(|x| (8, *x)).collect() };
+        let none = entries(&[]);
+        let ports = |v: &[u8]| v.to_vec();
+        let same = [ports(&[0, 1, 2]), ports(&[0, 0, 0])];
+        let r = |h4: &[u8], w4: &[u8], old: &[Vec<u8>; 2], new: [&Vec<u8>; 2]| {
+            revokes(&entries(h4), &entries(w4), &none, &none, old, &new)
+        };
+        assert!(!r(&[1], &[1, 2], &same, [&same[0], &same[1]]), "only added");
+        assert!(
+            r(&[1, 2], &[1], &same, [&same[0], &same[1]]),
+            "an entry removed"
+        );
+        let moved = ports(&[0, 2, 2]);
+        assert!(
+            r(&[1], &[1], &same, [&moved, &same[1]]),
+            "port 1 left group 1"
+        );
+        let added = ports(&[3, 1, 2]);
+        assert!(
+            !r(&[1], &[1], &same, [&added, &same[1]]),
+            "a port newly watched"
+        );
     }
 
     #[test]

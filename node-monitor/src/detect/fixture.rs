@@ -11,7 +11,10 @@ use std::{
 use node_monitor_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 
 use super::{
-    model::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, Rule},
+    model::{
+        Alert, AlertKind, AnswerCounts, FloodAnswers, FloodScope, FloodSummary, OutputItem, Rule,
+        TopPortCount, TopSourceCount,
+    },
     rules,
 };
 use crate::record::{
@@ -107,6 +110,63 @@ pub fn flood() -> Alert {
             rate_limited: 260,
             ringbuf_full: 7,
             window: Duration::from_secs(10),
+            summary: None,
+        },
+        rules::flood_rule(),
+    )
+}
+
+/// A group's flood: 4,000 new connections to the kubelet in 10 s, 100 sent, 12 rate
+/// limited, 3,880 withheld by the group budget, 8 lost to a full ring buffer; 3,850
+/// distinct sources (spoofed likely), two top sources and two top ports, 5 SYN-ACKs and
+/// 2 RSTs.
+pub fn group_flood() -> Alert {
+    let start = time_us(TIME_US - 10_000_000);
+    alert(
+        AlertKind::Flood {
+            scope: FloodScope::Group("kubelet".into()),
+            rate_limited: 12,
+            ringbuf_full: 8,
+            window: Duration::from_secs(10),
+            summary: Some(Box::new(FloodSummary {
+                new_connections: 4000,
+                events: 100,
+                group_budget: 3880,
+                distinct_sources: 3850,
+                top_sources: vec![
+                    TopSourceCount {
+                        ip: Ipv4Addr::new(203, 0, 113, 7).into(),
+                        withheld: 14,
+                        rate_limited: 12,
+                        error: 0,
+                    },
+                    TopSourceCount {
+                        ip: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9).into(),
+                        withheld: 2,
+                        rate_limited: 0,
+                        error: 1,
+                    },
+                ],
+                top_ports: vec![
+                    TopPortCount {
+                        port: 10250,
+                        withheld: 3890,
+                        error: 0,
+                    },
+                    TopPortCount {
+                        port: 10251,
+                        withheld: 2,
+                        error: 0,
+                    },
+                ],
+                start,
+                end: time_us(TIME_US),
+                spoofed_likely: true,
+                answered: FloodAnswers {
+                    accepted: 5,
+                    refused: 2,
+                },
+            })),
         },
         rules::flood_rule(),
     )
@@ -230,10 +290,12 @@ pub fn variety() -> Vec<OutputItem> {
         s.losses_since_previous.insert("rate_limited".to_owned(), 9);
         items.push(OutputItem::Alert(s));
     }
+    items.push(OutputItem::Alert(group_flood()));
     for scope in [
         FloodScope::Node,
         FloodScope::Source(v4),
         FloodScope::Source(v6),
+        FloodScope::Group("esc\\|=ape".into()),
     ] {
         let mut f = flood();
         if let AlertKind::Flood { scope: s, .. } = &mut f.kind {

@@ -17,10 +17,15 @@ mod window;
 
 use std::{
     collections::{BTreeMap, HashSet},
+    sync::Arc,
     time::Instant,
 };
 
-pub use model::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, Rule, Severity};
+pub use flood::{GroupCounts, SketchSource};
+pub use model::{
+    Alert, AlertKind, AnswerCounts, FloodAnswers, FloodScope, FloodSummary, OutputItem, Rule,
+    Severity,
+};
 
 use self::{
     dedup::{Dedup, Occurrence},
@@ -44,8 +49,15 @@ pub struct LossTotals {
     pub rate_limited: u64,
     /// Events lost because the ring buffer was full.
     pub ringbuf_full: u64,
+    /// Events withheld by the kernel's node-wide budget per group (all groups together).
+    pub group_budget: u64,
     /// Userspace drops by reason (e.g. `sink_queue_full`, `decode_error`).
     pub userspace: BTreeMap<String, u64>,
+    /// Per group: its cumulative counters (new connections, events, losses by reason,
+    /// answers), from which flood windows open and close per group. Kernel losses beyond
+    /// what the groups account for open a node-scope window; with no groups at all, every
+    /// kernel loss does.
+    pub groups: BTreeMap<Arc<str>, GroupCounts>,
 }
 
 /// Counters and state sizes, for metrics.
@@ -81,6 +93,9 @@ pub struct Engine {
     sweeps: Sweeps,
     flood: Flood,
     prev_totals: LossTotals,
+    /// The per-group totals of the previous call (groups first seen later start at 0: a new
+    /// kernel group id starts with zeroed counters).
+    prev_groups: BTreeMap<Arc<str>, GroupCounts>,
     /// False until the first [`Engine::on_losses`]: the kernel totals it brings are the
     /// baseline (pinned counters keep an earlier run's losses across a restart).
     baselined: bool,
@@ -117,6 +132,7 @@ impl Engine {
             sweeps: Sweeps::new(max_sweep_sources),
             flood: Flood::default(),
             prev_totals: LossTotals::default(),
+            prev_groups: BTreeMap::new(),
             baselined: false,
             pending_losses: BTreeMap::new(),
             stats: EngineStats::default(),
@@ -180,14 +196,29 @@ impl Engine {
     /// (Userspace totals start at 0 with the daemon and count from the first call.) Call it
     /// once at start, before traffic is read, so that the first window misses nothing.
     pub fn on_losses(&mut self, totals: &LossTotals, now: Instant, out: &mut Vec<Alert>) {
-        self.close_flood(now, false, out);
+        self.on_losses_with(totals, now, out, &mut ());
+    }
+
+    /// [`Engine::on_losses`], reading the flood summary of each group whose window closes
+    /// from `sketches`.
+    pub fn on_losses_with(
+        &mut self,
+        totals: &LossTotals,
+        now: Instant,
+        out: &mut Vec<Alert>,
+        sketches: &mut dyn SketchSource,
+    ) {
+        self.close_flood(now, false, out, sketches);
         if !self.baselined {
             self.baselined = true;
             self.prev_totals.rate_limited = totals.rate_limited;
             self.prev_totals.ringbuf_full = totals.ringbuf_full;
+            self.prev_totals.group_budget = totals.group_budget;
+            self.prev_groups = totals.groups.clone();
         }
         let rate_limited = delta(totals.rate_limited, self.prev_totals.rate_limited);
         let ringbuf_full = delta(totals.ringbuf_full, self.prev_totals.ringbuf_full);
+        let group_budget = delta(totals.group_budget, self.prev_totals.group_budget);
         let mut add = |reason: &str, n: u64| {
             if n > 0 {
                 *self.pending_losses.entry(reason.to_owned()).or_default() += n;
@@ -195,6 +226,7 @@ impl Engine {
         };
         add("rate_limited", rate_limited);
         add("ringbuf_full", ringbuf_full);
+        add("group_budget", group_budget);
         for (reason, &n) in &totals.userspace {
             add(
                 reason,
@@ -206,29 +238,70 @@ impl Engine {
         }
         self.prev_totals.rate_limited = totals.rate_limited;
         self.prev_totals.ringbuf_full = totals.ringbuf_full;
+        self.prev_totals.group_budget = totals.group_budget;
         // A reason missing from one call keeps its last total (no double count when it is back).
         for (reason, &n) in &totals.userspace {
             self.prev_totals.userspace.insert(reason.clone(), n);
         }
-        self.flood.add(rate_limited, ringbuf_full, now);
+        // Per group: the deltas feed the group's window; what the groups do not account for
+        // feeds the node's.
+        let (mut group_rl, mut group_rb) = (0u64, 0u64);
+        for (group, cur) in &totals.groups {
+            let prev = self.prev_groups.get(group).copied().unwrap_or_default();
+            let d = GroupCounts {
+                new_conns: delta(cur.new_conns, prev.new_conns),
+                events: delta(cur.events, prev.events),
+                rate_limited: delta(cur.rate_limited, prev.rate_limited),
+                group_budget: delta(cur.group_budget, prev.group_budget),
+                ringbuf_full: delta(cur.ringbuf_full, prev.ringbuf_full),
+                accepted: delta(cur.accepted, prev.accepted),
+                refused: delta(cur.refused, prev.refused),
+            };
+            group_rl += d.rate_limited;
+            group_rb += d.ringbuf_full;
+            self.flood.add(Some(group.clone()), &d, now);
+            self.prev_groups.insert(group.clone(), *cur);
+        }
+        let node = GroupCounts {
+            rate_limited: rate_limited.saturating_sub(group_rl),
+            ringbuf_full: ringbuf_full.saturating_sub(group_rb),
+            ..GroupCounts::default()
+        };
+        self.flood.add(None, &node, now);
     }
 
     /// Emits due dedup follow-ups (series with repeats whose window ended) and a due flood
     /// alert; forgets expired state. Call it every tick.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Alert>) {
+        self.tick_with(now, out, &mut ());
+    }
+
+    /// [`Engine::tick`], reading the flood summary of each group whose window closes from
+    /// `sketches`.
+    pub fn tick_with(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Alert>,
+        sketches: &mut dyn SketchSource,
+    ) {
         let start = out.len();
         self.dedup.close_due(self.settings.dedup_window, now, out);
         self.emitted(out, start);
         self.sweeps.expire(self.settings.sweep_window, now);
-        self.close_flood(now, false, out);
+        self.close_flood(now, false, out, sketches);
     }
 
-    /// Shutdown: emits every pending follow-up and the open flood window's alert.
+    /// Shutdown: emits every pending follow-up and the open flood windows' alerts.
     pub fn flush(&mut self, out: &mut Vec<Alert>) {
+        self.flush_with(out, &mut ());
+    }
+
+    /// [`Engine::flush`], reading the flood summaries from `sketches`.
+    pub fn flush_with(&mut self, out: &mut Vec<Alert>, sketches: &mut dyn SketchSource) {
         let start = out.len();
         self.dedup.close_all(out);
         self.emitted(out, start);
-        self.close_flood(Instant::now(), true, out);
+        self.close_flood(Instant::now(), true, out, sketches);
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -261,14 +334,19 @@ impl Engine {
         }
     }
 
-    /// Emits the flood alert of the open window if it ended (or if `force`).
-    fn close_flood(&mut self, now: Instant, force: bool, out: &mut Vec<Alert>) {
-        if let Some(alert) = self.flood.close(self.settings.flood_window, now, force) {
-            self.stats.floods += 1;
-            out.push(alert);
-            let last = out.len() - 1;
-            self.emitted(out, last);
-        }
+    /// Emits the flood alerts of the open windows that ended (or all if `force`).
+    fn close_flood(
+        &mut self,
+        now: Instant,
+        force: bool,
+        out: &mut Vec<Alert>,
+        sketches: &mut dyn SketchSource,
+    ) {
+        let start = out.len();
+        self.flood
+            .close(self.settings.flood_window, now, force, sketches, out);
+        self.stats.floods += (out.len() - start) as u64;
+        self.emitted(out, start);
     }
 }
 
@@ -696,7 +774,9 @@ pub(crate) mod tests {
                 rate_limited,
                 ringbuf_full,
                 window,
+                summary,
             } => {
+                assert_eq!(*summary, None, "no groups: a node-scope flood");
                 assert_eq!(*scope, FloodScope::Node);
                 assert_eq!(*rate_limited, 260);
                 assert_eq!(*ringbuf_full, 7);
@@ -741,6 +821,191 @@ pub(crate) mod tests {
             } => assert_eq!((*rate_limited, *ringbuf_full), (3, 0)),
             k => panic!("{k:?}"),
         }
+    }
+
+    fn group(new_conns: u64, events: u64, rl: u64, gb: u64, rb: u64) -> GroupCounts {
+        GroupCounts {
+            new_conns,
+            events,
+            rate_limited: rl,
+            group_budget: gb,
+            ringbuf_full: rb,
+            accepted: 0,
+            refused: 0,
+        }
+    }
+
+    fn totals(groups: &[(&str, GroupCounts)], answer_ringbuf_full: u64) -> LossTotals {
+        let mut t = LossTotals::default();
+        for (g, c) in groups {
+            t.rate_limited += c.rate_limited;
+            t.ringbuf_full += c.ringbuf_full;
+            t.group_budget += c.group_budget;
+            t.groups.insert((*g).into(), *c);
+        }
+        t.ringbuf_full += answer_ringbuf_full;
+        t
+    }
+
+    /// Issue 9: one NM-1020 per group and window, with the group's counts of the window
+    /// (deltas from the baseline), the flood summary read when the window closes, and the
+    /// node's answers; a group without losses raises none; losses no group accounts for
+    /// (answers lost to a full ring) raise a node-scope one.
+    #[test]
+    fn one_flood_alert_per_group_and_window_with_its_summary() {
+        use crate::datapath::{FloodSketch, TopPortCount, TopSourceCount};
+        let mut e = Engine::new(&settings(), vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // Pinned counters of an earlier run: the baseline.
+        let mut k = group(100, 90, 10, 0, 0);
+        let quiet = group(5, 5, 0, 0, 0);
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 3),
+            t0,
+            &mut out,
+        );
+        // A spoofed flood on the kubelet: 5000 new connections, 1000 reported, 3990 past
+        // the group budget, 10 rate limited; the node answered 7 SYN-ACKs and 2 RSTs.
+        k.new_conns += 5000;
+        k.events += 1000;
+        k.group_budget += 3990;
+        k.rate_limited += 10;
+        k.accepted += 7;
+        k.refused += 2;
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 4),
+            t0 + secs(1),
+            &mut out,
+        );
+        // More within the window (new connections without losses count too).
+        k.new_conns += 10;
+        k.events += 10;
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 4),
+            t0 + secs(5),
+            &mut out,
+        );
+        assert!(out.is_empty(), "emitted when the window ends");
+        let mut asked = Vec::new();
+        let mut sketches = |g: &str| {
+            asked.push(g.to_owned());
+            Some(FloodSketch {
+                distinct_sources: 3900,
+                top_sources: vec![TopSourceCount {
+                    ip: "203.0.113.9".parse().unwrap(),
+                    withheld: 10,
+                    rate_limited: 10,
+                    error: 0,
+                }],
+                top_ports: vec![TopPortCount {
+                    port: 10250,
+                    withheld: 4000,
+                    error: 0,
+                }],
+            })
+        };
+        e.tick_with(t0 + secs(11), &mut out, &mut sketches);
+        assert_eq!(
+            asked,
+            vec!["kubelet".to_owned()],
+            "only a closing group's summary is read"
+        );
+        assert_eq!(out.len(), 2, "{out:#?}");
+        // Node scope first (answers lost to a full ring buffer: 1 since the baseline).
+        match &out[0].kind {
+            AlertKind::Flood {
+                scope: FloodScope::Node,
+                rate_limited: 0,
+                ringbuf_full: 1,
+                summary: None,
+                ..
+            } => {}
+            k => panic!("{k:?}"),
+        }
+        let a = &out[1];
+        assert_eq!(a.rule.id, "NM-1020");
+        let AlertKind::Flood {
+            scope,
+            rate_limited,
+            ringbuf_full,
+            window,
+            summary: Some(s),
+        } = &a.kind
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(*scope, FloodScope::Group("kubelet".into()));
+        assert_eq!((*rate_limited, *ringbuf_full, *window), (10, 0, secs(10)));
+        assert_eq!(
+            (
+                s.new_connections,
+                s.events,
+                s.group_budget,
+                s.distinct_sources
+            ),
+            (5010, 1010, 3990, 3900)
+        );
+        assert!(s.spoofed_likely, "3900 sources for 4000 withheld");
+        assert_eq!(
+            s.answered,
+            FloodAnswers {
+                accepted: 7,
+                refused: 2
+            }
+        );
+        assert_eq!(s.top_sources[0].withheld, 10);
+        assert_eq!(s.top_ports[0].port, 10250);
+        assert!(s.start <= s.end);
+        assert_eq!(e.stats().floods, 2);
+        // The losses since the previous alert include the group budget's.
+        assert_eq!(
+            out[0].losses_since_previous.get("group_budget"),
+            Some(&3990)
+        );
+        // No more losses: no more floods, whatever the new connections.
+        k.new_conns += 100;
+        k.events += 100;
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet)], 4),
+            t0 + secs(12),
+            &mut out,
+        );
+        e.tick_with(t0 + secs(40), &mut out, &mut |_: &str| None);
+        assert_eq!(out.len(), 2);
+        // A group that appears later (a reload) counts from zero; shutdown closes at once.
+        let fresh = group(3, 1, 2, 0, 0);
+        e.on_losses(
+            &totals(&[("kubelet", k), ("apiserver", quiet), ("etcd", fresh)], 4),
+            t0 + secs(41),
+            &mut out,
+        );
+        e.flush_with(&mut out, &mut |_: &str| None);
+        assert_eq!(out.len(), 3);
+        match &out[2].kind {
+            AlertKind::Flood {
+                scope: FloodScope::Group(g),
+                rate_limited: 2,
+                summary: Some(s),
+                ..
+            } => {
+                assert_eq!(&**g, "etcd");
+                assert_eq!((s.new_connections, s.distinct_sources), (3, 0));
+                assert!(!s.spoofed_likely);
+            }
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn spoofed_likely_needs_many_withheld_and_nearly_as_many_sources() {
+        use super::model::spoofed_likely;
+        assert!(spoofed_likely(5000, 4900));
+        assert!(spoofed_likely(5000, 4000));
+        assert!(!spoofed_likely(5000, 3999));
+        assert!(!spoofed_likely(5000, 1), "one source hammering");
+        assert!(!spoofed_likely(63, 63), "too few to tell");
+        assert!(spoofed_likely(64, 64));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+pub use crate::datapath::{TopPortCount, TopSourceCount};
 use crate::record::{Answer, FlowRecord};
 
 /// Alert severity, as SIEMs rank it.
@@ -46,8 +47,12 @@ pub struct Rule {
 pub enum FloodScope {
     /// One source hit its per-source event limit.
     Source(IpAddr),
-    /// The node as a whole lost events (ring buffer full).
+    /// The node as a whole lost events that no group accounts for (an answer the ring
+    /// buffer had no room for).
     Node,
+    /// One port group: its events withheld by the budgets or lost to a full ring buffer,
+    /// with the group's flood summary.
+    Group(Arc<str>),
 }
 
 /// What an alert is about.
@@ -71,7 +76,50 @@ pub enum AlertKind {
         rate_limited: u64,
         ringbuf_full: u64,
         window: Duration,
+        /// A group's flood summary (group scope only).
+        summary: Option<Box<FloodSummary>>,
     },
+}
+
+/// What a group's flood alert says beyond its loss counts: the window's new connections,
+/// what the node-wide budget withheld, the data path's summary of the withheld connections
+/// (distinct sources, top sources and ports) and the node's answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FloodSummary {
+    /// New connections of the group in the window (every verdict).
+    pub new_connections: u64,
+    /// Events sent (connections reported one by one).
+    pub events: u64,
+    /// Events withheld by the group's node-wide budget.
+    pub group_budget: u64,
+    /// Distinct sources of the withheld connections (HyperLogLog estimate, ±5%).
+    pub distinct_sources: u64,
+    /// The sources with the most withheld connections, most first.
+    pub top_sources: Vec<TopSourceCount>,
+    /// The destination ports with the most withheld connections, most first.
+    pub top_ports: Vec<TopPortCount>,
+    /// When the window opened (the first loss seen) and closed.
+    pub start: SystemTime,
+    pub end: SystemTime,
+    /// Nearly every withheld connection came from a source of its own: the sources are
+    /// likely spoofed (see [`spoofed_likely`]).
+    pub spoofed_likely: bool,
+    /// The node's answers from the group's TCP ports in the window.
+    pub answered: FloodAnswers,
+}
+
+/// The node's answers counted in a flood window: SYN-ACKs (accepted) and RSTs (refused).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FloodAnswers {
+    pub accepted: u64,
+    pub refused: u64,
+}
+
+/// Spoofed sources are likely when at least 64 connections were withheld and the distinct
+/// sources are at least 80% of them (the estimate is within 5%): a real client, or a few,
+/// repeat their address; random spoofed addresses almost never do.
+pub fn spoofed_likely(withheld: u64, distinct_sources: u64) -> bool {
+    withheld >= 64 && distinct_sources.saturating_mul(5) >= withheld.saturating_mul(4)
 }
 
 /// How the node answered the repeats a dedup follow-up folds.

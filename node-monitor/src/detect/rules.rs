@@ -130,15 +130,22 @@ pub fn sweep_rule() -> Rule {
     )
 }
 
-/// Flood: the event limits withheld events (rate limit or full ring buffer).
+/// Flood: the event limits withheld events (the per-source or the group budget, or a full
+/// ring buffer). Version 2: one alert per port group and window, with the group's flood
+/// summary (distinct sources, top sources and ports, the node's answers).
 pub fn flood_rule() -> Rule {
-    rule(
-        FLOOD,
-        "event limits reached (flood)",
-        Severity::Medium,
-        "Events were withheld by the per-source rate limit or lost to a full ring buffer \
-         within `flood_window`: a flood, or more traffic than the sensor reports.",
-    )
+    Rule {
+        version: 2,
+        ..rule(
+            FLOOD,
+            "event limits reached (flood)",
+            Severity::Medium,
+            "Events of a port group were withheld by the per-source rate limit or the \
+             group's node-wide budget, or lost to a full ring buffer, within \
+             `flood_window`: a flood (spoofed when nearly every source is new), or more \
+             traffic than the sensor reports.",
+        )
+    }
 }
 
 /// Every rule of the catalog, by id.
@@ -198,7 +205,7 @@ mod tests {
         }
         assert_eq!(sweep_rule().id, NODEPORT_SWEEP);
         assert_eq!(flood_rule().id, FLOOD);
-        assert_eq!((sweep_rule().version, flood_rule().version), (1, 1));
+        assert_eq!((sweep_rule().version, flood_rule().version), (1, 2));
     }
 
     #[test]

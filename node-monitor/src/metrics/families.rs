@@ -17,7 +17,7 @@ use prometheus_client::{
 use super::{SharedState, snapshot::Snapshot};
 
 /// Loss reasons counted by the data path, per group (`GroupStats`).
-const KERNEL_LOSS_REASONS: [&str; 2] = ["rate_limited", "ringbuf_full"];
+const KERNEL_LOSS_REASONS: [&str; 3] = ["rate_limited", "ringbuf_full", "group_budget"];
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -128,7 +128,7 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
     );
     let mut lost = FamilyBuilder::counter(
         "node_monitor_lost_events",
-        "Events lost before output, by reason: rate_limited and ringbuf_full in the kernel, the rest in userspace.",
+        "Events lost before output, by reason: rate_limited (per-source budget), group_budget (node-wide budget per group) and ringbuf_full in the kernel, the rest in userspace.",
     );
     let mut sampled_out = FamilyBuilder::counter(
         "node_monitor_sampled_out",
@@ -156,6 +156,10 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
         lost.add(
             l(&[("reason", KERNEL_LOSS_REASONS[1])]),
             st.lost_ringbuf_full,
+        );
+        lost.add(
+            l(&[("reason", KERNEL_LOSS_REASONS[2])]),
+            st.lost_group_budget,
         );
     }
     for (reason, n) in &s.lost_events {

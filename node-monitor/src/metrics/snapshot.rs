@@ -23,7 +23,7 @@ pub struct Snapshot {
     /// Alerts suppressed by dedup/suppression: (rule id, count).
     pub alerts_suppressed: Vec<(String, u64)>,
     /// Events lost in userspace, by reason (output queue full, malformed record, ...).
-    /// Kernel losses (`rate_limited`, `ringbuf_full`) are summed from `groups` by
+    /// Kernel losses (`rate_limited`, `ringbuf_full`, `group_budget`) are summed from `groups` by
     /// [`Metrics::update`]; entries here with those two reasons are ignored, so that a
     /// caller that also lists them cannot count them twice.
     pub lost_events: Vec<(String, u64)>,

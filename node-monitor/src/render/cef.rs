@@ -10,7 +10,7 @@ use super::{
     observer::Observer,
 };
 use crate::{
-    detect::{AlertKind, FloodScope, OutputItem, Severity},
+    detect::{AlertKind, FloodScope, FloodSummary, OutputItem, Severity},
     record::{FlowRecord, Protocol, RecordType},
 };
 
@@ -158,6 +158,71 @@ fn connection(ext: &mut Ext<'_>, r: &FlowRecord, with_ports: bool) {
     }
 }
 
+/// A group's flood summary: `start`/`end` (epoch ms), `cs2` (`floodCounts`,
+/// `name:n,...`), `cs6` (`answered`, `accepted:n,refused:n`), `flexString1` (`topSources`,
+/// `ip/withheld/rate_limited,...`) and `flexString2` (`topPorts`, `port:withheld,...`).
+/// Only digits, addresses and fixed names: nothing to escape.
+fn flood_summary(ext: &mut Ext<'_>, s: &FloodSummary, rate_limited: u64) {
+    ext.num("start", epoch_ms(s.start));
+    ext.num("end", epoch_ms(s.end));
+    let mut n = itoa::Buffer::new();
+    ext.key("cs2");
+    for (i, (name, v)) in [
+        ("new_connections", s.new_connections),
+        ("events", s.events),
+        ("group_budget", s.group_budget),
+        ("withheld", rate_limited + s.group_budget),
+        ("distinct_sources", s.distinct_sources),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            ext.out.push(b',');
+        }
+        ext.out.extend_from_slice(name.as_bytes());
+        ext.out.push(b':');
+        ext.out.extend_from_slice(n.format(v).as_bytes());
+    }
+    ext.out.extend_from_slice(if s.spoofed_likely {
+        b",spoofed_likely:true"
+    } else {
+        b",spoofed_likely:false"
+    });
+    ext.str("cs2Label", "floodCounts");
+    ext.key("cs6");
+    ext.out.extend_from_slice(b"accepted:");
+    ext.out
+        .extend_from_slice(n.format(s.answered.accepted).as_bytes());
+    ext.out.extend_from_slice(b",refused:");
+    ext.out
+        .extend_from_slice(n.format(s.answered.refused).as_bytes());
+    ext.str("cs6Label", "answered");
+    ext.key("flexString1");
+    for (i, t) in s.top_sources.iter().enumerate() {
+        if i > 0 {
+            ext.out.push(b',');
+        }
+        write_ip(ext.out, t.ip);
+        ext.out.push(b'/');
+        ext.out.extend_from_slice(n.format(t.withheld).as_bytes());
+        ext.out.push(b'/');
+        ext.out
+            .extend_from_slice(n.format(t.rate_limited).as_bytes());
+    }
+    ext.str("flexString1Label", "topSources");
+    ext.key("flexString2");
+    for (i, t) in s.top_ports.iter().enumerate() {
+        if i > 0 {
+            ext.out.push(b',');
+        }
+        ext.out.extend_from_slice(n.format(t.port).as_bytes());
+        ext.out.push(b':');
+        ext.out.extend_from_slice(n.format(t.withheld).as_bytes());
+    }
+    ext.str("flexString2Label", "topPorts");
+}
+
 /// Appends the CEF line of one item to `out`, escaping each field as it is written.
 pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     let (signature, name, severity) = match item {
@@ -236,6 +301,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 rate_limited,
                 ringbuf_full,
                 window,
+                summary,
             } => {
                 ext.num("cn2", *rate_limited);
                 ext.str("cn2Label", "rateLimited");
@@ -243,8 +309,16 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 ext.str("cn3Label", "ringbufFull");
                 ext.num("cs4", window.as_secs());
                 ext.str("cs4Label", "windowSeconds");
-                if let FloodScope::Source(ip) = scope {
-                    ext.ip("src", *ip);
+                match scope {
+                    FloodScope::Source(ip) => ext.ip("src", *ip),
+                    FloodScope::Group(g) => {
+                        ext.str("cs1", g);
+                        ext.str("cs1Label", "portGroup");
+                    }
+                    FloodScope::Node => {}
+                }
+                if let Some(s) = summary {
+                    flood_summary(&mut ext, s, *rate_limited);
                 }
             }
         }
@@ -287,7 +361,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep, variety},
+        detect::fixture::{
+            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep, variety,
+        },
         record::fixture::{CID, TIME_MS as T_MS, sampled},
         render::check::{self, hostile_observer, observer},
     };
@@ -488,6 +564,45 @@ mod tests {
         assert_eq!(e["cs4"], "10");
         assert_eq!(e["externalId"], "3f2b8c1e-7d4a-4e8b-9c1d-2a5e6f7b8c9d");
         assert_eq!(e["dvchost"], "node-a");
+    }
+
+    /// Issue 9: a group's NM-1020 in CEF: the group in `cs1`, the window in `start`/`end`,
+    /// the counts in `cs2`, the answers in `cs6`, the top sources and ports in
+    /// `flexString1`/`flexString2`.
+    #[test]
+    fn group_flood_fields() {
+        let (h, e) = parse(&render(&OutputItem::Alert(group_flood()), &observer()));
+        header_ok(&h, "NM-1020", "event limits reached (flood)", "5");
+        assert!(!e.contains_key("src") && !e.contains_key("dst"));
+        let pairs = [
+            ("cs1", "portGroup", "kubelet"),
+            ("cn2", "rateLimited", "12"),
+            ("cn3", "ringbufFull", "8"),
+            ("cs4", "windowSeconds", "10"),
+            (
+                "cs2",
+                "floodCounts",
+                "new_connections:4000,events:100,group_budget:3880,withheld:3892,\
+                 distinct_sources:3850,spoofed_likely:true",
+            ),
+            ("cs6", "answered", "accepted:5,refused:2"),
+            (
+                "flexString1",
+                "topSources",
+                "203.0.113.7/14/12,2001:db8::9/2/0",
+            ),
+            ("flexString2", "topPorts", "10250:3890,10251:2"),
+        ];
+        for (k, label, v) in pairs {
+            assert_eq!(e[k], v, "{k}");
+            assert_eq!(e[&format!("{k}Label")], label, "{k}Label");
+        }
+        assert_eq!(e["start"], (T_MS - 10_000).to_string());
+        assert_eq!(e["end"], T_MS.to_string());
+        assert!(
+            e["msg"]
+                .starts_with("event limits reached (flood): group kubelet: 4000 new connections")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Test support for the formats: the test observers, render a line, and check a JSON format's hand
 //! writer against its typed serde document over the whole variety of items.
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::observer::Observer;
 use crate::detect::{OutputItem, fixture::variety};
@@ -23,6 +23,34 @@ pub(crate) fn hostile_observer() -> Observer {
         vendor: "v=\"x\"",
         version: "1.0-\t",
     }
+}
+
+/// The `flood` facts of `detect::fixture::group_flood()`, the same in ECS
+/// (`node_monitor.flood`) and OCSF (`unmapped.node_monitor.flood`).
+pub(crate) fn group_flood_facts() -> Value {
+    json!({
+        "scope": "group",
+        "rate_limited": 12,
+        "ringbuf_full": 8,
+        "window_s": 10,
+        "group_budget": 3880,
+        "withheld": 3892,
+        "new_connections": 4000,
+        "events": 100,
+        "distinct_sources": 3850,
+        "spoofed_likely": true,
+        "top_sources": [
+            { "ip": "203.0.113.7", "withheld": 14, "rate_limited": 12 },
+            { "ip": "2001:db8::9", "withheld": 2, "rate_limited": 0 }
+        ],
+        "top_ports": [
+            { "port": 10250, "withheld": 3890 },
+            { "port": 10251, "withheld": 2 }
+        ],
+        "window_start": "2024-05-01T11:59:50.123456Z",
+        "window_end": "2024-05-01T12:00:00.123456Z",
+        "answered": { "accepted": 5, "refused": 2 }
+    })
 }
 
 /// A format's writer: appends one item's line to a buffer.

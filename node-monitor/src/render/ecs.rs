@@ -458,7 +458,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
+        detect::fixture::{
+            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep,
+        },
         record::fixture::{CID, sampled},
         render::check,
     };
@@ -488,8 +490,8 @@ mod tests {
             v["event"]["category"],
             json!(["network", "intrusion_detection"])
         );
-        // Connection rules are at version 2, sweeps and floods at 1.
-        let version = if v["rule"]["id"] == "NM-1010" || v["rule"]["id"] == "NM-1020" {
+        // Connection rules and floods are at version 2, sweeps at 1.
+        let version = if v["rule"]["id"] == "NM-1010" {
             "1"
         } else {
             "2"
@@ -626,6 +628,25 @@ mod tests {
             json!({ "scope": "node", "rate_limited": 260, "ringbuf_full": 7, "window_s": 10 })
         );
         assert_eq!(v["node_monitor"]["suppressed_count"], 0);
+    }
+
+    /// Issue 9: a group's NM-1020 carries its flood summary under `node_monitor.flood`, and
+    /// its group in `node_monitor.port_group`.
+    #[test]
+    fn group_flood_fields() {
+        let v = doc(&OutputItem::Alert(group_flood()));
+        alert_common(&v);
+        assert_eq!(v["event"]["action"], "event-flood");
+        assert_eq!(v["rule"]["id"], "NM-1020");
+        assert!(v.get("source").is_none() && v.get("network").is_none());
+        assert_eq!(v["node_monitor"]["port_group"], "kubelet");
+        assert_eq!(v["node_monitor"]["flood"], check::group_flood_facts());
+        assert_eq!(
+            v["message"],
+            "event limits reached (flood): group kubelet: 4000 new connections within 10s, 100 reported, 12 withheld by the \
+             per-source limit, 3880 by the group budget, 8 lost to a full ring buffer; about 3850 \
+             distinct sources (spoofed likely); the node accepted 5 and refused 2."
+        );
     }
 
     #[test]

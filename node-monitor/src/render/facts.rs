@@ -12,10 +12,12 @@ use serde::Serialize;
 
 use super::{
     community_id::{CommunityId, community_id_v1_text},
-    json::{JsonOut, Members},
+    json::{JsonOut, Members, Text, rfc3339_text},
 };
 use crate::{
-    detect::{Alert, AlertKind, AnswerCounts, FloodScope, OutputItem, rules},
+    detect::{
+        Alert, AlertKind, AnswerCounts, FloodAnswers, FloodScope, FloodSummary, OutputItem, rules,
+    },
     record::{Action, Answer, FlowRecord, Hook, RecordType, TcpFlags, Verdict},
 };
 
@@ -104,10 +106,18 @@ pub(crate) fn outcome(rec: Option<&FlowRecord>) -> &'static str {
     }
 }
 
-/// The port group of an item: the record's; for a sweep, the swept group.
-fn port_group<'a>(alert: Option<&'a Alert>, rec: Option<&'a FlowRecord>) -> Option<&'a str> {
+/// The port group of an item: the record's; for a sweep, the swept group; for a group's
+/// flood, the group.
+pub(crate) fn port_group<'a>(
+    alert: Option<&'a Alert>,
+    rec: Option<&'a FlowRecord>,
+) -> Option<&'a str> {
     match alert.map(|a| &a.kind) {
         Some(AlertKind::Sweep { group, .. }) => Some(group),
+        Some(AlertKind::Flood {
+            scope: FloodScope::Group(group),
+            ..
+        }) => Some(group),
         _ => rec.map(|r| &*r.group),
     }
 }
@@ -209,7 +219,7 @@ pub(crate) struct AlertFacts<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sweep: Option<SweepDoc<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    flood: Option<FloodDoc>,
+    flood: Option<FloodDoc<'a>>,
 }
 
 impl AlertFacts<'_> {
@@ -262,12 +272,15 @@ pub(crate) struct SweepDoc<'a> {
 
 /// `node_monitor.flood` (ECS) / `unmapped.node_monitor.flood` and the evidence (OCSF).
 #[derive(Serialize)]
-pub(crate) struct FloodDoc {
-    /// `"node"`, or the source address.
+pub(crate) struct FloodDoc<'a> {
+    /// `"node"`, `"group"` (the group is `port_group`), or the source address.
     pub scope: FloodScopeDoc,
     pub rate_limited: u64,
     pub ringbuf_full: u64,
     pub window_s: u64,
+    /// A group's flood summary (group scope only).
+    #[serde(flatten)]
+    pub summary: Option<FloodSummaryDoc<'a>>,
 }
 
 #[derive(Serialize)]
@@ -277,8 +290,71 @@ pub(crate) enum FloodScopeDoc {
     Source(IpAddr),
 }
 
+/// The members a group's flood adds to [`FloodDoc`].
+#[derive(Serialize)]
+pub(crate) struct FloodSummaryDoc<'a> {
+    pub group_budget: u64,
+    /// `rate_limited` + `group_budget`: what the budgets withheld.
+    pub withheld: u64,
+    pub new_connections: u64,
+    pub events: u64,
+    pub distinct_sources: u64,
+    pub spoofed_likely: bool,
+    pub top_sources: Vec<TopSourceDoc>,
+    pub top_ports: Vec<TopPortDoc>,
+    pub window_start: Text<humantime::Rfc3339Timestamp>,
+    pub window_end: Text<humantime::Rfc3339Timestamp>,
+    pub answered: &'a FloodAnswers,
+}
+
+#[derive(Serialize)]
+pub(crate) struct TopSourceDoc {
+    pub ip: IpAddr,
+    pub withheld: u64,
+    pub rate_limited: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct TopPortDoc {
+    pub port: u16,
+    pub withheld: u64,
+}
+
+impl<'a> FloodSummaryDoc<'a> {
+    fn of(s: &'a FloodSummary, rate_limited: u64) -> FloodSummaryDoc<'a> {
+        FloodSummaryDoc {
+            group_budget: s.group_budget,
+            withheld: rate_limited + s.group_budget,
+            new_connections: s.new_connections,
+            events: s.events,
+            distinct_sources: s.distinct_sources,
+            spoofed_likely: s.spoofed_likely,
+            top_sources: s
+                .top_sources
+                .iter()
+                .map(|t| TopSourceDoc {
+                    ip: t.ip,
+                    withheld: t.withheld,
+                    rate_limited: t.rate_limited,
+                })
+                .collect(),
+            top_ports: s
+                .top_ports
+                .iter()
+                .map(|t| TopPortDoc {
+                    port: t.port,
+                    withheld: t.withheld,
+                })
+                .collect(),
+            window_start: rfc3339_text(s.start),
+            window_end: rfc3339_text(s.end),
+            answered: &s.answered,
+        }
+    }
+}
+
 /// The sweep and flood details of an alert (at most one is `Some`).
-pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodDoc>) {
+pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodDoc<'_>>) {
     match &alert.kind {
         AlertKind::Connection { .. } => (None, None),
         AlertKind::Sweep { ports, window, .. } => (
@@ -294,16 +370,21 @@ pub(crate) fn sweep_flood(alert: &Alert) -> (Option<SweepDoc<'_>>, Option<FloodD
             rate_limited,
             ringbuf_full,
             window,
+            summary,
         } => (
             None,
             Some(FloodDoc {
                 scope: match scope {
                     FloodScope::Node => FloodScopeDoc::Node("node"),
+                    FloodScope::Group(_) => FloodScopeDoc::Node("group"),
                     FloodScope::Source(ip) => FloodScopeDoc::Source(*ip),
                 },
                 rate_limited: *rate_limited,
                 ringbuf_full: *ringbuf_full,
                 window_s: window.as_secs(),
+                summary: summary
+                    .as_deref()
+                    .map(|s| FloodSummaryDoc::of(s, *rate_limited)),
             }),
         ),
     }

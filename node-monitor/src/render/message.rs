@@ -94,6 +94,39 @@ impl Message<'_> {
                         text(out, "s.");
                     }
                     AlertKind::Flood {
+                        scope: crate::detect::FloodScope::Group(group),
+                        rate_limited,
+                        ringbuf_full,
+                        window,
+                        summary: Some(s),
+                    } => {
+                        text(out, "group ");
+                        text(out, group);
+                        text(out, ": ");
+                        num(out, s.new_connections);
+                        text(out, " new connections within ");
+                        num(out, window.as_secs());
+                        text(out, "s, ");
+                        num(out, s.events);
+                        text(out, " reported, ");
+                        num(out, *rate_limited);
+                        text(out, " withheld by the per-source limit, ");
+                        num(out, s.group_budget);
+                        text(out, " by the group budget, ");
+                        num(out, *ringbuf_full);
+                        text(out, " lost to a full ring buffer; about ");
+                        num(out, s.distinct_sources);
+                        text(out, " distinct sources");
+                        if s.spoofed_likely {
+                            text(out, " (spoofed likely)");
+                        }
+                        text(out, "; the node accepted ");
+                        num(out, s.answered.accepted);
+                        text(out, " and refused ");
+                        num(out, s.answered.refused);
+                        text(out, ".");
+                    }
+                    AlertKind::Flood {
                         rate_limited,
                         ringbuf_full,
                         window,

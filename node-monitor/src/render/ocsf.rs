@@ -393,7 +393,7 @@ enum Evidence<'a> {
         connection_info: ConnectionInfo,
     },
     /// A flood: no connection, its counts.
-    Data { data: Option<FloodDoc> },
+    Data { data: Option<FloodDoc<'a>> },
 }
 
 #[derive(Serialize)]
@@ -604,7 +604,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        detect::fixture::{connection_alert, flood, follow_up, late_answer_alert, sweep},
+        detect::fixture::{
+            connection_alert, flood, follow_up, group_flood, late_answer_alert, sweep,
+        },
         record::{
             TcpFlags,
             fixture::{CID, TIME_MS as T_MS, sampled},
@@ -640,11 +642,7 @@ mod tests {
         assert_eq!(v["finding_info"]["analytic"]["uid"], rule_id);
         assert_eq!(v["finding_info"]["analytic"]["type_id"], 1);
         assert_eq!(v["finding_info"]["analytic"]["type"], "Rule");
-        let version = if rule_id == "NM-1010" || rule_id == "NM-1020" {
-            "1"
-        } else {
-            "2"
-        };
+        let version = if rule_id == "NM-1010" { "1" } else { "2" };
         assert_eq!(v["finding_info"]["analytic"]["version"], version);
         assert_eq!(
             v["finding_info"]["title"],
@@ -758,6 +756,18 @@ mod tests {
             json!({ "scope": "node", "rate_limited": 260, "ringbuf_full": 7, "window_s": 10 })
         );
         assert_eq!(v["evidences"][0]["data"]["rate_limited"], 260);
+    }
+
+    /// Issue 9: a group's NM-1020: the summary in `unmapped.node_monitor.flood` and in the
+    /// evidence's `data`, the group in `unmapped.node_monitor.port_group`.
+    #[test]
+    fn group_flood_fields() {
+        let v = doc(&OutputItem::Alert(group_flood()));
+        finding(&v, 1, 3, "NM-1020");
+        let want = check::group_flood_facts();
+        assert_eq!(v["unmapped"]["node_monitor"]["flood"], want);
+        assert_eq!(v["unmapped"]["node_monitor"]["port_group"], "kubelet");
+        assert_eq!(v["evidences"][0]["data"], want);
     }
 
     #[test]

@@ -302,6 +302,7 @@ mod tests {
                 rate_limited: 1,
                 ringbuf_full: 0,
                 window: Duration::from_secs(1),
+                summary: None,
             },
             ..fixture::flood()
         })

@@ -42,6 +42,11 @@ pub(crate) fn counts_minus(after: &GroupCounts, before: &GroupCounts) -> GroupCo
             "lost_ringbuf_full",
         ),
         sampled_out: d(after.sampled_out, before.sampled_out, "sampled_out"),
+        lost_group_budget: d(
+            after.lost_group_budget,
+            before.lost_group_budget,
+            "lost_group_budget",
+        ),
     }
 }
 
@@ -113,6 +118,11 @@ impl Counters {
         self.groups().values().map(|c| c.lost_rate_limited).sum()
     }
 
+    /// Events withheld by the node-wide group budget, all entries together.
+    pub(crate) fn total_group_budget(&self) -> u64 {
+        self.groups().values().map(|c| c.lost_group_budget).sum()
+    }
+
     /// The invariants that hold for every entry of any run: flagged = emitted + counted
     /// losses; in monitor mode every denied packet is a would-drop, in enforce mode a drop.
     pub(crate) fn check_invariants(&self) {
@@ -122,7 +132,7 @@ impl Counters {
             if v == "denied" {
                 assert_eq!(
                     c.new_conns,
-                    c.events + c.lost_rate_limited + c.lost_ringbuf_full,
+                    c.events + c.lost_rate_limited + c.lost_group_budget + c.lost_ringbuf_full,
                     "denied: new_conns == events + losses; {what}"
                 );
                 assert_eq!(c.would_drop + c.dropped, c.packets, "{what}");
@@ -132,12 +142,17 @@ impl Counters {
                 // under the source's token bucket, so they can be rate-limited too.
                 assert_eq!(
                     c.new_conns,
-                    c.events + c.sampled_out + c.lost_rate_limited + c.lost_ringbuf_full,
+                    c.events
+                        + c.sampled_out
+                        + c.lost_rate_limited
+                        + c.lost_group_budget
+                        + c.lost_ringbuf_full,
                     "allowed: new_conns == events + sampled_out + losses; {what}"
                 );
                 assert_eq!(c.would_drop + c.dropped, 0, "{what}");
                 if g != "nodeport" {
                     assert_eq!(c.lost_rate_limited, 0, "{what}");
+                    assert_eq!(c.lost_group_budget, 0, "{what}");
                 }
             }
         }

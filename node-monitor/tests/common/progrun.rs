@@ -335,15 +335,23 @@ pub(crate) type S = GroupStats;
 pub(crate) fn assert_invariant(ctx: &str, verdict: u8, s: &GroupStats) {
     if verdict == node_monitor_common::VERDICT_DENIED {
         assert_eq!(
+            s.sampled_out, 0,
+            "{ctx}: denied entries never sample: {s:?}"
+        );
+        assert_eq!(
             s.new_conns,
-            s.events + s.lost_rate_limited + s.lost_ringbuf_full,
-            "{ctx}: denied invariant new_conns == events + lost_rate_limited + lost_ringbuf_full: {s:?}"
+            s.events + s.lost_rate_limited + s.lost_group_budget + s.lost_ringbuf_full,
+            "{ctx}: denied invariant new_conns == events + lost_rate_limited + lost_group_budget + lost_ringbuf_full: {s:?}"
         );
     } else {
         assert_eq!(
             s.new_conns,
-            s.events + s.sampled_out + s.lost_rate_limited + s.lost_ringbuf_full,
-            "{ctx}: allowed invariant new_conns == events + sampled_out + lost_rate_limited + lost_ringbuf_full (rate-limited: sweep-watched groups): {s:?}"
+            s.events
+                + s.sampled_out
+                + s.lost_rate_limited
+                + s.lost_group_budget
+                + s.lost_ringbuf_full,
+            "{ctx}: allowed invariant new_conns == events + sampled_out + lost_rate_limited + lost_group_budget + lost_ringbuf_full (budgets: sweep-watched groups): {s:?}"
         );
     }
 }

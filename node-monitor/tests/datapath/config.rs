@@ -29,16 +29,20 @@ pub(crate) struct Knobs {
     pub(crate) events_per_sec: u32,
     pub(crate) ring_bytes: u32,
     pub(crate) idle_ms: u64,
+    /// `limits.events_per_group_per_second`.
+    pub(crate) events_per_group: u32,
 }
 
 impl Default for Knobs {
     fn default() -> Self {
-        // Every allowed flow sampled, no rate limit: each new connection yields one event.
+        // Every allowed flow sampled, no rate limit, no group budget: each new connection
+        // yields one event.
         Knobs {
             sample_one_in: 1,
             events_per_sec: 0,
             ring_bytes: 1 << 20,
             idle_ms: 30_000,
+            events_per_group: 0,
         }
     }
 }
@@ -76,8 +80,9 @@ limits:
   events_per_source_per_second: {}
   ring_buffer_bytes: {}
   flow_idle_timeout_ms: {}
+  events_per_group_per_second: {}
 "#,
-        k.sample_one_in, k.events_per_sec, k.ring_bytes, k.idle_ms
+        k.sample_one_in, k.events_per_sec, k.ring_bytes, k.idle_ms, k.events_per_group
     )
 }
 

@@ -57,6 +57,7 @@ mod expect;
 
 mod answers;
 mod catalog;
+mod floods;
 mod limits;
 mod new_conns;
 mod parse;

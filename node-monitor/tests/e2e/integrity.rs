@@ -24,7 +24,7 @@ use crate::{
         temp::{TempDir, TempFile},
     },
     expect::{alerts_of, dump, js, ju},
-    poll::{metric, wait_metrics},
+    poll::{kubelet_conns, reloads, wait_metrics},
     setup::{CONNECT_TIMEOUT, KUBELET_MONITOR, node, outside, setup, test_config},
 };
 
@@ -34,22 +34,6 @@ fn kubelet_alerts_from<'a>(records: &'a [Value], ip: &str) -> Vec<&'a Value> {
         .into_iter()
         .filter(|a| js(a, "/source/ip") == ip)
         .collect()
-}
-
-fn reloads(body: &str, result: &str) -> f64 {
-    metric(
-        body,
-        "node_monitor_config_reloads_total",
-        &[("result", result)],
-    )
-}
-
-fn kubelet_conns(body: &str, verdict: &str) -> f64 {
-    metric(
-        body,
-        "node_monitor_connections_total",
-        &[("group", "kubelet"), ("proto", "tcp"), ("verdict", verdict)],
-    )
 }
 
 /// The first reproduction: about 30 UDP datagrams a second from outside to NodePort 30000

@@ -39,6 +39,7 @@ mod setup;
 
 mod cli;
 mod enforcement;
+mod floods;
 mod formats;
 mod hotplug;
 mod identity;
@@ -46,6 +47,7 @@ mod integrity;
 mod modes;
 mod opener;
 mod pinning;
+mod posture;
 mod prometheus;
 mod reload;
 mod rules;

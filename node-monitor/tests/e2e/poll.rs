@@ -33,3 +33,21 @@ pub(crate) fn wait_metrics(
 pub(crate) fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric_value(body, name, labels).unwrap_or(0.0)
 }
+
+/// Config reloads with `result` (`success` / `failure`).
+pub(crate) fn reloads(body: &str, result: &str) -> f64 {
+    metric(
+        body,
+        "node_monitor_config_reloads_total",
+        &[("result", result)],
+    )
+}
+
+/// New kubelet TCP connections with `verdict` (`allowed` / `denied`).
+pub(crate) fn kubelet_conns(body: &str, verdict: &str) -> f64 {
+    metric(
+        body,
+        "node_monitor_connections_total",
+        &[("group", "kubelet"), ("proto", "tcp"), ("verdict", verdict)],
+    )
+}

@@ -18,25 +18,9 @@ use crate::{
         temp::TempDir,
     },
     expect::{Rec, alerts_of, assert_same_records, dump, is_alert},
-    poll::{metric, wait_metrics},
+    poll::{kubelet_conns, reloads, wait_metrics},
     setup::{CONNECT_TIMEOUT, KUBELET_MONITOR, node, outside, setup, test_config},
 };
-
-fn reloads(body: &str, result: &str) -> f64 {
-    metric(
-        body,
-        "node_monitor_config_reloads_total",
-        &[("result", result)],
-    )
-}
-
-fn kubelet_conns(body: &str, verdict: &str) -> f64 {
-    metric(
-        body,
-        "node_monitor_connections_total",
-        &[("group", "kubelet"), ("proto", "tcp"), ("verdict", verdict)],
-    )
-}
 
 /// Sampled flows of kubelet from `src`.
 fn kubelet_flows_from(records: &[Value], src: SocketAddr) -> usize {

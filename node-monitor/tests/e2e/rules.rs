@@ -224,14 +224,27 @@ fn every_rule_fires_from_real_traffic() {
     let mut limited = 0;
     for f in &floods {
         assert_eq!(ju(f, "/event/severity"), 47, "{f}");
-        assert_eq!(js(f, "/rule/version"), "1", "{f}");
+        assert_eq!(js(f, "/rule/version"), "2", "{f}");
         assert_eq!(js(f, "/event/action"), "event-flood", "{f}");
-        assert_eq!(js(f, "/node_monitor/flood/scope"), "node", "{f}");
+        // One per group and window: the burst's group, and the sweep's (the ports past
+        // the source's budget).
+        assert_eq!(js(f, "/node_monitor/flood/scope"), "group", "{f}");
+        assert!(
+            ["kubelet-readonly", "nodeport"].contains(&js(f, "/node_monitor/port_group")),
+            "{f}"
+        );
         assert_eq!(ju(f, "/node_monitor/flood/window_s"), 1, "{f}");
         assert!(f.pointer("/source").is_none(), "{f}");
         limited += ju(f, "/node_monitor/flood/rate_limited");
     }
     assert!(limited > 0);
+    assert!(
+        floods
+            .iter()
+            .any(|f| js(f, "/node_monitor/port_group") == "kubelet-readonly"),
+        "{}",
+        dump(recs)
+    );
     assert_eq!(
         limited,
         fin.counters.total_rate_limited(),

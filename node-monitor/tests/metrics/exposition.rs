@@ -49,7 +49,7 @@ fn text_has_exact_lines() {
         "node_monitor_packets_total{group=\"kubelet\",proto=\"tcp\",verdict=\"allowed\"} 1200",
         "node_monitor_packets_total{group=\"etcd\",proto=\"udp\",verdict=\"allowed\"} 0",
         "node_monitor_bytes_total{group=\"kubelet\",proto=\"tcp\",verdict=\"denied\"} 370",
-        "node_monitor_connections_total{group=\"kubelet\",proto=\"tcp\",verdict=\"allowed\"} 40",
+        "node_monitor_connections_total{group=\"kubelet\",proto=\"tcp\",verdict=\"allowed\"} 43",
         "node_monitor_events_total{group=\"kubelet\",proto=\"tcp\",verdict=\"denied\"} 2",
         "node_monitor_would_drop_packets_total{group=\"kubelet\",proto=\"tcp\"} 5",
         "node_monitor_dropped_packets_total{group=\"etcd\",proto=\"tcp\"} 7",
@@ -57,6 +57,7 @@ fn text_has_exact_lines() {
         // Kernel losses summed over groups, plus userspace reasons.
         "node_monitor_lost_events_total{reason=\"rate_limited\"} 1",
         "node_monitor_lost_events_total{reason=\"ringbuf_full\"} 2",
+        "node_monitor_lost_events_total{reason=\"group_budget\"} 3",
         "node_monitor_lost_events_total{reason=\"sink_queue_full\"} 4",
         "node_monitor_lost_events_total{reason=\"malformed\"} 0",
         "node_monitor_packets_unclassified_total{reason=\"not_ip\"} 42",

@@ -17,6 +17,7 @@ pub(crate) fn stats(packets: u64) -> GroupStats {
         lost_rate_limited: 0,
         lost_ringbuf_full: 0,
         sampled_out: 0,
+        lost_group_budget: 0,
     }
 }
 
@@ -57,6 +58,7 @@ pub(crate) fn snapshot() -> Snapshot {
             lost_rate_limited: 1,
             lost_ringbuf_full: 0,
             sampled_out: 0,
+            lost_group_budget: 0,
         },
     );
     set(
@@ -67,13 +69,14 @@ pub(crate) fn snapshot() -> Snapshot {
         GroupStats {
             packets: 1200,
             bytes: 98_000,
-            new_conns: 40,
+            new_conns: 43,
             would_drop: 0,
             dropped: 0,
             events: 4,
             lost_rate_limited: 0,
             lost_ringbuf_full: 2,
             sampled_out: 34,
+            lost_group_budget: 3,
         },
     );
     set(

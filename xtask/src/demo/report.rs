@@ -67,7 +67,7 @@ fn counters_table(v: &Value) -> String {
             n("new_conns"),
             n("events"),
             n("would_drop"),
-            n("lost_rate_limited") + n("lost_ringbuf_full"),
+            n("lost_rate_limited") + n("lost_group_budget") + n("lost_ringbuf_full"),
         ));
     }
     if let Some(r) = v["reasons"].as_object().filter(|r| !r.is_empty()) {

@@ -44,6 +44,18 @@ fn error_limits_out_of_range() {
             "out of range",
         ),
         (
+            "events_per_group_per_second: 4294967296",
+            32,
+            "limits.events_per_group_per_second",
+            "out of range",
+        ),
+        (
+            "events_per_group_per_second: -1",
+            32,
+            "limits.events_per_group_per_second",
+            "expected a whole number",
+        ),
+        (
             "allow_entries: 0",
             18,
             "limits.allow_entries",
@@ -88,7 +100,20 @@ fn error_limits_out_of_range() {
     );
     // The bounds themselves are accepted.
     let config = parse(
-        "limits: { flows: 1024, sources: 256, answer_timeout_ms: 60000, flow_idle_timeout_ms: 1, ring_buffer_bytes: 1073741824, events_per_source_per_second: 0 }\n",
+        "limits: { flows: 1024, sources: 256, answer_timeout_ms: 60000, flow_idle_timeout_ms: 1, ring_buffer_bytes: 1073741824, events_per_source_per_second: 0, events_per_group_per_second: 0 }\n",
     );
     assert_eq!(config.limits.ring_buffer_bytes, 1 << 30);
+    assert_eq!(
+        config.limits.events_per_group_per_second, 0,
+        "0 = unlimited"
+    );
+    let config = parse("limits: { events_per_group_per_second: 4294967295 }\n");
+    assert_eq!(config.limits.events_per_group_per_second, u32::MAX);
+    // Left out: the default, 1000 per group and second.
+    assert_eq!(
+        parse("limits: { flows: 4096 }\n")
+            .limits
+            .events_per_group_per_second,
+        1000
+    );
 }

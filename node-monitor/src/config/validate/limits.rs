@@ -55,6 +55,13 @@ const ALLOW_ENTRIES: Bound = Bound {
     note: "",
     power_of_two: false,
 };
+const EVENTS_PER_GROUP: Bound = Bound {
+    field: "events_per_group_per_second",
+    min: 0,
+    max: u32::MAX as u64,
+    note: " (0 = unlimited)",
+    power_of_two: false,
+};
 const SAMPLING_ONE_IN: Bound = Bound {
     field: "allowed_flows_one_in",
     min: 0,
@@ -98,6 +105,12 @@ impl Validator<'_> {
                 &ALLOW_ENTRIES,
                 raw.allow_entries,
                 d.allow_entries,
+            ),
+            events_per_group_per_second: self.opt_u32(
+                "limits",
+                &EVENTS_PER_GROUP,
+                raw.events_per_group_per_second,
+                d.events_per_group_per_second,
             ),
         }
     }

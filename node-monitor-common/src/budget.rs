@@ -1,0 +1,225 @@
+//! Event budgets: token buckets per source (`SOURCES`) and per group (`GROUP_BUDGET`).
+
+use crate::Addr;
+
+/// One slot of the per-source budget table `SOURCES`: an array shared by all CPUs,
+/// direct-mapped by a hash of the source address ([`source_slot`]). A lookup is an inlined
+/// array access rather than a hash-map helper call.
+///
+/// Two budgets per source, so that allowed traffic (a sweep-watched NodePort range open to
+/// everyone) can never spend what the source's flagged events need; and a bit set of the
+/// groups whose first flagged event of the current window has been reported, which no
+/// bucket withholds ([`source_budget_take`]). A source that finds its slot held by another
+/// takes it over as it is: buckets, window and bits (never a fresh, full bucket, so that two
+/// sources alternating in one slot share one budget instead of each getting a new burst).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceSlot {
+    pub addr: Addr,
+    /// Budget of flagged (denied) events.
+    pub flagged: TokenBucket,
+    /// Budget of allowed events reported in sweep-watched groups.
+    pub allowed: TokenBucket,
+    /// Start of the current window ([`BUDGET_WINDOW_NS`]).
+    pub window_ns: u64,
+    /// Bit g set: group g's first flagged event of this window was reported.
+    pub reported: u64,
+    pub family: u8,
+    pub _pad0: u8,
+    pub _pad1: u16,
+    pub _pad2: u32,
+}
+const _: () = assert!(size_of::<SourceSlot>() == 72);
+
+/// The window in which the first flagged event of each (source, group) is always reported:
+/// one second, the refill period of a bucket.
+pub const BUDGET_WINDOW_NS: u64 = TOKEN_SCALE;
+
+/// Decides whether an event of `group` from the slot's source may be sent. `flagged`:
+/// a denied new connection, under the flagged bucket, and always sent when it is the
+/// group's first flagged event of the window (it still takes a token if one is there, so the
+/// burst of a source is `rate` plus at most one per further group). Otherwise an allowed
+/// one, under the allowed bucket. `rate == 0` means unlimited. Pure, so host tests cover it.
+#[inline(always)]
+pub fn source_budget_take(
+    slot: &mut SourceSlot,
+    now_ns: u64,
+    rate: u32,
+    group: u8,
+    flagged: bool,
+) -> bool {
+    if rate == 0 {
+        return true;
+    }
+    if !flagged {
+        return token_bucket_take(&mut slot.allowed, now_ns, rate);
+    }
+    if now_ns.saturating_sub(slot.window_ns) >= BUDGET_WINDOW_NS {
+        slot.window_ns = now_ns;
+        slot.reported = 0;
+    }
+    let token = token_bucket_take(&mut slot.flagged, now_ns, rate);
+    let bit = 1u64 << (group & 63);
+    if slot.reported & bit == 0 {
+        slot.reported |= bit;
+        return true;
+    }
+    token
+}
+
+/// Slots in the `SOURCES` table for a configured number of sources: the next power of two.
+pub const fn source_slots(sources: u32) -> u32 {
+    match sources.checked_next_power_of_two() {
+        Some(n) => n,
+        None => 1 << 31,
+    }
+}
+
+/// The `SOURCES` slot of a source: a multiplicative hash of its address, masked to the table.
+#[inline(always)]
+pub fn source_slot(addr: &Addr, mask: u32) -> u32 {
+    let x = addr.0[0] ^ addr.0[1];
+    let h = (x ^ (x >> 32)) as u32;
+    (u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32 & mask
+}
+
+/// A per-source token bucket; tokens are scaled by 1e9 (token-nanoseconds).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenBucket {
+    pub tokens: u64,
+    pub last_ns: u64,
+}
+const _: () = assert!(size_of::<TokenBucket>() == 16);
+
+/// Token units per whole event.
+pub const TOKEN_SCALE: u64 = 1_000_000_000;
+
+/// Refills a token bucket and takes one token if there is one.
+/// `rate` is events per second (also the burst); `rate == 0` means unlimited.
+/// Returns true when the event may be sent. Pure, so host tests cover it.
+#[inline(always)]
+pub fn token_bucket_take(bucket: &mut TokenBucket, now_ns: u64, rate: u32) -> bool {
+    if rate == 0 {
+        return true;
+    }
+    let cap = u64::from(rate) * TOKEN_SCALE;
+    let elapsed = now_ns.saturating_sub(bucket.last_ns);
+    let tokens = if elapsed >= TOKEN_SCALE {
+        cap
+    } else {
+        let refilled = bucket.tokens + elapsed * u64::from(rate);
+        if refilled > cap { cap } else { refilled }
+    };
+    bucket.last_ns = now_ns;
+    if tokens >= TOKEN_SCALE {
+        bucket.tokens = tokens - TOKEN_SCALE;
+        true
+    } else {
+        bucket.tokens = tokens;
+        false
+    }
+}
+
+/// One slot of `GROUP_BUDGET` (indexed by group id): the node-wide event budget of a group,
+/// in an array shared by all CPUs. Two buckets, as per source: allowed events reported in a
+/// sweep-watched group never spend what the group's flagged events need. CPUs update a slot
+/// without a lock: two CPUs that race may both take the last token (or one refill may be
+/// lost), so the budget can be overshot by at most one event per CPU per race, never more.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupBudget {
+    pub flagged: TokenBucket,
+    pub allowed: TokenBucket,
+}
+const _: () = assert!(size_of::<GroupBudget>() == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_allows_burst_then_rate() {
+        let mut b = TokenBucket::default();
+        let t0 = 10 * TOKEN_SCALE;
+        // A fresh bucket (last_ns = 0, long ago) is full: `rate` events pass at once.
+        let passed = (0..10).filter(|_| token_bucket_take(&mut b, t0, 5)).count();
+        assert_eq!(passed, 5);
+        // 200 ms later at 5/s exactly one more token has accrued.
+        let t1 = t0 + 200_000_000;
+        assert!(token_bucket_take(&mut b, t1, 5));
+        assert!(!token_bucket_take(&mut b, t1, 5));
+        // Rate 0 is unlimited.
+        assert!((0..1000).all(|_| token_bucket_take(&mut b, t1, 0)));
+    }
+
+    #[test]
+    fn source_slots_are_powers_of_two_and_spread() {
+        assert_eq!(source_slots(256), 256);
+        assert_eq!(source_slots(257), 512);
+        assert_eq!(source_slots(16_777_216), 16_777_216);
+        assert_eq!(source_slots(0), 1);
+        let mask = source_slots(16_384) - 1;
+        let mut used = [false; 16_384];
+        for i in 0..4096u32 {
+            let v4 = Addr::from_v4_word(u32::from_ne_bytes([198, 51, (i >> 8) as u8, i as u8]));
+            let s = source_slot(&v4, mask);
+            assert!(s <= mask);
+            used[s as usize] = true;
+        }
+        // 4096 neighbouring addresses in a 16,384-slot table: few collisions.
+        assert!(used.iter().filter(|u| **u).count() > 3500);
+    }
+
+    #[test]
+    fn token_bucket_survives_clock_going_backwards() {
+        let mut b = TokenBucket {
+            tokens: 0,
+            last_ns: 5 * TOKEN_SCALE,
+        };
+        assert!(!token_bucket_take(&mut b, 4 * TOKEN_SCALE, 1));
+    }
+
+    #[test]
+    fn allowed_events_spend_no_flagged_budget() {
+        let mut slot = SourceSlot::default();
+        let t0 = 10 * TOKEN_SCALE;
+        let allowed = (0..10)
+            .filter(|_| source_budget_take(&mut slot, t0, 3, 9, false))
+            .count();
+        assert_eq!(allowed, 3);
+        let flagged = (0..10)
+            .filter(|_| source_budget_take(&mut slot, t0, 3, 1, true))
+            .count();
+        assert_eq!(flagged, 3);
+    }
+
+    #[test]
+    fn first_flagged_event_of_each_group_per_window() {
+        let mut slot = SourceSlot::default();
+        let t0 = 10 * TOKEN_SCALE;
+        // Group 1 spends the burst (its first event takes a token too).
+        let g1 = (0..10)
+            .filter(|_| source_budget_take(&mut slot, t0, 2, 1, true))
+            .count();
+        assert_eq!(g1, 2);
+        // Groups 2 and 63: their first event passes with the bucket empty; the next does not.
+        for g in [2, 63] {
+            assert!(source_budget_take(&mut slot, t0, 2, g, true));
+            assert!(!source_budget_take(&mut slot, t0, 2, g, true));
+        }
+        // Within the window, group 2 stays reported (100 ms refill no token at rate 2: 0.2).
+        let t1 = t0 + 100_000_000;
+        assert!(!source_budget_take(&mut slot, t1, 2, 2, true));
+        // A new window: group 1 spends the refilled bucket, and group 2's first event of
+        // this window passes again on an empty bucket.
+        let t2 = t0 + BUDGET_WINDOW_NS;
+        assert!(source_budget_take(&mut slot, t2, 2, 1, true));
+        assert!(source_budget_take(&mut slot, t2, 2, 1, true));
+        assert!(!source_budget_take(&mut slot, t2, 2, 1, true));
+        assert!(source_budget_take(&mut slot, t2, 2, 2, true));
+        assert!(!source_budget_take(&mut slot, t2, 2, 2, true));
+        // Unlimited stays unlimited.
+        assert!((0..100).all(|_| source_budget_take(&mut slot, t2, 0, 2, true)));
+    }
+}

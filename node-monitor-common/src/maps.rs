@@ -1,0 +1,60 @@
+//! Map and program names, and the default sizes of the maps userspace may resize.
+
+/// Default sizes (overridable at load time).
+pub const DEFAULT_FLOWS: u32 = 65_536;
+pub const DEFAULT_SOURCES: u32 = 16_384;
+pub const DEFAULT_ALLOW_ENTRIES: u32 = 16_384;
+pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 20;
+
+/// Map names (under 16 bytes: the kernel truncates longer names).
+pub mod map_name {
+    pub const PORTS_TCP: &str = "PORTS_TCP";
+    pub const PORTS_UDP: &str = "PORTS_UDP";
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const GROUP_STATS: &str = "GROUP_STATS";
+    pub const REASONS: &str = "REASONS";
+    pub const FLOWS: &str = "FLOWS";
+    pub const SOURCES: &str = "SOURCES";
+    pub const EVENTS: &str = "EVENTS";
+    pub const GROUP_NAMES: &str = "GROUP_NAMES";
+    pub const VERDICTS: &str = "VERDICTS";
+    pub const GROUP_BUDGET: &str = "GROUP_BUDGET";
+    pub const FLOOD_HLL: &str = "FLOOD_HLL";
+    pub const FLOOD_TOP: &str = "FLOOD_TOP";
+    pub const FLOOD_ANSWERS: &str = "FLOOD_ANSWERS";
+    pub const ALL: [&str; 16] = [
+        PORTS_TCP,
+        PORTS_UDP,
+        ALLOW_V4,
+        ALLOW_V6,
+        SETTINGS,
+        GROUP_STATS,
+        REASONS,
+        FLOWS,
+        SOURCES,
+        EVENTS,
+        GROUP_NAMES,
+        VERDICTS,
+        GROUP_BUDGET,
+        FLOOD_HLL,
+        FLOOD_TOP,
+        FLOOD_ANSWERS,
+    ];
+}
+
+/// One slot of the `GROUP_NAMES` array (indexed by group id): the group's name, NUL-padded.
+/// Only userspace reads it; it lives in a pinned map so that a restarted daemon maps kernel
+/// group ids (and their counters) back to the same names.
+pub type GroupName = [u8; GROUP_NAME_BYTES];
+pub const GROUP_NAME_BYTES: usize = 64;
+
+/// Program names (the function names in the eBPF object).
+pub mod prog_name {
+    pub const XDP_INGRESS: &str = "nm_xdp_ingress";
+    pub const TC_INGRESS: &str = "nm_tc_ingress";
+    pub const TC_EGRESS: &str = "nm_tc_egress";
+    /// An empty XDP_PASS program, the baseline for benchmarks; never attached.
+    pub const BASELINE: &str = "nm_baseline";
+}

@@ -1,0 +1,251 @@
+//! `node-monitor firewall`: the config's allowlists as the kernel firewall's own rules, for a
+//! team that would rather enforce in netfilter than with XDP drop. Each group's ports accept
+//! the group's allowlist (symbolic sets resolved on this node) and drop everything else, in a
+//! chain (iptables) or table (nft) of node-monitor's own that is replaced atomically when the
+//! printed text is loaded again. Loopback traffic is left alone (node-monitor does not watch
+//! `lo` either: the node talking to itself). Printed for review, never applied by
+//! node-monitor.
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+
+use crate::config::{Config, Group, PortRange, Protocol};
+
+/// The output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// IPv4 rules for `iptables-restore --noflush` (chain `NODE-MONITOR` in `filter`).
+    Iptables,
+    /// IPv6 rules for `ip6tables-restore --noflush`.
+    Ip6tables,
+    /// Both families for `nft -f` (table `inet node_monitor`).
+    Nft,
+}
+
+/// The iptables chain and the nft table node-monitor owns.
+pub const CHAIN: &str = "NODE-MONITOR";
+pub const NFT_TABLE: &str = "node_monitor";
+
+/// One group's rule inputs: its ports by protocol and its resolved allowlist by family.
+struct GroupRules<'a> {
+    group: &'a Group,
+    v4: Vec<IpNet>,
+    v6: Vec<IpNet>,
+}
+
+fn per_group<'a>(cfg: &'a Config, node_subnets: &[IpNet]) -> Vec<GroupRules<'a>> {
+    let resolved = cfg.resolve_allowlists(node_subnets);
+    cfg.groups
+        .iter()
+        .map(|g| {
+            let nets = resolved
+                .iter()
+                .filter(|(id, _)| *id == g.id)
+                .map(|(_, n)| *n);
+            GroupRules {
+                group: g,
+                v4: nets.clone().filter(|n| matches!(n, IpNet::V4(_))).collect(),
+                v6: nets.filter(|n| matches!(n, IpNet::V6(_))).collect(),
+            }
+        })
+        .collect()
+}
+
+fn range_ipt(r: PortRange) -> String {
+    if r.start == r.end {
+        r.start.to_string()
+    } else {
+        format!("{}:{}", r.start, r.end)
+    }
+}
+
+fn range_nft(r: PortRange) -> String {
+    if r.start == r.end {
+        r.start.to_string()
+    } else {
+        format!("{}-{}", r.start, r.end)
+    }
+}
+
+/// The rules in `format`.
+#[must_use]
+pub fn render(cfg: &Config, node_subnets: &[IpNet], format: Format, origin: &str) -> String {
+    let groups = per_group(cfg, node_subnets);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# node-monitor firewall rules from {origin} (digest {}); node-subnets = {}",
+        cfg.digest(),
+        if node_subnets.is_empty() {
+            "(none)".to_owned()
+        } else {
+            node_subnets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    match format {
+        Format::Iptables | Format::Ip6tables => {
+            let v6 = format == Format::Ip6tables;
+            let tool = if v6 { "ip6tables" } else { "iptables" };
+            let _ = writeln!(
+                s,
+                "# Load: {tool}-restore --noflush < FILE   (replaces the {CHAIN} chain only)\n\
+                 # Hook it once: {tool} -C INPUT -j {CHAIN} || {tool} -I INPUT -j {CHAIN}"
+            );
+            s.push_str("*filter\n");
+            let _ = writeln!(s, ":{CHAIN} - [0:0]");
+            // The node talking to itself: node-monitor does not watch loopback either.
+            let _ = writeln!(
+                s,
+                "-A {CHAIN} -i lo -m comment --comment \"loopback\" -j RETURN"
+            );
+            for g in &groups {
+                let nets = if v6 { &g.v6 } else { &g.v4 };
+                for proto in &g.group.protocols {
+                    for r in &g.group.ports {
+                        let m = format!(
+                            "-p {} -m {} --dport {}",
+                            proto.name(),
+                            proto.name(),
+                            range_ipt(*r)
+                        );
+                        for n in nets {
+                            let _ = writeln!(
+                                s,
+                                "-A {CHAIN} {m} -s {n} -m comment --comment \"{} allow\" -j RETURN",
+                                g.group.name
+                            );
+                        }
+                        let _ = writeln!(
+                            s,
+                            "-A {CHAIN} {m} -m comment --comment \"{} drop\" -j DROP",
+                            g.group.name
+                        );
+                    }
+                }
+            }
+            s.push_str("COMMIT\n");
+        }
+        Format::Nft => {
+            let _ = writeln!(
+                s,
+                "# Load: nft -f FILE   (replaces the table inet {NFT_TABLE} only, atomically)"
+            );
+            // Declaring, deleting and defining the table in one file replaces it in one
+            // transaction, whether it existed or not.
+            let _ = writeln!(
+                s,
+                "table inet {NFT_TABLE} {{\n}}\ndelete table inet {NFT_TABLE}"
+            );
+            let _ = writeln!(s, "table inet {NFT_TABLE} {{\n\tchain input {{");
+            let _ = writeln!(
+                s,
+                "\t\ttype filter hook input priority filter - 1; policy accept;"
+            );
+            let _ = writeln!(s, "\t\tiifname \"lo\" accept comment \"loopback\"");
+            for g in &groups {
+                for proto in &g.group.protocols {
+                    let p = match proto {
+                        Protocol::Tcp => "tcp",
+                        Protocol::Udp => "udp",
+                    };
+                    let ports: Vec<String> = g.group.ports.iter().map(|r| range_nft(*r)).collect();
+                    let ports = if ports.len() == 1 {
+                        ports[0].clone()
+                    } else {
+                        format!("{{ {} }}", ports.join(", "))
+                    };
+                    for (fam, nets) in [("ip", &g.v4), ("ip6", &g.v6)] {
+                        if nets.is_empty() {
+                            continue;
+                        }
+                        let set: Vec<String> = nets.iter().map(ToString::to_string).collect();
+                        let _ = writeln!(
+                            s,
+                            "\t\t{p} dport {ports} {fam} saddr {{ {} }} accept comment \"{} allow\"",
+                            set.join(", "),
+                            g.group.name
+                        );
+                    }
+                    let _ = writeln!(
+                        s,
+                        "\t\t{p} dport {ports} drop comment \"{} drop\"",
+                        g.group.name
+                    );
+                }
+            }
+            s.push_str("\t}\n}\n");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::from_yaml(
+            "groups:\n  kubelet: { protocols: [tcp], ports: [\"10250\"], allow: [node-subnets, \"2001:db8:1::/64\"] }\n  \
+             etcd: { protocols: [tcp], ports: [\"2379-2380\", \"2381\"], allow: [localhost] }\n  \
+             nodeport: { protocols: [tcp, udp], ports: [\"30000-32767\"], allow: [\"0.0.0.0/0\", \"::/0\"] }\n",
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn subnets() -> Vec<IpNet> {
+        vec!["198.51.100.0/24".parse().unwrap()]
+    }
+
+    #[test]
+    fn iptables_rules() {
+        let t = render(&cfg(), &subnets(), Format::Iptables, "test");
+        let rules: Vec<&str> = t.lines().filter(|l| l.starts_with("-A")).collect();
+        assert_eq!(
+            rules,
+            [
+                "-A NODE-MONITOR -i lo -m comment --comment \"loopback\" -j RETURN",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 10250 -s 198.51.100.0/24 -m comment --comment \"kubelet allow\" -j RETURN",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 10250 -m comment --comment \"kubelet drop\" -j DROP",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 2379:2380 -s 127.0.0.0/8 -m comment --comment \"etcd allow\" -j RETURN",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 2379:2380 -m comment --comment \"etcd drop\" -j DROP",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 2381 -s 127.0.0.0/8 -m comment --comment \"etcd allow\" -j RETURN",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 2381 -m comment --comment \"etcd drop\" -j DROP",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 30000:32767 -s 0.0.0.0/0 -m comment --comment \"nodeport allow\" -j RETURN",
+                "-A NODE-MONITOR -p tcp -m tcp --dport 30000:32767 -m comment --comment \"nodeport drop\" -j DROP",
+                "-A NODE-MONITOR -p udp -m udp --dport 30000:32767 -s 0.0.0.0/0 -m comment --comment \"nodeport allow\" -j RETURN",
+                "-A NODE-MONITOR -p udp -m udp --dport 30000:32767 -m comment --comment \"nodeport drop\" -j DROP",
+            ]
+        );
+        assert!(t.contains("*filter\n:NODE-MONITOR - [0:0]\n"));
+        assert!(t.ends_with("COMMIT\n"));
+        let t6 = render(&cfg(), &subnets(), Format::Ip6tables, "test");
+        assert!(t6.contains("--dport 10250 -s 2001:db8:1::/64 "), "{t6}");
+        assert!(t6.contains("--dport 2381 -s ::1/128 "), "{t6}");
+        assert!(!t6.contains("198.51.100.0/24 -m"), "{t6}");
+    }
+
+    #[test]
+    fn nft_rules() {
+        let t = render(&cfg(), &subnets(), Format::Nft, "test");
+        assert!(t.contains("table inet node_monitor {\n}\ndelete table inet node_monitor\n"));
+        assert!(
+            t.contains("policy accept;\n\t\tiifname \"lo\" accept comment \"loopback\"\n"),
+            "{t}"
+        );
+        assert!(t.contains("\t\ttcp dport 10250 ip saddr { 198.51.100.0/24 } accept comment \"kubelet allow\"\n"), "{t}");
+        assert!(t.contains("\t\ttcp dport 10250 ip6 saddr { 2001:db8:1::/64 } accept comment \"kubelet allow\"\n"), "{t}");
+        assert!(
+            t.contains("\t\ttcp dport { 2379-2380, 2381 } ip saddr { 127.0.0.0/8 } accept"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\t\tudp dport 30000-32767 drop comment \"nodeport drop\"\n"),
+            "{t}"
+        );
+    }
+}

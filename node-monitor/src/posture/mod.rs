@@ -1,0 +1,543 @@
+//! Node posture: which of the node's doors are open, checked the way the hardening guide
+//! does by hand (`ss -ltpn`, an unauthenticated `curl` to the kubelet, the kubelet's and
+//! the API server's settings), as findings with a stable id, a severity, the evidence, the
+//! fix and the CIS Kubernetes Benchmark item where there is one. `node-monitor audit` runs it
+//! once; see [`crate::firewall`] for the rules that close the doors.
+pub mod kubelet;
+pub mod listeners;
+pub mod netfilter;
+pub mod report;
+pub mod settings;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+
+use crate::{
+    config::{Config, Protocol},
+    detect::rules,
+};
+
+/// How bad a finding is; ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable id, `NM-2xxx` (ALERTS.md lists them).
+    pub id: &'static str,
+    pub severity: Severity,
+    pub title: &'static str,
+    /// What was seen, where.
+    pub evidence: String,
+    /// How to close it.
+    pub fix: &'static str,
+    /// CIS Kubernetes Benchmark item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cis: Option<&'static str>,
+}
+
+impl Finding {
+    #[must_use]
+    pub fn new(
+        id: &'static str,
+        severity: Severity,
+        title: &'static str,
+        evidence: String,
+        fix: &'static str,
+        cis: Option<&'static str>,
+    ) -> Finding {
+        Finding {
+            id,
+            severity,
+            title,
+            evidence,
+            fix,
+            cis,
+        }
+    }
+}
+
+/// What one check did: `ok`, `findings`, or `skipped` with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: &'static str,
+    pub detail: String,
+}
+
+/// The result of an audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(serialize_with = "serialize_time")]
+    pub time: SystemTime,
+    pub checks: Vec<Check>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// The highest severity found, if any.
+    #[must_use]
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// Where the audit reads from.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `/proc` (tests point it elsewhere).
+    pub proc_root: PathBuf,
+    /// The kubelet config; `None`: the kubelet's `--config`, else the kubeadm path if present.
+    pub kubelet_config: Option<PathBuf>,
+    /// The API server's static-pod manifest; `None`: the kubeadm path if present.
+    pub apiserver_manifest: Option<PathBuf>,
+    /// Per HTTP probe.
+    pub probe_timeout: Duration,
+    /// The groups whose ports the firewall check looks at, and their allowlists.
+    pub config: Config,
+    /// `node-subnets` on this node.
+    pub node_subnets: Vec<ipnet::IpNet>,
+    /// Where a daemon pinned its maps: its counters show which open doors were knocked on.
+    pub pin_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            proc_root: PathBuf::from("/proc"),
+            kubelet_config: None,
+            apiserver_manifest: None,
+            probe_timeout: Duration::from_secs(3),
+            config: Config::default_config(),
+            node_subnets: Vec::new(),
+            pin_dir: None,
+        }
+    }
+}
+
+/// The CIS item of a node-local group bound beyond loopback, where there is one.
+fn node_local_cis(group: &str) -> Option<&'static str> {
+    match group {
+        "controller-manager" => Some("1.3.7"),
+        "scheduler" => Some("1.4.2"),
+        _ => None,
+    }
+}
+
+/// The config's group watching TCP `port`.
+fn tcp_group(cfg: &Config, port: u16) -> Option<&str> {
+    cfg.groups
+        .iter()
+        .find(|g| {
+            g.protocols.contains(&Protocol::Tcp)
+                && g.ports.iter().any(|r| (r.start..=r.end).contains(&port))
+        })
+        .map(|g| g.name.as_str())
+}
+
+/// Findings on the listeners: the read-only kubelet port open, the ports of the config's
+/// node-local groups (health and metrics endpoints, [`rules::NODE_LOCAL_GROUPS`]) bound
+/// beyond loopback, where they answer whoever reaches the node.
+#[must_use]
+pub fn listener_findings(ls: &[listeners::Listener], cfg: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for l in ls.iter().filter(|l| l.protocol == Protocol::Tcp) {
+        if l.port == kubelet::KUBELET_READONLY_PORT {
+            out.push(Finding::new(
+                "NM-2001",
+                Severity::High,
+                "kubelet read-only port open",
+                format!("listening: {}", l.describe()),
+                "set readOnlyPort: 0 in the kubelet config (or --read-only-port=0)",
+                Some("4.2.4"),
+            ));
+        }
+        if let Some(group) = tcp_group(cfg, l.port)
+            && rules::NODE_LOCAL_GROUPS.contains(&group)
+            && !l.loopback_only()
+        {
+            out.push(Finding::new(
+                "NM-2002",
+                Severity::Medium,
+                "node-local endpoint bound beyond loopback",
+                format!("group {group} listening on {}", l.describe()),
+                "bind it to 127.0.0.1 (--bind-address=127.0.0.1, --healthz-bind-address, --metrics-bind-address, --listen-metrics-urls)",
+                node_local_cis(group),
+            ));
+        }
+    }
+    out
+}
+
+/// Runs every check. Never fails: a check that cannot run says so in [`Report::checks`].
+pub async fn audit(opts: &Options) -> Report {
+    let mut checks = Vec::new();
+    let mut findings = Vec::new();
+    let (ls, bad) = listeners::read(&opts.proc_root);
+    let watched: Vec<String> = ls
+        .iter()
+        .filter(|l| tcp_group(&opts.config, l.port).is_some())
+        .map(listeners::Listener::describe)
+        .collect();
+    record(
+        &mut checks,
+        &mut findings,
+        "listeners",
+        listener_findings(&ls, &opts.config),
+        format!(
+            "{} listening sockets, {} on watched ports{}{}",
+            ls.len(),
+            watched.len(),
+            if watched.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", watched.join(", "))
+            },
+            if bad > 0 {
+                format!("; {bad} unreadable lines")
+            } else {
+                String::new()
+            }
+        ),
+    );
+
+    let secure_at = kubelet::reach(&ls, kubelet::KUBELET_PORT);
+    let readonly_at = kubelet::reach(&ls, kubelet::KUBELET_READONLY_PORT);
+    let (secure, not_after) = kubelet::get_pods(secure_at, true, opts.probe_timeout).await;
+    let (readonly, _) = kubelet::get_pods(readonly_at, false, opts.probe_timeout).await;
+    let detail = format!(
+        "secure port: {secure:?}; read-only port: {readonly:?}; serving certificate valid until {}",
+        not_after.and_then(|t| u64::try_from(t).ok()).map_or_else(
+            || "unknown".to_owned(),
+            |t| crate::record::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(t))
+        )
+    );
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut api = kubelet::findings(&secure, secure_at, &readonly, readonly_at);
+    api.extend(kubelet::certificate_findings(not_after, secure_at, now));
+    record(&mut checks, &mut findings, "kubelet-api", api, detail);
+
+    // The kubelet's settings: its file, then its flags over it.
+    let cmdline = settings::kubelet_cmdline(&opts.proc_root);
+    let config_path = opts
+        .kubelet_config
+        .clone()
+        .or_else(|| {
+            cmdline
+                .as_deref()
+                .and_then(settings::kubelet_config_flag)
+                .map(PathBuf::from)
+        })
+        .or_else(|| existing(settings::DEFAULT_KUBELET_CONFIG));
+    match (&config_path, &cmdline) {
+        (None, None) => checks.push(skipped(
+            "kubelet-settings",
+            "no kubelet process and no kubelet config file (--kubelet-config)",
+        )),
+        _ => {
+            let mut auth = settings::KubeletAuth::default();
+            let mut sources = Vec::new();
+            let mut error = None;
+            if let Some(p) = &config_path {
+                match settings::kubelet_config(p) {
+                    Ok(a) => {
+                        auth = a;
+                        sources.push(p.display().to_string());
+                    }
+                    Err(e) => error = Some(e),
+                }
+            }
+            if let Some(args) = &cmdline {
+                settings::apply_kubelet_flags(&mut auth, args);
+                sources.push("kubelet command line".to_owned());
+            }
+            match error {
+                Some(e) if cmdline.is_none() => checks.push(skipped("kubelet-settings", &e)),
+                _ => record(
+                    &mut checks,
+                    &mut findings,
+                    "kubelet-settings",
+                    settings::kubelet_findings(&auth, &sources.join(" + ")),
+                    format!(
+                        "from {}{}",
+                        sources.join(" + "),
+                        error.map_or_else(String::new, |e| format!(" (config file: {e})"))
+                    ),
+                ),
+            }
+        }
+    }
+
+    match opts
+        .apiserver_manifest
+        .clone()
+        .or_else(|| existing(settings::DEFAULT_APISERVER_MANIFEST))
+    {
+        None => checks.push(skipped(
+            "apiserver-settings",
+            "no API server manifest on this node (--apiserver-manifest)",
+        )),
+        Some(p) => match settings::apiserver_findings(&p) {
+            Ok(f) => record(
+                &mut checks,
+                &mut findings,
+                "apiserver-settings",
+                f,
+                format!("from {}", p.display()),
+            ),
+            Err(e) => checks.push(skipped("apiserver-settings", &e)),
+        },
+    }
+    match firewall_check(opts).await {
+        Ok((found, detail)) => record(&mut checks, &mut findings, "firewall", found, detail),
+        Err(why) => checks.push(skipped("firewall", &why)),
+    }
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+    Report {
+        time: SystemTime::now(),
+        checks,
+        findings,
+    }
+}
+
+fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&crate::record::rfc3339(*t))
+}
+
+fn record(
+    checks: &mut Vec<Check>,
+    findings: &mut Vec<Finding>,
+    name: &'static str,
+    found: Vec<Finding>,
+    detail: String,
+) {
+    let status = if found.is_empty() { "ok" } else { "findings" };
+    checks.push(Check {
+        name,
+        status,
+        detail,
+    });
+    findings.extend(found);
+}
+
+/// Runs `program args` (10 s at most); its stdout, or `None` when it is missing or fails.
+async fn output(program: &str, args: &[&str]) -> Option<String> {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(10), child).await {
+        Ok(Ok(out)) if out.status.success() => {
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// For each group's ports: does the node's firewall drop new connections from outside the
+/// allowlist (see [`netfilter`])? An open port is a finding; one the data path saw denied
+/// sources reach (the pinned counters) is a worse one.
+async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String> {
+    let v4 = output("iptables-save", &[]).await;
+    let v6 = output("ip6tables-save", &[]).await;
+    let nft_text = output("nft", &["-j", "list", "ruleset"]).await;
+    if v4.is_none() && v6.is_none() && nft_text.is_none() {
+        return Err("none of iptables-save, ip6tables-save, nft could be run".to_owned());
+    }
+    let ipt4 = netfilter::parse_iptables_save(v4.as_deref().unwrap_or(""));
+    let ipt6 = netfilter::parse_iptables_save(v6.as_deref().unwrap_or(""));
+    let nft = match &nft_text {
+        Some(t) => netfilter::parse_nft_json(t, v4.is_some() || v6.is_some())?,
+        None => netfilter::Nft::default(),
+    };
+    let seen = opts
+        .pin_dir
+        .as_deref()
+        .and_then(|d| crate::datapath::pinned_group_counters(d).ok());
+    let denied_seen = |group: &str| -> u64 {
+        seen.iter()
+            .flatten()
+            .filter(|c| c.group == group && c.verdict == node_monitor_common::VERDICT_DENIED)
+            .map(|c| c.stats.new_conns)
+            .sum()
+    };
+    let resolved = opts.config.resolve_allowlists(&opts.node_subnets);
+    let mut out = Vec::new();
+    let mut looked = 0;
+    for g in &opts.config.groups {
+        let nets: Vec<ipnet::IpNet> = resolved
+            .iter()
+            .filter(|(id, _)| *id == g.id)
+            .map(|(_, n)| *n)
+            .collect();
+        let everyone = |v6: bool| {
+            nets.iter()
+                .any(|n| n.prefix_len() == 0 && n.addr().is_ipv6() == v6)
+        };
+        if everyone(false) && everyone(true) {
+            continue;
+        }
+        for proto in &g.protocols {
+            for r in &g.ports {
+                looked += 1;
+                let mut ports = vec![r.start];
+                if r.end != r.start {
+                    ports.push(r.end);
+                }
+                let open_in = |v6: bool| {
+                    !everyone(v6)
+                        && ports.iter().any(|p| {
+                            let ipt = if v6 { &ipt6 } else { &ipt4 };
+                            ipt.fate(*proto, *p) == netfilter::Fate::Open
+                                && nft.fate(*proto, *p) == netfilter::Fate::Open
+                        })
+                };
+                let fams: Vec<&str> = [("IPv4", open_in(false)), ("IPv6", open_in(true))]
+                    .into_iter()
+                    .filter(|(_, open)| *open)
+                    .map(|(f, _)| f)
+                    .collect();
+                if fams.is_empty() {
+                    continue;
+                }
+                let port = if r.start == r.end {
+                    r.start.to_string()
+                } else {
+                    format!("{}-{}", r.start, r.end)
+                };
+                let denied = denied_seen(&g.name);
+                let what = format!(
+                    "{}/{port} (group {}): no firewall rule drops new connections from outside its allowlist ({})",
+                    proto.name(),
+                    g.name,
+                    fams.join(", ")
+                );
+                if denied > 0 {
+                    out.push(Finding::new(
+                        "NM-2041",
+                        Severity::High,
+                        "port open in the firewall and reached from outside its allowlist",
+                        format!(
+                            "{what}; the data path saw {denied} new connections from denied sources"
+                        ),
+                        "load `node-monitor firewall` rules, or set `action: drop` on the group",
+                        None,
+                    ));
+                } else {
+                    out.push(Finding::new(
+                        "NM-2040",
+                        Severity::Low,
+                        "port open in the firewall to sources outside its allowlist",
+                        what,
+                        "load `node-monitor firewall` rules, or set `action: drop` on the group",
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    let sources: Vec<&str> = [
+        ("iptables", v4.is_some()),
+        ("ip6tables", v6.is_some()),
+        ("nft", nft_text.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| *ok)
+    .map(|(n, _)| n)
+    .collect();
+    Ok((
+        out,
+        format!(
+            "{looked} port ranges of groups with an allowlist, read from {}; counters: {}",
+            sources.join(", "),
+            if seen.is_some() { "pinned" } else { "none" }
+        ),
+    ))
+}
+
+fn skipped(name: &'static str, why: &str) -> Check {
+    Check {
+        name,
+        status: "skipped",
+        detail: why.to_owned(),
+    }
+}
+
+fn existing(p: &str) -> Option<PathBuf> {
+    Path::new(p).exists().then(|| PathBuf::from(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(addr: &str, port: u16) -> listeners::Listener {
+        listeners::Listener {
+            protocol: Protocol::Tcp,
+            addr: addr.parse().unwrap(),
+            port,
+            inode: 1,
+            process: Some((42, "kubelet".into())),
+        }
+    }
+
+    #[test]
+    fn listener_findings_by_port_and_bind() {
+        let f = listener_findings(
+            &[
+                l("0.0.0.0", 10255),
+                l("127.0.0.1", 10248),
+                l("::1", 10259),
+                l("0.0.0.0", 10257),
+                l("::", 2381),
+                l("0.0.0.0", 10250),
+            ],
+            &Config::default_config(),
+        );
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.id, &*f.evidence)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("NM-2001", "listening: 0.0.0.0:10255/tcp (kubelet, pid 42)"),
+                (
+                    "NM-2002",
+                    "group controller-manager listening on 0.0.0.0:10257/tcp (kubelet, pid 42)"
+                ),
+                (
+                    "NM-2002",
+                    "group etcd-metrics listening on [::]:2381/tcp (kubelet, pid 42)"
+                ),
+            ]
+        );
+        assert_eq!(f[1].cis, Some("1.3.7"));
+    }
+}

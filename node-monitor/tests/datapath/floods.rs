@@ -1,0 +1,484 @@
+//! Floods (issue 9): the node-wide event budget per group on top of the per-source one, no
+//! flow-table entry for a denied source past a budget, and the flood summaries the data path
+//! keeps instead of events: the HyperLogLog registers of the withheld sources, the
+//! space-saving tables of the top sources and ports, and the node's answers per group.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use node_monitor_common::{
+    ACTION_PASS, ACTION_WOULD_DROP, Addr, EVENT_SAMPLED, Event, FloodTop, HLL_REGISTERS,
+    IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS, TOP_SOURCES, TopPort, TopSource,
+    hll_add, source_hash,
+};
+
+use crate::{
+    common::{packets::*, progrun::*},
+    config::*,
+    expect::*,
+};
+
+matrix!(
+    group_budget_withholds_and_inserts_no_flow,
+    source_budget_first_then_group_budget,
+    summary_registers_and_top_tables,
+    allowed_sweep_traffic_spends_no_flagged_group_budget,
+);
+
+/// Egress only: once per family.
+mod answers_counted_per_group {
+    use super::*;
+    #[test]
+    fn v4() {
+        super::answers_counted_per_group(Fam::V4);
+    }
+    #[test]
+    fn v6() {
+        super::answers_counted_per_group(Fam::V6);
+    }
+}
+
+/// The `i`-th denied source of the kubelet group (outside its allowlist), per family.
+fn denied_n(fam: Fam, i: u16) -> IpAddr {
+    match fam {
+        Fam::V4 => Ipv4Addr::new(198, 51, 100, 100 + i as u8).into(),
+        Fam::V6 => Ipv6Addr::new(0x2001, 0xdb8, 0, 0x100, 0, 0, 1, i).into(),
+    }
+}
+
+fn syn(fam: Fam, src: IpAddr, sport: u16) -> Frame {
+    tcp(src, fam.node(), sport, KUBELET, SYN)
+}
+
+fn knobs(events_per_sec: u32, events_per_group: u32) -> Knobs {
+    Knobs {
+        events_per_sec,
+        events_per_group,
+        ..Knobs::default()
+    }
+}
+
+/// The registers a sketch holds after these sources (the data path's hash, in userspace).
+fn registers_of(srcs: &[IpAddr]) -> Box<[u8; HLL_REGISTERS]> {
+    let mut regs = Box::new([0u8; HLL_REGISTERS]);
+    for s in srcs {
+        hll_add(&mut regs, source_hash(&Addr::from_ip(*s)));
+    }
+    regs
+}
+
+/// A spoofed flood in miniature: 10 SYNs from 10 new sources, a group budget of 3 and no
+/// per-source limit (every source is new, so per-source buckets would let all through). The
+/// first 3 are reported; 7 are counted as `lost_group_budget` and get no flow-table entry.
+/// An allowed connection after them is not under the flagged budget: reported, with its
+/// entry.
+fn group_budget_withholds_and_inserts_no_flow(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(0, 3));
+    let mut want = Vec::new();
+    let mut bytes = 0;
+    for i in 0..10u16 {
+        let f = syn(fam, denied_n(fam, i), 40000 + i);
+        run_expect(&h, prog, &f, prog.pass(), "flood SYN");
+        bytes += len(&f);
+        if i < 3 {
+            want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+        }
+    }
+    let a = syn(fam, fam.allowed(), 41000);
+    run_expect(&h, prog, &a, prog.pass(), "allowed SYN");
+    want.push(sampled(&h, prog, &a, "kubelet"));
+    let denied = S {
+        packets: 10,
+        bytes,
+        new_conns: 10,
+        would_drop: 10,
+        events: 3,
+        lost_group_budget: 7,
+        ..S::default()
+    };
+    let allowed = S {
+        packets: 1,
+        bytes: len(&a),
+        new_conns: 1,
+        events: 1,
+        ..S::default()
+    };
+    h.assert_stats(
+        "group budget",
+        &[("kubelet", TCP, D, denied), ("kubelet", TCP, A, allowed)],
+    );
+    assert_events("group budget", &h.events(), &want);
+    for i in 0..10u16 {
+        let key = flow_key(denied_n(fam, i), fam.node(), 40000 + i, KUBELET, TCP_PROTO);
+        assert_eq!(
+            h.flow(&key).is_some(),
+            i < 3,
+            "source {i}: only reported attempts get a flow entry"
+        );
+    }
+    let key = flow_key(fam.allowed(), fam.node(), 41000, KUBELET, TCP_PROTO);
+    assert!(h.flow(&key).is_some(), "the allowed flow has its entry");
+    // A withheld attempt has no entry: its SYN retransmit is a new connection again,
+    // withheld again (no entry either).
+    let again = syn(fam, denied_n(fam, 9), 40009);
+    run_expect(&h, prog, &again, prog.pass(), "retransmit");
+    let s = h.stat("kubelet", TCP, D);
+    assert_eq!((s.new_conns, s.lost_group_budget), (11, 8), "{s:?}");
+    assert!(
+        h.flow(&flow_key(
+            denied_n(fam, 9),
+            fam.node(),
+            40009,
+            KUBELET,
+            TCP_PROTO
+        ))
+        .is_none()
+    );
+    assert_all_invariants("group budget", &h);
+}
+
+/// The source's budget is taken first: what it withholds (`lost_rate_limited`) spends no
+/// group token. Per source 2, per group 3: A sends 5 (2 reported, 3 rate limited), B's one
+/// takes the group's third token, C's one finds the group budget spent.
+fn source_budget_first_then_group_budget(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(2, 3));
+    let (a, b, c) = (denied_n(fam, 1), denied_n(fam, 2), denied_n(fam, 3));
+    let mut want = Vec::new();
+    let mut bytes = 0;
+    for (i, src) in [a, a, a, a, a, b, c].into_iter().enumerate() {
+        let f = syn(fam, src, 42000 + i as u16);
+        run_expect(&h, prog, &f, prog.pass(), "SYN");
+        bytes += len(&f);
+        if i < 2 || i == 5 {
+            want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+        }
+    }
+    let s = S {
+        packets: 7,
+        bytes,
+        new_conns: 7,
+        would_drop: 7,
+        events: 3,
+        lost_rate_limited: 3,
+        lost_group_budget: 1,
+        ..S::default()
+    };
+    h.assert_stats("source then group", &[("kubelet", TCP, D, s)]);
+    assert_events("source then group", &h.events(), &want);
+    // Rate-limited attempts insert no entry either.
+    for (i, src) in [a, a, a, a, a, b, c].into_iter().enumerate() {
+        let key = flow_key(src, fam.node(), 42000 + i as u16, KUBELET, TCP_PROTO);
+        assert_eq!(h.flow(&key).is_some(), i < 2 || i == 5, "attempt {i}");
+    }
+    // The summary attributes the withheld attempts to their sources.
+    let sketch = h.dp.flood_sketch(h.gid("kubelet")).unwrap();
+    assert_eq!(sketch.top_sources.len(), 2, "{sketch:?}");
+    assert_eq!(
+        (
+            sketch.top_sources[0].ip,
+            sketch.top_sources[0].withheld,
+            sketch.top_sources[0].rate_limited
+        ),
+        (a, 3, 3)
+    );
+    assert_eq!(
+        (
+            sketch.top_sources[1].ip,
+            sketch.top_sources[1].withheld,
+            sketch.top_sources[1].rate_limited
+        ),
+        (c, 1, 0)
+    );
+    assert_eq!(sketch.top_ports.len(), 1);
+    assert_eq!(
+        (sketch.top_ports[0].port, sketch.top_ports[0].withheld),
+        (KUBELET, 4)
+    );
+    assert_eq!(sketch.distinct_sources, 2);
+    assert_all_invariants("source then group", &h);
+}
+
+/// Keeps the calling thread on the CPU it runs on now, so that every test run lands in the
+/// same per-CPU slot (restored on drop).
+struct PinCpu(libc::cpu_set_t);
+
+impl PinCpu {
+    fn here() -> PinCpu {
+        // SAFETY: plain libc calls on this thread with valid, zeroed cpu sets.
+        unsafe {
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut old),
+                0
+            );
+            let cpu = libc::sched_getcpu();
+            assert!(cpu >= 0);
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            assert_eq!(
+                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const one),
+                0
+            );
+            PinCpu(old)
+        }
+    }
+}
+
+impl Drop for PinCpu {
+    fn drop(&mut self) {
+        // SAFETY: restores the set read in `here`.
+        unsafe {
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const self.0);
+        }
+    }
+}
+
+/// Group budget 1: S0's attempt is reported, then S1 three times and S2..S9 once each are
+/// withheld (11). The sketch's registers are exactly those of S1..S9 under the data path's
+/// hash; the space-saving table of this CPU holds S1 (3), then S2..S8 (1 each) in the order
+/// they came, until S9 takes over the first entry with the smallest count (S2's: count 2,
+/// error 1); the port table holds the kubelet port with 11.
+fn summary_registers_and_top_tables(fam: Fam, prog: Prog) {
+    let h = harness_with(knobs(0, 1));
+    let gid = h.gid("kubelet");
+    let _pin = PinCpu::here();
+    let mut order = vec![0u16, 1, 1, 1];
+    order.extend(2..=9);
+    for (i, s) in order.iter().enumerate() {
+        let f = syn(fam, denied_n(fam, *s), 43000 + i as u16);
+        run_expect(&h, prog, &f, prog.pass(), "SYN");
+    }
+    let s = h.stat("kubelet", TCP, D);
+    assert_eq!((s.events, s.lost_group_budget), (1, 11), "{s:?}");
+
+    let withheld: Vec<IpAddr> = (1..=9).map(|i| denied_n(fam, i)).collect();
+    let have = h.dp.flood_registers(gid).unwrap();
+    let want = registers_of(&withheld);
+    let diff: Vec<(usize, u8, u8)> = (0..HLL_REGISTERS)
+        .filter(|r| have[*r] != want[*r])
+        .map(|r| (r, have[r], want[r]))
+        .collect();
+    assert!(diff.is_empty(), "registers (index, have, want): {diff:?}");
+    assert_eq!(
+        want.iter().filter(|r| **r != 0).count(),
+        9,
+        "9 sources, 9 registers (no collision among these)"
+    );
+    // The reported source is not in the sketch.
+    assert_ne!(*have, *registers_of(&[denied_n(fam, 0)]));
+
+    let tables: Vec<FloodTop> =
+        h.dp.flood_tables(gid)
+            .unwrap()
+            .into_iter()
+            .filter(|t| *t != FloodTop::default())
+            .collect();
+    assert_eq!(
+        tables.len(),
+        1,
+        "one CPU's table holds everything: {tables:?}"
+    );
+    let src = |i: u16, count: u64, error: u64| TopSource {
+        addr: Addr::from_ip(denied_n(fam, i)),
+        count,
+        error,
+        rate_limited: 0,
+        family: fam.code(),
+        ..TopSource::default()
+    };
+    let mut want_src = vec![src(1, 3, 0), src(9, 2, 1)];
+    want_src.extend((3..=8).map(|i| src(i, 1, 0)));
+    assert_eq!(want_src.len(), TOP_SOURCES);
+    assert_eq!(tables[0].sources.to_vec(), want_src);
+    let mut want_ports = [TopPort::default(); TOP_PORTS];
+    want_ports[0] = TopPort {
+        port: KUBELET,
+        count: 11,
+        ..TopPort::default()
+    };
+    assert_eq!(tables[0].ports, want_ports);
+
+    // The merged summary, as the flood alert reads it; then a reset empties it.
+    let mut h = h;
+    let sketch = h.dp.take_flood_sketch("kubelet").unwrap().unwrap();
+    assert_eq!(sketch.distinct_sources, 9);
+    // S9's entry holds 1 of its own and 1 inherited: it says nothing and is left out; the
+    // others are exact.
+    let listed: Vec<(IpAddr, u64, u64)> = sketch
+        .top_sources
+        .iter()
+        .map(|t| (t.ip, t.withheld, t.error))
+        .collect();
+    let mut want_listed = vec![(denied_n(fam, 1), 3, 0)];
+    let mut ones: Vec<(IpAddr, u64, u64)> = (3..=8).map(|i| (denied_n(fam, i), 1, 0)).collect();
+    ones.sort();
+    want_listed.extend(ones);
+    assert_eq!(listed, want_listed);
+    assert_eq!(*h.dp.flood_registers(gid).unwrap(), [0u8; HLL_REGISTERS]);
+    assert!(
+        h.dp.flood_tables(gid)
+            .unwrap()
+            .iter()
+            .all(|t| *t == FloodTop::default())
+    );
+    assert_all_invariants("summary", &h);
+}
+
+/// The egress program counts the node's SYN-ACKs and RSTs from the kubelet port per group,
+/// whether or not the attempt has a flow entry (a withheld one has none); other segments
+/// and unwatched ports are not counted.
+fn answers_counted_per_group(fam: Fam) {
+    let h = harness_with(knobs(0, 1));
+    let peer = denied_n(fam, 5);
+    let out = |sport: u16, dport: u16, flags: u8| tcp(fam.node(), peer, sport, dport, flags);
+    for f in [
+        out(KUBELET, 50000, SYN | ACK),
+        out(KUBELET, 50001, SYN | ACK),
+        out(KUBELET, 50002, RST | ACK),
+        out(KUBELET, 50003, ACK),
+        out(UNWATCHED, 50004, SYN | ACK),
+        out(STRICT, 50005, RST),
+    ] {
+        run_expect(&h, Prog::TcEgress, &f, TC_ACT_OK, "answer");
+    }
+    let answers = h.dp.flood_answers().unwrap();
+    let k = answers["kubelet"];
+    assert_eq!((k.accepted, k.refused), (2, 1), "kubelet: {k:?}");
+    let s = answers["strict"];
+    assert_eq!((s.accepted, s.refused), (0, 1), "strict: {s:?}");
+    assert_eq!(
+        answers["enforced"].accepted + answers["udp-svc"].accepted,
+        0,
+        "{answers:?}"
+    );
+    h.assert_stats_zero("egress counts no group stats");
+}
+
+/// A NodePort range open to everyone and sweep-watched, beside the kubelet, with a group
+/// budget of 3 and no per-source limit.
+fn nodeport_yaml() -> String {
+    format!(
+        r#"
+groups:
+  kubelet:
+    protocols: [tcp]
+    ports: ["{KUBELET}"]
+    allow: ["203.0.113.0/24", "2001:db8:0:113::/64"]
+    action: monitor
+  nodeport:
+    protocols: [tcp, udp]
+    ports: ["30000-32767"]
+    allow: ["0.0.0.0/0", "::/0"]
+    action: monitor
+    detect_sweeps: true
+sampling:
+  allowed_flows_one_in: 0
+limits:
+  flows: 4096
+  sources: 256
+  allow_entries: 64
+  events_per_source_per_second: 0
+  events_per_group_per_second: 3
+"#
+    )
+}
+
+/// The group budget has a bucket for allowed events of its own: 10 allowed datagrams from
+/// 10 sources to a sweep-watched NodePort spend the nodeport group's allowed budget (3
+/// reported, 7 withheld, each still with its flow entry: allowed flows are never left out),
+/// and neither that nor anything else spends a group's flagged budget: 3 kubelet attempts
+/// from new sources are all reported.
+fn allowed_sweep_traffic_spends_no_flagged_group_budget(fam: Fam, prog: Prog) {
+    let mut h = Harness::yaml(&nodeport_yaml());
+    let mut want = Vec::new();
+    let mut np_bytes = 0;
+    for i in 0..10u16 {
+        let f = udp(denied_n(fam, i), fam.node(), 50000 + i, 30000);
+        run_expect(&h, prog, &f, prog.pass(), "NodePort datagram");
+        np_bytes += len(&f);
+        if i < 3 {
+            want.push(Event {
+                group: h.gid("nodeport"),
+                verdict: A,
+                action: ACTION_PASS,
+                ..event_for(EVENT_SAMPLED, prog, &f)
+            });
+        }
+    }
+    let mut k_bytes = 0;
+    for i in 0..3u16 {
+        let f = syn(fam, denied_n(fam, 20 + i), 44000 + i);
+        run_expect(&h, prog, &f, prog.pass(), "kubelet SYN");
+        k_bytes += len(&f);
+        want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+    }
+    let np = S {
+        packets: 10,
+        bytes: np_bytes,
+        new_conns: 10,
+        events: 3,
+        lost_group_budget: 7,
+        ..S::default()
+    };
+    let k = S {
+        packets: 3,
+        bytes: k_bytes,
+        new_conns: 3,
+        would_drop: 3,
+        events: 3,
+        ..S::default()
+    };
+    h.assert_stats(
+        "allowed group budget apart",
+        &[("nodeport", UDP, A, np), ("kubelet", TCP, D, k)],
+    );
+    assert_events("allowed group budget apart", &h.events(), &want);
+    for i in 0..10u16 {
+        let key = flow_key(denied_n(fam, i), fam.node(), 50000 + i, 30000, UDP_PROTO);
+        assert!(
+            h.flow(&key).is_some(),
+            "allowed datagram {i} keeps its flow entry"
+        );
+    }
+    assert_all_invariants("allowed group budget apart", &h);
+}
+
+/// A config of `n` TCP groups `g1..gn` on ports 20001.., with `last` as the name of the
+/// last one, no allowlists.
+fn many_groups(n: u16, last: &str) -> String {
+    let mut y = String::from("groups:\n");
+    for i in 1..=n {
+        let name = if i == n {
+            last.to_owned()
+        } else {
+            format!("g{i}")
+        };
+        y.push_str(&format!(
+            "  {name}: {{ protocols: [tcp], ports: [\"{}\"], allow: [] }}\n",
+            20000 + i
+        ));
+    }
+    y.push_str("limits: { flows: 4096, sources: 256, allow_entries: 64 }\n");
+    y
+}
+
+/// A group id handed out anew (every other id taken, so the id of the group a reload
+/// removed) starts its answer counters from zero, like its group counters: the new group's
+/// first flood alert never carries the old group's answers.
+#[test]
+fn a_reused_group_id_starts_its_answers_from_zero() {
+    const N: u16 = 63;
+    let mut h = Harness::yaml(&many_groups(N, "old"));
+    let old = h.gid("old");
+    for sport in [20000 + N, 20000 + N] {
+        let f = tcp(Fam::V4.node(), Fam::V4.denied(), sport, 50000, SYN | ACK);
+        run_expect(&h, Prog::TcEgress, &f, TC_ACT_OK, "SYN-ACK");
+    }
+    assert_eq!(h.dp.flood_answers().unwrap()["old"].accepted, 2);
+    let cfg = node_monitor::config::Config::from_yaml(&many_groups(N, "new"), "reload")
+        .expect("reload config");
+    h.dp.apply_config(&cfg, &[]).expect("apply_config");
+    assert_eq!(h.gid("new"), old, "the only free id is the removed group's");
+    let answers = h.dp.flood_answers().unwrap();
+    assert!(!answers.contains_key("old"));
+    assert_eq!(answers["new"].accepted, 0, "{answers:?}");
+}
