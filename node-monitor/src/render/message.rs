@@ -72,7 +72,7 @@ impl Message<'_> {
                             text(out, x.as_str());
                         }
                         if r.record_type == RecordType::Revoked {
-                            text(out, ", still open after a reload revoked its source");
+                            text(out, ", still open after its source was revoked");
                         }
                         text(out, ").");
                         super::identity::write_sentence(out, r);
