@@ -286,7 +286,7 @@ impl Keyed for OwnerObj {
 }
 
 impl OwnerObj {
-    fn of(m: &ObjectMeta) -> OwnerObj {
+    pub(crate) fn of(m: &ObjectMeta) -> OwnerObj {
         let (namespace, name) = ns_name(m);
         OwnerObj {
             namespace,
