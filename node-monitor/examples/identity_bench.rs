@@ -124,11 +124,12 @@ fn main() {
         "1,000 nodes, 100,000 pods, 5,000 NodePort Services: stores filled in {filled:.2?}, index built in {built:.2?}"
     );
     println!(
-        "heap: stores {:.1} MiB, index {:.1} MiB (build peak {:.1} MiB over the stores), together {:.1} MiB",
+        "heap: stores {:.1} MiB, index {:.1} MiB (build peak {:.1} MiB over the stores), together {:.1} MiB; the cache's own estimate (node_monitor_cluster_cache_bytes): {:.1} MiB",
         mib(stores_bytes),
         mib(index_bytes),
         mib(build_peak),
         mib(stores_bytes + index_bytes),
+        mib(snapshot.cache_bytes),
     );
     println!(
         "resident: {:.1} MiB more than before ({:.1} MiB total)",

@@ -9,7 +9,8 @@ use std::{
 use ipnet::IpNet;
 
 use super::{
-    objects::{NodePort, PodObj},
+    hash::FxBuild,
+    objects::{Labels, NodePort, PodObj},
     store::Stores,
 };
 use crate::record::{NodeIdentity, PodIdentity, ServiceIdentity, SourceIdentity, Workload};
@@ -18,17 +19,23 @@ use crate::record::{NodeIdentity, PodIdentity, ServiceIdentity, SourceIdentity, 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectablePod {
     pub namespace: Arc<str>,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the store's pod.
+    pub labels: Labels,
     pub ips: Vec<IpAddr>,
 }
+
+/// Address → who holds it.
+type Addresses = HashMap<IpAddr, SourceIdentity, FxBuild>;
+/// NodePort → its Service.
+type NodePorts = HashMap<NodePort, Arc<ServiceIdentity>, FxBuild>;
 
 /// Everything a lookup or an allow set reads, at one moment of the cache.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Every pod, node and host-network address of the cluster.
-    addresses: HashMap<IpAddr, SourceIdentity>,
+    addresses: Addresses,
     /// NodePort (port, protocol) → its Service.
-    node_ports: HashMap<NodePort, Arc<ServiceIdentity>>,
+    node_ports: NodePorts,
     /// Per NodePort, its Service's `loadBalancerSourceRanges` (only Services that set them).
     pub lb_source_ranges: BTreeMap<(u16, crate::config::Protocol), Vec<IpNet>>,
     /// Addresses of nodes labelled `node-role.kubernetes.io/control-plane`, sorted.
@@ -37,6 +44,9 @@ pub struct Snapshot {
     pub nodes: Vec<IpAddr>,
     /// Every node's `spec.podCIDRs`, sorted.
     pub pod_cidrs: Vec<IpNet>,
+    /// The same prefixes, those inside another left out and neighbours merged (disjoint and
+    /// sorted): what [`Snapshot::in_pod_cidr`] searches.
+    pod_cidr_search: Vec<IpNet>,
     /// The addresses of the EndpointSlices of `default/kubernetes`, sorted.
     pub apiserver_endpoints: Vec<IpAddr>,
     /// Pods that are not finished and not on the host network, with their labels.
@@ -46,6 +56,9 @@ pub struct Snapshot {
     /// Built after every kind had completed its first list: an address it does not hold is
     /// outside the cluster (or not yet known, in a pod CIDR).
     pub synced: bool,
+    /// The heap held by the stores and this index when it was built (an estimate, see
+    /// `bytes`).
+    pub cache_bytes: usize,
 }
 
 /// How many objects of each kind the cache holds.
@@ -115,7 +128,7 @@ impl Snapshot {
             }
             snap.pods.push(SelectablePod {
                 namespace: Arc::clone(&p.namespace),
-                labels: p.labels.clone(),
+                labels: Arc::clone(&p.labels),
                 ips: p.ips.clone(),
             });
             for &ip in &p.ips {
@@ -174,7 +187,18 @@ impl Snapshot {
         }
         snap.pod_cidrs.sort_unstable();
         snap.pod_cidrs.dedup();
+        snap.pod_cidr_search = IpNet::aggregate(&snap.pod_cidrs);
+        // Only the stores and the index hold names and identities now, so that each
+        // holder's share adds up to the whole.
+        drop((node_ids, pod_ids));
+        snap.cache_bytes =
+            super::bytes::stores(s) + super::bytes::snapshot(&snap) + super::intern::table_bytes();
         snap
+    }
+
+    /// The address and NodePort tables, for `bytes`.
+    pub(super) fn tables(&self) -> (&Addresses, &NodePorts) {
+        (&self.addresses, &self.node_ports)
     }
 
     /// Who holds `ip`: a pod, a node, a node's host network; `None` when no object does.
@@ -184,7 +208,16 @@ impl Snapshot {
 
     /// Whether `ip` is in some node's pod CIDR (a pod the cache does not know yet).
     pub fn in_pod_cidr(&self, ip: IpAddr) -> bool {
-        self.pod_cidrs.iter().any(|n| n.contains(&ip))
+        // Disjoint and sorted: only the last prefix that starts at or below `ip` can hold it
+        // (a binary search, not a scan: addresses outside the cluster, an attacker's among
+        // them, take this path on every lookup).
+        let i = self.pod_cidr_search.partition_point(|n| n.network() <= ip);
+        i > 0 && self.pod_cidr_search[i - 1].contains(&ip)
+    }
+
+    /// [`Snapshot::in_pod_cidr`]'s search list, for `bytes`.
+    pub(super) fn pod_cidr_search(&self) -> &[IpNet] {
+        &self.pod_cidr_search
     }
 
     /// The Service that owns this NodePort.
@@ -213,7 +246,7 @@ fn pod_identity(p: &PodObj, s: &Stores) -> PodIdentity {
 fn workload(p: &PodObj, s: &Stores) -> Workload {
     let Some((kind, name)) = &p.owner else {
         return Workload {
-            kind: Arc::from("Pod"),
+            kind: super::intern::name("Pod"),
             name: Arc::clone(&p.name),
         };
     };
@@ -240,5 +273,49 @@ fn workload(p: &PodObj, s: &Stores) -> Workload {
             kind: Arc::clone(kind),
             name: Arc::clone(name),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cidr_search_finds_nested_neighbouring_and_both_families() {
+        let nets: Vec<IpNet> = [
+            "10.0.0.0/16",
+            "10.0.1.0/24",
+            "10.1.0.0/24",
+            "10.1.1.0/24",
+            "2001:db8:2::/64",
+            "2001:db8:2:5::/64",
+        ]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+        let snap = Snapshot {
+            pod_cidr_search: IpNet::aggregate(&nets),
+            pod_cidrs: nets,
+            ..Snapshot::default()
+        };
+        for (ip, inside) in [
+            ("10.0.200.1", true),
+            ("10.0.1.9", true),
+            ("10.1.1.255", true),
+            ("10.1.2.0", false),
+            ("9.255.255.255", false),
+            ("2001:db8:2::1", true),
+            ("2001:db8:2:5::9", true),
+            ("2001:db8:2:4::9", false),
+            ("::a00:1", false),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(snap.in_pod_cidr(ip), inside, "{ip}");
+            assert_eq!(
+                snap.pod_cidrs.iter().any(|n| n.contains(&ip)),
+                inside,
+                "{ip} (by scan)"
+            );
+        }
     }
 }

@@ -9,7 +9,10 @@
 //!   `default/kubernetes`, and metadata only of ReplicaSets and Jobs for the owner chain),
 //!   with backoff, resync and the watch state;
 //! - `objects` and `store`: what is kept of each object, and the stores the watches feed;
-//! - `index`: the snapshot lookups read, rebuilt after a change and published whole;
+//! - `intern`: one shared copy of the names many objects repeat;
+//! - `index`: the snapshot lookups read, rebuilt after a change and published whole
+//!   (`hash`: the hasher of its tables);
+//! - `bytes`: the heap the stores and the index hold (`node_monitor_cluster_cache_bytes`);
 //! - `lookup`: a record's identity from a snapshot;
 //! - `sets`: the allow sets from a snapshot.
 //!
@@ -17,8 +20,11 @@
 //! under a mutex that only they and the index builder take; a lookup clones the published
 //! snapshot's `Arc` under a read lock held for that clone, and an address the snapshot does
 //! not hold is unresolved (or external), never waited for.
+mod bytes;
 mod connect;
+mod hash;
 mod index;
+mod intern;
 mod lookup;
 mod objects;
 mod sets;
@@ -115,6 +121,8 @@ impl Drop for Cluster {
 pub struct ClusterStatus {
     pub kinds: [(Kind, KindStatus); Kind::ALL.len()],
     pub counts: KindCounts,
+    /// The heap the stores and the published index held when it was built.
+    pub cache_bytes: usize,
     pub cache: CacheState,
     /// Snapshots published so far.
     pub generation: u64,
@@ -260,6 +268,7 @@ impl Cluster {
         ClusterStatus {
             kinds: std::array::from_fn(|i| (Kind::ALL[i], status[i])),
             counts: snapshot.counts,
+            cache_bytes: snapshot.cache_bytes,
             cache: cache_state(&status, &snapshot, self.stale_after),
             generation: self.generation(),
         }
@@ -295,9 +304,21 @@ async fn build_index(shared: Arc<Shared>) {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .all(|s| s.synced_once);
-        let snapshot = {
-            let stores = shared.stores.lock().unwrap_or_else(PoisonError::into_inner);
-            Snapshot::build(&stores, synced)
+        // Off the runtime: with a large cluster a build takes a good part of a second, and
+        // the daemon's alert pipeline runs on this (single-threaded) runtime.
+        let build = Arc::clone(&shared);
+        let Ok(snapshot) = tokio::task::spawn_blocking(move || {
+            let snapshot = {
+                let stores = build.stores.lock().unwrap_or_else(PoisonError::into_inner);
+                Snapshot::build(&stores, synced)
+            };
+            intern::prune();
+            snapshot
+        })
+        .await
+        else {
+            // The build panicked (a bug) or the runtime is shutting down: keep the last one.
+            continue;
         };
         *shared
             .snapshot

@@ -14,6 +14,7 @@ use k8s_openapi::{
 };
 use kube::core::PartialObjectMeta;
 
+use super::intern;
 use crate::config::Protocol;
 
 /// The label that makes a node a control-plane node.
@@ -34,8 +35,12 @@ fn text(s: Option<&String>) -> Arc<str> {
     s.map_or_else(|| Arc::from(""), |s| Arc::from(s.as_str()))
 }
 
+/// The namespace is one of the shared names; the name is the object's own.
 fn ns_name(m: &ObjectMeta) -> NsName {
-    (text(m.namespace.as_ref()), text(m.name.as_ref()))
+    (
+        intern::name(m.namespace.as_deref().unwrap_or_default()),
+        text(m.name.as_ref()),
+    )
 }
 
 /// A node.
@@ -66,7 +71,7 @@ impl From<&Node> for NodeObj {
             .flat_map(BTreeMap::keys)
             .filter_map(|k| k.strip_prefix(ROLE_PREFIX))
             .filter(|r| !r.is_empty())
-            .map(Arc::from)
+            .map(intern::name)
             .collect();
         roles.sort();
         let addresses = n
@@ -85,7 +90,7 @@ impl From<&Node> for NodeObj {
             .or_else(|| spec.and_then(|s| s.pod_cidr.clone()).map(|c| vec![c]))
             .unwrap_or_default();
         NodeObj {
-            name: text(n.metadata.name.as_ref()),
+            name: intern::name(n.metadata.name.as_deref().unwrap_or_default()),
             addresses,
             control_plane: labels.is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL)),
             roles,
@@ -102,7 +107,27 @@ fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<(Arc<str>, Arc<str>)
     refs?
         .iter()
         .find(|r| r.controller == Some(true))
-        .map(|r| (Arc::from(r.kind.as_str()), Arc::from(r.name.as_str())))
+        .map(|r| (intern::name(&r.kind), intern::name(&r.name)))
+}
+
+/// A pod's labels, sorted by key: one allocation per pod, of pointers to the shared names,
+/// shared by the store and the index.
+pub type Labels = Arc<[(Arc<str>, Arc<str>)]>;
+
+/// `labels` from the API's map (sorted already).
+pub fn labels_of(map: Option<&BTreeMap<String, String>>) -> Labels {
+    map.into_iter()
+        .flatten()
+        .map(|(k, v)| (intern::name(k), intern::name(v)))
+        .collect()
+}
+
+/// The value of the label `key`.
+pub fn label<'a>(labels: &'a [(Arc<str>, Arc<str>)], key: &str) -> Option<&'a str> {
+    labels
+        .binary_search_by(|(k, _)| (**k).cmp(key))
+        .ok()
+        .map(|i| &*labels[i].1)
 }
 
 /// A pod.
@@ -119,9 +144,10 @@ pub struct PodObj {
     pub running: bool,
     /// Succeeded or Failed: its IP is free for another pod.
     pub finished: bool,
-    /// `metadata.creationTimestamp`, ns since the epoch: the newest pod wins a reused IP.
-    pub created_ns: i128,
-    pub labels: BTreeMap<String, String>,
+    /// `metadata.creationTimestamp`, ns since the epoch (saturated to the years 1677-2262):
+    /// the newest pod wins a reused IP.
+    pub created_ns: i64,
+    pub labels: Labels,
     /// The controller owner reference: `(kind, name)`.
     pub owner: Option<(Arc<str>, Arc<str>)>,
 }
@@ -161,17 +187,16 @@ impl From<&Pod> for PodObj {
             uid: text(p.metadata.uid.as_ref()),
             namespace,
             name,
-            node: spec.and_then(|s| s.node_name.as_deref()).map(Arc::from),
+            node: spec.and_then(|s| s.node_name.as_deref()).map(intern::name),
             ips,
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
             running: phase == Some("Running"),
             finished: matches!(phase, Some("Succeeded" | "Failed")),
-            created_ns: p
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map_or(0, |t| t.0.as_nanosecond()),
-            labels: p.metadata.labels.clone().unwrap_or_default(),
+            created_ns: p.metadata.creation_timestamp.as_ref().map_or(0, |t| {
+                let ns = t.0.as_nanosecond();
+                i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+            }),
+            labels: labels_of(p.metadata.labels.as_ref()),
             owner: controller(p.metadata.owner_references.as_ref()),
         }
     }
@@ -227,7 +252,7 @@ impl From<&Service> for ServiceObj {
             node_ports,
             external_traffic_policy: spec
                 .and_then(|s| s.external_traffic_policy.as_deref())
-                .map(Arc::from),
+                .map(intern::name),
             load_balancer_source_ranges: spec
                 .and_then(|s| s.load_balancer_source_ranges.as_ref())
                 .into_iter()

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::index::Snapshot;
+use super::{index::Snapshot, objects::label};
 use crate::config::{Config, PodSelector, SetValues};
 
 /// The value of every set `cfg` uses. Until the snapshot is synced (the first lists are not
@@ -49,7 +49,7 @@ fn pods_matching(snapshot: &Snapshot, sel: &PodSelector) -> Vec<IpNet> {
         .filter(|p| {
             sel.labels
                 .iter()
-                .all(|(k, v)| p.labels.get(k).is_some_and(|have| have == v))
+                .all(|(k, v)| label(&p.labels, k) == Some(v.as_str()))
         })
         .flat_map(|p| p.ips.iter().map(|&a| IpNet::from(a)))
         .collect();

@@ -25,6 +25,11 @@ impl<T: Keyed> Default for Store<T> {
 }
 
 impl<T: Keyed> Store<T> {
+    /// The objects of a list in progress.
+    pub fn pending(&self) -> Option<&HashMap<T::Key, T>> {
+        self.pending.as_ref()
+    }
+
     /// Applies one watch event. Returns true when `live` changed (a list completing always
     /// counts as a change).
     pub fn apply(&mut self, event: Event<T>) -> bool {

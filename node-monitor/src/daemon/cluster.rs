@@ -82,6 +82,7 @@ impl Daemon {
                 .collect(),
             synced: status.cache.synced,
             cache_age_s: status.cache.age.as_secs(),
+            cache_bytes: status.cache_bytes as u64,
         })
     }
 }

@@ -348,7 +348,12 @@ fn cluster_families(c: &super::snapshot::ClusterSnapshot) -> Vec<FamilyBuilder> 
         "Seconds since the longest-failing watch first failed (0 while every watch is healthy); identity older than cluster.stale_after_s is marked stale in alerts.",
     );
     age.add(Vec::new(), c.cache_age_s);
-    vec![state, objects, last_sync, errors, lists, synced, age]
+    let mut bytes = FamilyBuilder::gauge(
+        "node_monitor_cluster_cache_bytes",
+        "Heap bytes held by the identity cache (the kept objects and the index), estimated from its structures at its last index build.",
+    );
+    bytes.add(Vec::new(), c.cache_bytes);
+    vec![state, objects, last_sync, errors, lists, synced, age, bytes]
 }
 
 /// Encodes the latest prepared snapshot on each scrape.

@@ -50,6 +50,8 @@ pub struct ClusterSnapshot {
     pub synced: bool,
     /// Seconds since the longest-failing watch first failed; 0 while all are healthy.
     pub cache_age_s: u64,
+    /// The heap the identity cache (stores and index) held at its last index build.
+    pub cache_bytes: u64,
 }
 
 /// One watched kind.

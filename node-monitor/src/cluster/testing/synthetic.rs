@@ -79,7 +79,7 @@ pub fn stores(nodes: usize, pods: usize, services: usize) -> (Stores, Vec<IpAddr
             &[cidr.as_str()],
             roles,
         ))
-            .expect("a node");
+        .expect("a node");
         let o = NodeObj::from(&obj);
         s.nodes.live.insert(o.key(), o);
     }
@@ -107,7 +107,8 @@ pub fn stores(nodes: usize, pods: usize, services: usize) -> (Stores, Vec<IpAddr
             p & 0xfff,
             p.wrapping_mul(0x9e37_79b9_7f4a) & 0xffff_ffff_ffff
         ));
-        json["metadata"]["labels"] = serde_json::json!({"app": format!("app-{rs}"), "pod-template-hash": hash});
+        json["metadata"]["labels"] =
+            serde_json::json!({"app": format!("app-{rs}"), "pod-template-hash": hash});
         let obj: Pod = from_value(json).expect("a pod");
         let o = PodObj::from(&obj);
         s.pods.live.insert(o.key(), o);

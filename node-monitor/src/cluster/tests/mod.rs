@@ -737,6 +737,7 @@ fn cluster_metrics_render() {
             ],
             synced: true,
             cache_age_s: 42,
+            cache_bytes: 123_456,
         }),
         ..Counters::default()
     });
@@ -751,6 +752,7 @@ fn cluster_metrics_render() {
         "node_monitor_cluster_lists_total{kind=\"pod\"} 2",
         "node_monitor_cluster_synced 1",
         "node_monitor_cluster_cache_age_seconds 42",
+        "node_monitor_cluster_cache_bytes 123456",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
