@@ -1,16 +1,20 @@
-//! The three renderers on arbitrary records: ECS and OCSF written by hand must be valid JSON
-//! equal to their serde documents; a CEF line is one line, with its header's seven
-//! unescaped separators.
+//! The three renderers on arbitrary records, with or without a cluster identity (every kind
+//! of source, names from raw strings): ECS and OCSF written by hand must be valid JSON equal
+//! to their serde documents; a CEF line is one line, with its header's seven unescaped
+//! separators.
 #![no_main]
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use node_monitor::{
     config::Format,
     detect::{AlertKind, OutputItem},
-    record::{self, Action, Answer, Family, Hook, TcpFlags, Verdict},
+    record::{
+        self, Action, Answer, CacheState, DestinationIdentity, Family, FlowIdentity, Hook,
+        NodeIdentity, PodIdentity, ServiceIdentity, SourceIdentity, TcpFlags, Verdict, Workload,
+    },
     render::{self, Observer},
 };
 use node_monitor_fuzz::ip;
@@ -35,6 +39,65 @@ struct Input {
     vlan: Vec<u16>,
     len: u32,
     time_us: u64,
+    identity: Option<Identity>,
+}
+
+/// A flow identity from raw parts: `kind` picks the source (pod, node, host network,
+/// external, unresolved).
+#[derive(Debug, Arbitrary)]
+struct Identity {
+    kind: u8,
+    names: [String; 4],
+    roles: Vec<String>,
+    node: Option<String>,
+    service: Option<(String, String, Option<String>)>,
+    synced: bool,
+    stale: bool,
+    age_s: u32,
+}
+
+fn identity(i: Identity) -> FlowIdentity {
+    let [a, b, c, d] = i.names.map(|n| Arc::<str>::from(n.as_str()));
+    let node = || {
+        Arc::new(NodeIdentity {
+            name: a.clone(),
+            roles: i.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+        })
+    };
+    let source = match i.kind % 5 {
+        0 => SourceIdentity::Pod(Arc::new(PodIdentity {
+            namespace: a.clone(),
+            name: b.clone(),
+            uid: c.clone(),
+            node: i.node.as_deref().map(Arc::from),
+            workload: Workload {
+                kind: d.clone(),
+                name: b.clone(),
+            },
+        })),
+        1 => SourceIdentity::Node(node()),
+        2 => SourceIdentity::HostNetwork(node()),
+        3 => SourceIdentity::External,
+        _ => SourceIdentity::Unresolved,
+    };
+    FlowIdentity {
+        source,
+        destination: DestinationIdentity {
+            node: i.node.as_deref().map(Arc::from),
+            service: i.service.map(|(ns, name, policy)| {
+                Arc::new(ServiceIdentity {
+                    namespace: ns.as_str().into(),
+                    name: name.as_str().into(),
+                    external_traffic_policy: policy.as_deref().map(Arc::from),
+                })
+            }),
+        },
+        cache: CacheState {
+            synced: i.synced,
+            stale: i.stale,
+            age: Duration::from_secs(u64::from(i.age_s)),
+        },
+    }
 }
 
 fuzz_target!(|i: Input| {
@@ -61,6 +124,7 @@ fuzz_target!(|i: Input| {
         .collect();
     r.packet_length = i.len;
     r.time = record::fixture::time_us(i.time_us % 4_102_444_800_000_000);
+    r.identity = i.identity.map(|id| Arc::new(identity(id)));
     let item = if i.alert {
         let mut a = node_monitor::detect::fixture::connection_alert();
         if let AlertKind::Connection { record } = &mut a.kind {

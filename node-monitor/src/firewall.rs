@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use crate::config::{Config, Group, PortRange, Protocol};
+use crate::config::{AllowEntry, Config, Group, PortRange, Protocol};
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,6 +65,23 @@ fn range_nft(r: PortRange) -> String {
     } else {
         format!("{}-{}", r.start, r.end)
     }
+}
+
+/// The allow entries that only the cluster can resolve (`control-plane-nodes`, `nodes`,
+/// `pod-cidrs`, `apiserver-endpoints`, `{pods: ...}`), as `group: entry`. Rules printed
+/// without their addresses would drop the very sources the config allows, so `firewall`
+/// refuses a config that has any.
+#[must_use]
+pub fn cluster_entries(cfg: &Config) -> Vec<String> {
+    cfg.groups
+        .iter()
+        .flat_map(|g| g.allow.iter().map(move |e| (g, e)))
+        .filter_map(|(g, e)| match e {
+            AllowEntry::Set(s) if s.from_cluster() => Some(format!("{}: {}", g.name, s.name())),
+            AllowEntry::Pods(sel) => Some(format!("{}: {sel}", g.name)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The rules in `format`.
@@ -199,6 +216,24 @@ mod tests {
 
     fn subnets() -> Vec<IpNet> {
         vec!["198.51.100.0/24".parse().unwrap()]
+    }
+
+    #[test]
+    fn cluster_sets_are_named() {
+        assert!(cluster_entries(&cfg()).is_empty());
+        let c = Config::from_yaml(
+            "groups:\n  kubelet: { protocols: [tcp], ports: [\"10250\"], allow: [localhost, nodes] }\n  \
+             etcd: { protocols: [tcp], ports: [\"2379\"], allow: [{pods: {namespace: kube-system, selector: \"k=v\"}}] }\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(
+            cluster_entries(&c),
+            [
+                "kubelet: nodes",
+                "etcd: {pods: {namespace: kube-system, selector: \"k=v\"}}"
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod datapath;
 pub mod record;
 
 pub mod answers;
+pub mod cluster;
 pub mod detect;
 pub mod render;
 pub mod sinks;

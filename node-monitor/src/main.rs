@@ -257,6 +257,13 @@ fn firewall(
     ifaces: Vec<String>,
 ) -> anyhow::Result<String> {
     let (cfg, origin, subnets) = config_and_subnets(config, ifaces)?;
+    let cluster = node_monitor::firewall::cluster_entries(&cfg);
+    if !cluster.is_empty() {
+        anyhow::bail!(
+            "{origin} allows sets that only the cluster resolves ({}); rules printed without their addresses would drop the sources they allow: name those sources as CIDRs in a config for `firewall`",
+            cluster.join("; ")
+        );
+    }
     Ok(node_monitor::firewall::render(
         &cfg, &subnets, format, &origin,
     ))

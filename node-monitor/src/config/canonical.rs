@@ -130,6 +130,14 @@ impl Config {
             out.push('\n');
         }
         out.push_str(&format!("metrics listen={}\n", self.metrics.listen));
+        let c = &self.cluster;
+        out.push_str(&format!(
+            "cluster enabled={} node_name={} resync_s={} stale_after_s={}\n",
+            c.enabled,
+            c.node_name.as_deref().unwrap_or("(env-or-hostname)"),
+            c.resync.as_secs(),
+            c.stale_after.as_secs()
+        ));
         out
     }
 

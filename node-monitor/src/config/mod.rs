@@ -14,6 +14,7 @@
 //!    canonical form and digest (`canonical`) and reload plans (`reload`).
 
 mod canonical;
+mod cluster;
 mod error;
 mod iface;
 mod model;
@@ -34,14 +35,16 @@ mod tests;
 
 use std::path::Path;
 
+pub use cluster::{ClusterMode, ClusterSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use iface::{MAX_IFACE_NAME, check_iface_pattern, is_glob};
 pub use model::{
     Action, AlertSettings, AllowEntry, AttachMode, Config, Group, Limits, MAX_USER_GROUPS,
-    MetricsSettings, PortRange, Protocol, Sampling, SymbolicSet,
+    MetricsSettings, PodSelector, PortRange, Protocol, Sampling, SymbolicSet,
 };
 pub use outputs::{Format, SinkKind, SinkSpec, SyslogTransport};
 pub use reload::ReloadPlan;
+pub use tables::SetValues;
 
 /// The embedded default configuration (the port catalog), used when no config file is given.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("default-config.yaml");

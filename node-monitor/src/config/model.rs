@@ -30,6 +30,8 @@ pub struct Config {
     /// Never empty: `[stdout, ecs]` when the file has no `sinks`.
     pub sinks: Vec<SinkSpec>,
     pub metrics: MetricsSettings,
+    /// Identity from the Kubernetes API (`cluster.rs`).
+    pub cluster: super::cluster::ClusterSettings,
 }
 
 /// Sampling of allowed flows into flow records.
@@ -236,6 +238,30 @@ pub enum AllowEntry {
     Cidr(IpNet),
     /// A named set resolved at run time.
     Set(SymbolicSet),
+    /// `{pods: {namespace, selector}}`: the IPs of the pods of a namespace whose labels
+    /// match, resolved from the cluster (issue 8).
+    Pods(PodSelector),
+}
+
+/// The pods an allow entry names: a namespace and an equality label selector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodSelector {
+    pub namespace: String,
+    /// `key=value` pairs, all of which a pod's labels must hold; sorted, no duplicates.
+    pub labels: Vec<(String, String)>,
+}
+
+impl fmt::Display for PodSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{pods: {{namespace: {}, selector: \"", self.namespace)?;
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}={v}")?;
+        }
+        f.write_str("\"}}")
+    }
 }
 
 impl fmt::Display for AllowEntry {
@@ -243,6 +269,7 @@ impl fmt::Display for AllowEntry {
         match self {
             AllowEntry::Cidr(net) => write!(f, "{net}"),
             AllowEntry::Set(set) => f.write_str(set.name()),
+            AllowEntry::Pods(sel) => write!(f, "{sel}"),
         }
     }
 }
@@ -257,18 +284,43 @@ pub enum SymbolicSet {
     /// `node-subnets`: the IP prefixes configured on the interfaces the monitor is attached
     /// to (resolved by the daemon at run time).
     NodeSubnets,
+    /// `control-plane-nodes`: the addresses of the nodes labelled
+    /// `node-role.kubernetes.io/control-plane` (from the cluster).
+    ControlPlaneNodes,
+    /// `nodes`: the InternalIP and ExternalIP addresses of every node (from the cluster).
+    Nodes,
+    /// `pod-cidrs`: every node's `spec.podCIDRs` (from the cluster).
+    PodCidrs,
+    /// `apiserver-endpoints`: the addresses of the EndpointSlices of `default/kubernetes`.
+    ApiserverEndpoints,
 }
 
 impl SymbolicSet {
     /// Every known set, in the order error messages list them.
-    pub const ALL: [SymbolicSet; 2] = [SymbolicSet::Localhost, SymbolicSet::NodeSubnets];
+    pub const ALL: [SymbolicSet; 6] = [
+        SymbolicSet::Localhost,
+        SymbolicSet::NodeSubnets,
+        SymbolicSet::ControlPlaneNodes,
+        SymbolicSet::Nodes,
+        SymbolicSet::PodCidrs,
+        SymbolicSet::ApiserverEndpoints,
+    ];
 
     /// The YAML spelling.
     pub const fn name(self) -> &'static str {
         match self {
             SymbolicSet::Localhost => "localhost",
             SymbolicSet::NodeSubnets => "node-subnets",
+            SymbolicSet::ControlPlaneNodes => "control-plane-nodes",
+            SymbolicSet::Nodes => "nodes",
+            SymbolicSet::PodCidrs => "pod-cidrs",
+            SymbolicSet::ApiserverEndpoints => "apiserver-endpoints",
         }
+    }
+
+    /// Resolved from the Kubernetes API (the others are known without a cluster).
+    pub const fn from_cluster(self) -> bool {
+        !matches!(self, SymbolicSet::Localhost | SymbolicSet::NodeSubnets)
     }
 
     pub fn from_name(name: &str) -> Option<SymbolicSet> {

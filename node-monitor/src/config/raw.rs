@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub(super) alerts: Option<RawAlerts>,
     pub(super) sinks: Option<Spanned<Vec<Spanned<RawSink>>>>,
     pub(super) metrics: Option<RawMetrics>,
+    pub(super) cluster: Option<RawCluster>,
 }
 
 /// The `groups` mapping, in file order.
@@ -68,7 +69,7 @@ impl<'de> Deserialize<'de> for RawGroups {
 pub(super) struct RawGroup {
     pub(super) protocols: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) ports: Option<Spanned<Vec<Spanned<RawPort>>>>,
-    pub(super) allow: Option<Vec<Spanned<String>>>,
+    pub(super) allow: Option<Vec<Spanned<RawAllow>>>,
     pub(super) action: Option<Spanned<String>>,
     pub(super) detect_sweeps: Option<Spanned<bool>>,
 }
@@ -203,5 +204,69 @@ impl<'de> Deserialize<'de> for RawHeaders {
             }
         }
         deserializer.deserialize_map(HeadersVisitor)
+    }
+}
+
+/// The `cluster` section (see `cluster.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) enabled: Option<Spanned<String>>,
+    pub(super) node_name: Option<Spanned<String>>,
+    pub(super) resync_s: Option<Spanned<u64>>,
+    pub(super) stale_after_s: Option<Spanned<u64>>,
+}
+
+/// One `allow` entry as written: a CIDR, an address or a set name, or
+/// `{pods: {namespace: NAME, selector: "k=v,..."}}`.
+#[derive(Debug)]
+pub(super) enum RawAllow {
+    Text(String),
+    Pods(RawPods),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPods {
+    pub(super) namespace: Option<Spanned<String>>,
+    pub(super) selector: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawAllow {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AllowVisitor;
+        impl<'de> Visitor<'de> for AllowVisitor {
+            type Value = RawAllow;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a CIDR, an IP address, a set name, or {pods: {namespace: NAME, selector: \"k=v\"}}",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAllow, E> {
+                Ok(RawAllow::Text(v.to_owned()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawAllow, E> {
+                Err(E::custom("expected a value, found null (nothing)"))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<RawAllow, E> {
+                self.visit_unit()
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAllow, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "an empty mapping: write {pods: {namespace: NAME, selector: \"k=v\"}}",
+                    ));
+                };
+                if key != "pods" {
+                    return Err(de::Error::unknown_field(&key, &["pods"]));
+                }
+                let pods = map.next_value::<RawPods>()?;
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::unknown_field(&extra, &[]));
+                }
+                Ok(RawAllow::Pods(pods))
+            }
+        }
+        deserializer.deserialize_any(AllowVisitor)
     }
 }

@@ -65,6 +65,10 @@ impl Config {
                 .map(|g| (g.name.clone(), g.detect_sweeps))
                 .collect::<Vec<_>>()
         };
+        // The watches and their credentials are set up at start.
+        if self.cluster != next.cluster {
+            restart_required.push("cluster");
+        }
         ReloadPlan {
             restart_required,
             datapath: self.groups != next.groups

@@ -74,6 +74,7 @@ impl Daemon {
     pub(super) fn housekeeping(&mut self) {
         self.rounds = self.rounds.wrapping_add(1);
         self.sync_interfaces();
+        self.follow_cluster_sets();
         let now = Instant::now();
         // One read of the kernel counters serves loss accounting and the metrics.
         let counters = Counters::read(&self.dp);
@@ -166,8 +167,12 @@ impl Daemon {
         match netif::subnets_of(&current) {
             Ok(s) if s != self.subnets => {
                 self.subnets = s;
-                if let Err(e) = self.dp.apply_config(&self.cfg, &self.subnets) {
-                    error!(error = %e, "rewriting allowlists for the new interface set failed");
+                let sets = self.set_values(&self.cfg);
+                match self.dp.apply_config_with(&self.cfg, &sets) {
+                    Ok(()) => self.applied_sets = sets,
+                    Err(e) => {
+                        error!(error = %e, "rewriting allowlists for the new interface set failed");
+                    }
                 }
             }
             Ok(_) => {}
@@ -229,6 +234,7 @@ impl Daemon {
             attached_interfaces: self.attached.len() as u64,
             pending_answers: self.tracker.pending() as u64,
             detectors: detector_snapshots(&es, &self.tracker),
+            cluster: self.cluster_metrics(),
         };
         self.metrics.update(&snap);
     }

@@ -7,6 +7,7 @@
 //! [`drain`] reads the ring buffer in budgets, so that a flood never holds the loop;
 //! [`housekeeping`] is the 500 ms round (interfaces, losses, metrics), [`reload`] applies a
 //! new config, [`summary`] prints the counters at exit.
+mod cluster;
 mod drain;
 mod housekeeping;
 mod reload;
@@ -135,6 +136,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "node-subnets resolves to nothing: the interfaces have no addresses, so groups that allow node-subnets flag every source"
         );
     }
+    // Cluster identity and allow sets (issue 8): started before the maps are written, never
+    // waited for; /readyz does not depend on it. The embedded default uses the cluster's
+    // sets when a cluster is found.
+    let cluster = cluster::start_cluster(&cfg).await?;
+    let cfg = if cluster.is_some() && opts.config_path.is_none() {
+        info!(
+            "a cluster was found: the embedded default allows control-plane-nodes, apiserver-endpoints and nodes on the kubelet, control-plane-nodes on etcd"
+        );
+        cfg.with_cluster_defaults()
+    } else {
+        cfg
+    };
     info!(config = %origin, digest = %cfg.digest(), groups = cfg.groups.len(), ?subnets, "config loaded");
     let mut dp = Datapath::load(
         &cfg,
@@ -143,6 +156,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             pin_dir: opts.pin_dir.clone(),
         },
     )?;
+    // Before anything is attached: the cluster's sets (node-subnets in their place until
+    // the cache is synced).
+    let applied_sets = cluster::current_sets(cluster.as_ref(), &cfg, &subnets);
+    if cluster.is_some() && cfg.uses_cluster_sets() {
+        dp.apply_config_with(&cfg, &applied_sets)?;
+    }
     let mut attached = BTreeSet::new();
     for iface in &initial {
         dp.attach(iface, mode)?;
@@ -199,6 +218,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         rounds: 0,
         _bpf_stats: bpf_stats,
         server,
+        cluster,
+        applied_sets,
+        sets_generation: u64::MAX,
     };
     // The loss counters as they are now (pinned ones keep an earlier run's) are the
     // baseline: only what is lost from here on counts, and nothing in the first round is
@@ -239,6 +261,12 @@ struct Daemon {
     rounds: u32,
     _bpf_stats: Option<BpfStats>,
     server: metrics::Server,
+    /// The cluster cache, when a cluster is watched.
+    cluster: Option<crate::cluster::Cluster>,
+    /// The set values the allowlists were last written with.
+    applied_sets: crate::config::SetValues,
+    /// The cache generation those were computed from.
+    sets_generation: u64,
 }
 
 impl Daemon {
@@ -364,6 +392,7 @@ impl Daemon {
             return;
         }
         let now = Instant::now();
+        Self::enrich(self.cluster.as_ref(), &mut self.records);
         for rec in self.records.drain(..) {
             if rec.record_type.alerts() {
                 *self

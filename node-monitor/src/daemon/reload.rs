@@ -43,8 +43,9 @@ impl Daemon {
             error!(why, error = %e, "config reload rejected (sinks); the running config stays");
             return;
         }
+        let sets = self.set_values(&new);
         if plan.datapath
-            && let Err(e) = self.dp.apply_config(&new, &self.subnets)
+            && let Err(e) = self.dp.apply_config_with(&new, &sets)
         {
             self.stats.config_reloads_failed += 1;
             error!(why, error = %e, "config reload rejected (data path); the running config stays");
@@ -86,6 +87,9 @@ impl Daemon {
         self.stats.config_reloads_ok += 1;
         info!(why, digest = %new.digest(), "config reloaded; maps rewritten in place, counters kept");
         self.cfg = new;
+        if plan.datapath {
+            self.applied_sets = sets;
+        }
         self.update_metrics(false);
     }
 

@@ -9,7 +9,7 @@ use node_monitor_common::{
 };
 
 use super::{Datapath, DatapathError, GroupIds, Result, counters::stats_indexes};
-use crate::config::{Action, Config};
+use crate::config::{Action, Config, SetValues};
 
 impl Datapath {
     /// Writes the config into the maps: port tables, allowlists, settings, group names. Used
@@ -25,10 +25,22 @@ impl Datapath {
     /// generation that voids every cached verdict) last. A write that fails undoes the ones
     /// before it, and the running config stays in force.
     pub fn apply_config(&mut self, cfg: &Config, node_subnets: &[IpNet]) -> Result<()> {
+        self.apply_config_with(
+            cfg,
+            &SetValues {
+                node_subnets: node_subnets.to_vec(),
+                ..SetValues::default()
+            },
+        )
+    }
+
+    /// [`Datapath::apply_config`] with the value of every symbolic set given, those resolved
+    /// from the cluster included: what the daemon calls when the cluster changes.
+    pub fn apply_config_with(&mut self, cfg: &Config, sets: &SetValues) -> Result<()> {
         let (ids, fresh) =
             GroupIds::assign(&self.ids, cfg).map_err(|max| DatapathError::TooManyGroups { max })?;
         let [tcp, udp] = port_tables(cfg, &ids);
-        let (want_v4, want_v6) = allow_keys(cfg, &ids, cfg.resolve_allowlists(node_subnets));
+        let (want_v4, want_v6) = allow_keys(cfg, &ids, cfg.resolve_allowlists_with(sets));
         let have_v4 = trie_entries(&self.allow_v4);
         let have_v6 = trie_entries(&self.allow_v6);
         let max = self.limits.allow_entries;

@@ -403,5 +403,23 @@ pub fn variety() -> Vec<OutputItem> {
         f.losses_since_previous.insert("ringbuf_full".to_owned(), 1);
         items.push(OutputItem::Alert(f));
     }
+    // Cluster identity (issue 8): every kind of source on alerts, flows and sweeps.
+    for (i, id) in crate::record::fixture::identities().into_iter().enumerate() {
+        let id = std::sync::Arc::new(id);
+        let mut r = records[i * 7].clone();
+        r.identity = Some(std::sync::Arc::clone(&id));
+        items.push(OutputItem::Alert(alert(
+            AlertKind::Connection { record: r.clone() },
+            rules::rule_for_group("kubelet"),
+        )));
+        let mut s = sweep();
+        if let AlertKind::Sweep { last, .. } = &mut s.kind {
+            last.identity = Some(id);
+        }
+        items.push(OutputItem::Alert(s));
+        r.record_type = RecordType::Sampled;
+        r.sampled = true;
+        items.push(OutputItem::Flow(r));
+    }
     items
 }

@@ -293,7 +293,7 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
         detector_evictions.add(labels, d.evictions);
     }
 
-    [
+    let mut families = vec![
         packets,
         bytes,
         conns,
@@ -319,10 +319,63 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
         detector_entries,
         detector_capacity,
         detector_evictions,
-    ]
-    .into_iter()
-    .map(FamilyBuilder::build)
-    .collect()
+    ];
+    if let Some(c) = &s.cluster {
+        families.extend(cluster_families(c));
+    }
+    families.into_iter().map(FamilyBuilder::build).collect()
+}
+
+/// The cluster cache's families (only when the daemon watches a cluster).
+fn cluster_families(c: &super::snapshot::ClusterSnapshot) -> Vec<FamilyBuilder> {
+    let mut state = FamilyBuilder::gauge(
+        "node_monitor_cluster_watch_state",
+        "Watch state of each Kubernetes kind the identity cache watches: 1 for the current state (starting, synced, failing), 0 for the others.",
+    );
+    let mut objects = FamilyBuilder::gauge(
+        "node_monitor_cluster_objects",
+        "Objects of each kind held by the identity cache.",
+    );
+    let mut last_sync = FamilyBuilder::gauge(
+        "node_monitor_cluster_last_sync_timestamp_seconds",
+        "When each kind's last full list completed, in seconds since the epoch (0: never).",
+    );
+    let mut errors = FamilyBuilder::counter(
+        "node_monitor_cluster_watch_errors",
+        "Failed list or watch requests, by kind.",
+    );
+    let mut lists = FamilyBuilder::counter(
+        "node_monitor_cluster_lists",
+        "Full lists started, by kind: the first, resyncs, and relists after 410 Gone.",
+    );
+    for k in &c.kinds {
+        for st in ["starting", "synced", "failing"] {
+            state.add(
+                l(&[("kind", k.kind), ("state", st)]),
+                u64::from(k.state == st),
+            );
+        }
+        objects.add(l(&[("kind", k.kind)]), k.objects);
+        last_sync.add(l(&[("kind", k.kind)]), k.last_sync_unix_s);
+        errors.add(l(&[("kind", k.kind)]), k.errors);
+        lists.add(l(&[("kind", k.kind)]), k.lists);
+    }
+    let mut synced = FamilyBuilder::gauge(
+        "node_monitor_cluster_synced",
+        "1 once the identity index was built after every kind had completed its first list.",
+    );
+    synced.add(Vec::new(), u64::from(c.synced));
+    let mut age = FamilyBuilder::gauge(
+        "node_monitor_cluster_cache_age_seconds",
+        "Seconds since the longest-failing watch first failed (0 while every watch is healthy); identity older than cluster.stale_after_s is marked stale in alerts.",
+    );
+    age.add(Vec::new(), c.cache_age_s);
+    let mut bytes = FamilyBuilder::gauge(
+        "node_monitor_cluster_cache_bytes",
+        "Heap bytes held by the identity cache (the kept objects and the index), estimated from its structures at its last index build.",
+    );
+    bytes.add(Vec::new(), c.cache_bytes);
+    vec![state, objects, last_sync, errors, lists, synced, age, bytes]
 }
 
 /// Encodes the latest prepared snapshot on each scrape.

@@ -28,8 +28,8 @@ pub use http::{
 };
 use prometheus_client::{metrics::info::Info, registry::Registry};
 pub use snapshot::{
-    BpfStats, DetectorSnapshot, GroupSnapshot, ProgramSnapshot, SinkSnapshot, Snapshot,
-    program_stats, reasons_snapshot,
+    BpfStats, ClusterKindSnapshot, ClusterSnapshot, DetectorSnapshot, GroupSnapshot,
+    ProgramSnapshot, SinkSnapshot, Snapshot, program_stats, reasons_snapshot,
 };
 
 /// The registry and the latest snapshot. Cheap to clone (an `Arc` inside).

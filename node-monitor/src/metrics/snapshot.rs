@@ -41,6 +41,8 @@ pub struct Snapshot {
     /// The daemon's bounded per-source tables (dedup, sweep, scan, answers): size, cap and
     /// entries evicted because the table was full.
     pub detectors: Vec<DetectorSnapshot>,
+    /// The cluster cache, when the daemon watches a cluster.
+    pub cluster: Option<ClusterSnapshot>,
 }
 
 /// One bounded per-source table of the daemon.
@@ -52,6 +54,32 @@ pub struct DetectorSnapshot {
     pub capacity: u64,
     /// Entries evicted (forgotten, or closed early) because the table was full.
     pub evictions: u64,
+}
+
+/// The cluster cache's watches (issue 8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    pub kinds: Vec<ClusterKindSnapshot>,
+    /// The published index was built after every kind had completed its first list.
+    pub synced: bool,
+    /// Seconds since the longest-failing watch first failed; 0 while all are healthy.
+    pub cache_age_s: u64,
+    /// The heap the identity cache (stores and index) held at its last index build.
+    pub cache_bytes: u64,
+}
+
+/// One watched kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterKindSnapshot {
+    /// `node`, `pod`, `service`, `endpointslice`, `replicaset`, `job`.
+    pub kind: &'static str,
+    /// `starting`, `synced` or `failing`.
+    pub state: &'static str,
+    pub objects: u64,
+    /// When its last list completed (seconds since the epoch); 0: never.
+    pub last_sync_unix_s: u64,
+    pub errors: u64,
+    pub lists: u64,
 }
 
 /// Kernel counters of one (group, protocol, verdict) slot.

@@ -108,6 +108,7 @@ pub(crate) fn from_event(
         packet_length: ev.pkt_len,
         ktime_ns: ev.ts_ns,
         sampled: ev.kind == EVENT_SAMPLED && ev.sampled != 0,
+        identity: None,
     }
 }
 

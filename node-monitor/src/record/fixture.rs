@@ -45,6 +45,7 @@ pub fn flagged() -> FlowRecord {
         packet_length: 60,
         ktime_ns: 42,
         sampled: false,
+        identity: None,
     }
 }
 
@@ -106,6 +107,7 @@ pub fn sampled() -> FlowRecord {
         vlan: vec![],
         tcp_flags: None,
         sampled: true,
+        identity: None,
         ..flagged()
     }
 }
@@ -165,6 +167,7 @@ pub fn sampled_from_port(src_port: u16) -> FlowRecord {
         tcp_flags: None,
         ktime_ns: 0,
         sampled: true,
+        identity: None,
         ..flagged()
     }
 }
@@ -174,3 +177,90 @@ pub const TIME_MS: u64 = TIME_US / 1000;
 
 /// The Community ID of [`flagged`] (the spec's vector).
 pub const CID: &str = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=";
+
+// ---- cluster identity (issue 8) ----
+
+/// A flow identity of every kind of source: a pod of a Deployment behind a NodePort
+/// Service, a node, a host-network node, external, unresolved (cache not synced), and a pod
+/// whose names need escaping, in a stale cache.
+pub fn identities() -> Vec<super::FlowIdentity> {
+    use std::sync::Arc;
+
+    use super::{
+        CacheState, DestinationIdentity, FlowIdentity, NodeIdentity, PodIdentity, ServiceIdentity,
+        SourceIdentity, Workload,
+    };
+    let fresh = CacheState {
+        synced: true,
+        age: Duration::ZERO,
+        stale: false,
+    };
+    let dest = |service: bool| DestinationIdentity {
+        node: Some("worker-1".into()),
+        service: service.then(|| {
+            Arc::new(ServiceIdentity {
+                namespace: "shop".into(),
+                name: "web".into(),
+                external_traffic_policy: Some("Local".into()),
+            })
+        }),
+    };
+    let pod = |ns: &str, name: &str, kind: &str, wl: &str| {
+        SourceIdentity::Pod(Arc::new(PodIdentity {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: "0d3c7a52-7a39-4f1b-9d2e-5b3f0c1a2b3c".into(),
+            node: Some("worker-1".into()),
+            workload: Workload {
+                kind: kind.into(),
+                name: wl.into(),
+            },
+        }))
+    };
+    let node = NodeIdentity {
+        name: "cp-1".into(),
+        roles: vec!["control-plane".into(), "etcd".into()],
+    };
+    vec![
+        FlowIdentity {
+            source: pod("shop", "evil-6b7d9c-x2x9z", "Deployment", "evil"),
+            destination: dest(true),
+            cache: fresh,
+        },
+        FlowIdentity {
+            source: SourceIdentity::Node(Arc::new(node.clone())),
+            destination: dest(false),
+            cache: fresh,
+        },
+        FlowIdentity {
+            source: SourceIdentity::HostNetwork(Arc::new(NodeIdentity {
+                roles: vec![],
+                ..node
+            })),
+            destination: DestinationIdentity::default(),
+            cache: fresh,
+        },
+        FlowIdentity {
+            source: SourceIdentity::External,
+            destination: dest(true),
+            cache: fresh,
+        },
+        FlowIdentity {
+            source: SourceIdentity::Unresolved,
+            destination: dest(false),
+            cache: CacheState {
+                synced: false,
+                ..fresh
+            },
+        },
+        FlowIdentity {
+            source: pod("n\"s\\=|", "p=o|d\n\u{1}é", "Job", "j\"ob"),
+            destination: dest(true),
+            cache: CacheState {
+                synced: true,
+                age: Duration::from_secs(75),
+                stale: true,
+            },
+        },
+    ]
+}

@@ -65,6 +65,11 @@ pub struct FlowRecord {
     /// was not sampled still reaches the alert engine (sweep detection) but no sink.
     #[serde(skip)]
     pub sampled: bool,
+    /// Who is behind the flow, from the cluster cache (`crate::cluster`); `None` when the
+    /// daemon runs without a cluster. Set by the daemon before the record reaches the alert
+    /// engine, so that every alert and flow record made from it carries it.
+    #[serde(skip)]
+    pub identity: Option<Arc<super::identity::FlowIdentity>>,
 }
 
 fn serialize_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

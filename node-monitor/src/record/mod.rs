@@ -6,6 +6,7 @@ mod decode;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
 mod flow;
+mod identity;
 mod ifnames;
 
 pub use clock::{Clock, rfc3339};
@@ -13,3 +14,7 @@ pub use codes::{Action, Answer, Family, Hook, Protocol, RecordType, TcpFlags, Ve
 pub use decode::{DecodeError, decode};
 pub(crate) use decode::{flow_key, from_event};
 pub use flow::FlowRecord;
+pub use identity::{
+    CacheState, DestinationIdentity, FlowIdentity, NodeIdentity, PodIdentity, ServiceIdentity,
+    SourceIdentity, Workload,
+};

@@ -6,6 +6,7 @@ use super::{
     facts::{
         community_id_text, epoch_ms, item_time, outcome, parts, rule_category, spans_connections,
     },
+    identity::cef_pairs,
     json::write_ip,
     message::Message,
     observer::Observer,
@@ -396,6 +397,9 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     if rec.is_some_and(|r| r.record_type == RecordType::Revoked) {
         ext.str("flexString1", "open_when_revoked");
         ext.str("flexString1Label", "connectionState");
+    }
+    if let Some(r) = rec {
+        cef_pairs(r, |k, v| ext.str(k, v));
     }
     ext.text("msg", |o| Message(item).write_to(o));
     ext.str("dvchost", &observer.hostname);

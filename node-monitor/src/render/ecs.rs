@@ -12,6 +12,9 @@ use super::{
         write_connection_facts,
     },
     fragments::{FragmentCache, RuleFragments, with_fragments},
+    identity::{
+        IdentityFacts, OrchestratorSource, write_identity_facts, write_orchestrator_source,
+    },
     json::{JsonOut, Members, Text, rfc3339_text},
     message::Message,
     observer::Observer,
@@ -47,7 +50,8 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
 struct Fragments {
     /// `,"observer":{"hostname":…,"type":"sensor"` (the ingress interface follows).
     observer_head: Vec<u8>,
-    /// `},"host":{…},"orchestrator":{…},"message":`
+    /// `},"host":{…},"orchestrator":{"type":"kubernetes"` (the source's resource, if any,
+    /// then `},"message":` follow).
     host: Vec<u8>,
     /// `,"rule":{…}` of the rules seen so far (a catalog of a few).
     rules: RuleFragments,
@@ -74,7 +78,7 @@ impl Fragments {
         JsonOut(&mut host)
             .raw("},\"host\":{\"name\":")
             .str(&observer.hostname)
-            .raw("},\"orchestrator\":{\"type\":\"kubernetes\"},\"message\":");
+            .raw("},\"orchestrator\":{\"type\":\"kubernetes\"");
         Fragments {
             observer_head,
             host,
@@ -176,7 +180,9 @@ fn write_item(item: &OutputItem, frags: &mut Fragments, out: &mut Vec<u8>) {
         }
         j.raw("\"id\":").num_str(r.ifindex).raw("}}");
     }
-    j.frag(&frags.host)
+    j.frag(&frags.host);
+    write_orchestrator_source(&mut j, rec);
+    j.raw("},\"message\":")
         .text(|o| Message(item).write_to(o))
         .raw(",\"node_monitor\":{");
     node_monitor_into(&mut j, alert, rec);
@@ -198,6 +204,7 @@ fn node_monitor_into(j: &mut JsonOut<'_>, alert: Option<&Alert>, rec: Option<&Fl
     if let Some(a) = alert {
         write_alert_facts(&mut m, j, a);
     }
+    write_identity_facts(&mut m, j, rec);
 }
 
 /// The ECS document of one item, as a `Value` (the same document [`render_into`] writes).
@@ -222,7 +229,7 @@ struct Doc<'a> {
     network: Option<Network>,
     observer: ObserverDoc<'a>,
     host: Host<'a>,
-    orchestrator: Orchestrator,
+    orchestrator: Orchestrator<'a>,
     message: Text<Message<'a>>,
     node_monitor: NodeMonitor<'a>,
 }
@@ -319,9 +326,12 @@ struct Host<'a> {
 }
 
 #[derive(Serialize)]
-struct Orchestrator {
+struct Orchestrator<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The source pod or node, when the cluster cache knows it.
+    #[serde(flatten)]
+    source: Option<OrchestratorSource<'a>>,
 }
 
 /// `node_monitor`: the facts of [`super::facts`], with the record type first and the
@@ -336,6 +346,8 @@ struct NodeMonitor<'a> {
     packet_length: Option<u32>,
     #[serde(flatten)]
     alert: AlertFacts<'a>,
+    #[serde(flatten)]
+    identity: IdentityFacts<'a>,
 }
 
 fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
@@ -415,13 +427,17 @@ fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
         host: Host {
             name: &observer.hostname,
         },
-        orchestrator: Orchestrator { kind: "kubernetes" },
+        orchestrator: Orchestrator {
+            kind: "kubernetes",
+            source: OrchestratorSource::of(rec),
+        },
         message: Text(Message(item)),
         node_monitor: NodeMonitor {
             record_type: rec.map(|r| r.record_type),
             connection: ConnectionFacts::of(alert, rec),
             packet_length: rec.map(|r| r.packet_length),
             alert: AlertFacts::of(alert),
+            identity: IdentityFacts::of(rec),
         },
     }
 }

@@ -51,6 +51,7 @@ impl Message<'_> {
                 text(out, ", ");
                 text(out, r.action.as_str());
                 text(out, ").");
+                super::identity::write_sentence(out, r);
             }
             OutputItem::Alert(a) => {
                 text(out, a.rule.name);
@@ -74,7 +75,7 @@ impl Message<'_> {
                             text(out, ", sent in IPv4 fragments");
                         }
                         if r.record_type == RecordType::Revoked {
-                            text(out, ", still open after a reload revoked its source");
+                            text(out, ", still open after its source was revoked");
                         }
                         if r.handshake_completed {
                             text(
@@ -85,6 +86,7 @@ impl Message<'_> {
                             text(out, ", no attempt seen on ingress");
                         }
                         text(out, ").");
+                        super::identity::write_sentence(out, r);
                     }
                     AlertKind::Sweep {
                         source,

@@ -10,6 +10,7 @@ pub mod community_id;
 pub mod ecs;
 mod facts;
 mod fragments;
+mod identity;
 mod json;
 mod message;
 mod observer;

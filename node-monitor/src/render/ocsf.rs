@@ -15,6 +15,7 @@ use super::{
         sweep_flood, write_alert_facts, write_connection_facts,
     },
     fragments::{FragmentCache, RuleFragments, with_fragments},
+    identity::{IdentityFacts, write_identity_facts},
     json::{JsonOut, Members, Text},
     message::Message,
     observer::Observer,
@@ -250,6 +251,7 @@ fn node_monitor_into(j: &mut JsonOut<'_>, item: &OutputItem, rec: Option<&FlowRe
     if let Some(a) = alert {
         write_alert_facts(&mut m, j, a);
     }
+    write_identity_facts(&mut m, j, rec);
 }
 
 /// The OCSF event of one item, as a `Value` (the same event [`render_into`] writes).
@@ -421,6 +423,8 @@ struct NodeMonitor<'a> {
     event_action: &'static str,
     #[serde(flatten)]
     alert: AlertFacts<'a>,
+    #[serde(flatten)]
+    identity: IdentityFacts<'a>,
 }
 
 fn metadata<'a>(observer: &'a Observer, uid: Option<&'a str>) -> Metadata<'a> {
@@ -489,6 +493,7 @@ fn node_monitor<'a>(item: &'a OutputItem, rec: Option<&'a FlowRecord>) -> NodeMo
         vlan: rec.map(|r| r.vlan.as_slice()).filter(|v| v.len() > 1),
         event_action: action_name(item),
         alert: AlertFacts::of(alert),
+        identity: IdentityFacts::of(rec),
     }
 }
 

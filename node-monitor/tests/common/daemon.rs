@@ -130,7 +130,19 @@ impl Daemon {
         ifaces: &[&str],
         args: &[&str],
     ) -> anyhow::Result<Daemon> {
+        Daemon::start_env(ns, pin, ifaces, args, &[])
+    }
+
+    /// As [`Daemon::start_on`], with environment variables for the daemon (`KUBECONFIG`).
+    pub(crate) fn start_env(
+        ns: &Netns,
+        pin: &Path,
+        ifaces: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
         let mut cmd = ns.nsenter(BIN);
+        cmd.envs(env.iter().copied());
         cmd.arg("run");
         for i in ifaces {
             cmd.args(["--iface", i]);

@@ -43,6 +43,7 @@ mod evasion;
 mod floods;
 mod formats;
 mod hotplug;
+mod identity;
 mod integrity;
 mod modes;
 mod opener;

@@ -164,6 +164,7 @@ pub(crate) fn snapshot() -> Snapshot {
                 evictions: 0,
             },
         ],
+        cluster: None,
     }
 }
 

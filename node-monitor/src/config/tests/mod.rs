@@ -1,6 +1,7 @@
 //! Tests of the config pipeline, by topic; the shared snippets and helpers live here.
 
 mod canonical;
+mod cluster;
 mod errors;
 mod groups;
 mod limits;

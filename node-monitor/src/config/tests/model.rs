@@ -44,6 +44,7 @@ fn example_parses_to_the_expected_struct() {
         alerts: AlertSettings::DEFAULT,
         sinks: vec![SinkSpec::default_stdout()],
         metrics: MetricsSettings::DEFAULT,
+        cluster: ClusterSettings::DEFAULT,
     };
     assert_eq!(parse(EXAMPLE), expected);
 }
@@ -283,5 +284,5 @@ fn symbolic_set_names_round_trip() {
         assert_eq!(SymbolicSet::from_name(set.name()), Some(set));
         assert_eq!(parse_allow_entry(set.name()), Ok(AllowEntry::Set(set)));
     }
-    assert_eq!(SymbolicSet::from_name("nodes"), None);
+    assert_eq!(SymbolicSet::from_name("node"), None);
 }

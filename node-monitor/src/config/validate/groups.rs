@@ -9,10 +9,10 @@ use serde_saphyr::{Location, Spanned};
 use super::Validator;
 use crate::config::{
     model::{
-        Action, AllowEntry, Group, MAX_USER_GROUPS, PortRange, Protocol, SymbolicSet,
+        Action, AllowEntry, Group, MAX_USER_GROUPS, PodSelector, PortRange, Protocol, SymbolicSet,
         default_detect_sweeps,
     },
-    raw::{RawGroups, RawPort},
+    raw::{RawAllow, RawGroups, RawPods, RawPort},
     tables::PORT_TABLE_LEN,
 };
 
@@ -224,16 +224,59 @@ impl Validator<'_> {
     }
 
     /// The allow entries, each bad one reported and left out.
-    fn allow(&self, path: &str, raw: &[Spanned<String>]) -> Vec<AllowEntry> {
+    fn allow(&self, path: &str, raw: &[Spanned<RawAllow>]) -> Vec<AllowEntry> {
         raw.iter()
             .enumerate()
-            .filter_map(|(i, entry)| {
-                let parsed = parse_allow_entry(&entry.value).map_err(|m| {
-                    self.error(Some(entry.referenced), format!("{path}.allow[{i}]"), m)
-                });
-                self.check(parsed)
+            .filter_map(|(i, entry)| match &entry.value {
+                RawAllow::Text(text) => {
+                    let parsed = parse_allow_entry(text).map_err(|m| {
+                        self.error(Some(entry.referenced), format!("{path}.allow[{i}]"), m)
+                    });
+                    self.check(parsed)
+                }
+                RawAllow::Pods(pods) => {
+                    self.pods_entry(&format!("{path}.allow[{i}].pods"), entry.referenced, pods)
+                }
             })
             .collect()
+    }
+
+    /// `{pods: {namespace, selector}}`: a namespace name and `k=v` pairs.
+    fn pods_entry(&self, path: &str, at: Location, pods: &RawPods) -> Option<AllowEntry> {
+        let namespace =
+            match &pods.namespace {
+                None => {
+                    self.report(self.error(
+                        Some(at),
+                        format!("{path}.namespace"),
+                        "missing: name the pods' namespace",
+                    ));
+                    None
+                }
+                Some(ns) => self
+                    .check(check_namespace(&ns.value).map_err(|m| {
+                        self.error(Some(ns.referenced), format!("{path}.namespace"), m)
+                    }))
+                    .map(|()| ns.value.clone()),
+            };
+        let labels = match &pods.selector {
+            None => {
+                self.report(self.error(
+                    Some(at),
+                    format!("{path}.selector"),
+                    "missing: a label selector such as \"k8s-app=metrics-server\" (every pod of a namespace is too broad to allow by default)",
+                ));
+                None
+            }
+            Some(sel) => self.check(
+                parse_selector(&sel.value)
+                    .map_err(|m| self.error(Some(sel.referenced), format!("{path}.selector"), m)),
+            ),
+        };
+        Some(AllowEntry::Pods(PodSelector {
+            namespace: namespace?,
+            labels: labels?,
+        }))
     }
 }
 
@@ -323,4 +366,51 @@ pub(in crate::config) fn parse_allow_entry(text: &str) -> Result<AllowEntry, Str
             SymbolicSet::known_names()
         ))
     }
+}
+
+/// A namespace name: a DNS-1123 label.
+fn check_namespace(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a namespace name (lower-case letters, digits and `-`, at most 63)"
+        ))
+    }
+}
+
+/// `k=v,k2=v2` (equality only; `==` is read as `=`): sorted, without duplicates.
+pub(in crate::config) fn parse_selector(text: &str) -> Result<Vec<(String, String)>, String> {
+    let valid = |s: &str, key: bool| {
+        s.len() <= if key { 317 } else { 63 }
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') || (key && b == b'/')
+            })
+    };
+    let mut labels = Vec::new();
+    for term in text.split(',').map(str::trim) {
+        let (k, v) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .ok_or_else(|| {
+                format!(
+                    "`{term}` is not `key=value`: only equality selectors are supported, such as \"k8s-app=metrics-server,tier=monitoring\""
+                )
+            })?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || !valid(k, true) || !valid(v, false) || v.contains('!') {
+            return Err(format!("`{term}` is not a valid label key and value"));
+        }
+        labels.push((k.to_owned(), v.to_owned()));
+    }
+    labels.sort();
+    labels.dedup();
+    Ok(labels)
 }

@@ -3,6 +3,7 @@
 //! reports every error of the file. One file per section of the config.
 
 mod addresses;
+mod cluster;
 mod groups;
 mod limits;
 mod settings;
@@ -92,6 +93,7 @@ impl Validator<'_> {
             alerts: self.alerts(raw.alerts),
             sinks: self.sinks(raw.sinks),
             metrics: self.metrics(raw.metrics),
+            cluster: self.cluster(raw.cluster),
         }
     }
 

@@ -1,0 +1,66 @@
+//! A record's identity, from one snapshot of the cache.
+use std::{net::IpAddr, sync::Arc};
+
+use super::index::Snapshot;
+use crate::{
+    config::Protocol,
+    record::{CacheState, DestinationIdentity, FlowIdentity, FlowRecord, SourceIdentity},
+};
+
+/// A snapshot, the cache's state when it was taken, and this node's name: all a lookup
+/// needs, without a lock.
+#[derive(Debug, Clone)]
+pub struct View {
+    snapshot: Arc<Snapshot>,
+    cache: CacheState,
+    node: Option<Arc<str>>,
+}
+
+impl View {
+    pub(super) fn new(snapshot: Arc<Snapshot>, cache: CacheState, node: Option<Arc<str>>) -> View {
+        View {
+            snapshot,
+            cache,
+            node,
+        }
+    }
+
+    pub fn cache(&self) -> CacheState {
+        self.cache
+    }
+
+    /// Who `ip` is: a pod, a node, a node's host network; outside the cluster when the cache
+    /// had completed its lists and the address is in no node's pod CIDR; unresolved
+    /// otherwise.
+    pub fn source(&self, ip: IpAddr) -> SourceIdentity {
+        if let Some(id) = self.snapshot.address(ip) {
+            return id.clone();
+        }
+        if !self.cache.synced || self.snapshot.in_pod_cidr(ip) {
+            SourceIdentity::Unresolved
+        } else {
+            SourceIdentity::External
+        }
+    }
+
+    /// The identity of a flow: its source, this node and its NodePort's Service.
+    pub fn identify(&self, src: IpAddr, dst_port: u16, protocol: Protocol) -> FlowIdentity {
+        FlowIdentity {
+            source: self.source(src),
+            destination: DestinationIdentity {
+                node: self.node.clone(),
+                service: self.snapshot.node_port(dst_port, protocol).cloned(),
+            },
+            cache: self.cache,
+        }
+    }
+
+    /// Sets `record.identity`.
+    pub fn enrich(&self, record: &mut FlowRecord) {
+        record.identity = Some(Arc::new(self.identify(
+            record.src_ip,
+            record.dst_port,
+            record.protocol,
+        )));
+    }
+}

@@ -1,0 +1,62 @@
+//! Validation of `cluster`.
+
+use super::{Bound, Validator};
+use crate::config::{
+    cluster::{ClusterMode, ClusterSettings, check_node_name},
+    raw::RawCluster,
+};
+
+const RESYNC: Bound = Bound {
+    field: "resync_s",
+    min: 60,
+    max: 86_400,
+    note: "",
+    power_of_two: false,
+};
+const STALE_AFTER: Bound = Bound {
+    field: "stale_after_s",
+    min: 1,
+    max: 3600,
+    note: "",
+    power_of_two: false,
+};
+
+impl Validator<'_> {
+    pub(super) fn cluster(&self, raw: Option<RawCluster>) -> ClusterSettings {
+        let d = ClusterSettings::DEFAULT;
+        let Some(raw) = raw else {
+            return d;
+        };
+        let enabled = raw.enabled.and_then(|e| {
+            let mode = ClusterMode::from_name(&e.value).ok_or_else(|| {
+                self.error(
+                    Some(e.referenced),
+                    "cluster.enabled",
+                    format!(
+                        "unknown value `{}`: expected one of {}",
+                        e.value,
+                        ClusterMode::ALL.map(ClusterMode::name).join(", ")
+                    ),
+                )
+            });
+            self.check(mode)
+        });
+        let node_name = raw.node_name.and_then(|n| {
+            let checked = check_node_name(&n.value)
+                .map_err(|m| self.error(Some(n.referenced), "cluster.node_name", m));
+            self.check(checked).map(|()| n.value)
+        });
+        let secs = std::time::Duration::from_secs;
+        ClusterSettings {
+            enabled: enabled.unwrap_or(d.enabled),
+            node_name,
+            resync: secs(self.opt_u64("cluster", &RESYNC, raw.resync_s, d.resync.as_secs())),
+            stale_after: secs(self.opt_u64(
+                "cluster",
+                &STALE_AFTER,
+                raw.stale_after_s,
+                d.stale_after.as_secs(),
+            )),
+        }
+    }
+}

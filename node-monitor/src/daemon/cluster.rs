@@ -1,0 +1,147 @@
+//! The cluster cache in the daemon (issue 8): started from the `cluster` section, read once
+//! per dispatch to enrich records, and reported in the metrics.
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use tracing::info;
+
+use super::Daemon;
+use crate::{
+    cluster::{Backoff, Cluster, connect, node_name, set_values},
+    config::{Config, SetValues},
+    metrics::{ClusterKindSnapshot, ClusterSnapshot},
+    record::FlowRecord,
+};
+
+/// Starts the cluster cache when the config (and the credentials found) say so.
+///
+/// # Errors
+///
+/// `cluster.enabled: on` without usable credentials.
+pub(super) async fn start_cluster(cfg: &Config) -> anyhow::Result<Option<Cluster>> {
+    let Some(client) = connect(&cfg.cluster).await.context("cluster identity")? else {
+        return Ok(None);
+    };
+    let node = node_name(&cfg.cluster);
+    info!(
+        node = node.as_deref().unwrap_or("(unknown)"),
+        "watching the cluster for identity"
+    );
+    Ok(Some(Cluster::start(
+        &client,
+        &cfg.cluster,
+        node,
+        Backoff::DAEMON,
+    )))
+}
+
+impl Daemon {
+    /// Sets the identity of every record about to be dispatched: one view of the cache
+    /// (an `Arc` clone) for the whole batch, never a wait.
+    pub(super) fn enrich(cluster: Option<&Cluster>, records: &mut [FlowRecord]) {
+        let Some(cluster) = cluster else { return };
+        if records.is_empty() {
+            return;
+        }
+        let view = cluster.view();
+        for r in records {
+            view.enrich(r);
+        }
+    }
+
+    /// The cluster cache's state for the metrics.
+    pub(super) fn cluster_metrics(&self) -> Option<ClusterSnapshot> {
+        let status = self.cluster.as_ref()?.status();
+        let c = status.counts;
+        let objects = |kind: crate::cluster::Kind| -> usize {
+            use crate::cluster::Kind;
+            match kind {
+                Kind::Node => c.nodes,
+                Kind::Pod => c.pods,
+                Kind::Service => c.services,
+                Kind::EndpointSlice => c.endpointslices,
+                Kind::ReplicaSet => c.replicasets,
+                Kind::Job => c.jobs,
+            }
+        };
+        Some(ClusterSnapshot {
+            kinds: status
+                .kinds
+                .iter()
+                .map(|(kind, s)| ClusterKindSnapshot {
+                    kind: kind.name(),
+                    state: s.state.name(),
+                    objects: objects(*kind) as u64,
+                    last_sync_unix_s: s
+                        .last_sync
+                        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_secs()),
+                    errors: s.errors,
+                    lists: s.lists,
+                })
+                .collect(),
+            synced: status.cache.synced,
+            cache_age_s: status.cache.age.as_secs(),
+            cache_bytes: status.cache_bytes as u64,
+        })
+    }
+}
+
+/// The values of the symbolic sets now: from the cluster's snapshot when there is one.
+pub(super) fn current_sets(
+    cluster: Option<&Cluster>,
+    cfg: &Config,
+    subnets: &[ipnet::IpNet],
+) -> SetValues {
+    match cluster {
+        Some(c) => set_values(&c.snapshot(), cfg, subnets),
+        None => SetValues {
+            node_subnets: subnets.to_vec(),
+            ..SetValues::default()
+        },
+    }
+}
+
+impl Daemon {
+    /// The values of the symbolic sets for `cfg` now.
+    pub(super) fn set_values(&self, cfg: &Config) -> SetValues {
+        current_sets(self.cluster.as_ref(), cfg, &self.subnets)
+    }
+
+    /// Each housekeeping round (500 ms): when the cache published a new snapshot and the
+    /// config allows a cluster set, rewrites the allowlists if a set's value changed
+    /// (`Datapath::apply_config_with` adds the new entries before it removes the old ones,
+    /// and never re-attaches). With the 200 ms debounce of the index, a change in the
+    /// cluster reaches the maps within about a second.
+    pub(super) fn follow_cluster_sets(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        let generation = c.generation();
+        if generation == self.sets_generation {
+            return;
+        }
+        self.sets_generation = generation;
+        if !self.cfg.uses_cluster_sets() {
+            return;
+        }
+        let sets = self.set_values(&self.cfg);
+        if sets == self.applied_sets {
+            return;
+        }
+        match self.dp.apply_config_with(&self.cfg, &sets) {
+            Ok(()) => {
+                info!(
+                    control_plane_nodes = sets.control_plane_nodes.len(),
+                    nodes = sets.nodes.len(),
+                    pod_cidrs = sets.pod_cidrs.len(),
+                    apiserver_endpoints = sets.apiserver_endpoints.len(),
+                    pod_selectors = sets.pods.len(),
+                    "cluster allow sets changed; allowlists rewritten in place"
+                );
+                self.applied_sets = sets;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rewriting the allowlists for the cluster's sets failed; the previous ones stay");
+            }
+        }
+    }
+}
