@@ -40,6 +40,10 @@ struct Input {
     len: u32,
     time_us: u64,
     identity: Option<Identity>,
+    /// Bit 0: `fragmented`; bit 1: `handshake_completed`.
+    marks: u8,
+    /// `answer_corrects_alert`: any text, escaped like the other strings.
+    corrects_alert: Option<String>,
 }
 
 /// A flow identity from raw parts: `kind` picks the source (pod, node, host network,
@@ -125,6 +129,9 @@ fuzz_target!(|i: Input| {
     r.packet_length = i.len;
     r.time = record::fixture::time_us(i.time_us % 4_102_444_800_000_000);
     r.identity = i.identity.map(|id| Arc::new(identity(id)));
+    r.fragmented = i.marks & 1 != 0;
+    r.handshake_completed = i.marks & 2 != 0;
+    r.answer_corrects_alert = i.corrects_alert;
     let item = if i.alert {
         let mut a = node_monitor::detect::fixture::connection_alert();
         if let AlertKind::Connection { record } = &mut a.kind {
