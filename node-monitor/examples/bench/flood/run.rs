@@ -1,0 +1,342 @@
+//! One flood run and what it measures: the mode under test started in the node's namespace
+//! (no program, the empty XDP program, the daemon, or an ip6tables LOG rule), trafgen's
+//! flood, the received packets and CPU time around it, and the daemon's peak memory, alert
+//! lines by group and flood window, and exit counters.
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+use node_monitor_lab::{Child, output_with_timeout};
+use serde_json::Value;
+
+use super::lab::{Bed, ip6tables};
+
+/// The embedded default config's flood window (`alerts.flood_window_s`).
+pub(super) const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+/// Where an NM-1020 alert carries the kernel's distinct-source estimate of the withheld
+/// connections, and their count (ECS); absent, the report says "n/a".
+pub(super) const DISTINCT_SOURCES_FIELD: &str = "/node_monitor/flood/distinct_sources";
+pub(super) const WITHHELD_FIELD: &str = "/node_monitor/flood/withheld";
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(super) enum Mode {
+    NoProgram,
+    EmptyXdp,
+    Daemon,
+    IptablesLog,
+}
+
+impl Mode {
+    pub(super) const ALL: [Mode; 4] = [
+        Mode::NoProgram,
+        Mode::EmptyXdp,
+        Mode::Daemon,
+        Mode::IptablesLog,
+    ];
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Mode::NoProgram => "no program",
+            Mode::EmptyXdp => "empty XDP program (examples/empty_xdp)",
+            Mode::Daemon => "daemon, XDP, default config",
+            Mode::IptablesLog => "ip6tables conntrack NEW -j LOG",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(super) enum Traffic {
+    RandomSources,
+    OneSource,
+}
+
+impl Traffic {
+    pub(super) const ALL: [Traffic; 2] = [Traffic::RandomSources, Traffic::OneSource];
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Traffic::RandomSources => "random sources",
+            Traffic::OneSource => "one source, new source port each",
+        }
+    }
+}
+
+/// Alert lines by (group or rule, flood window index).
+pub(super) type AlertLines = BTreeMap<(String, u64), u64>;
+
+/// What one flood run measured.
+#[derive(Default, Clone)]
+pub(super) struct Run {
+    pub(super) received: u64,
+    pub(super) send_s: f64,
+    pub(super) cpu_ns: f64,
+    /// Daemon only.
+    pub(super) vm_hwm_kib: Option<u64>,
+    pub(super) alert_lines: AlertLines,
+    pub(super) alerts_total: u64,
+    /// The flood alerts' distinct-source estimates and withheld connections, summed.
+    pub(super) distinct_estimate: Option<(u64, u64)>,
+    /// The daemon's exit counters line.
+    pub(super) summary: Option<Value>,
+}
+
+impl Run {
+    pub(super) fn rx_rate(&self) -> f64 {
+        self.received as f64 / self.send_s.max(1e-9)
+    }
+    pub(super) fn cpu_per_packet(&self) -> f64 {
+        self.cpu_ns / (self.received.max(1) as f64)
+    }
+    /// The most alert lines one group (or group-less rule) wrote in one flood window.
+    pub(super) fn max_lines(&self) -> (u64, String) {
+        self.alert_lines
+            .iter()
+            .map(|((g, _), n)| (*n, g.clone()))
+            .max()
+            .unwrap_or((0, String::from("-")))
+    }
+    /// The most alert lines of all groups together in one flood window.
+    pub(super) fn max_window_lines(&self) -> u64 {
+        let mut by_window: BTreeMap<u64, u64> = BTreeMap::new();
+        for ((_, w), n) in &self.alert_lines {
+            *by_window.entry(*w).or_default() += n;
+        }
+        by_window.into_values().max().unwrap_or(0)
+    }
+}
+
+/// Busy time of all CPUs so far (ns): user, nice, system, irq, softirq, steal.
+pub(super) fn cpu_busy_ns() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum();
+    // SAFETY: sysconf reads a constant of the C library; no memory is involved.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(busy as f64 * 1e9 / hz)
+}
+
+pub(super) fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Waits (bounded) until the daemon's stderr says it is ready.
+pub(super) fn wait_ready(stderr: &Path, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(stderr).is_ok_and(|s| s.contains(": ready")) {
+            return Ok(());
+        }
+        if let Some(st) = child.try_wait()? {
+            bail!(
+                "the daemon exited ({st}) before it was ready:\n{}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "the daemon was not ready within 20 s:\n{}",
+        std::fs::read_to_string(stderr).unwrap_or_default()
+    )
+}
+
+/// The alert lines of the daemon's stdout by (group, flood window since `start`), their
+/// total, and the distinct-source estimate of its flood alerts with their withheld
+/// connections (each summed), if they carry one.
+pub(super) fn count_alerts(
+    stdout: &str,
+    start: SystemTime,
+) -> (AlertLines, u64, Option<(u64, u64)>) {
+    let mut lines = BTreeMap::new();
+    let mut total = 0;
+    let mut distinct: Option<(u64, u64)> = None;
+    for l in stdout.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        if v.pointer("/event/kind").and_then(Value::as_str) != Some("alert") {
+            continue;
+        }
+        total += 1;
+        let group = v
+            .pointer("/node_monitor/port_group")
+            .and_then(Value::as_str)
+            .map_or_else(
+                || {
+                    let rule = v.pointer("/rule/id").and_then(Value::as_str).unwrap_or("?");
+                    format!("({rule})")
+                },
+                str::to_owned,
+            );
+        let t = v
+            .pointer("/@timestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .unwrap_or(start);
+        let window = t
+            .duration_since(start)
+            .map_or(0, |d| d.as_secs() / FLOOD_WINDOW.as_secs());
+        *lines.entry((group, window)).or_default() += 1;
+        if let Some(n) = v.pointer(DISTINCT_SOURCES_FIELD).and_then(Value::as_u64) {
+            let withheld = v
+                .pointer(WITHHELD_FIELD)
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let d = distinct.get_or_insert((0, 0));
+            d.0 += n;
+            d.1 += withheld;
+        }
+    }
+    (lines, total, distinct)
+}
+
+pub(super) fn run_once(
+    bed: &Bed,
+    mode: Mode,
+    traffic: Traffic,
+    packets: u64,
+    daemon: &Path,
+    dir: &Path,
+    seq: usize,
+) -> anyhow::Result<Run> {
+    let conf = dir.join(format!("syn-{seq}.cfg"));
+    std::fs::write(&conf, bed.trafgen_config(traffic))?;
+    let (out_path, err_path) = (
+        dir.join(format!("daemon-{seq}.out")),
+        dir.join(format!("daemon-{seq}.err")),
+    );
+    let mut child: Option<Child> = None;
+    match mode {
+        Mode::NoProgram => {}
+        Mode::EmptyXdp => {
+            let empty = daemon
+                .parent()
+                .map(|d| d.join("examples").join("empty_xdp"))
+                .context("no directory above the daemon binary")?;
+            let mut cmd = bed.node.command(&empty.to_string_lossy());
+            // Stopped (SIGTERM) when the run is over, long before its time is up.
+            cmd.args(["eth0", "600"])
+                .stdout(Stdio::from(File::create(&err_path)?))
+                .stderr(Stdio::null());
+            let mut c = Child::spawn(&mut cmd)?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::fs::read_to_string(&err_path).is_ok_and(|s| s.contains("attached")) {
+                if Instant::now() >= deadline || c.try_wait()?.is_some() {
+                    bail!("empty_xdp did not attach ({})", empty.display());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            child = Some(c);
+        }
+        Mode::Daemon => {
+            let mut cmd = bed.node.nsenter(&daemon.to_string_lossy());
+            cmd.args(["run", "--iface", "eth0", "--no-pin"])
+                .env("NO_COLOR", "1")
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::from(File::create(&out_path)?))
+                .stderr(Stdio::from(File::create(&err_path)?));
+            let mut c = Child::spawn(&mut cmd)?;
+            wait_ready(&err_path, &mut c)?;
+            child = Some(c);
+        }
+        Mode::IptablesLog => {
+            ip6tables(
+                bed,
+                &[
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    "10250",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "NEW",
+                    "-j",
+                    "LOG",
+                    "--log-prefix",
+                    "nm-bench ",
+                ],
+            )?;
+        }
+    }
+    let start_wall = SystemTime::now();
+    let (rx0, cpu0) = (bed.rx_packets()?, cpu_busy_ns()?);
+    let t0 = Instant::now();
+    let mut trafgen = bed.generator.command("trafgen");
+    trafgen.args([
+        "--dev",
+        "eth0",
+        "--conf",
+        &conf.to_string_lossy(),
+        "-n",
+        &packets.to_string(),
+        "-P",
+        "1",
+        "-C",
+        "-Q",
+        "--no-sock-mem",
+    ]);
+    let out = output_with_timeout(trafgen, Duration::from_secs(120))?;
+    let send_s = t0.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "trafgen failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    // The daemon's backlog (ring buffer, answer timeout) is part of what the flood costs.
+    std::thread::sleep(Duration::from_secs(1));
+    let (rx1, cpu1) = (bed.rx_packets()?, cpu_busy_ns()?);
+    let mut run = Run {
+        received: rx1.saturating_sub(rx0),
+        send_s,
+        cpu_ns: cpu1 - cpu0,
+        ..Run::default()
+    };
+    if mode == Mode::EmptyXdp
+        && let Some(mut c) = child.take()
+    {
+        c.stop(Duration::from_secs(5))?;
+    }
+    if let Some(mut c) = child {
+        run.vm_hwm_kib = vm_hwm_kib(c.id());
+        let st = c.stop(Duration::from_secs(15))?;
+        if !st.success() {
+            bail!("the daemon exited with {st}");
+        }
+        let stdout = std::fs::read_to_string(&out_path)?;
+        let (lines, total, distinct) = count_alerts(&stdout, start_wall);
+        run.alert_lines = lines;
+        run.alerts_total = total;
+        run.distinct_estimate = distinct;
+        run.summary = std::fs::read_to_string(&err_path)?
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok());
+        let _ = std::fs::remove_file(&out_path);
+    }
+    if mode == Mode::IptablesLog {
+        ip6tables(bed, &["-F", "INPUT"])?;
+        // A fresh conntrack table for the next run: the namespace's entries time out on their
+        // own; flushing needs conntrack-tools, so the next iptables run may find some left.
+    }
+    Ok(run)
+}
