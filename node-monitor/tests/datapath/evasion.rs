@@ -10,7 +10,7 @@
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE, EVENT_ANSWER,
     EVENT_FLAGGED, EVENT_UNSEEN, Event, FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowState,
-    HOOK_TC_EGRESS, OPENER_ANSWER, OPENER_FRAGMENT, OPENER_SYN, reason,
+    OPENER_ANSWER, OPENER_FRAGMENT, OPENER_SYN, reason,
 };
 
 use crate::{
@@ -27,37 +27,20 @@ matrix!(
     unseen_udp_reply,
 );
 
-/// The NM-1030 event for `answer` (an egress frame from the node to the peer), in `group`.
+/// The NM-1030 event for `answer` (an egress frame from the node to the peer), in `group`:
+/// the answer's own event, turned to ingress orientation (the peer is the source).
 fn unseen_event(h: &Harness, answer: &Frame, group: &str, action: u8) -> Event {
-    let (sport, dport, proto, flags) = match answer.l4 {
-        L4::Tcp {
-            sport,
-            dport,
-            flags,
-            ..
-        } => (sport, dport, IPPROTO_TCP, flags),
-        L4::Udp { sport, dport } => (sport, dport, IPPROTO_UDP, 0),
-        ref other => panic!("no answer {other:?}"),
-    };
+    let e = event_for(EVENT_UNSEEN, Prog::TcEgress, answer);
     Event {
-        ts_ns: 0,
-        // Ingress orientation: the peer is the source.
-        src_addr: node_monitor_common::Addr::from_ip(answer.l3.dst()),
-        dst_addr: node_monitor_common::Addr::from_ip(answer.l3.src()),
-        ifindex: test_run_ifindex(),
-        pkt_len: len(answer) as u32,
-        src_port: dport,
-        dst_port: sport,
-        kind: EVENT_UNSEEN,
-        family: if answer.l3.is_v4() { 4 } else { 6 },
-        proto,
-        tcp_flags: flags,
+        src_addr: e.dst_addr,
+        dst_addr: e.src_addr,
+        src_port: e.dst_port,
+        dst_port: e.src_port,
         group: h.gid(group),
         verdict: D,
         action,
         answer: ANSWER_ACCEPTED,
-        hook: HOOK_TC_EGRESS,
-        ..Event::default()
+        ..e
     }
 }
 
