@@ -110,6 +110,17 @@ impl Ext<'_> {
         self.out
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
+    /// A comma-separated list of ports (digits and commas need no escaping).
+    fn ports(&mut self, key: &str, ports: &[u16]) {
+        self.key(key);
+        for (i, p) in ports.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out
+                .extend_from_slice(itoa::Buffer::new().format(*p).as_bytes());
+        }
+    }
     /// The text that `write` appends, written in place and escaped only if it needs it.
     fn text(&mut self, key: &str, write: impl FnOnce(&mut Vec<u8>)) {
         self.key(key);
@@ -307,14 +318,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 }
             }
             AlertKind::Sweep { ports, window, .. } => {
-                ext.key("cs4");
-                for (i, p) in ports.iter().enumerate() {
-                    if i > 0 {
-                        ext.out.push(b',');
-                    }
-                    ext.out
-                        .extend_from_slice(itoa::Buffer::new().format(*p).as_bytes());
-                }
+                ext.ports("cs4", ports);
                 ext.str("cs4Label", "sweepPorts");
                 ext.num("cn2", ports.len());
                 ext.str("cn2Label", "sweepPortCount");
@@ -328,14 +332,7 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
                 connection_alerts,
                 ..
             } => {
-                ext.key("cs4");
-                for (i, p) in ports.iter().enumerate() {
-                    if i > 0 {
-                        ext.out.push(b',');
-                    }
-                    ext.out
-                        .extend_from_slice(itoa::Buffer::new().format(*p).as_bytes());
-                }
+                ext.ports("cs4", ports);
                 ext.str("cs4Label", "scanPorts");
                 ext.num("cn2", ports.len());
                 ext.str("cn2Label", "scanPortCount");
