@@ -60,6 +60,17 @@ pub const EVENT_REVOKED: u8 = 4;
 /// table held no flagged attempt. Seen by the egress program (rule NM-1030).
 pub const EVENT_UNSEEN: u8 = 5;
 
+/// `Event::completes` and `PendingAccept::completes`: what a completed handshake completes.
+/// Nothing: not a completion.
+pub const COMPLETES_NONE: u8 = 0;
+/// An acceptance whose event (and whose attempt's) the budgets withheld: the completing ACK's
+/// NM-1030 is the connection's only report.
+pub const COMPLETES_WITHHELD: u8 = 1;
+/// An acceptance that was reported (a flagged attempt's answer, or an NM-1030 from egress):
+/// userspace names it again only when its alert was folded into a flood alert by the
+/// per-group cap on connection alerts.
+pub const COMPLETES_REPORTED: u8 = 2;
+
 /// `Event::fragment`: what the event's packet was, as fragments go.
 /// A whole packet (or a first fragment that carries the whole transport header).
 pub const FRAGMENT_NONE: u8 = 0;

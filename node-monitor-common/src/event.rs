@@ -41,7 +41,10 @@ pub struct Event {
     /// `FRAGMENT_*`: whether the event's packet was a first fragment, and whether its TCP
     /// flags could be read.
     pub fragment: u8,
-    pub _pad0: u8,
+    /// `COMPLETES_*`: for an [`EVENT_UNSEEN`](crate::EVENT_UNSEEN) from ingress, the peer's ACK
+    /// that completed the handshake of an acceptance the budgets withheld, or of one that was
+    /// reported; `COMPLETES_NONE` for every other event.
+    pub completes: u8,
     pub _pad1: u32,
 }
 const _: () = assert!(size_of::<Event>() == 72);

@@ -117,9 +117,11 @@ pub const ACCEPTS_ENTRIES: u32 = 8_192;
 pub const ACCEPT_WAIT_NS: u64 = 10_000_000_000;
 
 /// Value of `ACCEPTS` (key: the [`FlowKey`] in ingress orientation): an acceptance (SYN-ACK)
-/// that tc egress saw on a 5-tuple with no flow entry while the budgets withheld its event.
-/// The peer's ACK on that 5-tuple completes the handshake, which a spoofed source never does:
-/// ingress then reports the connection under a budget of its own
+/// of a denied source's connection that tc egress saw: one whose event the budgets withheld
+/// (no flow entry), or one it reported (whose alert userspace may still fold into a flood
+/// alert past the per-group cap). The peer's ACK on that 5-tuple that acknowledges the
+/// SYN-ACK completes the handshake, which a spoofed source never does (it never sees the
+/// SYN-ACK's sequence number): ingress then reports the connection under a budget of its own
 /// ([`GroupBudget::completed`](crate::GroupBudget::completed)).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,11 +129,23 @@ pub struct PendingAccept {
     /// When the node's SYN-ACK left.
     pub ts_ns: u64,
     pub group: u8,
-    pub _pad0: u8,
+    /// `COMPLETES_*`: what the completing ACK's event completes.
+    pub completes: u8,
     pub _pad1: u16,
-    pub _pad2: u32,
+    /// The SYN-ACK's sequence number as it sits in the packet: the completing ACK
+    /// acknowledges it plus one ([`acks_syn_ack`]).
+    pub seq: u32,
 }
 const _: () = assert!(size_of::<PendingAccept>() == 16);
+
+/// Does a TCP acknowledgment number `ack` acknowledge a SYN-ACK whose sequence number was
+/// `syn_ack_seq` (both as they sit in the packet, big-endian): `ack == seq + 1`, modulo 2^32?
+/// A blind spoofer, which never receives the SYN-ACK, cannot send it but by a 1 in 2^32
+/// guess. Pure, so host tests cover it.
+#[inline(always)]
+pub const fn acks_syn_ack(ack: u32, syn_ack_seq: u32) -> bool {
+    u32::from_be(ack) == u32::from_be(syn_ack_seq).wrapping_add(1)
+}
 
 /// Does a withheld acceptance recorded at `recorded_ns` still wait for its ACK at `now_ns`?
 /// Pure, so host tests cover it.
@@ -153,6 +167,15 @@ mod tests {
         assert!(!accept_waits(100, 101 + ACCEPT_WAIT_NS));
         // A clock that reads earlier (another CPU) still waits.
         assert!(accept_waits(100, 50));
+    }
+
+    #[test]
+    fn only_the_ack_of_the_syn_ack_completes_a_handshake() {
+        let be = |n: u32| n.to_be();
+        assert!(acks_syn_ack(be(1001), be(1000)));
+        assert!(acks_syn_ack(be(0), be(u32::MAX)), "wraps");
+        assert!(!acks_syn_ack(be(1000), be(1000)));
+        assert!(!acks_syn_ack(be(1), be(1000)), "a blind spoofer's guess");
     }
 
     #[test]

@@ -67,11 +67,11 @@ pub const UNSEEN_RINGBUF_FULL: u32 = 22;
 /// Answers dropped on egress in a drop group: unseen accepted connections and their
 /// retransmitted answers, which therefore never complete.
 pub const UNSEEN_DROPPED: u32 = 23;
-/// A denied source's ACK completed a handshake whose attempt and acceptance the budgets had
-/// both withheld (`ACCEPTS`): a real connection, reported as NM-1030 from ingress under the
-/// group's `completed` budget
-/// (`unseen_handshake_completed == events + unseen_handshake_rate_limited +
-/// unseen_handshake_ringbuf_full`).
+/// A denied source's ACK that acknowledges the node's SYN-ACK completed a handshake that
+/// egress recorded (`ACCEPTS`): one whose attempt and acceptance the budgets had both withheld,
+/// or one whose acceptance was reported ([`HANDSHAKE_COMPLETED_REPORTED`]). A real connection,
+/// reported as NM-1030 from ingress under the group's `completed` budget
+/// (`handshake_completed == events + handshake_rate_limited + handshake_ringbuf_full`).
 pub const HANDSHAKE_COMPLETED: u32 = 24;
 /// Of those, withheld by the group's `completed` budget.
 pub const HANDSHAKE_RATE_LIMITED: u32 = 25;
@@ -80,7 +80,14 @@ pub const HANDSHAKE_RINGBUF_FULL: u32 = 26;
 /// A TCP or UDP packet (ingress) to a port no group watches: the fast path's one per-CPU
 /// increment, so that every packet is counted somewhere ([`DISPOSITIONS`]).
 pub const UNWATCHED: u32 = 27;
-pub const COUNT: u32 = 28;
+/// Of [`HANDSHAKE_COMPLETED`], those whose acceptance had been reported (userspace names the
+/// connection again only when the per-group cap folded that report into a flood alert).
+pub const HANDSHAKE_COMPLETED_REPORTED: u32 = 28;
+/// A denied source's pure ACK on a 5-tuple with a recorded acceptance that does not
+/// acknowledge the node's SYN-ACK (a blind spoof, or a reordered segment): the acceptance
+/// keeps waiting for the real one.
+pub const HANDSHAKE_ACK_MISMATCH: u32 = 29;
+pub const COUNT: u32 = 30;
 
 /// The reasons that say what became of an ingress packet, one per packet: every packet an
 /// ingress program (XDP, tc ingress) sees is counted exactly once, either in `GROUP_STATS`
@@ -130,10 +137,12 @@ pub const NAMES: [&str; COUNT as usize] = [
     "unseen_accepted_rate_limited",
     "unseen_accepted_ringbuf_full",
     "unseen_accepted_dropped",
-    "unseen_handshake_completed",
-    "unseen_handshake_rate_limited",
-    "unseen_handshake_ringbuf_full",
+    "handshake_completed",
+    "handshake_rate_limited",
+    "handshake_ringbuf_full",
     "unwatched_port",
+    "handshake_completed_reported",
+    "handshake_ack_mismatch",
 ];
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! for.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
-    ACTION_PASS, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED, EVENT_ANSWER, EVENT_UNSEEN, FlowKey,
-    GROUP_NONE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
+    ACTION_PASS, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED, COMPLETES_NONE, COMPLETES_REPORTED,
+    EVENT_ANSWER, EVENT_UNSEEN, FlowKey, GROUP_NONE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
 };
 
 use crate::{
@@ -23,7 +24,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
     let Ok(l3) = parse::parse_l3(pkt, meta.meta_vlan) else {
         return ACTION_PASS;
     };
-    let (key, answer, flags, group) = match l3.proto {
+    let (key, answer, flags, seq, group) = match l3.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
             let Ok(l4) = parse::parse_l4(pkt, &l3) else {
                 return ACTION_PASS;
@@ -56,7 +57,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
                 family: l3.family,
                 _pad: 0,
             };
-            (key, answer, l4.tcp_flags, group)
+            (key, answer, l4.tcp_flags, l4.seq, group)
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let Some(q) = parse::icmp_port_unreachable(pkt, &l3) else {
@@ -74,12 +75,13 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
                 family: l3.family,
                 _pad: 0,
             };
-            (key, ANSWER_REFUSED, 0, GROUP_NONE)
+            (key, ANSWER_REFUSED, 0, 0, GROUP_NONE)
         }
         _ => return ACTION_PASS,
     };
     // The clock is read only once something is to be reported: an allowed peer's answer stops
     // at the flow lookup without it.
+    let mut reported_accept = false;
     let ev = match FLOWS.get_ptr_mut(&key) {
         Some(f) => {
             // SAFETY: a map value pointer; see ingress.
@@ -91,6 +93,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
                 return unseen_again(f.opener, f.group);
             }
             f.answer = answer;
+            reported_accept = answer == ANSWER_ACCEPTED && key.proto == IPPROTO_TCP;
             EventFacts {
                 kind: EVENT_ANSWER,
                 group: f.group,
@@ -98,11 +101,12 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
                 action: ACTION_PASS,
                 answer,
                 sampled: 0,
+                completes: COMPLETES_NONE,
             }
         }
         // No attempt on record: an acceptance nobody saw asked for (ICMP never gets here:
         // its answer is a refusal).
-        None if answer == ANSWER_ACCEPTED => match unseen_accept(&key, group) {
+        None if answer == ANSWER_ACCEPTED => match unseen_accept(&key, group, seq) {
             Unseen::Pass => return ACTION_PASS,
             Unseen::Silent(action) => return action,
             Unseen::Report(ev) => ev,
@@ -116,6 +120,12 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
         seq: 0,
     };
     let now = unsafe { bpf_ktime_get_ns() };
+    // A flagged attempt's acceptance, reported: its alert may still be folded by userspace's
+    // cap on connection alerts, so the peer's ACK that completes it names it
+    // ([`crate::handshake`]).
+    if reported_accept {
+        crate::handshake::record_accept(&key, ev.group, now, seq, COMPLETES_REPORTED);
+    }
     if !emit(meta, &l3, &l4, &key, now, &ev) {
         count_reason(if ev.kind == EVENT_UNSEEN {
             node_monitor_common::reason::UNSEEN_RINGBUF_FULL

@@ -15,6 +15,8 @@ pub(crate) struct EventFacts {
     pub action: u8,
     pub answer: u8,
     pub sampled: u8,
+    /// `COMPLETES_*` (`Event::completes`).
+    pub completes: u8,
 }
 
 /// Writes one event with reserve/commit. Returns false when the ring buffer is full.
@@ -65,7 +67,7 @@ pub(crate) fn emit_fragment(
         hook: meta.hook,
         sampled: ev.sampled,
         fragment,
-        _pad0: 0,
+        completes: ev.completes,
         _pad1: 0,
     });
     entry.submit(0);

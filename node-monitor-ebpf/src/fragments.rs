@@ -19,9 +19,9 @@
 //! open (or closed, for a drop group's port, in [`crate::ingress::fails_closed`]).
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
-    ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_NONE, EVENT_FLAGGED, FAMILY_V4, FRAGMENT_FIRST,
-    FRAGMENT_FIRST_NO_FLAGS, FlowKey, FlowState, GROUP_NONE, IPPROTO_TCP, IPPROTO_UDP,
-    OPENER_FRAGMENT, PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST, VERDICT_DENIED,
+    ACTION_DROPPED, ACTION_WOULD_DROP, ANSWER_NONE, COMPLETES_NONE, EVENT_FLAGGED, FAMILY_V4,
+    FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowKey, FlowState, GROUP_NONE, IPPROTO_TCP,
+    IPPROTO_UDP, OPENER_FRAGMENT, PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST, VERDICT_DENIED,
     fragment_starts_attempt, reason, stats_index,
 };
 
@@ -203,6 +203,7 @@ fn first_fragment(
         action,
         answer: ANSWER_NONE,
         sampled: 0,
+        completes: COMPLETES_NONE,
     };
     let l4 = L4 {
         src_port,

@@ -1,10 +1,10 @@
 //! The ingress path shared by XDP and tc ingress.
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use node_monitor_common::{
-    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, Addr, EVENT_FLAGGED,
-    EVENT_SAMPLED, FlowKey, FlowState, GROUP_NONE, GroupStats, IPPROTO_TCP, IPPROTO_UDP,
-    OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK, TCP_RST,
-    VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn, stats_index, tcp_starts_attempt,
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, Addr, COMPLETES_NONE,
+    EVENT_FLAGGED, EVENT_SAMPLED, FlowKey, FlowState, GROUP_NONE, GroupStats, IPPROTO_TCP,
+    IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK,
+    TCP_RST, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn, stats_index, tcp_starts_attempt,
 };
 
 use crate::{
@@ -118,9 +118,9 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     // Other segments end here, but for a denied source's once a config has revoked
     // something: they may belong to a flow opened while the source was allowed.
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
-    // A denied source's ACK may also complete a handshake whose attempt and acceptance the
-    // budgets withheld ([`handshake`]): looked at only while egress has recently recorded such
-    // an acceptance (the gate is open, and then it gives the time).
+    // A denied source's ACK may also complete a handshake whose acceptance egress recorded
+    // ([`handshake`]): looked at only while egress has recently recorded one (the gate is
+    // open, and then it gives the time).
     let handshake_now = if !candidate && verdict == VERDICT_DENIED && l3.proto == IPPROTO_TCP {
         handshake::gate_open()
     } else {
@@ -199,8 +199,8 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         None => candidate,
     };
     if !is_new {
-        if entry.is_none() && handshake_now.is_some() {
-            handshake::on_denied_segment(meta, &l3, &l4, &key, now, settings, group, action);
+        if handshake_now.is_some() {
+            handshake::on_denied_segment(pkt, meta, &l3, &l4, &key, now, settings, group, action);
         }
         if revoked_flow {
             if now == 0 {
@@ -267,6 +267,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         action,
         answer: ANSWER_NONE,
         sampled,
+        completes: COMPLETES_NONE,
     };
     send(meta, &l3, &l4, &key, now, &ev, stats);
     Ok(action)

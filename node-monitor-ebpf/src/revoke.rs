@@ -2,8 +2,8 @@
 //! is enforced on its next packet by the verdict cache (its generation changes), and the
 //! flows it opened while allowed are reported on their next packet, not when they go idle.
 use node_monitor_common::{
-    ANSWER_NONE, EVENT_REVOKED, FlowKey, FlowState, GroupStats, Settings, VERDICT_ALLOWED,
-    VERDICT_DENIED,
+    ANSWER_NONE, COMPLETES_NONE, EVENT_REVOKED, FlowKey, FlowState, GroupStats, Settings,
+    VERDICT_ALLOWED, VERDICT_DENIED,
 };
 
 use crate::{
@@ -72,6 +72,7 @@ pub(crate) fn report(
         action,
         answer: ANSWER_NONE,
         sampled: 0,
+        completes: COMPLETES_NONE,
     };
     send(meta, l3, l4, key, now, &ev, stats);
 }

@@ -10,8 +10,9 @@
 //! budget and, in a drop group, dropped, so that such a connection never completes.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
-    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, EVENT_UNSEEN, FlowKey,
-    FlowState, IPPROTO_TCP, OPENER_ANSWER, VERDICT_DENIED, reason,
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, COMPLETES_NONE,
+    COMPLETES_REPORTED, COMPLETES_WITHHELD, EVENT_UNSEEN, FlowKey, FlowState, IPPROTO_TCP,
+    OPENER_ANSWER, VERDICT_DENIED, reason,
 };
 
 use crate::{
@@ -34,9 +35,10 @@ pub(crate) enum Unseen {
 }
 
 /// The node accepted (`SYN-ACK`, UDP reply) on `key` (ingress orientation: the peer is the
-/// source) from a port of `group`, and the flow table holds no entry for it.
+/// source) from a port of `group`, and the flow table holds no entry for it. `seq`: the
+/// SYN-ACK's sequence number (TCP).
 #[inline(always)]
-pub(crate) fn unseen_accept(key: &FlowKey, group: u8) -> Unseen {
+pub(crate) fn unseen_accept(key: &FlowKey, group: u8, seq: u32) -> Unseen {
     let Some(settings) = SETTINGS.get(0) else {
         return Unseen::Pass;
     };
@@ -59,7 +61,7 @@ pub(crate) fn unseen_accept(key: &FlowKey, group: u8) -> Unseen {
         count_reason(reason::UNSEEN_RATE_LIMITED);
         // A TCP acceptance left in monitor mode may still be named by the peer's ACK.
         if key.proto == IPPROTO_TCP && action != ACTION_DROPPED {
-            handshake::record_withheld(key, group, now);
+            handshake::record_accept(key, group, now, seq, COMPLETES_WITHHELD);
         }
         return Unseen::Silent(action);
     }
@@ -79,6 +81,10 @@ pub(crate) fn unseen_accept(key: &FlowKey, group: u8) -> Unseen {
     if FLOWS.insert(key, &state, 0).is_err() {
         count_reason(reason::FLOW_UPDATE_FAILED);
     }
+    // Reported, but its alert may still be folded by userspace's cap: the peer's ACK names it.
+    if key.proto == IPPROTO_TCP && action != ACTION_DROPPED {
+        handshake::record_accept(key, group, now, seq, COMPLETES_REPORTED);
+    }
     Unseen::Report(EventFacts {
         kind: EVENT_UNSEEN,
         group,
@@ -86,6 +92,7 @@ pub(crate) fn unseen_accept(key: &FlowKey, group: u8) -> Unseen {
         action,
         answer: ANSWER_ACCEPTED,
         sampled: 0,
+        completes: COMPLETES_NONE,
     })
 }
 

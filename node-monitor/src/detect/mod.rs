@@ -10,12 +10,12 @@
 //! by configuration, never by traffic: at most `max_series` dedup series, `max_sweep_sources`
 //! sweep states and `max_scan_sources` scan states (each table evicts its oldest entry when
 //! full, and counts it).
-mod corrections;
 mod dedup;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
 mod flood;
 pub mod model;
+mod remember;
 pub mod rules;
 mod scan;
 mod sweep;
@@ -111,6 +111,12 @@ pub struct EngineStats {
     /// Connection alerts folded into their group's flood alert, past the cap per group and
     /// window (also counted in `suppressed_total` and `suppressed_by_rule`).
     pub folded: u64,
+    /// Completed handshakes of reported acceptances whose own alert was not folded by the cap
+    /// (already named, by their alert or a follow-up): nothing more raised.
+    pub handshakes_already_named: u64,
+    /// Completed handshakes of reported acceptances whose alert the cap had folded: each named
+    /// by an NM-1030 of its own.
+    pub handshakes_named_past_cap: u64,
     /// Scan detections (before dedup).
     pub scans: u64,
     /// Scan states forgotten because the scan table was full.
@@ -149,8 +155,17 @@ pub struct Engine {
     pending_losses: BTreeMap<String, u64>,
     stats: EngineStats,
     /// Which alert reported each recent `no_answer` connection (for late answers).
-    corrections: corrections::Corrections,
+    corrections: remember::Remembered<uuid::Uuid>,
+    /// Accepted TCP connections whose alert the cap folded, and when: the ACK that completes
+    /// one (a record with `completes_reported`) names it, within
+    /// [`ACCEPT_WAIT`] of the fold.
+    capped_accepts: remember::Remembered<Instant>,
 }
+
+/// How long a folded acceptance waits for the record of the ACK that completes it: the data
+/// path waits as long for the ACK itself.
+const ACCEPT_WAIT: std::time::Duration =
+    std::time::Duration::from_nanos(node_monitor_common::ACCEPT_WAIT_NS);
 
 fn delta(cur: u64, prev: u64) -> u64 {
     // A counter that went backwards was reset (e.g. the data path was reloaded): count from 0.
@@ -192,7 +207,10 @@ impl Engine {
             baselined: false,
             pending_losses: BTreeMap::new(),
             stats: EngineStats::default(),
-            corrections: corrections::Corrections::new(corrections::MAX_REMEMBERED),
+            corrections: remember::Remembered::new(remember::MAX_REMEMBERED),
+            capped_accepts: remember::Remembered::new(
+                node_monitor_common::ACCEPTS_ENTRIES as usize,
+            ),
         }
     }
 
@@ -213,6 +231,20 @@ impl Engine {
     pub fn on_record(&mut self, rec: &FlowRecord, now: Instant, out: &mut Vec<Alert>) {
         let start = out.len();
         let window = self.settings.dedup_window;
+        // The ACK that completed the handshake of an acceptance that was reported: news only
+        // when the cap folded that acceptance's alert (its attempt already fed the sweep and
+        // scan detectors).
+        if rec.completes_reported {
+            let capped = self
+                .capped_accepts
+                .take(rec)
+                .is_some_and(|at| within(at, ACCEPT_WAIT, now));
+            if !capped {
+                self.stats.handshakes_already_named += 1;
+                return;
+            }
+            self.stats.handshakes_named_past_cap += 1;
+        }
         if rec.record_type.alerts() {
             let rule = rules::rule_for_record(rec.record_type, &rec.group);
             let mut record = rec.clone();
@@ -243,6 +275,13 @@ impl Engine {
                 };
                 Some(self.dedup.detect(occurrence, window, now, out))
             } else {
+                // An accepted TCP connection folded here is named again if its handshake
+                // completes, which no spoofed source's does.
+                if rec.answer == Some(Answer::Accepted)
+                    && rec.protocol == crate::config::Protocol::Tcp
+                {
+                    self.capped_accepts.remember(rec, now);
+                }
                 self.flood.fold(rec.group.clone(), rec.answer, now);
                 self.folded += 1;
                 *self.folded_by_rule.entry(rule.id).or_default() += 1;
@@ -260,7 +299,7 @@ impl Engine {
                 self.scan(rec, alerted, now, out);
             }
         }
-        if self.sweep_groups.contains(&*rec.group) {
+        if self.sweep_groups.contains(&*rec.group) && !rec.completes_reported {
             let (sweep_window, min_ports) = (
                 self.settings.sweep_window,
                 self.settings.sweep_min_ports as usize,
@@ -1360,6 +1399,68 @@ pub(crate) mod tests {
             "{out:#?}"
         );
         assert_eq!(e.stats().folded, 1);
+    }
+
+    #[test]
+    fn a_folded_acceptance_is_named_when_its_handshake_completes() {
+        use crate::record::{Answer, RecordType};
+        let s = AlertSettings {
+            connection_alerts_per_group: 1,
+            ..settings()
+        };
+        let mut e = Engine::new(&s, vec![]);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let accepted = |src: &str, port: u16| {
+            let mut r = record("kubelet", src, 10250);
+            r.answer = Some(Answer::Accepted);
+            r.src_port = port;
+            r
+        };
+        // The ACK of a reported acceptance, as decode builds it from the data path's event.
+        let completes = |r: &FlowRecord| FlowRecord {
+            record_type: RecordType::Unseen,
+            handshake_completed: true,
+            completes_reported: true,
+            ..r.clone()
+        };
+        // The first acceptance alerts and spends the cap; the second (another source) and a
+        // third (spoofed: it never completes) fold into the flood alert.
+        let (first, second, spoofed) = (
+            accepted("203.0.113.1", 40001),
+            accepted("203.0.113.2", 40002),
+            accepted("203.0.113.3", 40003),
+        );
+        for r in [&first, &second, &spoofed] {
+            e.on_record(r, t0, &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(e.stats().folded, 2);
+        // The first one's handshake completes: already named, nothing more.
+        e.on_record(&completes(&first), t0 + secs(1), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        // The folded one's completes: named by NM-1030, past the spent cap, once.
+        e.on_record(&completes(&second), t0 + secs(1), &mut out);
+        e.on_record(&completes(&second), t0 + secs(1), &mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let a = &out[1];
+        assert_eq!(a.rule.id, "NM-1030");
+        let AlertKind::Connection { record } = &a.kind else {
+            panic!("{a:#?}")
+        };
+        assert!(record.handshake_completed);
+        assert_eq!((record.src_ip, record.src_port), (second.src_ip, 40002));
+        // Too late: a folded acceptance waits as long as the data path waits for its ACK.
+        let mut late = accepted("203.0.113.4", 40004);
+        e.on_record(&late, t0 + secs(2), &mut out);
+        late = completes(&late);
+        e.on_record(&late, t0 + secs(2) + ACCEPT_WAIT + secs(1), &mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let st = e.stats();
+        assert_eq!(
+            (st.handshakes_already_named, st.handshakes_named_past_cap),
+            (3, 1)
+        );
     }
 
     #[test]

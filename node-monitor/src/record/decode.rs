@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use node_monitor_common::{
-    EVENT_ANSWER, EVENT_FLAGGED, EVENT_REVOKED, EVENT_SAMPLED, EVENT_UNSEEN, Event, FAMILY_V4,
-    FAMILY_V6, FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowKey, HOOK_TC_EGRESS, IPPROTO_TCP,
-    IPPROTO_UDP,
+    COMPLETES_REPORTED, EVENT_ANSWER, EVENT_FLAGGED, EVENT_REVOKED, EVENT_SAMPLED, EVENT_UNSEEN,
+    Event, FAMILY_V4, FAMILY_V6, FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowKey, HOOK_TC_EGRESS,
+    IPPROTO_TCP, IPPROTO_UDP,
 };
 
 use super::{
@@ -105,6 +105,9 @@ pub(crate) fn from_event(
         }),
         fragmented: matches!(ev.fragment, FRAGMENT_FIRST | FRAGMENT_FIRST_NO_FLAGS),
         handshake_completed: ev.kind == EVENT_UNSEEN && ev.hook != HOOK_TC_EGRESS,
+        completes_reported: ev.kind == EVENT_UNSEEN
+            && ev.hook != HOOK_TC_EGRESS
+            && ev.completes == COMPLETES_REPORTED,
         packet_length: ev.pkt_len,
         ktime_ns: ev.ts_ns,
         sampled: ev.kind == EVENT_SAMPLED && ev.sampled != 0,

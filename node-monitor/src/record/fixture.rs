@@ -42,6 +42,7 @@ pub fn flagged() -> FlowRecord {
         tcp_flags: Some(TcpFlags::from_bits(TCP_SYN)),
         fragmented: false,
         handshake_completed: false,
+        completes_reported: false,
         packet_length: 60,
         ktime_ns: 42,
         sampled: false,

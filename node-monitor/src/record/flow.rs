@@ -58,6 +58,11 @@ pub struct FlowRecord {
     /// spoofed source never completes one).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub handshake_completed: bool,
+    /// With `handshake_completed`: the acceptance this ACK completes had been reported itself
+    /// (an attempt's answer, or an NM-1030 from egress), so the engine raises this record only
+    /// when the per-group cap folded that report into a flood alert.
+    #[serde(skip)]
+    pub completes_reported: bool,
     pub packet_length: u32,
     /// Monotonic kernel time of the packet (ns), for ordering and correlation.
     pub ktime_ns: u64,

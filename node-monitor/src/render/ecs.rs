@@ -602,6 +602,19 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains("no attempt seen on ingress"), "{msg}");
+        // The handshake of an acceptance whose alert the cap folded says so.
+        let mut capped = handshake_alert();
+        if let crate::detect::AlertKind::Connection { record } = &mut capped.kind {
+            record.completes_reported = true;
+        }
+        let v = doc(&OutputItem::Alert(capped));
+        assert_eq!(v["node_monitor"]["handshake_completed"], true);
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("after the cap on connection alerts folded its alert"),
+            "{msg}"
+        );
+        assert!(!msg.contains("budgets withheld"), "{msg}");
         // Any other NM-1030 says nothing of a handshake.
         let v = doc(&OutputItem::Alert(unseen_alert()));
         assert!(v["node_monitor"].get("handshake_completed").is_none());

@@ -77,7 +77,12 @@ impl Message<'_> {
                         if r.record_type == RecordType::Revoked {
                             text(out, ", still open after its source was revoked");
                         }
-                        if r.handshake_completed {
+                        if r.completes_reported {
+                            text(
+                                out,
+                                ", handshake completed after the cap on connection alerts folded its alert",
+                            );
+                        } else if r.handshake_completed {
                             text(
                                 out,
                                 ", handshake completed after event budgets withheld its attempt and the node's answer",

@@ -8,9 +8,9 @@
 //! allowed sources, retransmits, and overlapping non-first fragments.
 
 use node_monitor_common::{
-    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE, EVENT_ANSWER,
-    EVENT_FLAGGED, EVENT_UNSEEN, Event, FRAGMENT_FIRST, FRAGMENT_FIRST_NO_FLAGS, FlowState,
-    OPENER_ANSWER, OPENER_FRAGMENT, OPENER_SYN, reason,
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE,
+    COMPLETES_REPORTED, EVENT_ANSWER, EVENT_FLAGGED, EVENT_UNSEEN, Event, FRAGMENT_FIRST,
+    FRAGMENT_FIRST_NO_FLAGS, FlowState, OPENER_ANSWER, OPENER_FRAGMENT, OPENER_SYN, reason,
 };
 
 use crate::{
@@ -84,21 +84,47 @@ fn unseen_acceptance_in_monitor_group(fam: Fam, ingress: Prog) {
     h.assert_reasons("unseen SYN-ACK", &[(reason::UNSEEN_ACCEPTED, 1)]);
     h.assert_stats_zero("egress counts in REASONS, never in GROUP_STATS");
     assert_unseen_flow(&h, &synack, "kubelet", "unseen SYN-ACK");
-    // Retransmitted SYN-ACKs of the same connection, and the peer's ACK on ingress: nothing.
+    // Retransmitted SYN-ACKs of the same connection: nothing.
     for _ in 0..3 {
         run_expect(&h, Prog::TcEgress, &synack, TC_ACT_OK, "retransmit");
     }
-    let ack = tcp(fam.denied(), fam.node(), 40000, KUBELET, ACK);
-    run_expect(&h, ingress, &ack, ingress.pass(), "peer's ACK");
     assert_events("retransmits", &h.events(), &[]);
     h.assert_reasons("retransmits", &[(reason::UNSEEN_ACCEPTED, 1)]);
     assert_unseen_flow(&h, &synack, "kubelet", "after retransmits");
+    // The peer's ACK of the SYN-ACK completes the handshake: reported from ingress, marked as
+    // completing a reported acceptance (userspace raises it only if the cap folded that
+    // report), once.
+    let ack = tcp(fam.denied(), fam.node(), 40000, KUBELET, ACK).tcp_ack(DEFAULT_TCP_SEQ + 1);
+    let completed = Event {
+        kind: EVENT_UNSEEN,
+        answer: ANSWER_ACCEPTED,
+        completes: COMPLETES_REPORTED,
+        ..flagged(&h, ingress, &ack, "kubelet", ACTION_WOULD_DROP)
+    };
+    for _ in 0..2 {
+        run_expect(&h, ingress, &ack, ingress.pass(), "peer's ACK");
+    }
+    assert_events("peer's ACK", &h.events(), &[completed]);
+    let counted = [
+        (reason::UNSEEN_ACCEPTED, 1),
+        (reason::HANDSHAKE_COMPLETED, 1),
+        (reason::HANDSHAKE_COMPLETED_REPORTED, 1),
+    ];
+    h.assert_reasons("peer's ACK", &counted);
+    assert_unseen_flow(&h, &synack, "kubelet", "after the ACK");
     // Another connection of the same peer is another acceptance.
     let other = tcp(fam.node(), fam.denied(), KUBELET, 40001, SYN | ACK);
     run_expect(&h, Prog::TcEgress, &other, TC_ACT_OK, "second connection");
     let want = unseen_event(&h, &other, "kubelet", ACTION_WOULD_DROP);
     assert_events("second connection", &h.events(), &[want]);
-    h.assert_reasons("second connection", &[(reason::UNSEEN_ACCEPTED, 2)]);
+    h.assert_reasons(
+        "second connection",
+        &[
+            (reason::UNSEEN_ACCEPTED, 2),
+            (reason::HANDSHAKE_COMPLETED, 1),
+            (reason::HANDSHAKE_COMPLETED_REPORTED, 1),
+        ],
+    );
     // A later SYN from the peer on the first 5-tuple is a new attempt, flagged on ingress.
     let syn = tcp(fam.denied(), fam.node(), 40000, KUBELET, SYN);
     run_expect(&h, ingress, &syn, ingress.pass(), "SYN after");

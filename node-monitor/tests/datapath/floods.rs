@@ -6,9 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use node_monitor_common::{
-    ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, Addr, EVENT_SAMPLED, EVENT_UNSEEN, Event,
-    FloodTop, HLL_REGISTERS, IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS,
-    TOP_SOURCES, TopPort, TopSource, hll_add, reason, source_hash,
+    ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, Addr, COMPLETES_REPORTED, COMPLETES_WITHHELD,
+    EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, EVENT_UNSEEN, Event, FloodTop, HLL_REGISTERS,
+    IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS, TOP_SOURCES, TopPort, TopSource,
+    hll_add, reason, source_hash,
 };
 
 use crate::{
@@ -23,6 +24,7 @@ matrix!(
     summary_registers_and_top_tables,
     allowed_sweep_traffic_spends_no_flagged_group_budget,
     handshake_completed_past_the_budgets,
+    handshake_of_a_reported_acceptance,
     handshake_in_a_drop_group_never_completes,
 );
 
@@ -485,12 +487,17 @@ fn a_reused_group_id_starts_its_answers_from_zero() {
     assert_eq!(answers["new"].accepted, 0, "{answers:?}");
 }
 
+/// The node's SYN-ACK sequence number in these tests, and the ACK number that acknowledges it.
+const SYN_ACK_SEQ: u32 = 0x5eed_0001;
+const COMPLETING_ACK: u32 = SYN_ACK_SEQ + 1;
+
 /// A group budget spent by a spoofed flood (3 events, then withheld), then a real connection
 /// from another denied source: its SYN is withheld by the group budget (no flow entry), and
 /// so is the node's SYN-ACK on egress (NM-1030 under the same budgets). The peer's ACK that
-/// completes the handshake, which spoofed sources never send, is reported from ingress as
-/// NM-1030 under the group's `completed` budget, once; a spoofed ACK with nothing pending
-/// raises nothing.
+/// acknowledges the SYN-ACK, which spoofed sources never see, is reported from ingress as
+/// NM-1030 under the group's `completed` budget, once. A spoofed ACK with nothing pending
+/// raises nothing, and one on the real 5-tuple that acknowledges anything else (a blind
+/// guess) is counted and leaves the acceptance waiting for the real ACK.
 fn handshake_completed_past_the_budgets(fam: Fam, prog: Prog) {
     let mut h = harness_with(knobs(1, 3));
     for i in 0..6u16 {
@@ -501,7 +508,7 @@ fn handshake_completed_past_the_budgets(fam: Fam, prog: Prog) {
     let attacker = denied_n(fam, 50);
     let s = syn(fam, attacker, 45000);
     run_expect(&h, prog, &s, prog.pass(), "the real SYN");
-    let synack = tcp(fam.node(), attacker, KUBELET, 45000, SYN | ACK);
+    let synack = tcp(fam.node(), attacker, KUBELET, 45000, SYN | ACK).tcp_seq(SYN_ACK_SEQ);
     run_expect(&h, Prog::TcEgress, &synack, TC_ACT_OK, "the node's SYN-ACK");
     assert_events("withheld SYN and SYN-ACK", &h.events(), &[]);
     h.assert_reasons(
@@ -511,22 +518,33 @@ fn handshake_completed_past_the_budgets(fam: Fam, prog: Prog) {
             (reason::UNSEEN_RATE_LIMITED, 1),
         ],
     );
-    let spoofed = tcp(denied_n(fam, 2), fam.node(), 40002, KUBELET, ACK);
+    let spoofed = tcp(denied_n(fam, 2), fam.node(), 40002, KUBELET, ACK).tcp_ack(COMPLETING_ACK);
     run_expect(&h, prog, &spoofed, prog.pass(), "a spoofed ACK");
-    assert_events("spoofed ACK", &h.events(), &[]);
-    let ack = tcp(attacker, fam.node(), 45000, KUBELET, ACK);
+    let guess = tcp(attacker, fam.node(), 45000, KUBELET, ACK).tcp_ack(SYN_ACK_SEQ);
+    run_expect(
+        &h,
+        prog,
+        &guess,
+        prog.pass(),
+        "a blind ACK on the real 5-tuple",
+    );
+    assert_events("spoofed ACKs", &h.events(), &[]);
+    let mut counted = vec![
+        (reason::UNSEEN_ACCEPTED, 1),
+        (reason::UNSEEN_RATE_LIMITED, 1),
+        (reason::HANDSHAKE_ACK_MISMATCH, 1),
+    ];
+    h.assert_reasons("spoofed ACKs", &counted);
+    let ack = tcp(attacker, fam.node(), 45000, KUBELET, ACK).tcp_ack(COMPLETING_ACK);
     run_expect(&h, prog, &ack, prog.pass(), "the completing ACK");
     let want = Event {
         kind: EVENT_UNSEEN,
         answer: ANSWER_ACCEPTED,
+        completes: COMPLETES_WITHHELD,
         ..flagged(&h, prog, &ack, "kubelet", ACTION_WOULD_DROP)
     };
     assert_events("completed handshake", &h.events(), &[want]);
-    let counted = [
-        (reason::UNSEEN_ACCEPTED, 1),
-        (reason::UNSEEN_RATE_LIMITED, 1),
-        (reason::HANDSHAKE_COMPLETED, 1),
-    ];
+    counted.push((reason::HANDSHAKE_COMPLETED, 1));
     h.assert_reasons("completed handshake", &counted);
     // The connection's next segments: named once.
     for _ in 0..3 {
@@ -534,6 +552,59 @@ fn handshake_completed_past_the_budgets(fam: Fam, prog: Prog) {
     }
     assert_events("later ACKs", &h.events(), &[]);
     h.assert_reasons("later ACKs", &counted);
+}
+
+/// A denied source's attempt reported with its acceptance (budgets with room): the node's
+/// SYN-ACK is recorded too, because userspace's cap on connection alerts may still fold that
+/// report into a flood alert. The ACK that acknowledges it is reported from ingress as
+/// NM-1030 marked `COMPLETES_REPORTED` (userspace raises it only for a folded report), once;
+/// an unanswered attempt's ACK, and an allowed source's, raise nothing.
+fn handshake_of_a_reported_acceptance(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(100, 100));
+    let peer = denied_n(fam, 7);
+    let s = syn(fam, peer, 46000);
+    run_expect(&h, prog, &s, prog.pass(), "the SYN");
+    let synack = tcp(fam.node(), peer, KUBELET, 46000, SYN | ACK).tcp_seq(SYN_ACK_SEQ);
+    run_expect(&h, Prog::TcEgress, &synack, TC_ACT_OK, "the node's SYN-ACK");
+    let evs = h.events();
+    assert_eq!(evs.len(), 2, "the attempt and its answer: {evs:?}");
+    assert_eq!((evs[0].kind, evs[1].kind), (EVENT_FLAGGED, EVENT_ANSWER));
+    // Another denied source's attempt that nobody answered: its ACK has nothing to complete.
+    let other = denied_n(fam, 8);
+    run_expect(
+        &h,
+        prog,
+        &syn(fam, other, 46001),
+        prog.pass(),
+        "unanswered SYN",
+    );
+    assert_eq!(h.events().len(), 1);
+    let stray = tcp(other, fam.node(), 46001, KUBELET, ACK).tcp_ack(COMPLETING_ACK);
+    run_expect(
+        &h,
+        prog,
+        &stray,
+        prog.pass(),
+        "an ACK with nothing accepted",
+    );
+    assert_events("stray ACK", &h.events(), &[]);
+    let ack = tcp(peer, fam.node(), 46000, KUBELET, ACK).tcp_ack(COMPLETING_ACK);
+    run_expect(&h, prog, &ack, prog.pass(), "the completing ACK");
+    let want = Event {
+        kind: EVENT_UNSEEN,
+        answer: ANSWER_ACCEPTED,
+        completes: COMPLETES_REPORTED,
+        ..flagged(&h, prog, &ack, "kubelet", ACTION_WOULD_DROP)
+    };
+    assert_events("completed handshake", &h.events(), &[want]);
+    let counted = [
+        (reason::HANDSHAKE_COMPLETED, 1),
+        (reason::HANDSHAKE_COMPLETED_REPORTED, 1),
+    ];
+    h.assert_reasons("completed handshake", &counted);
+    run_expect(&h, prog, &ack, prog.pass(), "a later ACK");
+    assert_events("later ACK", &h.events(), &[]);
+    h.assert_reasons("later ACK", &counted);
 }
 
 /// In a drop group the withheld acceptance is dropped on egress (the connection never

@@ -1,6 +1,7 @@
-//! Which alert reported a connection as `no_answer`, so that the late answer that corrects it
-//! names that alert (`answer_corrects_alert`). Bounded: the last [`MAX_REMEMBERED`]
-//! connections, the oldest forgotten first.
+//! Something remembered per connection for a bounded number of connections, the oldest
+//! forgotten first: which alert reported a connection as `no_answer`, so that the late answer
+//! that corrects it names that alert (`answer_corrects_alert`); and which accepted connections
+//! the cap folded into a flood alert, so that the ACK that completes one names it.
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
@@ -8,8 +9,8 @@ use std::{
 
 use crate::{config::Protocol, record::FlowRecord};
 
-/// Connections remembered: as many as the answer tracker remembers unanswered attempts for
-/// corrections at most, in about 2.5 MiB.
+/// Connections remembered for corrections: as many as the answer tracker remembers unanswered
+/// attempts at most, in about 2.5 MiB.
 pub(crate) const MAX_REMEMBERED: usize = 32_768;
 
 /// A connection: the 5-tuple in ingress orientation.
@@ -19,18 +20,18 @@ fn key_of(r: &FlowRecord) -> ConnKey {
     (r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.protocol)
 }
 
-pub(crate) struct Corrections {
-    /// Connection → (the alert that reported it, its insertion number).
-    ids: HashMap<ConnKey, (uuid::Uuid, u64)>,
+pub(crate) struct Remembered<V> {
+    /// Connection → (what is remembered of it, its insertion number).
+    ids: HashMap<ConnKey, (V, u64)>,
     /// Insertion order; an entry whose number no longer matches the map's is stale.
     order: VecDeque<(ConnKey, u64)>,
     seq: u64,
     cap: usize,
 }
 
-impl Corrections {
-    pub(crate) fn new(cap: usize) -> Corrections {
-        Corrections {
+impl<V> Remembered<V> {
+    pub(crate) fn new(cap: usize) -> Remembered<V> {
+        Remembered {
             ids: HashMap::new(),
             order: VecDeque::new(),
             seq: 0,
@@ -38,8 +39,8 @@ impl Corrections {
         }
     }
 
-    /// `rec` was reported as `no_answer` by the alert (or dedup series) `id`.
-    pub(crate) fn remember(&mut self, rec: &FlowRecord, id: uuid::Uuid) {
+    /// Remembers `id` for `rec`'s connection (forgetting the oldest past the cap).
+    pub(crate) fn remember(&mut self, rec: &FlowRecord, id: V) {
         let key = key_of(rec);
         self.seq += 1;
         self.ids.insert(key, (id, self.seq));
@@ -54,8 +55,8 @@ impl Corrections {
         }
     }
 
-    /// The alert that reported `rec`'s connection as `no_answer`, once.
-    pub(crate) fn take(&mut self, rec: &FlowRecord) -> Option<uuid::Uuid> {
+    /// What was remembered for `rec`'s connection, once.
+    pub(crate) fn take(&mut self, rec: &FlowRecord) -> Option<V> {
         self.ids.remove(&key_of(rec)).map(|(id, _)| id)
     }
 
@@ -72,7 +73,7 @@ mod tests {
 
     #[test]
     fn remembers_once_and_forgets_the_oldest() {
-        let mut c = Corrections::new(2);
+        let mut c = Remembered::new(2);
         let (a, b, d) = (
             uuid::Uuid::new_v4(),
             uuid::Uuid::new_v4(),
