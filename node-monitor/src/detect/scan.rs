@@ -10,10 +10,14 @@
 //! of the scanned ports within the window) and `connection_alerts` (how many of those raised
 //! a connection alert of their own rather than folding into a dedup series).
 //!
-//! Memory is bounded by configuration: at most `max_sources` sources (when full, the least
-//! recently seen source's partial scan is forgotten and counted in `evictions`), and at most
-//! `min_ports` ports per source (when full, the port seen longest ago gives way; a port of a
-//! second group still completes the scan, since the check runs before the trim).
+//! Memory is bounded by configuration: at most `max_sources` sources, and at most `min_ports`
+//! ports per source (when full, the port seen longest ago gives way; a port of a second group
+//! still completes the scan, since the check runs before the trim). When the table is full, a
+//! partial scan is forgotten (counted in `evictions`): the least recently seen source that
+//! holds one port, and only when there is none, the least recently seen of those that hold
+//! several. A spoofed flood (a new source for every packet, one port each) thus only churns
+//! the one-port sources and cannot push a real scanner's partial scan out of the table,
+//! whose second port protects it.
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
@@ -40,8 +44,11 @@ struct ScanState {
     ports: Vec<ScanPort>,
     /// No new detection before this instant.
     quiet_until: Option<Instant>,
-    /// Key of this state in `order`.
+    /// Key of this state in `order` (one port) or `protected` (several).
     order: (Instant, u64),
+    /// Holds several ports: ordered in `protected`, evicted only when no one-port state is
+    /// left.
+    protected: bool,
 }
 
 /// The scan states of every source seen lately.
@@ -51,8 +58,11 @@ pub(crate) struct Scans {
     port_slots: usize,
     seq: u64,
     states: HashMap<IpAddr, ScanState>,
-    /// (last seen, seq) → source: least recently seen first.
+    /// (last seen, seq) → source, least recently seen first: the states that hold one port
+    /// (or none)...
     order: BTreeMap<(Instant, u64), IpAddr>,
+    /// ... and those that hold several.
+    protected: BTreeMap<(Instant, u64), IpAddr>,
     /// Scan detections (before dedup).
     pub(crate) detections: u64,
     /// Sources forgotten because the table was full.
@@ -69,6 +79,7 @@ impl Scans {
             seq: 0,
             states: HashMap::with_capacity(max_sources.max(1)),
             order: BTreeMap::new(),
+            protected: BTreeMap::new(),
             detections: 0,
             evictions: 0,
         }
@@ -89,16 +100,33 @@ impl Scans {
 
     /// Forgets the sources untouched for a whole `window`.
     pub(crate) fn expire(&mut self, window: Duration, now: Instant) {
-        while let Some((&(seen, _), _)) = self.order.first_key_value() {
-            // A quiet period ends at most `window` after the last touch, so a state untouched
-            // for a whole window holds nothing worth keeping.
-            if within(seen, window, now) {
-                break;
-            }
-            if let Some((_, source)) = self.order.pop_first() {
-                self.states.remove(&source);
+        for order in [&mut self.order, &mut self.protected] {
+            while let Some((&(seen, _), _)) = order.first_key_value() {
+                // A quiet period ends at most `window` after the last touch, so a state
+                // untouched for a whole window holds nothing worth keeping.
+                if within(seen, window, now) {
+                    break;
+                }
+                if let Some((_, source)) = order.pop_first() {
+                    self.states.remove(&source);
+                }
             }
         }
+    }
+
+    /// Forgets one partial scan to make room: the least recently seen one-port state, else
+    /// the least recently seen protected one. False when the table is empty.
+    fn evict(&mut self) -> bool {
+        let Some((_, old)) = self
+            .order
+            .pop_first()
+            .or_else(|| self.protected.pop_first())
+        else {
+            return false;
+        };
+        self.states.remove(&old);
+        self.evictions += 1;
+        true
     }
 
     /// One flagged connection; `alerted`: it raised a connection alert of its own. Returns
@@ -115,13 +143,7 @@ impl Scans {
         let source = rec.src_ip;
         if !self.states.contains_key(&source) {
             let cap = self.capacity(min_ports);
-            while self.states.len() >= cap {
-                let Some((_, old)) = self.order.pop_first() else {
-                    break;
-                };
-                self.states.remove(&old);
-                self.evictions += 1;
-            }
+            while self.states.len() >= cap && self.evict() {}
         }
         self.seq += 1;
         let seq = self.seq;
@@ -129,10 +151,16 @@ impl Scans {
             ports: Vec::new(),
             quiet_until: None,
             order: (now, seq),
+            protected: false,
         });
-        self.order.remove(&state.order);
+        let order = if state.protected {
+            &mut self.protected
+        } else {
+            &mut self.order
+        };
+        order.remove(&state.order);
         state.order = (now, seq);
-        self.order.insert((now, seq), source);
+        order.insert((now, seq), source);
 
         if let Some(q) = state.quiet_until {
             if now < q {
@@ -155,6 +183,12 @@ impl Scans {
                 connections: 1,
                 alerts: u64::from(alerted),
             }),
+        }
+        // Several ports: protected from a flood of one-port sources.
+        if state.ports.len() >= 2 && !state.protected {
+            self.order.remove(&state.order);
+            self.protected.insert(state.order, source);
+            state.protected = true;
         }
         let spans_groups = state
             .ports
@@ -385,6 +419,56 @@ mod tests {
             s.feed(&rec("kubelet", &src, 10250), true, WINDOW, 5, t0);
         }
         assert_eq!((s.len(), s.evictions), (20, 10));
+    }
+
+    #[test]
+    fn a_flood_of_one_port_sources_never_evicts_a_partial_scan() {
+        let mut s = Scans::new(8, 1 << 20);
+        let t0 = Instant::now();
+        let scanner = "203.0.113.9";
+        // The scanner's first two ports (two groups), then a spoofed flood of 1,000 sources,
+        // one port each, through a table of 8.
+        let mut ports = CONTROL_PLANE.iter();
+        for (group, port) in ports.by_ref().take(2) {
+            assert!(
+                s.feed(&rec(group, scanner, *port), true, WINDOW, 5, t0)
+                    .is_none()
+            );
+        }
+        for i in 0..1000u32 {
+            let src = std::net::Ipv4Addr::from(0xc633_6400 + i).to_string();
+            let now = t0 + Duration::from_millis(u64::from(i));
+            s.feed(&rec("kubelet", &src, 10250), true, WINDOW, 5, now);
+        }
+        assert_eq!(s.len(), 8);
+        assert_eq!(s.evictions, 1000 - 7);
+        // The scan completes with its next three ports.
+        let mut found = None;
+        for (group, port) in ports.take(3) {
+            found = found.or(s.feed(&rec(group, scanner, *port), true, WINDOW, 5, t0 + secs(2)));
+        }
+        assert!(
+            matches!(found, Some(AlertKind::Scan { ref ports, .. }) if ports.len() == 5),
+            "{found:?}"
+        );
+        // With only protected states left, the least recently seen of them gives way.
+        let mut s = Scans::new(2, 1 << 20);
+        for (i, src) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+            .iter()
+            .enumerate()
+        {
+            let now = t0 + secs(i as u64);
+            s.feed(&rec("kubelet", src, 10250), true, WINDOW, 5, now);
+            s.feed(&rec("apiserver", src, 6443), true, WINDOW, 5, now);
+        }
+        assert_eq!((s.len(), s.evictions), (2, 1));
+        assert!(
+            !s.states
+                .contains_key(&"203.0.113.1".parse::<IpAddr>().unwrap())
+        );
+        s.expire(WINDOW, t0 + secs(70));
+        assert_eq!(s.len(), 0);
+        assert!(s.order.is_empty() && s.protected.is_empty());
     }
 
     #[test]
