@@ -15,6 +15,7 @@ mod dedup;
 pub mod fixture;
 mod flood;
 pub mod model;
+mod recency;
 mod remember;
 pub mod rules;
 mod scan;
@@ -1523,6 +1524,29 @@ pub(crate) mod tests {
             "states older than the window are forgotten"
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_spoofed_flood_never_evicts_a_sweep_that_reached_a_second_port() {
+        let min_ports = settings().sweep_min_ports as u16;
+        let mut e = Engine::with_limits(&settings(), vec!["nodeport".to_owned()], 10, 4, 4);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let sweeper = "203.0.113.77";
+        for port in [30000, 30001] {
+            e.on_record(&flow("nodeport", sweeper, port), t0, &mut out);
+        }
+        for i in 0..500u32 {
+            let src = std::net::Ipv4Addr::from(0xc633_6400 + i).to_string();
+            e.on_record(&flow("nodeport", &src, 30100), t0 + secs(1), &mut out);
+        }
+        assert_eq!(e.stats().sweep_evictions, 500 - 3);
+        assert!(out.is_empty());
+        for port in 30002..30000 + min_ports {
+            e.on_record(&flow("nodeport", sweeper, port), t0 + secs(2), &mut out);
+        }
+        let sweeps: Vec<_> = out.iter().filter(|a| a.rule.id == "NM-1010").collect();
+        assert_eq!(sweeps.len(), 1, "{out:#?}");
     }
 
     #[test]

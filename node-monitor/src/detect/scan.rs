@@ -19,13 +19,17 @@
 //! the one-port sources and cannot push a real scanner's partial scan out of the table,
 //! whose second port protects it.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use super::{model::AlertKind, window::within};
+use super::{
+    model::AlertKind,
+    recency::{Recency, Slot},
+    window::within,
+};
 use crate::record::FlowRecord;
 
 /// One destination port of a source's scan.
@@ -44,11 +48,8 @@ struct ScanState {
     ports: Vec<ScanPort>,
     /// No new detection before this instant.
     quiet_until: Option<Instant>,
-    /// Key of this state in `order` (one port) or `protected` (several).
-    order: (Instant, u64),
-    /// Holds several ports: ordered in `protected`, evicted only when no one-port state is
-    /// left.
-    protected: bool,
+    /// Where it sits in `order`.
+    slot: Slot,
 }
 
 /// The scan states of every source seen lately.
@@ -56,13 +57,9 @@ pub(crate) struct Scans {
     max_sources: usize,
     /// Ports all states may hold together: the cap is at most this over `min_ports`.
     port_slots: usize,
-    seq: u64,
     states: HashMap<IpAddr, ScanState>,
-    /// (last seen, seq) → source, least recently seen first: the states that hold one port
-    /// (or none)...
-    order: BTreeMap<(Instant, u64), IpAddr>,
-    /// ... and those that hold several.
-    protected: BTreeMap<(Instant, u64), IpAddr>,
+    /// Least recently seen first, one-port states before the others.
+    order: Recency<IpAddr>,
     /// Scan detections (before dedup).
     pub(crate) detections: u64,
     /// Sources forgotten because the table was full.
@@ -76,10 +73,8 @@ impl Scans {
         Scans {
             max_sources: max_sources.max(1),
             port_slots,
-            seq: 0,
             states: HashMap::with_capacity(max_sources.max(1)),
-            order: BTreeMap::new(),
-            protected: BTreeMap::new(),
+            order: Recency::new(),
             detections: 0,
             evictions: 0,
         }
@@ -100,33 +95,11 @@ impl Scans {
 
     /// Forgets the sources untouched for a whole `window`.
     pub(crate) fn expire(&mut self, window: Duration, now: Instant) {
-        for order in [&mut self.order, &mut self.protected] {
-            while let Some((&(seen, _), _)) = order.first_key_value() {
-                // A quiet period ends at most `window` after the last touch, so a state
-                // untouched for a whole window holds nothing worth keeping.
-                if within(seen, window, now) {
-                    break;
-                }
-                if let Some((_, source)) = order.pop_first() {
-                    self.states.remove(&source);
-                }
-            }
+        // A quiet period ends at most `window` after the last touch, so a state untouched
+        // for a whole window holds nothing worth keeping.
+        for source in self.order.pop_expired(window, now) {
+            self.states.remove(&source);
         }
-    }
-
-    /// Forgets one partial scan to make room: the least recently seen one-port state, else
-    /// the least recently seen protected one. False when the table is empty.
-    fn evict(&mut self) -> bool {
-        let Some((_, old)) = self
-            .order
-            .pop_first()
-            .or_else(|| self.protected.pop_first())
-        else {
-            return false;
-        };
-        self.states.remove(&old);
-        self.evictions += 1;
-        true
     }
 
     /// One flagged connection; `alerted`: it raised a connection alert of its own. Returns
@@ -143,24 +116,22 @@ impl Scans {
         let source = rec.src_ip;
         if !self.states.contains_key(&source) {
             let cap = self.capacity(min_ports);
-            while self.states.len() >= cap && self.evict() {}
+            while self.states.len() >= cap {
+                let Some(old) = self.order.pop_oldest() else {
+                    break;
+                };
+                self.states.remove(&old);
+                self.evictions += 1;
+            }
         }
-        self.seq += 1;
-        let seq = self.seq;
+        let order = &mut self.order;
         let state = self.states.entry(source).or_insert_with(|| ScanState {
             ports: Vec::new(),
             quiet_until: None,
-            order: (now, seq),
-            protected: false,
+            slot: order.insert(source, now),
         });
-        let order = if state.protected {
-            &mut self.protected
-        } else {
-            &mut self.order
-        };
-        order.remove(&state.order);
-        state.order = (now, seq);
-        order.insert((now, seq), source);
+        let held = state.ports.len();
+        order.touch(&mut state.slot, source, held, now);
 
         if let Some(q) = state.quiet_until {
             if now < q {
@@ -184,11 +155,9 @@ impl Scans {
                 alerts: u64::from(alerted),
             }),
         }
-        // Several ports: protected from a flood of one-port sources.
-        if state.ports.len() >= 2 && !state.protected {
-            self.order.remove(&state.order);
-            self.protected.insert(state.order, source);
-            state.protected = true;
+        // A second port: protected from a flood of one-port sources.
+        if state.slot.protects(state.ports.len()) {
+            order.touch(&mut state.slot, source, state.ports.len(), now);
         }
         let spans_groups = state
             .ports
@@ -468,7 +437,7 @@ mod tests {
         );
         s.expire(WINDOW, t0 + secs(70));
         assert_eq!(s.len(), 0);
-        assert!(s.order.is_empty() && s.protected.is_empty());
+        assert!(s.order.is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Sweep detection: per (source, sweep group), the distinct destination ports seen within the
 //! sliding `sweep_window`; reaching `sweep_min_ports` makes one sweep detection, then the
 //! source is quiet for `sweep_window` (its port set starts over afterwards). At most
-//! `max_sources` states: when full, the least recently seen source's partial port set is
-//! forgotten and counted.
+//! `max_sources` states: when full, a partial port set is forgotten and counted, the least
+//! recently seen one-port state first (so that a spoofed flood, one port per source, cannot
+//! push out a real sweep once it has a second port: [`Recency`]).
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
@@ -10,7 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{model::AlertKind, window::within};
+use super::{
+    model::AlertKind,
+    recency::{Recency, Slot},
+    window::within,
+};
 use crate::record::FlowRecord;
 
 type SweepKey = (IpAddr, Arc<str>);
@@ -20,8 +25,8 @@ struct SweepState {
     ports: BTreeMap<u16, Instant>,
     /// No new detection before this instant.
     quiet_until: Option<Instant>,
-    /// Key of this state in `order`.
-    order: (Instant, u64),
+    /// Where it sits in `order`.
+    slot: Slot,
 }
 
 /// The sweep states of every (source, sweep group) seen lately.
@@ -29,10 +34,9 @@ pub(crate) struct Sweeps {
     max_sources: usize,
     /// Ports all states may hold together: the cap is at most this over `min_ports`.
     port_slots: usize,
-    seq: u64,
     states: HashMap<SweepKey, SweepState>,
-    /// (last seen, seq) → key: least recently seen first.
-    order: BTreeMap<(Instant, u64), SweepKey>,
+    /// Least recently seen first, one-port states before the others.
+    order: Recency<SweepKey>,
     /// Sweep detections (before dedup).
     pub(crate) detections: u64,
     /// States forgotten because the table was full.
@@ -46,9 +50,8 @@ impl Sweeps {
         Sweeps {
             max_sources: max_sources.max(1),
             port_slots,
-            seq: 0,
             states: HashMap::with_capacity(max_sources.max(1)),
-            order: BTreeMap::new(),
+            order: Recency::new(),
             detections: 0,
             evictions: 0,
         }
@@ -69,27 +72,17 @@ impl Sweeps {
 
     /// Drops the states of groups no longer watched.
     pub(crate) fn retain_groups(&mut self, groups: &HashSet<String>) {
-        let states = &mut self.states;
-        self.order.retain(|_, key| {
-            let keep = groups.contains(&*key.1);
-            if !keep {
-                states.remove(key);
-            }
-            keep
-        });
+        for key in self.order.retain(|key| groups.contains(&*key.1)) {
+            self.states.remove(&key);
+        }
     }
 
     /// Forgets the states untouched for a whole `window`.
     pub(crate) fn expire(&mut self, window: Duration, now: Instant) {
-        while let Some((&(seen, _), _)) = self.order.first_key_value() {
-            // A quiet period ends at most `window` after the last touch, so a state untouched
-            // for a whole window holds nothing worth keeping.
-            if within(seen, window, now) {
-                break;
-            }
-            if let Some((_, key)) = self.order.pop_first() {
-                self.states.remove(&key);
-            }
+        // A quiet period ends at most `window` after the last touch, so a state untouched
+        // for a whole window holds nothing worth keeping.
+        for key in self.order.pop_expired(window, now) {
+            self.states.remove(&key);
         }
     }
 
@@ -105,26 +98,23 @@ impl Sweeps {
         if !self.states.contains_key(&key) {
             let cap = self.capacity(min_ports);
             while self.states.len() >= cap {
-                let Some((_, old)) = self.order.pop_first() else {
+                let Some(old) = self.order.pop_oldest() else {
                     break;
                 };
                 self.states.remove(&old);
                 self.evictions += 1;
             }
         }
-        self.seq += 1;
-        let seq = self.seq;
+        let order = &mut self.order;
         let state = self
             .states
             .entry(key.clone())
             .or_insert_with(|| SweepState {
                 ports: BTreeMap::new(),
                 quiet_until: None,
-                order: (now, seq),
+                slot: order.insert(key.clone(), now),
             });
-        self.order.remove(&state.order);
-        state.order = (now, seq);
-        self.order.insert((now, seq), key);
+        order.touch(&mut state.slot, key.clone(), state.ports.len(), now);
 
         if let Some(q) = state.quiet_until {
             if now < q {
@@ -134,6 +124,10 @@ impl Sweeps {
         }
         state.ports.retain(|_, seen| within(*seen, window, now));
         state.ports.insert(rec.dst_port, now);
+        // A second port: protected from a flood of one-port sources.
+        if state.slot.protects(state.ports.len()) {
+            order.touch(&mut state.slot, key, state.ports.len(), now);
+        }
         if state.ports.len() < min_ports.max(1) {
             return None;
         }
