@@ -84,13 +84,24 @@ pub struct Settings {
     /// Events per group per second, node-wide (the `GROUP_BUDGET` token buckets, one for
     /// flagged and one for allowed events, burst = rate); 0 = unlimited.
     pub events_per_group: u32,
-    /// The generation of the latest config that took allowlist entries away or moved ports
-    /// out of a group (0: none since these maps were made). Only after such a config can a
-    /// running flow's source have been revoked: until then, a denied segment that opens no
-    /// connection never looks the flow table up for one.
+    /// The generation of the latest config that may have revoked the source of any running
+    /// flow: one that moved ports out of a group, a restart that adopted flows under replaced
+    /// config maps, or a revocation of allowlist entries that did not fit as suspect ranges
+    /// (0: none since these maps were made). After it, every denied segment that opens no
+    /// connection looks the flow table up for a revoked flow.
     pub revoked_generation: u32,
+    /// Suspect ranges in the allowlist tries (entries under [`SUSPECT_GROUP`]): the networks
+    /// that configs took out of allowlists. Only a source inside one can have a flow that was
+    /// allowed and is revoked now, so only its denied segments look the flow table up (the
+    /// verdict cache keeps that bit per source). 0: none, and no lookup for them.
+    pub suspect_ranges: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(size_of::<Settings>() == 48);
+const _: () = assert!(size_of::<Settings>() == 56);
+
+/// The group byte of the suspect ranges in the allowlist tries ([`Settings::suspect_ranges`]):
+/// no group has it (kernel group ids are below [`MAX_GROUPS`](crate::MAX_GROUPS)).
+pub const SUSPECT_GROUP: u8 = 0xff;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,9 @@ use crate::Addr;
 pub struct VerdictSlot {
     pub addr: Addr,
     pub family: u8,
-    pub _pad0: u8,
+    /// 1: the source lies in a suspect range ([`Settings::suspect_ranges`](crate::Settings::suspect_ranges)),
+    /// decided when the source took the slot under this generation.
+    pub suspect: u8,
     pub _pad1: u16,
     /// `Settings::generation` these bits belong to.
     pub generation: u32,

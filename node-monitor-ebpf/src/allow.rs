@@ -1,22 +1,51 @@
 //! Allowlist lookups: the per-CPU verdict cache in front of the LPM tries.
 use aya_ebpf::maps::lpm_trie::Key;
-use node_monitor_common::{Addr, FAMILY_V4, verdict_slot};
+use node_monitor_common::{Addr, FAMILY_V4, SUSPECT_GROUP, Settings, verdict_slot};
 
 use crate::maps::{ALLOW_V4, ALLOW_V6, VERDICTS};
+
+/// What the allowlists say of a source for a group.
+#[derive(Clone, Copy)]
+pub(crate) struct SourceVerdict {
+    /// In the group's allowlist.
+    pub allowed: bool,
+    /// In a suspect range (`Settings::suspect_ranges`): a config took it out of an allowlist,
+    /// so a flow it opened while allowed may still run.
+    pub suspect: bool,
+}
 
 /// Is `src` in `group`'s allowlist? Answers are cached per CPU, per source slot and per
 /// config generation; the trie is asked only on a miss.
 #[inline(always)]
-pub(crate) fn is_allowed(group: u8, family: u8, src: &Addr, generation: u32) -> bool {
+pub(crate) fn is_allowed(group: u8, family: u8, src: &Addr, settings: &Settings) -> bool {
+    source_verdict(group, family, src, settings).allowed
+}
+
+/// [`is_allowed`], and whether the source lies in a suspect range: asked of the trie when the
+/// source takes its cache slot, and only while there are suspect ranges.
+#[inline(always)]
+pub(crate) fn source_verdict(
+    group: u8,
+    family: u8,
+    src: &Addr,
+    settings: &Settings,
+) -> SourceVerdict {
+    let generation = settings.generation;
     let bit = 1u64 << (group & 63);
     let Some(slot) = VERDICTS.get_ptr_mut(verdict_slot(src)) else {
-        return lpm_allowed(group, family, src);
+        return SourceVerdict {
+            allowed: lpm_allowed(group, family, src),
+            suspect: suspect(family, src, settings),
+        };
     };
     // SAFETY: this CPU's copy of a per-CPU value; nothing else writes it meanwhile.
     let slot = unsafe { &mut *slot };
     let same = slot.generation == generation && slot.family == family && same_addr(&slot.addr, src);
     if same && slot.known & bit != 0 {
-        return slot.allowed & bit != 0;
+        return SourceVerdict {
+            allowed: slot.allowed & bit != 0,
+            suspect: slot.suspect != 0,
+        };
     }
     let allowed = lpm_allowed(group, family, src);
     let allowed_bit = if allowed { bit } else { 0 };
@@ -31,8 +60,18 @@ pub(crate) fn is_allowed(group: u8, family: u8, src: &Addr, generation: u32) -> 
         slot.generation = generation;
         slot.known = bit;
         slot.allowed = allowed_bit;
+        slot.suspect = u8::from(suspect(family, src, settings));
     }
-    allowed
+    SourceVerdict {
+        allowed,
+        suspect: slot.suspect != 0,
+    }
+}
+
+/// Does `src` lie in a suspect range? One more trie lookup, only while there are any.
+#[inline(always)]
+fn suspect(family: u8, src: &Addr, settings: &Settings) -> bool {
+    settings.suspect_ranges != 0 && lpm_allowed(SUSPECT_GROUP, family, src)
 }
 
 /// Compares two addresses as two 64-bit words (no call to memcmp).

@@ -99,7 +99,7 @@ fn first_fragment(
     let l3 = &f.l3;
     let settings = SETTINGS.get(0)?;
     let src = parse::address(pkt, l3, false).ok()?;
-    if is_allowed(group, FAMILY_V4, &src, settings.generation) {
+    if is_allowed(group, FAMILY_V4, &src, settings) {
         return None;
     }
     let dst = parse::address(pkt, l3, true).ok()?;

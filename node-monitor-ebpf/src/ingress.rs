@@ -9,7 +9,7 @@ use node_monitor_common::{
 
 use crate::{
     Meta,
-    allow::is_allowed,
+    allow::source_verdict,
     budget::{Budget, take_budget},
     count_reason,
     emit::{EventFacts, send},
@@ -83,8 +83,8 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     let Some(settings) = SETTINGS.get(0) else {
         return Ok(ACTION_PASS);
     };
-    let allowed = is_allowed(group, l3.family, &src, settings.generation);
-    let verdict = if allowed {
+    let source = source_verdict(group, l3.family, &src, settings);
+    let verdict = if source.allowed {
         VERDICT_ALLOWED
     } else {
         VERDICT_DENIED
@@ -115,8 +115,9 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
 
     // New connection: the first UDP datagram of an idle 5-tuple; for TCP, a segment without
     // ACK and RST: a pure SYN (an attempt), or a stealth probe such as NULL/FIN/Xmas.
-    // Other segments end here, but for a denied source's once a config has revoked
-    // something: they may belong to a flow opened while the source was allowed.
+    // Other segments end here, but for a denied source's that may belong to a flow opened
+    // while the source was allowed: one in a suspect range (a config took it out of an
+    // allowlist), or any once a config revoked more than the suspect ranges say.
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
     // A denied source's ACK may also complete a handshake whose acceptance egress recorded
     // ([`handshake`]): looked at only while egress has recently recorded one (the gate is
@@ -128,7 +129,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     };
     if !candidate
         && (verdict != VERDICT_DENIED
-            || (settings.revoked_generation == 0 && handshake_now.is_none()))
+            || (settings.revoked_generation == 0 && !source.suspect && handshake_now.is_none()))
     {
         return Ok(action);
     }

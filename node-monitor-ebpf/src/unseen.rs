@@ -42,7 +42,7 @@ pub(crate) fn unseen_accept(key: &FlowKey, group: u8, seq: u32) -> Unseen {
     let Some(settings) = SETTINGS.get(0) else {
         return Unseen::Pass;
     };
-    if is_allowed(group, key.family, &key.src_addr, settings.generation) {
+    if is_allowed(group, key.family, &key.src_addr, settings) {
         return Unseen::Pass;
     }
     let now = unsafe { bpf_ktime_get_ns() };

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use aya::maps::{Array, LpmTrie, MapData, PerCpuValues, lpm_trie::Key};
 use ipnet::IpNet;
 use node_monitor_common::{
-    AllowKeyV4, AllowKeyV6, GroupStats, PORT_TABLE_ENTRIES, Settings, map_name, source_slots,
+    AllowKeyV4, AllowKeyV6, GroupStats, PORT_TABLE_ENTRIES, SUSPECT_GROUP, Settings, map_name,
+    source_slots,
 };
 
 use super::{Datapath, DatapathError, GroupIds, Result, counters::stats_indexes};
@@ -40,24 +41,22 @@ impl Datapath {
         let (ids, fresh) =
             GroupIds::assign(&self.ids, cfg).map_err(|max| DatapathError::TooManyGroups { max })?;
         let [tcp, udp] = port_tables(cfg, &ids);
-        let (want_v4, want_v6) = allow_keys(cfg, &ids, cfg.resolve_allowlists_with(sets));
+        let (allow_v4, allow_v6) = allow_keys(cfg, &ids, cfg.resolve_allowlists_with(sets));
         let have_v4 = trie_entries(&self.allow_v4);
         let have_v6 = trie_entries(&self.allow_v6);
         let max = self.limits.allow_entries;
+        // The allowlists must fit; the suspect ranges beside them only if they can.
+        check_fits(&BTreeSet::new(), &allow_v4, "IPv4", max)?;
+        check_fits(&BTreeSet::new(), &allow_v6, "IPv6", max)?;
+        let old_ports = [self.port_table(0)?, self.port_table(1)?];
+        let moved_ports = ports_revoke(&old_ports, &[&tcp, &udp]);
+        let suspects = Suspects::after(&have_v4, &allow_v4, &have_v6, &allow_v6, max);
+        let (want_v4, want_v6) = suspects.with_allowlists(allow_v4, allow_v6);
         let v4_beside = check_fits(&have_v4, &want_v4, "IPv4", max)?;
         let v6_beside = check_fits(&have_v6, &want_v6, "IPv6", max)?;
-        let old_ports = [self.port_table(0)?, self.port_table(1)?];
         let prev = self.read_settings()?;
         let saved_counters = self.read_stats_slots(&fresh)?;
 
-        let revoked = revokes(
-            &have_v4,
-            &want_v4,
-            &have_v6,
-            &want_v6,
-            &old_ports,
-            &[&tcp, &udp],
-        );
         let plan = Plan {
             ports: [tcp, udp],
             fresh: &fresh,
@@ -66,7 +65,16 @@ impl Datapath {
             have_v4: &have_v4,
             have_v6: &have_v6,
             beside: [v4_beside, v6_beside],
-            settings: settings_for(cfg, &ids, &prev, revoked, self.limits.sources),
+            settings: settings_for(
+                cfg,
+                &ids,
+                &prev,
+                &Revocation {
+                    everything: moved_ports || suspects.overflow,
+                    suspect_ranges: suspects.count(),
+                },
+                self.limits.sources,
+            ),
             ids: &ids,
         };
         if let Err(e) = self.write_plan(&plan, &old_ports) {
@@ -304,32 +312,100 @@ fn allow_keys(
 
 /// The settings slot for `cfg`: enforcement and sweep bits by kernel id, and the next
 /// generation after `prev_generation` (never 0, which no cached verdict may match).
-/// Does a config that writes `want`/`ports` over `have`/`old_ports` take anything away
-/// that a running flow may have been allowed by: an allowlist entry, or a port leaving its
-/// group?
-fn revokes<K4: Ord, K6: Ord>(
-    have_v4: &TrieEntries<K4>,
-    want_v4: &TrieEntries<K4>,
-    have_v6: &TrieEntries<K6>,
-    want_v6: &TrieEntries<K6>,
-    old_ports: &[Vec<u8>; 2],
-    ports: &[&Vec<u8>; 2],
-) -> bool {
-    !have_v4.is_subset(want_v4)
-        || !have_v6.is_subset(want_v6)
-        || old_ports
-            .iter()
-            .zip(ports)
-            .any(|(old, new)| old.iter().zip(new.iter()).any(|(o, n)| *o != 0 && o != n))
+/// Does a config that writes `ports` over `old_ports` move a port out of its group (so that
+/// any flow on it may have been allowed by the old group and not the new)?
+fn ports_revoke(old_ports: &[Vec<u8>; 2], ports: &[&Vec<u8>; 2]) -> bool {
+    old_ports
+        .iter()
+        .zip(ports)
+        .any(|(old, new)| old.iter().zip(new.iter()).any(|(o, n)| *o != 0 && o != n))
+}
+
+/// Is this trie entry a suspect range rather than a group's allowlist entry?
+fn is_suspect<const N: usize>(entry: &(u32, [u8; N])) -> bool {
+    entry.1[0] == SUSPECT_GROUP
+}
+
+/// The suspect ranges after a config: those the tries hold, and the network of every
+/// allowlist entry the config takes away (whatever its group), under [`SUSPECT_GROUP`]. Only
+/// a source inside one may have a running flow that an allowlist allowed and no longer does.
+/// They stay (no flow entry says when its flow ended); when they do not fit beside the
+/// allowlists they are all dropped and the config revokes everything (`overflow`).
+struct Suspects {
+    v4: TrieEntries<AllowKeyV4>,
+    v6: TrieEntries<AllowKeyV6>,
+    overflow: bool,
+}
+
+impl Suspects {
+    fn after(
+        have_v4: &TrieEntries<AllowKeyV4>,
+        allow_v4: &TrieEntries<AllowKeyV4>,
+        have_v6: &TrieEntries<AllowKeyV6>,
+        allow_v6: &TrieEntries<AllowKeyV6>,
+        max: u32,
+    ) -> Suspects {
+        fn suspects<const N: usize>(
+            have: &TrieEntries<[u8; N]>,
+            allow: &TrieEntries<[u8; N]>,
+        ) -> TrieEntries<[u8; N]> {
+            have.iter()
+                .filter(|e| is_suspect(e) || !allow.contains(e))
+                .map(|&(plen, mut data)| {
+                    data[0] = SUSPECT_GROUP;
+                    (plen, data)
+                })
+                .collect()
+        }
+        let (v4, v6) = (suspects(have_v4, allow_v4), suspects(have_v6, allow_v6));
+        let fits =
+            allow_v4.len() + v4.len() <= max as usize && allow_v6.len() + v6.len() <= max as usize;
+        if fits {
+            Suspects {
+                v4,
+                v6,
+                overflow: false,
+            }
+        } else {
+            Suspects {
+                v4: BTreeSet::new(),
+                v6: BTreeSet::new(),
+                overflow: true,
+            }
+        }
+    }
+
+    fn count(&self) -> u32 {
+        u32::try_from(self.v4.len() + self.v6.len()).unwrap_or(u32::MAX)
+    }
+
+    /// What the tries are to hold: the allowlists and the suspect ranges.
+    fn with_allowlists(
+        &self,
+        mut v4: TrieEntries<AllowKeyV4>,
+        mut v6: TrieEntries<AllowKeyV6>,
+    ) -> (TrieEntries<AllowKeyV4>, TrieEntries<AllowKeyV6>) {
+        v4.extend(self.v4.iter().copied());
+        v6.extend(self.v6.iter().copied());
+        (v4, v6)
+    }
+}
+
+/// What a config revokes.
+struct Revocation {
+    /// Possibly any running flow's source (ports moved, or suspect ranges that did not fit).
+    everything: bool,
+    /// Suspect ranges the tries hold after it.
+    suspect_ranges: u32,
 }
 
 /// The settings of `cfg` after `prev`: a new generation, which is also the revoked
-/// generation when the config `revokes` anything.
+/// generation when the config revokes `everything`, and the count of suspect ranges.
 fn settings_for(
     cfg: &Config,
     ids: &GroupIds,
     prev: &Settings,
-    revokes: bool,
+    revokes: &Revocation,
     sources: u32,
 ) -> Settings {
     let generation = prev.generation.wrapping_add(1).max(1);
@@ -353,11 +429,13 @@ fn settings_for(
         generation,
         source_slot_mask: source_slots(sources) - 1,
         events_per_group: cfg.limits.events_per_group_per_second,
-        revoked_generation: if revokes {
+        revoked_generation: if revokes.everything {
             generation
         } else {
             prev.revoked_generation
         },
+        suspect_ranges: revokes.suspect_ranges,
+        _pad0: 0,
     }
 }
 
@@ -577,7 +655,11 @@ groups:
             revoked_generation,
             ..Settings::default()
         };
-        let s = settings_for(&cfg, &ids, &after(6, 3), false, 1000);
+        let none = Revocation {
+            everything: false,
+            suspect_ranges: 0,
+        };
+        let s = settings_for(&cfg, &ids, &after(6, 3), &none, 1000);
         assert_eq!(s.drop_mask, 1 << kubelet, "only kubelet enforces");
         assert_eq!(s.sweep_mask, 1 << nodeport);
         assert_eq!(s.generation, 7);
@@ -590,46 +672,59 @@ groups:
         assert_eq!(s.events_per_sec, cfg.limits.events_per_source_per_second);
         assert_eq!(s.events_per_group, cfg.limits.events_per_group_per_second);
         assert_eq!(s.revoked_generation, 3, "kept when nothing is taken away");
+        let all = Revocation {
+            everything: true,
+            suspect_ranges: 4,
+        };
+        let s = settings_for(&cfg, &ids, &after(6, 3), &all, 1000);
         assert_eq!(
-            settings_for(&cfg, &ids, &after(6, 3), true, 1000).revoked_generation,
-            7,
-            "the new generation when something is"
+            (s.revoked_generation, s.suspect_ranges),
+            (7, 4),
+            "the new generation when everything is"
         );
         // The generation wraps past 0: 0 would match an entry cached before any config.
         assert_eq!(
-            settings_for(&cfg, &ids, &after(u32::MAX, 0), false, 1000).generation,
+            settings_for(&cfg, &ids, &after(u32::MAX, 0), &none, 1000).generation,
             1
         );
         assert_eq!(
-            settings_for(&cfg, &ids, &after(0, 0), false, 1000).generation,
+            settings_for(&cfg, &ids, &after(0, 0), &none, 1000).generation,
             1
         );
     }
 
     #[test]
-    fn a_config_revokes_when_it_takes_an_entry_or_a_port_away() {
-        let entries = |v: &[u8]| -> TrieEntries<u8> { v.iter().map(|x| (8, *x)).collect() };
-        let none = entries(&[]);
+    fn a_config_revokes_everything_when_it_moves_a_port_away() {
         let ports = |v: &[u8]| v.to_vec();
         let same = [ports(&[0, 1, 2]), ports(&[0, 0, 0])];
-        let r = |h4: &[u8], w4: &[u8], old: &[Vec<u8>; 2], new: [&Vec<u8>; 2]| {
-            revokes(&entries(h4), &entries(w4), &none, &none, old, &new)
-        };
-        assert!(!r(&[1], &[1, 2], &same, [&same[0], &same[1]]), "only added");
-        assert!(
-            r(&[1, 2], &[1], &same, [&same[0], &same[1]]),
-            "an entry removed"
+        let r = |new: [&Vec<u8>; 2]| ports_revoke(&same, &new);
+        assert!(!r([&same[0], &same[1]]), "nothing moved");
+        assert!(r([&ports(&[0, 2, 2]), &same[1]]), "port 1 left group 1");
+        assert!(!r([&ports(&[3, 1, 2]), &same[1]]), "a port newly watched");
+    }
+
+    #[test]
+    fn entries_taken_away_become_suspect_ranges_while_they_fit() {
+        let e = |g: u8, last: u8| (8 + 32, [g, 203, 0, 113, last]);
+        let have = BTreeSet::from([e(1, 1), e(2, 2), e(SUSPECT_GROUP, 9)]);
+        let allow = BTreeSet::from([e(1, 1), e(3, 3)]);
+        let none = BTreeSet::new();
+        let s = Suspects::after(&have, &allow, &none, &none, 10);
+        // The one taken away (group 2's) and the one already suspect, under the suspect byte.
+        assert_eq!(
+            s.v4,
+            BTreeSet::from([e(SUSPECT_GROUP, 2), e(SUSPECT_GROUP, 9)])
         );
-        let moved = ports(&[0, 2, 2]);
-        assert!(
-            r(&[1], &[1], &same, [&moved, &same[1]]),
-            "port 1 left group 1"
-        );
-        let added = ports(&[3, 1, 2]);
-        assert!(
-            !r(&[1], &[1], &same, [&added, &same[1]]),
-            "a port newly watched"
-        );
+        assert!(!s.overflow && s.v6.is_empty());
+        assert_eq!(s.count(), 2);
+        let (v4, _) = s.with_allowlists(allow.clone(), BTreeSet::new());
+        assert_eq!(v4.len(), 4);
+        // Only added: no new suspect range (the old one stays).
+        let grown = BTreeSet::from([e(1, 1), e(2, 2), e(3, 3)]);
+        assert_eq!(Suspects::after(&have, &grown, &none, &none, 10).count(), 1);
+        // Not room for them beside the allowlists: none kept, and everything is revoked.
+        let s = Suspects::after(&have, &allow, &none, &none, 3);
+        assert!(s.overflow && s.v4.is_empty());
     }
 
     #[test]

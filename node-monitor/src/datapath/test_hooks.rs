@@ -1,8 +1,11 @@
 //! Test hooks: the loaded programs (for BPF_PROG_TEST_RUN) and direct access to the settings
 //! slot, for the integration tests and the benchmark. Compiled only with `cfg(test)` or the
 //! `test-support` feature, never into a release build.
-use aya::programs::{SchedClassifier, Xdp};
-use node_monitor_common::{Settings, prog_name};
+use aya::{
+    maps::PerCpuArray,
+    programs::{SchedClassifier, Xdp},
+};
+use node_monitor_common::{Addr, Settings, VerdictSlot, map_name, prog_name, verdict_slot};
 
 use super::{Datapath, DatapathError, Result};
 
@@ -41,5 +44,19 @@ impl Datapath {
     /// reload writes it again.
     pub fn set_settings(&mut self, s: Settings) -> Result<()> {
         self.write_settings(s)
+    }
+
+    /// The verdict cache slot of `src` on every CPU.
+    pub fn verdict_slots(&self, src: &Addr) -> Result<Vec<VerdictSlot>> {
+        let name = map_name::VERDICTS;
+        let map = self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+        let err = |error| DatapathError::Map { name, error };
+        let slots: PerCpuArray<_, VerdictSlot> = PerCpuArray::try_from(map).map_err(err)?;
+        Ok(slots
+            .get(&verdict_slot(src), 0)
+            .map_err(err)?
+            .iter()
+            .copied()
+            .collect())
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use node_monitor::config::{Config, Protocol};
 use node_monitor_common::{
-    ACTION_WOULD_DROP, EVENT_REVOKED, Event, VERDICT_ALLOWED, VERDICT_DENIED,
+    ACTION_WOULD_DROP, Addr, EVENT_REVOKED, Event, VERDICT_ALLOWED, VERDICT_DENIED,
 };
 
 use crate::{
@@ -115,9 +115,17 @@ fn revoked_source_is_flagged_on_its_next_packet(fam: Fam, prog: Prog) {
     let before = h.flow(&key).expect("the allowed SYN opened a flow");
     assert_eq!(before.verdict, A);
 
-    // Reload: only the second range stays allowed.
+    // Reload: only the second range stays allowed. The first becomes a suspect range (once,
+    // for both groups): only its sources' denied segments look the flow table up; nothing
+    // revokes everything.
     let cfg = Config::from_yaml(&with(only_second), "reload").expect("reload config");
     h.dp.apply_config(&cfg, &[]).expect("apply_config");
+    let settings = h.dp.settings().expect("settings");
+    assert_eq!(
+        (settings.suspect_ranges, settings.revoked_generation),
+        (1, 0),
+        "{settings:?}"
+    );
     let action = ACTION_WOULD_DROP;
     run_expect(&h, prog, &ack, prog.pass(), "revoked ACK passes (monitor)");
     run_expect(&h, prog, &dgram, prog.pass(), "revoked datagram passes");
@@ -138,6 +146,24 @@ fn revoked_source_is_flagged_on_its_next_packet(fam: Fam, prog: Prog) {
         },
     ];
     assert_events("revoked flows", &evs, &want);
+    // The verdict cache keeps the suspect bit with the source: set for the revoked source,
+    // clear for the other one.
+    let suspect = |src: IpAddr| {
+        let addr = Addr::from_ip(src);
+        let slots = h.dp.verdict_slots(&addr).expect("verdict slots");
+        let mine: Vec<u8> = slots
+            .iter()
+            .filter(|s| s.addr == addr && s.generation == settings.generation)
+            .map(|s| s.suspect)
+            .collect();
+        assert!(
+            !mine.is_empty(),
+            "{src} has no slot of this generation: {slots:?}"
+        );
+        mine.iter().all(|s| *s == 1)
+    };
+    assert!(suspect(revoked), "the revoked source is suspect");
+    assert!(!suspect(kept), "the kept source is not");
     let after = h.flow(&key).expect("flow kept");
     assert_eq!(after.verdict, D, "the flow is flagged now");
     assert_eq!(after.flagged, 1);
