@@ -26,6 +26,7 @@ use super::{
 use crate::{
     config::{SinkKind, SinkSpec},
     detect::OutputItem,
+    tls::{self, TokenFile},
 };
 
 pub(crate) const RETRY_BASE: Duration = Duration::from_millis(200);
@@ -34,6 +35,8 @@ pub const NDJSON: &str = "application/x-ndjson";
 
 pub(crate) struct HttpSender {
     client: reqwest::Client,
+    /// `Authorization: Bearer` from this file, re-read when it changes.
+    token: Option<TokenFile>,
     url: Url,
     batch_max: usize,
     batch_interval: Duration,
@@ -62,6 +65,8 @@ impl HttpSender {
             timeout,
             max_retries,
             headers,
+            tls,
+            bearer_token_file,
         } = &spec.kind
         else {
             return Err(SinkError::invalid(name, "not an http sink"));
@@ -98,7 +103,55 @@ impl HttpSender {
             }
             map.append(hk, hv);
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !tls.is_empty() && url.scheme() != "https" {
+            return Err(SinkError::invalid(
+                name,
+                "tls settings need an https:// URL",
+            ));
+        }
+        if let Some(ca) = &tls.ca_file {
+            // Only this CA: the system's roots are not trusted besides it.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in tls::load_certs(ca).map_err(|e| SinkError::invalid(name, e.to_string()))? {
+                let cert = reqwest::Certificate::from_der(&cert).map_err(|e| {
+                    SinkError::invalid(
+                        name,
+                        format!("`{}`: not a usable CA certificate: {e}", ca.display()),
+                    )
+                })?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some((cert, key)) = &tls.cert_and_key {
+            // Checked as a pair, with errors that name the files and never quote them.
+            tls::load_identity(cert, key).map_err(|e| SinkError::invalid(name, e.to_string()))?;
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| SinkError::io(name, format!("cannot read `{}`", cert.display()), e))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key).map_err(|e| {
+                    SinkError::io(name, format!("cannot read `{}`", key.display()), e)
+                })?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+                SinkError::invalid(
+                    name,
+                    format!(
+                        "cannot use the client certificate `{}` with the key `{}`",
+                        cert.display(),
+                        key.display()
+                    ),
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        let token = bearer_token_file
+            .as_deref()
+            .map(TokenFile::open)
+            .transpose()
+            .map_err(|e| SinkError::invalid(name, e.to_string()))?;
+        let client = builder
             .default_headers(map)
             .user_agent(concat!("node-monitor/", env!("CARGO_PKG_VERSION")))
             .timeout(*timeout)
@@ -108,6 +161,7 @@ impl HttpSender {
             .map_err(|e| SinkError::invalid(name, format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpSender {
             client,
+            token,
             url,
             batch_max: *batch_max,
             batch_interval: *batch_interval,
@@ -149,9 +203,12 @@ impl HttpSender {
     }
 
     async fn post(&self, body: &bytes_body::Body) -> Outcome {
-        let res = self
-            .client
-            .post(self.url.clone())
+        let mut req = self.client.post(self.url.clone());
+        if let Some(token) = &self.token {
+            // Marked sensitive by reqwest: never in its logs or debug output.
+            req = req.bearer_auth(token.current().expose());
+        }
+        let res = req
             .header(CONTENT_TYPE, NDJSON)
             .body(body.clone())
             .send()
@@ -290,6 +347,8 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 max_retries: 1,
                 headers,
+                tls: crate::config::ClientTls::default(),
+                bearer_token_file: None,
             },
             format: Format::Ecs,
             queue: 10,
