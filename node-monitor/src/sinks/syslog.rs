@@ -112,7 +112,9 @@ type Conn = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 enum Connector {
     Tcp,
     Tls {
-        connector: tokio_rustls::TlsConnector,
+        /// Built again when the CA or client certificate files change: each new connection
+        /// gets what they hold now.
+        config: Arc<crate::tls::Reloading<Arc<rustls::ClientConfig>>>,
         name: rustls::pki_types::ServerName<'static>,
     },
 }
@@ -281,12 +283,25 @@ fn tls_connector(
         .cert_and_key
         .as_ref()
         .map(|(c, k)| (c.as_path(), k.as_path()));
-    let config = crate::tls::client_config(ca, identity)
-        .map_err(|e| SinkError::invalid(name, e.to_string()))?;
+    let mut files = vec![ca.clone()];
+    files.extend(
+        identity
+            .iter()
+            .flat_map(|(c, k)| [c.to_path_buf(), k.to_path_buf()]),
+    );
+    let owned = (ca.clone(), tls.cert_and_key.clone());
+    let config = crate::tls::Reloading::new("syslog sink TLS files", files, move || {
+        let (ca, identity) = &owned;
+        crate::tls::client_config(
+            ca,
+            identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+    })
+    .map_err(|e| SinkError::invalid(name, e.to_string()))?;
     let server = crate::tls::server_name(tls.server_name.as_deref(), ip)
         .map_err(|e| SinkError::invalid(name, e.to_string()))?;
     Ok(Connector::Tls {
-        connector: tokio_rustls::TlsConnector::from(config),
+        config: Arc::new(config),
         name: server,
     })
 }
@@ -300,7 +315,7 @@ async fn connect(addr: std::net::SocketAddr, connector: &Connector) -> Result<Co
         let _ = s.set_nodelay(true);
         match connector {
             Connector::Tcp => Ok(Box::new(s) as Conn),
-            Connector::Tls { connector, name } => connector
+            Connector::Tls { config, name } => tokio_rustls::TlsConnector::from(config.current())
                 .connect(name.clone(), s)
                 .await
                 .map(|s| Box::new(s) as Conn)

@@ -241,7 +241,7 @@ fn stamps(paths: &[&Path]) -> Vec<Stamp> {
 
 /// A value built from files, rebuilt when one of them changes (checked at each use: a `stat`
 /// per file). A rebuild that fails keeps the last good value and logs why, once per change.
-struct Reloading<T> {
+pub struct Reloading<T> {
     what: &'static str,
     paths: Vec<PathBuf>,
     build: Box<dyn Fn() -> Result<T, TlsError> + Send + Sync>,
@@ -249,7 +249,9 @@ struct Reloading<T> {
 }
 
 impl<T: Clone> Reloading<T> {
-    fn new(
+    /// Builds the value now (an error here is the caller's); `paths` are the files whose
+    /// change makes [`Reloading::current`] build it again.
+    pub fn new(
         what: &'static str,
         paths: Vec<PathBuf>,
         build: impl Fn() -> Result<T, TlsError> + Send + Sync + 'static,
@@ -265,7 +267,9 @@ impl<T: Clone> Reloading<T> {
         })
     }
 
-    fn current(&self) -> T {
+    /// The value the files hold now: built again if one of them changed since the last call
+    /// (else, or when that fails, the last good one).
+    pub fn current(&self) -> T {
         let refs: Vec<&Path> = self.paths.iter().map(PathBuf::as_path).collect();
         let now = stamps(&refs);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -282,6 +286,15 @@ impl<T: Clone> Reloading<T> {
             }
         }
         state.1.clone()
+    }
+}
+
+impl<T> fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reloading")
+            .field("what", &self.what)
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
     }
 }
 
@@ -459,3 +472,11 @@ pub fn server_name(
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on what it did not expect"
+)]
+mod tests;

@@ -287,3 +287,42 @@ async fn syslog_over_tls_to_a_real_rsyslogd_with_client_certificates() {
     assert_eq!(dropped(&stats[0], "shutdown"), 1, "{stats:?}");
     assert_eq!(rsyslog.lines().len(), n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_sink_picks_up_a_renewed_client_certificate() {
+    let dir = TempDir::new("sink-mtls-renew");
+    let pki = TestPki::write(dir.path());
+    let token = dir.file("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let rx = MtlsReceiver::start(&pki, TOKEN).await;
+    // The sink's certificate files first hold one the receiver's CA did not sign.
+    let (cert, key) = (dir.file("sink.pem"), dir.file("sink-key.pem"));
+    std::fs::copy(&pki.other_client_cert, &cert).unwrap();
+    std::fs::copy(&pki.other_client_key, &key).unwrap();
+    let tls = ClientTls {
+        ca_file: Some(pki.ca.clone()),
+        cert_and_key: Some((cert.clone(), key.clone())),
+        server_name: None,
+    };
+    let sinks = Sinks::start(
+        &[https_spec("renew", &rx.url(), tls, Some(token), 0)],
+        render(),
+    )
+    .unwrap();
+    sinks.send(a("before"));
+    wait_for_async(Duration::from_secs(10), "the refused batch", || {
+        (dropped(stat(&sinks.stats(), "renew"), "retries_exhausted") == 1).then_some(())
+    })
+    .await;
+    assert!(rx.received().is_empty());
+    // Renewed in place (as cert-manager does): the next POST presents the new certificate.
+    std::fs::copy(&pki.client_cert, &cert).unwrap();
+    std::fs::copy(&pki.client_key, &key).unwrap();
+    sinks.send(a("after"));
+    wait_sent(&sinks, "renew", 1).await;
+    let stats = sinks.shutdown(Duration::from_secs(5)).await;
+    assert_accounted(&stats[0], 2);
+    let got = rx.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(id_of(got[0].body.trim()), "after");
+}
