@@ -446,6 +446,7 @@ impl Server {
         metrics: &Metrics,
     ) -> io::Result<Server> {
         let protection = protection_of(settings)?;
+        warn_if_exposed(listen, settings);
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -480,6 +481,7 @@ impl Server {
     /// address. On error nothing changes.
     pub fn protect(&self, settings: &MetricsSettings) -> io::Result<()> {
         let p = Arc::new(protection_of(settings)?);
+        warn_if_exposed(self.listen, settings);
         *self
             .protection
             .lock()
@@ -491,6 +493,20 @@ impl Server {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+/// Beyond loopback, an endpoint without client authentication shows the node's posture to
+/// its network, and a token over plain HTTP crosses it in clear: say so at start.
+fn warn_if_exposed(listen: SocketAddr, settings: &MetricsSettings) {
+    if listen.ip().is_loopback() {
+        return;
+    }
+    let client_ca = settings.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    if settings.bearer_token_file.is_none() && !client_ca {
+        tracing::warn!(%listen, "the metrics endpoint is reachable beyond localhost without client authentication (metrics.tls.client_ca_file or metrics.bearer_token_file)");
+    } else if settings.tls.is_none() {
+        tracing::warn!(%listen, "the metrics endpoint takes a bearer token over plain HTTP beyond localhost: the token crosses the network in clear (set metrics.tls)");
     }
 }
 

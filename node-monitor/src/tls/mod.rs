@@ -146,8 +146,8 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsEr
         .load_private_key(der)
         .map_err(|_| TlsError::Invalid {
             path: key.to_owned(),
-            message: "the private key is not one rustls can sign with (RSA, ECDSA P-256/P-384 \
-                      or Ed25519)"
+            message: "the private key cannot be used: it is damaged, or not an RSA, ECDSA \
+                      (P-256, P-384) or Ed25519 key"
                 .to_owned(),
         })?;
     let ck = CertifiedKey::new(chain, signing);

@@ -459,3 +459,76 @@ async fn a_client_that_never_finishes_its_handshake_is_cut_and_the_cap_holds() {
     );
     srv.stop().await;
 }
+
+/// `check-config` (the binary) on configs that name secret files: it accepts good files and
+/// prints the digest, refuses bad ones at their position, and never prints what they hold.
+#[test]
+fn check_config_names_secret_files_never_their_contents() {
+    const SECRET: &str = "cHJvbWV0aGV1cy1zZWNyZXQ";
+    let dir = TempDir::new("check-config-tls");
+    let pki = TestPki::write(dir.path());
+    let token = dir.file("token");
+    std::fs::write(&token, format!("{SECRET}\n")).unwrap();
+    let bad_token = dir.file("bad-token");
+    std::fs::write(&bad_token, format!("{SECRET} {SECRET}\n")).unwrap();
+    let key_text = std::fs::read_to_string(&pki.server_key).unwrap();
+    let bad_key = dir.file("bad-key.pem");
+    std::fs::write(
+        &bad_key,
+        key_text.replacen('\n', &format!("\n{SECRET}\n"), 1),
+    )
+    .unwrap();
+    let run = |name: &str, token: &Path, key: &Path| {
+        let config = dir.file(name);
+        std::fs::write(
+            &config,
+            format!(
+                "metrics:\n  listen: \"0.0.0.0:9630\"\n  tls:\n    cert_file: {}\n    key_file: {}\n  bearer_token_file: {}\n",
+                pki.server_cert.display(),
+                key.display(),
+                token.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_node-monitor"))
+            .arg("check-config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run check-config");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(SECRET), "a secret was printed: {text}");
+        assert!(
+            !text.contains(key_text.lines().nth(1).unwrap()),
+            "key material: {text}"
+        );
+        (out.status.success(), text, config)
+    };
+    let (ok, text, _) = run("good.yaml", &token, &pki.server_key);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(": ok (") && text.contains("digest "),
+        "{text}"
+    );
+    let (ok, text, config) = run("bad.yaml", &bad_token, &bad_key);
+    assert!(!ok, "{text}");
+    let c = config.display();
+    assert!(
+        text.contains(&format!(
+            "{c}:5:15: metrics.tls.key_file: `{}`: the private key cannot be used",
+            bad_key.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{c}:6:22: metrics.bearer_token_file: `{}`",
+            bad_token.display()
+        )),
+        "{text}"
+    );
+}
