@@ -158,11 +158,6 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsEr
     Ok(Arc::new(ck))
 }
 
-/// A rustls error as text; rustls errors describe the problem, never key bytes.
-fn no_secret(e: &rustls::Error) -> String {
-    e.to_string()
-}
-
 /// A bearer token read from a file. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
@@ -444,12 +439,10 @@ pub fn client_config(
             load_identity(cert, key)?;
             builder
                 .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+                // rustls errors describe the problem, never key bytes.
                 .map_err(|e| TlsError::Invalid {
                     path: key.to_owned(),
-                    message: format!(
-                        "cannot present this client certificate and key: {}",
-                        no_secret(&e)
-                    ),
+                    message: format!("cannot present this client certificate and key: {e}"),
                 })?
         }
         None => builder.with_no_client_auth(),

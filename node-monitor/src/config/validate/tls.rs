@@ -94,10 +94,9 @@ impl Validator<'_> {
             key_file,
             client_ca_file,
         } = raw.value;
-        let client_ca = client_ca_file.map(|ca| {
-            self.ca_file(&format!("{SECTION}.client_ca_file"), &ca)
-                .ok_or(())
-        });
+        // Checked whatever becomes of the pair, so that one pass reports every bad file.
+        let client_ca: Option<Option<PathBuf>> =
+            client_ca_file.map(|ca| self.ca_file(&format!("{SECTION}.client_ca_file"), &ca));
         let (Some(cert), Some(key)) = (&cert_file, &key_file) else {
             for (name, v) in [("cert_file", &cert_file), ("key_file", &key_file)] {
                 if v.is_none() {
@@ -112,10 +111,16 @@ impl Validator<'_> {
             return None;
         };
         let (cert, key) = self.identity(SECTION, cert, key)?;
+        let client_ca = match client_ca {
+            // Reported.
+            Some(None) => return None,
+            Some(Some(ca)) => Some(ca),
+            None => None,
+        };
         Some(ServerFiles {
             cert,
             key,
-            client_ca: client_ca.transpose().ok()?,
+            client_ca,
         })
     }
 
