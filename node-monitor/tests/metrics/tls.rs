@@ -532,3 +532,51 @@ fn check_config_names_secret_files_never_their_contents() {
         "{text}"
     );
 }
+
+/// What a reload does at the same address: `Server::protect` gives the next connections the
+/// new settings without a rebind; settings whose files cannot be used change nothing.
+#[tokio::test]
+async fn a_reload_protects_the_running_endpoint_without_a_rebind() {
+    let dir = TempDir::new("metrics-protect");
+    let token = dir.file("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let m = populated();
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+    let srv = metrics::Server::start(listen, &MetricsSettings::DEFAULT, &m)
+        .await
+        .expect("start");
+    let get = |auth: Option<&'static str>| async move {
+        let mut s = TcpStream::connect(listen).await.expect("connect");
+        let mut req = format!("GET /metrics HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n");
+        if let Some(t) = auth {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        String::from_utf8_lossy(&buf)
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .expect("status")
+    };
+    assert_eq!(get(None).await, 200);
+    srv.protect(&settings(None, Some(&token))).expect("protect");
+    assert_eq!(srv.listen(), listen);
+    assert_eq!(get(None).await, 401);
+    assert_eq!(get(Some(TOKEN)).await, 200);
+    // A token file that went missing: an error that names it, and the token still applies.
+    let gone = dir.file("gone");
+    let e = srv.protect(&settings(None, Some(&gone))).unwrap_err();
+    assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
+    assert_eq!(get(None).await, 401);
+    assert_eq!(get(Some(TOKEN)).await, 200);
+    // Protection off again.
+    srv.protect(&MetricsSettings::DEFAULT).expect("unprotect");
+    assert_eq!(get(None).await, 200);
+    srv.stop().await;
+}
