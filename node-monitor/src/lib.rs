@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod detect;
 pub mod render;
 pub mod sinks;
+pub mod tls;
 
 pub mod daemon;
 pub mod firewall;

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     model::{AttachMode, Config},
-    outputs::SinkKind,
+    outputs::{ClientTls, SinkKind},
 };
 
 impl Config {
@@ -99,7 +99,10 @@ impl Config {
                     " path={} max_size_bytes={max_size_bytes} keep={keep}",
                     path.display()
                 )),
-                SinkKind::Syslog { transport } => out.push_str(&format!(" address={transport}")),
+                SinkKind::Syslog { transport, tls } => {
+                    out.push_str(&format!(" address={transport}"));
+                    push_client_tls(&mut out, tls);
+                }
                 SinkKind::Http {
                     url,
                     batch_max,
@@ -107,6 +110,8 @@ impl Config {
                     timeout,
                     max_retries,
                     headers,
+                    tls,
+                    bearer_token_file,
                 } => {
                     // Header values are often secrets: the canonical form carries a hash of
                     // each, which is enough for the digest to change when one does.
@@ -125,11 +130,32 @@ impl Config {
                         timeout.as_millis(),
                         headers.join(",")
                     ));
+                    push_client_tls(&mut out, tls);
+                    if let Some(f) = bearer_token_file {
+                        out.push_str(&format!(" bearer_token_file={}", f.display()));
+                    }
                 }
             }
             out.push('\n');
         }
-        out.push_str(&format!("metrics listen={}\n", self.metrics.listen));
+        // TLS and token files by path only: what they hold is secret, and is re-read when it
+        // changes without being a config change.
+        let m = &self.metrics;
+        out.push_str(&format!("metrics listen={}", m.listen));
+        if let Some(t) = &m.tls {
+            out.push_str(&format!(
+                " tls_cert_file={} tls_key_file={}",
+                t.cert.display(),
+                t.key.display()
+            ));
+            if let Some(ca) = &t.client_ca {
+                out.push_str(&format!(" tls_client_ca_file={}", ca.display()));
+            }
+        }
+        if let Some(f) = &m.bearer_token_file {
+            out.push_str(&format!(" bearer_token_file={}", f.display()));
+        }
+        out.push('\n');
         let c = &self.cluster;
         out.push_str(&format!(
             "cluster enabled={} node_name={} resync_s={} stale_after_s={}\n",
@@ -147,5 +173,23 @@ impl Config {
     pub fn digest(&self) -> String {
         let hash = Sha256::digest(self.canonical().as_bytes());
         hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The TLS files of a sink, by path (nothing when none is set, so that the canonical form of
+/// a sink without TLS is what it always was).
+fn push_client_tls(out: &mut String, tls: &ClientTls) {
+    if let Some(ca) = &tls.ca_file {
+        out.push_str(&format!(" tls_ca_file={}", ca.display()));
+    }
+    if let Some((cert, key)) = &tls.cert_and_key {
+        out.push_str(&format!(
+            " tls_cert_file={} tls_key_file={}",
+            cert.display(),
+            key.display()
+        ));
+    }
+    if let Some(name) = &tls.server_name {
+        out.push_str(&format!(" tls_server_name={name}"));
     }
 }

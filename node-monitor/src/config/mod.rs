@@ -42,7 +42,7 @@ pub use model::{
     Action, AlertSettings, AllowEntry, AttachMode, Config, Group, Limits, MAX_USER_GROUPS,
     MetricsSettings, PodSelector, PortRange, Protocol, Sampling, SymbolicSet,
 };
-pub use outputs::{Format, SinkKind, SinkSpec, SyslogTransport};
+pub use outputs::{ClientTls, Format, SinkKind, SinkSpec, SyslogTransport};
 pub use reload::ReloadPlan;
 pub use tables::SetValues;
 

@@ -366,6 +366,12 @@ pub struct AlertSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
     pub listen: std::net::SocketAddr,
+    /// HTTPS with this certificate and key (re-read when the files change), and client
+    /// certificates checked against `client_ca` when it is set. `None`: plain HTTP.
+    pub tls: Option<crate::tls::ServerFiles>,
+    /// `/metrics` (and every path but `/healthz` and `/readyz`) wants
+    /// `Authorization: Bearer <the file's token>`; the file is re-read when it changes.
+    pub bearer_token_file: Option<std::path::PathBuf>,
 }
 
 impl AlertSettings {
@@ -390,6 +396,8 @@ impl MetricsSettings {
     /// `127.0.0.1:9630`.
     pub const DEFAULT: MetricsSettings = MetricsSettings {
         listen: std::net::SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9630),
+        tls: None,
+        bearer_token_file: None,
     };
 }
 

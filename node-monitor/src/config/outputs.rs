@@ -24,6 +24,27 @@ pub enum SyslogTransport {
     Tcp(std::net::SocketAddr),
     /// `unix:///dev/log` (datagram socket, as rsyslog's imuxsock).
     Unix(std::path::PathBuf),
+    /// `tls://HOST:PORT`: TCP under TLS, octet-counted framing (RFC 5425).
+    Tls(std::net::SocketAddr),
+}
+
+/// The TLS settings of a sink that connects out (https, syslog over TLS). Paths only: the
+/// files are read (and checked) when the config is loaded and when the sink starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM CA bundle the server's certificate must chain to, instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate (chain) and its private key, for mutual TLS.
+    pub cert_and_key: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The name the server's certificate must hold (syslog; default: the address's IP).
+    pub server_name: Option<String>,
+}
+
+impl ClientTls {
+    /// Nothing set: the defaults of the transport.
+    pub fn is_empty(&self) -> bool {
+        *self == ClientTls::default()
+    }
 }
 
 /// The kind of a sink and its own settings.
@@ -38,6 +59,8 @@ pub enum SinkKind {
     },
     Syslog {
         transport: SyslogTransport,
+        /// Only with `tls://` (where `ca_file` is required).
+        tls: ClientTls,
     },
     /// Batched NDJSON POST (`Content-Type: application/x-ndjson`), retried with backoff.
     Http {
@@ -50,8 +73,12 @@ pub enum SinkKind {
         timeout: std::time::Duration,
         /// Retries of a failed POST before its batch is dropped (and counted).
         max_retries: u32,
-        /// Extra request headers (e.g. Authorization), in order.
+        /// Extra request headers, in order.
         headers: Vec<(String, String)>,
+        /// Only with `https://`.
+        tls: ClientTls,
+        /// Sent as `Authorization: Bearer <token>`; re-read when the file changes.
+        bearer_token_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -99,6 +126,7 @@ impl fmt::Display for SyslogTransport {
             SyslogTransport::Udp(a) => write!(f, "udp://{a}"),
             SyslogTransport::Tcp(a) => write!(f, "tcp://{a}"),
             SyslogTransport::Unix(p) => write!(f, "unix://{}", p.display()),
+            SyslogTransport::Tls(a) => write!(f, "tls://{a}"),
         }
     }
 }

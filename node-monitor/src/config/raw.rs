@@ -157,6 +157,27 @@ pub(super) struct RawScan {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub(super) listen: Option<Spanned<String>>,
+    pub(super) tls: Option<Spanned<RawServerTls>>,
+    pub(super) bearer_token_file: Option<Spanned<String>>,
+}
+
+/// `metrics.tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServerTls {
+    pub(super) cert_file: Option<Spanned<String>>,
+    pub(super) key_file: Option<Spanned<String>>,
+    pub(super) client_ca_file: Option<Spanned<String>>,
+}
+
+/// `sinks[i].tls` (http and syslog sinks).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientTls {
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) cert_file: Option<Spanned<String>>,
+    pub(super) key_file: Option<Spanned<String>>,
+    pub(super) server_name: Option<Spanned<String>>,
 }
 
 /// One `sinks` entry as written: the fields of every type, checked against `type` later so
@@ -180,6 +201,8 @@ pub(super) struct RawSink {
     pub(super) timeout_ms: Option<Spanned<u64>>,
     pub(super) max_retries: Option<Spanned<u64>>,
     pub(super) headers: Option<Spanned<RawHeaders>>,
+    pub(super) tls: Option<Spanned<RawClientTls>>,
+    pub(super) bearer_token_file: Option<Spanned<String>>,
 }
 
 /// The `headers` mapping of an http sink, in file order.

@@ -22,7 +22,8 @@ pub struct ReloadPlan {
     pub alerts: bool,
     /// `sinks` changed: reconfigure the outputs.
     pub sinks: bool,
-    /// `metrics.listen` changed: rebind the metrics endpoint.
+    /// `metrics` changed: rebind the endpoint (a new `listen`), or give the next connections
+    /// its new TLS and authentication settings (same address).
     pub metrics: bool,
 }
 

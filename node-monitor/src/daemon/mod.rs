@@ -182,7 +182,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let metrics = Metrics::new();
     let listen = opts.metrics_addr.unwrap_or(cfg.metrics.listen);
-    let server = metrics::Server::start(listen, &metrics).await?;
+    let server = metrics::Server::start(listen, &cfg.metrics, &metrics).await?;
 
     let observer = Observer::local();
     let render: Renderer =

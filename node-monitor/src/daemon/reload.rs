@@ -67,8 +67,14 @@ impl Daemon {
         if plan.reattach && self.opts.attach.is_none() {
             self.reattach(new.attach.unwrap_or(AttachMode::Xdp));
         }
-        if plan.metrics && self.opts.metrics_addr.is_none() {
-            match metrics::Server::start(new.metrics.listen, &self.metrics).await {
+        let listen = self.opts.metrics_addr.unwrap_or(new.metrics.listen);
+        if plan.metrics && listen == self.server.listen() {
+            // Same address: new TLS and authentication settings for the next connections.
+            if let Err(e) = self.server.protect(&new.metrics) {
+                error!(error = %e, "cannot apply the new metrics endpoint settings; the old ones stay");
+            }
+        } else if plan.metrics {
+            match metrics::Server::start(listen, &new.metrics, &self.metrics).await {
                 Ok(server) => {
                     let old = std::mem::replace(&mut self.server, server);
                     info!(from = %old.listen(), to = %new.metrics.listen, "metrics endpoint moved");

@@ -1,5 +1,8 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text or OpenMetrics, by `Accept`), `/healthz`,
-//! `/readyz`.
+//! `/readyz`; over TLS when configured, and with client authentication (a client certificate
+//! that chains to a client CA, a bearer token, or both) for every path but `/healthz` and
+//! `/readyz`, which stay open to the kubelet's probes: they tell only whether the daemon is up
+//! and ready.
 use std::{
     collections::HashMap,
     future::Future,
@@ -23,6 +26,10 @@ use hyper_util::{
 use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::Metrics;
+use crate::{
+    config::MetricsSettings,
+    tls::{ReloadingServer, TlsError, TokenFile},
+};
 
 /// `Content-Type` of the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -105,6 +112,94 @@ pub async fn serve_with(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let open = Arc::new(Mutex::new(Arc::new(Protection::open())));
+    serve_protected(listener, metrics, limits, open, shutdown).await
+}
+
+/// Who may see what, and over what: TLS (with an optional client CA) and a bearer token.
+/// `/healthz` and `/readyz` need neither credential; every other path needs each one that
+/// is configured (a client certificate that chains to the client CA, and the token).
+#[derive(Debug, Default)]
+pub struct Protection {
+    tls: Option<ReloadingServer>,
+    token: Option<TokenFile>,
+}
+
+impl Protection {
+    /// Plain HTTP, every path open.
+    pub fn open() -> Protection {
+        Protection::default()
+    }
+
+    /// From the config's `metrics` section: the files are read now (an unusable one is an
+    /// error, naming the file and never its contents) and re-read when they change.
+    pub fn from_settings(settings: &MetricsSettings) -> Result<Protection, TlsError> {
+        Ok(Protection {
+            tls: settings
+                .tls
+                .as_ref()
+                .map(ReloadingServer::open)
+                .transpose()?,
+            token: settings
+                .bearer_token_file
+                .as_deref()
+                .map(TokenFile::open)
+                .transpose()?,
+        })
+    }
+
+    /// Whether a request for `path` with `authorization` may pass, on a connection whose
+    /// client certificate was (or was not) verified; the refusal otherwise.
+    fn check(
+        &self,
+        path: &str,
+        authorization: Option<&[u8]>,
+        client_verified: bool,
+    ) -> Option<Response> {
+        if matches!(path, "/healthz" | "/readyz") {
+            return None;
+        }
+        if self.tls.as_ref().is_some_and(ReloadingServer::client_auth) && !client_verified {
+            return Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    "a client certificate signed by the configured client CA is required\n",
+                )
+                    .into_response(),
+            );
+        }
+        if let Some(token) = &self.token {
+            let given = authorization.and_then(|a| {
+                let (scheme, rest) = a.split_at_checked(7)?;
+                scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+            });
+            if !given.is_some_and(|g| token.current().matches(g)) {
+                return Some(
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+                        "a valid bearer token is required\n",
+                    )
+                        .into_response(),
+                );
+            }
+        }
+        None
+    }
+}
+
+/// The protection in force; a reload swaps it for the next connections.
+pub type SharedProtection = Arc<Mutex<Arc<Protection>>>;
+
+/// [`serve_with`] under `protection`, read again for every new connection (so that a reload
+/// that changes it applies without a rebind).
+pub async fn serve_protected(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    limits: ServeLimits,
+    protection: SharedProtection,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let app = router(metrics);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let peers: Peers = Arc::default();
@@ -136,8 +231,11 @@ pub async fn serve_with(
                     continue;
                 };
                 let service = TowerToHyperService::new(app.clone());
+                let protection = Arc::clone(
+                    &protection.lock().unwrap_or_else(PoisonError::into_inner),
+                );
                 conns.spawn(async move {
-                    serve_connection(stream, service, limits).await;
+                    serve_protected_connection(stream, service, protection, limits).await;
                     drop((slot, peer_slot));
                 });
             }
@@ -191,12 +289,79 @@ impl Drop for PeerSlot {
     }
 }
 
-/// One connection, HTTP/1.1, under `limits`.
-async fn serve_connection(
+/// One connection: the TLS handshake first when configured (within the header timeout, so
+/// that a client that never finishes it holds its slot no longer than a slow request), then
+/// HTTP/1.1 with every request checked against `protection`.
+async fn serve_protected_connection(
     stream: tokio::net::TcpStream,
     service: TowerToHyperService<Router>,
+    protection: Arc<Protection>,
     limits: ServeLimits,
 ) {
+    let Some(tls) = &protection.tls else {
+        let service = guarded(service, Arc::clone(&protection), false);
+        serve_connection(stream, service, limits).await;
+        return;
+    };
+    let accepted = match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
+    {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "metrics endpoint: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("metrics endpoint: TLS handshake timed out");
+            return;
+        }
+    };
+    let service = guarded(service, Arc::clone(&protection), accepted.client_verified);
+    serve_connection(accepted.stream, service, limits).await;
+}
+
+/// `service`, behind the checks of `protection`.
+fn guarded(
+    service: TowerToHyperService<Router>,
+    protection: Arc<Protection>,
+    client_verified: bool,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let refused = protection.check(
+            req.uri().path(),
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+            client_verified,
+        );
+        let service = service.clone();
+        async move {
+            match refused {
+                Some(r) => Ok(r),
+                None => hyper::service::Service::call(&service, req).await,
+            }
+        }
+    })
+}
+
+/// One connection, HTTP/1.1, under `limits`.
+async fn serve_connection<IO, S>(stream: IO, service: S, limits: ServeLimits)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -267,24 +432,44 @@ async fn readyz(State(metrics): State<Metrics>) -> (StatusCode, &'static str) {
 #[derive(Debug)]
 pub struct Server {
     listen: SocketAddr,
+    protection: SharedProtection,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<io::Result<()>>,
 }
 
 impl Server {
-    /// Binds `listen` and serves `metrics` there on a task of its own.
-    pub async fn start(listen: SocketAddr, metrics: &Metrics) -> io::Result<Server> {
+    /// Binds `listen` and serves `metrics` there on a task of its own, protected as
+    /// `settings` says (its TLS and token files are read now).
+    pub async fn start(
+        listen: SocketAddr,
+        settings: &MetricsSettings,
+        metrics: &Metrics,
+    ) -> io::Result<Server> {
+        let protection = protection_of(settings)?;
+        warn_if_exposed(listen, settings);
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("binding the metrics endpoint on {listen}: {e}"),
             )
         })?;
+        let protection: SharedProtection = Arc::new(Mutex::new(Arc::new(protection)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, metrics.clone(), async {
-            let _ = stopped.await;
-        }));
-        Ok(Server { listen, stop, task })
+        let task = tokio::spawn(serve_protected(
+            listener,
+            metrics.clone(),
+            ServeLimits::default(),
+            Arc::clone(&protection),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Server {
+            listen,
+            protection,
+            stop,
+            task,
+        })
     }
 
     /// The address it serves on.
@@ -292,9 +477,44 @@ impl Server {
         self.listen
     }
 
+    /// New TLS and authentication settings for the connections to come, on the same
+    /// address. On error nothing changes.
+    pub fn protect(&self, settings: &MetricsSettings) -> io::Result<()> {
+        let p = Arc::new(protection_of(settings)?);
+        warn_if_exposed(self.listen, settings);
+        *self
+            .protection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = p;
+        Ok(())
+    }
+
     /// Stops serving and waits for the task to end.
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
+}
+
+/// Beyond loopback, an endpoint without client authentication shows the node's posture to
+/// its network, and a token over plain HTTP crosses it in clear: say so at start.
+fn warn_if_exposed(listen: SocketAddr, settings: &MetricsSettings) {
+    if listen.ip().is_loopback() {
+        return;
+    }
+    let client_ca = settings.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    if settings.bearer_token_file.is_none() && !client_ca {
+        tracing::warn!(%listen, "the metrics endpoint is reachable beyond localhost without client authentication (metrics.tls.client_ca_file or metrics.bearer_token_file)");
+    } else if settings.tls.is_none() {
+        tracing::warn!(%listen, "the metrics endpoint takes a bearer token over plain HTTP beyond localhost: the token crosses the network in clear (set metrics.tls)");
+    }
+}
+
+fn protection_of(settings: &MetricsSettings) -> io::Result<Protection> {
+    Protection::from_settings(settings).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("metrics endpoint: {e}"),
+        )
+    })
 }

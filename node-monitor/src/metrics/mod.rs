@@ -23,8 +23,8 @@ use std::{
 
 use families::{PreparedFamily, SnapshotCollector, prepare};
 pub use http::{
-    CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, ServeLimits, Server, router, serve, serve_with,
-    wants_openmetrics,
+    CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Protection, ServeLimits, Server, SharedProtection,
+    router, serve, serve_protected, serve_with, wants_openmetrics,
 };
 use prometheus_client::{metrics::info::Info, registry::Registry};
 pub use snapshot::{

@@ -24,8 +24,9 @@ use super::{
     worker::{Ctx, backoff},
 };
 use crate::{
-    config::{SinkKind, SinkSpec},
+    config::{ClientTls, SinkKind, SinkSpec},
     detect::OutputItem,
+    tls::{self, Reloading, TlsError, TokenFile},
 };
 
 pub(crate) const RETRY_BASE: Duration = Duration::from_millis(200);
@@ -33,7 +34,9 @@ pub(crate) const RETRY_CAP: Duration = Duration::from_secs(10);
 pub const NDJSON: &str = "application/x-ndjson";
 
 pub(crate) struct HttpSender {
-    client: reqwest::Client,
+    client: Reloading<reqwest::Client>,
+    /// `Authorization: Bearer` from this file, re-read when it changes.
+    token: Option<TokenFile>,
     url: Url,
     batch_max: usize,
     batch_interval: Duration,
@@ -62,6 +65,8 @@ impl HttpSender {
             timeout,
             max_retries,
             headers,
+            tls,
+            bearer_token_file,
         } = &spec.kind
         else {
             return Err(SinkError::invalid(name, "not an http sink"));
@@ -98,16 +103,33 @@ impl HttpSender {
             }
             map.append(hk, hv);
         }
-        let client = reqwest::Client::builder()
-            .default_headers(map)
-            .user_agent(concat!("node-monitor/", env!("CARGO_PKG_VERSION")))
-            .timeout(*timeout)
-            .connect_timeout(*timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SinkError::invalid(name, format!("cannot build the HTTP client: {e}")))?;
+        if !tls.is_empty() && url.scheme() != "https" {
+            return Err(SinkError::invalid(
+                name,
+                "tls settings need an https:// URL",
+            ));
+        }
+        let token = bearer_token_file
+            .as_deref()
+            .map(TokenFile::open)
+            .transpose()
+            .map_err(|e| SinkError::invalid(name, e.to_string()))?;
+        // The client is built again when its CA or client certificate files change (a renewed
+        // certificate applies to the next POST, without a reload).
+        let files: Vec<std::path::PathBuf> = tls
+            .ca_file
+            .iter()
+            .chain(tls.cert_and_key.iter().flat_map(|(c, k)| [c, k]))
+            .cloned()
+            .collect();
+        let (tls, timeout) = (tls.clone(), *timeout);
+        let client = Reloading::new("http sink TLS files", files, move || {
+            build_client(&tls, map.clone(), timeout)
+        })
+        .map_err(|e| SinkError::invalid(name, e.to_string()))?;
         Ok(HttpSender {
             client,
+            token,
             url,
             batch_max: *batch_max,
             batch_interval: *batch_interval,
@@ -149,9 +171,12 @@ impl HttpSender {
     }
 
     async fn post(&self, body: &bytes_body::Body) -> Outcome {
-        let res = self
-            .client
-            .post(self.url.clone())
+        let mut req = self.client.current().post(self.url.clone());
+        if let Some(token) = &self.token {
+            // Marked sensitive by reqwest: never in its logs or debug output.
+            req = req.bearer_auth(token.current().expose());
+        }
+        let res = req
             .header(CONTENT_TYPE, NDJSON)
             .body(body.clone())
             .send()
@@ -242,6 +267,53 @@ impl HttpSender {
     }
 }
 
+/// The HTTP client: the sink's TLS files (checked again, with errors that name the files and
+/// never quote them), headers, timeouts, and no redirects.
+fn build_client(
+    tls: &ClientTls,
+    headers: HeaderMap,
+    timeout: Duration,
+) -> Result<reqwest::Client, TlsError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = &tls.ca_file {
+        // Only this CA: the system's roots are not trusted besides it.
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in tls::load_certs(ca)? {
+            let cert = reqwest::Certificate::from_der(&cert).map_err(|e| TlsError::Invalid {
+                path: ca.clone(),
+                message: format!("not a usable CA certificate: {e}"),
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some((cert, key)) = &tls.cert_and_key {
+        // Checked as a pair first, for the clearer error.
+        tls::load_identity(cert, key)?;
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| TlsError::Read {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|_| TlsError::Invalid {
+            path: cert.clone(),
+            message: format!("cannot be used with the key `{}`", key.display()),
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .default_headers(headers)
+        .user_agent(concat!("node-monitor/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| TlsError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
 /// The error and its causes on one line ("error sending request: ... Connection refused").
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -290,6 +362,8 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 max_retries: 1,
                 headers,
+                tls: crate::config::ClientTls::default(),
+                bearer_token_file: None,
             },
             format: Format::Ecs,
             queue: 10,

@@ -1,5 +1,6 @@
-//! The syslog sink: RFC 5424 messages over UDP, TCP (RFC 6587 octet counting) or a unix
-//! datagram socket (`/dev/log` style).
+//! The syslog sink: RFC 5424 messages over UDP, TCP (RFC 6587 octet counting), TLS (RFC 5425:
+//! the same octet-counted frames in a TLS stream, with a CA bundle of its own and optionally a
+//! client certificate) or a unix datagram socket (`/dev/log` style).
 //!
 //! ```text
 //! <PRI>1 TIMESTAMP HOSTNAME node-monitor PROCID MSGID - MSG
@@ -17,7 +18,7 @@
 //! UDP sends one message per datagram and keeps long messages whole: receivers that cap
 //! messages (rsyslog's default `maxMessageSize` is 8 KiB) truncate them, and a datagram over
 //! 65,507 bytes fails and counts as `send_error`. TCP reconnects with backoff (200 ms doubling,
-//! capped 10 s); while it is down, records wait in the sink's bounded queue (overflow counts as
+//! capped 10 s), and so does TLS (a failed handshake too); while it is down, records wait in the sink's bounded queue (overflow counts as
 //! `queue_full`), and a batch whose write failed is sent again on the new connection. Unix
 //! sends each datagram to the path, so a restarted syslog daemon is picked up by itself.
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -34,7 +35,7 @@ use super::{
     worker::{Ctx, MAX_BATCH, backoff, recv_batch},
 };
 use crate::{
-    config::SyslogTransport,
+    config::{ClientTls, SyslogTransport},
     detect::{OutputItem, Severity},
     render::Observer,
 };
@@ -103,11 +104,27 @@ impl Header {
     }
 }
 
+/// An open TCP or TLS connection to the receiver.
+type Conn = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// What a stream transport connects with: TCP alone, or TLS over it.
+#[derive(Clone)]
+enum Connector {
+    Tcp,
+    Tls {
+        /// Built again when the CA or client certificate files change: each new connection
+        /// gets what they hold now.
+        config: Arc<crate::tls::Reloading<Arc<rustls::ClientConfig>>>,
+        name: rustls::pki_types::ServerName<'static>,
+    },
+}
+
 enum Transport {
     Udp(UdpSocket),
-    Tcp {
+    Stream {
         addr: std::net::SocketAddr,
-        conn: Option<TcpStream>,
+        connector: Connector,
+        conn: Option<Conn>,
     },
     Unix {
         path: PathBuf,
@@ -123,7 +140,17 @@ pub(crate) struct SyslogSender {
 impl SyslogSender {
     /// Opens the socket (UDP: bound and connected; unix: an unbound datagram socket). A TCP
     /// peer is connected to by the worker, with backoff.
-    pub(crate) fn new(name: &str, t: &SyslogTransport) -> Result<SyslogSender, SinkError> {
+    pub(crate) fn new(
+        name: &str,
+        t: &SyslogTransport,
+        tls: &ClientTls,
+    ) -> Result<SyslogSender, SinkError> {
+        if !tls.is_empty() && !matches!(t, SyslogTransport::Tls(_)) {
+            return Err(SinkError::invalid(
+                name,
+                "tls settings apply to tls://HOST:PORT addresses only",
+            ));
+        }
         let transport = match t {
             SyslogTransport::Udp(addr) => {
                 let bind: std::net::SocketAddr = if addr.is_ipv4() {
@@ -143,15 +170,21 @@ impl SyslogSender {
                         .map_err(|e| SinkError::io(name, ctx("cannot register the"), e))?,
                 )
             }
-            SyslogTransport::Tcp(addr) => {
+            SyslogTransport::Tcp(addr) | SyslogTransport::Tls(addr) => {
                 if addr.port() == 0 || addr.ip().is_unspecified() {
                     return Err(SinkError::invalid(
                         name,
                         format!("cannot send syslog to {addr}"),
                     ));
                 }
-                Transport::Tcp {
+                let connector = if matches!(t, SyslogTransport::Tls(_)) {
+                    tls_connector(name, addr.ip(), tls)?
+                } else {
+                    Connector::Tcp
+                };
+                Transport::Stream {
                     addr: *addr,
+                    connector,
                     conn: None,
                 }
             }
@@ -199,18 +232,22 @@ impl SyslogSender {
                         datagram(sock.send_to(m.as_bytes(), &*path).await, &ctx, &mut health);
                     }
                 }
-                Transport::Tcp { addr, conn } => {
+                Transport::Stream {
+                    addr,
+                    connector,
+                    conn,
+                } => {
                     let mut frames = Vec::with_capacity(messages.iter().map(|m| m.len() + 8).sum());
                     for m in &messages {
                         frames.extend_from_slice(format!("{} ", m.len()).as_bytes());
                         frames.extend_from_slice(m.as_bytes());
                     }
-                    tcp_send(*addr, conn, &frames, &ctx, &mut health).await;
+                    stream_send(*addr, connector, conn, &frames, &ctx, &mut health).await;
                     ctx.counters.sent(messages.len() as u64);
                 }
             }
         }
-        if let Transport::Tcp { conn: Some(c), .. } = &mut self.transport {
+        if let Transport::Stream { conn: Some(c), .. } = &mut self.transport {
             let _ = c.shutdown().await;
         }
     }
@@ -229,11 +266,73 @@ fn datagram(res: std::io::Result<usize>, ctx: &Ctx, health: &mut Health) {
     }
 }
 
+/// The TLS side of a `tls://` sink: only the CA bundle's roots, the client certificate when
+/// set, the server name (else the address's IP) to verify.
+fn tls_connector(
+    name: &str,
+    ip: std::net::IpAddr,
+    tls: &ClientTls,
+) -> Result<Connector, SinkError> {
+    let Some(ca) = &tls.ca_file else {
+        return Err(SinkError::invalid(
+            name,
+            "syslog over tls:// needs tls.ca_file (the receiver's CA bundle)",
+        ));
+    };
+    let identity = tls
+        .cert_and_key
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    let mut files = vec![ca.clone()];
+    files.extend(
+        identity
+            .iter()
+            .flat_map(|(c, k)| [c.to_path_buf(), k.to_path_buf()]),
+    );
+    let owned = (ca.clone(), tls.cert_and_key.clone());
+    let config = crate::tls::Reloading::new("syslog sink TLS files", files, move || {
+        let (ca, identity) = &owned;
+        crate::tls::client_config(
+            ca,
+            identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+    })
+    .map_err(|e| SinkError::invalid(name, e.to_string()))?;
+    let server = crate::tls::server_name(tls.server_name.as_deref(), ip)
+        .map_err(|e| SinkError::invalid(name, e.to_string()))?;
+    Ok(Connector::Tls {
+        config: Arc::new(config),
+        name: server,
+    })
+}
+
+/// A new connection to `addr` (and its TLS handshake), within `TCP_CONNECT_TIMEOUT`.
+async fn connect(addr: std::net::SocketAddr, connector: &Connector) -> Result<Conn, String> {
+    let attempt = async {
+        let s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let _ = s.set_nodelay(true);
+        match connector {
+            Connector::Tcp => Ok(Box::new(s) as Conn),
+            Connector::Tls { config, name } => tokio_rustls::TlsConnector::from(config.current())
+                .connect(name.clone(), s)
+                .await
+                .map(|s| Box::new(s) as Conn)
+                .map_err(|e| format!("TLS handshake with {addr} failed: {e}")),
+        }
+    };
+    tokio::time::timeout(TCP_CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("cannot connect to {addr}: timed out")))
+}
+
 /// Writes `frames` on the connection, (re)connecting with backoff until it succeeds. Returns
 /// only once written (the shutdown deadline bounds it).
-async fn tcp_send(
+async fn stream_send(
     addr: std::net::SocketAddr,
-    conn: &mut Option<TcpStream>,
+    connector: &Connector,
+    conn: &mut Option<Conn>,
     frames: &[u8],
     ctx: &Ctx,
     health: &mut Health,
@@ -246,20 +345,10 @@ async fn tcp_send(
                 tokio::time::sleep(backoff(attempt, RECONNECT_BASE, RECONNECT_CAP)).await;
             }
             attempt = attempt.saturating_add(1);
-            match tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    *conn = Some(s);
-                }
-                Ok(Err(e)) => {
-                    health.fail(&ctx.name, &format_args!("cannot connect to {addr}: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    health.fail(
-                        &ctx.name,
-                        &format_args!("cannot connect to {addr}: timed out"),
-                    );
+            match connect(addr, connector).await {
+                Ok(c) => *conn = Some(c),
+                Err(e) => {
+                    health.fail(&ctx.name, &e);
                     continue;
                 }
             }
@@ -267,7 +356,12 @@ async fn tcp_send(
         let Some(stream) = conn.as_mut() else {
             continue;
         };
-        match stream.write_all(frames).await {
+        // TLS holds written records until flushed.
+        let written = async {
+            stream.write_all(frames).await?;
+            stream.flush().await
+        };
+        match written.await {
             Ok(()) => {
                 health.ok(&ctx.name);
                 return;

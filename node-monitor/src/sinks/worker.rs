@@ -92,8 +92,8 @@ pub(super) fn prepare(spec: &SinkSpec) -> Result<Prepared, SinkError> {
             *max_size_bytes,
             *keep,
         )?),
-        SinkKind::Syslog { transport } => {
-            Prepared::Syslog(syslog::SyslogSender::new(&spec.name, transport)?)
+        SinkKind::Syslog { transport, tls } => {
+            Prepared::Syslog(syslog::SyslogSender::new(&spec.name, transport, tls)?)
         }
         SinkKind::Http { .. } => Prepared::Http(http::HttpSender::new(spec)?),
     })

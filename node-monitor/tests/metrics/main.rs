@@ -1,6 +1,7 @@
 //! The metrics endpoint against real peers: Debian's `promtool` lints the exposition, a
 //! real `prometheus` scrapes `serve` over loopback, and raw HTTP requests check routes,
-//! readiness and content negotiation. Servers bind to 127.0.0.1 only.
+//! readiness and content negotiation; the endpoint over TLS with a client CA and a bearer
+//! token, scraped by Prometheus with and without credentials. Servers bind to 127.0.0.1 only.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -27,3 +28,4 @@ mod bpf_stats;
 mod exposition;
 mod limits;
 mod prometheus;
+mod tls;

@@ -13,10 +13,10 @@ use crate::{
     serve::{Server, http_get},
 };
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub(crate) const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 /// Kills and reaps the child on drop, even when the test fails.
-struct ChildGuard(Child);
+pub(crate) struct ChildGuard(pub(crate) Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ impl Drop for ChildGuard {
     }
 }
 
-async fn query(prom: SocketAddr, q: &str) -> Option<Vec<serde_json::Value>> {
+pub(crate) async fn query(prom: SocketAddr, q: &str) -> Option<Vec<serde_json::Value>> {
     let path = format!("/api/v1/query?query={q}");
     let r = http_get(prom, &path, None).await.ok()?;
     if r.status != 200 {
@@ -38,7 +38,7 @@ async fn query(prom: SocketAddr, q: &str) -> Option<Vec<serde_json::Value>> {
     v["data"]["result"].as_array().cloned()
 }
 
-fn find_value(results: &[serde_json::Value], labels: &[(&str, &str)]) -> Option<String> {
+pub(crate) fn find_value(results: &[serde_json::Value], labels: &[(&str, &str)]) -> Option<String> {
     results
         .iter()
         .find(|r| labels.iter().all(|(k, v)| r["metric"][*k] == *v))

@@ -8,7 +8,7 @@ use std::{
 };
 
 use node_monitor::{
-    config::{Format, SinkKind, SinkSpec},
+    config::{ClientTls, Format, SinkKind, SinkSpec},
     detect::{Alert, OutputItem, Rule, Severity, fixture},
     record::fixture::sampled_from_port,
     sinks::{Renderer, SinkStats, Sinks},
@@ -103,6 +103,8 @@ pub(crate) fn http_spec(
             timeout: Duration::from_secs(30),
             max_retries,
             headers: vec![("X-Token".into(), "t0k3n".into())],
+            tls: ClientTls::default(),
+            bearer_token_file: None,
         },
         format: Format::Ocsf,
         queue,

@@ -1,5 +1,6 @@
 //! Output sinks against real peers on loopback: files with rotation, a real rsyslogd over
-//! UDP, TCP and a unix socket, an axum HTTP receiver that accepts, fails, hangs or is gone.
+//! UDP, TCP, TLS and a unix socket, an axum HTTP receiver (and an HTTPS one that requires a
+//! client certificate and a bearer token) that accepts, fails, hangs or is gone.
 //! A trivial renderer (the alert id, the format) keeps these tests off the SIEM formats.
 //! Every wait is bounded.
 #![allow(
@@ -14,6 +15,7 @@ mod common {
     pub(crate) mod receivers;
     #[allow(dead_code, reason = "this binary needs temporary directories only")]
     pub(crate) mod temp;
+    pub(crate) mod tls;
     pub(crate) mod wait;
 }
 
@@ -24,3 +26,4 @@ mod file;
 mod http;
 mod lifecycle;
 mod syslog;
+mod tls;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use node_monitor::{
-    config::{Format, SinkKind, SinkSpec, SyslogTransport},
+    config::{ClientTls, Format, SinkKind, SinkSpec, SyslogTransport},
     sinks::Sinks,
 };
 
@@ -32,7 +32,10 @@ async fn syslog_to_a_real_rsyslogd_over_udp_tcp_and_unix() {
     for (tag, transport) in transports {
         let spec = SinkSpec {
             name: format!("syslog-{tag}"),
-            kind: SinkKind::Syslog { transport },
+            kind: SinkKind::Syslog {
+                transport,
+                tls: ClientTls::default(),
+            },
             format: Format::Cef,
             queue: 10_000,
             flows: false,
@@ -97,6 +100,7 @@ async fn syslog_tcp_waits_for_its_peer_and_reconnects() {
         name: "syslog".into(),
         kind: SinkKind::Syslog {
             transport: SyslogTransport::Tcp(addr),
+            tls: ClientTls::default(),
         },
         format: Format::Ecs,
         queue: 100,

@@ -9,6 +9,7 @@ mod model;
 mod reload;
 mod settings;
 mod sinks;
+mod tls;
 mod yaml;
 
 use ipnet::IpNet;

@@ -47,6 +47,7 @@ fn full_example_parses_every_field() {
             "syslog",
             SinkKind::Syslog {
                 transport: SyslogTransport::Udp("127.0.0.1:514".parse().unwrap()),
+                tls: ClientTls::default(),
             },
             Format::Cef,
             10_000,
@@ -64,6 +65,8 @@ fn full_example_parses_every_field() {
                     ("Authorization".into(), "Bearer x".into()),
                     ("X-Tenant".into(), "node-1".into()),
                 ],
+                tls: ClientTls::default(),
+                bearer_token_file: None,
             },
             Format::Ecs,
             10_000,
@@ -73,6 +76,7 @@ fn full_example_parses_every_field() {
             "remote",
             SinkKind::Syslog {
                 transport: SyslogTransport::Tcp("[2001:db8::1]:6514".parse().unwrap()),
+                tls: ClientTls::default(),
             },
             Format::Ecs,
             50,
@@ -82,6 +86,7 @@ fn full_example_parses_every_field() {
             "syslog-2",
             SinkKind::Syslog {
                 transport: SyslogTransport::Unix("/dev/log".into()),
+                tls: ClientTls::default(),
             },
             Format::Ecs,
             10_000,

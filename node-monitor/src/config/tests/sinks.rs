@@ -19,6 +19,8 @@ fn sink_defaults_and_derived_names() {
             timeout: Duration::from_secs(5),
             max_retries: 5,
             headers: vec![],
+            tls: ClientTls::default(),
+            bearer_token_file: None,
         }
     );
     assert_eq!(
@@ -37,7 +39,8 @@ fn sink_defaults_and_derived_names() {
     assert_eq!(
         config.sinks[0].kind,
         SinkKind::Syslog {
-            transport: SyslogTransport::Tcp("127.0.0.1:601".parse().unwrap())
+            transport: SyslogTransport::Tcp("127.0.0.1:601".parse().unwrap()),
+            tls: ClientTls::default(),
         }
     );
     // Bounds are accepted.

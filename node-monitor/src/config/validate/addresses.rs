@@ -52,6 +52,8 @@ pub(super) fn parse_syslog_address(text: &str) -> Result<SyslogTransport, String
         parse_host_port(rest, text).map(SyslogTransport::Udp)
     } else if let Some(rest) = text.strip_prefix("tcp://") {
         parse_host_port(rest, text).map(SyslogTransport::Tcp)
+    } else if let Some(rest) = text.strip_prefix("tls://") {
+        parse_host_port(rest, text).map(SyslogTransport::Tls)
     } else if let Some(path) = text.strip_prefix("unix://") {
         if path.len() > 1 && path.starts_with('/') && !path.ends_with('/') {
             Ok(SyslogTransport::Unix(std::path::PathBuf::from(path)))
@@ -63,8 +65,8 @@ pub(super) fn parse_syslog_address(text: &str) -> Result<SyslogTransport, String
         }
     } else {
         Err(format!(
-            "`{text}` is not a syslog address: use udp://HOST:PORT, tcp://HOST:PORT or \
-             unix:///PATH (such as udp://127.0.0.1:514 or unix:///dev/log)"
+            "`{text}` is not a syslog address: use udp://HOST:PORT, tcp://HOST:PORT, \
+             tls://HOST:PORT or unix:///PATH (such as udp://127.0.0.1:514 or unix:///dev/log)"
         ))
     }
 }

@@ -8,6 +8,7 @@ mod groups;
 mod limits;
 mod settings;
 mod sinks;
+mod tls;
 
 use std::cell::RefCell;
 

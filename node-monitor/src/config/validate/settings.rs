@@ -156,23 +156,29 @@ impl Validator<'_> {
     }
 
     pub(super) fn metrics(&self, raw: Option<RawMetrics>) -> MetricsSettings {
-        let Some(listen) = raw.and_then(|m| m.listen) else {
+        let Some(raw) = raw else {
             return MetricsSettings::DEFAULT;
         };
-        let text = listen.value.trim();
-        let addr = text.parse::<std::net::SocketAddr>().map_err(|_| {
-            self.error(
-                Some(listen.referenced),
-                "metrics.listen",
-                format!(
-                    "`{text}` is not a socket address: write IP:PORT, such as 127.0.0.1:9630, \
-                     0.0.0.0:9630 or [::]:9630 (host names are not resolved)"
-                ),
-            )
+        let listen = raw.listen.and_then(|listen| {
+            let text = listen.value.trim();
+            let addr = text.parse::<std::net::SocketAddr>().map_err(|_| {
+                self.error(
+                    Some(listen.referenced),
+                    "metrics.listen",
+                    format!(
+                        "`{text}` is not a socket address: write IP:PORT, such as 127.0.0.1:9630, \
+                         0.0.0.0:9630 or [::]:9630 (host names are not resolved)"
+                    ),
+                )
+            });
+            self.check(addr)
         });
-        self.check(addr)
-            .map_or(MetricsSettings::DEFAULT, |listen| MetricsSettings {
-                listen,
-            })
+        MetricsSettings {
+            listen: listen.unwrap_or(MetricsSettings::DEFAULT.listen),
+            tls: raw.tls.and_then(|t| self.server_tls(t)),
+            bearer_token_file: raw
+                .bearer_token_file
+                .and_then(|f| self.token_file("metrics.bearer_token_file", &f)),
+        }
     }
 }

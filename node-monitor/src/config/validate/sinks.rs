@@ -8,7 +8,7 @@ use super::{
     groups::check_group_name,
 };
 use crate::config::{
-    outputs::{Format, SinkKind, SinkSpec},
+    outputs::{ClientTls, Format, SinkKind, SinkSpec, SyslogTransport},
     raw::RawSink,
 };
 
@@ -22,7 +22,7 @@ const SINK_COMMON_FIELDS: [&str; 5] = ["type", "name", "format", "queue", "flows
 fn sink_type_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "file" => &["path", "max_size_mb", "keep"],
-        "syslog" => &["address"],
+        "syslog" => &["address", "tls"],
         "http" => &[
             "url",
             "batch_max",
@@ -30,6 +30,8 @@ fn sink_type_fields(kind: &str) -> &'static [&'static str] {
             "timeout_ms",
             "max_retries",
             "headers",
+            "tls",
+            "bearer_token_file",
         ],
         _ => &[],
     }
@@ -192,7 +194,7 @@ impl Validator<'_> {
 
     /// Fields of another sink type are errors, each at its own position.
     fn misplaced_fields(&self, cx: &SinkAt<'_>, raw: &RawSink) {
-        let present: [(&str, Option<Location>); 10] = [
+        let present: [(&str, Option<Location>); 12] = [
             ("path", raw.path.as_ref().map(|v| v.referenced)),
             (
                 "max_size_mb",
@@ -212,6 +214,11 @@ impl Validator<'_> {
                 raw.max_retries.as_ref().map(|v| v.referenced),
             ),
             ("headers", raw.headers.as_ref().map(|v| v.referenced)),
+            ("tls", raw.tls.as_ref().map(|v| v.referenced)),
+            (
+                "bearer_token_file",
+                raw.bearer_token_file.as_ref().map(|v| v.referenced),
+            ),
         ];
         let type_name = cx.type_name;
         let own = sink_type_fields(type_name);
@@ -358,12 +365,57 @@ impl Validator<'_> {
             cx,
             raw.address,
             "address",
-            "udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH",
+            "udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH",
         )?;
         let transport = parse_syslog_address(&address.value)
             .map_err(|m| self.error(Some(address.referenced), cx.field("address"), m));
-        let transport = self.check(transport)?;
-        Some(SinkKind::Syslog { transport })
+        let transport = self.check(transport);
+        let tls = match raw.tls {
+            None => {
+                if matches!(transport, Some(SyslogTransport::Tls(_))) {
+                    self.report(self.error(
+                        Some(address.referenced),
+                        cx.field("tls.ca_file"),
+                        "syslog over tls:// needs `tls: {ca_file: ...}`: the CA bundle that the \
+                         receiver's certificate chains to",
+                    ));
+                    return None;
+                }
+                ClientTls::default()
+            }
+            Some(t) => {
+                let at = t.referenced;
+                let tls = self.client_tls(cx.section, t)?;
+                match transport {
+                    Some(SyslogTransport::Tls(_)) if tls.ca_file.is_none() => {
+                        self.report(self.error(
+                            Some(at),
+                            cx.field("tls.ca_file"),
+                            "syslog over tls:// needs `ca_file`: the CA bundle that the \
+                             receiver's certificate chains to",
+                        ));
+                        return None;
+                    }
+                    Some(SyslogTransport::Tls(_)) | None => {}
+                    Some(_) => {
+                        self.report(self.error(
+                            Some(at),
+                            cx.field("tls"),
+                            format!(
+                                "`tls` applies to tls://HOST:PORT addresses only, not `{}`",
+                                address.value.trim()
+                            ),
+                        ));
+                        return None;
+                    }
+                }
+                tls
+            }
+        };
+        Some(SinkKind::Syslog {
+            transport: transport?,
+            tls,
+        })
     }
 
     fn http_sink(&self, cx: &SinkAt<'_>, raw: RawSink) -> Option<SinkKind> {
@@ -402,7 +454,48 @@ impl Validator<'_> {
             HTTP_DEFAULT_MAX_RETRIES,
         );
         let headers = self.http_headers(cx, raw.headers.map(|h| h.value.0).unwrap_or_default());
+        let tls = match raw.tls {
+            None => Some(ClientTls::default()),
+            Some(t) => {
+                let at = t.referenced;
+                let tls = self.client_tls(section, t);
+                if tls.as_ref().is_some_and(|t| t.server_name.is_some()) {
+                    self.report(self.error(
+                        Some(at),
+                        cx.field("tls.server_name"),
+                        "an http sink verifies the URL's host: leave `server_name` out",
+                    ));
+                }
+                if url
+                    .as_deref()
+                    .is_some_and(|u| !u.to_ascii_lowercase().starts_with("https://"))
+                {
+                    self.report(self.error(
+                        Some(at),
+                        cx.field("tls"),
+                        "`tls` needs an https:// URL",
+                    ));
+                }
+                tls
+            }
+        };
+        let bearer_token_file = raw.bearer_token_file.and_then(|f| {
+            if let Some((n, _)) = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            {
+                self.report(self.error(
+                    Some(f.referenced),
+                    cx.field("bearer_token_file"),
+                    format!("`headers.{n}` is set too: give one or the other"),
+                ));
+                return None;
+            }
+            self.token_file(&cx.field("bearer_token_file"), &f)
+        });
         Some(SinkKind::Http {
+            tls: tls?,
+            bearer_token_file,
             url: url?,
             batch_max: usize::try_from(batch_max).unwrap_or(usize::MAX),
             batch_interval,
