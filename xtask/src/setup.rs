@@ -39,7 +39,24 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "nftables", // posture tests, for nft
     "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
     "netsniff-ng", // trafgen: the bench's lab floods
+    "systemd",  // systemd-analyze: the deploy checks verify the unit
 ];
+
+/// PyPI packages of the deploy checks (`deploy/check/check_chart.py`), in a venv of their own
+/// under `target/`: Helm's engine (Helm v4's Go SDK, bundled: no helm binary, no network) and
+/// the Kubernetes API schemas.
+pub const DEPLOY_PYTHON_PACKAGES: &[&str] =
+    &["helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0"];
+
+/// The deploy checks' venv.
+pub fn deploy_venv(root: &Path) -> std::path::PathBuf {
+    root.join("target/deploy-venv")
+}
+
+/// The deploy checks' Python.
+pub fn deploy_python(root: &Path) -> std::path::PathBuf {
+    deploy_venv(root).join("bin/python")
+}
 
 /// Rust components the stable (default) toolchain needs for `cargo xtask test`.
 pub const STABLE_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
@@ -311,6 +328,55 @@ fn step_bpf_linker() -> anyhow::Result<()> {
     }
 }
 
+/// The venv of the deploy checks, with [`DEPLOY_PYTHON_PACKAGES`] at their pinned versions.
+fn step_deploy_venv(root: &Path) -> anyhow::Result<()> {
+    let python = deploy_python(root);
+    let wanted: Vec<(&str, &str)> = DEPLOY_PYTHON_PACKAGES
+        .iter()
+        .filter_map(|p| p.split_once("=="))
+        .collect();
+    let present = python.is_file()
+        && output_with_timeout(
+            {
+                let mut cmd = Command::new(&python);
+                cmd.args(["-m", "pip", "list", "--format=freeze"]);
+                cmd
+            },
+            QUICK,
+        )
+        .is_ok_and(|o| {
+            let list = String::from_utf8_lossy(&o.stdout).to_ascii_lowercase();
+            wanted
+                .iter()
+                .all(|(n, v)| list.lines().any(|l| l == format!("{n}=={v}")))
+        });
+    if present {
+        println!(
+            "setup: deploy checks venv: {} present",
+            DEPLOY_PYTHON_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    let venv = deploy_venv(root);
+    println!(
+        "setup: deploy checks venv: installing {} into {}",
+        DEPLOY_PYTHON_PACKAGES.join(" "),
+        venv.display()
+    );
+    if !python.is_file() {
+        install("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+    }
+    let mut args = vec![
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ];
+    args.extend(DEPLOY_PYTHON_PACKAGES);
+    install(&python.to_string_lossy(), &args)
+}
+
 fn step_bpffs() -> anyhow::Result<()> {
     if lab::ensure_bpffs()? {
         println!("setup: bpffs: mounted at {}", lab::BPFFS);
@@ -330,6 +396,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     step_nightly(root).context("setup: nightly toolchain")?;
     step_bpf_linker().context("setup: bpf-linker")?;
     step_cargo_fuzz().context("setup: cargo-fuzz")?;
+    step_deploy_venv(root).context("setup: deploy checks venv")?;
     step_bpffs().context("setup: bpffs")?;
     // `ip` must now work: a cheap sanity check that names the fix.
     run_ok(command("ip", &["netns", "list"]), QUICK).context("setup: `ip netns list`")?;
