@@ -9,6 +9,11 @@
 //! connection, and a restart (what a rolling update does) adopts its pins with the counters
 //! intact. Every metric name that `files/rules.yaml` and `files/dashboard.json` use is in its
 //! `/metrics`.
+//!
+//! The image: the `Dockerfile`'s runtime stage built by buildah (Debian's, vfs storage, chroot
+//! isolation), its build stage replaced by a build context that holds what that stage makes
+//! (`deploy/image/rootfs.sh` on the binary under test): base images cannot be pulled here, so
+//! the build stage (a Rust image) cannot run. `--version` and `check-config` run in the image.
 
 use std::{
     collections::BTreeSet,
@@ -22,7 +27,7 @@ use std::{
 };
 
 use node_monitor::cluster::testing::{FakeApi, objects::node};
-use node_monitor_lab::{BpfPinDir, Child, Netns};
+use node_monitor_lab::{BpfPinDir, Child, Netns, output_with_timeout};
 use serde_json::Value;
 
 use crate::{
@@ -30,7 +35,7 @@ use crate::{
         daemon::{self, BIN, context},
         http::{http_get, metric_value},
         peers::tcp_connect,
-        temp::TempFile,
+        temp::{TempDir, TempFile},
     },
     setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup},
 };
@@ -458,4 +463,143 @@ fn manifests_config_and_capabilities_are_read_from_the_rendered_chart() {
         exported(body).into_iter().collect::<Vec<_>>(),
         ["node_monitor_packets_total", "node_monitor_ready"]
     );
+}
+
+/// buildah with its own storage (vfs) under a temporary directory; every container and image
+/// removed on drop, before the directory goes.
+struct Buildah {
+    dir: TempDir,
+}
+
+impl Buildah {
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new("buildah");
+        cmd.arg("--root")
+            .arg(self.dir.file("storage"))
+            .arg("--runroot")
+            .arg(self.dir.file("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("BUILDAH_ISOLATION", "chroot");
+        cmd
+    }
+
+    /// Runs to completion (at most 120 s); stdout, or the failure with stderr.
+    fn run(&self, args: &[&str]) -> String {
+        let out = context(output_with_timeout(
+            self.cmd(args),
+            Duration::from_secs(120),
+        ));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "`buildah {}` exited {}:\n{stdout}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+impl Drop for Buildah {
+    fn drop(&mut self) {
+        for args in [["rm", "--all"], ["rmi", "--all"]] {
+            let _ = output_with_timeout(self.cmd(&args), Duration::from_secs(60));
+        }
+    }
+}
+
+#[test]
+fn image_from_the_dockerfile_runs_version_and_check_config() {
+    daemon::require_root_and_tools(&["buildah", "strip", "ldd"]);
+    let b = Buildah {
+        dir: TempDir::new("image"),
+    };
+    let ctx = b.dir.file("build-stage");
+    let rootfs = ctx.join("rootfs");
+    let mut sh = std::process::Command::new("sh");
+    sh.arg(repo_file("deploy/image/rootfs.sh"))
+        .arg(BIN)
+        .arg(&rootfs);
+    let out = context(output_with_timeout(sh, Duration::from_secs(60)));
+    assert!(out.status.success(), "rootfs.sh: {out:?}");
+
+    let root = repo_file("");
+    let tag = "localhost/node-monitor:e2e";
+    b.run(&[
+        "bud",
+        "--quiet",
+        "--isolation",
+        "chroot",
+        "--build-context",
+        &format!("build={}", ctx.display()),
+        "--target",
+        "runtime",
+        "-f",
+        &root.join("Dockerfile").to_string_lossy(),
+        "-t",
+        tag,
+        &root.to_string_lossy(),
+    ]);
+    let entry = b.run(&["inspect", "--format", "{{.OCIv1.Config.Entrypoint}}", tag]);
+    assert_eq!(entry.trim(), "[/usr/local/bin/node-monitor]");
+    let ctr = b.run(&["from", tag]);
+    let ctr = ctr.trim();
+
+    let version = b.run(&["run", ctr, "--", "/usr/local/bin/node-monitor", "--version"]);
+    assert_eq!(
+        version.trim(),
+        format!("node-monitor {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    // The config the manifests' ConfigMap holds, where the DaemonSet mounts it.
+    let config = TempFile::new(
+        "image-config.yaml",
+        &manifest_config(&read("deploy/manifests/node-monitor.yaml")),
+    );
+    b.run(&[
+        "copy",
+        ctr,
+        config.as_str(),
+        "/etc/node-monitor/config.yaml",
+    ]);
+    let checked = b.run(&[
+        "run",
+        ctr,
+        "--",
+        "/usr/local/bin/node-monitor",
+        "check-config",
+        "/etc/node-monitor/config.yaml",
+    ]);
+    assert!(
+        checked.contains(": ok ("),
+        "check-config in the image: {checked}"
+    );
+
+    // Minimal: the binary, the libraries it links, the CA bundle; no shell.
+    let files: Vec<String> = walk(&rootfs)
+        .into_iter()
+        .map(|p| p.strip_prefix(&rootfs).unwrap().display().to_string())
+        .collect();
+    assert!(
+        files.len() <= 8 && !files.iter().any(|f| f.starts_with("bin/")),
+        "the image's files: {files:?}"
+    );
+    let sh = b.cmd(&["run", ctr, "--", "/bin/sh", "-c", "true"]);
+    let out = context(output_with_timeout(sh, Duration::from_secs(60)));
+    assert!(!out.status.success(), "a shell ran in the image");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
