@@ -40,6 +40,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
     "netsniff-ng", // trafgen: the bench's lab floods
     "systemd",  // systemd-analyze: the deploy checks verify the unit
+    "buildah",  // the deploy e2e test builds the Dockerfile's runtime stage (vfs, chroot)
+    "binutils", // strip: deploy/image/rootfs.sh
 ];
 
 /// PyPI packages of the deploy checks (`deploy/check/check_chart.py`), in a venv of their own
