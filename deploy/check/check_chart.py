@@ -25,13 +25,13 @@ MANIFESTS = ROOT / "deploy/manifests/node-monitor.yaml"
 RELEASE, NAMESPACE = "node-monitor", "node-monitor"
 # The Kubernetes version the objects are validated for: the newest kubernetes-validate ships.
 KUBE_VERSION = kubernetes_validate.utils.latest_version()
-# Custom resources: no schema in kubernetes-validate, and the prometheus-operator CRDs are in
-# no package registry this project reaches, so they are not vendored. Checked instead: the
-# PrometheusRule's spec is files/rules.yaml (promtool checks and tests those), and the
-# ServiceMonitor selects the chart's metrics Service by its labels and port name.
+# Custom resources: kubernetes-validate has no schema for them. They are written to
+# OUT/crs.json for validate_crs.mjs (the operator's CRD schemas as an npm package compiles
+# them); here, the PrometheusRule's spec is files/rules.yaml (promtool checks and tests those)
+# and the ServiceMonitor selects the chart's metrics Service by its labels and port name.
 SKIPPED = {
-    "ServiceMonitor": "prometheus-operator CRD (monitoring.coreos.com/v1): schema not vendored; its selector and port are checked against the Service",
-    "PrometheusRule": "prometheus-operator CRD (monitoring.coreos.com/v1): schema not vendored; its spec is checked to be files/rules.yaml, which promtool checks and tests",
+    "ServiceMonitor": "prometheus-operator CRD: validated by validate_crs.mjs against the CRD schema (npm @kubernetes-models/prometheus-operator); its selector and port are checked against the Service here",
+    "PrometheusRule": "prometheus-operator CRD: validated by validate_crs.mjs against the CRD schema (npm @kubernetes-models/prometheus-operator); its spec is checked to be files/rules.yaml here, which promtool checks and tests",
 }
 
 failures = []
@@ -204,6 +204,9 @@ def main():
             check_rbac(objs, label)
             check_monitoring(objs, label)
             (out / f"config-{label}.yaml").write_text(config_of(objs))
+            crs = [o for o in objs if o["kind"] in SKIPPED]
+            if crs:
+                (out / "crs.json").write_text(json.dumps(crs, indent=1))
             rules = find(objs, "PrometheusRule")
             if rules:
                 (out / f"rules-{label}.yaml").write_text(yaml.safe_dump(rules[0]["spec"], sort_keys=False))
@@ -218,6 +221,17 @@ def main():
                     fail(f"{MANIFESTS.relative_to(ROOT)} drifted from the chart's default render: run `cargo xtask deploy-manifests`")
                 else:
                     ok(f"{MANIFESTS.relative_to(ROOT)} is the chart's default render")
+
+        # The dashboard's queries as recording rules, so that promtool parses their PromQL
+        # (Grafana's variables replaced by values of their kind).
+        dash = json.loads((CHART / "files/dashboard.json").read_text())
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        rec = [
+            {"record": f"dashboard:query_{i}", "expr": e.replace("$__rate_interval", "5m").replace("$instance", ".*")}
+            for i, e in enumerate(exprs)
+        ]
+        (out / "dashboard-queries.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rec}]}))
+        (ok if len(exprs) >= 8 else fail)(f"dashboard: {len(exprs)} queries written for promtool")
 
         ns = objects((ROOT / "deploy/manifests/namespace.yaml").read_text())
         validate(ns, "deploy/manifests/namespace.yaml")

@@ -5,8 +5,11 @@
 //!   renders and lints the chart for the default values and a non-default set, refuses values
 //!   that break the schema, every object validates (strict) against the Kubernetes schemas of
 //!   kubernetes-validate, and `deploy/manifests/` is the default render;
+//! - `deploy/check/validate_crs.mjs`: the ServiceMonitor and PrometheusRule against the
+//!   prometheus-operator CRD schemas (the npm package that setup installs);
 //! - `node-monitor check-config` on the config each render holds;
-//! - `promtool check rules` on the rule file and the rendered PrometheusRule, and
+//! - `promtool check rules` on the rule file, the rendered PrometheusRule and the dashboard's
+//!   queries (as recording rules, for promtool's PromQL parser), and
 //!   `promtool test rules` (a unit test per alert);
 //! - `systemd-analyze verify` of the unit, and its `security` exposure under a threshold.
 //!
@@ -75,18 +78,26 @@ pub fn checks(root: &Path) -> anyhow::Result<()> {
         check_chart(root, false),
     );
 
-    // The daemon on the configs the chart renders: the debug build with the features the tests
-    // build it with (their dev-dependency turns on `test-support`), so that this is the
-    // binary `cargo test` just built, not a second build of the crate.
+    let mut crs = Command::new("node");
+    crs.arg(root.join("deploy/check/validate_crs.mjs"))
+        .arg(setup::deploy_npm(root).join("node_modules"))
+        .arg(out_dir(root).join("crs.json"));
+    step(
+        "custom resources (prometheus-operator CRD schemas)",
+        Ok(crs),
+    );
+
+    // The daemon on the configs the chart renders: the binary the tests run
+    // (target/debug/node-monitor, built by `cargo test` with the features its dev-dependency
+    // turns on). After the tests step this build is a no-op; `cargo build -p node-monitor`
+    // would select other features and build the crate a second time.
     let mut build = cargo(root);
     build.args([
-        "build",
-        "-p",
-        "node-monitor",
-        "--bin",
-        "node-monitor",
-        "--features",
-        "test-support",
+        "test",
+        "--workspace",
+        "--exclude",
+        "node-monitor-ebpf",
+        "--no-run",
     ]);
     step("build node-monitor", Ok(build));
     let daemon = root.join("target/debug/node-monitor");
@@ -102,8 +113,12 @@ pub fn checks(root: &Path) -> anyhow::Result<()> {
     check
         .args(["check", "rules"])
         .arg(&rules)
-        .arg(out_dir(root).join("rules-non-default.yaml"));
-    step("promtool check rules", Ok(check));
+        .arg(out_dir(root).join("rules-non-default.yaml"))
+        .arg(out_dir(root).join("dashboard-queries.yaml"));
+    step(
+        "promtool check rules (and the dashboard's queries)",
+        Ok(check),
+    );
     let mut test = Command::new("promtool");
     test.current_dir(root.join(CHART).join("tests"))
         .args(["test", "rules", "rules_test.yaml"]);
