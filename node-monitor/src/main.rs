@@ -117,11 +117,16 @@ enum Command {
     },
 }
 
+/// Logs on stderr. Colour (ANSI escape codes) only when stderr is a terminal and `NO_COLOR`
+/// is unset: `kubectl logs`, journald and files get plain text.
 fn init_logs(format: LogFormat, level: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -3,9 +3,11 @@
 //!
 //! - [`setup`]: installs what the build and the tests need; `toolchain`: the pinned
 //!   nightly of the eBPF crate, provided offline from an installed `nightly` of that build.
-//! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo.
+//! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo; [`deploy`]: the checks
+//!   of `deploy/` (chart, manifests, rules, systemd unit) and `deploy-manifests`.
 
 pub mod demo;
+pub mod deploy;
 pub mod fuzz;
 pub mod setup;
 pub mod tasks;

@@ -19,7 +19,8 @@ enum Cmd {
     Setup,
     /// Setup, then `cargo build --release` (the eBPF object is built by node-monitor's build.rs).
     Build,
-    /// Setup, then all tests, clippy (userspace and eBPF crates, -D warnings) and rustfmt --check.
+    /// Setup, then all tests, clippy (userspace and eBPF crates, -D warnings), rustfmt --check,
+    /// the fuzz targets' short runs and the deploy checks.
     Test,
     /// Setup, then format every crate as rustfmt.toml says (with the pinned nightly's rustfmt).
     Fmt,
@@ -46,6 +47,10 @@ enum Cmd {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Setup, then render the Helm chart with its default values into deploy/manifests/.
+    DeployManifests,
+    /// Setup, then only the deploy checks of `test` (chart, manifests, rules, systemd unit).
+    DeployCheck,
     /// Create (and leave) or remove the lab network namespaces.
     Lab {
         #[command(subcommand)]
@@ -84,6 +89,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Fuzz { seconds, target } => {
             setup::run(&root)?;
             xtask::fuzz::run(&root, seconds, target.as_deref())
+        }
+        Cmd::DeployManifests => xtask::deploy::write_manifests(&root),
+        Cmd::DeployCheck => {
+            setup::run(&root)?;
+            xtask::deploy::checks(&root)
         }
         Cmd::Lab { action: LabCmd::Up } => lab_up(),
         Cmd::Lab {

@@ -39,7 +39,36 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "nftables", // posture tests, for nft
     "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
     "netsniff-ng", // trafgen: the bench's lab floods
+    "systemd",  // systemd-analyze: the deploy checks verify the unit
+    "buildah",  // the deploy e2e test builds the Dockerfile's runtime stage (vfs, chroot)
+    "binutils", // strip: deploy/image/rootfs.sh
 ];
+
+/// PyPI packages of the deploy checks (`deploy/check/check_chart.py`), in a venv of their own
+/// under `target/`: Helm's engine (Helm v4's Go SDK, bundled: no helm binary, no network) and
+/// the Kubernetes API schemas.
+pub const DEPLOY_PYTHON_PACKAGES: &[&str] =
+    &["helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0"];
+
+/// npm package of the deploy checks (`deploy/check/validate_crs.mjs`), under `target/`: the
+/// prometheus-operator CRD schemas, compiled, to validate the chart's ServiceMonitor and
+/// PrometheusRule.
+pub const DEPLOY_NPM_PACKAGE: (&str, &str) = ("@kubernetes-models/prometheus-operator", "6.0.0");
+
+/// Where [`DEPLOY_NPM_PACKAGE`] is installed (its `node_modules` is beside).
+pub fn deploy_npm(root: &Path) -> std::path::PathBuf {
+    root.join("target/deploy-npm")
+}
+
+/// The deploy checks' venv.
+pub fn deploy_venv(root: &Path) -> std::path::PathBuf {
+    root.join("target/deploy-venv")
+}
+
+/// The deploy checks' Python.
+pub fn deploy_python(root: &Path) -> std::path::PathBuf {
+    deploy_venv(root).join("bin/python")
+}
 
 /// Rust components the stable (default) toolchain needs for `cargo xtask test`.
 pub const STABLE_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
@@ -311,6 +340,87 @@ fn step_bpf_linker() -> anyhow::Result<()> {
     }
 }
 
+/// The venv of the deploy checks, with [`DEPLOY_PYTHON_PACKAGES`] at their pinned versions.
+fn step_deploy_venv(root: &Path) -> anyhow::Result<()> {
+    let python = deploy_python(root);
+    let wanted: Vec<(&str, &str)> = DEPLOY_PYTHON_PACKAGES
+        .iter()
+        .filter_map(|p| p.split_once("=="))
+        .collect();
+    let present = python.is_file()
+        && output_with_timeout(
+            {
+                let mut cmd = Command::new(&python);
+                cmd.args(["-m", "pip", "list", "--format=freeze"]);
+                cmd
+            },
+            QUICK,
+        )
+        .is_ok_and(|o| {
+            let list = String::from_utf8_lossy(&o.stdout).to_ascii_lowercase();
+            wanted
+                .iter()
+                .all(|(n, v)| list.lines().any(|l| l == format!("{n}=={v}")))
+        });
+    if present {
+        println!(
+            "setup: deploy checks venv: {} present",
+            DEPLOY_PYTHON_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    let venv = deploy_venv(root);
+    println!(
+        "setup: deploy checks venv: installing {} into {}",
+        DEPLOY_PYTHON_PACKAGES.join(" "),
+        venv.display()
+    );
+    if !python.is_file() {
+        install("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+    }
+    let mut args = vec![
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ];
+    args.extend(DEPLOY_PYTHON_PACKAGES);
+    install(&python.to_string_lossy(), &args)
+}
+
+/// [`DEPLOY_NPM_PACKAGE`] at its pinned version, with the machine's npm.
+fn step_deploy_npm(root: &Path) -> anyhow::Result<()> {
+    let (name, version) = DEPLOY_NPM_PACKAGE;
+    let dir = deploy_npm(root);
+    let manifest = dir.join("node_modules").join(name).join("package.json");
+    let installed = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_owned));
+    if installed.as_deref() == Some(version) {
+        println!("setup: deploy checks npm: {name}@{version} present");
+        return Ok(());
+    }
+    println!(
+        "setup: deploy checks npm: installing {name}@{version} into {}",
+        dir.display()
+    );
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    install(
+        "npm",
+        &[
+            "install",
+            "--prefix",
+            &dir.to_string_lossy(),
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            &format!("{name}@{version}"),
+        ],
+    )
+}
+
 fn step_bpffs() -> anyhow::Result<()> {
     if lab::ensure_bpffs()? {
         println!("setup: bpffs: mounted at {}", lab::BPFFS);
@@ -330,6 +440,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     step_nightly(root).context("setup: nightly toolchain")?;
     step_bpf_linker().context("setup: bpf-linker")?;
     step_cargo_fuzz().context("setup: cargo-fuzz")?;
+    step_deploy_venv(root).context("setup: deploy checks venv")?;
+    step_deploy_npm(root).context("setup: deploy checks npm")?;
     step_bpffs().context("setup: bpffs")?;
     // `ip` must now work: a cheap sanity check that names the fix.
     run_ok(command("ip", &["netns", "list"]), QUICK).context("setup: `ip netns list`")?;

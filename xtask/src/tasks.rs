@@ -45,8 +45,8 @@ pub fn build(root: &Path) -> anyhow::Result<()> {
     build_release(root)
 }
 
-/// setup, then every test, clippy on the userspace crates, clippy on the eBPF crate and
-/// rustfmt. Runs all parts
+/// setup, then every test, clippy on the userspace crates, clippy on the eBPF crate,
+/// rustfmt, the fuzz targets' short runs and the deploy checks. Runs all parts
 /// even when one fails, then fails naming the parts that failed.
 pub fn test(root: &Path) -> anyhow::Result<()> {
     setup::run(root)?;
@@ -105,11 +105,16 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             failed.push(name.to_owned());
         }
     }
+    println!("==> deploy checks");
+    if let Err(e) = crate::deploy::checks(root) {
+        eprintln!("xtask test: {e:#}");
+        failed.push("deploy checks".to_owned());
+    }
     if !failed.is_empty() {
         bail!("xtask test: FAILED: {}", failed.join(", "));
     }
     println!(
-        "xtask test: all parts passed (tests, clippy, clippy (eBPF), rustfmt, fuzz targets {} s each)",
+        "xtask test: all parts passed (tests, clippy, clippy (eBPF), rustfmt, fuzz targets {} s each, deploy checks)",
         crate::fuzz::SMOKE_SECONDS
     );
     Ok(())

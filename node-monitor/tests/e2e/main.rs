@@ -38,6 +38,7 @@ mod readonly;
 mod setup;
 
 mod cli;
+mod deploy;
 mod enforcement;
 mod evasion;
 mod floods;

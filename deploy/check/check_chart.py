@@ -1,0 +1,271 @@
+"""The chart's checks with the real tools (run by `cargo xtask test`, step "deploy checks").
+
+Helm's own engine (helm-python-sdk bundles Helm v4's Go SDK) renders and lints the chart for
+the default values and for values-nondefault.yaml; values that break the schema or that the
+daemon cannot honour must be refused; every rendered object must validate, strict, against
+the Kubernetes API schemas of kubernetes-validate; deploy/manifests/ must be the default
+render. The daemon's config from each render, and the PrometheusRule's rules, are written to
+OUT for the checks that need the daemon and promtool (xtask/src/deploy.rs).
+
+usage: check_chart.py OUT [--write-manifests]
+"""
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy/helm/node-monitor"
+MANIFESTS = ROOT / "deploy/manifests/node-monitor.yaml"
+RELEASE, NAMESPACE = "node-monitor", "node-monitor"
+# The Kubernetes version the objects are validated for: the newest kubernetes-validate ships.
+KUBE_VERSION = kubernetes_validate.utils.latest_version()
+# Custom resources: kubernetes-validate has no schema for them. They are written to
+# OUT/crs.json for validate_crs.mjs (the operator's CRD schemas as an npm package compiles
+# them); here, the PrometheusRule's spec is files/rules.yaml (promtool checks and tests those)
+# and the ServiceMonitor selects the chart's metrics Service by its labels and port name.
+SKIPPED = {
+    "ServiceMonitor": "prometheus-operator CRD: validated by validate_crs.mjs against the CRD schema (npm @kubernetes-models/prometheus-operator); its selector and port are checked against the Service here",
+    "PrometheusRule": "prometheus-operator CRD: validated by validate_crs.mjs against the CRD schema (npm @kubernetes-models/prometheus-operator); its spec is checked to be files/rules.yaml here, which promtool checks and tests",
+}
+
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print(f"FAIL: {msg}")
+
+
+def ok(msg):
+    print(f"ok: {msg}")
+
+
+def render(chart, values):
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return {k: v for k, v in sorted(out.items()) if v.strip()}
+
+
+def as_stream(rendered):
+    """One multi-document YAML, as `helm template` prints it."""
+    parts = []
+    for path, text in rendered.items():
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        parts.append(f"---\n# Source: {path}\n{text.strip()}\n")
+    return "".join(parts)
+
+
+def objects(stream):
+    return [d for d in yaml.safe_load_all(stream) if d]
+
+
+def lint(values, label):
+    report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{KUBE_VERSION}.0")
+    bad = [m for m in report["messages"] if m["severity"] >= 2] + [
+        {"error": e} for e in report.get("errors", [])
+    ]
+    for m in report["messages"]:
+        print(f"  lint ({label}): severity {m['severity']} {m.get('path', '')}: {m['error']}")
+    if bad:
+        fail(f"helm lint --strict ({label}): {bad}")
+    else:
+        ok(f"helm lint --strict ({label}): no warning or error")
+
+
+def validate(objs, label):
+    kinds = {}
+    for o in objs:
+        kind = o.get("kind")
+        name = f"{kind}/{o.get('metadata', {}).get('name')}"
+        if kind in SKIPPED:
+            print(f"  skipped {name} ({label}): {SKIPPED[kind]}")
+            continue
+        try:
+            kubernetes_validate.validate(o, KUBE_VERSION, strict=True)
+            kinds[kind] = kinds.get(kind, 0) + 1
+        except Exception as e:  # ValidationError, SchemaNotFoundError
+            fail(f"kubernetes-validate {KUBE_VERSION} strict ({label}) {name}: {e}")
+    ok(f"kubernetes-validate {KUBE_VERSION} strict ({label}): {sum(kinds.values())} objects {sorted(kinds)}")
+
+
+def find(objs, kind, suffix=""):
+    return [o for o in objs if o["kind"] == kind and o["metadata"]["name"].endswith(suffix)]
+
+
+def config_of(objs):
+    (cm,) = [o for o in find(objs, "ConfigMap") if "config.yaml" in o.get("data", {})]
+    return cm["data"]["config.yaml"]
+
+
+def check_daemonset(objs, values, label):
+    """What the issue asks of the DaemonSet, on the rendered object."""
+    (ds,) = find(objs, "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    sc = c["securityContext"]
+    caps = sc["capabilities"]
+    want_add = ["BPF", "NET_ADMIN", "PERFMON"] + (["SYS_ADMIN"] if values.get("bpfStats", {}).get("enabled") else [])
+    checks = {
+        "hostNetwork": spec.get("hostNetwork") is True,
+        "priorityClassName system-node-critical": spec.get("priorityClassName") == "system-node-critical",
+        "tolerates every taint (control-plane included)": {"operator": "Exists"} in spec.get("tolerations", []),
+        "not privileged": sc.get("privileged") is False and sc.get("allowPrivilegeEscalation") is False,
+        "capabilities drop ALL": caps.get("drop") == ["ALL"],
+        f"capabilities add {want_add}": caps.get("add") == want_add,
+        "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+        "NODE_NAME from spec.nodeName": any(
+            e["name"] == "NODE_NAME" and e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName"
+            for e in c["env"]
+        ),
+        "liveness /healthz": c["livenessProbe"]["httpGet"]["path"] == "/healthz",
+        "readiness /readyz": c["readinessProbe"]["httpGet"]["path"] == "/readyz",
+        "resources requests and limits": set(c["resources"]) == {"requests", "limits"},
+        "rolling update without surge": ds["spec"]["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0},
+        "config mounted as a whole volume (no subPath: live reload)": all(
+            "subPath" not in m for m in c["volumeMounts"]
+        ),
+    }
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    vols = {v["name"]: v for v in spec["volumes"]}
+    checks["bpffs hostPath /sys/fs/bpf, HostToContainer"] = (
+        vols["bpffs"]["hostPath"]["path"] == "/sys/fs/bpf"
+        and mounts["bpffs"]["mountPath"] == "/sys/fs/bpf"
+        and mounts["bpffs"].get("mountPropagation") == "HostToContainer"
+    )
+    checks["/sys/kernel/btf read-only"] = (
+        vols["btf"]["hostPath"]["path"] == "/sys/kernel/btf" and mounts["btf"].get("readOnly") is True
+    )
+    log = next(e["value"] for e in c["env"] if e["name"] == "NODE_MONITOR_LOG_FORMAT")
+    checks[f"log format {values.get('logFormat', 'json')}"] = log == values.get("logFormat", "json")
+    for what, good in checks.items():
+        (ok if good else fail)(f"DaemonSet ({label}): {what}")
+
+
+def check_rbac(objs, label):
+    """get/list/watch only, on exactly the kinds src/cluster/mod.rs watches."""
+    (cr,) = find(objs, "ClusterRole")
+    (role,) = find(objs, "Role")
+    got = set()
+    for r in cr["rules"] + role["rules"]:
+        if sorted(r["verbs"]) != ["get", "list", "watch"]:
+            fail(f"RBAC ({label}): verbs {r['verbs']} beyond get/list/watch")
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                got.add((g, res))
+    want = {("", "nodes"), ("", "pods"), ("", "services"), ("apps", "replicasets"), ("batch", "jobs"), ("discovery.k8s.io", "endpointslices")}
+    (ok if got == want else fail)(f"RBAC ({label}): resources {sorted(got)}")
+    (ok if role["metadata"]["namespace"] == "default" else fail)(f"RBAC ({label}): endpointslices only in default")
+
+
+def check_monitoring(objs, label):
+    sm, svc, rule = find(objs, "ServiceMonitor"), find(objs, "Service"), find(objs, "PrometheusRule")
+    if sm:
+        sel = sm[0]["spec"]["selector"]["matchLabels"]
+        (s,) = svc
+        good = all(s["metadata"]["labels"].get(k) == v for k, v in sel.items()) and any(
+            p["name"] == sm[0]["spec"]["endpoints"][0]["port"] for p in s["spec"]["ports"]
+        )
+        (ok if good else fail)(f"ServiceMonitor ({label}): selects the metrics Service and its port")
+    if rule:
+        want = yaml.safe_load((CHART / "files/rules.yaml").read_text())
+        (ok if rule[0]["spec"] == want else fail)(f"PrometheusRule ({label}): spec is files/rules.yaml")
+
+
+def refused(chart, values, label, needle):
+    """A render that must fail, with `needle` in the error."""
+    try:
+        render(chart, values)
+    except (helm.HelmValuesError, helm.HelmRenderError, helm.HelmError) as e:
+        text = str(e)
+        (ok if needle in text else fail)(f"refused ({label}): {text.splitlines()[0][:200]}")
+        return
+    fail(f"not refused ({label}): {values}")
+
+
+def main():
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    write = "--write-manifests" in sys.argv[2:]
+    nondefault = yaml.safe_load((ROOT / "deploy/check/values-nondefault.yaml").read_text())
+    print(f"helm engine {helm.helm_sdk_version()} (helm-c {helm.helm_c_version()}); Kubernetes schemas {KUBE_VERSION}")
+    with helm.Chart.load(str(CHART)) as chart:
+        for label, values in [("default", None), ("non-default", nondefault)]:
+            lint(values, label)
+            stream = as_stream(render(chart, values))
+            objs = objects(stream)
+            validate(objs, label)
+            check_daemonset(objs, values or {}, label)
+            check_rbac(objs, label)
+            check_monitoring(objs, label)
+            (out / f"config-{label}.yaml").write_text(config_of(objs))
+            crs = [o for o in objs if o["kind"] in SKIPPED]
+            if crs:
+                (out / "crs.json").write_text(json.dumps(crs, indent=1))
+            rules = find(objs, "PrometheusRule")
+            if rules:
+                (out / f"rules-{label}.yaml").write_text(yaml.safe_dump(rules[0]["spec"], sort_keys=False))
+            if label == "default":
+                header = "# node-monitor: the Helm chart (deploy/helm/node-monitor) rendered with its default values\n# for `kubectl apply -f`. Generated: `cargo xtask deploy-manifests`; a test fails when it drifts.\n"
+                text = header + stream
+                if write:
+                    MANIFESTS.parent.mkdir(parents=True, exist_ok=True)
+                    MANIFESTS.write_text(text)
+                    ok(f"wrote {MANIFESTS.relative_to(ROOT)}")
+                elif not MANIFESTS.exists() or MANIFESTS.read_text() != text:
+                    fail(f"{MANIFESTS.relative_to(ROOT)} drifted from the chart's default render: run `cargo xtask deploy-manifests`")
+                else:
+                    ok(f"{MANIFESTS.relative_to(ROOT)} is the chart's default render")
+
+        # The dashboard's queries as recording rules, so that promtool parses their PromQL
+        # (Grafana's variables replaced by values of their kind).
+        dash = json.loads((CHART / "files/dashboard.json").read_text())
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        rec = [
+            {"record": f"dashboard:query_{i}", "expr": e.replace("$__rate_interval", "5m").replace("$instance", ".*")}
+            for i, e in enumerate(exprs)
+        ]
+        (out / "dashboard-queries.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rec}]}))
+        (ok if len(exprs) >= 8 else fail)(f"dashboard: {len(exprs)} queries written for promtool")
+
+        ns = objects((ROOT / "deploy/manifests/namespace.yaml").read_text())
+        validate(ns, "deploy/manifests/namespace.yaml")
+        (ok if ns[0]["metadata"]["name"] == NAMESPACE else fail)(f"deploy/manifests/namespace.yaml names {NAMESPACE}")
+
+        # Values that must be refused: by the schema, or by the chart (what the daemon cannot
+        # honour yet, and combinations that cannot work).
+        bad = [
+            ("action not monitor|drop", {"groups": {"kubelet": {"action": "block"}}}, "action"),
+            ("port out of range", {"metrics": {"port": 70000}}, "port"),
+            ("unknown top-level key", {"metricsAddr": "0.0.0.0:9630"}, "metricsAddr"),
+            ("cluster.enabled as a YAML boolean", {"cluster": {"enabled": True}}, "enabled"),
+            ("group without ports", {"groups": {"extra": {"protocols": ["tcp"]}}}, "ports"),
+            ("syslog address with a host name", {"sinks": {"syslog": {"enabled": True, "address": "syslog.example"}}}, "address"),
+            ("log format", {"logFormat": "yaml"}, "logFormat"),
+        ]
+        for label, values, needle in bad:
+            try:
+                chart.validate_schema(values)
+                fail(f"schema accepted {label}: {values}")
+            except helm.HelmValuesError as e:
+                ok(f"schema refuses {label}: {str(e).splitlines()[0][:160]}")
+            refused(chart, values, f"render, {label}", needle)
+        refused(chart, {"metrics": {"tls": {"enabled": True, "secretName": "nm-tls"}}}, "metrics.tls before the daemon has TLS", "to be wired")
+        refused(chart, {"sinks": {"http": {"enabled": True, "url": "https://siem.example/", "tokenSecret": {"name": "siem"}}}}, "http tokenSecret before the daemon reads token files", "to be wired")
+        refused(chart, {"service": {"enabled": True}}, "a Service over a loopback endpoint", "loopback")
+        refused(chart, {"sinks": {"stdout": {"enabled": False}}}, "no sink", "at least one sink")
+    if failures:
+        print(f"\n{len(failures)} check(s) failed:")
+        for f in failures:
+            print(f"  - {f}")
+        sys.exit(1)
+    print("chart checks: all passed")
+
+
+if __name__ == "__main__":
+    main()
