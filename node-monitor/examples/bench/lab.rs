@@ -225,8 +225,16 @@ impl Bed {
 
     /// Sends `packets` copies of the packet in `conf` (a trafgen config file) from the
     /// generator, as fast as trafgen can on one CPU (bounded: 120 s); the send time.
-    pub(crate) fn send(&self, conf: &Path, packets: u64) -> anyhow::Result<f64> {
+    ///
+    /// trafgen's TX ring builds each skb with only the Ethernet header in its linear part and
+    /// the rest in page fragments, and the veth hands that skb on as it is; with `sendto`
+    /// (`-t 0`: one sendto(2) per packet, slower) a small packet's skb is all linear, as the
+    /// headers of a NIC's received packets mostly are.
+    pub(crate) fn send(&self, conf: &Path, packets: u64, sendto: bool) -> anyhow::Result<f64> {
         let mut trafgen = self.generator.command("trafgen");
+        if sendto {
+            trafgen.args(["-t", "0"]);
+        }
         trafgen.args([
             "--dev",
             "eth0",

@@ -86,6 +86,10 @@ struct Args {
     /// 100 s a round with 200,000 packets per case on a 2-CPU machine).
     #[arg(long, default_value_t = 3)]
     live_rounds: usize,
+    /// Live section: trafgen sends with sendto(2) instead of its TX ring, so that the node's
+    /// skbs are linear (slower sending).
+    #[arg(long)]
+    live_sendto: bool,
     /// The node-monitor binary the flood and live sections run (default: `node-monitor` beside the
     /// `examples/` directory of this binary, i.e. `target/release/node-monitor`).
     #[arg(long)]
@@ -138,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         live::live(
             args.live_packets,
             args.live_rounds.max(1),
+            args.live_sendto,
             &daemon,
             &mut report,
         )?;

@@ -252,7 +252,7 @@ pub(super) fn run_once(
     }
     let start_wall = SystemTime::now();
     let (rx0, cpu0) = (bed.rx_packets()?, cpu_busy_ns()?);
-    let send_s = bed.send(&conf, packets)?;
+    let send_s = bed.send(&conf, packets, false)?;
     // The daemon's backlog (ring buffer, answer timeout) is part of what the flood costs.
     std::thread::sleep(Duration::from_secs(1));
     let (rx1, cpu1) = (bed.rx_packets()?, cpu_busy_ns()?);

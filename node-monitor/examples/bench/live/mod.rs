@@ -123,9 +123,13 @@ fn rounds_list(v: &[f64]) -> String {
 
 /// The live section. `daemon`: the node-monitor binary; the empty-program example is beside
 /// it, under `examples/`.
+///
+/// `sendto`: trafgen sends with sendto(2) instead of its TX ring, so that the node's skbs are
+/// linear (see `Bed::send`).
 pub(crate) fn live(
     packets: u64,
     rounds: usize,
+    sendto: bool,
     daemon: &Path,
     report: &mut String,
 ) -> anyhow::Result<()> {
@@ -193,7 +197,7 @@ pub(crate) fn live(
                 // most twice more), and say so in the report.
                 let sample = loop {
                     interrupt.check()?;
-                    match session.run_case(case, packets, &conf) {
+                    match session.run_case(case, packets, sendto, &conf) {
                         Ok(s) => break s,
                         Err(e) if attempt < 2 && format!("{e:#}").contains("trafgen failed") => {
                             attempt += 1;
@@ -226,7 +230,7 @@ pub(crate) fn live(
         report,
         "Two lab namespaces joined by a veth, nothing else on them. trafgen (netsniff-ng) in \
          one sends {packets} packets per case to the other, the node ({NODE}), as fast as it \
-         can on one CPU. Cases: SYNs to 8080 (unwatched) from the generator ({GEN}, inside the \
+         can on one CPU, {how}. Cases: SYNs to 8080 (unwatched) from the generator ({GEN}, inside the \
          node's subnet, which the embedded default config allows on the kubelet port), a new \
          random source port each; ACKs to 10250 from the generator, one 5-tuple (watched, \
          allowed, established); SYNs to 10250 from the generator, a new random source port each \
@@ -247,8 +251,10 @@ pub(crate) fn live(
          Per-packet run time: the kernel's BPF statistics (`run_time_ns / run_cnt`) of the \
          programs attached to the node's eth0 (found by attachment, not by name), over each \
          case, with `BPF_ENABLE_STATS` held for the section (`kernel.bpf_stats_enabled` read \
-         {sysctl_before} before it and {sysctl_after} after). Rate: received packets (eth0 rx) \
-         over trafgen's send time. CPU per packet: interrupt and softirq time of all CPUs \
+         {sysctl_before} before it and {sysctl_after} after). Rate: received packets per second \
+         at the node's eth0 while they arrive (its rx counter read every 2 ms from a thread in \
+         the node's namespace, from the first packet seen to the last, so that trafgen's start \
+         and exit are not counted). CPU per packet: interrupt and softirq time of all CPUs \
          (`/proc/stat`; the node's receive path, XDP, tc, netfilter and the TCP stack run \
          there) plus the CPU time of trafgen and of the mode's own process (daemon, tcpdump), \
          from the start of the case to 1 s after it, per received packet; the busy time of all \
@@ -257,6 +263,14 @@ pub(crate) fn live(
          {load_after} after. The machine is shared with other builds: absolute figures move \
          from run to run; compare within a run.\n",
         modes = Mode::ALL.map(Mode::name).join("; "),
+        how = if sendto {
+            "with one sendto(2) per packet (`-t 0`; `--live-sendto`), so that the node's skbs \
+             are linear, as the headers of a NIC's received packets mostly are"
+        } else {
+            "from its TX ring, which hands the node skbs with only the Ethernet header linear \
+             and the rest in page fragments (`--live-sendto` sends with sendto(2) instead: \
+             linear skbs)"
+        },
     )?;
 
     // Per-packet run time.

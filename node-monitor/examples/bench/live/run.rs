@@ -276,8 +276,14 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Sends `packets` of `case` and measures them.
-    pub(super) fn run_case(&self, case: Case, packets: u64, conf: &Path) -> anyhow::Result<Sample> {
+    /// Sends `packets` of `case` (with sendto(2) if `sendto`) and measures them.
+    pub(super) fn run_case(
+        &self,
+        case: Case,
+        packets: u64,
+        sendto: bool,
+        conf: &Path,
+    ) -> anyhow::Result<Sample> {
         std::fs::write(conf, self.bed.trafgen_config(case.packet()))?;
         let pid = self.child.as_ref().map(Child::id);
         let own = || pid.map_or(0.0, process_cpu_ns);
@@ -287,7 +293,7 @@ impl<'a> Session<'a> {
         let s0 = stats::read(self.bed, self.xdp_id)?;
         let watch = self.bed.watch_rx()?;
         let (all0, irq0, kids0, own0) = (cpu_busy_ns()?, cpu_irq_ns()?, children_cpu_ns(), own());
-        let sent = self.bed.send(conf, packets);
+        let sent = self.bed.send(conf, packets, sendto);
         std::thread::sleep(SETTLE);
         let rate = watch.rate()?;
         let send_s = sent?;
