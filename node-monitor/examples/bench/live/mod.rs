@@ -206,6 +206,9 @@ pub(crate) fn live(
                             std::thread::sleep(Duration::from_secs(1));
                         }
                         Err(e) => {
+                            // The processes we started got the terminal's SIGINT too: say
+                            // that, not what their going broke.
+                            interrupt.check()?;
                             return Err(e)
                                 .with_context(|| format!("{} / {}", case.name(), mode.name()));
                         }
