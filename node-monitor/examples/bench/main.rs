@@ -2,15 +2,18 @@
 //! Markdown report they write. Three sections, each in its own file: the data path
 //! (`datapath`: ns/packet of the XDP program through BPF_PROG_TEST_RUN, against an empty
 //! XDP_PASS program measured in the same run, interleaved round by round), the userspace
-//! event pipeline (`pipeline`), rendering (`rendering`) and SYN floods over veth in lab
-//! namespaces against the daemon, no program and iptables LOG (`flood`).
+//! event pipeline (`pipeline`), rendering (`rendering`), SYN floods over veth in lab
+//! namespaces against the daemon, no program and iptables LOG (`flood`), and live traffic
+//! (`live`): per-packet run time of the programs on XDP and tc against empty programs, and
+//! received rate and CPU against no program, iptables LOG, NFLOG and tcpdump. `flood` and
+//! `live` share the lab in `lab.rs`.
 //!
 //! Run with `cargo xtask bench` (root needed). Writes a Markdown report.
 //!
 //! The property section (`property.rs`) runs generated frames through every program with the
 //! tests' property checks (`--property-frames`, 10 million by default).
 //!
-//! For tuning runs: `--only data-path|pipeline|rendering|flood|property` runs one section;
+//! For tuning runs: `--only data-path|pipeline|rendering|flood|live|property` runs one section;
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
 //! 0 skips the token bucket altogether). The node-wide group budget is off
@@ -37,6 +40,8 @@ mod property_run;
 
 mod datapath;
 mod flood;
+mod lab;
+mod live;
 mod pipeline;
 mod property;
 mod rendering;
@@ -74,7 +79,18 @@ struct Args {
     /// 2 minutes a round with 1,000,000 SYNs per flood on a 2-CPU machine).
     #[arg(long, default_value_t = 1)]
     flood_rounds: usize,
-    /// The node-monitor binary the flood section runs (default: `node-monitor` beside the
+    /// Packets trafgen sends per case and mode in the live section.
+    #[arg(long, default_value_t = 200_000)]
+    live_packets: u64,
+    /// Rounds of the live section; each runs every case under the eight modes (about
+    /// 100 s a round with 200,000 packets per case on a 2-CPU machine).
+    #[arg(long, default_value_t = 3)]
+    live_rounds: usize,
+    /// Live section: trafgen sends with sendto(2) instead of its TX ring, so that the node's
+    /// skbs are linear (slower sending).
+    #[arg(long)]
+    live_sendto: bool,
+    /// The node-monitor binary the flood and live sections run (default: `node-monitor` beside the
     /// `examples/` directory of this binary, i.e. `target/release/node-monitor`).
     #[arg(long)]
     daemon: Option<PathBuf>,
@@ -86,6 +102,7 @@ enum Section {
     Pipeline,
     Rendering,
     Flood,
+    Live,
     Property,
 }
 
@@ -105,18 +122,27 @@ fn main() -> anyhow::Result<()> {
     if wanted(Section::Rendering) {
         rendering::rendering(&mut report)?;
     }
+    let daemon = match &args.daemon {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .context("no directory above this binary's")?
+            .join("node-monitor"),
+    };
     if wanted(Section::Flood) {
-        let daemon = match &args.daemon {
-            Some(d) => d.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .and_then(Path::parent)
-                .context("no directory above this binary's")?
-                .join("node-monitor"),
-        };
         flood::flood(
             args.flood_packets,
             args.flood_rounds.max(1),
+            &daemon,
+            &mut report,
+        )?;
+    }
+    if wanted(Section::Live) {
+        live::live(
+            args.live_packets,
+            args.live_rounds.max(1),
+            args.live_sendto,
             &daemon,
             &mut report,
         )?;

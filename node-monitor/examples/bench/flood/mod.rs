@@ -24,13 +24,12 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use self::{
+use self::run::{Mode, Run, Traffic, run_once};
+use crate::{
     lab::{Bed, NODE, RANDOM_PREFIX, TempDir, load_average, missing_tools, unpin_all_cpus},
-    run::{Mode, Run, Traffic, run_once},
+    testrun::median,
 };
-use crate::testrun::median;
 
-mod lab;
 mod run;
 
 /// Targets of issue 9.
@@ -76,7 +75,7 @@ pub(crate) fn flood(
     report: &mut String,
 ) -> anyhow::Result<()> {
     writeln!(report, "## Lab floods (live traffic, trafgen over veth)\n")?;
-    let missing = missing_tools();
+    let missing = missing_tools(&["trafgen", "ip6tables", "nsenter"]);
     if !missing.is_empty() {
         writeln!(
             report,
@@ -97,7 +96,7 @@ pub(crate) fn flood(
     let cpus = unpin_all_cpus()?;
     let load_before = load_average();
     let wall = Instant::now();
-    let bed = Bed::new()?;
+    let bed = Bed::new("f")?;
     let dir = TempDir(std::env::temp_dir().join(format!("nm-bench-flood-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let mut runs: BTreeMap<(Traffic, Mode), Vec<Run>> = BTreeMap::new();

@@ -7,14 +7,14 @@ use std::{
     fs::File,
     path::Path,
     process::Stdio,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{Context as _, bail};
-use node_monitor_lab::{Child, output_with_timeout};
+use node_monitor_lab::Child;
 use serde_json::Value;
 
-use super::lab::{Bed, ip6tables};
+use crate::lab::{Bed, Source, TcpPacket, cpu_busy_ns, ip6tables, spawn_until};
 
 /// The embedded default config's flood window (`alerts.flood_window_s`).
 pub(super) const FLOOD_WINDOW: Duration = Duration::from_secs(10);
@@ -63,6 +63,18 @@ impl Traffic {
             Traffic::OneSource => "one source, new source port each",
         }
     }
+    /// trafgen's SYN to the kubelet port, a new source port each.
+    pub(super) fn packet(self) -> TcpPacket {
+        TcpPacket {
+            source: match self {
+                Traffic::RandomSources => Source::Random,
+                Traffic::OneSource => Source::One,
+            },
+            source_port: None,
+            dest_port: 10250,
+            ack: false,
+        }
+    }
 }
 
 /// Alert lines by (group or rule, flood window index).
@@ -109,51 +121,12 @@ impl Run {
     }
 }
 
-/// Busy time of all CPUs so far (ns): user, nice, system, irq, softirq, steal.
-pub(super) fn cpu_busy_ns() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().context("empty /proc/stat")?;
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    let busy: u64 = [0, 1, 2, 5, 6, 7]
-        .iter()
-        .map(|&i| f.get(i).copied().unwrap_or(0))
-        .sum();
-    // SAFETY: sysconf reads a constant of the C library; no memory is involved.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok(busy as f64 * 1e9 / hz)
-}
-
 pub(super) fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-/// Waits (bounded) until the daemon's stderr says it is ready.
-pub(super) fn wait_ready(stderr: &Path, child: &mut Child) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::fs::read_to_string(stderr).is_ok_and(|s| s.contains(": ready")) {
-            return Ok(());
-        }
-        if let Some(st) = child.try_wait()? {
-            bail!(
-                "the daemon exited ({st}) before it was ready:\n{}",
-                std::fs::read_to_string(stderr).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!(
-        "the daemon was not ready within 20 s:\n{}",
-        std::fs::read_to_string(stderr).unwrap_or_default()
-    )
 }
 
 /// The alert lines of the daemon's stdout by (group, flood window since `start`), their
@@ -216,7 +189,7 @@ pub(super) fn run_once(
     seq: usize,
 ) -> anyhow::Result<Run> {
     let conf = dir.join(format!("syn-{seq}.cfg"));
-    std::fs::write(&conf, bed.trafgen_config(traffic))?;
+    std::fs::write(&conf, bed.trafgen_config(traffic.packet()))?;
     let (out_path, err_path) = (
         dir.join(format!("daemon-{seq}.out")),
         dir.join(format!("daemon-{seq}.err")),
@@ -234,15 +207,12 @@ pub(super) fn run_once(
             cmd.args(["eth0", "600"])
                 .stdout(Stdio::from(File::create(&err_path)?))
                 .stderr(Stdio::null());
-            let mut c = Child::spawn(&mut cmd)?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !std::fs::read_to_string(&err_path).is_ok_and(|s| s.contains("attached")) {
-                if Instant::now() >= deadline || c.try_wait()?.is_some() {
-                    bail!("empty_xdp did not attach ({})", empty.display());
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            child = Some(c);
+            child = Some(spawn_until(
+                &mut cmd,
+                &err_path,
+                "attached",
+                Duration::from_secs(10),
+            )?);
         }
         Mode::Daemon => {
             let mut cmd = bed.node.nsenter(&daemon.to_string_lossy());
@@ -251,9 +221,12 @@ pub(super) fn run_once(
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::from(File::create(&out_path)?))
                 .stderr(Stdio::from(File::create(&err_path)?));
-            let mut c = Child::spawn(&mut cmd)?;
-            wait_ready(&err_path, &mut c)?;
-            child = Some(c);
+            child = Some(spawn_until(
+                &mut cmd,
+                &err_path,
+                ": ready",
+                Duration::from_secs(20),
+            )?);
         }
         Mode::IptablesLog => {
             ip6tables(
@@ -279,29 +252,7 @@ pub(super) fn run_once(
     }
     let start_wall = SystemTime::now();
     let (rx0, cpu0) = (bed.rx_packets()?, cpu_busy_ns()?);
-    let t0 = Instant::now();
-    let mut trafgen = bed.generator.command("trafgen");
-    trafgen.args([
-        "--dev",
-        "eth0",
-        "--conf",
-        &conf.to_string_lossy(),
-        "-n",
-        &packets.to_string(),
-        "-P",
-        "1",
-        "-C",
-        "-Q",
-        "--no-sock-mem",
-    ]);
-    let out = output_with_timeout(trafgen, Duration::from_secs(120))?;
-    let send_s = t0.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!(
-            "trafgen failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let send_s = bed.send(&conf, packets, false)?;
     // The daemon's backlog (ring buffer, answer timeout) is part of what the flood costs.
     std::thread::sleep(Duration::from_secs(1));
     let (rx1, cpu1) = (bed.rx_packets()?, cpu_busy_ns()?);

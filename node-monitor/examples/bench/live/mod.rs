@@ -1,0 +1,457 @@
+//! The live-traffic section: what the programs cost on real packets, not on one test packet
+//! repeated with every map entry hot in cache.
+//!
+//! Two lab namespaces joined by a veth; trafgen (netsniff-ng) in one sends each traffic case
+//! ([`Case`]) to the other, the node, as fast as it can on one CPU. The node runs each mode
+//! ([`Mode`]) in turn: no program, the daemon on XDP and on tc (`node-monitor run --iface eth0
+//! --no-pin --attach xdp|tc`, the embedded default config; it attaches tc egress too), the
+//! same hooks with empty programs (`examples/empty_xdp`), ip6tables
+//! `-m conntrack --ctstate NEW -j LOG` and `-j NFLOG` (with tcpdump listening on the NFLOG
+//! group), and tcpdump capturing the SYNs to 10250. Rounds alternate: the mode order rotates
+//! from round to round, the cases run in a fixed order within a mode. BPF run statistics are
+//! on for the whole section (`BPF_ENABLE_STATS`, which the kernel turns off again when the
+//! last holder's fd closes, also if this process dies; `kernel.bpf_stats_enabled` is
+//! not written).
+//!
+//! Measured per case and mode: the received packets (the node's eth0), their rate over
+//! trafgen's send time, CPU per packet, and per-packet run time of the programs on eth0
+//! (`run_time_ns / run_cnt`, read by attachment). Reported: medians over rounds; overheads
+//! over the empty program of the same hook, as the median of the per-round differences.
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use node_monitor::metrics::BpfStats;
+
+use self::run::{Binaries, Case, Mode, Sample, Session};
+use crate::{
+    lab::{
+        Bed, GEN, InterruptGuard, NODE, RANDOM_PREFIX, TempDir, load_average, missing_tools,
+        unpin_all_cpus,
+    },
+    testrun::median,
+};
+
+mod run;
+mod stats;
+
+/// Targets of issue 10: overhead over the empty program (ns).
+const UNWATCHED_NS: f64 = 20.0;
+const ESTABLISHED_NS: f64 = 60.0;
+const DENIED_ONE_NS: f64 = 250.0;
+const DENIED_RANDOM_NS: f64 = 400.0;
+const EGRESS_NON_ANSWER_NS: f64 = 20.0;
+/// node-monitor on XDP against no program, unwatched case.
+const MIN_XDP_RATE: f64 = 0.97;
+/// Added CPU per denied packet, at most this share of iptables LOG's.
+const MAX_CPU_SHARE_OF_LOG: f64 = 0.2;
+
+type Samples = BTreeMap<(Case, Mode), Vec<Sample>>;
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+fn sysctl_bpf_stats() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned())
+}
+
+/// The figures of one case the report needs, from the samples.
+struct Figures<'a> {
+    s: &'a Samples,
+}
+
+impl Figures<'_> {
+    fn of(&self, case: Case, mode: Mode) -> &[Sample] {
+        self.s.get(&(case, mode)).map_or(&[], Vec::as_slice)
+    }
+    fn med(&self, case: Case, mode: Mode, f: impl Fn(&Sample) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.of(case, mode).iter().map(f).collect();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        median(&mut v)
+    }
+    /// Median over rounds of `f(mode) - f(base)`, both of the same round; and the rounds.
+    fn diff(
+        &self,
+        case: Case,
+        mode: Mode,
+        base: Mode,
+        f: impl Fn(&Sample) -> f64,
+    ) -> (f64, Vec<f64>) {
+        let rounds: Vec<f64> = self
+            .of(case, mode)
+            .iter()
+            .zip(self.of(case, base))
+            .map(|(a, b)| f(a) - f(b))
+            .collect();
+        let mut v = rounds.clone();
+        let m = if v.is_empty() {
+            f64::NAN
+        } else {
+            median(&mut v)
+        };
+        (m, rounds)
+    }
+    /// Median over rounds of `f(mode) / f(base)`.
+    fn ratio(&self, case: Case, mode: Mode, base: Mode, f: impl Fn(&Sample) -> f64) -> f64 {
+        let mut v: Vec<f64> = self
+            .of(case, mode)
+            .iter()
+            .zip(self.of(case, base))
+            .map(|(a, b)| f(a) / f(b))
+            .collect();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        median(&mut v)
+    }
+}
+
+fn rounds_list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:+.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The live section. `daemon`: the node-monitor binary; the empty-program example is beside
+/// it, under `examples/`.
+///
+/// `sendto`: trafgen sends with sendto(2) instead of its TX ring, so that the node's skbs are
+/// linear (see `Bed::send`).
+pub(crate) fn live(
+    packets: u64,
+    rounds: usize,
+    sendto: bool,
+    daemon: &Path,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    writeln!(
+        report,
+        "## Live traffic (trafgen over veth, BPF run statistics)\n"
+    )?;
+    let missing = missing_tools(&["trafgen", "ip6tables", "nsenter", "tcpdump"]);
+    if !missing.is_empty() {
+        writeln!(
+            report,
+            "Skipped: {} not installed (`cargo xtask setup` installs netsniff-ng, iptables and \
+             tcpdump).\n",
+            missing.join(", ")
+        )?;
+        eprintln!("live section skipped: {missing:?} missing");
+        return Ok(());
+    }
+    let empty = daemon
+        .parent()
+        .map(|d| d.join("examples").join("empty_xdp"))
+        .context("no directory above the daemon binary")?;
+    for bin in [daemon, empty.as_path()] {
+        if !bin.exists() {
+            bail!(
+                "no {} (`cargo xtask bench` builds it; or pass --daemon)",
+                bin.display()
+            );
+        }
+    }
+    let bins = Binaries {
+        daemon,
+        empty: &empty,
+    };
+    let interrupt = InterruptGuard::install();
+    let sysctl_before = sysctl_bpf_stats();
+    let bpf_stats = BpfStats::enable().context("enabling BPF run statistics")?;
+    let cpus = unpin_all_cpus()?;
+    let load_before = load_average();
+    let wall = Instant::now();
+    let bed = Bed::new("l")?;
+    let dir = TempDir(std::env::temp_dir().join(format!("nm-bench-live-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let conf = dir.0.join("packet.cfg");
+    let mut samples: Samples = BTreeMap::new();
+    let mut retries: Vec<String> = Vec::new();
+    let mut tcpdump_said: Vec<String> = Vec::new();
+    let mut xdp_modes = std::collections::BTreeSet::new();
+    let mut seq = 0;
+    for round in 0..rounds {
+        let mut modes = Mode::ALL.to_vec();
+        modes.rotate_left(round % Mode::ALL.len());
+        for mode in modes {
+            interrupt.check()?;
+            seq += 1;
+            eprintln!("live round {}/{rounds}: {}", round + 1, mode.name());
+            let session = Session::start(&bed, mode, &bins, &dir.0, seq)
+                .with_context(|| format!("starting {}", mode.name()))?;
+            if let Some(m) = session.xdp_mode {
+                xdp_modes.insert(format!("{}: {m}", mode.name()));
+            }
+            for case in Case::ALL {
+                let mut attempt = 0;
+                // trafgen's TX ring flush may fail with EAGAIN under load: run again (at
+                // most twice more), and say so in the report.
+                let sample = loop {
+                    interrupt.check()?;
+                    match session.run_case(case, packets, sendto, &conf) {
+                        Ok(s) => break s,
+                        Err(e) if attempt < 2 && format!("{e:#}").contains("trafgen failed") => {
+                            attempt += 1;
+                            retries.push(format!("{} / {}: {e:#}", case.name(), mode.name()));
+                            eprintln!("retrying: {e:#}");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        Err(e) => {
+                            // The processes we started got the terminal's SIGINT too: say
+                            // that, not what their going broke.
+                            interrupt.check()?;
+                            return Err(e)
+                                .with_context(|| format!("{} / {}", case.name(), mode.name()));
+                        }
+                    }
+                };
+                samples.entry((case, mode)).or_default().push(sample);
+            }
+            let said = session.finish()?;
+            if !said.is_empty() {
+                tcpdump_said.push(format!("{} (round {}): {said}", mode.name(), round + 1));
+            }
+        }
+    }
+    drop(bed);
+    drop(bpf_stats);
+    let sysctl_after = sysctl_bpf_stats();
+    let took = wall.elapsed().as_secs_f64();
+    let load_after = load_average();
+    let f = Figures { s: &samples };
+
+    writeln!(
+        report,
+        "Two lab namespaces joined by a veth, nothing else on them. trafgen (netsniff-ng) in \
+         one sends {packets} packets per case to the other, the node ({NODE}), as fast as it \
+         can on one CPU, {how}. Cases: SYNs to 8080 (unwatched) from the generator ({GEN}, inside the \
+         node's subnet, which the embedded default config allows on the kubelet port), a new \
+         random source port each; ACKs to 10250 from the generator, one 5-tuple (watched, \
+         allowed, established); SYNs to 10250 from the generator, a new random source port each \
+         (watched, allowed, new); SYNs to 10250 from one denied source in {RANDOM_PREFIX}, a \
+         new random source port each; SYNs to 10250 from a new random source in \
+         {RANDOM_PREFIX} each. Nothing listens on the node, so it answers every packet with a \
+         RST, which the tc egress program sees: the egress rows. Modes, one after the other \
+         for all the cases, their order rotating from round to round: {modes}. node-monitor is \
+         `node-monitor run --iface eth0 --no-pin --attach xdp|tc` on the embedded default \
+         config (group budget 1,000 events/s, per-source token bucket on), which attaches tc \
+         egress as well; the empty programs are attached the same way by `examples/empty_xdp` \
+         (the object's `nm_baseline` on XDP, native first and generic where that fails, as the daemon attaches; a \
+         two-instruction `TC_ACT_OK` classifier on tcx ingress and egress). NFLOG has a \
+         listener: tcpdump on `nflog:5`, writing to /dev/null. tcpdump: \
+         `tcpdump -i eth0 -w /dev/null 'ip6 and tcp dst port 10250 and ip6[53] & 2 != 0'`. \
+         {rounds} round(s); medians over rounds; overheads and ratios are the median of the \
+         per-round differences and ratios, each pair measured in the same round.\n\n\
+         Per-packet run time: the kernel's BPF statistics (`run_time_ns / run_cnt`) of the \
+         programs attached to the node's eth0 (found by attachment, not by name), over each \
+         case, with `BPF_ENABLE_STATS` held for the section (`kernel.bpf_stats_enabled` read \
+         {sysctl_before} before it and {sysctl_after} after). Rate: received packets per second \
+         at the node's eth0 while they arrive (its rx counter read every 2 ms from a thread in \
+         the node's namespace, from the first packet seen to the last, so that trafgen's start \
+         and exit are not counted). CPU per packet: interrupt and softirq time of all CPUs \
+         (`/proc/stat`; the node's receive path, XDP, tc, netfilter and the TCP stack run \
+         there) plus the CPU time of trafgen and of the mode's own process (daemon, tcpdump), \
+         from the start of the case to 1 s after it, per received packet; the busy time of all \
+         CPUs, whoever used it, is given beside it but is no measure on a shared machine. \
+         {cpus} CPUs; wall time {took:.0} s; 1-minute load average {load_before} before and \
+         {load_after} after. The machine is shared with other builds: absolute figures move \
+         from run to run; compare within a run.\n",
+        modes = Mode::ALL.map(Mode::name).join("; "),
+        how = if sendto {
+            "with one sendto(2) per packet (`-t 0`; `--live-sendto`), so that the node's skbs \
+             are linear, as the headers of a NIC's received packets mostly are"
+        } else {
+            "from its TX ring, which hands the node skbs with only the Ethernet header linear \
+             and the rest in page fragments (`--live-sendto` sends with sendto(2) instead: \
+             linear skbs)"
+        },
+    )?;
+
+    // Per-packet run time.
+    writeln!(
+        report,
+        "| case | program | empty XDP (ns) | node-monitor XDP (ns) | overhead (rounds) | \
+         empty tc (ns) | node-monitor tc (ns) | overhead (rounds) | target |\n\
+         |---|---|---:|---:|---|---:|---:|---|---:|"
+    )?;
+    let ingress = |s: &Sample| s.ingress.per_run();
+    let egress = |s: &Sample| s.egress.per_run();
+    let target = |case: Case| match case {
+        Case::Unwatched => Some(UNWATCHED_NS),
+        Case::Established => Some(ESTABLISHED_NS),
+        Case::AllowedNew => None,
+        Case::DeniedOneSource => Some(DENIED_ONE_NS),
+        Case::DeniedRandom => Some(DENIED_RANDOM_NS),
+    };
+    let egress_target = |case: Case| {
+        matches!(case, Case::Unwatched | Case::Established | Case::AllowedNew)
+            .then_some(EGRESS_NON_ANSWER_NS)
+    };
+    for case in Case::ALL {
+        for (what, get, tgt) in [
+            (
+                "ingress (XDP or tc)".to_owned(),
+                &ingress as &dyn Fn(&Sample) -> f64,
+                target(case),
+            ),
+            (
+                format!("tc egress: {}", case.answers()),
+                &egress,
+                egress_target(case),
+            ),
+        ] {
+            let (ox, rx) = f.diff(case, Mode::Xdp, Mode::EmptyXdp, get);
+            let (ot, rt) = f.diff(case, Mode::Tc, Mode::EmptyTc, get);
+            writeln!(
+                report,
+                "| {} | {what} | {:.0} | {:.0} | {ox:+.0} ({}) | {:.0} | {:.0} | {ot:+.0} ({}) | {} |",
+                case.name(),
+                f.med(case, Mode::EmptyXdp, get),
+                f.med(case, Mode::Xdp, get),
+                rounds_list(&rx),
+                f.med(case, Mode::EmptyTc, get),
+                f.med(case, Mode::Tc, get),
+                rounds_list(&rt),
+                tgt.map_or(String::new(), |t| format!("<= +{t:.0}")),
+            )?;
+        }
+    }
+    writeln!(report)?;
+
+    // Rate and CPU.
+    writeln!(
+        report,
+        "| case | mode | received/s | vs no program | CPU ns/packet | added over no program | \
+         CPU ns/packet, all CPUs |\n|---|---|---:|---:|---:|---:|---:|"
+    )?;
+    let rate = |s: &Sample| s.rx_rate();
+    let cpu = |s: &Sample| s.cpu_per_packet();
+    for case in Case::ALL {
+        for mode in Mode::ALL {
+            writeln!(
+                report,
+                "| {} | {} | {:.0} | {:.2} | {:.0} | {:+.0} | {:.0} |",
+                case.name(),
+                mode.name(),
+                f.med(case, mode, rate),
+                f.ratio(case, mode, Mode::NoProgram, rate),
+                f.med(case, mode, cpu),
+                f.diff(case, mode, Mode::NoProgram, cpu).0,
+                f.med(case, mode, Sample::cpu_all_per_packet),
+            )?;
+        }
+    }
+    writeln!(report)?;
+
+    // Targets.
+    writeln!(
+        report,
+        "| target (issue 10) | measured | |\n|---|---|:---:|"
+    )?;
+    for case in Case::ALL {
+        if let Some(t) = target(case) {
+            for (hook, mode, empty) in [
+                ("XDP", Mode::Xdp, Mode::EmptyXdp),
+                ("tc", Mode::Tc, Mode::EmptyTc),
+            ] {
+                let (o, _) = f.diff(case, mode, empty, ingress);
+                writeln!(
+                    report,
+                    "| {}, {hook}: overhead <= +{t:.0} ns | {o:+.0} ns | {} |",
+                    case.name(),
+                    met(o <= t)
+                )?;
+            }
+        }
+    }
+    for case in Case::ALL {
+        if let Some(t) = egress_target(case) {
+            let (ox, _) = f.diff(case, Mode::Xdp, Mode::EmptyXdp, egress);
+            let (ot, _) = f.diff(case, Mode::Tc, Mode::EmptyTc, egress);
+            writeln!(
+                report,
+                "| tc egress, {}: overhead <= +{t:.0} ns | {ox:+.0} ns (XDP run), {ot:+.0} ns (tc run) | {} |",
+                case.answers(),
+                met(ox <= t && ot <= t)
+            )?;
+        }
+    }
+    let r = f.ratio(Case::Unwatched, Mode::Xdp, Mode::NoProgram, rate);
+    writeln!(
+        report,
+        "| {}: node-monitor XDP's rate >= {:.0}% of no program's | {:.1}% | {} |",
+        Case::Unwatched.name(),
+        MIN_XDP_RATE * 100.0,
+        r * 100.0,
+        met(r >= MIN_XDP_RATE)
+    )?;
+    for case in [Case::DeniedOneSource, Case::DeniedRandom] {
+        let (log, _) = f.diff(case, Mode::IptablesLog, Mode::NoProgram, cpu);
+        for (hook, mode) in [("XDP", Mode::Xdp), ("tc", Mode::Tc)] {
+            let (added, _) = f.diff(case, mode, Mode::NoProgram, cpu);
+            writeln!(
+                report,
+                "| {}, node-monitor {hook}: added CPU <= 1/5 of iptables LOG's ({:+.0} ns) | {added:+.0} ns ({:.2} of LOG's) | {} |",
+                case.name(),
+                log,
+                added / log,
+                met(added <= MAX_CPU_SHARE_OF_LOG * log)
+            )?;
+        }
+    }
+    writeln!(report)?;
+    // Sanity: the programs ran once per received packet.
+    let mut runs = Vec::new();
+    for case in Case::ALL {
+        for mode in [Mode::EmptyXdp, Mode::Xdp, Mode::EmptyTc, Mode::Tc] {
+            let ratio = f.med(case, mode, |s| {
+                s.ingress.runs as f64 / s.received.max(1) as f64
+            });
+            runs.push(format!("{ratio:.3}"));
+        }
+    }
+    writeln!(
+        report,
+        "Ingress program runs per received packet (every case and program mode, medians): {}.\n",
+        runs.join(", ")
+    )?;
+    writeln!(
+        report,
+        "XDP attached as: {}.\n",
+        xdp_modes.into_iter().collect::<Vec<_>>().join("; ")
+    )?;
+    if !tcpdump_said.is_empty() {
+        writeln!(
+            report,
+            "tcpdump at exit, over all cases of its mode: {}.\n",
+            tcpdump_said.join("; ")
+        )?;
+    }
+    if !retries.is_empty() {
+        writeln!(
+            report,
+            "Runs made again after trafgen failed (its TX ring flush returned EAGAIN): {}.\n",
+            retries.join("; ")
+        )?;
+    }
+    let nf_log_all_netns = std::fs::read_to_string("/proc/sys/net/netfilter/nf_log_all_netns")
+        .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned());
+    writeln!(
+        report,
+        "iptables LOG: the kernel writes nothing from a LOG rule in a namespace other than the \
+         initial one unless `net.netfilter.nf_log_all_netns` is 1 (here: {nf_log_all_netns}); \
+         the bench does not change that host-wide setting, so with 0 the LOG row costs \
+         conntrack and the rule, not the log lines. NFLOG is per namespace and has its \
+         listener here.\n"
+    )?;
+    Ok(())
+}
