@@ -34,6 +34,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "socat",
     "tcpdump",
     "rsyslog",
+    "rsyslog-gnutls", // syslog over TLS (the sinks tests' rsyslogd TLS input)
     "prometheus",
     "iptables", // posture tests (firewall rules in a lab namespace); the bench's LOG rule
     "nftables", // posture tests, for nft

@@ -171,7 +171,7 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
 
     let mut unclassified = FamilyBuilder::counter(
         "node_monitor_packets_unclassified",
-        "Packets passed without classification (not IP, not TCP/UDP, fragments) or because they could not be parsed, answers that could not be reported, fragments by kind (tiny, overlapping, to a watched port) and the node's acceptances nobody saw arrive (unseen_accepted*, unseen_handshake*: NM-1030), and TCP/UDP packets to ports no group watches (unwatched_port), by reason; dropped_unparsed counts the unparsed packets to a port of an action: drop group that were dropped (fail closed), each also counted under its parse reason.",
+        "Packets passed without classification (not IP, not TCP/UDP, fragments) or because they could not be parsed, answers that could not be reported, fragments by kind (tiny, overlapping, to a watched port) and the node's acceptances nobody saw arrive (unseen_accepted*, handshake*: NM-1030), and TCP/UDP packets to ports no group watches (unwatched_port), by reason; dropped_unparsed counts the unparsed packets to a port of an action: drop group that were dropped (fail closed), each also counted under its parse reason.",
     );
     for (reason, n) in &s.reasons {
         unclassified.add(l(&[("reason", reason)]), *n);
