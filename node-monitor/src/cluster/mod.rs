@@ -116,6 +116,20 @@ impl Drop for Cluster {
     }
 }
 
+impl Cluster {
+    /// Stops the watches and waits until their tasks are gone, so that nothing of theirs
+    /// (a watch stream's warning as its connection closes) logs after this returns.
+    pub async fn shutdown(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 /// The state of the cache as a whole, with each kind's, for the metrics.
 #[derive(Debug, Clone)]
 pub struct ClusterStatus {

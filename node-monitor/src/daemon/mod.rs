@@ -359,6 +359,10 @@ impl Daemon {
         let sink_stats = sinks.shutdown(SINK_SHUTDOWN).await;
         self.stats.tracker = self.tracker.stats;
         let detectors = housekeeping::detector_snapshots(&self.engine.stats(), &self.tracker);
+        // The cluster's watches stop first: the summary is the last line on stderr.
+        if let Some(cluster) = self.cluster.take() {
+            cluster.shutdown().await;
+        }
         print_summary(&self.dp, &self.stats, &sink_stats, &detectors)?;
         Ok(())
     }
