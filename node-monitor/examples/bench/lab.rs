@@ -326,6 +326,57 @@ pub(crate) fn ip6tables(bed: &Bed, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ip6tables -A INPUT` for new TCP connections to 10250 (`-m conntrack --ctstate NEW`),
+/// jumping to `target` (`LOG ...`, `NFLOG ...`): the rule the benches compare against.
+pub(crate) fn new_conn_rule(bed: &Bed, target: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec![
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "10250",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW",
+        "-j",
+    ];
+    args.extend_from_slice(target);
+    ip6tables(bed, &args)
+}
+
+/// Runs `run` (one case of `label`), again at most twice when trafgen failed (its TX ring
+/// flush may fail with EAGAIN under load), noting each retry in `retries` for the report.
+/// `before` runs before every attempt (an interrupt check); any other error is returned with
+/// `label` as context.
+pub(crate) fn retry_trafgen<T>(
+    label: &str,
+    retries: &mut Vec<String>,
+    mut before: impl FnMut() -> anyhow::Result<()>,
+    mut run: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut attempt = 0;
+    loop {
+        before()?;
+        match run() {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 2 && format!("{e:#}").contains("trafgen failed") => {
+                attempt += 1;
+                retries.push(format!("{label}: {e:#}"));
+                eprintln!("retrying: {e:#}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => {
+                // The processes we started got the terminal's SIGINT too: say that, not what
+                // their going broke.
+                before()?;
+                return Err(e).with_context(|| label.to_owned());
+            }
+        }
+    }
+}
+
 /// Undoes the pipeline section's pinning: this process and what it starts (trafgen, the
 /// daemon) may run on every CPU, as they would on a node.
 pub(crate) fn unpin_all_cpus() -> anyhow::Result<usize> {

@@ -572,6 +572,15 @@ pub(crate) mod tests {
         fixture::allowed_from(group, src.parse().unwrap(), dst_port)
     }
 
+    /// An engine whose groups may raise `cap` connection alerts per flood window.
+    fn capped(cap: u32) -> Engine {
+        let s = AlertSettings {
+            connection_alerts_per_group: cap,
+            ..settings()
+        };
+        Engine::new(&s, vec![])
+    }
+
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
@@ -1298,11 +1307,7 @@ pub(crate) mod tests {
     #[test]
     fn connection_alerts_past_the_group_cap_fold_into_its_flood_alert() {
         use crate::record::Answer;
-        let s = AlertSettings {
-            connection_alerts_per_group: 3,
-            ..settings()
-        };
-        let mut e = Engine::new(&s, vec![]);
+        let mut e = capped(3);
         let t0 = Instant::now();
         let mut out = Vec::new();
         for i in 0..10u8 {
@@ -1372,11 +1377,7 @@ pub(crate) mod tests {
     #[test]
     fn completed_handshakes_are_never_folded_by_the_cap() {
         use crate::record::{Answer, RecordType};
-        let s = AlertSettings {
-            connection_alerts_per_group: 1,
-            ..settings()
-        };
-        let mut e = Engine::new(&s, vec![]);
+        let mut e = capped(1);
         let t0 = Instant::now();
         let mut out = Vec::new();
         let unseen = |src: &str, completed: bool| {
@@ -1405,11 +1406,7 @@ pub(crate) mod tests {
     #[test]
     fn a_folded_acceptance_is_named_when_its_handshake_completes() {
         use crate::record::{Answer, RecordType};
-        let s = AlertSettings {
-            connection_alerts_per_group: 1,
-            ..settings()
-        };
-        let mut e = Engine::new(&s, vec![]);
+        let mut e = capped(1);
         let t0 = Instant::now();
         let mut out = Vec::new();
         let accepted = |src: &str, port: u16| {

@@ -25,6 +25,41 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A running Debian `prometheus` on `config` (written by the caller in `dir`), listening on a
+/// free loopback port, its output in `prometheus.log` there. Killed when the guard drops.
+pub(crate) struct RunningPrometheus {
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: std::path::PathBuf,
+    pub(crate) guard: ChildGuard,
+}
+
+pub(crate) fn start_prometheus(dir: &TempDir, config: &Path) -> RunningPrometheus {
+    assert!(
+        Path::new(PROMETHEUS).exists(),
+        "{PROMETHEUS} is missing: install Debian's `prometheus` package (apt-get install prometheus)"
+    );
+    let log_path = dir.file("prometheus.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+    let child = Command::new(PROMETHEUS)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.file("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
+    RunningPrometheus {
+        addr,
+        log: log_path,
+        guard: ChildGuard(child),
+    }
+}
+
 pub(crate) async fn query(prom: SocketAddr, q: &str) -> Option<Vec<serde_json::Value>> {
     let path = format!("/api/v1/query?query={q}");
     let r = http_get(prom, &path, None).await.ok()?;
@@ -47,10 +82,6 @@ pub(crate) fn find_value(results: &[serde_json::Value], labels: &[(&str, &str)])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_scrapes_serve() {
-    assert!(
-        Path::new(PROMETHEUS).exists(),
-        "{PROMETHEUS} is missing: install Debian's `prometheus` package (apt-get install prometheus)"
-    );
     let m = populated();
     m.set_ready(true);
     let srv = Server::start(m.clone()).await;
@@ -66,20 +97,11 @@ async fn real_prometheus_scrapes_serve() {
         ),
     )
     .expect("write config");
-    let data = dir.file("data");
-    let log_path = dir.file("prometheus.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let prom_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
-    let guard = ChildGuard(child);
+    let RunningPrometheus {
+        addr: prom_addr,
+        log: log_path,
+        guard,
+    } = start_prometheus(&dir, &config);
 
     let want = [
         ("group", "kubelet"),

@@ -28,7 +28,7 @@ use tokio::{
 use crate::{
     common::{ports::free_tcp_port, temp::TempDir},
     fixture::populated,
-    prometheus::{ChildGuard, PROMETHEUS, find_value, query},
+    prometheus::{RunningPrometheus, find_value, query, start_prometheus},
     serve::http_get,
 };
 
@@ -132,10 +132,6 @@ async fn https_get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_scrapes_with_a_client_certificate_or_a_token_and_is_refused_without() {
-    assert!(
-        Path::new(PROMETHEUS).exists(),
-        "{PROMETHEUS} is missing: install Debian's `prometheus` package (apt-get install prometheus)"
-    );
     let dir = TempDir::new("prometheus-tls");
     let pki = TestPki::write(dir.path());
     let token = dir.file("token");
@@ -180,22 +176,11 @@ async fn real_prometheus_scrapes_with_a_client_certificate_or_a_token_and_is_ref
         ),
     )
     .expect("write config");
-    let log_path = dir.file("prometheus.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let prom_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.file("data").display()
-        ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
-    let guard = ChildGuard(child);
+    let RunningPrometheus {
+        addr: prom_addr,
+        log: log_path,
+        guard,
+    } = start_prometheus(&dir, &config);
 
     let want = [
         ("with-cert", "1"),

@@ -14,19 +14,17 @@
 //! backlog is counted); for the daemon, its peak resident memory (`VmHWM`), the alert lines
 //! it wrote per port group and flood window, and its exit counters. Everything lives in
 //! namespaces made here and removed by their guards; the addresses are documentation ones.
-use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use serde_json::Value;
 
 use self::run::{Mode, Run, Traffic, run_once};
 use crate::{
-    lab::{Bed, NODE, RANDOM_PREFIX, TempDir, load_average, missing_tools, unpin_all_cpus},
+    lab::{
+        Bed, NODE, RANDOM_PREFIX, TempDir, load_average, missing_tools, retry_trafgen,
+        unpin_all_cpus,
+    },
     testrun::median,
 };
 
@@ -115,24 +113,12 @@ pub(crate) fn flood(
                     traffic.name(),
                     mode.name()
                 );
-                // trafgen's TX ring flush may fail with EAGAIN under load: run again (at most
-                // twice more), and say so in the report.
-                let mut attempt = 0;
-                let run = loop {
-                    match run_once(&bed, mode, traffic, packets, daemon, &dir.0, seq) {
-                        Ok(run) => break run,
-                        Err(e) if attempt < 2 && format!("{e:#}").contains("trafgen failed") => {
-                            attempt += 1;
-                            retries.push(format!("{} / {}: {e:#}", traffic.name(), mode.name()));
-                            eprintln!("retrying: {e:#}");
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                        Err(e) => {
-                            return Err(e)
-                                .with_context(|| format!("{} / {}", traffic.name(), mode.name()));
-                        }
-                    }
-                };
+                let run = retry_trafgen(
+                    &format!("{} / {}", traffic.name(), mode.name()),
+                    &mut retries,
+                    || Ok(()),
+                    || run_once(&bed, mode, traffic, packets, daemon, &dir.0, seq),
+                )?;
                 runs.entry((traffic, mode)).or_default().push(run);
             }
         }

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use node_monitor_lab::Child;
 use serde_json::Value;
 
-use crate::lab::{Bed, Source, TcpPacket, cpu_busy_ns, ip6tables, spawn_until};
+use crate::lab::{Bed, Source, TcpPacket, cpu_busy_ns, ip6tables, new_conn_rule, spawn_until};
 
 /// The embedded default config's flood window (`alerts.flood_window_s`).
 pub(super) const FLOOD_WINDOW: Duration = Duration::from_secs(10);
@@ -229,25 +229,7 @@ pub(super) fn run_once(
             )?);
         }
         Mode::IptablesLog => {
-            ip6tables(
-                bed,
-                &[
-                    "-A",
-                    "INPUT",
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    "10250",
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "NEW",
-                    "-j",
-                    "LOG",
-                    "--log-prefix",
-                    "nm-bench ",
-                ],
-            )?;
+            new_conn_rule(bed, &["LOG", "--log-prefix", "nm-bench "])?;
         }
     }
     let start_wall = SystemTime::now();

@@ -17,12 +17,7 @@
 //! trafgen's send time, CPU per packet, and per-packet run time of the programs on eth0
 //! (`run_time_ns / run_cnt`, read by attachment). Reported: medians over rounds; overheads
 //! over the empty program of the same hook, as the median of the per-round differences.
-use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Instant};
 
 use anyhow::{Context as _, bail};
 use node_monitor::metrics::BpfStats;
@@ -31,7 +26,7 @@ use self::run::{Binaries, Case, Mode, Sample, Session};
 use crate::{
     lab::{
         Bed, GEN, InterruptGuard, NODE, RANDOM_PREFIX, TempDir, load_average, missing_tools,
-        unpin_all_cpus,
+        retry_trafgen, unpin_all_cpus,
     },
     testrun::median,
 };
@@ -192,28 +187,12 @@ pub(crate) fn live(
                 xdp_modes.insert(format!("{}: {m}", mode.name()));
             }
             for case in Case::ALL {
-                let mut attempt = 0;
-                // trafgen's TX ring flush may fail with EAGAIN under load: run again (at
-                // most twice more), and say so in the report.
-                let sample = loop {
-                    interrupt.check()?;
-                    match session.run_case(case, packets, sendto, &conf) {
-                        Ok(s) => break s,
-                        Err(e) if attempt < 2 && format!("{e:#}").contains("trafgen failed") => {
-                            attempt += 1;
-                            retries.push(format!("{} / {}: {e:#}", case.name(), mode.name()));
-                            eprintln!("retrying: {e:#}");
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                        Err(e) => {
-                            // The processes we started got the terminal's SIGINT too: say
-                            // that, not what their going broke.
-                            interrupt.check()?;
-                            return Err(e)
-                                .with_context(|| format!("{} / {}", case.name(), mode.name()));
-                        }
-                    }
-                };
+                let sample = retry_trafgen(
+                    &format!("{} / {}", case.name(), mode.name()),
+                    &mut retries,
+                    || interrupt.check(),
+                    || session.run_case(case, packets, sendto, &conf),
+                )?;
                 samples.entry((case, mode)).or_default().push(sample);
             }
             let said = session.finish()?;

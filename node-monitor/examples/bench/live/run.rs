@@ -14,8 +14,8 @@ use node_monitor_lab::Child;
 
 use super::stats::{self, Counts, OnEth0};
 use crate::lab::{
-    Bed, Source, TcpPacket, children_cpu_ns, cpu_busy_ns, cpu_irq_ns, ip6tables, process_cpu_ns,
-    spawn_until,
+    Bed, Source, TcpPacket, children_cpu_ns, cpu_busy_ns, cpu_irq_ns, ip6tables, new_conn_rule,
+    process_cpu_ns, spawn_until,
 };
 
 /// The NFLOG group of the NFLOG mode (its listener reads `nflog:NFLOG_GROUP`).
@@ -171,24 +171,6 @@ pub(super) struct Binaries<'a> {
     pub(super) empty: &'a Path,
 }
 
-fn log_rule(bed: &Bed, target: &[&str]) -> anyhow::Result<()> {
-    let mut args = vec![
-        "-A",
-        "INPUT",
-        "-p",
-        "tcp",
-        "--dport",
-        "10250",
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "NEW",
-        "-j",
-    ];
-    args.extend_from_slice(target);
-    ip6tables(bed, &args)
-}
-
 impl<'a> Session<'a> {
     pub(super) fn start(
         bed: &'a Bed,
@@ -252,11 +234,11 @@ impl<'a> Session<'a> {
                 )?)
             }
             Mode::IptablesLog => {
-                log_rule(bed, &["LOG", "--log-prefix", "nm-bench "])?;
+                new_conn_rule(bed, &["LOG", "--log-prefix", "nm-bench "])?;
                 None
             }
             Mode::Nflog => {
-                log_rule(bed, &["NFLOG", "--nflog-group", NFLOG_GROUP])?;
+                new_conn_rule(bed, &["NFLOG", "--nflog-group", NFLOG_GROUP])?;
                 Some(tcpdump(&format!("nflog:{NFLOG_GROUP}"), &[])?)
             }
             Mode::Tcpdump => Some(tcpdump(
