@@ -1,8 +1,10 @@
 """The chart's checks with the real tools (run by `cargo xtask test`, step "deploy checks").
 
 Helm's own engine (helm-python-sdk bundles Helm v4's Go SDK) renders and lints the chart for
-the default values and for values-nondefault.yaml; values that break the schema or that the
-daemon cannot honour must be refused; every rendered object must validate, strict, against
+the default values, for values-nondefault.yaml and for values-tls.yaml (every TLS and token
+Secret: each file the config names must be in a mounted Secret, and the config is written
+with those files made under OUT so that check-config reads them); values that break the
+schema or combinations that cannot work must be refused; every rendered object must validate, strict, against
 the Kubernetes API schemas of kubernetes-validate; deploy/manifests/ must be the default
 render. The daemon's config from each render, and the PrometheusRule's rules, are written to
 OUT for the checks that need the daemon and promtool (xtask/src/deploy.rs).
@@ -12,6 +14,7 @@ usage: check_chart.py OUT [--write-manifests]
 
 import copy
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -177,6 +180,80 @@ def check_monitoring(objs, label):
         (ok if rule[0]["spec"] == want else fail)(f"PrometheusRule ({label}): spec is files/rules.yaml")
 
 
+SECRETS_DIR = "/var/run/secrets/node-monitor"
+
+
+def check_secrets(objs, label):
+    """Every file the config names under the Secrets' directory is in a mounted Secret, the
+    probes use HTTPS when the endpoint does, and the ServiceMonitor scrapes it with TLS and the
+    token."""
+    (ds,) = find(objs, "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    vols = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    config = yaml.safe_load(config_of(objs))
+    files = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str) and node.startswith(SECRETS_DIR + "/"):
+            files.append(node)
+
+    walk(config)
+    for f in files:
+        d = f.rsplit("/", 1)[0]
+        m = mounts.get(d)
+        good = m is not None and m.get("readOnly") is True and "secret" in vols.get(m["name"], {})
+        (ok if good else fail)(f"secrets ({label}): {f} is in a read-only Secret volume")
+    https = "tls" in config.get("metrics", {})
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"]:
+        scheme = c[probe]["httpGet"].get("scheme", "HTTP")
+        (ok if scheme == ("HTTPS" if https else "HTTP") else fail)(f"secrets ({label}): {probe} scheme {scheme}")
+    for sm in find(objs, "ServiceMonitor"):
+        (ep,) = sm["spec"]["endpoints"]
+        good = ep.get("scheme", "http") == ("https" if https else "http")
+        token = config.get("metrics", {}).get("bearer_token_file")
+        if token:
+            cred = ep.get("authorization", {}).get("credentials", {})
+            good = good and token.endswith("/" + cred.get("key", "?")) and any(
+                v.get("secret", {}).get("secretName") == cred.get("name") for v in vols.values()
+            )
+        (ok if good else fail)(f"secrets ({label}): the ServiceMonitor scrapes with the endpoint's scheme and token")
+    return files
+
+
+def config_with_secret_files(config_text, files, out):
+    """The rendered config with the Secrets' directory moved under OUT, and each file it names
+    made there (one self-signed certificate and key for every certificate, key and CA bundle, a
+    token for the rest), so that `check-config` can read them as the pod would."""
+    base = out / "secrets"
+    key, crt = base / "self.key", base / "self.crt"
+    base.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj", "/CN=node-monitor-check",
+         "-addext", "subjectAltName=DNS:node-monitor-check"],
+        check=True, capture_output=True,
+    )
+    for f in files:
+        local = base / f[len(SECRETS_DIR) + 1:]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        name = local.name
+        if name.endswith(".key"):
+            local.write_bytes(key.read_bytes())
+        elif name.endswith((".crt", ".pem")):
+            local.write_bytes(crt.read_bytes())
+        else:
+            local.write_text("c2NyYXBlLXRva2Vu.check\n")
+    return config_text.replace(SECRETS_DIR + "/", str(base) + "/")
+
+
 def refused(chart, values, label, needle):
     """A render that must fail, with `needle` in the error."""
     try:
@@ -193,9 +270,10 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     write = "--write-manifests" in sys.argv[2:]
     nondefault = yaml.safe_load((ROOT / "deploy/check/values-nondefault.yaml").read_text())
+    tls = yaml.safe_load((ROOT / "deploy/check/values-tls.yaml").read_text())
     print(f"helm engine {helm.helm_sdk_version()} (helm-c {helm.helm_c_version()}); Kubernetes schemas {KUBE_VERSION}")
     with helm.Chart.load(str(CHART)) as chart:
-        for label, values in [("default", None), ("non-default", nondefault)]:
+        for label, values in [("default", None), ("non-default", nondefault), ("tls", tls)]:
             lint(values, label)
             stream = as_stream(render(chart, values))
             objs = objects(stream)
@@ -203,7 +281,10 @@ def main():
             check_daemonset(objs, values or {}, label)
             check_rbac(objs, label)
             check_monitoring(objs, label)
-            (out / f"config-{label}.yaml").write_text(config_of(objs))
+            files = check_secrets(objs, label)
+            if label == "tls":
+                (ok if len(files) >= 10 else fail)(f"secrets (tls): the config names {len(files)} Secret files")
+            (out / f"config-{label}.yaml").write_text(config_with_secret_files(config_of(objs), files, out))
             crs = [o for o in objs if o["kind"] in SKIPPED]
             if crs:
                 (out / "crs.json").write_text(json.dumps(crs, indent=1))
@@ -255,8 +336,12 @@ def main():
             except helm.HelmValuesError as e:
                 ok(f"schema refuses {label}: {str(e).splitlines()[0][:160]}")
             refused(chart, values, f"render, {label}", needle)
-        refused(chart, {"metrics": {"tls": {"enabled": True, "secretName": "nm-tls"}}}, "metrics.tls before the daemon has TLS", "to be wired")
-        refused(chart, {"sinks": {"http": {"enabled": True, "url": "https://siem.example/", "tokenSecret": {"name": "siem"}}}}, "http tokenSecret before the daemon reads token files", "to be wired")
+        refused(chart, {"metrics": {"tls": {"enabled": True}}}, "metrics.tls without its Secret", "secretName")
+        refused(chart, {"metrics": {"tls": {"clientCASecretName": "ca"}}}, "a client CA without TLS", "needs metrics.tls.enabled")
+        refused(chart, {"sinks": {"syslog": {"enabled": True, "address": "tls://203.0.113.5:6514"}}}, "syslog over TLS without a CA", "caSecret")
+        refused(chart, {"sinks": {"syslog": {"enabled": True, "address": "tcp://203.0.113.5:514", "tls": {"clientCertSecret": "c"}}}}, "syslog TLS settings on a tcp:// address", "only for a tls://")
+        refused(chart, {"sinks": {"http": {"enabled": True, "url": "https://siem.example/", "headers": {"Authorization": "Bearer x"}, "tokenSecret": {"name": "siem"}}}}, "http token and Authorization header", "both set the Authorization")
+        refused(chart, {"sinks": {"http": {"enabled": True, "url": "http://siem.example/", "tls": {"caSecret": {"name": "ca"}}}}}, "http TLS on an http:// url", "https://")
         refused(chart, {"service": {"enabled": True}}, "a Service over a loopback endpoint", "loopback")
         refused(chart, {"sinks": {"stdout": {"enabled": False}}}, "no sink", "at least one sink")
     if failures:

@@ -101,7 +101,7 @@ pub fn checks(root: &Path) -> anyhow::Result<()> {
     ]);
     step("build node-monitor", Ok(build));
     let daemon = root.join("target/debug/node-monitor");
-    for label in ["default", "non-default"] {
+    for label in ["default", "non-default", "tls"] {
         let mut cmd = Command::new(&daemon);
         cmd.arg("check-config")
             .arg(out_dir(root).join(format!("config-{label}.yaml")));

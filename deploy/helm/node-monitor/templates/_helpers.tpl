@@ -48,13 +48,72 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* Values the daemon cannot honour yet: refused rather than silently ignored. */}}
-{{- define "node-monitor.checks" -}}
-{{- if .Values.metrics.tls.enabled -}}
-{{- fail "metrics.tls: the daemon has no TLS config for its metrics endpoint yet (to be wired when the TLS config lands); keep metrics.host on loopback or a trusted network until then" -}}
+{{/* Where the Secrets the config names are mounted: one directory per Secret. */}}
+{{- define "node-monitor.secretsDir" -}}/var/run/secrets/node-monitor{{- end -}}
+
+{{/*
+The Secret volumes the values ask for, as a YAML list of {volume, secret, dir}: the daemon's
+config names files under each dir (node-monitor.config), the DaemonSet mounts each.
+*/}}
+{{- define "node-monitor.secretVolumes" -}}
+{{- $dir := include "node-monitor.secretsDir" . -}}
+{{- $m := .Values.metrics -}}
+{{- $syslog := .Values.sinks.syslog -}}
+{{- $http := .Values.sinks.http -}}
+{{- if $m.tls.enabled }}
+- {volume: metrics-tls, secret: {{ $m.tls.secretName | quote }}, dir: {{ printf "%s/metrics-tls" $dir | quote }}}
+{{- if $m.tls.clientCASecretName }}
+- {volume: metrics-client-ca, secret: {{ $m.tls.clientCASecretName | quote }}, dir: {{ printf "%s/metrics-client-ca" $dir | quote }}}
+{{- end }}
+{{- end }}
+{{- if $m.bearerTokenSecret.name }}
+- {volume: metrics-token, secret: {{ $m.bearerTokenSecret.name | quote }}, dir: {{ printf "%s/metrics-token" $dir | quote }}}
+{{- end }}
+{{- if $syslog.enabled }}
+{{- if $syslog.tls.caSecret.name }}
+- {volume: syslog-ca, secret: {{ $syslog.tls.caSecret.name | quote }}, dir: {{ printf "%s/syslog-ca" $dir | quote }}}
+{{- end }}
+{{- if $syslog.tls.clientCertSecret }}
+- {volume: syslog-client-tls, secret: {{ $syslog.tls.clientCertSecret | quote }}, dir: {{ printf "%s/syslog-client-tls" $dir | quote }}}
+{{- end }}
+{{- end }}
+{{- if $http.enabled }}
+{{- if $http.tokenSecret.name }}
+- {volume: http-token, secret: {{ $http.tokenSecret.name | quote }}, dir: {{ printf "%s/http-token" $dir | quote }}}
+{{- end }}
+{{- if $http.tls.caSecret.name }}
+- {volume: http-ca, secret: {{ $http.tls.caSecret.name | quote }}, dir: {{ printf "%s/http-ca" $dir | quote }}}
+{{- end }}
+{{- if $http.tls.clientCertSecret }}
+- {volume: http-client-tls, secret: {{ $http.tls.clientCertSecret | quote }}, dir: {{ printf "%s/http-client-tls" $dir | quote }}}
+{{- end }}
+{{- end }}
 {{- end -}}
-{{- if .Values.sinks.http.tokenSecret.name -}}
-{{- fail "sinks.http.tokenSecret: the daemon reads no bearer token file yet (to be wired when the TLS config lands); put the whole config, Authorization header included, in a Secret of your own and name it in configSecret" -}}
+
+{{/* Combinations that cannot work: refused at render time, not silently ignored. */}}
+{{- define "node-monitor.checks" -}}
+{{- $m := .Values.metrics -}}
+{{- if and $m.tls.enabled (not $m.tls.secretName) -}}
+{{- fail "metrics.tls.enabled needs metrics.tls.secretName: a kubernetes.io/tls Secret with the endpoint's tls.crt and tls.key" -}}
+{{- end -}}
+{{- if and $m.tls.clientCASecretName (not $m.tls.enabled) -}}
+{{- fail "metrics.tls.clientCASecretName needs metrics.tls.enabled: client certificates are asked for in the TLS handshake" -}}
+{{- end -}}
+{{- with .Values.sinks.syslog -}}
+{{- if and .enabled (hasPrefix "tls://" .address) (not .tls.caSecret.name) -}}
+{{- fail "sinks.syslog: a tls:// address needs sinks.syslog.tls.caSecret.name, the Secret with the receiver's CA (the system's roots are not used)" -}}
+{{- end -}}
+{{- if and .enabled (not (hasPrefix "tls://" .address)) (or .tls.caSecret.name .tls.clientCertSecret .tls.serverName) -}}
+{{- fail "sinks.syslog.tls is only for a tls:// address" -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.sinks.http -}}
+{{- if and .enabled .tokenSecret.name (hasKey (default dict .headers) "Authorization") -}}
+{{- fail "sinks.http: tokenSecret and an Authorization header both set the Authorization header; keep the token in tokenSecret" -}}
+{{- end -}}
+{{- if and .enabled (or .tls.caSecret.name .tls.clientCertSecret) (not (hasPrefix "https://" .url)) -}}
+{{- fail "sinks.http.tls needs an https:// url" -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.serviceMonitor.enabled (not .Values.service.enabled) -}}
 {{- fail "serviceMonitor.enabled needs service.enabled: the ServiceMonitor selects the metrics Service" -}}
@@ -103,10 +162,22 @@ sinks:
     format: {{ .format }}
     flows: {{ .flows }}
 {{- end }}{{ end }}
+{{- $dir := include "node-monitor.secretsDir" . }}
 {{- with .Values.sinks.syslog }}{{ if .enabled }}
   - type: syslog
     address: {{ .address | quote }}
     format: {{ .format }}
+    {{- if hasPrefix "tls://" .address }}
+    tls:
+      ca_file: {{ printf "%s/syslog-ca/%s" $dir .tls.caSecret.key | quote }}
+      {{- if .tls.clientCertSecret }}
+      cert_file: {{ printf "%s/syslog-client-tls/tls.crt" $dir | quote }}
+      key_file: {{ printf "%s/syslog-client-tls/tls.key" $dir | quote }}
+      {{- end }}
+      {{- with .tls.serverName }}
+      server_name: {{ . | quote }}
+      {{- end }}
+    {{- end }}
 {{- end }}{{ end }}
 {{- with .Values.sinks.http }}{{ if .enabled }}
   - type: http
@@ -116,9 +187,35 @@ sinks:
     headers:
       {{- toYaml . | nindent 6 }}
     {{- end }}
+    {{- if .tokenSecret.name }}
+    bearer_token_file: {{ printf "%s/http-token/%s" $dir .tokenSecret.key | quote }}
+    {{- end }}
+    {{- if or .tls.caSecret.name .tls.clientCertSecret }}
+    tls:
+      {{- if .tls.caSecret.name }}
+      ca_file: {{ printf "%s/http-ca/%s" $dir .tls.caSecret.key | quote }}
+      {{- end }}
+      {{- if .tls.clientCertSecret }}
+      cert_file: {{ printf "%s/http-client-tls/tls.crt" $dir | quote }}
+      key_file: {{ printf "%s/http-client-tls/tls.key" $dir | quote }}
+      {{- end }}
+    {{- end }}
 {{- end }}{{ end }}
 metrics:
   listen: {{ include "node-monitor.metricsListen" . | quote }}
+  {{- with .Values.metrics }}
+  {{- if .tls.enabled }}
+  tls:
+    cert_file: {{ printf "%s/metrics-tls/tls.crt" $dir | quote }}
+    key_file: {{ printf "%s/metrics-tls/tls.key" $dir | quote }}
+    {{- if .tls.clientCASecretName }}
+    client_ca_file: {{ printf "%s/metrics-client-ca/%s" $dir .tls.clientCAKey | quote }}
+    {{- end }}
+  {{- end }}
+  {{- if .bearerTokenSecret.name }}
+  bearer_token_file: {{ printf "%s/metrics-token/%s" $dir .bearerTokenSecret.key | quote }}
+  {{- end }}
+  {{- end }}
 cluster:
   enabled: {{ .Values.cluster.enabled | quote }}
 {{- end -}}
