@@ -273,6 +273,7 @@ def main():
     tls = yaml.safe_load((ROOT / "deploy/check/values-tls.yaml").read_text())
     print(f"helm engine {helm.helm_sdk_version()} (helm-c {helm.helm_c_version()}); Kubernetes schemas {KUBE_VERSION}")
     with helm.Chart.load(str(CHART)) as chart:
+        all_crs = []
         for label, values in [("default", None), ("non-default", nondefault), ("tls", tls)]:
             lint(values, label)
             stream = as_stream(render(chart, values))
@@ -285,9 +286,7 @@ def main():
             if label == "tls":
                 (ok if len(files) >= 10 else fail)(f"secrets (tls): the config names {len(files)} Secret files")
             (out / f"config-{label}.yaml").write_text(config_with_secret_files(config_of(objs), files, out))
-            crs = [o for o in objs if o["kind"] in SKIPPED]
-            if crs:
-                (out / "crs.json").write_text(json.dumps(crs, indent=1))
+            all_crs.extend(o for o in objs if o["kind"] in SKIPPED)
             rules = find(objs, "PrometheusRule")
             if rules:
                 (out / f"rules-{label}.yaml").write_text(yaml.safe_dump(rules[0]["spec"], sort_keys=False))
@@ -302,6 +301,9 @@ def main():
                     fail(f"{MANIFESTS.relative_to(ROOT)} drifted from the chart's default render: run `cargo xtask deploy-manifests`")
                 else:
                     ok(f"{MANIFESTS.relative_to(ROOT)} is the chart's default render")
+
+        # Every render's custom resources, for validate_crs.mjs.
+        (out / "crs.json").write_text(json.dumps(all_crs, indent=1))
 
         # The dashboard's queries as recording rules, so that promtool parses their PromQL
         # (Grafana's variables replaced by values of their kind).
