@@ -34,6 +34,18 @@ enum Command {
         /// else the interfaces that carry a default route.
         #[arg(long = "iface", env = "NODE_MONITOR_IFACE", value_delimiter = ',')]
         ifaces: Vec<String>,
+        /// Pods' host-side interface name or glob to watch as well, with tc (repeatable).
+        /// Default: the config's `pod_interfaces` (the common CNIs' veths and bridges).
+        #[arg(
+            long = "pod-iface",
+            env = "NODE_MONITOR_POD_IFACE",
+            value_delimiter = ',',
+            conflicts_with = "no_pod_ifaces"
+        )]
+        pod_ifaces: Vec<String>,
+        /// Watch no pod interface, whatever the config's `pod_interfaces` says.
+        #[arg(long, env = "NODE_MONITOR_NO_POD_IFACES")]
+        no_pod_ifaces: bool,
         /// YAML config file. Default: the embedded config (`print-default-config`).
         #[arg(long, env = "NODE_MONITOR_CONFIG")]
         config: Option<PathBuf>,
@@ -228,6 +240,8 @@ fn main() -> ExitCode {
         },
         Command::Run {
             ifaces,
+            pod_ifaces,
+            no_pod_ifaces,
             config,
             attach,
             pin_dir,
@@ -237,9 +251,20 @@ fn main() -> ExitCode {
             log_level,
         } => {
             init_logs(log_format, &log_level);
+            for p in &pod_ifaces {
+                if let Err(e) = node_monitor::config::check_iface_pattern(p) {
+                    eprintln!("error: --pod-iface: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             let opts = daemon::RunOptions {
                 config_path: config,
                 ifaces,
+                pod_ifaces: if no_pod_ifaces {
+                    Some(Vec::new())
+                } else {
+                    (!pod_ifaces.is_empty()).then_some(pod_ifaces)
+                },
                 attach,
                 pin_dir: (!no_pin).then_some(pin_dir),
                 metrics_addr,

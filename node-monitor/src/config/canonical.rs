@@ -63,6 +63,14 @@ impl Config {
             }
         ));
         out.push_str(&format!(
+            "pod_interfaces {}\n",
+            if self.pod_interfaces.is_empty() {
+                "(none)".to_owned()
+            } else {
+                self.pod_interfaces.join(",")
+            }
+        ));
+        out.push_str(&format!(
             "attach {}\n",
             self.attach.map_or("(default)", AttachMode::name)
         ));

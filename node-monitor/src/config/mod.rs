@@ -39,8 +39,8 @@ pub use cluster::{ClusterMode, ClusterSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use iface::{MAX_IFACE_NAME, check_iface_pattern, is_glob};
 pub use model::{
-    Action, AlertSettings, AllowEntry, AttachMode, Config, Group, Limits, MAX_USER_GROUPS,
-    MetricsSettings, PodSelector, PortRange, Protocol, Sampling, SymbolicSet,
+    Action, AlertSettings, AllowEntry, AttachMode, Config, DEFAULT_POD_INTERFACES, Group, Limits,
+    MAX_USER_GROUPS, MetricsSettings, PodSelector, PortRange, Protocol, Sampling, SymbolicSet,
 };
 pub use outputs::{ClientTls, Format, SinkKind, SinkSpec, SyslogTransport};
 pub use reload::ReloadPlan;

@@ -14,6 +14,13 @@ use super::outputs::SinkSpec;
 pub const MAX_USER_GROUPS: usize = node_monitor_common::MAX_GROUPS - 1;
 const _: () = assert!(MAX_USER_GROUPS == 63 && MAX_USER_GROUPS <= u8::MAX as usize);
 
+/// `pod_interfaces` when the file does not say: the host-side interfaces of the common CNIs
+/// (Calico, Cilium, the bridge/ptp plugins and kindnet, GKE, the AWS VPC CNI, Flannel's bridge).
+/// Cilium's own devices (`cilium_host`, `cilium_net`, `cilium_vxlan`) match `cilium_*`.
+pub const DEFAULT_POD_INTERFACES: [&str; 8] = [
+    "cali*", "lxc*", "veth*", "gke*", "eni*", "cni*", "flannel*", "cilium_*",
+];
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -24,6 +31,11 @@ pub struct Config {
     /// Interface names or globs to attach to (`eth*`, `ens5`). Empty (the default): the
     /// interfaces that carry a default route. The CLI `--iface` overrides.
     pub interfaces: Vec<String>,
+    /// Host-side interfaces of pods (CNI veths and bridges: `cali*`, `lxc*`, ...), watched as
+    /// well with tc (ingress and egress) whatever `attach` says, with hotplug: a pod reaching
+    /// its own node's kubelet arrives there, never on the uplink. Their addresses never join
+    /// `node-subnets`. Default [`DEFAULT_POD_INTERFACES`]; `[]` turns it off.
+    pub pod_interfaces: Vec<String>,
     /// The hook; `None` when the file does not say (then `xdp`, or the CLI `--attach`).
     pub attach: Option<AttachMode>,
     pub alerts: AlertSettings,

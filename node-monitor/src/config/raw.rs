@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub(super) sampling: Option<RawSampling>,
     pub(super) limits: Option<RawLimits>,
     pub(super) interfaces: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) pod_interfaces: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) attach: Option<Spanned<String>>,
     pub(super) alerts: Option<RawAlerts>,
     pub(super) sinks: Option<Spanned<Vec<Spanned<RawSink>>>>,

@@ -18,6 +18,8 @@ pub struct ReloadPlan {
     pub reattach: bool,
     /// `interfaces` changed: give the new patterns to the interface watcher.
     pub interfaces: bool,
+    /// `pod_interfaces` changed: give the new patterns to the pods' interface watcher.
+    pub pod_interfaces: bool,
     /// `alerts` changed (or a group's `detect_sweeps`, which is also in `datapath`).
     pub alerts: bool,
     /// `sinks` changed: reconfigure the outputs.
@@ -81,6 +83,7 @@ impl Config {
             reattach: self.attach.unwrap_or(AttachMode::Xdp)
                 != next.attach.unwrap_or(AttachMode::Xdp),
             interfaces: self.interfaces != next.interfaces,
+            pod_interfaces: self.pod_interfaces != next.pod_interfaces,
             alerts: self.alerts != next.alerts || sweeps(self) != sweeps(next),
             sinks: self.sinks != next.sinks,
             metrics: self.metrics != next.metrics,

@@ -140,8 +140,11 @@ impl Daemon {
     fn sync_interfaces(&mut self) {
         let changes = self.ifaces.poll();
         if changes.is_empty() {
+            self.pod_ifaces.sync(&mut self.dp, &self.attached);
             return;
         }
+        // An uplink pattern now claims an interface the pods' watcher holds: the uplink wins.
+        self.pod_ifaces.release(&mut self.dp, &changes.added);
         for iface in &changes.removed {
             if self.attached.remove(iface) {
                 self.dp.detach_iface(iface);
@@ -151,6 +154,7 @@ impl Daemon {
                 );
             }
         }
+        self.pod_ifaces.reclaim(&changes.removed);
         for iface in &changes.added {
             match self.dp.attach(iface, self.mode) {
                 Ok(_) => {
@@ -162,7 +166,8 @@ impl Daemon {
                 }
             }
         }
-        // node-subnets follows the attached interfaces.
+        self.pod_ifaces.sync(&mut self.dp, &self.attached);
+        // node-subnets follows the attached uplinks (never the pods' interfaces).
         let current: Vec<String> = self.attached.iter().cloned().collect();
         match netif::subnets_of(&current) {
             Ok(s) if s != self.subnets => {
@@ -231,7 +236,7 @@ impl Daemon {
                 ("success", self.stats.config_reloads_ok),
                 ("failure", self.stats.config_reloads_failed),
             ],
-            attached_interfaces: self.attached.len() as u64,
+            attached_interfaces: (self.attached.len() + self.pod_ifaces.len()) as u64,
             pending_answers: self.tracker.pending() as u64,
             detectors: detector_snapshots(&es, &self.tracker),
             cluster: self.cluster_metrics(),

@@ -10,6 +10,7 @@
 mod cluster;
 mod drain;
 mod housekeeping;
+mod pod_ifaces;
 mod reload;
 mod summary;
 
@@ -24,6 +25,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, RingBuf};
 use drain::{DRAIN_BUDGET, DRAIN_SLICE, Drained, drain_records};
+use pod_ifaces::PodIfaces;
 pub use summary::UserStats;
 use summary::print_summary;
 use tokio::{
@@ -65,6 +67,9 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// Interface names or globs; empty: the config's `interfaces`, else default-route ones.
     pub ifaces: Vec<String>,
+    /// The pods' interface patterns (`--pod-iface`; `Some(vec![])`: `--no-pod-ifaces`);
+    /// `None`: the config's `pod_interfaces`.
+    pub pod_ifaces: Option<Vec<String>>,
     pub attach: Option<AttachMode>,
     pub pin_dir: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
@@ -167,6 +172,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         dp.attach(iface, mode)?;
         attached.insert(iface.clone());
     }
+    let mut pod_ifaces = PodIfaces::new(
+        opts.pod_ifaces
+            .clone()
+            .unwrap_or_else(|| cfg.pod_interfaces.clone()),
+        opts.pod_ifaces.is_some(),
+    );
+    pod_ifaces.sync(&mut dp, &attached);
+    // After every attach: the pins of interfaces attached again are adopted, not pruned.
     dp.prune_stale_links()?;
     // Flood summaries are per window: whatever adopted maps hold is an earlier run's.
     if let Err(e) = dp.reset_flood_sketches() {
@@ -207,6 +220,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         dp,
         ifaces,
         attached,
+        pod_ifaces,
         subnets,
         sinks,
         metrics,
@@ -247,6 +261,8 @@ struct Daemon {
     dp: Datapath,
     ifaces: IfaceWatcher,
     attached: BTreeSet<String>,
+    /// The pods' host-side interfaces (tc), apart from the uplinks above.
+    pod_ifaces: PodIfaces,
     subnets: Vec<ipnet::IpNet>,
     engine: Engine,
     tracker: Tracker,

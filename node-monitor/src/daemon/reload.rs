@@ -64,6 +64,10 @@ impl Daemon {
             // The next housekeeping round attaches what now matches and detaches the rest.
             self.ifaces.set_patterns(new.interfaces.clone());
         }
+        if plan.pod_interfaces {
+            // The next housekeeping round attaches what now matches and detaches the rest.
+            self.pod_ifaces.set_patterns(new.pod_interfaces.clone());
+        }
         if plan.reattach && self.opts.attach.is_none() {
             self.reattach(new.attach.unwrap_or(AttachMode::Xdp));
         }

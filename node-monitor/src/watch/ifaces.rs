@@ -66,6 +66,9 @@ impl IfaceSource for SystemIfaces {
 /// disappears is reported in [`IfaceChanges::removed`], nothing more.
 pub struct IfaceWatcher {
     patterns: Vec<String>,
+    /// What empty `patterns` mean: the default-route interfaces (the uplink watcher), or none
+    /// (the pods' interfaces, `pod_interfaces: []`).
+    empty_means_default_route: bool,
     /// The matches of the previous poll: name → ifindex.
     current: BTreeMap<String, u32>,
     source: Box<dyn IfaceSource>,
@@ -79,9 +82,19 @@ impl IfaceWatcher {
         Self::with_source(patterns, Box::new(SystemIfaces))
     }
 
+    /// Watches for `patterns` only: empty means no interface (the pods' interfaces).
+    #[must_use]
+    pub fn patterns_only(patterns: Vec<String>) -> IfaceWatcher {
+        IfaceWatcher {
+            empty_means_default_route: false,
+            ..Self::new(patterns)
+        }
+    }
+
     fn with_source(patterns: Vec<String>, source: Box<dyn IfaceSource>) -> IfaceWatcher {
         IfaceWatcher {
             patterns,
+            empty_means_default_route: true,
             current: BTreeMap::new(),
             source,
         }
@@ -105,7 +118,9 @@ impl IfaceWatcher {
     /// the next poll adds it back.
     pub fn poll(&mut self) -> IfaceChanges {
         let existing = self.source.interfaces();
-        let next: BTreeMap<String, u32> = if self.patterns.is_empty() {
+        let next: BTreeMap<String, u32> = if self.patterns.is_empty()
+            && self.empty_means_default_route
+        {
             let wanted = self.source.default_route();
             existing
                 .into_iter()
@@ -275,6 +290,23 @@ mod tests {
         fake.set(&[("lo", 1), ("eth0", 2), ("eth1", 3)], &["eth1", "ghost0"]);
         assert_eq!(w.poll(), changes(&["eth1"], &["eth0"]));
         assert_eq!(w.current(), ["eth1"]);
+    }
+
+    #[test]
+    fn pod_iface_watcher_without_patterns_watches_nothing() {
+        let fake = Fake::default();
+        let mut w = IfaceWatcher {
+            empty_means_default_route: false,
+            ..IfaceWatcher::with_source(vec![], Box::new(fake.clone()))
+        };
+        fake.set(&[("lo", 1), ("eth0", 2), ("cali1", 3)], &["eth0"]);
+        assert!(w.poll().is_empty());
+        w.set_patterns(vec!["cali*".into(), "lxc*".into()]);
+        assert_eq!(w.poll(), changes(&["cali1"], &[]));
+        fake.set(&[("lo", 1), ("eth0", 2), ("lxc9", 4)], &["eth0"]);
+        assert_eq!(w.poll(), changes(&["lxc9"], &["cali1"]));
+        w.set_patterns(vec![]);
+        assert_eq!(w.poll(), changes(&[], &["lxc9"]));
     }
 
     #[test]

@@ -145,3 +145,81 @@ fn interface_hotplug() {
     on9.interface = "eth9".into();
     assert_same_records(&fin.records, vec![on9, readonly_alert(o, "xdp")]);
 }
+
+/// Pods' host-side interfaces (`pod_interfaces`, default: the common CNIs' globs): a veth
+/// `cali7` that appears after start, its pod end in another namespace (cp), is attached with
+/// tc although the uplink is on XDP; a pod's connection to the node's kubelet over it is
+/// flagged (its /64 on `cali7` never joins node-subnets, which the kubelet allows), with the
+/// interface's name and the tc hook; deleting it is logged and the count goes back.
+#[test]
+fn pod_interfaces_are_watched_with_tc_and_stay_out_of_node_subnets() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("podifaces"));
+    let cfg = TempFile::new("podifaces.yaml", &test_config(&[]));
+    let d = context(Daemon::start_on(
+        &lab.node,
+        &pin.path,
+        &["eth0"],
+        &["--config", cfg.as_str()],
+    ));
+    context(lab.cp.ip(&[
+        "link",
+        "add",
+        "podv7",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "cali7",
+        "netns",
+        &lab.node.name,
+    ]));
+    context(
+        lab.node
+            .ip(&["addr", "add", "2001:db8:7::1/64", "dev", "cali7", "nodad"]),
+    );
+    context(
+        lab.cp
+            .ip(&["addr", "add", "2001:db8:7::2/64", "dev", "podv7", "nodad"]),
+    );
+    context(lab.node.ip(&["link", "set", "cali7", "up"]));
+    context(lab.cp.ip(&["link", "set", "podv7", "up"]));
+    let (ok, body) = wait_metrics(&lab, &d, Duration::from_secs(3), |b| {
+        metric(b, "node_monitor_attached_interfaces", &[]) == 2.0
+    });
+    assert!(ok, "cali7 not attached within 3 s:\n{body}\n{}", d.stderr());
+    assert!(
+        d.wait_log(Duration::from_secs(2), |l| l.contains("pod interfaces attached")),
+        "{}",
+        d.stderr()
+    );
+
+    let pod = sa("2001:db8:7::2".parse::<Ipv6Addr>().unwrap(), 44907);
+    let kubelet = sa("2001:db8:7::1".parse::<Ipv6Addr>().unwrap(), 10250);
+    assert_eq!(
+        tcp_connect(&lab.cp, pod, kubelet, CONNECT_TIMEOUT),
+        TcpOutcome::Refused
+    );
+    assert!(
+        d.wait_records(Duration::from_secs(3), |r| !r.is_empty()),
+        "no alert for the pod's connection over cali7:\n{}",
+        d.stderr()
+    );
+
+    context(lab.node.ip(&["link", "del", "cali7"]));
+    assert!(
+        d.wait_log(Duration::from_secs(3), |l| l.contains("pod interface gone")
+            && l.contains("cali7")),
+        "{}",
+        d.stderr()
+    );
+    let (ok, body) = wait_metrics(&lab, &d, Duration::from_secs(2), |b| {
+        metric(b, "node_monitor_attached_interfaces", &[]) == 1.0
+    });
+    assert!(ok, "{body}");
+    let fin = context(d.stop());
+    fin.counters.check_invariants();
+    let mut from_pod = Rec::flagged("kubelet", pod, kubelet, "tcp", "refused", "would_drop", "tc");
+    from_pod.interface = "cali7".into();
+    assert_same_records(&fin.records, vec![from_pod]);
+}

@@ -40,6 +40,9 @@ fn example_parses_to_the_expected_struct() {
         },
         limits: Limits::DEFAULT,
         interfaces: vec![],
+        pod_interfaces: crate::config::DEFAULT_POD_INTERFACES
+            .map(str::to_owned)
+            .to_vec(),
         attach: None,
         alerts: AlertSettings::DEFAULT,
         sinks: vec![SinkSpec::default_stdout()],

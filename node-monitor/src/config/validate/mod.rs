@@ -90,6 +90,7 @@ impl Validator<'_> {
             sampling,
             limits,
             interfaces: self.interfaces(raw.interfaces),
+            pod_interfaces: self.pod_interfaces(raw.pod_interfaces),
             attach: self.attach(raw.attach),
             alerts: self.alerts(raw.alerts),
             sinks: self.sinks(raw.sinks),

@@ -1,11 +1,11 @@
-//! Validation of `interfaces`, `attach`, `alerts` and `metrics`.
+//! Validation of `interfaces`, `pod_interfaces`, `attach`, `alerts` and `metrics`.
 
 use serde_saphyr::Spanned;
 
 use super::{Bound, Validator};
 use crate::config::{
     iface::check_iface_pattern,
-    model::{AlertSettings, AttachMode, MetricsSettings},
+    model::{AlertSettings, AttachMode, DEFAULT_POD_INTERFACES, MetricsSettings},
     raw::{RawAlerts, RawMetrics},
 };
 
@@ -65,15 +65,27 @@ const CONNECTION_ALERTS_PER_GROUP: Bound = Bound {
 impl Validator<'_> {
     /// The patterns, each bad one reported.
     pub(super) fn interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
-        let Some(raw) = raw else {
-            return Vec::new();
-        };
+        raw.map_or_else(Vec::new, |raw| self.iface_patterns("interfaces", raw))
+    }
+
+    /// The pods' interface patterns, each bad one reported; absent: the CNI defaults.
+    pub(super) fn pod_interfaces(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+    ) -> Vec<String> {
+        raw.map_or_else(
+            || DEFAULT_POD_INTERFACES.map(str::to_owned).to_vec(),
+            |raw| self.iface_patterns("pod_interfaces", raw),
+        )
+    }
+
+    fn iface_patterns(&self, field: &str, raw: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
         raw.value
             .into_iter()
             .enumerate()
             .filter_map(|(i, p)| {
                 let checked = check_iface_pattern(&p.value)
-                    .map_err(|m| self.error(Some(p.referenced), format!("interfaces[{i}]"), m));
+                    .map_err(|m| self.error(Some(p.referenced), format!("{field}[{i}]"), m));
                 self.check(checked).map(|()| p.value)
             })
             .collect()
