@@ -126,8 +126,7 @@ const PEEK_MIN: u32 = 14 + 20 + 8;
 #[inline(always)]
 fn tc_unwatched(ctx: &TcContext) -> bool {
     let len = ctx.len();
-    if ctx.data_end() - ctx.data() >= core::cmp::min(len, TC_PULL_LEN) as usize || len < PEEK_MIN
-    {
+    if ctx.data_end() - ctx.data() >= core::cmp::min(len, TC_PULL_LEN) as usize || len < PEEK_MIN {
         return false;
     }
     let n = if len >= PEEK_LEN as u32 {
