@@ -135,12 +135,40 @@ pub struct GroupBudget {
     pub flagged: TokenBucket,
     pub allowed: TokenBucket,
     pub completed: TokenBucket,
+    /// When ingress last saw a denied source's new-connection candidate of this group, or
+    /// egress recorded an acceptance nobody saw asked for (0: never): the gate in front of
+    /// egress's flow lookup for a refusal (RST, ICMP port unreachable), which can only answer
+    /// a flagged attempt within [`REFUSAL_WAIT_NS`] of it (see [`refusal_may_answer`]).
+    pub flagged_ns: u64,
 }
-const _: () = assert!(size_of::<GroupBudget>() == 48);
+const _: () = assert!(size_of::<GroupBudget>() == 56);
+
+/// How long after a group's last flagged attempt (`GroupBudget::flagged_ns`) egress still
+/// looks the node's refusals (RST, ICMP port unreachable) up in the flow table: the node
+/// refuses at once, so 10 s leaves a wide margin; after it, a refusal from the group's ports
+/// costs one array read and one clock read instead of a hash lookup.
+pub const REFUSAL_WAIT_NS: u64 = 10_000_000_000;
+
+/// May a refusal sent at `now_ns` answer a flagged attempt of a group whose last one came at
+/// `flagged_ns` (0: never)? Pure, so host tests cover it.
+#[inline(always)]
+pub const fn refusal_may_answer(flagged_ns: u64, now_ns: u64) -> bool {
+    flagged_ns != 0 && now_ns.saturating_sub(flagged_ns) <= REFUSAL_WAIT_NS
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_is_looked_up_only_near_a_flagged_attempt() {
+        assert!(!refusal_may_answer(0, 5), "no flagged attempt yet");
+        assert!(refusal_may_answer(100, 100));
+        assert!(refusal_may_answer(100, 100 + REFUSAL_WAIT_NS));
+        assert!(!refusal_may_answer(100, 101 + REFUSAL_WAIT_NS));
+        // A clock read before the mark (another CPU wrote it meanwhile) is near, not far.
+        assert!(refusal_may_answer(100, 50));
+    }
 
     #[test]
     fn token_bucket_allows_burst_then_rate() {

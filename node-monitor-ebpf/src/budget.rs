@@ -1,6 +1,9 @@
 //! Event budgets: how many events a source may send, and how many a group may send
 //! node-wide.
-use node_monitor_common::{Addr, Settings, source_budget_take, source_slot, token_bucket_take};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use node_monitor_common::{
+    Addr, Settings, refusal_may_answer, source_budget_take, source_slot, token_bucket_take,
+};
 
 use crate::{
     allow::same_addr,
@@ -30,6 +33,9 @@ pub(crate) fn take_budget(
     group: u8,
     flagged: bool,
 ) -> Budget {
+    if flagged {
+        mark_flagged(group, now);
+    }
     if !take_source_budget(family, src, now, settings, group, flagged) {
         return Budget::RateLimited;
     }
@@ -105,4 +111,32 @@ pub(crate) fn take_completed_budget(now: u64, settings: &Settings, group: u8) ->
     };
     // SAFETY: a map value pointer shared by all CPUs; see `take_group_budget`.
     token_bucket_take(unsafe { &mut (*slot).completed }, now, rate)
+}
+
+/// A flagged attempt of `group` at `now`: opens the gate in front of egress's lookup of the
+/// node's refusals ([`refusal_gate_open`]). Every flagged attempt that takes a budget passes
+/// here; ingress also marks a denied source's candidate that continues a flow on record.
+#[inline(always)]
+pub(crate) fn mark_flagged(group: u8, now: u64) {
+    if let Some(slot) = GROUP_BUDGET.get_ptr_mut(u32::from(group)) {
+        // SAFETY: a map value pointer shared by all CPUs; a racing write stores another
+        // recent time, which keeps the gate open just as well.
+        unsafe { (*slot).flagged_ns = now };
+    }
+}
+
+/// Egress: may a refusal (RST, ICMP port unreachable) from a port of `group` answer a flagged
+/// attempt, i.e. did `group` see one within `REFUSAL_WAIT_NS`? While it did not, egress leaves
+/// the flow table alone: no entry of the group can be waiting for a refusal. Without the map
+/// slot it says yes (the lookup decides, as before the gate).
+#[inline(always)]
+pub(crate) fn refusal_gate_open(group: u8) -> bool {
+    let Some(slot) = GROUP_BUDGET.get(u32::from(group)) else {
+        return true;
+    };
+    let last = slot.flagged_ns;
+    if last == 0 {
+        return false;
+    }
+    refusal_may_answer(last, unsafe { bpf_ktime_get_ns() })
 }

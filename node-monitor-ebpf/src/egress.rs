@@ -8,7 +8,9 @@ use node_monitor_common::{
 };
 
 use crate::{
-    Meta, count_reason,
+    Meta,
+    budget::refusal_gate_open,
+    count_reason,
     emit::{EventFacts, emit},
     maps::FLOWS,
     parse::{self, L4, Packet},
@@ -18,7 +20,9 @@ use crate::{
 /// The egress path: the node's answer to a flagged attempt (SYN-ACK, RST, a UDP reply, or
 /// ICMP port unreachable) is recorded on the flow and reported as an answer event. An
 /// acceptance on a 5-tuple without a flow entry goes to [`unseen_accept`]. Returns the
-/// `ACTION_*` taken: `ACTION_DROPPED` only for an unseen acceptance in a drop group.
+/// `ACTION_*` taken: `ACTION_DROPPED` only for an unseen acceptance in a drop group. A
+/// refusal (RST, ICMP) touches the flow table only while its group's gate is open
+/// ([`refusal_gate_open`]): a flagged attempt within the last `REFUSAL_WAIT_NS`.
 #[inline(always)]
 pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
     let Ok(l3) = parse::parse_l3(pkt, meta.meta_vlan) else {
@@ -43,7 +47,12 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
             } else {
                 return ACTION_PASS;
             };
-            crate::summary::count_answer(l3.proto, l4.src_port, answer);
+            crate::summary::count_answer(l3.proto, group, answer);
+            // A refusal can only answer a flagged attempt: while the group has had none
+            // lately, it is not looked up (an acceptance always is: it may be unseen).
+            if answer == ANSWER_REFUSED && !refusal_gate_open(group) {
+                return ACTION_PASS;
+            }
             let Ok((src, dst)) = parse::addresses(pkt, &l3) else {
                 return ACTION_PASS;
             };
@@ -63,7 +72,8 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
             let Some(q) = parse::icmp_port_unreachable(pkt, &l3) else {
                 return ACTION_PASS;
             };
-            if port_group(IPPROTO_UDP, q.dst_port) == GROUP_NONE {
+            let group = port_group(IPPROTO_UDP, q.dst_port);
+            if group == GROUP_NONE || !refusal_gate_open(group) {
                 return ACTION_PASS;
             }
             let key = FlowKey {

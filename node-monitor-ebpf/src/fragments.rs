@@ -149,6 +149,10 @@ fn first_fragment(
     // As on the ordinary path: the entry is inserted only once the budgets have decided, so
     // that fragments from spoofed sources past a budget insert nothing.
     let entry = FLOWS.get_ptr_mut(&key);
+    if entry.is_some() {
+        // See ingress: a flagged flow on record keeps egress's refusal gate open.
+        crate::budget::mark_flagged(group, now);
+    }
     let is_new = match entry {
         Some(e) => {
             // SAFETY: a map value pointer; racing updates of these plain fields are benign.

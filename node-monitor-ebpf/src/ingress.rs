@@ -10,7 +10,7 @@ use node_monitor_common::{
 use crate::{
     Meta,
     allow::source_verdict,
-    budget::{Budget, take_budget},
+    budget::{Budget, mark_flagged, take_budget},
     count_reason,
     emit::{EventFacts, send},
     handshake,
@@ -154,6 +154,11 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         handshake_now.unwrap_or(0)
     };
     let flagged = u8::from(verdict == VERDICT_DENIED);
+    // A denied candidate that continues a flow on record may still get its refusal: keep
+    // egress's gate open (a new one opens it when it takes a budget).
+    if candidate && flagged != 0 && entry.is_some() {
+        mark_flagged(group, now);
+    }
     let opener = if l3.proto == IPPROTO_UDP {
         OPENER_UDP
     } else if is_pure_syn(l4.tcp_flags) {

@@ -79,6 +79,10 @@ pub fn nm_baseline(_ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
+    if tc_unwatched(&ctx) {
+        count_reason(node_monitor_common::reason::UNWATCHED);
+        return TC_ACT_OK;
+    }
     let (pkt, meta) = tc_packet(&ctx, HOOK_TC_INGRESS);
     // Fail open: only an explicit drop decision drops.
     match ingress(&pkt, &meta) {
@@ -105,6 +109,58 @@ const TC_PULL_LEN: u32 = 128;
 /// IPv4 options behind tags must not hide the transport header from the parser, since the
 /// kernel reads it wherever it lies.
 const TC_PULL_MAX: u32 = 2048;
+
+/// Bytes [`tc_unwatched`] copies at most: Ethernet, IPv6 and TCP headers without options.
+const PEEK_LEN: usize = 14 + 40 + 20;
+/// Bytes it needs at least: Ethernet, IPv4 and UDP headers.
+const PEEK_MIN: u32 = 14 + 20 + 8;
+
+/// Is this tc ingress packet, whose headers lie outside the skb's linear part, one that the
+/// full parse would end as unwatched? Answers yes only for the plain shapes (no in-band tag;
+/// IPv4 without options and not a non-first fragment, or IPv6 without extension headers; a
+/// whole TCP or UDP header) to a port nobody watches, from a copy of the headers
+/// (`bpf_skb_load_bytes`), so that such a packet costs no pull: `bpf_skb_pull_data` on a
+/// non-linear skb reallocates its head, the most expensive thing this path would do. Anything
+/// else says no and takes the full path ([`tc_packet`]), which reaches the same count for a
+/// plain unwatched packet. A linear skb says no at once: it parses in place for less.
+#[inline(always)]
+fn tc_unwatched(ctx: &TcContext) -> bool {
+    let len = ctx.len();
+    if ctx.data_end() - ctx.data() >= core::cmp::min(len, TC_PULL_LEN) as usize || len < PEEK_MIN {
+        return false;
+    }
+    let n = if len >= PEEK_LEN as u32 {
+        PEEK_LEN as u32
+    } else {
+        len
+    };
+    let mut h = [0u8; PEEK_LEN];
+    // SAFETY: `h` is writable for PEEK_LEN bytes and `n` lies in [PEEK_MIN, PEEK_LEN].
+    let ret = unsafe {
+        aya_ebpf::helpers::bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, h.as_mut_ptr().cast(), n)
+    };
+    if ret != 0 {
+        return false;
+    }
+    let n = n as usize;
+    let (proto, l4) = match u16::from_be_bytes([h[12], h[13]]) {
+        0x0800 => {
+            // Version 4, no options, fragment offset 0.
+            if h[14] != 0x45 || u16::from_be_bytes([h[20], h[21]]) & 0x1fff != 0 {
+                return false;
+            }
+            (h[23], 34)
+        }
+        0x86dd => (h[20], 54),
+        _ => return false,
+    };
+    let whole = match proto {
+        IPPROTO_TCP => l4 + 20 <= n && h[l4 + 12] >> 4 >= 5,
+        node_monitor_common::IPPROTO_UDP => l4 + 8 <= n,
+        _ => false,
+    };
+    whole && port_group(proto, u16::from_be_bytes([h[l4 + 2], h[l4 + 3]])) == GROUP_NONE
+}
 
 #[inline(always)]
 fn tc_packet(ctx: &TcContext, hook: u8) -> (Packet, Meta) {

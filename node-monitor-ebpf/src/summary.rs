@@ -18,10 +18,7 @@ use node_monitor_common::{
     top_port_add, top_source_add,
 };
 
-use crate::{
-    maps::{FLOOD_ANSWERS, FLOOD_HLL, FLOOD_TOP},
-    port_group,
-};
+use crate::maps::{FLOOD_ANSWERS, FLOOD_HLL, FLOOD_TOP};
 
 /// A new connection of `group` from `src` to `dst_port` whose event was withheld;
 /// `rate_limited`: by the source's own budget (else by the group's).
@@ -40,15 +37,11 @@ pub(crate) fn withheld(group: u8, family: u8, src: &Addr, dst_port: u16, rate_li
     }
 }
 
-/// The node answered from a watched TCP port (tc egress): a SYN-ACK (accepted) or a RST
-/// (refused), counted per group whether or not the attempt has a flow entry.
+/// The node answered from a port of `group` (tc egress), over TCP: a SYN-ACK (accepted) or a
+/// RST (refused), counted per group whether or not the attempt has a flow entry.
 #[inline(always)]
-pub(crate) fn count_answer(proto: u8, src_port: u16, answer: u8) {
-    if proto != IPPROTO_TCP {
-        return;
-    }
-    let group = port_group(proto, src_port);
-    if group == GROUP_NONE {
+pub(crate) fn count_answer(proto: u8, group: u8, answer: u8) {
+    if proto != IPPROTO_TCP || group == GROUP_NONE {
         return;
     }
     let Some(c) = FLOOD_ANSWERS.get_ptr_mut(u32::from(group)) else {
