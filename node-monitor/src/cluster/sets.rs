@@ -1,11 +1,67 @@
 //! The allow sets that follow the cluster, from a snapshot: `control-plane-nodes`, `nodes`,
-//! `pod-cidrs`, `apiserver-endpoints` and `{pods: {namespace, selector}}`.
-use std::net::IpAddr;
+//! `pod-cidrs`, `apiserver-endpoints` and `{pods: {namespace, selector}}`; and per NodePort
+//! its Service's `loadBalancerSourceRanges` ([`node_port_ranges`]).
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{index::Snapshot, objects::label};
-use crate::config::{Config, PodSelector, SetValues};
+use crate::{
+    config::{AllowEntry, Config, PodSelector, SetValues, SymbolicSet},
+    datapath::PortRanges,
+};
+
+/// The per-port source ranges for the data path: each NodePort whose Service sets
+/// `loadBalancerSourceRanges` (Services of type LoadBalancer and NodePort alike, TCP and UDP)
+/// gets those ranges, and every such port also accepts `cluster.node_port_also_allow`
+/// (resolved with `sets`). Nothing until the snapshot is synced: a port is never limited to
+/// ranges that a half-listed cache got wrong.
+pub fn node_port_ranges(snapshot: &Snapshot, cfg: &Config, sets: &SetValues) -> PortRanges {
+    if !snapshot.synced || snapshot.lb_source_ranges.is_empty() {
+        return PortRanges::default();
+    }
+    PortRanges {
+        ports: snapshot
+            .lb_source_ranges
+            .iter()
+            .filter(|(_, nets)| !nets.is_empty())
+            .map(|(&(port, proto), nets)| ((proto, port), nets.clone()))
+            .collect(),
+        any: resolve(&cfg.cluster.node_port_also_allow, sets),
+    }
+}
+
+/// The networks of `entries` (CIDRs and symbolic sets; `{pods: ...}` as the allowlists
+/// resolve it), sorted, each once.
+fn resolve(entries: &[AllowEntry], sets: &SetValues) -> Vec<IpNet> {
+    let localhost = [
+        IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)),
+        IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+    ];
+    let mut out: Vec<IpNet> = entries
+        .iter()
+        .flat_map(|e| -> &[IpNet] {
+            match e {
+                AllowEntry::Cidr(net) => std::slice::from_ref(net),
+                AllowEntry::Set(SymbolicSet::Localhost) => &localhost,
+                AllowEntry::Set(SymbolicSet::NodeSubnets) => &sets.node_subnets,
+                AllowEntry::Set(SymbolicSet::ControlPlaneNodes) => &sets.control_plane_nodes,
+                AllowEntry::Set(SymbolicSet::Nodes) => &sets.nodes,
+                AllowEntry::Set(SymbolicSet::PodCidrs) => &sets.pod_cidrs,
+                AllowEntry::Set(SymbolicSet::ApiserverEndpoints) => &sets.apiserver_endpoints,
+                AllowEntry::Pods(sel) => sets
+                    .pods
+                    .iter()
+                    .find(|(s, _)| s == sel)
+                    .map_or(&[][..], |(_, nets)| nets),
+            }
+        })
+        .map(IpNet::trunc)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
 
 /// The value of every set `cfg` uses. Until the snapshot is synced (the first lists are not
 /// all in), each cluster set stands in for `node_subnets`, as the defaults without a

@@ -1,8 +1,13 @@
 //! Validation of `cluster`.
 
-use super::{Bound, Validator};
+use std::borrow::Cow;
+
+use serde_saphyr::Spanned;
+
+use super::{Bound, Validator, groups::parse_allow_entry};
 use crate::config::{
     cluster::{ClusterMode, ClusterSettings, check_node_name},
+    model::AllowEntry,
     raw::RawCluster,
 };
 
@@ -47,7 +52,11 @@ impl Validator<'_> {
             self.check(checked).map(|()| n.value)
         });
         let secs = std::time::Duration::from_secs;
+        let node_port_also_allow = raw
+            .node_port_also_allow
+            .map_or(d.node_port_also_allow, |v| Cow::Owned(self.also_allow(&v)));
         ClusterSettings {
+            node_port_also_allow,
             enabled: enabled.unwrap_or(d.enabled),
             node_name,
             resync: secs(self.opt_u64("cluster", &RESYNC, raw.resync_s, d.resync.as_secs())),
@@ -58,5 +67,22 @@ impl Validator<'_> {
                 d.stale_after.as_secs(),
             )),
         }
+    }
+
+    /// `cluster.node_port_also_allow`: CIDRs, addresses and symbolic set names.
+    fn also_allow(&self, raw: &[Spanned<String>]) -> Vec<AllowEntry> {
+        raw.iter()
+            .enumerate()
+            .filter_map(|(i, entry)| {
+                let parsed = parse_allow_entry(&entry.value).map_err(|m| {
+                    self.error(
+                        Some(entry.referenced),
+                        format!("cluster.node_port_also_allow[{i}]"),
+                        m,
+                    )
+                });
+                self.check(parsed)
+            })
+            .collect()
     }
 }
