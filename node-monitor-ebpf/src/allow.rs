@@ -37,10 +37,19 @@ pub(crate) fn port_source_verdict(
     settings: &Settings,
 ) -> SourceVerdict {
     let mut v = source_verdict(group, family, src, settings);
-    if v.allowed && port_marked(proto, port) && !port_allowed(proto, port, family, src) {
+    if v.allowed && port_denies(proto, port, family, src) {
         v.allowed = false;
     }
     v
+}
+
+/// Is `port` marked and `src` outside its ranges? A BPF subprogram of its own (not inlined):
+/// the verifier then meets the rest of the ingress path in two states (the port's ranges
+/// allow or deny), not in one per path through the lookups, which keeps tc ingress under the
+/// kernel's 1M-instruction limit.
+#[inline(never)]
+fn port_denies(proto: u8, port: u16, family: u8, src: &Addr) -> bool {
+    port_marked(proto, port) && !port_allowed(proto, port, family, src)
 }
 
 /// Does `port`'s table entry carry `PORT_RANGES_MARK`? Each branch names its map, as
