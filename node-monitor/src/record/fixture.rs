@@ -203,6 +203,7 @@ pub fn identities() -> Vec<super::FlowIdentity> {
                 namespace: "shop".into(),
                 name: "web".into(),
                 external_traffic_policy: Some("Local".into()),
+                load_balancer_source_ranges: vec!["198.51.100.0/24".parse().expect("net")],
             })
         }),
     };
