@@ -226,3 +226,45 @@ fn marks_survive_a_reload(prog: Prog) {
 }
 
 progs!(marks_survive_a_reload);
+
+/// A restarted daemon adopts the pinned per-port tries with the marks of the pinned port
+/// tables: the ranges stay enforced across the restart, and the next rewrite starts from
+/// what the pins hold (stale entries removed).
+fn a_restart_adopts_the_pinned_ranges(prog: Prog) {
+    use node_monitor::datapath::{Datapath, LoadOptions};
+    let fam = Fam::V4;
+    let pins = node_monitor_lab::BpfPinDir::new("portranges").expect("pin dir");
+    let yaml = "groups:\n  nodeport: { protocols: [tcp], ports: [\"30000-30010\"], allow: [\"203.0.113.0/24\", \"198.51.100.0/24\"] }\n\
+                sampling: { allowed_flows_one_in: 0 }\n";
+    let cfg = node_monitor::config::Config::from_yaml(yaml, "pins").expect("config");
+    let load = || {
+        require_root();
+        let mut dp = Datapath::load(&cfg, &[], &LoadOptions { pin_dir: Some(pins.path.clone()) })
+            .unwrap_or_else(|e| panic!("load: {e}"));
+        let ring = dp.take_events().expect("ring");
+        Harness { dp, ring }
+    };
+    let mut h = load();
+    apply(&mut h, &ranges(TCP, MARKED, &[host(fam.allowed())], &[]));
+    drop(h);
+    let mut h = load();
+    assert_eq!(
+        h.dp.marked_ports()[0].iter().copied().collect::<Vec<_>>(),
+        [MARKED],
+        "the mark is adopted"
+    );
+    let before = flagged(&h, TCP);
+    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40000, MARKED, SYN), prog.pass(), "after restart");
+    run_expect(&h, prog, &tcp(fam.allowed(), fam.node(), 40001, MARKED, SYN), prog.pass(), "inside");
+    assert_eq!(flagged(&h, TCP) - before, 1, "still enforced after the restart");
+    // The first rewrite of the new run: the adopted entry goes, the new one comes.
+    apply(&mut h, &ranges(TCP, PLAIN, &[host(fam.allowed())], &[]));
+    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40002, MARKED, SYN), prog.pass(), "unmarked now");
+    assert_eq!(flagged(&h, TCP) - before, 1);
+    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40003, PLAIN, SYN), prog.pass(), "newly marked");
+    assert_eq!(flagged(&h, TCP) - before, 2);
+    drop(h);
+    let _ = node_monitor::datapath::unpin_all(&pins.path);
+}
+
+progs!(a_restart_adopts_the_pinned_ranges);
