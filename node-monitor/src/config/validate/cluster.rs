@@ -86,3 +86,42 @@ impl Validator<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{AllowEntry, Config, SymbolicSet, cluster::NODE_PORT_ALSO_ALLOW};
+
+    #[test]
+    fn node_port_also_allow_defaults_parses_and_names_bad_entries() {
+        let d = Config::from_yaml("cluster:\n  enabled: off\n", "t").expect("config");
+        assert_eq!(&*d.cluster.node_port_also_allow, NODE_PORT_ALSO_ALLOW);
+        let c = Config::from_yaml(
+            "cluster:\n  node_port_also_allow: [nodes, \"203.0.113.0/24\", 2001:db8::7]\n",
+            "t",
+        )
+        .expect("config");
+        assert_eq!(
+            &*c.cluster.node_port_also_allow,
+            [
+                AllowEntry::Set(SymbolicSet::Nodes),
+                AllowEntry::Cidr("203.0.113.0/24".parse().expect("net")),
+                AllowEntry::Cidr("2001:db8::7/128".parse().expect("net")),
+            ]
+        );
+        let none = Config::from_yaml("cluster:\n  node_port_also_allow: []\n", "t").expect("c");
+        assert!(none.cluster.node_port_also_allow.is_empty());
+        assert_ne!(none.digest(), d.digest(), "the digest follows it");
+        let err = Config::from_yaml(
+            "cluster:\n  node_port_also_allow: [nodes, everyone]\n",
+            "t.yaml",
+        )
+        .expect_err("bad entry")
+        .to_string();
+        assert!(
+            err.contains("t.yaml:2:")
+                && err.contains("cluster.node_port_also_allow[1]")
+                && err.contains("unknown symbolic set `everyone`"),
+            "{err}"
+        );
+    }
+}
