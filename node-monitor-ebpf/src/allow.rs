@@ -3,8 +3,8 @@
 //! `loadBalancerSourceRanges`).
 use aya_ebpf::maps::lpm_trie::Key;
 use node_monitor_common::{
-    Addr, FAMILY_V4, IPPROTO_TCP, PORT_KEY_BITS, PORT_RANGES_ANY, PORT_RANGES_MARK,
-    SUSPECT_GROUP, Settings, port_key_v4, verdict_slot,
+    Addr, FAMILY_V4, IPPROTO_TCP, PORT_KEY_BITS, PORT_RANGES_ANY, PORT_RANGES_MARK, SUSPECT_GROUP,
+    Settings, port_key_v4, verdict_slot,
 };
 
 use crate::maps::{

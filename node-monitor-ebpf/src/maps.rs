@@ -7,9 +7,9 @@ use aya_ebpf::{
 use node_monitor_common::{
     ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
     DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GroupAnswers,
-    GroupBudget, GroupName, GroupStats, HllRegisters, MAX_GROUPS, PORT_TABLE_ENTRIES,
-    PORT_ALLOW_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, reason,
-    source_slots,
+    GroupBudget, GroupName, GroupStats, HllRegisters, MAX_GROUPS, PORT_ALLOW_ENTRIES,
+    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, STATS_ENTRIES, Settings,
+    SourceSlot, VERDICT_SLOTS, VerdictSlot, reason, source_slots,
 };
 
 /// Destination port → group id (0 = not watched), TCP.

@@ -16,9 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 use node_monitor_common::{
-    IPPROTO_TCP, IPPROTO_UDP, PORT_ALLOW_ENTRIES, PORT_GROUP_MASK, PORT_KEY_BITS,
-    PORT_RANGES_ANY, PORT_RANGES_MARK, PortAllowKeyV4, PortAllowKeyV6, map_name, port_key_v4,
-    port_key_v6,
+    IPPROTO_TCP, IPPROTO_UDP, PORT_ALLOW_ENTRIES, PORT_GROUP_MASK, PORT_KEY_BITS, PORT_RANGES_ANY,
+    PORT_RANGES_MARK, PortAllowKeyV4, PortAllowKeyV6, map_name, port_key_v4, port_key_v6,
 };
 
 use super::{
@@ -309,14 +308,21 @@ mod tests {
                 .map(|j| {
                     let [a, b] = i.to_be_bytes();
                     if j % 2 == 0 {
-                        IpNet::V4(
-                            ipnet::Ipv4Net::new([203, a, b, j].into(), 32).expect("v4"),
-                        )
+                        IpNet::V4(ipnet::Ipv4Net::new([203, a, b, j].into(), 32).expect("v4"))
                     } else {
                         IpNet::V6(
                             ipnet::Ipv6Net::new(
-                                [0x2001, 0xdb8, u16::from(a), u16::from(b), u16::from(j), 0, 0, 0]
-                                    .into(),
+                                [
+                                    0x2001,
+                                    0xdb8,
+                                    u16::from(a),
+                                    u16::from(b),
+                                    u16::from(j),
+                                    0,
+                                    0,
+                                    0,
+                                ]
+                                .into(),
                                 80,
                             )
                             .expect("v6"),

@@ -7,9 +7,8 @@ use node_monitor_common::{
     ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
     DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GROUP_NAME_BYTES,
     GroupAnswers, GroupBudget, GroupStats, HLL_REGISTERS, MAX_GROUPS, PORT_ALLOW_ENTRIES,
-    PORT_TABLE_ENTRIES, PortAllowKeyV4, PortAllowKeyV6,
-    PendingAccept, STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name,
-    reason, source_slots,
+    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, STATS_ENTRIES, Settings,
+    SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name, reason, source_slots,
 };
 
 use crate::config::Limits;

@@ -109,10 +109,7 @@ impl Datapath {
         for (i, old) in old_ports.iter().enumerate() {
             let fresh = |g: &u8| plan.fresh.contains(&(g & PORT_GROUP_MASK));
             if old.iter().any(fresh) {
-                let unmapped: Vec<u8> = old
-                    .iter()
-                    .map(|g| if fresh(g) { 0 } else { *g })
-                    .collect();
+                let unmapped: Vec<u8> = old.iter().map(|g| if fresh(g) { 0 } else { *g }).collect();
                 self.set_port_table(i, &unmapped)?;
             }
         }
@@ -319,15 +316,12 @@ fn allow_keys(
 /// Does a config that writes `ports` over `old_ports` move a port out of its group (so that
 /// any flow on it may have been allowed by the old group and not the new)?
 fn ports_revoke(old_ports: &[Vec<u8>; 2], ports: &[&Vec<u8>; 2]) -> bool {
-    old_ports
-        .iter()
-        .zip(ports)
-        .any(|(old, new)| {
-            old.iter().zip(new.iter()).any(|(o, n)| {
-                let (o, n) = (o & PORT_GROUP_MASK, n & PORT_GROUP_MASK);
-                o != 0 && o != n
-            })
+    old_ports.iter().zip(ports).any(|(old, new)| {
+        old.iter().zip(new.iter()).any(|(o, n)| {
+            let (o, n) = (o & PORT_GROUP_MASK, n & PORT_GROUP_MASK);
+            o != 0 && o != n
         })
+    })
 }
 
 /// Is this trie entry a suspect range rather than a group's allowlist entry?
@@ -472,7 +466,9 @@ struct Plan<'a> {
 }
 
 /// What a trie holds now.
-pub(super) fn trie_entries<K: aya::Pod + Ord + Copy>(trie: &LpmTrie<MapData, K, u8>) -> TrieEntries<K> {
+pub(super) fn trie_entries<K: aya::Pod + Ord + Copy>(
+    trie: &LpmTrie<MapData, K, u8>,
+) -> TrieEntries<K> {
     trie.keys()
         .filter_map(std::result::Result::ok)
         .map(|k| (k.prefix_len(), k.data()))

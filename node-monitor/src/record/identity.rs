@@ -97,7 +97,10 @@ impl ServiceIdentity {
     /// Whether the Service limits its sources and `ip` lies outside those ranges.
     pub fn outside_source_ranges(&self, ip: std::net::IpAddr) -> bool {
         !self.load_balancer_source_ranges.is_empty()
-            && !self.load_balancer_source_ranges.iter().any(|n| n.contains(&ip))
+            && !self
+                .load_balancer_source_ranges
+                .iter()
+                .any(|n| n.contains(&ip))
     }
 }
 

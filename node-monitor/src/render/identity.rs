@@ -579,7 +579,10 @@ mod tests {
         assert!(s.outside_source_ranges(ip("203.0.113.7")));
         assert!(s.outside_source_ranges(ip("2001:db8:2::9")));
         s.load_balancer_source_ranges.clear();
-        assert!(!s.outside_source_ranges(ip("203.0.113.7")), "no ranges: no limit");
+        assert!(
+            !s.outside_source_ranges(ip("203.0.113.7")),
+            "no ranges: no limit"
+        );
     }
 
     #[test]

@@ -73,7 +73,10 @@ fn marked_port_flags_a_source_outside_its_ranges(fam: Fam, prog: Prog) {
     let mut h = nodeport_harness("monitor");
     apply(&mut h, &ranges(TCP, MARKED, &[host(fam.allowed())], &[]));
     let marks = h.dp.marked_ports();
-    assert!(marks[0].contains(&MARKED) && marks[1].is_empty(), "{marks:?}");
+    assert!(
+        marks[0].contains(&MARKED) && marks[1].is_empty(),
+        "{marks:?}"
+    );
     let inside = tcp(fam.allowed(), fam.node(), 40000, MARKED, SYN);
     let outside = tcp(fam.denied(), fam.node(), 40001, MARKED, SYN);
     run_expect(&h, prog, &inside, prog.pass(), "inside the ranges");
@@ -132,8 +135,20 @@ fn a_port_range_never_widens_the_group(fam: Fam, prog: Prog) {
         Fam::V6 => "2001:db8:0:100::/64".parse::<IpNet>().expect("net"),
     };
     apply(&mut h, &ranges(TCP, MARKED, &[other], &[]));
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40000, MARKED, SYN), prog.pass(), "group denies");
-    run_expect(&h, prog, &tcp(fam.allowed(), fam.node(), 40001, MARKED, SYN), prog.pass(), "port denies");
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40000, MARKED, SYN),
+        prog.pass(),
+        "group denies",
+    );
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.allowed(), fam.node(), 40001, MARKED, SYN),
+        prog.pass(),
+        "port denies",
+    );
     assert_eq!((allowed(&h, TCP), flagged(&h, TCP)), (0, 2));
 }
 
@@ -144,8 +159,20 @@ fn verdict_cache_keeps_ports_apart(fam: Fam, prog: Prog) {
     // plain port, on this CPU; the marked port must still flag it, and the plain port must
     // still allow it after.
     for round in 0..3u16 {
-        run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 41000 + round, PLAIN, SYN), prog.pass(), "plain");
-        run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 42000 + round, MARKED, SYN), prog.pass(), "marked");
+        run_expect(
+            &h,
+            prog,
+            &tcp(fam.denied(), fam.node(), 41000 + round, PLAIN, SYN),
+            prog.pass(),
+            "plain",
+        );
+        run_expect(
+            &h,
+            prog,
+            &tcp(fam.denied(), fam.node(), 42000 + round, MARKED, SYN),
+            prog.pass(),
+            "marked",
+        );
     }
     assert_eq!((allowed(&h, TCP), flagged(&h, TCP)), (3, 3));
 }
@@ -158,12 +185,30 @@ fn ranges_that_change_are_followed(fam: Fam, prog: Prog) {
     assert_eq!(flagged(&h, TCP), 1);
     // The Service's ranges now hold the denied source instead.
     apply(&mut h, &ranges(TCP, MARKED, &[host(fam.denied())], &[]));
-    run_expect(&h, prog, &syn(fam.denied(), 40001), prog.pass(), "after, now inside");
-    run_expect(&h, prog, &syn(fam.allowed(), 40002), prog.pass(), "after, now outside");
+    run_expect(
+        &h,
+        prog,
+        &syn(fam.denied(), 40001),
+        prog.pass(),
+        "after, now inside",
+    );
+    run_expect(
+        &h,
+        prog,
+        &syn(fam.allowed(), 40002),
+        prog.pass(),
+        "after, now outside",
+    );
     assert_eq!((allowed(&h, TCP), flagged(&h, TCP)), (1, 2));
     // The NodePort moves: the old port is unmarked (and its entries gone), the new one marked.
     apply(&mut h, &ranges(TCP, PLAIN, &[host(fam.denied())], &[]));
-    run_expect(&h, prog, &syn(fam.allowed(), 40003), prog.pass(), "old port, unmarked");
+    run_expect(
+        &h,
+        prog,
+        &syn(fam.allowed(), 40003),
+        prog.pass(),
+        "old port, unmarked",
+    );
     run_expect(
         &h,
         prog,
@@ -174,7 +219,11 @@ fn ranges_that_change_are_followed(fam: Fam, prog: Prog) {
     assert_eq!((allowed(&h, TCP), flagged(&h, TCP)), (2, 3));
     // The Service loses its ranges: nothing is marked, every group source is allowed.
     apply(&mut h, &PortRanges::default());
-    assert!(h.dp.marked_ports().iter().all(std::collections::BTreeSet::is_empty));
+    assert!(
+        h.dp.marked_ports()
+            .iter()
+            .all(std::collections::BTreeSet::is_empty)
+    );
     run_expect(
         &h,
         prog,
@@ -184,15 +233,37 @@ fn ranges_that_change_are_followed(fam: Fam, prog: Prog) {
     );
     assert_eq!((allowed(&h, TCP), flagged(&h, TCP)), (3, 3));
     // The same ranges again write nothing.
-    assert_eq!(h.dp.apply_port_ranges(&PortRanges::default()).expect("same"), None);
+    assert_eq!(
+        h.dp.apply_port_ranges(&PortRanges::default())
+            .expect("same"),
+        None
+    );
 }
 
 fn drop_group_drops_outside_the_ranges(fam: Fam, prog: Prog) {
     let mut h = nodeport_harness("drop");
     apply(&mut h, &ranges(TCP, MARKED, &[host(fam.allowed())], &[]));
-    run_expect(&h, prog, &tcp(fam.allowed(), fam.node(), 40000, MARKED, SYN), prog.pass(), "inside");
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40001, MARKED, SYN), prog.drop(), "outside");
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40002, PLAIN, SYN), prog.pass(), "plain port");
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.allowed(), fam.node(), 40000, MARKED, SYN),
+        prog.pass(),
+        "inside",
+    );
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40001, MARKED, SYN),
+        prog.drop(),
+        "outside",
+    );
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40002, PLAIN, SYN),
+        prog.pass(),
+        "plain port",
+    );
     let ev: Vec<_> = h.events().into_iter().filter(|e| e.verdict == D).collect();
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!((ev[0].dst_port, ev[0].action), (MARKED, ACTION_DROPPED));
@@ -201,10 +272,28 @@ fn drop_group_drops_outside_the_ranges(fam: Fam, prog: Prog) {
 fn udp_node_ports_have_ranges_too(fam: Fam, prog: Prog) {
     let mut h = nodeport_harness("monitor");
     apply(&mut h, &ranges(UDP, MARKED, &[host(fam.allowed())], &[]));
-    run_expect(&h, prog, &udp(fam.allowed(), fam.node(), 40000, MARKED), prog.pass(), "udp inside");
-    run_expect(&h, prog, &udp(fam.denied(), fam.node(), 40001, MARKED), prog.pass(), "udp outside");
+    run_expect(
+        &h,
+        prog,
+        &udp(fam.allowed(), fam.node(), 40000, MARKED),
+        prog.pass(),
+        "udp inside",
+    );
+    run_expect(
+        &h,
+        prog,
+        &udp(fam.denied(), fam.node(), 40001, MARKED),
+        prog.pass(),
+        "udp outside",
+    );
     // The TCP port of the same number has no ranges.
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40002, MARKED, SYN), prog.pass(), "tcp same number");
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40002, MARKED, SYN),
+        prog.pass(),
+        "tcp same number",
+    );
     assert_eq!((allowed(&h, UDP), flagged(&h, UDP)), (1, 1));
     assert_eq!((allowed(&h, TCP), flagged(&h, TCP)), (1, 0));
 }
@@ -221,7 +310,13 @@ fn marks_survive_a_reload(prog: Prog) {
     )
     .expect("config");
     h.dp.apply_config(&cfg, &[]).expect("reload");
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40001, MARKED, SYN), prog.pass(), "after reload");
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40001, MARKED, SYN),
+        prog.pass(),
+        "after reload",
+    );
     assert_eq!(flagged(&h, TCP), 1, "the marked port still flags");
 }
 
@@ -239,8 +334,14 @@ fn a_restart_adopts_the_pinned_ranges(prog: Prog) {
     let cfg = node_monitor::config::Config::from_yaml(yaml, "pins").expect("config");
     let load = || {
         require_root();
-        let mut dp = Datapath::load(&cfg, &[], &LoadOptions { pin_dir: Some(pins.path.clone()) })
-            .unwrap_or_else(|e| panic!("load: {e}"));
+        let mut dp = Datapath::load(
+            &cfg,
+            &[],
+            &LoadOptions {
+                pin_dir: Some(pins.path.clone()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("load: {e}"));
         let ring = dp.take_events().expect("ring");
         Harness { dp, ring }
     };
@@ -254,14 +355,42 @@ fn a_restart_adopts_the_pinned_ranges(prog: Prog) {
         "the mark is adopted"
     );
     let before = flagged(&h, TCP);
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40000, MARKED, SYN), prog.pass(), "after restart");
-    run_expect(&h, prog, &tcp(fam.allowed(), fam.node(), 40001, MARKED, SYN), prog.pass(), "inside");
-    assert_eq!(flagged(&h, TCP) - before, 1, "still enforced after the restart");
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40000, MARKED, SYN),
+        prog.pass(),
+        "after restart",
+    );
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.allowed(), fam.node(), 40001, MARKED, SYN),
+        prog.pass(),
+        "inside",
+    );
+    assert_eq!(
+        flagged(&h, TCP) - before,
+        1,
+        "still enforced after the restart"
+    );
     // The first rewrite of the new run: the adopted entry goes, the new one comes.
     apply(&mut h, &ranges(TCP, PLAIN, &[host(fam.allowed())], &[]));
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40002, MARKED, SYN), prog.pass(), "unmarked now");
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40002, MARKED, SYN),
+        prog.pass(),
+        "unmarked now",
+    );
     assert_eq!(flagged(&h, TCP) - before, 1);
-    run_expect(&h, prog, &tcp(fam.denied(), fam.node(), 40003, PLAIN, SYN), prog.pass(), "newly marked");
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40003, PLAIN, SYN),
+        prog.pass(),
+        "newly marked",
+    );
     assert_eq!(flagged(&h, TCP) - before, 2);
     drop(h);
     let _ = node_monitor::datapath::unpin_all(&pins.path);

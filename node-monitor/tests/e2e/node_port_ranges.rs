@@ -120,7 +120,12 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
     let cp_ip = addr::CP_V4.to_string();
     let out_ip = addr::OUTSIDE_V4.to_string();
 
-    tcp_connect(&lab.cp, cp(46200, false), node_addr(30080, false), CONNECT_TIMEOUT);
+    tcp_connect(
+        &lab.cp,
+        cp(46200, false),
+        node_addr(30080, false),
+        CONNECT_TIMEOUT,
+    );
     tcp_connect(
         &lab.outside,
         outside(46201, false),
@@ -147,15 +152,19 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
             CONNECT_TIMEOUT,
         );
         if d.wait_records(Duration::from_millis(200), |r| {
-            r.iter().any(|v| {
-                is_nodeport(v, &out_ip, "allowed") && v["source"]["port"] == port
-            })
+            r.iter()
+                .any(|v| is_nodeport(v, &out_ip, "allowed") && v["source"]["port"] == port)
         }) {
             followed = Some(changed.elapsed());
             break;
         }
     }
-    tcp_connect(&lab.cp, cp(46260, false), node_addr(30080, false), CONNECT_TIMEOUT);
+    tcp_connect(
+        &lab.cp,
+        cp(46260, false),
+        node_addr(30080, false),
+        CONNECT_TIMEOUT,
+    );
     let cp_flagged = d.wait_records(Duration::from_secs(5), |r| {
         r.iter().any(|v| is_nodeport(v, &cp_ip, "denied"))
     });
@@ -194,6 +203,13 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
             dump(records)
         )
     });
-    assert!(followed < Duration::from_secs(5), "followed only after {followed:?}");
-    assert!(cp_flagged, "the peer was not flagged after the change: {}", dump(records));
+    assert!(
+        followed < Duration::from_secs(5),
+        "followed only after {followed:?}"
+    );
+    assert!(
+        cp_flagged,
+        "the peer was not flagged after the change: {}",
+        dump(records)
+    );
 }
