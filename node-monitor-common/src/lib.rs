@@ -12,6 +12,7 @@ mod event;
 mod flood;
 mod flow;
 mod maps;
+mod ports;
 pub mod reason;
 mod stats;
 mod verdict;
@@ -23,6 +24,7 @@ pub use event::*;
 pub use flood::*;
 pub use flow::*;
 pub use maps::*;
+pub use ports::*;
 pub use stats::*;
 pub use verdict::*;
 

@@ -26,7 +26,9 @@ pub mod map_name {
     pub const FLOOD_ANSWERS: &str = "FLOOD_ANSWERS";
     pub const ACCEPTS: &str = "ACCEPTS";
     pub const ACCEPT_GATE: &str = "ACCEPT_GATE";
-    pub const ALL: [&str; 18] = [
+    pub const PORT_ALLOW_V4: &str = "PORT_ALLOW_V4";
+    pub const PORT_ALLOW_V6: &str = "PORT_ALLOW_V6";
+    pub const ALL: [&str; 20] = [
         PORTS_TCP,
         PORTS_UDP,
         ALLOW_V4,
@@ -45,6 +47,8 @@ pub mod map_name {
         FLOOD_ANSWERS,
         ACCEPTS,
         ACCEPT_GATE,
+        PORT_ALLOW_V4,
+        PORT_ALLOW_V6,
     ];
 }
 

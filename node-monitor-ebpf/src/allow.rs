@@ -1,8 +1,15 @@
-//! Allowlist lookups: the per-CPU verdict cache in front of the LPM tries.
+//! Allowlist lookups: the per-CPU verdict cache in front of the LPM tries, and the source
+//! ranges of the ports that have their own (NodePorts whose Service sets
+//! `loadBalancerSourceRanges`).
 use aya_ebpf::maps::lpm_trie::Key;
-use node_monitor_common::{Addr, FAMILY_V4, SUSPECT_GROUP, Settings, verdict_slot};
+use node_monitor_common::{
+    Addr, FAMILY_V4, IPPROTO_TCP, PORT_KEY_BITS, PORT_RANGES_ANY, PORT_RANGES_MARK, SUSPECT_GROUP,
+    Settings, port_key_v4, verdict_slot,
+};
 
-use crate::maps::{ALLOW_V4, ALLOW_V6, VERDICTS};
+use crate::maps::{
+    ALLOW_V4, ALLOW_V6, PORT_ALLOW_V4, PORT_ALLOW_V6, PORTS_TCP, PORTS_UDP, VERDICTS,
+};
 
 /// What the allowlists say of a source for a group.
 #[derive(Clone, Copy)]
@@ -12,6 +19,79 @@ pub(crate) struct SourceVerdict {
     /// In a suspect range (`Settings::suspect_ranges`): a config took it out of an allowlist,
     /// so a flow it opened while allowed may still run.
     pub suspect: bool,
+}
+
+/// [`source_verdict`] for a packet to `port` (protocol `proto`) of `group`: when the port's
+/// table entry carries `PORT_RANGES_MARK`, a source the group allows must also lie in the
+/// port's own source ranges (or in those every marked port accepts). The cache holds the
+/// group's verdict only; the port's ranges are asked of their trie, and only for a marked
+/// port and a source its group allows: an unmarked port pays one inlined array read when the
+/// group allows the source, nothing when it does not.
+#[inline(always)]
+pub(crate) fn port_source_verdict(
+    group: u8,
+    proto: u8,
+    port: u16,
+    family: u8,
+    src: &Addr,
+    settings: &Settings,
+) -> SourceVerdict {
+    let mut v = source_verdict(group, family, src, settings);
+    if v.allowed && port_denies(proto, port, family, src) {
+        v.allowed = false;
+    }
+    v
+}
+
+/// Is `port` marked and `src` outside its ranges? A BPF subprogram of its own (not inlined):
+/// the verifier then meets the rest of the ingress path in two states (the port's ranges
+/// allow or deny), not in one per path through the lookups, which keeps tc ingress under the
+/// kernel's 1M-instruction limit.
+#[inline(never)]
+fn port_denies(proto: u8, port: u16, family: u8, src: &Addr) -> bool {
+    port_marked(proto, port) && !port_allowed(proto, port, family, src)
+}
+
+/// Does `port`'s table entry carry `PORT_RANGES_MARK`? Each branch names its map, as
+/// `port_group` does, so that the verifier inlines the array read.
+#[inline(always)]
+fn port_marked(proto: u8, port: u16) -> bool {
+    let e = if proto == IPPROTO_TCP {
+        PORTS_TCP.get(u32::from(port))
+    } else {
+        PORTS_UDP.get(u32::from(port))
+    };
+    matches!(e, Some(e) if *e & PORT_RANGES_MARK != 0)
+}
+
+/// Is `src` in `port`'s source ranges, or in the ranges every marked port accepts? One key
+/// on the stack, rewritten for the second lookup.
+#[inline(always)]
+fn port_allowed(proto: u8, port: u16, family: u8, src: &Addr) -> bool {
+    if family == FAMILY_V4 {
+        let a = src.v4_octets();
+        let mut key = Key::new(PORT_KEY_BITS + 32, port_key_v4(proto, port, a));
+        if PORT_ALLOW_V4.get(&key).is_some() {
+            return true;
+        }
+        key.data = port_key_v4(PORT_RANGES_ANY, 0, a);
+        PORT_ALLOW_V4.get(&key).is_some()
+    } else {
+        let p = port.to_be_bytes();
+        let mut data = [0u8; 19];
+        data[0] = proto;
+        data[1] = p[0];
+        data[2] = p[1];
+        data[3..].copy_from_slice(&src.octets());
+        let mut key = Key::new(PORT_KEY_BITS + 128, data);
+        if PORT_ALLOW_V6.get(&key).is_some() {
+            return true;
+        }
+        key.data[0] = PORT_RANGES_ANY;
+        key.data[1] = 0;
+        key.data[2] = 0;
+        PORT_ALLOW_V6.get(&key).is_some()
+    }
 }
 
 /// Is `src` in `group`'s allowlist? Answers are cached per CPU, per source slot and per

@@ -9,7 +9,7 @@ use node_monitor_common::{
 
 use crate::{
     Meta,
-    allow::source_verdict,
+    allow::port_source_verdict,
     budget::{Budget, mark_flagged, take_budget},
     count_reason,
     emit::{EventFacts, send},
@@ -83,7 +83,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     let Some(settings) = SETTINGS.get(0) else {
         return Ok(ACTION_PASS);
     };
-    let source = source_verdict(group, l3.family, &src, settings);
+    let source = port_source_verdict(group, l3.proto, l4.dst_port, l3.family, &src, settings);
     let verdict = if source.allowed {
         VERDICT_ALLOWED
     } else {

@@ -212,6 +212,8 @@ pub(crate) fn count_reason(r: Reason) {
 
 /// The group watching `port`. Each branch names its map directly: with a constant map the
 /// verifier inlines the array lookup, while a map chosen at run time costs a helper call.
+/// The entry's top bit (`PORT_RANGES_MARK`: the port has source ranges of its own, see
+/// [`allow::port_source_verdict`]) is not part of the group id.
 #[inline(always)]
 pub(crate) fn port_group(proto: u8, port: u16) -> u8 {
     let g = if proto == IPPROTO_TCP {
@@ -220,7 +222,7 @@ pub(crate) fn port_group(proto: u8, port: u16) -> u8 {
         PORTS_UDP.get(u32::from(port))
     };
     match g {
-        Some(g) => *g,
+        Some(g) => *g & node_monitor_common::PORT_GROUP_MASK,
         None => GROUP_NONE,
     }
 }

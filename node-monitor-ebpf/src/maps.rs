@@ -7,9 +7,9 @@ use aya_ebpf::{
 use node_monitor_common::{
     ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
     DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GroupAnswers,
-    GroupBudget, GroupName, GroupStats, HllRegisters, MAX_GROUPS, PORT_TABLE_ENTRIES,
-    PendingAccept, STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, reason,
-    source_slots,
+    GroupBudget, GroupName, GroupStats, HllRegisters, MAX_GROUPS, PORT_ALLOW_ENTRIES,
+    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, STATS_ENTRIES, Settings,
+    SourceSlot, VERDICT_SLOTS, VerdictSlot, reason, source_slots,
 };
 
 /// Destination port → group id (0 = not watched), TCP.
@@ -25,6 +25,17 @@ pub static ALLOW_V4: LpmTrie<AllowKeyV4, u8> = LpmTrie::with_max_entries(DEFAULT
 /// Allowed sources per group: key = group byte + IPv6 address.
 #[map]
 pub static ALLOW_V6: LpmTrie<AllowKeyV6, u8> = LpmTrie::with_max_entries(DEFAULT_ALLOW_ENTRIES, 0);
+
+/// Source ranges of the ports marked `PORT_RANGES_MARK` in the port tables (NodePorts whose
+/// Service sets `loadBalancerSourceRanges`): key = protocol, port, IPv4 address; prefix =
+/// 24 + CIDR length. Entries under protocol 0, port 0 hold for every marked port.
+#[map]
+pub static PORT_ALLOW_V4: LpmTrie<PortAllowKeyV4, u8> =
+    LpmTrie::with_max_entries(PORT_ALLOW_ENTRIES, 0);
+/// Source ranges of the marked ports: key = protocol, port, IPv6 address.
+#[map]
+pub static PORT_ALLOW_V6: LpmTrie<PortAllowKeyV6, u8> =
+    LpmTrie::with_max_entries(PORT_ALLOW_ENTRIES, 0);
 
 /// Runtime settings: one slot, rewritten on reload.
 #[map]

@@ -162,6 +162,7 @@ impl Snapshot {
                 namespace: Arc::clone(&svc.namespace),
                 name: Arc::clone(&svc.name),
                 external_traffic_policy: svc.external_traffic_policy.clone(),
+                load_balancer_source_ranges: svc.load_balancer_source_ranges.clone(),
             });
             for np in &svc.node_ports {
                 snap.node_ports

@@ -66,7 +66,7 @@ use k8s_openapi::api::{
 use kube::{Api, Client, core::PartialObjectMeta, runtime::watcher};
 pub use lookup::View;
 pub use objects::CONTROL_PLANE_LABEL;
-pub use sets::set_values;
+pub use sets::{node_port_ranges, set_values};
 use store::Stores;
 use tokio::{sync::Notify, task::JoinHandle};
 use watch::KindWatch;

@@ -166,11 +166,16 @@ impl Config {
         out.push('\n');
         let c = &self.cluster;
         out.push_str(&format!(
-            "cluster enabled={} node_name={} resync_s={} stale_after_s={}\n",
+            "cluster enabled={} node_name={} resync_s={} stale_after_s={} node_port_also_allow={}\n",
             c.enabled,
             c.node_name.as_deref().unwrap_or("(env-or-hostname)"),
             c.resync.as_secs(),
-            c.stale_after.as_secs()
+            c.stale_after.as_secs(),
+            c.node_port_also_allow
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         ));
         out
     }

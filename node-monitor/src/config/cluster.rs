@@ -2,7 +2,9 @@
 //! The credentials and the node name are found at run time (`crate::cluster`); this is only
 //! what the file says.
 
-use std::{fmt, time::Duration};
+use std::{borrow::Cow, fmt, time::Duration};
+
+use super::model::{AllowEntry, SymbolicSet};
 
 /// `cluster.enabled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +53,19 @@ pub struct ClusterSettings {
     /// Identity read while the watches have been failing for longer than this is marked
     /// stale in alerts; default 30 s, `1..=3600`.
     pub stale_after: Duration,
+    /// `node_port_also_allow`: the sources every NodePort whose Service sets
+    /// `loadBalancerSourceRanges` accepts beside those ranges (the cluster's own traffic to
+    /// NodePorts: kubelet probes, node-to-node forwarding, pods). CIDRs and the symbolic sets
+    /// other than `{pods: ...}`; default `[localhost, nodes, pod-cidrs]`.
+    pub node_port_also_allow: Cow<'static, [AllowEntry]>,
 }
+
+/// The default `cluster.node_port_also_allow`.
+pub const NODE_PORT_ALSO_ALLOW: &[AllowEntry] = &[
+    AllowEntry::Set(SymbolicSet::Localhost),
+    AllowEntry::Set(SymbolicSet::Nodes),
+    AllowEntry::Set(SymbolicSet::PodCidrs),
+];
 
 impl ClusterSettings {
     pub const DEFAULT: ClusterSettings = ClusterSettings {
@@ -59,6 +73,7 @@ impl ClusterSettings {
         node_name: None,
         resync: Duration::from_secs(600),
         stale_after: Duration::from_secs(30),
+        node_port_also_allow: Cow::Borrowed(NODE_PORT_ALSO_ALLOW),
     };
 }
 
@@ -95,7 +110,6 @@ impl super::Config {
     /// names, are left as they are.
     #[must_use]
     pub fn with_cluster_defaults(mut self) -> super::Config {
-        use super::model::{AllowEntry, SymbolicSet};
         for g in &mut self.groups {
             let sets: &[SymbolicSet] = match g.name.as_str() {
                 "kubelet" => &[

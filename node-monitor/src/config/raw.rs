@@ -239,6 +239,7 @@ pub(super) struct RawCluster {
     pub(super) node_name: Option<Spanned<String>>,
     pub(super) resync_s: Option<Spanned<u64>>,
     pub(super) stale_after_s: Option<Spanned<u64>>,
+    pub(super) node_port_also_allow: Option<Vec<Spanned<String>>>,
 }
 
 /// One `allow` entry as written: a CIDR, an address or a set name, or

@@ -7,7 +7,7 @@ use tracing::info;
 
 use super::Daemon;
 use crate::{
-    cluster::{Backoff, Cluster, connect, node_name, set_values},
+    cluster::{Backoff, Cluster, connect, node_name, node_port_ranges, set_values},
     config::{Config, SetValues},
     metrics::{ClusterKindSnapshot, ClusterSnapshot},
     record::FlowRecord,
@@ -113,18 +113,22 @@ impl Daemon {
     /// (`Datapath::apply_config_with` adds the new entries before it removes the old ones,
     /// and never re-attaches). With the 200 ms debounce of the index, a change in the
     /// cluster reaches the maps within about a second.
+    ///
+    /// The per-port source ranges (each NodePort whose Service sets
+    /// `loadBalancerSourceRanges`) follow the same snapshots, and a reload that changes
+    /// `cluster.node_port_also_allow`.
     pub(super) fn follow_cluster_sets(&mut self) {
         let Some(c) = &self.cluster else { return };
         let generation = c.generation();
-        if generation == self.sets_generation {
+        let also_allow = &self.cfg.cluster.node_port_also_allow;
+        let also_allow_changed = self.dp.port_ranges_also_allow.as_deref() != Some(also_allow);
+        if generation == self.sets_generation && !also_allow_changed {
             return;
         }
         self.sets_generation = generation;
-        if !self.cfg.uses_cluster_sets() {
-            return;
-        }
         let sets = self.set_values(&self.cfg);
-        if sets == self.applied_sets {
+        self.follow_port_ranges(&sets);
+        if !self.cfg.uses_cluster_sets() || sets == self.applied_sets {
             return;
         }
         match self.dp.apply_config_with(&self.cfg, &sets) {
@@ -141,6 +145,37 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::error!(error = %e, "rewriting the allowlists for the cluster's sets failed; the previous ones stay");
+            }
+        }
+    }
+
+    /// Writes the per-port source ranges of the cluster's snapshot (with `sets` for
+    /// `cluster.node_port_also_allow`) when they changed. Ports whose ranges do not fit stay
+    /// unmarked: logged at error level, with their count.
+    fn follow_port_ranges(&mut self, sets: &SetValues) {
+        let Some(c) = &self.cluster else { return };
+        let want = node_port_ranges(&c.snapshot(), &self.cfg, sets);
+        self.dp.port_ranges_also_allow = Some(self.cfg.cluster.node_port_also_allow.to_vec());
+        match self.dp.apply_port_ranges(&want) {
+            Ok(None) => {}
+            Ok(Some(applied)) => {
+                if applied.not_enforced > 0 {
+                    tracing::error!(
+                        not_enforced = applied.not_enforced,
+                        enforced = applied.ports,
+                        max_entries = node_monitor_common::PORT_ALLOW_ENTRIES,
+                        "the per-port table is full: these NodePorts' loadBalancerSourceRanges are not enforced"
+                    );
+                }
+                info!(
+                    ports = applied.ports,
+                    entries_v4 = applied.entries_v4,
+                    entries_v6 = applied.entries_v6,
+                    "NodePort loadBalancerSourceRanges rewritten in place"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing the NodePorts' loadBalancerSourceRanges failed; the previous ones stay");
             }
         }
     }

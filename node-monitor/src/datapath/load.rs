@@ -101,6 +101,11 @@ impl Datapath {
             ports_udp: take_map!(ebpf, map_name::PORTS_UDP),
             allow_v4: take_map!(ebpf, map_name::ALLOW_V4),
             allow_v6: take_map!(ebpf, map_name::ALLOW_V6),
+            port_allow_v4: take_map!(ebpf, map_name::PORT_ALLOW_V4),
+            port_allow_v6: take_map!(ebpf, map_name::PORT_ALLOW_V6),
+            port_marks: Default::default(),
+            port_ranges: None,
+            port_ranges_also_allow: None,
             settings: take_map!(ebpf, map_name::SETTINGS),
             stats: take_map!(ebpf, map_name::GROUP_STATS),
             reasons: take_map!(ebpf, map_name::REASONS),
@@ -127,6 +132,19 @@ impl Datapath {
                 dp.write_settings(settings)?;
             }
         }
+        // Marks in adopted port tables stand while the ranges they point at were adopted
+        // too; otherwise they go (fail open) until the cluster's ranges are applied again.
+        let ranges_adopted = [
+            map_name::PORTS_TCP,
+            map_name::PORTS_UDP,
+            map_name::PORT_ALLOW_V4,
+            map_name::PORT_ALLOW_V6,
+        ]
+        .iter()
+        .all(|m| adopted.contains(m));
+        if ranges_adopted {
+            dp.adopt_port_marks()?;
+        }
         dp.apply_config(cfg, node_subnets)?;
         // Flows adopted from an earlier run may have been opened under allowlists that are
         // not the ones this run found (replaced maps, or a settings slot that forgot the
@@ -134,6 +152,8 @@ impl Datapath {
         let kept_config = [
             map_name::ALLOW_V4,
             map_name::ALLOW_V6,
+            map_name::PORT_ALLOW_V4,
+            map_name::PORT_ALLOW_V6,
             map_name::PORTS_TCP,
             map_name::PORTS_UDP,
             map_name::SETTINGS,

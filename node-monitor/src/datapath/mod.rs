@@ -14,6 +14,10 @@
 //!   fits its config and replaces the others.
 //! - `links/<hook>@<iface>`: the attachment links; a restarted daemon swaps its freshly
 //!   loaded program into each one atomically (`bpf_link_update`), so counting never stops.
+//! - `maps/PORT_ALLOW_V4`, `maps/PORT_ALLOW_V6`: the source ranges of the ports marked in
+//!   the port tables (NodePorts whose Service sets `loadBalancerSourceRanges`); adopted with
+//!   the marks when the port tables are adopted too, until the cluster's next snapshot
+//!   rewrites them.
 //! - `maps/GROUP_NAMES`: kernel group id → group name (groups.rs), so ids (and their
 //!   counters) survive restarts and reloads whatever the order of groups in the config.
 use std::path::PathBuf;
@@ -25,7 +29,7 @@ use aya::{
 };
 use node_monitor_common::{
     AllowKeyV4, AllowKeyV6, FloodTop, FlowKey, FlowState, GroupAnswers, GroupName, GroupStats,
-    HllRegisters, Settings,
+    HllRegisters, PortAllowKeyV4, PortAllowKeyV6, Settings,
 };
 
 use crate::config::Limits;
@@ -37,6 +41,7 @@ mod floods;
 mod groups;
 mod load;
 mod pinned;
+mod port_ranges;
 mod shapes;
 mod tables;
 #[cfg(any(test, feature = "test-support"))]
@@ -50,6 +55,7 @@ pub use floods::{FloodSketch, TopPortCount, TopSourceCount, hll_estimate};
 pub use groups::GroupIds;
 pub use load::{DEFAULT_PIN_DIR, EBPF_OBJECT, LoadOptions, unpin_all};
 pub use pinned::pinned_group_counters;
+pub use port_ranges::{PortRanges, PortRangesApplied};
 
 /// The loaded data path.
 pub struct Datapath {
@@ -61,6 +67,16 @@ pub struct Datapath {
     ports_udp: Array<MapData, u8>,
     allow_v4: LpmTrie<MapData, AllowKeyV4, u8>,
     allow_v6: LpmTrie<MapData, AllowKeyV6, u8>,
+    /// Source ranges of the ports marked in the port tables (port_ranges.rs).
+    port_allow_v4: LpmTrie<MapData, PortAllowKeyV4, u8>,
+    port_allow_v6: LpmTrie<MapData, PortAllowKeyV6, u8>,
+    /// The ports marked as having source ranges of their own, per protocol (0 TCP, 1 UDP),
+    /// and the per-port ranges last applied (port_ranges.rs).
+    port_marks: [std::collections::BTreeSet<u16>; 2],
+    port_ranges: Option<(PortRanges, PortRangesApplied)>,
+    /// The `cluster.node_port_also_allow` the daemon last resolved `port_ranges.any` from,
+    /// so that a reload that changes it is followed without a cluster change.
+    pub(crate) port_ranges_also_allow: Option<Vec<crate::config::AllowEntry>>,
     settings: Array<MapData, Settings>,
     stats: PerCpuArray<MapData, GroupStats>,
     reasons: PerCpuArray<MapData, u64>,

@@ -6,9 +6,9 @@ use aya::maps::{MapInfo, MapType};
 use node_monitor_common::{
     ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
     DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GROUP_NAME_BYTES,
-    GroupAnswers, GroupBudget, GroupStats, HLL_REGISTERS, MAX_GROUPS, PORT_TABLE_ENTRIES,
-    PendingAccept, STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name,
-    reason, source_slots,
+    GroupAnswers, GroupBudget, GroupStats, HLL_REGISTERS, MAX_GROUPS, PORT_ALLOW_ENTRIES,
+    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, STATS_ENTRIES, Settings,
+    SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name, reason, source_slots,
 };
 
 use crate::config::Limits;
@@ -44,7 +44,7 @@ impl MapShape {
 }
 
 /// Every map of the object, by name, with the shape `limits` give it.
-pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 18] {
+pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 20] {
     let s = MapShape::new;
     [
         (
@@ -166,6 +166,24 @@ pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 18]
             ),
         ),
         (map_name::ACCEPT_GATE, s(MapType::Array, 4, 8, 1)),
+        (
+            map_name::PORT_ALLOW_V4,
+            s(
+                MapType::LpmTrie,
+                4 + size_of::<PortAllowKeyV4>(),
+                1,
+                PORT_ALLOW_ENTRIES,
+            ),
+        ),
+        (
+            map_name::PORT_ALLOW_V6,
+            s(
+                MapType::LpmTrie,
+                4 + size_of::<PortAllowKeyV6>(),
+                1,
+                PORT_ALLOW_ENTRIES,
+            ),
+        ),
     ]
 }
 

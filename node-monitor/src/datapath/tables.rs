@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use aya::maps::{Array, LpmTrie, MapData, PerCpuValues, lpm_trie::Key};
 use ipnet::IpNet;
 use node_monitor_common::{
-    AllowKeyV4, AllowKeyV6, GroupStats, PORT_TABLE_ENTRIES, SUSPECT_GROUP, Settings, map_name,
-    source_slots,
+    AllowKeyV4, AllowKeyV6, GroupStats, PORT_GROUP_MASK, PORT_TABLE_ENTRIES, SUSPECT_GROUP,
+    Settings, map_name, source_slots,
 };
 
 use super::{Datapath, DatapathError, GroupIds, Result, counters::stats_indexes};
@@ -40,7 +40,10 @@ impl Datapath {
     pub fn apply_config_with(&mut self, cfg: &Config, sets: &SetValues) -> Result<()> {
         let (ids, fresh) =
             GroupIds::assign(&self.ids, cfg).map_err(|max| DatapathError::TooManyGroups { max })?;
-        let [tcp, udp] = port_tables(cfg, &ids);
+        let [mut tcp, mut udp] = port_tables(cfg, &ids);
+        // Ports with source ranges of their own keep their mark under the new groups.
+        self.mark_ports(&mut tcp, 0);
+        self.mark_ports(&mut udp, 1);
         let (allow_v4, allow_v6) = allow_keys(cfg, &ids, cfg.resolve_allowlists_with(sets));
         let have_v4 = trie_entries(&self.allow_v4);
         let have_v6 = trie_entries(&self.allow_v6);
@@ -104,11 +107,9 @@ impl Datapath {
         //    being watched, so that its counters can start over without counting the old
         //    group's packets (ids are reused only when none was left unused).
         for (i, old) in old_ports.iter().enumerate() {
-            if old.iter().any(|g| plan.fresh.contains(g)) {
-                let unmapped: Vec<u8> = old
-                    .iter()
-                    .map(|g| if plan.fresh.contains(g) { 0 } else { *g })
-                    .collect();
+            let fresh = |g: &u8| plan.fresh.contains(&(g & PORT_GROUP_MASK));
+            if old.iter().any(fresh) {
+                let unmapped: Vec<u8> = old.iter().map(|g| if fresh(g) { 0 } else { *g }).collect();
                 self.set_port_table(i, &unmapped)?;
             }
         }
@@ -173,7 +174,7 @@ impl Datapath {
     }
 
     /// What port table `i` (0 TCP, 1 UDP) holds: the shadow copy, or read from the map once.
-    fn port_table(&mut self, i: usize) -> Result<Vec<u8>> {
+    pub(super) fn port_table(&mut self, i: usize) -> Result<Vec<u8>> {
         if let Some(have) = &self.ports_shadow[i] {
             return Ok(have.clone());
         }
@@ -190,7 +191,7 @@ impl Datapath {
 
     /// Brings port table `i` to `want`, writing only the entries that differ; the shadow
     /// copy follows every entry written, so it is right even when a write fails half-way.
-    fn set_port_table(&mut self, i: usize, want: &[u8]) -> Result<()> {
+    pub(super) fn set_port_table(&mut self, i: usize, want: &[u8]) -> Result<()> {
         let mut have = self.port_table(i)?;
         let (map, name) = self.port_map_mut(i);
         let mut result = Ok(());
@@ -277,7 +278,7 @@ fn port_tables(cfg: &Config, ids: &GroupIds) -> [Vec<u8>; 2] {
 }
 
 /// LPM trie entries `(prefix length, key data)`.
-type TrieEntries<K> = BTreeSet<(u32, K)>;
+pub(super) type TrieEntries<K> = BTreeSet<(u32, K)>;
 
 /// LPM trie entries `(prefix length, group byte | address)` per family, from the resolved
 /// allowlists (`(config group id, prefix)` pairs), under kernel ids. The prefix length
@@ -315,10 +316,12 @@ fn allow_keys(
 /// Does a config that writes `ports` over `old_ports` move a port out of its group (so that
 /// any flow on it may have been allowed by the old group and not the new)?
 fn ports_revoke(old_ports: &[Vec<u8>; 2], ports: &[&Vec<u8>; 2]) -> bool {
-    old_ports
-        .iter()
-        .zip(ports)
-        .any(|(old, new)| old.iter().zip(new.iter()).any(|(o, n)| *o != 0 && o != n))
+    old_ports.iter().zip(ports).any(|(old, new)| {
+        old.iter().zip(new.iter()).any(|(o, n)| {
+            let (o, n) = (o & PORT_GROUP_MASK, n & PORT_GROUP_MASK);
+            o != 0 && o != n
+        })
+    })
 }
 
 /// Is this trie entry a suspect range rather than a group's allowlist entry?
@@ -463,7 +466,9 @@ struct Plan<'a> {
 }
 
 /// What a trie holds now.
-fn trie_entries<K: aya::Pod + Ord + Copy>(trie: &LpmTrie<MapData, K, u8>) -> TrieEntries<K> {
+pub(super) fn trie_entries<K: aya::Pod + Ord + Copy>(
+    trie: &LpmTrie<MapData, K, u8>,
+) -> TrieEntries<K> {
     trie.keys()
         .filter_map(std::result::Result::ok)
         .map(|k| (k.prefix_len(), k.data()))
@@ -489,7 +494,7 @@ fn check_fits<K: Ord>(
     Ok(have.union(want).count() <= max as usize)
 }
 
-fn add_entries<K: aya::Pod + Ord + Copy>(
+pub(super) fn add_entries<K: aya::Pod + Ord + Copy>(
     trie: &mut LpmTrie<MapData, K, u8>,
     want: &TrieEntries<K>,
     have: &TrieEntries<K>,
@@ -502,7 +507,7 @@ fn add_entries<K: aya::Pod + Ord + Copy>(
     Ok(())
 }
 
-fn remove_entries<K: aya::Pod + Ord + Copy>(
+pub(super) fn remove_entries<K: aya::Pod + Ord + Copy>(
     trie: &mut LpmTrie<MapData, K, u8>,
     want: &TrieEntries<K>,
     have: &TrieEntries<K>,
@@ -516,7 +521,7 @@ fn remove_entries<K: aya::Pod + Ord + Copy>(
 }
 
 /// Puts a trie back to `have` after a failed write.
-fn restore_trie<K: aya::Pod + Ord + Copy>(
+pub(super) fn restore_trie<K: aya::Pod + Ord + Copy>(
     trie: &mut LpmTrie<MapData, K, u8>,
     have: &TrieEntries<K>,
     name: &'static str,

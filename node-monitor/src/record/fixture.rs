@@ -203,6 +203,10 @@ pub fn identities() -> Vec<super::FlowIdentity> {
                 namespace: "shop".into(),
                 name: "web".into(),
                 external_traffic_policy: Some("Local".into()),
+                load_balancer_source_ranges: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(198, 51, 100, 0),
+                    24,
+                ))],
             })
         }),
     };

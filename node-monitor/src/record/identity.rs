@@ -88,6 +88,20 @@ pub struct ServiceIdentity {
     pub name: Arc<str>,
     /// `Cluster` or `Local`, as the Service spells it; `None` when it does not say.
     pub external_traffic_policy: Option<Arc<str>>,
+    /// The Service's `loadBalancerSourceRanges` (empty when it sets none): a connection to
+    /// the NodePort from outside them (and outside `cluster.node_port_also_allow`) is flagged.
+    pub load_balancer_source_ranges: Vec<ipnet::IpNet>,
+}
+
+impl ServiceIdentity {
+    /// Whether the Service limits its sources and `ip` lies outside those ranges.
+    pub fn outside_source_ranges(&self, ip: std::net::IpAddr) -> bool {
+        !self.load_balancer_source_ranges.is_empty()
+            && !self
+                .load_balancer_source_ranges
+                .iter()
+                .any(|n| n.contains(&ip))
+    }
 }
 
 /// How far to trust the identity: whether the cache had completed its first lists, and how

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::json::{JsonOut, Members};
 use crate::record::{
     CacheState, DestinationIdentity, FlowIdentity, FlowRecord, NodeIdentity, PodIdentity,
-    SourceIdentity,
+    SourceIdentity, Verdict,
 };
 
 /// `source_identity`.
@@ -49,6 +49,8 @@ struct ServiceDoc<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     external_traffic_policy: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    load_balancer_source_ranges: Vec<String>,
 }
 
 /// `identity_cache`.
@@ -131,6 +133,11 @@ impl IdentityFacts<'_> {
                     namespace: &s.namespace,
                     name: &s.name,
                     external_traffic_policy: s.external_traffic_policy.as_deref(),
+                    load_balancer_source_ranges: s
+                        .load_balancer_source_ranges
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                 }),
             }),
             identity_cache: Some(cache_doc(id.cache)),
@@ -204,6 +211,16 @@ pub(crate) fn write_identity_facts(m: &mut Members, j: &mut JsonOut<'_>, rec: Op
             .str(&s.name);
         if let Some(p) = &s.external_traffic_policy {
             j.raw(",\"external_traffic_policy\":").str(p);
+        }
+        if !s.load_balancer_source_ranges.is_empty() {
+            j.raw(",\"load_balancer_source_ranges\":[");
+            for (i, n) in s.load_balancer_source_ranges.iter().enumerate() {
+                if i > 0 {
+                    j.raw(",");
+                }
+                j.str(&n.to_string());
+            }
+            j.raw("]");
         }
         j.raw("}");
     }
@@ -299,6 +316,14 @@ pub(crate) fn write_orchestrator_source(j: &mut JsonOut<'_>, rec: Option<&FlowRe
     }
 }
 
+/// Ranges as the message and CEF write them: `198.51.100.0/24,2001:db8::/32`.
+fn ranges_text(nets: &[ipnet::IpNet]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Appends the identity to an alert's or flow's message: ` Source: pod shop/web-1
 /// (Deployment web, node worker-2); to node worker-1, Service shop/web.` (nothing without
 /// identity).
@@ -350,6 +375,10 @@ pub(crate) fn write_sentence(out: &mut Vec<u8>, rec: &FlowRecord) {
         t(&s.namespace);
         t("/");
         t(&s.name);
+        if rec.verdict == Verdict::Denied && s.outside_source_ranges(rec.src_ip) {
+            t(", source outside its loadBalancerSourceRanges ");
+            t(&ranges_text(&s.load_balancer_source_ranges));
+        }
     }
     t(".");
 }
@@ -394,6 +423,15 @@ pub(crate) fn cef_pairs(rec: &FlowRecord, mut put: impl FnMut(&'static str, &str
             "destinationServiceName",
             &format!("{}/{}", s.namespace, s.name),
         );
+        if rec.verdict == Verdict::Denied && s.outside_source_ranges(rec.src_ip) {
+            put(
+                "reason",
+                &format!(
+                    "source outside loadBalancerSourceRanges {}",
+                    ranges_text(&s.load_balancer_source_ranges)
+                ),
+            );
+        }
     }
     put(
         "flexNumber1",
@@ -442,7 +480,7 @@ mod tests {
         );
         assert_eq!(
             nm["destination_identity"],
-            json!({"node": "worker-1", "service": {"namespace": "shop", "name": "web", "external_traffic_policy": "Local"}})
+            json!({"node": "worker-1", "service": {"namespace": "shop", "name": "web", "external_traffic_policy": "Local", "load_balancer_source_ranges": ["198.51.100.0/24"]}})
         );
         assert_eq!(
             nm["identity_cache"],
@@ -450,7 +488,7 @@ mod tests {
         );
         assert!(
             v["message"].as_str().unwrap().ends_with(
-                "). Source: pod shop/evil-6b7d9c-x2x9z (Deployment evil, node worker-1); to node worker-1, Service shop/web."
+                "). Source: pod shop/evil-6b7d9c-x2x9z (Deployment evil, node worker-1); to node worker-1, Service shop/web, source outside its loadBalancerSourceRanges 198.51.100.0/24."
             ),
             "{}",
             v["message"]
@@ -525,6 +563,29 @@ mod tests {
     }
 
     #[test]
+    fn a_source_is_outside_the_ranges_only_when_the_service_has_some() {
+        let mut s = crate::record::ServiceIdentity {
+            namespace: "shop".into(),
+            name: "web".into(),
+            external_traffic_policy: None,
+            load_balancer_source_ranges: vec![
+                "198.51.100.0/24".parse().unwrap(),
+                "2001:db8:1::/48".parse().unwrap(),
+            ],
+        };
+        let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+        assert!(!s.outside_source_ranges(ip("198.51.100.7")));
+        assert!(!s.outside_source_ranges(ip("2001:db8:1::9")));
+        assert!(s.outside_source_ranges(ip("203.0.113.7")));
+        assert!(s.outside_source_ranges(ip("2001:db8:2::9")));
+        s.load_balancer_source_ranges.clear();
+        assert!(
+            !s.outside_source_ranges(ip("203.0.113.7")),
+            "no ranges: no limit"
+        );
+    }
+
+    #[test]
     fn cef_keys() {
         let line = render(&alert_with(0), Format::Cef, &observer());
         for kv in [
@@ -534,6 +595,7 @@ mod tests {
             "flexString2=pod Deployment/evil flexString2Label=sourceIdentity ",
             "dhost=worker-1 ",
             "destinationServiceName=shop/web ",
+            "reason=source outside loadBalancerSourceRanges 198.51.100.0/24 ",
             "flexNumber1=0 flexNumber1Label=identityCacheAgeSeconds ",
         ] {
             assert!(line.contains(kv), "{kv} missing: {line}");

@@ -64,6 +64,7 @@ mod floods;
 mod limits;
 mod new_conns;
 mod parse;
+mod port_ranges;
 mod property;
 mod reload;
 mod verdicts;

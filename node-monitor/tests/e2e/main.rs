@@ -47,6 +47,7 @@ mod hotplug;
 mod identity;
 mod integrity;
 mod modes;
+mod node_port_ranges;
 mod opener;
 mod pinning;
 mod posture;

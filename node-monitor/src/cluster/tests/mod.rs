@@ -28,6 +28,7 @@ fn settings() -> ClusterSettings {
         node_name: Some("worker-1".into()),
         resync: Duration::from_secs(600),
         stale_after: Duration::from_secs(1),
+        ..ClusterSettings::DEFAULT
     }
 }
 

@@ -29,6 +29,7 @@ fn cluster_every_field() {
                 node_name: Some("worker-1.example".into()),
                 resync: Duration::from_secs(120),
                 stale_after: Duration::from_secs(5),
+                ..ClusterSettings::DEFAULT
             }
         );
     }

@@ -1,0 +1,215 @@
+//! Issue 8 end to end, NodePort `loadBalancerSourceRanges`: the daemon in the node namespace
+//! watches a fake cluster (the in-process API server, as in `identity.rs`) holding a
+//! LoadBalancer Service `shop/web` with NodePort 30080 whose `loadBalancerSourceRanges` is the
+//! control-plane peer's address. The `nodeport` group itself allows everyone, so only the
+//! Service's ranges tell the sources apart. Real TCP from the lab:
+//! - the peer (inside the ranges) reaches 30080: allowed, no alert;
+//! - the outside host (outside the ranges) reaches 30080: a flagged alert naming the Service
+//!   and its ranges;
+//! - the Service's ranges change to the outside network: within 5 s the outside host is
+//!   allowed and the peer is flagged.
+
+use std::{sync::mpsc, time::Duration};
+
+use node_monitor::cluster::testing::{
+    FakeApi,
+    objects::{node, service},
+};
+use node_monitor_lab::{BpfPinDir, addr};
+use serde_json::Value;
+
+use crate::{
+    common::{
+        daemon::{Daemon, context, scrape},
+        peers::tcp_connect,
+        temp::TempFile,
+    },
+    expect::{dump, js},
+    setup::{CONNECT_TIMEOUT, cp, node as node_addr, outside, setup, test_config},
+};
+
+enum Command {
+    Apply(&'static str, Value),
+    Stop,
+}
+
+fn web(ranges: &[&str]) -> Value {
+    service("shop", "web", &[(80, 30080, "TCP")], "Cluster", ranges)
+}
+
+/// The string at `ptr`, or "" when there is none.
+fn at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn is_nodeport(v: &Value, src: &str, verdict: &str) -> bool {
+    at(v, "/node_monitor/port_group") == "nodeport"
+        && at(v, "/source/ip") == src
+        && at(v, "/node_monitor/verdict") == verdict
+        && v["destination"]["port"] == 30080
+}
+
+#[test]
+fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_service() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("lbranges"));
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>();
+    let (cfg_tx, cfg_rx) = mpsc::channel::<String>();
+    let server = context(lab.node.spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let api = FakeApi::start(500).await;
+            // This node; its pod CIDR holds neither lab source.
+            api.apply(
+                "nodes",
+                node(
+                    "worker-1",
+                    &[("InternalIP", "198.51.100.1")],
+                    &["203.0.113.64/26"],
+                    &["worker"],
+                ),
+            );
+            api.apply("services", web(&["198.51.100.2/32"]));
+            cfg_tx.send(api.kubeconfig()).unwrap();
+            // Bounded: at most 120 s, polled every 20 ms.
+            for _ in 0..6000 {
+                match cmd_rx.try_recv() {
+                    Ok(Command::Apply(resource, object)) => api.apply(resource, object),
+                    Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+    }));
+    let kubeconfig = TempFile::new(
+        "kubeconfig",
+        &cfg_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+    );
+    let text = test_config(&[("enabled: auto", "enabled: on\n  node_name: worker-1")]);
+    assert!(
+        text.contains("allow: [\"0.0.0.0/0\", \"::/0\"]"),
+        "the nodeport group allows everyone"
+    );
+    let cfg = TempFile::new("lbranges.yaml", &text);
+    let d = context(Daemon::start_env(
+        &lab.node,
+        &pin.path,
+        &["eth0"],
+        &["--config", cfg.as_str()],
+        &[("KUBECONFIG", kubeconfig.as_str())],
+    ));
+    // Bounded wait (10 s) for the cache to be synced and the ranges written.
+    let mut ready = false;
+    for _ in 0..100 {
+        if scrape(&lab.node, &d)
+            .lines()
+            .any(|l| l == "node_monitor_cluster_synced 1")
+            && d.stderr().contains("loadBalancerSourceRanges rewritten")
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ready, "the ranges were never written: {}", d.stderr());
+    let cp_ip = addr::CP_V4.to_string();
+    let out_ip = addr::OUTSIDE_V4.to_string();
+
+    tcp_connect(
+        &lab.cp,
+        cp(46200, false),
+        node_addr(30080, false),
+        CONNECT_TIMEOUT,
+    );
+    tcp_connect(
+        &lab.outside,
+        outside(46201, false),
+        node_addr(30080, false),
+        CONNECT_TIMEOUT,
+    );
+    let first = d.wait_records(Duration::from_secs(5), |r| {
+        r.iter().any(|v| is_nodeport(v, &cp_ip, "allowed"))
+            && r.iter().any(|v| is_nodeport(v, &out_ip, "denied"))
+    });
+
+    // The Service's ranges now name the outside network instead.
+    cmd_tx
+        .send(Command::Apply("services", web(&["203.0.113.0/24"])))
+        .unwrap();
+    let changed = std::time::Instant::now();
+    let mut followed = None;
+    for port in 46202..46252 {
+        std::thread::sleep(Duration::from_millis(100));
+        tcp_connect(
+            &lab.outside,
+            outside(port, false),
+            node_addr(30080, false),
+            CONNECT_TIMEOUT,
+        );
+        if d.wait_records(Duration::from_millis(200), |r| {
+            r.iter()
+                .any(|v| is_nodeport(v, &out_ip, "allowed") && v["source"]["port"] == port)
+        }) {
+            followed = Some(changed.elapsed());
+            break;
+        }
+    }
+    tcp_connect(
+        &lab.cp,
+        cp(46260, false),
+        node_addr(30080, false),
+        CONNECT_TIMEOUT,
+    );
+    let cp_flagged = d.wait_records(Duration::from_secs(5), |r| {
+        r.iter().any(|v| is_nodeport(v, &cp_ip, "denied"))
+    });
+    let _ = cmd_tx.send(Command::Stop);
+    let fin = context(d.stop());
+    context(server.join());
+    let records = &fin.records;
+    assert!(first, "missing the first verdicts: {}", dump(records));
+    // The peer, inside the ranges, raised no alert before the change.
+    assert!(
+        !records
+            .iter()
+            .any(|v| v["event"]["kind"] == "alert" && v["source"]["port"] == 46200),
+        "the peer inside the ranges was flagged: {}",
+        dump(records)
+    );
+    let a = records
+        .iter()
+        .find(|v| v["event"]["kind"] == "alert" && v["source"]["port"] == 46201)
+        .unwrap_or_else(|| panic!("no alert for the outside host: {}", dump(records)));
+    let svc = &a["node_monitor"]["destination_identity"]["service"];
+    assert_eq!(svc["namespace"], "shop", "{a}");
+    assert_eq!(svc["name"], "web", "{a}");
+    assert_eq!(
+        svc["load_balancer_source_ranges"],
+        serde_json::json!(["198.51.100.2/32"]),
+        "{a}"
+    );
+    assert!(
+        js(a, "/message").contains("loadBalancerSourceRanges"),
+        "the message says why: {a}"
+    );
+    let followed = followed.unwrap_or_else(|| {
+        panic!(
+            "the outside host was never allowed after the change: {}",
+            dump(records)
+        )
+    });
+    assert!(
+        followed < Duration::from_secs(5),
+        "followed only after {followed:?}"
+    );
+    assert!(
+        cp_flagged,
+        "the peer was not flagged after the change: {}",
+        dump(records)
+    );
+}
