@@ -118,20 +118,19 @@ impl IfaceWatcher {
     /// the next poll adds it back.
     pub fn poll(&mut self) -> IfaceChanges {
         let existing = self.source.interfaces();
-        let next: BTreeMap<String, u32> = if self.patterns.is_empty()
-            && self.empty_means_default_route
-        {
-            let wanted = self.source.default_route();
-            existing
-                .into_iter()
-                .filter(|(name, _)| wanted.contains(name))
-                .collect()
-        } else {
-            existing
-                .into_iter()
-                .filter(|(name, _)| self.patterns.iter().any(|p| matches(p, name)))
-                .collect()
-        };
+        let next: BTreeMap<String, u32> =
+            if self.patterns.is_empty() && self.empty_means_default_route {
+                let wanted = self.source.default_route();
+                existing
+                    .into_iter()
+                    .filter(|(name, _)| wanted.contains(name))
+                    .collect()
+            } else {
+                existing
+                    .into_iter()
+                    .filter(|(name, _)| self.patterns.iter().any(|p| matches(p, name)))
+                    .collect()
+            };
         let mut changes = IfaceChanges::default();
         for (name, index) in &self.current {
             if next.get(name) != Some(index) {

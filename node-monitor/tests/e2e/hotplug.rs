@@ -189,7 +189,8 @@ fn pod_interfaces_are_watched_with_tc_and_stay_out_of_node_subnets() {
     });
     assert!(ok, "cali7 not attached within 3 s:\n{body}\n{}", d.stderr());
     assert!(
-        d.wait_log(Duration::from_secs(2), |l| l.contains("pod interfaces attached")),
+        d.wait_log(Duration::from_secs(2), |l| l
+            .contains("pod interfaces attached")),
         "{}",
         d.stderr()
     );
@@ -219,7 +220,15 @@ fn pod_interfaces_are_watched_with_tc_and_stay_out_of_node_subnets() {
     assert!(ok, "{body}");
     let fin = context(d.stop());
     fin.counters.check_invariants();
-    let mut from_pod = Rec::flagged("kubelet", pod, kubelet, "tcp", "refused", "would_drop", "tc");
+    let mut from_pod = Rec::flagged(
+        "kubelet",
+        pod,
+        kubelet,
+        "tcp",
+        "refused",
+        "would_drop",
+        "tc",
+    );
     from_pod.interface = "cali7".into();
     assert_same_records(&fin.records, vec![from_pod]);
 }

@@ -69,10 +69,7 @@ impl Validator<'_> {
     }
 
     /// The pods' interface patterns, each bad one reported; absent: the CNI defaults.
-    pub(super) fn pod_interfaces(
-        &self,
-        raw: Option<Spanned<Vec<Spanned<String>>>>,
-    ) -> Vec<String> {
+    pub(super) fn pod_interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
         raw.map_or_else(
             || DEFAULT_POD_INTERFACES.map(str::to_owned).to_vec(),
             |raw| self.iface_patterns("pod_interfaces", raw),
