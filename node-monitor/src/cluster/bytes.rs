@@ -64,7 +64,7 @@ impl Heap for PodObj {
             + text(&self.namespace)
             + text(&self.name)
             + opt_text(self.node.as_ref())
-            + vec(&self.ips)
+            + size_of_val::<[std::net::IpAddr]>(&self.ips)
             + labels(&self.labels)
             + pair(self.owner.as_ref())
     }
@@ -163,7 +163,7 @@ fn service_identity(a: &Arc<ServiceIdentity>) -> usize {
 /// The index's heap.
 pub fn snapshot(s: &Snapshot) -> usize {
     let (addresses, node_ports) = s.tables();
-    let sources = map(addresses)
+    let sources = addresses.slot_bytes()
         + addresses
             .values()
             .map(|id| match id {
