@@ -119,8 +119,11 @@ impl KeyHeap for (Arc<str>, Arc<str>) {
     }
 }
 
-fn objects<K: KeyHeap, T: Heap>(m: &HashMap<K, T>) -> usize {
-    map(m) + m.iter().map(|(k, v)| k.heap() + v.heap()).sum::<usize>()
+fn objects<K: KeyHeap, T: Heap>(m: &HashMap<K, Box<T>>) -> usize {
+    map(m)
+        + m.iter()
+            .map(|(k, v)| k.heap() + size_of::<T>() + v.heap())
+            .sum::<usize>()
 }
 
 fn store<T: Keyed + Heap>(s: &Store<T>) -> usize

@@ -50,8 +50,14 @@ pub fn prune() {
 /// The heap bytes of the tables themselves (their slots; the names and label sets are
 /// counted where they are held).
 pub fn table_bytes() -> usize {
-    let names = NAMES.lock().unwrap_or_else(PoisonError::into_inner).capacity();
-    let labels = LABELS.lock().unwrap_or_else(PoisonError::into_inner).capacity();
+    let names = NAMES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .capacity();
+    let labels = LABELS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .capacity();
     super::bytes::hash_table::<Arc<str>>(names) + super::bytes::hash_table::<Labels>(labels)
 }
 
@@ -73,15 +79,37 @@ mod tests {
     #[test]
     fn one_copy_of_each_label_set() {
         let pair = |k: &str, v: &str| (name(k), name(v));
-        let a = labels(&[pair("intern-test-app", "web"), pair("intern-test-hash", "1")]);
-        let b = labels(&[pair("intern-test-app", "web"), pair("intern-test-hash", "1")]);
-        let c = labels(&[pair("intern-test-app", "web"), pair("intern-test-hash", "2")]);
+        let a = labels(&[
+            pair("intern-test-app", "web"),
+            pair("intern-test-hash", "1"),
+        ]);
+        let b = labels(&[
+            pair("intern-test-app", "web"),
+            pair("intern-test-hash", "1"),
+        ]);
+        let c = labels(&[
+            pair("intern-test-app", "web"),
+            pair("intern-test-hash", "2"),
+        ]);
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
-        assert_eq!(a, c[..1].iter().cloned().chain([pair("intern-test-hash", "1")]).collect());
+        assert_eq!(
+            a,
+            c[..1]
+                .iter()
+                .cloned()
+                .chain([pair("intern-test-hash", "1")])
+                .collect()
+        );
         drop((a, b, c));
         prune();
-        assert!(LABELS.lock().unwrap().iter().all(|l| l.iter().all(|(k, _)| !k.starts_with("intern-test"))));
+        assert!(
+            LABELS
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|l| l.iter().all(|(k, _)| !k.starts_with("intern-test")))
+        );
         assert!(!NAMES.lock().unwrap().contains("intern-test-app"));
     }
 }

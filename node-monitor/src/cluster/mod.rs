@@ -111,7 +111,8 @@ impl Shared {
     /// build (a test's window into a build in progress).
     fn rebuild(&self, synced: bool, mid_build: impl FnOnce()) -> Option<Snapshot> {
         let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        let changes = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(PoisonError::into_inner));
+        let changes =
+            std::mem::take(&mut *self.inbox.lock().unwrap_or_else(PoisonError::into_inner));
         let mut changed = false;
         for c in changes {
             changed |= stores.apply(c);

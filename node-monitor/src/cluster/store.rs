@@ -13,12 +13,13 @@ use kube::runtime::watcher::Event;
 
 use super::objects::{Keyed, NodeObj, OwnerObj, PodObj, ServiceObj, SliceObj};
 
-/// The objects of one kind.
+/// The objects of one kind, each in its own allocation (the table's slots stay small: a key
+/// and a pointer, so that its empty slots cost little).
 #[derive(Debug)]
 pub struct Store<T: Keyed> {
-    pub live: HashMap<T::Key, T>,
+    pub live: HashMap<T::Key, Box<T>>,
     /// Objects of a list in progress; they replace `live` at its end.
-    pending: Option<HashMap<T::Key, T>>,
+    pending: Option<HashMap<T::Key, Box<T>>>,
 }
 
 impl<T: Keyed> Default for Store<T> {
@@ -32,7 +33,7 @@ impl<T: Keyed> Default for Store<T> {
 
 impl<T: Keyed> Store<T> {
     /// The objects of a list in progress.
-    pub fn pending(&self) -> Option<&HashMap<T::Key, T>> {
+    pub fn pending(&self) -> Option<&HashMap<T::Key, Box<T>>> {
         self.pending.as_ref()
     }
 
@@ -47,17 +48,18 @@ impl<T: Keyed> Store<T> {
             Event::InitApply(obj) => {
                 self.pending
                     .get_or_insert_with(HashMap::new)
-                    .insert(obj.key(), obj);
+                    .insert(obj.key(), Box::new(obj));
                 false
             }
             Event::InitDone => {
-                if let Some(objs) = self.pending.take() {
+                if let Some(mut objs) = self.pending.take() {
+                    objs.shrink_to_fit();
                     self.live = objs;
                 }
                 true
             }
             Event::Apply(obj) => {
-                self.live.insert(obj.key(), obj);
+                self.live.insert(obj.key(), Box::new(obj));
                 true
             }
             Event::Delete(obj) => self.live.remove(&obj.key()).is_some(),

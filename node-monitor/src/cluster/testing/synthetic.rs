@@ -92,7 +92,7 @@ pub fn stores_with(
         ))
         .expect("a node");
         let o = NodeObj::from(&obj);
-        s.nodes.live.insert(o.key(), o);
+        s.nodes.live.insert(o.key(), Box::new(o));
     }
     let mut ips = Vec::with_capacity(pods + extra.len());
     for p in 0..pods + extra.len() {
@@ -125,7 +125,7 @@ pub fn stores_with(
             serde_json::json!({"app": format!("app-{rs}"), "pod-template-hash": hash});
         let obj: Pod = from_value(json).expect("a pod");
         let o = PodObj::from(&obj);
-        s.pods.live.insert(o.key(), o);
+        s.pods.live.insert(o.key(), Box::new(o));
         if p % 100 == 0 {
             let deployment = format!("app-{rs}");
             let meta: ObjectMeta = from_value(
@@ -133,7 +133,7 @@ pub fn stores_with(
             )
             .expect("a ReplicaSet's metadata");
             let o = OwnerObj::of(&meta);
-            s.replicasets.live.insert(o.key(), o);
+            s.replicasets.live.insert(o.key(), Box::new(o));
         }
     }
     for i in 0..services {
@@ -147,7 +147,7 @@ pub fn stores_with(
         ))
         .expect("a Service");
         let o = ServiceObj::from(&obj);
-        s.services.live.insert(o.key(), o);
+        s.services.live.insert(o.key(), Box::new(o));
     }
     (s, ips)
 }

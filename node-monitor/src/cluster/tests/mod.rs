@@ -772,13 +772,7 @@ fn a_watch_event_is_taken_while_an_index_build_runs() {
     use k8s_openapi::api::core::v1::Pod;
     use kube::runtime::watcher::Event;
 
-    use super::{
-        Shared,
-        objects::PodObj,
-        store::Change,
-        testing::synthetic,
-        watch::deliver,
-    };
+    use super::{Shared, objects::PodObj, store::Change, testing::synthetic, watch::deliver};
 
     let shared = Shared::new();
     let (stores, _) = synthetic::stores(10, 2_000, 10);
@@ -815,7 +809,11 @@ fn a_watch_event_is_taken_while_an_index_build_runs() {
         let first = builder.join().unwrap().expect("the first build publishes");
         assert!(delivered, "the watch event waited for the index build");
         assert!(build_still_running);
-        assert_eq!(shared.inbox.lock().unwrap().len(), 1, "the event is in the inbox");
+        assert_eq!(
+            shared.inbox.lock().unwrap().len(),
+            1,
+            "the event is in the inbox"
+        );
         // The build that was running started before the event: it does not have the pod.
         assert!(first.address(ip("198.51.100.77")).is_none());
         assert_eq!(first.counts.pods, 2_000);
