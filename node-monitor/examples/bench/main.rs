@@ -6,14 +6,17 @@
 //! namespaces against the daemon, no program and iptables LOG (`flood`), and live traffic
 //! (`live`): per-packet run time of the programs on XDP and tc against empty programs, and
 //! received rate and CPU against no program, iptables LOG, NFLOG and tcpdump. `flood` and
-//! `live` share the lab in `lab.rs`.
+//! `live` share the lab in `lab.rs`. The identity cache (`identity`): heap, resident memory,
+//! build time and lookup latency with 100,000 pods; the pipeline section runs with and
+//! without that cache.
 //!
 //! Run with `cargo xtask bench` (root needed). Writes a Markdown report.
 //!
 //! The property section (`property.rs`) runs generated frames through every program with the
 //! tests' property checks (`--property-frames`, 10 million by default).
 //!
-//! For tuning runs: `--only data-path|pipeline|rendering|flood|live|property` runs one section;
+//! For tuning runs: `--only data-path|pipeline|rendering|identity|flood|live|property` runs one
+//! section;
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
 //! 0 skips the token bucket altogether). The node-wide group budget is off
@@ -38,8 +41,10 @@ mod progrun;
 #[path = "../../tests/common/property.rs"]
 mod property_run;
 
+mod alloc_count;
 mod datapath;
 mod flood;
+mod identity;
 mod lab;
 mod live;
 mod pipeline;
@@ -69,6 +74,9 @@ struct Args {
     /// Run one section only (for tuning runs and profiles); the report then holds just it.
     #[arg(long, value_enum)]
     only: Option<Section>,
+    /// Rounds of the identity section's lookup measurements.
+    #[arg(long, default_value_t = 3)]
+    identity_rounds: usize,
     /// Generated frames per program in the property section.
     #[arg(long, default_value_t = 10_000_000)]
     property_frames: u64,
@@ -101,6 +109,7 @@ enum Section {
     DataPath,
     Pipeline,
     Rendering,
+    Identity,
     Flood,
     Live,
     Property,
@@ -121,6 +130,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted(Section::Rendering) {
         rendering::rendering(&mut report)?;
+    }
+    if wanted(Section::Identity) {
+        identity::identity(args.identity_rounds.max(1), &mut report)?;
     }
     let daemon = match &args.daemon {
         Some(d) => d.clone(),

@@ -64,7 +64,7 @@ impl Heap for PodObj {
             + text(&self.namespace)
             + text(&self.name)
             + opt_text(self.node.as_ref())
-            + vec(&self.ips)
+            + size_of_val::<[std::net::IpAddr]>(&self.ips)
             + labels(&self.labels)
             + pair(self.owner.as_ref())
     }
@@ -119,8 +119,11 @@ impl KeyHeap for (Arc<str>, Arc<str>) {
     }
 }
 
-fn objects<K: KeyHeap, T: Heap>(m: &HashMap<K, T>) -> usize {
-    map(m) + m.iter().map(|(k, v)| k.heap() + v.heap()).sum::<usize>()
+fn objects<K: KeyHeap, T: Heap>(m: &HashMap<K, Box<T>>) -> usize {
+    map(m)
+        + m.iter()
+            .map(|(k, v)| k.heap() + size_of::<T>() + v.heap())
+            .sum::<usize>()
 }
 
 fn store<T: Keyed + Heap>(s: &Store<T>) -> usize
@@ -163,7 +166,7 @@ fn service_identity(a: &Arc<ServiceIdentity>) -> usize {
 /// The index's heap.
 pub fn snapshot(s: &Snapshot) -> usize {
     let (addresses, node_ports) = s.tables();
-    let sources = map(addresses)
+    let sources = addresses.slot_bytes()
         + addresses
             .values()
             .map(|id| match id {

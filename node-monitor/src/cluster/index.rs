@@ -9,7 +9,7 @@ use std::{
 use ipnet::IpNet;
 
 use super::{
-    hash::FxBuild,
+    hash::{AddrTable, FxBuild},
     objects::{Labels, NodePort, PodObj},
     store::Stores,
 };
@@ -24,8 +24,6 @@ pub struct SelectablePod {
     pub ips: Vec<IpAddr>,
 }
 
-/// Address → who holds it.
-type Addresses = HashMap<IpAddr, SourceIdentity, FxBuild>;
 /// NodePort → its Service.
 type NodePorts = HashMap<NodePort, Arc<ServiceIdentity>, FxBuild>;
 
@@ -33,7 +31,7 @@ type NodePorts = HashMap<NodePort, Arc<ServiceIdentity>, FxBuild>;
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Every pod, node and host-network address of the cluster.
-    addresses: Addresses,
+    addresses: AddrTable,
     /// NodePort (port, protocol) → its Service.
     node_ports: NodePorts,
     /// Per NodePort, its Service's `loadBalancerSourceRanges` (only Services that set them).
@@ -87,6 +85,17 @@ impl Snapshot {
             },
             ..Snapshot::default()
         };
+        // Room for every address, so that the table is sized once.
+        let (mut v4, mut v6) = (0, 0);
+        let node_ips = s.nodes.live.values().flat_map(|n| n.addresses.iter());
+        for ip in node_ips.chain(s.pods.live.values().flat_map(|p| p.ips.iter())) {
+            if ip.is_ipv4() {
+                v4 += 1;
+            } else {
+                v6 += 1;
+            }
+        }
+        snap.addresses = AddrTable::with_room(v4, v6);
         // Nodes.
         let mut node_ids: HashMap<Arc<str>, Arc<NodeIdentity>> = HashMap::new();
         for n in s.nodes.live.values() {
@@ -129,7 +138,7 @@ impl Snapshot {
             snap.pods.push(SelectablePod {
                 namespace: Arc::clone(&p.namespace),
                 labels: Arc::clone(&p.labels),
-                ips: p.ips.clone(),
+                ips: p.ips.to_vec(),
             });
             for &ip in &p.ips {
                 let slot = best.entry(ip).or_insert(p);
@@ -140,7 +149,7 @@ impl Snapshot {
         }
         let mut pod_ids: HashMap<&str, Arc<PodIdentity>> = HashMap::new();
         for (ip, p) in best {
-            if snap.addresses.contains_key(&ip) {
+            if snap.addresses.contains_key(ip) {
                 // A node's own address is the node's, whatever a pod reports.
                 continue;
             }
@@ -198,13 +207,15 @@ impl Snapshot {
     }
 
     /// The address and NodePort tables, for `bytes`.
-    pub(super) fn tables(&self) -> (&Addresses, &NodePorts) {
+    pub(super) fn tables(&self) -> (&AddrTable, &NodePorts) {
         (&self.addresses, &self.node_ports)
     }
 
     /// Who holds `ip`: a pod, a node, a node's host network; `None` when no object does.
+    /// Borrowed from the snapshot: no reference count is taken.
+    #[inline]
     pub fn address(&self, ip: IpAddr) -> Option<&SourceIdentity> {
-        self.addresses.get(&ip)
+        self.addresses.get(ip)
     }
 
     /// Whether `ip` is in some node's pod CIDR (a pod the cache does not know yet).

@@ -1,13 +1,16 @@
 //! One copy of each name that many objects repeat (namespaces, node names, owner kinds and
-//! names, label keys and values): a pod keeps pointers to them, not copies. The table is
-//! shared by every cache in the process and pruned after each index build of names that no
-//! object holds any more.
+//! names, label keys and values), and of each set of labels (the pods of one ReplicaSet share
+//! theirs): a pod keeps pointers to them, not copies. The tables are shared by every cache in
+//! the process and pruned after each index build of what no object holds any more.
 use std::{
     collections::HashSet,
     sync::{Arc, LazyLock, Mutex, PoisonError},
 };
 
+use super::objects::Labels;
+
 static NAMES: LazyLock<Mutex<HashSet<Arc<str>>>> = LazyLock::new(Mutex::default);
+static LABELS: LazyLock<Mutex<HashSet<Labels>>> = LazyLock::new(Mutex::default);
 
 /// The shared copy of `text`.
 pub fn name(text: &str) -> Arc<str> {
@@ -20,19 +23,42 @@ pub fn name(text: &str) -> Arc<str> {
     new
 }
 
-/// Drops the names that only the table holds.
+/// The shared copy of a set of labels (each a pair of shared names, sorted by key).
+pub fn labels(set: &[(Arc<str>, Arc<str>)]) -> Labels {
+    let mut sets = LABELS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(have) = sets.get(set) {
+        return Arc::clone(have);
+    }
+    let new: Labels = Arc::from(set);
+    sets.insert(Arc::clone(&new));
+    new
+}
+
+/// Drops the label sets and names that only the tables hold (the sets first: they hold
+/// names).
 pub fn prune() {
+    LABELS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|l| Arc::strong_count(l) > 1);
     NAMES
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .retain(|n| Arc::strong_count(n) > 1);
 }
 
-/// The heap bytes of the table itself (its slots; the names are counted where they are
-/// held).
+/// The heap bytes of the tables themselves (their slots; the names and label sets are
+/// counted where they are held).
 pub fn table_bytes() -> usize {
-    let names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    super::bytes::hash_table::<Arc<str>>(names.capacity())
+    let names = NAMES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .capacity();
+    let labels = LABELS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .capacity();
+    super::bytes::hash_table::<Arc<str>>(names) + super::bytes::hash_table::<Labels>(labels)
 }
 
 #[cfg(test)]
@@ -48,5 +74,42 @@ mod tests {
         prune();
         let names = NAMES.lock().unwrap();
         assert!(!names.contains("intern-test-a"));
+    }
+
+    #[test]
+    fn one_copy_of_each_label_set() {
+        let pair = |k: &str, v: &str| (name(k), name(v));
+        let a = labels(&[
+            pair("intern-test-app", "web"),
+            pair("intern-test-hash", "1"),
+        ]);
+        let b = labels(&[
+            pair("intern-test-app", "web"),
+            pair("intern-test-hash", "1"),
+        ]);
+        let c = labels(&[
+            pair("intern-test-app", "web"),
+            pair("intern-test-hash", "2"),
+        ]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(
+            a,
+            c[..1]
+                .iter()
+                .cloned()
+                .chain([pair("intern-test-hash", "1")])
+                .collect()
+        );
+        drop((a, b, c));
+        prune();
+        assert!(
+            LABELS
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|l| l.iter().all(|(k, _)| !k.starts_with("intern-test")))
+        );
+        assert!(!NAMES.lock().unwrap().contains("intern-test-app"));
     }
 }

@@ -7,6 +7,9 @@ use crate::{
     record::{CacheState, DestinationIdentity, FlowIdentity, FlowRecord, SourceIdentity},
 };
 
+static UNRESOLVED: SourceIdentity = SourceIdentity::Unresolved;
+static EXTERNAL: SourceIdentity = SourceIdentity::External;
+
 /// A snapshot, the cache's state when it was taken, and this node's name: all a lookup
 /// needs, without a lock.
 #[derive(Debug, Clone)]
@@ -31,16 +34,23 @@ impl View {
 
     /// Who `ip` is: a pod, a node, a node's host network; outside the cluster when the cache
     /// had completed its lists and the address is in no node's pod CIDR; unresolved
-    /// otherwise.
-    pub fn source(&self, ip: IpAddr) -> SourceIdentity {
+    /// otherwise. Borrowed from the snapshot: the lookup takes no reference count and
+    /// allocates nothing.
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> &SourceIdentity {
         if let Some(id) = self.snapshot.address(ip) {
-            return id.clone();
+            return id;
         }
         if !self.cache.synced || self.snapshot.in_pod_cidr(ip) {
-            SourceIdentity::Unresolved
+            &UNRESOLVED
         } else {
-            SourceIdentity::External
+            &EXTERNAL
         }
+    }
+
+    /// [`View::lookup`], owned (a reference count on a pod's or node's identity).
+    pub fn source(&self, ip: IpAddr) -> SourceIdentity {
+        self.lookup(ip).clone()
     }
 
     /// The identity of a flow: its source, this node and its NodePort's Service.

@@ -8,7 +8,8 @@
 //! - `watch`: a task per kind (Nodes, Pods, Services, the EndpointSlices of
 //!   `default/kubernetes`, and metadata only of ReplicaSets and Jobs for the owner chain),
 //!   with backoff, resync and the watch state;
-//! - `objects` and `store`: what is kept of each object, and the stores the watches feed;
+//! - `objects` and `store`: what is kept of each object, and the stores the index is built
+//!   from (the watches hand their events to the builder through an inbox);
 //! - `intern`: one shared copy of the names many objects repeat;
 //! - `index`: the snapshot lookups read, rebuilt after a change and published whole
 //!   (`hash`: the hasher of its tables);
@@ -16,10 +17,11 @@
 //! - `lookup`: a record's identity from a snapshot;
 //! - `sets`: the allow sets from a snapshot.
 //!
-//! Nothing here blocks the data path or the alert pipeline: the watches write the stores
-//! under a mutex that only they and the index builder take; a lookup clones the published
-//! snapshot's `Arc` under a read lock held for that clone, and an address the snapshot does
-//! not hold is unresolved (or external), never waited for.
+//! Nothing here blocks the data path or the alert pipeline: a watch pushes its converted
+//! event into an inbox (a short mutex; never a wait on a build in progress); the index
+//! builder alone takes the stores, applies what the inbox holds and builds off the runtime;
+//! a lookup clones the published snapshot's `Arc` under a read lock held for that clone, and
+//! an address the snapshot does not hold is unresolved (or external), never waited for.
 mod bytes;
 mod connect;
 mod hash;
@@ -67,7 +69,7 @@ use kube::{Api, Client, core::PartialObjectMeta, runtime::watcher};
 pub use lookup::View;
 pub use objects::CONTROL_PLANE_LABEL;
 pub use sets::{node_port_ranges, set_values};
-use store::Stores;
+use store::{Change, Stores};
 use tokio::{sync::Notify, task::JoinHandle};
 use watch::KindWatch;
 pub use watch::{Backoff, Kind, KindStatus, WatchState};
@@ -78,8 +80,11 @@ use crate::{config::ClusterSettings, record::CacheState};
 /// list, a rollout) makes one snapshot, not thousands.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// What the watch tasks and the handle share.
+/// What the watch tasks, the index builder and the handle share.
 struct Shared {
+    /// Converted watch events not yet applied to the stores, oldest first.
+    inbox: Mutex<Vec<Change>>,
+    /// Taken only by the index builder (for the whole of a build).
     stores: Mutex<Stores>,
     snapshot: RwLock<Arc<Snapshot>>,
     status: Mutex<[KindStatus; Kind::ALL.len()]>,
@@ -90,6 +95,43 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            inbox: Mutex::new(Vec::new()),
+            stores: Mutex::new(Stores::default()),
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            status: Mutex::new(Default::default()),
+            changed: Notify::new(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Applies the inbox to the stores and builds a snapshot of them, unless nothing
+    /// changed since the published one. `mid_build` runs while the stores are held for the
+    /// build (a test's window into a build in progress).
+    fn rebuild(&self, synced: bool, mid_build: impl FnOnce()) -> Option<Snapshot> {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        let changes =
+            std::mem::take(&mut *self.inbox.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut changed = false;
+        for c in changes {
+            changed |= stores.apply(c);
+        }
+        let published_synced = self
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .synced;
+        if !changed && synced == published_synced {
+            return None;
+        }
+        mid_build();
+        let snapshot = Snapshot::build(&stores, synced);
+        drop(stores);
+        intern::prune();
+        Some(snapshot)
+    }
+
     fn kind_status(&self, kind: Kind) -> KindStatus {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)[kind.index()]
     }
@@ -151,13 +193,7 @@ impl Cluster {
         node: Option<String>,
         backoff: Backoff,
     ) -> Cluster {
-        let shared = Arc::new(Shared {
-            stores: Mutex::new(Stores::default()),
-            snapshot: RwLock::new(Arc::new(Snapshot::default())),
-            status: Mutex::new(Default::default()),
-            changed: Notify::new(),
-            generation: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new());
         let resync = settings.resync;
         let c = client.clone();
         let wc = watcher::Config::default;
@@ -168,7 +204,7 @@ impl Cluster {
                     api: Api::<Node>::all(c.clone()),
                     config: wc(),
                     convert: |o| o.into(),
-                    store: |s| &mut s.nodes,
+                    wrap: Change::Node,
                 }
                 .run(Arc::clone(&shared), resync, backoff),
             ),
@@ -178,7 +214,7 @@ impl Cluster {
                     api: Api::<Pod>::all(c.clone()),
                     config: wc(),
                     convert: |o| o.into(),
-                    store: |s| &mut s.pods,
+                    wrap: Change::Pod,
                 }
                 .run(Arc::clone(&shared), resync, backoff),
             ),
@@ -188,7 +224,7 @@ impl Cluster {
                     api: Api::<Service>::all(c.clone()),
                     config: wc(),
                     convert: |o| o.into(),
-                    store: |s| &mut s.services,
+                    wrap: Change::Service,
                 }
                 .run(Arc::clone(&shared), resync, backoff),
             ),
@@ -198,7 +234,7 @@ impl Cluster {
                     api: Api::<EndpointSlice>::namespaced(c.clone(), "default"),
                     config: wc().labels("kubernetes.io/service-name=kubernetes"),
                     convert: |o| o.into(),
-                    store: |s| &mut s.slices,
+                    wrap: Change::Slice,
                 }
                 .run(Arc::clone(&shared), resync, backoff),
             ),
@@ -208,7 +244,7 @@ impl Cluster {
                     api: Api::<PartialObjectMeta<ReplicaSet>>::all(c.clone()),
                     config: wc(),
                     convert: |o| o.into(),
-                    store: |s| &mut s.replicasets,
+                    wrap: Change::ReplicaSet,
                 }
                 .run(Arc::clone(&shared), resync, backoff),
             ),
@@ -218,7 +254,7 @@ impl Cluster {
                     api: Api::<PartialObjectMeta<Job>>::all(c),
                     config: wc(),
                     convert: |o| o.into(),
-                    store: |s| &mut s.jobs,
+                    wrap: Change::Job,
                 }
                 .run(Arc::clone(&shared), resync, backoff),
             ),
@@ -311,7 +347,7 @@ async fn build_index(shared: Arc<Shared>) {
     loop {
         shared.changed.notified().await;
         tokio::time::sleep(DEBOUNCE).await;
-        // The watch states before the stores: a kind marked listed has its list stored.
+        // The watch states before the inbox: a kind marked listed has pushed its whole list.
         let synced = shared
             .status
             .lock()
@@ -319,20 +355,16 @@ async fn build_index(shared: Arc<Shared>) {
             .iter()
             .all(|s| s.synced_once);
         // Off the runtime: with a large cluster a build takes a good part of a second, and
-        // the daemon's alert pipeline runs on this (single-threaded) runtime.
+        // the daemon's alert pipeline runs on this (single-threaded) runtime. The watches
+        // keep pushing into the inbox meanwhile; the next round applies what they pushed.
         let build = Arc::clone(&shared);
-        let Ok(snapshot) = tokio::task::spawn_blocking(move || {
-            let snapshot = {
-                let stores = build.stores.lock().unwrap_or_else(PoisonError::into_inner);
-                Snapshot::build(&stores, synced)
-            };
-            intern::prune();
-            snapshot
-        })
-        .await
-        else {
+        let snapshot = match tokio::task::spawn_blocking(move || build.rebuild(synced, || {})).await
+        {
+            Ok(Some(snapshot)) => snapshot,
+            // Nothing changed: keep the published one.
+            Ok(None) => continue,
             // The build panicked (a bug) or the runtime is shutting down: keep the last one.
-            continue;
+            Err(_) => continue,
         };
         *shared
             .snapshot

@@ -110,16 +110,18 @@ fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<(Arc<str>, Arc<str>)
         .map(|r| (intern::name(&r.kind), intern::name(&r.name)))
 }
 
-/// A pod's labels, sorted by key: one allocation per pod, of pointers to the shared names,
-/// shared by the store and the index.
+/// A pod's labels, sorted by key: pointers to the shared names, in one allocation shared by
+/// every pod with the same labels (those of one ReplicaSet), by the store and the index.
 pub type Labels = Arc<[(Arc<str>, Arc<str>)]>;
 
 /// `labels` from the API's map (sorted already).
 pub fn labels_of(map: Option<&BTreeMap<String, String>>) -> Labels {
-    map.into_iter()
+    let set: Vec<_> = map
+        .into_iter()
         .flatten()
         .map(|(k, v)| (intern::name(k), intern::name(v)))
-        .collect()
+        .collect();
+    intern::labels(&set)
 }
 
 /// The value of the label `key`.
@@ -138,7 +140,7 @@ pub struct PodObj {
     pub name: Arc<str>,
     pub node: Option<Arc<str>>,
     /// `status.podIPs` (else `status.podIP`): both families of a dual-stack pod.
-    pub ips: Vec<IpAddr>,
+    pub ips: Box<[IpAddr]>,
     pub host_network: bool,
     /// `status.phase == Running`.
     pub running: bool,
@@ -188,7 +190,7 @@ impl From<&Pod> for PodObj {
             namespace,
             name,
             node: spec.and_then(|s| s.node_name.as_deref()).map(intern::name),
-            ips,
+            ips: ips.into_boxed_slice(),
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
             running: phase == Some("Running"),
             finished: matches!(phase, Some("Succeeded" | "Failed")),

@@ -17,11 +17,7 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::{
-    Shared,
-    objects::Keyed,
-    store::{Store, Stores},
-};
+use super::{Shared, objects::Keyed, store::Change};
 
 /// The kinds the cache watches, in the order metrics list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +129,15 @@ impl Backoff {
     };
 }
 
-/// How one kind is watched: where, and how its objects are cut down and stored.
+/// How one kind is watched: where, and how its objects are cut down and handed to the index
+/// builder.
 pub(super) struct KindWatch<K, T: Keyed> {
     pub kind: Kind,
     pub api: Api<K>,
     pub config: watcher::Config,
     pub convert: fn(&K) -> T,
-    pub store: fn(&mut Stores) -> &mut Store<T>,
+    /// Which store the builder applies the event to.
+    pub wrap: fn(Event<T>) -> Change,
 }
 
 impl<K, T> KindWatch<K, T>
@@ -210,31 +208,45 @@ where
             matches!(event, Event::Init),
             matches!(event, Event::InitDone),
         );
-        let changed = {
-            let mut stores = shared.stores.lock().unwrap_or_else(PoisonError::into_inner);
-            (self.store)(&mut stores).apply(event)
-        };
-        let was_synced = shared.kind_status(self.kind).synced_once;
-        shared.update_status(self.kind, |s| {
-            s.failing_since = None;
-            if init {
-                s.lists += 1;
-            }
-            if done {
-                s.synced_once = true;
-                s.last_sync = Some(SystemTime::now());
-            }
-            if s.synced_once {
-                s.state = WatchState::Synced;
-            } else if s.state == WatchState::Failing {
-                s.state = WatchState::Starting;
-            }
-        });
-        if done && !was_synced {
-            info!(kind = self.kind.name(), "cluster watch synced");
-        }
-        if changed {
-            shared.changed.notify_one();
-        }
+        deliver(shared, self.kind, (self.wrap)(event), init, done);
     }
 }
+
+/// Hands one converted event to the index builder (the inbox's push: never a wait on a build
+/// in progress), updates the kind's watch state, and wakes the builder.
+pub(super) fn deliver(shared: &Shared, kind: Kind, change: Change, init: bool, done: bool) {
+    let may_change = change.may_change();
+    // A long list wakes the builder now and then too, so that its objects move into the
+    // store's pending list instead of piling up in the inbox.
+    let waiting = {
+        let mut inbox = shared.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        inbox.push(change);
+        inbox.len()
+    };
+    let was_synced = shared.kind_status(kind).synced_once;
+    shared.update_status(kind, |s| {
+        s.failing_since = None;
+        if init {
+            s.lists += 1;
+        }
+        if done {
+            s.synced_once = true;
+            s.last_sync = Some(SystemTime::now());
+        }
+        if s.synced_once {
+            s.state = WatchState::Synced;
+        } else if s.state == WatchState::Failing {
+            s.state = WatchState::Starting;
+        }
+    });
+    if done && !was_synced {
+        info!(kind = kind.name(), "cluster watch synced");
+    }
+    if may_change || waiting >= INBOX_WAKE {
+        shared.changed.notify_one();
+    }
+}
+
+/// Events of a list in progress that wake the builder, so that a large list moves into the
+/// stores as it arrives.
+const INBOX_WAKE: usize = 4096;

@@ -66,6 +66,17 @@ const NAMESPACES: usize = 100;
 /// shape) and cut down by the same conversion the watches use, so that what the stores keep
 /// is what a real cluster of that size leaves in them. Returns every pod address too.
 pub fn stores(nodes: usize, pods: usize, services: usize) -> (Stores, Vec<IpAddr>) {
+    stores_with(nodes, pods, services, &[])
+}
+
+/// [`stores`], and `extra` more pods (after the others, the same shape) whose addresses are
+/// `extra`'s (for a bench whose traffic comes from lab addresses).
+pub fn stores_with(
+    nodes: usize,
+    pods: usize,
+    services: usize,
+    extra: &[IpAddr],
+) -> (Stores, Vec<IpAddr>) {
     let mut s = Stores::default();
     let idx = |i: usize| u16::try_from(i).unwrap_or(u16::MAX);
     for n in 0..nodes {
@@ -81,14 +92,17 @@ pub fn stores(nodes: usize, pods: usize, services: usize) -> (Stores, Vec<IpAddr
         ))
         .expect("a node");
         let o = NodeObj::from(&obj);
-        s.nodes.live.insert(o.key(), o);
+        s.nodes.live.insert(o.key(), Box::new(o));
     }
-    let mut ips = Vec::with_capacity(pods);
-    for p in 0..pods {
+    let mut ips = Vec::with_capacity(pods + extra.len());
+    for p in 0..pods + extra.len() {
         let rs = p / 100;
         let ns = format!("ns-{}", rs % NAMESPACES);
         let node = p % nodes.max(1);
-        let ip = v6(2, idx(node), idx(p / nodes.max(1) + 1));
+        let ip = match p.checked_sub(pods) {
+            Some(e) => extra[e],
+            None => v6(2, idx(node), idx(p / nodes.max(1) + 1)),
+        };
         ips.push(ip);
         let hash = format!("{:010x}", rs.wrapping_mul(0x9e37_79b9) & 0xff_ffff_ffff);
         let rs_name = format!("app-{rs}-{hash}");
@@ -111,7 +125,7 @@ pub fn stores(nodes: usize, pods: usize, services: usize) -> (Stores, Vec<IpAddr
             serde_json::json!({"app": format!("app-{rs}"), "pod-template-hash": hash});
         let obj: Pod = from_value(json).expect("a pod");
         let o = PodObj::from(&obj);
-        s.pods.live.insert(o.key(), o);
+        s.pods.live.insert(o.key(), Box::new(o));
         if p % 100 == 0 {
             let deployment = format!("app-{rs}");
             let meta: ObjectMeta = from_value(
@@ -119,7 +133,7 @@ pub fn stores(nodes: usize, pods: usize, services: usize) -> (Stores, Vec<IpAddr
             )
             .expect("a ReplicaSet's metadata");
             let o = OwnerObj::of(&meta);
-            s.replicasets.live.insert(o.key(), o);
+            s.replicasets.live.insert(o.key(), Box::new(o));
         }
     }
     for i in 0..services {
@@ -133,7 +147,7 @@ pub fn stores(nodes: usize, pods: usize, services: usize) -> (Stores, Vec<IpAddr
         ))
         .expect("a Service");
         let o = ServiceObj::from(&obj);
-        s.services.live.insert(o.key(), o);
+        s.services.live.insert(o.key(), Box::new(o));
     }
     (s, ips)
 }

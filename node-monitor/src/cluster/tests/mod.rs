@@ -762,3 +762,72 @@ fn cluster_metrics_render() {
     m.update(&Counters::default());
     assert!(!m.render_text().contains("node_monitor_cluster_"));
 }
+
+/// A watch event that arrives while an index is being built is taken at once (pushed to the
+/// builder's inbox) rather than waiting for the build, which holds the stores throughout;
+/// the next build applies it.
+#[test]
+fn a_watch_event_is_taken_while_an_index_build_runs() {
+    use std::sync::mpsc;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::watcher::Event;
+
+    use super::{Shared, objects::PodObj, store::Change, testing::synthetic, watch::deliver};
+
+    let shared = Shared::new();
+    let (stores, _) = synthetic::stores(10, 2_000, 10);
+    *shared.stores.lock().unwrap() = stores;
+    let pod: Pod = serde_json::from_value(
+        PodSpec::new("shop", "late-pod", "node-1", &["198.51.100.77"]).json(),
+    )
+    .unwrap();
+    let change = Change::Pod(Event::Apply(PodObj::from(&pod)));
+
+    let (in_build, build_seen) = mpsc::channel();
+    let (finish, may_finish) = mpsc::channel::<()>();
+    let (taken, event_taken) = mpsc::channel();
+    std::thread::scope(|s| {
+        let shared = &shared;
+        let builder = s.spawn(move || {
+            shared.rebuild(true, move || {
+                // Mid-build, the stores held: let the watch deliver, then wait for the word.
+                in_build.send(()).unwrap();
+                may_finish.recv().unwrap();
+            })
+        });
+        build_seen.recv().unwrap();
+        let watch = s.spawn(move || {
+            deliver(shared, Kind::Pod, change, false, false);
+            taken.send(()).unwrap();
+        });
+        // A bound on a hang, not a measure of speed: a watch that waited on the build would
+        // wait here until the build is told to finish below.
+        let delivered = event_taken.recv_timeout(Duration::from_secs(30)).is_ok();
+        let build_still_running = !builder.is_finished();
+        finish.send(()).unwrap();
+        watch.join().unwrap();
+        let first = builder.join().unwrap().expect("the first build publishes");
+        assert!(delivered, "the watch event waited for the index build");
+        assert!(build_still_running);
+        assert_eq!(
+            shared.inbox.lock().unwrap().len(),
+            1,
+            "the event is in the inbox"
+        );
+        // The build that was running started before the event: it does not have the pod.
+        assert!(first.address(ip("198.51.100.77")).is_none());
+        assert_eq!(first.counts.pods, 2_000);
+    });
+    // The next build applies it.
+    let next = shared.rebuild(true, || {}).expect("a change to build");
+    assert!(shared.inbox.lock().unwrap().is_empty());
+    assert_eq!(next.counts.pods, 2_001);
+    assert!(matches!(
+        next.address(ip("198.51.100.77")),
+        Some(SourceIdentity::Pod(p)) if &*p.name == "late-pod"
+    ));
+    // Published, as the builder does; then nothing new means no build.
+    *shared.snapshot.write().unwrap() = std::sync::Arc::new(next);
+    assert!(shared.rebuild(true, || {}).is_none());
+}
