@@ -138,13 +138,13 @@ mod tests {
         let mut s = Stores::default();
         s.nodes.live.insert(
             Arc::from("worker-1"),
-            NodeObj {
+            Box::new(NodeObj {
                 name: Arc::from("worker-1"),
                 addresses: vec!["198.51.100.10".parse().expect("ip")],
                 control_plane: false,
                 roles: Vec::new(),
                 pod_cidrs: vec![net("203.0.113.0/25")],
-            },
+            }),
         );
         for i in 0..n {
             let [a, b] = i.to_be_bytes();
@@ -178,9 +178,10 @@ mod tests {
                 external_traffic_policy: None,
                 load_balancer_source_ranges: ranges,
             };
-            s.services
-                .live
-                .insert((Arc::clone(&svc.namespace), Arc::clone(&svc.name)), svc);
+            s.services.live.insert(
+                (Arc::clone(&svc.namespace), Arc::clone(&svc.name)),
+                Box::new(svc),
+            );
         }
         s
     }
