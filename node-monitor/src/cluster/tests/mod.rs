@@ -590,6 +590,12 @@ async fn forbidden_kinds_keep_the_cache_unsynced_and_lookups_unblocked() {
         who(v, "203.0.113.66").starts_with("pod shop/web")
     })
     .await;
+    // The forbidden watch reports its 403 on its own schedule, after the others may have
+    // synced: wait for it rather than race it.
+    until(&cluster, "the jobs watch failing", |_| {
+        cluster.status().kinds[Kind::Job as usize].1.state == WatchState::Failing
+    })
+    .await;
     let st = cluster.status();
     let (_, jobs) = st.kinds[Kind::Job as usize];
     assert_eq!(jobs.state, WatchState::Failing);
