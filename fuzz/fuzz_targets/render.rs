@@ -93,6 +93,7 @@ fn identity(i: Identity) -> FlowIdentity {
                     namespace: ns.as_str().into(),
                     name: name.as_str().into(),
                     external_traffic_policy: policy.as_deref().map(Arc::from),
+                    load_balancer_source_ranges: Vec::new(),
                 })
             }),
         },
