@@ -21,12 +21,12 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{Arc, Mutex, mpsc},
+    sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
 
-use node_monitor::cluster::testing::{FakeApi, objects::node};
+use node_monitor::cluster::testing::objects::node;
 use node_monitor_lab::{BpfPinDir, Child, Netns, output_with_timeout};
 use serde_json::Value;
 
@@ -37,6 +37,7 @@ use crate::{
         peers::tcp_connect,
         temp::{TempDir, TempFile},
     },
+    fake_cluster::FakeCluster,
     setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup},
 };
 
@@ -286,47 +287,27 @@ fn daemonset_capabilities_unprivileged_user_attaches_pins_reports_and_adopts() {
     let mounts_before = bpf_mounts();
 
     // The fake API server, in the node namespace: this node and a control-plane node.
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let (cfg_tx, cfg_rx) = mpsc::channel::<String>();
-    let _api = context(lab.node.spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let api = FakeApi::start(500).await;
-            api.apply(
-                "nodes",
-                node(
-                    "worker-1",
-                    &[("InternalIP", "198.51.100.1")],
-                    &["203.0.113.0/26"],
-                    &["worker"],
-                ),
-            );
-            api.apply(
-                "nodes",
-                node(
-                    "cp-1",
-                    &[("InternalIP", "198.51.100.2")],
-                    &["203.0.113.128/26"],
-                    &["control-plane"],
-                ),
-            );
-            cfg_tx.send(api.kubeconfig()).unwrap();
-            // Bounded: at most 120 s.
-            for _ in 0..6000 {
-                if !matches!(stop_rx.try_recv(), Err(mpsc::TryRecvError::Empty)) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-    }));
-    let kubeconfig = TempFile::new(
-        "deploy-kubeconfig",
-        &cfg_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-    );
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        api.apply(
+            "nodes",
+            node(
+                "worker-1",
+                &[("InternalIP", "198.51.100.1")],
+                &["203.0.113.0/26"],
+                &["worker"],
+            ),
+        );
+        api.apply(
+            "nodes",
+            node(
+                "cp-1",
+                &[("InternalIP", "198.51.100.2")],
+                &["203.0.113.128/26"],
+                &["control-plane"],
+            ),
+        );
+    });
+    let kubeconfig = &cluster.kubeconfig;
 
     let d = Unprivileged::start(
         &lab.node,
@@ -437,7 +418,7 @@ fn daemonset_capabilities_unprivileged_user_attaches_pins_reports_and_adopts() {
         "kubelet denied connections went from {before} to {after} across the restart"
     );
     d.stop();
-    let _ = stop_tx.send(());
+    cluster.stop();
 }
 
 #[test]

@@ -7,31 +7,18 @@
 //! - from the control-plane peer, to an etcd-peer group that allows `control-plane-nodes`:
 //!   flagged while its node lacks the label, allowed (no alert) once the label is added.
 
-use std::{sync::mpsc, time::Duration};
+use std::time::Duration;
 
-use node_monitor::cluster::testing::{
-    FakeApi,
-    objects::{PodSpec, label, node, replicaset, service},
-};
+use node_monitor::cluster::testing::objects::{PodSpec, label, node, replicaset, service};
 use node_monitor_lab::{BpfPinDir, addr};
 use serde_json::Value;
 
 use crate::{
-    common::{
-        daemon::{Daemon, context, scrape},
-        peers::tcp_connect,
-        temp::TempFile,
-    },
+    common::{daemon::context, peers::tcp_connect, temp::TempFile},
     expect::{alerts_of, dump, js},
+    fake_cluster::FakeCluster,
     setup::{CONNECT_TIMEOUT, cp, node as node_addr, outside, setup, test_config},
 };
-
-/// What the test asks of the fake API server, running on its own thread in the node
-/// namespace.
-enum Command {
-    Apply(&'static str, Value),
-    Stop,
-}
 
 fn cp_node() -> Value {
     node(
@@ -47,58 +34,34 @@ fn alerts_name_pod_workload_node_and_service_and_allow_sets_follow_labels() {
     let lab = setup();
     let pin = context(BpfPinDir::new("identity"));
     // The fake API server, in the node namespace: the daemon reaches it on 127.0.0.1.
-    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>();
-    let (cfg_tx, cfg_rx) = mpsc::channel::<String>();
-    let server = context(lab.node.spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let api = FakeApi::start(500).await;
-            api.apply(
-                "nodes",
-                node(
-                    "worker-1",
-                    &[("InternalIP", "198.51.100.1")],
-                    &["203.0.113.0/26"],
-                    &["worker"],
-                ),
-            );
-            api.apply("nodes", cp_node());
-            api.apply(
-                "replicasets",
-                replicaset("shop", "evil-6b7d9c", Some("evil")),
-            );
-            api.apply(
-                "pods",
-                PodSpec {
-                    owner: Some(("ReplicaSet", "evil-6b7d9c")),
-                    ..PodSpec::new("shop", "evil-6b7d9c-x2x9z", "worker-2", &["203.0.113.2"])
-                }
-                .json(),
-            );
-            api.apply(
-                "services",
-                service("shop", "web", &[(80, 30080, "TCP")], "Local", &[]),
-            );
-            cfg_tx.send(api.kubeconfig()).unwrap();
-            // Bounded: at most 120 s, polled every 20 ms.
-            for _ in 0..6000 {
-                match cmd_rx.try_recv() {
-                    Ok(Command::Apply(resource, object)) => api.apply(resource, object),
-                    Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
-                    Err(mpsc::TryRecvError::Empty) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        api.apply(
+            "nodes",
+            node(
+                "worker-1",
+                &[("InternalIP", "198.51.100.1")],
+                &["203.0.113.0/26"],
+                &["worker"],
+            ),
+        );
+        api.apply("nodes", cp_node());
+        api.apply(
+            "replicasets",
+            replicaset("shop", "evil-6b7d9c", Some("evil")),
+        );
+        api.apply(
+            "pods",
+            PodSpec {
+                owner: Some(("ReplicaSet", "evil-6b7d9c")),
+                ..PodSpec::new("shop", "evil-6b7d9c-x2x9z", "worker-2", &["203.0.113.2"])
             }
-        });
-    }));
-    let kubeconfig = TempFile::new(
-        "kubeconfig",
-        &cfg_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-    );
+            .json(),
+        );
+        api.apply(
+            "services",
+            service("shop", "web", &[(80, 30080, "TCP")], "Local", &[]),
+        );
+    });
     let text = test_config(&[
         (
             "  etcd-peer:\n    protocols: [tcp]\n    ports: [\"2380\"]\n    allow: [node-subnets]",
@@ -111,26 +74,8 @@ fn alerts_name_pod_workload_node_and_service_and_allow_sets_follow_labels() {
         ("enabled: auto", "enabled: on\n  node_name: worker-1"),
     ]);
     let cfg = TempFile::new("identity.yaml", &text);
-    let d = context(Daemon::start_env(
-        &lab.node,
-        &pin.path,
-        &["eth0"],
-        &["--config", cfg.as_str()],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    ));
     // Bounded wait (10 s) for the cache to be synced.
-    let mut synced = false;
-    for _ in 0..100 {
-        if scrape(&lab.node, &d)
-            .lines()
-            .any(|l| l == "node_monitor_cluster_synced 1")
-        {
-            synced = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(synced, "the cluster cache never synced: {}", d.stderr());
+    let d = cluster.daemon(&lab.node, &pin, cfg.as_str(), |_| true);
     // The pod (outside host) reaches the kubelet, then a NodePort.
     tcp_connect(
         &lab.outside,
@@ -161,12 +106,10 @@ fn alerts_name_pod_workload_node_and_service_and_allow_sets_follow_labels() {
             })
     });
     // The label arrives: within 5 s the peer's next connection is allowed.
-    cmd_tx
-        .send(Command::Apply(
-            "nodes",
-            label(cp_node(), "node-role.kubernetes.io/control-plane", ""),
-        ))
-        .unwrap();
+    cluster.apply(
+        "nodes",
+        label(cp_node(), "node-role.kubernetes.io/control-plane", ""),
+    );
     let labelled = std::time::Instant::now();
     let mut allowed = None;
     for port in 46103..46153 {
@@ -187,9 +130,8 @@ fn alerts_name_pod_workload_node_and_service_and_allow_sets_follow_labels() {
             break;
         }
     }
-    let _ = cmd_tx.send(Command::Stop);
     let fin = context(d.stop());
-    context(server.join());
+    cluster.stop();
     assert!(seen, "missing alerts: {}", dump(&fin.records));
     let allowed = allowed.unwrap_or_else(|| {
         panic!(

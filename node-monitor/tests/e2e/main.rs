@@ -33,6 +33,7 @@ mod common {
 }
 
 mod expect;
+mod fake_cluster;
 mod poll;
 mod readonly;
 mod setup;

@@ -9,29 +9,18 @@
 //! - the Service's ranges change to the outside network: within 5 s the outside host is
 //!   allowed and the peer is flagged.
 
-use std::{sync::mpsc, time::Duration};
+use std::time::Duration;
 
-use node_monitor::cluster::testing::{
-    FakeApi,
-    objects::{node, service},
-};
+use node_monitor::cluster::testing::objects::{node, service};
 use node_monitor_lab::{BpfPinDir, addr};
 use serde_json::Value;
 
 use crate::{
-    common::{
-        daemon::{Daemon, context, scrape},
-        peers::tcp_connect,
-        temp::TempFile,
-    },
+    common::{daemon::context, peers::tcp_connect, temp::TempFile},
     expect::{dump, js},
+    fake_cluster::FakeCluster,
     setup::{CONNECT_TIMEOUT, cp, node as node_addr, outside, setup, test_config},
 };
-
-enum Command {
-    Apply(&'static str, Value),
-    Stop,
-}
 
 fn web(ranges: &[&str]) -> Value {
     service("shop", "web", &[(80, 30080, "TCP")], "Cluster", ranges)
@@ -53,70 +42,29 @@ fn is_nodeport(v: &Value, src: &str, verdict: &str) -> bool {
 fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_service() {
     let lab = setup();
     let pin = context(BpfPinDir::new("lbranges"));
-    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>();
-    let (cfg_tx, cfg_rx) = mpsc::channel::<String>();
-    let server = context(lab.node.spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let api = FakeApi::start(500).await;
-            // This node; its pod CIDR holds neither lab source.
-            api.apply(
-                "nodes",
-                node(
-                    "worker-1",
-                    &[("InternalIP", "198.51.100.1")],
-                    &["203.0.113.64/26"],
-                    &["worker"],
-                ),
-            );
-            api.apply("services", web(&["198.51.100.2/32"]));
-            cfg_tx.send(api.kubeconfig()).unwrap();
-            // Bounded: at most 120 s, polled every 20 ms.
-            for _ in 0..6000 {
-                match cmd_rx.try_recv() {
-                    Ok(Command::Apply(resource, object)) => api.apply(resource, object),
-                    Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
-                    Err(mpsc::TryRecvError::Empty) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-        });
-    }));
-    let kubeconfig = TempFile::new(
-        "kubeconfig",
-        &cfg_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-    );
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        // This node; its pod CIDR holds neither lab source.
+        api.apply(
+            "nodes",
+            node(
+                "worker-1",
+                &[("InternalIP", "198.51.100.1")],
+                &["203.0.113.64/26"],
+                &["worker"],
+            ),
+        );
+        api.apply("services", web(&["198.51.100.2/32"]));
+    });
     let text = test_config(&[("enabled: auto", "enabled: on\n  node_name: worker-1")]);
     assert!(
         text.contains("allow: [\"0.0.0.0/0\", \"::/0\"]"),
         "the nodeport group allows everyone"
     );
     let cfg = TempFile::new("lbranges.yaml", &text);
-    let d = context(Daemon::start_env(
-        &lab.node,
-        &pin.path,
-        &["eth0"],
-        &["--config", cfg.as_str()],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    ));
     // Bounded wait (10 s) for the cache to be synced and the ranges written.
-    let mut ready = false;
-    for _ in 0..100 {
-        if scrape(&lab.node, &d)
-            .lines()
-            .any(|l| l == "node_monitor_cluster_synced 1")
-            && d.stderr().contains("loadBalancerSourceRanges rewritten")
-        {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(ready, "the ranges were never written: {}", d.stderr());
+    let d = cluster.daemon(&lab.node, &pin, cfg.as_str(), |err| {
+        err.contains("loadBalancerSourceRanges rewritten")
+    });
     let cp_ip = addr::CP_V4.to_string();
     let out_ip = addr::OUTSIDE_V4.to_string();
 
@@ -138,9 +86,7 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
     });
 
     // The Service's ranges now name the outside network instead.
-    cmd_tx
-        .send(Command::Apply("services", web(&["203.0.113.0/24"])))
-        .unwrap();
+    cluster.apply("services", web(&["203.0.113.0/24"]));
     let changed = std::time::Instant::now();
     let mut followed = None;
     for port in 46202..46252 {
@@ -168,9 +114,8 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
     let cp_flagged = d.wait_records(Duration::from_secs(5), |r| {
         r.iter().any(|v| is_nodeport(v, &cp_ip, "denied"))
     });
-    let _ = cmd_tx.send(Command::Stop);
     let fin = context(d.stop());
-    context(server.join());
+    cluster.stop();
     let records = &fin.records;
     assert!(first, "missing the first verdicts: {}", dump(records));
     // The peer, inside the ranges, raised no alert before the change.
