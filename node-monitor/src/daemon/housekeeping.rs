@@ -238,7 +238,19 @@ impl Daemon {
             ],
             attached_interfaces: (self.attached.len() + self.pod_ifaces.len()) as u64,
             pending_answers: self.tracker.pending() as u64,
-            detectors: detector_snapshots(&es, &self.tracker),
+            detectors: {
+                let mut d = detector_snapshots(&es, &self.tracker);
+                if self.cluster.is_some() {
+                    d.push(metrics::DetectorSnapshot {
+                        detector: "source_workloads",
+                        entries: self.source_workloads.len() as u64,
+                        capacity: super::workloads::MAX_SOURCES as u64,
+                        evictions: self.source_workloads.folded,
+                    });
+                }
+                d
+            },
+            flagged_by_source: self.source_workloads.snapshot(),
             cluster: self.cluster_metrics(),
         };
         self.metrics.update(&snap);

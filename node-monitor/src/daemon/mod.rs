@@ -13,6 +13,7 @@ mod housekeeping;
 mod pod_ifaces;
 mod reload;
 mod summary;
+mod workloads;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -226,6 +227,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics,
         stats: UserStats::default(),
         answers: BTreeMap::new(),
+        source_workloads: workloads::SourceWorkloads::default(),
         records: Vec::new(),
         alerts: Vec::new(),
         flow_entries: 0,
@@ -271,6 +273,8 @@ struct Daemon {
     stats: UserStats,
     /// Flagged connections by (group, protocol, answer).
     answers: BTreeMap<(Arc<str>, Protocol, Option<Answer>), u64>,
+    /// Flagged connections by source workload (with a cluster watched), bounded.
+    source_workloads: workloads::SourceWorkloads,
     records: Vec<FlowRecord>,
     alerts: Vec<Alert>,
     flow_entries: u64,
@@ -419,6 +423,7 @@ impl Daemon {
                     .answers
                     .entry((rec.group.clone(), rec.protocol, rec.answer))
                     .or_default() += 1;
+                self.source_workloads.count(&rec);
             }
             self.engine.on_record(&rec, now, &mut self.alerts);
             if rec.record_type == RecordType::Sampled && rec.sampled {

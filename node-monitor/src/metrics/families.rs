@@ -188,6 +188,23 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
         );
     }
 
+    let mut by_source = FamilyBuilder::counter(
+        "node_monitor_flagged_connections_by_source",
+        "Flagged connections by port group and source workload, when a cluster is watched: source_kind (pod, node, host_network, external, unresolved), the pod's namespace, its workload's kind and name (a node's name, workload_kind Node). At most 1000 series; sources past them count in their group's workload=\"(other)\" series.",
+    );
+    for c in &s.flagged_by_source {
+        by_source.add(
+            l(&[
+                ("group", &c.group),
+                ("source_kind", c.source_kind),
+                ("source_namespace", &c.namespace),
+                ("source_workload_kind", &c.workload_kind),
+                ("source_workload", &c.workload),
+            ]),
+            c.count,
+        );
+    }
+
     let mut alerts = FamilyBuilder::counter(
         "node_monitor_alerts",
         "Alerts raised, by rule id and severity.",
@@ -304,6 +321,7 @@ pub(super) fn prepare(s: &Snapshot) -> Vec<PreparedFamily> {
         sampled_out,
         unclassified,
         flagged,
+        by_source,
         alerts,
         suppressed,
         sink_records,

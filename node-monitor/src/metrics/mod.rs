@@ -8,7 +8,8 @@
 //! Kernel and userspace counters are cumulative totals, so they are exported as counters
 //! whose value is the latest total (a custom [`Collector`] with `ConstCounter`s), never
 //! by incrementing. Labels are bounded: group, proto, verdict, answer, rule, severity,
-//! reason, sink, kind, program, result. Never an address or a port.
+//! reason, sink, kind, program, result, and the source workload's kind, namespace and name
+//! (at most `daemon::workloads::MAX_SOURCES` series). Never an address or a port.
 mod families;
 mod http;
 mod snapshot;
@@ -29,7 +30,7 @@ pub use http::{
 use prometheus_client::{metrics::info::Info, registry::Registry};
 pub use snapshot::{
     BpfStats, ClusterKindSnapshot, ClusterSnapshot, DetectorSnapshot, GroupSnapshot,
-    ProgramSnapshot, SinkSnapshot, Snapshot, program_stats, reasons_snapshot,
+    ProgramSnapshot, SinkSnapshot, Snapshot, SourceWorkloadCount, program_stats, reasons_snapshot,
 };
 
 /// The registry and the latest snapshot. Cheap to clone (an `Arc` inside).

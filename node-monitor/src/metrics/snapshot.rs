@@ -18,6 +18,9 @@ pub struct Snapshot {
     pub reasons: Vec<(&'static str, u64)>,
     /// Flagged connections by how the node answered: (group, proto, answer, count).
     pub answers: Vec<(String, &'static str, &'static str, u64)>,
+    /// Flagged connections by source workload, with a cluster watched (bounded by the
+    /// daemon: past its cap, new sources of a group count in one `(other)` series).
+    pub flagged_by_source: Vec<SourceWorkloadCount>,
     /// Alerts raised: (rule id, severity, count).
     pub alerts: Vec<(String, &'static str, u64)>,
     /// Alerts suppressed by dedup/suppression: (rule id, count).
@@ -43,6 +46,22 @@ pub struct Snapshot {
     pub detectors: Vec<DetectorSnapshot>,
     /// The cluster cache, when the daemon watches a cluster.
     pub cluster: Option<ClusterSnapshot>,
+}
+
+/// Flagged connections of one group from one source workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceWorkloadCount {
+    pub group: String,
+    /// `pod`, `node`, `host_network`, `external`, `unresolved`; empty for `(other)`.
+    pub source_kind: &'static str,
+    /// The pod's namespace; empty for the other kinds.
+    pub namespace: String,
+    /// The pod's workload kind (`Deployment`, `DaemonSet`, ..., `Pod` for a bare pod), or
+    /// `Node` for a node and a host-network source; empty for the others.
+    pub workload_kind: String,
+    /// The workload's name, or the node's; `(other)` for the sources past the cap.
+    pub workload: String,
+    pub count: u64,
 }
 
 /// One bounded per-source table of the daemon.

@@ -14,7 +14,11 @@ use node_monitor_lab::{BpfPinDir, addr};
 use serde_json::Value;
 
 use crate::{
-    common::{daemon::context, peers::tcp_connect, temp::TempFile},
+    common::{
+        daemon::{context, scrape},
+        peers::tcp_connect,
+        temp::TempFile,
+    },
     expect::{alerts_of, dump, js},
     fake_cluster::FakeCluster,
     setup::{CONNECT_TIMEOUT, cp, node as node_addr, outside, setup, test_config},
@@ -105,6 +109,26 @@ fn alerts_name_pod_workload_node_and_service_and_allow_sets_follow_labels() {
                 js(v, "/node_monitor/port_group") == "etcd-peer" && v["event"]["kind"] == "alert"
             })
     });
+    // The metrics count them by source workload: the pod's Deployment, the peer's node
+    // (updated once a second: bounded wait, 3 s).
+    let by_source = [
+        r#"node_monitor_flagged_connections_by_source_total{group="kubelet",source_kind="pod",source_namespace="shop",source_workload_kind="Deployment",source_workload="evil"} 1"#,
+        r#"node_monitor_flagged_connections_by_source_total{group="etcd-peer",source_kind="node",source_namespace="",source_workload_kind="Node",source_workload="cp-2"} 1"#,
+    ];
+    let mut metrics = String::new();
+    for _ in 0..30 {
+        metrics = scrape(&lab.node, &d);
+        if by_source.iter().all(|w| metrics.lines().any(|l| l == *w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for w in by_source {
+        assert!(
+            metrics.lines().any(|l| l == w),
+            "missing {w} in:\n{metrics}"
+        );
+    }
     // The label arrives: within 5 s the peer's next connection is allowed.
     cluster.apply(
         "nodes",

@@ -64,6 +64,7 @@ fn text_has_exact_lines() {
         "node_monitor_packets_unclassified_total{reason=\"truncated_l4\"} 3",
         "node_monitor_packets_unclassified_total{reason=\"bad_tcp_header\"} 0",
         "node_monitor_flagged_connections_total{group=\"kubelet\",proto=\"tcp\",answer=\"accepted\"} 2",
+        "node_monitor_flagged_connections_by_source_total{group=\"kubelet\",source_kind=\"pod\",source_namespace=\"shop\",source_workload_kind=\"Deployment\",source_workload=\"evil\"} 2",
         "node_monitor_alerts_total{rule=\"kubelet-unauthorized-source\",severity=\"high\"} 3",
         "node_monitor_alerts_suppressed_total{rule=\"kubelet-unauthorized-source\"} 9",
         "node_monitor_sink_records_total{sink=\"siem\",kind=\"http\"} 17",
@@ -173,9 +174,25 @@ fn openmetrics_ends_with_eof() {
 
 #[test]
 fn names_prefixed_counters_total_labels_bounded() {
-    const ALLOWED_LABELS: [&str; 13] = [
-        "group", "proto", "verdict", "answer", "rule", "severity", "reason", "sink", "kind",
-        "program", "result", "version", "detector",
+    // The source workload's labels are bounded by the daemon (daemon::workloads::MAX_SOURCES).
+    const ALLOWED_LABELS: [&str; 17] = [
+        "group",
+        "proto",
+        "verdict",
+        "answer",
+        "rule",
+        "severity",
+        "reason",
+        "sink",
+        "kind",
+        "program",
+        "result",
+        "version",
+        "detector",
+        "source_kind",
+        "source_namespace",
+        "source_workload_kind",
+        "source_workload",
     ];
     for text in [populated().render_text(), populated().render_openmetrics()] {
         let s = samples(&text);
@@ -209,7 +226,7 @@ fn names_prefixed_counters_total_labels_bounded() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.strip_suffix(" counter"))
         .collect();
-    assert_eq!(counters.len(), 18, "{counters:?}");
+    assert_eq!(counters.len(), 19, "{counters:?}");
     for c in &counters {
         assert!(c.ends_with("_total"), "counter {c}");
     }

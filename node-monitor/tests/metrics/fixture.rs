@@ -3,6 +3,7 @@
 
 use node_monitor::metrics::{
     DetectorSnapshot, GroupSnapshot, Metrics, ProgramSnapshot, SinkSnapshot, Snapshot,
+    SourceWorkloadCount,
 };
 use node_monitor_common::GroupStats;
 
@@ -105,6 +106,14 @@ pub(crate) fn snapshot() -> Snapshot {
             ("kubelet".into(), "tcp", "refused", 1),
             ("kubelet".into(), "tcp", "none", 0),
         ],
+        flagged_by_source: vec![SourceWorkloadCount {
+            group: "kubelet".into(),
+            source_kind: "pod",
+            namespace: "shop".into(),
+            workload_kind: "Deployment".into(),
+            workload: "evil".into(),
+            count: 2,
+        }],
         alerts: vec![
             ("kubelet-unauthorized-source".into(), "high", 3),
             ("etcd-unauthorized-source".into(), "critical", 1),
