@@ -43,8 +43,10 @@ fn opt_text(a: Option<&Arc<str>>) -> usize {
     a.map_or(0, text)
 }
 
-fn pair(p: Option<&(Arc<str>, Arc<str>)>) -> usize {
-    p.map_or(0, |(a, b)| text(a) + text(b))
+fn pair(p: Option<&super::objects::Owner>) -> usize {
+    p.map_or(0, |o| {
+        (16 + size_of::<(Arc<str>, Arc<str>)>() + text(&o.0) + text(&o.1)) / Arc::strong_count(o)
+    })
 }
 
 fn labels(l: &Labels) -> usize {
@@ -64,7 +66,7 @@ impl Heap for PodObj {
             + text(&self.namespace)
             + text(&self.name)
             + opt_text(self.node.as_ref())
-            + size_of_val::<[std::net::IpAddr]>(&self.ips)
+            + share(&self.ips, size_of_val::<[std::net::IpAddr]>(&self.ips))
             + labels(&self.labels)
             + pair(self.owner.as_ref())
     }
@@ -184,7 +186,11 @@ pub fn snapshot(s: &Snapshot) -> usize {
     let pods = vec(&s.pods)
         + s.pods
             .iter()
-            .map(|p| text(&p.namespace) + labels(&p.labels) + vec(&p.ips))
+            .map(|p| {
+                text(&p.namespace)
+                    + labels(&p.labels)
+                    + share(&p.ips, size_of_val::<[std::net::IpAddr]>(&p.ips))
+            })
             .sum::<usize>();
     sources
         + services

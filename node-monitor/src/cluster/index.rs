@@ -21,7 +21,8 @@ pub struct SelectablePod {
     pub namespace: Arc<str>,
     /// Shared with the store's pod.
     pub labels: Labels,
-    pub ips: Vec<IpAddr>,
+    /// Shared with the store's pod.
+    pub ips: Arc<[IpAddr]>,
 }
 
 /// NodePort → its Service.
@@ -127,7 +128,7 @@ impl Snapshot {
                         })
                     })
                 });
-                for &ip in &p.ips {
+                for &ip in p.ips.iter() {
                     if let Some(node) = &node {
                         snap.addresses
                             .insert(ip, SourceIdentity::HostNetwork(Arc::clone(node)));
@@ -138,9 +139,9 @@ impl Snapshot {
             snap.pods.push(SelectablePod {
                 namespace: Arc::clone(&p.namespace),
                 labels: Arc::clone(&p.labels),
-                ips: p.ips.to_vec(),
+                ips: Arc::clone(&p.ips),
             });
-            for &ip in &p.ips {
+            for &ip in p.ips.iter() {
                 let slot = best.entry(ip).or_insert(p);
                 if (p.running, p.created_ns, &p.uid) > (slot.running, slot.created_ns, &slot.uid) {
                     *slot = p;
@@ -256,7 +257,7 @@ fn pod_identity(p: &PodObj, s: &Stores) -> PodIdentity {
 /// Pod → ReplicaSet → Deployment, StatefulSet, DaemonSet, Job → CronJob, or the bare pod.
 /// An owner the cache does not hold (yet) is named as the pod's reference names it.
 fn workload(p: &PodObj, s: &Stores) -> Workload {
-    let Some((kind, name)) = &p.owner else {
+    let Some((kind, name)) = p.owner.as_deref() else {
         return Workload {
             kind: super::intern::name("Pod"),
             name: Arc::clone(&p.name),
@@ -274,7 +275,7 @@ fn workload(p: &PodObj, s: &Stores) -> Workload {
         _ => None,
     };
     let grand = parent
-        .and_then(|o| o.owner.as_ref())
+        .and_then(|o| o.owner.as_deref())
         .filter(|(k, _)| matches!(&**k, "Deployment" | "CronJob"));
     match grand {
         Some((k, n)) => Workload {

@@ -1,16 +1,18 @@
 //! One copy of each name that many objects repeat (namespaces, node names, owner kinds and
-//! names, label keys and values), and of each set of labels (the pods of one ReplicaSet share
-//! theirs): a pod keeps pointers to them, not copies. The tables are shared by every cache in
+//! names, label keys and values), of each set of labels (the pods of one ReplicaSet share
+//! theirs) and of each owner reference (the pods of one ReplicaSet name the same one): a pod
+//! keeps pointers to them, not copies. The tables are shared by every cache in
 //! the process and pruned after each index build of what no object holds any more.
 use std::{
     collections::HashSet,
     sync::{Arc, LazyLock, Mutex, PoisonError},
 };
 
-use super::objects::Labels;
+use super::objects::{Labels, Owner};
 
 static NAMES: LazyLock<Mutex<HashSet<Arc<str>>>> = LazyLock::new(Mutex::default);
 static LABELS: LazyLock<Mutex<HashSet<Labels>>> = LazyLock::new(Mutex::default);
+static OWNERS: LazyLock<Mutex<HashSet<Owner>>> = LazyLock::new(Mutex::default);
 
 /// The shared copy of `text`.
 pub fn name(text: &str) -> Arc<str> {
@@ -34,9 +36,25 @@ pub fn labels(set: &[(Arc<str>, Arc<str>)]) -> Labels {
     new
 }
 
-/// Drops the label sets and names that only the tables hold (the sets first: they hold
-/// names).
+/// The shared copy of an owner reference `(kind, name)`.
+pub fn owner(kind: &str, owner_name: &str) -> Owner {
+    let key = (name(kind), name(owner_name));
+    let mut owners = OWNERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(have) = owners.get(&key) {
+        return Arc::clone(have);
+    }
+    let new: Owner = Arc::new(key);
+    owners.insert(Arc::clone(&new));
+    new
+}
+
+/// Drops the owner references, label sets and names that only the tables hold (the
+/// references and sets first: they hold names).
 pub fn prune() {
+    OWNERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|o| Arc::strong_count(o) > 1);
     LABELS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -58,7 +76,13 @@ pub fn table_bytes() -> usize {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .capacity();
-    super::bytes::hash_table::<Arc<str>>(names) + super::bytes::hash_table::<Labels>(labels)
+    let owners = OWNERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .capacity();
+    super::bytes::hash_table::<Arc<str>>(names)
+        + super::bytes::hash_table::<Labels>(labels)
+        + super::bytes::hash_table::<Owner>(owners)
 }
 
 #[cfg(test)]

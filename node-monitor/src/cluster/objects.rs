@@ -103,12 +103,16 @@ impl From<&Node> for NodeObj {
 }
 
 /// An owner reference that is the object's controller: `(kind, name)`.
-fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<(Arc<str>, Arc<str>)> {
+fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<Owner> {
     refs?
         .iter()
         .find(|r| r.controller == Some(true))
-        .map(|r| (intern::name(&r.kind), intern::name(&r.name)))
+        .map(|r| intern::owner(&r.kind, &r.name))
 }
+
+/// A controller owner reference, `(kind, name)`: one allocation shared by every object that
+/// names it (the pods of one ReplicaSet), a pointer in each.
+pub type Owner = Arc<(Arc<str>, Arc<str>)>;
 
 /// A pod's labels, sorted by key: pointers to the shared names, in one allocation shared by
 /// every pod with the same labels (those of one ReplicaSet), by the store and the index.
@@ -139,8 +143,9 @@ pub struct PodObj {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
     pub node: Option<Arc<str>>,
-    /// `status.podIPs` (else `status.podIP`): both families of a dual-stack pod.
-    pub ips: Box<[IpAddr]>,
+    /// `status.podIPs` (else `status.podIP`): both families of a dual-stack pod. Shared with
+    /// the index's selectable pod (one allocation per pod, not two).
+    pub ips: Arc<[IpAddr]>,
     pub host_network: bool,
     /// `status.phase == Running`.
     pub running: bool,
@@ -151,7 +156,7 @@ pub struct PodObj {
     pub created_ns: i64,
     pub labels: Labels,
     /// The controller owner reference: `(kind, name)`.
-    pub owner: Option<(Arc<str>, Arc<str>)>,
+    pub owner: Option<Owner>,
 }
 
 impl Keyed for PodObj {
@@ -190,7 +195,7 @@ impl From<&Pod> for PodObj {
             namespace,
             name,
             node: spec.and_then(|s| s.node_name.as_deref()).map(intern::name),
-            ips: ips.into_boxed_slice(),
+            ips: Arc::from(ips),
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
             running: phase == Some("Running"),
             finished: matches!(phase, Some("Succeeded" | "Failed")),
@@ -302,7 +307,7 @@ impl From<&EndpointSlice> for SliceObj {
 pub struct OwnerObj {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
-    pub owner: Option<(Arc<str>, Arc<str>)>,
+    pub owner: Option<Owner>,
 }
 
 impl Keyed for OwnerObj {
