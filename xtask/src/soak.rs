@@ -406,6 +406,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         thread::sleep(Duration::from_millis(300));
         let r = drive(&lab, &bin, &cfg, &pin, &sh, total, t0, s);
         sh.stop.store(true, Ordering::Relaxed);
+        sh.stop_receivers.store(true, Ordering::Relaxed);
         for p in peers_up {
             match p.join() {
                 Ok(Ok(())) => {}
@@ -616,7 +617,10 @@ fn drive<'s, 'e: 's>(
             Err(_) => eprintln!("soak: traffic panicked"),
         }
     }
-    // Let the last answers and batches settle, then stop B.
+    // Let the last answers and batches settle, then stop B (the receivers still take what
+    // its sinks drain at exit; the syslog receiver reads again).
+    sh.syslog_reading.store(true, Ordering::Relaxed);
+    sh.http_up.store(true, Ordering::Relaxed);
     thread::sleep(Duration::from_secs(2));
     let last = daemons.last_mut().context("no daemon")?;
     let counters = last.stop()?;

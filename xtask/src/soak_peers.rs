@@ -43,7 +43,10 @@ pub(crate) fn enter(ns: &Netns) -> anyhow::Result<()> {
 /// What every peer shares: the stop flag, the hard deadline, and the phases the main loop
 /// sets (HTTP receiver up, syslog receiver reading).
 pub(crate) struct Shared {
+    /// Stops the traffic.
     pub(crate) stop: AtomicBool,
+    /// Stops the node's listeners and the receivers (after the daemon's last records).
+    pub(crate) stop_receivers: AtomicBool,
     pub(crate) deadline: Instant,
     pub(crate) http_up: AtomicBool,
     pub(crate) syslog_reading: AtomicBool,
@@ -65,6 +68,7 @@ impl Shared {
     pub(crate) fn new(deadline: Instant) -> Shared {
         Shared {
             stop: AtomicBool::new(false),
+            stop_receivers: AtomicBool::new(false),
             deadline,
             http_up: AtomicBool::new(true),
             syslog_reading: AtomicBool::new(true),
@@ -83,6 +87,11 @@ impl Shared {
 
     pub(crate) fn running(&self) -> bool {
         !self.stop.load(Ordering::Relaxed) && Instant::now() < self.deadline
+    }
+
+    /// The receivers outlive the traffic: they stop after the daemon has drained its sinks.
+    pub(crate) fn receiving(&self) -> bool {
+        !self.stop_receivers.load(Ordering::Relaxed) && Instant::now() < self.deadline
     }
 
     fn add(c: &AtomicU64, n: u64) {
@@ -122,7 +131,7 @@ pub(crate) fn node_listeners(node: &Netns, sh: &Shared) -> anyhow::Result<()> {
             ls.push(l);
         }
     }
-    while sh.running() {
+    while sh.receiving() {
         let mut idle = true;
         for l in &ls {
             while let Ok((s, _)) = l.accept() {
@@ -293,7 +302,7 @@ fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
 pub(crate) fn http_receiver(node: &Netns, sh: &Shared) -> anyhow::Result<()> {
     enter(node)?;
     let mut listener: Option<TcpListener> = None;
-    while sh.running() {
+    while sh.receiving() {
         if !sh.http_up.load(Ordering::Relaxed) {
             listener = None;
             std::thread::sleep(Duration::from_millis(50));
@@ -341,7 +350,7 @@ pub(crate) fn syslog_receiver(node: &Netns, sh: &Shared) -> anyhow::Result<()> {
     l.set_nonblocking(true)?;
     let mut conns: Vec<(TcpStream, Vec<u8>)> = Vec::new();
     let mut chunk = [0u8; 16384];
-    while sh.running() {
+    while sh.receiving() {
         while let Ok((s, _)) = l.accept() {
             s.set_nonblocking(true)?;
             Shared::add(&sh.syslog_conns, 1);
