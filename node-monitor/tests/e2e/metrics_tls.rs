@@ -6,7 +6,7 @@
 //! Certificates from the tests' one PKI builder (`node_monitor::tls::testing::TestPki`,
 //! which the metrics tier's Prometheus-over-TLS test uses too).
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use node_monitor::tls::testing::TestPki;
 use node_monitor_lab::{BpfPinDir, Lab};
@@ -30,56 +30,64 @@ struct Got {
     body: String,
 }
 
-/// `curl` in the node's namespace against the daemon's endpoint over HTTPS (or HTTP),
-/// trusting the test CA; `cert`: the client certificate and key to present; bounded (5 s).
-fn curl(
-    lab: &Lab,
-    d: &Daemon,
-    dir: &TempDir,
-    scheme: &str,
-    path: &str,
-    cert: Option<(&std::path::Path, &std::path::Path)>,
-    token: Option<&str>,
-    ca: &std::path::Path,
-) -> Got {
-    let body = dir.file("curl-body");
-    let _ = std::fs::remove_file(&body);
-    let url = format!("{scheme}://{}{path}", d.metrics_addr);
-    let mut args: Vec<String> = vec![
-        "-sS".into(),
-        "--max-time".into(),
-        "5".into(),
-        "--cacert".into(),
-        ca.display().to_string(),
-        "-o".into(),
-        body.display().to_string(),
-        "-w".into(),
-        "%{http_code}".into(),
-    ];
-    if let Some((c, k)) = cert {
-        args.extend([
-            "--cert".into(),
-            c.display().to_string(),
-            "--key".into(),
-            k.display().to_string(),
-        ]);
-    }
-    if let Some(t) = token {
-        args.extend(["-H".into(), format!("Authorization: Bearer {t}")]);
-    }
-    args.push(url);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = context(
-        lab.node
-            .exec_timeout(Duration::from_secs(10), "curl", &refs),
-    );
-    Got {
-        exit: out.status.code().unwrap_or(-1),
-        status: String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0),
-        body: std::fs::read_to_string(&body).unwrap_or_default(),
+/// curl in the node's namespace against the daemon's endpoint, trusting the test CA.
+struct Curl<'a> {
+    lab: &'a Lab,
+    d: &'a Daemon,
+    dir: &'a TempDir,
+    ca: &'a Path,
+}
+
+impl Curl<'_> {
+    /// `scheme://ADDR/path`, presenting `cert` (certificate, key) and `token` when given;
+    /// bounded (5 s).
+    fn get(
+        &self,
+        scheme: &str,
+        path: &str,
+        cert: Option<(&Path, &Path)>,
+        token: Option<&str>,
+    ) -> Got {
+        let Curl { lab, d, dir, ca } = *self;
+        let body = dir.file("curl-body");
+        let _ = std::fs::remove_file(&body);
+        let url = format!("{scheme}://{}{path}", d.metrics_addr);
+        let mut args: Vec<String> = vec![
+            "-sS".into(),
+            "--max-time".into(),
+            "5".into(),
+            "--cacert".into(),
+            ca.display().to_string(),
+            "-o".into(),
+            body.display().to_string(),
+            "-w".into(),
+            "%{http_code}".into(),
+        ];
+        if let Some((c, k)) = cert {
+            args.extend([
+                "--cert".into(),
+                c.display().to_string(),
+                "--key".into(),
+                k.display().to_string(),
+            ]);
+        }
+        if let Some(t) = token {
+            args.extend(["-H".into(), format!("Authorization: Bearer {t}")]);
+        }
+        args.push(url);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = context(
+            lab.node
+                .exec_timeout(Duration::from_secs(10), "curl", &refs),
+        );
+        Got {
+            exit: out.status.code().unwrap_or(-1),
+            status: String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0),
+            body: std::fs::read_to_string(&body).unwrap_or_default(),
+        }
     }
 }
 
@@ -107,19 +115,16 @@ fn the_daemon_serves_metrics_over_mtls_with_a_token_and_refuses_without() {
     // One flagged attempt, so that the scrape has a count of the daemon's own to show.
     readonly_attempts(&lab, &[43101]);
     let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+    let c = Curl {
+        lab: &lab,
+        d: &d,
+        dir: &dir,
+        ca: &pki.ca,
+    };
 
     // Certificate and token: the daemon's metrics, the attempt counted (refreshed every
     // 500 ms: a bounded wait).
-    let mut ok = curl(
-        &lab,
-        &d,
-        &dir,
-        "https",
-        "/metrics",
-        client,
-        Some(TOKEN),
-        &pki.ca,
-    );
+    let mut ok = c.get("https", "/metrics", client, Some(TOKEN));
     for _ in 0..20 {
         let seen = metric_value(
             &ok.body,
@@ -130,16 +135,7 @@ fn the_daemon_serves_metrics_over_mtls_with_a_token_and_refuses_without() {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
-        ok = curl(
-            &lab,
-            &d,
-            &dir,
-            "https",
-            "/metrics",
-            client,
-            Some(TOKEN),
-            &pki.ca,
-        );
+        ok = c.get("https", "/metrics", client, Some(TOKEN));
     }
     assert_eq!((ok.exit, ok.status), (0, 200), "mTLS + token: {}", ok.body);
     assert!(
@@ -159,7 +155,7 @@ fn the_daemon_serves_metrics_over_mtls_with_a_token_and_refuses_without() {
     );
 
     // The certificate without the token: 401.
-    let no_token = curl(&lab, &d, &dir, "https", "/metrics", client, None, &pki.ca);
+    let no_token = c.get("https", "/metrics", client, None);
     assert_eq!(no_token.status, 401, "no token: {}", no_token.body);
     assert!(
         !no_token.body.contains("node_monitor_"),
@@ -167,16 +163,7 @@ fn the_daemon_serves_metrics_over_mtls_with_a_token_and_refuses_without() {
         no_token.body
     );
     // The token without a certificate: 403.
-    let no_cert = curl(
-        &lab,
-        &d,
-        &dir,
-        "https",
-        "/metrics",
-        None,
-        Some(TOKEN),
-        &pki.ca,
-    );
+    let no_cert = c.get("https", "/metrics", None, Some(TOKEN));
     assert_eq!(
         no_cert.status, 403,
         "no client certificate: {}",
@@ -184,32 +171,14 @@ fn the_daemon_serves_metrics_over_mtls_with_a_token_and_refuses_without() {
     );
     assert!(!no_cert.body.contains("node_monitor_"), "{}", no_cert.body);
     // A wrong token with the certificate: 401.
-    let wrong = curl(
-        &lab,
-        &d,
-        &dir,
-        "https",
-        "/metrics",
-        client,
-        Some("nope"),
-        &pki.ca,
-    );
+    let wrong = c.get("https", "/metrics", client, Some("nope"));
     assert_eq!(wrong.status, 401, "wrong token: {}", wrong.body);
     // A certificate of another CA: the handshake fails, no HTTP status at all.
     let other = Some((
         pki.other_client_cert.as_path(),
         pki.other_client_key.as_path(),
     ));
-    let intruder = curl(
-        &lab,
-        &d,
-        &dir,
-        "https",
-        "/metrics",
-        other,
-        Some(TOKEN),
-        &pki.ca,
-    );
+    let intruder = c.get("https", "/metrics", other, Some(TOKEN));
     assert!(
         intruder.exit != 0 && intruder.status == 0,
         "a certificate of another CA got through: exit {}, status {}",
@@ -217,16 +186,7 @@ fn the_daemon_serves_metrics_over_mtls_with_a_token_and_refuses_without() {
         intruder.status
     );
     // Plain HTTP on the TLS port: no HTTP answer.
-    let plain = curl(
-        &lab,
-        &d,
-        &dir,
-        "http",
-        "/metrics",
-        None,
-        Some(TOKEN),
-        &pki.ca,
-    );
+    let plain = c.get("http", "/metrics", None, Some(TOKEN));
     assert!(
         plain.status != 200 && !plain.body.contains("node_monitor_"),
         "plain HTTP got metrics: status {}, {}",
@@ -235,7 +195,7 @@ fn the_daemon_serves_metrics_over_mtls_with_a_token_and_refuses_without() {
     );
 
     // /healthz stays open: no certificate, no token.
-    let health = curl(&lab, &d, &dir, "https", "/healthz", None, None, &pki.ca);
+    let health = c.get("https", "/healthz", None, None);
     assert_eq!(
         (health.exit, health.status),
         (0, 200),
