@@ -1,5 +1,7 @@
 //! The three renderers on arbitrary records, with or without a cluster identity (every kind
-//! of source, names from raw strings): ECS and OCSF written by hand must be valid JSON equal
+//! of source, names from raw strings, a NodePort Service with any `loadBalancerSourceRanges`),
+//! with or without a completed handshake and a correcting answer (`answer_corrects_alert`,
+//! any text): ECS and OCSF written by hand must be valid JSON equal
 //! to their serde documents; a CEF line is one line, with its header's seven unescaped
 //! separators.
 #![no_main]
@@ -17,7 +19,7 @@ use node_monitor::{
     },
     render::{self, Observer},
 };
-use node_monitor_fuzz::ip;
+use node_monitor_fuzz::{ip, net};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -54,10 +56,21 @@ struct Identity {
     names: [String; 4],
     roles: Vec<String>,
     node: Option<String>,
-    service: Option<(String, String, Option<String>)>,
+    service: Option<Service>,
     synced: bool,
     stale: bool,
     age_s: u32,
+}
+
+/// A NodePort's Service: namespace, name, `externalTrafficPolicy`, and its
+/// `loadBalancerSourceRanges` from raw address bytes, family and prefix length (clamped to
+/// the family's).
+#[derive(Debug, Arbitrary)]
+struct Service {
+    namespace: String,
+    name: String,
+    policy: Option<String>,
+    ranges: Vec<(bool, [u8; 16], u8)>,
 }
 
 fn identity(i: Identity) -> FlowIdentity {
@@ -88,12 +101,17 @@ fn identity(i: Identity) -> FlowIdentity {
         source,
         destination: DestinationIdentity {
             node: i.node.as_deref().map(Arc::from),
-            service: i.service.map(|(ns, name, policy)| {
+            service: i.service.map(|s| {
                 Arc::new(ServiceIdentity {
-                    namespace: ns.as_str().into(),
-                    name: name.as_str().into(),
-                    external_traffic_policy: policy.as_deref().map(Arc::from),
-                    load_balancer_source_ranges: Vec::new(),
+                    namespace: s.namespace.as_str().into(),
+                    name: s.name.as_str().into(),
+                    external_traffic_policy: s.policy.as_deref().map(Arc::from),
+                    load_balancer_source_ranges: s
+                        .ranges
+                        .into_iter()
+                        .take(16)
+                        .map(|(v6, b, len)| net(v6, b, len))
+                        .collect(),
                 })
             }),
         },

@@ -4,12 +4,17 @@
 //! - [`setup`]: installs what the build and the tests need; `toolchain`: the pinned
 //!   nightly of the eBPF crate, provided offline from an installed `nightly` of that build.
 //! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo; [`deploy`]: the checks
-//!   of `deploy/` (chart, manifests, rules, systemd unit) and `deploy-manifests`.
+//!   of `deploy/` (chart, manifests, rules, systemd unit) and `deploy-manifests`; [`soak`]:
+//!   the soak with faults (`soak_peers`: its traffic and receivers; `soak_report`: what it
+//!   measures and writes).
 
 pub mod demo;
 pub mod deploy;
 pub mod fuzz;
 pub mod setup;
+pub mod soak;
+mod soak_peers;
+mod soak_report;
 pub mod tasks;
 pub(crate) mod toolchain;
 

@@ -38,6 +38,23 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup, release build, then the soak with faults (a benchmark, never part of `test`):
+    /// the daemon in a lab under traffic, reloads, interface churn, sink outages and a
+    /// `kill -9`; writes the Soak section of node-monitor/BENCHMARKS.md.
+    Soak {
+        /// Length of the run (at least 1).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Use the daemon binary as it is: no setup, no build.
+        #[arg(long)]
+        no_build: bool,
+        /// Daemon binary (default: <target>/release/node-monitor).
+        #[arg(long, value_name = "PATH")]
+        daemon: Option<PathBuf>,
+        /// The Markdown file whose `## Soak` section is replaced.
+        #[arg(long, default_value = "node-monitor/BENCHMARKS.md")]
+        output: PathBuf,
+    },
     /// Setup, then build the fuzz targets (fuzz/) and run each for a bounded time.
     Fuzz {
         /// Seconds per target.
@@ -86,6 +103,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Fmt => tasks::fmt(&root),
         Cmd::Demo { no_build, daemon } => demo::run(&root, &demo::Options { no_build, daemon }),
         Cmd::Bench { args } => tasks::bench(&root, &args),
+        Cmd::Soak {
+            minutes,
+            no_build,
+            daemon,
+            output,
+        } => xtask::soak::run(
+            &root,
+            &xtask::soak::Options {
+                minutes,
+                no_build,
+                daemon,
+                output,
+            },
+        ),
         Cmd::Fuzz { seconds, target } => {
             setup::run(&root)?;
             xtask::fuzz::run(&root, seconds, target.as_deref())

@@ -47,6 +47,7 @@ mod formats;
 mod hotplug;
 mod identity;
 mod integrity;
+mod metrics_tls;
 mod modes;
 mod node_port_ranges;
 mod opener;
