@@ -44,6 +44,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// Identity from the Kubernetes API (`cluster.rs`).
     pub cluster: super::cluster::ClusterSettings,
+    /// The periodic posture audit (`audit.rs`).
+    pub audit: super::audit::AuditSettings,
 }
 
 /// Sampling of allowed flows into flow records.
