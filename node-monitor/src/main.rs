@@ -85,7 +85,7 @@ enum Command {
     Audit {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
-        format: node_monitor::posture::report::Format,
+        format: node_monitor::render::audit::Format,
         /// The lowest severity that makes the exit status 1.
         #[arg(long, value_enum, default_value = "high")]
         fail_on: node_monitor::posture::Severity,
@@ -206,7 +206,7 @@ fn main() -> ExitCode {
             let observer = node_monitor::render::Observer::local();
             print!(
                 "{}",
-                node_monitor::posture::report::render(&report, format, &observer)
+                node_monitor::render::audit::render(&report, format, &observer)
             );
             if report.worst().is_some_and(|w| w >= fail_on) {
                 ExitCode::FAILURE

@@ -6,7 +6,6 @@
 pub mod kubelet;
 pub mod listeners;
 pub mod netfilter;
-pub mod report;
 pub mod settings;
 
 use std::{
@@ -16,10 +15,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{
-    config::{Config, Protocol},
-    detect::rules,
-};
+use crate::config::{Config, NODE_LOCAL_GROUPS, Protocol};
 
 /// How bad a finding is; ordered (defined with the config, which names a minimum).
 pub use crate::config::FindingSeverity as Severity;
@@ -58,6 +54,34 @@ impl Finding {
             fix,
             cis,
         }
+    }
+}
+
+/// One finding of one audit run, as the sinks get it (`OutputItem::Finding`). Every run
+/// sends each of its findings again: a SIEM keeps the node's current state, and a finding
+/// that is no longer sent has been fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingEvent {
+    /// Unique per document (a UUID v4): ECS `event.id`, OCSF `metadata.uid`, CEF `externalId`.
+    pub id: String,
+    /// When the run that found it ended.
+    pub time: SystemTime,
+    pub finding: Finding,
+}
+
+impl FindingEvent {
+    /// The findings of `report`, one event each, with fresh ids.
+    #[must_use]
+    pub fn of_report(report: &Report) -> Vec<FindingEvent> {
+        report
+            .findings
+            .iter()
+            .map(|f| FindingEvent {
+                id: uuid::Uuid::new_v4().to_string(),
+                time: report.time,
+                finding: f.clone(),
+            })
+            .collect()
     }
 }
 
@@ -140,7 +164,7 @@ fn tcp_group(cfg: &Config, port: u16) -> Option<&str> {
 }
 
 /// Findings on the listeners: the read-only kubelet port open, the ports of the config's
-/// node-local groups (health and metrics endpoints, [`rules::NODE_LOCAL_GROUPS`]) bound
+/// node-local groups (health and metrics endpoints, [`NODE_LOCAL_GROUPS`]) bound
 /// beyond loopback, where they answer whoever reaches the node.
 #[must_use]
 pub fn listener_findings(ls: &[listeners::Listener], cfg: &Config) -> Vec<Finding> {
@@ -157,7 +181,7 @@ pub fn listener_findings(ls: &[listeners::Listener], cfg: &Config) -> Vec<Findin
             ));
         }
         if let Some(group) = tcp_group(cfg, l.port)
-            && rules::NODE_LOCAL_GROUPS.contains(&group)
+            && NODE_LOCAL_GROUPS.contains(&group)
             && !l.loopback_only()
         {
             out.push(Finding::new(
