@@ -9,6 +9,7 @@
 //! whose value is the latest total (a custom [`Collector`] with `ConstCounter`s), never
 //! by incrementing. Labels are bounded: group, proto, verdict, answer, rule, severity,
 //! reason, sink, kind, program, result. Never an address or a port.
+mod audit;
 mod families;
 mod http;
 mod snapshot;
@@ -21,6 +22,8 @@ use std::{
     },
 };
 
+use audit::{AuditCollector, AuditState};
+pub use audit::AuditSnapshot;
 use families::{PreparedFamily, SnapshotCollector, prepare};
 pub use http::{
     CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Protection, ServeLimits, Server, SharedProtection,
@@ -41,6 +44,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     state: Arc<SharedState>,
+    audit: Arc<AuditState>,
 }
 
 impl fmt::Debug for Metrics {
@@ -71,8 +75,16 @@ impl Metrics {
         registry.register_collector(Box::new(SnapshotCollector {
             state: Arc::clone(&state),
         }));
+        let audit = Arc::new(AuditState::default());
+        registry.register_collector(Box::new(AuditCollector {
+            state: Arc::clone(&audit),
+        }));
         Metrics {
-            inner: Arc::new(Inner { registry, state }),
+            inner: Arc::new(Inner {
+                registry,
+                state,
+                audit,
+            }),
         }
     }
 
@@ -86,6 +98,16 @@ impl Metrics {
             .families
             .write()
             .unwrap_or_else(PoisonError::into_inner) = families;
+    }
+
+    /// The posture audit's latest state (`audit.rs`): set after each run.
+    pub fn set_audit(&self, s: AuditSnapshot) {
+        *self
+            .inner
+            .audit
+            .latest
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(s);
     }
 
     /// `/readyz` answers 200 once this is true (programs attached, maps written).
