@@ -55,7 +55,7 @@ impl fmt::Display for FindingSeverity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
     /// Run at start and then this often; `None`: the daemon does not audit (`enabled: false`
-    /// or `interval_s: 0`). Default 1 h; `60..=604_800` s.
+    /// or `interval_s: 0`). Default 1 h; `10..=604_800` s.
     pub interval: Option<Duration>,
     /// One run at most: a run still going after this is abandoned and counted as failed.
     /// Default 60 s; `5..=600`, and no longer than the interval.

@@ -3,6 +3,7 @@
 //! the API server's settings), as findings with a stable id, a severity, the evidence, the
 //! fix and the CIS Kubernetes Benchmark item where there is one. `node-monitor audit` runs it
 //! once; see [`crate::firewall`] for the rules that close the doors.
+pub mod identity;
 pub mod kubelet;
 pub mod listeners;
 pub mod netfilter;
@@ -127,6 +128,8 @@ pub struct Options {
     pub node_subnets: Vec<ipnet::IpNet>,
     /// Where a daemon pinned its maps: its counters show which open doors were knocked on.
     pub pin_dir: Option<PathBuf>,
+    /// The cluster's identity, for the checks that need it ([`identity`]).
+    pub identity: identity::Identity,
 }
 
 impl Default for Options {
@@ -139,6 +142,7 @@ impl Default for Options {
             config: Config::default_config(),
             node_subnets: Vec::new(),
             pin_dir: None,
+            identity: identity::Identity::default(),
         }
     }
 }
@@ -321,6 +325,14 @@ pub async fn audit(opts: &Options) -> Report {
     match firewall_check(opts).await {
         Ok((found, detail)) => record(&mut checks, &mut findings, "firewall", found, detail),
         Err(why) => checks.push(skipped("firewall", &why)),
+    }
+    let local: Vec<std::net::IpAddr> = opts.node_subnets.iter().map(ipnet::IpNet::addr).collect();
+    match identity::findings(&opts.identity, &ls, &opts.config, &local) {
+        Ok((found, detail)) => record(&mut checks, &mut findings, "identity", found, detail),
+        Err(why) => checks.push(skipped(
+            "identity",
+            &format!("etcd-outside-the-control-plane and NodePort-owner checks skipped: {why}"),
+        )),
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     Report {

@@ -10,7 +10,7 @@ use crate::config::{
 
 const INTERVAL: Bound = Bound {
     field: "interval_s",
-    min: 60,
+    min: 10,
     max: 604_800,
     note: " (or 0 to turn the periodic audit off)",
     power_of_two: false,
@@ -158,12 +158,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_the_fix() {
-        let e = err("audit:\n  interval_s: 30\n");
+        let e = err("audit:\n  interval_s: 5\n");
         assert!(
             e.contains("t.yaml:2:15") && e.contains("audit.interval_s") && e.contains("or 0 to turn"),
             "{e}"
         );
-        let e = err("audit:\n  interval_s: 60\n  timeout_s: 90\n");
+        let e = err("audit:\n  interval_s: 10\n  timeout_s: 30\n");
         assert!(
             e.contains("audit.timeout_s") && e.contains("longer than audit.interval_s"),
             "{e}"
