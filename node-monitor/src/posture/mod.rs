@@ -326,7 +326,7 @@ pub async fn audit(opts: &Options) -> Report {
         Ok((found, detail)) => record(&mut checks, &mut findings, "firewall", found, detail),
         Err(why) => checks.push(skipped("firewall", &why)),
     }
-    let local: Vec<std::net::IpAddr> = opts.node_subnets.iter().map(ipnet::IpNet::addr).collect();
+    let local = identity::local_addrs();
     match identity::findings(&opts.identity, &ls, &opts.config, &local) {
         Ok((found, detail)) => record(&mut checks, &mut findings, "identity", found, detail),
         Err(why) => checks.push(skipped(
