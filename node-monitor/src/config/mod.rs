@@ -42,7 +42,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use iface::{MAX_IFACE_NAME, check_iface_pattern, is_glob};
 pub use model::{
     Action, AlertSettings, AllowEntry, AttachMode, Config, DEFAULT_POD_INTERFACES, Group, Limits,
-    MAX_USER_GROUPS, MetricsSettings, NODE_LOCAL_GROUPS, PodSelector, PortRange, Protocol, Sampling, SymbolicSet,
+    MAX_USER_GROUPS, MetricsSettings, NODE_LOCAL_GROUPS, PodSelector, PortRange, Protocol,
+    Sampling, SymbolicSet,
 };
 pub use outputs::{ClientTls, Format, SinkKind, SinkSpec, SyslogTransport};
 pub use reload::ReloadPlan;

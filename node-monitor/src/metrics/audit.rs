@@ -171,7 +171,10 @@ mod tests {
             assert!(text.contains(want), "missing {want} in:\n{text}");
         }
         let om = m.render_openmetrics();
-        assert!(om.contains("# TYPE node_monitor_audit_runs counter"), "{om}");
+        assert!(
+            om.contains("# TYPE node_monitor_audit_runs counter"),
+            "{om}"
+        );
         assert!(om.trim_end().ends_with("# EOF"));
     }
 }

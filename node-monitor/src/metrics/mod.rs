@@ -22,8 +22,8 @@ use std::{
     },
 };
 
-use audit::{AuditCollector, AuditState};
 pub use audit::AuditSnapshot;
+use audit::{AuditCollector, AuditState};
 use families::{PreparedFamily, SnapshotCollector, prepare};
 pub use http::{
     CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Protection, ServeLimits, Server, SharedProtection,

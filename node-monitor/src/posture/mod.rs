@@ -16,10 +16,9 @@ use std::{
 
 use serde::Serialize;
 
-use crate::config::{Config, NODE_LOCAL_GROUPS, Protocol};
-
 /// How bad a finding is; ordered (defined with the config, which names a minimum).
 pub use crate::config::FindingSeverity as Severity;
+use crate::config::{Config, NODE_LOCAL_GROUPS, Protocol};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -846,7 +846,9 @@ mod tests {
         let ev = crate::render::finding::tests::event();
         let line = render(&OutputItem::Finding(ev.clone()), &observer());
         assert!(
-            line.starts_with("CEF:0|node-monitor|node-monitor|0.1.0|NM-2001|kubelet read-only port open|8|"),
+            line.starts_with(
+                "CEF:0|node-monitor|node-monitor|0.1.0|NM-2001|kubelet read-only port open|8|"
+            ),
             "{line}"
         );
         let (h, e) = parse(&line);

@@ -34,7 +34,10 @@ const fn ocsf_severity_name(s: Severity) -> &'static str {
 /// `ID: title. evidence`: ECS `message`, OCSF `message`, CEF `msg`.
 #[must_use]
 pub fn message(e: &FindingEvent) -> String {
-    format!("{}: {}. {}", e.finding.id, e.finding.title, e.finding.evidence)
+    format!(
+        "{}: {}. {}",
+        e.finding.id, e.finding.title, e.finding.evidence
+    )
 }
 
 /// The ECS document of one finding.

@@ -35,8 +35,7 @@ use super::{
     worker::{Ctx, MAX_BATCH, backoff, recv_batch},
 };
 use crate::{
-    config::{ClientTls, SyslogTransport},
-    config::FindingSeverity,
+    config::{ClientTls, FindingSeverity, SyslogTransport},
     detect::{OutputItem, Severity},
     render::Observer,
 };

@@ -51,7 +51,11 @@ fn the_daemon_audits_at_start_and_every_interval() {
         ("enabled: auto", "enabled: off"),
     ]);
     let cfg = TempFile::new("posture-daemon.yaml", &text);
-    let d = context(Daemon::start(&lab.node, &pin.path, &["--config", cfg.as_str()]));
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
     // Bounded: the first run starts with the daemon; the second 10 s later.
     let first = d.wait_records(Duration::from_secs(10), |r| {
         !with_id(r, "NM-2001").is_empty() && !with_id(r, "NM-2011").is_empty()
@@ -114,7 +118,10 @@ fn the_daemon_audits_at_start_and_every_interval() {
         .iter()
         .map(|v| v["event"]["id"].as_str().unwrap())
         .collect();
-    assert!(ids.len() >= 2, "each run's document has its own id: {ids:?}");
+    assert!(
+        ids.len() >= 2,
+        "each run's document has its own id: {ids:?}"
+    );
     let body = scrape(&lab.node, &d);
     assert!(
         metric_value(
@@ -187,7 +194,9 @@ fn identity_checks_in_the_daemon() {
     let records = d.records();
     let etcd = with_id(&records, "NM-2003")[0];
     assert_eq!(etcd["event"]["severity"], 4);
-    let evidence = etcd["node_monitor"]["finding"]["evidence"].as_str().unwrap();
+    let evidence = etcd["node_monitor"]["finding"]["evidence"]
+        .as_str()
+        .unwrap();
     assert!(
         evidence.contains("node worker-1") && evidence.contains("0.0.0.0:2379/tcp"),
         "{etcd}"

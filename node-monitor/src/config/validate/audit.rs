@@ -160,7 +160,9 @@ mod tests {
     fn errors_name_the_field_and_the_fix() {
         let e = err("audit:\n  interval_s: 5\n");
         assert!(
-            e.contains("t.yaml:2:15") && e.contains("audit.interval_s") && e.contains("or 0 to turn"),
+            e.contains("t.yaml:2:15")
+                && e.contains("audit.interval_s")
+                && e.contains("or 0 to turn"),
             "{e}"
         );
         let e = err("audit:\n  interval_s: 10\n  timeout_s: 30\n");
