@@ -101,7 +101,7 @@ impl Daemon {
                 self.audit.running = None;
                 self.audit_failed(
                     no,
-                    format!(
+                    &format!(
                         "still running {}s after its timeout; its thread is left to end on its own",
                         GRACE.as_secs()
                     ),
@@ -159,7 +159,7 @@ impl Daemon {
         }
         self.audit.running = None;
         match done.result {
-            Err(why) => self.audit_failed(done.no, why, done.took),
+            Err(why) => self.audit_failed(done.no, &why, done.took),
             Ok(report) => {
                 let m = &mut self.audit.metrics;
                 m.runs_completed += 1;
@@ -204,7 +204,7 @@ impl Daemon {
         }
     }
 
-    fn audit_failed(&mut self, no: u64, why: String, took: Duration) {
+    fn audit_failed(&mut self, no: u64, why: &str, took: Duration) {
         let m = &mut self.audit.metrics;
         m.runs_failed += 1;
         m.last_run_ok = false;
