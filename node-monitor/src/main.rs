@@ -84,7 +84,8 @@ enum Command {
     /// Print the embedded default config.
     PrintDefaultConfig,
     /// Audit the node's posture: listeners on the catalog ports, the kubelet's API probed
-    /// without credentials, the kubelet's and the API server's settings. Exit 0 when nothing
+    /// without credentials, the kubelet's and the API server's settings, the firewall, and
+    /// (with a reachable cluster) etcd and NodePort listeners by identity. Exit 0 when nothing
     /// at or above --fail-on is found, 1 otherwise, 2 on a usage error.
     Audit {
         /// Output format.
@@ -114,7 +115,9 @@ enum Command {
         pin_dir: PathBuf,
     },
     /// Print netfilter rules (iptables-restore or nft -f input) that allow each group's
-    /// allowlist on its ports and drop the rest. Printed for review, never applied.
+    /// allowlist on its ports and drop the rest. Printed for review, never applied. Cluster
+    /// sets (control-plane-nodes, nodes, ...) are read from the cluster (KUBECONFIG or
+    /// in-cluster) once; without a cluster such a config is refused.
     Firewall {
         #[arg(long, value_enum)]
         format: node_monitor::firewall::Format,
