@@ -227,3 +227,109 @@ pub fn findings(
     ));
     Ok((out, detail.join("; ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::testing::{
+        objects::{node, service},
+        synthetic::snapshot_of,
+    };
+
+    fn l(port: u16, addr: &str, protocol: Protocol) -> Listener {
+        Listener {
+            protocol,
+            addr: addr.parse().unwrap(),
+            port,
+            inode: 1,
+            process: Some((7, "x".into())),
+        }
+    }
+
+    fn cluster(worker_roles: &[&str]) -> Identity {
+        Identity::Cluster {
+            snapshot: snapshot_of(
+                &[
+                    node("w-1", &[("InternalIP", "198.51.100.1")], &[], worker_roles),
+                    node(
+                        "cp-1",
+                        &[("InternalIP", "198.51.100.2")],
+                        &[],
+                        &["control-plane"],
+                    ),
+                ],
+                &[service(
+                    "shop",
+                    "web",
+                    &[(80, 30080, "TCP")],
+                    "Cluster",
+                    &[],
+                )],
+            ),
+            node: Some("w-1".into()),
+        }
+    }
+
+    #[test]
+    fn etcd_off_the_control_plane_and_nodeports_without_a_service() {
+        let cfg = Config::default_config();
+        let ls = [
+            l(2379, "0.0.0.0", Protocol::Tcp),
+            l(2380, "127.0.0.1", Protocol::Tcp),
+            l(30080, "0.0.0.0", Protocol::Tcp),
+            l(30080, "0.0.0.0", Protocol::Udp),
+            l(30090, "::", Protocol::Tcp),
+        ];
+        let local: [IpAddr; 1] = ["198.51.100.1".parse().unwrap()];
+        let (f, detail) = findings(&cluster(&["worker"]), &ls, &cfg, &local).unwrap();
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.id, &*f.evidence)).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "NM-2003",
+                    "node w-1 (no control-plane role) listening: 0.0.0.0:2379/tcp (x, pid 7)"
+                ),
+                (
+                    "NM-2004",
+                    "listening: 0.0.0.0:30080/udp (x, pid 7) (no Service has NodePort 30080/udp)"
+                ),
+                (
+                    "NM-2004",
+                    "listening: [::]:30090/tcp (x, pid 7) (no Service has NodePort 30090/tcp)"
+                ),
+            ]
+        );
+        assert!(
+            detail.contains("node w-1 is not a control-plane node"),
+            "{detail}"
+        );
+        // On a control-plane node etcd is where it belongs.
+        let (f, _) = findings(&cluster(&["control-plane"]), &ls, &cfg, &local).unwrap();
+        assert!(f.iter().all(|f| f.id == "NM-2004"), "{f:?}");
+    }
+
+    #[test]
+    fn skipped_with_a_reason() {
+        let cfg = Config::default_config();
+        let ls = [l(2379, "0.0.0.0", Protocol::Tcp)];
+        let why = findings(&Identity::default(), &ls, &cfg, &[]).unwrap_err();
+        assert_eq!(why, "no cluster identity was given");
+        let unsynced = Identity::Cluster {
+            snapshot: Arc::new(Snapshot::default()),
+            node: None,
+        };
+        assert!(
+            findings(&unsynced, &ls, &cfg, &[])
+                .unwrap_err()
+                .contains("not completed its first lists")
+        );
+        // This node unknown: the etcd part says so, the NodePort part still runs.
+        let (f, detail) = findings(&cluster(&[]), &ls, &cfg, &[]).unwrap();
+        assert!(f.is_empty(), "{f:?}");
+        assert!(
+            detail.contains("etcd check skipped (1 etcd listeners): this node (w-1) is not among the cluster's nodes"),
+            "{detail}"
+        );
+    }
+}
