@@ -14,12 +14,13 @@ use crate::{
     common::{
         daemon::{Daemon, context, run_cli, scrape},
         http::metric_value,
-        peers::{sa, tcp_server},
+        peers::{TcpOutcome, sa, tcp_connect, tcp_server},
         temp::TempFile,
     },
+    expect::alerts_of,
     fake_cluster::FakeCluster,
     posture::{PODS, http_server},
-    setup::{setup, test_config},
+    setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup, test_config},
 };
 
 /// The findings the daemon printed so far: ECS documents of `event.kind: state`.
@@ -309,4 +310,72 @@ fn firewall_expands_cluster_sets_from_the_cluster() {
         "the worker is not a control-plane node:\n{rules}"
     );
     cluster.stop();
+}
+
+/// A kubelet that takes connections and never answers them: the audit's probe waits for its
+/// timeout (3 s) on the audit's own thread, while the daemon goes on alerting; then the run
+/// completes and reports that the kubelet could not be probed (NM-2013).
+#[test]
+fn a_hung_kubelet_holds_up_neither_the_alerts_nor_the_audit() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("posture-hung"));
+    // Never accepted: the kernel completes the handshake, the TLS hello waits for ever.
+    let _hung = context(
+        lab.node
+            .run(|| std::net::TcpListener::bind(sa([0, 0, 0, 0], 10250)).expect("listen 10250")),
+    );
+    let text = test_config(&[
+        ("interval_s: 3600", "interval_s: 10"),
+        ("timeout_s: 60 ", "timeout_s: 8 "),
+        ("enabled: auto", "enabled: off"),
+    ]);
+    let cfg = TempFile::new("posture-hung.yaml", &text);
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    // The first run has started with the daemon and waits on the kubelet.
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(46300, false),
+            node_addr(10250, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Connected
+    );
+    let alerted = d.wait_records(Duration::from_secs(2), |r| {
+        !alerts_of(r, "NM-1001").is_empty()
+    });
+    assert!(alerted, "no alert while the audit waits: {}", d.stderr());
+    assert!(
+        findings(&d.records()).is_empty(),
+        "the alert came while the audit still waited on the kubelet"
+    );
+    let probed = d.wait_records(Duration::from_secs(10), |r| {
+        !with_id(r, "NM-2013").is_empty()
+    });
+    assert!(probed, "no NM-2013: {}", d.stderr());
+    let records = d.records();
+    let doc = with_id(&records, "NM-2013")[0];
+    assert!(
+        doc["node_monitor"]["finding"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("10250"),
+        "{doc}"
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(&body, "node_monitor_audit_last_run_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        metric_value(&body, "node_monitor_audit_last_run_duration_seconds", &[])
+            .is_some_and(|s| s >= 2.5),
+        "the run waited for the probe's timeout: {body}"
+    );
+    drop(context(d.stop()));
 }
