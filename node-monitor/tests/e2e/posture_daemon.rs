@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::{
     common::{
+        config::AUDIT_ON,
         daemon::{Daemon, context, run_cli, scrape},
         http::metric_value,
         peers::{TcpOutcome, sa, tcp_connect, tcp_server},
@@ -47,6 +48,7 @@ fn the_daemon_audits_at_start_and_every_interval() {
     let pin = context(BpfPinDir::new("posture-daemon"));
     let _readonly = http_server(&lab.node, sa([0, 0, 0, 0], 10255), None, "200 OK", PODS);
     let text = test_config(&[
+        AUDIT_ON,
         ("interval_s: 3600", "interval_s: 10"),
         ("timeout_s: 60 ", "timeout_s: 8 "),
         ("enabled: auto", "enabled: off"),
@@ -171,6 +173,7 @@ fn identity_checks_in_the_daemon() {
     let _owned = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 30080)], 1);
     let _stray = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 30090)], 1);
     let text = test_config(&[
+        AUDIT_ON,
         ("interval_s: 3600", "interval_s: 10"),
         ("timeout_s: 60 ", "timeout_s: 8 "),
         ("enabled: auto", "enabled: on\n  node_name: worker-1"),
@@ -325,6 +328,7 @@ fn a_hung_kubelet_holds_up_neither_the_alerts_nor_the_audit() {
             .run(|| std::net::TcpListener::bind(sa([0, 0, 0, 0], 10250)).expect("listen 10250")),
     );
     let text = test_config(&[
+        AUDIT_ON,
         ("interval_s: 3600", "interval_s: 10"),
         ("timeout_s: 60 ", "timeout_s: 8 "),
         ("enabled: auto", "enabled: off"),
