@@ -145,6 +145,16 @@ mod tests {
     }
 
     #[test]
+    fn a_change_is_reloaded_in_place() {
+        let a = Config::from_yaml("", "t").expect("config");
+        let b = Config::from_yaml("audit:\n  min_severity: high\n", "t").expect("config");
+        let plan = a.reload_plan(&b);
+        assert!(plan.audit && plan.restart_required.is_empty(), "{plan:?}");
+        assert!(!plan.datapath && !plan.sinks);
+        assert!(a.reload_plan(&a.clone()).is_noop());
+    }
+
+    #[test]
     fn off_by_enabled_or_zero_interval() {
         for y in [
             "audit:\n  enabled: false\n",
