@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use crate::config::{AllowEntry, Config, Group, PortRange, Protocol};
+use crate::config::{AllowEntry, Config, Group, PortRange, Protocol, SetValues};
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -33,8 +33,8 @@ struct GroupRules<'a> {
     v6: Vec<IpNet>,
 }
 
-fn per_group<'a>(cfg: &'a Config, node_subnets: &[IpNet]) -> Vec<GroupRules<'a>> {
-    let resolved = cfg.resolve_allowlists(node_subnets);
+fn per_group<'a>(cfg: &'a Config, sets: &SetValues) -> Vec<GroupRules<'a>> {
+    let resolved = cfg.resolve_allowlists_with(sets);
     cfg.groups
         .iter()
         .map(|g| {
@@ -84,10 +84,33 @@ pub fn cluster_entries(cfg: &Config) -> Vec<String> {
         .collect()
 }
 
-/// The rules in `format`.
+/// The rules in `format`, for a config without cluster sets (see [`cluster_entries`]).
 #[must_use]
 pub fn render(cfg: &Config, node_subnets: &[IpNet], format: Format, origin: &str) -> String {
-    let groups = per_group(cfg, node_subnets);
+    render_with(
+        cfg,
+        &SetValues {
+            node_subnets: node_subnets.to_vec(),
+            ..SetValues::default()
+        },
+        format,
+        origin,
+        None,
+    )
+}
+
+/// The rules in `format` with every set's value given: `cluster` names where the cluster
+/// sets were read (printed in the header, with their values).
+#[must_use]
+pub fn render_with(
+    cfg: &Config,
+    sets: &SetValues,
+    format: Format,
+    origin: &str,
+    cluster: Option<&str>,
+) -> String {
+    let groups = per_group(cfg, sets);
+    let node_subnets = &sets.node_subnets;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -103,6 +126,34 @@ pub fn render(cfg: &Config, node_subnets: &[IpNet], format: Format, origin: &str
                 .join(", ")
         }
     );
+    if let Some(from) = cluster {
+        let list = |nets: &[IpNet]| {
+            if nets.is_empty() {
+                "(none)".to_owned()
+            } else {
+                nets.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let _ = writeln!(s, "# cluster sets, listed once from {from}:");
+        for (name, nets) in [
+            ("control-plane-nodes", &sets.control_plane_nodes),
+            ("nodes", &sets.nodes),
+            ("pod-cidrs", &sets.pod_cidrs),
+            ("apiserver-endpoints", &sets.apiserver_endpoints),
+        ] {
+            let _ = writeln!(s, "#   {name} = {}", list(nets));
+        }
+        for (sel, nets) in &sets.pods {
+            let _ = writeln!(s, "#   {sel} = {}", list(nets));
+        }
+        let _ = writeln!(
+            s,
+            "# They follow the cluster; these rules do not: print and load them again when it changes."
+        );
+    }
     match format {
         Format::Iptables | Format::Ip6tables => {
             let v6 = format == Format::Ip6tables;

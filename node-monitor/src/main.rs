@@ -7,7 +7,11 @@ use node_monitor::{
     config::{AttachMode, Config, DEFAULT_CONFIG_YAML},
     daemon,
     datapath::{self, DEFAULT_PIN_DIR},
+    posture::identity::Identity,
 };
+
+/// How long `audit` and `firewall` wait for one list of the cluster.
+const CLUSTER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(
@@ -80,12 +84,13 @@ enum Command {
     /// Print the embedded default config.
     PrintDefaultConfig,
     /// Audit the node's posture: listeners on the catalog ports, the kubelet's API probed
-    /// without credentials, the kubelet's and the API server's settings. Exit 0 when nothing
+    /// without credentials, the kubelet's and the API server's settings, the firewall, and
+    /// (with a reachable cluster) etcd and NodePort listeners by identity. Exit 0 when nothing
     /// at or above --fail-on is found, 1 otherwise, 2 on a usage error.
     Audit {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
-        format: node_monitor::posture::report::Format,
+        format: node_monitor::render::audit::Format,
         /// The lowest severity that makes the exit status 1.
         #[arg(long, value_enum, default_value = "high")]
         fail_on: node_monitor::posture::Severity,
@@ -110,7 +115,9 @@ enum Command {
         pin_dir: PathBuf,
     },
     /// Print netfilter rules (iptables-restore or nft -f input) that allow each group's
-    /// allowlist on its ports and drop the rest. Printed for review, never applied.
+    /// allowlist on its ports and drop the rest. Printed for review, never applied. Cluster
+    /// sets (control-plane-nodes, nodes, ...) are read from the cluster (KUBECONFIG or
+    /// in-cluster) once; without a cluster such a config is refused.
     Firewall {
         #[arg(long, value_enum)]
         format: node_monitor::firewall::Format,
@@ -184,14 +191,6 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = node_monitor::posture::Options {
-                kubelet_config,
-                apiserver_manifest,
-                config: cfg,
-                node_subnets: subnets,
-                pin_dir: Some(pin_dir),
-                ..node_monitor::posture::Options::default()
-            };
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -202,11 +201,25 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // The identity checks read the cluster once, when one is reachable; without it
+            // they are skipped and the report says why.
+            let identity = rt
+                .block_on(Identity::one_shot(&cfg.cluster, CLUSTER_WAIT))
+                .unwrap_or_else(Identity::Unavailable);
+            let opts = node_monitor::posture::Options {
+                kubelet_config,
+                apiserver_manifest,
+                config: cfg,
+                node_subnets: subnets,
+                pin_dir: Some(pin_dir),
+                identity,
+                ..node_monitor::posture::Options::default()
+            };
             let report = rt.block_on(node_monitor::posture::audit(&opts));
             let observer = node_monitor::render::Observer::local();
             print!(
                 "{}",
-                node_monitor::posture::report::render(&report, format, &observer)
+                node_monitor::render::audit::render(&report, format, &observer)
             );
             if report.worst().is_some_and(|w| w >= fail_on) {
                 ExitCode::FAILURE
@@ -288,15 +301,37 @@ fn firewall(
 ) -> anyhow::Result<String> {
     let (cfg, origin, subnets) = config_and_subnets(config, ifaces)?;
     let cluster = node_monitor::firewall::cluster_entries(&cfg);
-    if !cluster.is_empty() {
-        anyhow::bail!(
-            "{origin} allows sets that only the cluster resolves ({}); rules printed without their addresses would drop the sources they allow: name those sources as CIDRs in a config for `firewall`",
-            cluster.join("; ")
-        );
+    if cluster.is_empty() {
+        return Ok(node_monitor::firewall::render(
+            &cfg, &subnets, format, &origin,
+        ));
     }
-    Ok(node_monitor::firewall::render(
-        &cfg, &subnets, format, &origin,
-    ))
+    // The cluster's sets, from one list of the cluster; without a cluster, refuse.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let why = match rt.block_on(Identity::one_shot(&cfg.cluster, CLUSTER_WAIT)) {
+        Ok(Identity::Cluster { snapshot, .. }) => {
+            let sets = node_monitor::cluster::set_values(&snapshot, &cfg, &subnets);
+            let api = std::env::var("KUBECONFIG").map_or_else(
+                |_| "the cluster's API server".to_owned(),
+                |k| format!("the cluster of KUBECONFIG={k}"),
+            );
+            return Ok(node_monitor::firewall::render_with(
+                &cfg,
+                &sets,
+                format,
+                &origin,
+                Some(&api),
+            ));
+        }
+        Ok(Identity::Unavailable(why)) | Err(why) => why,
+    };
+    anyhow::bail!(
+        "{origin} allows sets that only the cluster resolves ({}), and the cluster could not be read ({why}); rules printed without their addresses would drop the sources they allow: give credentials (KUBECONFIG) or name those sources as CIDRs in a config for `firewall`",
+        cluster.join("; ")
+    )
 }
 
 /// The config (`config`, else the embedded one) with its origin, and what `node-subnets`
@@ -335,5 +370,9 @@ fn run_daemon(opts: daemon::RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(daemon::run(opts))
+    let result = rt.block_on(daemon::run(opts));
+    // A posture audit still running on its blocking thread (a kubelet probe waiting on its
+    // timeout) does not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

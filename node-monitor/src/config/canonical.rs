@@ -177,6 +177,19 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(",")
         ));
+        // Only when set: the canonical form (and digest) of a config without `audit` is what
+        // it always was.
+        let a = &self.audit;
+        if *a != super::AuditSettings::DEFAULT {
+            out.push_str(&format!(
+                "audit interval_s={} timeout_s={} min_severity={} kubelet_config={} apiserver_manifest={}\n",
+                a.interval.map_or(0, |i| i.as_secs()),
+                a.timeout.as_secs(),
+                a.min_severity,
+                a.kubelet_config.as_ref().map_or_else(|| "(default)".into(), |p| p.display().to_string()),
+                a.apiserver_manifest.as_ref().map_or_else(|| "(default)".into(), |p| p.display().to_string()),
+            ));
+        }
         out
     }
 

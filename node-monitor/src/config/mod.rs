@@ -13,6 +13,7 @@
 //! 3. What the daemon derives from a [`Config`]: the data path's tables (`tables`), the
 //!    canonical form and digest (`canonical`) and reload plans (`reload`).
 
+mod audit;
 mod canonical;
 mod cluster;
 mod error;
@@ -35,12 +36,14 @@ mod tests;
 
 use std::path::Path;
 
+pub use audit::{AuditSettings, FindingSeverity};
 pub use cluster::{ClusterMode, ClusterSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use iface::{MAX_IFACE_NAME, check_iface_pattern, is_glob};
 pub use model::{
     Action, AlertSettings, AllowEntry, AttachMode, Config, DEFAULT_POD_INTERFACES, Group, Limits,
-    MAX_USER_GROUPS, MetricsSettings, PodSelector, PortRange, Protocol, Sampling, SymbolicSet,
+    MAX_USER_GROUPS, MetricsSettings, NODE_LOCAL_GROUPS, PodSelector, PortRange, Protocol,
+    Sampling, SymbolicSet,
 };
 pub use outputs::{ClientTls, Format, SinkKind, SinkSpec, SyslogTransport};
 pub use reload::ReloadPlan;

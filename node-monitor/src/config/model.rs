@@ -44,6 +44,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// Identity from the Kubernetes API (`cluster.rs`).
     pub cluster: super::cluster::ClusterSettings,
+    /// The periodic posture audit (`audit.rs`).
+    pub audit: super::audit::AuditSettings,
 }
 
 /// Sampling of allowed flows into flow records.
@@ -137,6 +139,15 @@ pub fn default_detect_sweeps(ports: &[PortRange]) -> bool {
     };
     ports.iter().any(|r| r.start != first || r.end != first)
 }
+
+/// The groups of the embedded catalog that are meant to be reached from the node itself only.
+pub const NODE_LOCAL_GROUPS: &[&str] = &[
+    "scheduler",
+    "controller-manager",
+    "kubelet-healthz",
+    "etcd-metrics",
+    "kube-proxy-metrics",
+];
 
 /// The transport protocol: of a group's ports in the config, and of every record the data
 /// path reports (the kernel watches TCP and UDP only).

@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub(super) sinks: Option<Spanned<Vec<Spanned<RawSink>>>>,
     pub(super) metrics: Option<RawMetrics>,
     pub(super) cluster: Option<RawCluster>,
+    pub(super) audit: Option<RawAudit>,
 }
 
 /// The `groups` mapping, in file order.
@@ -240,6 +241,18 @@ pub(super) struct RawCluster {
     pub(super) resync_s: Option<Spanned<u64>>,
     pub(super) stale_after_s: Option<Spanned<u64>>,
     pub(super) node_port_also_allow: Option<Vec<Spanned<String>>>,
+}
+
+/// The `audit` section (see `audit.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub(super) enabled: Option<Spanned<bool>>,
+    pub(super) interval_s: Option<Spanned<u64>>,
+    pub(super) timeout_s: Option<Spanned<u64>>,
+    pub(super) min_severity: Option<Spanned<String>>,
+    pub(super) kubelet_config: Option<Spanned<String>>,
+    pub(super) apiserver_manifest: Option<Spanned<String>>,
 }
 
 /// One `allow` entry as written: a CIDR, an address or a set name, or

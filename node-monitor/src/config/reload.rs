@@ -27,6 +27,8 @@ pub struct ReloadPlan {
     /// `metrics` changed: rebind the endpoint (a new `listen`), or give the next connections
     /// its new TLS and authentication settings (same address).
     pub metrics: bool,
+    /// `audit` changed: the next run follows the new settings (a new interval starts now).
+    pub audit: bool,
 }
 
 impl ReloadPlan {
@@ -87,6 +89,7 @@ impl Config {
             alerts: self.alerts != next.alerts || sweeps(self) != sweeps(next),
             sinks: self.sinks != next.sinks,
             metrics: self.metrics != next.metrics,
+            audit: self.audit != next.audit,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! [`drain`] reads the ring buffer in budgets, so that a flood never holds the loop;
 //! [`housekeeping`] is the 500 ms round (interfaces, losses, metrics), [`reload`] applies a
 //! new config, [`summary`] prints the counters at exit.
+mod audit;
 mod cluster;
 mod drain;
 mod housekeeping;
@@ -211,7 +212,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
 
+    let (auditor, audit_done) = audit::Auditor::new(cfg.audit.clone());
     let mut d = Daemon {
+        audit: auditor,
         engine: Engine::new(&cfg.alerts, sweep_groups(&cfg)),
         tracker: Tracker::new(cfg.limits.answer_timeout_ms),
         cfg,
@@ -250,7 +253,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics = %listen,
         "ready"
     );
-    let result = d.event_loop(ring, config_changes).await;
+    let result = d.event_loop(ring, config_changes, audit_done).await;
     d.server.stop().await;
     result
 }
@@ -287,6 +290,8 @@ struct Daemon {
     applied_sets: crate::config::SetValues,
     /// The cache generation those were computed from.
     sets_generation: u64,
+    /// The periodic posture audit.
+    audit: audit::Auditor,
 }
 
 impl Daemon {
@@ -294,6 +299,7 @@ impl Daemon {
         &mut self,
         mut ring: AsyncFd<RingBuf<MapData>>,
         mut config_changes: Option<(ConfigWatcher, tokio::sync::mpsc::Receiver<()>)>,
+        mut audit_done: tokio::sync::mpsc::Receiver<audit::Done>,
     ) -> anyhow::Result<()> {
         let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -328,6 +334,12 @@ impl Daemon {
                         None => std::future::pending().await,
                     }
                 } => self.reload("config file changed").await,
+                // The posture audit runs on a thread of its own: here it is only started,
+                // given up on, or its findings handed to the sinks.
+                () = tokio::time::sleep_until(self.audit.wake_at()), if self.audit.active() => {
+                    self.audit_due();
+                }
+                Some(done) = audit_done.recv() => self.audit_done(done),
                 () = tokio::task::yield_now(), if backlog => {
                     backlog = self.drain(ring.get_mut()) == Drained::Yielded;
                 }

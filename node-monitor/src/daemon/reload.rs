@@ -91,6 +91,9 @@ impl Daemon {
                 }
             }
         }
+        if plan.audit {
+            self.audit.set_settings(new.audit.clone());
+        }
         if !plan.restart_required.is_empty() {
             warn!(fields = ?plan.restart_required, "these settings take effect at the next restart; everything else is applied");
         }

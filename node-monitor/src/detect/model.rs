@@ -193,4 +193,6 @@ pub struct Alert {
 pub enum OutputItem {
     Alert(Alert),
     Flow(FlowRecord),
+    /// A finding of the periodic posture audit (`audit:` in the config).
+    Finding(crate::posture::FindingEvent),
 }

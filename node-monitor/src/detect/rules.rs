@@ -16,14 +16,7 @@ pub const FLOOD: &str = "NM-1020";
 pub const UNSEEN_ACCEPTED: &str = "NM-1030";
 pub const GENERIC: &str = "NM-1900";
 
-/// The groups of the embedded catalog that are meant to be reached from the node itself only.
-pub const NODE_LOCAL_GROUPS: &[&str] = &[
-    "scheduler",
-    "controller-manager",
-    "kubelet-healthz",
-    "etcd-metrics",
-    "kube-proxy-metrics",
-];
+pub use crate::config::NODE_LOCAL_GROUPS;
 
 /// The version of the connection rules (NM-1001..NM-1006, NM-1900). 2: a new connection is
 /// a pure SYN (a probe never holds a later SYN back; another initial sequence number or an

@@ -8,8 +8,10 @@
 //! Kernel and userspace counters are cumulative totals, so they are exported as counters
 //! whose value is the latest total (a custom [`Collector`] with `ConstCounter`s), never
 //! by incrementing. Labels are bounded: group, proto, verdict, answer, rule, severity,
-//! reason, sink, kind, program, result, and the source workload's kind, namespace and name
-//! (at most `daemon::workloads::MAX_SOURCES` series). Never an address or a port.
+//! reason, sink, kind, program, result, id (an audit finding's), and the source workload's
+//! kind, namespace and name (at most `daemon::workloads::MAX_SOURCES` series). Never an
+//! address or a port.
+mod audit;
 mod families;
 mod http;
 mod snapshot;
@@ -22,6 +24,8 @@ use std::{
     },
 };
 
+pub use audit::AuditSnapshot;
+use audit::{AuditCollector, AuditState};
 use families::{PreparedFamily, SnapshotCollector, prepare};
 pub use http::{
     CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Protection, ServeLimits, Server, SharedProtection,
@@ -42,6 +46,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     state: Arc<SharedState>,
+    audit: Arc<AuditState>,
 }
 
 impl fmt::Debug for Metrics {
@@ -72,8 +77,16 @@ impl Metrics {
         registry.register_collector(Box::new(SnapshotCollector {
             state: Arc::clone(&state),
         }));
+        let audit = Arc::new(AuditState::default());
+        registry.register_collector(Box::new(AuditCollector {
+            state: Arc::clone(&audit),
+        }));
         Metrics {
-            inner: Arc::new(Inner { registry, state }),
+            inner: Arc::new(Inner {
+                registry,
+                state,
+                audit,
+            }),
         }
     }
 
@@ -87,6 +100,16 @@ impl Metrics {
             .families
             .write()
             .unwrap_or_else(PoisonError::into_inner) = families;
+    }
+
+    /// The posture audit's latest state (`audit.rs`): set after each run.
+    pub fn set_audit(&self, s: AuditSnapshot) {
+        *self
+            .inner
+            .audit
+            .latest
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(s);
     }
 
     /// `/readyz` answers 200 once this is true (programs attached, maps written).

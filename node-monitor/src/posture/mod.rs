@@ -3,10 +3,10 @@
 //! the API server's settings), as findings with a stable id, a severity, the evidence, the
 //! fix and the CIS Kubernetes Benchmark item where there is one. `node-monitor audit` runs it
 //! once; see [`crate::firewall`] for the rules that close the doors.
+pub mod identity;
 pub mod kubelet;
 pub mod listeners;
 pub mod netfilter;
-pub mod report;
 pub mod settings;
 
 use std::{
@@ -16,34 +16,9 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{
-    config::{Config, Protocol},
-    detect::rules,
-};
-
-/// How bad a finding is; ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
+/// How bad a finding is; ordered (defined with the config, which names a minimum).
+pub use crate::config::FindingSeverity as Severity;
+use crate::config::{Config, NODE_LOCAL_GROUPS, Protocol};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,6 +54,34 @@ impl Finding {
             fix,
             cis,
         }
+    }
+}
+
+/// One finding of one audit run, as the sinks get it (`OutputItem::Finding`). Every run
+/// sends each of its findings again: a SIEM keeps the node's current state, and a finding
+/// that is no longer sent has been fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingEvent {
+    /// Unique per document (a UUID v4): ECS `event.id`, OCSF `metadata.uid`, CEF `externalId`.
+    pub id: String,
+    /// When the run that found it ended.
+    pub time: SystemTime,
+    pub finding: Finding,
+}
+
+impl FindingEvent {
+    /// The findings of `report`, one event each, with fresh ids.
+    #[must_use]
+    pub fn of_report(report: &Report) -> Vec<FindingEvent> {
+        report
+            .findings
+            .iter()
+            .map(|f| FindingEvent {
+                id: uuid::Uuid::new_v4().to_string(),
+                time: report.time,
+                finding: f.clone(),
+            })
+            .collect()
     }
 }
 
@@ -124,6 +127,8 @@ pub struct Options {
     pub node_subnets: Vec<ipnet::IpNet>,
     /// Where a daemon pinned its maps: its counters show which open doors were knocked on.
     pub pin_dir: Option<PathBuf>,
+    /// The cluster's identity, for the checks that need it ([`identity`]).
+    pub identity: identity::Identity,
 }
 
 impl Default for Options {
@@ -136,6 +141,7 @@ impl Default for Options {
             config: Config::default_config(),
             node_subnets: Vec::new(),
             pin_dir: None,
+            identity: identity::Identity::default(),
         }
     }
 }
@@ -161,7 +167,7 @@ fn tcp_group(cfg: &Config, port: u16) -> Option<&str> {
 }
 
 /// Findings on the listeners: the read-only kubelet port open, the ports of the config's
-/// node-local groups (health and metrics endpoints, [`rules::NODE_LOCAL_GROUPS`]) bound
+/// node-local groups (health and metrics endpoints, [`NODE_LOCAL_GROUPS`]) bound
 /// beyond loopback, where they answer whoever reaches the node.
 #[must_use]
 pub fn listener_findings(ls: &[listeners::Listener], cfg: &Config) -> Vec<Finding> {
@@ -178,7 +184,7 @@ pub fn listener_findings(ls: &[listeners::Listener], cfg: &Config) -> Vec<Findin
             ));
         }
         if let Some(group) = tcp_group(cfg, l.port)
-            && rules::NODE_LOCAL_GROUPS.contains(&group)
+            && NODE_LOCAL_GROUPS.contains(&group)
             && !l.loopback_only()
         {
             out.push(Finding::new(
@@ -318,6 +324,14 @@ pub async fn audit(opts: &Options) -> Report {
     match firewall_check(opts).await {
         Ok((found, detail)) => record(&mut checks, &mut findings, "firewall", found, detail),
         Err(why) => checks.push(skipped("firewall", &why)),
+    }
+    let local = identity::local_addrs();
+    match identity::findings(&opts.identity, &ls, &opts.config, &local) {
+        Ok((found, detail)) => record(&mut checks, &mut findings, "identity", found, detail),
+        Err(why) => checks.push(skipped(
+            "identity",
+            &format!("etcd-outside-the-control-plane and NodePort-owner checks skipped: {why}"),
+        )),
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     Report {

@@ -12,7 +12,9 @@ use super::{
     observer::Observer,
 };
 use crate::{
+    config::FindingSeverity,
     detect::{AlertKind, FloodScope, FloodSummary, OutputItem, Severity},
+    posture::FindingEvent,
     record::{FlowRecord, Protocol, RecordType},
 };
 
@@ -241,12 +243,15 @@ fn flood_summary(ext: &mut Ext<'_>, s: &FloodSummary, rate_limited: u64) {
     ext.str("flexString2Label", "topPorts");
 }
 
-/// Appends the CEF line of one item to `out`, escaping each field as it is written.
-pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
-    let (signature, name, severity) = match item {
-        OutputItem::Alert(a) => (a.rule.id, a.rule.name, severity_number(a.rule.severity)),
-        OutputItem::Flow(_) => ("flow", "sampled flow", FLOW_SEVERITY),
-    };
+/// Writes `CEF:0|vendor|product|version|signature|name|severity|` and returns the writer of
+/// the extensions that follow.
+fn header<'a>(
+    observer: &Observer,
+    signature: &str,
+    name: &str,
+    severity: u8,
+    out: &'a mut Vec<u8>,
+) -> Ext<'a> {
     out.extend_from_slice(b"CEF:0|");
     for field in [
         observer.vendor,
@@ -260,7 +265,55 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(itoa::Buffer::new().format(severity).as_bytes());
     out.push(b'|');
-    let mut ext = Ext { out, first: true };
+    Ext { out, first: true }
+}
+
+/// CEF severity (0-10) of a posture finding.
+pub const fn finding_severity_number(s: FindingSeverity) -> u8 {
+    match s {
+        FindingSeverity::Info => 1,
+        FindingSeverity::Low => 3,
+        FindingSeverity::Medium => 5,
+        FindingSeverity::High => 8,
+        FindingSeverity::Critical => 10,
+    }
+}
+
+/// One posture finding: signature = its id, `cat=posture`, `outcome=failure`, the CIS item
+/// in `cs1`, the fix in `cs2`, the evidence in `msg`.
+fn finding_into(e: &FindingEvent, observer: &Observer, out: &mut Vec<u8>) {
+    let f = &e.finding;
+    let mut ext = header(
+        observer,
+        f.id,
+        f.title,
+        finding_severity_number(f.severity),
+        out,
+    );
+    ext.num("rt", epoch_ms(e.time));
+    ext.str("cat", "posture");
+    ext.str("outcome", "failure");
+    ext.str("externalId", &e.id);
+    ext.str("cs1", f.cis.unwrap_or(""));
+    ext.str("cs1Label", "cisBenchmark");
+    ext.str("cs2", f.fix);
+    ext.str("cs2Label", "remediation");
+    ext.str("cs3", f.severity.as_str());
+    ext.str("cs3Label", "findingSeverity");
+    ext.str("msg", &super::finding::message(e));
+    ext.str("dvchost", &observer.hostname);
+}
+
+/// Appends the CEF line of one item to `out`, escaping each field as it is written.
+pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
+    let (signature, name, severity) = match item {
+        OutputItem::Alert(a) => (a.rule.id, a.rule.name, severity_number(a.rule.severity)),
+        OutputItem::Flow(_) => ("flow", "sampled flow", FLOW_SEVERITY),
+        OutputItem::Finding(f) => {
+            return finding_into(f, observer, out);
+        }
+    };
+    let mut ext = header(observer, signature, name, severity, out);
     ext.num("rt", epoch_ms(item_time(item)));
     let (alert, rec) = parts(item);
     if let Some(r) = rec {
@@ -786,5 +839,31 @@ mod tests {
         assert_eq!(h[5], "a|b");
         assert_eq!(e["dvchost"], "evil=host\nx");
         assert_eq!(e["cs1"], r"g=1\2 key=x");
+    }
+
+    #[test]
+    fn finding_line_parses_back() {
+        let ev = crate::render::finding::tests::event();
+        let line = render(&OutputItem::Finding(ev.clone()), &observer());
+        assert!(
+            line.starts_with(
+                "CEF:0|node-monitor|node-monitor|0.1.0|NM-2001|kubelet read-only port open|8|"
+            ),
+            "{line}"
+        );
+        let (h, e) = parse(&line);
+        assert_eq!(h[4], "NM-2001");
+        assert_eq!(e["cat"], "posture");
+        assert_eq!(e["outcome"], "failure");
+        assert_eq!(e["externalId"], ev.id);
+        assert_eq!(e["cs1"], "4.2.4");
+        assert_eq!(e["cs1Label"], "cisBenchmark");
+        assert_eq!(e["cs2"], ev.finding.fix);
+        assert_eq!(e["cs3"], "high");
+        assert_eq!(e["rt"], "1700000000000");
+        // The evidence holds `=`, `|`, `\` and a line break: escaped, and back intact.
+        assert_eq!(e["msg"], crate::render::finding::message(&ev));
+        assert!(e["msg"].contains("a=b | c\\d\nnext"), "{}", e["msg"]);
+        assert_eq!(e["dvchost"], "node-a");
     }
 }

@@ -40,6 +40,10 @@ pub fn severity_number(s: Severity) -> u8 {
 /// typed [`Doc`] (the shape's one source of truth; a test compares the two byte for byte over
 /// every kind of item), written field by field without building the document.
 pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
+    if let OutputItem::Finding(f) = item {
+        super::finding::write_value(&super::finding::ecs_value(f, observer), out);
+        return;
+    }
     with_fragments(&FRAGMENTS, observer, Fragments::new, |frags| {
         write_item(item, frags, out);
     });
@@ -209,6 +213,9 @@ fn node_monitor_into(j: &mut JsonOut<'_>, alert: Option<&Alert>, rec: Option<&Fl
 
 /// The ECS document of one item, as a `Value` (the same document [`render_into`] writes).
 pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
+    if let OutputItem::Finding(f) = item {
+        return super::finding::ecs_value(f, observer);
+    }
     serde_json::to_value(doc(item, observer)).unwrap_or(Value::Null)
 }
 

@@ -30,6 +30,7 @@ pub(crate) fn parts(item: &OutputItem) -> (Option<&Alert>, Option<&FlowRecord>) 
     match item {
         OutputItem::Alert(a) => (Some(a), alert_record(a)),
         OutputItem::Flow(r) => (None, Some(r)),
+        OutputItem::Finding(_) => (None, None),
     }
 }
 
@@ -76,6 +77,7 @@ pub(crate) fn item_time(item: &OutputItem) -> SystemTime {
     match item {
         OutputItem::Alert(a) => a.time,
         OutputItem::Flow(r) => r.time,
+        OutputItem::Finding(f) => f.time,
     }
 }
 
@@ -83,6 +85,7 @@ pub(crate) fn item_time(item: &OutputItem) -> SystemTime {
 pub(crate) fn action_name(item: &OutputItem) -> &'static str {
     match item {
         OutputItem::Flow(_) => "flow-sampled",
+        OutputItem::Finding(_) => "posture-finding",
         OutputItem::Alert(a) => match a.kind {
             AlertKind::Connection { ref record } if record.record_type == RecordType::Unseen => {
                 "unseen-accepted-connection"

@@ -53,6 +53,7 @@ impl Message<'_> {
                 text(out, ").");
                 super::identity::write_sentence(out, r);
             }
+            OutputItem::Finding(f) => text(out, &super::finding::message(f)),
             OutputItem::Alert(a) => {
                 text(out, a.rule.name);
                 text(out, ": ");

@@ -3,12 +3,14 @@
 //! This module only dispatches. The formats ([`ecs`], [`ocsf`], [`cef`]) build on the JSON
 //! writer (`json.rs`), the facts they share (`facts.rs`), the messages (`message.rs`) and the
 //! Community ID ([`community_id`](mod@community_id)); none of them uses this module.
+pub mod audit;
 pub mod cef;
 #[cfg(test)]
 mod check;
 pub mod community_id;
 pub mod ecs;
 mod facts;
+pub mod finding;
 mod fragments;
 mod identity;
 mod json;

@@ -46,6 +46,9 @@ pub fn render_into(item: &OutputItem, observer: &Observer, out: &mut Vec<u8>) {
         match item {
             OutputItem::Flow(r) => write_flow(&mut j, item, r, frags),
             OutputItem::Alert(a) => write_finding(&mut j, item, a, frags),
+            OutputItem::Finding(f) => {
+                super::finding::write_value(&super::finding::ocsf_value(f, observer), j.0);
+            }
         }
     });
 }
@@ -265,6 +268,8 @@ pub fn to_value(item: &OutputItem, observer: &Observer) -> Value {
 enum Doc<'a> {
     Finding(Box<Finding<'a>>),
     Flow(Box<Flow<'a>>),
+    /// A posture finding (Compliance Finding 2003, `finding.rs`).
+    Compliance(Value),
 }
 
 /// The members every event starts with: its class, activity, severity, time, message and
@@ -499,6 +504,7 @@ fn node_monitor<'a>(item: &'a OutputItem, rec: Option<&'a FlowRecord>) -> NodeMo
 
 fn doc<'a>(item: &'a OutputItem, observer: &'a Observer) -> Doc<'a> {
     match item {
+        OutputItem::Finding(f) => Doc::Compliance(super::finding::ocsf_value(f, observer)),
         OutputItem::Flow(r) => Doc::Flow(Box::new(Flow {
             head: Head {
                 activity_id: 1,

@@ -71,6 +71,7 @@ pub(crate) mod tests {
                     format!("{{\"port\":{},\"format\":\"{format:?}\"}}", f.src_port)
                 }
                 OutputItem::Alert(_) => "alert".into(),
+                OutputItem::Finding(_) => "finding".into(),
             };
             out.extend_from_slice(line.as_bytes());
         });

@@ -35,7 +35,7 @@ use super::{
     worker::{Ctx, MAX_BATCH, backoff, recv_batch},
 };
 use crate::{
-    config::{ClientTls, SyslogTransport},
+    config::{ClientTls, FindingSeverity, SyslogTransport},
     detect::{OutputItem, Severity},
     render::Observer,
 };
@@ -45,7 +45,8 @@ pub const SYSLOG_FACILITY: u8 = 10;
 /// The RFC 5424 APP-NAME.
 pub const SYSLOG_APP_NAME: &str = "node-monitor";
 
-/// The RFC 5424 severity of an item: critical → 2, high → 3, medium → 4, low → 5, flow → 6.
+/// The RFC 5424 severity of an item: critical → 2, high → 3, medium → 4, low → 5, flow and
+/// informational finding → 6.
 pub fn syslog_severity(item: &OutputItem) -> u8 {
     match item {
         OutputItem::Alert(a) => match a.rule.severity {
@@ -55,6 +56,13 @@ pub fn syslog_severity(item: &OutputItem) -> u8 {
             Severity::Low => 5,
         },
         OutputItem::Flow(_) => 6,
+        OutputItem::Finding(f) => match f.finding.severity {
+            FindingSeverity::Critical => 2,
+            FindingSeverity::High => 3,
+            FindingSeverity::Medium => 4,
+            FindingSeverity::Low => 5,
+            FindingSeverity::Info => 6,
+        },
     }
 }
 
@@ -95,6 +103,10 @@ impl Header {
             OutputItem::Flow(f) => (
                 humantime::format_rfc3339_micros(f.time).to_string(),
                 "flow".to_owned(),
+            ),
+            OutputItem::Finding(f) => (
+                humantime::format_rfc3339_micros(f.time).to_string(),
+                header_field(f.finding.id, 32),
             ),
         };
         format!(

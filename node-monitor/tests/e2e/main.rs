@@ -53,6 +53,7 @@ mod node_port_ranges;
 mod opener;
 mod pinning;
 mod posture;
+mod posture_daemon;
 mod prometheus;
 mod reload;
 mod rules;

@@ -19,7 +19,7 @@ async fn file_rotation_keeps_exactly_keep_old_files_in_order() {
     // Each rendered line is 100 bytes: 10 per 1000-byte file.
     let render: Renderer = Arc::new(|item, _, out| match item {
         OutputItem::Alert(a) => out.extend_from_slice(format!("{:.<99}", a.id).as_bytes()),
-        OutputItem::Flow(_) => unreachable!(),
+        OutputItem::Flow(_) | OutputItem::Finding(_) => unreachable!(),
     });
     let sinks = Sinks::start(&[file_spec("file", &path, 1000, 3, 1000)], render).unwrap();
     for i in 1..=75 {

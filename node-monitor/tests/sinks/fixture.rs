@@ -52,6 +52,7 @@ pub(crate) fn render() -> Renderer {
         let line = match item {
             OutputItem::Alert(a) => format!("{{\"id\":\"{}\",\"format\":\"{format:?}\"}}", a.id),
             OutputItem::Flow(f) => format!("{{\"flow\":{},\"format\":\"{format:?}\"}}", f.src_port),
+            OutputItem::Finding(f) => format!("{{\"id\":\"{}\",\"format\":\"{format:?}\"}}", f.id),
         };
         out.extend_from_slice(line.as_bytes());
     })

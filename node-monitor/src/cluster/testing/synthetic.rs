@@ -162,3 +162,20 @@ pub fn synthetic(nodes: usize, pods: usize, services: usize) -> Synthetic {
         pod_ips,
     }
 }
+
+/// The index of a cache holding exactly these Node and Service objects (JSON as the API
+/// server sends them, e.g. from [`objects::node`] and [`objects::service`]), synced.
+pub fn snapshot_of(nodes: &[serde_json::Value], services: &[serde_json::Value]) -> Arc<Snapshot> {
+    let mut s = Stores::default();
+    for n in nodes {
+        let obj: Node = from_value(n.clone()).expect("a Node");
+        let o = NodeObj::from(&obj);
+        s.nodes.live.insert(o.key(), Box::new(o));
+    }
+    for v in services {
+        let obj: Service = from_value(v.clone()).expect("a Service");
+        let o = ServiceObj::from(&obj);
+        s.services.live.insert(o.key(), Box::new(o));
+    }
+    Arc::new(Snapshot::build(&s, true))
+}

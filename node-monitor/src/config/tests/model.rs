@@ -48,6 +48,7 @@ fn example_parses_to_the_expected_struct() {
         sinks: vec![SinkSpec::default_stdout()],
         metrics: MetricsSettings::DEFAULT,
         cluster: ClusterSettings::DEFAULT,
+        audit: AuditSettings::DEFAULT,
     };
     assert_eq!(parse(EXAMPLE), expected);
 }

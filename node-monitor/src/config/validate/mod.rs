@@ -3,6 +3,7 @@
 //! reports every error of the file. One file per section of the config.
 
 mod addresses;
+mod audit;
 mod cluster;
 mod groups;
 mod limits;
@@ -96,6 +97,7 @@ impl Validator<'_> {
             sinks: self.sinks(raw.sinks),
             metrics: self.metrics(raw.metrics),
             cluster: self.cluster(raw.cluster),
+            audit: self.audit(raw.audit),
         }
     }
 

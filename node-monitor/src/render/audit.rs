@@ -1,11 +1,12 @@
-//! An audit report as a table for people, or as JSON: the whole report, or one ECS or OCSF
-//! (Compliance Finding, class 2003) document per finding for a SIEM.
+//! `node-monitor audit`'s output: a report as a table for people, or as JSON: the whole
+//! report, or one ECS or OCSF (Compliance Finding, class 2003) document per finding for a
+//! SIEM, the very documents the daemon's sinks get (`finding.rs`).
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{Finding, Report, Severity};
-use crate::render::{Observer, ecs::ECS_VERSION, ocsf::OCSF_VERSION};
+use super::{Observer, finding};
+use crate::posture::{FindingEvent, Report};
 
 /// The output formats of `node-monitor audit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,8 +32,16 @@ pub fn render(r: &Report, format: Format, observer: &Observer) -> String {
             .to_string()
                 + "\n"
         }
-        Format::Ecs => lines(r.findings.iter().map(|f| ecs(f, r, observer))),
-        Format::Ocsf => lines(r.findings.iter().map(|f| ocsf(f, r, observer))),
+        Format::Ecs => lines(
+            FindingEvent::of_report(r)
+                .iter()
+                .map(|e| finding::ecs_value(e, observer)),
+        ),
+        Format::Ocsf => lines(
+            FindingEvent::of_report(r)
+                .iter()
+                .map(|e| finding::ocsf_value(e, observer)),
+        ),
     }
 }
 
@@ -63,82 +72,12 @@ fn table(r: &Report) -> String {
     s
 }
 
-/// ECS `event.severity` and OCSF `severity_id` (1 informational … 5 critical).
-const fn severity_num(s: Severity) -> u8 {
-    match s {
-        Severity::Info => 1,
-        Severity::Low => 2,
-        Severity::Medium => 3,
-        Severity::High => 4,
-        Severity::Critical => 5,
-    }
-}
-
-fn ecs(f: &Finding, r: &Report, o: &Observer) -> Value {
-    json!({
-        "@timestamp": crate::record::rfc3339(r.time),
-        "ecs": {"version": ECS_VERSION},
-        "event": {
-            "kind": "state",
-            "category": ["configuration"],
-            "type": ["info"],
-            "module": "node_monitor",
-            "dataset": "node_monitor.audit",
-            "outcome": "failure",
-            "severity": severity_num(f.severity),
-        },
-        "rule": {
-            "id": f.id,
-            "name": f.title,
-            "category": "posture",
-            "reference": f.cis.map(|c| format!("CIS Kubernetes Benchmark {c}")),
-        },
-        "message": format!("{}: {}. {}", f.id, f.title, f.evidence),
-        "host": {"name": o.hostname},
-        "observer": {"product": o.product, "vendor": o.vendor, "version": o.version, "type": "sensor", "hostname": o.hostname},
-        "node_monitor": {"finding": f},
-    })
-}
-
-fn ocsf(f: &Finding, r: &Report, o: &Observer) -> Value {
-    let ms = r
-        .time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    json!({
-        "class_uid": 2003,
-        "class_name": "Compliance Finding",
-        "category_uid": 2,
-        "category_name": "Findings",
-        "activity_id": 1,
-        "activity_name": "Create",
-        "type_uid": 200_301,
-        "time": ms,
-        "severity_id": severity_num(f.severity),
-        "severity": f.severity.as_str(),
-        "status_id": 1,
-        "status": "New",
-        "message": format!("{}: {}. {}", f.id, f.title, f.evidence),
-        "finding_info": {"uid": f.id, "title": f.title, "desc": f.evidence},
-        "compliance": {
-            "control": f.id,
-            "standards": f.cis.map_or_else(Vec::new, |_| vec!["CIS Kubernetes Benchmark"]),
-            "requirements": f.cis.map_or_else(Vec::new, |c| vec![c]),
-            "status_id": 3,
-            "status": "Fail",
-        },
-        "remediation": {"desc": f.fix},
-        "device": {"hostname": o.hostname, "type_id": 0},
-        "metadata": {"product": {"name": o.product, "vendor_name": o.vendor, "version": o.version}, "version": OCSF_VERSION},
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::posture::Check;
+    use crate::posture::{Check, Finding, Severity};
 
     fn report() -> Report {
         Report {

@@ -1,0 +1,385 @@
+//! Issue 12 end to end, inside `run`: the daemon audits the node at start and every
+//! `audit.interval_s`, and each run's findings come out of its stdout sink (ECS,
+//! `event.kind: state`) and its /metrics; with the fake cluster's identity, etcd on a node
+//! that is not a control-plane node and a NodePort-range listener that no Service owns are
+//! findings, and `node-monitor firewall` prints the cluster's sets instead of refusing.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use node_monitor::cluster::testing::objects::{node, service};
+use node_monitor_lab::BpfPinDir;
+use serde_json::Value;
+
+use crate::{
+    common::{
+        config::AUDIT_ON,
+        daemon::{Daemon, context, run_cli, scrape},
+        http::metric_value,
+        peers::{TcpOutcome, sa, tcp_connect, tcp_server},
+        temp::TempFile,
+    },
+    expect::alerts_of,
+    fake_cluster::FakeCluster,
+    posture::{PODS, http_server},
+    setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup, test_config},
+};
+
+/// The findings the daemon printed so far: ECS documents of `event.kind: state`.
+fn findings(records: &[Value]) -> Vec<&Value> {
+    records
+        .iter()
+        .filter(|v| v["event"]["kind"] == "state")
+        .collect()
+}
+
+fn with_id<'a>(records: &'a [Value], id: &str) -> Vec<&'a Value> {
+    findings(records)
+        .into_iter()
+        .filter(|v| v["rule"]["id"] == id)
+        .collect()
+}
+
+/// A read-only kubelet port serving the pod list over plain HTTP: the daemon's first audit
+/// (at start) reports it through the stdout sink and the metrics, and the next run, one
+/// interval later, reports it again with a new event id (findings are state: re-sent).
+#[test]
+fn the_daemon_audits_at_start_and_every_interval() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("posture-daemon"));
+    let _readonly = http_server(&lab.node, sa([0, 0, 0, 0], 10255), None, "200 OK", PODS);
+    let text = test_config(&[
+        AUDIT_ON,
+        ("interval_s: 3600", "interval_s: 10"),
+        ("timeout_s: 60 ", "timeout_s: 8 "),
+        ("enabled: auto", "enabled: off"),
+    ]);
+    let cfg = TempFile::new("posture-daemon.yaml", &text);
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    // Bounded: the first run starts with the daemon; the second 10 s later.
+    let first = d.wait_records(Duration::from_secs(10), |r| {
+        !with_id(r, "NM-2001").is_empty() && !with_id(r, "NM-2011").is_empty()
+    });
+    assert!(first, "no NM-2001 and NM-2011 on stdout:\n{}", d.stderr());
+    let records = d.records();
+    let doc = with_id(&records, "NM-2001")[0];
+    assert_eq!(doc["event"]["dataset"], "node_monitor.audit");
+    assert_eq!(doc["event"]["severity"], 4);
+    assert_eq!(doc["rule"]["reference"], "CIS Kubernetes Benchmark 4.2.4");
+    assert!(
+        doc["node_monitor"]["finding"]["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("listening: 0.0.0.0:10255/tcp"),
+        "{doc}"
+    );
+    let leak = with_id(&records, "NM-2011")[0];
+    assert_eq!(leak["event"]["severity"], 5, "the pod list served: {leak}");
+
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_findings",
+            &[("id", "NM-2001"), ("severity", "high")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(&body, "node_monitor_audit_last_run_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        metric_value(&body, "node_monitor_audit_last_run_timestamp_seconds", &[])
+            .is_some_and(|t| t > 1.7e9),
+        "{body}"
+    );
+    // No cluster: the identity checks were skipped, and the log says why.
+    assert!(
+        metric_value(&body, "node_monitor_audit_checks_skipped", &[]).is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    assert!(
+        d.stderr()
+            .contains("identity: etcd-outside-the-control-plane and NodePort-owner checks skipped: the daemon watches no cluster"),
+        "{}",
+        d.stderr()
+    );
+
+    // The next run re-sends the finding, as a new event.
+    let second = d.wait_records(Duration::from_secs(20), |r| {
+        with_id(r, "NM-2001").len() >= 2
+    });
+    assert!(second, "no second run: {}", d.stderr());
+    let records = d.records();
+    let ids: BTreeSet<&str> = with_id(&records, "NM-2001")
+        .iter()
+        .map(|v| v["event"]["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.len() >= 2,
+        "each run's document has its own id: {ids:?}"
+    );
+    let body = scrape(&lab.node, &d);
+    assert!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "completed")]
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{body}"
+    );
+    drop(context(d.stop()));
+}
+
+/// With the fake cluster's identity: this node (198.51.100.1, worker-1) is not a
+/// control-plane node and listens on the etcd client port, and something listens on NodePort
+/// 30090 that no Service owns (30080 is owned): two findings, through the daemon's sink.
+#[test]
+fn identity_checks_in_the_daemon() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("posture-identity"));
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        api.apply(
+            "nodes",
+            node(
+                "worker-1",
+                &[("InternalIP", "198.51.100.1")],
+                &["203.0.113.0/26"],
+                &["worker"],
+            ),
+        );
+        api.apply(
+            "nodes",
+            node(
+                "cp-1",
+                &[("InternalIP", "198.51.100.2")],
+                &["203.0.113.64/26"],
+                &["control-plane"],
+            ),
+        );
+        api.apply(
+            "services",
+            service("shop", "web", &[(80, 30080, "TCP")], "Cluster", &[]),
+        );
+    });
+    let _etcd = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 2379)], 1);
+    let _owned = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 30080)], 1);
+    let _stray = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 30090)], 1);
+    let text = test_config(&[
+        AUDIT_ON,
+        ("interval_s: 3600", "interval_s: 10"),
+        ("timeout_s: 60 ", "timeout_s: 8 "),
+        ("enabled: auto", "enabled: on\n  node_name: worker-1"),
+    ]);
+    let cfg = TempFile::new("posture-identity.yaml", &text);
+    // The first run may come before the cache is synced (it then says the checks were
+    // skipped); the run after it, 10 s later, has identity.
+    let d = cluster.daemon(&lab.node, &pin, cfg.as_str(), |_| true);
+    let seen = d.wait_records(Duration::from_secs(25), |r| {
+        !with_id(r, "NM-2003").is_empty() && !with_id(r, "NM-2004").is_empty()
+    });
+    assert!(
+        seen,
+        "no NM-2003 and NM-2004; the daemon's audit log:\n{}",
+        d.stderr_lines()
+            .iter()
+            .filter(|l| l.contains("posture"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let records = d.records();
+    let etcd = with_id(&records, "NM-2003")[0];
+    assert_eq!(etcd["event"]["severity"], 4);
+    let evidence = etcd["node_monitor"]["finding"]["evidence"]
+        .as_str()
+        .unwrap();
+    assert!(
+        evidence.contains("node worker-1") && evidence.contains("0.0.0.0:2379/tcp"),
+        "{etcd}"
+    );
+    let stray: Vec<&str> = with_id(&records, "NM-2004")
+        .iter()
+        .map(|v| v["node_monitor"]["finding"]["evidence"].as_str().unwrap())
+        .collect();
+    assert!(
+        stray.iter().all(|e| e.contains(":30090/tcp")),
+        "only the port no Service owns: {stray:?}"
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_findings",
+            &[("id", "NM-2003"), ("severity", "high")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    drop(context(d.stop()));
+    cluster.stop();
+}
+
+/// `firewall` with a config whose allowlists use cluster sets: refused without a cluster
+/// (the message says why), printed with the sets' addresses when the cluster is reachable.
+#[test]
+fn firewall_expands_cluster_sets_from_the_cluster() {
+    let lab = setup();
+    let text = test_config(&[(
+        "  etcd-peer:\n    protocols: [tcp]\n    ports: [\"2380\"]\n    allow: [node-subnets]",
+        "  etcd-peer:\n    protocols: [tcp]\n    ports: [\"2380\"]\n    allow: [control-plane-nodes, pod-cidrs]",
+    )]);
+    let cfg = TempFile::new("posture-firewall.yaml", &text);
+    let (status, _, stderr) = run_cli(
+        Some(&lab.node),
+        &[
+            "firewall",
+            "--format",
+            "iptables",
+            "--iface",
+            "eth0",
+            "--config",
+            cfg.as_str(),
+        ],
+    );
+    assert!(!status.success(), "refused without a cluster");
+    assert!(
+        stderr.contains("etcd-peer: control-plane-nodes")
+            && stderr.contains("the cluster could not be read (no cluster"),
+        "{stderr}"
+    );
+
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        api.apply(
+            "nodes",
+            node(
+                "cp-1",
+                &[("InternalIP", "198.51.100.2")],
+                &["203.0.113.64/26"],
+                &["control-plane"],
+            ),
+        );
+        api.apply(
+            "nodes",
+            node(
+                "worker-1",
+                &[("InternalIP", "198.51.100.1")],
+                &["203.0.113.0/26"],
+                &[],
+            ),
+        );
+    });
+    let mut cmd = lab.node.nsenter(crate::common::daemon::BIN);
+    cmd.args([
+        "firewall",
+        "--format",
+        "iptables",
+        "--iface",
+        "eth0",
+        "--config",
+        cfg.as_str(),
+    ])
+    .env("KUBECONFIG", cluster.kubeconfig.as_str());
+    let out = context(node_monitor_lab::output_with_timeout(
+        cmd,
+        Duration::from_secs(30),
+    ));
+    let rules = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rules.contains("#   control-plane-nodes = 198.51.100.2/32"),
+        "{rules}"
+    );
+    for allow in [
+        "--dport 2380 -s 198.51.100.2/32 -m comment --comment \"etcd-peer allow\" -j RETURN",
+        "--dport 2380 -s 203.0.113.0/26 -m comment --comment \"etcd-peer allow\" -j RETURN",
+        "--dport 2380 -s 203.0.113.64/26 -m comment --comment \"etcd-peer allow\" -j RETURN",
+    ] {
+        assert!(rules.contains(allow), "missing {allow}:\n{rules}");
+    }
+    assert!(
+        !rules.contains("--dport 2380 -s 198.51.100.1/32"),
+        "the worker is not a control-plane node:\n{rules}"
+    );
+    cluster.stop();
+}
+
+/// A kubelet that takes connections and never answers them: the audit's probe waits for its
+/// timeout (3 s) on the audit's own thread, while the daemon goes on alerting; then the run
+/// completes and reports that the kubelet could not be probed (NM-2013).
+#[test]
+fn a_hung_kubelet_holds_up_neither_the_alerts_nor_the_audit() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("posture-hung"));
+    // Never accepted: the kernel completes the handshake, the TLS hello waits for ever.
+    let _hung = context(
+        lab.node
+            .run(|| std::net::TcpListener::bind(sa([0, 0, 0, 0], 10250)).expect("listen 10250")),
+    );
+    let text = test_config(&[
+        AUDIT_ON,
+        ("interval_s: 3600", "interval_s: 10"),
+        ("timeout_s: 60 ", "timeout_s: 8 "),
+        ("enabled: auto", "enabled: off"),
+    ]);
+    let cfg = TempFile::new("posture-hung.yaml", &text);
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    // The first run has started with the daemon and waits on the kubelet.
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(46300, false),
+            node_addr(10250, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Connected
+    );
+    let alerted = d.wait_records(Duration::from_secs(2), |r| {
+        !alerts_of(r, "NM-1001").is_empty()
+    });
+    assert!(alerted, "no alert while the audit waits: {}", d.stderr());
+    assert!(
+        findings(&d.records()).is_empty(),
+        "the alert came while the audit still waited on the kubelet"
+    );
+    let probed = d.wait_records(Duration::from_secs(10), |r| {
+        !with_id(r, "NM-2013").is_empty()
+    });
+    assert!(probed, "no NM-2013: {}", d.stderr());
+    let records = d.records();
+    let doc = with_id(&records, "NM-2013")[0];
+    assert!(
+        doc["node_monitor"]["finding"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("10250"),
+        "{doc}"
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(&body, "node_monitor_audit_last_run_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        metric_value(&body, "node_monitor_audit_last_run_duration_seconds", &[])
+            .is_some_and(|s| s >= 2.5),
+        "the run waited for the probe's timeout: {body}"
+    );
+    drop(context(d.stop()));
+}
