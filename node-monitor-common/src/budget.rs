@@ -67,6 +67,20 @@ pub fn source_budget_take(
     token
 }
 
+/// Would [`source_budget_take`] say no to a flagged event of `group` at `now_ns`? Reads the
+/// slot without changing it (whoever holds it: a source that takes a slot over keeps its
+/// buckets and reported groups). The data path asks this before its flow-table lookup: a
+/// denied SYN whose budget is spent inserts no entry, so the lookup can be skipped.
+#[inline(always)]
+pub fn source_budget_spent(slot: &SourceSlot, now_ns: u64, rate: u32, group: u8) -> bool {
+    if rate == 0 {
+        return false;
+    }
+    let fresh_window = now_ns.saturating_sub(slot.window_ns) >= BUDGET_WINDOW_NS;
+    let reported = !fresh_window && slot.reported & (1u64 << (group & 63)) != 0;
+    reported && token_bucket_empty(&slot.flagged, now_ns, rate)
+}
+
 /// Slots in the `SOURCES` table for a configured number of sources: the next power of two.
 pub const fn source_slots(sources: u32) -> u32 {
     match sources.checked_next_power_of_two() {
@@ -121,6 +135,22 @@ pub fn token_bucket_take(bucket: &mut TokenBucket, now_ns: u64, rate: u32) -> bo
     }
 }
 
+/// Would [`token_bucket_take`] say no at `now_ns`? The same refill, without writing it.
+#[inline(always)]
+pub fn token_bucket_empty(bucket: &TokenBucket, now_ns: u64, rate: u32) -> bool {
+    if rate == 0 {
+        return false;
+    }
+    let elapsed = now_ns.saturating_sub(bucket.last_ns);
+    if elapsed >= TOKEN_SCALE {
+        return false;
+    }
+    let cap = u64::from(rate) * TOKEN_SCALE;
+    let refilled = bucket.tokens + elapsed * u64::from(rate);
+    let tokens = if refilled > cap { cap } else { refilled };
+    tokens < TOKEN_SCALE
+}
+
 /// One slot of `GROUP_BUDGET` (indexed by group id): the node-wide event budget of a group,
 /// in an array shared by all CPUs. Two buckets, as per source: allowed events reported in a
 /// sweep-watched group never spend what the group's flagged events need; and a third for the
@@ -159,6 +189,38 @@ pub const fn refusal_may_answer(flagged_ns: u64, now_ns: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The peeks agree with what taking would say, over a run of takes at varied spacing
+    /// (bursts, refills, window turns, two groups), and never change the slot.
+    #[test]
+    fn spent_budgets_predict_refused_takes() {
+        for rate in [1u32, 3, 20] {
+            let mut slot = SourceSlot::default();
+            let mut now = 5 * TOKEN_SCALE;
+            let mut seen = (0, 0);
+            for i in 0u64..5000 {
+                now += (i * 7919) % (TOKEN_SCALE / 200) + if i % 97 == 0 { TOKEN_SCALE } else { 0 };
+                let group = (i % 3 == 0) as u8 + 1;
+                let before = slot;
+                let spent = source_budget_spent(&slot, now, rate, group);
+                let empty = token_bucket_empty(&slot.flagged, now, rate);
+                assert_eq!(slot, before, "a peek writes nothing");
+                let mut bucket = slot.flagged;
+                assert_eq!(empty, !token_bucket_take(&mut bucket, now, rate));
+                let took = source_budget_take(&mut slot, now, rate, group, true);
+                assert_eq!(spent, !took, "rate {rate}, take {i}");
+                if spent { seen.0 += 1 } else { seen.1 += 1 }
+            }
+            assert!(
+                seen.0 > 0 && seen.1 > 0,
+                "both outcomes exercised: {seen:?}"
+            );
+        }
+        assert!(
+            !source_budget_spent(&SourceSlot::default(), 1, 0, 1),
+            "rate 0: unlimited"
+        );
+    }
 
     #[test]
     fn a_refusal_is_looked_up_only_near_a_flagged_attempt() {

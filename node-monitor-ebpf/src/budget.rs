@@ -2,7 +2,8 @@
 //! node-wide.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
-    Addr, Settings, refusal_may_answer, source_budget_take, source_slot, token_bucket_take,
+    Addr, Settings, refusal_may_answer, source_budget_spent, source_budget_take, source_slot,
+    token_bucket_empty, token_bucket_take,
 };
 
 use crate::{
@@ -43,6 +44,23 @@ pub(crate) fn take_budget(
         return Budget::OverGroup;
     }
     Budget::Send
+}
+
+/// Would [`take_budget`] withhold a flagged event of `group` from `src` at `now`? Reads the
+/// source's slot and the group's bucket, changes nothing. Ingress asks before its flow-table
+/// lookup for a denied SYN: whatever the answer, [`take_budget`] still decides, and only a
+/// yes here lets the lookup be skipped (a withheld attempt inserts no entry anyway).
+#[inline(always)]
+pub(crate) fn spent(src: &Addr, now: u64, settings: &Settings, group: u8) -> bool {
+    if let Some(slot) = SOURCES.get(source_slot(src, settings.source_slot_mask))
+        && source_budget_spent(slot, now, settings.events_per_sec, group)
+    {
+        return true;
+    }
+    match GROUP_BUDGET.get(u32::from(group)) {
+        Some(slot) => token_bucket_empty(&slot.flagged, now, settings.events_per_group),
+        None => false,
+    }
 }
 
 /// May the source send this event? See [`source_budget_take`]: flagged and allowed events

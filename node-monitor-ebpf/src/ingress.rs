@@ -143,10 +143,6 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         family: l3.family,
         _pad: 0,
     };
-    // The flow entry is looked up now but inserted only once the budgets have decided: a
-    // denied source past its budget inserts nothing, so that a flood of spoofed sources
-    // cannot evict the entries of real flows from the LRU table.
-    let entry = FLOWS.get_ptr_mut(&key);
     // A candidate needs the clock at once; another segment only if it reveals a revoked flow.
     let mut now = if candidate {
         unsafe { bpf_ktime_get_ns() }
@@ -154,6 +150,25 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         handshake_now.unwrap_or(0)
     };
     let flagged = u8::from(verdict == VERDICT_DENIED);
+    // The flow entry is looked up now but inserted only once the budgets have decided: a
+    // denied source past its budget inserts nothing, so that a flood of spoofed sources
+    // cannot evict the entries of real flows from the LRU table. For the same reason a
+    // denied pure SYN whose source or group has spent its budget is not looked up at all:
+    // it is counted as a new attempt and withheld, entry or not (a SYN retransmitted on a
+    // flow reported earlier then counts as one more withheld attempt). Not while a config
+    // has revoked anything or the source lies in a suspect range: then an entry may hold a
+    // flow opened while the source was allowed, which the lookup must find.
+    let skip_lookup = candidate
+        && flagged != 0
+        && is_pure_syn(l4.tcp_flags)
+        && settings.revoked_generation == 0
+        && !source.suspect
+        && crate::budget::spent(&src, now, settings, group);
+    let entry = if skip_lookup {
+        None
+    } else {
+        FLOWS.get_ptr_mut(&key)
+    };
     // A denied candidate that continues a flow on record may still get its refusal: keep
     // egress's gate open (a new one opens it when it takes a budget).
     if candidate && flagged != 0 && entry.is_some() {

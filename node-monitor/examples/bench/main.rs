@@ -98,6 +98,12 @@ struct Args {
     /// skbs are linear (slower sending).
     #[arg(long)]
     live_sendto: bool,
+    /// Live section, for tuning runs: run only these modes (repeatable; default all).
+    #[arg(long, value_enum)]
+    live_mode: Vec<live::LiveMode>,
+    /// Live section, for tuning runs: run only these cases (repeatable; default all).
+    #[arg(long, value_enum)]
+    live_case: Vec<live::LiveCase>,
     /// The node-monitor binary the flood and live sections run (default: `node-monitor` beside the
     /// `examples/` directory of this binary, i.e. `target/release/node-monitor`).
     #[arg(long)]
@@ -155,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             args.live_packets,
             args.live_rounds.max(1),
             args.live_sendto,
+            (&args.live_mode, &args.live_case),
             &daemon,
             &mut report,
         )?;

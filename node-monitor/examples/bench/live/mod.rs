@@ -23,6 +23,7 @@ use anyhow::{Context as _, bail};
 use node_monitor::metrics::BpfStats;
 
 use self::run::{Binaries, Case, Mode, Sample, Session};
+pub(crate) use self::run::{Case as LiveCase, Mode as LiveMode};
 use crate::{
     lab::{
         Bed, GEN, InterruptGuard, NODE, RANDOM_PREFIX, TempDir, load_average, missing_tools,
@@ -125,9 +126,15 @@ pub(crate) fn live(
     packets: u64,
     rounds: usize,
     sendto: bool,
+    only: (&[Mode], &[Case]),
     daemon: &Path,
     report: &mut String,
 ) -> anyhow::Result<()> {
+    // Tuning runs may restrict the modes and cases; the report's tables then hold NaN for
+    // what did not run.
+    let (only_modes, only_cases) = only;
+    let run_mode = |m: &Mode| only_modes.is_empty() || only_modes.contains(m);
+    let run_case = |c: &Case| only_cases.is_empty() || only_cases.contains(c);
     writeln!(
         report,
         "## Live traffic (trafgen over veth, BPF run statistics)\n"
@@ -177,7 +184,7 @@ pub(crate) fn live(
     for round in 0..rounds {
         let mut modes = Mode::ALL.to_vec();
         modes.rotate_left(round % Mode::ALL.len());
-        for mode in modes {
+        for mode in modes.into_iter().filter(run_mode) {
             interrupt.check()?;
             seq += 1;
             eprintln!("live round {}/{rounds}: {}", round + 1, mode.name());
@@ -186,7 +193,7 @@ pub(crate) fn live(
             if let Some(m) = session.xdp_mode {
                 xdp_modes.insert(format!("{}: {m}", mode.name()));
             }
-            for case in Case::ALL {
+            for case in Case::ALL.into_iter().filter(run_case) {
                 let sample = retry_trafgen(
                     &format!("{} / {}", case.name(), mode.name()),
                     &mut retries,

@@ -24,8 +24,8 @@ const NFLOG_GROUP: &str = "5";
 /// of what a case costs.
 const SETTLE: Duration = Duration::from_millis(1000);
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(super) enum Mode {
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, clap::ValueEnum)]
+pub(crate) enum Mode {
     NoProgram,
     EmptyXdp,
     Xdp,
@@ -68,8 +68,8 @@ impl Mode {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(super) enum Case {
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, clap::ValueEnum)]
+pub(crate) enum Case {
     Unwatched,
     Established,
     AllowedNew,
