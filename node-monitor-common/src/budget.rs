@@ -200,7 +200,7 @@ mod tests {
             let mut seen = (0, 0);
             for i in 0u64..5000 {
                 now += (i * 7919) % (TOKEN_SCALE / 200) + if i % 97 == 0 { TOKEN_SCALE } else { 0 };
-                let group = (i % 3 == 0) as u8 + 1;
+                let group = u8::from(i % 3 == 0) + 1;
                 let before = slot;
                 let spent = source_budget_spent(&slot, now, rate, group);
                 let empty = token_bucket_empty(&slot.flagged, now, rate);
