@@ -5,16 +5,19 @@
 //!   nightly of the eBPF crate, provided offline from an installed `nightly` of that build.
 //! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo; [`deploy`]: the checks
 //!   of `deploy/` (chart, manifests, rules, systemd unit) and `deploy-manifests`; [`soak`]:
-//!   the soak with faults (`soak_peers`: its traffic and receivers; `soak_report`: what it
-//!   measures and writes).
+//!   the soak with faults (`soak_daemon`: the daemon under soak and its metrics;
+//!   `soak_peers`: its traffic and receivers; `soak_report`: what it measures;
+//!   `soak_section`: the section it writes).
 
 pub mod demo;
 pub mod deploy;
 pub mod fuzz;
 pub mod setup;
 pub mod soak;
+mod soak_daemon;
 mod soak_peers;
 mod soak_report;
+mod soak_section;
 pub mod tasks;
 pub(crate) mod toolchain;
 

@@ -1,7 +1,6 @@
 //! What the soak measures and reports: the daemon's resident memory and open file
 //! descriptors (`/proc/PID`), the kernel objects behind its pins (so that after `unpin` it can
-//! tell which of them still live), the accounting identity of the final counters line, and
-//! the Markdown section it writes into BENCHMARKS.md.
+//! tell which of them still live), and the accounting identity of the final counters line.
 
 use std::{
     ffi::CString,
@@ -271,63 +270,9 @@ pub(crate) fn sinks(counters: &Value) -> Vec<(String, u64, u64)> {
         .unwrap_or_default()
 }
 
-/// Replaces the `## Soak` section of the Markdown file `path` (up to the next `## ` heading
-/// or the end) with `section`, or appends it.
-pub(crate) fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = replace_section(&old, section);
-    std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
-}
-
-fn replace_section(old: &str, section: &str) -> String {
-    let start = old
-        .match_indices("## Soak")
-        .map(|(i, _)| i)
-        .find(|&i| i == 0 || old.as_bytes()[i - 1] == b'\n');
-    match start {
-        Some(s) => {
-            let rest = &old[s + 2..];
-            let end = rest
-                .match_indices("\n## ")
-                .next()
-                .map_or(old.len(), |(i, _)| s + 2 + i + 1);
-            format!("{}{section}{}", &old[..s], &old[end..])
-        }
-        None => {
-            let sep = if old.is_empty() || old.ends_with("\n\n") {
-                ""
-            } else if old.ends_with('\n') {
-                "\n"
-            } else {
-                "\n\n"
-            };
-            format!("{old}{sep}{section}")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_soak_section_is_replaced_or_appended() {
-        let s = "## Soak\nnew\n";
-        assert_eq!(replace_section("# A\n", s), "# A\n\n## Soak\nnew\n");
-        assert_eq!(
-            replace_section("# A\n\n## Soak\nold\nold\n\n## B\nb\n", s),
-            "# A\n\n## Soak\nnew\n## B\nb\n"
-        );
-        assert_eq!(
-            replace_section("# A\n## Soak\nold\n", s),
-            "# A\n## Soak\nnew\n"
-        );
-        // A subsection is part of the section.
-        assert_eq!(
-            replace_section("## Soak\nx\n### sub\ny\n## C\n", s),
-            "## Soak\nnew\n## C\n"
-        );
-    }
 
     #[test]
     fn identity_breaks_are_named() {

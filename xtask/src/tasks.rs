@@ -148,10 +148,9 @@ pub fn fmt(root: &Path) -> anyhow::Result<()> {
     run_step("rustfmt", rustfmt(root, false)?)
 }
 
-/// The node-monitor benchmark example, results in node-monitor/BENCHMARKS.md (the example's
-/// default `--output`); `extra` is passed on. The daemon binary and the empty_xdp example are
-/// built first: the flood section runs them.
-pub fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+/// `cargo build --release` of the daemon binary and the node-monitor `examples` named, one
+/// step.
+pub(crate) fn build_daemon_release(root: &Path, examples: &[&str]) -> anyhow::Result<()> {
     let mut build = cargo(root);
     build.args([
         "build",
@@ -160,10 +159,22 @@ pub fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         "node-monitor",
         "--bin",
         "node-monitor",
-        "--example",
-        "empty_xdp",
     ]);
-    run_step("build (daemon, empty_xdp)", build)?;
+    for e in examples {
+        build.args(["--example", e]);
+    }
+    let name = std::iter::once("daemon")
+        .chain(examples.iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ");
+    run_step(&format!("build ({name})"), build)
+}
+
+/// The node-monitor benchmark example, results in node-monitor/BENCHMARKS.md (the example's
+/// default `--output`); `extra` is passed on. The daemon binary and the empty_xdp example are
+/// built first: the flood section runs them.
+pub fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
+    build_daemon_release(root, &["empty_xdp"])?;
     let mut cmd = cargo(root);
     cmd.args([
         "run",
