@@ -57,6 +57,26 @@ pub fn subnets_of(ifaces: &[String]) -> std::io::Result<Vec<IpNet>> {
     Ok(out.into_iter().collect())
 }
 
+/// Every address of this network namespace's interfaces (the node's own addresses, on a
+/// node or in a hostNetwork pod); empty when they cannot be read.
+#[must_use]
+pub fn local_addrs() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            sa.as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+                .or_else(|| sa.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Interfaces that carry a default route (IPv4 or IPv6), from /proc/net.
 pub fn default_route_ifaces() -> std::io::Result<Vec<String>> {
     let mut out = BTreeSet::new();

@@ -166,11 +166,13 @@ impl Daemon {
                 m.last_run_ok = true;
                 m.last_run_unix_s = unix_s(report.time);
                 m.last_run_duration_s = done.took.as_secs_f64();
-                m.checks_skipped = report
+                let skipped: Vec<String> = report
                     .checks
                     .iter()
                     .filter(|c| c.status == "skipped")
-                    .count() as u64;
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect();
+                m.checks_skipped = skipped.len() as u64;
                 let mut by: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
                 for f in &report.findings {
                     *by.entry((f.id, f.severity.as_str())).or_default() += 1;
@@ -185,12 +187,6 @@ impl Daemon {
                         self.sinks.send(Arc::new(OutputItem::Finding(e)));
                     }
                 }
-                let skipped: Vec<String> = report
-                    .checks
-                    .iter()
-                    .filter(|c| c.status == "skipped")
-                    .map(|c| format!("{}: {}", c.name, c.detail))
-                    .collect();
                 info!(
                     run = done.no,
                     findings = report.findings.len(),

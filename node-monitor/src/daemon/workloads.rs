@@ -27,11 +27,27 @@ struct Key {
 }
 
 /// The counts, cumulative over the daemon's life (they are exported as counters).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct SourceWorkloads {
     counts: HashMap<Key, u64>,
     /// Records counted in an `(other)` series because the table was full.
     pub(super) folded: u64,
+    /// The fixed labels, made once and shared by every key that carries them.
+    empty: Arc<str>,
+    node: Arc<str>,
+    other: Arc<str>,
+}
+
+impl Default for SourceWorkloads {
+    fn default() -> Self {
+        Self {
+            counts: HashMap::new(),
+            folded: 0,
+            empty: Arc::from(""),
+            node: Arc::from("Node"),
+            other: Arc::from(OTHER),
+        }
+    }
 }
 
 impl SourceWorkloads {
@@ -41,19 +57,22 @@ impl SourceWorkloads {
         let Some(id) = rec.identity.as_deref() else {
             return;
         };
-        let empty: Arc<str> = Arc::from("");
         let (namespace, workload_kind, workload) = match &id.source {
             SourceIdentity::Pod(p) => (
                 Arc::clone(&p.namespace),
                 Arc::clone(&p.workload.kind),
                 Arc::clone(&p.workload.name),
             ),
-            SourceIdentity::Node(n) | SourceIdentity::HostNetwork(n) => {
-                (Arc::clone(&empty), Arc::from("Node"), Arc::clone(&n.name))
-            }
-            SourceIdentity::External | SourceIdentity::Unresolved => {
-                (Arc::clone(&empty), Arc::clone(&empty), empty)
-            }
+            SourceIdentity::Node(n) | SourceIdentity::HostNetwork(n) => (
+                Arc::clone(&self.empty),
+                Arc::clone(&self.node),
+                Arc::clone(&n.name),
+            ),
+            SourceIdentity::External | SourceIdentity::Unresolved => (
+                Arc::clone(&self.empty),
+                Arc::clone(&self.empty),
+                Arc::clone(&self.empty),
+            ),
         };
         let key = Key {
             group: Arc::clone(&rec.group),
@@ -73,9 +92,9 @@ impl SourceWorkloads {
             Key {
                 group: key.group,
                 kind: "",
-                namespace: Arc::from(""),
-                workload_kind: Arc::from(""),
-                workload: Arc::from(OTHER),
+                namespace: Arc::clone(&self.empty),
+                workload_kind: Arc::clone(&self.empty),
+                workload: Arc::clone(&self.other),
             }
         };
         // The `(other)` series of a group may itself be new past the cap: one per group.

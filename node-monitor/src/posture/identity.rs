@@ -112,26 +112,6 @@ fn this_node_control_plane(
     })
 }
 
-/// Every address of this network namespace's interfaces (the node's own addresses, on a
-/// node or in a hostNetwork pod); empty when they cannot be read.
-#[must_use]
-pub fn local_addrs() -> Vec<IpAddr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    let mut out: Vec<IpAddr> = addrs
-        .filter_map(|a| {
-            let sa = a.address?;
-            sa.as_sockaddr_in()
-                .map(|s| IpAddr::V4(s.ip()))
-                .or_else(|| sa.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
-        })
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// The NodePort ranges: the config's `nodeport` group's, else Kubernetes' default.
 fn node_port_ranges(cfg: &Config) -> Vec<PortRange> {
     cfg.groups

@@ -325,7 +325,7 @@ pub async fn audit(opts: &Options) -> Report {
         Ok((found, detail)) => record(&mut checks, &mut findings, "firewall", found, detail),
         Err(why) => checks.push(skipped("firewall", &why)),
     }
-    let local = identity::local_addrs();
+    let local = crate::netif::local_addrs();
     match identity::findings(&opts.identity, &ls, &opts.config, &local) {
         Ok((found, detail)) => record(&mut checks, &mut findings, "identity", found, detail),
         Err(why) => checks.push(skipped(

@@ -37,7 +37,7 @@ use crate::{
         peers::tcp_connect,
         temp::{TempDir, TempFile},
     },
-    fake_cluster::FakeCluster,
+    fake_cluster::{FakeCluster, worker_1},
     setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup},
 };
 
@@ -288,15 +288,7 @@ fn daemonset_capabilities_unprivileged_user_attaches_pins_reports_and_adopts() {
 
     // The fake API server, in the node namespace: this node and a control-plane node.
     let cluster = FakeCluster::start(&lab.node, |api| {
-        api.apply(
-            "nodes",
-            node(
-                "worker-1",
-                &[("InternalIP", "198.51.100.1")],
-                &["203.0.113.0/26"],
-                &["worker"],
-            ),
-        );
+        api.apply("nodes", worker_1("203.0.113.0/26"));
         api.apply(
             "nodes",
             node(

@@ -3,7 +3,7 @@
 
 use std::{sync::mpsc, time::Duration};
 
-use node_monitor::cluster::testing::FakeApi;
+use node_monitor::cluster::testing::{FakeApi, objects::node};
 use node_monitor_lab::{BpfPinDir, Netns, NsThread};
 use serde_json::Value;
 
@@ -114,4 +114,15 @@ impl Drop for FakeCluster {
     fn drop(&mut self) {
         let _ = self.commands.send(Command::Stop);
     }
+}
+
+/// This node as the e2e tests' clusters know it: `worker-1`, InternalIP 198.51.100.1 (the lab
+/// node's address), role worker, with `pod_cidr`.
+pub(crate) fn worker_1(pod_cidr: &str) -> Value {
+    node(
+        "worker-1",
+        &[("InternalIP", "198.51.100.1")],
+        &[pod_cidr],
+        &["worker"],
+    )
 }

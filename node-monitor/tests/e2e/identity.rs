@@ -20,7 +20,7 @@ use crate::{
         temp::TempFile,
     },
     expect::{alerts_of, dump, js},
-    fake_cluster::FakeCluster,
+    fake_cluster::{FakeCluster, worker_1},
     setup::{CONNECT_TIMEOUT, cp, node as node_addr, outside, setup, test_config},
 };
 
@@ -39,15 +39,7 @@ fn alerts_name_pod_workload_node_and_service_and_allow_sets_follow_labels() {
     let pin = context(BpfPinDir::new("identity"));
     // The fake API server, in the node namespace: the daemon reaches it on 127.0.0.1.
     let cluster = FakeCluster::start(&lab.node, |api| {
-        api.apply(
-            "nodes",
-            node(
-                "worker-1",
-                &[("InternalIP", "198.51.100.1")],
-                &["203.0.113.0/26"],
-                &["worker"],
-            ),
-        );
+        api.apply("nodes", worker_1("203.0.113.0/26"));
         api.apply("nodes", cp_node());
         api.apply(
             "replicasets",

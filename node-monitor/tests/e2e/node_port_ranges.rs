@@ -11,14 +11,14 @@
 
 use std::time::Duration;
 
-use node_monitor::cluster::testing::objects::{node, service};
+use node_monitor::cluster::testing::objects::service;
 use node_monitor_lab::{BpfPinDir, addr};
 use serde_json::Value;
 
 use crate::{
     common::{daemon::context, peers::tcp_connect, temp::TempFile},
     expect::{dump, js},
-    fake_cluster::FakeCluster,
+    fake_cluster::{FakeCluster, worker_1},
     setup::{CONNECT_TIMEOUT, cp, node as node_addr, outside, setup, test_config},
 };
 
@@ -44,15 +44,7 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
     let pin = context(BpfPinDir::new("lbranges"));
     let cluster = FakeCluster::start(&lab.node, |api| {
         // This node; its pod CIDR holds neither lab source.
-        api.apply(
-            "nodes",
-            node(
-                "worker-1",
-                &[("InternalIP", "198.51.100.1")],
-                &["203.0.113.64/26"],
-                &["worker"],
-            ),
-        );
+        api.apply("nodes", worker_1("203.0.113.64/26"));
         api.apply("services", web(&["198.51.100.2/32"]));
     });
     let text = test_config(&[("enabled: auto", "enabled: on\n  node_name: worker-1")]);

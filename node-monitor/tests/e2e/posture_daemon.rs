@@ -7,7 +7,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use node_monitor::cluster::testing::objects::{node, service};
-use node_monitor_lab::BpfPinDir;
+use node_monitor_lab::{BpfPinDir, Lab};
 use serde_json::Value;
 
 use crate::{
@@ -19,10 +19,36 @@ use crate::{
         temp::TempFile,
     },
     expect::alerts_of,
-    fake_cluster::FakeCluster,
+    fake_cluster::{FakeCluster, worker_1},
     posture::{PODS, http_server},
     setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup, test_config},
 };
+
+/// The test config's edits that turn the audit on, every 10 s, each run given 8 s.
+const AUDIT_EVERY_10S: [(&str, &str); 3] = [
+    AUDIT_ON,
+    ("interval_s: 3600", "interval_s: 10"),
+    ("timeout_s: 60 ", "timeout_s: 8 "),
+];
+
+/// A daemon auditing every 10 s with no cluster watched, on a config written to `file`
+/// (returned too: it must outlive the daemon).
+fn audit_daemon(lab: &Lab, pin: &BpfPinDir, file: &str) -> (TempFile, Daemon) {
+    let text = test_config(
+        &[
+            AUDIT_EVERY_10S.as_slice(),
+            &[("enabled: auto", "enabled: off")],
+        ]
+        .concat(),
+    );
+    let cfg = TempFile::new(file, &text);
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    (cfg, d)
+}
 
 /// The findings the daemon printed so far: ECS documents of `event.kind: state`.
 fn findings(records: &[Value]) -> Vec<&Value> {
@@ -47,18 +73,7 @@ fn the_daemon_audits_at_start_and_every_interval() {
     let lab = setup();
     let pin = context(BpfPinDir::new("posture-daemon"));
     let _readonly = http_server(&lab.node, sa([0, 0, 0, 0], 10255), None, "200 OK", PODS);
-    let text = test_config(&[
-        AUDIT_ON,
-        ("interval_s: 3600", "interval_s: 10"),
-        ("timeout_s: 60 ", "timeout_s: 8 "),
-        ("enabled: auto", "enabled: off"),
-    ]);
-    let cfg = TempFile::new("posture-daemon.yaml", &text);
-    let d = context(Daemon::start(
-        &lab.node,
-        &pin.path,
-        &["--config", cfg.as_str()],
-    ));
+    let (_cfg, d) = audit_daemon(&lab, &pin, "posture-daemon.yaml");
     // Bounded: the first run starts with the daemon; the second 10 s later.
     let first = d.wait_records(Duration::from_secs(10), |r| {
         !with_id(r, "NM-2001").is_empty() && !with_id(r, "NM-2011").is_empty()
@@ -146,15 +161,7 @@ fn identity_checks_in_the_daemon() {
     let lab = setup();
     let pin = context(BpfPinDir::new("posture-identity"));
     let cluster = FakeCluster::start(&lab.node, |api| {
-        api.apply(
-            "nodes",
-            node(
-                "worker-1",
-                &[("InternalIP", "198.51.100.1")],
-                &["203.0.113.0/26"],
-                &["worker"],
-            ),
-        );
+        api.apply("nodes", worker_1("203.0.113.0/26"));
         api.apply(
             "nodes",
             node(
@@ -172,12 +179,13 @@ fn identity_checks_in_the_daemon() {
     let _etcd = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 2379)], 1);
     let _owned = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 30080)], 1);
     let _stray = tcp_server(&lab.node, &[sa([0, 0, 0, 0], 30090)], 1);
-    let text = test_config(&[
-        AUDIT_ON,
-        ("interval_s: 3600", "interval_s: 10"),
-        ("timeout_s: 60 ", "timeout_s: 8 "),
-        ("enabled: auto", "enabled: on\n  node_name: worker-1"),
-    ]);
+    let text = test_config(
+        &[
+            AUDIT_EVERY_10S.as_slice(),
+            &[("enabled: auto", "enabled: on\n  node_name: worker-1")],
+        ]
+        .concat(),
+    );
     let cfg = TempFile::new("posture-identity.yaml", &text);
     // The first run may come before the cache is synced (it then says the checks were
     // skipped); the run after it, 10 s later, has identity.
@@ -327,18 +335,7 @@ fn a_hung_kubelet_holds_up_neither_the_alerts_nor_the_audit() {
         lab.node
             .run(|| std::net::TcpListener::bind(sa([0, 0, 0, 0], 10250)).expect("listen 10250")),
     );
-    let text = test_config(&[
-        AUDIT_ON,
-        ("interval_s: 3600", "interval_s: 10"),
-        ("timeout_s: 60 ", "timeout_s: 8 "),
-        ("enabled: auto", "enabled: off"),
-    ]);
-    let cfg = TempFile::new("posture-hung.yaml", &text);
-    let d = context(Daemon::start(
-        &lab.node,
-        &pin.path,
-        &["--config", cfg.as_str()],
-    ));
+    let (_cfg, d) = audit_daemon(&lab, &pin, "posture-hung.yaml");
     // The first run has started with the daemon and waits on the kubelet.
     assert_eq!(
         tcp_connect(
