@@ -362,18 +362,44 @@ fn record(
 }
 
 /// Runs `program args` (10 s at most); its stdout, or `None` when it is missing or fails.
+///
+/// The program runs in a process group of its own, and the whole group is killed when the
+/// call ends, however it ends: on its own 10 s bound, and when the audit's timeout drops this
+/// future (a hung `iptables-save` wrapper and whatever it started are not left behind, one
+/// per hung run).
 async fn output(program: &str, args: &[&str]) -> Option<String> {
     let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(Duration::from_secs(10), child).await {
+        .spawn()
+        .ok()?;
+    let _group = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(KillGroup);
+    match tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await {
         Ok(Ok(out)) if out.status.success() => {
             Some(String::from_utf8_lossy(&out.stdout).into_owned())
         }
         _ => None,
+    }
+}
+
+/// SIGKILL to a process group on drop (the group of a tool [`output`] ran). The leader itself
+/// is killed and reaped by tokio (`kill_on_drop`); this ends what it started.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        // ESRCH when the group is already gone: nothing to do.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
