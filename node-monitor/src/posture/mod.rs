@@ -406,15 +406,29 @@ impl Drop for KillGroup {
 /// For each group's ports: does the node's firewall drop new connections from outside the
 /// allowlist (see [`netfilter`])? An open port is a finding; one the data path saw denied
 /// sources reach (the pinned counters) is a worse one.
+///
+/// Both iptables back ends filter at once when a node has rules in each (a host on
+/// iptables-legacy, a CNI on iptables-nft, or the reverse): `iptables-save` (the node's or
+/// the image's default, nft in the image) and, where present, `iptables-legacy-save` are
+/// read, and a port is open only when no back end drops it.
 async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String> {
     let v4 = output("iptables-save", &[]).await;
     let v6 = output("ip6tables-save", &[]).await;
+    let legacy4 = output("iptables-legacy-save", &[]).await;
+    let legacy6 = output("ip6tables-legacy-save", &[]).await;
     let nft_text = output("nft", &["-j", "list", "ruleset"]).await;
     if v4.is_none() && v6.is_none() && nft_text.is_none() {
         return Err("none of iptables-save, ip6tables-save, nft could be run".to_owned());
     }
-    let ipt4 = netfilter::parse_iptables_save(v4.as_deref().unwrap_or(""));
-    let ipt6 = netfilter::parse_iptables_save(v6.as_deref().unwrap_or(""));
+    // Each family's iptables rule sets, one per back end read.
+    let ipt4: Vec<netfilter::Iptables> = [&v4, &legacy4]
+        .into_iter()
+        .map(|t| netfilter::parse_iptables_save(t.as_deref().unwrap_or("")))
+        .collect();
+    let ipt6: Vec<netfilter::Iptables> = [&v6, &legacy6]
+        .into_iter()
+        .map(|t| netfilter::parse_iptables_save(t.as_deref().unwrap_or("")))
+        .collect();
     let nft = match &nft_text {
         Some(t) => netfilter::parse_nft_json(t, v4.is_some() || v6.is_some())?,
         None => netfilter::Nft::default(),
@@ -457,7 +471,8 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
                     !everyone(v6)
                         && ports.iter().any(|p| {
                             let ipt = if v6 { &ipt6 } else { &ipt4 };
-                            ipt.fate(*proto, *p) == netfilter::Fate::Open
+                            ipt.iter()
+                                .all(|t| t.fate(*proto, *p) == netfilter::Fate::Open)
                                 && nft.fate(*proto, *p) == netfilter::Fate::Open
                         })
                 };
@@ -508,6 +523,8 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
     let sources: Vec<&str> = [
         ("iptables", v4.is_some()),
         ("ip6tables", v6.is_some()),
+        ("iptables-legacy", legacy4.is_some()),
+        ("ip6tables-legacy", legacy6.is_some()),
         ("nft", nft_text.is_some()),
     ]
     .into_iter()

@@ -716,3 +716,60 @@ fn real_etcd_on_loopback_on_a_control_plane_node_is_no_finding() {
     drop(etcd);
     cluster.stop();
 }
+
+/// A node whose firewall is iptables-legacy (the kernel's x_tables, which iptables-nft and
+/// nft do not show): the audit reads `iptables-legacy-save` too, so the kubelet port that
+/// `node-monitor firewall`'s rules close there is not reported open (NM-2040), for IPv4 and
+/// IPv6; before they are loaded, it is.
+#[test]
+fn audit_reads_an_iptables_legacy_firewall() {
+    daemon::require_root_and_tools(&["iptables-legacy-restore", "ip6tables-legacy-restore"]);
+    let lab = setup();
+    let dir = TempDir::new("posture-legacy");
+    let kubelet_open = |v: &Value| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["id"] == "NM-2040"
+                    && f["evidence"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("tcp/10250 (group kubelet)")
+            })
+            .count()
+    };
+    let (_, before) = audit(&lab, &["--pin-dir", "/nonexistent"]);
+    assert_eq!(kubelet_open(&before), 1, "{before}");
+    assert!(
+        check(&before, "firewall")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("iptables-legacy, ip6tables-legacy"),
+        "{before}"
+    );
+    for (format, tool) in [
+        ("iptables", "iptables-legacy"),
+        ("ip6tables", "ip6tables-legacy"),
+    ] {
+        let (status, rules, stderr) = run_cli(
+            Some(&lab.node),
+            &["firewall", "--format", format, "--iface", "eth0"],
+        );
+        assert!(status.success(), "{stderr}");
+        let file = dir.file(format);
+        std::fs::write(&file, &rules).unwrap();
+        load(&lab.node, &format!("{tool}-restore"), &["--noflush"], &file);
+        let mut hook = lab.node.command(tool);
+        hook.args(["-I", "INPUT", "-j", "NODE-MONITOR"]);
+        let out = context(output_with_timeout(hook, Duration::from_secs(10)));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (_, after) = audit(&lab, &["--pin-dir", "/nonexistent"]);
+    assert_eq!(kubelet_open(&after), 0, "{after}");
+}
