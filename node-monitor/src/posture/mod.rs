@@ -470,10 +470,7 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
                 let open_in = |v6: bool| {
                     !everyone(v6)
                         && ports.iter().any(|p| {
-                            let ipt = if v6 { &ipt6 } else { &ipt4 };
-                            ipt.iter()
-                                .all(|t| t.fate(*proto, *p) == netfilter::Fate::Open)
-                                && nft.fate(*proto, *p) == netfilter::Fate::Open
+                            open_in_every_back_end(if v6 { &ipt6 } else { &ipt4 }, &nft, *proto, *p)
                         })
                 };
                 let fams: Vec<&str> = [("IPv4", open_in(false)), ("IPv6", open_in(true))]
@@ -541,6 +538,21 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
     ))
 }
 
+/// A new connection from outside the allowlist to `proto`/`port` reaches the socket: no
+/// iptables back end read (nft-backed, legacy) and no native nft chain drops it. Every back
+/// end filters the packet on its own, so one drop closes the port.
+fn open_in_every_back_end(
+    iptables: &[netfilter::Iptables],
+    nft: &netfilter::Nft,
+    proto: Protocol,
+    port: u16,
+) -> bool {
+    iptables
+        .iter()
+        .all(|t| t.fate(proto, port) == netfilter::Fate::Open)
+        && nft.fate(proto, port) == netfilter::Fate::Open
+}
+
 fn skipped(name: &'static str, why: &str) -> Check {
     Check {
         name,
@@ -565,6 +577,32 @@ mod tests {
             inode: 1,
             process: Some((42, "kubelet".into())),
         }
+    }
+
+    #[test]
+    fn a_port_dropped_by_any_back_end_is_closed() {
+        let drop = |port: u16| {
+            netfilter::parse_iptables_save(&format!(
+                "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport {port} -j DROP\nCOMMIT\n"
+            ))
+        };
+        let nft = netfilter::Nft::default();
+        // iptables-nft's rules close 2379, iptables-legacy's 10250.
+        let both = [drop(2379), drop(10250)];
+        for (port, open) in [(2379, false), (10250, false), (10255, true)] {
+            assert_eq!(
+                open_in_every_back_end(&both, &nft, Protocol::Tcp, port),
+                open,
+                "port {port}"
+            );
+        }
+        // Read from one back end only (the legacy one absent), the legacy drop is unseen.
+        assert!(open_in_every_back_end(
+            &[drop(2379), netfilter::parse_iptables_save("")],
+            &nft,
+            Protocol::Tcp,
+            10250
+        ));
     }
 
     #[test]
