@@ -700,3 +700,139 @@ fn an_audit_run_that_hangs_is_given_up_and_the_next_starts_on_schedule() {
     );
     drop(context(d.stop()));
 }
+
+/// A run stuck where the run's own timeout cannot cut it: a blocking read on the run's
+/// thread (the kubelet config is a FIFO that nobody writes: opening it blocks). The event
+/// loop gives the run up 5 s past `timeout_s` (5 s), counts it failed with a warning, and
+/// starts the next run at once (it was due); when the FIFO is finally written, the stuck
+/// run's late report is ignored (only the current run completes), and alerts flow
+/// throughout.
+#[test]
+fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("posture-stuck"));
+    let dir = TempDir::new("posture-stuck");
+    let fifo = dir.file("kubelet-config.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let text = test_config(&[
+        AUDIT_ON,
+        ("interval_s: 3600", "interval_s: 10"),
+        ("timeout_s: 60 ", "timeout_s: 5 "),
+        (
+            "  # kubelet_config: /var/lib/kubelet/config.yaml",
+            &format!("  kubelet_config: {}\n  #", fifo.display()),
+        ),
+        ("enabled: auto", "enabled: off"),
+    ]);
+    let cfg = TempFile::new("posture-stuck.yaml", &text);
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    let wait = |within: Duration, pred: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if d.stderr_lines().iter().any(|l| pred(l)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    // Alerts while the first run is stuck.
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(46320, false),
+            node_addr(10250, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Refused
+    );
+    assert!(
+        d.wait_records(Duration::from_secs(2), |r| {
+            !alerts_of(r, "NM-1001").is_empty()
+        }),
+        "no alert while the audit is stuck: {}",
+        d.stderr()
+    );
+    // Given up at timeout + 5 s (10 s after the start; bounded: 14 s).
+    let gave_up = |l: &str| {
+        l.contains("posture audit failed")
+            && l.contains("run=1")
+            && l.contains("still running 5s after its timeout")
+    };
+    assert!(
+        wait(Duration::from_secs(14), &gave_up),
+        "the stuck run was not given up: {}",
+        d.stderr()
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "failed")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    // The next run was due: it starts at once, and blocks on the FIFO too. Wait for it to
+    // have started (its thread opening the FIFO), then release both stuck threads: one gets
+    // the config, the other end of file.
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+        // O_NONBLOCK: fails at once (ENXIO) rather than wait if no run has it open.
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .expect("the runs hold the FIFO open for reading");
+        let _ = w.write_all(
+            b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: 0\n",
+        );
+    }
+    assert!(
+        wait(Duration::from_secs(5), &|l: &str| {
+            l.contains("posture audit done") && l.contains("run=2")
+        }),
+        "the second run did not complete once released: {}",
+        d.stderr()
+    );
+    // The first run's thread reported too, late: ignored.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !d.stderr_lines()
+            .iter()
+            .any(|l| l.contains("posture audit done") && l.contains("run=1")),
+        "the given-up run's late report was used: {}",
+        d.stderr()
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "completed")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "failed")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(&body, "node_monitor_audit_last_run_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    drop(context(d.stop()));
+}
