@@ -113,7 +113,14 @@ def check_daemonset(objs, values, label):
     (c,) = spec["containers"]
     sc = c["securityContext"]
     caps = sc["capabilities"]
-    want_add = ["BPF", "NET_ADMIN", "PERFMON"] + (["SYS_ADMIN"] if values.get("bpfStats", {}).get("enabled") else [])
+    audit = {"enabled": True, "hostPID": True, "processOwners": False,
+             "kubeletConfig": "/var/lib/kubelet/config.yaml", "manifestsDir": "/etc/kubernetes/manifests"}
+    audit.update(values.get("audit", {}))
+    want_add = (
+        ["BPF", "NET_ADMIN", "PERFMON"]
+        + (["SYS_ADMIN"] if values.get("bpfStats", {}).get("enabled") else [])
+        + (["SYS_PTRACE"] if audit["enabled"] and audit["processOwners"] else [])
+    )
     checks = {
         "hostNetwork": spec.get("hostNetwork") is True,
         "priorityClassName system-node-critical": spec.get("priorityClassName") == "system-node-critical",
@@ -144,6 +151,29 @@ def check_daemonset(objs, values, label):
     checks["/sys/kernel/btf read-only"] = (
         vols["btf"]["hostPath"]["path"] == "/sys/kernel/btf" and mounts["btf"].get("readOnly") is True
     )
+    # The posture audit's view of the node: read-only, exactly the kubelet's config file (never
+    # /var/lib/kubelet, whose pods/ holds every pod's Secrets), the static-pod manifests with a
+    # type that starts on workers, hostPID only while the audit runs.
+    checks[f"hostPID {audit['enabled'] and audit['hostPID']} (audit.enabled and audit.hostPID)"] = (
+        spec.get("hostPID", False) is (audit["enabled"] and audit["hostPID"])
+    )
+    hostpaths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    checks["no hostPath of /var/lib/kubelet or its pods"] = not any(
+        p.rstrip("/") in ("/var/lib/kubelet", "/var/lib/kubelet/pods") or p.startswith("/var/lib/kubelet/pods/")
+        for p in hostpaths
+    )
+    for name, path, kind in [
+        ("kubelet-config", audit["kubeletConfig"], "File"),
+        ("static-pods", audit["manifestsDir"], "DirectoryOrCreate"),
+    ]:
+        if audit["enabled"] and path:
+            checks[f"audit mount {name}: {path}, read-only, type {kind}"] = (
+                vols.get(name, {}).get("hostPath") == {"path": path, "type": kind}
+                and mounts.get(name, {}).get("mountPath") == path
+                and mounts[name].get("readOnly") is True
+            )
+        else:
+            checks[f"no audit mount {name}"] = name not in vols and name not in mounts
     log = next(e["value"] for e in c["env"] if e["name"] == "NODE_MONITOR_LOG_FORMAT")
     checks[f"log format {values.get('logFormat', 'json')}"] = log == values.get("logFormat", "json")
     for what, good in checks.items():
@@ -330,6 +360,9 @@ def main():
             ("group without ports", {"groups": {"extra": {"protocols": ["tcp"]}}}, "ports"),
             ("syslog address with a host name", {"sinks": {"syslog": {"enabled": True, "address": "syslog.example"}}}, "address"),
             ("log format", {"logFormat": "yaml"}, "logFormat"),
+            ("audit severity", {"audit": {"minSeverity": "urgent"}}, "minSeverity"),
+            ("audit interval under 10 s", {"audit": {"intervalSeconds": 5}}, "intervalSeconds"),
+            ("audit kubelet config not absolute", {"audit": {"kubeletConfig": "config.yaml"}}, "kubeletConfig"),
         ]
         for label, values, needle in bad:
             try:
@@ -346,6 +379,10 @@ def main():
         refused(chart, {"sinks": {"http": {"enabled": True, "url": "http://siem.example/", "tls": {"caSecret": {"name": "ca"}}}}}, "http TLS on an http:// url", "https://")
         refused(chart, {"service": {"enabled": True}}, "a Service over a loopback endpoint", "loopback")
         refused(chart, {"sinks": {"stdout": {"enabled": False}}}, "no sink", "at least one sink")
+        refused(chart, {"audit": {"intervalSeconds": 60, "timeoutSeconds": 120}}, "an audit timeout longer than its interval", "longer than audit.intervalSeconds")
+        # The audit off: no hostPID, no SYS_PTRACE even if asked, no mounts of the node's files.
+        off = {"audit": {"enabled": False, "processOwners": True}}
+        check_daemonset(objects(as_stream(render(chart, off))), off, "audit off")
     if failures:
         print(f"\n{len(failures)} check(s) failed:")
         for f in failures:

@@ -206,6 +206,12 @@ fn main() -> ExitCode {
             let identity = rt
                 .block_on(Identity::one_shot(&cfg.cluster, CLUSTER_WAIT))
                 .unwrap_or_else(Identity::Unavailable);
+            // The embedded config as `run` applies it: the cluster's sets on the kubelet and
+            // etcd when a cluster is found.
+            let cfg = match (&config, &identity) {
+                (None, Identity::Cluster { .. }) => cfg.with_cluster_defaults(),
+                _ => cfg,
+            };
             let opts = node_monitor::posture::Options {
                 kubelet_config,
                 apiserver_manifest,
@@ -293,26 +299,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// The firewall rules for `config` (or the embedded config) on this node.
+/// The firewall rules for `config` (or the embedded config) on this node. The embedded
+/// config is taken as `run` applies it: with the cluster defaults
+/// ([`Config::with_cluster_defaults`]) when a cluster is found.
 fn firewall(
     format: node_monitor::firewall::Format,
     config: Option<&std::path::Path>,
     ifaces: Vec<String>,
 ) -> anyhow::Result<String> {
     let (cfg, origin, subnets) = config_and_subnets(config, ifaces)?;
+    let embedded = config.is_none();
     let cluster = node_monitor::firewall::cluster_entries(&cfg);
-    if cluster.is_empty() {
+    if cluster.is_empty() && !embedded {
         return Ok(node_monitor::firewall::render(
             &cfg, &subnets, format, &origin,
         ));
     }
-    // The cluster's sets, from one list of the cluster; without a cluster, refuse.
+    // The cluster's sets, from one list of the cluster.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let why = match rt.block_on(Identity::one_shot(&cfg.cluster, CLUSTER_WAIT)) {
         Ok(Identity::Cluster { snapshot, .. }) => {
+            let (cfg, origin) = if embedded {
+                (
+                    cfg.with_cluster_defaults(),
+                    format!(
+                        "{origin} with the cluster defaults `run` applies when a cluster is found (kubelet: control-plane-nodes, apiserver-endpoints, nodes; etcd: control-plane-nodes)"
+                    ),
+                )
+            } else {
+                (cfg, origin)
+            };
             let sets = node_monitor::cluster::set_values(&snapshot, &cfg, &subnets);
             let api = std::env::var("KUBECONFIG").map_or_else(
                 |_| "the cluster's API server".to_owned(),
@@ -326,8 +345,19 @@ fn firewall(
                 Some(&api),
             ));
         }
+        // No cluster to use: the embedded config as `run` applies it without one.
+        Ok(Identity::Unavailable(_)) if cluster.is_empty() => {
+            return Ok(node_monitor::firewall::render(
+                &cfg, &subnets, format, &origin,
+            ));
+        }
         Ok(Identity::Unavailable(why)) | Err(why) => why,
     };
+    if cluster.is_empty() {
+        anyhow::bail!(
+            "Kubernetes credentials were found but the cluster could not be read ({why}); `run` on {origin} would allow the cluster's sets on the kubelet and etcd once it reads the cluster, so rules for the no-cluster defaults would not be what it enforces: fix the credentials, or give a config (`print-default-config`) with `cluster.enabled: off` for the rules without a cluster"
+        );
+    }
     anyhow::bail!(
         "{origin} allows sets that only the cluster resolves ({}), and the cluster could not be read ({why}); rules printed without their addresses would drop the sources they allow: give credentials (KUBECONFIG) or name those sources as CIDRs in a config for `firewall`",
         cluster.join("; ")

@@ -39,6 +39,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iptables", // posture tests (firewall rules in a lab namespace); the bench's LOG rule
     "nftables", // posture tests, for nft
     "openssl",  // posture tests: the kubelet-like HTTPS server's certificate
+    "etcd-server", // posture tests: Debian's real etcd in the lab's node namespace
     "netsniff-ng", // trafgen: the bench's lab floods
     "systemd",  // systemd-analyze: the deploy checks verify the unit
     "buildah",  // the deploy e2e test builds the Dockerfile's runtime stage (vfs, chroot)

@@ -362,14 +362,26 @@ fn record(
 }
 
 /// Runs `program args` (10 s at most); its stdout, or `None` when it is missing or fails.
+///
+/// The program runs in a process group of its own, and the whole group is killed when the
+/// call ends, however it ends: on its own 10 s bound, and when the audit's timeout drops this
+/// future (a hung `iptables-save` wrapper and whatever it started are not left behind, one
+/// per hung run).
 async fn output(program: &str, args: &[&str]) -> Option<String> {
     let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(Duration::from_secs(10), child).await {
+        .spawn()
+        .ok()?;
+    let _group = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(KillGroup);
+    match tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await {
         Ok(Ok(out)) if out.status.success() => {
             Some(String::from_utf8_lossy(&out.stdout).into_owned())
         }
@@ -377,18 +389,46 @@ async fn output(program: &str, args: &[&str]) -> Option<String> {
     }
 }
 
+/// SIGKILL to a process group on drop (the group of a tool [`output`] ran). The leader itself
+/// is killed and reaped by tokio (`kill_on_drop`); this ends what it started.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        // ESRCH when the group is already gone: nothing to do.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// For each group's ports: does the node's firewall drop new connections from outside the
 /// allowlist (see [`netfilter`])? An open port is a finding; one the data path saw denied
 /// sources reach (the pinned counters) is a worse one.
+///
+/// Both iptables back ends filter at once when a node has rules in each (a host on
+/// iptables-legacy, a CNI on iptables-nft, or the reverse): `iptables-save` (the node's or
+/// the image's default, nft in the image) and, where present, `iptables-legacy-save` are
+/// read, and a port is open only when no back end drops it.
 async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String> {
     let v4 = output("iptables-save", &[]).await;
     let v6 = output("ip6tables-save", &[]).await;
+    let legacy4 = output("iptables-legacy-save", &[]).await;
+    let legacy6 = output("ip6tables-legacy-save", &[]).await;
     let nft_text = output("nft", &["-j", "list", "ruleset"]).await;
     if v4.is_none() && v6.is_none() && nft_text.is_none() {
         return Err("none of iptables-save, ip6tables-save, nft could be run".to_owned());
     }
-    let ipt4 = netfilter::parse_iptables_save(v4.as_deref().unwrap_or(""));
-    let ipt6 = netfilter::parse_iptables_save(v6.as_deref().unwrap_or(""));
+    // Each family's iptables rule sets, one per back end read.
+    let ipt4: Vec<netfilter::Iptables> = [&v4, &legacy4]
+        .into_iter()
+        .map(|t| netfilter::parse_iptables_save(t.as_deref().unwrap_or("")))
+        .collect();
+    let ipt6: Vec<netfilter::Iptables> = [&v6, &legacy6]
+        .into_iter()
+        .map(|t| netfilter::parse_iptables_save(t.as_deref().unwrap_or("")))
+        .collect();
     let nft = match &nft_text {
         Some(t) => netfilter::parse_nft_json(t, v4.is_some() || v6.is_some())?,
         None => netfilter::Nft::default(),
@@ -430,9 +470,7 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
                 let open_in = |v6: bool| {
                     !everyone(v6)
                         && ports.iter().any(|p| {
-                            let ipt = if v6 { &ipt6 } else { &ipt4 };
-                            ipt.fate(*proto, *p) == netfilter::Fate::Open
-                                && nft.fate(*proto, *p) == netfilter::Fate::Open
+                            open_in_every_back_end(if v6 { &ipt6 } else { &ipt4 }, &nft, *proto, *p)
                         })
                 };
                 let fams: Vec<&str> = [("IPv4", open_in(false)), ("IPv6", open_in(true))]
@@ -482,6 +520,8 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
     let sources: Vec<&str> = [
         ("iptables", v4.is_some()),
         ("ip6tables", v6.is_some()),
+        ("iptables-legacy", legacy4.is_some()),
+        ("ip6tables-legacy", legacy6.is_some()),
         ("nft", nft_text.is_some()),
     ]
     .into_iter()
@@ -496,6 +536,21 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
             if seen.is_some() { "pinned" } else { "none" }
         ),
     ))
+}
+
+/// A new connection from outside the allowlist to `proto`/`port` reaches the socket: no
+/// iptables back end read (nft-backed, legacy) and no native nft chain drops it. Every back
+/// end filters the packet on its own, so one drop closes the port.
+fn open_in_every_back_end(
+    iptables: &[netfilter::Iptables],
+    nft: &netfilter::Nft,
+    proto: Protocol,
+    port: u16,
+) -> bool {
+    iptables
+        .iter()
+        .all(|t| t.fate(proto, port) == netfilter::Fate::Open)
+        && nft.fate(proto, port) == netfilter::Fate::Open
 }
 
 fn skipped(name: &'static str, why: &str) -> Check {
@@ -522,6 +577,32 @@ mod tests {
             inode: 1,
             process: Some((42, "kubelet".into())),
         }
+    }
+
+    #[test]
+    fn a_port_dropped_by_any_back_end_is_closed() {
+        let drop = |port: u16| {
+            netfilter::parse_iptables_save(&format!(
+                "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport {port} -j DROP\nCOMMIT\n"
+            ))
+        };
+        let nft = netfilter::Nft::default();
+        // iptables-nft's rules close 2379, iptables-legacy's 10250.
+        let both = [drop(2379), drop(10250)];
+        for (port, open) in [(2379, false), (10250, false), (10255, true)] {
+            assert_eq!(
+                open_in_every_back_end(&both, &nft, Protocol::Tcp, port),
+                open,
+                "port {port}"
+            );
+        }
+        // Read from one back end only (the legacy one absent), the legacy drop is unseen.
+        assert!(open_in_every_back_end(
+            &[drop(2379), netfilter::parse_iptables_save("")],
+            &nft,
+            Protocol::Tcp,
+            10250
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use node_monitor::cluster::testing::objects::node as node_object;
 use node_monitor_lab::{Lab, Netns, output_with_timeout};
 use serde_json::Value;
 
@@ -26,6 +27,7 @@ use crate::{
         peers::{TcpOutcome, sa, tcp_connect, tcp_server},
         temp::TempDir,
     },
+    fake_cluster::{FakeCluster, worker_1},
     setup::{CONNECT_TIMEOUT, cp, node, outside, setup},
 };
 
@@ -498,4 +500,276 @@ fn firewall_rules_enforce_with_iptables() {
 fn firewall_rules_enforce_with_nft() {
     daemon::require_root_and_tools(&["nft"]);
     firewall_enforces(&[("nft", "nft", &["-f"])]);
+}
+
+/// Debian's real `etcd` (package etcd-server) in `ns`, its data and log in a temp dir
+/// removed with it; killed on drop (the lab's `Child`), so a failed test leaves none.
+struct Etcd {
+    // Before the directory: the process ends before its data dir is removed.
+    child: node_monitor_lab::Child,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    /// etcd with its client URL on `client`:2379, its peer URL on `peer`:2380 and its metrics
+    /// on `metrics`:2381; returns once the client port takes connections (bounded: 15 s).
+    fn start(ns: &Netns, client: &str, peer: &str, metrics: &str) -> Etcd {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("etcd").is_file()));
+        assert!(
+            found,
+            "this test needs Debian's etcd on PATH (package etcd-server; `cargo xtask setup` installs it)"
+        );
+        let dir = TempDir::new("etcd");
+        let log = std::fs::File::create(dir.file("etcd.log")).unwrap();
+        let peer_url = format!("http://{peer}:2380");
+        let mut cmd = ns.nsenter("etcd");
+        cmd.args([
+            "--name",
+            "nm-test",
+            "--data-dir",
+            dir.file("data").to_str().unwrap(),
+            "--listen-client-urls",
+            &format!("http://{client}:2379"),
+            "--advertise-client-urls",
+            &format!("http://{client}:2379"),
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("nm-test={peer_url}"),
+            "--listen-metrics-urls",
+            &format!("http://{metrics}:2381"),
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        let mut child = context(node_monitor_lab::Child::spawn(&mut cmd));
+        let reach: SocketAddr = format!(
+            "{}:2379",
+            if client == "0.0.0.0" {
+                "127.0.0.1"
+            } else {
+                client
+            }
+        )
+        .parse()
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let up = context(ns.run(move || {
+                std::net::TcpStream::connect_timeout(&reach, Duration::from_millis(200)).is_ok()
+            }));
+            if up {
+                break;
+            }
+            let log = || std::fs::read_to_string(dir.file("etcd.log")).unwrap_or_default();
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("etcd exited ({st}) before it listened:\n{}", log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not listen on {reach} within 15 s:\n{}",
+                log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        Etcd { child, _dir: dir }
+    }
+}
+
+/// `audit --format json` in the lab's node namespace against the fake cluster of
+/// `kubeconfig`.
+fn audit_with_cluster(lab: &Lab, kubeconfig: &str) -> Value {
+    let mut cmd = lab.node.nsenter(daemon::BIN);
+    cmd.args([
+        "audit",
+        "--format",
+        "json",
+        "--iface",
+        "eth0",
+        "--pin-dir",
+        "/nonexistent",
+    ])
+    .env("NO_COLOR", "1")
+    .env("KUBECONFIG", kubeconfig);
+    let out = context(output_with_timeout(cmd, Duration::from_secs(30)));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit output is not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {v}"))
+}
+
+fn evidence_of(v: &Value, id: &str) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == id)
+        .map(|f| f["evidence"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Debian's real etcd on a worker (this node, worker-1, has no control-plane role in the
+/// fake cluster), its client and peer ports on every address and its metrics beyond
+/// loopback: etcd on a node that is not a control-plane node (NM-2003) for the client and the
+/// peer port, and its metrics endpoint bound beyond loopback (NM-2002), each naming the
+/// process `etcd` and its pid. (etcd, a Go program, binds `0.0.0.0` as the dual-stack `[::]`.)
+#[test]
+fn real_etcd_on_a_worker_is_found() {
+    let lab = setup();
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        api.apply("nodes", worker_1("203.0.113.0/26"));
+        api.apply(
+            "nodes",
+            node_object(
+                "cp-1",
+                &[("InternalIP", "198.51.100.2")],
+                &["203.0.113.64/26"],
+                &["control-plane"],
+            ),
+        );
+    });
+    let etcd = Etcd::start(&lab.node, "0.0.0.0", "198.51.100.1", "0.0.0.0");
+    let pid = etcd.child.id();
+    let v = audit_with_cluster(&lab, cluster.kubeconfig.as_str());
+    let who = format!("(etcd, pid {pid})");
+    let stray = evidence_of(&v, "NM-2003");
+    for want in ["[::]:2379/tcp", "198.51.100.1:2380/tcp"] {
+        assert!(
+            stray
+                .iter()
+                .any(|e| e.contains("node worker-1") && e.contains(want) && e.contains(&who)),
+            "no NM-2003 for etcd on {want} {who}: {stray:?}\n{v}"
+        );
+    }
+    assert_eq!(stray.len(), 2, "{stray:?}");
+    let metrics = evidence_of(&v, "NM-2002");
+    assert_eq!(
+        metrics,
+        vec![format!(
+            "group etcd-metrics listening on [::]:2381/tcp {who}"
+        )],
+        "{v}"
+    );
+    assert!(
+        check(&v, "identity")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("node worker-1 is not a control-plane node"),
+        "{v}"
+    );
+    drop(etcd);
+    cluster.stop();
+}
+
+/// The same etcd on loopback only, on a control-plane node (worker-1 labelled
+/// control-plane): the audit sees it (the listeners check names it) and finds nothing about
+/// it.
+#[test]
+fn real_etcd_on_loopback_on_a_control_plane_node_is_no_finding() {
+    let lab = setup();
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        api.apply(
+            "nodes",
+            node_object(
+                "worker-1",
+                &[("InternalIP", "198.51.100.1")],
+                &["203.0.113.0/26"],
+                &["control-plane"],
+            ),
+        );
+    });
+    let etcd = Etcd::start(&lab.node, "127.0.0.1", "127.0.0.1", "127.0.0.1");
+    let pid = etcd.child.id();
+    let v = audit_with_cluster(&lab, cluster.kubeconfig.as_str());
+    let listeners = check(&v, "listeners")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for port in [2379, 2380, 2381] {
+        let seen = format!("127.0.0.1:{port}/tcp (etcd, pid {pid})");
+        assert!(listeners.contains(&seen), "{seen} not seen: {listeners}");
+    }
+    for id in ["NM-2002", "NM-2003"] {
+        assert_eq!(evidence_of(&v, id), Vec::<String>::new(), "{v}");
+    }
+    assert!(
+        check(&v, "identity")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("node worker-1 is a control-plane node"),
+        "{v}"
+    );
+    drop(etcd);
+    cluster.stop();
+}
+
+/// A node whose firewall is iptables-legacy (the kernel's x_tables, which iptables-nft and
+/// nft do not show): the audit reads `iptables-legacy-save` too, so the kubelet port that
+/// `node-monitor firewall`'s rules close there is not reported open (NM-2040), for IPv4 and
+/// IPv6; before they are loaded, it is.
+#[test]
+fn audit_reads_an_iptables_legacy_firewall() {
+    daemon::require_root_and_tools(&["iptables-legacy-restore", "ip6tables-legacy-restore"]);
+    let lab = setup();
+    let dir = TempDir::new("posture-legacy");
+    let kubelet_open = |v: &Value| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["id"] == "NM-2040"
+                    && f["evidence"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("tcp/10250 (group kubelet)")
+            })
+            .count()
+    };
+    let (_, before) = audit(&lab, &["--pin-dir", "/nonexistent"]);
+    assert_eq!(kubelet_open(&before), 1, "{before}");
+    assert!(
+        check(&before, "firewall")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("iptables-legacy, ip6tables-legacy"),
+        "{before}"
+    );
+    for (format, tool) in [
+        ("iptables", "iptables-legacy"),
+        ("ip6tables", "ip6tables-legacy"),
+    ] {
+        let (status, rules, stderr) = run_cli(
+            Some(&lab.node),
+            &["firewall", "--format", format, "--iface", "eth0"],
+        );
+        assert!(status.success(), "{stderr}");
+        let file = dir.file(format);
+        std::fs::write(&file, &rules).unwrap();
+        load(&lab.node, &format!("{tool}-restore"), &["--noflush"], &file);
+        let mut hook = lab.node.command(tool);
+        hook.args(["-I", "INPUT", "-j", "NODE-MONITOR"]);
+        let out = context(output_with_timeout(hook, Duration::from_secs(10)));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (_, after) = audit(&lab, &["--pin-dir", "/nonexistent"]);
+    assert_eq!(kubelet_open(&after), 0, "{after}");
 }

@@ -16,7 +16,7 @@ use crate::{
         daemon::{Daemon, context, run_cli, scrape},
         http::metric_value,
         peers::{TcpOutcome, sa, tcp_connect, tcp_server},
-        temp::TempFile,
+        temp::{TempDir, TempFile},
     },
     expect::alerts_of,
     fake_cluster::{FakeCluster, worker_1},
@@ -377,6 +377,462 @@ fn a_hung_kubelet_holds_up_neither_the_alerts_nor_the_audit() {
         metric_value(&body, "node_monitor_audit_last_run_duration_seconds", &[])
             .is_some_and(|s| s >= 2.5),
         "the run waited for the probe's timeout: {body}"
+    );
+    drop(context(d.stop()));
+}
+
+/// `firewall` on the embedded config prints what `run` applies: the no-cluster defaults
+/// (node-subnets on the kubelet and etcd) without a cluster, and with a cluster found the
+/// cluster defaults (kubelet: control-plane-nodes, apiserver-endpoints, nodes; etcd:
+/// control-plane-nodes), with the sets' addresses from the cluster.
+#[test]
+fn firewall_on_the_embedded_config_uses_the_cluster_defaults() {
+    let lab = setup();
+    let firewall = |kubeconfig: Option<&str>| {
+        let mut cmd = lab.node.nsenter(crate::common::daemon::BIN);
+        cmd.args(["firewall", "--format", "iptables", "--iface", "eth0"])
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG");
+        if let Some(k) = kubeconfig {
+            cmd.env("KUBECONFIG", k);
+        }
+        let out = context(node_monitor_lab::output_with_timeout(
+            cmd,
+            Duration::from_secs(30),
+        ));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let kubelet = |src: &str| {
+        format!("--dport 10250 -s {src} -m comment --comment \"kubelet allow\" -j RETURN")
+    };
+    let etcd = |src: &str| {
+        format!("--dport 2379 -s {src} -m comment --comment \"etcd-client allow\" -j RETURN")
+    };
+    let alone = firewall(None);
+    for allow in [kubelet("198.51.100.0/24"), etcd("198.51.100.0/24")] {
+        assert!(
+            alone.contains(&allow),
+            "no cluster: node-subnets, missing {allow}:\n{alone}"
+        );
+    }
+
+    let cluster = FakeCluster::start(&lab.node, |api| {
+        api.apply("nodes", worker_1("203.0.113.0/26"));
+        api.apply(
+            "nodes",
+            node(
+                "cp-1",
+                &[("InternalIP", "198.51.100.2")],
+                &["203.0.113.64/26"],
+                &["control-plane"],
+            ),
+        );
+    });
+    let rules = firewall(Some(cluster.kubeconfig.as_str()));
+    assert!(
+        rules.contains("with the cluster defaults `run` applies"),
+        "{rules}"
+    );
+    for allow in [
+        kubelet("198.51.100.2/32"),
+        kubelet("198.51.100.1/32"),
+        etcd("198.51.100.2/32"),
+    ] {
+        assert!(rules.contains(&allow), "missing {allow}:\n{rules}");
+    }
+    for absent in [
+        kubelet("198.51.100.0/24"),
+        etcd("198.51.100.0/24"),
+        etcd("198.51.100.1/32"),
+    ] {
+        assert!(
+            !rules.contains(&absent),
+            "the cluster defaults replace node-subnets; the worker is no control-plane node: {absent}\n{rules}"
+        );
+    }
+    cluster.stop();
+}
+
+/// Processes whose command line contains `marker`: `(pid, ppid)`.
+fn processes_with(marker: &str) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(marker) {
+            continue;
+        }
+        out.push((pid, parent_of(pid).unwrap_or(0)));
+    }
+    out
+}
+
+/// The parent pid of `pid` (field 4 of /proc/PID/stat, after the command's parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The children of `pid`, zombies included: `(pid, state)`.
+fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("?").to_owned();
+        if f.next().and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push((child, state));
+        }
+    }
+    out
+}
+
+/// Kills, on drop, whatever the hung tool left (so a failed test leaves no sleeper).
+struct KillMarked(String);
+
+impl Drop for KillMarked {
+    fn drop(&mut self) {
+        for (pid, _) in processes_with(&self.0) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// An audit run that hangs past `audit.timeout_s` (5 s): the daemon's PATH starts with a
+/// directory whose `iptables-save` is a shell script that sleeps for a minute (in a child of
+/// its own, as a wrapper script would). The daemon gives the run up at its timeout, counts it
+/// failed, logs a warning, kills the tool with everything it started (no sleeper, no zombie
+/// left per hung run), and starts the next run on schedule (10 s later), which hangs and is
+/// given up the same way; the alerts go on meanwhile.
+#[test]
+fn an_audit_run_that_hangs_is_given_up_and_the_next_starts_on_schedule() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("posture-hang"));
+    let dir = TempDir::new("posture-hang-bin");
+    let marker = dir.path().to_string_lossy().into_owned();
+    let _cleanup = KillMarked(marker.clone());
+    // The sleeper is `sleep` under a name in the directory, so that its command line names
+    // the directory too (the leak check looks for it).
+    let sleeper = dir.file("hang-sleep");
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize("/bin/sleep").expect("sleep (coreutils)"),
+        &sleeper,
+    )
+    .unwrap();
+    let tool = dir.file("iptables-save");
+    std::fs::write(
+        &tool,
+        format!(
+            "#!/bin/sh\n# a hung iptables-save: a child that sleeps past the audit's timeout\n{} 59\nexit 1\n",
+            sleeper.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", marker, std::env::var("PATH").unwrap_or_default());
+    let text = test_config(&[
+        AUDIT_ON,
+        ("interval_s: 3600", "interval_s: 10"),
+        ("timeout_s: 60 ", "timeout_s: 5 "),
+        ("enabled: auto", "enabled: off"),
+    ]);
+    let cfg = TempFile::new("posture-hang.yaml", &text);
+    let d = context(Daemon::start_env(
+        &lab.node,
+        &pin.path,
+        &["eth0"],
+        &["--config", cfg.as_str()],
+        &[("PATH", &path)],
+    ));
+    let failed = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("posture audit failed") && l.contains("timed out after 5s"))
+            .count()
+    };
+    // Bounded: until `n` runs were given up, or `within`.
+    let given_up = |n: usize, within: Duration| {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if failed(&d.stderr()) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    // The first run hangs in the firewall check: the tool and its sleeping child are there.
+    let hung = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        processes_with(&marker).len() >= 2
+    });
+    assert!(
+        hung,
+        "the daemon never ran the hung iptables-save: {}",
+        d.stderr()
+    );
+    // Alerts meanwhile.
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(46310, false),
+            node_addr(10250, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Refused
+    );
+    let alerted = d.wait_records(Duration::from_secs(2), |r| {
+        !alerts_of(r, "NM-1001").is_empty()
+    });
+    assert!(alerted, "no alert while the audit hangs: {}", d.stderr());
+    assert_eq!(
+        failed(&d.stderr()),
+        0,
+        "the alert came within the run's timeout"
+    );
+
+    // Given up at its timeout: a warning, and the tool killed with its child.
+    assert!(
+        given_up(1, Duration::from_secs(8)),
+        "no warning for the hung run: {}",
+        d.stderr()
+    );
+    let gone = (0..20).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        processes_with(&marker).is_empty()
+    });
+    assert!(
+        gone,
+        "the hung tool outlived its run: {:?}",
+        processes_with(&marker)
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "failed")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(&body, "node_monitor_audit_last_run_success", &[]),
+        Some(0.0),
+        "{body}"
+    );
+
+    // The next run, on schedule (10 s after the first started), hangs and is given up too;
+    // alerts still flow while it hangs.
+    assert!(
+        given_up(2, Duration::from_secs(10)),
+        "no second run given up within 15 s of the first: {}",
+        d.stderr()
+    );
+    let gone = (0..20).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        processes_with(&marker).is_empty() && children_of(d.pid()).is_empty()
+    });
+    assert!(
+        gone,
+        "a hung run left processes behind: marked {:?}, the daemon's children {:?}",
+        processes_with(&marker),
+        children_of(d.pid())
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "failed")]
+        ),
+        Some(2.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "completed")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
+    // Another group (the same source on the kubelet again would be deduplicated).
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(46311, false),
+            node_addr(10255, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Refused
+    );
+    assert!(
+        d.wait_records(Duration::from_secs(2), |r| !alerts_of(r, "NM-1002")
+            .is_empty()),
+        "no alert after the hung runs: {}",
+        d.stderr()
+    );
+    drop(context(d.stop()));
+}
+
+/// A run stuck where the run's own timeout cannot cut it: a blocking read on the run's
+/// thread (the kubelet config is a FIFO that nobody writes: opening it blocks). The event
+/// loop gives the run up 5 s past `timeout_s` (5 s), counts it failed with a warning, and
+/// starts the next run at once (it was due); when the FIFO is finally written, the stuck
+/// run's late report is ignored (only the current run completes), and alerts flow
+/// throughout.
+#[test]
+fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("posture-stuck"));
+    let dir = TempDir::new("posture-stuck");
+    let fifo = dir.file("kubelet-config.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let text = test_config(&[
+        AUDIT_ON,
+        ("interval_s: 3600", "interval_s: 10"),
+        ("timeout_s: 60 ", "timeout_s: 5 "),
+        (
+            "  # kubelet_config: /var/lib/kubelet/config.yaml",
+            &format!("  kubelet_config: {}\n  #", fifo.display()),
+        ),
+        ("enabled: auto", "enabled: off"),
+    ]);
+    let cfg = TempFile::new("posture-stuck.yaml", &text);
+    let d = context(Daemon::start(
+        &lab.node,
+        &pin.path,
+        &["--config", cfg.as_str()],
+    ));
+    let wait = |within: Duration, pred: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if d.stderr_lines().iter().any(|l| pred(l)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    // Alerts while the first run is stuck.
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(46320, false),
+            node_addr(10250, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Refused
+    );
+    assert!(
+        d.wait_records(Duration::from_secs(2), |r| {
+            !alerts_of(r, "NM-1001").is_empty()
+        }),
+        "no alert while the audit is stuck: {}",
+        d.stderr()
+    );
+    // Given up at timeout + 5 s (10 s after the start; bounded: 14 s).
+    let gave_up = |l: &str| {
+        l.contains("posture audit failed")
+            && l.contains("run=1")
+            && l.contains("still running 5s after its timeout")
+    };
+    assert!(
+        wait(Duration::from_secs(14), &gave_up),
+        "the stuck run was not given up: {}",
+        d.stderr()
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "failed")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    // The next run was due: it starts at once, and blocks on the FIFO too. Wait for it to
+    // have started (its thread opening the FIFO), then release both stuck threads: one gets
+    // the config, the other end of file.
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+        // O_NONBLOCK: fails at once (ENXIO) rather than wait if no run has it open.
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .expect("the runs hold the FIFO open for reading");
+        let _ = w.write_all(
+            b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: 0\n",
+        );
+    }
+    assert!(
+        wait(Duration::from_secs(5), &|l: &str| {
+            l.contains("posture audit done") && l.contains("run=2")
+        }),
+        "the second run did not complete once released: {}",
+        d.stderr()
+    );
+    // The first run's thread reported too, late: ignored.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !d.stderr_lines()
+            .iter()
+            .any(|l| l.contains("posture audit done") && l.contains("run=1")),
+        "the given-up run's late report was used: {}",
+        d.stderr()
+    );
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "completed")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(
+            &body,
+            "node_monitor_audit_runs_total",
+            &[("result", "failed")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(&body, "node_monitor_audit_last_run_success", &[]),
+        Some(1.0),
+        "{body}"
     );
     drop(context(d.stop()));
 }

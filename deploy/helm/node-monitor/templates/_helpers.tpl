@@ -121,6 +121,9 @@ config names files under each dir (node-monitor.config), the DaemonSet mounts ea
 {{- if and .Values.service.enabled (include "node-monitor.metricsOnLoopback" .) -}}
 {{- fail (printf "service.enabled: metrics.host %s is a loopback address that nothing outside the node can scrape; set metrics.host to podIP or a node address" .Values.metrics.host) -}}
 {{- end -}}
+{{- if gt (int .Values.audit.timeoutSeconds) (int .Values.audit.intervalSeconds) -}}
+{{- fail (printf "audit.timeoutSeconds (%v) is longer than audit.intervalSeconds (%v): one run would still go when the next is due" .Values.audit.timeoutSeconds .Values.audit.intervalSeconds) -}}
+{{- end -}}
 {{- if not (or .Values.sinks.stdout.enabled .Values.sinks.syslog.enabled .Values.sinks.http.enabled) -}}
 {{- fail "sinks: enable at least one sink (stdout, syslog or http): alerts would go nowhere" -}}
 {{- end -}}
@@ -218,4 +221,18 @@ metrics:
   {{- end }}
 cluster:
   enabled: {{ .Values.cluster.enabled | quote }}
+{{- with .Values.audit }}
+audit:
+  enabled: {{ .enabled }}
+  interval_s: {{ .intervalSeconds }}
+  timeout_s: {{ .timeoutSeconds }}
+  min_severity: {{ .minSeverity }}
+  {{- if .kubeletConfig }}
+  # The node's file, mounted at the same path (audit.kubeletConfig).
+  kubelet_config: {{ .kubeletConfig | quote }}
+  {{- end }}
+  {{- if and .manifestsDir (ne .manifestsDir "/etc/kubernetes/manifests") }}
+  apiserver_manifest: {{ printf "%s/kube-apiserver.yaml" .manifestsDir | quote }}
+  {{- end }}
+{{- end }}
 {{- end -}}
