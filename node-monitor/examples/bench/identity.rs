@@ -199,7 +199,7 @@ pub(crate) fn identity(rounds: usize, report: &mut String) -> anyhow::Result<()>
     writeln!(report)?;
     writeln!(
         report,
-        "{NODES} nodes, {PODS} pods (100 per ReplicaSet of a Deployment, in 100 namespaces, each with `app` and `pod-template-hash` labels and a 36-character uid), {SERVICES} NodePort Services, made as the API server sends them (`kubectl get -o json` shape) and cut down by the watches' own conversions; no API server. Heap counted by this binary's global allocator (layout sizes, no allocator overhead); resident is the process's VmRSS growth over the section's start, with allocator overhead and whatever glibc keeps of freed memory (the objects' JSON, the build's scratch tables), then again once `malloc_trim(0)` has returned the free pages (the daemon does not call it; glibc trims its main heap's top by itself)."
+        "{NODES} nodes, {PODS} pods (100 per ReplicaSet of a Deployment, in 100 namespaces, each with `app` and `pod-template-hash` labels and a 36-character uid), {SERVICES} NodePort Services, made as the API server sends them (`kubectl get -o json` shape) and cut down by the watches' own conversions; no API server. Heap counted by this binary's global allocator (layout sizes, no allocator overhead); resident is the process's VmRSS growth over the section's start, with allocator overhead and whatever glibc keeps of freed memory (the objects' JSON, the build's scratch tables), then again once `malloc_trim(0)` has returned the free pages (the daemon calls it every 10 s, so the trimmed figure is what it keeps resident)."
     )?;
     writeln!(report)?;
     writeln!(report, "| | measured | target | met |")?;
