@@ -33,6 +33,7 @@ matrix!(
 );
 
 progs!(
+    shared_sources_that_do_not_fit_fail_open,
     first_fragment_outside_the_ranges_is_flagged,
     ipv6_first_fragment_outside_the_ranges_is_flagged,
 );
@@ -573,4 +574,92 @@ fn unseen_acceptance_outside_the_ranges(fam: Fam) {
         }
         h.assert_reasons(action, &want_reasons);
     }
+}
+
+/// When the sources every marked port accepts do not fit in a per-port table on their own, no
+/// port stays marked: the ranges applied before are stale, and a marked port without the
+/// shared sources would flag the cluster's own traffic. Every port fails open (its group's
+/// allowlist still holds), counted as not enforced, and the tables are emptied; once the
+/// shared sources fit again, the ranges are enforced again.
+fn shared_sources_that_do_not_fit_fail_open(prog: Prog) {
+    let fam = Fam::V4;
+    let mut h = nodeport_harness("monitor");
+    let fits = ranges(TCP, MARKED, &[host(fam.allowed())], &[]);
+    apply(&mut h, &fits);
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40000, MARKED, SYN),
+        prog.pass(),
+        "enforced",
+    );
+    assert_eq!(flagged(&h, TCP), 1);
+    // One more shared source than a table holds (IPv6 /128s: map keys only, no traffic).
+    let capacity = node_monitor_common::PORT_ALLOW_ENTRIES;
+    let any: Vec<IpNet> = (0..=capacity)
+        .map(|i| {
+            let [a, b, c, d] = i.to_be_bytes();
+            let addr = std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xffff,
+                0,
+                0,
+                0,
+                u16::from_be_bytes([a, b]),
+                u16::from_be_bytes([c, d]),
+            );
+            IpNet::from(IpAddr::from(addr))
+        })
+        .collect();
+    let too_many = PortRanges {
+        any,
+        ..fits.clone()
+    };
+    let applied =
+        h.dp.apply_port_ranges(&too_many)
+            .expect("not an error: every port fails open")
+            .expect("written");
+    assert!(applied.shared_full, "{applied:?}");
+    assert_eq!((applied.ports, applied.not_enforced), (0, 1), "{applied:?}");
+    assert_eq!(
+        (applied.wanted_v4, applied.wanted_v6),
+        (1, capacity as usize + 1),
+        "{applied:?}"
+    );
+    assert_eq!(h.dp.port_ranges_applied(), Some(applied));
+    assert!(
+        h.dp.marked_ports()
+            .iter()
+            .all(std::collections::BTreeSet::is_empty),
+        "no port stays marked"
+    );
+    assert_eq!((applied.entries_v4, applied.entries_v6), (0, 0));
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40001, MARKED, SYN),
+        prog.pass(),
+        "fails open",
+    );
+    assert_eq!(
+        (allowed(&h, TCP), flagged(&h, TCP)),
+        (1, 1),
+        "the group allows it, the port's ranges no longer apply"
+    );
+    // The shared sources fit again: the ranges hold again.
+    let applied =
+        h.dp.apply_port_ranges(&fits)
+            .expect("apply")
+            .expect("written");
+    assert_eq!((applied.ports, applied.not_enforced), (1, 0));
+    assert!(!applied.shared_full);
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40002, MARKED, SYN),
+        prog.pass(),
+        "enforced again",
+    );
+    assert_eq!(flagged(&h, TCP), 2);
 }
