@@ -7,7 +7,7 @@
 //!
 //! - a *first* fragment (offset 0, MF set) whose ports can be read and whose destination port
 //!   a group watches is counted (`FRAG_WATCHED`) and, from a source outside the group's
-//!   allowlist, flagged as a connection attempt like any other (counters, flow entry, budget,
+//!   allowlist (or outside the port's own source ranges), flagged as a connection attempt like any other (counters, flow entry, budget,
 //!   event), its TCP flags marked unknown when the fragment ends before them; in a drop group
 //!   it is dropped, so the datagram never reassembles;
 //! - a first fragment shorter than a whole transport header is counted (`FRAG_TINY`);
@@ -27,7 +27,7 @@ use node_monitor_common::{
 
 use crate::{
     Meta,
-    allow::is_allowed,
+    allow::port_allows,
     budget::{Budget, take_budget},
     count_reason,
     emit::{EventFacts, emit_fragment},
@@ -99,7 +99,9 @@ fn first_fragment(
     let l3 = &f.l3;
     let settings = SETTINGS.get(0)?;
     let src = parse::address(pkt, l3, false).ok()?;
-    if is_allowed(group, FAMILY_V4, &src, settings) {
+    // The port's own source ranges too (a NodePort whose Service sets
+    // `loadBalancerSourceRanges`): a sender picks this path by fragmenting.
+    if port_allows(group, l3.proto, dst_port, FAMILY_V4, &src, settings) {
         return None;
     }
     let dst = parse::address(pkt, l3, true).ok()?;

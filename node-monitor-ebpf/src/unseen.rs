@@ -4,10 +4,11 @@
 //! device that is not watched, a header chain past the parser's bounds), the node's answer
 //! leaves through the watched interface's tc egress, where it is plain to read. A SYN-ACK
 //! (or the first UDP reply of a 5-tuple) from a watched port to a peer outside that port's
-//! allowlist, on a 5-tuple where ingress recorded no attempt, means the node accepted a
-//! connection nobody saw arrive. It is counted, recorded on the flow table (so that a
-//! retransmitted answer raises nothing again), reported under the peer's flagged-event
-//! budget and, in a drop group, dropped, so that such a connection never completes.
+//! allowlist (its group's, and its own source ranges when it has them), on a 5-tuple where
+//! ingress recorded no attempt, means the node accepted a connection nobody saw arrive. It
+//! is counted, recorded on the flow table (so that a retransmitted answer raises nothing
+//! again), reported under the peer's flagged-event budget and, in a drop group, dropped, so
+//! that such a connection never completes.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, COMPLETES_NONE,
@@ -16,7 +17,7 @@ use node_monitor_common::{
 };
 
 use crate::{
-    allow::is_allowed,
+    allow::port_allows,
     budget::{Budget, take_budget},
     count_reason,
     emit::EventFacts,
@@ -42,7 +43,16 @@ pub(crate) fn unseen_accept(key: &FlowKey, group: u8, seq: u32) -> Unseen {
     let Some(settings) = SETTINGS.get(0) else {
         return Unseen::Pass;
     };
-    if is_allowed(group, key.family, &key.src_addr, settings) {
+    // The port's own source ranges too (a NodePort whose Service sets
+    // `loadBalancerSourceRanges`), as on ingress.
+    if port_allows(
+        group,
+        key.proto,
+        key.dst_port,
+        key.family,
+        &key.src_addr,
+        settings,
+    ) {
         return Unseen::Pass;
     }
     let now = unsafe { bpf_ktime_get_ns() };

@@ -83,7 +83,35 @@ impl Daemon {
             synced: status.cache.synced,
             cache_age_s: status.cache.age.as_secs(),
             cache_bytes: status.cache_bytes as u64,
+            node_port_ranges: self.dp.port_ranges_applied().map(Into::into),
         })
+    }
+}
+
+/// The warning for NodePorts whose ranges did not fit (nothing when all did): how many, the
+/// entries wanted per family, the capacity, and what the data path does meanwhile.
+fn warn_not_enforced(applied: &crate::datapath::PortRangesApplied) {
+    if applied.not_enforced == 0 {
+        return;
+    }
+    let capacity = node_monitor_common::PORT_ALLOW_ENTRIES;
+    if applied.shared_full {
+        tracing::warn!(
+            not_enforced = applied.not_enforced,
+            wanted_v4 = applied.wanted_v4,
+            wanted_v6 = applied.wanted_v6,
+            capacity,
+            "the sources every NodePort accepts (cluster.node_port_also_allow) alone do not fit in the per-port table: no NodePort's loadBalancerSourceRanges are enforced until they fit (every such port fails open; its group's allowlist still holds); shorten cluster.node_port_also_allow"
+        );
+    } else {
+        tracing::warn!(
+            not_enforced = applied.not_enforced,
+            enforced = applied.ports,
+            wanted_v4 = applied.wanted_v4,
+            wanted_v6 = applied.wanted_v6,
+            capacity,
+            "the per-port table is full: the loadBalancerSourceRanges of these NodePorts are not enforced (each such port fails open; its group's allowlist still holds); the other ports' are"
+        );
     }
 }
 
@@ -151,7 +179,9 @@ impl Daemon {
 
     /// Writes the per-port source ranges of the cluster's snapshot (with `sets` for
     /// `cluster.node_port_also_allow`) when they changed. Ports whose ranges do not fit stay
-    /// unmarked: logged at error level, with their count.
+    /// unmarked (they fail open; the group's allowlist still holds there): a warning with
+    /// their count, the entries wanted and the capacity, and the metrics
+    /// `node_monitor_node_port_ranges_*`.
     fn follow_port_ranges(&mut self, sets: &SetValues) {
         let Some(c) = &self.cluster else { return };
         let want = node_port_ranges(&c.snapshot(), &self.cfg, sets);
@@ -159,14 +189,7 @@ impl Daemon {
         match self.dp.apply_port_ranges(&want) {
             Ok(None) => {}
             Ok(Some(applied)) => {
-                if applied.not_enforced > 0 {
-                    tracing::error!(
-                        not_enforced = applied.not_enforced,
-                        enforced = applied.ports,
-                        max_entries = node_monitor_common::PORT_ALLOW_ENTRIES,
-                        "the per-port table is full: these NodePorts' loadBalancerSourceRanges are not enforced"
-                    );
-                }
+                warn_not_enforced(&applied);
                 info!(
                     ports = applied.ports,
                     entries_v4 = applied.entries_v4,

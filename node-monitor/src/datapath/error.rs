@@ -73,16 +73,6 @@ pub enum DatapathError {
         max: u32,
     },
 
-    #[error(
-        "the sources every NodePort with loadBalancerSourceRanges accepts need {needed} {family} \
-         entries and the per-port table has room for {max}: shorten cluster.node_port_also_allow"
-    )]
-    PortRangesFull {
-        family: &'static str,
-        needed: usize,
-        max: u32,
-    },
-
     #[error("more than {max} groups: the kernel tables have room for {max}")]
     TooManyGroups { max: usize },
 }

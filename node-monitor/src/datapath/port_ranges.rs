@@ -11,7 +11,12 @@
 //! A rewrite goes in the order that never flags an allowed source: new entries in, then the
 //! marks (set and cleared), then stale entries out; when old and new entries do not fit in a
 //! trie at once, the stale ones leave first (as the allowlists do). Ports whose ranges do not
-//! fit beside the others are left unmarked (they fail open), counted and logged.
+//! fit beside the others are left unmarked (they fail open), counted and logged. When the
+//! sources every marked port accepts do not fit on their own, no port is marked: a marked
+//! port without them would flag the cluster's own traffic (the nodes, the pods), and the
+//! ranges applied before them are stale (a Service may have widened its ranges, or given its
+//! NodePort up to another). So every port fails open, counted as not enforced, and the tables
+//! are emptied, until they fit.
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
@@ -21,7 +26,7 @@ use node_monitor_common::{
 };
 
 use super::{
-    Datapath, DatapathError, Result,
+    Datapath, Result,
     tables::{TrieEntries, add_entries, remove_entries, restore_trie, trie_entries},
 };
 use crate::config::Protocol;
@@ -45,9 +50,15 @@ pub struct PortRangesApplied {
     /// Entries in each trie.
     pub entries_v4: usize,
     pub entries_v6: usize,
-    /// Ports whose ranges did not fit in the tries beside the others: left unmarked, so
-    /// their ranges are not enforced.
+    /// Ports whose ranges did not fit in the tries beside the others (or all of them, when
+    /// the shared sources alone do not fit): left unmarked, so their ranges are not enforced.
     pub not_enforced: usize,
+    /// Entries all the ranges want in each trie: the shared sources and every port's.
+    pub wanted_v4: usize,
+    pub wanted_v6: usize,
+    /// The shared sources (`cluster.node_port_also_allow`) alone did not fit in a trie: no
+    /// port is marked.
+    pub shared_full: bool,
 }
 
 /// Entries and marks computed from a [`PortRanges`], checked to fit.
@@ -100,45 +111,53 @@ fn entries(
     (v4, v6)
 }
 
-/// The plan for `want` in tries of `max` entries each: the shared entries first (an error
-/// when they alone do not fit), then each port in (protocol, port) order while its entries
-/// fit; a port that does not fit is left out whole and counted.
-pub(super) fn plan(want: &PortRanges, max: u32) -> Result<PortPlan> {
+/// The plan for `want` in tries of `max` entries each: the shared entries first, then each
+/// port in (protocol, port) order while its entries fit; a port that does not fit is left out
+/// whole and counted. When the shared entries alone do not fit, nothing: every port is left
+/// out (see the module doc).
+pub(super) fn plan(want: &PortRanges, max: u32) -> PortPlan {
     let max = max as usize;
     let (mut v4, mut v6) = entries(PORT_RANGES_ANY, 0, &want.any);
-    for (family, needed) in [("IPv4", v4.len()), ("IPv6", v6.len())] {
-        if needed > max {
-            return Err(DatapathError::PortRangesFull {
-                family,
-                needed,
-                max: max as u32,
-            });
-        }
-    }
+    let ports: Vec<_> = want
+        .ports
+        .iter()
+        .filter(|(_, nets)| !nets.is_empty())
+        .map(|((proto, port), nets)| (*proto, *port, entries(proto_byte(*proto), *port, nets)))
+        .collect();
+    let mut applied = PortRangesApplied {
+        wanted_v4: v4.len() + ports.iter().map(|(_, _, (p4, _))| p4.len()).sum::<usize>(),
+        wanted_v6: v6.len() + ports.iter().map(|(_, _, (_, p6))| p6.len()).sum::<usize>(),
+        ..PortRangesApplied::default()
+    };
     let mut marks: [BTreeSet<u16>; 2] = Default::default();
-    let mut applied = PortRangesApplied::default();
-    for ((proto, port), nets) in &want.ports {
-        if nets.is_empty() {
-            continue;
-        }
-        let (p4, p6) = entries(proto_byte(*proto), *port, nets);
+    if v4.len() > max || v6.len() > max {
+        applied.shared_full = true;
+        applied.not_enforced = ports.len();
+        return PortPlan {
+            v4: BTreeSet::new(),
+            v6: BTreeSet::new(),
+            marks,
+            applied,
+        };
+    }
+    for (proto, port, (p4, p6)) in ports {
         if v4.len() + p4.len() > max || v6.len() + p6.len() > max {
             applied.not_enforced += 1;
             continue;
         }
         v4.extend(p4);
         v6.extend(p6);
-        marks[proto_index(*proto)].insert(*port);
+        marks[proto_index(proto)].insert(port);
         applied.ports += 1;
     }
     applied.entries_v4 = v4.len();
     applied.entries_v6 = v6.len();
-    Ok(PortPlan {
+    PortPlan {
         v4,
         v6,
         marks,
         applied,
-    })
+    }
 }
 
 /// `table` (port → raw entry) with the marks of `marks` on the ports a group watches, and no
@@ -159,19 +178,19 @@ impl Datapath {
     /// Writes the per-port source ranges and marks for `want`, in place and without a
     /// moment where a source allowed before and after is flagged (see the module doc).
     /// Nothing is written (`None`) when `want` is what was applied last. Ports that do not fit
-    /// are left unmarked and counted in [`PortRangesApplied::not_enforced`].
+    /// are left unmarked and counted in [`PortRangesApplied::not_enforced`]; all of them when
+    /// the shared sources alone do not fit ([`PortRangesApplied::shared_full`]).
     ///
     /// # Errors
     ///
-    /// The shared sources alone do not fit, or a map write failed (the previous ranges are
-    /// put back, best effort).
+    /// A map write failed (the previous ranges are put back, best effort).
     pub fn apply_port_ranges(&mut self, want: &PortRanges) -> Result<Option<PortRangesApplied>> {
         if let Some((last, _)) = &self.port_ranges
             && last == want
         {
             return Ok(None);
         }
-        let plan = plan(want, PORT_ALLOW_ENTRIES)?;
+        let plan = plan(want, PORT_ALLOW_ENTRIES);
         let have_v4 = trie_entries(&self.port_allow_v4);
         let have_v6 = trie_entries(&self.port_allow_v6);
         let old_tables = [self.port_table(0)?, self.port_table(1)?];
@@ -285,6 +304,12 @@ impl Datapath {
         Ok(())
     }
 
+    /// What the last [`Datapath::apply_port_ranges`] wrote (`None` before the first, and
+    /// after a write that failed).
+    pub fn port_ranges_applied(&self) -> Option<PortRangesApplied> {
+        self.port_ranges.as_ref().map(|(_, applied)| *applied)
+    }
+
     /// The ports marked now, per protocol (0 TCP, 1 UDP).
     pub fn marked_ports(&self) -> [BTreeSet<u16>; 2] {
         self.port_marks.clone()
@@ -344,8 +369,14 @@ mod tests {
     #[test]
     fn five_hundred_services_with_sixteen_ranges_each_all_fit() {
         let want = services(500, 16);
-        let p = plan(&want, PORT_ALLOW_ENTRIES).expect("fits");
+        let p = plan(&want, PORT_ALLOW_ENTRIES);
         assert_eq!(p.applied.not_enforced, 0);
+        assert!(!p.applied.shared_full);
+        assert_eq!(
+            (p.applied.wanted_v4, p.applied.wanted_v6),
+            (p.applied.entries_v4, p.applied.entries_v6),
+            "everything fits: all that is wanted is in"
+        );
         assert_eq!(p.applied.ports, 550);
         // 8 IPv4 and 8 IPv6 ranges per port, plus the shared ones.
         assert_eq!(p.applied.entries_v4, 550 * 8 + 2);
@@ -363,9 +394,15 @@ mod tests {
     fn ports_past_the_table_are_left_unmarked_and_counted() {
         let want = services(500, 16);
         // Room for the shared entries and 100 ports of 8 entries per family.
-        let p = plan(&want, 3 + 100 * 8).expect("shared ones fit");
+        let p = plan(&want, 3 + 100 * 8);
         assert_eq!(p.applied.ports, 100);
         assert_eq!(p.applied.not_enforced, 450);
+        assert!(!p.applied.shared_full);
+        assert_eq!(
+            (p.applied.wanted_v4, p.applied.wanted_v6),
+            (550 * 8 + 2, 550 * 8 + 1),
+            "what all the ranges want, whatever fits"
+        );
         assert!(p.applied.entries_v4 <= 803 && p.applied.entries_v6 <= 803);
         // Every marked port has all its entries: none is half in.
         for port in &p.marks[0] {
@@ -376,27 +413,34 @@ mod tests {
                 .count();
             assert_eq!(n, 8, "port {port}");
         }
-        // Shared entries that do not fit at all: a clear error.
-        let err = plan(&want, 1).expect_err("too small");
-        assert!(
-            matches!(
-                err,
-                DatapathError::PortRangesFull {
-                    family: "IPv4",
-                    needed: 2,
-                    max: 1
-                }
-            ),
-            "{err}"
+    }
+
+    /// The shared sources alone do not fit: no port is marked and the tables are to be
+    /// emptied (every port fails open, counted), rather than keeping stale ranges in force.
+    #[test]
+    fn shared_sources_that_do_not_fit_leave_every_port_unmarked() {
+        let want = services(500, 16);
+        let p = plan(&want, 1);
+        assert!(p.applied.shared_full);
+        assert_eq!((p.applied.ports, p.applied.not_enforced), (0, 550));
+        assert_eq!(
+            (p.applied.entries_v4, p.applied.entries_v6),
+            (0, 0),
+            "nothing in the tries"
         );
-        assert!(err.to_string().contains("node_port_also_allow"));
+        assert!(p.v4.is_empty() && p.v6.is_empty());
+        assert!(p.marks.iter().all(BTreeSet::is_empty));
+        assert_eq!(
+            (p.applied.wanted_v4, p.applied.wanted_v6),
+            (550 * 8 + 2, 550 * 8 + 1)
+        );
     }
 
     #[test]
     fn services_without_ranges_mark_nothing() {
         let mut want = services(3, 2);
         want.ports.insert((Protocol::Tcp, 31_000), Vec::new());
-        let p = plan(&want, PORT_ALLOW_ENTRIES).expect("fits");
+        let p = plan(&want, PORT_ALLOW_ENTRIES);
         assert!(!p.marks[0].contains(&31_000));
         assert_eq!(p.applied.ports, 4);
     }

@@ -393,7 +393,39 @@ fn cluster_families(c: &super::snapshot::ClusterSnapshot) -> Vec<FamilyBuilder> 
         "Heap bytes held by the identity cache (the kept objects and the index), estimated from its structures at its last index build.",
     );
     bytes.add(Vec::new(), c.cache_bytes);
-    vec![state, objects, last_sync, errors, lists, synced, age, bytes]
+    let mut families = vec![state, objects, last_sync, errors, lists, synced, age, bytes];
+    if let Some(r) = &c.node_port_ranges {
+        families.extend(node_port_range_families(r));
+    }
+    families
+}
+
+/// The NodePorts' `loadBalancerSourceRanges` in the data path (once the daemon wrote them).
+fn node_port_range_families(r: &super::snapshot::NodePortRangesSnapshot) -> Vec<FamilyBuilder> {
+    let mut ports = FamilyBuilder::gauge(
+        "node_monitor_node_port_ranges_ports",
+        "NodePorts whose Service sets loadBalancerSourceRanges, by state: enforced, or not_enforced (their ranges did not fit in the per-port tables: left unmarked, they fail open and only the group's allowlist holds there).",
+    );
+    ports.add(l(&[("state", "enforced")]), r.enforced);
+    ports.add(l(&[("state", "not_enforced")]), r.not_enforced);
+    let mut entries = FamilyBuilder::gauge(
+        "node_monitor_node_port_ranges_entries",
+        "Entries the per-port source-range tables hold now, by address family.",
+    );
+    let mut wanted = FamilyBuilder::gauge(
+        "node_monitor_node_port_ranges_wanted_entries",
+        "Entries the NodePorts' loadBalancerSourceRanges and cluster.node_port_also_allow want in the per-port tables, by address family; above node_monitor_node_port_ranges_capacity, some ranges are not enforced.",
+    );
+    let mut capacity = FamilyBuilder::gauge(
+        "node_monitor_node_port_ranges_capacity",
+        "Maximum entries of each per-port source-range table, by address family.",
+    );
+    for (i, family) in ["ipv4", "ipv6"].into_iter().enumerate() {
+        entries.add(l(&[("family", family)]), r.entries[i]);
+        wanted.add(l(&[("family", family)]), r.wanted[i]);
+        capacity.add(l(&[("family", family)]), r.capacity);
+    }
+    vec![ports, entries, wanted, capacity]
 }
 
 /// Encodes the latest prepared snapshot on each scrape.
@@ -463,4 +495,63 @@ impl Collector for SnapshotCollector {
 
 fn nanos_to_seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        datapath::PortRangesApplied,
+        metrics::{ClusterSnapshot, Metrics, NodePortRangesSnapshot, Snapshot},
+    };
+
+    fn render(ranges: Option<NodePortRangesSnapshot>) -> String {
+        let m = Metrics::new();
+        m.update(&Snapshot {
+            cluster: Some(ClusterSnapshot {
+                node_port_ranges: ranges,
+                ..ClusterSnapshot::default()
+            }),
+            ..Snapshot::default()
+        });
+        m.render_text()
+    }
+
+    /// Ports past the per-port tables are visible: by state, with the entries held, wanted
+    /// and the capacity per family.
+    #[test]
+    fn node_port_ranges_that_do_not_fit_are_counted() {
+        let applied = PortRangesApplied {
+            ports: 100,
+            entries_v4: 803,
+            entries_v6: 801,
+            not_enforced: 450,
+            wanted_v4: 4402,
+            wanted_v6: 4401,
+            shared_full: false,
+        };
+        let text = render(Some(applied.into()));
+        for line in [
+            "node_monitor_node_port_ranges_ports{state=\"enforced\"} 100",
+            "node_monitor_node_port_ranges_ports{state=\"not_enforced\"} 450",
+            "node_monitor_node_port_ranges_entries{family=\"ipv4\"} 803",
+            "node_monitor_node_port_ranges_entries{family=\"ipv6\"} 801",
+            "node_monitor_node_port_ranges_wanted_entries{family=\"ipv4\"} 4402",
+            "node_monitor_node_port_ranges_wanted_entries{family=\"ipv6\"} 4401",
+            "node_monitor_node_port_ranges_capacity{family=\"ipv4\"} 65536",
+            "node_monitor_node_port_ranges_capacity{family=\"ipv6\"} 65536",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    /// Before the daemon has written any ranges, none of these families appear.
+    #[test]
+    fn node_port_ranges_absent_until_written() {
+        let text = render(None);
+        assert!(
+            !text.contains("node_monitor_node_port_ranges"),
+            "unexpected in:\n{text}"
+        );
+        assert!(text.contains("node_monitor_cluster_synced"), "{text}");
+    }
 }

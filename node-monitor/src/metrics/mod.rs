@@ -34,7 +34,8 @@ pub use http::{
 use prometheus_client::{metrics::info::Info, registry::Registry};
 pub use snapshot::{
     BpfStats, ClusterKindSnapshot, ClusterSnapshot, DetectorSnapshot, GroupSnapshot,
-    ProgramSnapshot, SinkSnapshot, Snapshot, SourceWorkloadCount, program_stats, reasons_snapshot,
+    NodePortRangesSnapshot, ProgramSnapshot, SinkSnapshot, Snapshot, SourceWorkloadCount,
+    program_stats, reasons_snapshot,
 };
 
 /// The registry and the latest snapshot. Cheap to clone (an `Arc` inside).

@@ -85,6 +85,37 @@ pub struct ClusterSnapshot {
     pub cache_age_s: u64,
     /// The heap the identity cache (stores and index) held at its last index build.
     pub cache_bytes: u64,
+    /// The NodePorts' `loadBalancerSourceRanges` in the data path, once written.
+    pub node_port_ranges: Option<NodePortRangesSnapshot>,
+}
+
+/// The per-port source ranges (NodePorts whose Service sets `loadBalancerSourceRanges`) as
+/// last written to the data path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodePortRangesSnapshot {
+    /// Ports whose ranges are enforced (marked).
+    pub enforced: u64,
+    /// Ports whose ranges did not fit in the per-port tables: left unmarked (fail open).
+    pub not_enforced: u64,
+    /// Entries each table holds (IPv4, IPv6).
+    pub entries: [u64; 2],
+    /// Entries all the ranges want in each table (IPv4, IPv6).
+    pub wanted: [u64; 2],
+    /// Entries each table can hold.
+    pub capacity: u64,
+}
+
+impl From<crate::datapath::PortRangesApplied> for NodePortRangesSnapshot {
+    fn from(a: crate::datapath::PortRangesApplied) -> Self {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        NodePortRangesSnapshot {
+            enforced: n(a.ports),
+            not_enforced: n(a.not_enforced),
+            entries: [n(a.entries_v4), n(a.entries_v6)],
+            wanted: [n(a.wanted_v4), n(a.wanted_v6)],
+            capacity: u64::from(node_monitor_common::PORT_ALLOW_ENTRIES),
+        }
+    }
 }
 
 /// One watched kind.

@@ -339,7 +339,7 @@ progs!(
 
 /// The first fragment (offset 0, MF) of `f` holding only `n` bytes of its transport header:
 /// Total Length and header checksum fixed to match.
-fn first_fragment(f: &Frame, n: usize) -> Vec<u8> {
+pub(crate) fn first_fragment(f: &Frame, n: usize) -> Vec<u8> {
     let (mut bytes, b) = f.clone().ipv4_fragment(0, true).build_with_boundaries();
     bytes.truncate(b.l4_start + n);
     let l3 = b.l3_start;
@@ -352,7 +352,14 @@ fn first_fragment(f: &Frame, n: usize) -> Vec<u8> {
 }
 
 /// The flagged event for a first fragment of `n` TCP/UDP bytes of `f`.
-fn fragment_event(h: &Harness, prog: Prog, f: &Frame, n: usize, group: &str, action: u8) -> Event {
+pub(crate) fn fragment_event(
+    h: &Harness,
+    prog: Prog,
+    f: &Frame,
+    n: usize,
+    group: &str,
+    action: u8,
+) -> Event {
     let tcp = matches!(f.l4, L4::Tcp { .. });
     let flags_known = tcp && n >= 14;
     Event {

@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use node_monitor_common::{
     ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, Addr, COMPLETES_REPORTED, COMPLETES_WITHHELD,
-    EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, EVENT_UNSEEN, Event, FloodTop, HLL_REGISTERS,
-    IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS, TOP_SOURCES, TopPort, TopSource,
-    hll_add, reason, source_hash,
+    EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, EVENT_UNSEEN, Event, FloodTop, FlowState,
+    HLL_REGISTERS, IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS, TOP_SOURCES,
+    TopPort, TopSource, hll_add, reason, source_hash,
 };
 
 use crate::{
@@ -26,6 +26,8 @@ matrix!(
     handshake_completed_past_the_budgets,
     handshake_of_a_reported_acceptance,
     handshake_in_a_drop_group_never_completes,
+    a_spent_budget_skips_the_flow_lookup,
+    the_full_path_while_a_config_revokes,
 );
 
 /// Egress only: once per family.
@@ -644,4 +646,143 @@ fn handshake_in_a_drop_group_never_completes(fam: Fam, prog: Prog) {
             (reason::UNSEEN_DROPPED, 1),
         ],
     );
+}
+
+/// How many denied SYNs the budget tests send past the source's budget.
+const PAST_BUDGET: u16 = 5;
+
+/// Two SYNs from `src` that spend its budget of 2 (reported, each with its entry), then
+/// [`PAST_BUDGET`] SYNs on new source ports past it: counted as new attempts and withheld,
+/// with no entry. Returns the first reported SYN's entry.
+fn spend_then_flood(h: &Harness, fam: Fam, prog: Prog, src: IpAddr, ctx: &str) -> FlowState {
+    for i in 0..2 {
+        run_expect(h, prog, &syn(fam, src, 42000 + i), prog.pass(), ctx);
+    }
+    let s0 = h.stat("kubelet", TCP, D);
+    assert_eq!(
+        (s0.new_conns, s0.events, s0.lost_rate_limited),
+        (2, 2, 0),
+        "{ctx}: within the budget: {s0:?}"
+    );
+    let first = flow_key(src, fam.node(), 42000, KUBELET, TCP_PROTO);
+    let entry = h
+        .flow(&first)
+        .unwrap_or_else(|| panic!("{ctx}: the reported SYN's entry"));
+    for i in 0..PAST_BUDGET {
+        run_expect(h, prog, &syn(fam, src, 42100 + i), prog.pass(), ctx);
+    }
+    let s1 = h.stat("kubelet", TCP, D);
+    let n = u64::from(PAST_BUDGET);
+    assert_eq!(
+        (
+            s1.new_conns - s0.new_conns,
+            s1.lost_rate_limited - s0.lost_rate_limited,
+            s1.events - s0.events,
+            s1.lost_group_budget,
+        ),
+        (n, n, 0, 0),
+        "{ctx}: every SYN past the budget is one new attempt, withheld: {s1:?}"
+    );
+    for i in 0..PAST_BUDGET {
+        let key = flow_key(src, fam.node(), 42100 + i, KUBELET, TCP_PROTO);
+        assert!(h.flow(&key).is_none(), "{ctx}: SYN {i} past the budget");
+    }
+    assert_all_invariants(ctx, h);
+    entry
+}
+
+/// ingress.rs: a denied pure SYN whose source has spent its budget is not looked up in
+/// FLOWS. Past the budget, SYNs on new source ports are counted (`new_conns`,
+/// `lost_rate_limited`, one each) and insert nothing. What tells that the lookup was skipped:
+/// a retransmit of the reported SYN (same sequence number), which the lookup would find and
+/// count as nothing, is one more withheld attempt, and its entry is left untouched.
+fn a_spent_budget_skips_the_flow_lookup(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(2, 0));
+    let src = denied_n(fam, 1);
+    let entry = spend_then_flood(&h, fam, prog, src, "spent budget");
+    let s1 = h.stat("kubelet", TCP, D);
+    run_expect(&h, prog, &syn(fam, src, 42000), prog.pass(), "retransmit");
+    let s2 = h.stat("kubelet", TCP, D);
+    assert_eq!(
+        (
+            s2.new_conns - s1.new_conns,
+            s2.lost_rate_limited - s1.lost_rate_limited,
+        ),
+        (1, 1),
+        "a retransmit past the budget is one more withheld attempt: {s2:?}"
+    );
+    let key = flow_key(src, fam.node(), 42000, KUBELET, TCP_PROTO);
+    assert_eq!(
+        h.flow(&key),
+        Some(entry),
+        "the entry is not looked up (its last_ns unchanged)"
+    );
+    assert_eq!(h.events().len(), 2, "the two SYNs within the budget");
+    assert_all_invariants("spent budget", &h);
+}
+
+/// The same flood while a config has revoked something: a source in a suspect range (the
+/// reload took its range out of the allowlist), or any source once a reload revoked
+/// everything (a port moved out of its group). Then the lookup is never skipped, since an
+/// entry may hold a flow opened while the source was allowed: past the budget, SYNs on new
+/// ports still insert nothing (the budget withholds them), but the retransmit of the
+/// reported SYN finds its entry (its last_ns moves) and counts nothing.
+fn the_full_path_while_a_config_revokes(fam: Fam, prog: Prog) {
+    let after = yaml(knobs(2, 0));
+    let kubelet_allow = r#"allow: ["203.0.113.0/24", "2001:db8:0:113::/64"]"#;
+    for variant in ["suspect range", "revokes everything"] {
+        let before = if variant == "suspect range" {
+            // The denied sources' range is allowed before the reload.
+            after.replacen(
+                kubelet_allow,
+                r#"allow: ["203.0.113.0/24", "2001:db8:0:113::/64", "198.51.100.0/24", "2001:db8:0:100::/64"]"#,
+                1,
+            )
+        } else {
+            // A group whose port the reload leaves unwatched.
+            after.replacen(
+                "groups:\n",
+                "groups:\n  extra:\n    protocols: [tcp]\n    ports: [\"9999\"]\n    allow: [\"203.0.113.0/24\"]\n",
+                1,
+            )
+        };
+        let mut h = Harness::yaml(&before);
+        let cfg = node_monitor::config::Config::from_yaml(&after, "reload").expect("config");
+        h.dp.apply_config(&cfg, &[]).expect("reload");
+        let settings = h.dp.settings().expect("settings");
+        if variant == "suspect range" {
+            assert_eq!(
+                (settings.suspect_ranges, settings.revoked_generation),
+                (2, 0),
+                "{variant}: one suspect range per family: {settings:?}"
+            );
+        } else {
+            assert_eq!(
+                settings.revoked_generation, settings.generation,
+                "{variant}: {settings:?}"
+            );
+        }
+        let src = denied_n(fam, 1);
+        let entry = spend_then_flood(&h, fam, prog, src, variant);
+        let s1 = h.stat("kubelet", TCP, D);
+        run_expect(&h, prog, &syn(fam, src, 42000), prog.pass(), "retransmit");
+        let s2 = h.stat("kubelet", TCP, D);
+        assert_eq!(
+            (s2.new_conns, s2.lost_rate_limited),
+            (s1.new_conns, s1.lost_rate_limited),
+            "{variant}: the retransmit finds its entry and counts nothing: {s2:?}"
+        );
+        let key = flow_key(src, fam.node(), 42000, KUBELET, TCP_PROTO);
+        let now = h.flow(&key).expect("the entry stays");
+        assert!(
+            now.last_ns > entry.last_ns && now.first_ns == entry.first_ns,
+            "{variant}: looked up: {entry:?} then {now:?}"
+        );
+        assert_eq!(
+            h.events().len(),
+            2,
+            "{variant}: the two SYNs within the budget"
+        );
+        assert_all_invariants(variant, &h);
+    }
 }

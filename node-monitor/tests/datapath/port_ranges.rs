@@ -2,16 +2,22 @@
 //! marked port a source is allowed only when its group allows it and the port's ranges (or
 //! the ranges every marked port accepts) do; unmarked ports of the same group are unaffected;
 //! the verdict cache, which caches per group, never carries one port's verdict to another.
+//! The ranges hold on every path that decides a source's verdict for a port: the main
+//! ingress path, first fragments (IPv4 ones cut inside the transport header take a path of
+//! their own) and egress's acceptances nobody saw asked for (NM-1030).
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 use node_monitor::{config::Protocol, datapath::PortRanges};
-use node_monitor_common::{ACTION_DROPPED, ACTION_WOULD_DROP, PORT_RANGES_MARK};
+use node_monitor_common::{
+    ACTION_DROPPED, ACTION_WOULD_DROP, Addr, EVENT_UNSEEN, PORT_RANGES_MARK, reason,
+};
 
 use crate::{
     common::{packets::*, progrun::*},
     config::*,
+    evasion::{first_fragment, fragment_event},
     expect::*,
 };
 
@@ -25,6 +31,25 @@ matrix!(
     drop_group_drops_outside_the_ranges,
     udp_node_ports_have_ranges_too,
 );
+
+progs!(
+    shared_sources_that_do_not_fit_fail_open,
+    first_fragment_outside_the_ranges_is_flagged,
+    ipv6_first_fragment_outside_the_ranges_is_flagged,
+);
+
+/// Egress only: once per family.
+mod unseen_acceptance_outside_the_ranges {
+    use super::*;
+    #[test]
+    fn v4() {
+        super::unseen_acceptance_outside_the_ranges(Fam::V4);
+    }
+    #[test]
+    fn v6() {
+        super::unseen_acceptance_outside_the_ranges(Fam::V6);
+    }
+}
 
 /// Marked by the tests.
 const MARKED: u16 = 30_001;
@@ -397,3 +422,244 @@ fn a_restart_adopts_the_pinned_ranges(prog: Prog) {
 }
 
 progs!(a_restart_adopts_the_pinned_ranges);
+
+/// An IPv4 first fragment cut inside its transport header (`hping3 -f`, `--mtu 8`) takes the
+/// fragment path, not the main one, and the sender chooses which: a marked port's ranges
+/// must hold there too. A source the group allows but the port's ranges do not is flagged;
+/// one inside the ranges is not (its fragment is left to the parser's reasons, as an allowed
+/// source's always is); the group's other ports are unaffected.
+fn first_fragment_outside_the_ranges_is_flagged(prog: Prog) {
+    let fam = Fam::V4;
+    let mut h = nodeport_harness("monitor");
+    let mut want_ranges = ranges(TCP, MARKED, &[host(fam.allowed())], &[]);
+    want_ranges
+        .ports
+        .insert((UDP, MARKED), vec![host(fam.allowed())]);
+    apply(&mut h, &want_ranges);
+    let mut want = Vec::new();
+    // 8 bytes: the flags are not in the fragment; 16: they are.
+    for (i, n) in [8usize, 16].into_iter().enumerate() {
+        let i = i as u16;
+        let inside = tcp(fam.allowed(), fam.node(), 40000 + i, MARKED, SYN);
+        let outside = tcp(fam.denied(), fam.node(), 40010 + i, MARKED, SYN);
+        let plain = tcp(fam.denied(), fam.node(), 40020 + i, PLAIN, SYN);
+        for (f, ctx) in [
+            (&inside, "inside"),
+            (&outside, "outside"),
+            (&plain, "plain"),
+        ] {
+            assert_eq!(
+                h.run(prog, &first_fragment(f, n)),
+                prog.pass(),
+                "{ctx}: first fragment of {n} TCP bytes"
+            );
+        }
+        want.push(fragment_event(
+            &h,
+            prog,
+            &outside,
+            n,
+            "nodeport",
+            ACTION_WOULD_DROP,
+        ));
+    }
+    // UDP: 4 bytes, the ports and no more.
+    let dg_inside = udp(fam.allowed(), fam.node(), 40030, MARKED);
+    let dg_outside = udp(fam.denied(), fam.node(), 40031, MARKED);
+    for f in [&dg_inside, &dg_outside] {
+        assert_eq!(h.run(prog, &first_fragment(f, 4)), prog.pass(), "UDP");
+    }
+    want.push(fragment_event(
+        &h,
+        prog,
+        &dg_outside,
+        4,
+        "nodeport",
+        ACTION_WOULD_DROP,
+    ));
+    assert_events("first fragments", &h.events(), &want);
+    assert_eq!(
+        (flagged(&h, TCP), flagged(&h, UDP)),
+        (2, 1),
+        "only the fragments from outside the ranges are flagged"
+    );
+    assert_eq!((allowed(&h, TCP), allowed(&h, UDP)), (0, 0));
+    let s = h.stat("nodeport", TCP, D);
+    assert_eq!((s.packets, s.would_drop, s.events), (2, 2, 2), "{s:?}");
+    assert_all_invariants("first fragments", &h);
+}
+
+/// An IPv6 first fragment carries the whole transport header (the kernel drops one that cuts
+/// it, RFC 7112), so the main path reads it behind its Fragment header: the ranges apply.
+fn ipv6_first_fragment_outside_the_ranges_is_flagged(prog: Prog) {
+    let fam = Fam::V6;
+    let mut h = nodeport_harness("monitor");
+    apply(&mut h, &ranges(TCP, MARKED, &[host(fam.allowed())], &[]));
+    let frag = ExtHeader::Fragment {
+        offset_units: 0,
+        more: true,
+    };
+    let inside = tcp(fam.allowed(), fam.node(), 40000, MARKED, SYN).ipv6_ext(&[frag]);
+    let outside = tcp(fam.denied(), fam.node(), 40001, MARKED, SYN).ipv6_ext(&[frag]);
+    run_expect(&h, prog, &inside, prog.pass(), "inside");
+    run_expect(&h, prog, &outside, prog.pass(), "outside");
+    assert_eq!((allowed(&h, TCP), flagged(&h, TCP)), (1, 1));
+    let ev: Vec<_> = h.events().into_iter().filter(|e| e.verdict == D).collect();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (ev[0].src_addr, ev[0].dst_port),
+        (Addr::from_ip(fam.denied()), MARKED)
+    );
+    assert_all_invariants("IPv6 first fragments", &h);
+}
+
+/// Egress's last line of defence (NM-1030): the node's acceptance (SYN-ACK, UDP reply) from a
+/// marked port to a peer that ingress never saw ask is judged by the port's ranges too. A
+/// peer the group allows but the ranges do not is reported (and the answer dropped in a drop
+/// group); a peer inside the ranges, or on an unmarked port of the group, is not.
+fn unseen_acceptance_outside_the_ranges(fam: Fam) {
+    for action in ["monitor", "drop"] {
+        let mut h = nodeport_harness(action);
+        let mut want_ranges = ranges(TCP, MARKED, &[host(fam.allowed())], &[]);
+        want_ranges
+            .ports
+            .insert((UDP, MARKED), vec![host(fam.allowed())]);
+        apply(&mut h, &want_ranges);
+        let outside_verdict = if action == "drop" {
+            TC_ACT_SHOT
+        } else {
+            TC_ACT_OK
+        };
+        let synack =
+            |peer: IpAddr, pport: u16, port: u16| tcp(fam.node(), peer, port, pport, SYN | ACK);
+        let cases = [
+            (synack(fam.allowed(), 40000, MARKED), TC_ACT_OK, "inside"),
+            (
+                synack(fam.denied(), 40001, MARKED),
+                outside_verdict,
+                "outside",
+            ),
+            (synack(fam.denied(), 40002, PLAIN), TC_ACT_OK, "plain port"),
+            (
+                udp(fam.node(), fam.allowed(), MARKED, 40003),
+                TC_ACT_OK,
+                "UDP inside",
+            ),
+            (
+                udp(fam.node(), fam.denied(), MARKED, 40004),
+                outside_verdict,
+                "UDP outside",
+            ),
+        ];
+        for (f, verdict, ctx) in &cases {
+            run_expect(&h, Prog::TcEgress, f, *verdict, &format!("{action}: {ctx}"));
+        }
+        let evs = h.events();
+        let got: Vec<_> = evs
+            .iter()
+            .map(|e| (e.kind, e.src_addr, e.src_port, e.dst_port, e.verdict))
+            .collect();
+        let denied = Addr::from_ip(fam.denied());
+        assert_eq!(
+            got,
+            [
+                (EVENT_UNSEEN, denied, 40001, MARKED, D),
+                (EVENT_UNSEEN, denied, 40004, MARKED, D),
+            ],
+            "{action}: {evs:#?}"
+        );
+        let mut want_reasons = vec![(reason::UNSEEN_ACCEPTED, 2)];
+        if action == "drop" {
+            want_reasons.push((reason::UNSEEN_DROPPED, 2));
+        }
+        h.assert_reasons(action, &want_reasons);
+    }
+}
+
+/// When the sources every marked port accepts do not fit in a per-port table on their own, no
+/// port stays marked: the ranges applied before are stale, and a marked port without the
+/// shared sources would flag the cluster's own traffic. Every port fails open (its group's
+/// allowlist still holds), counted as not enforced, and the tables are emptied; once the
+/// shared sources fit again, the ranges are enforced again.
+fn shared_sources_that_do_not_fit_fail_open(prog: Prog) {
+    let fam = Fam::V4;
+    let mut h = nodeport_harness("monitor");
+    let fits = ranges(TCP, MARKED, &[host(fam.allowed())], &[]);
+    apply(&mut h, &fits);
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40000, MARKED, SYN),
+        prog.pass(),
+        "enforced",
+    );
+    assert_eq!(flagged(&h, TCP), 1);
+    // One more shared source than a table holds (IPv6 /128s: map keys only, no traffic).
+    let capacity = node_monitor_common::PORT_ALLOW_ENTRIES;
+    let any: Vec<IpNet> = (0..=capacity)
+        .map(|i| {
+            let [a, b, c, d] = i.to_be_bytes();
+            let addr = std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xffff,
+                0,
+                0,
+                0,
+                u16::from_be_bytes([a, b]),
+                u16::from_be_bytes([c, d]),
+            );
+            IpNet::from(IpAddr::from(addr))
+        })
+        .collect();
+    let too_many = PortRanges {
+        any,
+        ..fits.clone()
+    };
+    let applied =
+        h.dp.apply_port_ranges(&too_many)
+            .expect("not an error: every port fails open")
+            .expect("written");
+    assert!(applied.shared_full, "{applied:?}");
+    assert_eq!((applied.ports, applied.not_enforced), (0, 1), "{applied:?}");
+    assert_eq!(
+        (applied.wanted_v4, applied.wanted_v6),
+        (1, capacity as usize + 1),
+        "{applied:?}"
+    );
+    assert_eq!(h.dp.port_ranges_applied(), Some(applied));
+    assert!(
+        h.dp.marked_ports()
+            .iter()
+            .all(std::collections::BTreeSet::is_empty),
+        "no port stays marked"
+    );
+    assert_eq!((applied.entries_v4, applied.entries_v6), (0, 0));
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40001, MARKED, SYN),
+        prog.pass(),
+        "fails open",
+    );
+    assert_eq!(
+        (allowed(&h, TCP), flagged(&h, TCP)),
+        (1, 1),
+        "the group allows it, the port's ranges no longer apply"
+    );
+    // The shared sources fit again: the ranges hold again.
+    let applied =
+        h.dp.apply_port_ranges(&fits)
+            .expect("apply")
+            .expect("written");
+    assert_eq!((applied.ports, applied.not_enforced), (1, 0));
+    assert!(!applied.shared_full);
+    run_expect(
+        &h,
+        prog,
+        &tcp(fam.denied(), fam.node(), 40002, MARKED, SYN),
+        prog.pass(),
+        "enforced again",
+    );
+    assert_eq!(flagged(&h, TCP), 2);
+}

@@ -8,6 +8,9 @@
 //!   and its ranges;
 //! - the Service's ranges change to the outside network: within 5 s the outside host is
 //!   allowed and the peer is flagged.
+//!
+//! The metrics say the Service's NodePort is enforced, none is left out, and the tables'
+//! capacity.
 
 use std::time::Duration;
 
@@ -16,7 +19,11 @@ use node_monitor_lab::{BpfPinDir, addr};
 use serde_json::Value;
 
 use crate::{
-    common::{daemon::context, peers::tcp_connect, temp::TempFile},
+    common::{
+        daemon::{context, scrape},
+        peers::tcp_connect,
+        temp::TempFile,
+    },
     expect::{dump, js},
     fake_cluster::{FakeCluster, worker_1},
     setup::{CONNECT_TIMEOUT, cp, node as node_addr, outside, setup, test_config},
@@ -77,6 +84,24 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
             && r.iter().any(|v| is_nodeport(v, &out_ip, "denied"))
     });
 
+    // The ranges in the metrics (updated once a second: bounded wait, 3 s).
+    let want_metrics = [
+        r#"node_monitor_node_port_ranges_ports{state="enforced"} 1"#,
+        r#"node_monitor_node_port_ranges_ports{state="not_enforced"} 0"#,
+        r#"node_monitor_node_port_ranges_capacity{family="ipv4"} 65536"#,
+    ];
+    let mut metrics = String::new();
+    for _ in 0..30 {
+        metrics = scrape(&lab.node, &d);
+        if want_metrics
+            .iter()
+            .all(|w| metrics.lines().any(|l| l == *w))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // The Service's ranges now name the outside network instead.
     cluster.apply("services", web(&["203.0.113.0/24"]));
     let changed = std::time::Instant::now();
@@ -110,6 +135,12 @@ fn node_port_outside_load_balancer_source_ranges_is_flagged_and_follows_the_serv
     cluster.stop();
     let records = &fin.records;
     assert!(first, "missing the first verdicts: {}", dump(records));
+    for w in want_metrics {
+        assert!(
+            metrics.lines().any(|l| l == w),
+            "missing {w} in:\n{metrics}"
+        );
+    }
     // The peer, inside the ranges, raised no alert before the change.
     assert!(
         !records

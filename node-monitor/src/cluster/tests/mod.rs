@@ -745,6 +745,7 @@ fn cluster_metrics_render() {
             synced: true,
             cache_age_s: 42,
             cache_bytes: 123_456,
+            node_port_ranges: None,
         }),
         ..Counters::default()
     });
