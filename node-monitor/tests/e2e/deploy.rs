@@ -371,6 +371,7 @@ fn daemonset_capabilities_unprivileged_user_attaches_pins_reports_and_adopts() {
         body = d.scrape(&lab.node);
         if body.lines().any(|l| l == "node_monitor_cluster_synced 1")
             && body.contains("node_monitor_alerts_total{")
+            && body.contains("node_monitor_node_port_ranges_ports{")
         {
             break;
         }
