@@ -13,10 +13,11 @@
 //! before a restart) becomes a record only when it is an acceptance.
 use std::{
     borrow::Cow,
-    collections::{HashMap, VecDeque, hash_map::Entry},
+    collections::{VecDeque, hash_map::Entry},
     sync::Arc,
 };
 
+use ahash::HashMap;
 use node_monitor_common::{
     ANSWER_NONE, EVENT_ANSWER, EVENT_FLAGGED, EVENT_UNSEEN, Event, FlowKey, FlowState,
 };
@@ -90,9 +91,12 @@ impl Tracker {
             max_unanswered: MAX_UNANSWERED,
             // Allocated once at their caps (untouched slots cost no resident memory): no rehash
             // in the middle of a flood.
-            pending: HashMap::with_capacity(MAX_PENDING),
+            pending: HashMap::with_capacity_and_hasher(MAX_PENDING, ahash::RandomState::new()),
             order: VecDeque::with_capacity(2 * MAX_PENDING),
-            unanswered: HashMap::with_capacity(MAX_UNANSWERED),
+            unanswered: HashMap::with_capacity_and_hasher(
+                MAX_UNANSWERED,
+                ahash::RandomState::new(),
+            ),
             unanswered_order: VecDeque::with_capacity(MAX_UNANSWERED),
             group_names: vec![None; usize::from(u8::MAX) + 1],
             stats: TrackerStats::default(),

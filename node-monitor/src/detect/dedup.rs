@@ -8,11 +8,13 @@
 //! next occurrence starts a new series. At most `max_series` series: when full, the oldest is
 //! closed early, its follow-up emitted, never dropped silently.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
+
+use ahash::HashMap;
 
 use super::{
     model::{Alert, AlertKind, AnswerCounts, Rule},
@@ -122,7 +124,7 @@ impl Dedup {
             seq: 0,
             // Allocated once at its cap: no rehash (and no old table beside the new one)
             // in the middle of a flood. Untouched slots cost no resident memory.
-            series: HashMap::with_capacity(max_series.max(1)),
+            series: HashMap::with_capacity_and_hasher(max_series.max(1), ahash::RandomState::new()),
             order: BTreeMap::new(),
             suppressed_total: 0,
             suppressed_by_rule: BTreeMap::new(),
@@ -181,7 +183,11 @@ impl Dedup {
         if let Some(s) = self.series.get_mut(&key) {
             if within(s.started, window, now) {
                 s.repeats += 1;
-                s.last = Some(Box::new(o.kind));
+                // The previous repeat's box is reused: a repeat allocates nothing.
+                match &mut s.last {
+                    Some(last) => **last = o.kind,
+                    None => s.last = Some(Box::new(o.kind)),
+                }
                 if let Some(answer) = o.answer {
                     s.by_answer.get_or_insert_default().add(answer);
                 }

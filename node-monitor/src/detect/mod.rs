@@ -22,12 +22,9 @@ mod scan;
 mod sweep;
 mod window;
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::Arc,
-    time::Instant,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
+use ahash::{HashMap, HashSet};
 pub use flood::{GroupCounts, SketchSource};
 pub use model::{
     Alert, AlertKind, AnswerCounts, FloodAnswers, FloodScope, FloodSummary, OutputItem, Rule,
@@ -200,7 +197,7 @@ impl Engine {
             scans: Scans::new(max_scan_sources, SCAN_PORT_SLOTS),
             scan_key: Arc::from("*"),
             flood: Flood::default(),
-            group_alerts: HashMap::new(),
+            group_alerts: HashMap::default(),
             folded: 0,
             folded_by_rule: BTreeMap::new(),
             prev_totals: LossTotals::default(),

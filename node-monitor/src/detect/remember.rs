@@ -2,10 +2,9 @@
 //! forgotten first: which alert reported a connection as `no_answer`, so that the late answer
 //! that corrects it names that alert (`answer_corrects_alert`); and which accepted connections
 //! the cap folded into a flood alert, so that the ACK that completes one names it.
-use std::{
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
-};
+use std::{collections::VecDeque, net::IpAddr};
+
+use ahash::HashMap;
 
 use crate::{config::Protocol, record::FlowRecord};
 
@@ -32,7 +31,7 @@ pub(crate) struct Remembered<V> {
 impl<V> Remembered<V> {
     pub(crate) fn new(cap: usize) -> Remembered<V> {
         Remembered {
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             order: VecDeque::new(),
             seq: 0,
             cap: cap.max(1),

@@ -19,11 +19,12 @@
 //! the one-port sources and cannot push a real scanner's partial scan out of the table,
 //! whose second port protects it.
 use std::{
-    collections::HashMap,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use ahash::HashMap;
 
 use super::{
     model::AlertKind,
@@ -73,7 +74,10 @@ impl Scans {
         Scans {
             max_sources: max_sources.max(1),
             port_slots,
-            states: HashMap::with_capacity(max_sources.max(1)),
+            states: HashMap::with_capacity_and_hasher(
+                max_sources.max(1),
+                ahash::RandomState::new(),
+            ),
             order: Recency::new(),
             detections: 0,
             evictions: 0,

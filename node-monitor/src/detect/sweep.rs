@@ -5,11 +5,13 @@
 //! recently seen one-port state first (so that a spoofed flood, one port per source, cannot
 //! push out a real sweep once it has a second port: [`Recency`]).
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::BTreeMap,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use ahash::{HashMap, HashSet};
 
 use super::{
     model::AlertKind,
@@ -50,7 +52,10 @@ impl Sweeps {
         Sweeps {
             max_sources: max_sources.max(1),
             port_slots,
-            states: HashMap::with_capacity(max_sources.max(1)),
+            states: HashMap::with_capacity_and_hasher(
+                max_sources.max(1),
+                ahash::RandomState::new(),
+            ),
             order: Recency::new(),
             detections: 0,
             evictions: 0,

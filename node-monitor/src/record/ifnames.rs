@@ -1,6 +1,8 @@
 //! The interface-name cache: a record needs its interface's name, and asking the kernel for
 //! it per record would cost a syscall each time.
-use std::{cell::RefCell, collections::HashMap, sync::Arc};
+use std::{cell::RefCell, sync::Arc};
+
+use ahash::HashMap;
 
 /// How long a name is trusted (ns).
 const TTL_NS: u64 = 1_000_000_000;
@@ -11,7 +13,7 @@ const MAX_ENTRIES: usize = 4096;
 type Entry = (Option<Arc<str>>, u64);
 
 thread_local! {
-    static CACHE: RefCell<HashMap<u32, Entry>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<u32, Entry>> = RefCell::new(HashMap::default());
 }
 
 /// The name of interface `index`, cached for a second. `now_ns` is the batch's

@@ -53,7 +53,8 @@ pub(crate) async fn recv_batch(
     max: usize,
 ) -> Option<Vec<Arc<OutputItem>>> {
     let first = rx.recv().await?;
-    let mut batch = Vec::with_capacity(max.min(64));
+    // Sized once for what is queued now: no regrowth while the batch is taken.
+    let mut batch = Vec::with_capacity(max.min(rx.len() + 1));
     batch.push(first);
     while batch.len() < max {
         match rx.try_recv() {
