@@ -26,7 +26,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use node_monitor::cluster::testing::objects::node;
 use node_monitor_lab::{BpfPinDir, Child, Netns, output_with_timeout};
 use serde_json::Value;
 
@@ -37,7 +36,7 @@ use crate::{
         peers::{tcp_connect, tcp_server},
         temp::{TempDir, TempFile},
     },
-    fake_cluster::{FakeCluster, worker_1},
+    fake_cluster::{FakeCluster, cp_1, worker_1},
     setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup},
 };
 
@@ -304,15 +303,7 @@ fn daemonset_capabilities_unprivileged_user_attaches_pins_reports_and_adopts() {
     // The fake API server, in the node namespace: this node and a control-plane node.
     let cluster = FakeCluster::start(&lab.node, |api| {
         api.apply("nodes", worker_1("203.0.113.0/26"));
-        api.apply(
-            "nodes",
-            node(
-                "cp-1",
-                &[("InternalIP", "198.51.100.2")],
-                &["203.0.113.128/26"],
-                &["control-plane"],
-            ),
-        );
+        api.apply("nodes", cp_1("203.0.113.128/26"));
     });
     let kubeconfig = &cluster.kubeconfig;
 
@@ -532,15 +523,7 @@ spec:
     let lab = setup();
     let cluster = FakeCluster::start(&lab.node, |api| {
         api.apply("nodes", worker_1("203.0.113.0/26"));
-        api.apply(
-            "nodes",
-            node(
-                "cp-1",
-                &[("InternalIP", "198.51.100.2")],
-                &["203.0.113.128/26"],
-                &["control-plane"],
-            ),
-        );
+        api.apply("nodes", cp_1("203.0.113.128/26"));
     });
     let _etcd = tcp_server(&lab.node, &[SocketAddr::from(([0, 0, 0, 0], 2379))], 1);
     let _cm = tcp_server(&lab.node, &[SocketAddr::from(([0, 0, 0, 0], 10257))], 1);

@@ -126,3 +126,14 @@ pub(crate) fn worker_1(pod_cidr: &str) -> Value {
         &["worker"],
     )
 }
+
+/// The control-plane node of the e2e tests' clusters: `cp-1`, InternalIP 198.51.100.2, role
+/// control-plane, with `pod_cidr`.
+pub(crate) fn cp_1(pod_cidr: &str) -> Value {
+    node(
+        "cp-1",
+        &[("InternalIP", "198.51.100.2")],
+        &[pod_cidr],
+        &["control-plane"],
+    )
+}
