@@ -237,16 +237,18 @@ async fn run_process(job: &Job, timeout: Duration) -> Result<Report, String> {
 
     use tokio::io::AsyncWriteExt as _;
     let input = serde_json::to_vec(job).map_err(|e| format!("cannot write the audit's job: {e}"))?;
-    // The running binary itself, not a PATH lookup. Every descriptor the daemon holds (the
-    // ring buffer, map and link fds, the metrics listener, its sockets) is close-on-exec:
-    // the process gets stdin, stdout and stderr only.
-    let mut child = tokio::process::Command::new("/proc/self/exe")
-        .args(["audit", "--format", "json", child::DAEMON_JOB_FLAG])
+    // The running binary itself, not a PATH lookup.
+    let mut cmd = tokio::process::Command::new("/proc/self/exe");
+    cmd.args(["audit", "--format", "json", child::DAEMON_JOB_FLAG])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // SAFETY: `cloexec_from_3` makes async-signal-safe system calls only, as a `pre_exec`
+    // hook must.
+    unsafe { cmd.pre_exec(cloexec_from_3) };
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the audit process (/proc/self/exe audit): {e}"))?;
     let mut group = KillGroup(child.id().and_then(|p| i32::try_from(p).ok()));
@@ -301,6 +303,46 @@ async fn run_process(job: &Job, timeout: Duration) -> Result<Report, String> {
             REAP_WAIT.as_secs()
         )),
     }
+}
+
+/// In the audit process, between fork and exec: every descriptor but stdin, stdout and
+/// stderr is marked close-on-exec, so that the process holds none of the daemon's (the maps,
+/// links and ring buffer the daemon opened are close-on-exec already; this also covers what
+/// the daemon itself inherited without the flag, a jobserver's pipe, a `/dev/null`).
+/// `close_range(2)` (Linux 5.11), else `fcntl` on each descriptor up to the limit.
+fn cloexec_from_3() -> std::io::Result<()> {
+    // SAFETY: system calls on integers only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to write.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } == 0 {
+        lim.rlim_cur.min(1 << 20)
+    } else {
+        1 << 16
+    };
+    for fd in 3..i32::try_from(max).unwrap_or(1 << 16) {
+        // SAFETY: fcntl on a descriptor number; EBADF for one that is not open.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Everything `r` gives, up to `max` bytes: past it, an error (`fail`) or the rest ignored.

@@ -540,9 +540,10 @@ fn fd_targets(pid: u32) -> Vec<(String, String)> {
     out
 }
 
-/// The descriptors of `child` that it shares with the `daemon` (the same open object, other
-/// than its stdin, stdout and stderr: the pipes the daemon reads and writes), or that are
-/// BPF objects at all.
+/// The descriptors of `child` that it shares with the `daemon` (the same file, pipe or
+/// socket, other than its stdin, stdout and stderr: the pipes the daemon reads and writes),
+/// or that are BPF objects at all (maps, programs, links, ring buffers). Other anonymous
+/// inodes (an epoll, an eventfd) have one name for all and are the process's own runtime's.
 fn foreign_fds(daemon: u32, child: u32) -> Vec<(String, String)> {
     let theirs: BTreeSet<String> = fd_targets(daemon).into_iter().map(|(_, t)| t).collect();
     let mine = fd_targets(child);
@@ -554,7 +555,10 @@ fn foreign_fds(daemon: u32, child: u32) -> Vec<(String, String)> {
     );
     mine.into_iter()
         .filter(|(f, t)| {
-            t.contains("bpf") || (!["0", "1", "2"].contains(&f.as_str()) && theirs.contains(t))
+            t.contains("bpf")
+                || (!["0", "1", "2"].contains(&f.as_str())
+                    && !t.starts_with("anon_inode:")
+                    && theirs.contains(t))
         })
         .collect()
 }
