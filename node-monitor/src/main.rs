@@ -464,8 +464,8 @@ fn run_daemon(opts: daemon::RunOptions) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let result = rt.block_on(daemon::run(opts));
-    // A posture audit still running on its blocking thread (a kubelet probe waiting on its
-    // timeout) does not hold the exit up.
+    // Work still on a blocking thread does not hold the exit up. A posture audit still
+    // running is a process: dropping its task kills its process group.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }

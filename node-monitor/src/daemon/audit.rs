@@ -236,7 +236,8 @@ async fn run_process(job: &Job, timeout: Duration) -> Result<Report, String> {
     use std::process::Stdio;
 
     use tokio::io::AsyncWriteExt as _;
-    let input = serde_json::to_vec(job).map_err(|e| format!("cannot write the audit's job: {e}"))?;
+    let input =
+        serde_json::to_vec(job).map_err(|e| format!("cannot write the audit's job: {e}"))?;
     // The running binary itself, not a PATH lookup.
     let mut cmd = tokio::process::Command::new("/proc/self/exe");
     cmd.args(["audit", "--format", "json", child::DAEMON_JOB_FLAG])

@@ -64,9 +64,10 @@ pub fn options(job: Job) -> Result<Options, String> {
         if with_defaults.digest() != job.config_digest {
             return Err(format!(
                 "the config {} (digest {}) is not the one the daemon runs (digest {}): changed since the daemon loaded it; the run after the reload uses it",
-                job.config_path
-                    .as_ref()
-                    .map_or_else(|| "embedded default".to_owned(), |p| p.display().to_string()),
+                job.config_path.as_ref().map_or_else(
+                    || "embedded default".to_owned(),
+                    |p| p.display().to_string()
+                ),
                 digest,
                 job.config_digest
             ));
@@ -119,8 +120,12 @@ pub fn parse_report(text: &str) -> Result<Report, String> {
             text.chars().take(120).collect::<String>()
         )
     })?;
-    let time: SystemTime = humantime::parse_rfc3339(&w.time)
-        .map_err(|e| format!("the audit process's report has a bad time {:?}: {e}", w.time))?;
+    let time: SystemTime = humantime::parse_rfc3339(&w.time).map_err(|e| {
+        format!(
+            "the audit process's report has a bad time {:?}: {e}",
+            w.time
+        )
+    })?;
     let checks = w
         .checks
         .into_iter()

@@ -924,8 +924,10 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
     );
     // No given-up run reported: they were killed.
     assert!(
-        !d.stderr_lines().iter().any(|l| l.contains("posture audit done")
-            && ["run=1 ", "run=2 ", "run=3 "].iter().any(|r| l.contains(r))),
+        !d.stderr_lines()
+            .iter()
+            .any(|l| l.contains("posture audit done")
+                && ["run=1 ", "run=2 ", "run=3 "].iter().any(|r| l.contains(r))),
         "a given-up run reported: {}",
         d.stderr()
     );
