@@ -233,15 +233,37 @@ const REAP_WAIT: Duration = Duration::from_secs(2);
 /// (it and the tools it runs) is killed and reaped. Nothing it started outlives the call,
 /// however the call ends: a guard kills the group if the call itself is dropped.
 async fn run_process(job: &Job, timeout: Duration) -> Result<Report, String> {
-    use std::process::Stdio;
-
-    use tokio::io::AsyncWriteExt as _;
     let input =
         serde_json::to_vec(job).map_err(|e| format!("cannot write the audit's job: {e}"))?;
     // The running binary itself, not a PATH lookup.
     let mut cmd = tokio::process::Command::new("/proc/self/exe");
-    cmd.args(["audit", "--format", "json", child::DAEMON_JOB_FLAG])
-        .stdin(Stdio::piped())
+    cmd.args(["audit", "--format", "json", child::DAEMON_JOB_FLAG]);
+    run_in_group(
+        cmd,
+        input,
+        timeout + GRACE,
+        format!(
+            "still running {}s after its timeout; its process group was killed",
+            GRACE.as_secs()
+        ),
+    )
+    .await
+}
+
+/// Runs `cmd` in a process group of its own, with `input` on its stdin and none of the
+/// caller's descriptors; its report from its stdout. Past `within`, the group is killed and
+/// reaped and the result is `Err(late)`; it is killed whatever the outcome once the output
+/// has ended, and if this future is dropped.
+async fn run_in_group(
+    mut cmd: tokio::process::Command,
+    input: Vec<u8>,
+    within: Duration,
+    late: String,
+) -> Result<Report, String> {
+    use std::process::Stdio;
+
+    use tokio::io::AsyncWriteExt as _;
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -251,7 +273,7 @@ async fn run_process(job: &Job, timeout: Duration) -> Result<Report, String> {
     unsafe { cmd.pre_exec(cloexec_from_3) };
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start the audit process (/proc/self/exe audit): {e}"))?;
+        .map_err(|e| format!("cannot start the audit process: {e}"))?;
     let mut group = KillGroup(child.id().and_then(|p| i32::try_from(p).ok()));
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let write = async move {
@@ -268,18 +290,13 @@ async fn run_process(job: &Job, timeout: Duration) -> Result<Report, String> {
             read_bounded(stderr, STDERR_MAX, false)
         )
     };
-    let read = tokio::time::timeout(timeout + GRACE, io).await;
+    let read = tokio::time::timeout(within, io).await;
     // Its output ended (it exited: it is a zombie until reaped, its group id still its own),
     // it sent too much, or it is past its time: whatever is left of the group goes now.
     group.kill();
     let status = tokio::time::timeout(REAP_WAIT, child.wait()).await;
     let (out, err) = match read {
-        Err(_) => {
-            return Err(format!(
-                "still running {}s after its timeout; its process group was killed",
-                GRACE.as_secs()
-            ));
-        }
+        Err(_) => return Err(late),
         Ok(Err(why)) => return Err(why),
         Ok(Ok(((), out, err))) => (out, err),
     };
@@ -397,4 +414,140 @@ impl Drop for KillGroup {
 fn unix_s(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        posture::{Check, Finding, Severity},
+        render::{Observer, audit as render_audit},
+    };
+
+    fn sh(script: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("/bin/sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    async fn run(script: &str, within: Duration) -> Result<Report, String> {
+        run_in_group(sh(script), b"{}".to_vec(), within, "late".to_owned()).await
+    }
+
+    /// Processes whose command line contains `marker`.
+    fn with_marker(marker: &str) -> usize {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+            })
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_report_is_read_and_anything_else_is_a_failed_run() {
+        let report = Report {
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            checks: vec![Check {
+                name: "listeners",
+                status: "ok",
+                detail: "0 listening sockets".into(),
+            }],
+            findings: vec![Finding::new(
+                "NM-2001",
+                Severity::High,
+                "kubelet read-only port open",
+                "listening: 0.0.0.0:10255/tcp".into(),
+                "set readOnlyPort: 0",
+                Some("4.2.4"),
+            )],
+        };
+        let json = render_audit::render(&report, render_audit::Format::Json, &Observer::local());
+        // The job arrives on stdin; the report goes out on stdout.
+        let got = run(
+            &format!(
+                "read -r job; [ \"$job\" = '{{}}' ] && printf '%s' '{}'",
+                json.trim()
+            ),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.findings, report.findings);
+        assert_eq!(got.time, report.time);
+
+        let e = run("echo not json", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(e.contains("not JSON of the expected shape"), "{e}");
+        // The process's own failure (exit 3): its stderr is the reason, as it said it.
+        let e = run(
+            "echo 'timed out after 5s' >&2; exit 3",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e, "timed out after 5s");
+        let e = run("echo boom >&2; exit 7", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(e.contains("exit status: 7") && e.ends_with(": boom"), "{e}");
+        let e = run("kill -9 $$", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(e.contains("signal: 9"), "{e}");
+        // Too much output: refused without reading it all.
+        let e = run(
+            &format!("head -c {} /dev/zero", REPORT_MAX + 1),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    /// A process stuck past its time is killed with everything in its group (a child that
+    /// sleeps on, as a tool would), and reaped: nothing is left.
+    #[tokio::test]
+    async fn a_process_past_its_time_is_killed_with_its_group() {
+        let marker = format!("nm-audit-test-{}", std::process::id());
+        let sleeper = std::env::temp_dir().join(&marker);
+        let _ = std::fs::remove_file(&sleeper);
+        std::os::unix::fs::symlink("/bin/sleep", &sleeper).unwrap();
+        let script = format!("{} 60 & {} 61", sleeper.display(), sleeper.display());
+        let started = std::time::Instant::now();
+        let e = run(&script, Duration::from_millis(500)).await.unwrap_err();
+        assert_eq!(e, "late");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let gone = (0..20).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            with_marker(&marker) == 0
+        });
+        let _ = std::fs::remove_file(&sleeper);
+        assert!(gone, "the process group outlived its run");
+    }
+
+    /// The process gets stdin, stdout and stderr, and none of the caller's descriptors, even
+    /// one opened without close-on-exec.
+    #[tokio::test]
+    async fn the_process_inherits_no_descriptor() {
+        let keep = std::fs::File::open("/dev/null").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&keep);
+        // Clear its close-on-exec flag, as a descriptor the daemon inherited would be.
+        // SAFETY: fcntl on a descriptor this test owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        let e = run(
+            &format!(
+                "[ -e /proc/self/fd/{fd} ] && echo 'fd {fd} open' >&2 || echo 'closed' >&2; exit 3"
+            ),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e, "closed");
+        drop(keep);
+    }
 }
