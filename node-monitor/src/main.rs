@@ -113,6 +113,12 @@ enum Command {
         /// sources outside their allowlist.
         #[arg(long, env = "NODE_MONITOR_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
+        /// Internal (hidden): the daemon's audit process. Reads the daemon's view (a
+        /// `posture::child::Job`, JSON) on stdin instead of the flags above, runs once within
+        /// its timeout, prints the report (`--format json`) and exits 0, or prints why it
+        /// failed on stderr and exits 3.
+        #[arg(long = "daemon-job", hide = true)]
+        daemon_job: bool,
     },
     /// Print netfilter rules (iptables-restore or nft -f input) that allow each group's
     /// allowlist on its ports and drop the rest. Printed for review, never applied. Cluster
@@ -183,7 +189,11 @@ fn main() -> ExitCode {
             config,
             ifaces,
             pin_dir,
+            daemon_job,
         } => {
+            if daemon_job {
+                return audit_job(format);
+            }
             let (cfg, _, subnets) = match config_and_subnets(config.as_deref(), ifaces) {
                 Ok(x) => x,
                 Err(e) => {
@@ -352,6 +362,8 @@ fn firewall(
             ));
         }
         Ok(Identity::Unavailable(why)) | Err(why) => why,
+        // A one-shot read gives a cache, never the daemon's facts.
+        Ok(Identity::Facts(_)) => "the cluster's sets need the cluster's objects".to_owned(),
     };
     if cluster.is_empty() {
         anyhow::bail!(
@@ -362,6 +374,57 @@ fn firewall(
         "{origin} allows sets that only the cluster resolves ({}), and the cluster could not be read ({why}); rules printed without their addresses would drop the sources they allow: give credentials (KUBECONFIG) or name those sources as CIDRs in a config for `firewall`",
         cluster.join("; ")
     )
+}
+
+/// `node-monitor audit --daemon-job`: one run of the daemon's periodic audit, in the process
+/// the daemon started for it (`posture::child`).
+fn audit_job(format: node_monitor::render::audit::Format) -> ExitCode {
+    use std::io::Read as _;
+
+    use node_monitor::posture::child;
+    let fail = |why: &str| {
+        // One line: the daemon logs it as the run's error.
+        eprintln!("{}", why.replace('\n', "; "));
+        ExitCode::from(child::EXIT_RUN_FAILED)
+    };
+    let mut text = String::new();
+    // The job is a few kilobytes (the NodePorts of a cluster at most); bounded all the same.
+    if let Err(e) = std::io::stdin().take(1 << 22).read_to_string(&mut text) {
+        return fail(&format!("the audit process could not read its job: {e}"));
+    }
+    let job: child::Job = match serde_json::from_str(&text) {
+        Ok(j) => j,
+        Err(e) => return fail(&format!("the audit process's job is not valid: {e}")),
+    };
+    let timeout = std::time::Duration::from_secs(job.timeout_s);
+    let opts = match child::options(job) {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the audit's runtime: {e}")),
+    };
+    let report = rt.block_on(async {
+        tokio::time::timeout(timeout, node_monitor::posture::audit(&opts)).await
+    });
+    // Whatever the timeout cut short (a tool, a connection) is dropped, not waited for; the
+    // daemon kills this process's group when it has exited.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match report {
+        Ok(report) => {
+            let observer = node_monitor::render::Observer::local();
+            print!(
+                "{}",
+                node_monitor::render::audit::render(&report, format, &observer)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(_) => fail(&format!("timed out after {}s", timeout.as_secs())),
+    }
 }
 
 /// The config (`config`, else the embedded one) with its origin, and what `node-subnets`
@@ -401,8 +464,8 @@ fn run_daemon(opts: daemon::RunOptions) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let result = rt.block_on(daemon::run(opts));
-    // A posture audit still running on its blocking thread (a kubelet probe waiting on its
-    // timeout) does not hold the exit up.
+    // Work still on a blocking thread does not hold the exit up. A posture audit still
+    // running is a process: dropping its task kills its process group.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }

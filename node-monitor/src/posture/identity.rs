@@ -21,6 +21,40 @@ pub enum Identity {
         snapshot: Arc<Snapshot>,
         node: Option<String>,
     },
+    /// What the checks need of a synced cache, taken out of it ([`Identity::facts`]): the
+    /// form the daemon hands to the audit process it runs (on the process's stdin).
+    Facts(Facts),
+}
+
+/// What the identity checks read of a synced cluster cache, for one node: whether this node
+/// is a control-plane node, and which NodePorts in the NodePort ranges a Service owns.
+/// Serializable: the daemon computes it from its own cache (the cache the alerts use, no
+/// second list of the cluster) and passes it to the audit process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Facts {
+    /// This node's name and whether it is a control-plane node, or why it is not known.
+    pub this_node: Result<(String, bool), String>,
+    /// The TCP NodePorts (in the config's NodePort ranges) that a Service owns.
+    pub tcp_node_ports: Vec<u16>,
+    /// The same for UDP.
+    pub udp_node_ports: Vec<u16>,
+}
+
+/// An identity as it crosses to the daemon's audit process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WireIdentity {
+    /// No identity: why.
+    Unavailable(String),
+    Facts(Facts),
+}
+
+impl From<WireIdentity> for Identity {
+    fn from(w: WireIdentity) -> Identity {
+        match w {
+            WireIdentity::Unavailable(why) => Identity::Unavailable(why),
+            WireIdentity::Facts(f) => Identity::Facts(f),
+        }
+    }
 }
 
 impl Identity {
@@ -67,6 +101,36 @@ impl Identity {
         }
     }
 }
+
+impl Identity {
+    /// What the checks need of this identity on this node (`local`: its addresses), for
+    /// `cfg`'s NodePort ranges: the checks give the same answer on it as on `self`.
+    #[must_use]
+    pub fn facts(&self, cfg: &Config, local: &[IpAddr]) -> WireIdentity {
+        let (snapshot, node) = match self {
+            Identity::Unavailable(why) => return WireIdentity::Unavailable(why.clone()),
+            Identity::Facts(f) => return WireIdentity::Facts(f.clone()),
+            Identity::Cluster { snapshot, node } => (snapshot, node.as_deref()),
+        };
+        if !snapshot.synced {
+            return WireIdentity::Unavailable(NOT_SYNCED.to_owned());
+        }
+        let owned = |protocol: Protocol| -> Vec<u16> {
+            node_port_ranges(cfg)
+                .iter()
+                .flat_map(|r| r.start..=r.end)
+                .filter(|p| snapshot.node_port(*p, protocol).is_some())
+                .collect()
+        };
+        WireIdentity::Facts(Facts {
+            this_node: this_node_control_plane(snapshot, node, local),
+            tcp_node_ports: owned(Protocol::Tcp),
+            udp_node_ports: owned(Protocol::Udp),
+        })
+    }
+}
+
+const NOT_SYNCED: &str = "the cluster cache has not completed its first lists yet";
 
 impl Default for Identity {
     fn default() -> Self {
@@ -131,13 +195,10 @@ pub fn findings(
     cfg: &Config,
     local: &[IpAddr],
 ) -> Result<(Vec<Finding>, String), String> {
-    let (snapshot, node) = match identity {
-        Identity::Unavailable(why) => return Err(why.clone()),
-        Identity::Cluster { snapshot, node } => (snapshot, node.as_deref()),
+    let facts = match identity.facts(cfg, local) {
+        WireIdentity::Unavailable(why) => return Err(why),
+        WireIdentity::Facts(f) => f,
     };
-    if !snapshot.synced {
-        return Err("the cluster cache has not completed its first lists yet".to_owned());
-    }
     let mut out = Vec::new();
     let mut detail = Vec::new();
     // etcd outside the control plane.
@@ -145,7 +206,7 @@ pub fn findings(
         .iter()
         .filter(|l| l.protocol == Protocol::Tcp && ETCD_PORTS.contains(&l.port))
         .collect();
-    match this_node_control_plane(snapshot, node, local) {
+    match facts.this_node {
         Ok((name, cp)) => {
             detail.push(format!(
                 "node {name} is {}a control-plane node",
@@ -181,7 +242,11 @@ pub fn findings(
             continue;
         }
         in_range += 1;
-        if snapshot.node_port(l.port, l.protocol).is_none() {
+        let owned = match l.protocol {
+            Protocol::Tcp => &facts.tcp_node_ports,
+            Protocol::Udp => &facts.udp_node_ports,
+        };
+        if !owned.contains(&l.port) {
             out.push(Finding::new(
                 "NM-2004",
                 Severity::Medium,
@@ -287,6 +352,36 @@ mod tests {
         // On a control-plane node etcd is where it belongs.
         let (f, _) = findings(&cluster(&["control-plane"]), &ls, &cfg, &local).unwrap();
         assert!(f.iter().all(|f| f.id == "NM-2004"), "{f:?}");
+    }
+
+    /// The facts the daemon hands its audit process, through JSON, give the checks the same
+    /// answers as the cache they were taken from.
+    #[test]
+    fn facts_through_json_give_the_same_findings() {
+        let cfg = Config::default_config();
+        let ls = [
+            l(2379, "0.0.0.0", Protocol::Tcp),
+            l(30080, "0.0.0.0", Protocol::Tcp),
+            l(30080, "0.0.0.0", Protocol::Udp),
+            l(30090, "::", Protocol::Tcp),
+        ];
+        let local: [IpAddr; 1] = ["198.51.100.1".parse().unwrap()];
+        for roles in [&["worker"][..], &["control-plane"], &[]] {
+            let direct = cluster(roles);
+            let wire = serde_json::to_string(&direct.facts(&cfg, &local)).unwrap();
+            let back: Identity = serde_json::from_str::<WireIdentity>(&wire).unwrap().into();
+            assert_eq!(
+                findings(&back, &ls, &cfg, &local),
+                findings(&direct, &ls, &cfg, &local),
+                "{wire}"
+            );
+        }
+        let why = serde_json::to_string(&Identity::default().facts(&cfg, &local)).unwrap();
+        let back: Identity = serde_json::from_str::<WireIdentity>(&why).unwrap().into();
+        assert_eq!(
+            findings(&back, &ls, &cfg, &local).unwrap_err(),
+            "no cluster identity was given"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the API server's settings), as findings with a stable id, a severity, the evidence, the
 //! fix and the CIS Kubernetes Benchmark item where there is one. `node-monitor audit` runs it
 //! once; see [`crate::firewall`] for the rules that close the doors.
+pub mod child;
 pub mod identity;
 pub mod kubelet;
 pub mod listeners;
@@ -129,6 +130,10 @@ pub struct Options {
     pub pin_dir: Option<PathBuf>,
     /// The cluster's identity, for the checks that need it ([`identity`]).
     pub identity: identity::Identity,
+    /// Each tool the audit runs (`iptables-save`, `nft`) in a process group of its own, killed
+    /// with it when its call ends (the command line). `false` in the daemon's audit process
+    /// ([`child`]): the tools stay in that process's group, which the daemon kills whole.
+    pub tool_groups: bool,
 }
 
 impl Default for Options {
@@ -142,6 +147,7 @@ impl Default for Options {
             node_subnets: Vec::new(),
             pin_dir: None,
             identity: identity::Identity::default(),
+            tool_groups: true,
         }
     }
 }
@@ -367,18 +373,23 @@ fn record(
 /// call ends, however it ends: on its own 10 s bound, and when the audit's timeout drops this
 /// future (a hung `iptables-save` wrapper and whatever it started are not left behind, one
 /// per hung run).
-async fn output(program: &str, args: &[&str]) -> Option<String> {
-    let child = tokio::process::Command::new(program)
-        .args(args)
+///
+/// Without `own_group` (the daemon's audit process) the program stays in the caller's process
+/// group, which the daemon kills whole when the run ends or is given up.
+async fn output(program: &str, args: &[&str], own_group: bool) -> Option<String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
+        .kill_on_drop(true);
+    if own_group {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().ok()?;
     let _group = child
         .id()
+        .filter(|_| own_group)
         .and_then(|p| i32::try_from(p).ok())
         .map(KillGroup);
     match tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await {
@@ -412,11 +423,12 @@ impl Drop for KillGroup {
 /// the image's default, nft in the image) and, where present, `iptables-legacy-save` are
 /// read, and a port is open only when no back end drops it.
 async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String> {
-    let v4 = output("iptables-save", &[]).await;
-    let v6 = output("ip6tables-save", &[]).await;
-    let legacy4 = output("iptables-legacy-save", &[]).await;
-    let legacy6 = output("ip6tables-legacy-save", &[]).await;
-    let nft_text = output("nft", &["-j", "list", "ruleset"]).await;
+    let g = opts.tool_groups;
+    let v4 = output("iptables-save", &[], g).await;
+    let v6 = output("ip6tables-save", &[], g).await;
+    let legacy4 = output("iptables-legacy-save", &[], g).await;
+    let legacy6 = output("ip6tables-legacy-save", &[], g).await;
+    let nft_text = output("nft", &["-j", "list", "ruleset"], g).await;
     if v4.is_none() && v6.is_none() && nft_text.is_none() {
         return Err("none of iptables-save, ip6tables-save, nft could be run".to_owned());
     }

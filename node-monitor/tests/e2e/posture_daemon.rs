@@ -507,6 +507,75 @@ fn children_of(pid: u32) -> Vec<(u32, String)> {
     out
 }
 
+/// The daemon's audit process (`node-monitor audit --daemon-job`, its child), waited for
+/// (bounded: 5 s).
+fn audit_process(daemon: u32) -> Option<u32> {
+    for _ in 0..50 {
+        for (pid, state) in children_of(daemon) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if state != "Z" && String::from_utf8_lossy(&cmdline).contains("--daemon-job") {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// What `pid`'s descriptors point at: `(fd, target)` (`pipe:[…]`, `anon_inode:bpf-map`, …).
+fn fd_targets(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(t) = std::fs::read_link(e.path()) {
+            out.push((
+                e.file_name().to_string_lossy().into_owned(),
+                t.to_string_lossy().into_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The descriptors of `child` that it shares with the `daemon` (the same file, pipe or
+/// socket, other than its stdin, stdout and stderr: the pipes the daemon reads and writes),
+/// or that are BPF objects at all (maps, programs, links, ring buffers). Other anonymous
+/// inodes (an epoll, an eventfd) have one name for all and are the process's own runtime's.
+fn foreign_fds(daemon: u32, child: u32) -> Vec<(String, String)> {
+    let theirs: BTreeSet<String> = fd_targets(daemon).into_iter().map(|(_, t)| t).collect();
+    let mine = fd_targets(child);
+    assert!(
+        ["0", "1", "2"]
+            .iter()
+            .all(|fd| mine.iter().any(|(f, t)| f == fd && t.starts_with("pipe:"))),
+        "the audit process's stdin, stdout and stderr are not pipes: {mine:?}"
+    );
+    mine.into_iter()
+        .filter(|(f, t)| {
+            t.contains("bpf")
+                || (!["0", "1", "2"].contains(&f.as_str())
+                    && !t.starts_with("anon_inode:")
+                    && theirs.contains(t))
+        })
+        .collect()
+}
+
+/// The effective capabilities of `pid` (`CapEff`).
+fn cap_eff(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned()))
+}
+
+/// How many threads `pid` has.
+fn tasks(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count)
+}
+
 /// Kills, on drop, whatever the hung tool left (so a failed test leaves no sleeper).
 struct KillMarked(String);
 
@@ -701,12 +770,14 @@ fn an_audit_run_that_hangs_is_given_up_and_the_next_starts_on_schedule() {
     drop(context(d.stop()));
 }
 
-/// A run stuck where the run's own timeout cannot cut it: a blocking read on the run's
-/// thread (the kubelet config is a FIFO that nobody writes: opening it blocks). The event
-/// loop gives the run up 5 s past `timeout_s` (5 s), counts it failed with a warning, and
-/// starts the next run at once (it was due); when the FIFO is finally written, the stuck
-/// run's late report is ignored (only the current run completes), and alerts flow
-/// throughout.
+/// A run stuck where the run's own timeout cannot cut it: a blocking read in the run's
+/// process (the kubelet config is a FIFO that nobody writes: opening it blocks). The daemon
+/// gives the run up 5 s past `timeout_s` (5 s), kills its process and reaps it, counts it
+/// failed with a warning, and starts the next run at once (it was due), which gets stuck
+/// too, three times: the daemon's thread count does not grow, and no given-up process is
+/// left (no zombie either). The run's process holds none of the daemon's descriptors (maps,
+/// ring buffer, sockets) and has its capabilities. When the FIFO is finally written, the
+/// current run completes, and alerts flow throughout.
 #[test]
 fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
     let lab = setup();
@@ -757,16 +828,67 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         "no alert while the audit is stuck: {}",
         d.stderr()
     );
+    // The run's process, stuck on the FIFO: a child of the daemon, the binary re-executed.
+    let run_1 = audit_process(d.pid()).expect("the daemon runs the audit in a child process");
+    let leaked = foreign_fds(d.pid(), run_1);
+    assert!(
+        leaked.is_empty(),
+        "the audit process holds the daemon's descriptors: {leaked:?}"
+    );
+    assert_eq!(
+        cap_eff(run_1),
+        cap_eff(d.pid()),
+        "the audit process runs with the daemon's capabilities"
+    );
     // Given up at timeout + 5 s (10 s after the start; bounded: 14 s).
-    let gave_up = |l: &str| {
-        l.contains("posture audit failed")
-            && l.contains("run=1")
-            && l.contains("still running 5s after its timeout")
+    let gave_up = |run: u32| {
+        move |l: &str| {
+            l.contains("posture audit failed")
+                && l.contains(&format!("run={run} "))
+                && l.contains("still running 5s after its timeout")
+        }
     };
     assert!(
-        wait(Duration::from_secs(14), &gave_up),
+        wait(Duration::from_secs(14), &gave_up(1)),
         "the stuck run was not given up: {}",
         d.stderr()
+    );
+    let threads = tasks(d.pid());
+    let gone = |pid: u32| {
+        (0..20).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            !children_of(d.pid()).iter().any(|(c, _)| *c == pid)
+        })
+    };
+    assert!(
+        gone(run_1),
+        "the given-up process is left: the daemon's children {:?}",
+        children_of(d.pid())
+    );
+    // The next run starts at once and gets stuck too; so does the one after it.
+    for run in [2, 3] {
+        let stuck = audit_process(d.pid()).expect("the next run's process");
+        assert!(
+            wait(Duration::from_secs(14), &gave_up(run)),
+            "run {run} was not given up: {}",
+            d.stderr()
+        );
+        assert!(
+            gone(stuck),
+            "run {run}'s process is left: the daemon's children {:?}",
+            children_of(d.pid())
+        );
+    }
+    let after = tasks(d.pid());
+    assert!(
+        after <= threads,
+        "the daemon grew from {threads} to {after} threads over two more stuck runs"
+    );
+    // Only the current run's process is there, and no zombie.
+    let children = children_of(d.pid());
+    assert!(
+        children.len() == 1 && children.iter().all(|(_, state)| state != "Z"),
+        "the daemon's children after three stuck runs: {children:?}"
     );
     let body = scrape(&lab.node, &d);
     assert_eq!(
@@ -775,12 +897,11 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
             "node_monitor_audit_runs_total",
             &[("result", "failed")]
         ),
-        Some(1.0),
+        Some(3.0),
         "{body}"
     );
-    // The next run was due: it starts at once, and blocks on the FIFO too. Wait for it to
-    // have started (its thread opening the FIFO), then release both stuck threads: one gets
-    // the config, the other end of file.
+    // The fourth run started at once and blocks on the FIFO too. Wait for it to have
+    // opened the FIFO, then write the config.
     std::thread::sleep(Duration::from_millis(500));
     {
         use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
@@ -789,25 +910,25 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
             .write(true)
             .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
             .open(&fifo)
-            .expect("the runs hold the FIFO open for reading");
+            .expect("the run holds the FIFO open for reading");
         let _ = w.write_all(
             b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nreadOnlyPort: 0\n",
         );
     }
     assert!(
         wait(Duration::from_secs(5), &|l: &str| {
-            l.contains("posture audit done") && l.contains("run=2")
+            l.contains("posture audit done") && l.contains("run=4")
         }),
-        "the second run did not complete once released: {}",
+        "the fourth run did not complete once released: {}",
         d.stderr()
     );
-    // The first run's thread reported too, late: ignored.
-    std::thread::sleep(Duration::from_millis(500));
+    // No given-up run reported: they were killed.
     assert!(
         !d.stderr_lines()
             .iter()
-            .any(|l| l.contains("posture audit done") && l.contains("run=1")),
-        "the given-up run's late report was used: {}",
+            .any(|l| l.contains("posture audit done")
+                && ["run=1 ", "run=2 ", "run=3 "].iter().any(|r| l.contains(r))),
+        "a given-up run reported: {}",
         d.stderr()
     );
     let body = scrape(&lab.node, &d);
@@ -826,7 +947,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
             "node_monitor_audit_runs_total",
             &[("result", "failed")]
         ),
-        Some(1.0),
+        Some(3.0),
         "{body}"
     );
     assert_eq!(
