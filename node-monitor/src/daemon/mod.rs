@@ -334,8 +334,9 @@ impl Daemon {
                         None => std::future::pending().await,
                     }
                 } => self.reload("config file changed").await,
-                // The posture audit runs on a thread of its own: here it is only started,
-                // given up on, or its findings handed to the sinks.
+                // The posture audit runs in a child process of its own: here it is only
+                // started, given up on (its process group killed), or its findings handed to
+                // the sinks.
                 () = tokio::time::sleep_until(self.audit.wake_at()), if self.audit.active() => {
                     self.audit_due();
                 }
