@@ -27,7 +27,7 @@ use crate::{
         peers::{TcpOutcome, sa, tcp_connect, tcp_server},
         temp::TempDir,
     },
-    fake_cluster::{FakeCluster, worker_1},
+    fake_cluster::{FakeCluster, cp_1, worker_1},
     setup::{CONNECT_TIMEOUT, cp, node, outside, setup},
 };
 
@@ -632,15 +632,7 @@ fn real_etcd_on_a_worker_is_found() {
     let lab = setup();
     let cluster = FakeCluster::start(&lab.node, |api| {
         api.apply("nodes", worker_1("203.0.113.0/26"));
-        api.apply(
-            "nodes",
-            node_object(
-                "cp-1",
-                &[("InternalIP", "198.51.100.2")],
-                &["203.0.113.64/26"],
-                &["control-plane"],
-            ),
-        );
+        api.apply("nodes", cp_1("203.0.113.64/26"));
     });
     let etcd = Etcd::start(&lab.node, "0.0.0.0", "198.51.100.1", "0.0.0.0");
     let pid = etcd.child.id();

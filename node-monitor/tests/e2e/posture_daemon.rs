@@ -19,7 +19,7 @@ use crate::{
         temp::{TempDir, TempFile},
     },
     expect::alerts_of,
-    fake_cluster::{FakeCluster, worker_1},
+    fake_cluster::{FakeCluster, cp_1, worker_1},
     posture::{PODS, http_server},
     setup::{CONNECT_TIMEOUT, node as node_addr, outside, setup, test_config},
 };
@@ -48,6 +48,28 @@ fn audit_daemon(lab: &Lab, pin: &BpfPinDir, file: &str) -> (TempFile, Daemon) {
         &["--config", cfg.as_str()],
     ));
     (cfg, d)
+}
+
+/// A connection from outside, from source port `ports.0` to the node's port `ports.1`, ends
+/// in `outcome` (asserted); true when the alert `rule` then reaches the daemon's stdout
+/// within 2 s.
+fn connect_and_alert(
+    lab: &Lab,
+    d: &Daemon,
+    ports: (u16, u16),
+    outcome: TcpOutcome,
+    rule: &str,
+) -> bool {
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(ports.0, false),
+            node_addr(ports.1, false),
+            CONNECT_TIMEOUT
+        ),
+        outcome
+    );
+    d.wait_records(Duration::from_secs(2), |r| !alerts_of(r, rule).is_empty())
 }
 
 /// The findings the daemon printed so far: ECS documents of `event.kind: state`.
@@ -162,15 +184,7 @@ fn identity_checks_in_the_daemon() {
     let pin = context(BpfPinDir::new("posture-identity"));
     let cluster = FakeCluster::start(&lab.node, |api| {
         api.apply("nodes", worker_1("203.0.113.0/26"));
-        api.apply(
-            "nodes",
-            node(
-                "cp-1",
-                &[("InternalIP", "198.51.100.2")],
-                &["203.0.113.64/26"],
-                &["control-plane"],
-            ),
-        );
+        api.apply("nodes", cp_1("203.0.113.64/26"));
         api.apply(
             "services",
             service("shop", "web", &[(80, 30080, "TCP")], "Cluster", &[]),
@@ -265,15 +279,7 @@ fn firewall_expands_cluster_sets_from_the_cluster() {
     );
 
     let cluster = FakeCluster::start(&lab.node, |api| {
-        api.apply(
-            "nodes",
-            node(
-                "cp-1",
-                &[("InternalIP", "198.51.100.2")],
-                &["203.0.113.64/26"],
-                &["control-plane"],
-            ),
-        );
+        api.apply("nodes", cp_1("203.0.113.64/26"));
         api.apply(
             "nodes",
             node(
@@ -337,18 +343,7 @@ fn a_hung_kubelet_holds_up_neither_the_alerts_nor_the_audit() {
     );
     let (_cfg, d) = audit_daemon(&lab, &pin, "posture-hung.yaml");
     // The first run has started with the daemon and waits on the kubelet.
-    assert_eq!(
-        tcp_connect(
-            &lab.outside,
-            outside(46300, false),
-            node_addr(10250, false),
-            CONNECT_TIMEOUT
-        ),
-        TcpOutcome::Connected
-    );
-    let alerted = d.wait_records(Duration::from_secs(2), |r| {
-        !alerts_of(r, "NM-1001").is_empty()
-    });
+    let alerted = connect_and_alert(&lab, &d, (46300, 10250), TcpOutcome::Connected, "NM-1001");
     assert!(alerted, "no alert while the audit waits: {}", d.stderr());
     assert!(
         findings(&d.records()).is_empty(),
@@ -423,15 +418,7 @@ fn firewall_on_the_embedded_config_uses_the_cluster_defaults() {
 
     let cluster = FakeCluster::start(&lab.node, |api| {
         api.apply("nodes", worker_1("203.0.113.0/26"));
-        api.apply(
-            "nodes",
-            node(
-                "cp-1",
-                &[("InternalIP", "198.51.100.2")],
-                &["203.0.113.64/26"],
-                &["control-plane"],
-            ),
-        );
+        api.apply("nodes", cp_1("203.0.113.64/26"));
     });
     let rules = firewall(Some(cluster.kubeconfig.as_str()));
     assert!(
@@ -665,18 +652,7 @@ fn an_audit_run_that_hangs_is_given_up_and_the_next_starts_on_schedule() {
         d.stderr()
     );
     // Alerts meanwhile.
-    assert_eq!(
-        tcp_connect(
-            &lab.outside,
-            outside(46310, false),
-            node_addr(10250, false),
-            CONNECT_TIMEOUT
-        ),
-        TcpOutcome::Refused
-    );
-    let alerted = d.wait_records(Duration::from_secs(2), |r| {
-        !alerts_of(r, "NM-1001").is_empty()
-    });
+    let alerted = connect_and_alert(&lab, &d, (46310, 10250), TcpOutcome::Refused, "NM-1001");
     assert!(alerted, "no alert while the audit hangs: {}", d.stderr());
     assert_eq!(
         failed(&d.stderr()),
@@ -752,18 +728,8 @@ fn an_audit_run_that_hangs_is_given_up_and_the_next_starts_on_schedule() {
         "{body}"
     );
     // Another group (the same source on the kubelet again would be deduplicated).
-    assert_eq!(
-        tcp_connect(
-            &lab.outside,
-            outside(46311, false),
-            node_addr(10255, false),
-            CONNECT_TIMEOUT
-        ),
-        TcpOutcome::Refused
-    );
     assert!(
-        d.wait_records(Duration::from_secs(2), |r| !alerts_of(r, "NM-1002")
-            .is_empty()),
+        connect_and_alert(&lab, &d, (46311, 10255), TcpOutcome::Refused, "NM-1002"),
         "no alert after the hung runs: {}",
         d.stderr()
     );
@@ -812,19 +778,8 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         false
     };
     // Alerts while the first run is stuck.
-    assert_eq!(
-        tcp_connect(
-            &lab.outside,
-            outside(46320, false),
-            node_addr(10250, false),
-            CONNECT_TIMEOUT
-        ),
-        TcpOutcome::Refused
-    );
     assert!(
-        d.wait_records(Duration::from_secs(2), |r| {
-            !alerts_of(r, "NM-1001").is_empty()
-        }),
+        connect_and_alert(&lab, &d, (46320, 10250), TcpOutcome::Refused, "NM-1001"),
         "no alert while the audit is stuck: {}",
         d.stderr()
     );
