@@ -7,9 +7,10 @@
 //!
 //! - a *first* fragment (offset 0, MF set) whose ports can be read and whose destination port
 //!   a group watches is counted (`FRAG_WATCHED`) and, from a source outside the group's
-//!   allowlist (or outside the port's own source ranges), flagged as a connection attempt like any other (counters, flow entry, budget,
-//!   event), its TCP flags marked unknown when the fragment ends before them; in a drop group
-//!   it is dropped, so the datagram never reassembles;
+//!   allowlist (or outside the port's own source ranges), flagged as a connection attempt
+//!   like any other (counters, flow entry, budget, event), its TCP flags marked unknown when
+//!   the fragment ends before them; in a drop group it is dropped, so the datagram never
+//!   reassembles;
 //! - a first fragment shorter than a whole transport header is counted (`FRAG_TINY`);
 //! - a non-first TCP fragment at offset 1 (8 bytes), which would overwrite the TCP flags of
 //!   the first fragment (RFC 1858: from offset 2 on, a fragment starts past the flags), is

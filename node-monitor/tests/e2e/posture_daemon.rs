@@ -72,6 +72,11 @@ fn connect_and_alert(
     d.wait_records(Duration::from_secs(2), |r| !alerts_of(r, rule).is_empty())
 }
 
+/// `node_monitor_audit_runs_total{result}` in a scrape.
+fn runs(body: &str, result: &str) -> Option<f64> {
+    metric_value(body, "node_monitor_audit_runs_total", &[("result", result)])
+}
+
 /// The findings the daemon printed so far: ECS documents of `event.kind: state`.
 fn findings(records: &[Value]) -> Vec<&Value> {
     records
@@ -163,15 +168,7 @@ fn the_daemon_audits_at_start_and_every_interval() {
         "each run's document has its own id: {ids:?}"
     );
     let body = scrape(&lab.node, &d);
-    assert!(
-        metric_value(
-            &body,
-            "node_monitor_audit_runs_total",
-            &[("result", "completed")]
-        )
-        .is_some_and(|n| n >= 2.0),
-        "{body}"
-    );
+    assert!(runs(&body, "completed").is_some_and(|n| n >= 2.0), "{body}");
     drop(context(d.stop()));
 }
 
@@ -676,15 +673,7 @@ fn an_audit_run_that_hangs_is_given_up_and_the_next_starts_on_schedule() {
         processes_with(&marker)
     );
     let body = scrape(&lab.node, &d);
-    assert_eq!(
-        metric_value(
-            &body,
-            "node_monitor_audit_runs_total",
-            &[("result", "failed")]
-        ),
-        Some(1.0),
-        "{body}"
-    );
+    assert_eq!(runs(&body, "failed"), Some(1.0), "{body}");
     assert_eq!(
         metric_value(&body, "node_monitor_audit_last_run_success", &[]),
         Some(0.0),
@@ -709,24 +698,8 @@ fn an_audit_run_that_hangs_is_given_up_and_the_next_starts_on_schedule() {
         children_of(d.pid())
     );
     let body = scrape(&lab.node, &d);
-    assert_eq!(
-        metric_value(
-            &body,
-            "node_monitor_audit_runs_total",
-            &[("result", "failed")]
-        ),
-        Some(2.0),
-        "{body}"
-    );
-    assert_eq!(
-        metric_value(
-            &body,
-            "node_monitor_audit_runs_total",
-            &[("result", "completed")]
-        ),
-        Some(0.0),
-        "{body}"
-    );
+    assert_eq!(runs(&body, "failed"), Some(2.0), "{body}");
+    assert_eq!(runs(&body, "completed"), Some(0.0), "{body}");
     // Another group (the same source on the kubelet again would be deduplicated).
     assert!(
         connect_and_alert(&lab, &d, (46311, 10255), TcpOutcome::Refused, "NM-1002"),
@@ -767,16 +740,6 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         &pin.path,
         &["--config", cfg.as_str()],
     ));
-    let wait = |within: Duration, pred: &dyn Fn(&str) -> bool| {
-        let deadline = std::time::Instant::now() + within;
-        while std::time::Instant::now() < deadline {
-            if d.stderr_lines().iter().any(|l| pred(l)) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    };
     // Alerts while the first run is stuck.
     assert!(
         connect_and_alert(&lab, &d, (46320, 10250), TcpOutcome::Refused, "NM-1001"),
@@ -804,7 +767,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         }
     };
     assert!(
-        wait(Duration::from_secs(14), &gave_up(1)),
+        d.wait_log(Duration::from_secs(14), &gave_up(1)),
         "the stuck run was not given up: {}",
         d.stderr()
     );
@@ -824,7 +787,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
     for run in [2, 3] {
         let stuck = audit_process(d.pid()).expect("the next run's process");
         assert!(
-            wait(Duration::from_secs(14), &gave_up(run)),
+            d.wait_log(Duration::from_secs(14), &gave_up(run)),
             "run {run} was not given up: {}",
             d.stderr()
         );
@@ -846,15 +809,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         "the daemon's children after three stuck runs: {children:?}"
     );
     let body = scrape(&lab.node, &d);
-    assert_eq!(
-        metric_value(
-            &body,
-            "node_monitor_audit_runs_total",
-            &[("result", "failed")]
-        ),
-        Some(3.0),
-        "{body}"
-    );
+    assert_eq!(runs(&body, "failed"), Some(3.0), "{body}");
     // The fourth run started at once and blocks on the FIFO too. Wait for it to have
     // opened the FIFO, then write the config.
     std::thread::sleep(Duration::from_millis(500));
@@ -871,7 +826,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         );
     }
     assert!(
-        wait(Duration::from_secs(5), &|l: &str| {
+        d.wait_log(Duration::from_secs(5), &|l: &str| {
             l.contains("posture audit done") && l.contains("run=4")
         }),
         "the fourth run did not complete once released: {}",
@@ -887,24 +842,8 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         d.stderr()
     );
     let body = scrape(&lab.node, &d);
-    assert_eq!(
-        metric_value(
-            &body,
-            "node_monitor_audit_runs_total",
-            &[("result", "completed")]
-        ),
-        Some(1.0),
-        "{body}"
-    );
-    assert_eq!(
-        metric_value(
-            &body,
-            "node_monitor_audit_runs_total",
-            &[("result", "failed")]
-        ),
-        Some(3.0),
-        "{body}"
-    );
+    assert_eq!(runs(&body, "completed"), Some(1.0), "{body}");
+    assert_eq!(runs(&body, "failed"), Some(3.0), "{body}");
     assert_eq!(
         metric_value(&body, "node_monitor_audit_last_run_success", &[]),
         Some(1.0),
