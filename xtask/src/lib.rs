@@ -3,7 +3,8 @@
 //!
 //! - [`setup`]: installs what the build and the tests need; `toolchain`: the pinned
 //!   nightly of the eBPF crate, provided offline from an installed `nightly` of that build.
-//! - [`tasks`]: `build`, `test`, `bench`; [`demo`]: the scripted demo; [`deploy`]: the checks
+//! - [`tasks`]: `build`, `test` (`test_log`: its tests' output and the account of their
+//!   failures it prints last), `bench`; [`demo`]: the scripted demo; [`deploy`]: the checks
 //!   of `deploy/` (chart, manifests, rules, systemd unit) and `deploy-manifests`; [`soak`]:
 //!   the soak with faults (`soak_daemon`: the daemon under soak and its metrics;
 //!   `soak_peers`: its traffic and receivers; `soak_report`: what it measures;
@@ -19,6 +20,7 @@ mod soak_peers;
 mod soak_report;
 mod soak_section;
 pub mod tasks;
+mod test_log;
 pub(crate) mod toolchain;
 
 use std::path::{Path, PathBuf};

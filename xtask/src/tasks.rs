@@ -50,8 +50,15 @@ pub fn build(root: &Path) -> anyhow::Result<()> {
 /// even when one fails, then fails naming the parts that failed.
 pub fn test(root: &Path) -> anyhow::Result<()> {
     setup::run(root)?;
+    // Every test binary runs even when one fails, so one failure hides no other.
     let mut tests = cargo(root);
-    tests.args(["test", "--workspace", "--exclude", "node-monitor-ebpf"]);
+    tests.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "node-monitor-ebpf",
+        "--no-fail-fast",
+    ]);
     let mut clippy = cargo(root);
     clippy.args([
         "clippy",
@@ -91,8 +98,15 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     }
 
     let mut failed = Vec::new();
+    let summary = match run_tests_step(tests) {
+        Ok(()) => Vec::new(),
+        Err((e, summary)) => {
+            eprintln!("xtask test: {e:#}");
+            failed.push("tests".to_owned());
+            summary
+        }
+    };
     let steps = [
-        ("tests".to_owned(), tests),
         ("clippy".to_owned(), clippy),
         ("clippy (eBPF)".to_owned(), clippy_ebpf),
         ("rustfmt".to_owned(), fmt),
@@ -110,6 +124,13 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         eprintln!("xtask test: {e:#}");
         failed.push("deploy checks".to_owned());
     }
+    if !summary.is_empty() {
+        // Last, where a log read from its tail shows it.
+        eprintln!("==> the tests that failed (their whole output is above)");
+        for line in &summary {
+            eprintln!("{line}");
+        }
+    }
     if !failed.is_empty() {
         bail!("xtask test: FAILED: {}", failed.join(", "));
     }
@@ -118,6 +139,21 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         crate::fuzz::SMOKE_SECONDS
     );
     Ok(())
+}
+
+/// The tests step: like [`run_step`], its output also kept, so that a failure comes back
+/// with the account of the failed tests ([`crate::test_log::failure_summary`]).
+fn run_tests_step(mut cmd: Command) -> Result<(), (anyhow::Error, Vec<String>)> {
+    let desc = lab::describe(&cmd);
+    println!("==> tests: {desc}");
+    match crate::test_log::run_teed(&mut cmd) {
+        Ok((status, _)) if status.success() => Ok(()),
+        Ok((status, log)) => Err((
+            anyhow::anyhow!("tests failed: `{desc}` exited with {status}"),
+            crate::test_log::failure_summary(&log),
+        )),
+        Err(e) => Err((e, Vec::new())),
+    }
 }
 
 /// `cargo fmt --all` with the pinned nightly's rustfmt: the import style in rustfmt.toml
