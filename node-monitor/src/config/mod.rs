@@ -87,6 +87,17 @@ impl Config {
     /// As [`Config::from_yaml`], with the path as origin; a file that cannot be read is a
     /// [`ConfigError`] too, without a position.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with_text(path).map(|(cfg, _)| cfg)
+    }
+
+    /// As [`Config::load`], with the text it was read from: what the daemon hands its audit
+    /// process, so that the audit judges the config the daemon runs even after the file on
+    /// disk has changed or broken.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigErrors> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: origin.clone(),
@@ -95,6 +106,7 @@ impl Config {
             field: String::new(),
             message: format!("cannot read the config file: {e}"),
         })?;
-        Config::from_yaml(&text, &origin)
+        let cfg = Config::from_yaml(&text, &origin)?;
+        Ok((cfg, text))
     }
 }

@@ -137,6 +137,7 @@ impl Daemon {
         };
         let job = Job {
             config_path: self.opts.config_path.clone(),
+            config_yaml: self.cfg_text.clone(),
             config_digest: self.cfg.digest(),
             node_subnets: self.subnets.clone(),
             pin_dir: self.opts.pin_dir.clone(),

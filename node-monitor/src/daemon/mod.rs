@@ -109,9 +109,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (cfg, origin) = match &opts.config_path {
-        Some(path) => (Config::load(path)?, path.display().to_string()),
-        None => (Config::default_config(), "embedded default".to_owned()),
+    let (cfg, origin, cfg_text) = match &opts.config_path {
+        Some(path) => {
+            let (cfg, text) = Config::load_with_text(path)?;
+            (cfg, path.display().to_string(), Some(text))
+        }
+        None => (
+            Config::default_config(),
+            "embedded default".to_owned(),
+            None,
+        ),
     };
     let mode = opts.attach.or(cfg.attach).unwrap_or(AttachMode::Xdp);
     let cli_ifaces = !opts.ifaces.is_empty();
@@ -218,6 +225,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         engine: Engine::new(&cfg.alerts, sweep_groups(&cfg)),
         tracker: Tracker::new(cfg.limits.answer_timeout_ms),
         cfg,
+        cfg_text,
         opts,
         cli_ifaces,
         mode,
@@ -260,6 +268,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
 struct Daemon {
     cfg: Config,
+    /// The text `cfg` was read from (`None`: the embedded default): the audit process is
+    /// handed it, so it audits the config in force even when the file has since changed.
+    cfg_text: Option<String>,
     opts: RunOptions,
     cli_ifaces: bool,
     mode: AttachMode,

@@ -18,7 +18,7 @@ impl Daemon {
             );
             return;
         };
-        let new = match Config::load(&path) {
+        let (new, text) = match Config::load_with_text(&path) {
             Ok(c) => c,
             Err(errors) => {
                 self.stats.config_reloads_failed += 1;
@@ -100,6 +100,7 @@ impl Daemon {
         self.stats.config_reloads_ok += 1;
         info!(why, digest = %new.digest(), "config reloaded; maps rewritten in place, counters kept");
         self.cfg = new;
+        self.cfg_text = Some(text);
         if plan.datapath {
             self.applied_sets = sets;
         }

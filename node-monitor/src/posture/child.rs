@@ -6,7 +6,8 @@
 //! `node-monitor audit --format json --daemon-job` ([`DAEMON_JOB_FLAG`], hidden from `--help`)
 //! in a process group of its own, writes a [`Job`] as JSON on its stdin, and reads the
 //! report (`--format json`, [`parse_report`]) from its stdout. The job carries what the
-//! daemon's audit saw in-process: its config (by file and digest), `node-subnets`, the pin
+//! daemon's audit saw in-process: its config (the text in force, not the file as it is now,
+//! and its digest), `node-subnets`, the pin
 //! directory, the `audit:` paths, and the identity checks' [`Facts`](super::identity::Facts)
 //! taken from the daemon's own cluster cache.
 use std::{
@@ -31,11 +32,15 @@ pub const EXIT_RUN_FAILED: u8 = 3;
 /// [`Options`] hold it in-process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    /// The daemon's config file (`None`: the embedded default).
+    /// The daemon's config file (`None`: the embedded default), named in errors.
     pub config_path: Option<PathBuf>,
+    /// The text of the config the daemon runs, as it read it from `config_path` when it
+    /// last loaded or reloaded it (`None`: the embedded default). The file itself is not
+    /// read again: once changed on disk, or broken, it is not what the daemon runs.
+    pub config_yaml: Option<String>,
     /// The digest of the config the daemon runs ([`Config::digest`]): the process checks
-    /// that it loaded the same one (the embedded default with or without the cluster
-    /// defaults; a file changed since the daemon last loaded it is refused).
+    /// that it parsed the same one (the embedded default with or without the cluster
+    /// defaults).
     pub config_digest: String,
     pub node_subnets: Vec<ipnet::IpNet>,
     pub pin_dir: Option<PathBuf>,
@@ -52,8 +57,13 @@ pub struct Job {
 ///
 /// The config cannot be loaded, or is not the one the daemon runs.
 pub fn options(job: Job) -> Result<Options, String> {
-    let loaded = match &job.config_path {
-        Some(p) => Config::load(p).map_err(|e| format!("loading {}: {e}", p.display()))?,
+    let origin = job.config_path.as_ref().map_or_else(
+        || "embedded default".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let loaded = match &job.config_yaml {
+        Some(text) => Config::from_yaml(text, &origin)
+            .map_err(|e| format!("the daemon's config ({origin}) does not parse: {e}"))?,
         None => Config::default_config(),
     };
     let digest = loaded.digest();
@@ -63,13 +73,8 @@ pub fn options(job: Job) -> Result<Options, String> {
         let with_defaults = loaded.with_cluster_defaults();
         if with_defaults.digest() != job.config_digest {
             return Err(format!(
-                "the config {} (digest {}) is not the one the daemon runs (digest {}): changed since the daemon loaded it; the run after the reload uses it",
-                job.config_path.as_ref().map_or_else(
-                    || "embedded default".to_owned(),
-                    |p| p.display().to_string()
-                ),
-                digest,
-                job.config_digest
+                "the config {origin} as handed over (digest {}) is not the one the daemon runs (digest {})",
+                digest, job.config_digest
             ));
         }
         with_defaults
@@ -251,6 +256,7 @@ mod tests {
         let cfg = Config::default_config();
         let job = |digest: String| Job {
             config_path: None,
+            config_yaml: None,
             config_digest: digest,
             node_subnets: vec!["198.51.100.0/24".parse().unwrap()],
             pin_dir: None,
@@ -274,5 +280,46 @@ mod tests {
         let j = job(cfg.digest());
         let back: Job = serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
         assert_eq!(back, j);
+    }
+
+    #[test]
+    fn a_job_uses_the_text_in_force_not_the_file_on_disk() {
+        let yaml = crate::config::DEFAULT_CONFIG_YAML
+            .replace("answer_timeout_ms: 1000", "answer_timeout_ms: 1500");
+        assert_ne!(
+            yaml,
+            crate::config::DEFAULT_CONFIG_YAML,
+            "the default config changed: pick another field"
+        );
+        let cfg = Config::from_yaml(&yaml, "test").unwrap();
+        let path = std::env::temp_dir().join(format!("nm-child-{}.yaml", uuid::Uuid::new_v4()));
+        // The file on disk is broken since the daemon loaded it.
+        std::fs::write(&path, "groups: [").unwrap();
+        let job = Job {
+            config_path: Some(path.clone()),
+            config_yaml: Some(yaml.clone()),
+            config_digest: cfg.digest(),
+            node_subnets: Vec::new(),
+            pin_dir: None,
+            kubelet_config: None,
+            apiserver_manifest: None,
+            identity: WireIdentity::Unavailable("none".into()),
+            timeout_s: 5,
+        };
+        let o = options(job.clone()).unwrap();
+        assert_eq!(o.config.digest(), cfg.digest());
+        assert_eq!(o.config.limits.answer_timeout_ms, 1500);
+        // Text that does not parse (never what a daemon hands over) is a failed run that
+        // names the file.
+        let e = options(Job {
+            config_yaml: Some("groups: [".into()),
+            ..job
+        })
+        .unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            e.contains(&path.display().to_string()) && e.contains("does not parse"),
+            "{e}"
+        );
     }
 }

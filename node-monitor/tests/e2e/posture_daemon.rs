@@ -94,13 +94,15 @@ fn with_id<'a>(records: &'a [Value], id: &str) -> Vec<&'a Value> {
 
 /// A read-only kubelet port serving the pod list over plain HTTP: the daemon's first audit
 /// (at start) reports it through the stdout sink and the metrics, and the next run, one
-/// interval later, reports it again with a new event id (findings are state: re-sent).
+/// interval later, reports it again with a new event id (findings are state: re-sent). The
+/// config file breaks on disk in between: the reload is rejected, and the next run audits
+/// the config the daemon still runs (the audit process is handed its text, not the path).
 #[test]
 fn the_daemon_audits_at_start_and_every_interval() {
     let lab = setup();
     let pin = context(BpfPinDir::new("posture-daemon"));
     let _readonly = http_server(&lab.node, sa([0, 0, 0, 0], 10255), None, "200 OK", PODS);
-    let (_cfg, d) = audit_daemon(&lab, &pin, "posture-daemon.yaml");
+    let (cfg, d) = audit_daemon(&lab, &pin, "posture-daemon.yaml");
     // Bounded: the first run starts with the daemon; the second 10 s later.
     let first = d.wait_records(Duration::from_secs(10), |r| {
         !with_id(r, "NM-2001").is_empty() && !with_id(r, "NM-2011").is_empty()
@@ -153,6 +155,14 @@ fn the_daemon_audits_at_start_and_every_interval() {
         d.stderr()
     );
 
+    // The file breaks on disk: the reload is rejected and the daemon runs on.
+    std::fs::write(cfg.as_str(), "groups: [\n").expect("rewrite the config file");
+    assert!(
+        d.wait_log(Duration::from_secs(5), |l| l
+            .contains("config reload rejected")),
+        "the broken file was not noticed: {}",
+        d.stderr()
+    );
     // The next run re-sends the finding, as a new event.
     let second = d.wait_records(Duration::from_secs(20), |r| {
         with_id(r, "NM-2001").len() >= 2
@@ -169,6 +179,7 @@ fn the_daemon_audits_at_start_and_every_interval() {
     );
     let body = scrape(&lab.node, &d);
     assert!(runs(&body, "completed").is_some_and(|n| n >= 2.0), "{body}");
+    assert_eq!(runs(&body, "failed"), Some(0.0), "{body}");
     drop(context(d.stop()));
 }
 
@@ -767,7 +778,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         }
     };
     assert!(
-        d.wait_log(Duration::from_secs(14), &gave_up(1)),
+        d.wait_log(Duration::from_secs(14), gave_up(1)),
         "the stuck run was not given up: {}",
         d.stderr()
     );
@@ -787,7 +798,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
     for run in [2, 3] {
         let stuck = audit_process(d.pid()).expect("the next run's process");
         assert!(
-            d.wait_log(Duration::from_secs(14), &gave_up(run)),
+            d.wait_log(Duration::from_secs(14), gave_up(run)),
             "run {run} was not given up: {}",
             d.stderr()
         );
@@ -826,7 +837,7 @@ fn a_run_stuck_past_its_timeout_is_given_up_and_its_late_report_ignored() {
         );
     }
     assert!(
-        d.wait_log(Duration::from_secs(5), &|l: &str| {
+        d.wait_log(Duration::from_secs(5), |l: &str| {
             l.contains("posture audit done") && l.contains("run=4")
         }),
         "the fourth run did not complete once released: {}",
