@@ -159,10 +159,7 @@ pub(crate) fn pipeline(pipeline_events: u32, report: &mut String) -> anyhow::Res
                 tracker.expire(Clock::ktime_now(), |_| None, &ids, &clock, &mut records);
                 // One view per batch, as the daemon takes it.
                 if identity && !records.is_empty() {
-                    let view = synthetic::view_of(&snapshot);
-                    for r in &mut records {
-                        view.enrich(r);
-                    }
+                    synthetic::view_of(&snapshot).enrich_all(&mut records);
                 }
                 let t = std::time::Instant::now();
                 for rec in records.drain(..) {

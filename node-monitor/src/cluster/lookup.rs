@@ -73,4 +73,27 @@ impl View {
             record.protocol,
         )));
     }
+
+    /// Sets the identity of each of `records`, as [`View::enrich`] does. A record with the
+    /// same source, destination port and protocol as the one before it shares that one's
+    /// identity (one `Arc`, not a lookup and an allocation each): a burst from one source to
+    /// one port, the common shape of a batch, costs one lookup.
+    pub fn enrich_all(&self, records: &mut [FlowRecord]) {
+        let mut last: Option<(IpAddr, u16, Protocol, Arc<FlowIdentity>)> = None;
+        for r in records {
+            let identity = match &last {
+                Some((src, port, proto, id))
+                    if *src == r.src_ip && *port == r.dst_port && *proto == r.protocol =>
+                {
+                    Arc::clone(id)
+                }
+                _ => {
+                    let id = Arc::new(self.identify(r.src_ip, r.dst_port, r.protocol));
+                    last = Some((r.src_ip, r.dst_port, r.protocol, Arc::clone(&id)));
+                    id
+                }
+            };
+            r.identity = Some(identity);
+        }
+    }
 }

@@ -37,16 +37,14 @@ pub(super) async fn start_cluster(cfg: &Config) -> anyhow::Result<Option<Cluster
 
 impl Daemon {
     /// Sets the identity of every record about to be dispatched: one view of the cache
-    /// (an `Arc` clone) for the whole batch, never a wait.
+    /// (an `Arc` clone) for the whole batch, never a wait; consecutive records of one flow
+    /// key share one identity ([`View::enrich_all`](crate::cluster::View::enrich_all)).
     pub(super) fn enrich(cluster: Option<&Cluster>, records: &mut [FlowRecord]) {
         let Some(cluster) = cluster else { return };
         if records.is_empty() {
             return;
         }
-        let view = cluster.view();
-        for r in records {
-            view.enrich(r);
-        }
+        cluster.view().enrich_all(records);
     }
 
     /// The cluster cache's state for the metrics.

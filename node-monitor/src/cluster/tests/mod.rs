@@ -256,6 +256,39 @@ async fn every_kind_of_source_resolves_after_a_chunked_list() {
             .service
             .is_none()
     );
+    // A batch: a run of one source to one port shares one identity; any other record (a
+    // new source, port or protocol, or the same key after another) gets its own, and each
+    // is what `enrich` alone would set.
+    let mut batch: Vec<_> = [
+        ("198.51.100.200", 30080),
+        ("198.51.100.200", 30080),
+        ("198.51.100.200", 30081),
+        ("203.0.113.67", 30081),
+        ("198.51.100.200", 30080),
+    ]
+    .iter()
+    .map(|(src, port)| crate::record::fixture::flagged_from("nodeport", ip(src), *port))
+    .collect();
+    batch[4].protocol = Protocol::Udp;
+    v.enrich_all(&mut batch);
+    let ids: Vec<_> = batch.iter().map(|r| r.identity.clone().unwrap()).collect();
+    assert!(std::sync::Arc::ptr_eq(&ids[0], &ids[1]));
+    for (a, b) in [(1, 2), (2, 3), (3, 4), (0, 4)] {
+        assert!(!std::sync::Arc::ptr_eq(&ids[a], &ids[b]), "{a} and {b}");
+    }
+    for r in &batch {
+        let mut alone = r.clone();
+        v.enrich(&mut alone);
+        assert_eq!(alone.identity, r.identity);
+    }
+    assert_eq!(
+        ids[1].destination.service.as_ref().map(|s| &*s.name),
+        Some("web")
+    );
+    assert!(
+        ids[4].destination.service.is_none(),
+        "30080/udp is no Service's"
+    );
     // The allow sets.
     let s = cluster.snapshot();
     assert_eq!(s.control_plane_nodes, [ip("198.51.100.10")]);
