@@ -35,6 +35,10 @@ pub(super) async fn start_cluster(cfg: &Config) -> anyhow::Result<Option<Cluster
     )))
 }
 
+/// How long after a failed write of the cluster's sets (allowlists or per-port ranges) the
+/// daemon tries again, if the cluster has not changed meanwhile.
+const SETS_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Daemon {
     /// Sets the identity of every record about to be dispatched: one view of the cache
     /// (an `Arc` clone) for the whole batch, never a wait; consecutive records of one flow
@@ -82,6 +86,7 @@ impl Daemon {
             cache_age_s: status.cache.age.as_secs(),
             cache_bytes: status.cache_bytes as u64,
             node_port_ranges: self.dp.port_ranges_applied().map(Into::into),
+            node_port_ranges_write_failures: self.dp.port_ranges_failures(),
         })
     }
 }
@@ -148,10 +153,14 @@ impl Daemon {
         let generation = c.generation();
         let also_allow = &self.cfg.cluster.node_port_also_allow;
         let also_allow_changed = self.dp.port_ranges_also_allow.as_deref() != Some(also_allow);
-        if generation == self.sets_generation && !also_allow_changed {
+        let retry_due = self
+            .sets_retry_at
+            .is_some_and(|at| std::time::Instant::now() >= at);
+        if generation == self.sets_generation && !also_allow_changed && !retry_due {
             return;
         }
         self.sets_generation = generation;
+        self.sets_retry_at = None;
         let sets = self.set_values(&self.cfg);
         self.follow_port_ranges(&sets);
         if !self.cfg.uses_cluster_sets() || sets == self.applied_sets {
@@ -170,7 +179,8 @@ impl Daemon {
                 self.applied_sets = sets;
             }
             Err(e) => {
-                tracing::error!(error = %e, "rewriting the allowlists for the cluster's sets failed; the previous ones stay");
+                self.retry_sets_later();
+                tracing::error!(error = %e, retry_in_s = SETS_RETRY.as_secs(), "rewriting the allowlists for the cluster's sets failed; the previous ones stay");
             }
         }
     }
@@ -196,8 +206,15 @@ impl Daemon {
                 );
             }
             Err(e) => {
-                tracing::error!(error = %e, "writing the NodePorts' loadBalancerSourceRanges failed; the previous ones stay");
+                self.retry_sets_later();
+                tracing::error!(error = %e, retry_in_s = SETS_RETRY.as_secs(), "writing the NodePorts' loadBalancerSourceRanges failed; the previous ones stay");
             }
         }
+    }
+
+    /// A write of the cluster's sets or ranges failed: try again in [`SETS_RETRY`] even if
+    /// the cluster does not change meanwhile.
+    fn retry_sets_later(&mut self) {
+        self.sets_retry_at = Some(std::time::Instant::now() + SETS_RETRY);
     }
 }

@@ -248,6 +248,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         cluster,
         applied_sets,
         sets_generation: u64::MAX,
+        sets_retry_at: None,
     };
     // The loss counters as they are now (pinned ones keep an earlier run's) are the
     // baseline: only what is lost from here on counts, and nothing in the first round is
@@ -301,6 +302,9 @@ struct Daemon {
     applied_sets: crate::config::SetValues,
     /// The cache generation those were computed from.
     sets_generation: u64,
+    /// When to write the sets again after a failed write (the generation alone would wait
+    /// for the next change in the cluster).
+    sets_retry_at: Option<std::time::Instant>,
     /// The periodic posture audit.
     audit: audit::Auditor,
 }

@@ -105,6 +105,7 @@ impl Datapath {
             port_allow_v6: take_map!(ebpf, map_name::PORT_ALLOW_V6),
             port_marks: Default::default(),
             port_ranges: None,
+            port_ranges_failures: 0,
             port_ranges_also_allow: None,
             settings: take_map!(ebpf, map_name::SETTINGS),
             stats: take_map!(ebpf, map_name::GROUP_STATS),

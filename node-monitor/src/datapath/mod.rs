@@ -74,6 +74,8 @@ pub struct Datapath {
     /// and the per-port ranges last applied (port_ranges.rs).
     port_marks: [std::collections::BTreeSet<u16>; 2],
     port_ranges: Option<(PortRanges, PortRangesApplied)>,
+    /// Writes of the per-port ranges that failed (port_ranges.rs).
+    port_ranges_failures: u64,
     /// The `cluster.node_port_also_allow` the daemon last resolved `port_ranges.any` from,
     /// so that a reload that changes it is followed without a cluster change.
     pub(crate) port_ranges_also_allow: Option<Vec<crate::config::AllowEntry>>,

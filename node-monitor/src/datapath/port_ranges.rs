@@ -183,7 +183,10 @@ impl Datapath {
     ///
     /// # Errors
     ///
-    /// A map write failed (the previous ranges are put back, best effort).
+    /// A map write failed (counted in [`Datapath::port_ranges_failures`]). The previous ranges
+    /// are put back, best effort: put back in full, they stay what
+    /// [`Datapath::port_ranges_applied`] reports; otherwise it reports nothing until a write
+    /// succeeds.
     pub fn apply_port_ranges(&mut self, want: &PortRanges) -> Result<Option<PortRangesApplied>> {
         if let Some((last, _)) = &self.port_ranges
             && last == want
@@ -196,6 +199,7 @@ impl Datapath {
         let old_tables = [self.port_table(0)?, self.port_table(1)?];
         let old_marks = self.port_marks.clone();
         if let Err(e) = self.write_port_plan(&plan, &have_v4, &have_v6, &old_tables) {
+            self.port_ranges_failures += 1;
             self.port_marks = old_marks;
             let undo = [
                 self.set_port_table(0, &old_tables[0]),
@@ -203,10 +207,16 @@ impl Datapath {
                 restore_trie(&mut self.port_allow_v4, &have_v4, map_name::PORT_ALLOW_V4),
                 restore_trie(&mut self.port_allow_v6, &have_v6, map_name::PORT_ALLOW_V6),
             ];
+            let mut undone = true;
             for u in undo.into_iter().filter_map(Result::err) {
+                undone = false;
                 tracing::error!(error = %u, "undoing per-port source ranges that could not be written in full");
             }
-            self.port_ranges = None;
+            // Put back in full, the maps hold what was applied before, and say so; otherwise
+            // what they hold is not known (no figures), and the next call writes it all.
+            if !undone {
+                self.port_ranges = None;
+            }
             return Err(e);
         }
         self.port_ranges = Some((want.clone(), plan.applied));
@@ -308,6 +318,11 @@ impl Datapath {
     /// after a write that failed).
     pub fn port_ranges_applied(&self) -> Option<PortRangesApplied> {
         self.port_ranges.as_ref().map(|(_, applied)| *applied)
+    }
+
+    /// Calls of [`Datapath::apply_port_ranges`] that failed since the data path was loaded.
+    pub fn port_ranges_failures(&self) -> u64 {
+        self.port_ranges_failures
     }
 
     /// The ports marked now, per protocol (0 TCP, 1 UDP).

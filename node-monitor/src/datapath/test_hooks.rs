@@ -46,6 +46,43 @@ impl Datapath {
         self.write_settings(s)
     }
 
+    /// Freezes the per-port source-range table of one family (`BPF_MAP_FREEZE`): from then
+    /// on every write to it from user space fails with EPERM, as a write the kernel refuses
+    /// would. For the tests of a failed write; irreversible for this data path.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the freeze: its errno.
+    pub fn freeze_port_allow(&self, v6: bool) -> std::io::Result<()> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+
+        use aya::maps::IterableMap as _;
+        const BPF_MAP_FREEZE: libc::c_long = 22;
+        let data = if v6 {
+            self.port_allow_v6.map()
+        } else {
+            self.port_allow_v4.map()
+        };
+        let fd = data.fd().as_fd().as_raw_fd();
+        // `union bpf_attr` for BPF_MAP_FREEZE: just the map's fd (the rest zero).
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&fd.to_ne_bytes());
+        // SAFETY: `attr` is a zeroed bpf_attr of its declared size holding a live map fd
+        // (borrowed from `self` for the call); the kernel only reads it.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_FREEZE,
+                attr.as_mut_ptr(),
+                attr.len() as libc::c_uint,
+            )
+        };
+        if ret < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The verdict cache slot of `src` on every CPU.
     pub fn verdict_slots(&self, src: &Addr) -> Result<Vec<VerdictSlot>> {
         let name = map_name::VERDICTS;

@@ -393,7 +393,14 @@ fn cluster_families(c: &super::snapshot::ClusterSnapshot) -> Vec<FamilyBuilder> 
         "Heap bytes held by the identity cache (the kept objects and the index), estimated from its structures at its last index build.",
     );
     bytes.add(Vec::new(), c.cache_bytes);
-    let mut families = vec![state, objects, last_sync, errors, lists, synced, age, bytes];
+    let mut failures = FamilyBuilder::counter(
+        "node_monitor_node_port_ranges_write_failures",
+        "Writes of the NodePorts' loadBalancerSourceRanges to the data path that failed; the ranges applied before are put back, and the write is retried (see the log).",
+    );
+    failures.add(Vec::new(), c.node_port_ranges_write_failures);
+    let mut families = vec![
+        state, objects, last_sync, errors, lists, synced, age, bytes, failures,
+    ];
     if let Some(r) = &c.node_port_ranges {
         families.extend(node_port_range_families(r));
     }
@@ -505,10 +512,15 @@ mod tests {
     };
 
     fn render(ranges: Option<NodePortRangesSnapshot>) -> String {
+        render_with(ranges, 0)
+    }
+
+    fn render_with(ranges: Option<NodePortRangesSnapshot>, failures: u64) -> String {
         let m = Metrics::new();
         m.update(&Snapshot {
             cluster: Some(ClusterSnapshot {
                 node_port_ranges: ranges,
+                node_port_ranges_write_failures: failures,
                 ..ClusterSnapshot::default()
             }),
             ..Snapshot::default()
@@ -544,14 +556,43 @@ mod tests {
         }
     }
 
-    /// Before the daemon has written any ranges, none of these families appear.
+    /// Before the daemon has written any ranges, none of these families appear but the
+    /// write failures (0).
     #[test]
     fn node_port_ranges_absent_until_written() {
         let text = render(None);
-        assert!(
-            !text.contains("node_monitor_node_port_ranges"),
-            "unexpected in:\n{text}"
+        let ranges: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("node_monitor_node_port_ranges"))
+            .collect();
+        assert_eq!(
+            ranges,
+            ["node_monitor_node_port_ranges_write_failures_total 0"],
+            "in:\n{text}"
         );
         assert!(text.contains("node_monitor_cluster_synced"), "{text}");
+    }
+
+    /// A failed write is counted, beside the figures of the ranges put back.
+    #[test]
+    fn node_port_range_write_failures_are_counted() {
+        let applied = PortRangesApplied {
+            ports: 2,
+            entries_v4: 3,
+            entries_v6: 0,
+            not_enforced: 0,
+            wanted_v4: 3,
+            wanted_v6: 0,
+            shared_full: false,
+        };
+        let text = render_with(Some(applied.into()), 3);
+        assert!(
+            text.contains("node_monitor_node_port_ranges_write_failures_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("node_monitor_node_port_ranges_ports{state=\"enforced\"} 2"),
+            "{text}"
+        );
     }
 }

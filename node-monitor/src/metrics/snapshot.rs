@@ -87,6 +87,8 @@ pub struct ClusterSnapshot {
     pub cache_bytes: u64,
     /// The NodePorts' `loadBalancerSourceRanges` in the data path, once written.
     pub node_port_ranges: Option<NodePortRangesSnapshot>,
+    /// Writes of those ranges to the data path that failed.
+    pub node_port_ranges_write_failures: u64,
 }
 
 /// The per-port source ranges (NodePorts whose Service sets `loadBalancerSourceRanges`) as

@@ -663,3 +663,47 @@ fn shared_sources_that_do_not_fit_fail_open(prog: Prog) {
     );
     assert_eq!(flagged(&h, TCP), 2);
 }
+
+/// A write the kernel refuses (the IPv6 table frozen): the call fails and is counted, what
+/// was applied before is put back and still reported, and it still holds on the wire; each
+/// later try fails and is counted again, and going back to the ranges in force writes
+/// nothing.
+#[test]
+fn a_write_that_fails_keeps_the_ranges_before_it() {
+    let (fam, prog) = (Fam::V4, Prog::Xdp);
+    let mut h = nodeport_harness("monitor");
+    let before = ranges(TCP, MARKED, &[host(fam.allowed())], &[]);
+    apply(&mut h, &before);
+    let applied = h.dp.port_ranges_applied().expect("applied");
+    assert_eq!(h.dp.port_ranges_failures(), 0);
+    h.dp.freeze_port_allow(true).expect("freeze the IPv6 table");
+    // The same port also accepts an IPv6 range: the IPv6 write is refused.
+    let with_v6 = ranges(
+        TCP,
+        MARKED,
+        &[host(fam.allowed()), host(Fam::V6.allowed())],
+        &[],
+    );
+    let e = h.dp.apply_port_ranges(&with_v6).expect_err("a frozen map");
+    assert_eq!(h.dp.port_ranges_failures(), 1, "{e}");
+    assert_eq!(
+        h.dp.port_ranges_applied(),
+        Some(applied),
+        "the ranges put back are still reported"
+    );
+    assert_eq!(h.dp.marked_ports()[0], [MARKED].into());
+    let syn = |src: IpAddr, sport: u16| tcp(src, fam.node(), sport, MARKED, SYN);
+    run_expect(&h, prog, &syn(fam.denied(), 40000), prog.pass(), "denied");
+    run_expect(&h, prog, &syn(fam.allowed(), 40001), prog.pass(), "allowed");
+    assert_eq!(
+        (allowed(&h, TCP), flagged(&h, TCP)),
+        (1, 1),
+        "the ranges before the failed write still hold"
+    );
+    assert!(h.dp.apply_port_ranges(&with_v6).is_err());
+    assert_eq!(h.dp.port_ranges_failures(), 2);
+    assert_eq!(
+        h.dp.apply_port_ranges(&before).expect("nothing to write"),
+        None
+    );
+}

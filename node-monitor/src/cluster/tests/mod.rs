@@ -779,6 +779,7 @@ fn cluster_metrics_render() {
             cache_age_s: 42,
             cache_bytes: 123_456,
             node_port_ranges: None,
+            node_port_ranges_write_failures: 0,
         }),
         ..Counters::default()
     });
