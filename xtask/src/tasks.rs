@@ -89,11 +89,15 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     let fmt = rustfmt(root, true)?;
     let mut fmt_fuzz = rustfmt(root, true)?;
     fmt_fuzz.current_dir(root.join("fuzz"));
-    let mut fuzz = vec![("fuzz build".to_owned(), crate::fuzz::build_command(root)?)];
+    let smoke = crate::fuzz::Build::Smoke;
+    let mut fuzz = vec![(
+        "fuzz build".to_owned(),
+        crate::fuzz::build_command(root, smoke)?,
+    )];
     for t in crate::fuzz::TARGETS {
         fuzz.push((
             format!("fuzz {t}"),
-            crate::fuzz::run_command(root, t, crate::fuzz::SMOKE_SECONDS)?,
+            crate::fuzz::run_command(root, t, crate::fuzz::SMOKE_SECONDS, smoke)?,
         ));
     }
 
