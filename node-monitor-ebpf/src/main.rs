@@ -177,13 +177,12 @@ fn tc_packet(ctx: &TcContext, hook: u8) -> (Packet, Meta) {
     // SAFETY: the kernel hands a valid __sk_buff; these fields are readable by sched_cls.
     let (ifindex, vlan_present, vlan_tci) =
         unsafe { ((*skb).ifindex, (*skb).vlan_present, (*skb).vlan_tci) };
-    // Bit 12 marks "a tag is present"; the parser keeps only the 12-bit id, and skips a
-    // priority tag (id 0) as the kernel's receive path does.
-    let meta_vlan = if vlan_present != 0 {
-        (vlan_tci as u16 & 0x0fff) | 0x1000
-    } else {
-        0
-    };
+    // The 12-bit id of a tag the stack took out, 0 for none; a priority tag (id 0) is
+    // skipped, as the kernel's receive path does. Computed without a branch: the mask is all
+    // ones when a tag is present. A branch here made the verifier walk every parse twice,
+    // once with a known 0 and once with an unknown id (tc ingress 899k instructions against
+    // 714k without it).
+    let meta_vlan = (vlan_tci & 0x0fff & 0u32.wrapping_sub(vlan_present & 1)) as u16;
     // Headers of a non-linear skb may sit outside the directly readable part: pull them in.
     let want = core::cmp::min(len, TC_PULL_LEN);
     if ctx.data_end() - ctx.data() < want as usize {

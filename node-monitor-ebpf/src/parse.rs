@@ -150,7 +150,7 @@ const VLAN_WALK: usize = 4;
 const FAILSAFE_WALK: usize = 8;
 
 /// Parses Ethernet (with up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags in total, counting a tag
-/// the driver already moved into metadata: `meta_vlan`, 0 for none, bit 12 set for a tag)
+/// the driver already moved into metadata: `meta_vlan`, its 12-bit id, 0 for none)
 /// and the IP header(s). Priority tags (802.1p, VLAN id 0) are skipped the way the kernel's
 /// receive path skips them (`__netif_receive_skb_core`: a tag with id 0 is cleared, and an
 /// inner tag after it is untagged again): they neither count as tags nor appear in `vlan`.
@@ -175,11 +175,12 @@ fn walk_vlan<const WALK: usize>(
     let mut ethertype = pkt.be16_at(12, reason::TRUNC_ETH)?;
     let mut off = ETH_HLEN;
     let mut vlan = [0u16; MAX_VLAN_TAGS];
-    let mut tags = 0usize;
-    if meta_vlan & 0x0fff != 0 {
-        vlan[0] = meta_vlan & 0x0fff;
-        tags = 1;
-    }
+    // Stored whatever it is (0 when there is none), so that no branch splits the verifier's
+    // walk of everything below into a tagged and an untagged copy.
+    // `tags` is 1 for an id of 1..=4095 and 0 for none, by arithmetic: a comparison here
+    // would be compiled to a branch.
+    vlan[0] = meta_vlan & 0x0fff;
+    let mut tags = (usize::from(vlan[0]) + 0x0fff) >> 12;
     // A bounded loop.
     for _ in 0..WALK {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {

@@ -782,6 +782,79 @@ fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
     assert_eq!(after.new_conns - before.new_conns, 2, "{after:?}");
 }
 
+/// On a live receive path the kernel moves the outer tag of a tagged frame into the skb's
+/// metadata before tc ingress runs (`skb_vlan_untag` in `__netif_receive_skb_core`), so tc
+/// must read that tag from `vlan_tci` and the rest in band, and count it towards the limit of
+/// two. BPF_PROG_TEST_RUN never fills the metadata: these frames go over a veth.
+#[test]
+fn tc_reads_the_vlan_tag_in_the_skb_metadata() {
+    require_root();
+    let ns = node_monitor_lab::Netns::new("vlanmeta").expect("test namespace");
+    ns.ip(&[
+        "link", "add", "nmvlan0", "type", "veth", "peer", "name", "nmvlan1",
+    ])
+    .expect("veth pair");
+    for dev in ["nmvlan0", "nmvlan1"] {
+        ns.ip(&["link", "set", dev, "up"]).expect("link up");
+    }
+    let syn = |sport| tcp(DENIED_V4, NODE_V4, sport, KUBELET, SYN);
+    // (source port, frame, VLAN ids the event must carry)
+    let cases: Vec<(u16, Vec<u8>, (u16, u16))> = vec![
+        (40070, syn(40070).build(), (0, 0)),
+        (40071, syn(40071).vlan(100).build(), (100, 0)),
+        (40072, syn(40072).vlan(100).vlan(200).build(), (100, 200)),
+        (40073, syn(40073).vlan(4095).vlan(1).build(), (4095, 1)),
+        // A priority tag (id 0) goes to the metadata too, and is no tag.
+        (40074, prio(syn(40074), 3).vlan(300).build(), (300, 0)),
+    ];
+    let want: Vec<(u16, (u16, u16))> = cases.iter().map(|(p, _, v)| (*p, *v)).collect();
+    // One tag in the metadata and two in band: three, one too many.
+    let too_deep = syn(40075).vlan(1).vlan(2).vlan(3).build();
+    let (got, deep, stat) = ns
+        .run(move || {
+            let mut h = harness();
+            let link = tcx_ingress(&h, "nmvlan1");
+            let before = h.reasons()[reason::VLAN_TOO_DEEP as usize];
+            for (_, b, _) in &cases {
+                send_raw("nmvlan0", b);
+            }
+            send_raw("nmvlan0", &too_deep);
+            // The veth delivers from a softirq: wait (bounded) for every frame's trace.
+            let mut events = Vec::new();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while (events.len() < cases.len()
+                || h.reasons()[reason::VLAN_TOO_DEEP as usize] == before)
+                && std::time::Instant::now() < deadline
+            {
+                events.extend(h.events());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            events.extend(h.events());
+            let deep = h.reasons()[reason::VLAN_TOO_DEEP as usize] - before;
+            let stat = h.stat("kubelet", TCP, D);
+            drop(link);
+            let got: Vec<(u16, (u16, u16))> = events
+                .iter()
+                .map(|e| (e.src_port, (e.vlan_outer, e.vlan_inner)))
+                .collect();
+            (got, deep, stat)
+        })
+        .expect("run in the test namespace");
+    for (port, vlans) in &want {
+        let seen: Vec<_> = got.iter().filter(|(p, _)| p == port).collect();
+        assert_eq!(
+            seen,
+            vec![&(*port, *vlans)],
+            "source port {port}: one event with VLAN ids {vlans:?}; all events: {got:?}"
+        );
+    }
+    assert_eq!(
+        deep, 1,
+        "a metadata tag and two in-band tags are three: counted vlan_too_deep"
+    );
+    assert_eq!(stat.packets, want.len() as u64, "{stat:?}");
+}
+
 /// Attaches the harness's tc ingress program to `dev` (tcx; the link goes with the fd).
 fn tcx_ingress(h: &Harness, dev: &str) -> std::os::fd::OwnedFd {
     use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _};
