@@ -113,13 +113,14 @@ def check_daemonset(objs, values, label):
     (c,) = spec["containers"]
     sc = c["securityContext"]
     caps = sc["capabilities"]
-    audit = {"enabled": True, "hostPID": True, "processOwners": False,
+    audit = {"enabled": True, "hostPID": True, "processOwners": False, "legacyIptables": False,
              "kubeletConfig": "/var/lib/kubelet/config.yaml", "manifestsDir": "/etc/kubernetes/manifests"}
     audit.update(values.get("audit", {}))
     want_add = (
         ["BPF", "NET_ADMIN", "PERFMON"]
         + (["SYS_ADMIN"] if values.get("bpfStats", {}).get("enabled") else [])
         + (["SYS_PTRACE"] if audit["enabled"] and audit["processOwners"] else [])
+        + (["NET_RAW"] if audit["enabled"] and audit["legacyIptables"] else [])
     )
     checks = {
         "hostNetwork": spec.get("hostNetwork") is True,
@@ -380,8 +381,9 @@ def main():
         refused(chart, {"service": {"enabled": True}}, "a Service over a loopback endpoint", "loopback")
         refused(chart, {"sinks": {"stdout": {"enabled": False}}}, "no sink", "at least one sink")
         refused(chart, {"audit": {"intervalSeconds": 60, "timeoutSeconds": 120}}, "an audit timeout longer than its interval", "longer than audit.intervalSeconds")
-        # The audit off: no hostPID, no SYS_PTRACE even if asked, no mounts of the node's files.
-        off = {"audit": {"enabled": False, "processOwners": True}}
+        # The audit off: no hostPID, no SYS_PTRACE nor NET_RAW even if asked, no mounts of the
+        # node's files.
+        off = {"audit": {"enabled": False, "processOwners": True, "legacyIptables": True}}
         check_daemonset(objects(as_stream(render(chart, off))), off, "audit off")
     if failures:
         print(f"\n{len(failures)} check(s) failed:")
