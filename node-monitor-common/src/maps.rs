@@ -6,6 +6,23 @@ pub const DEFAULT_SOURCES: u32 = 16_384;
 pub const DEFAULT_ALLOW_ENTRIES: u32 = 16_384;
 pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 20;
 
+/// The global the loader sets to the ring buffer's wake-up mask (see [`ring_wake_mask`]).
+pub const RING_WAKE_MASK_GLOBAL: &str = "RING_WAKE_MASK";
+
+/// The bytes one event takes in the ring buffer: the record and the kernel's 8-byte header,
+/// rounded up to 8 (`BPF_RINGBUF_HDR_SZ`).
+pub const RING_RECORD_BYTES: u64 = (size_of::<crate::Event>() as u64 + 8).div_ceil(8) * 8;
+
+/// The mask the programs test the ring's unread bytes against: a commit wakes the daemon
+/// when those bytes cross a multiple of an eighth of the ring (`ring_bytes`, a power of two
+/// of at least 4096), and otherwise does not (`BPF_RB_NO_WAKEUP`): a reader woken for every
+/// event that finds the ring empty costs the sending CPU an interrupt per event (irq_work, a
+/// self-IPI), and the daemon reads the ring every 50 ms besides.
+#[must_use]
+pub const fn ring_wake_mask(ring_bytes: u32) -> u64 {
+    (ring_bytes as u64 / 8).saturating_sub(1)
+}
+
 /// Map names (under 16 bytes: the kernel truncates longer names).
 pub mod map_name {
     pub const PORTS_TCP: &str = "PORTS_TCP";

@@ -1,4 +1,5 @@
 //! Events to userspace through the ring buffer.
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use node_monitor_common::{Event, FRAGMENT_NONE, FlowKey, GroupStats};
 
 use crate::{
@@ -70,8 +71,32 @@ pub(crate) fn emit_fragment(
         completes: ev.completes,
         _pad1: 0,
     });
-    entry.submit(0);
+    entry.submit(wake_flags());
     true
+}
+
+/// The ring buffer's wake-up mask, set by the loader (`ring_wake_mask`); 0 (never set)
+/// keeps the kernel's own rule, a wake-up whenever the reader had caught up.
+#[unsafe(no_mangle)]
+static RING_WAKE_MASK: u64 = 0;
+
+/// Wake the daemon only when the unread bytes (this record's included: it is reserved)
+/// cross a multiple of an eighth of the ring; between those it reads the ring on its 50 ms
+/// tick. Two CPUs committing at a crossing at once may both miss it: the tick still reads
+/// those records, and the next crossing wakes the daemon again.
+#[inline(always)]
+fn wake_flags() -> u64 {
+    // SAFETY: a read of a constant the loader may have overridden; volatile so that the
+    // compiler does not fold the 0 it was built with.
+    let mask = unsafe { core::ptr::read_volatile(&raw const RING_WAKE_MASK) };
+    if mask == 0 {
+        return 0;
+    }
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) & mask < node_monitor_common::RING_RECORD_BYTES {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    }
 }
 
 /// Writes one event and counts it in `stats`: sent, or lost to a full ring buffer.

@@ -50,8 +50,9 @@ use crate::{
     watch::{ConfigWatcher, IfaceWatcher},
 };
 
-/// How often pending attempts are checked against the answer timeout, and the ring buffer
-/// is drained as a safety net.
+/// How often pending attempts are checked against the answer timeout and the ring buffer is
+/// read whether or not the programs woke the daemon (they wake it only at each eighth of the
+/// ring: a lone alert waits here for at most one tick).
 const TICK: Duration = Duration::from_millis(50);
 /// Ticks between housekeeping rounds (interfaces, counters, metrics, alert windows): 500 ms,
 /// so that a new interface is attached well within 2 s.
@@ -332,7 +333,9 @@ impl Daemon {
                 _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
                 _ = tick.tick() => {
-                    // Safety net: bounded delay even if a wakeup was ever missed.
+                    // The programs wake this reader only when the ring's unread bytes
+                    // cross an eighth of it (`ring_wake_mask`): a lone event, or the tail of
+                    // a burst, is read here, at most one tick after its commit.
                     backlog |= self.drain(ring.get_mut()) == Drained::Yielded;
                     let clock = Clock::now();
                     let dp = &self.dp;
@@ -366,10 +369,9 @@ impl Daemon {
                         backlog = true;
                     } else {
                         guard.clear_ready();
-                        // The kernel wakes the reader only when it had caught up; a record
-                        // committed between the last read and clear_ready() would otherwise
-                        // wait for the next drain. Reading again after clearing closes that
-                        // window.
+                        // A record committed between the last read and clear_ready() would
+                        // otherwise wait for the next wake-up or tick. Reading again after
+                        // clearing closes that window.
                         backlog = self.drain(guard.get_inner_mut()) == Drained::Yielded;
                     }
                 }

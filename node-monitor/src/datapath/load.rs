@@ -65,7 +65,9 @@ impl Datapath {
         }
         let limits = cfg.limits.clone();
         let shapes = expected_shapes(&limits);
+        let wake_mask = node_monitor_common::ring_wake_mask(limits.ring_buffer_bytes);
         let mut loader = EbpfLoader::new();
+        loader.override_global(node_monitor_common::RING_WAKE_MASK_GLOBAL, &wake_mask, true);
         for (name, shape) in &shapes {
             if shape.max_entries != default_max_entries(name) {
                 loader.map_max_entries(name, shape.max_entries);

@@ -22,6 +22,7 @@ matrix!(
     first_flagged_event_of_each_group,
     ring_buffer_full_is_counted
 );
+progs!(the_ring_wakes_its_reader_at_each_eighth);
 
 /// Slots in the test config's token-bucket table (`limits.sources: 256`).
 const SOURCE_SLOT_MASK: u32 = 255;
@@ -333,4 +334,72 @@ fn ring_buffer_full_is_counted(fam: Fam, prog: Prog) {
         &[("kubelet", TCP, D, want), ("kubelet", TCP, A, wa)],
     );
     assert_all_invariants("ring full", &h);
+}
+
+/// A commit wakes the ring's reader (epoll, as tokio waits on it) only when the unread bytes
+/// cross a multiple of an eighth of the ring: here 512 bytes of a 4096-byte ring, 80 bytes an
+/// event. A lone event wakes nobody (the daemon reads it on its 50 ms tick); the seventh
+/// unread one (480 -> 560 bytes) does, and so do the thirteenth (960 -> 1040) and the twentieth
+/// (1520 -> 1600).
+/// The readiness the ring reports when asked stays true all along: only the wake-up is saved.
+fn the_ring_wakes_its_reader_at_each_eighth(prog: Prog) {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    assert_eq!(
+        node_monitor_common::RING_RECORD_BYTES,
+        80,
+        "an event's size in the ring"
+    );
+    let mut h = harness_with(Knobs {
+        ring_bytes: 4096,
+        ..Knobs::default()
+    });
+    // SAFETY: plain epoll calls on fds that outlive them; the epoll fd is closed below.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(
+        ep >= 0,
+        "epoll_create1: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut reg = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: 1,
+    };
+    let ring_fd = h.ring.as_fd().as_raw_fd();
+    // SAFETY: as above.
+    let r = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ring_fd, &raw mut reg) };
+    assert_eq!(r, 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+    // Wake-ups the reader got within `ms` (the kernel's irq_work delivers them soon after
+    // the commit, not within it).
+    let woken = |ms: i32| {
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        // SAFETY: `out` has room for the 4 events asked for.
+        let n = unsafe { libc::epoll_wait(ep, out.as_mut_ptr(), 4, ms) };
+        assert!(n >= 0, "epoll_wait: {}", std::io::Error::last_os_error());
+        n
+    };
+    assert_eq!(woken(0), 0, "an empty ring at registration");
+    let mut sent = 0u16;
+    let mut send = |h: &Harness| {
+        sent += 1;
+        let f = tcp(DENIED_V4, NODE_V4, 46000 + sent, KUBELET, SYN);
+        run_expect(h, prog, &f, prog.pass(), "denied SYN");
+    };
+    for n in 1..=20u16 {
+        send(&h);
+        let crossing = matches!(n, 7 | 13 | 20);
+        assert_eq!(
+            woken(if crossing { 1000 } else { 50 }),
+            i32::from(crossing),
+            "after {n} unread events ({} bytes): woken only on crossing a multiple of 512",
+            u64::from(n) * node_monitor_common::RING_RECORD_BYTES
+        );
+    }
+    let events = h.events();
+    assert_eq!(events.len(), 20, "every event is in the ring, woken or not");
+    // Read to empty: the next lone event wakes nobody either.
+    send(&h);
+    assert_eq!(woken(50), 0, "a lone event after the reader caught up");
+    assert_eq!(h.events().len(), 1);
+    // SAFETY: closes the epoll fd made above.
+    unsafe { libc::close(ep) };
 }
