@@ -243,12 +243,12 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
             d.stderr().join("\n"),
         )?;
     }
-    let mut csv = String::from("t_s,life,age_s,rss_kib,fds\n");
+    let mut csv = String::from("t_s,life,age_s,rss_kib,rss_anon_kib,rss_file_kib,fds\n");
     for s in &seen.samples {
         let _ = writeln!(
             csv,
-            "{:.1},{},{:.1},{},{}",
-            s.t, s.life, s.age, s.rss_kib, s.fds
+            "{:.1},{},{:.1},{},{},{},{}",
+            s.t, s.life, s.age, s.rss_kib, s.anon_kib, s.file_kib, s.fds
         );
     }
     std::fs::write(out_dir.join("samples.csv"), csv)?;
@@ -348,7 +348,9 @@ fn drive<'s, 'e: 's>(
                     t: now.as_secs_f64(),
                     life,
                     age: d.started.elapsed().as_secs_f64(),
-                    rss_kib: rss,
+                    rss_kib: rss.total,
+                    anon_kib: rss.anon,
+                    file_kib: rss.file,
                     fds,
                     iface_settled_down: !iface_up && sec % 5 >= 3,
                 });

@@ -12,12 +12,34 @@ use anyhow::Context as _;
 use nix::libc;
 use serde_json::Value;
 
-/// Resident memory (KiB) of `pid` (`VmRSS` of `/proc/PID/status`).
-pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+/// Resident memory (KiB) of a process, from `/proc/PID/status`: the whole (`VmRSS`) and its
+/// parts, anonymous (`RssAnon`: heap, stacks, the allocator's arenas) and file-backed
+/// (`RssFile` + `RssShmem`: the binary's and libraries' pages as code paths first run, which
+/// the kernel may drop again at any time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rss {
+    pub(crate) total: u64,
+    pub(crate) anon: u64,
+    pub(crate) file: u64,
+}
+
+/// [`Rss`] of `pid`; `None` when the process is gone or has no `VmRSS` line.
+pub(crate) fn rss_kib(pid: u32) -> Option<Rss> {
+    parse_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn parse_rss(status: &str) -> Option<Rss> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    Some(Rss {
+        total: field("VmRSS")?,
+        anon: field("RssAnon").unwrap_or(0),
+        file: field("RssFile").unwrap_or(0) + field("RssShmem").unwrap_or(0),
+    })
 }
 
 /// Open file descriptors of `pid` (entries of `/proc/PID/fd`).
@@ -45,6 +67,10 @@ pub(crate) struct Sample {
     /// Seconds since this daemon started.
     pub(crate) age: f64,
     pub(crate) rss_kib: u64,
+    /// The anonymous part of `rss_kib` ([`Rss::anon`]).
+    pub(crate) anon_kib: u64,
+    /// The file-backed part of `rss_kib` ([`Rss::file`]).
+    pub(crate) file_kib: u64,
     pub(crate) fds: u64,
     /// The churning veth had been gone for 3 s (its links' fds closed).
     pub(crate) iface_settled_down: bool,
@@ -295,6 +321,8 @@ mod tests {
             life,
             age: t,
             rss_kib: rss,
+            anon_kib: rss,
+            file_kib: 0,
             fds: 10,
             iface_settled_down: false,
         };
@@ -307,5 +335,34 @@ mod tests {
         let (min, max, pct) = spread(&v, 0, 5.0, |x| x.rss_kib).unwrap();
         assert_eq!((min, max), (100, 104));
         assert!((pct - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn resident_memory_is_split_into_anonymous_and_file_backed() {
+        let status = "Name:\tnode-monitor\nVmRSS:\t   24576 kB\nRssAnon:\t   10240 kB\n\
+                      RssFile:\t   14000 kB\nRssShmem:\t     336 kB\nThreads:\t8\n";
+        assert_eq!(
+            parse_rss(status),
+            Some(Rss {
+                total: 24576,
+                anon: 10240,
+                file: 14336
+            })
+        );
+        // A kernel without the split still gives the whole.
+        assert_eq!(
+            parse_rss("VmRSS:\t 100 kB\n"),
+            Some(Rss {
+                total: 100,
+                anon: 0,
+                file: 0
+            })
+        );
+        assert_eq!(parse_rss("Name:\tx\n"), None, "no VmRSS line");
+        assert_eq!(
+            parse_rss("VmRSSx: 5 kB\n"),
+            None,
+            "a longer name is not VmRSS"
+        );
     }
 }

@@ -63,6 +63,20 @@ fn pct_line(samples: &[Sample], life: u8, warmup: f64, what: &str) -> (String, b
     }
 }
 
+/// Range, spread and drift of one kind of resident memory over a life past its warm-up: three
+/// table cells.
+fn kind_cells(samples: &[Sample], life: u8, warmup: f64, f: impl Fn(&Sample) -> u64) -> String {
+    match report::spread(samples, life, warmup, &f) {
+        Some((min, max, pct)) => format!(
+            "{:.1}–{:.1} MiB | {pct:.1}% | {:+.2} MiB",
+            min as f64 / 1024.0,
+            max as f64 / 1024.0,
+            report::drift(samples, life, warmup, &f).unwrap_or(0.0) / 1024.0
+        ),
+        None => "no samples | | ".to_owned(),
+    }
+}
+
 pub(crate) fn section(
     opts: &Options,
     daemons: &mut [Daemon],
@@ -148,6 +162,24 @@ pub(crate) fn section(
          sampled with the veth gone. Target ≤ 5% for both: **{}**.\n",
         if all_ok { "met" } else { "not met" }
     );
+    md.push_str(
+        "The same resident memory by kind: anonymous (`RssAnon`: heap, stacks, the allocator's arenas) and \
+         file-backed (`RssFile` + `RssShmem`: pages of the binary and its libraries, mapped as code paths first \
+         run, and which the kernel may drop again).\n\n\
+         | daemon | anonymous after warm-up | max − min | drift | file-backed after warm-up | max − min | drift |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for (i, w) in warm.iter().enumerate() {
+        let life = u8::try_from(i).unwrap_or(1);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            if i == 0 { "A" } else { "B" },
+            kind_cells(&seen.samples, life, *w, |s| s.anon_kib),
+            kind_cells(&seen.samples, life, *w, |s| s.file_kib),
+        );
+    }
+    md.push('\n');
     let a_alerts = load(&daemons[0].alerts);
     let b_alerts = daemons.get(1).map_or(0, |d| load(&d.alerts));
     let b = daemons.last();
