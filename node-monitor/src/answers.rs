@@ -45,8 +45,9 @@ pub struct TrackerStats {
 
 /// Most attempts held for an answer at once; beyond it the oldest are resolved early (checked
 /// every tick, so the table may run over by what one tick brings). 7/8 of a power of two, so
-/// that the hash table holds it without growing to the next one: 32,768 slots of about 120
-/// bytes, and an order queue of at most twice the cap (48 bytes an entry): about 7 MiB.
+/// that the hash table, grown to it, holds it without growing to the next one: 32,768 slots of
+/// about 120 bytes, and an order queue of at most twice the cap (48 bytes an entry): about
+/// 7 MiB at most.
 pub(crate) const MAX_PENDING: usize = 28_672;
 /// Most attempts remembered as reported without an answer; beyond it the oldest are
 /// forgotten (counted). About 110 bytes each: about 3.5 MiB.
@@ -89,15 +90,17 @@ impl Tracker {
             timeout_ns: answer_timeout_ms.saturating_mul(1_000_000),
             max_pending: MAX_PENDING,
             max_unanswered: MAX_UNANSWERED,
-            // Allocated once at their caps (untouched slots cost no resident memory): no rehash
-            // in the middle of a flood.
-            pending: HashMap::with_capacity_and_hasher(MAX_PENDING, ahash::RandomState::new()),
-            order: VecDeque::with_capacity(2 * MAX_PENDING),
-            unanswered: HashMap::with_capacity_and_hasher(
-                MAX_UNANSWERED,
-                ahash::RandomState::new(),
-            ),
-            unanswered_order: VecDeque::with_capacity(MAX_UNANSWERED),
+            // Grown as entries come, up to the caps, never allocated at them: a table allocated
+            // at its cap has each new key land on a random one of its pages, and a queue walks
+            // its whole buffer as it turns, so either would fault its full size (about 10 MiB
+            // here) into resident memory over hours of light traffic. Grown, they hold what the
+            // most attempts at once needed: the same bound under a flood, a few KiB on a quiet
+            // node. The price is a rehash when a table doubles (about a millisecond at the
+            // largest step), which the ring buffer absorbs.
+            pending: HashMap::with_hasher(ahash::RandomState::new()),
+            order: VecDeque::new(),
+            unanswered: HashMap::with_hasher(ahash::RandomState::new()),
+            unanswered_order: VecDeque::new(),
             group_names: vec![None; usize::from(u8::MAX) + 1],
             stats: TrackerStats::default(),
         }
@@ -401,6 +404,50 @@ mod tests {
         assert_eq!(out[0].answer, Some(Answer::Refused));
         assert_eq!(&*out[0].group, "g1");
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn tables_grow_with_the_attempts_held_not_with_the_attempts_seen() {
+        // 50,000 distinct attempts, one a millisecond, each refused at once: never more than
+        // one held, and a second's worth of keys in the order queue. Tables allocated at
+        // their caps would fault their whole size in as the keys pass through them.
+        let mut t = Tracker::new(1000);
+        let clock = Clock::now();
+        let mut out = Vec::new();
+        for i in 0..50_000u64 {
+            let now = (i + 1) * MS;
+            let port = u16::try_from(i % 60_000).unwrap() + 1;
+            t.handle(
+                ev(EVENT_FLAGGED, port, now, 0),
+                now,
+                &Names,
+                &clock,
+                &mut out,
+            );
+            t.handle(
+                ev(EVENT_ANSWER, port, now, ANSWER_REFUSED),
+                now,
+                &Names,
+                &clock,
+                &mut out,
+            );
+            if i % 100 == 0 {
+                t.expire(now, |_| None, &Names, &clock, &mut out);
+            }
+        }
+        assert_eq!(out.len(), 50_000, "every attempt reported with its answer");
+        assert_eq!(t.pending(), 0);
+        assert!(
+            t.pending.capacity() < 64,
+            "pending table sized for {} attempts, held at most 1",
+            t.pending.capacity()
+        );
+        assert!(
+            t.order.capacity() <= 2048,
+            "order queue sized for {}, held at most about 1,100",
+            t.order.capacity()
+        );
+        assert_eq!(t.unanswered.capacity(), 0, "nothing went unanswered");
     }
 
     #[test]

@@ -122,9 +122,10 @@ impl Dedup {
         Dedup {
             max_series: max_series.max(1),
             seq: 0,
-            // Allocated once at its cap: no rehash (and no old table beside the new one)
-            // in the middle of a flood. Untouched slots cost no resident memory.
-            series: HashMap::with_capacity_and_hasher(max_series.max(1), ahash::RandomState::new()),
+            // Grown as series come, never allocated at the cap: in a table allocated at its
+            // cap each new key lands on a random page, which faults the whole table into
+            // resident memory over hours of light traffic (see `answers::Tracker::new`).
+            series: HashMap::with_hasher(ahash::RandomState::new()),
             order: BTreeMap::new(),
             suppressed_total: 0,
             suppressed_by_rule: BTreeMap::new(),

@@ -52,10 +52,8 @@ impl Sweeps {
         Sweeps {
             max_sources: max_sources.max(1),
             port_slots,
-            states: HashMap::with_capacity_and_hasher(
-                max_sources.max(1),
-                ahash::RandomState::new(),
-            ),
+            // Grown as sources come, up to the cap (see `Dedup::new`).
+            states: HashMap::with_hasher(ahash::RandomState::new()),
             order: Recency::new(),
             detections: 0,
             evictions: 0,
