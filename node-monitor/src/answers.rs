@@ -95,8 +95,8 @@ impl Tracker {
             // its whole buffer as it turns, so either would fault its full size (about 10 MiB
             // here) into resident memory over hours of light traffic. Grown, they hold what the
             // most attempts at once needed: the same bound under a flood, a few KiB on a quiet
-            // node. The price is a rehash when a table doubles (about a millisecond at the
-            // largest step), which the ring buffer absorbs.
+            // node. The price is a rehash when a table doubles (not measured; at most 28,672
+            // entries are moved, once per doubling), while the ring buffer holds the events.
             pending: HashMap::with_hasher(ahash::RandomState::new()),
             order: VecDeque::new(),
             unanswered: HashMap::with_hasher(ahash::RandomState::new()),

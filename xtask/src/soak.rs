@@ -248,7 +248,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         let _ = writeln!(
             csv,
             "{:.1},{},{:.1},{},{},{},{}",
-            s.t, s.life, s.age, s.rss_kib, s.anon_kib, s.file_kib, s.fds
+            s.t, s.life, s.age, s.rss.total, s.rss.anon, s.rss.file, s.fds
         );
     }
     std::fs::write(out_dir.join("samples.csv"), csv)?;
@@ -343,14 +343,12 @@ fn drive<'s, 'e: 's>(
         let d = &daemons[usize::from(life)];
         if sec.is_multiple_of(2) {
             let pid = d.pid();
-            if let (Some(rss), Some(fds)) = (report::rss_kib(pid), report::open_fds(pid)) {
+            if let (Some(rss), Some(fds)) = (report::rss(pid), report::open_fds(pid)) {
                 seen.samples.push(Sample {
                     t: now.as_secs_f64(),
                     life,
                     age: d.started.elapsed().as_secs_f64(),
-                    rss_kib: rss.total,
-                    anon_kib: rss.anon,
-                    file_kib: rss.file,
+                    rss,
                     fds,
                     iface_settled_down: !iface_up && sec % 5 >= 3,
                 });

@@ -24,7 +24,7 @@ pub(crate) struct Rss {
 }
 
 /// [`Rss`] of `pid`; `None` when the process is gone or has no `VmRSS` line.
-pub(crate) fn rss_kib(pid: u32) -> Option<Rss> {
+pub(crate) fn rss(pid: u32) -> Option<Rss> {
     parse_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
@@ -66,11 +66,7 @@ pub(crate) struct Sample {
     pub(crate) life: u8,
     /// Seconds since this daemon started.
     pub(crate) age: f64,
-    pub(crate) rss_kib: u64,
-    /// The anonymous part of `rss_kib` ([`Rss::anon`]).
-    pub(crate) anon_kib: u64,
-    /// The file-backed part of `rss_kib` ([`Rss::file`]).
-    pub(crate) file_kib: u64,
+    pub(crate) rss: Rss,
     pub(crate) fds: u64,
     /// The churning veth had been gone for 3 s (its links' fds closed).
     pub(crate) iface_settled_down: bool,
@@ -320,9 +316,11 @@ mod tests {
             t,
             life,
             age: t,
-            rss_kib: rss,
-            anon_kib: rss,
-            file_kib: 0,
+            rss: Rss {
+                total: rss,
+                anon: rss,
+                file: 0,
+            },
             fds: 10,
             iface_settled_down: false,
         };
@@ -332,7 +330,7 @@ mod tests {
             s(20.0, 0, 104),
             s(20.0, 1, 500),
         ];
-        let (min, max, pct) = spread(&v, 0, 5.0, |x| x.rss_kib).unwrap();
+        let (min, max, pct) = spread(&v, 0, 5.0, |x| x.rss.total).unwrap();
         assert_eq!((min, max), (100, 104));
         assert!((pct - 4.0).abs() < 1e-9);
     }

@@ -34,9 +34,9 @@ pub(crate) struct Unpinned {
 }
 
 fn pct_line(samples: &[Sample], life: u8, warmup: f64, what: &str) -> (String, bool) {
-    let rss = report::spread(samples, life, warmup, |s| s.rss_kib);
+    let rss = report::spread(samples, life, warmup, |s| s.rss.total);
     let fds = report::spread(samples, life, warmup, |s| s.fds);
-    let rss_drift = report::drift(samples, life, warmup, |s| s.rss_kib).unwrap_or(0.0);
+    let rss_drift = report::drift(samples, life, warmup, |s| s.rss.total).unwrap_or(0.0);
     let fds_drift = report::drift(samples, life, warmup, |s| s.fds).unwrap_or(0.0);
     // The fds without the churning veth's links (samples taken with it gone for 3 s).
     let settled: Vec<Sample> = samples
@@ -175,8 +175,8 @@ pub(crate) fn section(
             md,
             "| {} | {} | {} |",
             if i == 0 { "A" } else { "B" },
-            kind_cells(&seen.samples, life, *w, |s| s.anon_kib),
-            kind_cells(&seen.samples, life, *w, |s| s.file_kib),
+            kind_cells(&seen.samples, life, *w, |s| s.rss.anon),
+            kind_cells(&seen.samples, life, *w, |s| s.rss.file),
         );
     }
     md.push('\n');
