@@ -56,6 +56,8 @@ pub use groups::GroupIds;
 pub use load::{DEFAULT_PIN_DIR, EBPF_OBJECT, LoadOptions, unpin_all};
 pub use pinned::pinned_group_counters;
 pub use port_ranges::{PortRanges, PortRangesApplied};
+#[cfg(any(test, feature = "test-support"))]
+pub use test_hooks::freeze_pinned_map;
 
 /// The loaded data path.
 pub struct Datapath {

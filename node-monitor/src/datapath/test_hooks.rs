@@ -54,33 +54,15 @@ impl Datapath {
     ///
     /// The kernel refused the freeze: its errno.
     pub fn freeze_port_allow(&self, v6: bool) -> std::io::Result<()> {
-        use std::os::fd::{AsFd as _, AsRawFd as _};
+        use std::os::fd::AsFd as _;
 
         use aya::maps::IterableMap as _;
-        const BPF_MAP_FREEZE: libc::c_long = 22;
         let data = if v6 {
             self.port_allow_v6.map()
         } else {
             self.port_allow_v4.map()
         };
-        let fd = data.fd().as_fd().as_raw_fd();
-        // `union bpf_attr` for BPF_MAP_FREEZE: just the map's fd (the rest zero).
-        let mut attr = [0u8; 128];
-        attr[..4].copy_from_slice(&fd.to_ne_bytes());
-        // SAFETY: `attr` is a zeroed bpf_attr of its declared size holding a live map fd
-        // (borrowed from `self` for the call); the kernel only reads it.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_FREEZE,
-                attr.as_mut_ptr(),
-                attr.len() as libc::c_uint,
-            )
-        };
-        if ret < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+        freeze(data.fd().as_fd())
     }
 
     /// The verdict cache slot of `src` on every CPU.
@@ -96,4 +78,40 @@ impl Datapath {
             .copied()
             .collect())
     }
+}
+
+/// Freezes the map pinned at `path` (`BPF_MAP_FREEZE`), for the end-to-end tests of a write
+/// the kernel refuses in a running daemon: from then on every write to it from user space,
+/// the daemon's included, fails with EPERM. Irreversible while the map lives.
+///
+/// # Errors
+///
+/// The pin cannot be opened, or the kernel refused the freeze: its errno.
+pub fn freeze_pinned_map(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsFd as _;
+    let map = aya::maps::MapData::from_pin(path).map_err(std::io::Error::other)?;
+    freeze(map.fd().as_fd())
+}
+
+/// `BPF_MAP_FREEZE` on the map behind `fd`.
+fn freeze(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    const BPF_MAP_FREEZE: libc::c_long = 22;
+    // `union bpf_attr` for BPF_MAP_FREEZE: just the map's fd (the rest zero).
+    let mut attr = [0u8; 128];
+    attr[..4].copy_from_slice(&fd.as_raw_fd().to_ne_bytes());
+    // SAFETY: `attr` is a zeroed bpf_attr of its declared size holding a live map fd
+    // (borrowed for the call); the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_FREEZE,
+            attr.as_mut_ptr(),
+            attr.len() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
