@@ -48,7 +48,8 @@ enum Cmd {
         /// Use the daemon binary as it is: no setup, no build.
         #[arg(long)]
         no_build: bool,
-        /// Daemon binary (default: <target>/release/node-monitor).
+        /// Daemon binary, run as it is (default: <target>/release/node-monitor, built first
+        /// unless --no-build).
         #[arg(long, value_name = "PATH")]
         daemon: Option<PathBuf>,
         /// The Markdown file whose `## Soak` section is replaced.

@@ -43,7 +43,8 @@ pub struct Options {
     pub minutes: f64,
     /// Use the daemon binary as it is: no setup, no build.
     pub no_build: bool,
-    /// The daemon binary (default: `target/release/node-monitor`).
+    /// The daemon binary, run as it is (default: `target/release/node-monitor`, built
+    /// first unless `no_build`).
     pub daemon: Option<PathBuf>,
     /// Where the `## Soak` section goes.
     pub output: PathBuf,
@@ -142,7 +143,10 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     }
     if !opts.no_build {
         crate::setup::run(root)?;
-        tasks::build_daemon_release(root, &[])?;
+        // A binary given with --daemon is run as it is.
+        if opts.daemon.is_none() {
+            tasks::build_daemon_release(root, &[])?;
+        }
     }
     let bin = opts
         .daemon
