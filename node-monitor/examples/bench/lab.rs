@@ -481,3 +481,29 @@ pub(crate) fn process_cpu_ns(pid: u32) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// The empty-program example: beside this benchmark (both are examples of one build), else
+/// under `examples/` beside the daemon binary.
+pub(crate) fn empty_xdp(daemon: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let mine = std::env::current_exe()
+        .ok()
+        .and_then(|b| Some(b.parent()?.join("empty_xdp")));
+    let theirs = daemon
+        .parent()
+        .map(|d| d.join("examples").join("empty_xdp"));
+    let tried: Vec<_> = [mine, theirs].into_iter().flatten().collect();
+    tried
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no empty_xdp example at {} (`cargo xtask bench` builds it)",
+                tried
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        })
+}

@@ -30,6 +30,8 @@
 )]
 #[path = "../../tests/common/framegen.rs"]
 mod framegen;
+#[path = "../../tests/common/http.rs"]
+mod http;
 #[path = "../../tests/common/packets.rs"]
 mod packets;
 #[path = "../../tests/common/progrun.rs"]

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use node_monitor_lab::Child;
 use serde_json::Value;
 
@@ -198,10 +198,7 @@ pub(super) fn run_once(
     match mode {
         Mode::NoProgram => {}
         Mode::EmptyXdp => {
-            let empty = daemon
-                .parent()
-                .map(|d| d.join("examples").join("empty_xdp"))
-                .context("no directory above the daemon binary")?;
+            let empty = crate::lab::empty_xdp(daemon)?;
             let mut cmd = bed.node.command(&empty.to_string_lossy());
             // Stopped (SIGTERM) when the run is over, long before its time is up.
             cmd.args(["eth0", "600"])

@@ -22,7 +22,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Instant};
 use anyhow::{Context as _, bail};
 use node_monitor::metrics::BpfStats;
 
-use self::run::{Binaries, Case, Mode, Sample, Session};
+use self::run::{Binaries, Case, DaemonCounts, Mode, Sample, Session};
 pub(crate) use self::run::{Case as LiveCase, Mode as LiveMode};
 use crate::{
     lab::{
@@ -117,8 +117,8 @@ fn rounds_list(v: &[f64]) -> String {
         .join(", ")
 }
 
-/// The live section. `daemon`: the node-monitor binary; the empty-program example is beside
-/// it, under `examples/`.
+/// The live section. `daemon`: the node-monitor binary; the empty-program example is found
+/// by [`empty_xdp`](crate::lab::empty_xdp).
 ///
 /// `sendto`: trafgen sends with sendto(2) instead of its TX ring, so that the node's skbs are
 /// linear (see `Bed::send`).
@@ -150,17 +150,12 @@ pub(crate) fn live(
         eprintln!("live section skipped: {missing:?} missing");
         return Ok(());
     }
-    let empty = daemon
-        .parent()
-        .map(|d| d.join("examples").join("empty_xdp"))
-        .context("no directory above the daemon binary")?;
-    for bin in [daemon, empty.as_path()] {
-        if !bin.exists() {
-            bail!(
-                "no {} (`cargo xtask bench` builds it; or pass --daemon)",
-                bin.display()
-            );
-        }
+    let empty = crate::lab::empty_xdp(daemon)?;
+    if !daemon.exists() {
+        bail!(
+            "no {} (`cargo xtask bench` builds it; or pass --daemon)",
+            daemon.display()
+        );
     }
     let bins = Binaries {
         daemon,
@@ -393,6 +388,33 @@ pub(crate) fn live(
                 met(added <= MAX_CPU_SHARE_OF_LOG * log)
             )?;
         }
+    }
+    writeln!(report)?;
+    // What the daemon's programs did with each case's events.
+    writeln!(
+        report,
+        "What node-monitor's programs did with each case's events (the daemon's \
+         `node_monitor_events_total` and `node_monitor_lost_events_total` over the case, read \
+         from its /metrics after the settle time; medians over rounds): events written to the \
+         ring buffer, withheld by the per-source budget, by the group budget, lost to a full \
+         ring.\n\n\
+         | case | XDP: events | per-source | group | ring full | tc: events | per-source | \
+         group | ring full |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for case in Case::ALL {
+        let mut row = format!("| {} |", case.name());
+        for mode in [Mode::Xdp, Mode::Tc] {
+            for get in [
+                |c: &DaemonCounts| c.events,
+                |c: &DaemonCounts| c.rate_limited,
+                |c: &DaemonCounts| c.group_budget,
+                |c: &DaemonCounts| c.ringbuf_full,
+            ] {
+                let v = f.med(case, mode, |s| s.daemon.as_ref().map_or(f64::NAN, get));
+                write!(row, " {v:.0} |")?;
+            }
+        }
+        writeln!(report, "{row}")?;
     }
     writeln!(report)?;
     // Sanity: the programs ran once per received packet.

@@ -23,6 +23,9 @@ const NFLOG_GROUP: &str = "5";
 /// After trafgen has sent the last packet: the daemon's backlog (ring buffer, answers) is part
 /// of what a case costs.
 const SETTLE: Duration = Duration::from_millis(1000);
+/// The daemon's metrics endpoint in the embedded default config (`metrics.listen`), inside the
+/// node's namespace.
+const DAEMON_METRICS: ([u8; 4], u16) = ([127, 0, 0, 1], 9630);
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, clap::ValueEnum)]
 pub(crate) enum Mode {
@@ -139,6 +142,55 @@ pub(super) struct Sample {
     pub(super) cpu_ns: f64,
     pub(super) ingress: Counts,
     pub(super) egress: Counts,
+    /// What the daemon's data path did with the case's events (node-monitor modes only).
+    pub(super) daemon: Option<DaemonCounts>,
+}
+
+/// The daemon's event counters over one case, from its /metrics: the events its programs
+/// wrote to the ring buffer, and the ones they withheld or lost, by reason.
+#[derive(Clone, Copy, Default, Debug)]
+pub(super) struct DaemonCounts {
+    pub(super) events: f64,
+    pub(super) rate_limited: f64,
+    pub(super) group_budget: f64,
+    pub(super) ringbuf_full: f64,
+}
+
+impl DaemonCounts {
+    /// The counters now (`GET /metrics` on the daemon's default address, from inside the
+    /// node's namespace).
+    fn read(bed: &Bed) -> anyhow::Result<DaemonCounts> {
+        let (status, body) = crate::http::http_get(&bed.node, DAEMON_METRICS.into(), "/metrics")
+            .context("scraping the daemon")?;
+        anyhow::ensure!(status == 200, "GET /metrics: {status}");
+        let lost = |reason: &str| {
+            crate::http::metric_value(
+                &body,
+                "node_monitor_lost_events_total",
+                &[("reason", reason)],
+            )
+            .unwrap_or(0.0)
+        };
+        Ok(DaemonCounts {
+            events: crate::http::metric_value(&body, "node_monitor_events_total", &[])
+                .unwrap_or(0.0),
+            rate_limited: lost("rate_limited"),
+            group_budget: lost("group_budget"),
+            ringbuf_full: lost("ringbuf_full"),
+        })
+    }
+}
+
+impl std::ops::Sub for DaemonCounts {
+    type Output = DaemonCounts;
+    fn sub(self, o: DaemonCounts) -> DaemonCounts {
+        DaemonCounts {
+            events: self.events - o.events,
+            rate_limited: self.rate_limited - o.rate_limited,
+            group_budget: self.group_budget - o.group_budget,
+            ringbuf_full: self.ringbuf_full - o.ringbuf_full,
+        }
+    }
 }
 
 impl Sample {
@@ -271,6 +323,13 @@ impl<'a> Session<'a> {
         let own = || pid.map_or(0.0, process_cpu_ns);
         // No process of ours starts between the two readings but trafgen, so that the
         // children's CPU time is trafgen's.
+        let daemon = || -> anyhow::Result<Option<DaemonCounts>> {
+            matches!(self.mode, Mode::Xdp | Mode::Tc)
+                .then(|| DaemonCounts::read(self.bed))
+                .transpose()
+        };
+        // Scraped outside the CPU readings: a scrape is not part of the case's cost.
+        let d0 = daemon()?;
         let rx0 = self.bed.rx_packets()?;
         let s0 = stats::read(self.bed, self.xdp_id)?;
         let watch = self.bed.watch_rx()?;
@@ -282,6 +341,7 @@ impl<'a> Session<'a> {
         let (all1, irq1, kids1, own1) = (cpu_busy_ns()?, cpu_irq_ns()?, children_cpu_ns(), own());
         let s1 = stats::read(self.bed, self.xdp_id)?;
         let rx1 = self.bed.rx_packets()?;
+        let d1 = daemon()?;
         let d = s1 - s0;
         let received = rx1.saturating_sub(rx0);
         Ok(Sample {
@@ -291,6 +351,7 @@ impl<'a> Session<'a> {
             cpu_ns: (irq1 - irq0) + (kids1 - kids0) + (own1 - own0),
             ingress: self.mode.ingress(&d),
             egress: d.tc_egress,
+            daemon: d1.zip(d0).map(|(b, a)| b - a),
         })
     }
 
