@@ -3,13 +3,14 @@ use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use node_monitor_common::{
     ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_NONE, Addr, COMPLETES_NONE,
     EVENT_FLAGGED, EVENT_SAMPLED, FlowKey, FlowState, GROUP_NONE, GroupStats, IPPROTO_TCP,
-    IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, TCP_ACK,
-    TCP_RST, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn, stats_index, tcp_starts_attempt,
+    IPPROTO_UDP, OPENER_PROBE, OPENER_SYN, OPENER_UDP, PROTO_IDX_TCP, PROTO_IDX_UDP, Settings,
+    TCP_ACK, TCP_RST, VERDICT_ALLOWED, VERDICT_DENIED, is_pure_syn, stats_index,
+    tcp_starts_attempt,
 };
 
 use crate::{
     Meta,
-    allow::port_source_verdict,
+    allow::{SourceVerdict, port_source_verdict},
     budget::{Budget, mark_flagged, take_budget},
     count_reason,
     emit::{EventFacts, send},
@@ -69,6 +70,112 @@ pub(crate) fn fails_closed(pkt: &Packet, meta: &Meta, r: Reason) -> bool {
     }
 }
 
+/// What the allowlists and the settings say of a packet to a watched port.
+struct Watched<'a> {
+    group: u8,
+    settings: &'a Settings,
+    source: SourceVerdict,
+    /// `VERDICT_*`.
+    verdict: u8,
+}
+
+/// The verdict on a packet of `group` to `port` from `src`. None without settings (the
+/// packet passes uncounted).
+#[inline(always)]
+fn classify(group: u8, proto: u8, port: u16, family: u8, src: &Addr) -> Option<Watched<'static>> {
+    let settings = SETTINGS.get(0)?;
+    let source = port_source_verdict(group, proto, port, family, src, settings);
+    let verdict = if source.allowed {
+        VERDICT_ALLOWED
+    } else {
+        VERDICT_DENIED
+    };
+    Some(Watched {
+        group,
+        settings,
+        source,
+        verdict,
+    })
+}
+
+/// Counts a watched packet in its group's stats (packets, bytes, and dropped or would-drop
+/// for a denied source); the stats and the `ACTION_*` for it. None: no stats slot (the
+/// packet passes).
+#[inline(always)]
+fn count(
+    group: u8,
+    settings: &Settings,
+    verdict: u8,
+    proto: u8,
+    pkt_len: u32,
+) -> Option<(&'static mut GroupStats, u8)> {
+    let proto_idx = if proto == IPPROTO_TCP {
+        PROTO_IDX_TCP
+    } else {
+        PROTO_IDX_UDP
+    };
+    let stats = GROUP_STATS.get_ptr_mut(stats_index(group, proto_idx, verdict))?;
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    let stats = unsafe { &mut *stats };
+    stats.packets += 1;
+    stats.bytes += u64::from(pkt_len);
+    let mut action = ACTION_PASS;
+    if verdict == VERDICT_DENIED {
+        if group < 64 && settings.drop_mask & (1u64 << group) != 0 {
+            stats.dropped += 1;
+            action = ACTION_DROPPED;
+        } else {
+            stats.would_drop += 1;
+            action = ACTION_WOULD_DROP;
+        }
+    }
+    Some((stats, action))
+}
+
+/// Does a TCP segment with ACK or RST (no new connection) end once counted? An allowed
+/// source's does. A denied source's goes on while a config has revoked anything or the
+/// source lies in a suspect range (it may belong to a flow opened while the source was
+/// allowed), or while egress has recently recorded an acceptance (`handshake_now`, from
+/// [`handshake::gate_open`]: it may complete one).
+#[inline(always)]
+fn ends_counted(
+    verdict: u8,
+    settings: &Settings,
+    source: SourceVerdict,
+    handshake_now: Option<u64>,
+) -> bool {
+    verdict != VERDICT_DENIED
+        || (settings.revoked_generation == 0 && !source.suspect && handshake_now.is_none())
+}
+
+/// tc ingress's path for a TCP segment with ACK or RST to a watched port (`group`) whose
+/// headers it read from a copy ([`crate::tc_peek`]), so that the skb need not be pulled:
+/// the same verdict and counts as [`ingress`], when ingress would end there. None when it
+/// would not ([`ends_counted`]): nothing is counted, and the full path takes the packet.
+#[inline(always)]
+pub(crate) fn ended_segment(
+    group: u8,
+    port: u16,
+    family: u8,
+    src: &Addr,
+    pkt_len: u32,
+) -> Option<u8> {
+    let Some(w) = classify(group, IPPROTO_TCP, port, family, src) else {
+        return Some(ACTION_PASS);
+    };
+    let handshake_now = if w.verdict == VERDICT_DENIED {
+        handshake::gate_open()
+    } else {
+        None
+    };
+    if !ends_counted(w.verdict, w.settings, w.source, handshake_now) {
+        return None;
+    }
+    Some(
+        count(w.group, w.settings, w.verdict, IPPROTO_TCP, pkt_len).map_or(ACTION_PASS, |(_, a)| a),
+    )
+}
+
 #[inline(always)]
 fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     let l3 = parse::parse_l3(pkt, meta.meta_vlan)?;
@@ -80,57 +187,30 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         return Ok(ACTION_PASS);
     }
     let src = parse::address(pkt, &l3, false)?;
-    let Some(settings) = SETTINGS.get(0) else {
+    let Some(Watched {
+        group,
+        settings,
+        source,
+        verdict,
+    }) = classify(group, l3.proto, l4.dst_port, l3.family, &src)
+    else {
         return Ok(ACTION_PASS);
     };
-    let source = port_source_verdict(group, l3.proto, l4.dst_port, l3.family, &src, settings);
-    let verdict = if source.allowed {
-        VERDICT_ALLOWED
-    } else {
-        VERDICT_DENIED
-    };
-    let proto_idx = if l3.proto == IPPROTO_TCP {
-        PROTO_IDX_TCP
-    } else {
-        PROTO_IDX_UDP
-    };
-    let Some(stats) = GROUP_STATS.get_ptr_mut(stats_index(group, proto_idx, verdict)) else {
+    let Some((stats, action)) = count(group, settings, verdict, l3.proto, meta.pkt_len) else {
         return Ok(ACTION_PASS);
     };
-    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-    let stats = unsafe { &mut *stats };
-    stats.packets += 1;
-    stats.bytes += u64::from(meta.pkt_len);
-
-    let mut action = ACTION_PASS;
-    if verdict == VERDICT_DENIED {
-        if group < 64 && settings.drop_mask & (1u64 << group) != 0 {
-            stats.dropped += 1;
-            action = ACTION_DROPPED;
-        } else {
-            stats.would_drop += 1;
-            action = ACTION_WOULD_DROP;
-        }
-    }
 
     // New connection: the first UDP datagram of an idle 5-tuple; for TCP, a segment without
     // ACK and RST: a pure SYN (an attempt), or a stealth probe such as NULL/FIN/Xmas.
     // Other segments end here, but for a denied source's that may belong to a flow opened
-    // while the source was allowed: one in a suspect range (a config took it out of an
-    // allowlist), or any once a config revoked more than the suspect ranges say.
+    // while the source was allowed, or complete an acceptance ([`ends_counted`]).
     let candidate = l3.proto == IPPROTO_UDP || l4.tcp_flags & (TCP_ACK | TCP_RST) == 0;
-    // A denied source's ACK may also complete a handshake whose acceptance egress recorded
-    // ([`handshake`]): looked at only while egress has recently recorded one (the gate is
-    // open, and then it gives the time).
     let handshake_now = if !candidate && verdict == VERDICT_DENIED && l3.proto == IPPROTO_TCP {
         handshake::gate_open()
     } else {
         None
     };
-    if !candidate
-        && (verdict != VERDICT_DENIED
-            || (settings.revoked_generation == 0 && !source.suspect && handshake_now.is_none()))
-    {
+    if !candidate && ends_counted(verdict, settings, source, handshake_now) {
         return Ok(action);
     }
     let dst = parse::address(pkt, &l3, true)?;

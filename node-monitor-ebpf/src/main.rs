@@ -40,7 +40,8 @@ use egress::egress;
 use ingress::ingress;
 use maps::{PORTS_TCP, PORTS_UDP, REASONS};
 use node_monitor_common::{
-    ACTION_DROPPED, GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_TCP,
+    ACTION_DROPPED, FAMILY_V4, FAMILY_V6, GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP,
+    IPPROTO_TCP, TCP_ACK, TCP_RST,
 };
 use parse::{Packet, Reason};
 
@@ -79,9 +80,26 @@ pub fn nm_baseline(_ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
-    if tc_unwatched(&ctx) {
-        count_reason(node_monitor_common::reason::UNWATCHED);
-        return TC_ACT_OK;
+    match tc_peek(&ctx) {
+        Peek::Full => {}
+        Peek::Unwatched => {
+            count_reason(node_monitor_common::reason::UNWATCHED);
+            return TC_ACT_OK;
+        }
+        Peek::Segment {
+            group,
+            port,
+            family,
+            src,
+        } => {
+            if let Some(action) = ingress::ended_segment(group, port, family, &src, ctx.len()) {
+                return if action == ACTION_DROPPED {
+                    TC_ACT_SHOT
+                } else {
+                    TC_ACT_OK
+                };
+            }
+        }
     }
     let (pkt, meta) = tc_packet(&ctx, HOOK_TC_INGRESS);
     // Fail open: only an explicit drop decision drops.
@@ -110,24 +128,42 @@ const TC_PULL_LEN: u32 = 128;
 /// kernel reads it wherever it lies.
 const TC_PULL_MAX: u32 = 2048;
 
-/// Bytes [`tc_unwatched`] copies at most: Ethernet, IPv6 and TCP headers without options.
+/// Bytes [`tc_peek`] copies at most: Ethernet, IPv6 and TCP headers without options.
 const PEEK_LEN: usize = 14 + 40 + 20;
 /// Bytes it needs at least: Ethernet, IPv4 and UDP headers.
 const PEEK_MIN: u32 = 14 + 20 + 8;
 
-/// Is this tc ingress packet, whose headers lie outside the skb's linear part, one that the
-/// full parse would end as unwatched? Answers yes only for the plain shapes (no in-band tag;
-/// IPv4 without options and not a non-first fragment, or IPv6 without extension headers; a
-/// whole TCP or UDP header) to a port nobody watches, from a copy of the headers
-/// (`bpf_skb_load_bytes`), so that such a packet costs no pull: `bpf_skb_pull_data` on a
-/// non-linear skb reallocates its head, the most expensive thing this path would do. Anything
-/// else says no and takes the full path ([`tc_packet`]), which reaches the same count for a
-/// plain unwatched packet. A linear skb says no at once: it parses in place for less.
+/// What [`tc_peek`] found in the copied headers.
+enum Peek {
+    /// Take the full path ([`tc_packet`], [`ingress`]).
+    Full,
+    /// The full path would end it as unwatched.
+    Unwatched,
+    /// A TCP segment with ACK or RST (no new connection) to a port of `group`, from `src`:
+    /// for [`ingress::ended_segment`].
+    Segment {
+        group: u8,
+        port: u16,
+        family: u8,
+        src: node_monitor_common::Addr,
+    },
+}
+
+/// Looks at a tc ingress packet whose headers lie outside the skb's linear part, from a copy
+/// of them (`bpf_skb_load_bytes`), so that the packets the full path would end early cost no
+/// pull: `bpf_skb_pull_data` on a non-linear skb reallocates its head, the most expensive
+/// thing this path would do. Only the plain shapes (no in-band tag; IPv4 without options and
+/// not a non-first fragment, or IPv6 without extension headers; a whole TCP or UDP header)
+/// get an answer: a port nobody watches ([`Peek::Unwatched`]), or a TCP segment with ACK or
+/// RST to a watched one ([`Peek::Segment`]: an established connection's traffic, which ingress
+/// only counts). Anything else is [`Peek::Full`], as is a linear skb at once: it parses in
+/// place for less. The answers are those of the full parse for the same bytes: the metadata
+/// VLAN tag, which the full path also reads, plays no part in them.
 #[inline(always)]
-fn tc_unwatched(ctx: &TcContext) -> bool {
+fn tc_peek(ctx: &TcContext) -> Peek {
     let len = ctx.len();
     if ctx.data_end() - ctx.data() >= core::cmp::min(len, TC_PULL_LEN) as usize || len < PEEK_MIN {
-        return false;
+        return Peek::Full;
     }
     let n = if len >= PEEK_LEN as u32 {
         PEEK_LEN as u32
@@ -143,31 +179,58 @@ fn tc_unwatched(ctx: &TcContext) -> bool {
         aya_ebpf::helpers::bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, h.as_mut_ptr().cast(), n)
     };
     if ret != 0 {
-        return false;
+        return Peek::Full;
     }
     let p = h.as_ptr().cast::<u8>();
     // SAFETY: the helper wrote the first `n` bytes; every read below lies below `n` (the
-    // Ethernet and IP header offsets below PEEK_MIN, the transport fields checked against
-    // `n` first), and the verifier rejects a read of stack bytes nobody wrote.
+    // Ethernet and IP header offsets below PEEK_MIN, the IPv6 source address below 38, the
+    // transport fields checked against `n` first), and the verifier rejects a read of stack
+    // bytes nobody wrote.
     let b = |i: usize| unsafe { *p.add(i) };
     let n = n as usize;
-    let (proto, l4) = match u16::from_be_bytes([b(12), b(13)]) {
+    let (family, proto, l4) = match u16::from_be_bytes([b(12), b(13)]) {
         0x0800 => {
             // Version 4, no options, fragment offset 0.
             if b(14) != 0x45 || u16::from_be_bytes([b(20), b(21)]) & 0x1fff != 0 {
-                return false;
+                return Peek::Full;
             }
-            (b(23), 34)
+            (FAMILY_V4, b(23), 34)
         }
-        0x86dd => (b(20), 54),
-        _ => return false,
+        0x86dd => (FAMILY_V6, b(20), 54),
+        _ => return Peek::Full,
     };
     let whole = match proto {
         IPPROTO_TCP => l4 + 20 <= n && b(l4 + 12) >> 4 >= 5,
         node_monitor_common::IPPROTO_UDP => l4 + 8 <= n,
         _ => false,
     };
-    whole && port_group(proto, u16::from_be_bytes([b(l4 + 2), b(l4 + 3)])) == GROUP_NONE
+    if !whole {
+        return Peek::Full;
+    }
+    let port = u16::from_be_bytes([b(l4 + 2), b(l4 + 3)]);
+    let group = port_group(proto, port);
+    if group == GROUP_NONE {
+        return Peek::Unwatched;
+    }
+    if proto != IPPROTO_TCP || b(l4 + 13) & (TCP_ACK | TCP_RST) == 0 {
+        return Peek::Full;
+    }
+    // SAFETY: 4 bytes at 26 (IPv4) or 16 at 22 (IPv6), inside the bytes written.
+    let src = unsafe {
+        if family == FAMILY_V4 {
+            node_monitor_common::Addr::from_v4_word(core::ptr::read_unaligned(
+                p.add(26).cast::<u32>(),
+            ))
+        } else {
+            node_monitor_common::Addr(core::ptr::read_unaligned(p.add(22).cast::<[u64; 2]>()))
+        }
+    };
+    Peek::Segment {
+        group,
+        port,
+        family,
+        src,
+    }
 }
 
 #[inline(always)]

@@ -4,6 +4,8 @@
 //! as the kernel skips them; and a frame the parser gives up on whose destination port is
 //! still readable and watched by a drop group is dropped (fail closed), not passed.
 
+use std::net::IpAddr;
+
 use node_monitor_common::{ACTION_WOULD_DROP, Event, reason};
 
 use crate::{
@@ -780,6 +782,128 @@ fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
         "both frames classified: {after:?}"
     );
     assert_eq!(after.new_conns - before.new_conns, 2, "{after:?}");
+}
+
+/// tc ingress answers the segments of established connections (ACK or RST) to a watched
+/// port from a copy of a non-linear skb's headers, without pulling them in: they must be
+/// counted exactly as the full path counts them (group, verdict, bytes, would-drop or drop),
+/// and a denied source's segment that the full path must look at further (here while a
+/// config has revoked a flow) must go there and be counted once. Live frames over a veth, as
+/// above: padded to 5,000 bytes, only their Ethernet header is linear.
+#[test]
+fn tc_counts_established_segments_of_a_non_linear_skb_as_the_full_path_does() {
+    require_root();
+    let ns = node_monitor_lab::Netns::new("peek").expect("test namespace");
+    ns.ip(&[
+        "link", "add", "nmpeek0", "mtu", "9000", "type", "veth", "peer", "name", "nmpeek1", "mtu",
+        "9000",
+    ])
+    .expect("veth pair");
+    for dev in ["nmpeek0", "nmpeek1"] {
+        ns.ip(&["link", "set", dev, "up"]).expect("link up");
+    }
+    const LEN: usize = 5000;
+    let frame = |src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8| {
+        tcp(src, dst, sport, dport, flags).pad_to(LEN).build()
+    };
+    let (got, revoked) = ns
+        .run(move || {
+            let mut h = harness();
+            let link = tcx_ingress(&h, "nmpeek1");
+            let unwatched = reason::UNWATCHED as usize;
+            // Sends `frames` and waits (bounded, 5 s) until `done` says they were counted.
+            let send = |h: &Harness, frames: &[Vec<u8>], done: &dyn Fn(&Harness) -> bool| {
+                for f in frames {
+                    send_raw("nmpeek0", f);
+                }
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while !done(h) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            };
+            let stats0 = h.stats();
+            let reasons0 = h.reasons();
+            let mut frames = Vec::new();
+            for fam in [Fam::V4, Fam::V6] {
+                let (allowed, denied, node) = (fam.allowed(), fam.denied(), fam.node());
+                frames.push(frame(allowed, node, 40100, KUBELET, ACK));
+                frames.push(frame(denied, node, 40101, KUBELET, ACK | PSH));
+                frames.push(frame(denied, node, 40102, ENFORCED, RST));
+                frames.push(frame(denied, node, 40103, STRICT, ACK | FIN));
+                frames.push(frame(allowed, node, 40104, UNWATCHED, ACK));
+            }
+            send(&h, &frames, &|h| {
+                h.reasons()[unwatched] >= reasons0[unwatched] + 2
+            });
+            // Let the other frames of the batch land too (the veth delivers them in order).
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let got = (
+                stats0,
+                h.stats(),
+                h.reasons()[unwatched] - reasons0[unwatched],
+            );
+
+            // A config that revoked a flow: a denied source's segment may belong to a flow
+            // opened while it was allowed, so the full path looks it up.
+            let mut settings = h.dp.settings().expect("settings");
+            settings.revoked_generation = settings.generation;
+            h.dp.set_settings(settings).expect("settings");
+            let before = h.stat("kubelet", TCP, D);
+            send(
+                &h,
+                &[frame(Fam::V4.denied(), Fam::V4.node(), 40105, KUBELET, ACK)],
+                &|h| h.stat("kubelet", TCP, D).packets > before.packets,
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let revoked = (before, h.stat("kubelet", TCP, D), h.events());
+            drop(link);
+            (got, revoked)
+        })
+        .expect("run in the test namespace");
+    let (stats0, stats1, unwatched) = got;
+    assert_eq!(unwatched, 2, "the unwatched ACKs counted as unwatched");
+    let delta = |group: &str, verdict: u8| {
+        let key = (group.to_owned(), "tcp", verdict);
+        let (a, b) = (
+            stats0.get(&key).copied().unwrap_or_default(),
+            stats1.get(&key).copied().unwrap_or_default(),
+        );
+        (
+            b.packets - a.packets,
+            b.bytes - a.bytes,
+            b.would_drop - a.would_drop,
+            b.dropped - a.dropped,
+            b.new_conns - a.new_conns,
+        )
+    };
+    let len = LEN as u64;
+    // (packets, bytes, would drop, dropped, new connections): one per family.
+    assert_eq!(delta("kubelet", A), (2, 2 * len, 0, 0, 0), "allowed ACKs");
+    assert_eq!(delta("kubelet", D), (2, 2 * len, 2, 0, 0), "denied ACKs");
+    assert_eq!(
+        delta("enforced", D),
+        (2, 2 * len, 0, 2, 0),
+        "denied RSTs, drop group"
+    );
+    assert_eq!(
+        delta("strict", A),
+        (2, 2 * len, 0, 0, 0),
+        "per-group allowlist"
+    );
+    let (before, after, events) = revoked;
+    assert_eq!(
+        (
+            after.packets - before.packets,
+            after.would_drop - before.would_drop,
+            after.new_conns - before.new_conns,
+        ),
+        (1, 1, 0),
+        "a revoking config's denied ACK is counted once: {after:?}"
+    );
+    assert!(
+        events.is_empty(),
+        "no flow on record, nothing to report: {events:?}"
+    );
 }
 
 /// On a live receive path the kernel moves the outer tag of a tagged frame into the skb's
