@@ -728,15 +728,7 @@ fn ipv6_extension_header_chains(h: &mut Harness, prog: Prog) {
 fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
     use ExtHeader::*;
     require_root();
-    let ns = node_monitor_lab::Netns::new("pull").expect("test namespace");
-    ns.ip(&[
-        "link", "add", "nmpull0", "mtu", "9000", "type", "veth", "peer", "name", "nmpull1", "mtu",
-        "9000",
-    ])
-    .expect("veth pair");
-    for dev in ["nmpull0", "nmpull1"] {
-        ns.ip(&["link", "set", dev, "up"]).expect("link up");
-    }
+    let ns = veth_lab("pull", "nmpull0", "nmpull1", "9000");
     let frames = [
         tcp(DENIED_V6, NODE_V6, 40060, KUBELET, SYN).ipv6_ext(&[DestOptsLen(37)]),
         tcp(DENIED_V6, NODE_V6, 40061, KUBELET, SYN).ipv6_ext(&[
@@ -792,17 +784,9 @@ fn tc_pulls_the_header_chain_of_a_non_linear_skb() {
 /// above: padded to 5,000 bytes, only their Ethernet header is linear.
 #[test]
 fn tc_counts_established_segments_of_a_non_linear_skb_as_the_full_path_does() {
-    require_root();
-    let ns = node_monitor_lab::Netns::new("peek").expect("test namespace");
-    ns.ip(&[
-        "link", "add", "nmpeek0", "mtu", "9000", "type", "veth", "peer", "name", "nmpeek1", "mtu",
-        "9000",
-    ])
-    .expect("veth pair");
-    for dev in ["nmpeek0", "nmpeek1"] {
-        ns.ip(&["link", "set", dev, "up"]).expect("link up");
-    }
     const LEN: usize = 5000;
+    require_root();
+    let ns = veth_lab("peek", "nmpeek0", "nmpeek1", "9000");
     let frame = |src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8| {
         tcp(src, dst, sport, dport, flags).pad_to(LEN).build()
     };
@@ -913,14 +897,7 @@ fn tc_counts_established_segments_of_a_non_linear_skb_as_the_full_path_does() {
 #[test]
 fn tc_reads_the_vlan_tag_in_the_skb_metadata() {
     require_root();
-    let ns = node_monitor_lab::Netns::new("vlanmeta").expect("test namespace");
-    ns.ip(&[
-        "link", "add", "nmvlan0", "type", "veth", "peer", "name", "nmvlan1",
-    ])
-    .expect("veth pair");
-    for dev in ["nmvlan0", "nmvlan1"] {
-        ns.ip(&["link", "set", dev, "up"]).expect("link up");
-    }
+    let ns = veth_lab("vlanmeta", "nmvlan0", "nmvlan1", "1500");
     let syn = |sport| tcp(DENIED_V4, NODE_V4, sport, KUBELET, SYN);
     // (source port, frame, VLAN ids the event must carry)
     let cases: Vec<(u16, Vec<u8>, (u16, u16))> = vec![
@@ -1007,6 +984,19 @@ fn tcx_ingress(h: &Harness, dev: &str) -> std::os::fd::OwnedFd {
     assert!(fd >= 0, "tcx attach: {}", std::io::Error::last_os_error());
     // SAFETY: a new fd the kernel just returned, owned from here on.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// A test namespace holding one veth pair `a`–`b`, both up, of `mtu` bytes.
+fn veth_lab(tag: &str, a: &str, b: &str, mtu: &str) -> node_monitor_lab::Netns {
+    let ns = node_monitor_lab::Netns::new(tag).expect("test namespace");
+    ns.ip(&[
+        "link", "add", a, "mtu", mtu, "type", "veth", "peer", "name", b, "mtu", mtu,
+    ])
+    .expect("veth pair");
+    for dev in [a, b] {
+        ns.ip(&["link", "set", dev, "up"]).expect("link up");
+    }
+    ns
 }
 
 /// Sends `frame` as it is out of `dev` over an AF_PACKET socket.

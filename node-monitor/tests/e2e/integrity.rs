@@ -8,7 +8,6 @@
 use std::{
     io::Write,
     net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsFd, AsRawFd},
     thread,
     time::Duration,
 };
@@ -274,34 +273,11 @@ fn source_revoked_while_connected_is_flagged() {
     fin.counters.check_invariants();
 }
 
-/// `BPF_MAP_FREEZE`, the bpf(2) command that freezes a map.
-const BPF_MAP_FREEZE: libc::c_long = 22;
-
 /// BPF_MAP_FREEZE on a pinned map: from then on the kernel refuses every write to it from
 /// user space, which makes a reload fail in the middle of its writes.
 fn freeze_pinned_map(path: &std::path::Path) {
-    let map = aya::maps::MapData::from_pin(path)
-        .unwrap_or_else(|e| panic!("open pinned map {}: {e}", path.display()));
-    let fd = map.fd().as_fd().as_raw_fd();
-    // union bpf_attr for BPF_MAP_FREEZE: the map fd first, the rest zero.
-    let mut attr = [0u8; 128];
-    attr[..4].copy_from_slice(&(fd as u32).to_ne_bytes());
-    // SAFETY: a valid bpf_attr buffer of the length given.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_FREEZE,
-            attr.as_mut_ptr(),
-            attr.len() as libc::c_uint,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "BPF_MAP_FREEZE {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    node_monitor::datapath::freeze_pinned_map(path)
+        .unwrap_or_else(|e| panic!("BPF_MAP_FREEZE {}: {e}", path.display()));
 }
 
 /// A reload that fails half-way: the new config allows outside on the kubelet for IPv4 and
