@@ -109,8 +109,8 @@ enum Command {
         /// Interfaces whose prefixes `node-subnets` stands for (as for `firewall`).
         #[arg(long = "iface", value_delimiter = ',')]
         ifaces: Vec<String>,
-        /// Where a running daemon pins its maps: its counters tell which open ports saw
-        /// sources outside their allowlist.
+        /// Where a running daemon pins its maps: its counters and flow table tell which open
+        /// ports saw sources outside their allowlist, and which of those the node accepted.
         #[arg(long, env = "NODE_MONITOR_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
         /// Internal (hidden): the daemon's audit process. Reads the daemon's view (a

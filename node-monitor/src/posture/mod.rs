@@ -449,6 +449,21 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
         .pin_dir
         .as_deref()
         .and_then(|d| crate::datapath::pinned_group_counters(d).ok());
+    let accepted = opts
+        .pin_dir
+        .as_deref()
+        .and_then(|d| crate::datapath::pinned_accepted_flagged(d).ok());
+    // Flagged connections the node accepted on `proto`/`ports` of `group`.
+    let accepted_on = |group: &str, proto: Protocol, first: u16, last: u16| -> u64 {
+        accepted
+            .iter()
+            .flatten()
+            .filter(|((g, p, port), _)| {
+                g == group && *p == proto.number() && (first..=last).contains(port)
+            })
+            .map(|(_, n)| *n)
+            .sum()
+    };
     let denied_seen = |group: &str| -> u64 {
         seen.iter()
             .flatten()
@@ -459,7 +474,14 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
     let resolved = opts.config.resolve_allowlists(&opts.node_subnets);
     let mut out = Vec::new();
     let mut looked = 0;
+    let mut enforced = Vec::new();
     for g in &opts.config.groups {
+        // Its own programs drop what the group's allowlist does not allow before any socket
+        // sees it: the firewall is not what closes these ports.
+        if g.action == crate::config::Action::Drop {
+            enforced.push(g.name.as_str());
+            continue;
+        }
         let nets: Vec<ipnet::IpNet> = resolved
             .iter()
             .filter(|(id, _)| *id == g.id)
@@ -498,34 +520,17 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
                 } else {
                     format!("{}-{}", r.start, r.end)
                 };
-                let denied = denied_seen(&g.name);
                 let what = format!(
                     "{}/{port} (group {}): no firewall rule drops new connections from outside its allowlist ({})",
                     proto.name(),
                     g.name,
                     fams.join(", ")
                 );
-                if denied > 0 {
-                    out.push(Finding::new(
-                        "NM-2041",
-                        Severity::High,
-                        "port open in the firewall and reached from outside its allowlist",
-                        format!(
-                            "{what}; the data path saw {denied} new connections from denied sources"
-                        ),
-                        "load `node-monitor firewall` rules, or set `action: drop` on the group",
-                        None,
-                    ));
-                } else {
-                    out.push(Finding::new(
-                        "NM-2040",
-                        Severity::Low,
-                        "port open in the firewall to sources outside its allowlist",
-                        what,
-                        "load `node-monitor firewall` rules, or set `action: drop` on the group",
-                        None,
-                    ));
-                }
+                out.push(open_port_finding(
+                    what,
+                    denied_seen(&g.name),
+                    accepted_on(&g.name, *proto, r.start, r.end),
+                ));
             }
         }
     }
@@ -543,11 +548,58 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
     Ok((
         out,
         format!(
-            "{looked} port ranges of groups with an allowlist, read from {}; counters: {}",
+            "{looked} port ranges of groups with an allowlist, read from {}; counters: {}{}",
             sources.join(", "),
-            if seen.is_some() { "pinned" } else { "none" }
+            if seen.is_some() { "pinned" } else { "none" },
+            if enforced.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not looked at, node-monitor drops outside their allowlists (action: drop): {}",
+                    enforced.join(", ")
+                )
+            }
         ),
     ))
+}
+
+/// The finding for a port range the firewall leaves open (`what` says which), by what the
+/// data path saw there: connections from outside the allowlist that the node accepted
+/// (`accepted`, from the pinned flow table: SYN-ACK seen) are critical (NM-2042); new
+/// connections from denied sources to the group (`denied`, the pinned counters) high
+/// (NM-2041); an open door nobody knocked on, low (NM-2040).
+fn open_port_finding(what: String, denied: u64, accepted: u64) -> Finding {
+    const FIX: &str = "load `node-monitor firewall` rules, or set `action: drop` on the group";
+    if accepted > 0 {
+        Finding::new(
+            "NM-2042",
+            Severity::Critical,
+            "port open in the firewall and it accepted connections from outside its allowlist",
+            format!(
+                "{what}; the node accepted {accepted} connections from denied sources (SYN-ACK seen, among the flows the data path still holds), of {denied} new connections from denied sources to the group"
+            ),
+            FIX,
+            None,
+        )
+    } else if denied > 0 {
+        Finding::new(
+            "NM-2041",
+            Severity::High,
+            "port open in the firewall and reached from outside its allowlist",
+            format!("{what}; the data path saw {denied} new connections from denied sources"),
+            FIX,
+            None,
+        )
+    } else {
+        Finding::new(
+            "NM-2040",
+            Severity::Low,
+            "port open in the firewall to sources outside its allowlist",
+            what,
+            FIX,
+            None,
+        )
+    }
 }
 
 /// A new connection from outside the allowlist to `proto`/`port` reaches the socket: no
@@ -615,6 +667,32 @@ mod tests {
             Protocol::Tcp,
             10250
         ));
+    }
+
+    #[test]
+    fn an_open_port_is_graded_by_what_reached_it() {
+        let f = |denied, accepted| {
+            let f = open_port_finding("tcp/10250 (group kubelet): open".into(), denied, accepted);
+            (f.id, f.severity, f.evidence)
+        };
+        let (id, sev, ev) = f(0, 0);
+        assert_eq!(
+            (id, sev, ev.as_str()),
+            ("NM-2040", Severity::Low, "tcp/10250 (group kubelet): open")
+        );
+        let (id, sev, ev) = f(3, 0);
+        assert_eq!((id, sev), ("NM-2041", Severity::High));
+        assert!(
+            ev.ends_with("saw 3 new connections from denied sources"),
+            "{ev}"
+        );
+        let (id, sev, ev) = f(3, 2);
+        assert_eq!((id, sev), ("NM-2042", Severity::Critical));
+        assert!(
+            ev.contains("the node accepted 2 connections from denied sources"),
+            "{ev}"
+        );
+        assert!(ev.contains("of 3 new connections"), "{ev}");
     }
 
     #[test]

@@ -357,7 +357,10 @@ fn audit_of_a_closed_node_finds_nothing() {
 }
 
 /// A daemon on the node has seen outside reach the kubelet, which no firewall rule
-/// protects: the audit, reading the daemon's pinned counters, says the open door was used.
+/// protects, and accepted there, and knock on the closed API server port: the audit, reading
+/// the daemon's pinned counters and flow table, says the open doors were used, and that one
+/// let outside in (critical). A group that node-monitor itself enforces (`action: drop`) is
+/// not reported open: its programs drop what the firewall lets through.
 #[test]
 fn audit_correlates_open_ports_with_the_traffic_seen() {
     let lab = setup();
@@ -378,25 +381,76 @@ fn audit_correlates_open_ports_with_the_traffic_seen() {
         ),
         TcpOutcome::Connected
     );
+    assert_eq!(
+        tcp_connect(
+            &lab.outside,
+            outside(45601, false),
+            node(6443, false),
+            CONNECT_TIMEOUT
+        ),
+        TcpOutcome::Refused
+    );
     let pin_dir = pin.path.to_str().unwrap().to_owned();
     let (_, v) = audit(&lab, &["--config", cfg.as_str(), "--pin-dir", &pin_dir]);
-    drop(context(d.stop()));
-    let seen = finding(&v, "NM-2041");
-    assert_eq!(seen["severity"], "high");
-    let evidence = seen["evidence"].as_str().unwrap();
-    assert!(
-        evidence.starts_with("tcp/10250 (group kubelet)")
-            && evidence.contains("saw 1 new connections from denied sources"),
-        "{v}"
+    let enforced = crate::common::temp::TempFile::new(
+        "posture-drop.yaml",
+        &crate::setup::test_config(&[(crate::setup::KUBELET_MONITOR, crate::setup::KUBELET_DROP)]),
     );
+    let (_, dropped) = audit(
+        &lab,
+        &["--config", enforced.as_str(), "--pin-dir", &pin_dir],
+    );
+    drop(context(d.stop()));
+    let on = |v: &Value, id: &str, port: &str| -> Option<String> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"] == id)
+            .filter_map(|f| f["evidence"].as_str())
+            .find(|e| e.starts_with(port))
+            .map(str::to_owned)
+    };
+    let kubelet = "tcp/10250 (group kubelet)";
+    let accepted =
+        on(&v, "NM-2042", kubelet).unwrap_or_else(|| panic!("no NM-2042 on the kubelet: {v}"));
     assert!(
+        accepted.contains("the node accepted 1 connections from denied sources")
+            && accepted.contains("of 1 new connections"),
+        "{accepted}"
+    );
+    assert_eq!(finding(&v, "NM-2042")["severity"], "critical", "{v}");
+    assert!(on(&v, "NM-2041", kubelet).is_none(), "{v}");
+    let refused = on(&v, "NM-2041", "tcp/6443 (group apiserver)")
+        .unwrap_or_else(|| panic!("no NM-2041 on the API server port: {v}"));
+    assert!(
+        refused.contains("saw 1 new connections from denied sources"),
+        "{refused}"
+    );
+    let detail = |v: &Value| -> String {
         v["checks"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["name"] == "firewall"
-                && c["detail"].as_str().unwrap().contains("counters: pinned")),
-        "{v}"
+            .find(|c| c["name"] == "firewall")
+            .and_then(|c| c["detail"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(detail(&v).contains("counters: pinned"), "{v}");
+    // The kubelet group enforced by node-monitor: no finding on its port, and the check says
+    // why; the API server port is still open and reported.
+    for id in ["NM-2040", "NM-2041", "NM-2042"] {
+        assert!(on(&dropped, id, kubelet).is_none(), "{id}: {dropped}");
+    }
+    assert!(
+        detail(&dropped)
+            .contains("node-monitor drops outside their allowlists (action: drop): kubelet"),
+        "{dropped}"
+    );
+    assert!(
+        on(&dropped, "NM-2041", "tcp/6443 (group apiserver)").is_some(),
+        "{dropped}"
     );
 }
 
