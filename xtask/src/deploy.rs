@@ -31,7 +31,7 @@ use crate::{
 /// The chart.
 pub const CHART: &str = "deploy/helm/node-monitor";
 /// `systemd-analyze security` exposure, times ten, above which the unit fails (the unit is
-/// at 2.3, "OK"; 3.0 is still "OK").
+/// at 2.8, "OK"; 3.0 is still "OK").
 pub const EXPOSURE_THRESHOLD: &str = "30";
 
 /// Where the checks write what they render (the configs, the rules).
