@@ -282,7 +282,14 @@ mod tests {
     #[test]
     fn bad_kubelet_config_and_flags() {
         let bad = GOOD_KUBELET
-            .replace("enabled: false", "enabled: true")
+            .replace(
+                "webhook:\n    enabled: true",
+                "webhook:\n    enabled: false",
+            )
+            .replace(
+                "anonymous:\n    enabled: false",
+                "anonymous:\n    enabled: true",
+            )
             .replace("mode: Webhook", "mode: AlwaysAllow")
             .replace("readOnlyPort: 0", "readOnlyPort: 10255")
             .replace("rotateCertificates: true", "rotateCertificates: false");
@@ -290,13 +297,14 @@ mod tests {
         let auth = kubelet_config(&p).unwrap();
         assert_eq!(
             ids(&kubelet_findings(&auth, "f")),
-            ["NM-2020", "NM-2022", "NM-2023", "NM-2024"]
+            ["NM-2020", "NM-2021", "NM-2022", "NM-2023", "NM-2024"]
         );
         // Flags override the file, both spellings.
         let mut fixed = auth.clone();
         let args: Vec<String> = [
             "kubelet",
             "--anonymous-auth=false",
+            "--authentication-token-webhook=true",
             "--authorization-mode",
             "Webhook",
             "--read-only-port=0",
@@ -307,6 +315,48 @@ mod tests {
         apply_kubelet_flags(&mut fixed, &args);
         assert!(kubelet_findings(&fixed, "f").is_empty(), "{fixed:?}");
         let _ = fs::remove_file(p);
+    }
+
+    /// The kubelet found by name in a /proc tree (other processes, and entries that are no
+    /// process, passed over), its command line split at NULs, its `--config` read from it.
+    #[test]
+    fn the_kubelet_command_line_is_read_from_proc() {
+        let root = std::env::temp_dir().join(format!("nm-proc-{}", uuid::Uuid::new_v4()));
+        let proc_entry = |name: &str, comm: &str, cmdline: &[u8]| {
+            let d = root.join(name);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("comm"), comm).unwrap();
+            fs::write(d.join("cmdline"), cmdline).unwrap();
+        };
+        proc_entry("self", "kubelet\n", b"not-a-pid\0");
+        proc_entry("17", "containerd\n", b"containerd\0--config\0/etc/c.toml\0");
+        assert_eq!(kubelet_cmdline(&root), None, "no kubelet yet");
+        proc_entry(
+            "4242",
+            "kubelet\n",
+            b"/usr/bin/kubelet\0--config=/var/lib/kubelet/config.yaml\0--read-only-port\x0010255\0",
+        );
+        let args = kubelet_cmdline(&root).expect("the kubelet");
+        assert_eq!(
+            args,
+            [
+                "/usr/bin/kubelet",
+                "--config=/var/lib/kubelet/config.yaml",
+                "--read-only-port",
+                "10255"
+            ]
+        );
+        assert_eq!(
+            kubelet_config_flag(&args),
+            Some("/var/lib/kubelet/config.yaml")
+        );
+        // Its flag overrides a good file: the read-only port is open.
+        let p = write("kubelet.yaml", GOOD_KUBELET);
+        let mut auth = kubelet_config(&p).unwrap();
+        apply_kubelet_flags(&mut auth, &args);
+        assert_eq!(ids(&kubelet_findings(&auth, "f")), ["NM-2023"]);
+        let _ = fs::remove_file(p);
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

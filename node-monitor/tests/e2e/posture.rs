@@ -282,11 +282,66 @@ fn audit_finds_the_open_doors() {
         })
         .collect();
     assert_eq!(rules, ids(&v));
+
+    // OCSF Compliance Findings, one per line, in the same order; the table names each
+    // finding with its severity. `--fail-on` moves the exit status: critical (NM-2010) is
+    // found, so 1 even at `critical`.
+    let cli = |format: &str, fail_on: &str| {
+        run_cli(
+            Some(&lab.node),
+            &[
+                "audit",
+                "--format",
+                format,
+                "--fail-on",
+                fail_on,
+                "--iface",
+                "eth0",
+                "--pin-dir",
+                "/nonexistent",
+            ],
+        )
+    };
+    let (status, stdout, stderr) = cli("ocsf", "critical");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let classes: Vec<(u64, String)> = stdout
+        .lines()
+        .map(|l| {
+            let d: Value = serde_json::from_str(l).unwrap();
+            (
+                d["class_uid"].as_u64().unwrap(),
+                d["finding_info"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(classes.len(), found.len(), "{stdout}");
+    assert!(classes.iter().all(|(c, _)| *c == 2003), "{stdout}");
+    let (status, stdout, stderr) = cli("table", "critical");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains("NM-2010 critical") && stdout.contains("check listeners"),
+        "{stdout}"
+    );
+    // Bad flags and a config that cannot be read are usage errors: exit 2, saying why.
+    let (status, _, stderr) = cli("json", "severe");
+    assert_eq!(status.code(), Some(2), "an unknown severity: {stderr}");
+    let (status, _, stderr) = run_cli(
+        Some(&lab.node),
+        &["audit", "--config", "/nonexistent/node-monitor.yaml"],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/node-monitor.yaml"),
+        "{stderr}"
+    );
 }
 
 /// A closed node: the kubelet refuses anonymous requests, no read-only port, node-local
-/// endpoints on loopback, a good kubelet config, and the rules of `node-monitor firewall`
-/// loaded into nft: no findings, exit 0.
+/// endpoints on loopback, a good kubelet config and API server manifest, and the rules of
+/// `node-monitor firewall` loaded into nft: no findings, exit 0.
 #[test]
 fn audit_of_a_closed_node_finds_nothing() {
     daemon::require_root_and_tools(&["openssl"]);
@@ -317,11 +372,22 @@ fn audit_of_a_closed_node_finds_nothing() {
     let file = dir.file("rules.nft");
     std::fs::write(&file, &rules).unwrap();
     load(&lab.node, "nft", &["-f"], &file);
+    let manifest = dir.file("kube-apiserver.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    \
+         - kube-apiserver\n    - --anonymous-auth=false\n    \
+         - --kubelet-client-certificate=/etc/kubernetes/pki/apiserver-kubelet-client.crt\n    \
+         - --kubelet-client-key=/etc/kubernetes/pki/apiserver-kubelet-client.key\n",
+    )
+    .unwrap();
     let (code, v) = audit(
         &lab,
         &[
             "--kubelet-config",
             config.to_str().unwrap(),
+            "--apiserver-manifest",
+            manifest.to_str().unwrap(),
             "--pin-dir",
             "/nonexistent",
         ],
@@ -340,7 +406,7 @@ fn audit_of_a_closed_node_finds_nothing() {
             ("listeners", "ok"),
             ("kubelet-api", "ok"),
             ("kubelet-settings", "ok"),
-            ("apiserver-settings", "skipped"),
+            ("apiserver-settings", "ok"),
             ("firewall", "ok"),
             // No cluster in the lab: the identity checks say they were skipped, and why.
             ("identity", "skipped"),
