@@ -497,20 +497,12 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
         for proto in &g.protocols {
             for r in &g.ports {
                 looked += 1;
-                let mut ports = vec![r.start];
-                if r.end != r.start {
-                    ports.push(r.end);
-                }
-                let open_in = |v6: bool| {
-                    !everyone(v6)
-                        && ports.iter().any(|p| {
-                            open_in_every_back_end(if v6 { &ipt6 } else { &ipt4 }, &nft, *proto, *p)
-                        })
-                };
-                let fams: Vec<&str> = [("IPv4", open_in(false)), ("IPv6", open_in(true))]
+                let families = [(&ipt4, false), (&ipt6, true)]
+                    .map(|(ipt, v6)| (!everyone(v6)).then(|| open_ports(ipt, &nft, *proto, *r)));
+                let fams: Vec<String> = ["IPv4", "IPv6"]
                     .into_iter()
-                    .filter(|(_, open)| *open)
-                    .map(|(f, _)| f)
+                    .zip(families)
+                    .filter_map(|(f, open)| open_family(f, open?))
                     .collect();
                 if fams.is_empty() {
                     continue;
@@ -602,6 +594,42 @@ fn open_port_finding(what: String, denied: u64, accepted: u64) -> Finding {
     }
 }
 
+/// Ports of a range evaluated one by one at most; a longer range (a config may name one) is
+/// judged by its two ends, and the finding says so.
+const PORTS_EVALUATED: u32 = 8192;
+
+/// Of the ports of `range` that the check looks at ([`PORTS_EVALUATED`]), how many a new
+/// connection from outside the allowlist reaches (`.0`), and how many it looked at (`.1`).
+/// Every port, since a rule may drop some ports of a range and not others: its two ends
+/// dropped one by one say nothing of the ports between them.
+fn open_ports(
+    iptables: &[netfilter::Iptables],
+    nft: &netfilter::Nft,
+    proto: Protocol,
+    range: crate::config::PortRange,
+) -> (usize, usize) {
+    let ports: Vec<u16> = if u32::from(range.end - range.start) < PORTS_EVALUATED {
+        (range.start..=range.end).collect()
+    } else {
+        vec![range.start, range.end]
+    };
+    let open = ports
+        .iter()
+        .filter(|p| open_in_every_back_end(iptables, nft, proto, **p))
+        .count();
+    (open, ports.len())
+}
+
+/// How one family of a range reads in a finding: `None` when no port is open; the family
+/// alone when every port looked at is; else how many of them.
+fn open_family(family: &str, (open, looked): (usize, usize)) -> Option<String> {
+    match open {
+        0 => None,
+        n if n == looked => Some(family.to_owned()),
+        n => Some(format!("{family}: {n} of the {looked} ports looked at")),
+    }
+}
+
 /// A new connection from outside the allowlist to `proto`/`port` reaches the socket: no
 /// iptables back end read (nft-backed, legacy) and no native nft chain drops it. Every back
 /// end filters the packet on its own, so one drop closes the port.
@@ -667,6 +695,46 @@ mod tests {
             Protocol::Tcp,
             10250
         ));
+    }
+
+    /// Every port of a range is looked at: its two ends dropped one by one leave the ports
+    /// between them open, and a rule on part of the range leaves the rest open.
+    #[test]
+    fn a_range_is_open_where_any_of_its_ports_is() {
+        let rules = |lines: &str| {
+            netfilter::parse_iptables_save(&format!(
+                "*filter\n:INPUT ACCEPT [0:0]\n{lines}COMMIT\n"
+            ))
+        };
+        let nft = netfilter::Nft::default();
+        let range = crate::config::PortRange {
+            start: 30000,
+            end: 32767,
+        };
+        let ends = rules(
+            "-A INPUT -p tcp -m tcp --dport 30000 -j DROP\n-A INPUT -p tcp -m tcp --dport 32767 -j DROP\n",
+        );
+        let part = rules("-A INPUT -p tcp -m tcp --dport 30000:31000 -j DROP\n");
+        let all = rules("-A INPUT -p tcp -m tcp --dport 30000:32767 -j DROP\n");
+        let see = |ipt: netfilter::Iptables| {
+            open_family("IPv4", open_ports(&[ipt], &nft, Protocol::Tcp, range))
+        };
+        assert_eq!(
+            see(ends).as_deref(),
+            Some("IPv4: 2766 of the 2768 ports looked at")
+        );
+        assert_eq!(
+            see(part).as_deref(),
+            Some("IPv4: 1767 of the 2768 ports looked at")
+        );
+        assert_eq!(see(all), None);
+        assert_eq!(see(rules("")).as_deref(), Some("IPv4"));
+        // Past the bound, the two ends alone.
+        let wide = crate::config::PortRange {
+            start: 1,
+            end: 65535,
+        };
+        assert_eq!(open_ports(&[rules("")], &nft, Protocol::Tcp, wide), (2, 2));
     }
 
     #[test]
