@@ -311,7 +311,9 @@ pub(crate) fn flood(
             writeln!(
                 report,
                 "Daemon, {} (last round): kubelet new connections {}, events {}, rate-limited {}, \
-                 withheld by the group budget {}, lost to a full ring buffer {}; events read {}; \
+                 withheld by the group budget {}, lost to a full ring buffer {}; records read {} \
+                 (the events above plus the egress program's answer events, which no group \
+                 counter counts); \
                  tables at exit: {}, {}, {}, {}.\n",
                 traffic.name(),
                 kernel_counter(s, "new_conns"),
