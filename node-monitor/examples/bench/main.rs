@@ -16,7 +16,7 @@
 //! tests' property checks (`--property-frames`, 10 million by default).
 //!
 //! For tuning runs: `--only data-path|pipeline|rendering|identity|flood|live|property` runs one
-//! section;
+//! section, into the file `--output` names (a partial run never replaces BENCHMARKS.md);
 //! `NM_BENCH_CIDRS=N` keeps only the first N CIDRs of the allowlist; `NM_BENCH_RATE=N` sets
 //! `events_per_source_per_second` (default 4294967295, so that no event is rate-limited;
 //! 0 skips the token bucket altogether). The node-wide group budget is off
@@ -61,9 +61,10 @@ use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
-    /// Where to write the Markdown report.
-    #[arg(long, default_value = "node-monitor/BENCHMARKS.md")]
-    output: PathBuf,
+    /// Where to write the Markdown report (default: node-monitor/BENCHMARKS.md, which a partial
+    /// run, `--only`, `--live-mode` or `--live-case`, may not replace: it needs `--output`).
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// BPF_PROG_TEST_RUN repeat count per measurement (>= 1,000,000 for the report).
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
@@ -128,6 +129,15 @@ fn main() -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark loads eBPF programs: run it as root (cargo xtask bench does)");
     }
+    let partial = args.only.is_some() || !args.live_mode.is_empty() || !args.live_case.is_empty();
+    let output = match (&args.output, partial) {
+        (Some(p), _) => p.clone(),
+        (None, false) => PathBuf::from("node-monitor/BENCHMARKS.md"),
+        (None, true) => bail!(
+            "a partial run (--only, --live-mode or --live-case) writes a report of just that part: \
+             give --output FILE, so that node-monitor/BENCHMARKS.md is not replaced by it"
+        ),
+    };
     let wanted = |s: Section| args.only.is_none_or(|o| o == s);
     let mut report = String::new();
     if wanted(Section::DataPath) {
@@ -172,11 +182,10 @@ fn main() -> anyhow::Result<()> {
         property::property(args.property_frames, &mut report)?;
     }
     print!("{report}");
-    if let Some(dir) = args.output.parent() {
+    if let Some(dir) = output.parent() {
         std::fs::create_dir_all(dir).ok();
     }
-    std::fs::write(&args.output, &report)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("wrote {}", args.output.display());
+    std::fs::write(&output, &report).with_context(|| format!("writing {}", output.display()))?;
+    eprintln!("wrote {}", output.display());
     Ok(())
 }
