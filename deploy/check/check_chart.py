@@ -5,8 +5,9 @@ the default values, for values-nondefault.yaml and for values-tls.yaml (every TL
 Secret: each file the config names must be in a mounted Secret, and the config is written
 with those files made under OUT so that check-config reads them); values that break the
 schema or combinations that cannot work must be refused; every rendered object must validate, strict, against
-the Kubernetes API schemas of kubernetes-validate; deploy/manifests/ must be the default
-render. The daemon's config from each render, and the PrometheusRule's rules, are written to
+the Kubernetes API schemas of kubernetes-validate, and the ServiceMonitor and PrometheusRule,
+strict too, against the prometheus-operator CRD schemas vendored in deploy/check/crds/;
+deploy/manifests/ must be the default render. The daemon's config from each render, and the PrometheusRule's rules, are written to
 OUT for the checks that need the daemon and promtool (xtask/src/deploy.rs).
 
 usage: check_chart.py OUT [--write-manifests]
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import yaml
 
@@ -28,14 +30,51 @@ MANIFESTS = ROOT / "deploy/manifests/node-monitor.yaml"
 RELEASE, NAMESPACE = "node-monitor", "node-monitor"
 # The Kubernetes version the objects are validated for: the newest kubernetes-validate ships.
 KUBE_VERSION = kubernetes_validate.utils.latest_version()
-# Custom resources: kubernetes-validate has no schema for them. They are written to
-# OUT/crs.json for validate_crs.mjs (the operator's CRD schemas as an npm package compiles
-# them); here, the PrometheusRule's spec is files/rules.yaml (promtool checks and tests those)
-# and the ServiceMonitor selects the chart's metrics Service by its labels and port name.
-SKIPPED = {
-    "ServiceMonitor": "prometheus-operator CRD: validated by validate_crs.mjs against the CRD schema (npm @kubernetes-models/prometheus-operator); its selector and port are checked against the Service here",
-    "PrometheusRule": "prometheus-operator CRD: validated by validate_crs.mjs against the CRD schema (npm @kubernetes-models/prometheus-operator); its spec is checked to be files/rules.yaml here, which promtool checks and tests",
-}
+# Custom resources: kubernetes-validate has no schema for them. They validate against the
+# prometheus-operator CRD schemas vendored in deploy/check/crds/ (deploy/check/vendor_crds.py
+# wrote them; crds/README.md says from what), made strict here; besides, the PrometheusRule's
+# spec is files/rules.yaml (promtool checks and tests those) and the ServiceMonitor selects the
+# chart's metrics Service by its labels and port name.
+CRDS = ROOT / "deploy/check/crds"
+CRD_SCHEMAS = {"ServiceMonitor": "servicemonitor.schema.json", "PrometheusRule": "prometheusrule.schema.json"}
+
+
+def strict(node):
+    """The schema with unknown fields refused, as kubernetes-validate's strict mode refuses them:
+    `additionalProperties: false` on every object schema that lists its fields and says nothing
+    of others (none of these CRDs' objects keeps unknown fields; an object without a field list,
+    such as managedFields' FieldsV1, stays free-form). ObjectMeta is strict too: a misspelt
+    `lables` is refused here as it is on the chart's other objects."""
+    if isinstance(node, list):
+        return [strict(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: strict(v) for k, v in node.items()}
+    pattern = node.get("pattern")
+    if isinstance(pattern, str) and pattern.startswith("^(?i)"):
+        # The operator's patterns are Go's RE2, which takes a flag anywhere; Python's re
+        # wants a global flag first. The same expression.
+        node["pattern"] = "(?i)^" + pattern[len("^(?i)"):]
+    if node.get("properties") and "additionalProperties" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        node["additionalProperties"] = False
+    return node
+
+
+def crd_validator(kind):
+    schema = strict(json.loads((CRDS / CRD_SCHEMAS[kind]).read_text()))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+CRD_VALIDATORS = {kind: crd_validator(kind) for kind in CRD_SCHEMAS}
+
+
+def crd_errors(o):
+    """Where `o` breaks its CRD schema (strict), one line each; empty when it validates."""
+    v = CRD_VALIDATORS[o["kind"]]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '.'}: {e.message}" for e in sorted(v.iter_errors(o), key=str)]
+
 
 failures = []
 
@@ -86,15 +125,19 @@ def validate(objs, label):
     for o in objs:
         kind = o.get("kind")
         name = f"{kind}/{o.get('metadata', {}).get('name')}"
-        if kind in SKIPPED:
-            print(f"  skipped {name} ({label}): {SKIPPED[kind]}")
+        if kind in CRD_VALIDATORS:
+            errors = crd_errors(o)
+            if errors:
+                fail(f"CRD schema strict ({label}) {name}: {errors}")
+            else:
+                kinds[kind] = kinds.get(kind, 0) + 1
             continue
         try:
             kubernetes_validate.validate(o, KUBE_VERSION, strict=True)
             kinds[kind] = kinds.get(kind, 0) + 1
         except Exception as e:  # ValidationError, SchemaNotFoundError
             fail(f"kubernetes-validate {KUBE_VERSION} strict ({label}) {name}: {e}")
-    ok(f"kubernetes-validate {KUBE_VERSION} strict ({label}): {sum(kinds.values())} objects {sorted(kinds)}")
+    ok(f"kubernetes-validate {KUBE_VERSION} and CRD schemas, strict ({label}): {sum(kinds.values())} objects {sorted(kinds)}")
 
 
 def find(objs, kind, suffix=""):
@@ -304,11 +347,11 @@ def main():
     tls = yaml.safe_load((ROOT / "deploy/check/values-tls.yaml").read_text())
     print(f"helm engine {helm.helm_sdk_version()} (helm-c {helm.helm_c_version()}); Kubernetes schemas {KUBE_VERSION}")
     with helm.Chart.load(str(CHART)) as chart:
-        all_crs = []
+        renders = {}
         for label, values in [("default", None), ("non-default", nondefault), ("tls", tls)]:
             lint(values, label)
             stream = as_stream(render(chart, values))
-            objs = objects(stream)
+            objs = renders[label] = objects(stream)
             validate(objs, label)
             check_daemonset(objs, values or {}, label)
             check_rbac(objs, label)
@@ -317,7 +360,6 @@ def main():
             if label == "tls":
                 (ok if len(files) >= 10 else fail)(f"secrets (tls): the config names {len(files)} Secret files")
             (out / f"config-{label}.yaml").write_text(config_with_secret_files(config_of(objs), files, out))
-            all_crs.extend(o for o in objs if o["kind"] in SKIPPED)
             rules = find(objs, "PrometheusRule")
             if rules:
                 (out / f"rules-{label}.yaml").write_text(yaml.safe_dump(rules[0]["spec"], sort_keys=False))
@@ -333,8 +375,22 @@ def main():
                 else:
                     ok(f"{MANIFESTS.relative_to(ROOT)} is the chart's default render")
 
-        # Every render's custom resources, for validate_crs.mjs.
-        (out / "crs.json").write_text(json.dumps(all_crs, indent=1))
+        # The CRD check itself: each of these breaks the schema and must be refused.
+        # (The non-default render, which has both.)
+        (sm,) = find(renders["non-default"], "ServiceMonitor")
+        (pr,) = find(renders["non-default"], "PrometheusRule")
+        for what, o, change, needle in [
+            ("a ServiceMonitor with a numeric interval", sm, lambda o: o["spec"]["endpoints"][0].update(interval=30), "endpoints/0/interval"),
+            ("an unknown field in a ServiceMonitor endpoint", sm, lambda o: o["spec"]["endpoints"][0].update(scrapeInterval="30s"), "scrapeInterval"),
+            ("a PrometheusRule rule with an unknown field", pr, lambda o: o["spec"]["groups"][0]["rules"][0].update(severity="critical"), "severity"),
+            ("a PrometheusRule without its groups' names", pr, lambda o: o["spec"]["groups"][0].pop("name"), "name"),
+            ("a misspelt metadata field", sm, lambda o: o["metadata"].update(lables={"a": "b"}), "lables"),
+        ]:
+            bad = copy.deepcopy(o)
+            change(bad)
+            errors = crd_errors(bad)
+            good = any(needle in e for e in errors)
+            (ok if good else fail)(f"CRD schema strict refuses {what}: {errors[:1] or 'accepted'}")
 
         # The dashboard's queries as recording rules, so that promtool parses their PromQL
         # (Grafana's variables replaced by values of their kind).

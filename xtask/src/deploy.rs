@@ -4,9 +4,9 @@
 //! - `deploy/check/check_chart.py` (in the venv that [`crate::setup`] makes): Helm's own engine
 //!   renders and lints the chart for the default values and a non-default set, refuses values
 //!   that break the schema, every object validates (strict) against the Kubernetes schemas of
-//!   kubernetes-validate, and `deploy/manifests/` is the default render;
-//! - `deploy/check/validate_crs.mjs`: the ServiceMonitor and PrometheusRule against the
-//!   prometheus-operator CRD schemas (the npm package that setup installs);
+//!   kubernetes-validate, the ServiceMonitor and PrometheusRule (strict) against the
+//!   prometheus-operator CRD schemas vendored in `deploy/check/crds/`, and `deploy/manifests/`
+//!   is the default render;
 //! - `node-monitor check-config` on the config each render holds;
 //! - `promtool check rules` on the rule file, the rendered PrometheusRule and the dashboard's
 //!   queries (as recording rules, for promtool's PromQL parser), and
@@ -74,17 +74,8 @@ pub fn checks(root: &Path) -> anyhow::Result<()> {
         }
     };
     step(
-        "chart (helm, kubernetes-validate)",
+        "chart (helm, kubernetes-validate, CRD schemas)",
         check_chart(root, false),
-    );
-
-    let mut crs = Command::new("node");
-    crs.arg(root.join("deploy/check/validate_crs.mjs"))
-        .arg(setup::deploy_npm(root).join("node_modules"))
-        .arg(out_dir(root).join("crs.json"));
-    step(
-        "custom resources (prometheus-operator CRD schemas)",
-        Ok(crs),
     );
 
     // The daemon on the configs the chart renders: the binary the tests run

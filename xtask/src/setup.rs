@@ -48,19 +48,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 
 /// PyPI packages of the deploy checks (`deploy/check/check_chart.py`), in a venv of their own
 /// under `target/`: Helm's engine (Helm v4's Go SDK, bundled: no helm binary, no network) and
-/// the Kubernetes API schemas.
+/// the Kubernetes API schemas (kubernetes-validate brings `jsonschema`, which the checks also use
+/// for the prometheus-operator CRD schemas vendored in `deploy/check/crds/`).
 pub const DEPLOY_PYTHON_PACKAGES: &[&str] =
     &["helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0"];
-
-/// npm package of the deploy checks (`deploy/check/validate_crs.mjs`), under `target/`: the
-/// prometheus-operator CRD schemas, compiled, to validate the chart's ServiceMonitor and
-/// PrometheusRule.
-pub const DEPLOY_NPM_PACKAGE: (&str, &str) = ("@kubernetes-models/prometheus-operator", "6.0.0");
-
-/// Where [`DEPLOY_NPM_PACKAGE`] is installed (its `node_modules` is beside).
-pub fn deploy_npm(root: &Path) -> std::path::PathBuf {
-    root.join("target/deploy-npm")
-}
 
 /// The deploy checks' venv.
 pub fn deploy_venv(root: &Path) -> std::path::PathBuf {
@@ -391,38 +382,6 @@ fn step_deploy_venv(root: &Path) -> anyhow::Result<()> {
     install(&python.to_string_lossy(), &args)
 }
 
-/// [`DEPLOY_NPM_PACKAGE`] at its pinned version, with the machine's npm.
-fn step_deploy_npm(root: &Path) -> anyhow::Result<()> {
-    let (name, version) = DEPLOY_NPM_PACKAGE;
-    let dir = deploy_npm(root);
-    let manifest = dir.join("node_modules").join(name).join("package.json");
-    let installed = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["version"].as_str().map(str::to_owned));
-    if installed.as_deref() == Some(version) {
-        println!("setup: deploy checks npm: {name}@{version} present");
-        return Ok(());
-    }
-    println!(
-        "setup: deploy checks npm: installing {name}@{version} into {}",
-        dir.display()
-    );
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    install(
-        "npm",
-        &[
-            "install",
-            "--prefix",
-            &dir.to_string_lossy(),
-            "--no-audit",
-            "--no-fund",
-            "--silent",
-            &format!("{name}@{version}"),
-        ],
-    )
-}
-
 fn step_bpffs() -> anyhow::Result<()> {
     if lab::ensure_bpffs()? {
         println!("setup: bpffs: mounted at {}", lab::BPFFS);
@@ -443,7 +402,6 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     step_bpf_linker().context("setup: bpf-linker")?;
     step_cargo_fuzz().context("setup: cargo-fuzz")?;
     step_deploy_venv(root).context("setup: deploy checks venv")?;
-    step_deploy_npm(root).context("setup: deploy checks npm")?;
     step_bpffs().context("setup: bpffs")?;
     // `ip` must now work: a cheap sanity check that names the fix.
     run_ok(command("ip", &["netns", "list"]), QUICK).context("setup: `ip netns list`")?;
