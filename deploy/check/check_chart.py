@@ -224,6 +224,27 @@ def check_daemonset(objs, values, label):
         (ok if good else fail)(f"DaemonSet ({label}): {what}")
 
 
+# The daemon's own default pod_interfaces (its embedded default config), which the chart's
+# podInterfaces.patterns default must equal.
+DAEMON_DEFAULT = ROOT / "node-monitor/src/config/default-config.yaml"
+
+
+def check_config(objs, values, label):
+    """The interface values reach the rendered config: `interfaces` as it is, `pod_interfaces`
+    as podInterfaces.patterns (default: the daemon's) followed by podInterfaces.extra."""
+    config = yaml.safe_load(config_of(objs))
+    daemon = yaml.safe_load(DAEMON_DEFAULT.read_text())["pod_interfaces"]
+    pod = {"patterns": daemon, "extra": []}
+    pod.update(values.get("podInterfaces", {}))
+    want = list(dict.fromkeys(pod["patterns"] + pod["extra"]))
+    (ok if config.get("interfaces") == values.get("interfaces", []) else fail)(
+        f"config ({label}): interfaces {config.get('interfaces')}"
+    )
+    (ok if config.get("pod_interfaces") == want else fail)(
+        f"config ({label}): pod_interfaces {config.get('pod_interfaces')} (want {want})"
+    )
+
+
 def check_rbac(objs, label):
     """get/list/watch only, on exactly the kinds src/cluster/mod.rs watches."""
     (cr,) = find(objs, "ClusterRole")
@@ -355,6 +376,7 @@ def main():
             validate(objs, label)
             check_daemonset(objs, values or {}, label)
             check_rbac(objs, label)
+            check_config(objs, values or {}, label)
             check_monitoring(objs, label)
             files = check_secrets(objs, label)
             if label == "tls":
@@ -420,6 +442,8 @@ def main():
             ("audit severity", {"audit": {"minSeverity": "urgent"}}, "minSeverity"),
             ("audit interval under 10 s", {"audit": {"intervalSeconds": 5}}, "intervalSeconds"),
             ("audit kubelet config not absolute", {"audit": {"kubeletConfig": "config.yaml"}}, "kubeletConfig"),
+            ("a pod interface with a slash", {"podInterfaces": {"extra": ["net/1"]}}, "extra"),
+            ("pod interfaces null (use [] to turn them off)", {"podInterfaces": {"patterns": None}}, "patterns"),
         ]
         for label, values, needle in bad:
             try:
@@ -437,6 +461,17 @@ def main():
         refused(chart, {"service": {"enabled": True}}, "a Service over a loopback endpoint", "loopback")
         refused(chart, {"sinks": {"stdout": {"enabled": False}}}, "no sink", "at least one sink")
         refused(chart, {"audit": {"intervalSeconds": 60, "timeoutSeconds": 120}}, "an audit timeout longer than its interval", "longer than audit.intervalSeconds")
+        # The chart's default pod interfaces are the daemon's, and the values replace or extend them.
+        chart_default = yaml.safe_load((CHART / "values.yaml").read_text())["podInterfaces"]["patterns"]
+        daemon_default = yaml.safe_load(DAEMON_DEFAULT.read_text())["pod_interfaces"]
+        (ok if chart_default == daemon_default else fail)(
+            f"values.yaml podInterfaces.patterns is the daemon's default pod_interfaces ({DAEMON_DEFAULT.relative_to(ROOT)})"
+        )
+        for label, values in [
+            ("pod interfaces replaced", {"podInterfaces": {"patterns": ["cali*"], "extra": ["cali*", "weave"]}}),
+            ("pod interfaces off", {"podInterfaces": {"patterns": []}}),
+        ]:
+            check_config(objects(as_stream(render(chart, values))), values, label)
         # The audit off: no hostPID, no SYS_PTRACE nor NET_RAW even if asked, no mounts of the
         # node's files.
         off = {"audit": {"enabled": False, "processOwners": True, "legacyIptables": True}}

@@ -133,6 +133,7 @@ config names files under each dir (node-monitor.config), the DaemonSet mounts ea
 {{- define "node-monitor.config" -}}
 # Rendered by the node-monitor Helm chart from its values; `node-monitor check-config` accepts it.
 interfaces: {{ toJson .Values.interfaces }}
+pod_interfaces: {{ toJson (concat .Values.podInterfaces.patterns .Values.podInterfaces.extra | uniq) }}
 attach: {{ .Values.attach }}
 groups:
 {{- range $name, $g := .Values.groups }}
