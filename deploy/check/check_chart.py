@@ -4,17 +4,22 @@ Helm's own engine (helm-python-sdk bundles Helm v4's Go SDK) renders and lints t
 the default values, for values-nondefault.yaml and for values-tls.yaml (every TLS and token
 Secret: each file the config names must be in a mounted Secret, and the config is written
 with those files made under OUT so that check-config reads them); values that break the
-schema or combinations that cannot work must be refused; every rendered object must validate, strict, against
-the Kubernetes API schemas of kubernetes-validate, and the ServiceMonitor and PrometheusRule,
-strict too, against the prometheus-operator CRD schemas vendored in deploy/check/crds/;
-deploy/manifests/ must be the default render. The daemon's config from each render, and the PrometheusRule's rules, are written to
-OUT for the checks that need the daemon and promtool (xtask/src/deploy.rs).
+schema or combinations that cannot work must be refused; every rendered object must validate,
+strict, against the Kubernetes API schemas of kubernetes-validate, and the ServiceMonitor and
+PrometheusRule, strict too, against the prometheus-operator CRD schemas vendored in
+deploy/check/crds/; deploy/manifests/ must be the default render; the chart's interface values
+must reach the rendered config; every metric name of the rules and the dashboard must be the
+daemon's (`node_monitor_*`, which the e2e test `deploy` finds in a real scrape) or one allowed
+by name (FOREIGN_METRICS: Prometheus's `up`, two of kube-state-metrics'). The daemon's config
+from each render, and the PrometheusRule's rules, are written to OUT for the checks that need
+the daemon and promtool (xtask/src/deploy.rs).
 
 usage: check_chart.py OUT [--write-manifests]
 """
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -275,6 +280,33 @@ def check_monitoring(objs, label):
         (ok if rule[0]["spec"] == want else fail)(f"PrometheusRule ({label}): spec is files/rules.yaml")
 
 
+# Metric names in the rules and the dashboard that the daemon does not export, each allowed by
+# name with its reason. Every other name must be `node_monitor_*`, which the e2e test `deploy`
+# (node-monitor/tests/e2e/deploy.rs) finds in a real scrape of the daemon.
+FOREIGN_METRICS = {
+    "up": "Prometheus's own, one per scraped target: NodeMonitorDown, NodeMonitorAbsent",
+    "kube_daemonset_status_desired_number_scheduled": "kube-state-metrics: NodeMonitorPodsMissing sees a node with no monitor pod at all",
+    "kube_daemonset_status_number_available": "kube-state-metrics: NodeMonitorPodsMissing sees a node with no monitor pod at all",
+}
+PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right", "inf", "nan"}
+
+
+def promql_metric_names(expr):
+    """The metric names an expression selects: string literals, label matchers, ranges and
+    grouping lists taken out, then every identifier that is not a function call or a keyword."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = re.findall(r"(?<![\w.$])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()", e)
+    return {n for n in names if n.lower() not in PROMQL_WORDS}
+
+
+def not_allowed(names):
+    """The names that are neither the daemon's (`node_monitor_*`) nor allowed by name above."""
+    return sorted(n for n in names if not n.startswith("node_monitor_") and n not in FOREIGN_METRICS)
+
+
 SECRETS_DIR = "/var/run/secrets/node-monitor"
 
 
@@ -424,6 +456,26 @@ def main():
         ]
         (out / "dashboard-queries.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rec}]}))
         (ok if len(exprs) >= 8 else fail)(f"dashboard: {len(exprs)} queries written for promtool")
+
+        # Metric names: the daemon's, or allowed by name (FOREIGN_METRICS).
+        rules = yaml.safe_load((CHART / "files/rules.yaml").read_text())
+        used = set()
+        for what, exs in [("files/rules.yaml", [r["expr"] for g in rules["groups"] for r in g["rules"]]),
+                          ("files/dashboard.json", exprs)]:
+            names = set().union(*map(promql_metric_names, exs))
+            used |= names
+            bad = not_allowed(names)
+            (ok if names and not bad else fail)(
+                f"metric names ({what}): {len(names)}, each node_monitor_* or allowed by name"
+                + (f"; not allowed: {bad}" if bad else f" ({sorted(names & set(FOREIGN_METRICS))})")
+            )
+        unused = sorted(set(FOREIGN_METRICS) - used)
+        (ok if not unused else fail)(f"metric names: every name allowed is used (unused: {unused})")
+        want = {"node_monitor_flagged_connections_total", "up", "kube_daemonset_status_number_available"}
+        got = promql_metric_names('sum by (instance, group) (increase(node_monitor_flagged_connections_total{group=~"kubelet|x"}[5m])) > 0 or up{job="a"} == 0 unless on (namespace) kube_daemonset_status_number_available offset 5m')
+        (ok if got == want else fail)(f"metric names: the PromQL scan finds {sorted(got)}")
+        bad = not_allowed(promql_metric_names("rate(node_exporter_cpu_seconds_total[5m]) > 0"))
+        (ok if bad == ["node_exporter_cpu_seconds_total"] else fail)(f"metric names: a name neither the daemon's nor allowed is refused ({bad})")
 
         ns = objects((ROOT / "deploy/manifests/namespace.yaml").read_text())
         validate(ns, "deploy/manifests/namespace.yaml")

@@ -5,8 +5,9 @@
 //!   renders and lints the chart for the default values and a non-default set, refuses values
 //!   that break the schema, every object validates (strict) against the Kubernetes schemas of
 //!   kubernetes-validate, the ServiceMonitor and PrometheusRule (strict) against the
-//!   prometheus-operator CRD schemas vendored in `deploy/check/crds/`, and `deploy/manifests/`
-//!   is the default render;
+//!   prometheus-operator CRD schemas vendored in `deploy/check/crds/`, `deploy/manifests/`
+//!   is the default render, and every metric name of the rules and the dashboard is the
+//!   daemon's or one allowed by name (`up`, kube-state-metrics');
 //! - `node-monitor check-config` on the config each render holds;
 //! - `promtool check rules` on the rule file, the rendered PrometheusRule and the dashboard's
 //!   queries (as recording rules, for promtool's PromQL parser), and
