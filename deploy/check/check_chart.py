@@ -469,6 +469,12 @@ def main():
                 f"metric names ({what}): {len(names)}, each node_monitor_* or allowed by name"
                 + (f"; not allowed: {bad}" if bad else f" ({sorted(names & set(FOREIGN_METRICS))})")
             )
+        # A promtool unit test per alert: each alert of the rule file fires in rules_test.yaml.
+        tests = yaml.safe_load((CHART / "tests/rules_test.yaml").read_text())
+        fired = {t["alertname"] for case in tests["tests"] for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
+        alerts = [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+        untested = [a for a in alerts if a not in fired]
+        (ok if not untested else fail)(f"rules_test.yaml: each of the {len(alerts)} alerts fires in a unit test (not: {untested})")
         unused = sorted(set(FOREIGN_METRICS) - used)
         (ok if not unused else fail)(f"metric names: every name allowed is used (unused: {unused})")
         want = {"node_monitor_flagged_connections_total", "up", "kube_daemonset_status_number_available"}
