@@ -54,7 +54,7 @@ pub use error::{DatapathError, Result};
 pub use floods::{FloodSketch, TopPortCount, TopSourceCount, hll_estimate};
 pub use groups::GroupIds;
 pub use load::{DEFAULT_PIN_DIR, EBPF_OBJECT, LoadOptions, unpin_all};
-pub use pinned::{pinned_accepted_flagged, pinned_group_counters};
+pub use pinned::{FlaggedFlows, pinned_flagged_flows, pinned_group_counters};
 pub use port_ranges::{PortRanges, PortRangesApplied};
 #[cfg(any(test, feature = "test-support"))]
 pub use test_hooks::freeze_pinned_map;

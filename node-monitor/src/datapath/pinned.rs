@@ -38,12 +38,22 @@ fn group_names(dir: &Path) -> Result<Array<MapData, GroupName>> {
     })
 }
 
-/// The flagged connections the node accepted, among the flows the pinned `FLOWS` table still
-/// holds: entries whose new connection was flagged (a source outside the allowlist) and that
-/// egress saw answered with a SYN-ACK (or, for UDP, a reply). Counted by (group name, IP
-/// protocol, destination port). The table is an LRU of recent flows: older acceptances may
-/// have left it. One syscall per entry, for `node-monitor audit`.
-pub fn pinned_accepted_flagged(dir: &Path) -> Result<BTreeMap<(String, u8, u16), u64>> {
+/// The flagged flows of a (group, protocol, destination port) among those the pinned `FLOWS`
+/// table still holds ([`pinned_flagged_flows`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlaggedFlows {
+    /// Flows whose new connection was flagged (a source outside the allowlist).
+    pub held: u64,
+    /// Of them, those egress saw the node accept (a SYN-ACK, or for UDP a reply).
+    pub accepted: u64,
+}
+
+/// The flagged flows among those the pinned `FLOWS` table still holds, counted by (group
+/// name, IP protocol, destination port). The table is an LRU of recent flows, and a denied
+/// source past its budget inserts nothing: older flows may have left it and withheld attempts
+/// were never in it, so these are lower bounds, per port (the group's counters are exact, per
+/// group). One syscall per entry, for `node-monitor audit`.
+pub fn pinned_flagged_flows(dir: &Path) -> Result<BTreeMap<(String, u8, u16), FlaggedFlows>> {
     let ids = GroupIds::read(&group_names(dir)?)?;
     let err = |error| DatapathError::Map {
         name: map_name::FLOWS,
@@ -51,16 +61,19 @@ pub fn pinned_accepted_flagged(dir: &Path) -> Result<BTreeMap<(String, u8, u16),
     };
     let flows: BpfHashMap<MapData, FlowKey, FlowState> =
         BpfHashMap::try_from(Map::LruHashMap(open(dir, map_name::FLOWS)?)).map_err(err)?;
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<_, FlaggedFlows> = BTreeMap::new();
     // An entry the programs evict during the walk ends it early or is skipped: what is read
     // is a lower bound, never an error.
     for (key, state) in flows.iter().flatten() {
-        if state.flagged == 0 || state.answer != ANSWER_ACCEPTED {
+        if state.flagged == 0 {
             continue;
         }
         if let Some(group) = ids.name(state.group) {
-            *out.entry((group.to_owned(), key.proto, key.dst_port))
-                .or_insert(0) += 1;
+            let e = out
+                .entry((group.to_owned(), key.proto, key.dst_port))
+                .or_default();
+            e.held += 1;
+            e.accepted += u64::from(state.answer == ANSWER_ACCEPTED);
         }
     }
     Ok(out)

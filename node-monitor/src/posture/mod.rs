@@ -19,7 +19,10 @@ use serde::Serialize;
 
 /// How bad a finding is; ordered (defined with the config, which names a minimum).
 pub use crate::config::FindingSeverity as Severity;
-use crate::config::{Config, NODE_LOCAL_GROUPS, Protocol};
+use crate::{
+    config::{Config, NODE_LOCAL_GROUPS, Protocol},
+    datapath::FlaggedFlows,
+};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -449,20 +452,22 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
         .pin_dir
         .as_deref()
         .and_then(|d| crate::datapath::pinned_group_counters(d).ok());
-    let accepted = opts
+    let flagged = opts
         .pin_dir
         .as_deref()
-        .and_then(|d| crate::datapath::pinned_accepted_flagged(d).ok());
-    // Flagged connections the node accepted on `proto`/`ports` of `group`.
-    let accepted_on = |group: &str, proto: Protocol, first: u16, last: u16| -> u64 {
-        accepted
-            .iter()
-            .flatten()
-            .filter(|((g, p, port), _)| {
-                g == group && *p == proto.number() && (first..=last).contains(port)
-            })
-            .map(|(_, n)| *n)
-            .sum()
+        .and_then(|d| crate::datapath::pinned_flagged_flows(d).ok());
+    // The flagged flows still held on `proto`/`ports` of `group`; None without the table.
+    let flows_on = |group: &str, proto: Protocol, first: u16, last: u16| {
+        flagged.as_ref().map(|f| {
+            f.iter()
+                .filter(|((g, p, port), _)| {
+                    g == group && *p == proto.number() && (first..=last).contains(port)
+                })
+                .fold(FlaggedFlows::default(), |a, (_, n)| FlaggedFlows {
+                    held: a.held + n.held,
+                    accepted: a.accepted + n.accepted,
+                })
+        })
     };
     let denied_seen = |group: &str| -> u64 {
         seen.iter()
@@ -521,7 +526,7 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
                 out.push(open_port_finding(
                     what,
                     denied_seen(&g.name),
-                    accepted_on(&g.name, *proto, r.start, r.end),
+                    flows_on(&g.name, *proto, r.start, r.end),
                 ));
             }
         }
@@ -557,40 +562,53 @@ async fn firewall_check(opts: &Options) -> Result<(Vec<Finding>, String), String
 
 /// The finding for a port range the firewall leaves open (`what` says which), by what the
 /// data path saw there: connections from outside the allowlist that the node accepted
-/// (`accepted`, from the pinned flow table: SYN-ACK seen) are critical (NM-2042); new
+/// (`flows.accepted`, from the pinned flow table: SYN-ACK seen) are critical (NM-2042); new
 /// connections from denied sources to the group (`denied`, the pinned counters) high
-/// (NM-2041); an open door nobody knocked on, low (NM-2040).
-fn open_port_finding(what: String, denied: u64, accepted: u64) -> Finding {
+/// (NM-2041); an open door nobody knocked on, low (NM-2040). `flows`: the flagged flows the
+/// pinned table still holds on this range (None: not read). The counters are per group and
+/// exact; the table is per port but holds neither old flows nor withheld attempts, so it only
+/// adds evidence: a range with none held is still NM-2041 when its group saw denied sources
+/// (an attacker who spends the budget on one port must not make another look unvisited).
+fn open_port_finding(what: String, denied: u64, flows: Option<FlaggedFlows>) -> Finding {
     const FIX: &str = "load `node-monitor firewall` rules, or set `action: drop` on the group";
-    if accepted > 0 {
-        Finding::new(
+    let held = |f: FlaggedFlows| {
+        format!(
+            "; of the flows from denied sources the data path still holds (recent ones, within the event budgets), {} are to this range",
+            f.held
+        )
+    };
+    match flows {
+        Some(f) if f.accepted > 0 => Finding::new(
             "NM-2042",
             Severity::Critical,
             "port open in the firewall and it accepted connections from outside its allowlist",
             format!(
-                "{what}; the node accepted {accepted} connections from denied sources (SYN-ACK seen, among the flows the data path still holds), of {denied} new connections from denied sources to the group"
+                "{what}; the node accepted {} connections from denied sources (SYN-ACK seen, among the flows the data path still holds), of {denied} new connections from denied sources to the group{}",
+                f.accepted,
+                held(f)
             ),
             FIX,
             None,
-        )
-    } else if denied > 0 {
-        Finding::new(
+        ),
+        _ if denied > 0 => Finding::new(
             "NM-2041",
             Severity::High,
             "port open in the firewall and reached from outside its allowlist",
-            format!("{what}; the data path saw {denied} new connections from denied sources"),
+            format!(
+                "{what}; the data path saw {denied} new connections from denied sources to the group{}",
+                flows.map(held).unwrap_or_default()
+            ),
             FIX,
             None,
-        )
-    } else {
-        Finding::new(
+        ),
+        _ => Finding::new(
             "NM-2040",
             Severity::Low,
             "port open in the firewall to sources outside its allowlist",
             what,
             FIX,
             None,
-        )
+        ),
     }
 }
 
@@ -739,28 +757,39 @@ mod tests {
 
     #[test]
     fn an_open_port_is_graded_by_what_reached_it() {
-        let f = |denied, accepted| {
-            let f = open_port_finding("tcp/10250 (group kubelet): open".into(), denied, accepted);
+        let f = |denied, flows| {
+            let f = open_port_finding("tcp/10250 (group kubelet): open".into(), denied, flows);
             (f.id, f.severity, f.evidence)
         };
-        let (id, sev, ev) = f(0, 0);
-        assert_eq!(
-            (id, sev, ev.as_str()),
-            ("NM-2040", Severity::Low, "tcp/10250 (group kubelet): open")
-        );
-        let (id, sev, ev) = f(3, 0);
+        let held = |held, accepted| Some(FlaggedFlows { held, accepted });
+        for flows in [None, held(0, 0)] {
+            let (id, sev, ev) = f(0, flows);
+            assert_eq!(
+                (id, sev, ev.as_str()),
+                ("NM-2040", Severity::Low, "tcp/10250 (group kubelet): open")
+            );
+        }
+        let (id, sev, ev) = f(3, None);
         assert_eq!((id, sev), ("NM-2041", Severity::High));
         assert!(
-            ev.ends_with("saw 3 new connections from denied sources"),
+            ev.ends_with("saw 3 new connections from denied sources to the group"),
             "{ev}"
         );
-        let (id, sev, ev) = f(3, 2);
+        // None of the flows held is to this range: still NM-2041, the group saw denied sources.
+        let (id, sev, ev) = f(3, held(0, 0));
+        assert_eq!((id, sev), ("NM-2041", Severity::High));
+        assert!(ev.ends_with(", 0 are to this range"), "{ev}");
+        let (id, _, ev) = f(3, held(2, 0));
+        assert_eq!(id, "NM-2041");
+        assert!(ev.ends_with(", 2 are to this range"), "{ev}");
+        let (id, sev, ev) = f(3, held(2, 2));
         assert_eq!((id, sev), ("NM-2042", Severity::Critical));
         assert!(
             ev.contains("the node accepted 2 connections from denied sources"),
             "{ev}"
         );
         assert!(ev.contains("of 3 new connections"), "{ev}");
+        assert!(ev.ends_with(", 2 are to this range"), "{ev}");
     }
 
     #[test]

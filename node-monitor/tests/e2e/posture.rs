@@ -476,7 +476,8 @@ fn audit_correlates_open_ports_with_the_traffic_seen() {
         on(&v, "NM-2042", kubelet).unwrap_or_else(|| panic!("no NM-2042 on the kubelet: {v}"));
     assert!(
         accepted.contains("the node accepted 1 connections from denied sources")
-            && accepted.contains("of 1 new connections"),
+            && accepted.contains("of 1 new connections")
+            && accepted.ends_with(", 1 are to this range"),
         "{accepted}"
     );
     assert_eq!(finding(&v, "NM-2042")["severity"], "critical", "{v}");
@@ -484,7 +485,8 @@ fn audit_correlates_open_ports_with_the_traffic_seen() {
     let refused = on(&v, "NM-2041", "tcp/6443 (group apiserver)")
         .unwrap_or_else(|| panic!("no NM-2041 on the API server port: {v}"));
     assert!(
-        refused.contains("saw 1 new connections from denied sources"),
+        refused.contains("saw 1 new connections from denied sources")
+            && refused.ends_with(", 1 are to this range"),
         "{refused}"
     );
     let detail = |v: &Value| -> String {
