@@ -48,10 +48,14 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 
 /// PyPI packages of the deploy checks (`deploy/check/check_chart.py`), in a venv of their own
 /// under `target/`: Helm's engine (Helm v4's Go SDK, bundled: no helm binary, no network) and
-/// the Kubernetes API schemas (kubernetes-validate brings `jsonschema`, which the checks also use
-/// for the prometheus-operator CRD schemas vendored in `deploy/check/crds/`).
-pub const DEPLOY_PYTHON_PACKAGES: &[&str] =
-    &["helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0"];
+/// the Kubernetes API schemas (kubernetes-validate), and `jsonschema`, which kubernetes-validate
+/// brings and the checks also use directly for the prometheus-operator CRD schemas vendored in
+/// `deploy/check/crds/`: pinned here, so that a new kubernetes-validate cannot change it.
+pub const DEPLOY_PYTHON_PACKAGES: &[&str] = &[
+    "helm-python-sdk==0.2.2",
+    "kubernetes-validate==1.37.0",
+    "jsonschema==4.26.0",
+];
 
 /// The deploy checks' venv.
 pub fn deploy_venv(root: &Path) -> std::path::PathBuf {
