@@ -34,8 +34,8 @@ enum LogFormat {
 enum Command {
     /// Attach to interfaces and report flagged connections and sampled flows as JSON lines on stdout.
     Run {
-        /// Interface name or glob to watch (repeatable). Default: the config's `interfaces`,
-        /// else the interfaces that carry a default route.
+        /// Interface name or glob to watch (repeatable; `default-route`: the interfaces that
+        /// carry a default route). Default: the config's `interfaces`, else those.
         #[arg(long = "iface", env = "NODE_MONITOR_IFACE", value_delimiter = ',')]
         ifaces: Vec<String>,
         /// Pods' host-side interface name or glob to watch as well, with tc (repeatable).

@@ -1,6 +1,19 @@
 //! Interface name patterns: the syntax check of a name or glob, shared by the validator and
 //! the interface watcher.
 
+/// The `interfaces` entry that stands for the interfaces carrying a default route (what an
+/// empty list means), so that a list can add interfaces beside them: `[default-route,
+/// "vxlan.calico"]`. The kernel would take it as an interface name; an interface so named
+/// can only be watched through a glob (`default-rout[e]`).
+pub const DEFAULT_ROUTE: &str = "default-route";
+
+/// An interface named outright: neither a glob nor [`DEFAULT_ROUTE`]. The daemon requires
+/// these to exist at start.
+#[must_use]
+pub fn is_name(pattern: &str) -> bool {
+    !is_glob(pattern) && pattern != DEFAULT_ROUTE
+}
+
 /// Longest interface name the kernel takes (`IFNAMSIZ - 1`).
 pub const MAX_IFACE_NAME: usize = 15;
 

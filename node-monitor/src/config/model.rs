@@ -29,7 +29,8 @@ pub struct Config {
     pub sampling: Sampling,
     pub limits: Limits,
     /// Interface names or globs to attach to (`eth*`, `ens5`). Empty (the default): the
-    /// interfaces that carry a default route. The CLI `--iface` overrides.
+    /// interfaces that carry a default route; the entry [`DEFAULT_ROUTE`](crate::config::DEFAULT_ROUTE)
+    /// adds them beside the others. The CLI `--iface` overrides.
     pub interfaces: Vec<String>,
     /// Host-side interfaces of pods (CNI veths and bridges: `cali*`, `lxc*`, ...), watched as
     /// well with tc (ingress and egress) whatever `attach` says, with hotplug: a pod reaching

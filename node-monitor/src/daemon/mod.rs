@@ -129,7 +129,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         cfg.interfaces.clone()
     };
     // A name given outright must exist at start; globs may match nothing yet.
-    for p in patterns.iter().filter(|p| !crate::config::is_glob(p)) {
+    for p in patterns.iter().filter(|p| crate::config::is_name(p)) {
         if netif::ifindex(p).is_none() {
             bail!("interface `{p}` does not exist in this network namespace");
         }

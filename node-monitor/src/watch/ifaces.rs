@@ -9,6 +9,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use tracing::warn;
 
+use crate::config::DEFAULT_ROUTE;
+
 /// How often the daemon should call [`IfaceWatcher::poll`]: a new interface is then seen
 /// within 500 ms, and attached well within 2 s.
 pub const IFACE_POLL_PERIOD: Duration = Duration::from_millis(500);
@@ -118,19 +120,25 @@ impl IfaceWatcher {
     /// the next poll adds it back.
     pub fn poll(&mut self) -> IfaceChanges {
         let existing = self.source.interfaces();
-        let next: BTreeMap<String, u32> =
-            if self.patterns.is_empty() && self.empty_means_default_route {
-                let wanted = self.source.default_route();
-                existing
-                    .into_iter()
-                    .filter(|(name, _)| wanted.contains(name))
-                    .collect()
-            } else {
-                existing
-                    .into_iter()
-                    .filter(|(name, _)| self.patterns.iter().any(|p| matches(p, name)))
-                    .collect()
-            };
+        // The default-route interfaces: for an empty list, or beside the others when the list
+        // names them (`default-route`). Only the uplink watcher reads them.
+        let by_route = self.empty_means_default_route
+            && (self.patterns.is_empty() || self.patterns.iter().any(|p| p == DEFAULT_ROUTE));
+        let routed = if by_route {
+            self.source.default_route()
+        } else {
+            Vec::new()
+        };
+        let next: BTreeMap<String, u32> = existing
+            .into_iter()
+            .filter(|(name, _)| {
+                routed.contains(name)
+                    || self
+                        .patterns
+                        .iter()
+                        .any(|p| p != DEFAULT_ROUTE && matches(p, name))
+            })
+            .collect();
         let mut changes = IfaceChanges::default();
         for (name, index) in &self.current {
             if next.get(name) != Some(index) {
@@ -289,6 +297,42 @@ mod tests {
         fake.set(&[("lo", 1), ("eth0", 2), ("eth1", 3)], &["eth1", "ghost0"]);
         assert_eq!(w.poll(), changes(&["eth1"], &["eth0"]));
         assert_eq!(w.current(), ["eth1"]);
+    }
+
+    #[test]
+    fn default_route_in_the_list_adds_the_uplinks_beside_the_others() {
+        let fake = Fake::default();
+        let mut w = IfaceWatcher::with_source(
+            vec![DEFAULT_ROUTE.into(), "vxlan.calico".into()],
+            Box::new(fake.clone()),
+        );
+        fake.set(
+            &[("lo", 1), ("eth0", 2), ("eth1", 3), ("vxlan.calico", 4)],
+            &["eth0"],
+        );
+        assert_eq!(w.poll(), changes(&["eth0", "vxlan.calico"], &[]));
+        // The route moves; the named interface stays.
+        fake.set(
+            &[("lo", 1), ("eth0", 2), ("eth1", 3), ("vxlan.calico", 4)],
+            &["eth1"],
+        );
+        assert_eq!(w.poll(), changes(&["eth1"], &["eth0"]));
+        // Without the entry, the list alone: no uplink.
+        w.set_patterns(vec!["vxlan.calico".into()]);
+        assert_eq!(w.poll(), changes(&[], &["eth1"]));
+        // The keyword is no name: an interface so called is matched by a glob only.
+        fake.set(&[("lo", 1), ("default-route", 5)], &[]);
+        w.set_patterns(vec![DEFAULT_ROUTE.into()]);
+        assert_eq!(w.poll(), changes(&[], &["vxlan.calico"]));
+        w.set_patterns(vec!["default-rout[e]".into()]);
+        assert_eq!(w.poll(), changes(&["default-route"], &[]));
+        // The pods' watcher never reads the route.
+        let mut pods = IfaceWatcher {
+            empty_means_default_route: false,
+            ..IfaceWatcher::with_source(vec![DEFAULT_ROUTE.into()], Box::new(fake.clone()))
+        };
+        fake.set(&[("lo", 1), ("eth0", 2)], &["eth0"]);
+        assert!(pods.poll().is_empty());
     }
 
     #[test]

@@ -330,3 +330,17 @@ fn iface_patterns() {
     }
     assert!(is_glob("eth*") && is_glob("e?") && is_glob("[ab]") && !is_glob("eth0"));
 }
+
+#[test]
+fn default_route_is_an_interfaces_entry_not_a_pods_one() {
+    let config = parse("interfaces: [default-route, \"vxlan.calico\"]\n");
+    assert_eq!(config.interfaces, [DEFAULT_ROUTE, "vxlan.calico"]);
+    assert!(!is_name(DEFAULT_ROUTE) && is_name("eth0") && !is_name("eth*"));
+    assert_error(
+        "pod_interfaces: [\"cali*\", default-route]\n",
+        1,
+        27,
+        "pod_interfaces[1]",
+        "belongs in `interfaces`",
+    );
+}

@@ -4,7 +4,7 @@ use serde_saphyr::Spanned;
 
 use super::{Bound, Validator};
 use crate::config::{
-    iface::check_iface_pattern,
+    iface::{DEFAULT_ROUTE, check_iface_pattern},
     model::{AlertSettings, AttachMode, DEFAULT_POD_INTERFACES, MetricsSettings},
     raw::{RawAlerts, RawMetrics},
 };
@@ -69,11 +69,26 @@ impl Validator<'_> {
     }
 
     /// The pods' interface patterns, each bad one reported; absent: the CNI defaults.
+    /// `default-route` has no meaning there: the uplinks are `interfaces`.
     pub(super) fn pod_interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
-        raw.map_or_else(
-            || DEFAULT_POD_INTERFACES.map(str::to_owned).to_vec(),
-            |raw| self.iface_patterns("pod_interfaces", raw),
-        )
+        let Some(raw) = raw else {
+            return DEFAULT_POD_INTERFACES.map(str::to_owned).to_vec();
+        };
+        for (i, p) in raw.value.iter().enumerate() {
+            if p.value == DEFAULT_ROUTE {
+                self.report(self.error(
+                    Some(p.referenced),
+                    format!("pod_interfaces[{i}]"),
+                    format!(
+                        "`{DEFAULT_ROUTE}` stands for the uplinks and belongs in `interfaces`, not in the pods' interfaces"
+                    ),
+                ));
+            }
+        }
+        self.iface_patterns("pod_interfaces", raw)
+            .into_iter()
+            .filter(|p| p != DEFAULT_ROUTE)
+            .collect()
     }
 
     fn iface_patterns(&self, field: &str, raw: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
