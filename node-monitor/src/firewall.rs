@@ -99,15 +99,49 @@ pub fn render(cfg: &Config, node_subnets: &[IpNet], format: Format, origin: &str
     )
 }
 
-/// The rules in `format` with every set's value given: `cluster` names where the cluster
-/// sets were read (printed in the header, with their values).
+/// Where the cluster sets were read, and who holds an address there.
+pub struct ClusterSource<'a> {
+    /// Printed in the header.
+    pub from: &'a str,
+    /// The identity of an address of the cluster (`node cp-1`, `pod ns/name`), None for one
+    /// it does not know.
+    pub who: &'a dyn Fn(std::net::IpAddr) -> Option<String>,
+}
+
+/// How a rule's comment names the holder of an address: `node NAME`, `node NAME (host
+/// network)`, `pod NAMESPACE/NAME`; None for an address the cluster does not hold.
+#[must_use]
+pub fn identity_label(id: &crate::record::SourceIdentity) -> Option<String> {
+    use crate::record::SourceIdentity as S;
+    match id {
+        S::Node(n) => Some(format!("node {}", n.name)),
+        S::HostNetwork(n) => Some(format!("node {} (host network)", n.name)),
+        S::Pod(p) => Some(format!("pod {}/{}", p.namespace, p.name)),
+        S::External | S::Unresolved => None,
+    }
+}
+
+/// Longest comment the iptables `comment` match takes.
+const MAX_COMMENT: usize = 255;
+
+/// The identity of a one-address prefix (`/32`, `/128`) by `who`; None for a wider one.
+fn holder(cluster: Option<&ClusterSource<'_>>, n: &IpNet) -> Option<String> {
+    let c = cluster?;
+    (n.prefix_len() == n.max_prefix_len())
+        .then(|| (c.who)(n.addr()))
+        .flatten()
+}
+
+/// The rules in `format` with every set's value given: `cluster` says where the cluster
+/// sets were read (printed in the header, with their values and who holds each address) and
+/// names the holder of each address in its rule's comment (iptables).
 #[must_use]
 pub fn render_with(
     cfg: &Config,
     sets: &SetValues,
     format: Format,
     origin: &str,
-    cluster: Option<&str>,
+    cluster: Option<&ClusterSource<'_>>,
 ) -> String {
     let groups = per_group(cfg, sets);
     let node_subnets = &sets.node_subnets;
@@ -126,18 +160,21 @@ pub fn render_with(
                 .join(", ")
         }
     );
-    if let Some(from) = cluster {
+    if let Some(c) = cluster {
         let list = |nets: &[IpNet]| {
             if nets.is_empty() {
                 "(none)".to_owned()
             } else {
                 nets.iter()
-                    .map(ToString::to_string)
+                    .map(|n| match holder(cluster, n) {
+                        Some(who) => format!("{n} ({who})"),
+                        None => n.to_string(),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             }
         };
-        let _ = writeln!(s, "# cluster sets, listed once from {from}:");
+        let _ = writeln!(s, "# cluster sets, listed once from {}:", c.from);
         for (name, nets) in [
             ("control-plane-nodes", &sets.control_plane_nodes),
             ("nodes", &sets.nodes),
@@ -181,10 +218,22 @@ pub fn render_with(
                             range_ipt(*r)
                         );
                         for n in nets {
+                            let mut comment = format!("{} allow", g.group.name);
+                            if let Some(who) = holder(cluster, n) {
+                                comment.push(' ');
+                                comment.push_str(&who);
+                            }
+                            // Kubernetes names are ASCII; a cut never splits a character.
+                            if comment.len() > MAX_COMMENT {
+                                let mut end = MAX_COMMENT;
+                                while !comment.is_char_boundary(end) {
+                                    end -= 1;
+                                }
+                                comment.truncate(end);
+                            }
                             let _ = writeln!(
                                 s,
-                                "-A {CHAIN} {m} -s {n} -m comment --comment \"{} allow\" -j RETURN",
-                                g.group.name
+                                "-A {CHAIN} {m} -s {n} -m comment --comment \"{comment}\" -j RETURN"
                             );
                         }
                         let _ = writeln!(
@@ -285,6 +334,67 @@ mod tests {
                 "etcd: {pods: {namespace: kube-system, selector: \"k=v\"}}"
             ]
         );
+    }
+
+    #[test]
+    fn cluster_addresses_are_named_in_the_header_and_their_rules() {
+        let c = Config::from_yaml(
+            "groups:\n  kubelet: { protocols: [tcp], ports: [\"10250\"], allow: [control-plane-nodes, pod-cidrs] }\n",
+            "test",
+        )
+        .unwrap();
+        let sets = SetValues {
+            control_plane_nodes: vec![
+                "198.51.100.2/32".parse().unwrap(),
+                "198.51.100.3/32".parse().unwrap(),
+            ],
+            pod_cidrs: vec!["203.0.113.0/26".parse().unwrap()],
+            ..SetValues::default()
+        };
+        let long = "n".repeat(300);
+        let who = |ip: std::net::IpAddr| match ip.to_string().as_str() {
+            "198.51.100.2" => Some("node cp-1".to_owned()),
+            // The holder of a wide prefix is never asked.
+            "203.0.113.0" => Some("wrong".to_owned()),
+            "198.51.100.3" => Some(format!("pod kube-system/{long}")),
+            _ => None,
+        };
+        let src = ClusterSource {
+            from: "the fake API",
+            who: &who,
+        };
+        let t = render_with(&c, &sets, Format::Iptables, "test", Some(&src));
+        assert!(
+            t.contains(
+                "#   control-plane-nodes = 198.51.100.2/32 (node cp-1), 198.51.100.3/32 (pod kube-system/nnn"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("#   pod-cidrs = 203.0.113.0/26\n"), "{t}");
+        assert!(
+            t.contains(
+                "-s 198.51.100.2/32 -m comment --comment \"kubelet allow node cp-1\" -j RETURN"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("-s 203.0.113.0/26 -m comment --comment \"kubelet allow\" -j RETURN"),
+            "{t}"
+        );
+        // The comment match takes 255 bytes at most.
+        let pod = t
+            .lines()
+            .find(|l| l.contains("-s 198.51.100.3/32"))
+            .unwrap();
+        let comment = pod.split('"').nth(1).unwrap();
+        assert_eq!(comment.len(), MAX_COMMENT, "{pod}");
+        assert!(
+            comment.starts_with("kubelet allow pod kube-system/nnn"),
+            "{pod}"
+        );
+        // nft names them in the header.
+        let n = render_with(&c, &sets, Format::Nft, "test", Some(&src));
+        assert!(n.contains("198.51.100.2/32 (node cp-1)"), "{n}");
     }
 
     #[test]

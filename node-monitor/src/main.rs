@@ -347,12 +347,20 @@ fn firewall(
                 |_| "the cluster's API server".to_owned(),
                 |k| format!("the cluster of KUBECONFIG={k}"),
             );
+            let who = |ip| {
+                snapshot
+                    .address(ip)
+                    .and_then(node_monitor::firewall::identity_label)
+            };
             return Ok(node_monitor::firewall::render_with(
                 &cfg,
                 &sets,
                 format,
                 &origin,
-                Some(&api),
+                Some(&node_monitor::firewall::ClusterSource {
+                    from: &api,
+                    who: &who,
+                }),
             ));
         }
         // No cluster to use: the embedded config as `run` applies it without one.

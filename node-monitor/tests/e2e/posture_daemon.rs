@@ -320,11 +320,11 @@ fn firewall_expands_cluster_sets_from_the_cluster() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        rules.contains("#   control-plane-nodes = 198.51.100.2/32"),
+        rules.contains("#   control-plane-nodes = 198.51.100.2/32 (node cp-1)"),
         "{rules}"
     );
     for allow in [
-        "--dport 2380 -s 198.51.100.2/32 -m comment --comment \"etcd-peer allow\" -j RETURN",
+        "--dport 2380 -s 198.51.100.2/32 -m comment --comment \"etcd-peer allow node cp-1\" -j RETURN",
         "--dport 2380 -s 203.0.113.0/26 -m comment --comment \"etcd-peer allow\" -j RETURN",
         "--dport 2380 -s 203.0.113.64/26 -m comment --comment \"etcd-peer allow\" -j RETURN",
     ] {
@@ -410,14 +410,15 @@ fn firewall_on_the_embedded_config_uses_the_cluster_defaults() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let kubelet = |src: &str| {
-        format!("--dport 10250 -s {src} -m comment --comment \"kubelet allow\" -j RETURN")
+    // `who`: the holder the comment names after "allow" (with its leading space), if any.
+    let kubelet = |src: &str, who: &str| {
+        format!("--dport 10250 -s {src} -m comment --comment \"kubelet allow{who}\" -j RETURN")
     };
-    let etcd = |src: &str| {
-        format!("--dport 2379 -s {src} -m comment --comment \"etcd-client allow\" -j RETURN")
+    let etcd = |src: &str, who: &str| {
+        format!("--dport 2379 -s {src} -m comment --comment \"etcd-client allow{who}\" -j RETURN")
     };
     let alone = firewall(None);
-    for allow in [kubelet("198.51.100.0/24"), etcd("198.51.100.0/24")] {
+    for allow in [kubelet("198.51.100.0/24", ""), etcd("198.51.100.0/24", "")] {
         assert!(
             alone.contains(&allow),
             "no cluster: node-subnets, missing {allow}:\n{alone}"
@@ -434,19 +435,20 @@ fn firewall_on_the_embedded_config_uses_the_cluster_defaults() {
         "{rules}"
     );
     for allow in [
-        kubelet("198.51.100.2/32"),
-        kubelet("198.51.100.1/32"),
-        etcd("198.51.100.2/32"),
+        kubelet("198.51.100.2/32", " node cp-1"),
+        kubelet("198.51.100.1/32", " node worker-1"),
+        etcd("198.51.100.2/32", " node cp-1"),
     ] {
         assert!(rules.contains(&allow), "missing {allow}:\n{rules}");
     }
+    // Whatever the comment: no rule for these sources.
     for absent in [
-        kubelet("198.51.100.0/24"),
-        etcd("198.51.100.0/24"),
-        etcd("198.51.100.1/32"),
+        "--dport 10250 -s 198.51.100.0/24 ",
+        "--dport 2379 -s 198.51.100.0/24 ",
+        "--dport 2379 -s 198.51.100.1/32 ",
     ] {
         assert!(
-            !rules.contains(&absent),
+            !rules.contains(absent),
             "the cluster defaults replace node-subnets; the worker is no control-plane node: {absent}\n{rules}"
         );
     }
