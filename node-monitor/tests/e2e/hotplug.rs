@@ -232,3 +232,27 @@ fn pod_interfaces_are_watched_with_tc_and_stay_out_of_node_subnets() {
     from_pod.interface = "cali7".into();
     assert_same_records(&fin.records, vec![from_pod]);
 }
+
+/// `default-route` among the interfaces is a keyword, not a name the daemon must find at
+/// start: beside `eth0` it starts and watches eth0. The lab namespaces have no default route
+/// (lab rules), so the keyword adds nothing here; which interfaces it adds is the watcher's
+/// unit test (`default_route_in_the_list_adds_the_uplinks_beside_the_others`).
+#[test]
+fn default_route_beside_a_name_starts_and_watches_the_name() {
+    let lab = setup();
+    let pin = context(BpfPinDir::new("defroute"));
+    let cfg = TempFile::new("defroute.yaml", &test_config(&[]));
+    let d = context(Daemon::start_on(
+        &lab.node,
+        &pin.path,
+        &["default-route", "eth0"],
+        &["--config", cfg.as_str()],
+    ));
+    let body = scrape(&lab.node, &d);
+    assert_eq!(
+        metric(&body, "node_monitor_attached_interfaces", &[]),
+        1.0,
+        "{body}"
+    );
+    drop(context(d.stop()));
+}
