@@ -123,6 +123,20 @@ pub fn identity_label(id: &crate::record::SourceIdentity) -> Option<String> {
 
 /// Longest comment the iptables `comment` match takes.
 const MAX_COMMENT: usize = 255;
+/// Longest comment of an nft set element (`NFTNL_UDATA_COMMENT_MAXLEN` 128, its NUL included).
+const MAX_NFT_COMMENT: usize = 127;
+
+/// `text` cut to `max` bytes at most, on a character boundary (Kubernetes names are ASCII).
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
 
 /// The identity of a one-address prefix (`/32`, `/128`) by `who`; None for a wider one.
 fn holder(cluster: Option<&ClusterSource<'_>>, n: &IpNet) -> Option<String> {
@@ -223,14 +237,7 @@ pub fn render_with(
                                 comment.push(' ');
                                 comment.push_str(&who);
                             }
-                            // Kubernetes names are ASCII; a cut never splits a character.
-                            if comment.len() > MAX_COMMENT {
-                                let mut end = MAX_COMMENT;
-                                while !comment.is_char_boundary(end) {
-                                    end -= 1;
-                                }
-                                comment.truncate(end);
-                            }
+                            let comment = cut(comment, MAX_COMMENT);
                             let _ = writeln!(
                                 s,
                                 "-A {CHAIN} {m} -s {n} -m comment --comment \"{comment}\" -j RETURN"
@@ -279,7 +286,16 @@ pub fn render_with(
                         if nets.is_empty() {
                             continue;
                         }
-                        let set: Vec<String> = nets.iter().map(ToString::to_string).collect();
+                        // Each element of a cluster set named by its holder.
+                        let set: Vec<String> = nets
+                            .iter()
+                            .map(|n| match holder(cluster, n) {
+                                Some(who) => {
+                                    format!("{n} comment \"{}\"", cut(who, MAX_NFT_COMMENT))
+                                }
+                                None => n.to_string(),
+                            })
+                            .collect();
                         let _ = writeln!(
                             s,
                             "\t\t{p} dport {ports} {fam} saddr {{ {} }} accept comment \"{} allow\"",
@@ -392,9 +408,20 @@ mod tests {
             comment.starts_with("kubelet allow pod kube-system/nnn"),
             "{pod}"
         );
-        // nft names them in the header.
+        // nft names them in the header and in each set element's comment (127 bytes at most).
         let n = render_with(&c, &sets, Format::Nft, "test", Some(&src));
         assert!(n.contains("198.51.100.2/32 (node cp-1)"), "{n}");
+        assert!(
+            n.contains("ip saddr { 198.51.100.2/32 comment \"node cp-1\", 198.51.100.3/32 comment \"pod kube-system/nnn"),
+            "{n}"
+        );
+        let element = n.split("198.51.100.3/32 comment \"").nth(1).unwrap();
+        assert_eq!(
+            element.split('"').next().unwrap().len(),
+            MAX_NFT_COMMENT,
+            "{n}"
+        );
+        assert!(n.contains(", 203.0.113.0/26 }"), "{n}");
     }
 
     #[test]

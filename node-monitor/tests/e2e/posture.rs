@@ -517,7 +517,7 @@ fn audit_correlates_open_ports_with_the_traffic_seen() {
 }
 
 /// Runs `tool args input` inside `ns` (bounded).
-fn load(ns: &Netns, tool: &str, args: &[&str], input: &Path) {
+pub(crate) fn load(ns: &Netns, tool: &str, args: &[&str], input: &Path) {
     let mut cmd = ns.command(tool);
     cmd.args(args).arg(input);
     let out = context(output_with_timeout(cmd, Duration::from_secs(20)));
@@ -530,7 +530,7 @@ fn load(ns: &Netns, tool: &str, args: &[&str], input: &Path) {
 }
 
 /// The rules node-monitor owns, as the tool lists them.
-fn listing(ns: &Netns, tool: &str) -> String {
+pub(crate) fn listing(ns: &Netns, tool: &str) -> String {
     let mut cmd = if tool == "nft" {
         let mut c = ns.command("nft");
         c.args(["list", "table", "inet", "node_monitor"]);

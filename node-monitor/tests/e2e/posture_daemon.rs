@@ -298,26 +298,55 @@ fn firewall_expands_cluster_sets_from_the_cluster() {
             ),
         );
     });
-    let mut cmd = lab.node.nsenter(crate::common::daemon::BIN);
-    cmd.args([
-        "firewall",
-        "--format",
-        "iptables",
-        "--iface",
-        "eth0",
-        "--config",
-        cfg.as_str(),
-    ])
-    .env("KUBECONFIG", cluster.kubeconfig.as_str());
-    let out = context(node_monitor_lab::output_with_timeout(
-        cmd,
-        Duration::from_secs(30),
-    ));
-    let rules = String::from_utf8_lossy(&out.stdout);
+    let print = |format: &str| -> String {
+        let mut cmd = lab.node.nsenter(crate::common::daemon::BIN);
+        cmd.args([
+            "firewall",
+            "--format",
+            format,
+            "--iface",
+            "eth0",
+            "--config",
+            cfg.as_str(),
+        ])
+        .env("KUBECONFIG", cluster.kubeconfig.as_str());
+        let out = context(node_monitor_lab::output_with_timeout(
+            cmd,
+            Duration::from_secs(30),
+        ));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rules = print("iptables");
+    let nft = print("nft");
+    // Both load into the node's real netfilter, holders' names in their comments.
+    let dir = TempDir::new("posture-firewall-rules");
+    for (text, tool, args, file) in [
+        (
+            &rules,
+            "iptables-restore",
+            &["--noflush"][..],
+            "rules.iptables",
+        ),
+        (&nft, "nft", &["-f"][..], "rules.nft"),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        crate::posture::load(&lab.node, tool, args, &path);
+    }
+    let loaded = crate::posture::listing(&lab.node, "iptables-restore");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        loaded.contains("-s 198.51.100.2/32 -p tcp -m tcp --dport 2380 -m comment --comment \"etcd-peer allow node cp-1\" -j RETURN"),
+        "{loaded}"
+    );
+    let loaded = crate::posture::listing(&lab.node, "nft");
+    assert!(
+        loaded.contains("198.51.100.2 comment \"node cp-1\""),
+        "{loaded}"
     );
     assert!(
         rules.contains("#   control-plane-nodes = 198.51.100.2/32 (node cp-1)"),
