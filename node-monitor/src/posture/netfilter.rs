@@ -6,11 +6,14 @@
 //!
 //! The evaluation is deliberately modest and errs towards "open": a rule counts only when
 //! all its matches are understood (protocol, destination ports, interface, conntrack state,
-//! source and destination prefixes); a rule with a source prefix never matches that
-//! unnamed source, one with a negated source prefix always does; a rule on the loopback
-//! interface never does. `DROP`/`REJECT` (nft `drop`/`reject`) filter, `ACCEPT` ends the
-//! chain open, jumps and returns are followed, the chain's policy decides at the end. For nft,
-//! every base chain on the input hook must let the packet through.
+//! source and destination prefixes, an ipset of sources); a rule with a source prefix (or
+//! `-m set --match-set NAME src`, nft `saddr @set`) never matches that unnamed source, one
+//! with a negated source prefix always does; a rule on the loopback interface never does.
+//! `DROP`/`REJECT` (nft `drop`/`reject`) filter, `ACCEPT` ends the chain open, jumps and
+//! returns are followed, the chain's policy decides at the end. A jump whose matches are not
+//! understood may be taken or not: the chain it names is walked, and if it would accept the
+//! packet, the port is open (kube-proxy's and the CNIs' chains jump on marks and ipsets).
+//! For nft, every base chain on the input hook must let the packet through.
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -35,6 +38,8 @@ struct Rule {
     /// `-s` without `!`: matches only the named sources.
     source_restricted: bool,
     in_iface_lo: bool,
+    /// `-d` a loopback prefix: never traffic from outside.
+    dest_loopback: bool,
     /// `--ctstate`/`--state` without NEW: never a new connection.
     not_new: bool,
     /// A match this evaluation does not understand.
@@ -47,6 +52,19 @@ struct Rule {
 pub struct Iptables {
     policies: HashMap<String, String>,
     rules: HashMap<String, Vec<Rule>>,
+}
+
+/// Whether a prefix (`127.0.0.0/8`, `::1/128`, `127.0.0.1`) lies wholly in loopback space;
+/// None when it does not parse.
+fn is_loopback(prefix: &str) -> Option<bool> {
+    let net: ipnet::IpNet = prefix
+        .parse()
+        .or_else(|_| prefix.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .ok()?;
+    Some(match net {
+        ipnet::IpNet::V4(n) => n.prefix_len() >= 8 && n.network().is_loopback(),
+        ipnet::IpNet::V6(n) => n.prefix_len() == 128 && n.network().is_loopback(),
+    })
 }
 
 fn parse_ports(s: &str) -> Option<Vec<(u16, u16)>> {
@@ -114,14 +132,33 @@ fn parse_rule(args: &[&str]) -> Rule {
             }
             "-p" | "--protocol" => r.proto = Some(next.to_owned()),
             "-s" | "--source" => r.source_restricted |= !negate,
-            "-d" | "--destination" => {}
+            // The node's own address, which one the packet names is not known here: only a
+            // loopback prefix is understood (outside traffic never targets it), as kube-proxy's
+            // "block incoming localnet connections" rule uses it (`-d 127.0.0.0/8 ... -j DROP`,
+            // on every node: read as any destination, it closed every port).
+            "-d" | "--destination" => match (is_loopback(next), negate) {
+                (Some(true), false) => r.dest_loopback = true,
+                (Some(true), true) => {}
+                _ => r.unknown = true,
+            },
             // Only `lo` keeps outside traffic out: any other interface may be the one it
             // arrives on, and `! -i lo` takes it in.
             "-i" | "--in-interface" => r.in_iface_lo |= next == "lo" && !negate,
             "-m" | "--match" => match next {
-                "tcp" | "udp" | "multiport" | "comment" | "conntrack" | "state" => {}
+                "tcp" | "udp" | "multiport" | "comment" | "conntrack" | "state" | "set" => {}
                 _ => r.unknown = true,
             },
+            // An ipset of sources is a source restriction; one of destinations (or of ports)
+            // is not understood.
+            "--match-set" => {
+                let flags = args.get(i + 2).copied().unwrap_or("");
+                if flags.split(',').next() == Some("src") {
+                    r.source_restricted |= !negate;
+                } else {
+                    r.unknown = true;
+                }
+                took = 3;
+            }
             "--dport" | "--dports" | "--destination-port" | "--destination-ports" => {
                 match parse_ports(next) {
                     Some(p) if !negate => r.dports = p,
@@ -186,7 +223,7 @@ impl Rule {
         if !self.dports.is_empty() && self.proto.is_none() {
             return None;
         }
-        Some(!(self.source_restricted || self.in_iface_lo || self.not_new))
+        Some(!(self.source_restricted || self.in_iface_lo || self.dest_loopback || self.not_new))
     }
 }
 
@@ -227,6 +264,13 @@ impl Iptables {
                     if let Some(v) = self.walk(t, proto, port, depth + 1) {
                         return Some(v);
                     }
+                }
+                // A jump that may or may not be taken: open if the chain would accept.
+                (None, t)
+                    if self.rules.contains_key(t)
+                        && self.walk(t, proto, port, depth + 1) == Some(Fate::Open) =>
+                {
+                    return Some(Fate::Open);
                 }
                 _ => {}
             }
@@ -296,6 +340,20 @@ pub fn parse_nft_json(text: &str, skip_iptables: bool) -> Result<Nft, String> {
     Ok(n)
 }
 
+/// An nft address expression (`right` of a daddr match) as a prefix's text: an address, or
+/// `{"prefix": {"addr", "len"}}`; None for a set or anything else.
+fn nft_prefix(right: &Value) -> Option<String> {
+    if let Some(a) = right.as_str() {
+        return (!a.starts_with('@')).then(|| a.to_owned());
+    }
+    let p = right.get("prefix")?;
+    Some(format!(
+        "{}/{}",
+        p.get("addr")?.as_str()?,
+        p.get("len")?.as_u64()?
+    ))
+}
+
 /// Does an nft port expression (`right` of a dport match) contain `port`?
 fn nft_port_in(right: &Value, port: u16) -> Option<bool> {
     let p = i64::from(port);
@@ -362,7 +420,10 @@ impl Nft {
                             }
                         }
                         (Some("saddr"), _) => Some(op == "!="),
-                        (Some("daddr"), _) => Some(true),
+                        // As for iptables' `-d`: only a loopback prefix is understood.
+                        (Some("daddr"), _) => nft_prefix(right)
+                            .and_then(|p| is_loopback(&p))
+                            .and_then(|lo| lo.then_some(op == "!=")),
                         (_, Some("l4proto" | "nfproto")) => {
                             if meta == Some("l4proto") {
                                 right.as_str().map(|p| (p == proto.name()) == (op == "=="))
@@ -399,7 +460,16 @@ impl Nft {
             }
             let Some((v, target)) = verdict else { continue };
             match (matches, v) {
-                (Some(false), _) | (None, "drop" | "jump" | "return") => {}
+                // A jump that may or may not be taken: open if the chain would accept.
+                (None, "jump") => {
+                    if let Some(t) = target {
+                        let sub = (k.0.clone(), t.to_owned());
+                        if self.walk(&sub, proto, port, depth + 1) == Some(Fate::Open) {
+                            return Some(Fate::Open);
+                        }
+                    }
+                }
+                (Some(false), _) | (None, "drop" | "return") => {}
                 (_, "accept") => return Some(Fate::Open),
                 (Some(true), "drop") => return Some(Fate::Filtered),
                 (Some(true), "return") => return None,
@@ -446,7 +516,7 @@ mod tests {
         assert_eq!(
             t.fate(Protocol::Udp, 30000),
             Fate::Open,
-            "an unknown match never filters"
+            "a set of sources never names the unnamed source"
         );
         let dropall = parse_iptables_save(
             "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n",
@@ -454,6 +524,93 @@ mod tests {
         assert_eq!(dropall.fate(Protocol::Tcp, 10250), Fate::Filtered);
         assert_eq!(dropall.fate(Protocol::Tcp, 22), Fate::Open);
         assert!(parse_iptables_save("").is_empty());
+    }
+
+    /// kube-proxy's filter table (iptables mode, as `iptables-save` prints it on a node with a
+    /// NodePort health check and a Service without endpoints), with an admin's rules after
+    /// it: the kubelet allowed from an ipset of control-plane addresses, etcd through a chain.
+    const KUBE_PROXY: &str = "*filter\n\
+        :INPUT ACCEPT [0:0]\n\
+        :FORWARD ACCEPT [0:0]\n\
+        :OUTPUT ACCEPT [0:0]\n\
+        :KUBE-EXTERNAL-SERVICES - [0:0]\n\
+        :KUBE-FIREWALL - [0:0]\n\
+        :KUBE-KUBELET-CANARY - [0:0]\n\
+        :KUBE-NODEPORTS - [0:0]\n\
+        :KUBE-PROXY-FIREWALL - [0:0]\n\
+        :KUBE-SERVICES - [0:0]\n\
+        :ETCD - [0:0]\n\
+        :MARKED - [0:0]\n\
+        -A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL\n\
+        -A INPUT -m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS\n\
+        -A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES\n\
+        -A INPUT -j KUBE-FIREWALL\n\
+        -A INPUT -m mark --mark 0x4000/0x4000 -j MARKED\n\
+        -A INPUT -p tcp -m tcp --dport 10250 -m set --match-set control-plane src -j ACCEPT\n\
+        -A INPUT -p tcp -m tcp --dport 10250 -j DROP\n\
+        -A INPUT -p tcp -m multiport --dports 2379:2381 -j ETCD\n\
+        -A KUBE-EXTERNAL-SERVICES -d 198.51.100.10/32 -p tcp -m comment --comment \"default/nosvc has no endpoints\" -m addrtype --dst-type LOCAL -m tcp --dport 30080 -j REJECT --reject-with icmp-port-unreachable\n\
+        -A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n\
+        -A KUBE-NODEPORTS -p tcp -m comment --comment \"default/lb:http health check node port\" -m tcp --dport 31500 -j ACCEPT\n\
+        -A ETCD -s 203.0.113.0/24 -j ACCEPT\n\
+        -A ETCD -j DROP\n\
+        -A MARKED -p tcp -m tcp --dport 6443 -j ACCEPT\n\
+        COMMIT\n";
+
+    #[test]
+    fn kube_proxys_rules_neither_close_nor_open_what_they_do_not_touch() {
+        let t = parse_iptables_save(KUBE_PROXY);
+        // Its localnet drop names 127.0.0.0/8 as the destination: not every port closed.
+        assert_eq!(t.fate(Protocol::Tcp, 10255), Fate::Open);
+        assert_eq!(t.fate(Protocol::Udp, 30000), Fate::Open);
+        // The admin's rules behind it close the kubelet (the ipset names the allowed) and etcd.
+        assert_eq!(t.fate(Protocol::Tcp, 10250), Fate::Filtered);
+        assert_eq!(t.fate(Protocol::Tcp, 2380), Fate::Filtered);
+        // Its health check port is accepted; a REJECT on a node address is not understood,
+        // so it closes nothing.
+        assert_eq!(t.fate(Protocol::Tcp, 31500), Fate::Open);
+        assert_eq!(t.fate(Protocol::Tcp, 30080), Fate::Open);
+        // A jump on a mark may be taken: its chain accepts 6443, so 6443 is open.
+        assert_eq!(t.fate(Protocol::Tcp, 6443), Fate::Open);
+        let closed = parse_iptables_save(&KUBE_PROXY.replace(
+            "-A INPUT -p tcp -m multiport --dports 2379:2381 -j ETCD\n",
+            "-A INPUT -p tcp -m multiport --dports 2379:2381 -j ETCD\n-A INPUT -p tcp -m tcp --dport 6443 -j DROP\n",
+        ));
+        assert_eq!(
+            closed.fate(Protocol::Tcp, 6443),
+            Fate::Open,
+            "the marked jump"
+        );
+        let unmarked = parse_iptables_save(&closed_without_marked());
+        assert_eq!(unmarked.fate(Protocol::Tcp, 6443), Fate::Filtered);
+        // The loopback rule alone, destinations of both families.
+        for rule in [
+            "-A INPUT -d 127.0.0.0/8 -j DROP",
+            "-A INPUT -d 127.0.0.1/32 -j DROP",
+            "-A INPUT -d ::1/128 -j DROP",
+        ] {
+            let t = parse_iptables_save(&format!("*filter\n:INPUT ACCEPT [0:0]\n{rule}\nCOMMIT\n"));
+            assert_eq!(t.fate(Protocol::Tcp, 10250), Fate::Open, "{rule}");
+        }
+        // A node address, or a negated loopback, may be the packet's: not understood, so a
+        // drop on it closes nothing; a drop on every destination but loopback closes.
+        for (rule, fate) in [
+            ("-A INPUT -d 198.51.100.10/32 -j DROP", Fate::Open),
+            ("-A INPUT ! -d 127.0.0.0/8 -j DROP", Fate::Filtered),
+            ("-A INPUT ! -d 198.51.100.10/32 -j DROP", Fate::Open),
+        ] {
+            let t = parse_iptables_save(&format!("*filter\n:INPUT ACCEPT [0:0]\n{rule}\nCOMMIT\n"));
+            assert_eq!(t.fate(Protocol::Tcp, 10250), fate, "{rule}");
+        }
+    }
+
+    fn closed_without_marked() -> String {
+        KUBE_PROXY
+            .replace("-A INPUT -m mark --mark 0x4000/0x4000 -j MARKED\n", "")
+            .replace(
+                "-A INPUT -p tcp -m multiport --dports 2379:2381 -j ETCD\n",
+                "-A INPUT -p tcp -m multiport --dports 2379:2381 -j ETCD\n-A INPUT -p tcp -m tcp --dport 6443 -j DROP\n",
+            )
     }
 
     #[test]
@@ -495,5 +652,41 @@ mod tests {
             "its drop policy"
         );
         assert!(parse_nft_json("{}", false).is_err());
+        // A drop on a loopback destination closes nothing; a jump the walk cannot read is
+        // open when its chain accepts.
+        let json = r#"{"nftables":[
+          {"table":{"family":"inet","name":"t","handle":1}},
+          {"chain":{"family":"inet","table":"t","name":"input","handle":1,"type":"filter","hook":"input","prio":0,"policy":"accept"}},
+          {"rule":{"family":"inet","table":"t","chain":"input","expr":[
+            {"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"127.0.0.0","len":8}}}},{"drop":null}]}},
+          {"rule":{"family":"inet","table":"t","chain":"input","expr":[
+            {"match":{"op":"==","left":{"payload":{"protocol":"ip6","field":"daddr"}},"right":"::1"}},{"drop":null}]}},
+          {"rule":{"family":"inet","table":"t","chain":"input","expr":[
+            {"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":16384}},{"jump":{"target":"marked"}}]}},
+          {"rule":{"family":"inet","table":"t","chain":"input","expr":[
+            {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"set":[6443,10250]}}},{"drop":null}]}},
+          {"chain":{"family":"inet","table":"t","name":"marked","handle":2}},
+          {"rule":{"family":"inet","table":"t","chain":"marked","expr":[
+            {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":6443}},{"accept":null}]}}
+        ]}"#;
+        let n = parse_nft_json(json, false).unwrap();
+        assert_eq!(n.fate(Protocol::Tcp, 10250), Fate::Filtered);
+        assert_eq!(n.fate(Protocol::Tcp, 6443), Fate::Open, "the marked jump");
+        assert_eq!(
+            n.fate(Protocol::Udp, 30000),
+            Fate::Open,
+            "loopback drops close nothing"
+        );
+        let daddr_node = json.replace(
+            r#""right":{"prefix":{"addr":"127.0.0.0","len":8}}"#,
+            r#""right":"198.51.100.10""#,
+        );
+        let n = parse_nft_json(&daddr_node, false).unwrap();
+        assert_eq!(
+            n.fate(Protocol::Tcp, 10250),
+            Fate::Filtered,
+            "not understood: no drop"
+        );
+        assert_eq!(n.fate(Protocol::Udp, 30000), Fate::Open);
     }
 }
