@@ -205,9 +205,13 @@ impl Engine {
             baselined: false,
             pending_losses: BTreeMap::new(),
             stats: EngineStats::default(),
-            corrections: remember::Remembered::new(remember::MAX_REMEMBERED),
+            corrections: remember::Remembered::new(
+                remember::MAX_REMEMBERED,
+                std::time::Duration::from_nanos(crate::answers::REMEMBER_NS),
+            ),
             capped_accepts: remember::Remembered::new(
                 node_monitor_common::ACCEPTS_ENTRIES as usize,
+                ACCEPT_WAIT,
             ),
         }
     }
@@ -278,7 +282,7 @@ impl Engine {
                 if rec.answer == Some(Answer::Accepted)
                     && rec.protocol == crate::config::Protocol::Tcp
                 {
-                    self.capped_accepts.remember(rec, now);
+                    self.capped_accepts.remember(rec, now, now);
                 }
                 self.flood.fold(rec.group.clone(), rec.answer, now);
                 self.folded += 1;
@@ -288,7 +292,7 @@ impl Engine {
             if let Some(d) = detected
                 && rec.answer == Some(Answer::NoAnswer)
             {
-                self.corrections.remember(rec, d.series);
+                self.corrections.remember(rec, d.series, now);
             }
             // A scan is made of connection attempts: a late answer repeats an attempt already
             // fed, and a revoked flow was opened while allowed.
@@ -460,6 +464,8 @@ impl Engine {
         self.emitted(out, start);
         self.sweeps.expire(self.settings.sweep_window, now);
         self.scans.expire(self.settings.scan_window, now);
+        self.corrections.expire(now);
+        self.capped_accepts.expire(now);
         let flood_window = self.settings.flood_window;
         self.group_alerts
             .retain(|_, (start, _)| within(*start, flood_window, now));
