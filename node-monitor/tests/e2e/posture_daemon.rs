@@ -257,6 +257,20 @@ fn identity_checks_in_the_daemon() {
     cluster.stop();
 }
 
+/// What `cmd` printed on stdout, once it has exited 0 within 30 s (its stderr in the panic).
+fn stdout_of(cmd: std::process::Command) -> String {
+    let out = context(node_monitor_lab::output_with_timeout(
+        cmd,
+        Duration::from_secs(30),
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `firewall` with a config whose allowlists use cluster sets: refused without a cluster
 /// (the message says why), printed with the sets' addresses when the cluster is reachable.
 #[test]
@@ -310,16 +324,7 @@ fn firewall_expands_cluster_sets_from_the_cluster() {
             cfg.as_str(),
         ])
         .env("KUBECONFIG", cluster.kubeconfig.as_str());
-        let out = context(node_monitor_lab::output_with_timeout(
-            cmd,
-            Duration::from_secs(30),
-        ));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(cmd)
     };
     let rules = print("iptables");
     let nft = print("nft");
@@ -428,16 +433,7 @@ fn firewall_on_the_embedded_config_uses_the_cluster_defaults() {
         if let Some(k) = kubeconfig {
             cmd.env("KUBECONFIG", k);
         }
-        let out = context(node_monitor_lab::output_with_timeout(
-            cmd,
-            Duration::from_secs(30),
-        ));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(cmd)
     };
     // `who`: the holder the comment names after "allow" (with its leading space), if any.
     let kubelet = |src: &str, who: &str| {
