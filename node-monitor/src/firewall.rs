@@ -128,13 +128,7 @@ const MAX_NFT_COMMENT: usize = 127;
 
 /// `text` cut to `max` bytes at most, on a character boundary (Kubernetes names are ASCII).
 fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    text.truncate(text.floor_char_boundary(max));
     text
 }
 
@@ -148,7 +142,7 @@ fn holder(cluster: Option<&ClusterSource<'_>>, n: &IpNet) -> Option<String> {
 
 /// The rules in `format` with every set's value given: `cluster` says where the cluster
 /// sets were read (printed in the header, with their values and who holds each address) and
-/// names the holder of each address in its rule's comment (iptables).
+/// names the holder of each address in its comment (the iptables rule's, the nft element's).
 #[must_use]
 pub fn render_with(
     cfg: &Config,

@@ -281,7 +281,7 @@ fn main() -> ExitCode {
         } => {
             init_logs(log_format, &log_level);
             for p in &pod_ifaces {
-                if let Err(e) = node_monitor::config::check_iface_pattern(p) {
+                if let Err(e) = node_monitor::config::check_pod_iface_pattern(p) {
                     eprintln!("error: --pod-iface: {e}");
                     return ExitCode::from(2);
                 }

@@ -52,6 +52,22 @@ pub fn check_iface_pattern(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A pods' interface name or glob: [`check_iface_pattern`], and not [`DEFAULT_ROUTE`], which
+/// stands for the uplinks and belongs in `interfaces` (the config's `pod_interfaces` and the
+/// command line's `--pod-iface` alike).
+///
+/// # Errors
+///
+/// As [`check_iface_pattern`], or [`DEFAULT_ROUTE`].
+pub fn check_pod_iface_pattern(pattern: &str) -> Result<(), String> {
+    if pattern == DEFAULT_ROUTE {
+        return Err(format!(
+            "`{DEFAULT_ROUTE}` stands for the uplinks and belongs in `interfaces`, not in the pods' interfaces"
+        ));
+    }
+    check_iface_pattern(pattern)
+}
+
 /// Whether an interface pattern uses glob syntax (otherwise it is an exact name).
 #[must_use]
 pub fn is_glob(pattern: &str) -> bool {

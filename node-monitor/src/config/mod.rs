@@ -39,7 +39,9 @@ use std::path::Path;
 pub use audit::{AuditSettings, FindingSeverity};
 pub use cluster::{ClusterMode, ClusterSettings};
 pub use error::{ConfigError, ConfigErrors};
-pub use iface::{DEFAULT_ROUTE, MAX_IFACE_NAME, check_iface_pattern, is_glob, is_name};
+pub use iface::{
+    DEFAULT_ROUTE, MAX_IFACE_NAME, check_iface_pattern, check_pod_iface_pattern, is_glob, is_name,
+};
 pub use model::{
     Action, AlertSettings, AllowEntry, AttachMode, Config, DEFAULT_POD_INTERFACES, Group, Limits,
     MAX_USER_GROUPS, MetricsSettings, NODE_LOCAL_GROUPS, PodSelector, PortRange, Protocol,

@@ -613,7 +613,8 @@ fn open_port_finding(what: String, denied: u64, flows: Option<FlaggedFlows>) -> 
 }
 
 /// Ports of a range evaluated one by one at most; a longer range (a config may name one) is
-/// judged by its two ends, and the finding says so.
+/// judged by its two ends (ALERTS.md says so; a finding with one end open says "1 of the 2
+/// ports looked at").
 const PORTS_EVALUATED: u32 = 8192;
 
 /// Of the ports of `range` that the check looks at ([`PORTS_EVALUATED`]), how many a new

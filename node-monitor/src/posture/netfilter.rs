@@ -6,7 +6,8 @@
 //!
 //! The evaluation is deliberately modest and errs towards "open": a rule counts only when
 //! all its matches are understood (protocol, destination ports, interface, conntrack state,
-//! source and destination prefixes, an ipset of sources); a rule with a source prefix (or
+//! source prefixes, an ipset of sources, a loopback destination: outside traffic never targets
+//! one, and which of the node's addresses it targets is not known); a rule with a source prefix (or
 //! `-m set --match-set NAME src`, nft `saddr @set`) never matches that unnamed source, one
 //! with a negated source prefix always does; a rule on the loopback interface never does.
 //! `DROP`/`REJECT` (nft `drop`/`reject`) filter, `ACCEPT` ends the chain open, jumps and

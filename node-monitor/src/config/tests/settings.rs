@@ -336,6 +336,9 @@ fn default_route_is_an_interfaces_entry_not_a_pods_one() {
     let config = parse("interfaces: [default-route, \"vxlan.calico\"]\n");
     assert_eq!(config.interfaces, [DEFAULT_ROUTE, "vxlan.calico"]);
     assert!(!is_name(DEFAULT_ROUTE) && is_name("eth0") && !is_name("eth*"));
+    // The command line's --pod-iface takes the same check.
+    assert!(check_pod_iface_pattern(DEFAULT_ROUTE).is_err());
+    assert_eq!(check_pod_iface_pattern("cali*"), Ok(()));
     assert_error(
         "pod_interfaces: [\"cali*\", default-route]\n",
         1,

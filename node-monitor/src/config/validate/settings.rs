@@ -4,7 +4,7 @@ use serde_saphyr::Spanned;
 
 use super::{Bound, Validator};
 use crate::config::{
-    iface::{DEFAULT_ROUTE, check_iface_pattern},
+    iface::{check_iface_pattern, check_pod_iface_pattern},
     model::{AlertSettings, AttachMode, DEFAULT_POD_INTERFACES, MetricsSettings},
     raw::{RawAlerts, RawMetrics},
 };
@@ -65,38 +65,31 @@ const CONNECTION_ALERTS_PER_GROUP: Bound = Bound {
 impl Validator<'_> {
     /// The patterns, each bad one reported.
     pub(super) fn interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
-        raw.map_or_else(Vec::new, |raw| self.iface_patterns("interfaces", raw))
+        raw.map_or_else(Vec::new, |raw| {
+            self.iface_patterns("interfaces", raw, check_iface_pattern)
+        })
     }
 
-    /// The pods' interface patterns, each bad one reported; absent: the CNI defaults.
-    /// `default-route` has no meaning there: the uplinks are `interfaces`.
+    /// The pods' interface patterns, each bad one reported (`default-route` among them: the
+    /// uplinks are `interfaces`); absent: the CNI defaults.
     pub(super) fn pod_interfaces(&self, raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
-        let Some(raw) = raw else {
-            return DEFAULT_POD_INTERFACES.map(str::to_owned).to_vec();
-        };
-        for (i, p) in raw.value.iter().enumerate() {
-            if p.value == DEFAULT_ROUTE {
-                self.report(self.error(
-                    Some(p.referenced),
-                    format!("pod_interfaces[{i}]"),
-                    format!(
-                        "`{DEFAULT_ROUTE}` stands for the uplinks and belongs in `interfaces`, not in the pods' interfaces"
-                    ),
-                ));
-            }
-        }
-        self.iface_patterns("pod_interfaces", raw)
-            .into_iter()
-            .filter(|p| p != DEFAULT_ROUTE)
-            .collect()
+        raw.map_or_else(
+            || DEFAULT_POD_INTERFACES.map(str::to_owned).to_vec(),
+            |raw| self.iface_patterns("pod_interfaces", raw, check_pod_iface_pattern),
+        )
     }
 
-    fn iface_patterns(&self, field: &str, raw: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    fn iface_patterns(
+        &self,
+        field: &str,
+        raw: Spanned<Vec<Spanned<String>>>,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Vec<String> {
         raw.value
             .into_iter()
             .enumerate()
             .filter_map(|(i, p)| {
-                let checked = check_iface_pattern(&p.value)
+                let checked = check(&p.value)
                     .map_err(|m| self.error(Some(p.referenced), format!("{field}[{i}]"), m));
                 self.check(checked).map(|()| p.value)
             })
