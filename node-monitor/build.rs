@@ -41,8 +41,14 @@ fn main() -> anyhow::Result<()> {
     // aya-build watches the eBPF crate's directory only; the programs also compile the shared
     // types and pure functions of node-monitor-common, whose changes must rebuild them too.
     let common_dir = ebpf_dir.join("../node-monitor-common");
-    println!("cargo:rerun-if-changed={}", common_dir.join("src").display());
-    println!("cargo:rerun-if-changed={}", common_dir.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        common_dir.join("src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        common_dir.join("Cargo.toml").display()
+    );
     let channel: &'static str = Box::leak(channel.into_boxed_str());
     aya_build::build_ebpf(
         [Package {

@@ -108,6 +108,47 @@ pub struct FlowState {
 }
 const _: () = assert!(size_of::<FlowState>() == 32);
 
+/// Slots of `REFUSAL_TAGS` (a power of two): the direct-mapped table in which ingress leaves
+/// the [`flow_tag`] of every flagged flow it records in the flow table, so that egress looks
+/// a refusal (RST, ICMP port unreachable) up in the flow table only when a flagged flow may be
+/// waiting for it. A refusal whose slot holds another tag cannot answer a flow on record,
+/// but for one case: another flagged flow recorded in the same slot between the attempt and
+/// its refusal. The node refuses at once (within the softirq that took the attempt), and
+/// flagged flows are recorded at most at the event budgets' rates, so that case needs two
+/// recorded flagged flows in one slot within microseconds; its cost is a refusal reported as
+/// no answer. 16,384 slots of 8 bytes: 128 KiB, shared by all CPUs.
+pub const REFUSAL_TAG_SLOTS: u32 = 16_384;
+
+/// The tag of a flow-table key in `REFUSAL_TAGS` (never 0, the empty slot): a polynomial over
+/// the key's five words, then [`mix64`](crate::mix64), so that keys that differ in several
+/// fields at once (a source address and a source port that both count up) still differ.
+/// Keys with the same tag share a slot and keep each other's tag, so only different tags
+/// evict.
+#[inline(always)]
+pub fn flow_tag(key: &FlowKey) -> u64 {
+    const P: u64 = 0x9e37_79b9_7f4a_7c15;
+    let tail = u64::from(key.src_port)
+        | u64::from(key.dst_port) << 16
+        | u64::from(key.proto) << 32
+        | u64::from(key.family) << 40;
+    let mut h = key.src_addr.0[0];
+    for w in [
+        key.src_addr.0[1],
+        key.dst_addr.0[0],
+        key.dst_addr.0[1],
+        tail,
+    ] {
+        h = h.wrapping_mul(P).wrapping_add(w);
+    }
+    crate::mix64(h) | 1
+}
+
+/// The `REFUSAL_TAGS` slot of a tag: its top bits (the low bit is always set).
+#[inline(always)]
+pub const fn refusal_tag_slot(tag: u64) -> u32 {
+    (tag >> 32) as u32 & (REFUSAL_TAG_SLOTS - 1)
+}
+
 /// Entries of `ACCEPTS`: acceptances withheld by the event budgets, waiting for the peer's
 /// ACK that completes the handshake.
 pub const ACCEPTS_ENTRIES: u32 = 8_192;
@@ -158,6 +199,67 @@ pub const fn accept_waits(recorded_ns: u64, now_ns: u64) -> bool {
 mod tests {
     use super::*;
     use crate::{ANSWER_ACCEPTED, ANSWER_REFUSED, TCP_FIN, TCP_PSH, TCP_URG};
+
+    /// Every field of the key moves the tag, no tag is the empty slot's 0, and the slots
+    /// of many keys spread over the table.
+    #[test]
+    fn a_flows_tag_depends_on_its_whole_key() {
+        let base = FlowKey {
+            src_addr: Addr([0x2001_0db8_0002_0000, 7]),
+            dst_addr: Addr([0x2001_0db8_0001_0000, 1]),
+            src_port: 40000,
+            dst_port: 10250,
+            proto: 6,
+            family: 6,
+            _pad: 0,
+        };
+        let variants = [
+            FlowKey {
+                src_addr: Addr([0x2001_0db8_0002_0000, 8]),
+                ..base
+            },
+            FlowKey {
+                src_addr: Addr([0x2001_0db8_0002_0001, 7]),
+                ..base
+            },
+            FlowKey {
+                dst_addr: Addr([0x2001_0db8_0001_0000, 2]),
+                ..base
+            },
+            FlowKey {
+                dst_addr: Addr([0x2001_0db8_0001_0001, 1]),
+                ..base
+            },
+            FlowKey {
+                src_port: 40001,
+                ..base
+            },
+            FlowKey {
+                dst_port: 10255,
+                ..base
+            },
+            FlowKey { proto: 17, ..base },
+            FlowKey { family: 4, ..base },
+        ];
+        let t = flow_tag(&base);
+        assert_ne!(t, 0);
+        for v in &variants {
+            assert_ne!(flow_tag(v), t, "{v:?}");
+        }
+        let mut used = [false; REFUSAL_TAG_SLOTS as usize];
+        for port in 0..4096u16 {
+            let k = FlowKey {
+                src_port: port,
+                ..base
+            };
+            assert_ne!(flow_tag(&k), 0);
+            assert!(refusal_tag_slot(flow_tag(&k)) < REFUSAL_TAG_SLOTS);
+            used[refusal_tag_slot(flow_tag(&k)) as usize] = true;
+        }
+        let used = used.iter().filter(|u| **u).count();
+        // 4096 keys into 16,384 slots: about 3,600 distinct slots if spread at random.
+        assert!(used > 3400, "{used} slots for 4096 keys");
+    }
 
     #[test]
     fn a_withheld_acceptance_waits_for_its_ack_a_bounded_time() {

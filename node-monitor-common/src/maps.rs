@@ -45,7 +45,8 @@ pub mod map_name {
     pub const ACCEPT_GATE: &str = "ACCEPT_GATE";
     pub const PORT_ALLOW_V4: &str = "PORT_ALLOW_V4";
     pub const PORT_ALLOW_V6: &str = "PORT_ALLOW_V6";
-    pub const ALL: [&str; 20] = [
+    pub const REFUSAL_TAGS: &str = "REFUSAL_TAGS";
+    pub const ALL: [&str; 21] = [
         PORTS_TCP,
         PORTS_UDP,
         ALLOW_V4,
@@ -66,6 +67,7 @@ pub mod map_name {
         ACCEPT_GATE,
         PORT_ALLOW_V4,
         PORT_ALLOW_V6,
+        REFUSAL_TAGS,
     ];
 }
 

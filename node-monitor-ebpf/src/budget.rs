@@ -2,13 +2,13 @@
 //! node-wide.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
-    Addr, Settings, refusal_may_answer, source_budget_spent, source_budget_take, source_slot,
-    token_bucket_empty, token_bucket_take,
+    Addr, FlowKey, Settings, flow_tag, refusal_may_answer, refusal_tag_slot, source_budget_spent,
+    source_budget_take, source_slot, token_bucket_empty, token_bucket_take,
 };
 
 use crate::{
     allow::same_addr,
-    maps::{GROUP_BUDGET, SOURCES},
+    maps::{GROUP_BUDGET, REFUSAL_TAGS, SOURCES},
 };
 
 /// What the budgets decided for one new connection's event.
@@ -157,4 +157,35 @@ pub(crate) fn refusal_gate_open(group: u8) -> bool {
         return false;
     }
     refusal_may_answer(last, unsafe { bpf_ktime_get_ns() })
+}
+
+/// A flagged flow recorded in the flow table (inserted, reopened, revoked, or continued by a
+/// denied candidate): its tag goes into its `REFUSAL_TAGS` slot, so that egress looks the
+/// node's refusal of it up ([`refusal_awaited`]).
+#[inline(always)]
+pub(crate) fn mark_flagged_flow(key: &FlowKey) {
+    let tag = flow_tag(key);
+    if let Some(slot) = REFUSAL_TAGS.get_ptr_mut(refusal_tag_slot(tag)) {
+        // SAFETY: a map value pointer shared by all CPUs; a racing write leaves one of two
+        // tags, and the other flow's refusal is then reported as no answer (see
+        // `REFUSAL_TAG_SLOTS`). Written only when it changes, so that a slot read by every
+        // refusal is not dirtied by each retransmitted attempt.
+        unsafe {
+            if *slot != tag {
+                *slot = tag;
+            }
+        }
+    }
+}
+
+/// Egress: may a refusal with the ingress-oriented `key` answer a flagged flow on record? Only
+/// when the key's slot holds its tag ([`mark_flagged_flow`]); without the map slot, yes (the
+/// lookup decides).
+#[inline(always)]
+pub(crate) fn refusal_awaited(key: &FlowKey) -> bool {
+    let tag = flow_tag(key);
+    match REFUSAL_TAGS.get(refusal_tag_slot(tag)) {
+        Some(t) => *t == tag,
+        None => true,
+    }
 }

@@ -9,7 +9,7 @@ use node_monitor_common::{
 
 use crate::{
     Meta,
-    budget::refusal_gate_open,
+    budget::{refusal_awaited, refusal_gate_open},
     count_reason,
     emit::{EventFacts, emit},
     maps::FLOWS,
@@ -22,7 +22,10 @@ use crate::{
 /// acceptance on a 5-tuple without a flow entry goes to [`unseen_accept`]. Returns the
 /// `ACTION_*` taken: `ACTION_DROPPED` only for an unseen acceptance in a drop group. A
 /// refusal (RST, ICMP) touches the flow table only while its group's gate is open
-/// ([`refusal_gate_open`]): a flagged attempt within the last `REFUSAL_WAIT_NS`.
+/// ([`refusal_gate_open`]: a flagged attempt within the last `REFUSAL_WAIT_NS`) and its key's
+/// `REFUSAL_TAGS` slot holds its tag ([`refusal_awaited`]: a flagged flow with this key was
+/// recorded). So the node's refusals of attempts the budgets withheld, which left no entry,
+/// cost no hash lookup.
 #[inline(always)]
 pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
     let Ok(l3) = parse::parse_l3(pkt, meta.meta_vlan) else {
@@ -66,6 +69,10 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
                 family: l3.family,
                 _pad: 0,
             };
+            // A refusal is looked up only when a flagged flow with this key was recorded.
+            if answer == ANSWER_REFUSED && !refusal_awaited(&key) {
+                return ACTION_PASS;
+            }
             (key, answer, l4.tcp_flags, l4.seq, group)
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
@@ -85,6 +92,9 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
                 family: l3.family,
                 _pad: 0,
             };
+            if !refusal_awaited(&key) {
+                return ACTION_PASS;
+            }
             (key, ANSWER_REFUSED, 0, 0, GROUP_NONE)
         }
         _ => return ACTION_PASS,

@@ -155,6 +155,7 @@ fn first_fragment(
     if entry.is_some() {
         // See ingress: a flagged flow on record keeps egress's refusal gate open.
         crate::budget::mark_flagged(group, now);
+        crate::budget::mark_flagged_flow(&key);
     }
     let is_new = match entry {
         Some(e) => {
@@ -198,6 +199,8 @@ fn first_fragment(
         };
         if FLOWS.insert(&key, &state, 0).is_err() {
             count_reason(reason::FLOW_UPDATE_FAILED);
+        } else {
+            crate::budget::mark_flagged_flow(&key);
         }
     }
     if withheld(budget, stats, group, FAMILY_V4, &src, dst_port) {

@@ -11,7 +11,7 @@ use node_monitor_common::{
 use crate::{
     Meta,
     allow::{SourceVerdict, port_source_verdict},
-    budget::{Budget, mark_flagged, take_budget},
+    budget::{Budget, mark_flagged, mark_flagged_flow, take_budget},
     count_reason,
     emit::{EventFacts, send},
     handshake,
@@ -253,6 +253,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     // egress's gate open (a new one opens it when it takes a budget).
     if candidate && flagged != 0 && entry.is_some() {
         mark_flagged(group, now);
+        mark_flagged_flow(&key);
     }
     let opener = if l3.proto == IPPROTO_UDP {
         OPENER_UDP
@@ -304,6 +305,7 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
             handshake::on_denied_segment(pkt, meta, &l3, &l4, &key, now, settings, group, action);
         }
         if revoked_flow {
+            mark_flagged_flow(&key);
             if now == 0 {
                 now = unsafe { bpf_ktime_get_ns() };
             }
@@ -347,6 +349,8 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         };
         if FLOWS.insert(&key, &state, 0).is_err() {
             count_reason(node_monitor_common::reason::FLOW_UPDATE_FAILED);
+        } else if flagged != 0 {
+            mark_flagged_flow(&key);
         }
     }
     if withheld(budget, stats, group, l3.family, &src, l4.dst_port) {

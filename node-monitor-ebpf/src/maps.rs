@@ -8,8 +8,8 @@ use node_monitor_common::{
     ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
     DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GroupAnswers,
     GroupBudget, GroupName, GroupStats, HllRegisters, MAX_GROUPS, PORT_ALLOW_ENTRIES,
-    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, STATS_ENTRIES, Settings,
-    SourceSlot, VERDICT_SLOTS, VerdictSlot, reason, source_slots,
+    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, REFUSAL_TAG_SLOTS,
+    STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, reason, source_slots,
 };
 
 /// Destination port → group id (0 = not watched), TCP.
@@ -107,3 +107,10 @@ pub static ACCEPTS: LruHashMap<FlowKey, PendingAccept> =
 /// nothing while no flood is withholding acceptances.
 #[map]
 pub static ACCEPT_GATE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// The [`flow_tag`](node_monitor_common::flow_tag) of each flagged flow ingress records in
+/// `FLOWS`, direct-mapped (`refusal_tag_slot`), shared by all CPUs: egress looks a refusal up
+/// in `FLOWS` only when its slot holds the refusal's own tag. Written only when a flagged
+/// flow is recorded, which the event budgets bound.
+#[map]
+pub static REFUSAL_TAGS: Array<u64> = Array::with_max_entries(REFUSAL_TAG_SLOTS, 0);

@@ -90,6 +90,9 @@ pub(crate) fn unseen_accept(key: &FlowKey, group: u8, seq: u32) -> Unseen {
     };
     if FLOWS.insert(key, &state, 0).is_err() {
         count_reason(reason::FLOW_UPDATE_FAILED);
+    } else {
+        // A later refusal on it (a RST after the acceptance) is looked up as before.
+        crate::budget::mark_flagged_flow(key);
     }
     // Reported, but its alert may still be folded by userspace's cap: the peer's ACK names it.
     if key.proto == IPPROTO_TCP && action != ACTION_DROPPED {

@@ -7,8 +7,9 @@ use node_monitor_common::{
     ACCEPTS_ENTRIES, AllowKeyV4, AllowKeyV6, DEFAULT_ALLOW_ENTRIES, DEFAULT_FLOWS,
     DEFAULT_RINGBUF_BYTES, DEFAULT_SOURCES, FloodTop, FlowKey, FlowState, GROUP_NAME_BYTES,
     GroupAnswers, GroupBudget, GroupStats, HLL_REGISTERS, MAX_GROUPS, PORT_ALLOW_ENTRIES,
-    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, STATS_ENTRIES, Settings,
-    SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name, reason, source_slots,
+    PORT_TABLE_ENTRIES, PendingAccept, PortAllowKeyV4, PortAllowKeyV6, REFUSAL_TAG_SLOTS,
+    STATS_ENTRIES, Settings, SourceSlot, VERDICT_SLOTS, VerdictSlot, map_name, reason,
+    source_slots,
 };
 
 use crate::config::Limits;
@@ -44,7 +45,7 @@ impl MapShape {
 }
 
 /// Every map of the object, by name, with the shape `limits` give it.
-pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 20] {
+pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 21] {
     let s = MapShape::new;
     [
         (
@@ -166,6 +167,10 @@ pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 20]
             ),
         ),
         (map_name::ACCEPT_GATE, s(MapType::Array, 4, 8, 1)),
+        (
+            map_name::REFUSAL_TAGS,
+            s(MapType::Array, 4, 8, REFUSAL_TAG_SLOTS),
+        ),
         (
             map_name::PORT_ALLOW_V4,
             s(

@@ -2,8 +2,8 @@
 //! from the node turn a flagged attempt into accepted or refused; egress never drops.
 
 use node_monitor_common::{
-    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_REFUSED, EVENT_ANSWER,
-    Event, HOOK_TC_EGRESS,
+    ACTION_DROPPED, ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED,
+    EVENT_ANSWER, Event, HOOK_TC_EGRESS,
 };
 
 use crate::{
@@ -25,6 +25,7 @@ fn tcp_answers(fam: Fam, ingress: Prog) {
     let mut h = harness();
     tcp_syn_ack_is_accepted_once(&mut h, fam, ingress);
     tcp_rst_is_refused(&mut h, fam, ingress);
+    a_refusal_is_looked_up_only_under_its_tag(&mut h, fam, ingress);
 }
 
 fn udp_answers(fam: Fam, ingress: Prog) {
@@ -147,6 +148,33 @@ fn tcp_rst_is_refused(h: &mut Harness, fam: Fam, ingress: Prog) {
         RST | ACK,
     );
     assert_events("drop group answer", &h.events(), &[want]);
+}
+
+/// Egress looks a refusal up only when its key's `REFUSAL_TAGS` slot holds the key's tag: a
+/// slot that another flagged flow took (here: written by the test) hides the refusal, and the
+/// flow keeps waiting; the attempt's retransmit writes the tag again, and the next refusal is
+/// recorded.
+fn a_refusal_is_looked_up_only_under_its_tag(h: &mut Harness, fam: Fam, ingress: Prog) {
+    let syn = tcp(fam.denied(), fam.node(), 40020, KUBELET, SYN);
+    flag(h, ingress, &syn, "kubelet");
+    let key = flow_key(fam.denied(), fam.node(), 40020, KUBELET, IPPROTO_TCP);
+    let (slot, tag) = h.dp.refusal_tag(&key).expect("REFUSAL_TAGS");
+    assert_eq!(slot, tag, "the flagged flow's tag is in its slot");
+    h.dp.set_refusal_tag(&key, tag ^ 2).expect("REFUSAL_TAGS");
+    let rst = tcp(fam.node(), fam.denied(), KUBELET, 40020, RST | ACK);
+    run_expect(h, Prog::TcEgress, &rst, TC_ACT_OK, "RST under another tag");
+    assert_events("RST under another tag", &h.events(), &[]);
+    assert_eq!(
+        h.flow(&key).map(|f| f.answer),
+        Some(ANSWER_NONE),
+        "a refusal under another tag is not recorded"
+    );
+    run_expect(h, ingress, &syn, ingress.pass(), "retransmitted SYN");
+    assert_events("retransmitted SYN", &h.events(), &[]);
+    assert_eq!(h.dp.refusal_tag(&key).expect("REFUSAL_TAGS").0, tag);
+    run_expect(h, Prog::TcEgress, &rst, TC_ACT_OK, "RST under its tag");
+    let want = answer_event(h, ingress, &syn, "kubelet", &rst, ANSWER_REFUSED, RST | ACK);
+    assert_events("RST under its tag", &h.events(), &[want]);
 }
 
 fn answer_for_unflagged_flow_is_silent(h: &mut Harness, fam: Fam, ingress: Prog) {

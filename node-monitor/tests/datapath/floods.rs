@@ -121,8 +121,21 @@ fn group_budget_withholds_and_inserts_no_flow(fam: Fam, prog: Prog) {
             "source {i}: only reported attempts get a flow entry"
         );
     }
+    // Only the recorded flagged flows leave their tag for egress: the node's refusals of the
+    // withheld attempts are never looked up in the flow table.
+    for i in 0..10u16 {
+        let key = flow_key(denied_n(fam, i), fam.node(), 40000 + i, KUBELET, TCP_PROTO);
+        let (slot, tag) = h.dp.refusal_tag(&key).expect("REFUSAL_TAGS");
+        assert_eq!(
+            slot == tag,
+            i < 3,
+            "source {i}: slot {slot:#x}, tag {tag:#x}"
+        );
+    }
     let key = flow_key(fam.allowed(), fam.node(), 41000, KUBELET, TCP_PROTO);
     assert!(h.flow(&key).is_some(), "the allowed flow has its entry");
+    let (slot, tag) = h.dp.refusal_tag(&key).expect("REFUSAL_TAGS");
+    assert_ne!(slot, tag, "an allowed flow leaves no tag");
     // A withheld attempt has no entry: its SYN retransmit is a new connection again,
     // withheld again (no entry either).
     let again = syn(fam, denied_n(fam, 9), 40009);
