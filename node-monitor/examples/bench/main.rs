@@ -86,8 +86,8 @@ struct Args {
     /// SYNs per flood run (flood section).
     #[arg(long, default_value_t = 1_000_000)]
     flood_packets: u64,
-    /// Rounds of the flood section; each runs both floods against the four modes (about
-    /// 2 minutes a round with 1,000,000 SYNs per flood on a 2-CPU machine).
+    /// Rounds of the flood section; each runs both floods against the five modes (about
+    /// 2.5 minutes a round with 1,000,000 SYNs per flood on a 2-CPU machine).
     #[arg(long, default_value_t = 1)]
     flood_rounds: usize,
     /// Packets trafgen sends per case and mode in the live section.

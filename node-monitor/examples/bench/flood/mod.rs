@@ -39,6 +39,8 @@ const MIN_RX_RATIO: f64 = 0.90;
 /// The daemon's figures of one flood, against its targets.
 struct DaemonVerdict {
     traffic: Traffic,
+    /// `Mode::Daemon` (XDP) or `Mode::DaemonTc`.
+    mode: Mode,
     /// Received rate and CPU per packet, as ratios to no program.
     rx_ratio: f64,
     cpu_ratio: f64,
@@ -134,12 +136,12 @@ pub(crate) fn flood(
          so it answers RST) as fast as it can, on one CPU: once from random sources (a new \
          source address in {RANDOM_PREFIX} per packet) and once from one source with a new \
          source port per packet. Each flood runs against the node with no program, with \
-         `node-monitor run --iface eth0 --no-pin` on the embedded default config (XDP; its group \
-         budget, 1,000 events per second per group, on), and \
+         `node-monitor run --iface eth0 --no-pin --attach xdp` and `--attach tc` on the embedded \
+         default config (its group budget, 1,000 events per second per group, on), and \
          with `ip6tables -A INPUT -p tcp --dport 10250 -m conntrack --ctstate NEW -j LOG` in \
          the node's namespace, and with the object's empty XDP program attached the same way \
          (the cost of XDP on a veth itself, which the daemon pays too); {rounds} round(s), the \
-         four modes one after the other for each flood, their order rotating from round to \
+         five modes one after the other for each flood, their order rotating from round to \
          round; medians over the rounds (one round: single runs, and this VM's run-to-run \
          noise is large). Received: the node interface's rx packets; rate: received over \
          trafgen's send time. CPU: busy time of all CPUs (`/proc/stat`, trafgen and the daemon \
@@ -195,18 +197,19 @@ pub(crate) fn flood(
                 cpu / base_cpu,
                 cpu / empty_cpu,
                 rss.map_or("-".to_owned(), |m| format!("{m:.1}")),
-                match (&lines, mode) {
-                    (Some((n, g)), Mode::Daemon) => format!("{n} ({g})"),
+                match &lines {
+                    Some((n, g)) if mode.is_daemon() => format!("{n} ({g})"),
                     _ => "-".to_owned(),
                 },
-                match (total, mode) {
-                    (Some(t), Mode::Daemon) => t.to_string(),
+                match total {
+                    Some(t) if mode.is_daemon() => t.to_string(),
                     _ => "-".to_owned(),
                 },
             )?;
-            if mode == Mode::Daemon {
+            if mode.is_daemon() {
                 verdicts.push(DaemonVerdict {
                     traffic,
+                    mode,
                     rx_ratio: rate / base_rate,
                     cpu_ratio: cpu / base_cpu,
                     below_ipt: cpu < ipt_cpu,
@@ -224,6 +227,7 @@ pub(crate) fn flood(
     )?;
     for DaemonVerdict {
         traffic,
+        mode,
         rx_ratio,
         cpu_ratio,
         below_ipt,
@@ -233,7 +237,11 @@ pub(crate) fn flood(
         runs: v,
     } in &verdicts
     {
-        let t = traffic.name();
+        let t = format!(
+            "{}, {}",
+            traffic.name(),
+            if *mode == Mode::DaemonTc { "tc" } else { "XDP" }
+        );
         if *traffic == Traffic::RandomSources {
             let (n, g) = lines.clone().unwrap_or((0, "-".into()));
             writeln!(
@@ -295,8 +303,11 @@ pub(crate) fn flood(
     }
     writeln!(report)?;
     // The daemon's own counters: what the kernel sent it and what it held.
-    for traffic in Traffic::ALL {
-        let v = &runs[&(traffic, Mode::Daemon)];
+    for (traffic, mode) in Traffic::ALL
+        .into_iter()
+        .flat_map(|t| [(t, Mode::Daemon), (t, Mode::DaemonTc)])
+    {
+        let v = &runs[&(traffic, mode)];
         if let Some(s) = v.iter().rev().find_map(|r| r.summary.as_ref()) {
             let det = |d: &str| {
                 let e = &s["detectors"][d];
@@ -310,11 +321,16 @@ pub(crate) fn flood(
             };
             writeln!(
                 report,
-                "Daemon, {} (last round): kubelet new connections {}, events {}, rate-limited {}, \
+                "{}, {} (last round): kubelet new connections {}, events {}, rate-limited {}, \
                  withheld by the group budget {}, lost to a full ring buffer {}; records read {} \
                  (the events above plus the egress program's answer events, which no group \
                  counter counts); \
                  tables at exit: {}, {}, {}, {}.\n",
+                if mode == Mode::DaemonTc {
+                    "Daemon on tc"
+                } else {
+                    "Daemon on XDP"
+                },
                 traffic.name(),
                 kernel_counter(s, "new_conns"),
                 kernel_counter(s, "events"),

@@ -1,5 +1,5 @@
 //! One flood run and what it measures: the mode under test started in the node's namespace
-//! (no program, the empty XDP program, the daemon, or an ip6tables LOG rule), trafgen's
+//! (no program, the empty XDP program, the daemon on XDP or on tc, or an ip6tables LOG rule), trafgen's
 //! flood, the received packets and CPU time around it, and the daemon's peak memory, alert
 //! lines by group and flood window, and exit counters.
 use std::{
@@ -29,14 +29,17 @@ pub(super) enum Mode {
     NoProgram,
     EmptyXdp,
     Daemon,
+    /// The daemon attached with `--attach tc` (tcx ingress): no XDP copy of the frame.
+    DaemonTc,
     IptablesLog,
 }
 
 impl Mode {
-    pub(super) const ALL: [Mode; 4] = [
+    pub(super) const ALL: [Mode; 5] = [
         Mode::NoProgram,
         Mode::EmptyXdp,
         Mode::Daemon,
+        Mode::DaemonTc,
         Mode::IptablesLog,
     ];
     pub(super) fn name(self) -> &'static str {
@@ -44,8 +47,13 @@ impl Mode {
             Mode::NoProgram => "no program",
             Mode::EmptyXdp => "empty XDP program (examples/empty_xdp)",
             Mode::Daemon => "daemon, XDP, default config",
+            Mode::DaemonTc => "daemon, tc, default config",
             Mode::IptablesLog => "ip6tables conntrack NEW -j LOG",
         }
+    }
+    /// A mode that runs the daemon (its alerts, memory and counters are measured).
+    pub(super) fn is_daemon(self) -> bool {
+        matches!(self, Mode::Daemon | Mode::DaemonTc)
     }
 }
 
@@ -211,9 +219,10 @@ pub(super) fn run_once(
                 Duration::from_secs(10),
             )?);
         }
-        Mode::Daemon => {
+        Mode::Daemon | Mode::DaemonTc => {
+            let attach = if mode == Mode::DaemonTc { "tc" } else { "xdp" };
             let mut cmd = bed.node.nsenter(&daemon.to_string_lossy());
-            cmd.args(["run", "--iface", "eth0", "--no-pin"])
+            cmd.args(["run", "--iface", "eth0", "--no-pin", "--attach", attach])
                 .env("NO_COLOR", "1")
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::from(File::create(&out_path)?))
