@@ -165,25 +165,28 @@ pub struct GroupBudget {
     pub flagged: TokenBucket,
     pub allowed: TokenBucket,
     pub completed: TokenBucket,
-    /// When ingress last saw a denied source's new-connection candidate of this group, or
-    /// egress recorded an acceptance nobody saw asked for (0: never): the gate in front of
-    /// egress's flow lookup for a refusal (RST, ICMP port unreachable), which can only answer
-    /// a flagged attempt within [`REFUSAL_WAIT_NS`] of it (see [`refusal_may_answer`]).
-    pub flagged_ns: u64,
+    /// The kernel's jiffies when ingress last saw a denied source's new-connection candidate
+    /// of this group, or egress recorded an acceptance nobody saw asked for (0: never): the
+    /// gate in front of egress's `REFUSAL_TAGS` check of a refusal (RST, ICMP port
+    /// unreachable), which can only answer a flagged attempt within [`REFUSAL_WAIT_JIFFIES`]
+    /// of it (see [`refusal_may_answer`]). Jiffies, not the nanosecond clock: reading them
+    /// costs a load, where the clock costs a paravirtual clock read on every refusal.
+    pub flagged_jiffies: u64,
 }
 const _: () = assert!(size_of::<GroupBudget>() == 56);
 
-/// How long after a group's last flagged attempt (`GroupBudget::flagged_ns`) egress still
-/// looks the node's refusals (RST, ICMP port unreachable) up in the flow table: the node
-/// refuses at once, so 10 s leaves a wide margin; after it, a refusal from the group's ports
-/// costs one array read and one clock read instead of a hash lookup.
-pub const REFUSAL_WAIT_NS: u64 = 10_000_000_000;
+/// How long after a group's last flagged attempt (`GroupBudget::flagged_jiffies`) egress
+/// still checks the node's refusals (RST, ICMP port unreachable) against `REFUSAL_TAGS`:
+/// 10,000 jiffies, 10 s at HZ=1000 and up to 100 s at HZ=100. The node refuses at once, so
+/// this leaves a wide margin; after it, a refusal from the group's ports costs one array read
+/// and one jiffies read. The gate only saves work: what is looked up is decided by the tags.
+pub const REFUSAL_WAIT_JIFFIES: u64 = 10_000;
 
-/// May a refusal sent at `now_ns` answer a flagged attempt of a group whose last one came at
-/// `flagged_ns` (0: never)? Pure, so host tests cover it.
+/// May a refusal sent at `now` (jiffies) answer a flagged attempt of a group whose last one
+/// came at `flagged` (0: never)? Pure, so host tests cover it.
 #[inline(always)]
-pub const fn refusal_may_answer(flagged_ns: u64, now_ns: u64) -> bool {
-    flagged_ns != 0 && now_ns.saturating_sub(flagged_ns) <= REFUSAL_WAIT_NS
+pub const fn refusal_may_answer(flagged: u64, now: u64) -> bool {
+    flagged != 0 && now.saturating_sub(flagged) <= REFUSAL_WAIT_JIFFIES
 }
 
 #[cfg(test)]
@@ -223,13 +226,13 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_is_looked_up_only_near_a_flagged_attempt() {
+    fn a_refusal_is_checked_only_near_a_flagged_attempt() {
         assert!(!refusal_may_answer(0, 5), "no flagged attempt yet");
         assert!(refusal_may_answer(100, 100));
-        assert!(refusal_may_answer(100, 100 + REFUSAL_WAIT_NS));
-        assert!(!refusal_may_answer(100, 101 + REFUSAL_WAIT_NS));
-        // A clock read before the mark (another CPU wrote it meanwhile) is near, not far.
-        assert!(refusal_may_answer(100, 50));
+        assert!(refusal_may_answer(100, 100 + REFUSAL_WAIT_JIFFIES));
+        assert!(!refusal_may_answer(100, 101 + REFUSAL_WAIT_JIFFIES));
+        // A read before the mark (another CPU wrote it meanwhile) is near, not far.
+        assert!(refusal_may_answer(100, 99));
     }
 
     #[test]

@@ -109,23 +109,25 @@ pub struct FlowState {
 const _: () = assert!(size_of::<FlowState>() == 32);
 
 /// Slots of `REFUSAL_TAGS` (a power of two): the direct-mapped table in which ingress leaves
-/// the [`flow_tag`] of every flagged flow it records in the flow table, so that egress looks
-/// a refusal (RST, ICMP port unreachable) up in the flow table only when a flagged flow may be
-/// waiting for it. A refusal whose slot holds another tag cannot answer a flow on record,
-/// but for one case: another flagged flow recorded in the same slot between the attempt and
-/// its refusal. The node refuses at once (within the softirq that took the attempt), and
-/// flagged flows are recorded at most at the event budgets' rates, so that case needs two
-/// recorded flagged flows in one slot within microseconds; its cost is a refusal reported as
-/// no answer. 16,384 slots of 8 bytes: 128 KiB, shared by all CPUs.
-pub const REFUSAL_TAG_SLOTS: u32 = 16_384;
+/// the tag ([`refusal_tag`]) of every flagged flow it records in the flow table, so that
+/// egress looks a refusal (RST, ICMP port unreachable) up in the flow table only when a
+/// flagged flow may be waiting for it. A refusal whose slot holds another tag cannot answer a
+/// flow on record, but for one case: another flagged flow recorded in the same slot between
+/// the attempt and its refusal. The node refuses at once (within the softirq that took the
+/// attempt), and flagged flows are recorded at most at the event budgets' rates, so that case
+/// needs two recorded flagged flows in one slot within microseconds (at 10,000 recorded a
+/// second and 50 µs, one refusal in 4,000); its cost is a refusal reported as no answer.
+/// 2,048 slots of 4 bytes: 8 KiB, shared by all CPUs, small enough to stay in cache, since
+/// every refusal from a watched port reads a slot at random.
+pub const REFUSAL_TAG_SLOTS: u32 = 2_048;
 
-/// The tag of a flow-table key in `REFUSAL_TAGS` (never 0, the empty slot): a polynomial over
-/// the key's five words, then [`mix64`](crate::mix64), so that keys that differ in several
-/// fields at once (a source address and a source port that both count up) still differ.
-/// Keys with the same tag share a slot and keep each other's tag, so only different tags
-/// evict.
+/// The slot and the tag (never 0, the empty slot) of a flow-table key in `REFUSAL_TAGS`: a
+/// polynomial over the key's five words, then [`mix64`](crate::mix64), so that keys that
+/// differ in several fields at once (a source address and a source port that both count up)
+/// still differ; the slot from the hash's high half, the tag from its low half. Keys with the
+/// same slot and tag keep each other's tag, so only different tags evict.
 #[inline(always)]
-pub fn flow_tag(key: &FlowKey) -> u64 {
+pub fn refusal_tag(key: &FlowKey) -> (u32, u32) {
     const P: u64 = 0x9e37_79b9_7f4a_7c15;
     let tail = u64::from(key.src_port)
         | u64::from(key.dst_port) << 16
@@ -140,13 +142,8 @@ pub fn flow_tag(key: &FlowKey) -> u64 {
     ] {
         h = h.wrapping_mul(P).wrapping_add(w);
     }
-    crate::mix64(h) | 1
-}
-
-/// The `REFUSAL_TAGS` slot of a tag: its top bits (the low bit is always set).
-#[inline(always)]
-pub const fn refusal_tag_slot(tag: u64) -> u32 {
-    (tag >> 32) as u32 & (REFUSAL_TAG_SLOTS - 1)
+    let h = crate::mix64(h);
+    ((h >> 32) as u32 & (REFUSAL_TAG_SLOTS - 1), h as u32 | 1)
 }
 
 /// Entries of `ACCEPTS`: acceptances withheld by the event budgets, waiting for the peer's
@@ -200,8 +197,8 @@ mod tests {
     use super::*;
     use crate::{ANSWER_ACCEPTED, ANSWER_REFUSED, TCP_FIN, TCP_PSH, TCP_URG};
 
-    /// Every field of the key moves the tag, no tag is the empty slot's 0, and the slots
-    /// of many keys spread over the table.
+    /// Every field of the key moves its slot or tag, no tag is the empty slot's 0, and the
+    /// slots of many keys spread over the table.
     #[test]
     fn a_flows_tag_depends_on_its_whole_key() {
         let base = FlowKey {
@@ -241,24 +238,26 @@ mod tests {
             FlowKey { proto: 17, ..base },
             FlowKey { family: 4, ..base },
         ];
-        let t = flow_tag(&base);
-        assert_ne!(t, 0);
+        let t = refusal_tag(&base);
+        assert_ne!(t.1, 0);
         for v in &variants {
-            assert_ne!(flow_tag(v), t, "{v:?}");
+            assert_ne!(refusal_tag(v), t, "{v:?}");
         }
+        // Source address and source port counting up together, as a scan's do.
         let mut used = [false; REFUSAL_TAG_SLOTS as usize];
-        for port in 0..4096u16 {
+        for i in 0..512u16 {
             let k = FlowKey {
-                src_port: port,
+                src_addr: Addr([base.src_addr.0[0], u64::from(i)]),
+                src_port: 40000 + i,
                 ..base
             };
-            assert_ne!(flow_tag(&k), 0);
-            assert!(refusal_tag_slot(flow_tag(&k)) < REFUSAL_TAG_SLOTS);
-            used[refusal_tag_slot(flow_tag(&k)) as usize] = true;
+            let (slot, tag) = refusal_tag(&k);
+            assert_ne!(tag, 0);
+            used[slot as usize] = true;
         }
         let used = used.iter().filter(|u| **u).count();
-        // 4096 keys into 16,384 slots: about 3,600 distinct slots if spread at random.
-        assert!(used > 3400, "{used} slots for 4096 keys");
+        // 512 keys into 2,048 slots: about 450 distinct slots if spread at random.
+        assert!(used > 400, "{used} slots for 512 keys");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Event budgets: how many events a source may send, and how many a group may send
 //! node-wide.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::bpf_jiffies64;
 use node_monitor_common::{
-    Addr, FlowKey, Settings, flow_tag, refusal_may_answer, refusal_tag_slot, source_budget_spent,
+    Addr, FlowKey, Settings, refusal_may_answer, refusal_tag, source_budget_spent,
     source_budget_take, source_slot, token_bucket_empty, token_bucket_take,
 };
 
@@ -35,7 +35,7 @@ pub(crate) fn take_budget(
     flagged: bool,
 ) -> Budget {
     if flagged {
-        mark_flagged(group, now);
+        mark_flagged(group);
     }
     if !take_source_budget(family, src, now, settings, group, flagged) {
         return Budget::RateLimited;
@@ -131,32 +131,29 @@ pub(crate) fn take_completed_budget(now: u64, settings: &Settings, group: u8) ->
     token_bucket_take(unsafe { &mut (*slot).completed }, now, rate)
 }
 
-/// A flagged attempt of `group` at `now`: opens the gate in front of egress's lookup of the
-/// node's refusals ([`refusal_gate_open`]). Every flagged attempt that takes a budget passes
-/// here; ingress also marks a denied source's candidate that continues a flow on record.
+/// A flagged attempt of `group`: opens the gate in front of egress's check of the node's
+/// refusals ([`refusal_gate_open`]). Every flagged attempt that takes a budget passes here;
+/// ingress also marks a denied source's candidate that continues a flow on record.
 #[inline(always)]
-pub(crate) fn mark_flagged(group: u8, now: u64) {
+pub(crate) fn mark_flagged(group: u8) {
     if let Some(slot) = GROUP_BUDGET.get_ptr_mut(u32::from(group)) {
         // SAFETY: a map value pointer shared by all CPUs; a racing write stores another
         // recent time, which keeps the gate open just as well.
-        unsafe { (*slot).flagged_ns = now };
+        unsafe { (*slot).flagged_jiffies = bpf_jiffies64() };
     }
 }
 
 /// Egress: may a refusal (RST, ICMP port unreachable) from a port of `group` answer a flagged
-/// attempt, i.e. did `group` see one within `REFUSAL_WAIT_NS`? While it did not, egress leaves
-/// the flow table alone: no entry of the group can be waiting for a refusal. Without the map
-/// slot it says yes (the lookup decides, as before the gate).
+/// attempt, i.e. did `group` see one within `REFUSAL_WAIT_JIFFIES`? While it did not, egress
+/// checks no tag: no flow of the group can be waiting for a refusal. Without the map slot it
+/// says yes (the tags decide).
 #[inline(always)]
 pub(crate) fn refusal_gate_open(group: u8) -> bool {
     let Some(slot) = GROUP_BUDGET.get(u32::from(group)) else {
         return true;
     };
-    let last = slot.flagged_ns;
-    if last == 0 {
-        return false;
-    }
-    refusal_may_answer(last, unsafe { bpf_ktime_get_ns() })
+    let last = slot.flagged_jiffies;
+    last != 0 && refusal_may_answer(last, unsafe { bpf_jiffies64() })
 }
 
 /// A flagged flow recorded in the flow table (inserted, reopened, revoked, or continued by a
@@ -164,8 +161,8 @@ pub(crate) fn refusal_gate_open(group: u8) -> bool {
 /// node's refusal of it up ([`refusal_awaited`]).
 #[inline(always)]
 pub(crate) fn mark_flagged_flow(key: &FlowKey) {
-    let tag = flow_tag(key);
-    if let Some(slot) = REFUSAL_TAGS.get_ptr_mut(refusal_tag_slot(tag)) {
+    let (index, tag) = refusal_tag(key);
+    if let Some(slot) = REFUSAL_TAGS.get_ptr_mut(index) {
         // SAFETY: a map value pointer shared by all CPUs; a racing write leaves one of two
         // tags, and the other flow's refusal is then reported as no answer (see
         // `REFUSAL_TAG_SLOTS`). Written only when it changes, so that a slot read by every
@@ -183,8 +180,8 @@ pub(crate) fn mark_flagged_flow(key: &FlowKey) {
 /// lookup decides).
 #[inline(always)]
 pub(crate) fn refusal_awaited(key: &FlowKey) -> bool {
-    let tag = flow_tag(key);
-    match REFUSAL_TAGS.get(refusal_tag_slot(tag)) {
+    let (index, tag) = refusal_tag(key);
+    match REFUSAL_TAGS.get(index) {
         Some(t) => *t == tag,
         None => true,
     }

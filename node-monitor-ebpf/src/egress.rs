@@ -21,11 +21,11 @@ use crate::{
 /// ICMP port unreachable) is recorded on the flow and reported as an answer event. An
 /// acceptance on a 5-tuple without a flow entry goes to [`unseen_accept`]. Returns the
 /// `ACTION_*` taken: `ACTION_DROPPED` only for an unseen acceptance in a drop group. A
-/// refusal (RST, ICMP) touches the flow table only while its group's gate is open
-/// ([`refusal_gate_open`]: a flagged attempt within the last `REFUSAL_WAIT_NS`) and its key's
-/// `REFUSAL_TAGS` slot holds its tag ([`refusal_awaited`]: a flagged flow with this key was
-/// recorded). So the node's refusals of attempts the budgets withheld, which left no entry,
-/// cost no hash lookup.
+/// refusal (RST, ICMP) is checked only while its group's gate is open ([`refusal_gate_open`]:
+/// a flagged attempt within the last `REFUSAL_WAIT_JIFFIES`), and touches the flow table only
+/// when its key's `REFUSAL_TAGS` slot holds its tag ([`refusal_awaited`]: a flagged flow with
+/// this key was recorded). So the node's refusals of allowed peers and of attempts the budgets
+/// withheld, which left no entry, cost no hash lookup and no clock read.
 #[inline(always)]
 pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
     let Ok(l3) = parse::parse_l3(pkt, meta.meta_vlan) else {
@@ -52,7 +52,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
             };
             crate::summary::count_answer(l3.proto, group, answer);
             // A refusal can only answer a flagged attempt: while the group has had none
-            // lately, it is not looked up (an acceptance always is: it may be unseen).
+            // lately, it is not checked (an acceptance always is: it may be unseen).
             if answer == ANSWER_REFUSED && !refusal_gate_open(group) {
                 return ACTION_PASS;
             }
@@ -69,7 +69,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
                 family: l3.family,
                 _pad: 0,
             };
-            // A refusal is looked up only when a flagged flow with this key was recorded.
+            // Then it is looked up only when a flagged flow with this key was recorded.
             if answer == ANSWER_REFUSED && !refusal_awaited(&key) {
                 return ACTION_PASS;
             }

@@ -153,8 +153,9 @@ fn first_fragment(
     // that fragments from spoofed sources past a budget insert nothing.
     let entry = FLOWS.get_ptr_mut(&key);
     if entry.is_some() {
-        // See ingress: a flagged flow on record keeps egress's refusal gate open.
-        crate::budget::mark_flagged(group, now);
+        // See ingress: a flagged flow on record keeps egress's gate open and writes its tag
+        // again.
+        crate::budget::mark_flagged(group);
         crate::budget::mark_flagged_flow(&key);
     }
     let is_new = match entry {

@@ -250,9 +250,10 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         FLOWS.get_ptr_mut(&key)
     };
     // A denied candidate that continues a flow on record may still get its refusal: keep
-    // egress's gate open (a new one opens it when it takes a budget).
+    // egress's gate open (a new one opens it when it takes a budget), and put its tag back
+    // into its slot, in case another flagged flow took the slot meanwhile.
     if candidate && flagged != 0 && entry.is_some() {
-        mark_flagged(group, now);
+        mark_flagged(group);
         mark_flagged_flow(&key);
     }
     let opener = if l3.proto == IPPROTO_UDP {

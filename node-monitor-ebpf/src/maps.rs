@@ -108,9 +108,9 @@ pub static ACCEPTS: LruHashMap<FlowKey, PendingAccept> =
 #[map]
 pub static ACCEPT_GATE: Array<u64> = Array::with_max_entries(1, 0);
 
-/// The [`flow_tag`](node_monitor_common::flow_tag) of each flagged flow ingress records in
-/// `FLOWS`, direct-mapped (`refusal_tag_slot`), shared by all CPUs: egress looks a refusal up
-/// in `FLOWS` only when its slot holds the refusal's own tag. Written only when a flagged
-/// flow is recorded, which the event budgets bound.
+/// The tag ([`refusal_tag`](node_monitor_common::refusal_tag)) of each flagged flow ingress
+/// records in `FLOWS`, direct-mapped, shared by all CPUs: egress looks a refusal up in `FLOWS`
+/// only when its slot holds the refusal's own tag. Written only when a flagged flow is
+/// recorded, which the event budgets bound.
 #[map]
-pub static REFUSAL_TAGS: Array<u64> = Array::with_max_entries(REFUSAL_TAG_SLOTS, 0);
+pub static REFUSAL_TAGS: Array<u32> = Array::with_max_entries(REFUSAL_TAG_SLOTS, 0);

@@ -169,7 +169,7 @@ pub(super) fn expected_shapes(limits: &Limits) -> [(&'static str, MapShape); 21]
         (map_name::ACCEPT_GATE, s(MapType::Array, 4, 8, 1)),
         (
             map_name::REFUSAL_TAGS,
-            s(MapType::Array, 4, 8, REFUSAL_TAG_SLOTS),
+            s(MapType::Array, 4, 4, REFUSAL_TAG_SLOTS),
         ),
         (
             map_name::PORT_ALLOW_V4,

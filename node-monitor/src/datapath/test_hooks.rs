@@ -6,8 +6,7 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use node_monitor_common::{
-    Addr, FlowKey, Settings, VerdictSlot, flow_tag, map_name, prog_name, refusal_tag_slot,
-    verdict_slot,
+    Addr, FlowKey, Settings, VerdictSlot, map_name, prog_name, refusal_tag, verdict_slot,
 };
 
 use super::{Datapath, DatapathError, Result};
@@ -70,27 +69,26 @@ impl Datapath {
 
     /// The `REFUSAL_TAGS` slot of a flow-table key (ingress orientation): what it holds, and
     /// the key's own tag.
-    pub fn refusal_tag(&self, key: &FlowKey) -> Result<(u64, u64)> {
+    pub fn refusal_tag(&self, key: &FlowKey) -> Result<(u32, u32)> {
         let name = map_name::REFUSAL_TAGS;
         let map = self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
         let err = |error| DatapathError::Map { name, error };
-        let tags: aya::maps::Array<_, u64> = aya::maps::Array::try_from(map).map_err(err)?;
-        let tag = flow_tag(key);
-        Ok((tags.get(&refusal_tag_slot(tag), 0).map_err(err)?, tag))
+        let tags: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(err)?;
+        let (slot, tag) = refusal_tag(key);
+        Ok((tags.get(&slot, 0).map_err(err)?, tag))
     }
 
     /// Overwrites the `REFUSAL_TAGS` slot of a key, as another flagged flow recorded in the
     /// same slot would.
-    pub fn set_refusal_tag(&mut self, key: &FlowKey, value: u64) -> Result<()> {
+    pub fn set_refusal_tag(&mut self, key: &FlowKey, value: u32) -> Result<()> {
         let name = map_name::REFUSAL_TAGS;
         let map = self
             .ebpf
             .map_mut(name)
             .ok_or(DatapathError::MissingMap(name))?;
         let err = |error| DatapathError::Map { name, error };
-        let mut tags: aya::maps::Array<_, u64> = aya::maps::Array::try_from(map).map_err(err)?;
-        tags.set(refusal_tag_slot(flow_tag(key)), value, 0)
-            .map_err(err)
+        let mut tags: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(err)?;
+        tags.set(refusal_tag(key).0, value, 0).map_err(err)
     }
 
     /// The verdict cache slot of `src` on every CPU.
