@@ -22,9 +22,14 @@ pub(crate) enum Budget {
     OverGroup,
 }
 
-/// May this event be sent? First the source's budget ([`take_source_budget`]), then the
-/// group's node-wide budget ([`take_group_budget`]): a source that its own budget stops
-/// never spends the group's tokens, so one noisy source cannot use up what others need.
+/// May this event be sent? While the group's node-wide budget is spent, no: withheld by it,
+/// and the source's slot is not touched ([`group_spent`]). Otherwise first the source's
+/// budget ([`take_source_budget`]), then the group's ([`take_group_budget`]): a source that
+/// its own budget stops never spends the group's tokens, so one noisy source cannot use up
+/// what others need. Looking at the group first keeps a spoofed flood that has spent it from
+/// reading and taking over a slot of the (shared, direct-mapped) source table per packet: a
+/// cache miss each, and the real sources' slots kept. The cost: while the group's budget is
+/// spent, a source whose own budget is spent too is counted under the group's.
 #[inline(always)]
 pub(crate) fn take_budget(
     family: u8,
@@ -37,6 +42,9 @@ pub(crate) fn take_budget(
     if flagged {
         mark_flagged(group);
     }
+    if group_spent(now, settings, group, flagged) {
+        return Budget::OverGroup;
+    }
     if !take_source_budget(family, src, now, settings, group, flagged) {
         return Budget::RateLimited;
     }
@@ -46,19 +54,35 @@ pub(crate) fn take_budget(
     Budget::Send
 }
 
+/// Is the group's node-wide bucket for this kind of event (flagged or allowed) empty at `now`?
+/// Reads it, changes nothing.
+#[inline(always)]
+fn group_spent(now: u64, settings: &Settings, group: u8, flagged: bool) -> bool {
+    match GROUP_BUDGET.get(u32::from(group)) {
+        Some(slot) => token_bucket_empty(
+            if flagged {
+                &slot.flagged
+            } else {
+                &slot.allowed
+            },
+            now,
+            settings.events_per_group,
+        ),
+        None => false,
+    }
+}
+
 /// Would [`take_budget`] withhold a flagged event of `group` from `src` at `now`? Reads the
 /// source's slot and the group's bucket, changes nothing. Ingress asks before its flow-table
 /// lookup for a denied SYN: whatever the answer, [`take_budget`] still decides, and only a
 /// yes here lets the lookup be skipped (a withheld attempt inserts no entry anyway).
 #[inline(always)]
 pub(crate) fn spent(src: &Addr, now: u64, settings: &Settings, group: u8) -> bool {
-    if let Some(slot) = SOURCES.get(source_slot(src, settings.source_slot_mask))
-        && source_budget_spent(slot, now, settings.events_per_sec, group)
-    {
+    if group_spent(now, settings, group, true) {
         return true;
     }
-    match GROUP_BUDGET.get(u32::from(group)) {
-        Some(slot) => token_bucket_empty(&slot.flagged, now, settings.events_per_group),
+    match SOURCES.get(source_slot(src, settings.source_slot_mask)) {
+        Some(slot) => source_budget_spent(slot, now, settings.events_per_sec, group),
         None => false,
     }
 }

@@ -21,6 +21,7 @@ use crate::{
 matrix!(
     group_budget_withholds_and_inserts_no_flow,
     source_budget_first_then_group_budget,
+    a_spent_group_budget_is_asked_first,
     summary_registers_and_top_tables,
     allowed_sweep_traffic_spends_no_flagged_group_budget,
     handshake_completed_past_the_budgets,
@@ -214,6 +215,36 @@ fn source_budget_first_then_group_budget(fam: Fam, prog: Prog) {
     );
     assert_eq!(sketch.distinct_sources, 2);
     assert_all_invariants("source then group", &h);
+}
+
+/// While the group's budget is spent, the source's is not asked: an attempt is withheld by
+/// the group's budget even from a source whose own budget is spent too. Per source 2, per
+/// group 3: A's two are reported, B's one takes the group's last token; then A's third (past
+/// its own budget as well) and C's first are both counted under the group's budget.
+fn a_spent_group_budget_is_asked_first(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(2, 3));
+    let (a, b, c) = (denied_n(fam, 1), denied_n(fam, 2), denied_n(fam, 3));
+    let mut want = Vec::new();
+    for (i, src) in [a, a, b, a, c].into_iter().enumerate() {
+        let f = syn(fam, src, 43000 + i as u16);
+        run_expect(&h, prog, &f, prog.pass(), "SYN");
+        if i < 3 {
+            want.push(flagged(&h, prog, &f, "kubelet", ACTION_WOULD_DROP));
+        }
+    }
+    let s = h.stat("kubelet", TCP, D);
+    assert_eq!(
+        (
+            s.new_conns,
+            s.events,
+            s.lost_rate_limited,
+            s.lost_group_budget
+        ),
+        (5, 3, 0, 2),
+        "{s:?}"
+    );
+    assert_events("group first", &h.events(), &want);
+    assert_all_invariants("group first", &h);
 }
 
 /// Keeps the calling thread on the CPU it runs on now, so that every test run lands in the
