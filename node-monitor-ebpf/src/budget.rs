@@ -73,7 +73,8 @@ fn group_spent(now: u64, settings: &Settings, group: u8, flagged: bool) -> bool 
 }
 
 /// Would [`take_budget`] withhold a flagged event of `group` from `src` at `now`? Reads the
-/// source's slot and the group's bucket, changes nothing. Ingress asks before its flow-table
+/// group's bucket, then (while it is not spent) the source's slot, as `take_budget` does;
+/// changes nothing. Ingress asks before its flow-table
 /// lookup for a denied SYN: whatever the answer, [`take_budget`] still decides, and only a
 /// yes here lets the lookup be skipped (a withheld attempt inserts no entry anyway).
 #[inline(always)]
