@@ -176,6 +176,47 @@ pub(crate) fn ended_segment(
     )
 }
 
+/// tc ingress's path for a pure SYN to a watched port (`group`) whose headers it read from a
+/// copy ([`crate::tc_peek`]): when ingress would withhold its event, the same counts and
+/// summary as [`ingress`] (a new connection of a denied source whose source or group budget
+/// is spent: counted, withheld by reason, summarised, no flow-table entry), without pulling
+/// the skb's headers in. This is what a spoofed flood or one scanning source sends, packet
+/// after packet. None when ingress would go further (an allowed source; a config that revoked
+/// anything, or a suspect source, whose flow must be looked up; a budget that lets the event
+/// through): nothing is counted, and the full path takes the packet. Should the budgets let
+/// it through after all (another CPU's race between [`crate::budget::spent`] and the take),
+/// the token taken here is one more the full path takes: a race may cost a token, never an
+/// uncounted attempt.
+#[inline(always)]
+pub(crate) fn withheld_attempt(
+    group: u8,
+    port: u16,
+    family: u8,
+    src: &Addr,
+    pkt_len: u32,
+) -> Option<u8> {
+    let Some(w) = classify(group, IPPROTO_TCP, port, family, src) else {
+        return Some(ACTION_PASS);
+    };
+    if w.verdict != VERDICT_DENIED || w.settings.revoked_generation != 0 || w.source.suspect {
+        return None;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !crate::budget::spent(src, now, w.settings, w.group) {
+        return None;
+    }
+    let budget = take_budget(family, src, now, w.settings, w.group, true);
+    if budget == Budget::Send {
+        return None;
+    }
+    let Some((stats, action)) = count(w.group, w.settings, w.verdict, IPPROTO_TCP, pkt_len) else {
+        return Some(ACTION_PASS);
+    };
+    stats.new_conns += 1;
+    withheld(budget, stats, w.group, family, src, port);
+    Some(action)
+}
+
 #[inline(always)]
 fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     let l3 = parse::parse_l3(pkt, meta.meta_vlan)?;

@@ -41,7 +41,7 @@ use ingress::ingress;
 use maps::{PORTS_TCP, PORTS_UDP, REASONS};
 use node_monitor_common::{
     ACTION_DROPPED, FAMILY_V4, FAMILY_V6, GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP,
-    IPPROTO_TCP, TCP_ACK, TCP_RST,
+    IPPROTO_TCP, TCP_ACK, TCP_RST, is_pure_syn,
 };
 use parse::{Packet, Reason};
 
@@ -86,13 +86,19 @@ pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
             count_reason(node_monitor_common::reason::UNWATCHED);
             return TC_ACT_OK;
         }
-        Peek::Segment {
+        Peek::Watched {
             group,
             port,
             family,
+            flags,
             src,
         } => {
-            if let Some(action) = ingress::ended_segment(group, port, family, &src, ctx.len()) {
+            let ended = if flags & (TCP_ACK | TCP_RST) != 0 {
+                ingress::ended_segment(group, port, family, &src, ctx.len())
+            } else {
+                ingress::withheld_attempt(group, port, family, &src, ctx.len())
+            };
+            if let Some(action) = ended {
                 return if action == ACTION_DROPPED {
                     TC_ACT_SHOT
                 } else {
@@ -139,12 +145,14 @@ enum Peek {
     Full,
     /// The full path would end it as unwatched.
     Unwatched,
-    /// A TCP segment with ACK or RST (no new connection) to a port of `group`, from `src`:
-    /// for [`ingress::ended_segment`].
-    Segment {
+    /// A TCP segment to a port of `group`, from `src`: with ACK or RST (no new connection) for
+    /// [`ingress::ended_segment`], a pure SYN for [`ingress::withheld_attempt`].
+    Watched {
         group: u8,
         port: u16,
         family: u8,
+        /// The TCP flags.
+        flags: u8,
         src: node_monitor_common::Addr,
     },
 }
@@ -155,9 +163,10 @@ enum Peek {
 /// thing this path would do. Only the plain shapes (no in-band tag; IPv4 without options and
 /// not a non-first fragment, or IPv6 without extension headers; a whole TCP or UDP header)
 /// get an answer: a port nobody watches ([`Peek::Unwatched`]), or a TCP segment with ACK or
-/// RST to a watched one ([`Peek::Segment`]: an established connection's traffic, which ingress
-/// only counts). Anything else is [`Peek::Full`], as is a linear skb at once: it parses in
-/// place for less. The answers are those of the full parse for the same bytes: the metadata
+/// RST, or a pure SYN, to a watched one ([`Peek::Watched`]: an established connection's
+/// traffic, which ingress only counts, or a denied attempt that a spent budget withholds, which
+/// it only counts and summarises; the callee says whether it ended there). Anything else is
+/// [`Peek::Full`], as is a linear skb at once: it parses in place for less. The answers are those of the full parse for the same bytes: the metadata
 /// VLAN tag, which the full path also reads, plays no part in them.
 #[inline(always)]
 fn tc_peek(ctx: &TcContext) -> Peek {
@@ -212,7 +221,8 @@ fn tc_peek(ctx: &TcContext) -> Peek {
     if group == GROUP_NONE {
         return Peek::Unwatched;
     }
-    if proto != IPPROTO_TCP || b(l4 + 13) & (TCP_ACK | TCP_RST) == 0 {
+    let flags = b(l4 + 13);
+    if proto != IPPROTO_TCP || !(flags & (TCP_ACK | TCP_RST) != 0 || is_pure_syn(flags)) {
         return Peek::Full;
     }
     // SAFETY: 4 bytes at 26 (IPv4) or 16 at 22 (IPv6), inside the bytes written.
@@ -225,10 +235,11 @@ fn tc_peek(ctx: &TcContext) -> Peek {
             node_monitor_common::Addr(core::ptr::read_unaligned(p.add(22).cast::<[u64; 2]>()))
         }
     };
-    Peek::Segment {
+    Peek::Watched {
         group,
         port,
         family,
+        flags,
         src,
     }
 }

@@ -890,6 +890,171 @@ fn tc_counts_established_segments_of_a_non_linear_skb_as_the_full_path_does() {
     );
 }
 
+/// tc ingress also answers a denied pure SYN from the header copy of a non-linear skb when a
+/// spent budget withholds its event (a spoofed flood, or one source scanning), without
+/// pulling the headers in: it must count, withhold and summarise it exactly as the full path
+/// does, and leave every other SYN (within the budgets, allowed) to the full path. Per family,
+/// per-source budget 2 and group budget 3: source A sends 4 SYNs to the kubelet (2 reported, 2
+/// withheld by A's budget, no flow entry), B1..B5 one each (B1 reported with the group's last
+/// token, B2..B5 withheld by the group's budget), an allowed source one (sampled); C sends 3
+/// to the drop group's port (2 reported, 1 withheld, all 3 dropped). Live frames over a veth,
+/// padded to 5,000 bytes: only their Ethernet header is linear.
+#[test]
+fn tc_withholds_attempts_of_a_non_linear_skb_as_the_full_path_does() {
+    use node_monitor_common::{Addr, IPPROTO_TCP, source_slot};
+    const LEN: usize = 5000;
+    require_root();
+    let ns = veth_lab("withheld", "nmwh0", "nmwh1", "9000");
+    for fam in Fam::ALL {
+        let denied = |i: u16| -> IpAddr {
+            match fam {
+                Fam::V4 => std::net::Ipv4Addr::new(198, 51, 100, 120 + i as u8).into(),
+                Fam::V6 => std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0x100, 0, 0, 2, i).into(),
+            }
+        };
+        let (a, c) = (denied(0), denied(6));
+        let b: Vec<IpAddr> = (1..=5).map(denied).collect();
+        let node = fam.node();
+        let syn = |src: IpAddr, sport: u16, dport: u16| {
+            tcp(src, node, sport, dport, SYN).pad_to(LEN).build()
+        };
+        let mut frames = Vec::new();
+        frames.extend((0..4).map(|i| syn(a, 40200 + i, KUBELET)));
+        frames.extend(b.iter().zip(40210..).map(|(s, p)| syn(*s, p, KUBELET)));
+        frames.push(syn(fam.allowed(), 40220, KUBELET));
+        frames.extend((0..3).map(|i| syn(c, 40230 + i, ENFORCED)));
+        let total = frames.len() as u64;
+        let sources: Vec<IpAddr> = [a, c].into_iter().chain(b.iter().copied()).collect();
+        let bs = b.clone();
+        let (stats, events, flows, registers, slots) = ns
+            .run(move || {
+                let mut h = harness_with(Knobs {
+                    events_per_sec: 2,
+                    events_per_group: 3,
+                    ..Knobs::default()
+                });
+                let mask = h.dp.settings().expect("settings").source_slot_mask;
+                let slots: Vec<u32> = sources
+                    .iter()
+                    .map(|s| source_slot(&Addr::from_ip(*s), mask))
+                    .collect();
+                let link = tcx_ingress(&h, "nmwh1");
+                let counted = |h: &Harness| h.stats().values().map(|s| s.packets).sum::<u64>();
+                for f in &frames {
+                    send_raw("nmwh0", f);
+                }
+                // The veth delivers from a softirq: wait (bounded) until every frame counted.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while counted(&h) < total && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let flows: Vec<bool> = (0..4)
+                    .map(|i| (a, 40200 + i))
+                    .chain(bs.iter().copied().zip(40210..))
+                    .map(|(s, p)| {
+                        h.flow(&flow_key(s, node, p, KUBELET, IPPROTO_TCP))
+                            .is_some()
+                    })
+                    .collect();
+                let registers = h.dp.flood_registers(h.gid("kubelet")).expect("registers");
+                let got = (h.stats(), h.events(), flows, registers, slots);
+                drop(link);
+                got
+            })
+            .expect("run in the test namespace");
+        let mut distinct = slots.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            slots.len(),
+            "{fam:?}: the test's sources must not share a SOURCES slot: {slots:?}"
+        );
+        let get = |group: &str, verdict: u8| {
+            stats
+                .get(&(group.to_owned(), "tcp", verdict))
+                .copied()
+                .unwrap_or_default()
+        };
+        let len = LEN as u64;
+        assert_eq!(
+            get("kubelet", D),
+            S {
+                packets: 9,
+                bytes: 9 * len,
+                new_conns: 9,
+                would_drop: 9,
+                events: 3,
+                lost_rate_limited: 2,
+                lost_group_budget: 4,
+                ..S::default()
+            },
+            "{fam:?}: denied SYNs to the kubelet"
+        );
+        assert_eq!(
+            get("kubelet", A),
+            S {
+                packets: 1,
+                bytes: len,
+                new_conns: 1,
+                events: 1,
+                ..S::default()
+            },
+            "{fam:?}: the allowed SYN, sampled"
+        );
+        assert_eq!(
+            get("enforced", D),
+            S {
+                packets: 3,
+                bytes: 3 * len,
+                new_conns: 3,
+                dropped: 3,
+                events: 2,
+                lost_rate_limited: 1,
+                ..S::default()
+            },
+            "{fam:?}: denied SYNs to the drop group"
+        );
+        let mut reported: Vec<(IpAddr, u16)> = events
+            .iter()
+            .map(|e| (e.src_addr.to_ip(e.family), e.src_port))
+            .collect();
+        reported.sort();
+        let mut want = vec![
+            (a, 40200),
+            (a, 40201),
+            (b[0], 40210),
+            (fam.allowed(), 40220),
+            (c, 40230),
+            (c, 40231),
+        ];
+        want.sort();
+        assert_eq!(reported, want, "{fam:?}: the events sent");
+        assert_eq!(
+            flows,
+            [true, true, false, false, true, false, false, false, false],
+            "{fam:?}: flow entries of A's 4 attempts and B1..B5's: only reported ones"
+        );
+        let mut withheld = vec![a, a];
+        withheld.extend(&b[1..]);
+        let want_regs = {
+            let mut r = Box::new([0u8; node_monitor_common::HLL_REGISTERS]);
+            for s in &withheld {
+                node_monitor_common::hll_add(
+                    &mut r,
+                    node_monitor_common::source_hash(&Addr::from_ip(*s)),
+                );
+            }
+            r
+        };
+        assert!(
+            *registers == *want_regs,
+            "{fam:?}: the kubelet's sketch holds exactly the withheld sources A, B2..B5"
+        );
+    }
+}
+
 /// On a live receive path the kernel moves the outer tag of a tagged frame into the skb's
 /// metadata before tc ingress runs (`skb_vlan_untag` in `__netif_receive_skb_core`), so tc
 /// must read that tag from `vlan_tci` and the rest in band, and count it towards the limit of
