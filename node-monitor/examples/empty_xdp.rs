@@ -3,7 +3,8 @@
 //! beside.
 //!
 //! `empty_xdp IFACE SECONDS [HOOKS]` attaches an empty program to each hook of `HOOKS`, a
-//! comma-separated list of `xdp`, `tc-ingress` and `tc-egress` (default `xdp`), prints
+//! comma-separated list of `xdp`, `tc-ingress`, `tc-ingress-copy` and `tc-egress` (default
+//! `xdp`), prints
 //! `attached`, and when the time is up (or on SIGTERM, which ends it) nothing more: the
 //! programs detach when the process exits. With the time up it prints
 //! `HOOK run_count=N run_time_ns=T` per hook. Run it in the same place and under the same
@@ -18,6 +19,13 @@
 //!   aya attaches the daemon's classifiers on a kernel with tcx (6.6+, appended after any
 //!   program already there). No fallback to a clsact qdisc: on a kernel without tcx this
 //!   fails, and says so.
+//! - `tc-ingress-copy`: a tc ingress program that copies the first 74 bytes of the packet
+//!   (Ethernet, IPv6 and TCP headers) to its stack with `bpf_skb_load_bytes`, as the
+//!   daemon's tc ingress program does first on an skb whose headers are not linear, and
+//!   returns `TC_ACT_OK`: it reads the packet and decides nothing. Against it, a live run
+//!   separates what reading a non-linear skb's headers costs (the copy, and the first touch
+//!   of the header bytes, which the empty program never reads) from the daemon's own work.
+//!   Reported as `tc-ingress` in the output.
 use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     time::Duration,
@@ -38,6 +46,22 @@ const BPF_TCX_EGRESS: u32 = 47;
 /// `r0 = 0 (TC_ACT_OK); exit`: `BPF_ALU64 | BPF_MOV | BPF_K` to r0 with imm 0, then
 /// `BPF_JMP | BPF_EXIT` (each a little-endian `struct bpf_insn`).
 const EMPTY_TC: [u64; 2] = [0xb7, 0x95];
+
+/// Bytes [`COPY_TC`] copies: Ethernet, IPv6 and TCP headers without options (the daemon's
+/// `PEEK_LEN`).
+const COPY_LEN: u64 = 14 + 40 + 20;
+/// `r2 = 0; r3 = r10; r3 += -80; r4 = COPY_LEN; call bpf_skb_load_bytes (26); r0 = 0 (TC_ACT_OK);
+/// exit`: r1 holds the skb on entry. Each a little-endian `struct bpf_insn` (code, dst and
+/// src registers, offset, immediate).
+const COPY_TC: [u64; 7] = [
+    0x02b7,
+    0xa3bf,
+    0xffff_ffb0_0000_0307,
+    (COPY_LEN << 32) | 0x04b7,
+    (26 << 32) | 0x85,
+    0xb7,
+    0x95,
+];
 
 /// The head of `union bpf_attr` for BPF_PROG_LOAD (the kernel zero-fills the rest).
 #[repr(C)]
@@ -102,27 +126,45 @@ fn owned_fd(raw: libc::c_long) -> anyhow::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// An empty classifier attached to tcx ingress or egress of `ifindex`: the program and the
-/// link (detached when the link's fd closes).
+/// A classifier of a few instructions ([`EMPTY_TC`] or [`COPY_TC`]) attached to tcx ingress or
+/// egress of `ifindex`: the program and the link (detached when the link's fd closes).
 struct EmptyTc {
     prog: OwnedFd,
     _link: OwnedFd,
 }
 
 impl EmptyTc {
-    fn attach(ifindex: u32, attach_type: u32) -> anyhow::Result<EmptyTc> {
+    fn attach(
+        ifindex: u32,
+        attach_type: u32,
+        insns: &[u64],
+        prog_name: &str,
+    ) -> anyhow::Result<EmptyTc> {
         let license = c"GPL";
         let mut name = [0u8; 16];
-        name[..11].copy_from_slice(b"nm_empty_tc");
+        name[..prog_name.len()].copy_from_slice(prog_name.as_bytes());
+        let mut log = vec![0u8; 4096];
         let mut load = ProgLoadAttr {
             prog_type: BPF_PROG_TYPE_SCHED_CLS,
-            insn_cnt: EMPTY_TC.len() as u32,
-            insns: EMPTY_TC.as_ptr() as u64,
+            insn_cnt: u32::try_from(insns.len())?,
+            insns: insns.as_ptr() as u64,
             license: license.as_ptr() as u64,
+            log_level: 1,
+            log_size: u32::try_from(log.len())?,
+            log_buf: log.as_mut_ptr() as u64,
             prog_name: name,
             ..ProgLoadAttr::default()
         };
-        let prog = owned_fd(bpf(BPF_PROG_LOAD, &mut load).context("BPF_PROG_LOAD")?)?;
+        let prog = match bpf(BPF_PROG_LOAD, &mut load) {
+            Ok(fd) => owned_fd(fd)?,
+            Err(e) => {
+                let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+                bail!(
+                    "BPF_PROG_LOAD: {e}; verifier log: {}",
+                    String::from_utf8_lossy(&log[..end])
+                );
+            }
+        };
         let mut link = LinkCreateAttr {
             prog_fd: u32::try_from(prog.as_raw_fd())?,
             target_ifindex: ifindex,
@@ -156,7 +198,7 @@ fn main() -> anyhow::Result<()> {
     let (iface, seconds, hooks) = match args.as_slice() {
         [i, s] => (i, s, "xdp"),
         [i, s, h] => (i, s, h.as_str()),
-        _ => bail!("usage: empty_xdp IFACE SECONDS [xdp|tc-ingress|tc-egress,...]"),
+        _ => bail!("usage: empty_xdp IFACE SECONDS [xdp|tc-ingress|tc-ingress-copy|tc-egress,...]"),
     };
     let seconds: u64 = seconds.parse().context("SECONDS must be a whole number")?;
     let _stats = BpfStats::enable().context("enabling kernel BPF run statistics")?;
@@ -180,9 +222,19 @@ fn main() -> anyhow::Result<()> {
                 }
                 xdp = true;
             }
-            "tc-ingress" => tc.push((hook, EmptyTc::attach(ifindex, BPF_TCX_INGRESS)?)),
-            "tc-egress" => tc.push((hook, EmptyTc::attach(ifindex, BPF_TCX_EGRESS)?)),
-            other => bail!("unknown hook {other:?} (xdp, tc-ingress, tc-egress)"),
+            "tc-ingress" => tc.push((
+                hook,
+                EmptyTc::attach(ifindex, BPF_TCX_INGRESS, &EMPTY_TC, "nm_empty_tc")?,
+            )),
+            "tc-ingress-copy" => tc.push((
+                "tc-ingress",
+                EmptyTc::attach(ifindex, BPF_TCX_INGRESS, &COPY_TC, "nm_copy_tc")?,
+            )),
+            "tc-egress" => tc.push((
+                hook,
+                EmptyTc::attach(ifindex, BPF_TCX_EGRESS, &EMPTY_TC, "nm_empty_tc")?,
+            )),
+            other => bail!("unknown hook {other:?} (xdp, tc-ingress, tc-ingress-copy, tc-egress)"),
         }
     }
     println!("attached");

@@ -33,6 +33,7 @@ pub(crate) enum Mode {
     EmptyXdp,
     Xdp,
     EmptyTc,
+    CopyTc,
     Tc,
     IptablesLog,
     Nflog,
@@ -40,11 +41,12 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    pub(super) const ALL: [Mode; 8] = [
+    pub(super) const ALL: [Mode; 9] = [
         Mode::NoProgram,
         Mode::EmptyXdp,
         Mode::Xdp,
         Mode::EmptyTc,
+        Mode::CopyTc,
         Mode::Tc,
         Mode::IptablesLog,
         Mode::Nflog,
@@ -56,6 +58,7 @@ impl Mode {
             Mode::EmptyXdp => "empty XDP + empty tc egress",
             Mode::Xdp => "node-monitor, XDP",
             Mode::EmptyTc => "empty tc ingress + egress",
+            Mode::CopyTc => "tc ingress copying the headers only + empty tc egress",
             Mode::Tc => "node-monitor, tc",
             Mode::IptablesLog => "ip6tables conntrack NEW -j LOG",
             Mode::Nflog => "ip6tables conntrack NEW -j NFLOG, tcpdump on nflog",
@@ -250,11 +253,11 @@ impl<'a> Session<'a> {
         };
         let child = match mode {
             Mode::NoProgram => None,
-            Mode::EmptyXdp | Mode::EmptyTc => {
-                let hooks = if mode == Mode::EmptyXdp {
-                    "xdp,tc-egress"
-                } else {
-                    "tc-ingress,tc-egress"
+            Mode::EmptyXdp | Mode::EmptyTc | Mode::CopyTc => {
+                let hooks = match mode {
+                    Mode::EmptyXdp => "xdp,tc-egress",
+                    Mode::CopyTc => "tc-ingress-copy,tc-egress",
+                    _ => "tc-ingress,tc-egress",
                 };
                 let mut cmd = bed.node.command(&bins.empty.to_string_lossy());
                 let (_, e) = logged()?;
