@@ -177,16 +177,8 @@ pub(crate) fn ended_segment(
 }
 
 /// tc ingress's path for a pure SYN to a watched port (`group`) whose headers it read from a
-/// copy ([`crate::tc_peek`]): when ingress would withhold its event, the same counts and
-/// summary as [`ingress`] (a new connection of a denied source whose source or group budget
-/// is spent: counted, withheld by reason, summarised, no flow-table entry), without pulling
-/// the skb's headers in. This is what a spoofed flood or one scanning source sends, packet
-/// after packet. None when ingress would go further (an allowed source; a config that revoked
-/// anything, or a suspect source, whose flow must be looked up; a budget that lets the event
-/// through): nothing is counted, and the full path takes the packet. Should the budgets let
-/// it through after all (another CPU's race between [`crate::budget::spent`] and the take),
-/// the token taken here is one more the full path takes: a race may cost a token, never an
-/// uncounted attempt.
+/// copy ([`crate::tc_peek`]), so that the skb need not be pulled: [`withheld_syn`] with the
+/// verdict of the source.
 #[inline(always)]
 pub(crate) fn withheld_attempt(
     group: u8,
@@ -198,6 +190,23 @@ pub(crate) fn withheld_attempt(
     let Some(w) = classify(group, IPPROTO_TCP, port, family, src) else {
         return Some(ACTION_PASS);
     };
+    withheld_syn(&w, port, family, src, pkt_len)
+}
+
+/// A pure SYN to `port` from `src` whose event a spent budget withholds: a new connection of a
+/// denied source whose source or group budget is spent is counted, withheld by reason and
+/// summarised, and gets no flow-table entry; the flow table is not even looked up, since a
+/// withheld attempt inserts nothing (a SYN retransmitted on a flow reported earlier then
+/// counts as one more withheld attempt). This is what a spoofed flood or one scanning source
+/// sends, packet after packet, and both hooks end it here, before the flow key is built. The
+/// `ACTION_*` taken, or None when ingress goes further: an allowed source; a config that
+/// revoked anything, or a suspect source (an entry may hold a flow opened while the source
+/// was allowed, which the lookup must find); budgets with room. Nothing is counted then.
+/// Should the budgets let it through after all (another CPU's race between
+/// [`crate::budget::spent`] and the take), the token taken here is one more the full path
+/// takes: a race may cost a token, never an uncounted attempt.
+#[inline(always)]
+fn withheld_syn(w: &Watched<'_>, port: u16, family: u8, src: &Addr, pkt_len: u32) -> Option<u8> {
     if w.verdict != VERDICT_DENIED || w.settings.revoked_generation != 0 || w.source.suspect {
         return None;
     }
@@ -228,15 +237,21 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
         return Ok(ACTION_PASS);
     }
     let src = parse::address(pkt, &l3, false)?;
-    let Some(Watched {
+    let Some(w) = classify(group, l3.proto, l4.dst_port, l3.family, &src) else {
+        return Ok(ACTION_PASS);
+    };
+    if l3.proto == IPPROTO_TCP
+        && is_pure_syn(l4.tcp_flags)
+        && let Some(action) = withheld_syn(&w, l4.dst_port, l3.family, &src, meta.pkt_len)
+    {
+        return Ok(action);
+    }
+    let Watched {
         group,
         settings,
         source,
         verdict,
-    }) = classify(group, l3.proto, l4.dst_port, l3.family, &src)
-    else {
-        return Ok(ACTION_PASS);
-    };
+    } = w;
     let Some((stats, action)) = count(group, settings, verdict, l3.proto, meta.pkt_len) else {
         return Ok(ACTION_PASS);
     };
@@ -273,23 +288,9 @@ fn try_ingress(pkt: &Packet, meta: &Meta) -> Result<u8, Reason> {
     let flagged = u8::from(verdict == VERDICT_DENIED);
     // The flow entry is looked up now but inserted only once the budgets have decided: a
     // denied source past its budget inserts nothing, so that a flood of spoofed sources
-    // cannot evict the entries of real flows from the LRU table. For the same reason a
-    // denied pure SYN whose source or group has spent its budget is not looked up at all:
-    // it is counted as a new attempt and withheld, entry or not (a SYN retransmitted on a
-    // flow reported earlier then counts as one more withheld attempt). Not while a config
-    // has revoked anything or the source lies in a suspect range: then an entry may hold a
-    // flow opened while the source was allowed, which the lookup must find.
-    let skip_lookup = candidate
-        && flagged != 0
-        && is_pure_syn(l4.tcp_flags)
-        && settings.revoked_generation == 0
-        && !source.suspect
-        && crate::budget::spent(&src, now, settings, group);
-    let entry = if skip_lookup {
-        None
-    } else {
-        FLOWS.get_ptr_mut(&key)
-    };
+    // cannot evict the entries of real flows from the LRU table. (A denied pure SYN that a
+    // spent budget withholds ended above, without a lookup: [`withheld_syn`].)
+    let entry = FLOWS.get_ptr_mut(&key);
     // A denied candidate that continues a flow on record may still get its refusal: keep
     // egress's gate open (a new one opens it when it takes a budget), and put its tag back
     // into its slot, in case another flagged flow took the slot meanwhile.
