@@ -735,8 +735,8 @@ fn spend_then_flood(h: &Harness, fam: Fam, prog: Prog, src: IpAddr, ctx: &str) -
     entry
 }
 
-/// ingress.rs (`withheld_syn`): a denied pure SYN whose source has spent its budget is not looked up in
-/// FLOWS. Past the budget, SYNs on new source ports are counted (`new_conns`,
+/// ingress.rs (`withheld_syn`): a denied pure SYN whose source has spent its budget is not
+/// looked up in FLOWS. Past the budget, SYNs on new source ports are counted (`new_conns`,
 /// `lost_rate_limited`, one each) and insert nothing. What tells that the lookup was skipped:
 /// a retransmit of the reported SYN (same sequence number), which the lookup would find and
 /// count as nothing, is one more withheld attempt, and its entry is left untouched.
