@@ -148,21 +148,26 @@ fn ends_counted(
         || (settings.revoked_generation == 0 && !source.suspect && handshake_now.is_none())
 }
 
-/// tc ingress's path for a TCP segment with ACK or RST to a watched port (`group`) whose
-/// headers it read from a copy ([`crate::tc_peek`]), so that the skb need not be pulled:
-/// the same verdict and counts as [`ingress`], when ingress would end there. None when it
-/// would not ([`ends_counted`]): nothing is counted, and the full path takes the packet.
+/// tc ingress's path for a TCP segment to a watched port (`group`) whose headers it read from
+/// a copy ([`crate::tc_peek`]), so that the skb need not be pulled: the same verdict and
+/// counts as [`ingress`], when ingress would end there. A segment with ACK or RST (`flags`)
+/// ends counted when [`ends_counted`] says so; a pure SYN when a spent budget withholds it
+/// ([`withheld_syn`]). None otherwise: nothing is counted, and the full path takes the packet.
 #[inline(always)]
-pub(crate) fn ended_segment(
+pub(crate) fn from_header_copy(
     group: u8,
     port: u16,
     family: u8,
+    flags: u8,
     src: &Addr,
     pkt_len: u32,
 ) -> Option<u8> {
     let Some(w) = classify(group, IPPROTO_TCP, port, family, src) else {
         return Some(ACTION_PASS);
     };
+    if flags & (TCP_ACK | TCP_RST) == 0 {
+        return withheld_syn(&w, port, family, src, pkt_len);
+    }
     let handshake_now = if w.verdict == VERDICT_DENIED {
         handshake::gate_open()
     } else {
@@ -174,23 +179,6 @@ pub(crate) fn ended_segment(
     Some(
         count(w.group, w.settings, w.verdict, IPPROTO_TCP, pkt_len).map_or(ACTION_PASS, |(_, a)| a),
     )
-}
-
-/// tc ingress's path for a pure SYN to a watched port (`group`) whose headers it read from a
-/// copy ([`crate::tc_peek`]), so that the skb need not be pulled: [`withheld_syn`] with the
-/// verdict of the source.
-#[inline(always)]
-pub(crate) fn withheld_attempt(
-    group: u8,
-    port: u16,
-    family: u8,
-    src: &Addr,
-    pkt_len: u32,
-) -> Option<u8> {
-    let Some(w) = classify(group, IPPROTO_TCP, port, family, src) else {
-        return Some(ACTION_PASS);
-    };
-    withheld_syn(&w, port, family, src, pkt_len)
 }
 
 /// A pure SYN to `port` from `src` whose event a spent budget withholds: a new connection of a

@@ -93,12 +93,9 @@ pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
             flags,
             src,
         } => {
-            let ended = if flags & (TCP_ACK | TCP_RST) != 0 {
-                ingress::ended_segment(group, port, family, &src, ctx.len())
-            } else {
-                ingress::withheld_attempt(group, port, family, &src, ctx.len())
-            };
-            if let Some(action) = ended {
+            if let Some(action) =
+                ingress::from_header_copy(group, port, family, flags, &src, ctx.len())
+            {
                 return if action == ACTION_DROPPED {
                     TC_ACT_SHOT
                 } else {
@@ -145,8 +142,8 @@ enum Peek {
     Full,
     /// The full path would end it as unwatched.
     Unwatched,
-    /// A TCP segment to a port of `group`, from `src`: with ACK or RST (no new connection) for
-    /// [`ingress::ended_segment`], a pure SYN for [`ingress::withheld_attempt`].
+    /// A TCP segment with ACK or RST (no new connection), or a pure SYN, to a port of `group`,
+    /// from `src`: for [`ingress::from_header_copy`].
     Watched {
         group: u8,
         port: u16,
