@@ -145,7 +145,9 @@ pub(crate) fn flood(
          round; medians over the rounds (one round: single runs, and this VM's run-to-run \
          noise is large). Received: the node interface's rx packets; rate: received over \
          trafgen's send time. CPU: busy time of all CPUs (`/proc/stat`, trafgen and the daemon \
-         included) from the start of the flood to 1 s after it, per received packet. Peak RSS: \
+         included) from the start of the flood to 1 s after it, per received packet; the \
+         daemon's own share of it is its process's user and system time over the same \
+         interval (`/proc/PID/stat`). Peak RSS: \
          the daemon's `VmHWM` before it is stopped. Alert lines: the daemon's stdout (ECS) by \
          port group (rule id for alerts without one) and 10 s flood window from the start of \
          the flood, the largest count. The bench process and what it starts may use all {cpus} CPUs (the \
@@ -155,8 +157,8 @@ pub(crate) fn flood(
     )?;
     writeln!(
         report,
-        "| flood | mode | received (median) | received/s | ratio to no program | CPU ns/packet | ratio to no program | ratio to empty XDP | daemon peak RSS (MiB) | most alert lines per group and window | alert lines in all |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+        "| flood | mode | received (median) | received/s | ratio to no program | CPU ns/packet | ratio to no program | ratio to empty XDP | of which the daemon's process (ns/packet) | daemon peak RSS (MiB) | most alert lines per group and window | alert lines in all |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
     )?;
     let med = |v: &[Run], f: &dyn Fn(&Run) -> f64| {
         let mut xs: Vec<f64> = v.iter().map(f).collect();
@@ -187,7 +189,7 @@ pub(crate) fn flood(
             let total = v.iter().map(|r| r.alerts_total).max();
             writeln!(
                 report,
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
                 traffic.name(),
                 mode.name(),
                 med(v, &|r| r.received as f64),
@@ -196,6 +198,11 @@ pub(crate) fn flood(
                 cpu,
                 cpu / base_cpu,
                 cpu / empty_cpu,
+                if mode.is_daemon() {
+                    format!("{:.0}", med(v, &Run::daemon_cpu_per_packet))
+                } else {
+                    "-".to_owned()
+                },
                 rss.map_or("-".to_owned(), |m| format!("{m:.1}")),
                 match &lines {
                     Some((n, g)) if mode.is_daemon() => format!("{n} ({g})"),

@@ -14,7 +14,9 @@ use anyhow::bail;
 use node_monitor_lab::Child;
 use serde_json::Value;
 
-use crate::lab::{Bed, Source, TcpPacket, cpu_busy_ns, ip6tables, new_conn_rule, spawn_until};
+use crate::lab::{
+    Bed, Source, TcpPacket, cpu_busy_ns, ip6tables, new_conn_rule, process_cpu_ns, spawn_until,
+};
 
 /// The embedded default config's flood window (`alerts.flood_window_s`).
 pub(super) const FLOOD_WINDOW: Duration = Duration::from_secs(10);
@@ -96,6 +98,8 @@ pub(super) struct Run {
     pub(super) cpu_ns: f64,
     /// Daemon only.
     pub(super) vm_hwm_kib: Option<u64>,
+    /// The daemon's own CPU time (user and system) over the same interval as `cpu_ns`.
+    pub(super) daemon_cpu_ns: Option<f64>,
     pub(super) alert_lines: AlertLines,
     pub(super) alerts_total: u64,
     /// The flood alerts' distinct-source estimates and withheld connections, summed.
@@ -110,6 +114,11 @@ impl Run {
     }
     pub(super) fn cpu_per_packet(&self) -> f64 {
         self.cpu_ns / (self.received.max(1) as f64)
+    }
+    /// The daemon's own share of [`Run::cpu_per_packet`] (NaN for the other modes).
+    pub(super) fn daemon_cpu_per_packet(&self) -> f64 {
+        self.daemon_cpu_ns
+            .map_or(f64::NAN, |ns| ns / (self.received.max(1) as f64))
     }
     /// The most alert lines one group (or group-less rule) wrote in one flood window.
     pub(super) fn max_lines(&self) -> (u64, String) {
@@ -239,15 +248,18 @@ pub(super) fn run_once(
         }
     }
     let start_wall = SystemTime::now();
-    let (rx0, cpu0) = (bed.rx_packets()?, cpu_busy_ns()?);
+    let daemon_pid = child.as_ref().filter(|_| mode.is_daemon()).map(Child::id);
+    let daemon_cpu = || daemon_pid.map(process_cpu_ns);
+    let (rx0, cpu0, own0) = (bed.rx_packets()?, cpu_busy_ns()?, daemon_cpu());
     let send_s = bed.send(&conf, packets, false)?;
     // The daemon's backlog (ring buffer, answer timeout) is part of what the flood costs.
     std::thread::sleep(Duration::from_secs(1));
-    let (rx1, cpu1) = (bed.rx_packets()?, cpu_busy_ns()?);
+    let (rx1, cpu1, own1) = (bed.rx_packets()?, cpu_busy_ns()?, daemon_cpu());
     let mut run = Run {
         received: rx1.saturating_sub(rx0),
         send_s,
         cpu_ns: cpu1 - cpu0,
+        daemon_cpu_ns: own1.zip(own0).map(|(b, a)| b - a),
         ..Run::default()
     };
     if mode == Mode::EmptyXdp
