@@ -163,8 +163,9 @@ enum Peek {
 /// RST, or a pure SYN, to a watched one ([`Peek::Watched`]: an established connection's
 /// traffic, which ingress only counts, or a denied attempt that a spent budget withholds, which
 /// it only counts and summarises; the callee says whether it ended there). Anything else is
-/// [`Peek::Full`], as is a linear skb at once: it parses in place for less. The answers are those of the full parse for the same bytes: the metadata
-/// VLAN tag, which the full path also reads, plays no part in them.
+/// [`Peek::Full`], as is a linear skb at once: it parses in place for less. The answers are
+/// those of the full parse for the same bytes: the metadata VLAN tag, which the full path also
+/// reads, plays no part in them.
 #[inline(always)]
 fn tc_peek(ctx: &TcContext) -> Peek {
     let len = ctx.len();
