@@ -189,6 +189,40 @@ pub const fn refusal_may_answer(flagged: u64, now: u64) -> bool {
     flagged != 0 && now.saturating_sub(flagged) <= REFUSAL_WAIT_JIFFIES
 }
 
+/// How recent a group's last flagged attempt (`GroupBudget::flagged_jiffies`) must be for an
+/// empty flagged bucket to mean a flood is under way ([`flood_hint`]): 250 jiffies, 0.25 s at
+/// HZ=1000 and up to 2.5 s at HZ=100. A bucket refills only when taken, so an empty one
+/// alone says nothing of now; the last attempt's time does.
+pub const FLOOD_HINT_JIFFIES: u64 = 250;
+
+/// Is a group's flagged budget spent by attempts that are still coming: the bucket has been
+/// taken (a bucket never taken holds 0 tokens and means nothing), its last take left it with
+/// less than one token, and a flagged attempt came within [`FLOOD_HINT_JIFFIES`] of `now`
+/// (jiffies)? While it is, ingress asks the allowlist's trie directly and leaves the per-CPU
+/// verdict cache alone: a flood of new sources would miss it on every packet and take a slot
+/// over each time, evicting the sources that come back. Only a hint for what to read: the
+/// verdict is the trie's either way. Pure, so host tests cover it.
+#[inline(always)]
+pub const fn flood_hint(bucket: &TokenBucket, flagged: u64, now: u64) -> bool {
+    flood_spent(bucket, flagged) && flood_recent(flagged, now)
+}
+
+/// [`flood_hint`]'s first half, from the group's slot alone: the bucket taken, left with
+/// less than a token, a flagged attempt on record. The data path asks it before it reads
+/// the jiffies for the second half ([`flood_recent`]).
+#[inline(always)]
+pub const fn flood_spent(bucket: &TokenBucket, flagged: u64) -> bool {
+    bucket.last_ns != 0 && bucket.tokens < TOKEN_SCALE && flagged != 0
+}
+
+/// [`flood_hint`]'s second half: the last flagged attempt (`flagged`, jiffies) came within
+/// [`FLOOD_HINT_JIFFIES`] of `now` (a mark by another CPU after `now` was read counts as
+/// recent).
+#[inline(always)]
+pub const fn flood_recent(flagged: u64, now: u64) -> bool {
+    now.saturating_sub(flagged) <= FLOOD_HINT_JIFFIES
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +267,40 @@ mod tests {
         assert!(!refusal_may_answer(100, 101 + REFUSAL_WAIT_JIFFIES));
         // A read before the mark (another CPU wrote it meanwhile) is near, not far.
         assert!(refusal_may_answer(100, 99));
+    }
+
+    /// The hint follows a flood: off before any take and while tokens remain, on once the
+    /// budget is spent and attempts keep coming, off again when they stop (the bucket still
+    /// empty, as nothing refills it without a take).
+    #[test]
+    fn the_flood_hint_needs_a_spent_bucket_and_recent_attempts() {
+        let rate = 3;
+        let mut bucket = TokenBucket::default();
+        let j0 = 4_000;
+        assert!(!flood_hint(&bucket, j0, j0), "never taken");
+        let t0 = 10 * TOKEN_SCALE;
+        assert!(token_bucket_take(&mut bucket, t0, rate));
+        assert!(!flood_hint(&bucket, j0, j0), "two tokens left");
+        assert!(token_bucket_take(&mut bucket, t0, rate));
+        assert!(token_bucket_take(&mut bucket, t0, rate));
+        assert!(flood_hint(&bucket, j0, j0), "the last token taken");
+        assert!(!token_bucket_take(&mut bucket, t0, rate));
+        assert!(
+            flood_hint(&bucket, j0, j0 + FLOOD_HINT_JIFFIES),
+            "still coming"
+        );
+        assert!(
+            !flood_hint(&bucket, j0, j0 + FLOOD_HINT_JIFFIES + 1),
+            "the attempts stopped"
+        );
+        assert!(!flood_hint(&bucket, 0, j0), "no flagged attempt recorded");
+        assert!(
+            flood_hint(&bucket, j0, j0 - 1),
+            "marked by another CPU meanwhile"
+        );
+        // A refilled take leaves tokens: the hint is off again while attempts still come.
+        assert!(token_bucket_take(&mut bucket, t0 + TOKEN_SCALE, rate));
+        assert!(!flood_hint(&bucket, j0, j0));
     }
 
     #[test]

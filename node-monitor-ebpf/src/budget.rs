@@ -2,8 +2,8 @@
 //! node-wide.
 use aya_ebpf::helpers::bpf_jiffies64;
 use node_monitor_common::{
-    Addr, FlowKey, Settings, refusal_may_answer, refusal_tag, source_budget_spent,
-    source_budget_take, source_slot, token_bucket_empty, token_bucket_take,
+    Addr, FlowKey, Settings, flood_recent, flood_spent, refusal_may_answer, refusal_tag,
+    source_budget_spent, source_budget_take, source_slot, token_bucket_empty, token_bucket_take,
 };
 
 use crate::{
@@ -179,6 +179,23 @@ pub(crate) fn refusal_gate_open(group: u8) -> bool {
     };
     let last = slot.flagged_jiffies;
     last != 0 && refusal_may_answer(last, unsafe { bpf_jiffies64() })
+}
+
+/// Is a flood spending `group`'s flagged budget right now
+/// ([`node_monitor_common::flood_hint`])? Then ingress leaves the per-CPU verdict cache alone
+/// ([`crate::allow`]). One read of the group's slot (the line its new connections' budgets
+/// read too), and of the jiffies only while the flagged bucket is spent. Without a group
+/// budget (`events_per_group` 0) or the map slot: no.
+#[inline(always)]
+pub(crate) fn flooded(group: u8, settings: &Settings) -> bool {
+    if settings.events_per_group == 0 {
+        return false;
+    }
+    let Some(slot) = GROUP_BUDGET.get(u32::from(group)) else {
+        return false;
+    };
+    flood_spent(&slot.flagged, slot.flagged_jiffies)
+        && flood_recent(slot.flagged_jiffies, unsafe { bpf_jiffies64() })
 }
 
 /// A flagged flow recorded in the flow table (inserted, reopened, revoked, or continued by a

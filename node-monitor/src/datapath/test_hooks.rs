@@ -6,7 +6,8 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 use node_monitor_common::{
-    Addr, FlowKey, Settings, VerdictSlot, map_name, prog_name, refusal_tag, verdict_slot,
+    Addr, FlowKey, GroupBudget, Settings, VerdictSlot, map_name, prog_name, refusal_tag,
+    verdict_slot,
 };
 
 use super::{Datapath, DatapathError, Result};
@@ -89,6 +90,30 @@ impl Datapath {
         let err = |error| DatapathError::Map { name, error };
         let mut tags: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(err)?;
         tags.set(refusal_tag(key).0, value, 0).map_err(err)
+    }
+
+    /// A group's `GROUP_BUDGET` slot: its buckets and its last flagged attempt's jiffies.
+    pub fn group_budget(&self, group: u8) -> Result<GroupBudget> {
+        let name = map_name::GROUP_BUDGET;
+        let map = self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+        let err = |error| DatapathError::Map { name, error };
+        let slots: aya::maps::Array<_, GroupBudget> =
+            aya::maps::Array::try_from(map).map_err(err)?;
+        slots.get(&u32::from(group), 0).map_err(err)
+    }
+
+    /// Overwrites a group's `GROUP_BUDGET` slot (to age its last flagged attempt without
+    /// waiting for it).
+    pub fn set_group_budget(&mut self, group: u8, value: GroupBudget) -> Result<()> {
+        let name = map_name::GROUP_BUDGET;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap(name))?;
+        let err = |error| DatapathError::Map { name, error };
+        let mut slots: aya::maps::Array<_, GroupBudget> =
+            aya::maps::Array::try_from(map).map_err(err)?;
+        slots.set(u32::from(group), value, 0).map_err(err)
     }
 
     /// The verdict cache slot of `src` on every CPU.

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use node_monitor_common::{
     ACTION_PASS, ACTION_WOULD_DROP, ANSWER_ACCEPTED, Addr, COMPLETES_REPORTED, COMPLETES_WITHHELD,
     EVENT_ANSWER, EVENT_FLAGGED, EVENT_SAMPLED, EVENT_UNSEEN, Event, FloodTop, FlowState,
-    HLL_REGISTERS, IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOP_PORTS, TOP_SOURCES,
-    TopPort, TopSource, hll_add, reason, source_hash,
+    HLL_REGISTERS, IPPROTO_TCP as TCP_PROTO, IPPROTO_UDP as UDP_PROTO, TOKEN_SCALE, TOP_PORTS,
+    TOP_SOURCES, TopPort, TopSource, hll_add, reason, source_hash, verdict_slot,
 };
 
 use crate::{
@@ -29,6 +29,7 @@ matrix!(
     handshake_in_a_drop_group_never_completes,
     a_spent_budget_skips_the_flow_lookup,
     the_full_path_while_a_config_revokes,
+    a_flood_leaves_the_verdict_cache_alone,
 );
 
 /// Egress only: once per family.
@@ -829,4 +830,142 @@ fn the_full_path_while_a_config_revokes(fam: Fam, prog: Prog) {
         );
         assert_all_invariants(variant, &h);
     }
+}
+
+/// Does some CPU's verdict cache slot hold `src` (of the current config generation)?
+fn cached(h: &Harness, src: IpAddr) -> bool {
+    let addr = Addr::from_ip(src);
+    let generation = h.dp.settings().expect("settings").generation;
+    h.dp.verdict_slots(&addr)
+        .expect("verdict slots")
+        .iter()
+        .any(|s| s.addr == addr && s.generation == generation)
+}
+
+/// An allowed IPv6 source of the kubelet group and a denied one that share a verdict cache
+/// slot, a slot no `denied_n(V6, 0..12)` uses. (No pair of the lab's IPv4 test addresses
+/// shares one: the hash of a /24's addresses differs in its top 8 bits.)
+fn sharing_a_verdict_slot() -> (IpAddr, IpAddr) {
+    let slot = |ip: IpAddr| verdict_slot(&Addr::from_ip(ip));
+    let used: Vec<u32> = (0..12).map(|i| slot(denied_n(Fam::V6, i))).collect();
+    let v6 =
+        |net: u16, i: u16| -> IpAddr { Ipv6Addr::new(0x2001, 0xdb8, 0, net, 0, 0, 2, i).into() };
+    let by_slot: std::collections::HashMap<u32, IpAddr> = (1..=2000u16)
+        .map(|i| v6(0x113, i))
+        .filter(|a| !used.contains(&slot(*a)))
+        .map(|a| (slot(a), a))
+        .collect();
+    (1..=2000u16)
+        .map(|i| v6(0x100, i))
+        .find_map(|d| by_slot.get(&slot(d)).map(|a| (*a, d)))
+        .expect("no allowed and denied test address share a verdict cache slot")
+}
+
+/// While a flood spends the group's flagged budget, a source that misses the verdict cache
+/// does not take a slot over, and every verdict is still the allowlist's. Group budget 3, no
+/// per-source limit. Three reported attempts spend the budget (their sources are cached); the
+/// flood's next seven are withheld and leave no slot; another allowed source during the flood
+/// is still allowed (sampled, its own bucket) and uncached. Once the group's last flagged
+/// attempt is old (aged in the map, as 250 jiffies would), the next attempt is cached though
+/// the bucket is still empty; it marks the group again, so the attempt after it is not. On
+/// IPv6 also: an allowed source A cached before the flood keeps its slot when a flood source
+/// X that maps to it comes, and X takes it over after the flood.
+fn a_flood_leaves_the_verdict_cache_alone(fam: Fam, prog: Prog) {
+    let mut h = harness_with(knobs(0, 3));
+    let gid = h.gid("kubelet");
+    let pair = (fam == Fam::V6).then(sharing_a_verdict_slot);
+    if let Some((a, _)) = pair {
+        run_expect(
+            &h,
+            prog,
+            &syn(fam, a, 45000),
+            prog.pass(),
+            "A before the flood",
+        );
+        assert!(cached(&h, a), "A: cached");
+    }
+    for i in 0..3u16 {
+        let f = syn(fam, denied_n(fam, i), 44000 + i);
+        run_expect(&h, prog, &f, prog.pass(), "reported SYN");
+        assert!(cached(&h, denied_n(fam, i)), "source {i} reported: cached");
+    }
+    for i in 3..10u16 {
+        let f = syn(fam, denied_n(fam, i), 44000 + i);
+        run_expect(&h, prog, &f, prog.pass(), "flood SYN");
+        assert!(
+            !cached(&h, denied_n(fam, i)),
+            "source {i} of the flood: not cached"
+        );
+    }
+    if let Some((a, x)) = pair {
+        run_expect(
+            &h,
+            prog,
+            &syn(fam, x, 46000),
+            prog.pass(),
+            "X during the flood",
+        );
+        assert!(!cached(&h, x), "X: not cached");
+        assert!(cached(&h, a), "A keeps its slot");
+    }
+    let b = fam.allowed2();
+    run_expect(
+        &h,
+        prog,
+        &syn(fam, b, 45001),
+        prog.pass(),
+        "allowed during the flood",
+    );
+    assert!(
+        !cached(&h, b),
+        "an allowed source that misses: not cached either"
+    );
+    let extra = u64::from(pair.is_some());
+    let s = h.stat("kubelet", TCP, D);
+    assert_eq!(
+        (s.new_conns, s.events, s.lost_group_budget),
+        (10 + extra, 3, 7 + extra),
+        "{s:?}"
+    );
+    let s = h.stat("kubelet", TCP, A);
+    assert_eq!(
+        (s.new_conns, s.events),
+        (1 + extra, 1 + extra),
+        "allowed ones allowed: {s:?}"
+    );
+    // The flood stops: its last attempt ages past the hint's window, the bucket stays empty.
+    let mut budget = h.dp.group_budget(gid).expect("group budget");
+    assert!(budget.flagged.tokens < TOKEN_SCALE, "spent: {budget:?}");
+    budget.flagged_jiffies = 1;
+    h.dp.set_group_budget(gid, budget).expect("age the flood");
+    // The next attempt is classified before it marks the group: cached (X takes A's slot).
+    let (next, sport) = match pair {
+        Some((_, x)) => (x, 46001),
+        None => (denied_n(fam, 10), 44010),
+    };
+    run_expect(
+        &h,
+        prog,
+        &syn(fam, next, sport),
+        prog.pass(),
+        "after the flood",
+    );
+    assert!(cached(&h, next), "after the flood: cached");
+    if let Some((a, _)) = pair {
+        assert!(!cached(&h, a), "X took A's slot over");
+    }
+    // It marked the group, and the bucket is still empty: the flood goes on.
+    let f = syn(fam, denied_n(fam, 11), 44011);
+    run_expect(&h, prog, &f, prog.pass(), "a flood SYN again");
+    assert!(
+        !cached(&h, denied_n(fam, 11)),
+        "the flood again: not cached"
+    );
+    let s = h.stat("kubelet", TCP, D);
+    assert_eq!(
+        (s.new_conns, s.lost_group_budget),
+        (12 + extra, 9 + extra),
+        "{s:?}"
+    );
+    assert_all_invariants("flood and the verdict cache", &h);
 }
