@@ -149,8 +149,9 @@ pub(crate) fn flood(
          daemon's own share of it is its process's user and system time over the same \
          interval (`/proc/PID/stat`). Peak RSS: \
          the daemon's `VmHWM` before it is stopped. Alert lines: the daemon's stdout (ECS) by \
-         port group (rule id for alerts without one) and 10 s flood window from the start of \
-         the flood, the largest count. The bench process and what it starts may use all {cpus} CPUs (the \
+         port group (rule id for alerts without one) and the daemon's 10 s flood window (the \
+         first alert opens one, the first alert past it the next; a flood alert counts in \
+         the window it summarises), the largest count. The bench process and what it starts may use all {cpus} CPUs (the \
          pipeline section's pinning is undone). Wall time {took:.0} s; 1-minute load average \
          {load_before} before and {load_after} after (other work on the machine shares its CPUs \
          with every mode alike, but widens the spread).\n"

@@ -25,6 +25,8 @@ pub(super) const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 /// connections, and their count (ECS); absent, the report says "n/a".
 pub(super) const DISTINCT_SOURCES_FIELD: &str = "/node_monitor/flood/distinct_sources";
 pub(super) const WITHHELD_FIELD: &str = "/node_monitor/flood/withheld";
+/// The start of the window a flood alert summarises.
+pub(super) const FLOOD_WINDOW_START_FIELD: &str = "/node_monitor/flood/window_start";
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(super) enum Mode {
@@ -87,7 +89,8 @@ impl Traffic {
     }
 }
 
-/// Alert lines by (group or rule, flood window index).
+/// Alert lines by (group or rule, the start of the daemon's flood window in ms since the
+/// flood's start).
 pub(super) type AlertLines = BTreeMap<(String, u64), u64>;
 
 /// What one flood run measured.
@@ -101,6 +104,8 @@ pub(super) struct Run {
     /// The daemon's own CPU time (user and system) over the same interval as `cpu_ns`.
     pub(super) daemon_cpu_ns: Option<f64>,
     pub(super) alert_lines: AlertLines,
+    /// The most alert lines of all groups together in one window.
+    pub(super) window_lines_all: u64,
     pub(super) alerts_total: u64,
     /// The flood alerts' distinct-source estimates and withheld connections, summed.
     pub(super) distinct_estimate: Option<(u64, u64)>,
@@ -130,11 +135,7 @@ impl Run {
     }
     /// The most alert lines of all groups together in one flood window.
     pub(super) fn max_window_lines(&self) -> u64 {
-        let mut by_window: BTreeMap<u64, u64> = BTreeMap::new();
-        for ((_, w), n) in &self.alert_lines {
-            *by_window.entry(*w).or_default() += n;
-        }
-        by_window.into_values().max().unwrap_or(0)
+        self.window_lines_all
     }
 }
 
@@ -146,16 +147,29 @@ pub(super) fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-/// The alert lines of the daemon's stdout by (group, flood window since `start`), their
-/// total, and the distinct-source estimate of its flood alerts with their withheld
-/// connections (each summed), if they carry one.
+/// The alert lines of the daemon's stdout by (group, flood window), their total, and the
+/// most lines of all groups together in one window (windows opened the same way over all
+/// lines), and the distinct-source estimate of its flood alerts with their withheld
+/// connections (each summed), if they carry one. Windows are the daemon's, not fixed bins from the flood's
+/// start: as `connection_alerts_per_group` counts them, a group's first alert opens one of
+/// `FLOOD_WINDOW`, and the first alert after it opens the next; a flood alert (NM-1020)
+/// belongs to the window it summarises (`flood.window_start`), not to the moment it is
+/// written, which is the next window's first. (Fixed bins that straddle two of the daemon's
+/// windows counted up to twice the cap plus two flood alerts in one bin.) The key's window is
+/// its start in ms since `start`. Lines without a group (scans) are keyed by rule id in
+/// parentheses.
 pub(super) fn count_alerts(
     stdout: &str,
     start: SystemTime,
-) -> (AlertLines, u64, Option<(u64, u64)>) {
-    let mut lines = BTreeMap::new();
+) -> (AlertLines, u64, u64, Option<(u64, u64)>) {
+    let mut timed: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut total = 0;
     let mut distinct: Option<(u64, u64)> = None;
+    let ms_since = |t: Option<&str>| {
+        t.and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(start).ok())
+            .map_or(0, |d| d.as_millis() as u64)
+    };
     for l in stdout.lines() {
         let Ok(v) = serde_json::from_str::<Value>(l) else {
             continue;
@@ -174,15 +188,11 @@ pub(super) fn count_alerts(
                 },
                 str::to_owned,
             );
-        let t = v
-            .pointer("/@timestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| humantime::parse_rfc3339(t).ok())
-            .unwrap_or(start);
-        let window = t
-            .duration_since(start)
-            .map_or(0, |d| d.as_secs() / FLOOD_WINDOW.as_secs());
-        *lines.entry((group, window)).or_default() += 1;
+        let at = v
+            .pointer(FLOOD_WINDOW_START_FIELD)
+            .or_else(|| v.pointer("/@timestamp"))
+            .and_then(Value::as_str);
+        timed.entry(group).or_default().push(ms_since(at));
         if let Some(n) = v.pointer(DISTINCT_SOURCES_FIELD).and_then(Value::as_u64) {
             let withheld = v
                 .pointer(WITHHELD_FIELD)
@@ -193,7 +203,36 @@ pub(super) fn count_alerts(
             d.1 += withheld;
         }
     }
-    (lines, total, distinct)
+    let mut lines = BTreeMap::new();
+    let mut all: Vec<u64> = Vec::new();
+    for (group, mut times) in timed {
+        times.sort_unstable();
+        for (window, n) in daemon_windows(&times) {
+            lines.insert((group.clone(), window), n);
+        }
+        all.extend(times);
+    }
+    all.sort_unstable();
+    let all_max = daemon_windows(&all)
+        .into_iter()
+        .map(|(_, n)| n)
+        .max()
+        .unwrap_or(0);
+    (lines, total, all_max, distinct)
+}
+
+/// Sorted times (ms) into the daemon's windows: the first opens one of `FLOOD_WINDOW`, the
+/// first one past it the next. (window start, count) in order.
+pub(super) fn daemon_windows(sorted_ms: &[u64]) -> Vec<(u64, u64)> {
+    let len = FLOOD_WINDOW.as_millis() as u64;
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &t in sorted_ms {
+        match out.last_mut() {
+            Some((w, n)) if t < *w + len => *n += 1,
+            _ => out.push((t, 1)),
+        }
+    }
+    out
 }
 
 pub(super) fn run_once(
@@ -274,8 +313,9 @@ pub(super) fn run_once(
             bail!("the daemon exited with {st}");
         }
         let stdout = std::fs::read_to_string(&out_path)?;
-        let (lines, total, distinct) = count_alerts(&stdout, start_wall);
+        let (lines, total, all_max, distinct) = count_alerts(&stdout, start_wall);
         run.alert_lines = lines;
+        run.window_lines_all = all_max;
         run.alerts_total = total;
         run.distinct_estimate = distinct;
         run.summary = std::fs::read_to_string(&err_path)?
