@@ -109,6 +109,11 @@ impl Flood {
         self.0.insert(scope, FloodWindow::new(now, *d));
     }
 
+    /// When `group`'s flood window opened, if one is open.
+    pub(crate) fn open_since(&self, group: &Arc<str>) -> Option<Instant> {
+        self.0.get(&Some(group.clone())).map(|w| w.start)
+    }
+
     /// One connection alert of `group` folded into the group's window (opened if none is).
     pub(crate) fn fold(&mut self, group: Arc<str>, answer: Option<Answer>, now: Instant) {
         let w = self

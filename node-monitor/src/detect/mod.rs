@@ -323,15 +323,22 @@ impl Engine {
 
     /// Takes one of `group`'s connection alerts of its current window
     /// (`connection_alerts_per_group` per `flood_window`, 0 = no cap); false when the window's
-    /// are spent.
+    /// are spent. The cap's window opens at the group's first alert; the group's flood window
+    /// opens at its first loss or fold, on its own clock. So that a flood window never holds
+    /// more than the cap's alerts besides its one NM-1020, the cap's window does not restart
+    /// while a flood window of the group is open that opened before the cap's window ended:
+    /// it restarts at the first alert after that flood window closes. (Restarting on time
+    /// alone put two batches of alerts in one flood window when the two clocks were apart.)
     fn take_group_alert(&mut self, group: &Arc<str>, now: Instant) -> bool {
         let cap = self.settings.connection_alerts_per_group;
         if cap == 0 {
             return true;
         }
         let window = self.settings.flood_window;
+        let flood_since = self.flood.open_since(group);
         let (start, n) = self.group_alerts.entry(group.clone()).or_insert((now, 0));
-        if !within(*start, window, now) {
+        if !within(*start, window, now) && flood_since.is_none_or(|fs| !within(*start, window, fs))
+        {
             (*start, *n) = (now, 0);
         }
         if *n < cap {
@@ -467,8 +474,15 @@ impl Engine {
         self.corrections.expire(now);
         self.capped_accepts.expire(now);
         let flood_window = self.settings.flood_window;
-        self.group_alerts
-            .retain(|_, (start, _)| within(*start, flood_window, now));
+        // A cap window lives on while a flood window that opened within it is open (see
+        // `take_group_alert`).
+        let flood = &self.flood;
+        self.group_alerts.retain(|group, (start, _)| {
+            within(*start, flood_window, now)
+                || flood
+                    .open_since(group)
+                    .is_some_and(|fs| within(*start, flood_window, fs))
+        });
         self.close_flood(now, false, out, sketches);
     }
 
@@ -1373,6 +1387,62 @@ pub(crate) mod tests {
         );
         assert_eq!(out.len(), before + 1);
         assert_eq!(out[before].rule.id, "NM-1001");
+    }
+
+    /// Issue 9: the cap's window and the flood window keep their own clocks. A flood window
+    /// opened after the cap's window began (by the first fold, or by a loss a poll later)
+    /// stays open past the cap's window's end; alerts until it closes still fold, so that it holds the
+    /// cap's alerts and its NM-1020, never two batches. The first alert after it closes
+    /// starts a new cap window.
+    #[test]
+    fn a_flood_window_holds_one_batch_of_connection_alerts() {
+        let mut e = capped(3);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut n = 0u8;
+        let mut send = |e: &mut Engine, at: Instant, out: &mut Vec<Alert>| {
+            n = n.wrapping_add(1);
+            e.on_record(
+                &record("kubelet", &format!("203.0.113.{n}"), 10250),
+                at,
+                out,
+            );
+        };
+        // Three alerts from 0 ms on; the fourth, at 600 ms, folds and opens the flood window.
+        for i in 0..5 {
+            send(&mut e, ms(i * 200), &mut out);
+        }
+        // 10.1 s: the cap's window has ended, the flood window (until 10.6 s) has not; a tick
+        // between them keeps the cap's window.
+        e.tick(ms(10_050), &mut out);
+        for i in 0..5 {
+            send(&mut e, ms(10_100 + i), &mut out);
+        }
+        let conn = |out: &[Alert]| out.iter().filter(|a| a.rule.id == "NM-1001").count();
+        assert_eq!(
+            conn(&out),
+            3,
+            "still folded while the flood window is open: {out:#?}"
+        );
+        e.tick(ms(10_700), &mut out);
+        let floods: Vec<&Alert> = out.iter().filter(|a| a.rule.id == "NM-1020").collect();
+        assert_eq!(floods.len(), 1, "{out:#?}");
+        let AlertKind::Flood {
+            summary: Some(sum), ..
+        } = &floods[0].kind
+        else {
+            panic!("{:?}", floods[0])
+        };
+        assert_eq!(
+            sum.folded_alerts, 7,
+            "2 of the first batch and 5 of the second"
+        );
+        // After it closes, a new cap window: alerts again, as many as the cap.
+        for i in 0..5 {
+            send(&mut e, ms(10_800 + i), &mut out);
+        }
+        assert_eq!(conn(&out), 6);
     }
 
     /// Issue 15 with issue 9: a connection named by its completed handshake (NM-1030 from
