@@ -190,32 +190,25 @@ pub const fn refusal_may_answer(flagged: u64, now: u64) -> bool {
 }
 
 /// How recent a group's last flagged attempt (`GroupBudget::flagged_jiffies`) must be for an
-/// empty flagged bucket to mean a flood is under way ([`flood_hint`]): 250 jiffies, 0.25 s at
-/// HZ=1000 and up to 2.5 s at HZ=100. A bucket refills only when taken, so an empty one
+/// empty flagged bucket to mean a flood is under way ([`flood_recent`]): 250 jiffies, 0.25 s
+/// at HZ=1000 and up to 2.5 s at HZ=100. A bucket refills only when taken, so an empty one
 /// alone says nothing of now; the last attempt's time does.
 pub const FLOOD_HINT_JIFFIES: u64 = 250;
 
-/// Is a group's flagged budget spent by attempts that are still coming: the bucket has been
-/// taken (a bucket never taken holds 0 tokens and means nothing), its last take left it with
-/// less than one token, and a flagged attempt came within [`FLOOD_HINT_JIFFIES`] of `now`
-/// (jiffies)? While it is, ingress asks the allowlist's trie directly and leaves the per-CPU
-/// verdict cache alone: a flood of new sources would miss it on every packet and take a slot
-/// over each time, evicting the sources that come back. Only a hint for what to read: the
-/// verdict is the trie's either way. Pure, so host tests cover it.
-#[inline(always)]
-pub const fn flood_hint(bucket: &TokenBucket, flagged: u64, now: u64) -> bool {
-    flood_spent(bucket, flagged) && flood_recent(flagged, now)
-}
-
-/// [`flood_hint`]'s first half, from the group's slot alone: the bucket taken, left with
-/// less than a token, a flagged attempt on record. The data path asks it before it reads
-/// the jiffies for the second half ([`flood_recent`]).
+/// A group's flagged budget is spent by a flood while both halves hold: this one, from the
+/// group's slot alone (the bucket has been taken: one never taken holds 0 tokens and means
+/// nothing; its last take left it with less than one token; a flagged attempt is on record),
+/// and [`flood_recent`], which needs the jiffies (the data path reads them only when this
+/// half holds). While both do, ingress asks the allowlist's trie directly and leaves the
+/// per-CPU verdict cache alone: a flood of new sources would miss it on every packet and
+/// take a slot over each time, evicting the sources that come back. Only a hint for what to
+/// read: the verdict is the trie's either way. Pure, so host tests cover it.
 #[inline(always)]
 pub const fn flood_spent(bucket: &TokenBucket, flagged: u64) -> bool {
     bucket.last_ns != 0 && bucket.tokens < TOKEN_SCALE && flagged != 0
 }
 
-/// [`flood_hint`]'s second half: the last flagged attempt (`flagged`, jiffies) came within
+/// [`flood_spent`]'s second half: the last flagged attempt (`flagged`, jiffies) came within
 /// [`FLOOD_HINT_JIFFIES`] of `now` (a mark by another CPU after `now` was read counts as
 /// recent).
 #[inline(always)]
@@ -274,6 +267,9 @@ mod tests {
     /// empty, as nothing refills it without a take).
     #[test]
     fn the_flood_hint_needs_a_spent_bucket_and_recent_attempts() {
+        // Both halves, as the data path asks them.
+        let flood_hint =
+            |b: &TokenBucket, flagged, now| flood_spent(b, flagged) && flood_recent(flagged, now);
         let rate = 3;
         let mut bucket = TokenBucket::default();
         let j0 = 4_000;

@@ -182,7 +182,7 @@ pub(crate) fn refusal_gate_open(group: u8) -> bool {
 }
 
 /// Is a flood spending `group`'s flagged budget right now
-/// ([`node_monitor_common::flood_hint`])? Then ingress leaves the per-CPU verdict cache alone
+/// ([`node_monitor_common::flood_spent`] and `flood_recent`)? Then ingress leaves the per-CPU verdict cache alone
 /// ([`crate::allow`]). One read of the group's slot (the line its new connections' budgets
 /// read too), and of the jiffies only while the flagged bucket is spent. Without a group
 /// budget (`events_per_group` 0) or the map slot: no.

@@ -22,7 +22,11 @@ mod scan;
 mod sweep;
 mod window;
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use ahash::{HashMap, HashSet};
 pub use flood::{GroupCounts, SketchSource};
@@ -337,8 +341,7 @@ impl Engine {
         let window = self.settings.flood_window;
         let flood_since = self.flood.open_since(group);
         let (start, n) = self.group_alerts.entry(group.clone()).or_insert((now, 0));
-        if !within(*start, window, now) && flood_since.is_none_or(|fs| !within(*start, window, fs))
-        {
+        if !cap_window_open(*start, window, now, flood_since) {
             (*start, *n) = (now, 0);
         }
         if *n < cap {
@@ -474,14 +477,9 @@ impl Engine {
         self.corrections.expire(now);
         self.capped_accepts.expire(now);
         let flood_window = self.settings.flood_window;
-        // A cap window lives on while a flood window that opened within it is open (see
-        // `take_group_alert`).
         let flood = &self.flood;
         self.group_alerts.retain(|group, (start, _)| {
-            within(*start, flood_window, now)
-                || flood
-                    .open_since(group)
-                    .is_some_and(|fs| within(*start, flood_window, fs))
+            cap_window_open(*start, flood_window, now, flood.open_since(group))
         });
         self.close_flood(now, false, out, sketches);
     }
@@ -559,6 +557,18 @@ impl Engine {
         self.stats.floods += (out.len() - start) as u64;
         self.emitted(out, start);
     }
+}
+
+/// Is a group's window of connection alerts (`connection_alerts_per_group`), begun at
+/// `start`, still open at `now`: within `window`, or while the group's flood window, open
+/// since `flood_since`, opened within it (see `Engine::take_group_alert`)?
+fn cap_window_open(
+    start: Instant,
+    window: Duration,
+    now: Instant,
+    flood_since: Option<Instant>,
+) -> bool {
+    within(start, window, now) || flood_since.is_some_and(|fs| within(start, window, fs))
 }
 
 #[cfg(test)]
