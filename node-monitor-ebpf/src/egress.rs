@@ -2,9 +2,9 @@
 //! for.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use node_monitor_common::{
-    ACTION_PASS, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED, COMPLETES_NONE, COMPLETES_REPORTED,
-    EVENT_ANSWER, EVENT_UNSEEN, FlowKey, GROUP_NONE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
+    ACTION_PASS, ANSWER_ACCEPTED, ANSWER_NONE, ANSWER_REFUSED, Addr, COMPLETES_NONE,
+    COMPLETES_REPORTED, EVENT_ANSWER, EVENT_UNSEEN, FlowKey, GROUP_NONE, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
 };
 
 use crate::{
@@ -14,9 +14,92 @@ use crate::{
     emit::{EventFacts, emit},
     maps::FLOWS,
     parse::{self, L4, Packet},
+    peek::{Headers, Plain, address_at, be16, plain},
     port_group,
     unseen::{Unseen, unseen_accept, unseen_again},
 };
+
+/// What a TCP segment from a watched port answers: a RST refuses, a SYN-ACK accepts; anything
+/// else answers no attempt.
+#[inline(always)]
+fn tcp_answer(flags: u8) -> Option<u8> {
+    if flags & TCP_RST != 0 {
+        Some(ANSWER_REFUSED)
+    } else if flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK) {
+        Some(ANSWER_ACCEPTED)
+    } else {
+        None
+    }
+}
+
+/// The flow key of the attempt that a packet from `src`:`src_port` to `dst`:`dst_port` would
+/// answer: back to ingress orientation, the peer is the source.
+#[inline(always)]
+fn attempt_key(
+    src: Addr,
+    dst: Addr,
+    src_port: u16,
+    dst_port: u16,
+    proto: u8,
+    family: u8,
+) -> FlowKey {
+    FlowKey {
+        src_addr: dst,
+        dst_addr: src,
+        src_port: dst_port,
+        dst_port: src_port,
+        proto,
+        family,
+        _pad: 0,
+    }
+}
+
+/// Egress's first look, at the plain shapes only ([`plain`]), on the packet in place: what
+/// [`egress`] would pass without a flow lookup passes here, on a few fixed-offset reads. A
+/// segment or datagram from a port nobody watches; a TCP segment from a watched port that
+/// answers nothing; a RST that answers no flagged attempt on record (its group's refusal
+/// gate closed, or its key's tag absent: [`refusal_awaited`]), counted in the group's answers
+/// first as [`egress`] counts it. Egress's packets are the node's own, with headers its stack
+/// wrote linear, so there is no copy: a shape cut short by the linear part, as any other
+/// shape, is None and takes the full path, which then counts it (nothing is counted twice).
+#[inline(always)]
+pub(crate) fn first_look(pkt: &Packet) -> Option<u8> {
+    let Plain { family, proto, l4 } = plain(pkt)?;
+    // SAFETY (reads): inside the transport header `plain` checked.
+    let src_port = unsafe { be16(pkt, l4) };
+    let group = port_group(proto, src_port);
+    if group == GROUP_NONE {
+        return Some(ACTION_PASS);
+    }
+    if proto != IPPROTO_TCP {
+        return None;
+    }
+    match tcp_answer(unsafe { pkt.byte(l4 + 13) }) {
+        None => Some(ACTION_PASS),
+        Some(ANSWER_REFUSED) => {
+            if refusal_gate_open(group) {
+                // SAFETY: the IP header lies before the transport header `plain` checked.
+                let key = unsafe {
+                    attempt_key(
+                        address_at(pkt.raw(0), family, false),
+                        address_at(pkt.raw(0), family, true),
+                        src_port,
+                        be16(pkt, l4 + 2),
+                        proto,
+                        family,
+                    )
+                };
+                if refusal_awaited(&key) {
+                    return None;
+                }
+            }
+            crate::summary::count_answer(proto, group, ANSWER_REFUSED);
+            Some(ACTION_PASS)
+        }
+        Some(_) => None,
+    }
+}
+
 /// The egress path: the node's answer to a flagged attempt (SYN-ACK, RST, a UDP reply, or
 /// ICMP port unreachable) is recorded on the flow and reported as an answer event. An
 /// acceptance on a 5-tuple without a flow entry goes to [`unseen_accept`]. Returns the
@@ -43,12 +126,11 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
             }
             let answer = if l3.proto == IPPROTO_UDP {
                 ANSWER_ACCEPTED
-            } else if l4.tcp_flags & TCP_RST != 0 {
-                ANSWER_REFUSED
-            } else if l4.tcp_flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK) {
-                ANSWER_ACCEPTED
             } else {
-                return ACTION_PASS;
+                match tcp_answer(l4.tcp_flags) {
+                    Some(answer) => answer,
+                    None => return ACTION_PASS,
+                }
             };
             crate::summary::count_answer(l3.proto, group, answer);
             // A refusal can only answer a flagged attempt: while the group has had none
@@ -59,16 +141,7 @@ pub(crate) fn egress(pkt: &Packet, meta: &Meta) -> u8 {
             let Ok((src, dst)) = parse::addresses(pkt, &l3) else {
                 return ACTION_PASS;
             };
-            // Back to ingress orientation: the peer is the source.
-            let key = FlowKey {
-                src_addr: dst,
-                dst_addr: src,
-                src_port: l4.dst_port,
-                dst_port: l4.src_port,
-                proto: l3.proto,
-                family: l3.family,
-                _pad: 0,
-            };
+            let key = attempt_key(src, dst, l4.src_port, l4.dst_port, l3.proto, l3.family);
             // Then it is looked up only when a flagged flow with this key was recorded.
             if answer == ANSWER_REFUSED && !refusal_awaited(&key) {
                 return ACTION_PASS;

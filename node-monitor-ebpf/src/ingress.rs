@@ -148,13 +148,13 @@ fn ends_counted(
         || (settings.revoked_generation == 0 && !source.suspect && handshake_now.is_none())
 }
 
-/// tc ingress's path for a TCP segment to a watched port (`group`) whose headers it read from
-/// a copy ([`crate::tc_peek`]), so that the skb need not be pulled: the same verdict and
-/// counts as [`ingress`], when ingress would end there. A segment with ACK or RST (`flags`)
+/// The path for a TCP segment to a watched port (`group`) whose headers the first look read
+/// ([`crate::peek`]), before the full parse: the same verdict and counts as [`ingress`], when
+/// ingress would end there. A segment with ACK or RST (`flags`)
 /// ends counted when [`ends_counted`] says so; a pure SYN when a spent budget withholds it
 /// ([`withheld_syn`]). None otherwise: nothing is counted, and the full path takes the packet.
 #[inline(always)]
-pub(crate) fn from_header_copy(
+pub(crate) fn from_headers(
     group: u8,
     port: u16,
     family: u8,

@@ -27,6 +27,7 @@ mod handshake;
 mod ingress;
 mod maps;
 mod parse;
+mod peek;
 mod revoke;
 mod summary;
 mod unseen;
@@ -40,10 +41,10 @@ use egress::egress;
 use ingress::ingress;
 use maps::{PORTS_TCP, PORTS_UDP, REASONS};
 use node_monitor_common::{
-    ACTION_DROPPED, FAMILY_V4, FAMILY_V6, GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP,
-    IPPROTO_TCP, TCP_ACK, TCP_RST, is_pure_syn,
+    ACTION_DROPPED, ACTION_PASS, GROUP_NONE, HOOK_TC_EGRESS, HOOK_TC_INGRESS, HOOK_XDP, IPPROTO_TCP,
 };
 use parse::{Packet, Reason};
+use peek::{HeaderCopy, PEEK_LEN, PEEK_MIN, Peek, peek};
 
 /// Packet facts the entry points hand to the shared path.
 pub(crate) struct Meta {
@@ -57,16 +58,23 @@ pub(crate) struct Meta {
 #[xdp]
 pub fn nm_xdp_ingress(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    // SAFETY: the kernel hands a valid xdp_md.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let meta = Meta {
-        ifindex,
-        pkt_len: pkt.len() as u32,
-        meta_vlan: 0,
-        hook: HOOK_XDP,
-    };
+    let pkt_len = pkt.len() as u32;
     // Fail open: only an explicit drop decision drops.
-    match ingress(&pkt, &meta) {
+    let action = match end_on_peek(peek(&pkt), pkt_len) {
+        Some(action) => action,
+        None => {
+            // SAFETY: the kernel hands a valid xdp_md.
+            let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+            let meta = Meta {
+                ifindex,
+                pkt_len,
+                meta_vlan: 0,
+                hook: HOOK_XDP,
+            };
+            ingress(&pkt, &meta)
+        }
+    };
+    match action {
         ACTION_DROPPED => xdp_action::XDP_DROP,
         _ => xdp_action::XDP_PASS,
     }
@@ -80,33 +88,15 @@ pub fn nm_baseline(_ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
-    match tc_peek(&ctx) {
-        Peek::Full => {}
-        Peek::Unwatched => {
-            count_reason(node_monitor_common::reason::UNWATCHED);
-            return TC_ACT_OK;
+    let action = match tc_peek(&ctx) {
+        Some(action) => action,
+        None => {
+            let (pkt, meta) = tc_packet(&ctx, HOOK_TC_INGRESS);
+            ingress(&pkt, &meta)
         }
-        Peek::Watched {
-            group,
-            port,
-            family,
-            flags,
-            src,
-        } => {
-            if let Some(action) =
-                ingress::from_header_copy(group, port, family, flags, &src, ctx.len())
-            {
-                return if action == ACTION_DROPPED {
-                    TC_ACT_SHOT
-                } else {
-                    TC_ACT_OK
-                };
-            }
-        }
-    }
-    let (pkt, meta) = tc_packet(&ctx, HOOK_TC_INGRESS);
+    };
     // Fail open: only an explicit drop decision drops.
-    match ingress(&pkt, &meta) {
+    match action {
         ACTION_DROPPED => TC_ACT_SHOT,
         _ => TC_ACT_OK,
     }
@@ -114,10 +104,16 @@ pub fn nm_tc_ingress(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn nm_tc_egress(ctx: TcContext) -> i32 {
-    let (pkt, meta) = tc_packet(&ctx, HOOK_TC_EGRESS);
+    let action = match egress::first_look(&Packet::new(ctx.data(), ctx.data_end())) {
+        Some(action) => action,
+        None => {
+            let (pkt, meta) = tc_packet(&ctx, HOOK_TC_EGRESS);
+            egress(&pkt, &meta)
+        }
+    };
     // Egress observes, and drops only a drop group's acceptance nobody saw asked for
     // (NM-1030, see `unseen`); anything else passes.
-    match egress(&pkt, &meta) {
+    match action {
         ACTION_DROPPED => TC_ACT_SHOT,
         _ => TC_ACT_OK,
     }
@@ -131,115 +127,58 @@ const TC_PULL_LEN: u32 = 128;
 /// kernel reads it wherever it lies.
 const TC_PULL_MAX: u32 = 2048;
 
-/// Bytes [`tc_peek`] copies at most: Ethernet, IPv6 and TCP headers without options.
-const PEEK_LEN: usize = 14 + 40 + 20;
-/// Bytes it needs at least: Ethernet, IPv4 and UDP headers.
-const PEEK_MIN: u32 = 14 + 20 + 8;
-
-/// What [`tc_peek`] found in the copied headers.
-enum Peek {
-    /// Take the full path ([`tc_packet`], [`ingress`]).
-    Full,
-    /// The full path would end it as unwatched.
-    Unwatched,
-    /// A TCP segment with ACK or RST (no new connection), or a pure SYN, to a port of `group`,
-    /// from `src`: for [`ingress::from_header_copy`].
-    Watched {
-        group: u8,
-        port: u16,
-        family: u8,
-        /// The TCP flags.
-        flags: u8,
-        src: node_monitor_common::Addr,
-    },
+/// Ends an ingress packet on what [`peek`] found, when the full path would end it the same way:
+/// the `ACTION_*` taken, or None for the full path (nothing is counted then).
+#[inline(always)]
+fn end_on_peek(found: Peek, pkt_len: u32) -> Option<u8> {
+    match found {
+        Peek::Full => None,
+        Peek::Unwatched => {
+            count_reason(node_monitor_common::reason::UNWATCHED);
+            Some(ACTION_PASS)
+        }
+        Peek::Watched {
+            group,
+            port,
+            family,
+            flags,
+            src,
+        } => ingress::from_headers(group, port, family, flags, &src, pkt_len),
+    }
 }
 
-/// Looks at a tc ingress packet whose headers lie outside the skb's linear part, from a copy
-/// of them (`bpf_skb_load_bytes`), so that the packets the full path would end early cost no
-/// pull: `bpf_skb_pull_data` on a non-linear skb reallocates its head, the most expensive
-/// thing this path would do. Only the plain shapes (no in-band tag; IPv4 without options and
-/// not a non-first fragment, or IPv6 without extension headers; a whole TCP or UDP header)
-/// get an answer: a port nobody watches ([`Peek::Unwatched`]), or a TCP segment with ACK or
-/// RST, or a pure SYN, to a watched one ([`Peek::Watched`]: an established connection's
-/// traffic, which ingress only counts, or a denied attempt that a spent budget withholds, which
-/// it only counts and summarises; the callee says whether it ended there). Anything else is
-/// [`Peek::Full`], as is a linear skb at once: it parses in place for less. The answers are
-/// those of the full parse for the same bytes: the metadata VLAN tag, which the full path also
-/// reads, plays no part in them.
+/// tc ingress's first look ([`peek`]; the `ACTION_*` taken, or None for the full path). An
+/// skb whose headers are linear is looked at in place. One whose headers lie outside the
+/// linear part is looked at in a copy of them (`bpf_skb_load_bytes`), so that the packets
+/// the full path would end early cost no pull: `bpf_skb_pull_data` on a non-linear skb
+/// reallocates its head, the most expensive thing this path would do.
 #[inline(always)]
-fn tc_peek(ctx: &TcContext) -> Peek {
+fn tc_peek(ctx: &TcContext) -> Option<u8> {
     let len = ctx.len();
-    if ctx.data_end() - ctx.data() >= core::cmp::min(len, TC_PULL_LEN) as usize || len < PEEK_MIN {
-        return Peek::Full;
-    }
-    let n = if len >= PEEK_LEN as u32 {
-        PEEK_LEN as u32
+    let found = if ctx.data_end() - ctx.data() >= core::cmp::min(len, TC_PULL_LEN) as usize {
+        peek(&Packet::new(ctx.data(), ctx.data_end()))
+    } else if len < PEEK_MIN as u32 {
+        Peek::Full
     } else {
-        len
-    };
-    // Not zeroed first: LLVM turns zeroing 74 bytes into a call to a byte-loop `memset`
-    // (about 370 instructions, most of this path's cost on a live packet). The helper writes
-    // the first `n` bytes, and only those are read below.
-    let mut h = core::mem::MaybeUninit::<[u8; PEEK_LEN]>::uninit();
-    // SAFETY: `h` is writable for PEEK_LEN bytes and `n` lies in [PEEK_MIN, PEEK_LEN].
-    let ret = unsafe {
-        aya_ebpf::helpers::bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, h.as_mut_ptr().cast(), n)
-    };
-    if ret != 0 {
-        return Peek::Full;
-    }
-    let p = h.as_ptr().cast::<u8>();
-    // SAFETY: the helper wrote the first `n` bytes; every read below lies below `n` (the
-    // Ethernet and IP header offsets below PEEK_MIN, the IPv6 source address below 38, the
-    // transport fields checked against `n` first), and the verifier rejects a read of stack
-    // bytes nobody wrote.
-    let b = |i: usize| unsafe { *p.add(i) };
-    let n = n as usize;
-    let (family, proto, l4) = match u16::from_be_bytes([b(12), b(13)]) {
-        0x0800 => {
-            // Version 4, no options, fragment offset 0.
-            if b(14) != 0x45 || u16::from_be_bytes([b(20), b(21)]) & 0x1fff != 0 {
-                return Peek::Full;
-            }
-            (FAMILY_V4, b(23), 34)
-        }
-        0x86dd => (FAMILY_V6, b(20), 54),
-        _ => return Peek::Full,
-    };
-    let whole = match proto {
-        IPPROTO_TCP => l4 + 20 <= n && b(l4 + 12) >> 4 >= 5,
-        node_monitor_common::IPPROTO_UDP => l4 + 8 <= n,
-        _ => false,
-    };
-    if !whole {
-        return Peek::Full;
-    }
-    let port = u16::from_be_bytes([b(l4 + 2), b(l4 + 3)]);
-    let group = port_group(proto, port);
-    if group == GROUP_NONE {
-        return Peek::Unwatched;
-    }
-    let flags = b(l4 + 13);
-    if proto != IPPROTO_TCP || !(flags & (TCP_ACK | TCP_RST) != 0 || is_pure_syn(flags)) {
-        return Peek::Full;
-    }
-    // SAFETY: 4 bytes at 26 (IPv4) or 16 at 22 (IPv6), inside the bytes written.
-    let src = unsafe {
-        if family == FAMILY_V4 {
-            node_monitor_common::Addr::from_v4_word(core::ptr::read_unaligned(
-                p.add(26).cast::<u32>(),
-            ))
+        let n = core::cmp::min(len, PEEK_LEN as u32);
+        // Not zeroed first: LLVM turns zeroing 74 bytes into a call to a byte-loop `memset`
+        // (about 370 instructions, most of this path's cost on a live packet). The helper
+        // writes the first `n` bytes, and only those are read.
+        let mut h = core::mem::MaybeUninit::<[u8; PEEK_LEN]>::uninit();
+        // SAFETY: `h` is writable for PEEK_LEN bytes and `n` lies in [PEEK_MIN, PEEK_LEN].
+        let ret = unsafe {
+            aya_ebpf::helpers::bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, h.as_mut_ptr().cast(), n)
+        };
+        if ret == 0 {
+            peek(&HeaderCopy {
+                bytes: h.as_ptr().cast(),
+                n: n as usize,
+            })
         } else {
-            node_monitor_common::Addr(core::ptr::read_unaligned(p.add(22).cast::<[u64; 2]>()))
+            Peek::Full
         }
     };
-    Peek::Watched {
-        group,
-        port,
-        family,
-        flags,
-        src,
-    }
+    end_on_peek(found, len)
 }
 
 #[inline(always)]

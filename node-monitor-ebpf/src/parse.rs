@@ -59,6 +59,12 @@ impl Packet {
         Some((self.start + off) as *const T)
     }
 
+    /// The address of byte `off`, unchecked: for reads whose bounds the caller checked.
+    #[inline(always)]
+    pub fn raw(&self, off: usize) -> *const u8 {
+        (self.start + off) as *const u8
+    }
+
     #[inline(always)]
     fn be16_at(&self, off: usize, why: Reason) -> Result<u16, Reason> {
         let p = self.ptr_at::<[u8; 2]>(off).ok_or(why)?;
