@@ -29,7 +29,8 @@ pub const TRUNC_IPV6: u32 = 9;
 pub const TRUNC_IPV6_EXT: u32 = 10;
 /// More IPv6 extension headers than [`super::MAX_IPV6_EXT_HEADERS`].
 pub const IPV6_EXT_LIMIT: u32 = 11;
-/// Frame ends inside the TCP or UDP header.
+/// Frame, or the IP packet by its own length field (IPv4 Total Length, IPv6 Payload Length;
+/// the bytes past it are padding the kernel trims), ends inside the TCP or UDP header.
 pub const TRUNC_L4: u32 = 12;
 /// TCP header with a data offset < 5.
 pub const BAD_TCP: u32 = 13;

@@ -160,12 +160,20 @@ const FAILSAFE_WALK: usize = 8;
 /// and the IP header(s). Priority tags (802.1p, VLAN id 0) are skipped the way the kernel's
 /// receive path skips them (`__netif_receive_skb_core`: a tag with id 0 is cleared, and an
 /// inner tag after it is untagged again): they neither count as tags nor appear in `vlan`.
+/// A packet whose IP length field ends inside its TCP/UDP header is `TRUNC_L4`
+/// ([`cut_short`]).
 #[inline(always)]
 pub fn parse_l3(pkt: &Packet, meta_vlan: u16) -> Result<L3, Reason> {
+    parse_l3_as::<true>(pkt, meta_vlan)
+}
+
+/// [`parse_l3`], with or without (`WHOLE`) the check of the IP length field.
+#[inline(always)]
+fn parse_l3_as<const WHOLE: bool>(pkt: &Packet, meta_vlan: u16) -> Result<L3, Reason> {
     let (ethertype, off, vlan) = walk_vlan::<VLAN_WALK>(pkt, meta_vlan, MAX_VLAN_TAGS)?;
     match ethertype {
-        ETH_P_IPV4 => parse_ipv4(pkt, off, vlan),
-        ETH_P_IPV6 => parse_ipv6::<MAX_IPV6_EXT_HEADERS>(pkt, off, vlan),
+        ETH_P_IPV4 => parse_ipv4::<WHOLE>(pkt, off, vlan),
+        ETH_P_IPV6 => parse_ipv6::<MAX_IPV6_EXT_HEADERS, WHOLE>(pkt, off, vlan),
         _ => Err(reason::NOT_IP),
     }
 }
@@ -222,8 +230,8 @@ pub fn port_past_limits(pkt: &Packet, meta_vlan: u16) -> Option<(u8, u16)> {
     let (ethertype, off, vlan) =
         walk_vlan::<FAILSAFE_WALK>(pkt, meta_vlan, FAILSAFE_WALK + 1).ok()?;
     let l3 = match ethertype {
-        ETH_P_IPV4 => parse_ipv4(pkt, off, vlan),
-        ETH_P_IPV6 => parse_ipv6::<FAILSAFE_WALK>(pkt, off, vlan),
+        ETH_P_IPV4 => parse_ipv4::<false>(pkt, off, vlan),
+        ETH_P_IPV6 => parse_ipv6::<FAILSAFE_WALK, false>(pkt, off, vlan),
         _ => Err(reason::NOT_IP),
     }
     .ok()?;
@@ -234,8 +242,38 @@ pub fn port_past_limits(pkt: &Packet, meta_vlan: u16) -> Option<(u8, u16)> {
     Some((l3.proto, u16::from_be_bytes([ports[2], ports[3]])))
 }
 
+/// The least of a transport header the parse reads: a TCP header without options, a UDP
+/// header; 0 for any other protocol.
 #[inline(always)]
-fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3, Reason> {
+fn l4_min(proto: u8) -> usize {
+    match proto {
+        IPPROTO_TCP => TCP_MIN_HLEN,
+        IPPROTO_UDP => UDP_HLEN,
+        _ => 0,
+    }
+}
+
+/// Does an IP packet's own length end before a whole transport header? `len_field` is the
+/// header's length field (IPv4 Total Length, IPv6 Payload Length), `ip_len` the bytes it
+/// gives from the start of the IP header, `l4_rel` where the transport header starts, from
+/// there. The kernel trims a frame to that length before anything reads the transport header,
+/// so bytes past it (Ethernet padding, or bytes a sender put there) are not part of the
+/// packet: read as the rest of a header, they would let a tiny first fragment of a SYN pose
+/// as an ACK. A length field of 0 (GRO's BIG TCP writes it so) stands for the frame's length.
+#[inline(always)]
+fn cut_short(len_field: usize, ip_len: usize, l4_rel: usize, proto: u8) -> bool {
+    len_field != 0 && ip_len < l4_rel + l4_min(proto)
+}
+
+/// Parses the IPv4 header at `off`. With `WHOLE`, a packet whose Total Length ends inside its
+/// TCP/UDP header ([`cut_short`]) is `TRUNC_L4`, as a frame cut there is; without it (the
+/// look for a port behind a chain, [`port_past_limits`]) the header is read to the frame's end.
+#[inline(always)]
+fn parse_ipv4<const WHOLE: bool>(
+    pkt: &Packet,
+    off: usize,
+    vlan: [u16; MAX_VLAN_TAGS],
+) -> Result<L3, Reason> {
     // The fixed part first, so that a short frame is "truncated", not "bad". (Reads are at
     // least two bytes wide: LLVM turns a one-byte bounds check into a form the verifier
     // cannot use.)
@@ -258,6 +296,10 @@ fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
         return Err(reason::IPV4_FRAGMENT);
     }
     let proto = unsafe { field_u8(h, 9) };
+    let total = unsafe { field_be16(h, 2) } as usize;
+    if WHOLE && cut_short(total, total, ihl, proto) {
+        return Err(reason::TRUNC_L4);
+    }
     Ok(L3 {
         family: FAMILY_V4,
         proto,
@@ -267,16 +309,22 @@ fn parse_ipv4(pkt: &Packet, off: usize, vlan: [u16; MAX_VLAN_TAGS]) -> Result<L3
     })
 }
 
+/// Parses the IPv6 header at `off` and up to `EXT` extension headers; `WHOLE` as for
+/// [`parse_ipv4`], by the Payload Length.
 #[inline(always)]
-fn parse_ipv6<const EXT: usize>(
+fn parse_ipv6<const EXT: usize, const WHOLE: bool>(
     pkt: &Packet,
     off: usize,
     vlan: [u16; MAX_VLAN_TAGS],
 ) -> Result<L3, Reason> {
     pkt.ptr_at::<[u8; IPV6_HLEN]>(off)
         .ok_or(reason::TRUNC_IPV6)?;
-    let next = pkt.bytes_at::<2>(off + 6, reason::TRUNC_IPV6)?[0];
-    let (next, cur) = skip_ipv6_ext::<EXT>(pkt, next, off + IPV6_HLEN)?;
+    let fixed = pkt.bytes_at::<4>(off + 4, reason::TRUNC_IPV6)?;
+    let payload = usize::from(u16::from_be_bytes([fixed[0], fixed[1]]));
+    let (next, cur) = skip_ipv6_ext::<EXT>(pkt, fixed[2], off + IPV6_HLEN)?;
+    if WHOLE && cut_short(payload, IPV6_HLEN + payload, cur - off, next) {
+        return Err(reason::TRUNC_L4);
+    }
     Ok(L3 {
         family: FAMILY_V6,
         proto: next,
@@ -336,10 +384,11 @@ fn skip_ipv6_ext<const EXT: usize>(
 }
 
 /// Does the parse stop for want of bytes (a truncation reason)? On tc, where only the linear
-/// part of an skb is readable, that asks for a longer pull.
+/// part of an skb is readable, that asks for a longer pull. (An IP length field that cuts the
+/// transport header asks for none: more bytes would not change it.)
 #[inline(always)]
 pub fn runs_past_end(pkt: &Packet, meta_vlan: u16) -> bool {
-    let r = match parse_l3(pkt, meta_vlan) {
+    let r = match parse_l3_as::<false>(pkt, meta_vlan) {
         Ok(l3) => match parse_l4(pkt, &l3) {
             Ok(_) => return false,
             Err(r) => r,

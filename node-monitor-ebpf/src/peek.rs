@@ -119,7 +119,8 @@ pub(crate) unsafe fn address_at(p: *const u8, family: u8, dst: bool) -> Addr {
 }
 
 /// Where the transport header of a plain shape starts: no in-band tag; IPv4 without options
-/// and not a non-first fragment, or IPv6 without extension headers; a whole TCP or UDP header.
+/// and not a non-first fragment, or IPv6 without extension headers; a whole TCP or UDP header,
+/// inside the IP header's own length as well as the frame.
 pub(crate) struct Plain {
     pub family: u8,
     pub proto: u8,
@@ -135,23 +136,30 @@ pub(crate) fn plain<H: Headers>(h: &H) -> Option<Plain> {
     }
     // SAFETY: below PEEK_MIN, checked just above.
     let b = |i: usize| unsafe { h.byte(i) };
-    let (family, proto, l4) = match u16::from_be_bytes([b(12), b(13)]) {
+    // The IP header's length field, and the bytes it covers before the transport header.
+    let (family, proto, l4, len_field, ip_hlen) = match u16::from_be_bytes([b(12), b(13)]) {
         0x0800 => {
             // Version 4, no options, fragment offset 0.
             if b(14) != 0x45 || u16::from_be_bytes([b(20), b(21)]) & 0x1fff != 0 {
                 return None;
             }
-            (FAMILY_V4, b(23), 34)
+            (FAMILY_V4, b(23), 34, u16::from_be_bytes([b(16), b(17)]), 20)
         }
-        0x86dd => (FAMILY_V6, b(20), 54),
+        0x86dd => (FAMILY_V6, b(20), 54, u16::from_be_bytes([b(18), b(19)]), 0),
         _ => return None,
     };
-    let whole = match proto {
+    let (whole, hlen) = match proto {
         // SAFETY: the read follows the check.
-        IPPROTO_TCP => h.has(l4 + 20) && unsafe { h.byte(l4 + 12) } >> 4 >= 5,
-        IPPROTO_UDP => h.has(l4 + 8),
-        _ => false,
+        IPPROTO_TCP => (h.has(l4 + 20) && unsafe { h.byte(l4 + 12) } >> 4 >= 5, 20),
+        IPPROTO_UDP => (h.has(l4 + 8), 8),
+        _ => return None,
     };
+    // A length field that ends inside the transport header (bytes past it posing as the rest
+    // of one): the full parse's `TRUNC_L4`, where fragments are looked at again. 0 stands for
+    // the frame's length (GRO's BIG TCP).
+    if len_field != 0 && usize::from(len_field) < ip_hlen + hlen {
+        return None;
+    }
     whole.then_some(Plain { family, proto, l4 })
 }
 

@@ -335,6 +335,7 @@ progs!(
     fragmented_udp_and_allowed_sources,
     overlapping_fragments_are_counted,
     fragmented_attempt_then_answer,
+    padding_cannot_pose_as_a_transport_header,
 );
 
 /// The first fragment (offset 0, MF) of `f` holding only `n` bytes of its transport header:
@@ -644,6 +645,133 @@ fn fragmented_attempt_then_answer(prog: Prog) {
             (reason::FRAG_OVERLAP, 1),
         ],
     );
+}
+
+/// `f` with its IP header's length field (IPv4 Total Length, its checksum fixed; IPv6 Payload
+/// Length) set to `field`. The frame keeps every byte: those past the length lie outside the
+/// packet, as Ethernet padding does.
+fn with_length_field(f: &Frame, field: u16) -> Vec<u8> {
+    let (mut bytes, b) = f.build_with_boundaries();
+    let l3 = b.l3_start;
+    if f.l3.is_v4() {
+        bytes[l3 + 2..l3 + 4].copy_from_slice(&field.to_be_bytes());
+        bytes[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+        let csum = checksum::internet_checksum(&bytes[l3..b.l4_start]);
+        bytes[l3 + 10..l3 + 12].copy_from_slice(&csum.to_be_bytes());
+    } else {
+        bytes[l3 + 4..l3 + 6].copy_from_slice(&field.to_be_bytes());
+    }
+    bytes
+}
+
+/// The length field that says `l4` bytes of transport header (no options, no extension
+/// headers).
+fn length_for(fam: Fam, l4: usize) -> u16 {
+    (if fam == Fam::V4 { 20 + l4 } else { l4 }) as u16
+}
+
+/// The bytes past a packet's own length are not part of it (the kernel trims them): a tiny
+/// first fragment of a SYN whose frame is padded with bytes that read as the rest of an ACK's
+/// header is still a tiny first fragment (flagged, and dropped in a drop group), and a whole
+/// packet whose length field ends inside its TCP/UDP header is `truncated_l4` (the kernel drops
+/// it), never classified on the bytes behind. A length field of 0 (GRO's BIG TCP) stands for
+/// the frame's length.
+fn padding_cannot_pose_as_a_transport_header(prog: Prog) {
+    let mut h = harness();
+    // 8 bytes of a SYN, then what would be the rest of an ACK's header: acknowledgment number,
+    // data offset 5, flags ACK, window.
+    let pose = [0, 0, 0, 1, 0x50, ACK, 0xff, 0xff];
+    let padded = |syn: &Frame| {
+        let mut frame = first_fragment(syn, 8);
+        frame.extend_from_slice(&pose);
+        frame.resize(60, 0);
+        frame
+    };
+    let mut reasons = h.reasons();
+    for (port, group, action) in [
+        (KUBELET, "kubelet", ACTION_WOULD_DROP),
+        (ENFORCED, "enforced", ACTION_DROPPED),
+    ] {
+        let ctx = format!("padded tiny fragment to {group}");
+        let syn = tcp(DENIED_V4, NODE_V4, 47000, port, SYN);
+        let want_ret = if action == ACTION_DROPPED {
+            prog.drop()
+        } else {
+            prog.pass()
+        };
+        assert_eq!(h.run(prog, &padded(&syn)), want_ret, "{ctx}");
+        let ev = Event {
+            pkt_len: 60,
+            ..fragment_event(&h, prog, &syn, 8, group, action)
+        };
+        assert_events(&ctx, &h.events(), &[ev]);
+        reasons[reason::FRAG_TINY as usize] += 1;
+        reasons[reason::FRAG_WATCHED as usize] += 1;
+        assert_reasons_eq(&ctx, &h.reasons(), &reasons);
+    }
+    let attempt = |action: u8| S {
+        packets: 1,
+        bytes: 60,
+        would_drop: u64::from(action == ACTION_WOULD_DROP),
+        dropped: u64::from(action == ACTION_DROPPED),
+        new_conns: 1,
+        events: 1,
+        ..S::default()
+    };
+    h.assert_stats(
+        "padded tiny fragments",
+        &[
+            ("kubelet", TCP, D, attempt(ACTION_WOULD_DROP)),
+            ("enforced", TCP, D, attempt(ACTION_DROPPED)),
+        ],
+    );
+
+    // Whole packets whose length field cuts the transport header: counted, never classified.
+    for fam in [Fam::V4, Fam::V6] {
+        let cut = [
+            (tcp(fam.allowed(), fam.node(), 47001, KUBELET, ACK), 8),
+            (tcp(fam.denied(), fam.node(), 47002, KUBELET, SYN), 19),
+            (tcp(fam.denied(), fam.node(), 47003, UNWATCHED, ACK), 12),
+            (udp(fam.denied(), fam.node(), 47004, UDP_SVC), 4),
+        ];
+        for (i, (f, l4)) in cut.into_iter().enumerate() {
+            let ctx = format!("{fam:?}: cut packet {i}, length field with {l4} transport bytes");
+            let frame = with_length_field(&f, length_for(fam, l4));
+            assert_eq!(h.run(prog, &frame), prog.pass(), "{ctx}");
+            assert_events(&ctx, &h.events(), &[]);
+            reasons[reason::TRUNC_L4 as usize] += 1;
+            assert_reasons_eq(&ctx, &h.reasons(), &reasons);
+        }
+        // In a drop group the port can still be read: it fails closed, as on any cut header.
+        let f = tcp(fam.denied(), fam.node(), 47005, ENFORCED, SYN);
+        let frame = with_length_field(&f, length_for(fam, 12));
+        assert_eq!(h.run(prog, &frame), prog.drop(), "{fam:?}: cut, drop group");
+        assert_events("cut, drop group", &h.events(), &[]);
+        reasons[reason::TRUNC_L4 as usize] += 1;
+        reasons[reason::DROPPED_UNPARSED as usize] += 1;
+        assert_reasons_eq("cut, drop group", &h.reasons(), &reasons);
+    }
+    h.assert_stats(
+        "cut packets are not classified",
+        &[
+            ("kubelet", TCP, D, attempt(ACTION_WOULD_DROP)),
+            ("enforced", TCP, D, attempt(ACTION_DROPPED)),
+        ],
+    );
+
+    // A whole header exactly at the length, and a length field of 0: classified as usual.
+    let mut allowed = S::default();
+    for fam in [Fam::V4, Fam::V6] {
+        let ack = tcp(fam.allowed(), fam.node(), 47006, KUBELET, ACK);
+        for field in [length_for(fam, 20), 0] {
+            let frame = with_length_field(&ack, field);
+            assert_eq!(h.run(prog, &frame), prog.pass());
+            allowed.packets += 1;
+            allowed.bytes += frame.len() as u64;
+        }
+    }
+    assert_eq!(h.stat("kubelet", TCP, A), allowed, "whole headers");
+    assert_reasons_eq("whole headers", &h.reasons(), &reasons);
 }
 
 /// Verifier cost of every program, printed for the record (the programs load, so each is
