@@ -156,8 +156,9 @@ pub(crate) fn plain<H: Headers>(h: &H) -> Option<Plain> {
     };
     // A length field that ends inside the transport header (bytes past it posing as the rest
     // of one): the full parse's `TRUNC_L4`, where fragments are looked at again. 0 stands for
-    // the frame's length (GRO's BIG TCP).
-    if len_field != 0 && usize::from(len_field) < ip_hlen + hlen {
+    // the frame's length (GRO's BIG TCP): less 1, it wraps to the largest value, so one
+    // comparison asks both.
+    if len_field.wrapping_sub(1) < ip_hlen + hlen - 1 {
         return None;
     }
     whole.then_some(Plain { family, proto, l4 })
