@@ -264,7 +264,7 @@ pub(crate) fn flood(
         let t = format!(
             "{}, {}",
             traffic.name(),
-            if *mode == Mode::DaemonTc { "tc" } else { "XDP" }
+            mode.daemon_hook().map_or("XDP", |(_, hook)| hook)
         );
         if *traffic == Traffic::RandomSources {
             let (n, g) = lines.clone().unwrap_or((0, "-".into()));

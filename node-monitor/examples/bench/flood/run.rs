@@ -46,6 +46,14 @@ impl Mode {
         Mode::DaemonTc,
         Mode::IptablesLog,
     ];
+    /// For the daemon's modes: its `--attach` value and the hook's name in the report.
+    pub(super) fn daemon_hook(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Mode::Daemon => Some(("xdp", "XDP")),
+            Mode::DaemonTc => Some(("tc", "tc")),
+            _ => None,
+        }
+    }
     pub(super) fn name(self) -> &'static str {
         match self {
             Mode::NoProgram => "no program",
@@ -268,7 +276,7 @@ pub(super) fn run_once(
             )?);
         }
         Mode::Daemon | Mode::DaemonTc => {
-            let attach = if mode == Mode::DaemonTc { "tc" } else { "xdp" };
+            let attach = mode.daemon_hook().map_or("xdp", |(attach, _)| attach);
             let mut cmd = bed.node.nsenter(&daemon.to_string_lossy());
             cmd.args(["run", "--iface", "eth0", "--no-pin", "--attach", attach])
                 .env("NO_COLOR", "1")

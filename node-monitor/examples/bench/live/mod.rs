@@ -48,8 +48,31 @@ const MAX_CPU_SHARE_OF_LOG: f64 = 0.2;
 
 type Samples = BTreeMap<(Case, Mode), Vec<Sample>>;
 
-fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "**missed**" }
+/// Whether a target is met by `measured` (`ok`); "not run" when a run restricted to some modes
+/// and cases (`--live-mode`, `--live-case`) did not measure it.
+fn met(measured: f64, ok: bool) -> &'static str {
+    if measured.is_nan() {
+        "not run"
+    } else if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// A figure of the report, formatted as an `f64` is (precision and sign flags included), or
+/// "-" where the run did not measure it (NaN: a mode or case it left out).
+#[derive(Clone, Copy)]
+struct Fig(f64);
+
+impl std::fmt::Display for Fig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_nan() {
+            f.write_str("-")
+        } else {
+            std::fmt::Display::fmt(&self.0, f)
+        }
+    }
 }
 
 fn sysctl_bpf_stats() -> String {
@@ -130,8 +153,8 @@ pub(crate) fn live(
     daemon: &Path,
     report: &mut String,
 ) -> anyhow::Result<()> {
-    // Tuning runs may restrict the modes and cases; the report's tables then hold NaN for
-    // what did not run.
+    // Tuning runs may restrict the modes and cases; the report's tables then show "-" for
+    // what did not run, and its targets "not run".
     let (only_modes, only_cases) = only;
     let run_mode = |m: &Mode| only_modes.is_empty() || only_modes.contains(m);
     let run_case = |c: &Case| only_cases.is_empty() || only_cases.contains(c);
@@ -294,15 +317,16 @@ pub(crate) fn live(
         ] {
             let (ox, rx) = f.diff(case, Mode::Xdp, Mode::EmptyXdp, get);
             let (ot, rt) = f.diff(case, Mode::Tc, Mode::EmptyTc, get);
+            let (ox, ot) = (Fig(ox), Fig(ot));
             writeln!(
                 report,
                 "| {} | {what} | {:.0} | {:.0} | {ox:+.0} ({}) | {:.0} | {:.0} | {ot:+.0} ({}) | {} |",
                 case.name(),
-                f.med(case, Mode::EmptyXdp, get),
-                f.med(case, Mode::Xdp, get),
+                Fig(f.med(case, Mode::EmptyXdp, get)),
+                Fig(f.med(case, Mode::Xdp, get)),
                 rounds_list(&rx),
-                f.med(case, Mode::EmptyTc, get),
-                f.med(case, Mode::Tc, get),
+                Fig(f.med(case, Mode::EmptyTc, get)),
+                Fig(f.med(case, Mode::Tc, get)),
                 rounds_list(&rt),
                 tgt.map_or(String::new(), |t| format!("<= +{t:.0}")),
             )?;
@@ -325,13 +349,14 @@ pub(crate) fn live(
     for case in Case::ALL {
         let (oc, _) = f.diff(case, Mode::CopyTc, Mode::EmptyTc, ingress);
         let (on, rn) = f.diff(case, Mode::Tc, Mode::CopyTc, ingress);
+        let (oc, on) = (Fig(oc), Fig(on));
         writeln!(
             report,
             "| {} | {:.0} | {:.0} | {oc:+.0} | {:.0} | {on:+.0} ({}) |",
             case.name(),
-            f.med(case, Mode::EmptyTc, ingress),
-            f.med(case, Mode::CopyTc, ingress),
-            f.med(case, Mode::Tc, ingress),
+            Fig(f.med(case, Mode::EmptyTc, ingress)),
+            Fig(f.med(case, Mode::CopyTc, ingress)),
+            Fig(f.med(case, Mode::Tc, ingress)),
             rounds_list(&rn),
         )?;
     }
@@ -352,11 +377,11 @@ pub(crate) fn live(
                 "| {} | {} | {:.0} | {:.2} | {:.0} | {:+.0} | {:.0} |",
                 case.name(),
                 mode.name(),
-                f.med(case, mode, rate),
-                f.ratio(case, mode, Mode::NoProgram, rate),
-                f.med(case, mode, cpu),
-                f.diff(case, mode, Mode::NoProgram, cpu).0,
-                f.med(case, mode, Sample::cpu_all_per_packet),
+                Fig(f.med(case, mode, rate)),
+                Fig(f.ratio(case, mode, Mode::NoProgram, rate)),
+                Fig(f.med(case, mode, cpu)),
+                Fig(f.diff(case, mode, Mode::NoProgram, cpu).0),
+                Fig(f.med(case, mode, Sample::cpu_all_per_packet)),
             )?;
         }
     }
@@ -376,9 +401,10 @@ pub(crate) fn live(
                 let (o, _) = f.diff(case, mode, empty, ingress);
                 writeln!(
                     report,
-                    "| {}, {hook}: overhead <= +{t:.0} ns | {o:+.0} ns | {} |",
+                    "| {}, {hook}: overhead <= +{t:.0} ns | {:+.0} ns | {} |",
                     case.name(),
-                    met(o <= t)
+                    Fig(o),
+                    met(o, o <= t)
                 )?;
             }
         }
@@ -389,9 +415,11 @@ pub(crate) fn live(
             let (ot, _) = f.diff(case, Mode::Tc, Mode::EmptyTc, egress);
             writeln!(
                 report,
-                "| tc egress, {}: overhead <= +{t:.0} ns | {ox:+.0} ns (XDP run), {ot:+.0} ns (tc run) | {} |",
+                "| tc egress, {}: overhead <= +{t:.0} ns | {:+.0} ns (XDP run), {:+.0} ns (tc run) | {} |",
                 case.answers(),
-                met(ox <= t && ot <= t)
+                Fig(ox),
+                Fig(ot),
+                met(ox + ot, ox <= t && ot <= t)
             )?;
         }
     }
@@ -401,8 +429,8 @@ pub(crate) fn live(
         "| {}: node-monitor XDP's rate >= {:.0}% of no program's | {:.1}% | {} |",
         Case::Unwatched.name(),
         MIN_XDP_RATE * 100.0,
-        r * 100.0,
-        met(r >= MIN_XDP_RATE)
+        Fig(r * 100.0),
+        met(r, r >= MIN_XDP_RATE)
     )?;
     for case in [Case::DeniedOneSource, Case::DeniedRandom] {
         let (log, _) = f.diff(case, Mode::IptablesLog, Mode::NoProgram, cpu);
@@ -410,11 +438,12 @@ pub(crate) fn live(
             let (added, _) = f.diff(case, mode, Mode::NoProgram, cpu);
             writeln!(
                 report,
-                "| {}, node-monitor {hook}: added CPU <= 1/5 of iptables LOG's ({:+.0} ns) | {added:+.0} ns ({:.2} of LOG's) | {} |",
+                "| {}, node-monitor {hook}: added CPU <= 1/5 of iptables LOG's ({:+.0} ns) | {:+.0} ns ({:.2} of LOG's) | {} |",
                 case.name(),
-                log,
-                added / log,
-                met(added <= MAX_CPU_SHARE_OF_LOG * log)
+                Fig(log),
+                Fig(added),
+                Fig(added / log),
+                met(added / log, added <= MAX_CPU_SHARE_OF_LOG * log)
             )?;
         }
     }
@@ -439,7 +468,7 @@ pub(crate) fn live(
                 |c: &DaemonCounts| c.group_budget,
                 |c: &DaemonCounts| c.ringbuf_full,
             ] {
-                let v = f.med(case, mode, |s| s.daemon.as_ref().map_or(f64::NAN, get));
+                let v = Fig(f.med(case, mode, |s| s.daemon.as_ref().map_or(f64::NAN, get)));
                 write!(row, " {v:.0} |")?;
             }
         }
@@ -459,7 +488,7 @@ pub(crate) fn live(
             let ratio = f.med(case, mode, |s| {
                 s.ingress.runs as f64 / s.received.max(1) as f64
             });
-            runs.push(format!("{ratio:.3}"));
+            runs.push(format!("{:.3}", Fig(ratio)));
         }
     }
     writeln!(
