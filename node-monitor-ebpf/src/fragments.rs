@@ -38,10 +38,6 @@ use crate::{
     port_group,
 };
 
-/// A whole TCP header without options, and a UDP header.
-const TCP_HLEN: usize = 20;
-const UDP_HLEN: usize = 8;
-
 /// Looks at a packet the parser gave up on with reason `r`. Returns the `ACTION_*` taken when
 /// the packet was a first fragment flagged here, `None` to leave it to the caller.
 #[inline(always)]
@@ -65,12 +61,8 @@ pub(crate) fn on_parse_error(pkt: &Packet, meta: &Meta, r: Reason) -> Option<u8>
     if !f.more {
         return None;
     }
-    let full = if proto == IPPROTO_TCP {
-        TCP_HLEN
-    } else {
-        UDP_HLEN
-    };
-    if f.l4_len < full {
+    // Shorter than a whole TCP (or UDP) header.
+    if f.l4_len < parse::l4_min(proto) {
         count_reason(reason::FRAG_TINY);
     }
     if f.l4_len < 4 {

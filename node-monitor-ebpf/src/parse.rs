@@ -245,7 +245,7 @@ pub fn port_past_limits(pkt: &Packet, meta_vlan: u16) -> Option<(u8, u16)> {
 /// The least of a transport header the parse reads: a TCP header without options, a UDP
 /// header; 0 for any other protocol.
 #[inline(always)]
-fn l4_min(proto: u8) -> usize {
+pub fn l4_min(proto: u8) -> usize {
     match proto {
         IPPROTO_TCP => TCP_MIN_HLEN,
         IPPROTO_UDP => UDP_HLEN,
@@ -261,7 +261,7 @@ fn l4_min(proto: u8) -> usize {
 /// packet: read as the rest of a header, they would let a tiny first fragment of a SYN pose
 /// as an ACK. A length field of 0 (GRO's BIG TCP writes it so) stands for the frame's length.
 #[inline(always)]
-fn cut_short(len_field: usize, ip_len: usize, l4_rel: usize, proto: u8) -> bool {
+pub fn cut_short(len_field: usize, ip_len: usize, l4_rel: usize, proto: u8) -> bool {
     len_field != 0 && ip_len < l4_rel + l4_min(proto)
 }
 

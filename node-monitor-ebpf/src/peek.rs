@@ -10,7 +10,13 @@ use node_monitor_common::{
     Addr, FAMILY_V4, FAMILY_V6, GROUP_NONE, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_RST, is_pure_syn,
 };
 
-use crate::{parse::Packet, port_group};
+use crate::{
+    parse::{self, Packet},
+    port_group,
+};
+
+/// Ethernet header: where the IP header of a plain shape starts.
+const ETH_HLEN: usize = 14;
 
 /// Bytes a copy holds at most: Ethernet, IPv6 and TCP headers without options.
 pub(crate) const PEEK_LEN: usize = 14 + 40 + 20;
@@ -136,29 +142,30 @@ pub(crate) fn plain<H: Headers>(h: &H) -> Option<Plain> {
     }
     // SAFETY: below PEEK_MIN, checked just above.
     let b = |i: usize| unsafe { h.byte(i) };
-    // The IP header's length field, and the bytes it covers before the transport header.
-    let (family, proto, l4, len_field, ip_hlen) = match u16::from_be_bytes([b(12), b(13)]) {
+    // The IP header's length field, and the bytes of the header it does not count (IPv6's
+    // fixed header).
+    let (family, proto, l4, len_field, uncounted) = match u16::from_be_bytes([b(12), b(13)]) {
         0x0800 => {
             // Version 4, no options, fragment offset 0.
             if b(14) != 0x45 || u16::from_be_bytes([b(20), b(21)]) & 0x1fff != 0 {
                 return None;
             }
-            (FAMILY_V4, b(23), 34, u16::from_be_bytes([b(16), b(17)]), 20)
+            (FAMILY_V4, b(23), 34, u16::from_be_bytes([b(16), b(17)]), 0)
         }
-        0x86dd => (FAMILY_V6, b(20), 54, u16::from_be_bytes([b(18), b(19)]), 0),
+        0x86dd => (FAMILY_V6, b(20), 54, u16::from_be_bytes([b(18), b(19)]), 40),
         _ => return None,
     };
-    let (whole, hlen) = match proto {
+    let whole = match proto {
         // SAFETY: the read follows the check.
-        IPPROTO_TCP => (h.has(l4 + 20) && unsafe { h.byte(l4 + 12) } >> 4 >= 5, 20),
-        IPPROTO_UDP => (h.has(l4 + 8), 8),
+        IPPROTO_TCP => h.has(l4 + 20) && unsafe { h.byte(l4 + 12) } >> 4 >= 5,
+        IPPROTO_UDP => h.has(l4 + 8),
         _ => return None,
     };
     // A length field that ends inside the transport header (bytes past it posing as the rest
-    // of one): the full parse's `TRUNC_L4`, where fragments are looked at again. 0 stands for
-    // the frame's length (GRO's BIG TCP): less 1, it wraps to the largest value, so one
-    // comparison asks both.
-    if len_field.wrapping_sub(1) < ip_hlen + hlen - 1 {
+    // of one): the full parse's `TRUNC_L4`, by the full parse's own rule, where fragments are
+    // looked at again.
+    let len_field = usize::from(len_field);
+    if parse::cut_short(len_field, uncounted + len_field, l4 - ETH_HLEN, proto) {
         return None;
     }
     whole.then_some(Plain { family, proto, l4 })
