@@ -3,8 +3,8 @@
 //! beside.
 //!
 //! `empty_xdp IFACE SECONDS [HOOKS]` attaches an empty program to each hook of `HOOKS`, a
-//! comma-separated list of `xdp`, `tc-ingress`, `tc-ingress-copy` and `tc-egress` (default
-//! `xdp`), prints
+//! comma-separated list of `xdp`, `xdp-read`, `tc-ingress`, `tc-ingress-read` and `tc-egress`
+//! (default `xdp`), prints
 //! `attached`, and when the time is up (or on SIGTERM, which ends it) nothing more: the
 //! programs detach when the process exits. With the time up it prints
 //! `HOOK run_count=N run_time_ns=T` per hook. Run it in the same place and under the same
@@ -19,13 +19,18 @@
 //!   aya attaches the daemon's classifiers on a kernel with tcx (6.6+, appended after any
 //!   program already there). No fallback to a clsact qdisc: on a kernel without tcx this
 //!   fails, and says so.
-//! - `tc-ingress-copy`: a tc ingress program that copies the first 74 bytes of the packet
-//!   (Ethernet, IPv6 and TCP headers) to its stack with `bpf_skb_load_bytes`, as the
-//!   daemon's tc ingress program does first on an skb whose headers are not linear, and
-//!   returns `TC_ACT_OK`: it reads the packet and decides nothing. Against it, a live run
-//!   separates what reading a non-linear skb's headers costs (the copy, and the first touch
-//!   of the header bytes, which the empty program never reads) from the daemon's own work.
-//!   Reported as `tc-ingress` in the output.
+//! - `xdp-read` and `tc-ingress-read`: programs that read the packet's headers as the
+//!   daemon's first look does, and decide nothing. Each loads the bytes that look reads of an
+//!   IPv6 TCP segment, the live bench's packets (EtherType, payload length, next header,
+//!   destination port, data offset, flags: [`READ_AT`]), into registers and returns XDP_PASS
+//!   or TC_ACT_OK. tc reads them in place when the skb's
+//!   headers are linear, and otherwise copies the first 74 bytes (Ethernet, IPv6 and TCP
+//!   headers) to its stack with `bpf_skb_load_bytes`, as the daemon's tc ingress program
+//!   does. Against them, a live run separates what reading the headers costs any program
+//!   (the first touch of header bytes the empty program never reads, and on tc the copy out
+//!   of a non-linear skb) from the daemon's own work. Reported as `xdp` and `tc-ingress` in
+//!   the output. Assembled here like the empty classifier; the XDP one is attached with
+//!   BPF_LINK_CREATE, native first and generic where the driver has no XDP.
 use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     time::Duration,
@@ -40,28 +45,92 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
 const BPF_TCX_INGRESS: u32 = 46;
 const BPF_TCX_EGRESS: u32 = 47;
+/// uapi `XDP_FLAGS_SKB_MODE` and `XDP_FLAGS_DRV_MODE`.
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// `XDP_PASS` and `TC_ACT_OK`.
+const XDP_PASS: i32 = 2;
+const TC_ACT_OK: i32 = 0;
 
-/// `r0 = 0 (TC_ACT_OK); exit`: `BPF_ALU64 | BPF_MOV | BPF_K` to r0 with imm 0, then
-/// `BPF_JMP | BPF_EXIT` (each a little-endian `struct bpf_insn`).
-const EMPTY_TC: [u64; 2] = [0xb7, 0x95];
+/// One little-endian `struct bpf_insn`: opcode, destination and source registers, offset,
+/// immediate.
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    (code as u64)
+        | ((dst as u64 | ((src as u64) << 4)) << 8)
+        | (((off as u16) as u64) << 16)
+        | (((imm as u32) as u64) << 32)
+}
 
-/// Bytes [`COPY_TC`] copies: Ethernet, IPv6 and TCP headers without options (the daemon's
-/// `PEEK_LEN`).
-const COPY_LEN: u64 = 14 + 40 + 20;
-/// `r2 = 0; r3 = r10; r3 += -80; r4 = COPY_LEN; call bpf_skb_load_bytes (26); r0 = 0 (TC_ACT_OK);
-/// exit`: r1 holds the skb on entry. Each a little-endian `struct bpf_insn` (code, dst and
-/// src registers, offset, immediate).
-const COPY_TC: [u64; 7] = [
-    0x02b7,
-    0xa3bf,
-    0xffff_ffb0_0000_0307,
-    (COPY_LEN << 32) | 0x04b7,
-    (26 << 32) | 0x85,
-    0xb7,
-    0x95,
+/// Opcodes: `BPF_ALU64 | BPF_MOV | BPF_K` and `| BPF_X`, `BPF_ALU64 | BPF_ADD | BPF_K`,
+/// `BPF_LDX | BPF_MEM` of a word, half-word and byte, `BPF_JMP | BPF_JGT | BPF_X`,
+/// `BPF_JMP | BPF_JA`, `BPF_JMP | BPF_CALL`, `BPF_JMP | BPF_EXIT`.
+const MOV_K: u8 = 0xb7;
+const MOV_X: u8 = 0xbf;
+const ADD_K: u8 = 0x07;
+const LDX_W: u8 = 0x61;
+const LDX_H: u8 = 0x69;
+const LDX_B: u8 = 0x71;
+const JGT_X: u8 = 0x2d;
+const JA: u8 = 0x05;
+const CALL: u8 = 0x85;
+const EXIT: u8 = 0x95;
+/// The helper `bpf_skb_load_bytes`.
+const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
+
+/// `r0 = TC_ACT_OK; exit`.
+const EMPTY_TC: [u64; 2] = [insn(MOV_K, 0, 0, 0, TC_ACT_OK), insn(EXIT, 0, 0, 0, 0)];
+
+/// The bytes the daemon's first look reads of an IPv6 TCP segment without extension headers
+/// (the live bench's packets), with the width of each load: EtherType (12), payload length
+/// (18), next header (20), destination port (56), data offset (66), flags (67).
+const READ_AT: [(u8, i16); 6] = [
+    (LDX_H, 12),
+    (LDX_H, 18),
+    (LDX_B, 20),
+    (LDX_H, 56),
+    (LDX_B, 66),
+    (LDX_B, 67),
 ];
+/// Bytes that must be readable before [`READ_AT`]'s loads: Ethernet, IPv6 and TCP headers
+/// (the daemon's first look checks the same before it reads the TCP header).
+const READ_LEN: i32 = 14 + 40 + 20;
+/// Bytes the tc program copies from a non-linear skb: Ethernet, IPv6 and TCP headers
+/// without options (the daemon's `PEEK_LEN`).
+const COPY_LEN: i32 = 14 + 40 + 20;
+
+/// A program that reads the headers in place (`data` and `data_end` at these offsets of
+/// its context) and returns `ret`; when fewer than [`READ_LEN`] bytes are linear, it copies
+/// [`COPY_LEN`] bytes to its stack with `bpf_skb_load_bytes` instead (tc), or reads nothing
+/// (XDP, `copy` false: an XDP buffer holds the whole packet).
+fn read_program(data: i16, data_end: i16, ret: i32, copy: bool) -> Vec<u64> {
+    let n = READ_AT.len() as i16;
+    let mut p = vec![
+        insn(LDX_W, 2, 1, data, 0),
+        insn(LDX_W, 3, 1, data_end, 0),
+        insn(MOV_X, 4, 2, 0, 0),
+        insn(ADD_K, 4, 0, 0, READ_LEN),
+        // Too short: past the loads (and the jump over the copy after them).
+        insn(JGT_X, 4, 3, if copy { n + 1 } else { n }, 0),
+    ];
+    p.extend(READ_AT.iter().map(|&(op, off)| insn(op, 5, 2, off, 0)));
+    let copy_insns = [
+        insn(MOV_K, 2, 0, 0, 0),
+        insn(MOV_X, 3, 10, 0, 0),
+        insn(ADD_K, 3, 0, 0, -80),
+        insn(MOV_K, 4, 0, 0, COPY_LEN),
+        insn(CALL, 0, 0, 0, BPF_FUNC_SKB_LOAD_BYTES),
+    ];
+    if copy {
+        p.push(insn(JA, 0, 0, copy_insns.len() as i16, 0));
+        p.extend(copy_insns);
+    }
+    p.extend([insn(MOV_K, 0, 0, 0, ret), insn(EXIT, 0, 0, 0, 0)]);
+    p
+}
 
 /// The head of `union bpf_attr` for BPF_PROG_LOAD (the kernel zero-fills the rest).
 #[repr(C)]
@@ -126,26 +195,23 @@ fn owned_fd(raw: libc::c_long) -> anyhow::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// A classifier of a few instructions ([`EMPTY_TC`] or [`COPY_TC`]) attached to tcx ingress or
-/// egress of `ifindex`: the program and the link (detached when the link's fd closes).
-struct EmptyTc {
+/// A program of a few instructions assembled here ([`EMPTY_TC`], [`read_program`]) attached
+/// to tcx ingress or egress or to XDP of an interface: the program and the link (detached
+/// when the link's fd closes).
+struct RawProg {
     prog: OwnedFd,
     _link: OwnedFd,
 }
 
-impl EmptyTc {
-    fn attach(
-        ifindex: u32,
-        attach_type: u32,
-        insns: &[u64],
-        prog_name: &str,
-    ) -> anyhow::Result<EmptyTc> {
+impl RawProg {
+    /// Loads `insns` as a program of `prog_type`; the verifier's log in the error.
+    fn load(prog_type: u32, insns: &[u64], prog_name: &str) -> anyhow::Result<OwnedFd> {
         let license = c"GPL";
         let mut name = [0u8; 16];
         name[..prog_name.len()].copy_from_slice(prog_name.as_bytes());
         let mut log = vec![0u8; 4096];
         let mut load = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_SCHED_CLS,
+            prog_type,
             insn_cnt: u32::try_from(insns.len())?,
             insns: insns.as_ptr() as u64,
             license: license.as_ptr() as u64,
@@ -155,28 +221,54 @@ impl EmptyTc {
             prog_name: name,
             ..ProgLoadAttr::default()
         };
-        let prog = match bpf(BPF_PROG_LOAD, &mut load) {
-            Ok(fd) => owned_fd(fd)?,
+        match bpf(BPF_PROG_LOAD, &mut load) {
+            Ok(fd) => owned_fd(fd),
             Err(e) => {
                 let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
                 bail!(
-                    "BPF_PROG_LOAD: {e}; verifier log: {}",
+                    "BPF_PROG_LOAD of {prog_name}: {e}; verifier log: {}",
                     String::from_utf8_lossy(&log[..end])
                 );
             }
-        };
+        }
+    }
+
+    /// BPF_LINK_CREATE of `prog` to `ifindex`.
+    fn link(
+        prog: &OwnedFd,
+        ifindex: u32,
+        attach_type: u32,
+        flags: u32,
+    ) -> std::io::Result<OwnedFd> {
         let mut link = LinkCreateAttr {
-            prog_fd: u32::try_from(prog.as_raw_fd())?,
+            prog_fd: u32::try_from(prog.as_raw_fd()).map_err(std::io::Error::other)?,
             target_ifindex: ifindex,
             attach_type,
+            flags,
             ..LinkCreateAttr::default()
         };
-        let link = bpf(BPF_LINK_CREATE, &mut link)
+        let fd = bpf(BPF_LINK_CREATE, &mut link)?;
+        owned_fd(fd).map_err(std::io::Error::other)
+    }
+
+    /// A classifier attached to tcx ingress or egress (`attach_type`).
+    fn tc(ifindex: u32, attach_type: u32, insns: &[u64], name: &str) -> anyhow::Result<RawProg> {
+        let prog = RawProg::load(BPF_PROG_TYPE_SCHED_CLS, insns, name)?;
+        let link = RawProg::link(&prog, ifindex, attach_type, 0)
             .context("BPF_LINK_CREATE (tcx needs kernel 6.6 or later)")?;
-        Ok(EmptyTc {
-            prog,
-            _link: owned_fd(link)?,
-        })
+        Ok(RawProg { prog, _link: link })
+    }
+
+    /// An XDP program, attached native where the driver has XDP and generic otherwise (as the
+    /// daemon attaches).
+    fn xdp(ifindex: u32, insns: &[u64], name: &str) -> anyhow::Result<RawProg> {
+        let prog = RawProg::load(BPF_PROG_TYPE_XDP, insns, name)?;
+        let link = match RawProg::link(&prog, ifindex, BPF_XDP, XDP_FLAGS_DRV_MODE) {
+            Ok(link) => link,
+            Err(_) => RawProg::link(&prog, ifindex, BPF_XDP, XDP_FLAGS_SKB_MODE)
+                .context("BPF_LINK_CREATE to XDP")?,
+        };
+        Ok(RawProg { prog, _link: link })
     }
 
     /// `(run_cnt, run_time_ns)` from `struct bpf_prog_info` (offsets 200 and 192 of the
@@ -198,7 +290,9 @@ fn main() -> anyhow::Result<()> {
     let (iface, seconds, hooks) = match args.as_slice() {
         [i, s] => (i, s, "xdp"),
         [i, s, h] => (i, s, h.as_str()),
-        _ => bail!("usage: empty_xdp IFACE SECONDS [xdp|tc-ingress|tc-ingress-copy|tc-egress,...]"),
+        _ => bail!(
+            "usage: empty_xdp IFACE SECONDS [xdp|xdp-read|tc-ingress|tc-ingress-read|tc-egress,...]"
+        ),
     };
     let seconds: u64 = seconds.parse().context("SECONDS must be a whole number")?;
     let _stats = BpfStats::enable().context("enabling kernel BPF run statistics")?;
@@ -206,7 +300,8 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("no interface {iface}"))?;
     let mut ebpf = aya::Ebpf::load(EBPF_OBJECT).context("loading the embedded object")?;
     let mut xdp = false;
-    let mut tc: Vec<(&str, EmptyTc)> = Vec::new();
+    // Each with the hook's name in the output.
+    let mut raw: Vec<(&str, RawProg)> = Vec::new();
     for hook in hooks.split(',') {
         match hook {
             "xdp" => {
@@ -222,19 +317,30 @@ fn main() -> anyhow::Result<()> {
                 }
                 xdp = true;
             }
-            "tc-ingress" => tc.push((
-                hook,
-                EmptyTc::attach(ifindex, BPF_TCX_INGRESS, &EMPTY_TC, "nm_empty_tc")?,
+            "xdp-read" => raw.push((
+                "xdp",
+                RawProg::xdp(ifindex, &read_program(0, 4, XDP_PASS, false), "nm_read_xdp")?,
             )),
-            "tc-ingress-copy" => tc.push((
+            "tc-ingress" => raw.push((
+                hook,
+                RawProg::tc(ifindex, BPF_TCX_INGRESS, &EMPTY_TC, "nm_empty_tc")?,
+            )),
+            "tc-ingress-read" => raw.push((
                 "tc-ingress",
-                EmptyTc::attach(ifindex, BPF_TCX_INGRESS, &COPY_TC, "nm_copy_tc")?,
+                RawProg::tc(
+                    ifindex,
+                    BPF_TCX_INGRESS,
+                    &read_program(76, 80, TC_ACT_OK, true),
+                    "nm_read_tc",
+                )?,
             )),
-            "tc-egress" => tc.push((
+            "tc-egress" => raw.push((
                 hook,
-                EmptyTc::attach(ifindex, BPF_TCX_EGRESS, &EMPTY_TC, "nm_empty_tc")?,
+                RawProg::tc(ifindex, BPF_TCX_EGRESS, &EMPTY_TC, "nm_empty_tc")?,
             )),
-            other => bail!("unknown hook {other:?} (xdp, tc-ingress, tc-ingress-copy, tc-egress)"),
+            other => bail!(
+                "unknown hook {other:?} (xdp, xdp-read, tc-ingress, tc-ingress-read, tc-egress)"
+            ),
         }
     }
     println!("attached");
@@ -251,7 +357,7 @@ fn main() -> anyhow::Result<()> {
             info.run_time().as_nanos()
         );
     }
-    for (hook, prog) in &tc {
+    for (hook, prog) in &raw {
         let (count, ns) = prog.stats()?;
         println!("{hook} run_count={count} run_time_ns={ns}");
     }

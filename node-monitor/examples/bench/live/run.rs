@@ -31,9 +31,10 @@ const DAEMON_METRICS: ([u8; 4], u16) = ([127, 0, 0, 1], 9630);
 pub(crate) enum Mode {
     NoProgram,
     EmptyXdp,
+    ReadXdp,
     Xdp,
     EmptyTc,
-    CopyTc,
+    ReadTc,
     Tc,
     IptablesLog,
     Nflog,
@@ -41,12 +42,13 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
-    pub(super) const ALL: [Mode; 9] = [
+    pub(super) const ALL: [Mode; 10] = [
         Mode::NoProgram,
         Mode::EmptyXdp,
+        Mode::ReadXdp,
         Mode::Xdp,
         Mode::EmptyTc,
-        Mode::CopyTc,
+        Mode::ReadTc,
         Mode::Tc,
         Mode::IptablesLog,
         Mode::Nflog,
@@ -56,9 +58,10 @@ impl Mode {
         match self {
             Mode::NoProgram => "no program",
             Mode::EmptyXdp => "empty XDP + empty tc egress",
+            Mode::ReadXdp => "XDP reading the headers only + empty tc egress",
             Mode::Xdp => "node-monitor, XDP",
             Mode::EmptyTc => "empty tc ingress + egress",
-            Mode::CopyTc => "tc ingress copying the headers only + empty tc egress",
+            Mode::ReadTc => "tc ingress reading the headers only + empty tc egress",
             Mode::Tc => "node-monitor, tc",
             Mode::IptablesLog => "ip6tables conntrack NEW -j LOG",
             Mode::Nflog => "ip6tables conntrack NEW -j NFLOG, tcpdump on nflog",
@@ -68,7 +71,7 @@ impl Mode {
     /// The ingress statistics of the programs this mode attaches (none: zero).
     pub(super) fn ingress(self, s: &OnEth0) -> Counts {
         match self {
-            Mode::EmptyXdp | Mode::Xdp => s.xdp,
+            Mode::EmptyXdp | Mode::ReadXdp | Mode::Xdp => s.xdp,
             _ => s.tc_ingress,
         }
     }
@@ -253,10 +256,11 @@ impl<'a> Session<'a> {
         };
         let child = match mode {
             Mode::NoProgram => None,
-            Mode::EmptyXdp | Mode::EmptyTc | Mode::CopyTc => {
+            Mode::EmptyXdp | Mode::ReadXdp | Mode::EmptyTc | Mode::ReadTc => {
                 let hooks = match mode {
                     Mode::EmptyXdp => "xdp,tc-egress",
-                    Mode::CopyTc => "tc-ingress-copy,tc-egress",
+                    Mode::ReadXdp => "xdp-read,tc-egress",
+                    Mode::ReadTc => "tc-ingress-read,tc-egress",
                     _ => "tc-ingress,tc-egress",
                 };
                 let mut cmd = bed.node.command(&bins.empty.to_string_lossy());
