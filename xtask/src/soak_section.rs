@@ -299,20 +299,24 @@ pub(crate) fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
     std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
 }
 
-fn replace_section(old: &str, section: &str) -> String {
-    let start = old
+/// Where the `## Soak` section of `md` lies: from its heading to the next `## ` heading or the
+/// end.
+fn span(md: &str) -> Option<(usize, usize)> {
+    let s = md
         .match_indices("## Soak")
         .map(|(i, _)| i)
-        .find(|&i| i == 0 || old.as_bytes()[i - 1] == b'\n');
-    match start {
-        Some(s) => {
-            let rest = &old[s + 2..];
-            let end = rest
-                .match_indices("\n## ")
-                .next()
-                .map_or(old.len(), |(i, _)| s + 2 + i + 1);
-            format!("{}{section}{}", &old[..s], &old[end..])
-        }
+        .find(|&i| i == 0 || md.as_bytes()[i - 1] == b'\n')?;
+    let rest = &md[s + 2..];
+    let end = rest
+        .match_indices("\n## ")
+        .next()
+        .map_or(md.len(), |(i, _)| s + 2 + i + 1);
+    Some((s, end))
+}
+
+fn replace_section(old: &str, section: &str) -> String {
+    match span(old) {
+        Some((s, end)) => format!("{}{section}{}", &old[..s], &old[end..]),
         None => {
             let sep = if old.is_empty() || old.ends_with("\n\n") {
                 ""
@@ -324,6 +328,18 @@ fn replace_section(old: &str, section: &str) -> String {
             format!("{old}{sep}{section}")
         }
     }
+}
+
+/// `new` (a report the benchmark just wrote over `old`) with `old`'s Soak section put back,
+/// when the report has none of its own: the benchmark writes BENCHMARKS.md whole, and the
+/// soak's section is the soak's to replace. None: nothing to put back.
+pub(crate) fn keep_soak(old: &str, new: &str) -> Option<String> {
+    if span(new).is_some() {
+        return None;
+    }
+    let (s, end) = span(old)?;
+    let section = old[s..end].trim_end_matches('\n');
+    Some(replace_section(new, &format!("{section}\n")))
 }
 
 #[cfg(test)]
@@ -347,5 +363,25 @@ mod tests {
             replace_section("## Soak\nx\n### sub\ny\n## C\n", s),
             "## Soak\nnew\n## C\n"
         );
+    }
+
+    #[test]
+    fn a_report_written_over_the_file_keeps_its_soak_section() {
+        let old = "# Data-path benchmark\nold\n\n## Live\nl\n\n## Soak (x)\ns1\n### sub\ns2\n\n## After\na\n";
+        let new = "# Data-path benchmark\nnew\n\n## Live\nm\n";
+        assert_eq!(
+            keep_soak(old, new).as_deref(),
+            Some("# Data-path benchmark\nnew\n\n## Live\nm\n\n## Soak (x)\ns1\n### sub\ns2\n")
+        );
+        // A Soak section at the end of the old file, without a trailing newline.
+        assert_eq!(
+            keep_soak("# A\n## Soak\ns", "# B\n").as_deref(),
+            Some("# B\n\n## Soak\ns\n")
+        );
+        // Nothing to keep, or the new report has a Soak section of its own.
+        assert_eq!(keep_soak("# A\n## Live\nl\n", "# B\n"), None);
+        assert_eq!(keep_soak("## Soak\nold\n", "# B\n## Soak\nnew\n"), None);
+        // "## Soak" inside a line is not a heading.
+        assert_eq!(keep_soak("# A\nsee ## Soak\n", "# B\n"), None);
     }
 }

@@ -212,9 +212,12 @@ pub(crate) fn build_daemon_release(root: &Path, examples: &[&str]) -> anyhow::Re
 
 /// The node-monitor benchmark example, results in node-monitor/BENCHMARKS.md (the example's
 /// default `--output`); `extra` is passed on. The daemon binary and the empty_xdp example are
-/// built first: the flood section runs them.
+/// built first: the flood section runs them. The example writes BENCHMARKS.md whole; the
+/// Soak section `cargo xtask soak` wrote there is put back after it.
 pub fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     build_daemon_release(root, &["empty_xdp"])?;
+    let benchmarks = root.join("node-monitor/BENCHMARKS.md");
+    let before = std::fs::read_to_string(&benchmarks).unwrap_or_default();
     let mut cmd = cargo(root);
     cmd.args([
         "run",
@@ -226,5 +229,13 @@ pub fn bench(root: &Path, extra: &[String]) -> anyhow::Result<()> {
         "--",
     ])
     .args(extra);
-    run_step("bench", cmd)
+    run_step("bench", cmd)?;
+    let after = std::fs::read_to_string(&benchmarks).unwrap_or_default();
+    if let Some(kept) = crate::soak_section::keep_soak(&before, &after) {
+        std::fs::write(&benchmarks, kept).with_context(|| {
+            format!("putting the Soak section back in {}", benchmarks.display())
+        })?;
+        println!("bench: kept the Soak section of {}", benchmarks.display());
+    }
+    Ok(())
 }
