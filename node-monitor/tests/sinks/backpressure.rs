@@ -7,7 +7,7 @@ use node_monitor::sinks::Sinks;
 
 use crate::{
     common::{
-        ports::free_tcp_port,
+        ports::RefusingPort,
         receivers::{HttpReceiver, Script},
         temp::{TempDir, lines_of},
         wait::wait_for_async,
@@ -20,7 +20,9 @@ use crate::{
 async fn a_stopped_receiver_makes_drops_counted_not_a_stall() {
     let dir = TempDir::new("dead-http");
     let path = dir.path().join("alerts.json");
-    let dead = format!("http://127.0.0.1:{}/ingest", free_tcp_port());
+    // Held until the test ends: nothing can start listening on it meanwhile.
+    let refusing = RefusingPort::new();
+    let dead = format!("http://127.0.0.1:{}/ingest", refusing.port);
     let specs = [
         http_spec("siem", &dead, 50, 2, 100),
         file_spec("file", &path, 0, 1, 20_000),
@@ -105,4 +107,19 @@ async fn a_blocked_sink_drops_exactly_what_does_not_fit() {
     assert_eq!(dropped(http, "shutdown"), 15, "{http:?}");
     assert_accounted(http, total);
     assert_eq!(stat(&stats, "file").sent, total);
+}
+
+/// What the dead peer above relies on: a [`RefusingPort`] refuses connections, and no other
+/// socket can bind its port (a server's `SO_REUSEADDR` bind included) until it is released.
+#[test]
+fn a_refusing_port_refuses_and_is_handed_to_no_one_else() {
+    let mut refusing = RefusingPort::new();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], refusing.port));
+    let err = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .expect_err("a connection to a port nothing listens on");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let err = std::net::TcpListener::bind(addr).expect_err("a second bind to a reserved port");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    refusing.release();
+    std::net::TcpListener::bind(addr).expect("the port is free once released");
 }

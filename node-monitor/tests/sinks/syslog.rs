@@ -9,7 +9,7 @@ use node_monitor::{
 };
 
 use crate::{
-    common::{ports::free_tcp_port, receivers::Rsyslog, wait::wait_for_async},
+    common::{ports::RefusingPort, receivers::Rsyslog, wait::wait_for_async},
     fixture::{SEVERITIES, a, alert, assert_accounted, render},
 };
 
@@ -93,9 +93,10 @@ async fn syslog_to_a_real_rsyslogd_over_udp_tcp_and_unix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syslog_tcp_waits_for_its_peer_and_reconnects() {
-    // Nothing listens yet: records stay queued while the sink retries the connection.
-    let port = free_tcp_port();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // Nothing listens yet: records stay queued while the sink retries the connection. The port
+    // stays reserved (refusing) until the peer starts on it, so no other test's server takes it.
+    let mut refusing = RefusingPort::new();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], refusing.port));
     let spec = SinkSpec {
         name: "syslog".into(),
         kind: SinkKind::Syslog {
@@ -115,6 +116,7 @@ async fn syslog_tcp_waits_for_its_peer_and_reconnects() {
     })
     .await;
     assert_eq!(sinks.stats()[0].sent, 0);
+    refusing.release();
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let (mut conn, _) = tokio::time::timeout(Duration::from_secs(15), listener.accept())
         .await
