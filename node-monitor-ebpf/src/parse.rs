@@ -10,7 +10,8 @@ use node_monitor_common::{
     MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, reason,
 };
 
-const ETH_HLEN: usize = 14;
+/// Ethernet header: where the IP header of an untagged frame starts.
+pub(crate) const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;

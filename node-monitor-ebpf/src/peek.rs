@@ -15,9 +15,6 @@ use crate::{
     port_group,
 };
 
-/// Ethernet header: where the IP header of a plain shape starts.
-const ETH_HLEN: usize = 14;
-
 /// Bytes a copy holds at most: Ethernet, IPv6 and TCP headers without options.
 pub(crate) const PEEK_LEN: usize = 14 + 40 + 20;
 /// Bytes the look needs at least: Ethernet, IPv4 and UDP headers. Every field it reads below
@@ -165,7 +162,12 @@ pub(crate) fn plain<H: Headers>(h: &H) -> Option<Plain> {
     // of one): the full parse's `TRUNC_L4`, by the full parse's own rule, where fragments are
     // looked at again.
     let len_field = usize::from(len_field);
-    if parse::cut_short(len_field, uncounted + len_field, l4 - ETH_HLEN, proto) {
+    if parse::cut_short(
+        len_field,
+        uncounted + len_field,
+        l4 - parse::ETH_HLEN,
+        proto,
+    ) {
         return None;
     }
     whole.then_some(Plain { family, proto, l4 })

@@ -95,16 +95,15 @@ const READ_AT: [(u8, i16); 6] = [
     (LDX_B, 66),
     (LDX_B, 67),
 ];
-/// Bytes that must be readable before [`READ_AT`]'s loads: Ethernet, IPv6 and TCP headers
-/// (the daemon's first look checks the same before it reads the TCP header).
-const READ_LEN: i32 = 14 + 40 + 20;
-/// Bytes the tc program copies from a non-linear skb: Ethernet, IPv6 and TCP headers
-/// without options (the daemon's `PEEK_LEN`).
-const COPY_LEN: i32 = 14 + 40 + 20;
+/// Ethernet, IPv6 and TCP headers without options (the daemon's `PEEK_LEN`): the bytes that
+/// must be readable in place before [`READ_AT`]'s loads (the daemon's first look checks the
+/// same before it reads the TCP header), and the bytes the tc program copies from a
+/// non-linear skb otherwise.
+const HEADERS_LEN: i32 = 14 + 40 + 20;
 
 /// A program that reads the headers in place (`data` and `data_end` at these offsets of
-/// its context) and returns `ret`; when fewer than [`READ_LEN`] bytes are linear, it copies
-/// [`COPY_LEN`] bytes to its stack with `bpf_skb_load_bytes` instead (tc), or reads nothing
+/// its context) and returns `ret`; when fewer than [`HEADERS_LEN`] bytes are linear, it copies
+/// as many to its stack with `bpf_skb_load_bytes` instead (tc), or reads nothing
 /// (XDP, `copy` false: an XDP buffer holds the whole packet).
 fn read_program(data: i16, data_end: i16, ret: i32, copy: bool) -> Vec<u64> {
     let n = READ_AT.len() as i16;
@@ -112,7 +111,7 @@ fn read_program(data: i16, data_end: i16, ret: i32, copy: bool) -> Vec<u64> {
         insn(LDX_W, 2, 1, data, 0),
         insn(LDX_W, 3, 1, data_end, 0),
         insn(MOV_X, 4, 2, 0, 0),
-        insn(ADD_K, 4, 0, 0, READ_LEN),
+        insn(ADD_K, 4, 0, 0, HEADERS_LEN),
         // Too short: past the loads (and the jump over the copy after them).
         insn(JGT_X, 4, 3, if copy { n + 1 } else { n }, 0),
     ];
@@ -121,7 +120,7 @@ fn read_program(data: i16, data_end: i16, ret: i32, copy: bool) -> Vec<u64> {
         insn(MOV_K, 2, 0, 0, 0),
         insn(MOV_X, 3, 10, 0, 0),
         insn(ADD_K, 3, 0, 0, -80),
-        insn(MOV_K, 4, 0, 0, COPY_LEN),
+        insn(MOV_K, 4, 0, 0, HEADERS_LEN),
         insn(CALL, 0, 0, 0, BPF_FUNC_SKB_LOAD_BYTES),
     ];
     if copy {

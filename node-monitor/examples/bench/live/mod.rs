@@ -344,10 +344,8 @@ pub(crate) fn live(
          look reads, in place; on tc, a copy of the first 74 bytes made with \
          `bpf_skb_load_bytes` when the skb's headers are not linear, as node-monitor's tc \
          program makes it) and decide nothing. What such a program costs over the empty one is \
-         what reading the headers costs any program on that hook: the first touch of header \
-         bytes that no one has read since they were written (which the stack's own receive \
-         path pays right after, when no program has), and on tc the copy out of a non-linear \
-         skb. What node-monitor costs over it is its own work.\n\n\
+         what reading the headers costs any program on that hook (on tc, with the copy out of \
+         a non-linear skb); what node-monitor costs over it is its own work.\n\n\
          | case | hook | empty (ns) | headers read only (ns) | read over empty (rounds) | \
          node-monitor (ns) | node-monitor over the read (rounds) |\n\
          |---|---|---:|---:|---|---:|---|"
