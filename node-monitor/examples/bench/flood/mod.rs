@@ -9,10 +9,11 @@
 //! (`limits.events_per_group_per_second`, 1,000) is on here, unlike in the other sections.
 //!
 //! Measured per run: packets the node's interface received and their rate over trafgen's
-//! send time; CPU per received packet, all CPUs (busy time from `/proc/stat`, trafgen and the
-//! daemon included) from the start of the flood to one second after it (so that the daemon's
-//! backlog is counted); for the daemon, its peak resident memory (`VmHWM`), the alert lines
-//! it wrote per port group and flood window, and its exit counters. Everything lives in
+//! send time; CPU per received packet, all CPUs (busy time: the monotonic clock less
+//! `/proc/stat`'s idle, iowait and steal; trafgen and the daemon included) from the start of
+//! the flood to one second after it (so that the daemon's backlog is counted); for the
+//! daemon, its peak resident memory (`VmHWM`), the alert lines it wrote per port group and
+//! flood window, and its exit counters. Everything lives in
 //! namespaces made here and removed by their guards; the addresses are documentation ones.
 use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Instant};
 
@@ -151,8 +152,10 @@ pub(crate) fn flood(
          five modes one after the other for each flood, their order rotating from round to \
          round; medians over the rounds (one round: single runs, and this VM's run-to-run \
          noise is large). Received: the node interface's rx packets; rate: received over \
-         trafgen's send time. CPU: busy time of all CPUs (`/proc/stat`, trafgen and the daemon \
-         included) from the start of the flood to 1 s after it, per received packet; the \
+         trafgen's send time. CPU: busy time of all CPUs (trafgen and the daemon included: the \
+         CPUs' time on the monotonic clock less the idle, iowait and steal time of \
+         `/proc/stat`, which the kernel measures, unlike its tick-sampled user and system \
+         time) from the start of the flood to 1 s after it, per received packet; the \
          daemon's own share of it is its process's user and system time over the same \
          interval (`/proc/PID/stat`). Peak RSS: \
          the daemon's `VmHWM` before it is stopped. Alert lines: the daemon's stdout (ECS) by \

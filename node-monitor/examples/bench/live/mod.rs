@@ -266,13 +266,25 @@ pub(crate) fn live(
          {sysctl_before} before it and {sysctl_after} after). Rate: received packets per second \
          at the node's eth0 while they arrive (its rx counter read every 2 ms from a thread in \
          the node's namespace, from the first packet seen to the last, so that trafgen's start \
-         and exit are not counted). CPU per packet: interrupt and softirq time of all CPUs \
-         (`/proc/stat`; the node's receive path, XDP, tc, netfilter and the TCP stack run \
-         there) plus the CPU time of trafgen and of the mode's own process (daemon, tcpdump), \
-         from the start of the case to 1 s after it, per received packet; the busy time of all \
-         CPUs, whoever used it, is given beside it but is no measure on a shared machine. \
-         {cpus} CPUs; wall time {took:.0} s; 1-minute load average {load_before} before and \
-         {load_after} after. The machine is shared with other builds: absolute figures move \
+         and exit are not counted). CPU per packet, all CPUs (what the targets judge, as the \
+         flood section does, and as issue 10 measured): the busy time of all CPUs from the \
+         start of the case to 1 s after it (the daemon's backlog is part of a case), per \
+         received packet, whoever used it (trafgen, the node's receive path, the mode's \
+         process): the CPUs' time on the monotonic clock less the idle, iowait and steal time \
+         the kernel measures (`/proc/stat`, 10 ms units), not the sum of user, system and \
+         softirq tick samples. It is a measure only while nothing else runs on the machine, \
+         and even then this VM's speed drifts by 10 to 20% over tens of seconds: see the \
+         rounds. \"Its programs and process\": the mode's own work, measured directly, with \
+         none of that drift: the run time of its programs on the node's eth0 (ingress and \
+         egress, BPF statistics) plus its process's CPU time (the daemon's, tcpdump's), per \
+         received packet; a floor under what it adds (it leaves out what it costs the rest \
+         of the node: caches, and on a veth the copy any XDP program makes it do). \
+         Attributed CPU (what runs before 2026-12-08 judged): interrupt and softirq tick \
+         samples of all CPUs plus the CPU time of trafgen and of the mode's process; without \
+         IRQ time accounting (this kernel has none) the softirq work done in trafgen's \
+         context, most of the node's receive path here, counts in both, and which context \
+         runs it moves from mode to mode. {cpus} CPUs; wall time {took:.0} s; 1-minute load \
+         average {load_before} before and {load_after} after. The machine is shared with other builds: absolute figures move \
          from run to run; compare within a run.\n",
         modes = Mode::ALL.map(Mode::name).join("; "),
         how = if sendto {
@@ -375,23 +387,34 @@ pub(crate) fn live(
     // Rate and CPU.
     writeln!(
         report,
-        "| case | mode | received/s | vs no program | CPU ns/packet | added over no program | \
-         CPU ns/packet, all CPUs |\n|---|---|---:|---:|---:|---:|---:|"
+        "| case | mode | received/s | vs no program | CPU ns/packet, all CPUs | added over no \
+         program (rounds) | its programs and process | attributed CPU ns/packet | added over \
+         no program |\n|---|---|---:|---:|---:|---|---:|---:|---:|"
     )?;
     let rate = |s: &Sample| s.rx_rate();
-    let cpu = |s: &Sample| s.cpu_per_packet();
+    let cpu = |s: &Sample| s.cpu_all_per_packet();
+    let attributed = |s: &Sample| s.cpu_per_packet();
     for case in Case::ALL {
         for mode in Mode::ALL {
+            let (added, rounds) = f.diff(case, mode, Mode::NoProgram, cpu);
             writeln!(
                 report,
-                "| {} | {} | {:.0} | {:.2} | {:.0} | {:+.0} | {:.0} |",
+                "| {} | {} | {:.0} | {:.2} | {:.0} | {:+.0} ({}) | {:.0} | {:.0} | {:+.0} |",
                 case.name(),
                 mode.name(),
                 Fig(f.med(case, mode, rate)),
                 Fig(f.ratio(case, mode, Mode::NoProgram, rate)),
                 Fig(f.med(case, mode, cpu)),
-                Fig(f.diff(case, mode, Mode::NoProgram, cpu).0),
-                Fig(f.med(case, mode, Sample::cpu_all_per_packet)),
+                Fig(added),
+                rounds_list(&rounds),
+                Fig(if mode.has_programs() {
+                    f.med(case, mode, Sample::own_work_per_packet)
+                } else {
+                    // Netfilter's and the capture's work is not measured apart.
+                    f64::NAN
+                }),
+                Fig(f.med(case, mode, attributed)),
+                Fig(f.diff(case, mode, Mode::NoProgram, attributed).0),
             )?;
         }
     }
@@ -444,15 +467,25 @@ pub(crate) fn live(
     )?;
     for case in [Case::DeniedOneSource, Case::DeniedRandom] {
         let (log, _) = f.diff(case, Mode::IptablesLog, Mode::NoProgram, cpu);
+        let (log_attr, _) = f.diff(case, Mode::IptablesLog, Mode::NoProgram, attributed);
         for (hook, mode) in [("XDP", Mode::Xdp), ("tc", Mode::Tc)] {
             let (added, _) = f.diff(case, mode, Mode::NoProgram, cpu);
+            let (added_attr, _) = f.diff(case, mode, Mode::NoProgram, attributed);
+            let own = f.med(case, mode, Sample::own_work_per_packet);
             writeln!(
                 report,
-                "| {}, node-monitor {hook}: added CPU <= 1/5 of iptables LOG's ({:+.0} ns) | {:+.0} ns ({:.2} of LOG's) | {} |",
+                "| {}, node-monitor {hook}: added CPU (all CPUs) <= 1/5 of iptables LOG's \
+                 ({:+.0} ns) | {:+.0} ns ({:.2} of LOG's); its programs and daemon: {:.0} ns \
+                 ({:.2}); attributed: {:+.0} ns ({:.2} of LOG's {:+.0}) | {} |",
                 case.name(),
                 Fig(log),
                 Fig(added),
                 Fig(added / log),
+                Fig(own),
+                Fig(own / log),
+                Fig(added_attr),
+                Fig(added_attr / log_attr),
+                Fig(log_attr),
                 met(added / log, added <= MAX_CPU_SHARE_OF_LOG * log)
             )?;
         }
@@ -488,14 +521,7 @@ pub(crate) fn live(
     // Sanity: the programs ran once per received packet.
     let mut runs = Vec::new();
     for case in Case::ALL {
-        for mode in [
-            Mode::EmptyXdp,
-            Mode::ReadXdp,
-            Mode::Xdp,
-            Mode::EmptyTc,
-            Mode::ReadTc,
-            Mode::Tc,
-        ] {
+        for mode in Mode::ALL.into_iter().filter(|m| m.has_programs()) {
             let ratio = f.med(case, mode, |s| {
                 s.ingress.runs as f64 / s.received.max(1) as f64
             });

@@ -68,6 +68,14 @@ impl Mode {
             Mode::Tcpdump => "tcpdump capturing the SYNs",
         }
     }
+    /// Whether the mode attaches programs to the node's eth0 (its work is then theirs and its
+    /// process's, measured directly).
+    pub(super) fn has_programs(self) -> bool {
+        matches!(
+            self,
+            Mode::EmptyXdp | Mode::ReadXdp | Mode::Xdp | Mode::EmptyTc | Mode::ReadTc | Mode::Tc
+        )
+    }
     /// The ingress statistics of the programs this mode attaches (none: zero).
     pub(super) fn ingress(self, s: &OnEth0) -> Counts {
         match self {
@@ -141,11 +149,15 @@ pub(super) struct Sample {
     pub(super) received: u64,
     /// Received packets/s while they arrived (see `RxWatch::rate`).
     pub(super) rate: f64,
-    /// Busy time of all CPUs (ns), whoever used it.
+    /// Busy time of all CPUs (ns), whoever used it ([`cpu_busy_ns`]): what the targets judge.
     pub(super) cpu_all_ns: f64,
-    /// Interrupt and softirq time of all CPUs, plus trafgen's and the mode's process's own
-    /// CPU time (ns).
+    /// Interrupt and softirq time of all CPUs (tick samples), plus trafgen's and the mode's
+    /// process's own CPU time (ns). Softirq work done in trafgen's context (most of the node's
+    /// receive path, run when trafgen's send re-enables bottom halves) is in both: the kernel
+    /// here has no IRQ time accounting, so a tick in it counts as softirq and as trafgen's.
     pub(super) cpu_ns: f64,
+    /// The mode's own process's CPU time (ns): the daemon, tcpdump; 0 for the others.
+    pub(super) own_ns: f64,
     pub(super) ingress: Counts,
     pub(super) egress: Counts,
     /// What the daemon's data path did with the case's events (node-monitor modes only).
@@ -208,6 +220,17 @@ impl Sample {
     }
     pub(super) fn cpu_all_per_packet(&self) -> f64 {
         self.cpu_all_ns / (self.received.max(1) as f64)
+    }
+    pub(super) fn own_per_packet(&self) -> f64 {
+        self.own_ns / (self.received.max(1) as f64)
+    }
+    /// The run time of the programs on the node's eth0 (ingress and egress) and the mode's
+    /// process's CPU time, per received packet: the mode's own work, measured directly, with
+    /// none of the stack's or the machine's variation in it; not what it costs the rest of the
+    /// node (caches, a veth's copy for XDP).
+    pub(super) fn own_work_per_packet(&self) -> f64 {
+        (self.ingress.ns + self.egress.ns) as f64 / (self.received.max(1) as f64)
+            + self.own_per_packet()
     }
 }
 
@@ -356,6 +379,7 @@ impl<'a> Session<'a> {
             rate: rate.unwrap_or(received as f64 / send_s.max(1e-9)),
             cpu_all_ns: all1 - all0,
             cpu_ns: (irq1 - irq0) + (kids1 - kids0) + (own1 - own0),
+            own_ns: own1 - own0,
             ingress: self.mode.ingress(&d),
             egress: d.tc_egress,
             daemon: d1.zip(d0).map(|(b, a)| b - a),
