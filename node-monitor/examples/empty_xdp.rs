@@ -3,9 +3,8 @@
 //! beside.
 //!
 //! `empty_xdp IFACE SECONDS [HOOKS]` attaches an empty program to each hook of `HOOKS`, a
-//! comma-separated list of `xdp`, `xdp-read`, `tc-ingress`, `tc-ingress-read` and `tc-egress`
-//! (default `xdp`), prints
-//! `attached`, and when the time is up (or on SIGTERM, which ends it) nothing more: the
+//! comma-separated list of `xdp`, `xdp-read`, `xdp-read4`, `tc-ingress`, `tc-ingress-read`,
+//! `tc-ingress-read4` and `tc-egress` (default `xdp`), prints `attached`, and when the time is up (or on SIGTERM, which ends it) nothing more: the
 //! programs detach when the process exits. With the time up it prints
 //! `HOOK run_count=N run_time_ns=T` per hook. Run it in the same place and under the same
 //! traffic as the daemon it is compared with, on the hooks the daemon uses (`xdp,tc-egress`
@@ -22,11 +21,12 @@
 //! - `xdp-read` and `tc-ingress-read`: programs that read the packet's headers as the
 //!   daemon's first look does, and decide nothing. Each loads the bytes that look reads of an
 //!   IPv6 TCP segment, the live bench's packets (EtherType, payload length, next header,
-//!   destination port, data offset, flags: [`READ_AT`]), into registers and returns XDP_PASS
-//!   or TC_ACT_OK. tc reads them in place when the skb's
-//!   headers are linear, and otherwise copies the first 74 bytes (Ethernet, IPv6 and TCP
-//!   headers) to its stack with `bpf_skb_load_bytes`, as the daemon's tc ingress program
-//!   does. Against them, a live run separates what reading the headers costs any program
+//!   destination port, data offset, flags: [`IPV6`]), into registers and returns XDP_PASS
+//!   or TC_ACT_OK. tc reads them in place when the skb's headers are linear, and otherwise
+//!   copies the first 74 bytes (Ethernet, IPv6 and TCP headers) to its stack with
+//!   `bpf_skb_load_bytes`, as the daemon's tc ingress program does. `xdp-read4` and
+//!   `tc-ingress-read4` do the same for an IPv4 TCP segment ([`IPV4`]: 54 bytes of headers),
+//!   the packets of the live bench's `--live-ipv4`. Against them, a live run separates what reading the headers costs any program
 //!   (the first touch of header bytes the empty program never reads, and on tc the copy out
 //!   of a non-linear skb) from the daemon's own work. Reported as `xdp` and `tc-ingress` in
 //!   the output. Assembled here like the empty classifier; the XDP one is attached with
@@ -84,43 +84,71 @@ const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
 /// `r0 = TC_ACT_OK; exit`.
 const EMPTY_TC: [u64; 2] = [insn(MOV_K, 0, 0, 0, TC_ACT_OK), insn(EXIT, 0, 0, 0, 0)];
 
-/// The bytes the daemon's first look reads of an IPv6 TCP segment without extension headers
-/// (the live bench's packets), with the width of each load: EtherType (12), payload length
-/// (18), next header (20), destination port (56), data offset (66), flags (67).
-const READ_AT: [(u8, i16); 6] = [
-    (LDX_H, 12),
-    (LDX_H, 18),
-    (LDX_B, 20),
-    (LDX_H, 56),
-    (LDX_B, 66),
-    (LDX_B, 67),
-];
-/// Ethernet, IPv6 and TCP headers without options (the daemon's `PEEK_LEN`): the bytes that
-/// must be readable in place before [`READ_AT`]'s loads (the daemon's first look checks the
-/// same before it reads the TCP header), and the bytes the tc program copies from a
-/// non-linear skb otherwise.
-const HEADERS_LEN: i32 = 14 + 40 + 20;
+/// What a read-only program reads of the live bench's TCP segments: the loads (width,
+/// offset) the daemon's first look makes, and the length of the headers they lie in.
+struct Layout {
+    read_at: &'static [(u8, i16)],
+    /// Ethernet, IP and TCP headers without options: the bytes that must be readable in
+    /// place before the loads (the daemon's first look checks the same before it reads the
+    /// TCP header), and the bytes the tc program copies from a non-linear skb otherwise.
+    headers_len: i32,
+}
 
-/// A program that reads the headers in place (`data` and `data_end` at these offsets of
-/// its context) and returns `ret`; when fewer than [`HEADERS_LEN`] bytes are linear, it copies
-/// as many to its stack with `bpf_skb_load_bytes` instead (tc), or reads nothing
-/// (XDP, `copy` false: an XDP buffer holds the whole packet).
-fn read_program(data: i16, data_end: i16, ret: i32, copy: bool) -> Vec<u64> {
-    let n = READ_AT.len() as i16;
+/// An IPv6 TCP segment without extension headers: EtherType (12), payload length (18), next
+/// header (20), destination port (56), data offset (66), flags (67); 74 bytes of headers
+/// (the daemon's `PEEK_LEN`).
+const IPV6: Layout = Layout {
+    read_at: &[
+        (LDX_H, 12),
+        (LDX_H, 18),
+        (LDX_B, 20),
+        (LDX_H, 56),
+        (LDX_B, 66),
+        (LDX_B, 67),
+    ],
+    headers_len: 14 + 40 + 20,
+};
+
+/// An IPv4 TCP segment without options (`--live-ipv4`): EtherType (12), version and header
+/// length (14), total length (16), protocol (23), destination port (36), data offset (46),
+/// flags (47); 54 bytes of headers.
+const IPV4: Layout = Layout {
+    read_at: &[
+        (LDX_H, 12),
+        (LDX_B, 14),
+        (LDX_H, 16),
+        (LDX_B, 23),
+        (LDX_H, 36),
+        (LDX_B, 46),
+        (LDX_B, 47),
+    ],
+    headers_len: 14 + 20 + 20,
+};
+
+/// A program that reads the headers of `layout` in place (`data` and `data_end` at these
+/// offsets of its context) and returns `ret`; when fewer than `layout.headers_len` bytes are
+/// linear, it copies as many to its stack with `bpf_skb_load_bytes` instead (tc), or reads
+/// nothing (XDP, `copy` false: an XDP buffer holds the whole packet).
+fn read_program(layout: &Layout, data: i16, data_end: i16, ret: i32, copy: bool) -> Vec<u64> {
+    let Layout {
+        read_at,
+        headers_len,
+    } = *layout;
+    let n = read_at.len() as i16;
     let mut p = vec![
         insn(LDX_W, 2, 1, data, 0),
         insn(LDX_W, 3, 1, data_end, 0),
         insn(MOV_X, 4, 2, 0, 0),
-        insn(ADD_K, 4, 0, 0, HEADERS_LEN),
+        insn(ADD_K, 4, 0, 0, headers_len),
         // Too short: past the loads (and the jump over the copy after them).
         insn(JGT_X, 4, 3, if copy { n + 1 } else { n }, 0),
     ];
-    p.extend(READ_AT.iter().map(|&(op, off)| insn(op, 5, 2, off, 0)));
+    p.extend(read_at.iter().map(|&(op, off)| insn(op, 5, 2, off, 0)));
     let copy_insns = [
         insn(MOV_K, 2, 0, 0, 0),
         insn(MOV_X, 3, 10, 0, 0),
         insn(ADD_K, 3, 0, 0, -80),
-        insn(MOV_K, 4, 0, 0, HEADERS_LEN),
+        insn(MOV_K, 4, 0, 0, headers_len),
         insn(CALL, 0, 0, 0, BPF_FUNC_SKB_LOAD_BYTES),
     ];
     if copy {
@@ -284,13 +312,19 @@ impl RawProg {
     }
 }
 
+/// The layout a read-only hook reads: IPv4 for the hooks ending in `4`.
+fn layout(hook: &str) -> &'static Layout {
+    if hook.ends_with('4') { &IPV4 } else { &IPV6 }
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (iface, seconds, hooks) = match args.as_slice() {
         [i, s] => (i, s, "xdp"),
         [i, s, h] => (i, s, h.as_str()),
         _ => bail!(
-            "usage: empty_xdp IFACE SECONDS [xdp|xdp-read|tc-ingress|tc-ingress-read|tc-egress,...]"
+            "usage: empty_xdp IFACE SECONDS \
+             [xdp|xdp-read|xdp-read4|tc-ingress|tc-ingress-read|tc-ingress-read4|tc-egress,...]"
         ),
     };
     let seconds: u64 = seconds.parse().context("SECONDS must be a whole number")?;
@@ -316,20 +350,24 @@ fn main() -> anyhow::Result<()> {
                 }
                 xdp = true;
             }
-            "xdp-read" => raw.push((
+            "xdp-read" | "xdp-read4" => raw.push((
                 "xdp",
-                RawProg::xdp(ifindex, &read_program(0, 4, XDP_PASS, false), "nm_read_xdp")?,
+                RawProg::xdp(
+                    ifindex,
+                    &read_program(layout(hook), 0, 4, XDP_PASS, false),
+                    "nm_read_xdp",
+                )?,
             )),
             "tc-ingress" => raw.push((
                 hook,
                 RawProg::tc(ifindex, BPF_TCX_INGRESS, &EMPTY_TC, "nm_empty_tc")?,
             )),
-            "tc-ingress-read" => raw.push((
+            "tc-ingress-read" | "tc-ingress-read4" => raw.push((
                 "tc-ingress",
                 RawProg::tc(
                     ifindex,
                     BPF_TCX_INGRESS,
-                    &read_program(76, 80, TC_ACT_OK, true),
+                    &read_program(layout(hook), 76, 80, TC_ACT_OK, true),
                     "nm_read_tc",
                 )?,
             )),
@@ -338,7 +376,8 @@ fn main() -> anyhow::Result<()> {
                 RawProg::tc(ifindex, BPF_TCX_EGRESS, &EMPTY_TC, "nm_empty_tc")?,
             )),
             other => bail!(
-                "unknown hook {other:?} (xdp, xdp-read, tc-ingress, tc-ingress-read, tc-egress)"
+                "unknown hook {other:?} (xdp, xdp-read, xdp-read4, tc-ingress, tc-ingress-read, \
+                 tc-ingress-read4, tc-egress)"
             ),
         }
     }

@@ -25,6 +25,14 @@ const GEN_LOW: [u8; 8] = [0, 0, 0, 0, 0, 0, 0, 2];
 pub(crate) const RANDOM_PREFIX: &str = "2001:db8:2::/64";
 /// The one source of the single-source flood (in [`RANDOM_PREFIX`]).
 pub(crate) const ONE_SOURCE: [u8; 8] = [0, 0, 0, 0, 0, 0, 0, 2];
+/// The same link in IPv4, for packets sent as IPv4 ([`TcpPacket::ipv4`]): the node, the
+/// generator, the prefix random sources come from (routed back to the generator: 256
+/// addresses, all the documentation ranges leave after the link's own) and the one source in
+/// it.
+pub(crate) const NODE4: &str = "198.51.100.1";
+pub(crate) const GEN4: &str = "198.51.100.2";
+pub(crate) const RANDOM_PREFIX4: &str = "203.0.113.0/24";
+const ONE_SOURCE4: [u8; 4] = [203, 0, 113, 2];
 
 /// Spawns `cmd` (whose output goes to `log`) and waits, at most `timeout`, until `log` holds
 /// `needle`; fails with the log if the process exits first or the time runs out.
@@ -130,12 +138,17 @@ impl Bed {
         ])?;
         generator.ip(&["addr", "add", &format!("{GEN}/64"), "dev", "eth0", "nodad"])?;
         node.ip(&["addr", "add", &format!("{NODE}/64"), "dev", "eth0", "nodad"])?;
+        generator.ip(&["addr", "add", &format!("{GEN4}/24"), "dev", "eth0"])?;
+        node.ip(&["addr", "add", &format!("{NODE4}/24"), "dev", "eth0"])?;
         generator.ip(&["link", "set", "eth0", "up"])?;
         node.ip(&["link", "set", "eth0", "up"])?;
         node.ip(&["route", "add", RANDOM_PREFIX, "via", GEN])?;
-        let ping = generator.exec("ping", &["-6", "-c1", "-W2", NODE])?;
-        if !ping.status.success() {
-            bail!("the lab link does not work: ping {NODE} failed");
+        node.ip(&["route", "add", RANDOM_PREFIX4, "via", GEN4])?;
+        for (family, to) in [("-6", NODE), ("-4", NODE4)] {
+            let ping = generator.exec("ping", &[family, "-c1", "-W2", to])?;
+            if !ping.status.success() {
+                bail!("the lab link does not work: ping {to} failed");
+            }
         }
         Ok(Bed {
             node_mac: mac_of(&node)?,
@@ -183,14 +196,11 @@ impl Bed {
         Ok(RxWatch { stop, thread })
     }
 
-    /// trafgen's config for `packet`: Ethernet, IPv6, TCP (checksummed by trafgen).
+    /// trafgen's config for `packet`: Ethernet, IPv6 or IPv4, TCP (checksummed by trafgen).
     pub(crate) fn trafgen_config(&self, packet: TcpPacket) -> String {
-        let hex = |mac: &str| {
-            mac.split(':')
-                .map(|b| format!("0x{b}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        if packet.ipv4 {
+            return self.trafgen_config4(packet);
+        }
         let bytes = |b: &[u8]| {
             b.iter()
                 .map(ToString::to_string)
@@ -203,22 +213,36 @@ impl Bed {
             Source::One => ("0, 0x02", bytes(&ONE_SOURCE)),
             Source::Random => ("0, 0x02", "drnd(8)".to_owned()),
         };
-        let src_port = packet
-            .source_port
-            .map_or_else(|| "drnd(2)".to_owned(), |p| format!("c16({p})"));
-        let (ack, flags) = if packet.ack {
-            ("c32(1)", "0x10")
-        } else {
-            ("c32(0)", "0x02")
-        };
+        let (src_port, ack, flags) = packet.tcp_fields();
         format!(
             "{{\n  {dst}, {src}, c16(0x86dd),\n  \
              0x60, 0, 0, 0, c16(20), 6, 64,\n  \
              0x20, 0x01, 0x0d, 0xb8, {src_net}, 0, 0, {src_low},\n  \
              0x20, 0x01, 0x0d, 0xb8, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,\n  \
              {src_port}, c16({dport}), drnd(4), {ack}, 0x50, {flags}, c16(64240), csumtcp6(14, 54), c16(0)\n}}\n",
-            dst = hex(&self.node_mac),
-            src = hex(&self.gen_mac),
+            dst = mac_hex(&self.node_mac),
+            src = mac_hex(&self.gen_mac),
+            dport = packet.dest_port,
+        )
+    }
+
+    /// [`Bed::trafgen_config`] for IPv4: a 20-byte IPv4 header (DF, TTL 64, checksummed)
+    /// instead of the IPv6 one, the same TCP header.
+    fn trafgen_config4(&self, packet: TcpPacket) -> String {
+        let src = match packet.source {
+            Source::Generator => GEN4.replace('.', ", "),
+            Source::One => ONE_SOURCE4.map(|b| b.to_string()).join(", "),
+            Source::Random => "203, 0, 113, drnd(1)".to_owned(),
+        };
+        let (src_port, ack, flags) = packet.tcp_fields();
+        format!(
+            "{{\n  {dst}, {gen}, c16(0x0800),\n  \
+             0x45, 0, c16(40), c16(0), 0x40, 0, 64, 6, csumip(14, 33),\n  \
+             {src}, {node},\n  \
+             {src_port}, c16({dport}), drnd(4), {ack}, 0x50, {flags}, c16(64240), csumtcp(14, 34), c16(0)\n}}\n",
+            dst = mac_hex(&self.node_mac),
+            gen = mac_hex(&self.gen_mac),
+            node = NODE4.replace('.', ", "),
             dport = packet.dest_port,
         )
     }
@@ -310,25 +334,50 @@ pub(crate) struct TcpPacket {
     pub(crate) dest_port: u16,
     /// ACK (a segment of an established connection) instead of SYN.
     pub(crate) ack: bool,
+    /// IPv4 ([`NODE4`], [`GEN4`], [`RANDOM_PREFIX4`]) instead of IPv6.
+    pub(crate) ipv4: bool,
 }
 
-/// `ip6tables ARGS` in the node's namespace; fails unless it exits 0.
-pub(crate) fn ip6tables(bed: &Bed, args: &[&str]) -> anyhow::Result<()> {
-    let out = bed
-        .node
-        .exec_timeout(Duration::from_secs(10), "ip6tables", args)?;
+impl TcpPacket {
+    /// trafgen's source port, acknowledgment number and flags for the packet.
+    fn tcp_fields(&self) -> (String, &'static str, &'static str) {
+        let src_port = self
+            .source_port
+            .map_or_else(|| "drnd(2)".to_owned(), |p| format!("c16({p})"));
+        let (ack, flags) = if self.ack {
+            ("c32(1)", "0x10")
+        } else {
+            ("c32(0)", "0x02")
+        };
+        (src_port, ack, flags)
+    }
+}
+
+/// A MAC address as trafgen's bytes.
+fn mac_hex(mac: &str) -> String {
+    mac.split(':')
+        .map(|b| format!("0x{b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `ip6tables ARGS` in the node's namespace (`iptables` if `ipv4`); fails unless it exits 0.
+pub(crate) fn ip6tables(bed: &Bed, ipv4: bool, args: &[&str]) -> anyhow::Result<()> {
+    let tool = if ipv4 { "iptables" } else { "ip6tables" };
+    let out = bed.node.exec_timeout(Duration::from_secs(10), tool, args)?;
     if !out.status.success() {
         bail!(
-            "ip6tables {args:?} failed: {}",
+            "{tool} {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(())
 }
 
-/// `ip6tables -A INPUT` for new TCP connections to 10250 (`-m conntrack --ctstate NEW`),
-/// jumping to `target` (`LOG ...`, `NFLOG ...`): the rule the benches compare against.
-pub(crate) fn new_conn_rule(bed: &Bed, target: &[&str]) -> anyhow::Result<()> {
+/// `ip6tables -A INPUT` (`iptables` if `ipv4`) for new TCP connections to 10250 (`-m
+/// conntrack --ctstate NEW`), jumping to `target` (`LOG ...`, `NFLOG ...`): the rule the
+/// benches compare against.
+pub(crate) fn new_conn_rule(bed: &Bed, ipv4: bool, target: &[&str]) -> anyhow::Result<()> {
     let mut args = vec![
         "-A",
         "INPUT",
@@ -343,7 +392,7 @@ pub(crate) fn new_conn_rule(bed: &Bed, target: &[&str]) -> anyhow::Result<()> {
         "-j",
     ];
     args.extend_from_slice(target);
-    ip6tables(bed, &args)
+    ip6tables(bed, ipv4, &args)
 }
 
 /// Runs `run` (one case of `label`), again at most twice when trafgen failed (its TX ring

@@ -101,6 +101,10 @@ struct Args {
     /// skbs are linear (slower sending).
     #[arg(long)]
     live_sendto: bool,
+    /// Live section: send every case as IPv4 (198.51.100.0/24, denied sources from
+    /// 203.0.113.0/24) instead of IPv6, with iptables instead of ip6tables.
+    #[arg(long)]
+    live_ipv4: bool,
     /// Live section, for tuning runs: run only these modes (repeatable; default all).
     #[arg(long, value_enum)]
     live_mode: Vec<live::LiveMode>,
@@ -173,6 +177,7 @@ fn main() -> anyhow::Result<()> {
             args.live_packets,
             args.live_rounds.max(1),
             args.live_sendto,
+            args.live_ipv4,
             (&args.live_mode, &args.live_case),
             &daemon,
             &mut report,

@@ -93,6 +93,7 @@ impl Traffic {
             source_port: None,
             dest_port: 10250,
             ack: false,
+            ipv4: false,
         }
     }
 }
@@ -291,7 +292,7 @@ pub(super) fn run_once(
             )?);
         }
         Mode::IptablesLog => {
-            new_conn_rule(bed, &["LOG", "--log-prefix", "nm-bench "])?;
+            new_conn_rule(bed, false, &["LOG", "--log-prefix", "nm-bench "])?;
         }
     }
     let start_wall = SystemTime::now();
@@ -333,7 +334,7 @@ pub(super) fn run_once(
         let _ = std::fs::remove_file(&out_path);
     }
     if mode == Mode::IptablesLog {
-        ip6tables(bed, &["-F", "INPUT"])?;
+        ip6tables(bed, false, &["-F", "INPUT"])?;
         // A fresh conntrack table for the next run: the namespace's entries time out on their
         // own; flushing needs conntrack-tools, so the next iptables run may find some left.
     }

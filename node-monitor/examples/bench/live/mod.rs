@@ -26,8 +26,8 @@ use self::run::{Binaries, Case, DaemonCounts, Mode, Sample, Session};
 pub(crate) use self::run::{Case as LiveCase, Mode as LiveMode};
 use crate::{
     lab::{
-        Bed, GEN, InterruptGuard, NODE, RANDOM_PREFIX, TempDir, load_average, missing_tools,
-        retry_trafgen, unpin_all_cpus,
+        Bed, GEN, GEN4, InterruptGuard, NODE, NODE4, RANDOM_PREFIX, RANDOM_PREFIX4, TempDir,
+        load_average, missing_tools, retry_trafgen, unpin_all_cpus,
     },
     testrun::median,
 };
@@ -149,6 +149,7 @@ pub(crate) fn live(
     packets: u64,
     rounds: usize,
     sendto: bool,
+    ipv4: bool,
     only: (&[Mode], &[Case]),
     daemon: &Path,
     report: &mut String,
@@ -160,9 +161,11 @@ pub(crate) fn live(
     let run_case = |c: &Case| only_cases.is_empty() || only_cases.contains(c);
     writeln!(
         report,
-        "## Live traffic (trafgen over veth, BPF run statistics)\n"
+        "## Live traffic (trafgen over veth, BPF run statistics{})\n",
+        if ipv4 { ", IPv4" } else { "" }
     )?;
-    let missing = missing_tools(&["trafgen", "ip6tables", "nsenter", "tcpdump"]);
+    let xtables = if ipv4 { "iptables" } else { "ip6tables" };
+    let missing = missing_tools(&["trafgen", xtables, "nsenter", "tcpdump"]);
     if !missing.is_empty() {
         writeln!(
             report,
@@ -206,7 +209,7 @@ pub(crate) fn live(
             interrupt.check()?;
             seq += 1;
             eprintln!("live round {}/{rounds}: {}", round + 1, mode.name());
-            let session = Session::start(&bed, mode, &bins, &dir.0, seq)
+            let session = Session::start(&bed, mode, &bins, &dir.0, seq, ipv4)
                 .with_context(|| format!("starting {}", mode.name()))?;
             if let Some(m) = session.xdp_mode {
                 xdp_modes.insert(format!("{}: {m}", mode.name()));
@@ -236,14 +239,14 @@ pub(crate) fn live(
     writeln!(
         report,
         "Two lab namespaces joined by a veth, nothing else on them. trafgen (netsniff-ng) in \
-         one sends {packets} packets per case to the other, the node ({NODE}), as fast as it \
-         can on one CPU, {how}. Cases: SYNs to 8080 (unwatched) from the generator ({GEN}, inside the \
-         node's subnet, which the embedded default config allows on the kubelet port), a new \
-         random source port each; ACKs to 10250 from the generator, one 5-tuple (watched, \
-         allowed, established); SYNs to 10250 from the generator, a new random source port each \
-         (watched, allowed, new); SYNs to 10250 from one denied source in {RANDOM_PREFIX}, a \
-         new random source port each; SYNs to 10250 from a new random source in \
-         {RANDOM_PREFIX} each. Nothing listens on the node, so it answers every packet with a \
+         one sends {packets} {family} packets per case to the other, the node ({node}), as fast \
+         as it can on one CPU, {how}. Cases: SYNs to 8080 (unwatched) from the generator \
+         ({gen}, inside the node's subnet, which the embedded default config allows on the \
+         kubelet port), a new random source port each; ACKs to 10250 from the generator, one \
+         5-tuple (watched, allowed, established); SYNs to 10250 from the generator, a new \
+         random source port each (watched, allowed, new); SYNs to 10250 from one denied source \
+         in {prefix}, a new random source port each; SYNs to 10250 from a new random source in \
+         {prefix} each{few_sources}. Nothing listens on the node, so it answers every packet with a \
          RST, which the tc egress program sees: the egress rows. Modes, one after the other \
          for all the cases, their order rotating from round to round: {modes}. node-monitor is \
          `node-monitor run --iface eth0 --no-pin --attach xdp|tc` on the embedded default \
@@ -252,12 +255,11 @@ pub(crate) fn live(
          (the object's `nm_baseline` on XDP, native first and generic where that fails, as the daemon attaches; a \
          two-instruction `TC_ACT_OK` classifier on tcx ingress and egress; and programs that \
          read the headers only: on XDP and tcx ingress, a few instructions that load the bytes \
-         node-monitor's first look reads of these IPv6 TCP segments (EtherType, payload \
-         length, next header, destination port, data offset, flags) and return, the tc one \
-         copying the first 74 bytes to its stack with `bpf_skb_load_bytes` instead when the \
-         skb's headers are not linear, as node-monitor's tc program does). NFLOG has a \
-         listener: tcpdump on `nflog:5`, writing to /dev/null. tcpdump: \
-         `tcpdump -i eth0 -w /dev/null 'ip6 and tcp dst port 10250 and ip6[53] & 2 != 0'`. \
+         node-monitor's first look reads of these {family} TCP segments ({read}) and return, \
+         the tc one copying the first {headers} bytes to its stack with `bpf_skb_load_bytes` \
+         instead when the skb's headers are not linear, as node-monitor's tc program does). \
+         LOG and NFLOG are {xtables} rules. NFLOG has a listener: tcpdump on `nflog:5`, \
+         writing to /dev/null. tcpdump: `tcpdump -i eth0 -w /dev/null '{filter}'`. \
          {rounds} round(s); medians over rounds; overheads and ratios are the median of the \
          per-round differences and ratios, each pair measured in the same round.\n\n\
          Per-packet run time: the kernel's BPF statistics (`run_time_ns / run_cnt`) of the \
@@ -287,6 +289,28 @@ pub(crate) fn live(
          average {load_before} before and {load_after} after. The machine is shared with other builds: absolute figures move \
          from run to run; compare within a run.\n",
         modes = Mode::ALL.map(Mode::name).join("; "),
+        family = if ipv4 { "IPv4" } else { "IPv6" },
+        node = if ipv4 { NODE4 } else { NODE },
+        gen = if ipv4 { GEN4 } else { GEN },
+        prefix = if ipv4 { RANDOM_PREFIX4 } else { RANDOM_PREFIX },
+        few_sources = if ipv4 {
+            " (256 addresses, the most the lab's documentation ranges leave: each source \
+             comes back every 256 packets or so, unlike the IPv6 case's new source per packet)"
+        } else {
+            ""
+        },
+        read = if ipv4 {
+            "EtherType, version and header length, total length, protocol, destination port, \
+             data offset, flags"
+        } else {
+            "EtherType, payload length, next header, destination port, data offset, flags"
+        },
+        headers = if ipv4 { 54 } else { 74 },
+        filter = if ipv4 {
+            run::TCPDUMP_FILTER4
+        } else {
+            run::TCPDUMP_FILTER
+        },
         how = if sendto {
             "with one sendto(2) per packet (`-t 0`; `--live-sendto`), so that the node's skbs \
              are linear, as the headers of a NIC's received packets mostly are"
@@ -353,14 +377,15 @@ pub(crate) fn live(
     writeln!(
         report,
         "Ingress against programs that only read the headers (the bytes node-monitor's first \
-         look reads, in place; on tc, a copy of the first 74 bytes made with \
+         look reads, in place; on tc, a copy of the first {} bytes made with \
          `bpf_skb_load_bytes` when the skb's headers are not linear, as node-monitor's tc \
          program makes it) and decide nothing. What such a program costs over the empty one is \
          what reading the headers costs any program on that hook (on tc, with the copy out of \
          a non-linear skb); what node-monitor costs over it is its own work.\n\n\
          | case | hook | empty (ns) | headers read only (ns) | read over empty (rounds) | \
          node-monitor (ns) | node-monitor over the read (rounds) |\n\
-         |---|---|---:|---:|---|---:|---|"
+         |---|---|---:|---:|---|---:|---|",
+        if ipv4 { 54 } else { 74 }
     )?;
     for case in Case::ALL {
         for (hook, empty, read, nm) in [

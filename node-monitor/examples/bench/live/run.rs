@@ -18,6 +18,10 @@ use crate::lab::{
     process_cpu_ns, spawn_until,
 };
 
+/// tcpdump's filter in the tcpdump mode: SYNs to 10250 (for IPv6, the SYN flag of a TCP
+/// header right after the fixed IPv6 header, since libpcap has no `tcp[]` for IPv6).
+pub(super) const TCPDUMP_FILTER: &str = "ip6 and tcp dst port 10250 and ip6[53] & 2 != 0";
+pub(super) const TCPDUMP_FILTER4: &str = "ip and tcp dst port 10250 and tcp[13] & 2 != 0";
 /// The NFLOG group of the NFLOG mode (its listener reads `nflog:NFLOG_GROUP`).
 const NFLOG_GROUP: &str = "5";
 /// After trafgen has sent the last packet: the daemon's backlog (ring buffer, answers) is part
@@ -121,12 +125,14 @@ impl Case {
             Case::DeniedRandom => "RSTs answering the denied SYNs of random sources",
         }
     }
-    pub(super) fn packet(self) -> TcpPacket {
+    /// The case's packet, in IPv4 if `ipv4`.
+    pub(super) fn packet(self, ipv4: bool) -> TcpPacket {
         let syn = |source, dest_port| TcpPacket {
             source,
             source_port: None,
             dest_port,
             ack: false,
+            ipv4,
         };
         match self {
             Case::Unwatched => syn(Source::Generator, 8080),
@@ -135,6 +141,7 @@ impl Case {
                 source_port: Some(40000),
                 dest_port: 10250,
                 ack: true,
+                ipv4,
             },
             Case::AllowedNew => syn(Source::Generator, 10250),
             Case::DeniedOneSource => syn(Source::One, 10250),
@@ -244,6 +251,8 @@ pub(super) struct Session<'a> {
     xdp_id: Option<u32>,
     /// How the XDP program is attached ("native", "generic"), if there is one.
     pub(super) xdp_mode: Option<&'static str>,
+    /// The cases are sent as IPv4 (`--live-ipv4`).
+    ipv4: bool,
 }
 
 /// The programs the session needs: the daemon and the empty-program example.
@@ -259,6 +268,7 @@ impl<'a> Session<'a> {
         bins: &Binaries<'_>,
         dir: &Path,
         seq: usize,
+        ipv4: bool,
     ) -> anyhow::Result<Session<'a>> {
         let log = dir.join(format!("mode-{seq}.log"));
         let out = dir.join(format!("mode-{seq}.out"));
@@ -280,10 +290,13 @@ impl<'a> Session<'a> {
         let child = match mode {
             Mode::NoProgram => None,
             Mode::EmptyXdp | Mode::ReadXdp | Mode::EmptyTc | Mode::ReadTc => {
-                let hooks = match mode {
-                    Mode::EmptyXdp => "xdp,tc-egress",
-                    Mode::ReadXdp => "xdp-read,tc-egress",
-                    Mode::ReadTc => "tc-ingress-read,tc-egress",
+                // The read-only programs read the headers of the family sent.
+                let hooks = match (mode, ipv4) {
+                    (Mode::EmptyXdp, _) => "xdp,tc-egress",
+                    (Mode::ReadXdp, false) => "xdp-read,tc-egress",
+                    (Mode::ReadXdp, true) => "xdp-read4,tc-egress",
+                    (Mode::ReadTc, false) => "tc-ingress-read,tc-egress",
+                    (Mode::ReadTc, true) => "tc-ingress-read4,tc-egress",
                     _ => "tc-ingress,tc-egress",
                 };
                 let mut cmd = bed.node.command(&bins.empty.to_string_lossy());
@@ -316,17 +329,20 @@ impl<'a> Session<'a> {
                 )?)
             }
             Mode::IptablesLog => {
-                new_conn_rule(bed, &["LOG", "--log-prefix", "nm-bench "])?;
+                new_conn_rule(bed, ipv4, &["LOG", "--log-prefix", "nm-bench "])?;
                 None
             }
             Mode::Nflog => {
-                new_conn_rule(bed, &["NFLOG", "--nflog-group", NFLOG_GROUP])?;
+                new_conn_rule(bed, ipv4, &["NFLOG", "--nflog-group", NFLOG_GROUP])?;
                 Some(tcpdump(&format!("nflog:{NFLOG_GROUP}"), &[])?)
             }
             Mode::Tcpdump => Some(tcpdump(
                 "eth0",
-                // The SYN flag of a TCP header right after the fixed IPv6 header.
-                &["ip6 and tcp dst port 10250 and ip6[53] & 2 != 0"],
+                &[if ipv4 {
+                    TCPDUMP_FILTER4
+                } else {
+                    TCPDUMP_FILTER
+                }],
             )?),
         };
         let xdp = stats::xdp_program(bed)?;
@@ -337,6 +353,7 @@ impl<'a> Session<'a> {
             log,
             xdp_id: xdp.map(|(id, _)| id),
             xdp_mode: xdp.map(|(_, m)| m),
+            ipv4,
         })
     }
 
@@ -348,7 +365,7 @@ impl<'a> Session<'a> {
         sendto: bool,
         conf: &Path,
     ) -> anyhow::Result<Sample> {
-        std::fs::write(conf, self.bed.trafgen_config(case.packet()))?;
+        std::fs::write(conf, self.bed.trafgen_config(case.packet(self.ipv4)))?;
         let pid = self.child.as_ref().map(Child::id);
         let own = || pid.map_or(0.0, process_cpu_ns);
         // No process of ours starts between the two readings but trafgen, so that the
@@ -400,7 +417,7 @@ impl<'a> Session<'a> {
             }
         }
         if matches!(self.mode, Mode::IptablesLog | Mode::Nflog) {
-            ip6tables(self.bed, &["-F", "INPUT"]).context("removing the rule")?;
+            ip6tables(self.bed, self.ipv4, &["-F", "INPUT"]).context("removing the rule")?;
         }
         let said = std::fs::read_to_string(&self.log).unwrap_or_default();
         Ok(said
