@@ -260,7 +260,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     info!(
         attachments = ?d.dp.attachments().map(|a| format!("{}@{} ({}{})", a.hook.as_str(), a.iface, a.mode, if a.adopted { ", adopted" } else { "" })).collect::<Vec<_>>(),
         sinks = ?d.sinks.names(),
-        metrics = %listen,
+        metrics = %d.server.local_addr(),
         "ready"
     );
     let result = d.event_loop(ring, config_changes, audit_done).await;

@@ -432,6 +432,8 @@ async fn readyz(State(metrics): State<Metrics>) -> (StatusCode, &'static str) {
 #[derive(Debug)]
 pub struct Server {
     listen: SocketAddr,
+    /// Where the socket is bound: `listen` with the port the kernel chose for port 0.
+    bound: SocketAddr,
     protection: SharedProtection,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<io::Result<()>>,
@@ -453,6 +455,7 @@ impl Server {
                 format!("binding the metrics endpoint on {listen}: {e}"),
             )
         })?;
+        let bound = listener.local_addr()?;
         let protection: SharedProtection = Arc::new(Mutex::new(Arc::new(protection)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve_protected(
@@ -466,15 +469,22 @@ impl Server {
         ));
         Ok(Server {
             listen,
+            bound,
             protection,
             stop,
             task,
         })
     }
 
-    /// The address it serves on.
+    /// The address it was asked to serve on (the config's `metrics.listen`).
     pub fn listen(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The address it serves on: [`Server::listen`], with the port the kernel chose when
+    /// that asked for port 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound
     }
 
     /// New TLS and authentication settings for the connections to come, on the same

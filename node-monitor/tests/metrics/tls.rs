@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use crate::{
-    common::{ports::free_tcp_port, temp::TempDir},
+    common::temp::TempDir,
     fixture::populated,
     prometheus::{RunningPrometheus, find_value, query, start_prometheus},
     serve::http_get,
@@ -526,10 +526,14 @@ async fn a_reload_protects_the_running_endpoint_without_a_rebind() {
     let token = dir.file("token");
     std::fs::write(&token, TOKEN).unwrap();
     let m = populated();
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
-    let srv = metrics::Server::start(listen, &MetricsSettings::DEFAULT, &m)
+    // Port 0: the kernel's choice, which no other test can take between a pick and the bind.
+    let asked = SocketAddr::from(([127, 0, 0, 1], 0));
+    let srv = metrics::Server::start(asked, &MetricsSettings::DEFAULT, &m)
         .await
         .expect("start");
+    assert_eq!(srv.listen(), asked);
+    let listen = srv.local_addr();
+    assert_ne!(listen.port(), 0, "the bound port is the kernel's choice");
     let get = |auth: Option<&'static str>| async move {
         let mut s = TcpStream::connect(listen).await.expect("connect");
         let mut req = format!("GET /metrics HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n");
@@ -551,7 +555,7 @@ async fn a_reload_protects_the_running_endpoint_without_a_rebind() {
     };
     assert_eq!(get(None).await, 200);
     srv.protect(&settings(None, Some(&token))).expect("protect");
-    assert_eq!(srv.listen(), listen);
+    assert_eq!(srv.local_addr(), listen, "protect does not rebind");
     assert_eq!(get(None).await, 401);
     assert_eq!(get(Some(TOKEN)).await, 200);
     // A token file that went missing: an error that names it, and the token still applies.
