@@ -2,7 +2,8 @@
 //! repeated with every map entry hot in cache.
 //!
 //! Two lab namespaces joined by a veth; trafgen (netsniff-ng) in one sends each traffic case
-//! ([`Case`]) to the other, the node, as fast as it can on one CPU. The node runs each mode
+//! ([`Case`]) to the other, the node, as fast as it can on one CPU, in IPv6 (or IPv4 with
+//! `--live-ipv4`, where the rules below are iptables ones). The node runs each mode
 //! ([`Mode`]) in turn: no program, the daemon on XDP and on tc (`node-monitor run --iface eth0
 //! --no-pin --attach xdp|tc`, the embedded default config; it attaches tc egress too), the
 //! same hooks with empty programs (`examples/empty_xdp`), ip6tables
@@ -14,7 +15,8 @@
 //! not written).
 //!
 //! Measured per case and mode: the received packets (the node's eth0), their rate over
-//! trafgen's send time, CPU per packet, and per-packet run time of the programs on eth0
+//! trafgen's send time, CPU per packet (busy time of all CPUs; beside it the mode's own work
+//! measured directly, and the older attributed measure), and per-packet run time of the programs on eth0
 //! (`run_time_ns / run_cnt`, read by attachment). Reported: medians over rounds; overheads
 //! over the empty program of the same hook, as the median of the per-round differences.
 use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Instant};
@@ -208,15 +210,15 @@ pub(crate) fn live(
         for mode in modes.into_iter().filter(run_mode) {
             interrupt.check()?;
             seq += 1;
-            eprintln!("live round {}/{rounds}: {}", round + 1, mode.name());
+            eprintln!("live round {}/{rounds}: {}", round + 1, mode.label(ipv4));
             let session = Session::start(&bed, mode, &bins, &dir.0, seq, ipv4)
-                .with_context(|| format!("starting {}", mode.name()))?;
+                .with_context(|| format!("starting {}", mode.label(ipv4)))?;
             if let Some(m) = session.xdp_mode {
-                xdp_modes.insert(format!("{}: {m}", mode.name()));
+                xdp_modes.insert(format!("{}: {m}", mode.label(ipv4)));
             }
             for case in Case::ALL.into_iter().filter(run_case) {
                 let sample = retry_trafgen(
-                    &format!("{} / {}", case.name(), mode.name()),
+                    &format!("{} / {}", case.name(), mode.label(ipv4)),
                     &mut retries,
                     || interrupt.check(),
                     || session.run_case(case, packets, sendto, &conf),
@@ -225,7 +227,11 @@ pub(crate) fn live(
             }
             let said = session.finish()?;
             if !said.is_empty() {
-                tcpdump_said.push(format!("{} (round {}): {said}", mode.name(), round + 1));
+                tcpdump_said.push(format!(
+                    "{} (round {}): {said}",
+                    mode.label(ipv4),
+                    round + 1
+                ));
             }
         }
     }
@@ -258,7 +264,7 @@ pub(crate) fn live(
          node-monitor's first look reads of these {family} TCP segments ({read}) and return, \
          the tc one copying the first {headers} bytes to its stack with `bpf_skb_load_bytes` \
          instead when the skb's headers are not linear, as node-monitor's tc program does). \
-         LOG and NFLOG are {xtables} rules. NFLOG has a listener: tcpdump on `nflog:5`, \
+         NFLOG has a listener: tcpdump on `nflog:5`, \
          writing to /dev/null. tcpdump: `tcpdump -i eth0 -w /dev/null '{filter}'`. \
          {rounds} round(s); medians over rounds; overheads and ratios are the median of the \
          per-round differences and ratios, each pair measured in the same round.\n\n\
@@ -288,7 +294,7 @@ pub(crate) fn live(
          runs it moves from mode to mode. {cpus} CPUs; wall time {took:.0} s; 1-minute load \
          average {load_before} before and {load_after} after. The machine is shared with other builds: absolute figures move \
          from run to run; compare within a run.\n",
-        modes = Mode::ALL.map(Mode::name).join("; "),
+        modes = Mode::ALL.map(|m| m.label(ipv4)).join("; "),
         family = if ipv4 { "IPv4" } else { "IPv6" },
         node = if ipv4 { NODE4 } else { NODE },
         gen = if ipv4 { GEN4 } else { GEN },
@@ -426,7 +432,7 @@ pub(crate) fn live(
                 report,
                 "| {} | {} | {:.0} | {:.2} | {:.0} | {:+.0} ({}) | {:.0} | {:.0} | {:+.0} |",
                 case.name(),
-                mode.name(),
+                mode.label(ipv4),
                 Fig(f.med(case, mode, rate)),
                 Fig(f.ratio(case, mode, Mode::NoProgram, rate)),
                 Fig(f.med(case, mode, cpu)),

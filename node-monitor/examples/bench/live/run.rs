@@ -72,6 +72,14 @@ impl Mode {
             Mode::Tcpdump => "tcpdump capturing the SYNs",
         }
     }
+    /// [`Mode::name`] for a run in IPv4 (`ipv4`), whose LOG and NFLOG rules are iptables ones.
+    pub(super) fn label(self, ipv4: bool) -> String {
+        if ipv4 {
+            self.name().replace("ip6tables", "iptables")
+        } else {
+            self.name().to_owned()
+        }
+    }
     /// Whether the mode attaches programs to the node's eth0 (its work is then theirs and its
     /// process's, measured directly).
     pub(super) fn has_programs(self) -> bool {
