@@ -33,31 +33,57 @@ pub(crate) struct RunningPrometheus {
     pub(crate) guard: ChildGuard,
 }
 
+/// How many times [`start_prometheus`] tries a new port after Prometheus found its port taken.
+const PORT_TRIES: u32 = 3;
+
 pub(crate) fn start_prometheus(dir: &TempDir, config: &Path) -> RunningPrometheus {
     assert!(
         Path::new(PROMETHEUS).exists(),
         "{PROMETHEUS} is missing: install Debian's `prometheus` package (apt-get install prometheus)"
     );
     let log_path = dir.file("prometheus.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.file("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
-    RunningPrometheus {
-        addr,
-        log: log_path,
-        guard: ChildGuard(child),
+    // The port is picked, released, then bound by Prometheus: another test can take it in
+    // between. Prometheus then exits saying so, and starts again on another port.
+    for attempt in 1..=PORT_TRIES {
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.file(&format!("data-{attempt}")).display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
+        let mut guard = ChildGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if said.contains("ready to receive web requests") {
+                return RunningPrometheus {
+                    addr,
+                    log: log_path,
+                    guard,
+                };
+            }
+            if let Some(status) = guard.0.try_wait().expect("waiting for prometheus") {
+                if said.contains("address already in use") && attempt < PORT_TRIES {
+                    break;
+                }
+                panic!("{PROMETHEUS} exited ({status}) before it was ready:\n{said}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{PROMETHEUS} not ready within 20 s:\n{said}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+    unreachable!("the last attempt returns or panics")
 }
 
 pub(crate) async fn query(prom: SocketAddr, q: &str) -> Option<Vec<serde_json::Value>> {
