@@ -4,8 +4,9 @@
 //!
 //! `empty_xdp IFACE SECONDS [HOOKS]` attaches an empty program to each hook of `HOOKS`, a
 //! comma-separated list of `xdp`, `xdp-read`, `xdp-read4`, `tc-ingress`, `tc-ingress-read`,
-//! `tc-ingress-read4` and `tc-egress` (default `xdp`), prints `attached`, and when the time is up (or on SIGTERM, which ends it) nothing more: the
-//! programs detach when the process exits. With the time up it prints
+//! `tc-ingress-read4` and `tc-egress` (default `xdp`), prints `attached`, and when the time
+//! is up (or on SIGTERM, which ends it) nothing more: the programs detach when the process
+//! exits. With the time up it prints
 //! `HOOK run_count=N run_time_ns=T` per hook. Run it in the same place and under the same
 //! traffic as the daemon it is compared with, on the hooks the daemon uses (`xdp,tc-egress`
 //! for `--attach xdp`, `tc-ingress,tc-egress` for `--attach tc`).
@@ -26,9 +27,10 @@
 //!   copies the first 74 bytes (Ethernet, IPv6 and TCP headers) to its stack with
 //!   `bpf_skb_load_bytes`, as the daemon's tc ingress program does. `xdp-read4` and
 //!   `tc-ingress-read4` do the same for an IPv4 TCP segment ([`IPV4`]: 54 bytes of headers),
-//!   the packets of the live bench's `--live-ipv4`. Against them, a live run separates what reading the headers costs any program
-//!   (the first touch of header bytes the empty program never reads, and on tc the copy out
-//!   of a non-linear skb) from the daemon's own work. Reported as `xdp` and `tc-ingress` in
+//!   the packets of the live bench's `--live-ipv4`. Against them, a live run separates what
+//!   reading the headers costs any program (the first touch of header bytes the empty
+//!   program never reads, and on tc the copy out of a non-linear skb) from the daemon's own
+//!   work. Reported as `xdp` and `tc-ingress` in
 //!   the output. Assembled here like the empty classifier; the XDP one is attached with
 //!   BPF_LINK_CREATE, native first and generic where the driver has no XDP.
 use std::{

@@ -361,9 +361,14 @@ fn mac_hex(mac: &str) -> String {
         .join(", ")
 }
 
+/// The firewall tool of the family: `iptables` for IPv4, `ip6tables` for IPv6.
+pub(crate) fn xtables_tool(ipv4: bool) -> &'static str {
+    if ipv4 { "iptables" } else { "ip6tables" }
+}
+
 /// `ip6tables ARGS` in the node's namespace (`iptables` if `ipv4`); fails unless it exits 0.
-pub(crate) fn ip6tables(bed: &Bed, ipv4: bool, args: &[&str]) -> anyhow::Result<()> {
-    let tool = if ipv4 { "iptables" } else { "ip6tables" };
+pub(crate) fn xtables(bed: &Bed, ipv4: bool, args: &[&str]) -> anyhow::Result<()> {
+    let tool = xtables_tool(ipv4);
     let out = bed.node.exec_timeout(Duration::from_secs(10), tool, args)?;
     if !out.status.success() {
         bail!(
@@ -392,7 +397,7 @@ pub(crate) fn new_conn_rule(bed: &Bed, ipv4: bool, target: &[&str]) -> anyhow::R
         "-j",
     ];
     args.extend_from_slice(target);
-    ip6tables(bed, ipv4, &args)
+    xtables(bed, ipv4, &args)
 }
 
 /// Runs `run` (one case of `label`), again at most twice when trafgen failed (its TX ring
@@ -428,11 +433,16 @@ pub(crate) fn retry_trafgen<T>(
 
 /// Undoes the pipeline section's pinning: this process and what it starts (trafgen, the
 /// daemon) may run on every CPU, as they would on a node.
-pub(crate) fn unpin_all_cpus() -> anyhow::Result<usize> {
-    // Not available_parallelism(): it counts the CPUs of the current (pinned) mask.
+/// The CPUs online (1 to 1024). Not available_parallelism(): it counts the CPUs of the
+/// current (maybe pinned) mask.
+fn online_cpus() -> usize {
     // SAFETY: sysconf reads a constant of the C library.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    let n = usize::try_from(online).unwrap_or(1).clamp(1, 1024);
+    usize::try_from(online).unwrap_or(1).clamp(1, 1024)
+}
+
+pub(crate) fn unpin_all_cpus() -> anyhow::Result<usize> {
+    let n = online_cpus();
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it (n is at most
     // 1024, CPU_SETSIZE); sched_setaffinity reads it.
     unsafe {
@@ -500,26 +510,7 @@ fn clock_ticks_per_s() -> f64 {
 /// one reading to the next. Steal is time the hypervisor gave to someone else while this
 /// machine waited, which no mode spent.
 pub(crate) fn cpu_busy_ns() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let now = monotonic_ns();
-    let mut lines = stat.lines();
-    let all = lines.next().context("empty /proc/stat")?;
-    let cpus = lines
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .count();
-    anyhow::ensure!(cpus > 0, "no cpuN lines in /proc/stat");
-    let f: Vec<u64> = all
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    let not_busy = [3, 4, 7]
-        .iter()
-        .map(|&i| f.get(i).copied().unwrap_or(0))
-        .sum::<u64>() as f64
-        * 1e9
-        / clock_ticks_per_s();
-    Ok(cpus as f64 * now - not_busy)
+    Ok(online_cpus() as f64 * monotonic_ns() - proc_stat_ns(&[3, 4, 7])?)
 }
 
 /// CLOCK_MONOTONIC (ns): the clock the kernel's idle accounting runs on.

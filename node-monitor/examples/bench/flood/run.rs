@@ -15,7 +15,7 @@ use node_monitor_lab::Child;
 use serde_json::Value;
 
 use crate::lab::{
-    Bed, Source, TcpPacket, cpu_busy_ns, ip6tables, new_conn_rule, process_cpu_ns, spawn_until,
+    Bed, Source, TcpPacket, cpu_busy_ns, new_conn_rule, process_cpu_ns, spawn_until, xtables,
 };
 
 /// The embedded default config's flood window (`alerts.flood_window_s`).
@@ -334,7 +334,7 @@ pub(super) fn run_once(
         let _ = std::fs::remove_file(&out_path);
     }
     if mode == Mode::IptablesLog {
-        ip6tables(bed, false, &["-F", "INPUT"])?;
+        xtables(bed, false, &["-F", "INPUT"])?;
         // A fresh conntrack table for the next run: the namespace's entries time out on their
         // own; flushing needs conntrack-tools, so the next iptables run may find some left.
     }

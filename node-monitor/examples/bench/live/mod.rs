@@ -16,8 +16,8 @@
 //!
 //! Measured per case and mode: the received packets (the node's eth0), their rate over
 //! trafgen's send time, CPU per packet (busy time of all CPUs; beside it the mode's own work
-//! measured directly, and the older attributed measure), and per-packet run time of the programs on eth0
-//! (`run_time_ns / run_cnt`, read by attachment). Reported: medians over rounds; overheads
+//! measured directly, and the older attributed measure), and per-packet run time of the
+//! programs on eth0 (`run_time_ns / run_cnt`, read by attachment). Reported: medians over rounds; overheads
 //! over the empty program of the same hook, as the median of the per-round differences.
 use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Instant};
 
@@ -29,7 +29,7 @@ pub(crate) use self::run::{Case as LiveCase, Mode as LiveMode};
 use crate::{
     lab::{
         Bed, GEN, GEN4, InterruptGuard, NODE, NODE4, RANDOM_PREFIX, RANDOM_PREFIX4, TempDir,
-        load_average, missing_tools, retry_trafgen, unpin_all_cpus,
+        load_average, missing_tools, retry_trafgen, unpin_all_cpus, xtables_tool,
     },
     testrun::median,
 };
@@ -166,8 +166,7 @@ pub(crate) fn live(
         "## Live traffic (trafgen over veth, BPF run statistics{})\n",
         if ipv4 { ", IPv4" } else { "" }
     )?;
-    let xtables = if ipv4 { "iptables" } else { "ip6tables" };
-    let missing = missing_tools(&["trafgen", xtables, "nsenter", "tcpdump"]);
+    let missing = missing_tools(&["trafgen", xtables_tool(ipv4), "nsenter", "tcpdump"]);
     if !missing.is_empty() {
         writeln!(
             report,

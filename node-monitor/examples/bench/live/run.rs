@@ -14,8 +14,8 @@ use node_monitor_lab::Child;
 
 use super::stats::{self, Counts, OnEth0};
 use crate::lab::{
-    Bed, Source, TcpPacket, children_cpu_ns, cpu_busy_ns, cpu_irq_ns, ip6tables, new_conn_rule,
-    process_cpu_ns, spawn_until,
+    Bed, Source, TcpPacket, children_cpu_ns, cpu_busy_ns, cpu_irq_ns, new_conn_rule,
+    process_cpu_ns, spawn_until, xtables,
 };
 
 /// tcpdump's filter in the tcpdump mode: SYNs to 10250 (for IPv6, the SYN flag of a TCP
@@ -425,7 +425,7 @@ impl<'a> Session<'a> {
             }
         }
         if matches!(self.mode, Mode::IptablesLog | Mode::Nflog) {
-            ip6tables(self.bed, self.ipv4, &["-F", "INPUT"]).context("removing the rule")?;
+            xtables(self.bed, self.ipv4, &["-F", "INPUT"]).context("removing the rule")?;
         }
         let said = std::fs::read_to_string(&self.log).unwrap_or_default();
         Ok(said
